@@ -1,0 +1,1 @@
+"""Stand-in torchvision for running the reference package; see make_reference.py."""

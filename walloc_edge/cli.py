@@ -1,0 +1,88 @@
+"""``walloc-edge <command>``: one console script, one sub-command per job.
+
+Each command is a (configure, run) pair registered in ``COMMANDS``; only commands that
+work are listed. A mistake in the user's input (a missing file, a bad option value) prints
+one line naming it and exits with status 2; set WALLOC_EDGE_DEBUG=1 for the traceback.
+"""
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+
+
+def _configure_info(p):
+    p.add_argument("model", help="a walloc-edge .safetensors model, or a reference X.pth "
+                                 "with X.json beside it")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+
+
+def _run_info(args):
+    from .codec import load
+
+    model = load(args.model)
+    c = model.config
+    count = lambda m: sum(p.numel() for p in m.parameters())
+    latent_shape = "H/{0} x W/{0}".format(2 ** c.J) if c.modality == "image" else \
+        "L/{} + 2".format(2 ** c.J)
+    info = {
+        "model": str(args.model),
+        **c.to_dict(),
+        "subbands": c.subbands,
+        "dimensionality_reduction": round(c.dimensionality_reduction, 3),
+        "latent_range": 2 ** (c.latent_bits - 1) - 1,
+        "encoder_parameters": count(model.encoder),
+        "decoder_parameters": count(model.decoder) + (count(model.post) if c.post_filter else 0),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    unit = "channels" if c.modality == "image" else "audio channels"
+    print(f"model        {args.model}")
+    print(f"modality     {c.modality}, {c.channels} {unit}")
+    print(f"transform    {c.wavelet} wavelet packet, J={c.J} -> {c.subbands} subbands")
+    print(f"latents      {c.latent_dim} x ({latent_shape}), {c.latent_bits}-bit "
+          f"(integers in +-{info['latent_range']})")
+    print(f"reduction    {info['dimensionality_reduction']:g}x fewer values than the input")
+    print(f"encoder      {info['encoder_parameters']:,} parameters"
+          f"{' (one 1x1 conv)' if c.lightweight_encode else f' (Ne={c.Ne})'}")
+    print(f"decoder      {info['decoder_parameters']:,} parameters (Nd={c.Nd}"
+          f"{', post filter' if c.post_filter else ''})")
+
+
+COMMANDS = {
+    "info": ("describe a model: configuration, latent shape, dimensionality reduction",
+             _configure_info, _run_info),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="walloc-edge",
+        description="WaLLoC on sensors: export the wavelet + linear encoder, encode on the "
+                    "device, decode centrally.")
+    parser.add_argument("--version", action="version", version=f"walloc-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=summary, description=summary))
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command][2](args) or 0
+    except (ValueError, OSError) as e:  # user input: bad file, bad value
+        if os.environ.get("WALLOC_EDGE_DEBUG"):
+            raise
+        print(f"walloc-edge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""Wavelet packet transform in plain torch ops (strided convolution, periodic wrap).
+
+One analysis level splits *every* channel into its subbands and stacks them as channels,
+exactly as the reference does: channel ``4c + k`` holds subband k of input channel c, with k
+over pywt's ``(cA, cH, cV, cD)`` in 2D and ``(cA, cD)`` in 1D; J levels give C·4^J (C·2^J)
+channels. Mode is pywt's ``periodization``:
+
+    analysis:   c[o] = Σ_j dec[j] · x[(2o + F/2 − j) mod N]
+    synthesis:  x[(2o + k − (F/2 − 1)) mod N] += c[o] · rec[k]
+
+for a filter of (even) length F. Only conv, pad, slice, concat and reshape are used, so the
+analysis exports cleanly to ONNX and TFLite.
+
+The one-level modules keep the reference's buffer names (``h0_col``… from pytorch_wavelets)
+so that reference checkpoints load unchanged. Buffers hold float64 filters; each forward
+casts them to the input's dtype, so float64 inputs get exact pywt arithmetic.
+"""
+import pywt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["DWT1D", "IDWT1D", "DWT2D", "IDWT2D", "packet_analysis", "packet_synthesis"]
+
+
+def _filters(wavelet):
+    w = pywt.Wavelet(wavelet)  # every discrete pywt wavelet has an even filter length
+    as_t = lambda f: torch.tensor(f, dtype=torch.float64)
+    # Analysis filters reversed: torch convolutions are cross-correlations. Each buffer gets
+    # its own copy (.clone()) so that safetensors, which refuses shared memory, can save them.
+    return as_t(w.dec_lo[::-1]), as_t(w.dec_hi[::-1]), as_t(w.rec_lo), as_t(w.rec_hi)
+
+
+def _wrap_pad(x, pad, dim):
+    """Periodic extension by ``pad`` samples on both sides of ``dim`` (any pad, even > size)."""
+    if pad == 0:
+        return x
+    n = x.shape[dim]
+    if pad <= n:
+        return torch.cat([x.narrow(dim, n - pad, pad), x, x.narrow(dim, 0, pad)], dim)
+    reps = -(-pad // n)
+    tiled = torch.cat([x] * (2 * reps + 1), dim)
+    return tiled.narrow(dim, reps * n - pad, n + 2 * pad)
+
+
+def _wrap_fold(y, n, shift, dim):
+    """Inverse of the wrap: out[(t − shift) mod n] += y[t] along ``dim``."""
+    y = y.movedim(dim, -1)
+    lead = (-shift) % n
+    tail = (-(lead + y.shape[-1])) % n
+    y = F.pad(y, (lead, tail))
+    y = y.reshape(*y.shape[:-1], -1, n).sum(-2)
+    return y.movedim(-1, dim)
+
+
+def _split(x, lo, hi, dim):
+    """(N, 1, H, W) → (N, 2, …) low/high halves along ``dim`` (-1: width, -2: height)."""
+    f = lo.numel()
+    kernel = torch.stack([lo, hi]).to(x.dtype)
+    if dim == -1:
+        kernel, stride = kernel.reshape(2, 1, 1, f), (1, 2)
+    else:
+        kernel, stride = kernel.reshape(2, 1, f, 1), (2, 1)
+    return F.conv2d(_wrap_pad(x, f // 2 - 1, dim), kernel, stride=stride)
+
+
+def _merge(z, lo, hi, dim):
+    """(N, 2, …) low/high halves → (N, 1, …) doubled along ``dim``."""
+    f = lo.numel()
+    kernel = torch.stack([lo, hi]).to(z.dtype)
+    if dim == -1:
+        kernel, stride = kernel.reshape(2, 1, 1, f), (1, 2)
+    else:
+        kernel, stride = kernel.reshape(2, 1, f, 1), (2, 1)
+    y = F.conv_transpose2d(z, kernel, stride=stride)
+    return _wrap_fold(y, 2 * z.shape[dim], f // 2 - 1, dim)
+
+
+class DWT2D(nn.Module):
+    """One level on every channel: (B, C, H, W) → (B, 4C, H/2, W/2)."""
+
+    def __init__(self, wavelet="bior4.4"):
+        super().__init__()
+        h0, h1, _, _ = _filters(wavelet)
+        self.register_buffer("h0_col", h0.reshape(1, 1, -1, 1).clone())
+        self.register_buffer("h1_col", h1.reshape(1, 1, -1, 1).clone())
+        self.register_buffer("h0_row", h0.reshape(1, 1, 1, -1).clone())
+        self.register_buffer("h1_row", h1.reshape(1, 1, 1, -1).clone())
+
+    def forward(self, x):
+        b, c, h, w = x.shape
+        y = _split(x.reshape(-1, 1, h, w), self.h0_row.flatten(), self.h1_row.flatten(), -1)
+        y = _split(y.reshape(-1, 1, h, w // 2), self.h0_col.flatten(), self.h1_col.flatten(), -2)
+        # (B·C·2, 2, H/2, W/2): [width-lo: (height-lo, height-hi), width-hi: (…)] = cA, cH, cV, cD
+        return y.reshape(b, 4 * c, h // 2, w // 2)
+
+
+class IDWT2D(nn.Module):
+    """Inverse of :class:`DWT2D`: (B, 4C, h, w) → (B, C, 2h, 2w)."""
+
+    def __init__(self, wavelet="bior4.4"):
+        super().__init__()
+        _, _, g0, g1 = _filters(wavelet)
+        self.register_buffer("g0_col", g0.reshape(1, 1, -1, 1).clone())
+        self.register_buffer("g1_col", g1.reshape(1, 1, -1, 1).clone())
+        self.register_buffer("g0_row", g0.reshape(1, 1, 1, -1).clone())
+        self.register_buffer("g1_row", g1.reshape(1, 1, 1, -1).clone())
+
+    def forward(self, X):
+        b, c4, h, w = X.shape
+        y = _merge(X.reshape(-1, 2, h, w), self.g0_col.flatten(), self.g1_col.flatten(), -2)
+        y = _merge(y.reshape(-1, 2, 2 * h, w), self.g0_row.flatten(), self.g1_row.flatten(), -1)
+        return y.reshape(b, c4 // 4, 2 * h, 2 * w)
+
+
+class DWT1D(nn.Module):
+    """One level on every channel: (B, C, L) → (B, 2C, L/2)."""
+
+    def __init__(self, wavelet="bior4.4"):
+        super().__init__()
+        h0, h1, _, _ = _filters(wavelet)
+        self.register_buffer("h0", h0.reshape(1, 1, -1).clone())
+        self.register_buffer("h1", h1.reshape(1, 1, -1).clone())
+
+    def forward(self, x):
+        b, c, n = x.shape
+        y = _split(x.reshape(-1, 1, 1, n), self.h0.flatten(), self.h1.flatten(), -1)
+        return y.reshape(b, 2 * c, n // 2)
+
+
+class IDWT1D(nn.Module):
+    """Inverse of :class:`DWT1D`: (B, 2C, l) → (B, C, 2l)."""
+
+    def __init__(self, wavelet="bior4.4"):
+        super().__init__()
+        _, _, g0, g1 = _filters(wavelet)
+        self.register_buffer("g0", g0.reshape(1, 1, -1).clone())
+        self.register_buffer("g1", g1.reshape(1, 1, -1).clone())
+
+    def forward(self, X):
+        b, c2, n = X.shape
+        y = _merge(X.reshape(-1, 2, 1, n), self.g0.flatten(), self.g1.flatten(), -1)
+        return y.reshape(b, c2 // 2, 2 * n)
+
+
+def packet_analysis(dwt, x, J):
+    """J levels of ``dwt``, each splitting every channel (the full packet tree)."""
+    for _ in range(J):
+        x = dwt(x)
+    return x
+
+
+def packet_synthesis(idwt, X, J):
+    """Inverse of :func:`packet_analysis`."""
+    for _ in range(J):
+        X = idwt(X)
+    return X

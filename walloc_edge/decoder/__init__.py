@@ -1,0 +1,1 @@
+"""Server side: .wlc bitstream → torch decoder → image or audio."""

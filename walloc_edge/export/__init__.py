@@ -1,0 +1,1 @@
+"""Encoder graphs for sensors (ONNX, TFLite, C) exported from the torch codec."""
