@@ -2,9 +2,11 @@
 
 Importing diffusers pulls in torchao when that is installed (litert-torch depends on it),
 and torchao logs warnings about CUDA kernels a CPU machine cannot load. Those loggers are
-raised to ERROR for the duration of the import only.
+raised to ERROR for the duration of the import only (diffusers configures its own logger
+from DIFFUSERS_VERBOSITY when first imported, so that is set too, unless the user set it).
 """
 import logging
+import os
 from contextlib import contextmanager
 
 _NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers")
@@ -16,15 +18,20 @@ def _quiet(names):
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
+    user_set = "DIFFUSERS_VERBOSITY" in os.environ
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     try:
         yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        if not user_set:
+            os.environ.pop("DIFFUSERS_VERBOSITY", None)
 
 
-def autoencoders():
-    """The module ``diffusers.models.autoencoders`` (Decoder, OobleckDecoder…)."""
+def autoencoder_module(name):
+    """``diffusers.models.autoencoders.<name>``, e.g. ``autoencoder_kl``."""
     with _quiet(_NOISY_LOGGERS):
-        from diffusers.models import autoencoders as module
-    return module
+        # diffusers imports lazily: the attribute access is where the noisy imports happen.
+        from diffusers.models import autoencoders
+        return getattr(autoencoders, name)

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._diffusers import autoencoders
+from ._diffusers import autoencoder_module
 from .bottleneck import Round, ToNormal, ToUniform, compander_constants
 from .config import CodecConfig
 from .wavelets import DWT1D, DWT2D, IDWT1D, IDWT2D, packet_analysis, packet_synthesis
@@ -81,7 +81,7 @@ class Codec2D(_Codec):
     def __init__(self, channels, J, Ne, Nd, latent_dim, latent_bits, lightweight_encode,
                  wavelet="bior4.4"):
         super().__init__()
-        autoencoder_kl = autoencoders().autoencoder_kl
+        autoencoder_kl = autoencoder_module("autoencoder_kl")
 
         config = CodecConfig("image", channels, J, latent_dim, Nd, latent_bits, Ne,
                              lightweight_encode, wavelet=wavelet)
@@ -117,7 +117,7 @@ class Codec1D(_Codec):
     def __init__(self, channels, J, Ne, Nd, latent_dim, latent_bits, lightweight_encode,
                  post_filter, wavelet="bior4.4"):
         super().__init__()
-        autoencoder_oobleck = autoencoders().autoencoder_oobleck
+        autoencoder_oobleck = autoencoder_module("autoencoder_oobleck")
 
         config = CodecConfig("audio", channels, J, latent_dim, Nd, latent_bits, Ne,
                              lightweight_encode, post_filter, wavelet)
