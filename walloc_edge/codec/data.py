@@ -1,0 +1,19 @@
+"""Signals the project generates itself (no downloads): music-like audio for tests and demos."""
+import numpy as np
+
+__all__ = ["synthetic_music"]
+
+
+def synthetic_music(length, channels=2, seed=0, rate=44100):
+    """int16 (length, channels): decaying harmonic notes panned across channels, light noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length) / rate
+    out = np.zeros((length, channels))
+    for start in range(0, length, max(length // 4, 1)):
+        f0 = rng.uniform(110, 880)
+        envelope = np.exp(-(t - t[start]) * 8) * (np.arange(length) >= start)
+        note = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in range(1, 6))
+        out += (note * envelope)[:, None] * rng.dirichlet(np.ones(channels))[None, :]
+    out += 0.01 * rng.standard_normal(out.shape)
+    out *= 0.8 / max(np.abs(out).max(), 1e-9)
+    return np.round(out * 32767).astype(np.int16)

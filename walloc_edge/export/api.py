@@ -1,0 +1,117 @@
+"""export_bundle: write and validate the sensor bundle for a codec."""
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .bundle import bundle_metadata, encoder_arrays
+from .graphs import sensor_encoder
+from .validate import audio_inputs, image_inputs, validate
+
+__all__ = ["FORMATS", "ExportError", "check_formats", "export_bundle"]
+
+FORMATS = ("onnx", "tflite")
+
+
+class ExportError(ValueError):
+    """A graph that did not pass validation (bad arguments raise plain ValueError)."""
+
+
+def check_formats(formats):
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown or not formats:
+        raise ValueError(f"unknown format {', '.join(unknown) or '(none)'}; "
+                         f"choose from {', '.join(FORMATS)}")
+
+
+def _trace_example(codec, shape):
+    rng = np.random.default_rng(0)
+    if codec.config.modality == "image":
+        return torch.from_numpy(rng.integers(0, 256, (1, *shape, codec.config.channels),
+                                             dtype=np.uint8))
+    return torch.from_numpy(rng.integers(-32768, 32768, (1, *shape, codec.config.channels),
+                                         dtype=np.int16))
+
+
+def _check_static_shape(codec, encoder, shape):
+    step = 2 ** codec.J
+    for n in shape:
+        if n % step or n < encoder.min_size:
+            raise ValueError(f"TFLite size {'x'.join(map(str, shape))} must be multiples of "
+                              f"2^J = {step} and at least {encoder.min_size}; e.g. "
+                              f"{max(encoder.min_size, n - n % step)}")
+
+
+def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=print):
+    """Write the bundle for ``codec`` into ``out_dir``; returns the encoder.json content.
+
+    ``static_shape``: (H, W) for images or (L,) for audio, the TFLite graph's fixed size.
+    Raises ExportError when a graph fails validation (the files stay for inspection).
+    """
+    check_formats(formats)
+    encoder = sensor_encoder(codec)
+    image = codec.config.modality == "image"
+    step = 2 ** codec.J
+    if static_shape is None:
+        static_shape = (512, 512) if image else (step * max(64, encoder.min_size // step),)
+    if "tflite" in formats:
+        _check_static_shape(codec, encoder, static_shape)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(out_dir / "encoder.npz", **encoder_arrays(codec))
+
+    C = codec.config.channels
+    graphs, failures = {}, []
+    if "onnx" in formats:
+        from .onnx_graph import OPSET, export_onnx, onnx_session
+
+        traced = (256, 320) if image else (step * max(64, encoder.min_size // step),)
+        path = export_onnx(encoder, _trace_example(codec, traced), out_dir / "encoder.onnx")
+        session = onnx_session(path)
+        name = session.get_inputs()[0].name
+        if image:
+            m = max(encoder.min_size, step)
+            inputs = image_inputs(C, [(m, m + step), (m + 13 * step, m + 5 * step)])
+        else:
+            inputs = audio_inputs(C, [encoder.min_size, step * 211])
+        passed, report = validate(lambda raw: session.run(None, {name: raw})[0], codec, inputs)
+        graphs["onnx"] = {"file": path.name, "opset": OPSET, "traced_shape": list(traced),
+                          "dynamic": True, **report}
+        log(_summary("onnx", report))
+        if not passed:
+            failures.append("onnx")
+    if "tflite" in formats:
+        from .tflite_graph import export_tflite, tflite_runner
+
+        path = export_tflite(encoder, _trace_example(codec, static_shape),
+                             out_dir / "encoder.tflite")
+        run = tflite_runner(path)
+        if image:
+            rng = np.random.default_rng(1)
+            inputs = [("random", rng.integers(0, 256, (1, *static_shape, C), dtype=np.uint8))]
+            inputs += image_inputs(C, [], photo_size=static_shape)
+        else:
+            inputs = audio_inputs(C, [static_shape[0]])
+        passed, report = validate(run, codec, inputs)
+        graphs["tflite"] = {"file": path.name, "static_shape": list(static_shape),
+                            "dynamic": False, **report}
+        log(_summary("tflite", report))
+        if not passed:
+            failures.append("tflite")
+
+    metadata = bundle_metadata(codec, encoder, graphs)
+    (out_dir / "encoder.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    if failures:
+        raise ExportError(f"{', '.join(failures)} failed validation (fewer than 99.9% of "
+                          f"latents identical to torch, or a difference above 1); see "
+                          f"{out_dir / 'encoder.json'}")
+    return metadata
+
+
+def _summary(fmt, report):
+    lines = [f"{fmt}: {report['status']} — {report['identical']:.4%} of latents identical "
+             f"to torch, max |diff| {report['max_diff']}"]
+    lines += [f"    {c['input']:<32} {c['identical']:.4%} identical, max |diff| {c['max_diff']}"
+              for c in report["checks"]]
+    return "\n".join(lines)

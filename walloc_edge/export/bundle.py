@@ -1,0 +1,67 @@
+"""The sensor bundle: encoder graphs + ``encoder.json`` (metadata) + ``encoder.npz`` (weights).
+
+``encoder.json`` is what the sensor runtime reads; its fields are documented in
+docs/sensor-bundle.md. ``encoder.npz`` holds the encoder weights and wavelet filters that
+the numpy backend and the C export compute from.
+"""
+import hashlib
+import json
+
+import numpy as np
+
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "model_id", "encoder_arrays", "bundle_metadata"]
+
+BUNDLE_FORMAT = "walloc-edge-bundle"
+BUNDLE_VERSION = 1
+
+
+def encoder_arrays(codec):
+    """Everything the encoder computes from, as float arrays (name → array)."""
+    conv = codec.encoder[0]
+    arrays = {"encoder_weight": conv.weight.detach().cpu().float().numpy(),
+              "encoder_bias": conv.bias.detach().cpu().float().numpy()}
+    arrays.update({f"wt.{k}": v.detach().cpu().double().numpy()
+                   for k, v in codec.wt.state_dict().items()})
+    return arrays
+
+
+def model_id(codec):
+    """32 hex digits: SHA-256 of the config and the encoder's arrays (stable across saves)."""
+    h = hashlib.sha256(json.dumps(codec.config.to_dict(), sort_keys=True).encode())
+    for name, array in sorted(encoder_arrays(codec).items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()[:32]
+
+
+def bundle_metadata(codec, encoder, graphs):
+    """The content of encoder.json for a codec, its sensor encoder module and graph reports."""
+    cfg = codec.config
+    step = 2 ** cfg.J
+    latent_range = 2 ** (cfg.latent_bits - 1) - 1
+    latent_dtype = "int8" if cfg.latent_bits <= 8 else "int16"
+    if cfg.modality == "image":
+        inputs = {"dtype": "uint8", "layout": "NHWC", "shape": [1, "H", "W", cfg.channels],
+                  "normalisation": "x / 255 - 0.5"}
+        latents = {"dtype": latent_dtype, "layout": "NCHW",
+                   "shape": [1, cfg.latent_dim, f"H/{step}", f"W/{step}"]}
+    else:
+        inputs = {"dtype": "int16", "layout": "NLC", "shape": [1, "L", cfg.channels],
+                  "normalisation": "x / 65536"}
+        latents = {"dtype": latent_dtype, "layout": "NCL",
+                   "shape": [1, cfg.latent_dim, f"L/{step} + 2"]}
+    inputs.update({"multiple": step, "min_size": encoder.min_size,
+                   "padding": "reflect; before = (padded - size) // 2, the rest after"})
+    latents["range"] = [-latent_range, latent_range]
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "model_id": model_id(codec),
+        "config": cfg.to_dict(),
+        "input": inputs,
+        "latents": latents,
+        "compander": {"scale": codec.encoder[1].scale, "latent_max": codec.latent_max,
+                      "formula": "clip(round(latent_max * erf(y / (scale * sqrt(2)))))"},
+        "weights": "encoder.npz",
+        "graphs": graphs,
+    }
