@@ -66,7 +66,7 @@ def audio_inputs(channels, lengths, seed=0):
 @torch.no_grad()
 def torch_latents(codec, raw):
     """The torch model's integer latents for a raw sensor sample (batch of one)."""
-    x = torch.from_numpy(raw)
+    x = torch.from_numpy(np.array(raw))  # a writable copy (photos from PIL are read-only)
     if codec.config.modality == "image":
         x = x.permute(0, 3, 1, 2).float() / 255 - 0.5
     else:

@@ -1,0 +1,135 @@
+"""Exported sensor graphs (ONNX, TFLite) give the torch model's integer latents."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from walloc_edge.cli import main
+from walloc_edge.codec import CodecConfig, build, load
+from walloc_edge.export import export_bundle, sensor_encoder
+from walloc_edge.export.graphs import fused_filter_bank
+from walloc_edge.export.onnx_graph import onnx_session
+from walloc_edge.export.tflite_graph import tflite_runner
+from walloc_edge.export.validate import audio_inputs, image_inputs, torch_latents
+
+
+def seeded(config, seed=0, spread=40):
+    """A random codec whose latents use a wide part of the integer range."""
+    torch.manual_seed(seed)
+    codec = build(config).eval()
+    codec.encoder[0].weight.data *= spread
+    return codec
+
+
+CONFIGS = {
+    "gray": CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32),
+    "rgb": CodecConfig("image", channels=3, J=3, latent_dim=12, Nd=32),
+    "hyperspectral": CodecConfig("image", channels=31, J=1, latent_dim=16, Nd=32),
+    "mono": CodecConfig("audio", channels=1, J=3, latent_dim=4, Nd=8),
+    "stereo": CodecConfig("audio", channels=2, J=4, latent_dim=8, Nd=8, post_filter=True),
+}
+
+
+def assert_parity(latents, expected):
+    assert latents.shape == expected.shape and latents.dtype == np.int8
+    diff = np.abs(latents.astype(int) - expected)
+    assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_sensor_module_matches_codec(name):
+    """The rearranged torch module itself (before any export)."""
+    codec = seeded(CONFIGS[name])
+    encoder = sensor_encoder(codec)
+    step = 2 ** codec.J
+    if codec.config.modality == "image":
+        inputs = image_inputs(codec.config.channels, [(encoder.min_size, 3 * step + 32)])
+    else:
+        inputs = audio_inputs(codec.config.channels, [encoder.min_size, 37 * step])
+    for _, raw in inputs:
+        with torch.no_grad():
+            out = encoder(torch.from_numpy(raw)).numpy()
+        assert_parity(out, torch_latents(codec, raw))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_onnx_and_tflite_parity(name, tmp_path):
+    codec = seeded(CONFIGS[name], seed=1)
+    image = codec.config.modality == "image"
+    step = 2 ** codec.J
+    static = (48, 64) if image else (step * 24,)
+    meta = export_bundle(codec, tmp_path, ("onnx", "tflite"), static_shape=static,
+                         log=lambda *_: None)
+    assert meta["graphs"]["onnx"]["status"] == meta["graphs"]["tflite"]["status"] == "validated"
+
+    session = onnx_session(tmp_path / "encoder.onnx")
+    name_in = session.get_inputs()[0].name
+    run_tflite = tflite_runner(tmp_path / "encoder.tflite")
+    rng = np.random.default_rng(7)
+    C = codec.config.channels
+    if image:  # ONNX at sizes never traced nor validated at export
+        dynamic = [rng.integers(0, 256, (1, h, w, C), dtype=np.uint8)
+                   for h, w in [(40, 40), (88, 120)]]
+        static_in = rng.integers(0, 256, (1, *static, C), dtype=np.uint8)
+    else:
+        dynamic = [rng.integers(-32768, 32768, (1, n, C), dtype=np.int16)
+                   for n in (step * 10, step * 123)]
+        static_in = rng.integers(-32768, 32768, (1, *static, C), dtype=np.int16)
+    for raw in dynamic:
+        assert_parity(session.run(None, {name_in: raw})[0], torch_latents(codec, raw))
+    assert_parity(run_tflite(static_in), torch_latents(codec, static_in))
+
+
+def test_reference_checkpoint_exports_with_exact_latents(tmp_path, reference_dir, rgb_golden):
+    """Graph latents equal those the reference package computed (golden file)."""
+    codec = load(reference_dir / "rgb_j3_l12.pth")
+    export_bundle(codec, tmp_path, ("onnx",), log=lambda *_: None)
+    session = onnx_session(tmp_path / "encoder.onnx")
+    for photo in ("astronaut", "coffee"):
+        raw = rgb_golden[f"{photo}/image"][None]
+        latents = session.run(None, {"image": raw})[0]
+        assert_parity(latents, rgb_golden[f"{photo}/Y"].astype(int))
+
+
+def test_bundle_metadata(tmp_path, reference_dir):
+    codec = load(reference_dir / "stereo_j4_l8.pth")
+    export_bundle(codec, tmp_path, ("onnx",), log=lambda *_: None)
+    meta = json.loads((tmp_path / "encoder.json").read_text())
+    assert meta["format"] == "walloc-edge-bundle" and meta["format_version"] == 1
+    assert len(meta["model_id"]) == 32 and meta["config"]["post_filter"] is True
+    assert meta["input"]["dtype"] == "int16" and meta["latents"]["shape"][2] == "L/16 + 2"
+    arrays = np.load(tmp_path / "encoder.npz")
+    np.testing.assert_array_equal(arrays["encoder_weight"],
+                                  codec.encoder[0].weight.detach().numpy())
+
+
+def test_model_id_tracks_encoder_weights(reference_dir):
+    from walloc_edge.export.bundle import model_id
+
+    codec = load(reference_dir / "rgb_j3_l12.pth")
+    before = model_id(codec)
+    assert model_id(load(reference_dir / "rgb_j3_l12.pth")) == before
+    codec.encoder[0].bias.data[0] += 1e-3
+    assert model_id(codec) != before
+
+
+def test_fused_filter_bank_support():
+    K, left = fused_filter_bank("bior4.4", 3)
+    assert K.shape == (8, 64) and left == 32  # 8 blocks of 8 taps, 4 blocks before
+    K, left = fused_filter_bank("haar", 2)
+    assert K.shape == (4, 4) and left == 0   # Haar: no overlap between blocks
+
+
+def test_cli_export_and_errors(tmp_path, reference_dir, capsys):
+    model = str(reference_dir / "rgb_j3_l12.pth")
+    assert main(["export", model, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert "onnx: validated" in out and (tmp_path / "b" / "encoder.onnx").is_file()
+    assert main(["export", model, "--format", "onnx,jpeg", "--out", str(tmp_path)]) == 2
+    assert "unknown format jpeg" in capsys.readouterr().err
+    assert main(["export", model, "--format", "tflite", "--height", "36",
+                 "--out", str(tmp_path)]) == 2
+    assert "multiples of 2^J = 8" in capsys.readouterr().err
+    assert main(["export", str(tmp_path / "nope.pth"), "--out", str(tmp_path)]) == 2
+    assert "no such model file" in capsys.readouterr().err
