@@ -98,7 +98,7 @@ def main(argv=None):
         with torch.no_grad():
             rows.append(row("walloc-edge Codec2D.encode (torch)",
                             timed(lambda: codec.encode(x), args.repeat), pixels))
-            module = sensor_encoder(codec)
+            module = sensor_encoder(codec)  # the ONNX arrangement
             xt = torch.from_numpy(raw)
             rows.append(row("walloc-edge sensor graph in torch eager",
                             timed(lambda: module(xt), args.repeat), pixels))

@@ -133,3 +133,12 @@ def test_cli_export_and_errors(tmp_path, reference_dir, capsys):
     assert "multiples of 2^J = 8" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope.pth"), "--out", str(tmp_path)]) == 2
     assert "no such model file" in capsys.readouterr().err
+
+
+def test_both_column_arrangements_agree():
+    codec = seeded(CONFIGS["rgb"], seed=3)
+    raw = torch.from_numpy(image_inputs(3, [(64, 48)])[0][1])
+    with torch.no_grad():
+        a = sensor_encoder(codec, "onnx")(raw)
+        b = sensor_encoder(codec, "tflite")(raw)
+    assert torch.equal(a, b)

@@ -84,7 +84,7 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     if "tflite" in formats:
         from .tflite_graph import export_tflite, tflite_runner
 
-        path = export_tflite(encoder, _trace_example(codec, static_shape),
+        path = export_tflite(sensor_encoder(codec, "tflite"), _trace_example(codec, static_shape),
                              out_dir / "encoder.tflite")
         run = tflite_runner(path)
         if image:

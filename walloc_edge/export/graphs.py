@@ -70,10 +70,13 @@ def _wrap(x, dim, before, after):
 class SensorEncoder2D(nn.Module):
     """uint8 (1, H, W, C) → int (1, latent_dim, H/2^J, W/2^J); H, W multiples of 2^J."""
 
-    def __init__(self, codec):
+    def __init__(self, codec, columns_3d=True):
         super().__init__()
         cfg = codec.config
         J, C, B = cfg.J, cfg.channels, 2 ** cfg.J
+        # The column pass as Conv3d (fastest on onnxruntime) or as an equivalent strided
+        # Conv2d (which XNNPACK delegates, so faster on LiteRT).
+        self.columns_3d = columns_3d
         K, left = fused_filter_bank(cfg.wavelet, J)
         taps = K.shape[1] // B
         self.J, self.block, self.left, self.right = J, B, left, taps * B - left - B
@@ -106,8 +109,13 @@ class SensorEncoder2D(nn.Module):
         x = _wrap(_wrap(x, 1, self.left, self.right), 2, self.left, self.right)
         x = x.float().permute(0, 3, 1, 2).reshape(C, 1, x.shape[1], x.shape[2])
         rows = F.conv2d(x, self.row_filters, stride=(1, B))  # (C, rw, H + pad, W/B)
-        rows = rows.reshape(1, C * B, rows.shape[2] // B, B, W // B)  # (1, c·rw, hb, ih, wb)
-        y = F.conv3d(rows, self.col_weights, self.bias, stride=(1, B, 1))
+        if self.columns_3d:
+            rows = rows.reshape(1, C * B, rows.shape[2] // B, B, W // B)  # (1, c·rw, hb, ih, wb)
+            y = F.conv3d(rows, self.col_weights, self.bias, stride=(1, B, 1))
+        else:
+            rows = rows.reshape(1, C * B, rows.shape[2], W // B)  # row h = B·hb + ih
+            weights = self.col_weights.flatten(2, 3)  # taps·B rows: B·t + ih
+            y = F.conv2d(rows, weights, self.bias, stride=(B, 1))
         y = y.reshape(1, -1, H // B, W // B)
         y = torch.round(self.latent_max * torch.erf(y))
         return torch.clamp(y, -self.clip, self.clip).to(self.out_dtype)
@@ -140,10 +148,12 @@ class SensorEncoder1D(nn.Module):
         return torch.clamp(y, -self.clip, self.clip).to(self.out_dtype)
 
 
-def sensor_encoder(codec):
-    """The exportable sensor encoder for a codec (lightweight encoders only)."""
+def sensor_encoder(codec, target="onnx"):
+    """The exportable sensor encoder for a codec (lightweight encoders only), arranged for
+    the fastest run on ``target`` ("onnx" or "tflite")."""
     if not codec.config.lightweight_encode:
         raise ValueError("only lightweight_encode models (one linear layer) have a sensor "
                          "encoder; this model's encoder is a deep network")
-    cls = SensorEncoder2D if codec.config.modality == "image" else SensorEncoder1D
-    return cls(codec).eval()
+    if codec.config.modality == "image":
+        return SensorEncoder2D(codec, columns_3d=target != "tflite").eval()
+    return SensorEncoder1D(codec).eval()
