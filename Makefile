@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/walloc-edge info tests/reference/rgb_j3_l12.pth
+	$(VENV)/bin/walloc-edge export tests/reference/rgb_j3_l12.pth --format onnx,tflite --out demo-out/bundle
 
 test: $(STAMP)
 	$(PY) -m pytest -q
