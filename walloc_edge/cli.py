@@ -62,10 +62,11 @@ def _configure_export(p):
     p.add_argument("--width", type=int, help="TFLite image width (default 512)")
     p.add_argument("--length", type=int, help="TFLite audio length in samples "
                                               "(default 64 * 2^J)")
-    p.epilog = ("Every graph is validated against the torch model (random inputs at sizes "
-                "other than the traced one, and real photos or music-like audio); the "
-                "export fails (exit 1) if fewer than 99.9%% of integer latents are identical "
-                "or any differs by more than 1.")
+    p.epilog = ("Every graph is validated against the torch model (random inputs at sizes\n"
+                "other than the traced one, and real photos or music-like audio); the export\n"
+                "fails (exit 1) if fewer than 99.9% of integer latents are identical or any\n"
+                "differs by more than 1.\n\n"
+                "example: walloc-edge export RGB_16x.pth --format onnx,tflite --out bundle/")
 
 
 def _run_export(args):
