@@ -142,3 +142,12 @@ def test_both_column_arrangements_agree():
         a = sensor_encoder(codec, "onnx")(raw)
         b = sensor_encoder(codec, "tflite")(raw)
     assert torch.equal(a, b)
+
+
+def test_deeper_transform_validates_on_photos_cropped_to_blocks(tmp_path):
+    """J = 4: photos (e.g. 400x600) are cropped to multiples of 16 for validation."""
+    codec = seeded(CodecConfig("image", channels=3, J=4, latent_dim=24, Nd=32))
+    meta = export_bundle(codec, tmp_path, ("onnx",), log=lambda *_: None)
+    checks = meta["graphs"]["onnx"]["checks"]
+    assert meta["graphs"]["onnx"]["status"] == "validated"
+    assert any(c["input"] == "photo coffee 400x592" for c in checks)

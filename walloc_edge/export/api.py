@@ -72,7 +72,8 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         name = session.get_inputs()[0].name
         if image:
             m = max(encoder.min_size, step)
-            inputs = image_inputs(C, [(m, m + step), (m + 13 * step, m + 5 * step)])
+            inputs = image_inputs(C, [(m, m + step), (m + 13 * step, m + 5 * step)],
+                                  multiple=step)
         else:
             inputs = audio_inputs(C, [encoder.min_size, step * 211])
         passed, report = validate(lambda raw: session.run(None, {name: raw})[0], codec, inputs)

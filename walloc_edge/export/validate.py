@@ -38,19 +38,17 @@ def _fit(photo, height, width):
     return photo[top:top + height, left:left + width]
 
 
-def image_inputs(channels, sizes, photo_size=None, seed=0):
-    """[(label, uint8 (1, H, W, C))]: random at each size, then each photo.
-
-    Photos are cropped to multiples of the block (``sizes[0]`` gives the multiple via
-    photo_size=None) or fitted to ``photo_size`` for static graphs.
-    """
+def image_inputs(channels, sizes, photo_size=None, multiple=1, seed=0):
+    """[(label, uint8 (1, H, W, C))]: random at each size, then each bundled photo, fitted
+    to ``photo_size`` (static graphs) or cropped to multiples of ``multiple``."""
     rng = np.random.default_rng(seed)
     out = [(f"random {h}x{w}", rng.integers(0, 256, (1, h, w, channels), dtype=np.uint8))
            for h, w in sizes]
     for name in SAMPLE_PHOTOS:
         photo = _as_channels(sample_photo(name), channels)
-        if photo_size:
-            photo = _fit(photo, *photo_size)
+        h, w = photo_size or (photo.shape[0] // multiple * multiple,
+                              photo.shape[1] // multiple * multiple)
+        photo = _fit(photo, h, w)
         out.append((f"photo {name} {photo.shape[0]}x{photo.shape[1]}", photo[None]))
     return out
 
