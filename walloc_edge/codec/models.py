@@ -43,7 +43,8 @@ class _Codec(nn.Module):
     def wavelet_synthesis(self, X, J=None):
         return packet_synthesis(self.iwt, X, self.J if J is None else J)
 
-    def _check_input(self, x, ndim):
+    def _check_input(self, x):
+        ndim = 4 if self.subbands_per_level == 4 else 3  # (B, C, H, W) or (B, C, L)
         if x.ndim != ndim or x.shape[1] != self.channels:
             raise ValueError(f"expected a ({'B, C, H, W' if ndim == 4 else 'B, C, L'}) tensor "
                              f"with C={self.channels}, got shape {tuple(x.shape)}")
@@ -54,7 +55,7 @@ class _Codec(nn.Module):
 
     def encode(self, x):
         """Integer-valued latents (always rounded, whatever the training mode)."""
-        self._check_input(x, 4 if self.subbands_per_level == 4 else 3)
+        self._check_input(x)
         y = self.encoder[:-1](self.wavelet_analysis(x))
         return torch.round(y)
 

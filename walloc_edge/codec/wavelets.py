@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["DWT1D", "IDWT1D", "DWT2D", "IDWT2D", "packet_analysis", "packet_synthesis"]
+__all__ = ["DWT1D", "IDWT1D", "DWT2D", "IDWT2D", "packet_analysis", "packet_synthesis",
+           "periodic_pad"]
 
 
 def _filters(wavelet):
@@ -31,16 +32,16 @@ def _filters(wavelet):
     return as_t(w.dec_lo[::-1]), as_t(w.dec_hi[::-1]), as_t(w.rec_lo), as_t(w.rec_hi)
 
 
-def _wrap_pad(x, pad, dim):
-    """Periodic extension by ``pad`` samples on both sides of ``dim`` (any pad, even > size)."""
-    if pad == 0:
+def periodic_pad(x, before, after, dim):
+    """Periodic extension of ``dim`` by ``before``/``after`` samples (any pad, even > size)."""
+    if before == after == 0:
         return x
     n = x.shape[dim]
-    if pad <= n:
-        return torch.cat([x.narrow(dim, n - pad, pad), x, x.narrow(dim, 0, pad)], dim)
-    reps = -(-pad // n)
+    if max(before, after) <= n:
+        return torch.cat([x.narrow(dim, n - before, before), x, x.narrow(dim, 0, after)], dim)
+    reps = -(-max(before, after) // n)
     tiled = torch.cat([x] * (2 * reps + 1), dim)
-    return tiled.narrow(dim, reps * n - pad, n + 2 * pad)
+    return tiled.narrow(dim, reps * n - before, n + before + after)
 
 
 def _wrap_fold(y, n, shift, dim):
@@ -61,7 +62,7 @@ def _split(x, lo, hi, dim):
         kernel, stride = kernel.reshape(2, 1, 1, f), (1, 2)
     else:
         kernel, stride = kernel.reshape(2, 1, f, 1), (2, 1)
-    return F.conv2d(_wrap_pad(x, f // 2 - 1, dim), kernel, stride=stride)
+    return F.conv2d(periodic_pad(x, f // 2 - 1, f // 2 - 1, dim), kernel, stride=stride)
 
 
 def _merge(z, lo, hi, dim):

@@ -7,7 +7,7 @@ import torch
 
 from .bundle import bundle_metadata, encoder_arrays
 from .graphs import sensor_encoder
-from .validate import audio_inputs, image_inputs, validate
+from .validate import audio_inputs, image_inputs, random_sample, validate
 
 __all__ = ["FORMATS", "ExportError", "check_formats", "export_bundle"]
 
@@ -27,11 +27,8 @@ def check_formats(formats):
 
 def _trace_example(codec, shape):
     rng = np.random.default_rng(0)
-    if codec.config.modality == "image":
-        return torch.from_numpy(rng.integers(0, 256, (1, *shape, codec.config.channels),
-                                             dtype=np.uint8))
-    return torch.from_numpy(rng.integers(-32768, 32768, (1, *shape, codec.config.channels),
-                                         dtype=np.int16))
+    return torch.from_numpy(random_sample(codec.config.modality, shape, codec.config.channels,
+                                          rng))
 
 
 def _check_static_shape(codec, encoder, shape):
@@ -53,8 +50,9 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     encoder = sensor_encoder(codec)
     image = codec.config.modality == "image"
     step = 2 ** codec.J
+    audio_length = step * max(64, encoder.min_size // step)  # default audio trace / TFLite size
     if static_shape is None:
-        static_shape = (512, 512) if image else (step * max(64, encoder.min_size // step),)
+        static_shape = (512, 512) if image else (audio_length,)
     if "tflite" in formats:
         _check_static_shape(codec, encoder, static_shape)
     out_dir = Path(out_dir)
@@ -66,7 +64,7 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     if "onnx" in formats:
         from .onnx_graph import OPSET, export_onnx, onnx_session
 
-        traced = (256, 320) if image else (step * max(64, encoder.min_size // step),)
+        traced = (256, 320) if image else (audio_length,)
         path = export_onnx(encoder, _trace_example(codec, traced), out_dir / "encoder.onnx")
         session = onnx_session(path)
         name = session.get_inputs()[0].name
@@ -89,9 +87,7 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
                              out_dir / "encoder.tflite")
         run = tflite_runner(path)
         if image:
-            rng = np.random.default_rng(1)
-            inputs = [("random", rng.integers(0, 256, (1, *static_shape, C), dtype=np.uint8))]
-            inputs += image_inputs(C, [], photo_size=static_shape)
+            inputs = image_inputs(C, [static_shape], photo_size=static_shape, seed=1)
         else:
             inputs = audio_inputs(C, [static_shape[0]])
         passed, report = validate(run, codec, inputs)

@@ -19,12 +19,11 @@ bank hundreds of taps long) and folds the 1/65536 scale (exact, a power of two).
 """
 import math
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..codec.wavelets import DWT1D, packet_analysis
+from ..codec.wavelets import DWT1D, packet_analysis, periodic_pad
 
 __all__ = ["SensorEncoder2D", "SensorEncoder1D", "sensor_encoder", "fused_filter_bank"]
 
@@ -61,13 +60,22 @@ def _subband_channel(c, rw, rh, J):
     return c * 4 ** J + k
 
 
-def _wrap(x, dim, before, after):
-    """Periodic extension along ``dim`` (input at least ``max(before, after)`` long)."""
-    n = x.shape[dim]
-    return torch.cat([x.narrow(dim, n - before, before), x, x.narrow(dim, 0, after)], dim)
+class _SensorEncoder(nn.Module):
+    """The tail both graphs share: compander, rounding and clipping to integer latents."""
+
+    def _init_quantizer(self, codec):
+        """Set the rounding constants; returns the gain 1/(scale·√2) to fold into weights."""
+        self.latent_max = codec.latent_max
+        self.clip = 2 ** (codec.config.latent_bits - 1) - 1
+        self.out_dtype = torch.int8 if codec.config.latent_bits <= 8 else torch.int16
+        return 1 / (codec.encoder[1].scale * math.sqrt(2))  # ToUniform: erf(y / (scale·√2))
+
+    def _quantize(self, y):
+        y = torch.round(self.latent_max * torch.erf(y))
+        return torch.clamp(y, -self.clip, self.clip).to(self.out_dtype)
 
 
-class SensorEncoder2D(nn.Module):
+class SensorEncoder2D(_SensorEncoder):
     """uint8 (1, H, W, C) → int (1, latent_dim, H/2^J, W/2^J); H, W multiples of 2^J."""
 
     def __init__(self, codec, columns_3d=True):
@@ -81,9 +89,7 @@ class SensorEncoder2D(nn.Module):
         taps = K.shape[1] // B
         self.J, self.block, self.left, self.right = J, B, left, taps * B - left - B
         self.min_size = B * math.ceil(max(self.left, self.right, 1) / B)
-        self.latent_max = codec.latent_max
-        self.clip = 2 ** (cfg.latent_bits - 1) - 1
-        self.out_dtype = torch.int8 if cfg.latent_bits <= 8 else torch.int16
+        gain = self._init_quantizer(codec)
 
         conv = codec.encoder[0]
         W = conv.weight.detach().double().reshape(cfg.latent_dim, -1)
@@ -92,7 +98,6 @@ class SensorEncoder2D(nn.Module):
         # each colour, with gain 2^J (√2 per level and axis); 1/255 goes into the row filters.
         dc = torch.zeros(W.shape[1], dtype=torch.float64)
         dc[[_subband_channel(c, 0, 0, J) for c in range(C)]] = 2.0 ** J
-        gain = 1 / (codec.encoder[1].scale * math.sqrt(2))  # ToUniform: erf(y / (scale·√2))
         order = torch.tensor([[[_subband_channel(c, rw, rh, J) for rh in range(B)]
                                for rw in range(B)] for c in range(C)])
         W_grid = W[:, order]                                   # (latent, c, rw, rh)
@@ -106,7 +111,7 @@ class SensorEncoder2D(nn.Module):
     def forward(self, x):
         _, H, W, C = x.shape
         B = self.block
-        x = _wrap(_wrap(x, 1, self.left, self.right), 2, self.left, self.right)
+        x = periodic_pad(periodic_pad(x, self.left, self.right, 1), self.left, self.right, 2)
         x = x.float().permute(0, 3, 1, 2).reshape(C, 1, x.shape[1], x.shape[2])
         rows = F.conv2d(x, self.row_filters, stride=(1, B))  # (C, rw, H + pad, W/B)
         if self.columns_3d:
@@ -116,12 +121,10 @@ class SensorEncoder2D(nn.Module):
             rows = rows.reshape(1, C * B, rows.shape[2], W // B)  # row h = B·hb + ih
             weights = self.col_weights.flatten(2, 3)  # taps·B rows: B·t + ih
             y = F.conv2d(rows, weights, self.bias, stride=(B, 1))
-        y = y.reshape(1, -1, H // B, W // B)
-        y = torch.round(self.latent_max * torch.erf(y))
-        return torch.clamp(y, -self.clip, self.clip).to(self.out_dtype)
+        return self._quantize(y.reshape(1, -1, H // B, W // B))
 
 
-class SensorEncoder1D(nn.Module):
+class SensorEncoder1D(_SensorEncoder):
     """int16 (1, L, C) → int (1, latent_dim, L/2^J + 2); L a multiple of 2^J."""
 
     def __init__(self, codec):
@@ -131,11 +134,8 @@ class SensorEncoder1D(nn.Module):
         self.dwt = DWT1D(cfg.wavelet)
         self.dwt.load_state_dict(codec.wt.state_dict())
         self.min_size = 2 ** cfg.J * 5  # the wrap at the deepest level needs F/2 − 1 samples
-        self.latent_max = codec.latent_max
-        self.clip = 2 ** (cfg.latent_bits - 1) - 1
-        self.out_dtype = torch.int8 if cfg.latent_bits <= 8 else torch.int16
+        gain = self._init_quantizer(codec)
         conv = codec.encoder[0]
-        gain = 1 / (codec.encoder[1].scale * math.sqrt(2))
         # PCM / 65536 is exact in float (a power of two), so it folds without rounding change.
         self.register_buffer("weight", (conv.weight.detach().double() * gain / 65536).float())
         self.register_buffer("bias", (conv.bias.detach().double() * gain).float())
@@ -143,9 +143,7 @@ class SensorEncoder1D(nn.Module):
     def forward(self, x):
         x = x.float().permute(0, 2, 1)  # (1, C, L)
         X = packet_analysis(self.dwt, x, self.J)
-        y = F.conv1d(X, self.weight, self.bias, padding=1)  # the reference's padding=1
-        y = torch.round(self.latent_max * torch.erf(y))
-        return torch.clamp(y, -self.clip, self.clip).to(self.out_dtype)
+        return self._quantize(F.conv1d(X, self.weight, self.bias, padding=1))  # reference's padding=1
 
 
 def sensor_encoder(codec, target="onnx"):

@@ -11,8 +11,8 @@ import torch
 from ..codec.data import synthetic_music
 from ..data import SAMPLE_PHOTOS, sample_photo
 
-__all__ = ["MIN_IDENTICAL", "MAX_DIFF", "image_inputs", "audio_inputs", "torch_latents",
-           "compare", "validate"]
+__all__ = ["MIN_IDENTICAL", "MAX_DIFF", "random_sample", "image_inputs", "audio_inputs",
+           "torch_latents", "compare", "validate"]
 
 MIN_IDENTICAL = 0.999
 MAX_DIFF = 1
@@ -38,12 +38,18 @@ def _fit(photo, height, width):
     return photo[top:top + height, left:left + width]
 
 
+def random_sample(modality, shape, channels, rng):
+    """A random raw sensor sample: uint8 (1, H, W, C) or int16 (1, L, C)."""
+    if modality == "image":
+        return rng.integers(0, 256, (1, *shape, channels), dtype=np.uint8)
+    return rng.integers(-32768, 32768, (1, *shape, channels), dtype=np.int16)
+
+
 def image_inputs(channels, sizes, photo_size=None, multiple=1, seed=0):
     """[(label, uint8 (1, H, W, C))]: random at each size, then each bundled photo, fitted
     to ``photo_size`` (static graphs) or cropped to multiples of ``multiple``."""
     rng = np.random.default_rng(seed)
-    out = [(f"random {h}x{w}", rng.integers(0, 256, (1, h, w, channels), dtype=np.uint8))
-           for h, w in sizes]
+    out = [(f"random {h}x{w}", random_sample("image", (h, w), channels, rng)) for h, w in sizes]
     for name in SAMPLE_PHOTOS:
         photo = _as_channels(sample_photo(name), channels)
         h, w = photo_size or (photo.shape[0] // multiple * multiple,
@@ -55,8 +61,7 @@ def image_inputs(channels, sizes, photo_size=None, multiple=1, seed=0):
 
 def audio_inputs(channels, lengths, seed=0):
     rng = np.random.default_rng(seed)
-    out = [(f"random L={n}", rng.integers(-32768, 32768, (1, n, channels), dtype=np.int16))
-           for n in lengths]
+    out = [(f"random L={n}", random_sample("audio", (n,), channels, rng)) for n in lengths]
     out += [(f"music L={n}", synthetic_music(n, channels, seed=seed)[None]) for n in lengths]
     return out
 
