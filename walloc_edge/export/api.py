@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bundle import bundle_metadata, encoder_arrays
+from .bundle import bundle_arrays, bundle_metadata
 from .graphs import sensor_encoder
 from .validate import audio_inputs, image_inputs, random_sample, validate
 
@@ -57,7 +57,7 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         _check_static_shape(codec, encoder, static_shape)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / "encoder.npz", **encoder_arrays(codec))
+    np.savez(out_dir / "encoder.npz", **bundle_arrays(codec, encoder))
 
     C = codec.config.channels
     graphs, failures = {}, []

@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "model_id", "encoder_arrays", "bundle_metadata"]
+from ..runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 
-BUNDLE_FORMAT = "walloc-edge-bundle"
-BUNDLE_VERSION = 1
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "model_id", "encoder_arrays", "bundle_arrays",
+           "bundle_metadata"]
 
 
 def encoder_arrays(codec):
@@ -22,6 +22,15 @@ def encoder_arrays(codec):
               "encoder_bias": conv.bias.detach().cpu().float().numpy()}
     arrays.update({f"wt.{k}": v.detach().cpu().double().numpy()
                    for k, v in codec.wt.state_dict().items()})
+    return arrays
+
+
+def bundle_arrays(codec, encoder):
+    """The content of encoder.npz: the model's encoder arrays, the fused filter bank along one
+    axis (``fused_bank``, float64) and the sensor graph's folded weights (``graph.*``)."""
+    arrays = encoder_arrays(codec)
+    arrays["fused_bank"] = encoder.bank.numpy()
+    arrays.update({f"graph.{k}": v.numpy() for k, v in encoder.state_dict().items()})
     return arrays
 
 
@@ -51,7 +60,8 @@ def bundle_metadata(codec, encoder, graphs):
         latents = {"dtype": latent_dtype, "layout": "NCL",
                    "shape": [1, cfg.latent_dim, f"L/{step} + 2"]}
     inputs.update({"multiple": step, "min_size": encoder.min_size,
-                   "padding": "reflect; before = (padded - size) // 2, the rest after"})
+                   "padding": "reflect; before = (padded - size) // 2, the rest after",
+                   "receptive_field": {"left": encoder.left, "right": encoder.right}})
     latents["range"] = [-latent_range, latent_range]
     return {
         "format": BUNDLE_FORMAT,

@@ -61,7 +61,16 @@ def _subband_channel(c, rw, rh, J):
 
 
 class _SensorEncoder(nn.Module):
-    """The tail both graphs share: compander, rounding and clipping to integer latents."""
+    """What both graphs share: the receptive field and the compander → round → clip tail."""
+
+    def _init_bank(self, cfg):
+        """Fused bank of the model's wavelet; sets the receptive field of one block of 2^J
+        samples: ``left`` samples before it and ``right`` after (what a tile's border needs)."""
+        K, left = fused_filter_bank(cfg.wavelet, cfg.J)
+        self.J, self.block = cfg.J, 2 ** cfg.J
+        self.left, self.right = left, K.shape[1] - left - self.block
+        self.bank = K
+        return K
 
     def _init_quantizer(self, codec):
         """Set the rounding constants; returns the gain 1/(scale·√2) to fold into weights."""
@@ -85,9 +94,8 @@ class SensorEncoder2D(_SensorEncoder):
         # The column pass as Conv3d (fastest on onnxruntime) or as an equivalent strided
         # Conv2d (which XNNPACK delegates, so faster on LiteRT).
         self.columns_3d = columns_3d
-        K, left = fused_filter_bank(cfg.wavelet, J)
+        K = self._init_bank(cfg)
         taps = K.shape[1] // B
-        self.J, self.block, self.left, self.right = J, B, left, taps * B - left - B
         self.min_size = B * math.ceil(max(self.left, self.right, 1) / B)
         gain = self._init_quantizer(codec)
 
@@ -130,7 +138,7 @@ class SensorEncoder1D(_SensorEncoder):
     def __init__(self, codec):
         super().__init__()
         cfg = codec.config
-        self.J = cfg.J
+        self._init_bank(cfg)
         self.dwt = DWT1D(cfg.wavelet)
         self.dwt.load_state_dict(codec.wt.state_dict())
         self.min_size = 2 ** cfg.J * 5  # the wrap at the deepest level needs F/2 − 1 samples

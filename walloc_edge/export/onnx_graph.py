@@ -1,7 +1,7 @@
 """ONNX export of the sensor encoder: dynamic H/W (or L), opset 19, checked and optimised."""
 import torch
 
-from ._quiet import quiet_output
+from ..runtime._quiet import quiet_output
 
 __all__ = ["OPSET", "export_onnx", "onnx_session"]
 

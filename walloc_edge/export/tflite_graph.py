@@ -6,7 +6,7 @@ TFLite graphs have static shapes: the bundle's graph takes exactly the size give
 import numpy as np
 import torch
 
-from ._quiet import quiet_output
+from ..runtime._quiet import quiet_output
 
 __all__ = ["export_tflite", "tflite_runner"]
 

@@ -1,0 +1,95 @@
+"""Reading a sensor bundle (``walloc-edge export``'s output directory) without torch."""
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BundleError", "Bundle", "load_bundle"]
+
+BUNDLE_FORMAT = "walloc-edge-bundle"
+BUNDLE_VERSION = 1
+
+
+class BundleError(ValueError):
+    """A bundle directory that is missing, incomplete or of another format version."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """What a sensor needs from a bundle: metadata and the paths of its graphs and weights."""
+
+    path: Path
+    meta: dict
+
+    @property
+    def config(self):
+        return self.meta["config"]
+
+    @property
+    def model_id(self):
+        return self.meta["model_id"]
+
+    @property
+    def modality(self):
+        return self.config["modality"]
+
+    @property
+    def channels(self):
+        return self.config["channels"]
+
+    @property
+    def block(self):
+        """2^J: input samples per latent sample along each axis."""
+        return self.meta["input"]["multiple"]
+
+    @property
+    def receptive_field(self):
+        """(left, right): input samples on each side of a block that its latents depend on."""
+        rf = self.meta["input"]["receptive_field"]
+        return rf["left"], rf["right"]
+
+    @property
+    def latent_dtype(self):
+        return np.dtype(self.meta["latents"]["dtype"])
+
+    @property
+    def latent_bits(self):
+        return self.config["latent_bits"]
+
+    def graph(self, fmt):
+        """Path of the ``fmt`` graph ("onnx", "tflite"); BundleError if it was not exported."""
+        info = self.meta.get("graphs", {}).get(fmt)
+        if info is None or not (self.path / info["file"]).is_file():
+            have = ", ".join(self.meta.get("graphs", {})) or "none"
+            raise BundleError(f"{self.path} has no {fmt} graph (it has: {have}); export one "
+                              f"with: walloc-edge export MODEL --format {fmt} --out {self.path}")
+        return self.path / info["file"], info
+
+    def arrays(self):
+        """encoder.npz: weights and filters (see docs/sensor-bundle.md)."""
+        path = self.path / self.meta.get("weights", "encoder.npz")
+        if not path.is_file():
+            raise BundleError(f"{path} is missing; re-export the bundle")
+        with np.load(path) as npz:
+            return dict(npz)
+
+
+def load_bundle(path):
+    """Read ``path``/encoder.json, checking that it is a bundle this runtime understands."""
+    path = Path(path)
+    meta_path = path / "encoder.json"
+    if not meta_path.is_file():
+        what = "does not exist" if not path.exists() else "has no encoder.json"
+        raise BundleError(f"bundle {path} {what}; create one with: "
+                          f"walloc-edge export MODEL --out {path}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BundleError(f"{meta_path} is not readable JSON ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+        raise BundleError(f"{meta_path} is not a walloc-edge sensor bundle")
+    if meta.get("format_version") != BUNDLE_VERSION:
+        raise BundleError(f"{meta_path} has bundle format version {meta.get('format_version')}"
+                          f"; this runtime reads version {BUNDLE_VERSION}: re-export it")
+    return Bundle(path, meta)

@@ -1,0 +1,145 @@
+"""``Encoder``: raw image or audio of any size → integer latents → .wlc bytes, without torch.
+
+Any size: the input is reflect-padded to a multiple of 2^J (as the reference pads), then
+encoded. Large inputs are encoded in tiles so memory stays bounded, and tiling is *exact*:
+the wavelet packet transform is shift-invariant by blocks of 2^J samples, and one block's
+latents depend only on the ``left``/``right`` samples around it (the bundle's
+``receptive_field``). Each tile is fed with that border read from the whole padded signal
+(periodically, as the codec wraps), and only the latents of its interior are kept, so the
+latents of a tiled encode equal those of a whole-image encode and the decoder sees no seams.
+Tiles are gathered straight from the input, never from a padded copy of it.
+"""
+import numpy as np
+
+from .backends import make_backend
+from .bundle import Bundle, load_bundle
+from .padding import padding_for, reflect_indices
+
+__all__ = ["Encoder", "as_sensor_sample"]
+
+DEFAULT_TILE = {"image": 1024, "audio": 1 << 16}  # interior samples per axis of one run
+
+
+def as_sensor_sample(x, modality, channels):
+    """Check and convert user input to what the graphs take: uint8 (H, W, C) for images,
+    int16 (L, C) for audio (floats in [-1, 1] are scaled by 32768). Returns (sample, spec)
+    where spec records the original shape and dtype for the bitstream."""
+    x = np.asarray(x)
+    spec = {"shape": x.shape, "dtype": x.dtype}
+    if modality == "image":
+        if x.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (0..255), got {x.dtype}; convert with "
+                             "np.clip(x, 0, 255).astype(np.uint8)")
+        if x.ndim == 2:
+            x = x[:, :, None]
+        if x.ndim != 3:
+            raise ValueError(f"an image must be H x W or H x W x C, got shape {x.shape}")
+    else:
+        if x.ndim == 1:
+            x = x[:, None]
+        if x.ndim != 2:
+            raise ValueError(f"audio must be L or L x C, got shape {x.shape}")
+        if x.dtype.kind == "f":
+            if not np.isfinite(x).all():
+                raise ValueError("audio contains NaN or infinite samples")
+            x = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+        elif x.dtype != np.int16:
+            raise ValueError(f"audio must be int16 PCM or float in [-1, 1], got {x.dtype}")
+    if x.shape[-1] != channels:
+        raise ValueError(f"this model takes {channels} channel(s), the input has "
+                         f"{x.shape[-1]} (shape {spec['shape']})")
+    if 0 in x.shape:
+        raise ValueError(f"the input is empty (shape {spec['shape']})")
+    return x, spec
+
+
+class Encoder:
+    """The sensor encoder of a bundle on one backend ("onnxruntime", "litert", "numpy").
+
+    ``tile``: interior samples per axis of one backend run for large inputs (default 1024
+    pixels, 65536 audio samples); a LiteRT graph's static size fixes it instead.
+    """
+
+    def __init__(self, bundle, backend="onnxruntime", threads=None, tile=None):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.backend = make_backend(backend, self.bundle, threads)
+        b = self.bundle
+        self.block = b.block
+        self.left, self.right = b.receptive_field
+        self.audio = b.modality == "audio"
+        self.ndim = 1 if self.audio else 2
+        border = self.left + self.right
+        if self.backend.static_shape:
+            self.run_size = tuple(self.backend.static_shape)
+        else:
+            interior = tile or DEFAULT_TILE[b.modality]
+            interior = max(self.block, interior // self.block * self.block)
+            self.run_size = (interior + border,) * self.ndim
+        # Latent blocks each run yields exactly (the rest of the run is border).
+        self.run_blocks = tuple((n - border) // self.block for n in self.run_size)
+        if min(self.run_blocks) < 1:
+            raise ValueError(f"a {self.run_size} graph is too small for this model's "
+                             f"{border}-sample border; export a larger TFLite size")
+
+    @property
+    def model_id(self):
+        return self.bundle.model_id
+
+    def padding(self, sizes):
+        """(before, after) reflect padding per axis for an input of spatial ``sizes``."""
+        return [padding_for(n, self.block) for n in sizes]
+
+    def latents(self, x):
+        """Integer latents: (latent_dim, h, w) for an image, (latent_dim, l) for audio."""
+        sample, _ = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
+        return self._latents(sample)
+
+    def encode(self, x, coder="rans", tile=None):
+        """.wlc bytes for ``x`` (see docs/bitstream.md)."""
+        from .bitstream import write_bitstream
+
+        sample, spec = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
+        return write_bitstream(self.bundle, self._latents(sample), spec, coder, tile)
+
+    def _latents(self, sample):
+        sizes = sample.shape[:-1]
+        pads = self.padding(sizes)
+        padded = [n + a + b for n, (a, b) in zip(sizes, pads)]
+        sources = [reflect_indices(n, a, b) for n, (a, b) in zip(sizes, pads)]
+        if self._fits_one_run(padded):
+            return self.backend.run(sample[np.ix_(*sources)][None])[0]
+        return self._tiled(sample, sources, padded)
+
+    def _fits_one_run(self, padded):
+        if self.backend.static_shape:
+            return tuple(padded) == self.run_size
+        return (min(padded) >= self.backend.min_size
+                and all(n <= r for n, r in zip(padded, self.run_size)))
+
+    def _tiled(self, sample, sources, padded):
+        B = self.block
+        blocks = [n // B for n in padded]
+        edge = 1 if self.audio else 0  # the audio graph's extra latent at each end
+        out = None
+        for starts in np.ndindex(*[-(-n // r) for n, r in zip(blocks, self.run_blocks)]):
+            first = [s * r for s, r in zip(starts, self.run_blocks)]
+            count = [min(r, n - f) for f, r, n in zip(first, self.run_blocks, blocks)]
+            index = [src[(B * f - self.left + np.arange(self._run_length(c, r))) % n]
+                     for src, f, c, r, n in zip(sources, first, count, self.run_size, padded)]
+            y = self.backend.run(sample[np.ix_(*index)][None])[0]
+            if out is None:
+                out = np.empty((y.shape[0], *[n + 2 * edge for n in blocks]), y.dtype)
+                if edge:  # a latent of the zero padding: the same in every run
+                    out[:, 0], out[:, -1] = y[:, 0], y[:, -1]
+            skip = self.left // B + edge
+            inner = tuple(slice(skip, skip + c) for c in count)
+            target = tuple(slice(edge + f, edge + f + c) for f, c in zip(first, count))
+            out[(slice(None), *target)] = y[(slice(None), *inner)]
+        return out
+
+    def _run_length(self, count, run_size):
+        """Input samples of a run that yields ``count`` blocks (static graphs: always full)."""
+        if self.backend.static_shape:
+            return run_size
+        n = self.block * count + self.left + self.right
+        return max(n, -(-self.backend.min_size // self.block) * self.block)
