@@ -1,0 +1,329 @@
+"""``rans``: the project's entropy coder, interleaved rANS vectorised in numpy.
+
+Model (causal, adaptive, integers only):
+- Prediction. Each latent is predicted by a per-channel linear predictor from its causal
+  neighbours in its own channel (images: west, north, north-west, north-east; audio: the
+  three previous samples) and from the latents of all earlier channels at the same
+  position; WaLLoC's channels are linear mixtures of the same wavelet coefficients, so the
+  earlier channels predict much of each later one. The encoder fits the coefficients by
+  least squares on the tile and sends them in Q8 (int16).
+- Probabilities. The residual, wrapped into the latent range, is coded with adaptive
+  frequencies per channel and context: the local activity |W − NW| + |N − NW| (audio: the
+  same on the previous samples) and the size of the previous channel's residual at the same
+  position. Frequencies start from a Laplace prior and learn from the latents already coded,
+  refreshed at fixed steps (after steps 1, 2, 4, 8, then every 16), identically in encoder
+  and decoder, so no table travels in the stream.
+
+Coding: 32-bit rANS states, 16-bit renormalisation words, 15-bit probabilities. Each channel
+is cut into regions of whole rows (audio: runs of samples) and every (channel, region) pair
+is one rANS lane; all lanes advance together, one numpy operation per step for all of them,
+channel c lagging one step behind channel c − 1 so that the earlier channels at a position
+are decoded before a later one needs them.
+
+Payload of one tile: u32 region length (rows, or samples for audio) · int16 predictor
+coefficients, per channel c its own-neighbour taps then c taps for the earlier channels ·
+u32 final state per lane · u16 words, the renormalisation output in decoding order.
+Everything little-endian. The decoder checks that it consumed every word and that every lane
+ends in the encoder's initial state.
+"""
+import numpy as np
+
+from ..errors import BitstreamError
+
+__all__ = ["RansCoder"]
+
+PREC = 15                # probabilities in units of 2^-15
+SCALE = 1 << PREC
+LOWER = 1 << 16          # states live in [2^16, 2^32)
+MODEL_VERSION = 1
+COEF_BITS = 8            # predictor coefficients in Q8
+ACTIVITY_EDGES = np.array([1, 2, 4, 7, 11, 17, 26, 40])
+PREVIOUS_EDGES = np.array([1, 3, 8])
+CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
+PRIOR_DECAY_Q16 = 34905  # exp(−1/1.6): the prior's Laplace width, in Q16
+PRIOR_WEIGHT = 64        # the prior counts as this many increments…
+INCREMENT = 32           # …of one coded latent
+HALVE_AT = 1 << 22       # counts of a context are halved past this total (keeps adapting)
+REFRESH = 16             # steps between frequency refreshes (after the first few)
+TARGET_LANES = 512       # lanes advance together: more lanes, fewer numpy steps…
+MIN_SPAN = 1024          # …but each lane costs a 4-byte final state, so ≥ 1024 latents each
+MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
+
+
+def _refresh_steps(steps):
+    """Steps before which the frequencies are rebuilt: 1, 2, 4, 8, 16, 32, 48, …"""
+    return [t for t in (1, 2, 4, 8) if t < steps] + list(range(REFRESH, steps, REFRESH))
+
+
+class _Model:
+    """Adaptive frequencies of every (channel, context) table, in integers only."""
+
+    def __init__(self, tables, clip):
+        self.A = A = 2 * clip + 1
+        self.tables = tables
+        w = [1 << 40]
+        for _ in range(clip):
+            w.append(w[-1] * PRIOR_DECAY_Q16 >> 16)
+        total = w[0] + 2 * sum(w[1:])
+        prior = np.array([1 + w[abs(s - clip)] * PRIOR_WEIGHT * INCREMENT // total
+                          for s in range(A)], np.int64)
+        self.counts = np.tile(prior, (tables, 1))
+        self.freq = np.zeros((tables, A), np.uint64)
+        self.cum = np.zeros((tables, A), np.uint64)
+        self.keys = np.zeros((tables, A), np.int64)
+        self.rebuild()
+
+    def rebuild(self, tables=None):
+        """Frequencies summing to 2^15 (each ≥ 1) from the counts of ``tables`` (all when
+        None), into flat arrays for lookup."""
+        rows = np.arange(self.tables) if tables is None else np.unique(tables)
+        counts = self.counts[rows]
+        freq = 1 + counts * (SCALE - self.A) // counts.sum(axis=1, keepdims=True)
+        freq[np.arange(len(rows)), np.argmax(counts, axis=1)] += SCALE - freq.sum(axis=1)
+        cum = np.cumsum(freq, axis=1) - freq
+        self.freq[rows] = freq
+        self.cum[rows] = cum
+        # Strictly increasing over all tables: table t's slots live in [t·2^15, (t+1)·2^15).
+        self.keys[rows] = cum + SCALE * rows[:, None]
+
+    def learn(self, table, symbol):
+        """Count coded latents, then rebuild the frequencies of the tables they touched."""
+        np.add.at(self.counts, (table, symbol), INCREMENT)
+        touched = np.unique(table)
+        big = touched[self.counts[touched].sum(axis=1) > HALVE_AT]
+        self.counts[big] = (self.counts[big] + 1) // 2
+        self.rebuild(touched)
+
+
+class _Layout:
+    """Where each lane's latents lie, when it codes them, and a zero-guarded buffer.
+
+    Channels hold ``n`` latents in rows of ``width`` (audio: one row), cut into regions of
+    ``span`` latents (whole rows). Lane ``c · groups + g`` codes region g of channel c, its
+    local position p at step p + c. The decoder keeps latents in a buffer where every region
+    has a zero row above it and zero columns beside it (audio: three zeros before), and
+    channel c sits after an all-zero channel −1, so every neighbour is a fixed offset away
+    and reads zero where it falls outside the region, the picture or the channels.
+    """
+
+    def __init__(self, shape, region):
+        self.channels = C = shape[0]
+        self.audio = len(shape) == 2
+        self.width = w = shape[-1]
+        self.n = n = int(np.prod(shape[1:]))
+        units = w if self.audio else shape[1]  # samples or rows
+        if not 1 <= region <= units:
+            raise BitstreamError(f"rans region length {region} outside 1..{units}")
+        self.region = region
+        self.span = region if self.audio else region * w
+        self.groups = G = -(-units // region)
+        self.lanes = G * C
+        self.steps = self.span + C - 1
+        if self.audio:
+            self.region_size = self.span + 3
+            self.own_offsets = np.array([-1, -2, -3])
+        else:
+            row = w + 2
+            self.region_size = (region + 1) * row
+            self.own_offsets = np.array([-1, -row, -row - 1, -row + 1])  # W, N, NW, NE
+        self.stride = G * self.region_size  # one channel
+        self.size = (C + 1) * self.stride
+        lane = np.arange(self.lanes)
+        self.lane_channel = lane // G
+        self.lane_start = lane % G * self.span  # first position of the lane's region
+        self.lane_span = np.minimum(self.span, n - self.lane_start)
+        self.lane_base = (self.lane_channel + 1) * self.stride + lane % G * self.region_size
+        self.channel_base = (np.arange(C) + 1) * self.stride
+
+    @classmethod
+    def choose(cls, shape):
+        units = shape[-1] if len(shape) == 2 else shape[1]
+        n = int(np.prod(shape[1:]))
+        groups = max(1, min(units, TARGET_LANES // shape[0], n // MIN_SPAN))
+        return cls(shape, -(-units // groups))
+
+    def slot(self, p):
+        """Offset in its region's buffer of region-local position p."""
+        if self.audio:
+            return p + 3
+        return (p // self.width + 1) * (self.width + 2) + p % self.width + 1
+
+    def buffer_index(self):
+        """(channels, n): the buffer index of every latent."""
+        p = np.arange(self.n)
+        return self.channel_base[:, None] + (p // self.span * self.region_size
+                                             + self.slot(p % self.span))
+
+    def schedule(self):
+        """(steps, lanes): the region-local position each lane codes at each step, and
+        whether it codes one at all (lanes start one step after the previous channel's)."""
+        p = np.arange(self.steps)[:, None] - self.lane_channel[None, :]
+        valid = (p >= 0) & (p < self.lane_span)
+        return np.where(valid, p, 0), valid
+
+    def activity(self, own):
+        a, b, c = own[0], own[1], own[2]
+        return np.abs(a - b) + np.abs(b - c) if self.audio else np.abs(a - c) + np.abs(b - c)
+
+
+def _fit(target, features):
+    """Least-squares Q8 coefficients (int64) predicting ``target`` from ``features`` rows."""
+    F = features.astype(np.float64)
+    gram = F @ F.T + 1e-6 * np.eye(len(F))
+    beta = np.linalg.solve(gram, F @ target.astype(np.float64))
+    return np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
+
+
+def _predict(coefs, features, clip):
+    """Q8 linear prediction (coefs (k, m), features (m, k)), rounded, clipped."""
+    acc = np.einsum("km,mk->k", coefs, features)
+    return np.clip((acc + (1 << (COEF_BITS - 1))) >> COEF_BITS, -clip, clip)
+
+
+class _Contexts:
+    """Context number of a latent from its activity and the previous channel's residual."""
+
+    def __init__(self, clip):
+        self.activity = np.searchsorted(ACTIVITY_EDGES, np.arange(4 * clip + 1), "right") \
+            * (len(PREVIOUS_EDGES) + 1)
+        self.previous = np.searchsorted(PREVIOUS_EDGES, np.arange(clip + 1), "right")
+
+    def __call__(self, activity, previous_residual):
+        return self.activity[activity] + self.previous[np.abs(previous_residual)]
+
+
+class RansCoder:
+    name = "rans"
+    max_bits = 8
+
+    def params(self, bits):
+        return bytes([PREC, MODEL_VERSION])
+
+    def encode(self, latents, bits):
+        clip = (1 << (bits - 1)) - 1
+        layout = _Layout.choose(latents.shape)
+        C, n, K = layout.channels, layout.n, len(layout.own_offsets)
+        X = latents.reshape(C, n).astype(np.int64)
+        index = layout.buffer_index()
+        buffer = np.zeros(layout.size, np.int64)
+        buffer[index] = X
+        own = buffer[index[None] + layout.own_offsets[:, None, None]]  # (K, C, n)
+        taps = [min(c, MAX_EARLIER) if n >= 8 * (K + c) else 0 for c in range(C)]
+        coefs = np.zeros((C, K + C), np.int64)  # column K + c': earlier channel c'
+        residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
+        for c, m in enumerate(taps):
+            features = np.concatenate([own[:, c], X[c - m:c]])
+            coefs[c, :K], coefs[c, K + c - m:K + c] = np.split(_fit(X[c], features), [K])
+            pred = _predict(np.broadcast_to(coefs[c], (n, K + C)),
+                            np.concatenate([own[:, c], X]), clip)
+            residual[c + 1] = (X[c] - pred + clip) % (2 * clip + 1) - clip  # wrapped
+        contexts = _Contexts(clip)
+        tables = contexts(layout.activity(own), residual[:-1]) \
+            + CONTEXTS * np.arange(C)[:, None]
+        symbols = residual[1:] + clip
+
+        # Forward, in coding order: each latent's frequency under the adaptive model as the
+        # decoder will see it. Lanes without a latent at a step code "nothing" (frequency
+        # 2^15, cumulative 0), which leaves their state unchanged.
+        p, valid = layout.schedule()
+        at = np.where(valid, (layout.lane_channel * n + layout.lane_start) + p, 0)
+        tables, symbols = tables.ravel()[at], symbols.ravel()[at]
+        model = _Model(C * CONTEXTS, clip)
+        freq = np.full(at.shape, SCALE, np.uint64)
+        cum = np.zeros(at.shape, np.uint64)
+        bounds = [0] + _refresh_steps(layout.steps) + [layout.steps]
+        for t0, t1 in zip(bounds[:-1], bounds[1:]):
+            live = valid[t0:t1]
+            table, symbol = tables[t0:t1][live], symbols[t0:t1][live]
+            freq[t0:t1][live] = model.freq[table, symbol]
+            cum[t0:t1][live] = model.cum[table, symbol]
+            model.learn(table, symbol)
+
+        state = np.full(layout.lanes, LOWER, np.uint64)
+        chunks = []
+        for t in range(layout.steps - 1, -1, -1):
+            f = freq[t]
+            emit = state >= f << np.uint64(32 - PREC)
+            chunks.append((state[emit] & np.uint64(0xFFFF)).astype("<u2"))
+            x = np.where(emit, state >> np.uint64(16), state)
+            state = (x // f << np.uint64(PREC)) + x % f + cum[t]
+        sent = [np.concatenate([coefs[c, :K], coefs[c, K + c - m:K + c]]) for c, m in enumerate(taps)]
+        return b"".join([np.uint32(layout.region).astype("<u4").tobytes(),
+                         np.array(taps, np.uint8).tobytes(),
+                         np.concatenate(sent).astype("<i2").tobytes(),
+                         state.astype("<u4").tobytes(), np.concatenate(chunks[::-1]).tobytes()])
+
+    def decode(self, payload, shape, bits, params):
+        if bytes(params) != self.params(bits):
+            raise BitstreamError(f"rans parameters {bytes(params).hex()} are not the ones this "
+                                 f"reader knows ({self.params(bits).hex()})")
+        clip = (1 << (bits - 1)) - 1
+        payload = memoryview(payload)
+        if len(payload) < 4:
+            raise BitstreamError("rans payload shorter than its header")
+        layout = _Layout(shape, int(np.frombuffer(payload[:4], "<u4")[0]))
+        C, n, K = layout.channels, layout.n, len(layout.own_offsets)
+        if len(payload) < 4 + C:
+            raise BitstreamError("rans payload shorter than its header")
+        taps = np.frombuffer(payload[4:4 + C], np.uint8).astype(np.int64)
+        if (taps > np.minimum(np.arange(C), MAX_EARLIER)).any():
+            raise BitstreamError("rans payload names predictor taps that do not exist")
+        at = 4 + C
+        head = at + 2 * int((K + taps).sum()) + 4 * layout.lanes
+        if len(payload) < head or (len(payload) - head) % 2:
+            raise BitstreamError(f"rans payload of {len(payload)} bytes does not fit its "
+                                 f"{layout.lanes} lanes and predictors")
+        coefs = np.zeros((C, K + C), np.int64)
+        for c, m in enumerate(taps):
+            values = np.frombuffer(payload[at:at + 2 * (K + m)], "<i2")
+            coefs[c, :K], coefs[c, K + c - m:K + c] = values[:K], values[K:]
+            at += 2 * (K + m)
+        state = np.frombuffer(payload[at:head], "<u4").astype(np.uint64)
+        if (state < LOWER).any():
+            raise BitstreamError("rans payload has an invalid initial state")
+        words = np.frombuffer(payload[head:], "<u2").astype(np.uint64)
+
+        model = _Model(C * CONTEXTS, clip)
+        contexts = _Contexts(clip)
+        A = model.A
+        buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
+        residual = np.zeros(layout.size + 1, np.int64)
+        p, valid = layout.schedule()
+        inner = np.where(valid, (layout.lane_base - layout.channel_base[layout.lane_channel])
+                         + layout.slot(p), 0)  # position within a channel
+        index = np.where(valid, layout.channel_base[layout.lane_channel] + inner, layout.size)
+        lane_coefs = coefs[layout.lane_channel]
+        lane_tables = layout.lane_channel * CONTEXTS
+        freq, cum, keys = model.freq.ravel(), model.cum.ravel(), model.keys.ravel()
+        refresh = set(_refresh_steps(layout.steps))
+        seen_tables, seen_symbols = [], []
+        ptr = 0
+        for t in range(layout.steps):
+            if t in refresh:
+                model.learn(np.concatenate(seen_tables), np.concatenate(seen_symbols))
+                seen_tables, seen_symbols = [], []
+            idx, live = index[t], valid[t]
+            own = buffer[idx + layout.own_offsets[:, None]]
+            earlier = buffer[layout.channel_base[:, None] + inner[t]]  # every channel here
+            pred = _predict(lane_coefs, np.concatenate([own, earlier]), clip)
+            table = lane_tables + contexts(layout.activity(own), residual[idx - layout.stride])
+            slot = state & np.uint64(SCALE - 1)
+            key = np.searchsorted(keys, table * SCALE + slot.astype(np.int64), "right") - 1
+            symbol = key - table * A
+            f = np.where(live, freq[key], np.uint64(SCALE))
+            x = f * (state >> np.uint64(PREC)) + slot - np.where(live, cum[key], np.uint64(0))
+            need = x < LOWER
+            m = int(np.count_nonzero(need))
+            if ptr + m > len(words):
+                raise BitstreamError("rans payload is truncated")
+            x[need] = (x[need] << np.uint64(16)) | words[ptr:ptr + m]
+            ptr += m
+            state = x
+            residual[idx] = symbol - clip
+            buffer[idx] = (pred + symbol) % A - clip
+            seen_tables.append(table[live])
+            seen_symbols.append(symbol[live])
+        if ptr != len(words) or (state != LOWER).any():
+            raise BitstreamError("rans payload is corrupted (the decoder did not end where "
+                                 "the encoder began)")
+        return buffer[layout.buffer_index()].reshape(shape).astype(np.int8)
