@@ -11,7 +11,7 @@ Model (causal, adaptive, integers only):
   frequencies per channel and context: the local activity |W − NW| + |N − NW| (audio: the
   same on the previous samples) and the size of the previous channel's residual at the same
   position. Frequencies start from a Laplace prior and learn from the latents already coded,
-  refreshed at fixed steps (after steps 1, 2, 4, 8, then every 16), identically in encoder
+  refreshed at fixed steps (1, 2, 4, 8, every 16 to 128, then every t/8), identically in encoder
   and decoder, so no table travels in the stream.
 
 Coding: 32-bit rANS states, 16-bit renormalisation words, 15-bit probabilities. Each channel
@@ -37,22 +37,27 @@ SCALE = 1 << PREC
 LOWER = 1 << 16          # states live in [2^16, 2^32)
 MODEL_VERSION = 1
 COEF_BITS = 8            # predictor coefficients in Q8
-ACTIVITY_EDGES = np.array([1, 2, 4, 7, 11, 17, 26, 40])
-PREVIOUS_EDGES = np.array([1, 3, 8])
+ACTIVITY_EDGES = np.array([1, 3, 7, 15, 30])
+PREVIOUS_EDGES = np.array([2])
 CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
 PRIOR_DECAY_Q16 = 34905  # exp(−1/1.6): the prior's Laplace width, in Q16
-PRIOR_WEIGHT = 64        # the prior counts as this many increments…
+PRIOR_WEIGHT = 16        # the prior counts as this many increments…
 INCREMENT = 32           # …of one coded latent
 HALVE_AT = 1 << 22       # counts of a context are halved past this total (keeps adapting)
-REFRESH = 16             # steps between frequency refreshes (after the first few)
+REFRESH = 16             # steps between frequency refreshes, at least (then t / 8)
 TARGET_LANES = 512       # lanes advance together: more lanes, fewer numpy steps…
-MIN_SPAN = 1024          # …but each lane costs a 4-byte final state, so ≥ 1024 latents each
+MIN_SPAN = 2048          # …but each lane costs a 4-byte final state, so ≥ 2048 latents each
 MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
 
 
 def _refresh_steps(steps):
-    """Steps before which the frequencies are rebuilt: 1, 2, 4, 8, 16, 32, 48, …"""
-    return [t for t in (1, 2, 4, 8) if t < steps] + list(range(REFRESH, steps, REFRESH))
+    """Steps before which the frequencies are rebuilt: 1, 2, 4, 8, then every 16 steps
+    until step 128, then every t / 8 steps (the counts change less as they grow)."""
+    out, t = [], 1
+    while t < steps:
+        out.append(t)
+        t += t if t < REFRESH else max(REFRESH, t // 8)
+    return out
 
 
 class _Model:
@@ -240,18 +245,19 @@ class RansCoder:
             model.learn(table, symbol)
 
         state = np.full(layout.lanes, LOWER, np.uint64)
+        limit = freq << np.uint64(32 - PREC)  # a state this large must shed 16 bits first
         chunks = []
         for t in range(layout.steps - 1, -1, -1):
-            f = freq[t]
-            emit = state >= f << np.uint64(32 - PREC)
-            chunks.append((state[emit] & np.uint64(0xFFFF)).astype("<u2"))
-            x = np.where(emit, state >> np.uint64(16), state)
-            state = (x // f << np.uint64(PREC)) + x % f + cum[t]
+            emit = state >= limit[t]
+            chunks.append(state[emit])
+            q, r = np.divmod(np.where(emit, state >> np.uint64(16), state), freq[t])
+            state = (q << np.uint64(PREC)) + r + cum[t]
+        words = (np.concatenate(chunks[::-1]) & np.uint64(0xFFFF)).astype("<u2")
         sent = [np.concatenate([coefs[c, :K], coefs[c, K + c - m:K + c]]) for c, m in enumerate(taps)]
         return b"".join([np.uint32(layout.region).astype("<u4").tobytes(),
                          np.array(taps, np.uint8).tobytes(),
                          np.concatenate(sent).astype("<i2").tobytes(),
-                         state.astype("<u4").tobytes(), np.concatenate(chunks[::-1]).tobytes()])
+                         state.astype("<u4").tobytes(), words.tobytes()])
 
     def decode(self, payload, shape, bits, params):
         if bytes(params) != self.params(bits):
