@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import BitstreamError
+from .base import Coder
 
 __all__ = ["MosaicCoder"]
 
@@ -59,7 +60,7 @@ def mosaic_size(shape):
     return cols * w, rows * h, "RGB" if colours == 3 else "L"
 
 
-class MosaicCoder:
+class MosaicCoder(Coder):
     """``png`` or ``webp`` (lossless) coding of the latent mosaic (8-bit latents only)."""
 
     max_bits = 8
@@ -70,17 +71,14 @@ class MosaicCoder:
         # The reference's README saves the mosaic with Pillow's lossless WebP defaults.
         self.options = {"lossless": True} if name == "webp" else {}
 
-    def params(self, bits):
-        return b""
-
-    def encode(self, latents, bits):
+    def _encode(self, latents, bits):
         u = (latents.astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)
         _, picture = to_mosaic(u)
         buffer = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(picture)).save(buffer, self.format, **self.options)
         return buffer.getvalue()
 
-    def decode(self, payload, shape, bits, params):
+    def _decode(self, payload, shape, bits, params):
         width, height, mode = mosaic_size(shape)
         try:
             with Image.open(io.BytesIO(payload), formats=[self.format]) as im:

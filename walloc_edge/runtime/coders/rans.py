@@ -29,6 +29,7 @@ ends in the encoder's initial state.
 import numpy as np
 
 from ..errors import BitstreamError
+from .base import Coder
 
 __all__ = ["RansCoder"]
 
@@ -179,6 +180,12 @@ def _fit(target, features):
     return np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
 
 
+def _entropy_bits(values):
+    """Zero-order entropy of ``values`` in bits (all of them): an estimate of their cost."""
+    counts = np.unique(values, return_counts=True)[1]
+    return float(values.size * np.log2(values.size) - (counts * np.log2(counts)).sum())
+
+
 def _predict(coefs, features, clip):
     """Q8 linear prediction (coefs (k, m), features (m, k)), rounded, clipped."""
     acc = np.einsum("km,mk->k", coefs, features)
@@ -197,14 +204,14 @@ class _Contexts:
         return self.activity[activity] + self.previous[np.abs(previous_residual)]
 
 
-class RansCoder:
+class RansCoder(Coder):
     name = "rans"
     max_bits = 8
 
     def params(self, bits):
         return bytes([PREC, MODEL_VERSION])
 
-    def encode(self, latents, bits):
+    def _encode(self, latents, bits):
         clip = (1 << (bits - 1)) - 1
         layout = _Layout.choose(latents.shape)
         C, n, K = layout.channels, layout.n, len(layout.own_offsets)
@@ -213,15 +220,23 @@ class RansCoder:
         buffer = np.zeros(layout.size, np.int64)
         buffer[index] = X
         own = buffer[index[None] + layout.own_offsets[:, None, None]]  # (K, C, n)
-        taps = [min(c, MAX_EARLIER) if n >= 8 * (K + c) else 0 for c in range(C)]
         coefs = np.zeros((C, K + C), np.int64)  # column K + c': earlier channel c'
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
-        for c, m in enumerate(taps):
-            features = np.concatenate([own[:, c], X[c - m:c]])
-            coefs[c, :K], coefs[c, K + c - m:K + c] = np.split(_fit(X[c], features), [K])
-            pred = _predict(np.broadcast_to(coefs[c], (n, K + C)),
-                            np.concatenate([own[:, c], X]), clip)
-            residual[c + 1] = (X[c] - pred + clip) % (2 * clip + 1) - clip  # wrapped
+        taps = []
+        for c in range(C):  # earlier-channel taps where they pay for their coefficients
+            best = None
+            for m in sorted({0, min(c, MAX_EARLIER)}):
+                row = np.zeros(K + C, np.int64)
+                row[:K], row[K + c - m:K + c] = np.split(
+                    _fit(X[c], np.concatenate([own[:, c], X[c - m:c]])), [K])
+                pred = _predict(np.broadcast_to(row, (n, K + C)),
+                                np.concatenate([own[:, c], X]), clip)
+                wrapped = (X[c] - pred + clip) % (2 * clip + 1) - clip
+                bits = _entropy_bits(wrapped) + 16 * (K + m)
+                if best is None or bits < best[0]:
+                    best = bits, m, row, wrapped
+            _, m, coefs[c], residual[c + 1] = best
+            taps.append(m)
         contexts = _Contexts(clip)
         tables = contexts(layout.activity(own), residual[:-1]) \
             + CONTEXTS * np.arange(C)[:, None]
@@ -259,7 +274,7 @@ class RansCoder:
                          np.concatenate(sent).astype("<i2").tobytes(),
                          state.astype("<u4").tobytes(), words.tobytes()])
 
-    def decode(self, payload, shape, bits, params):
+    def _decode(self, payload, shape, bits, params):
         if bytes(params) != self.params(bits):
             raise BitstreamError(f"rans parameters {bytes(params).hex()} are not the ones this "
                                  f"reader knows ({self.params(bits).hex()})")
@@ -268,7 +283,14 @@ class RansCoder:
         if len(payload) < 4:
             raise BitstreamError("rans payload shorter than its header")
         layout = _Layout(shape, int(np.frombuffer(payload[:4], "<u4")[0]))
+        if layout.region != _Layout.choose(shape).region:  # bounds the steps of the loop
+            raise BitstreamError(f"rans region length {layout.region} is not the one the "
+                                 f"format fixes for latents of shape {tuple(shape)}")
         C, n, K = layout.channels, layout.n, len(layout.own_offsets)
+        min_bits = -np.log2(1 - (2 * clip) / SCALE)  # the most probable symbol's cost
+        if C * n * min_bits > 8 * len(payload):
+            raise BitstreamError(f"a rans payload of {len(payload)} bytes cannot hold "
+                                 f"{C * n} latents")
         if len(payload) < 4 + C:
             raise BitstreamError("rans payload shorter than its header")
         taps = np.frombuffer(payload[4:4 + C], np.uint8).astype(np.int64)

@@ -3,21 +3,19 @@ latents wider than 8 bits, which the other coders do not take)."""
 import numpy as np
 
 from ..errors import BitstreamError
+from .base import Coder
 
 __all__ = ["RawCoder"]
 
 
-class RawCoder:
+class RawCoder(Coder):
     name = "raw"
     max_bits = 16
 
-    def params(self, bits):
-        return b""
-
-    def encode(self, latents, bits):
+    def _encode(self, latents, bits):
         return np.ascontiguousarray(latents, _dtype(bits)).tobytes()
 
-    def decode(self, payload, shape, bits, params):
+    def _decode(self, payload, shape, bits, params):
         dtype = _dtype(bits)
         if len(payload) != int(np.prod(shape)) * dtype.itemsize:
             raise BitstreamError(f"raw payload of {len(payload)} bytes does not hold latents "

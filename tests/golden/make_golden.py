@@ -1,0 +1,42 @@
+"""Write the golden .wlc files that pin the bitstream format (run from the repository root).
+
+    python tests/golden/make_golden.py
+
+Inputs: a 61x77 crop of the bundled coffee photo (RGB, sizes not multiples of 8) encoded by
+the reference checkpoint tests/reference/rgb_j3_l12, and 3001 samples of synthetic stereo
+music (float32) encoded by tests/reference/stereo_j4_l8; one file per coder. Regenerate only
+when the format version changes.
+"""
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from walloc_edge.codec import load
+from walloc_edge.codec.data import synthetic_music
+from walloc_edge.data import sample_photo
+from walloc_edge.export import export_bundle
+from walloc_edge.runtime import Encoder
+
+HERE = Path(__file__).parent
+REFERENCE = HERE.parent / "reference"
+INPUTS = {
+    "rgb_j3_l12": lambda: sample_photo("coffee")[100:161, 200:277],
+    "stereo_j4_l8": lambda: synthetic_music(3001, 2, seed=5).astype(np.float32) / 32768,
+}
+CODERS = {"rgb_j3_l12": ("rans", "webp", "png", "raw"), "stereo_j4_l8": ("rans", "raw")}
+
+
+def main():
+    for name, make_input in INPUTS.items():
+        with tempfile.TemporaryDirectory() as bundle:
+            export_bundle(load(REFERENCE / f"{name}.pth"), bundle, ("onnx",), log=lambda s: None)
+            encoder = Encoder(bundle)
+            x = make_input()
+            np.savez(HERE / f"{name}.npz", input=x, latents=encoder.latents(x))
+            for coder in CODERS[name]:
+                (HERE / f"{name}.{coder}.wlc").write_bytes(encoder.encode(x, coder=coder))
+
+
+if __name__ == "__main__":
+    main()

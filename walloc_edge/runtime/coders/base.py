@@ -1,0 +1,32 @@
+"""What every coder shares: the interface, and empty latents (an empty payload)."""
+import math
+
+import numpy as np
+
+from ..errors import BitstreamError
+
+__all__ = ["Coder"]
+
+
+class Coder:
+    """``encode(latents, bits) → bytes``; ``decode(payload, shape, bits, params) → latents``
+    (int8, or int16 above 8 bits), raising BitstreamError on a malformed payload.
+    Subclasses implement ``_encode``/``_decode`` for non-empty latents and ``params``."""
+
+    name = None
+    max_bits = 8
+
+    def params(self, bits):
+        return b""
+
+    def encode(self, latents, bits):
+        if latents.size == 0:
+            return b""
+        return self._encode(latents, bits)
+
+    def decode(self, payload, shape, bits, params):
+        if math.prod(shape) == 0:
+            if len(payload):
+                raise BitstreamError(f"{self.name} payload for empty latents is not empty")
+            return np.zeros(shape, np.int8 if bits <= 8 else np.int16)
+        return self._decode(payload, shape, bits, params)
