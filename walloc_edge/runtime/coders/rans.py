@@ -94,7 +94,8 @@ class _Model:
 
     def learn(self, table, symbol):
         """Count coded latents, then rebuild the frequencies of the tables they touched."""
-        np.add.at(self.counts, (table, symbol), INCREMENT)
+        self.counts += INCREMENT * np.bincount(
+            table * self.A + symbol, minlength=self.counts.size).reshape(self.counts.shape)
         touched = np.unique(table)
         big = touched[self.counts[touched].sum(axis=1) > HALVE_AT]
         self.counts[big] = (self.counts[big] + 1) // 2
@@ -172,23 +173,29 @@ class _Layout:
         return np.abs(a - b) + np.abs(b - c) if self.audio else np.abs(a - c) + np.abs(b - c)
 
 
-def _fit(target, features):
-    """Least-squares Q8 coefficients (int64) predicting ``target`` from ``features`` rows."""
-    F = features.astype(np.float64)
+def _fits(target, features, sizes):
+    """Least-squares Q8 coefficients (int64) predicting ``target`` from the first ``size``
+    rows of ``features``, for each size (one Gram matrix serves them all; fitted on at most
+    16384 evenly spaced latents)."""
+    step = max(1, target.size // 16384)
+    F = features[:, ::step]
     gram = F @ F.T + 1e-6 * np.eye(len(F))
-    beta = np.linalg.solve(gram, F @ target.astype(np.float64))
-    return np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
+    cross = F @ target[::step].astype(np.float64)
+    for k in sorted(set(sizes)):
+        beta = np.linalg.solve(gram[:k, :k], cross[:k])
+        yield np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
 
 
-def _entropy_bits(values):
-    """Zero-order entropy of ``values`` in bits (all of them): an estimate of their cost."""
-    counts = np.unique(values, return_counts=True)[1]
-    return float(values.size * np.log2(values.size) - (counts * np.log2(counts)).sum())
+def _entropy_bits(symbols):
+    """Zero-order entropy of non-negative ``symbols`` in bits (all of them): their cost,
+    roughly, under an adaptive model."""
+    counts = np.bincount(symbols)
+    counts = counts[counts > 0]
+    return float(symbols.size * np.log2(symbols.size) - (counts * np.log2(counts)).sum())
 
 
-def _predict(coefs, features, clip):
-    """Q8 linear prediction (coefs (k, m), features (m, k)), rounded, clipped."""
-    acc = np.einsum("km,mk->k", coefs, features)
+def _prediction(acc, clip):
+    """A Q8 sum of coefficient × feature, rounded and clipped to the latent range."""
     return np.clip((acc + (1 << (COEF_BITS - 1))) >> COEF_BITS, -clip, clip)
 
 
@@ -224,19 +231,20 @@ class RansCoder(Coder):
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
         taps = []
         for c in range(C):  # earlier-channel taps where they pay for their coefficients
+            m = min(c, MAX_EARLIER)
+            features = np.concatenate([own[:, c], X[c - m:c]]).astype(np.float64)
             best = None
-            for m in sorted({0, min(c, MAX_EARLIER)}):
-                row = np.zeros(K + C, np.int64)
-                row[:K], row[K + c - m:K + c] = np.split(
-                    _fit(X[c], np.concatenate([own[:, c], X[c - m:c]])), [K])
-                pred = _predict(np.broadcast_to(row, (n, K + C)),
-                                np.concatenate([own[:, c], X]), clip)
+            for row in _fits(X[c], features, [K, K + m]):
+                # Integer sums, exact in float64 (|sum| < 2^53), so BLAS can do them.
+                pred = _prediction((row.astype(np.float64) @ features[:len(row)]).astype(np.int64),
+                                   clip)
                 wrapped = (X[c] - pred + clip) % (2 * clip + 1) - clip
-                bits = _entropy_bits(wrapped) + 16 * (K + m)
+                bits = _entropy_bits(wrapped + clip) + 16 * len(row)
                 if best is None or bits < best[0]:
-                    best = bits, m, row, wrapped
-            _, m, coefs[c], residual[c + 1] = best
-            taps.append(m)
+                    best = bits, row, wrapped
+            _, row, residual[c + 1] = best
+            taps.append(len(row) - K)
+            coefs[c, :K], coefs[c, K + c - taps[-1]:K + c] = row[:K], row[K:]
         contexts = _Contexts(clip)
         tables = contexts(layout.activity(own), residual[:-1]) \
             + CONTEXTS * np.arange(C)[:, None]
@@ -333,7 +341,8 @@ class RansCoder(Coder):
             idx, live = index[t], valid[t]
             own = buffer[idx + layout.own_offsets[:, None]]
             earlier = buffer[layout.channel_base[:, None] + inner[t]]  # every channel here
-            pred = _predict(lane_coefs, np.concatenate([own, earlier]), clip)
+            pred = _prediction(np.einsum("lk,kl->l", lane_coefs, np.concatenate([own, earlier])),
+                               clip)
             table = lane_tables + contexts(layout.activity(own), residual[idx - layout.stride])
             slot = state & np.uint64(SCALE - 1)
             key = np.searchsorted(keys, table * SCALE + slot.astype(np.int64), "right") - 1

@@ -1,0 +1,114 @@
+"""Entropy coders on real photos: size and speed of rans, webp, png (and raw) per model.
+
+    python benchmarks/coders.py MODEL... [--photos FILE...] [--repeat 3] [--out benchmarks/results]
+
+For each model: export the sensor bundle (ONNX), compute the integer latents of each photo
+with the runtime, then code them with every coder (median of --repeat runs for encode and
+decode, after one warm-up). Sizes are totals over the photos: bits per latent, bits per
+pixel, compression ratio against 24-bit RGB, and size relative to the lossless WebP mosaic
+(the reference's way of storing latents). Speeds are in megabytes of int8 latents per second
+and in megapixels of the photo per second.
+"""
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from walloc_edge.codec import load  # noqa: E402
+from walloc_edge.data import SAMPLE_PHOTOS, sample_photo  # noqa: E402
+from walloc_edge.export import export_bundle  # noqa: E402
+from walloc_edge.runtime import Encoder  # noqa: E402
+from walloc_edge.runtime.coders import CODERS  # noqa: E402
+
+
+def median_time(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def photos(paths):
+    if not paths:
+        return [(name, sample_photo(name)) for name in SAMPLE_PHOTOS]
+    return [(Path(p).name, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+
+
+def bench_model(model_path, images, repeat):
+    codec = load(model_path)
+    bits = codec.config.latent_bits
+    with tempfile.TemporaryDirectory() as bundle:
+        export_bundle(codec, bundle, ("onnx",), log=lambda s: None)
+        encoder = Encoder(bundle)
+        latents = [encoder.latents(img) for _, img in images]
+    pixels = sum(img.shape[0] * img.shape[1] for _, img in images)
+    count = sum(lat.size for lat in latents)
+    rows = {}
+    for name, coder in CODERS.items():
+        if bits > coder.max_bits:
+            continue
+        payloads = [coder.encode(lat, bits) for lat in latents]
+        for lat, payload in zip(latents, payloads):
+            assert np.array_equal(coder.decode(payload, lat.shape, bits, coder.params(bits)), lat)
+        enc = sum(median_time(lambda lat=lat: coder.encode(lat, bits), repeat) for lat in latents)
+        dec = sum(median_time(lambda p=p, lat=lat: coder.decode(p, lat.shape, bits,
+                                                                 coder.params(bits)), repeat)
+                  for p, lat in zip(payloads, latents))
+        size = sum(len(p) for p in payloads)
+        rows[name] = {"bytes": size, "bits_per_latent": 8 * size / count,
+                      "bpp": 8 * size / pixels, "compression_ratio": 3 * pixels / size,
+                      "encode_MBps": count / 1e6 / enc, "decode_MBps": count / 1e6 / dec,
+                      "encode_MPps": pixels / 1e6 / enc, "decode_MPps": pixels / 1e6 / dec}
+    for row in rows.values():
+        row["vs_webp"] = row["bytes"] / rows["webp"]["bytes"]
+    return {"model": str(model_path), "latents": count, "pixels": pixels, "coders": rows}
+
+
+def markdown(results, images, args):
+    lines = [f"Entropy coders on {len(images)} photos ({', '.join(n for n, _ in images)}); "
+             f"{platform.machine()}, {platform.processor() or 'CPU'}, median of {args.repeat}",
+             ""]
+    for r in results:
+        lines += [f"Model `{r['model']}`: {r['latents']:,} latents for {r['pixels']:,} pixels",
+                  "", "| coder | bits/latent | bpp | compression ratio | vs webp | encode MB/s "
+                  "(MP/s) | decode MB/s (MP/s) |", "|---|---|---|---|---|---|---|"]
+        for name, c in r["coders"].items():
+            lines.append(f"| {name} | {c['bits_per_latent']:.3f} | {c['bpp']:.3f} | "
+                         f"{c['compression_ratio']:.1f} | {c['vs_webp']:.1%} | "
+                         f"{c['encode_MBps']:.1f} ({c['encode_MPps']:.1f}) | "
+                         f"{c['decode_MBps']:.1f} ({c['decode_MPps']:.1f}) |")
+        lines.append("")
+    lines.append(f"Command: `python benchmarks/coders.py {' '.join(sys.argv[1:])}`")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("models", nargs="+")
+    p.add_argument("--photos", nargs="*", help="photo files (default: the bundled samples)")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    images = photos(args.photos)
+    results = [bench_model(m, images, args.repeat) for m in args.models]
+    text = markdown(results, images, args)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "coders.md").write_text(text)
+        (args.out / "coders.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
