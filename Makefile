@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/walloc-edge info tests/reference/rgb_j3_l12.pth
 	$(VENV)/bin/walloc-edge export tests/reference/rgb_j3_l12.pth --format onnx,tflite --out demo-out/bundle
+	$(VENV)/bin/walloc-edge encode demo-out/bundle walloc_edge/data/coffee.jpg walloc_edge/data/astronaut.jpg -o demo-out/wlc
 
 test: $(STAMP)
 	$(PY) -m pytest -q

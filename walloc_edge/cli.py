@@ -163,7 +163,7 @@ def _progress(items, what):
         from tqdm import tqdm
     except ImportError:
         return items
-    return tqdm(items, desc=what, unit="file", file=sys.stderr, leave=False)
+    return tqdm(items, desc=what, unit="file", file=sys.stderr, leave=False, disable=None)
 
 
 def _say(line):

@@ -1,0 +1,91 @@
+"""Peak memory of the sensor encoder on large photos: tiled (the default) vs one run.
+
+    python benchmarks/encoder_memory.py BUNDLE [--backends onnxruntime,numpy]
+        [--sizes 2000x3000,4000x6000] [--out benchmarks/results]
+
+Each measurement runs in a fresh process: it builds the photo (the bundled astronaut tiled to
+the size), loads the encoder and warms it up on a small image, then encodes the photo to
+.wlc (rans) while a thread samples the resident set size every 2 ms. Reported: the input's
+size and the peak RSS above what the process held just before the encode. "one run" passes
+the whole padded image to the backend at once (tile larger than the image).
+"""
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, threading, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from walloc_edge.data import sample_photo
+from walloc_edge.runtime import Encoder
+
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+h, w = {size}
+photo = np.tile(sample_photo("astronaut"), (h // 512 + 1, w // 512 + 1, 1))[:h, :w].copy()
+encoder = Encoder({bundle!r}, {backend!r}, tile={tile})
+encoder.encode(photo[:256, :256])
+base, peak, running = rss(), [0], [True]
+def sample():
+    while running[0]:
+        peak[0] = max(peak[0], rss())
+        time.sleep(0.002)
+thread = threading.Thread(target=sample)
+thread.start()
+start = time.perf_counter()
+blob = encoder.encode(photo)
+seconds = time.perf_counter() - start
+running[0] = False
+thread.join()
+print(json.dumps({{"input_MB": photo.nbytes / 1e6, "extra_MB": (max(peak[0], rss()) - base) / 1e6,
+                  "seconds": seconds, "bytes": len(blob)}}))
+"""
+
+
+def measure(bundle, backend, size, tile):
+    root = str(Path(__file__).resolve().parent.parent)
+    code = CHILD.format(root=root, size=size, bundle=str(bundle), backend=backend, tile=tile)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("bundle")
+    p.add_argument("--backends", default="onnxruntime,numpy")
+    p.add_argument("--sizes", default="2000x3000,4000x6000")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    rows = []
+    for backend in args.backends.split(","):
+        for size in sizes:
+            for mode, tile in (("tiled (default)", None), ("one run", 1 << 20)):
+                r = measure(args.bundle, backend, size, tile)
+                rows.append({"backend": backend, "size": f"{size[0]}x{size[1]}", "mode": mode, **r})
+                print(rows[-1], flush=True)
+    lines = [f"Encoder peak memory above the input ({platform.machine()}, "
+             f"{platform.processor() or 'CPU'}); .wlc with the rans coder", "",
+             "| backend | photo | MP | input MB | mode | peak extra MB | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        h, w = (int(v) for v in r["size"].split("x"))
+        lines.append(f"| {r['backend']} | {r['size']} | {h * w / 1e6:.0f} | {r['input_MB']:.0f} | "
+                     f"{r['mode']} | {r['extra_MB']:.0f} | {r['seconds']:.2f} |")
+    lines += ["", f"Command: `python benchmarks/encoder_memory.py {' '.join(sys.argv[1:])}`"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "encoder_memory.md").write_text(text)
+        (args.out / "encoder_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
