@@ -1,0 +1,108 @@
+"""Training: a short seeded run learns, and an interrupted run resumes exactly."""
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from walloc_edge.cli import main
+from walloc_edge.codec import CodecConfig, load
+from walloc_edge.codec.data import DeadLeaves, SyntheticAudio, dead_leaves
+from walloc_edge.codec.training import TrainOptions, train
+
+TINY = CodecConfig("image", channels=1, J=1, latent_dim=2, Nd=32)
+
+
+class Pictures:
+    """Random crops of a few fixed dead-leaves pictures (stateless apart from the rng)."""
+
+    def __init__(self, crop=32):
+        rng = np.random.default_rng(7)
+        self.pictures = [dead_leaves(64, 1, rng) for _ in range(3)]
+        self.crop, self.calls = crop, 0
+
+    def sample(self, rng):
+        self.calls += 1
+        picture = self.pictures[rng.integers(len(self.pictures))]
+        y, x = rng.integers(64 - self.crop + 1, size=2)
+        return picture[y:y + self.crop, x:x + self.crop]
+
+
+def options(**kw):
+    base = dict(steps=40, batch=4, crop=32, lr=1e-2, warmup=5, val_every=10, save_every=10,
+                device="cpu")
+    return TrainOptions(**{**base, **kw})
+
+
+def test_short_seeded_run_learns(tmp_path):
+    validation = [Pictures().pictures[0]]
+    codec, history, stopped = train(TINY, Pictures(), validation, tmp_path / "m.safetensors",
+                                    options(), progress=False, log=lambda s: None)
+    assert not stopped and [h["step"] for h in history] == [10, 20, 30, 40]
+    assert history[-1]["loss"] < 0.5 * history[0]["loss"]
+    assert 10 < history[-1]["val_psnr"] < 60  # measured on real rounding, a sane number
+    saved = load(tmp_path / "m.safetensors")
+    assert saved.config == TINY
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(),
+                                                 codec.state_dict().values()))
+    assert (tmp_path / "m.log.csv").read_text().count("\n") == 5  # header + 4 rows
+
+
+class InterruptAt(Pictures):
+    """Sends this process SIGINT (Ctrl-C) while drawing the batch of step ``step``."""
+
+    def __init__(self, step, batch):
+        super().__init__()
+        self.at = (step - 1) * batch + 1
+
+    def sample(self, rng):
+        if self.calls + 1 == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().sample(rng)
+
+
+def test_ctrl_c_then_resume_equals_one_run(tmp_path):
+    opts = options(steps=12, save_every=100, val_every=6)
+    whole, _, _ = train(TINY, Pictures(), [], tmp_path / "a.safetensors", opts,
+                        progress=False, log=lambda s: None)
+    _, _, stopped = train(TINY, InterruptAt(7, opts.batch), [], tmp_path / "b.safetensors",
+                          opts, progress=False, log=lambda s: None)
+    assert stopped  # finished step 7, saved, stopped
+    state = torch.load(tmp_path / "b.state.pt", weights_only=False)
+    assert state["step"] == 7
+    resumed, history, stopped = train(TINY, Pictures(), [], tmp_path / "b.safetensors", opts,
+                                      resume=True, progress=False, log=lambda s: None)
+    assert not stopped and history[-1]["step"] == 12
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_resume_needs_a_saved_run(tmp_path):
+    with pytest.raises(ValueError, match="nothing to resume"):
+        train(TINY, Pictures(), [], tmp_path / "none.safetensors", options(), resume=True,
+              progress=False)
+
+
+def test_synthetic_sources():
+    rng = np.random.default_rng(0)
+    image = DeadLeaves(32, 3, pool=2).sample(rng)
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and image.std() > 5
+    audio = SyntheticAudio(4096, 2).sample(rng)
+    assert audio.shape == (4096, 2) and audio.dtype == np.int16 and np.abs(audio).max() > 100
+
+
+def test_train_command(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+    for i in range(3):
+        Image.fromarray(dead_leaves(48, 3, np.random.default_rng(i))).save(photos / f"{i}.png")
+    out = tmp_path / "rgb.safetensors"
+    args = ["train", "--preset", "rgb-16x", "--nd", "32", "--data", str(photos), "--holdout",
+            "2", "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "32",
+            "--val-every", "1", "--save-every", "1", "--device", "cpu"]
+    assert main(args) == 0
+    assert load(out).config.Nd == 32 and "validation PSNR" in capsys.readouterr().out
+    assert main(args[:-2] + ["--holdout", "9"]) == 2  # a stem that is not there
+    assert "not in" in capsys.readouterr().err

@@ -1,0 +1,202 @@
+"""Training a codec as the reference does: MSE in the signal domain, AdamW, linear warm-up
+then cosine decay, uniform noise in place of rounding; seeded and resumable.
+
+A run writes ``MODEL`` (the project's .safetensors format, loadable everywhere), a training
+state beside it (``MODEL.state.pt``: optimiser, step, random generators) from which
+``resume`` continues exactly where it stopped, and a CSV log (``MODEL.log.csv``).
+"""
+import csv
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load, save
+from .config import CodecConfig
+from .models import build
+from .padding import crop, pad
+
+__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor"]
+
+PRESETS = {
+    # Decoder widths chosen so that decoding stays practical on a CPU (see the README).
+    "rgb-16x": CodecConfig("image", channels=3, J=3, latent_dim=12, Nd=128),
+    "rgb-4x": CodecConfig("image", channels=3, J=3, latent_dim=48, Nd=128),
+    "gray-16x": CodecConfig("image", channels=1, J=3, latent_dim=4, Nd=64),
+    "stereo-5x": CodecConfig("audio", channels=2, J=8, latent_dim=108, Nd=216,
+                             post_filter=True),
+    "mono-4x": CodecConfig("audio", channels=1, J=6, latent_dim=16, Nd=64),
+}
+
+
+@dataclass
+class TrainOptions:
+    steps: int = 20000
+    batch: int = 8
+    crop: int = 256            # pixels per side, or audio samples
+    lr: float = 1e-3
+    min_lr: float = 1e-6
+    warmup: int = 500
+    seed: int = 0
+    val_every: int = 500
+    save_every: int = 500
+    device: str = "auto"
+
+
+def to_tensor(samples, modality):
+    """Raw samples (uint8 H×W×C / int16 L×C) → a float batch as the codec takes it."""
+    x = torch.from_numpy(np.stack(samples))
+    if modality == "image":
+        return x.permute(0, 3, 1, 2).float() / 255 - 0.5
+    return x.permute(0, 2, 1).float() / 65536
+
+
+def learning_rate(step, options):
+    if step < options.warmup:
+        return options.lr * (step + 1) / options.warmup
+    progress = (step - options.warmup) / max(1, options.steps - options.warmup)
+    return options.min_lr + 0.5 * (options.lr - options.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def evaluate(codec, samples, device="cpu"):
+    """Mean PSNR (dB) of encode → round → decode over raw samples of any size."""
+    codec.eval()
+    psnrs = []
+    for sample in samples:
+        x = to_tensor([sample], codec.config.modality).to(device)
+        size = x.shape[2:]
+        x_hat = crop(codec.decode(codec.encode(pad(x, 2 ** codec.J))), size)
+        mse = torch.mean((x - x_hat.clamp(-0.5, 0.5)) ** 2).item()
+        psnrs.append(10 * math.log10(1 / max(mse, 1e-12)))  # the signal spans [-0.5, 0.5]
+    return float(np.mean(psnrs))
+
+
+def _device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device here; use --device cpu")
+    return name
+
+
+def _state_path(out):
+    return Path(out).with_suffix(".state.pt")
+
+
+def train(config, source, validation, out, options, resume=False, progress=True, log=print):
+    """Train a codec of ``config`` on ``source`` (``sample(rng)`` → raw example), validating
+    on the raw ``validation`` samples; returns (codec, history, stopped early by Ctrl-C)."""
+    out = Path(out)
+    device = _device(options.device)
+    state_path = _state_path(out)
+    rng = np.random.default_rng(options.seed)
+    torch.manual_seed(options.seed)
+    if resume:
+        if not (out.exists() and state_path.exists()):
+            raise ValueError(f"nothing to resume: {out} or {state_path} is missing")
+        codec = load(out)
+        if codec.config != config:
+            raise ValueError(f"{out} is a {codec.config} model, not the requested {config}")
+    else:
+        codec = build(config)
+    codec = codec.to(device)
+    optimiser = torch.optim.AdamW(codec.parameters(), lr=options.lr, weight_decay=0.0)
+    step, history = 0, []
+    if resume:
+        state = torch.load(state_path, map_location=device, weights_only=False)
+        optimiser.load_state_dict(state["optimiser"])
+        step, history = state["step"], state["history"]
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resuming {out} at step {step}")
+
+    def checkpoint():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save(codec, out)
+        torch.save({"step": step, "optimiser": optimiser.state_dict(), "history": history,
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "options": asdict(options)}, state_path)
+        with open(out.with_suffix(".log.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, ["step", "loss", "lr", "val_psnr", "seconds"])
+            writer.writeheader()
+            writer.writerows(history)
+
+    stop = _GracefulStop(log)
+    bar = _bar(options.steps, step, progress)
+    start, losses = time.perf_counter(), []
+    try:
+        with stop:
+            while step < options.steps and not stop.requested:
+                codec.train()
+                lr = learning_rate(step, options)
+                for group in optimiser.param_groups:
+                    group["lr"] = lr
+                x = to_tensor([source.sample(rng) for _ in range(options.batch)],
+                              config.modality).to(device)
+                _, loss, _ = codec(x)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                step += 1
+                losses.append(loss.item())
+                if step % options.val_every == 0 or step == options.steps:
+                    psnr = evaluate(codec, validation, device) if validation else float("nan")
+                    history.append({"step": step, "loss": float(np.mean(losses)), "lr": lr,
+                                    "val_psnr": psnr,
+                                    "seconds": round(time.perf_counter() - start, 1)})
+                    losses = []
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{history[-1]['loss']:.2e}", val_psnr=f"{psnr:.2f}")
+                elif bar is not None:
+                    bar.set_postfix(loss=f"{losses[-1]:.2e}", refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                if step % options.save_every == 0 or step == options.steps:
+                    checkpoint()
+            if stop.requested:
+                checkpoint()
+                log(f"\nstopped at step {step}; saved {out} (continue with --resume)")
+    finally:
+        if bar is not None:
+            bar.close()
+    return codec.eval(), history, stop.requested
+
+
+class _GracefulStop:
+    """Ctrl-C during training: finish the step, save, stop (a second Ctrl-C stops at once)."""
+
+    def __init__(self, log):
+        self.log, self.requested, self.previous = log, False, None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.log("\nstopping after this step (Ctrl-C again to stop now)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _bar(total, initial, enabled):
+    if not enabled:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    # In a log file (not a terminal), a line every 30 s instead of a redraw every 0.1 s.
+    return tqdm(total=total, initial=initial, unit="step", desc="training", dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 30)
