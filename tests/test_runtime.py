@@ -275,10 +275,13 @@ def test_golden_files(request, reference_dir, name, bundle_fixture):
     for path in files:
         header, latents = read_latents(path.read_bytes())
         assert header.model_id == encoder.model_id
+        assert header.sample_rate == (44100 if name.startswith("stereo") else 0)
         assert header.shape == data["input"].shape and header.dtype == data["input"].dtype
         assert np.array_equal(latents, data["latents"])
         if header.coder in ("rans", "raw"):  # pure numpy: byte-identical on every platform
-            assert encoder.encode(data["input"], coder=header.coder) == path.read_bytes()
+            again = encoder.encode(data["input"], coder=header.coder,
+                                   sample_rate=header.sample_rate)
+            assert again == path.read_bytes()
 
 
 # --- command line -------------------------------------------------------------------------
@@ -309,4 +312,5 @@ def test_encode_command_audio(stereo, tmp_path):
     assert main(["encode", str(stereo[1]), str(wav), "-o", str(tmp_path)]) == 0
     header, latents = read_latents((tmp_path / "clip.wlc").read_bytes())
     assert header.shape == (3000, 2) and header.dtype == np.int16
+    assert header.sample_rate == 16000
     assert np.array_equal(latents, Encoder(stereo[1]).latents(pcm))

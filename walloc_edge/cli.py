@@ -247,9 +247,9 @@ def _run_encode(args):
             target = out / (path.name + ".wlc")
         names.add(target.name)
         try:
-            sample = read_input(path, b.modality, b.channels)
+            sample, rate = read_input(path, b.modality, b.channels)
             start = time.perf_counter()
-            blob = encoder.encode(sample, coder=args.coder)
+            blob = encoder.encode(sample, coder=args.coder, sample_rate=rate)
             seconds = time.perf_counter() - start
         except ValueError as e:
             failed += 1

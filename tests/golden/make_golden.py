@@ -35,7 +35,9 @@ def main():
             x = make_input()
             np.savez(HERE / f"{name}.npz", input=x, latents=encoder.latents(x))
             for coder in CODERS[name]:
-                (HERE / f"{name}.{coder}.wlc").write_bytes(encoder.encode(x, coder=coder))
+                rate = 44100 if name.startswith("stereo") else 0
+                (HERE / f"{name}.{coder}.wlc").write_bytes(encoder.encode(x, coder=coder,
+                                                                          sample_rate=rate))
 
 
 if __name__ == "__main__":

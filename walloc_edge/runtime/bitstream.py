@@ -47,6 +47,7 @@ class Header:
     coder: str
     coder_params: bytes
     tile: tuple
+    sample_rate: int = 0  # audio: samples per second (0: not known)
 
     @property
     def block(self):
@@ -103,7 +104,7 @@ class Bitstream:
         return out
 
 
-def write_bitstream(bundle, latents, spec, coder="rans", tile=None):
+def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=0):
     """.wlc bytes for ``latents`` of an input with ``spec`` ({"shape", "dtype"}) encoded by
     ``bundle``'s model, coded tile by tile with ``coder``."""
     cfg = bundle.config
@@ -115,7 +116,10 @@ def write_bitstream(bundle, latents, spec, coder="rans", tile=None):
     tile = tuple(tile or (DEFAULT_TILE[modality],) * (2 if modality == "image" else 1))
     header = Header(modality, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
                     cfg["J"], cfg["latent_bits"], cfg["latent_dim"], coder,
-                    chosen.params(cfg["latent_bits"]), tile)
+                    chosen.params(cfg["latent_bits"]), tile,
+                    int(sample_rate or 0) if modality == "audio" else 0)
+    if not 0 <= header.sample_rate < 2 ** 32:
+        raise ValueError(f"sample rate {sample_rate} is out of range")
     if header.latent_shape != latents.shape:
         raise ValueError(f"latents of shape {latents.shape} do not belong to an input of "
                          f"shape {header.shape} (expected {header.latent_shape})")
@@ -134,7 +138,8 @@ def _pack_header(h):
                         bytes.fromhex(h.model_id), h.J, h.latent_bits, PADDING_REFLECT,
                         h.latent_dim, h.channels, CODER_IDS[h.coder], len(h.coder_params))
     axes = b"".join(_AXIS.pack(n, t) for n, t in zip(h.sizes, h.tile))
-    return fixed + h.coder_params + axes
+    rate = _U32.pack(h.sample_rate) if h.modality == "audio" else b""
+    return fixed + h.coder_params + axes + rate
 
 
 def read_bitstream(data, max_latents=MAX_LATENTS):
@@ -169,9 +174,11 @@ def read_bitstream(data, max_latents=MAX_LATENTS):
     if coder_id not in names:
         raise BitstreamError(f"unknown coder id {coder_id}")
     ndim = 2 if modality == "image" else 1
-    offset = _FIXED.size + n_params + ndim * _AXIS.size
+    axes_end = _FIXED.size + n_params + ndim * _AXIS.size
+    offset = axes_end + (_U32.size if modality == "audio" else 0)
     if offset > len(body):
         raise BitstreamError("header is truncated")
+    sample_rate = _U32.unpack_from(body, axes_end)[0] if modality == "audio" else 0
     params = bytes(body[_FIXED.size:_FIXED.size + n_params])
     axes = [_AXIS.unpack_from(body, _FIXED.size + n_params + i * _AXIS.size)
             for i in range(ndim)]
@@ -182,7 +189,7 @@ def read_bitstream(data, max_latents=MAX_LATENTS):
         raise BitstreamError("an input without a channel axis must have one channel")
     shape = sizes if flags & FLAG_NO_CHANNEL_AXIS else (*sizes, channels)
     header = Header(modality, bytes(model_id).hex(), shape, DTYPES[dtype_code], J, bits,
-                    latent_dim, names[coder_id], params, tuple(t for _, t in axes))
+                    latent_dim, names[coder_id], params, tuple(t for _, t in axes), sample_rate)
     if bits > get_coder(header.coder).max_bits:
         raise BitstreamError(f"the {header.coder} coder does not take {bits}-bit latents")
     count = math.prod(header.latent_shape)

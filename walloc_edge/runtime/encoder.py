@@ -94,12 +94,13 @@ class Encoder:
         sample, _ = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
         return self._latents(sample)
 
-    def encode(self, x, coder="rans", tile=None):
-        """.wlc bytes for ``x`` (see docs/bitstream.md)."""
+    def encode(self, x, coder="rans", tile=None, sample_rate=0):
+        """.wlc bytes for ``x`` (see docs/bitstream.md); audio may record its sample rate."""
         from .bitstream import write_bitstream
 
         sample, spec = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
-        return write_bitstream(self.bundle, self._latents(sample), spec, coder, tile)
+        return write_bitstream(self.bundle, self._latents(sample), spec, coder, tile,
+                               sample_rate)
 
     def _latents(self, sample):
         sizes = sample.shape[:-1]

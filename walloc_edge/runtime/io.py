@@ -15,16 +15,17 @@ AUDIO_SUFFIXES = {".wav", ".flac"}
 
 
 def read_input(path, modality, channels):
-    """The sample in ``path`` for a model of ``modality`` with ``channels`` channels."""
+    """(sample, sample rate) in ``path`` for a model of ``modality`` with ``channels``
+    channels; the rate is 0 for images."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if modality == "image":
         if suffix == ".npy":
-            return _read_npy(path)
+            return _read_npy(path), 0
         if suffix in IMAGE_SUFFIXES:
-            return _read_image(path, channels)
+            return _read_image(path, channels), 0
         raise ValueError(f"{path}: not an image this model takes (use "
                          f"{', '.join(sorted(IMAGE_SUFFIXES))} or .npy)")
     if suffix in AUDIO_SUFFIXES:
@@ -58,7 +59,7 @@ def _read_wav(path):
     """PCM WAV through the standard library (8/16/24/32-bit); other encodings via soundfile."""
     try:
         with wave.open(str(path), "rb") as w:
-            width, channels = w.getsampwidth(), w.getnchannels()
+            width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
             frames = w.readframes(w.getnframes())
     except wave.Error:
         return _read_soundfile(path)  # e.g. float WAV, which the wave module refuses
@@ -70,7 +71,7 @@ def _read_wav(path):
         pcm = (raw[:, 0].astype(np.int16) - 128) << 8
     else:  # little-endian signed: keep the top 16 bits
         pcm = raw[:, -2:].copy().view("<i2")[:, 0]
-    return pcm.reshape(-1, channels)
+    return pcm.reshape(-1, channels), rate
 
 
 def _read_soundfile(path):
@@ -80,6 +81,7 @@ def _read_soundfile(path):
         raise ValueError(f"{path}: reading {path.suffix} needs soundfile: "
                          "pip install soundfile") from None
     try:
-        return soundfile.read(str(path), dtype="int16", always_2d=True)[0]
+        pcm, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
+        return pcm, rate
     except RuntimeError as e:  # libsndfile's errors
         raise ValueError(f"{path}: not readable audio ({e})") from None
