@@ -288,6 +288,157 @@ def _say(line):
         print(line)
 
 
+def _configure_decode(p):
+    p.add_argument("model", help="the model that encoded the bitstreams: a .safetensors file, "
+                                 "a reference .pth, or an embedded model name")
+    p.add_argument("inputs", nargs="+", metavar="IN.wlc")
+    p.add_argument("-o", "--out", required=True, help="directory for the decoded files (created)")
+    p.add_argument("--format", help="png, tiff or npy for images (default png; npy for other "
+                                    "band counts); wav, flac or npy for audio (default wav)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.epilog = ("A bitstream made by another model, or a corrupted one, is reported and\n"
+                "skipped (exit status 1); the others are still decoded.\n\n"
+                "example: walloc-edge decode rgb-16x wlc/*.wlc -o decoded/")
+
+
+def _run_decode(args):
+    from pathlib import Path
+
+    from .decoder import Decoder
+    from .decoder.evaluate import write_signal
+    from .runtime import read_bitstream
+
+    decoder = Decoder(args.model, args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in _progress(args.inputs, "decoding"):
+        path = Path(path)
+        try:
+            blob = path.read_bytes()
+            signal = decoder.decode(blob)
+            target = write_signal(signal, read_bitstream(blob).header, out / path.stem,
+                                  args.format)
+        except (OSError, ValueError) as e:
+            failed += 1
+            _say(f"skipped {path}: {e}")
+            continue
+        _say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
+    return 1 if failed else 0
+
+
+def _configure_eval(p):
+    from .runtime import CODERS
+
+    p.add_argument("model", help="a .safetensors file, a reference .pth, or an embedded name")
+    p.add_argument("data", nargs="+", help="a folder of images or audio, or files")
+    p.add_argument("--coder", default="rans", choices=list(CODERS),
+                   help="entropy coder [default: rans]")
+    p.add_argument("--bundle", help="encode with this exported bundle's backend instead of "
+                                    "the numpy backend over the model's weights")
+    p.add_argument("--backend", default="onnxruntime", help="backend for --bundle")
+    p.add_argument("--device", default="auto", help="decoder device: auto, cpu, cuda")
+    p.add_argument("--json", help="also write the per-file rows and the means to this file")
+    p.epilog = ("Each file: sensor runtime encode -> .wlc -> torch decode, then PSNR, MS-SSIM\n"
+                "(images), bits per pixel (per sample for audio), compression ratio and\n"
+                "encode/decode MP/s (MS/s).\n\n"
+                "example: walloc-edge eval rgb-16x photos/ --json eval.json")
+
+
+def _run_eval(args):
+    from pathlib import Path
+
+    from .decoder import Decoder
+    from .decoder.evaluate import evaluate_files, runtime_encoder, summarise
+    from .runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+
+    decoder = Decoder(args.model, args.device)
+    cfg = decoder.codec.config
+    suffixes = (IMAGE_SUFFIXES | {".npy"}) if cfg.modality == "image" else AUDIO_SUFFIXES
+    files = []
+    for item in map(Path, args.data):
+        if item.is_dir():
+            files += sorted(p for p in item.rglob("*") if p.suffix.lower() in suffixes)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise ValueError(f"{item}: no such file or folder")
+    if not files:
+        raise ValueError(f"no {cfg.modality} files in {' '.join(args.data)}")
+    encoder = runtime_encoder(decoder.codec, args.bundle, args.backend)
+    rows = evaluate_files(decoder, encoder, files, args.coder,
+                          progress=lambda items: _progress(items, "evaluating"))
+    summary = summarise(rows, cfg)
+    _print_table(rows, summary, cfg.modality)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": args.model, "coder": args.coder,
+                                               "mean": summary, "files": rows}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 1 if summary["failed"] else 0
+
+
+def _print_table(rows, summary, modality):
+    unit = "MP" if modality == "image" else "MS"
+    rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
+    columns = [("psnr", "PSNR dB", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"),
+               (rate, "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
+               ("compression_ratio", "ratio", "{:.1f}"),
+               (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
+               (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}")]
+    columns = [c for c in columns if any(c[0] in r for r in rows)]
+    width = max([len(os.path.basename(r["file"])) for r in rows] + [4])
+    print(f"{'file':<{width}}  " + "  ".join(f"{title:>10}" for _, title, _ in columns))
+    for r in rows + [{"file": "mean", **summary}]:
+        if "error" in r:
+            print(f"{os.path.basename(r['file']):<{width}}  error: {r['error']}")
+            continue
+        print(f"{os.path.basename(r['file']):<{width}}  " +
+              "  ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in columns))
+    print(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
+          f"{summary['files'] - summary['failed']} of {summary['files']} files")
+
+
+def _configure_demo(p):
+    p.add_argument("--model", help="an RGB image model (default: the embedded rgb-16x)")
+    p.add_argument("--out", default="demo-out", help="output folder [default: demo-out]")
+    p.epilog = ("Exports the model's sensor encoder to ONNX (validated), encodes a bundled\n"
+                "photo with the torch-free runtime into a .wlc, decodes it with torch, prints\n"
+                "dimensionality reduction, compression ratio, bpp, PSNR, MS-SSIM and MP/s,\n"
+                "and writes a side-by-side picture (original | decoded | error x4).")
+
+
+def _run_demo(args):
+    from .demo import run_demo
+    from .models import DEFAULT_IMAGE_MODEL, embedded_models
+
+    model = args.model or DEFAULT_IMAGE_MODEL
+    if args.model is None and model not in embedded_models():
+        raise ValueError(f"the embedded model {model} is not in this installation; "
+                         "pass --model PATH")
+    run_demo(model, args.out)
+
+
+def _configure_models(p):
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+
+
+def _run_models(args):
+    from .models import HERE, embedded_models
+
+    models = embedded_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return
+    if not models:
+        print("no embedded models in this installation")
+        return
+    for name, info in models.items():
+        size = (HERE / info["file"]).stat().st_size / 1e6
+        print(f"{name:<10} {info['description']} ({size:.1f} MB)")
+        for key, value in info.get("measured", {}).items():
+            print(f"{'':<10}   {key}: {value}")
+
+
 COMMANDS = {
     "info": ("describe a model: configuration, latent shape, dimensionality reduction",
              _configure_info, _run_info),
@@ -297,6 +448,13 @@ COMMANDS = {
                _configure_encode, _run_encode),
     "train": ("train a codec on a folder of images or audio, or on synthetic data; resumable",
               _configure_train, _run_train),
+    "decode": ("server: decode .wlc bitstreams with the torch decoder into PNG/NPY/WAV",
+               _configure_decode, _run_decode),
+    "eval": ("rate, distortion and speed over a folder: PSNR, MS-SSIM, bpp, ratio, MP/s",
+             _configure_eval, _run_eval),
+    "demo": ("the main job: export, encode a photo on the sensor runtime, decode, report",
+             _configure_demo, _run_demo),
+    "models": ("list the models shipped in the package", _configure_models, _run_models),
 }
 
 

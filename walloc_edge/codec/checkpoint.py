@@ -39,11 +39,18 @@ def save(model, path):
 
 
 def load(path, device="cpu"):
-    """A codec in eval mode from a walloc-edge ``.safetensors`` or a reference ``.pth``."""
+    """A codec in eval mode from a walloc-edge ``.safetensors``, a reference ``.pth``, or
+    the name of a model shipped in the package (``walloc-edge models`` lists them)."""
+    from ..models import embedded_model_file, embedded_models
+
     path = Path(path)
+    if not path.is_file() and embedded_model_file(path):
+        path = embedded_model_file(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such model file (give a .safetensors file, or a "
-                              "reference .pth with its .json beside it)")
+        names = ", ".join(embedded_models()) or "none yet"
+        raise CheckpointError(f"{path}: no such model file or embedded model (embedded: {names}; "
+                              "or give a .safetensors file, or a reference .pth with its .json "
+                              "beside it)")
     if path.suffix == ".safetensors":
         config, state = _read_safetensors(path)
     elif path.suffix in (".pth", ".pt"):

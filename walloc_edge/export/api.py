@@ -18,9 +18,9 @@ class ExportError(ValueError):
     """A graph that did not pass validation (bad arguments raise plain ValueError)."""
 
 
-def check_formats(formats):
+def check_formats(formats, allow_none=False):
     unknown = sorted(set(formats) - set(FORMATS))
-    if unknown or not formats:
+    if unknown or not (formats or allow_none):
         raise ValueError(f"unknown format {', '.join(unknown) or '(none)'}; "
                          f"choose from {', '.join(FORMATS)}")
 
@@ -44,9 +44,11 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     """Write the bundle for ``codec`` into ``out_dir``; returns the encoder.json content.
 
     ``static_shape``: (H, W) for images or (L,) for audio, the TFLite graph's fixed size.
-    Raises ExportError when a graph fails validation (the files stay for inspection).
+    With no formats, only the weights and metadata are written: enough for the runtime's
+    numpy backend. Raises ExportError when a graph fails validation (the files stay for
+    inspection).
     """
-    check_formats(formats)
+    check_formats(formats, allow_none=True)
     encoder = sensor_encoder(codec)
     image = codec.config.modality == "image"
     step = 2 ** codec.J

@@ -1,0 +1,143 @@
+"""``Decoder``: .wlc bytes → the signal, shaped and typed like what was encoded (server side).
+
+Large images are decoded in overlapping tiles of latents so memory stays bounded (the
+decoder's attention block makes a whole-image decode quadratic in memory); tiles are
+cross-faded over their overlap with linear ramps, which hides what little differs between a
+tile's border and a whole-image decode (benchmarks/decoder_tiles.py measures it).
+"""
+import math
+
+import numpy as np
+import torch
+
+from ..codec import crop, load
+from ..export.bundle import model_id
+from ..runtime import BitstreamError, read_bitstream
+
+__all__ = ["Decoder", "ModelMismatchError", "to_signal"]
+
+
+class ModelMismatchError(ValueError):
+    """A bitstream made by another model than the decoder's."""
+
+
+def _device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(name).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda: no CUDA device here; use cpu")
+    return name
+
+
+def to_signal(x, header):
+    """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] → numpy like the encoded input."""
+    x = x.detach().float().cpu()
+    if header.modality == "image":
+        out = torch.round((x + 0.5) * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+    else:
+        pcm = torch.round(x * 65536).clamp(-32768, 32767).permute(1, 0)
+        out = pcm.to(torch.int16) if header.dtype == np.int16 else pcm / 32768
+    out = out.numpy()
+    if header.dtype.kind == "f":
+        out = out.astype(header.dtype)
+    return out.reshape(header.shape)
+
+
+class Decoder:
+    """The torch decoder of ``model`` (a checkpoint path or an embedded model name).
+
+    ``tile``: latent samples per tile side for large images (default 96, i.e. 768 pixels at
+    J = 3), ``overlap``: latents shared by neighbouring tiles on each side (default 8).
+    """
+
+    def __init__(self, model, device="auto", tile=96, overlap=8):
+        self.device = _device(device)
+        self.codec = model if isinstance(model, torch.nn.Module) else load(model)
+        self.codec = self.codec.to(self.device).eval()
+        self.model_id = model_id(self.codec)
+        if tile <= 2 * overlap:
+            raise ValueError(f"tile ({tile}) must be larger than twice the overlap ({overlap})")
+        self.tile, self.overlap = tile, overlap
+
+    def check(self, header):
+        if header.model_id != self.model_id:
+            raise ModelMismatchError(
+                f"this bitstream was made by model {header.model_id}, this decoder is model "
+                f"{self.model_id}: decode it with the model that encoded it")
+        c = self.codec.config
+        if (header.modality, header.latent_dim, header.J, header.channels) != \
+                (c.modality, c.latent_dim, c.J, c.channels):
+            raise BitstreamError("the bitstream's shape fields do not match its model id")
+
+    def decode(self, blob):
+        """The signal in ``blob`` (.wlc bytes), as the encoder was given it."""
+        return self.decode_many([blob])[0]
+
+    @torch.no_grad()
+    def decode_many(self, blobs):
+        """Decode several bitstreams; on a GPU, those with equal latent shapes go in one
+        batch."""
+        streams = [read_bitstream(b) for b in blobs]
+        for s in streams:
+            self.check(s.header)
+        latents = [s.latents() for s in streams]
+        out = [None] * len(streams)
+        groups = {}
+        for i, z in enumerate(latents):
+            key = z.shape if self.device != "cpu" and not self._needs_tiles(z) else i
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            z = torch.from_numpy(np.stack([latents[i] for i in members])).float()
+            x = self._decode_latents(z.to(self.device))
+            for row, i in zip(x, members):
+                header = streams[i].header
+                row = crop(row[None], header.sizes)[0]  # undo the encoder's padding
+                out[i] = to_signal(row, header)
+        return out
+
+    def _needs_tiles(self, z):
+        return z.ndim == 3 and max(z.shape[1:]) > self.tile
+
+    def _decode_latents(self, z):
+        """(B, latent_dim, …) latents → (B, C, padded size…) in [-0.5, 0.5]."""
+        if z.ndim == 3 or max(z.shape[2:]) <= self.tile:
+            return self.codec.decode(z)
+        return self._decode_tiles(z)
+
+    def _decode_tiles(self, z):
+        B = 2 ** self.codec.J
+        _, _, h, w = z.shape
+        out = torch.zeros(z.shape[0], self.codec.config.channels, h * B, w * B)
+        weight = torch.zeros(1, 1, h * B, w * B)
+        rows, cols = _spans(h, self.tile, self.overlap), _spans(w, self.tile, self.overlap)
+        for i, (ys, ye) in enumerate(rows):
+            for j, (xs, xe) in enumerate(cols):
+                x = self.codec.decode(z[:, :, ys:ye, xs:xe]).float().cpu()
+                ramp = _ramp(rows, i, B)[:, None] * _ramp(cols, j, B)[None, :]
+                out[:, :, ys * B:ye * B, xs * B:xe * B] += x * ramp
+                weight[:, :, ys * B:ye * B, xs * B:xe * B] += ramp
+        return out / weight
+
+
+def _spans(n, tile, overlap):
+    """(start, end) latent ranges of ``tile`` covering [0, n), evenly spaced, neighbours
+    sharing at least 2·overlap latents."""
+    if n <= tile:
+        return [(0, n)]
+    count = math.ceil((n - 2 * overlap) / (tile - 2 * overlap))
+    return [(s, s + tile) for s in (round(i * (n - tile) / (count - 1)) for i in range(count))]
+
+
+def _ramp(spans, i, block):
+    """Pixel weights along one axis of tile i: a linear cross-fade over what it shares with
+    the tile before and the tile after (the two weights sum to one there)."""
+    start, end = spans[i]
+    r = torch.ones((end - start) * block)
+    if i > 0:
+        shared = (spans[i - 1][1] - start) * block
+        r[:shared] = (torch.arange(shared) + 0.5) / shared
+    if i < len(spans) - 1:
+        shared = (end - spans[i + 1][0]) * block
+        r[len(r) - shared:] = torch.minimum(r[len(r) - shared:],
+                                            ((torch.arange(shared) + 0.5) / shared).flip(0))
+    return r

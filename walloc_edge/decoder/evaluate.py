@@ -1,0 +1,118 @@
+"""Rate, distortion and speed over files (``walloc-edge eval``), and writing decoded signals.
+
+Each file goes the way a deployment sends it: the sensor runtime encodes it to .wlc (numpy
+backend over the model's own weights, or any bundle's backend), the torch decoder decodes
+the bytes, and the result is compared with the input.
+"""
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime import Encoder
+from ..runtime.io import read_input
+from .metrics import ms_ssim, psnr
+
+__all__ = ["evaluate_files", "summarise", "write_signal", "runtime_encoder", "OUTPUT_FORMATS"]
+
+OUTPUT_FORMATS = {"image": ("png", "tiff", "npy"), "audio": ("wav", "flac", "npy")}
+
+
+def runtime_encoder(codec, bundle=None, backend="numpy"):
+    """A sensor-runtime Encoder for ``codec``: over ``bundle`` if given, else over the
+    model's weights written to a temporary bundle (numpy backend; no graph export)."""
+    if bundle is not None:
+        return Encoder(bundle, backend)
+    from ..export import export_bundle
+
+    folder = tempfile.mkdtemp(prefix="walloc-edge-bundle-")
+    export_bundle(codec, folder, formats=(), log=lambda s: None)
+    return Encoder(folder, "numpy")
+
+
+def _units(sample, modality):
+    """(megapixels or megasamples, unit name) of one input."""
+    if modality == "image":
+        return sample.shape[0] * sample.shape[1] / 1e6, "MP"
+    return sample.shape[0] / 1e6, "MS"
+
+
+def evaluate_files(decoder, encoder, files, coder="rans", progress=None):
+    """One row of measurements per file: PSNR, MS-SSIM (images), bits per pixel (or per
+    sample), compression ratio, encode and decode speed. Unreadable files get an error."""
+    cfg = decoder.codec.config
+    rows = []
+    for path in progress(files) if progress else files:
+        try:
+            sample, rate = read_input(path, cfg.modality, cfg.channels)
+            start = time.perf_counter()
+            blob = encoder.encode(sample, coder=coder, sample_rate=rate)
+            encode_s = time.perf_counter() - start
+            start = time.perf_counter()
+            out = decoder.decode(blob)
+            decode_s = time.perf_counter() - start
+        except ValueError as e:
+            rows.append({"file": str(path), "error": str(e)})
+            continue
+        size, unit = _units(sample, cfg.modality)
+        row = {"file": str(path), "shape": list(sample.shape), "bytes": len(blob),
+               "psnr": psnr(sample, out),
+               "bits_per_" + ("pixel" if cfg.modality == "image" else "sample"):
+                   8 * len(blob) / (size * 1e6),
+               "compression_ratio": sample.nbytes / len(blob),
+               f"encode_{unit}ps": size / encode_s, f"decode_{unit}ps": size / decode_s}
+        if cfg.modality == "image":
+            row["ms_ssim"] = ms_ssim(sample if sample.ndim == 3 else sample[..., None],
+                                     out if out.ndim == 3 else out[..., None])
+        rows.append(row)
+    return rows
+
+
+def summarise(rows, config):
+    """Means over the files that worked, plus what holds for every file."""
+    ok = [r for r in rows if "error" not in r]
+    keys = [k for k in (ok[0] if ok else {}) if isinstance(ok[0][k], float)]
+    mean = {k: float(np.mean([r[k] for r in ok])) for k in keys}
+    return {"files": len(rows), "failed": len(rows) - len(ok),
+            "dimensionality_reduction": config.dimensionality_reduction, **mean}
+
+
+def write_signal(signal, header, stem, fmt=None):
+    """Write a decoded signal next to ``stem`` in ``fmt`` (default: PNG for gray/RGB images,
+    NPY for other band counts, WAV for audio); returns the path."""
+    stem = Path(stem)
+    channels = header.channels
+    if fmt is None:
+        fmt = ("png" if channels in (1, 3) else "npy") if header.modality == "image" else "wav"
+    if fmt not in OUTPUT_FORMATS[header.modality]:
+        raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
+                         f"{', '.join(OUTPUT_FORMATS[header.modality])}")
+    path = stem.with_name(stem.name + "." + fmt)
+    if fmt == "npy":
+        np.save(path, signal)
+    elif fmt in ("png", "tiff"):
+        if channels not in (1, 3):
+            raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
+        from PIL import Image
+
+        Image.fromarray(signal if signal.ndim == 2 else signal.squeeze(-1) if channels == 1
+                        else signal).save(path)
+    else:
+        pcm = signal if signal.dtype == np.int16 else \
+            np.clip(np.round(signal * 32768), -32768, 32767).astype(np.int16)
+        pcm = pcm.reshape(len(pcm), -1)
+        rate = header.sample_rate or 44100
+        if fmt == "wav":
+            with wave.open(str(path), "wb") as w:
+                w.setnchannels(pcm.shape[1])
+                w.setsampwidth(2)
+                w.setframerate(rate)
+                w.writeframes(pcm.astype("<i2").tobytes())
+        else:
+            import soundfile
+
+            soundfile.write(str(path), pcm, rate, subtype="PCM_16")
+    return path
+
