@@ -1,0 +1,133 @@
+"""Server decoder: .wlc → signal of the encoded shape and dtype; wrong-model and corrupted
+bitstreams refused; tiled decode close to whole; decode/eval/demo commands."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from walloc_edge.cli import main
+from walloc_edge.codec import CodecConfig, build, save
+from walloc_edge.codec.data import synthetic_music
+from walloc_edge.data import sample_photo
+from walloc_edge.decoder import Decoder, ModelMismatchError, ms_ssim, psnr
+from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.export.validate import _as_channels
+from walloc_edge.runtime import BitstreamError, read_bitstream
+
+CONFIGS = {
+    "gray": CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32),
+    "rgb": CodecConfig("image", channels=3, J=3, latent_dim=12, Nd=32),
+    "cube": CodecConfig("image", channels=31, J=1, latent_dim=16, Nd=32),
+    "stereo": CodecConfig("audio", channels=2, J=4, latent_dim=8, Nd=8, post_filter=True),
+}
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    torch.manual_seed(0)
+    return {name: build(config).eval() for name, config in CONFIGS.items()}
+
+
+def inputs(name):
+    photo = sample_photo("coffee")[:45, :70]  # sizes that are not multiples of 2^J
+    return {"gray": [_as_channels(photo, 1)[..., 0], _as_channels(photo, 1)],
+            "rgb": [photo],
+            "cube": [_as_channels(photo, 31)],
+            "stereo": [synthetic_music(1001, 2), synthetic_music(999, 2).astype(np.float32) / 32768]
+            }[name]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_round_trip_keeps_shape_and_dtype(codecs, name):
+    codec = codecs[name]
+    encoder, decoder = runtime_encoder(codec), Decoder(codec, "cpu")
+    for x in inputs(name):
+        for coder in ("rans", "raw"):
+            out = decoder.decode(encoder.encode(x, coder=coder, sample_rate=8000))
+            assert out.shape == x.shape and out.dtype == x.dtype
+
+
+def test_decode_equals_the_torch_codec(codecs):
+    """The decoder's output is the codec's own decode of the padded input, cropped."""
+    from walloc_edge.codec import crop, pad
+
+    codec = codecs["rgb"]
+    photo = inputs("rgb")[0]
+    out = Decoder(codec, "cpu").decode(runtime_encoder(codec).encode(photo))
+    x = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255 - 0.5
+    with torch.no_grad():
+        ref = crop(codec.decode(codec.encode(pad(x, 8))), photo.shape[:2])[0]
+    ref = torch.round((ref + 0.5) * 255).clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
+    assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+def test_other_model_and_corruption_are_refused(codecs):
+    torch.manual_seed(1)
+    other = build(CONFIGS["rgb"]).eval()
+    blob = runtime_encoder(codecs["rgb"]).encode(inputs("rgb")[0])
+    with pytest.raises(ModelMismatchError, match="made by model"):
+        Decoder(other, "cpu").decode(blob)
+    corrupted = bytearray(blob)
+    corrupted[len(blob) // 2] ^= 0x10
+    with pytest.raises(BitstreamError):
+        Decoder(codecs["rgb"], "cpu").decode(bytes(corrupted))
+
+
+def test_tiles_are_cross_faded_into_place(codecs):
+    """With a decoder that is local (nearest-neighbour upsampling), tiles put back together
+    give exactly the whole-image decode: the tiling and blending add nothing of their own.
+    (How close a trained decoder's tiles come: benchmarks/decoder_tiles.py.)"""
+    codec = build(CONFIGS["rgb"]).eval()
+    codec.decode = lambda z: torch.nn.functional.interpolate(z[:, :3] / 300, scale_factor=8)
+    photo = sample_photo("astronaut")[:256, :200]
+    blob = runtime_encoder(codec).encode(photo)
+    whole = Decoder(codec, "cpu", tile=64).decode(blob)
+    tiled = Decoder(codec, "cpu", tile=12, overlap=3).decode(blob)  # a 6 x 5 grid of tiles
+    assert np.abs(whole.astype(int) - tiled).max() <= 1
+
+
+def test_metrics():
+    photo = sample_photo("coffee")
+    noisy = np.clip(photo + np.random.default_rng(0).normal(0, 5, photo.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    assert psnr(photo, photo) == float("inf") and 32 < psnr(photo, noisy) < 36
+    assert ms_ssim(photo, photo) == pytest.approx(1.0)
+    assert 0.9 < ms_ssim(photo, noisy) < 1.0
+
+
+def test_decode_and_eval_commands(codecs, tmp_path, capsys):
+    model = tmp_path / "rgb.safetensors"
+    save(codecs["rgb"], model)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    from PIL import Image
+    Image.fromarray(sample_photo("coffee")[:64, :80]).save(photos / "a.png")
+    Image.fromarray(sample_photo("astronaut")[:40, :40]).save(photos / "b.png")
+    wlc = tmp_path / "wlc"
+    encoder = runtime_encoder(codecs["rgb"])
+    assert main(["encode", str(encoder.bundle.path), str(photos / "a.png"), "-o", str(wlc),
+                 "--backend", "numpy"]) == 0
+    (wlc / "junk.wlc").write_bytes(b"not a bitstream")
+    assert main(["decode", str(model), str(wlc / "a.wlc"), str(wlc / "junk.wlc"),
+                 "-o", str(tmp_path / "out"), "--device", "cpu"]) == 1
+    decoded = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    assert decoded.shape == (64, 80, 3)
+    assert "junk.wlc" in capsys.readouterr().out
+    report = tmp_path / "eval.json"
+    assert main(["eval", str(model), str(photos), "--json", str(report), "--device", "cpu"]) == 0
+    result = json.loads(report.read_text())
+    assert len(result["files"]) == 2 and result["mean"]["dimensionality_reduction"] == 16
+    assert all(r["compression_ratio"] > 1 and 0 < r["ms_ssim"] <= 1 for r in result["files"])
+    assert "mean" in capsys.readouterr().out
+
+
+def test_demo_command(codecs, tmp_path, capsys):
+    model = tmp_path / "rgb.safetensors"
+    save(codecs["rgb"], model)
+    assert main(["demo", "--model", str(model), "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "compression ratio" in out
+    header = read_bitstream((tmp_path / "demo" / "astronaut.wlc").read_bytes()).header
+    assert header.shape == (512, 512, 3)
+    assert (tmp_path / "demo" / "astronaut-side-by-side.png").is_file()
