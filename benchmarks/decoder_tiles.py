@@ -1,0 +1,93 @@
+"""Seams of the tiled decoder: quality next to tile borders vs inside tiles, and speed.
+
+    python benchmarks/decoder_tiles.py MODEL PHOTO... [--tile 64] [--overlap 8] [--out DIR]
+
+Each photo is encoded by the sensor runtime (numpy backend) and decoded twice: whole, and in
+overlapping tiles cross-faded together. PSNR against the original is reported over the
+pixels within 8 pixels of a tile seam (the middle of each overlap) and over the rest; a
+seam shows as a lower PSNR near the seams in the tiled decode than in the whole decode.
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from walloc_edge.decoder import Decoder, psnr  # noqa: E402
+from walloc_edge.decoder.decoder import _spans  # noqa: E402
+from walloc_edge.decoder.evaluate import runtime_encoder  # noqa: E402
+
+
+def seam_mask(shape, spans, block, width=8):
+    """True within ``width`` pixels of the middle of every overlap along one axis."""
+    mask = np.zeros(shape, bool)
+    for (_, end), (start, _) in zip(spans[:-1], spans[1:]):
+        middle = (start + end) * block // 2
+        mask[max(0, middle - width):middle + width] = True
+    return mask
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("photos", nargs="+")
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=8)
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    whole_decoder = Decoder(args.model, "cpu", tile=1 << 16)
+    tiled_decoder = Decoder(whole_decoder.codec, "cpu", tile=args.tile, overlap=args.overlap)
+    encoder = runtime_encoder(whole_decoder.codec)
+    block = 2 ** whole_decoder.codec.J
+    rows = []
+    for path in args.photos:
+        photo = np.asarray(Image.open(path).convert("RGB"))
+        blob = encoder.encode(photo)
+        results = {}
+        for name, decoder in (("whole", whole_decoder), ("tiled", tiled_decoder)):
+            start = time.perf_counter()
+            results[name] = decoder.decode(blob)
+            results[name + "_s"] = time.perf_counter() - start
+        h, w = -(-photo.shape[0] // block), -(-photo.shape[1] // block)
+        pad_y, pad_x = (h * block - photo.shape[0]) // 2, (w * block - photo.shape[1]) // 2
+        ys = seam_mask(h * block, _spans(h, args.tile, args.overlap), block)
+        xs = seam_mask(w * block, _spans(w, args.tile, args.overlap), block)
+        near = (ys[:, None] | xs[None, :])[pad_y:pad_y + photo.shape[0], pad_x:pad_x + photo.shape[1]]
+        row = {"photo": Path(path).name, "size": f"{photo.shape[1]}x{photo.shape[0]}",
+               "seam_share": float(near.mean())}
+        for name in ("whole", "tiled"):
+            out = results[name]
+            row[f"{name}_psnr"] = psnr(photo, out)
+            row[f"{name}_psnr_near_seams"] = psnr(photo[near], out[near])
+            row[f"{name}_psnr_elsewhere"] = psnr(photo[~near], out[~near])
+            row[f"{name}_decode_MPps"] = photo.shape[0] * photo.shape[1] / 1e6 / results[name + "_s"]
+        row["tiled_vs_whole_psnr"] = psnr(results["whole"], results["tiled"])
+        rows.append(row)
+        print(row, flush=True)
+    lines = [f"Tiled decoding, {args.tile}-latent tiles with {args.overlap}-latent overlaps, model "
+             f"`{args.model}`; {platform.machine()}, {platform.processor() or 'CPU'}, CPU decoder",
+             "", "| photo | size | decode | PSNR | near seams | elsewhere | tiled vs whole | MP/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for name in ("whole", "tiled"):
+            lines.append(f"| {r['photo']} | {r['size']} | {name} | {r[name + '_psnr']:.2f} | "
+                         f"{r[name + '_psnr_near_seams']:.2f} | {r[name + '_psnr_elsewhere']:.2f} | "
+                         f"{r['tiled_vs_whole_psnr']:.1f} | {r[name + '_decode_MPps']:.2f} |")
+    lines += ["", "Near seams: within 8 pixels of the middle of an overlap.", "",
+              f"Command: `python benchmarks/decoder_tiles.py {' '.join(sys.argv[1:])}`"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "decoder_tiles.md").write_text(text)
+        (args.out / "decoder_tiles.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
