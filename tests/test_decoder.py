@@ -8,7 +8,7 @@ import torch
 
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, save
-from walloc_edge.codec.data import synthetic_music
+from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, ModelMismatchError, ms_ssim, psnr
 from walloc_edge.decoder.evaluate import runtime_encoder

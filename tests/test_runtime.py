@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, load
-from walloc_edge.codec.data import synthetic_music
+from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.export import export_bundle
 from walloc_edge.export.validate import _as_channels, torch_latents

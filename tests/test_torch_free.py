@@ -56,3 +56,28 @@ def test_encoder_and_bitstream_without_torch(tmp_path, reference_dir):
         print(header.shape, latents.shape, "torch" in sys.modules)
     """)
     assert out.strip() == "(150, 201, 3) (12, 19, 26) False"
+
+
+def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
+    """The bench of an exported bundle runs with only the runtime; torch rows say why not."""
+    from walloc_edge.codec import load
+    from walloc_edge.export import export_bundle
+
+    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), tmp_path, ("onnx",),
+                  log=lambda s: None)
+    out = run_without_torch(f"""
+        import json
+        from walloc_edge.bench import markdown, run_bench, svg_plot
+        result = run_bench({str(tmp_path)!r}, size=128, repeat=1, threads=(1,),
+                           log=lambda s: None)
+        rows = {{r["row"]: r for r in result["rows"]}}
+        assert rows["onnxruntime, 1 thread"]["encode"]["median"] > 0
+        assert rows["numpy"]["identical_latents"] == 1.0
+        assert rows["litert, 1 thread"]["status"].startswith("skipped")  # no .tflite exported
+        assert "torch" in rows["torch decoder"]["status"]
+        assert any(r["kind"] == "baseline" and r["compression_ratio"] > 1 for r in rows.values())
+        text = markdown(result, "walloc-edge bench --bundle b")
+        assert all(name in text for name in rows) and "<rect" in svg_plot(result)
+        print(len(rows), "torch" in sys.modules)
+    """)
+    assert out.strip() == "8 False"

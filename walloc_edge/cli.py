@@ -418,6 +418,52 @@ def _run_demo(args):
     run_demo(model, args.out)
 
 
+def _configure_bench(p):
+    p.add_argument("--model", help="model to export and to decode with (default: the embedded "
+                                   "rgb-16x when torch is installed)")
+    p.add_argument("--bundle", help="an exported sensor bundle: benchmark it without torch "
+                                    "(as on a Raspberry Pi or Jetson)")
+    p.add_argument("--quick", action="store_true", help="a 1024x1024 input and 3 runs per row "
+                                                        "(about a minute on 2 cores)")
+    p.add_argument("--threads", default="1,2", help="onnxruntime thread counts [default: 1,2]")
+    p.add_argument("--json", help="write the results as JSON")
+    p.add_argument("--markdown", help="write the table as Markdown")
+    p.add_argument("--plot", help="write a bar chart of the throughputs (SVG)")
+    p.epilog = ("Rows: each backend (onnxruntime per thread count, LiteRT/XNNPACK, numpy), the\n"
+                "torch encoder and decoder, and JPEG / WebP (size-matched) and PNG. Every number\n"
+                "is measured in the run; a backend missing here shows as skipped, with why.")
+
+
+def _run_bench(args):
+    import sys as _sys
+
+    from .bench import markdown, print_table, run_bench, svg_plot
+
+    threads = tuple(int(t) for t in args.threads.split(",") if t.strip())
+    model = args.model
+    if model is None and args.bundle is None:
+        from .models import DEFAULT_IMAGE_MODEL
+
+        model = DEFAULT_IMAGE_MODEL
+    result = run_bench(args.bundle, model, quick=args.quick, threads=threads)
+    print_table(result)
+    command = "walloc-edge " + " ".join(_sys.argv[1:])
+    if args.json:
+        _write_text(args.json, json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        _write_text(args.markdown, markdown(result, command))
+    if args.plot:
+        _write_text(args.plot, svg_plot(result))
+
+
+def _write_text(path, text):
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+    print(f"wrote {path}")
+
+
 def _configure_models(p):
     p.add_argument("--json", action="store_true", help="print the list as JSON")
 
@@ -455,6 +501,8 @@ COMMANDS = {
     "demo": ("the main job: export, encode a photo on the sensor runtime, decode, report",
              _configure_demo, _run_demo),
     "models": ("list the models shipped in the package", _configure_models, _run_models),
+    "bench": ("per-device throughput of every backend, with JPEG/WebP/PNG baselines",
+              _configure_bench, _run_bench),
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from walloc_edge.codec import load
-from walloc_edge.codec.data import synthetic_music
+from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder

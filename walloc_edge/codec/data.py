@@ -10,26 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import synthetic_music
+
 __all__ = ["synthetic_music", "synthetic_audio", "dead_leaves", "ImageFolder", "AudioFolder",
            "DeadLeaves", "SyntheticAudio", "Mixture", "IMAGE_FILES", "AUDIO_FILES"]
 
 IMAGE_FILES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".npy"}
 AUDIO_FILES = {".wav", ".flac"}
-
-
-def synthetic_music(length, channels=2, seed=0, rate=44100):
-    """int16 (length, channels): decaying harmonic notes panned across channels, light noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(length) / rate
-    out = np.zeros((length, channels))
-    for start in range(0, length, max(length // 4, 1)):
-        f0 = rng.uniform(110, 880)
-        envelope = np.exp(-(t - t[start]) * 8) * (np.arange(length) >= start)
-        note = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6)) / k for k in range(1, 6))
-        out += (note * envelope)[:, None] * rng.dirichlet(np.ones(channels))[None, :]
-    out += 0.01 * rng.standard_normal(out.shape)
-    out *= 0.8 / max(np.abs(out).max(), 1e-9)
-    return np.round(out * 32767).astype(np.int16)
 
 
 def _shaped_noise(length, rng, rate):

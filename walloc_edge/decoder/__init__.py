@@ -1,5 +1,16 @@
-"""Server side: .wlc bitstreams → torch decoder → signal; quality metrics; evaluation."""
-from .decoder import Decoder, ModelMismatchError, to_signal
-from .metrics import ms_ssim, psnr
+"""Server side: .wlc bitstreams → torch decoder → signal; quality metrics; evaluation.
+
+Names load on first use, so that ``walloc_edge.decoder.metrics.psnr`` works without torch
+(the bench on a sensor uses it).
+"""
+import importlib
 
 __all__ = ["Decoder", "ModelMismatchError", "ms_ssim", "psnr", "to_signal"]
+_HOME = {"Decoder": "decoder", "ModelMismatchError": "decoder", "to_signal": "decoder",
+         "ms_ssim": "metrics", "psnr": "metrics"}
+
+
+def __getattr__(name):
+    if name not in _HOME:
+        raise AttributeError(f"module 'walloc_edge.decoder' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)

@@ -2,8 +2,6 @@
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 __all__ = ["psnr", "ms_ssim", "MS_SSIM_WEIGHTS"]
 
@@ -22,6 +20,8 @@ def psnr(reference, test, peak=None):
 
 
 def _gaussian(size=11, sigma=1.5):
+    import torch
+
     x = torch.arange(size, dtype=torch.float64) - size // 2
     g = torch.exp(-x ** 2 / (2 * sigma ** 2))
     return g / g.sum()
@@ -29,6 +29,8 @@ def _gaussian(size=11, sigma=1.5):
 
 def _ssim_terms(x, y, window, c1, c2):
     """Mean SSIM and mean contrast-structure term of (N, 1, H, W) float64 images."""
+    import torch.nn.functional as F
+
     blur = lambda t: F.conv2d(F.conv2d(t, window[None, None, :, None]), window[None, None, None])
     mx, my = blur(x), blur(y)
     sxx, syy, sxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
@@ -37,10 +39,12 @@ def _ssim_terms(x, y, window, c1, c2):
     return ssim.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
 
 
-@torch.no_grad()
 def ms_ssim(reference, test, data_range=255.0):
     """MS-SSIM of two H×W×C images (mean over channels). Five scales as in the paper; an
     image too small for all five uses as many as fit, with the weights renormalised."""
+    import torch
+    import torch.nn.functional as F
+
     x = torch.from_numpy(np.asarray(reference, np.float64)).permute(2, 0, 1)[:, None]
     y = torch.from_numpy(np.asarray(test, np.float64)).permute(2, 0, 1)[:, None]
     window = _gaussian()

@@ -8,7 +8,7 @@ and none differs by more than 1 (rounding ties after folding constants into the 
 import numpy as np
 import torch
 
-from ..codec.data import synthetic_music
+from ..data import synthetic_music
 from ..data import SAMPLE_PHOTOS, sample_photo
 
 __all__ = ["MIN_IDENTICAL", "MAX_DIFF", "random_sample", "image_inputs", "audio_inputs",

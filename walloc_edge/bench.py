@@ -1,0 +1,378 @@
+"""``walloc-edge bench``: how many megapixels per second each sensor backend encodes on this
+machine, next to what a sensor would use instead (JPEG, WebP, PNG).
+
+Everything in the table is measured in the run. The runtime rows need only the sensor
+runtime (give ``--bundle`` exported on a workstation); rows that need torch (the torch
+encoder, decoding and PSNR) or a runtime that is not installed show as skipped, with why.
+
+Method: one warm-up run, then ``repeat`` timed runs per row; medians with min–max, and
+per-frame latency p50/p90. Peak memory is the resident set above what the process held
+just before the row, sampled every 2 ms. Inputs: the bundled astronaut photo resized to
+2048×2048 (1024×1024 with ``quick``); audio models: 10 s of generated stereo music.
+"""
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table"]
+
+
+def machine():
+    """What the numbers were measured on."""
+    info = {"system": platform.system(), "architecture": platform.machine(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "isa": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and info["cpu"] in ("", platform.machine()):
+                info["cpu"] = value.strip()
+            if key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+                info["isa"] = sorted(flags & {"avx2", "avx512f", "fma", "sse4_2", "neon",
+                                              "asimd", "sve"})
+    except OSError:
+        pass
+    versions = {}
+    for module in ("numpy", "onnxruntime", "ai_edge_litert", "torch", "PIL"):
+        try:
+            versions[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            versions[module] = None
+    info["versions"] = versions
+    try:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    return info
+
+
+class _PeakMemory:
+    """Peak resident memory above the level at entry, in MB (Linux; None elsewhere)."""
+
+    def __enter__(self):
+        self.base, self.peak, self.running = _rss(), 0, True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, _rss() or 0)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+        self.mb = None if self.base is None else max(0.0, (self.peak - self.base) / 1e6)
+
+
+def _rss():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def _timed(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return np.array(times)
+
+
+def _speed(times, amount):
+    return {"median": float(amount / np.median(times)), "min": float(amount / times.max()),
+            "max": float(amount / times.min()), "p50_ms": float(np.percentile(times, 50) * 1e3),
+            "p90_ms": float(np.percentile(times, 90) * 1e3)}
+
+
+def _bench_input(modality, channels, quick, size=None):
+    from .data import synthetic_music
+
+    if modality == "image":
+        from PIL import Image
+
+        from .data import sample_photo
+
+        size = size or (1024 if quick else 2048)
+        photo = Image.fromarray(sample_photo("astronaut")).resize((size, size), Image.BICUBIC)
+        sample = np.asarray(photo.convert("RGB" if channels == 3 else "L"))
+        if channels not in (1, 3):
+            sample = np.repeat(sample[..., :1], channels, axis=2)
+        return (sample if sample.ndim == 3 else sample[..., None]), size * size / 1e6, "MP"
+    seconds = 5 if quick else 10
+    return synthetic_music(44100 * seconds, channels), 44100 * seconds / 1e6, "MS"
+
+
+def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, repeat=None,
+              log=print):
+    """Measure every row; returns {"machine", "unit", "input", "rows", …}. ``size`` and
+    ``repeat`` override the input side and the timed runs that ``quick`` picks."""
+    from .runtime import CODERS, Encoder, load_bundle
+
+    repeat = repeat or (3 if quick else 7)
+    codec, torch_reason = _load_codec(model)
+    tmp = None
+    if bundle is None:
+        if codec is None:
+            raise ValueError(f"give --bundle (exported on a workstation), or install torch to "
+                             f"export --model here ({torch_reason})")
+        tmp = tempfile.mkdtemp(prefix="walloc-edge-bench-")
+        from .export import export_bundle
+
+        log(f"exporting {model} to ONNX and TFLite (validated) ...")
+        export_bundle(codec, tmp, ("onnx", "tflite"), log=lambda s: None)
+        bundle = tmp
+    info = load_bundle(bundle)
+    modality, channels = info.modality, info.channels
+    sample, amount, unit = _bench_input(modality, channels, quick, size)
+    log(f"input: {'x'.join(map(str, sample.shape))} {sample.dtype}, {repeat} timed runs per row")
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        np.save(Path(work) / "input.npy", sample)
+        for backend, n in [("onnxruntime", t) for t in threads] + [("litert", max(threads)),
+                                                                  ("numpy", None)]:
+            row = _sensor_row(bundle, info, backend, n, Path(work), repeat, amount)
+            rows.append(row)
+            log(f"  {row['row']}: " + (f"{row['encode']['median']:.1f} {unit}/s"
+                                       if "encode" in row else row["status"]))
+        latents = np.load(Path(work) / "latents.npy")
+    coding = _coder_speeds(latents, info.latent_bits, amount, repeat, CODERS)
+    blob = Encoder(bundle, "numpy").encode(sample, coder="rans")
+    quality = _quality(codec, blob, sample, torch_reason)
+    for row in rows:
+        if "encode" in row:
+            row.update(coders=coding, compression_ratio=sample.nbytes / len(blob), **quality)
+    rows += _torch_rows(codec, sample, amount, repeat, torch_reason, blob)
+    if modality == "image":
+        rows += _image_baselines(sample, amount, repeat, len(blob))
+    return {"machine": machine(), "unit": unit, "repeat": repeat,
+            "input": {"shape": list(sample.shape), "dtype": str(sample.dtype)},
+            "model_id": info.model_id, "rows": rows}
+
+
+def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
+    """One backend measured in a fresh process (no torch there), so that its memory and
+    threads are its own."""
+    name = f"{backend}, {threads} thread{'s' * (threads != 1)}" if threads else backend
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent.parent)!r}); "
+            f"from walloc_edge.bench import measure_backend; print(json.dumps(measure_backend("
+            f"{str(bundle)!r}, {backend!r}, {threads!r}, {str(work)!r}, {repeat}, {amount})))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if result.returncode:
+        return {"row": name, "kind": "sensor",
+                "status": "failed: " + (result.stderr.strip().splitlines() or ["?"])[-1]}
+    row = {"row": name, "kind": "sensor", **json.loads(result.stdout.strip().splitlines()[-1])}
+    graph = info.meta.get("graphs", {}).get({"onnxruntime": "onnx", "litert": "tflite"}
+                                            .get(backend, ""), {})
+    if "status" not in row:
+        row["status"] = graph.get("status", "weights from encoder.npz")
+        if graph.get("file"):
+            row["file_MB"] = (Path(bundle) / graph["file"]).stat().st_size / 1e6
+    return row
+
+
+def measure_backend(bundle, backend, threads, work, repeat, amount):
+    """Speed, latency and peak memory of one backend (run in its own process)."""
+    from .runtime import Encoder
+    from .runtime.backends import BackendError
+
+    sample = np.load(Path(work) / "input.npy")
+    try:
+        encoder = Encoder(bundle, backend, threads=threads)
+    except (BackendError, ValueError) as e:
+        return {"status": f"skipped: {e}"}
+    encoder.latents(sample[:64, :64] if sample.ndim == 3 else sample[:4096])
+    with _PeakMemory() as memory:
+        times = _timed(lambda: encoder.latents(sample), repeat)
+    latents = encoder.latents(sample)
+    reference = Path(work) / "latents.npy"
+    if not reference.exists():
+        np.save(reference, latents)
+    same = float((np.load(reference) == latents).mean())
+    end_to_end = _timed(lambda: encoder.encode(sample, coder="rans"), max(1, repeat // 2))
+    return {"encode": _speed(times, amount), "peak_MB": memory.mb,
+            "identical_latents": same, "end_to_end": _speed(end_to_end, amount)["median"]}
+
+
+def _load_codec(model):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None, "torch is not installed (pip install 'walloc-edge[server]')"
+    if model is None:
+        return None, "no --model given"
+    from .codec import load
+
+    return load(model), None
+
+
+def _coder_speeds(latents, bits, amount, repeat, coders):
+    speeds = {}
+    for name in ("rans", "webp", "png"):
+        coder = coders[name]
+        speeds[name] = _speed(_timed(lambda: coder.encode(latents, bits), repeat), amount)["median"]
+    return speeds
+
+
+def _quality(codec, blob, sample, reason):
+    if codec is None:
+        return {"psnr": None, "psnr_note": f"skipped: {reason}"}
+    from .decoder import Decoder, psnr
+
+    return {"psnr": psnr(sample, Decoder(codec, "cpu").decode(blob).reshape(sample.shape))}
+
+
+def _torch_rows(codec, sample, amount, repeat, reason, blob):
+    if codec is None:
+        return [{"row": "torch encoder (Codec.encode)", "kind": "sensor",
+                 "status": f"skipped: {reason}"},
+                {"row": "torch decoder", "kind": "decoder", "status": f"skipped: {reason}"}]
+    import torch
+
+    from .codec import pad
+    from .decoder import Decoder
+
+    image = codec.config.modality == "image"
+    x = torch.from_numpy(np.array(sample))
+    x = (x.permute(2, 0, 1)[None].float() / 255 - 0.5) if image else \
+        (x.permute(1, 0)[None].float() / 65536)
+    x = pad(x, 2 ** codec.J)
+    with torch.no_grad():
+        times = _timed(lambda: codec.encode(x), max(1, repeat // 2))
+    rows = [{"row": "torch encoder (Codec.encode)", "kind": "sensor", "status": "reference math",
+             "encode": _speed(times, amount)}]
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        decoder = Decoder(codec, device)
+        times = _timed(lambda: decoder.decode(blob), 1)
+        rows.append({"row": f"torch decoder ({device})", "kind": "decoder", "status": "measured",
+                     "decode": _speed(times, amount)})
+    return rows
+
+
+def _image_baselines(sample, amount, repeat, target_bytes):
+    """JPEG and WebP (lossy) at the quality whose size is closest to the codec's, and PNG."""
+    from PIL import Image
+
+    from .decoder.metrics import psnr
+
+    image = Image.fromarray(sample if sample.shape[2] == 3 else sample[..., 0])
+
+    def encode(fmt, **options):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt, **options)
+        return buffer.getvalue()
+
+    rows = []
+    for label, fmt, qualities in (("JPEG (Pillow, libjpeg-turbo)", "JPEG", range(1, 96)),
+                                  ("WebP lossy (Pillow, libwebp)", "WEBP", range(0, 101))):
+        quality = min(qualities, key=lambda q: abs(len(encode(fmt, quality=q)) - target_bytes))
+        data = encode(fmt, quality=quality)
+        decoded = np.asarray(Image.open(io.BytesIO(data))).reshape(sample.shape)
+        rows.append({"row": f"{label} q{quality}, size-matched", "kind": "baseline",
+                     "status": "baseline",
+                     "encode": _speed(_timed(lambda: encode(fmt, quality=quality), repeat), amount),
+                     "decode": _speed(_timed(lambda: Image.open(io.BytesIO(data)).load(), repeat),
+                                      amount),
+                     "compression_ratio": sample.nbytes / len(data),
+                     "psnr": psnr(sample, decoded)})
+    data = encode("PNG")
+    rows.append({"row": "PNG lossless (Pillow, zlib)", "kind": "baseline", "status": "baseline",
+                 "encode": _speed(_timed(lambda: encode("PNG"), max(1, repeat // 2)), amount),
+                 "decode": _speed(_timed(lambda: Image.open(io.BytesIO(data)).load(), repeat),
+                                  amount),
+                 "compression_ratio": sample.nbytes / len(data), "psnr": float("inf")})
+    return rows
+
+
+def _cells(row, unit):
+    e, d = row.get("encode"), row.get("decode")
+    fmt = lambda v, f: "" if v is None else f.format(v)
+    coders = row.get("coders", {})
+    return [row["row"], row["status"][:60], fmt(row.get("file_MB"), "{:.2f}"),
+            "" if not e else f"{e['median']:.1f} ({e['min']:.1f}-{e['max']:.1f})",
+            "" if not e else f"{e['p50_ms']:.0f}/{e['p90_ms']:.0f}",
+            "/".join(f"{coders[c]:.1f}" for c in ("rans", "webp", "png")) if coders else "",
+            fmt(row.get("end_to_end"), "{:.1f}"), fmt(row.get("peak_MB"), "{:.0f}"),
+            "" if not d else f"{d['median']:.2f}",
+            fmt(row.get("compression_ratio"), "{:.1f}"), fmt(row.get("psnr"), "{:.2f}")]
+
+
+def _headers(unit):
+    return ["row", "status", "file MB", f"encode {unit}/s (min-max)", "p50/p90 ms",
+            f"rans/webp/png {unit}/s", f"end-to-end {unit}/s", "peak MB", f"decode {unit}/s",
+            "ratio", "PSNR dB"]
+
+
+def _machine_line(m):
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    return (f"{m['cpu']} ({m['architecture']}, {m['cores']} cores, ISA {' '.join(m['isa']) or '?'}"
+            f"; GPU {m['gpu'] or 'none'}); {versions}")
+
+
+def print_table(result):
+    unit = result["unit"]
+    table = [_headers(unit)] + [_cells(r, unit) for r in result["rows"]]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    print(_machine_line(result["machine"]))
+    print(f"input {'x'.join(map(str, result['input']['shape']))}, median of {result['repeat']}")
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+def markdown(result, command):
+    unit = result["unit"]
+    lines = [f"Machine: {_machine_line(result['machine'])}", "",
+             f"Input: {'x'.join(map(str, result['input']['shape']))} "
+             f"{result['input']['dtype']}; median of {result['repeat']} timed runs after a "
+             "warm-up", "",
+             "| " + " | ".join(_headers(unit)) + " |", "|" + "---|" * len(_headers(unit))]
+    lines += ["| " + " | ".join(_cells(r, unit)) + " |" for r in result["rows"]]
+    lines += ["", f"Command: `{command}`"]
+    return "\n".join(lines) + "\n"
+
+
+def svg_plot(result):
+    """A horizontal bar chart of encode (and decode) throughput per row, log scale."""
+    bars = []
+    for r in result["rows"]:
+        for key, what in (("encode", "encode"), ("decode", "decode")):
+            if r.get(key):
+                bars.append((f"{r['row']} — {what}", r[key]["median"], r["kind"]))
+    if not bars:
+        return "<svg xmlns='http://www.w3.org/2000/svg'/>"
+    top = max(v for _, v, _ in bars)
+    lo = min(v for _, v, _ in bars) / 2
+    scale = lambda v: 420 * np.log(v / lo) / np.log(top / lo)
+    colours = {"sensor": "#2b6cb0", "decoder": "#805ad5", "baseline": "#a0aec0"}
+    height = 30 + 22 * len(bars)
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='900' height='{height}' "
+           "font-family='sans-serif' font-size='12'>",
+           f"<text x='10' y='18' font-weight='bold'>{result['unit']}/s (log scale) — "
+           f"{_machine_line(result['machine'])[:110]}</text>"]
+    for i, (label, value, kind) in enumerate(bars):
+        y = 30 + 22 * i
+        out.append(f"<text x='10' y='{y + 14}'>{label[:52]}</text>")
+        out.append(f"<rect x='370' y='{y + 2}' width='{max(scale(value), 1):.1f}' height='16' "
+                   f"fill='{colours[kind]}'/>")
+        out.append(f"<text x='{375 + scale(value):.1f}' y='{y + 14}'>{value:.2f}</text>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
