@@ -161,8 +161,8 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         if "encode" in row:
             row.update(coders=coding, compression_ratio=sample.nbytes / len(blob), **quality)
     rows += _torch_rows(codec, sample, amount, repeat, torch_reason, blob)
-    if modality == "image":
-        rows += _image_baselines(sample, amount, repeat, len(blob))
+    rows += _image_baselines(sample, amount, repeat, len(blob)) if modality == "image" else \
+        _audio_baselines(sample, amount, repeat)
     return {"machine": machine(), "unit": unit, "repeat": repeat,
             "input": {"shape": list(sample.shape), "dtype": str(sample.dtype)},
             "model_id": info.model_id, "rows": rows}
@@ -301,6 +301,27 @@ def _image_baselines(sample, amount, repeat, target_bytes):
                                   amount),
                  "compression_ratio": sample.nbytes / len(data), "psnr": float("inf")})
     return rows
+
+
+def _audio_baselines(sample, amount, repeat):
+    """FLAC (lossless, libsndfile), what a recorder would store instead."""
+    row = {"row": "FLAC lossless (soundfile, libsndfile)", "kind": "baseline"}
+    try:
+        import soundfile
+    except ImportError:
+        return [{**row, "status": "skipped: soundfile is not installed"}]
+
+    def encode():
+        buffer = io.BytesIO()
+        soundfile.write(buffer, sample, 44100, format="FLAC", subtype="PCM_16")
+        return buffer.getvalue()
+
+    data = encode()
+    return [{**row, "status": "baseline",
+             "encode": _speed(_timed(encode, repeat), amount),
+             "decode": _speed(_timed(lambda: soundfile.read(io.BytesIO(data), dtype="int16"),
+                                     repeat), amount),
+             "compression_ratio": sample.nbytes / len(data), "psnr": float("inf")}]
 
 
 def _cells(row, unit):
