@@ -418,6 +418,100 @@ def _run_demo(args):
     run_demo(model, args.out)
 
 
+def _configure_stream(p):
+    from .runtime import BACKENDS, CODERS
+
+    p.add_argument("bundle", help="sensor bundle directory (from walloc-edge export)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help="images or audio files to send")
+    p.add_argument("--to", required=True, help="tcp://HOST:PORT, udp://HOST:PORT[?mtu=1400], "
+                                               "file:///PATH or - (stdout)")
+    p.add_argument("--watch", metavar="DIR", help="also send every file that appears in DIR "
+                                                  "until Ctrl-C")
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
+    p.add_argument("--coder", default="rans", choices=list(CODERS))
+    p.add_argument("--stream-id", type=int, default=0, help="this sensor's stream number "
+                                                            "(0-65535) [default: 0]")
+    p.epilog = "example: walloc-edge stream bundle/ photos/*.jpg --to tcp://10.0.0.2:9000"
+
+
+def _run_stream(args):
+    from .firmware_bridge.loops import stream_files, watch_folder
+    from .firmware_bridge.transports import open_sender
+    from .runtime import Encoder
+
+    if not args.inputs and not args.watch:
+        raise ValueError("give INPUT files, --watch DIR, or both")
+    if not 0 <= args.stream_id <= 0xFFFF:
+        raise ValueError(f"--stream-id {args.stream_id} is outside 0..65535")
+    encoder = Encoder(args.bundle, args.backend)
+    log = (lambda line: print(line, file=sys.stderr)) if args.to == "-" else print
+    with open_sender(args.to, args.stream_id) as sender:
+        sent, failed = stream_files(encoder, sender, args.inputs, args.coder, log)
+        if args.watch:
+            more, more_failed = watch_folder(encoder, sender, args.watch, args.coder, log=log)
+            sent, failed = sent + more, failed + more_failed
+    log(f"sent {sent} message(s), {sender.bytes:,} bytes to {args.to}"
+        + (f"; {failed} input(s) skipped" if failed else ""))
+    return 1 if failed else 0
+
+
+def _configure_serve(p):
+    p.add_argument("model", help="the model the sensors encode with (path or embedded name)")
+    p.add_argument("--listen", required=True, help="tcp://HOST:PORT, udp://HOST:PORT, "
+                                                   "file:///PATH or - (stdin)")
+    p.add_argument("--out", required=True, help="directory for decoded files and metrics.jsonl")
+    p.add_argument("--format", help="output format (see walloc-edge decode --help)")
+    p.add_argument("--device", default="auto", help="decoder device: auto, cpu, cuda")
+    p.add_argument("--count", type=int, help="stop after this many messages")
+    p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
+    p.epilog = ("Each message: verify the .wlc (CRC, model id), decode it, write\n"
+                "OUT/<stream>-<sequence>.<ext>, append a line to OUT/metrics.jsonl. Bad\n"
+                "messages are logged with their sender and skipped. Ctrl-C stops and reports\n"
+                "frames received, corrupted, lost and duplicated.\n\n"
+                "example: walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/")
+
+
+def _run_serve(args):
+    import time
+    from pathlib import Path
+
+    from .decoder import Decoder
+    from .decoder.evaluate import write_signal
+    from .firmware_bridge.loops import serve_messages
+    from .firmware_bridge.transports import open_receiver
+    from .runtime import read_bitstream
+
+    decoder = Decoder(args.model, args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    receiver = open_receiver(args.listen)
+    if receiver.address:
+        print(f"listening on {args.listen} (model {decoder.model_id}); Ctrl-C to stop")
+    metrics = open(out / "metrics.jsonl", "a")
+
+    def handle(received):
+        start = time.perf_counter()
+        header = read_bitstream(received.message).header
+        signal = decoder.decode(received.message)
+        path = write_signal(signal, header, out / f"{received.stream}-{received.sequence}",
+                            args.format)
+        record = {"time": time.time(), "sender": received.sender, "stream": received.stream,
+                  "sequence": received.sequence, "bytes": len(received.message),
+                  "shape": list(signal.shape), "decode_s": time.perf_counter() - start,
+                  "file": str(path)}
+        metrics.write(json.dumps(record) + "\n")
+        metrics.flush()
+        print(f"{received.sender} stream {received.stream} #{received.sequence}: "
+              f"{len(received.message):,} bytes -> {path}")
+
+    with metrics:
+        handled, rejected = serve_messages(receiver, handle, args.count, args.idle)
+    stats = receiver.stats
+    print(f"decoded {handled}, rejected {rejected}; frames {stats.frames}, corrupted "
+          f"{stats.corrupted}, lost messages {stats.lost}, duplicates {stats.duplicates}")
+    return 0
+
+
 def _configure_bench(p):
     p.add_argument("--model", help="model to export and to decode with (default: the embedded "
                                    "rgb-16x when torch is installed)")
@@ -503,6 +597,10 @@ COMMANDS = {
     "models": ("list the models shipped in the package", _configure_models, _run_models),
     "bench": ("per-device throughput of every backend, with JPEG/WebP/PNG baselines",
               _configure_bench, _run_bench),
+    "stream": ("sensor: encode files (or a watched folder) and send them over a transport",
+               _configure_stream, _run_stream),
+    "serve": ("server: receive bitstreams, verify, decode, write files and a metrics log",
+              _configure_serve, _run_serve),
 }
 
 
