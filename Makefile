@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv clean broker
 
 venv: $(STAMP)
 
@@ -19,11 +19,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/walloc-edge info tests/reference/rgb_j3_l12.pth
-	$(VENV)/bin/walloc-edge export tests/reference/rgb_j3_l12.pth --format onnx,tflite --out demo-out/bundle
-	$(VENV)/bin/walloc-edge encode demo-out/bundle walloc_edge/data/coffee.jpg walloc_edge/data/astronaut.jpg -o demo-out/wlc
+	$(VENV)/bin/walloc-edge demo
 
-test: $(STAMP)
+# The MQTT tests start a real broker: Debian's mosquitto package.
+broker:
+	@command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -q mosquitto || \
+	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q mosquitto; }; }
+
+test: $(STAMP) broker
 	$(PY) -m pytest -q
 
 clean:

@@ -1,7 +1,10 @@
 """Transports for framed messages: TCP, UDP (fragmented to an MTU), and files / stdio.
 
-URLs: ``tcp://host:port``, ``udp://host:port`` (``?mtu=1400``), ``file:///path`` or a plain
-path, ``-`` for stdout/stdin. A sender's ``send(message)`` frames and sends one message
+URLs: ``tcp://host:port``, ``udp://host:port`` (``?mtu=1400``),
+``serial:///dev/ttyUSB0?baud=921600`` (pyserial), ``mqtt://host:port/topic`` (paho-mqtt; a
+receiver may use a shared subscription, ``mqtt://host:port/$share/group/topic``, so that
+several servers split one topic's messages between them), ``file:///path`` or a plain path,
+``-`` for stdout/stdin. A sender's ``send(message)`` frames and sends one message
 (numbering it); a receiver yields ``Received`` messages until it is stopped, keeping
 ``stats`` (frames, corrupted, lost, duplicates) and never raising on bad bytes.
 """
@@ -38,22 +41,36 @@ def parse_url(url):
         if not parsed.hostname or not parsed.port:
             raise ValueError(f"{url}: give a host and a port, e.g. {parsed.scheme}://127.0.0.1:9000")
         return parsed.scheme, parsed.hostname, parsed.port, None, options
+    if parsed.scheme == "mqtt":
+        topic = parsed.path.lstrip("/")
+        if not parsed.hostname or not topic:
+            raise ValueError(f"{url}: give a broker and a topic, e.g. "
+                             "mqtt://127.0.0.1:1883/sensors/cam1")
+        return "mqtt", parsed.hostname, parsed.port or 1883, topic, options
+    if parsed.scheme == "serial":
+        if not parsed.path:
+            raise ValueError(f"{url}: give a device, e.g. serial:///dev/ttyUSB0?baud=921600")
+        return "serial", None, None, parsed.path, options
     if parsed.scheme in ("file", ""):
         return "file", None, None, parsed.path or url, options
     raise ValueError(f"{url}: unknown transport {parsed.scheme!r}; use tcp://, udp://, "
-                     "file:// or - (serial and mqtt are not available yet)")
+                     "serial://, mqtt://, file:// or -")
 
 
 class _Sender:
-    def __init__(self, write, max_payload, stream, close=lambda: None):
+    """``write`` gets each frame, or with ``whole`` all frames of a message at once (MQTT:
+    one publish per message, so that a shared subscription hands a message to one server)."""
+
+    def __init__(self, write, max_payload, stream, close=lambda: None, whole=False):
         self.write, self.max_payload, self.stream = write, max_payload, stream
-        self.sequence, self.close = 0, close
+        self.sequence, self.close, self.whole = 0, close, whole
         self.bytes = 0
 
     def send(self, message):
-        for frame in frames_for(message, self.stream, self.sequence, self.max_payload):
-            self.write(frame)
-            self.bytes += len(frame)
+        frames = frames_for(message, self.stream, self.sequence, self.max_payload)
+        for chunk in [b"".join(frames)] if self.whole else frames:
+            self.write(chunk)
+            self.bytes += len(chunk)
         self.sequence += 1
 
     def __enter__(self):
@@ -80,10 +97,49 @@ def open_sender(url, stream=0):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         return _Sender(lambda frame: sock.sendto(frame, (host, port)),
                        mtu - OVERHEAD - UDP_HEADERS, stream, sock.close)
+    if scheme == "serial":
+        port = _serial_port(url, path, options)
+        return _Sender(port.write, 60000, stream, lambda: (port.flush(), port.close()))
+    if scheme == "mqtt":
+        client = _mqtt_client(url, host, port)
+        topic = path
+
+        def publish(frame):
+            client.publish(topic, frame, qos=1).wait_for_publish(timeout=30)
+
+        def close():
+            client.loop_stop()
+            client.disconnect()
+        return _Sender(publish, 60000, stream, close, whole=True)
     if scheme == "stdio":
         return _Sender(sys.stdout.buffer.write, 60000, stream, sys.stdout.buffer.flush)
     f = open(path, "ab")
     return _Sender(f.write, 60000, stream, f.close)
+
+
+def _serial_port(url, path, options):
+    try:
+        import serial
+    except ImportError:
+        raise ValueError("serial links need pyserial: pip install 'walloc-edge[bridge]'") from None
+    try:
+        return serial.Serial(path, int(options.get("baud", 921600)), timeout=0.2)
+    except (serial.SerialException, OSError) as e:
+        raise ValueError(f"{url}: cannot open ({e})") from None
+
+
+def _mqtt_client(url, host, port):
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise ValueError("MQTT links need paho-mqtt: pip install 'walloc-edge[bridge]'") from None
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as e:
+        raise ValueError(f"{url}: cannot reach the broker ({e.strerror or e})") from None
+    client.loop_start()
+    return client
 
 
 class _Receiver:
@@ -209,9 +265,47 @@ class _StreamReceiver(_Receiver):
         self.stop()
 
 
+class _SerialReceiver(_Receiver):
+    def __init__(self, port, name):
+        super().__init__()
+        self.port = port
+        self._start(self._read, name)
+
+    def _read(self, name):
+        reader = FrameReader(self.stats)
+        while not self.stopped.is_set():
+            try:
+                data = self.port.read(1 << 12)
+            except OSError:
+                return
+            if data:
+                self._frames(name, reader.feed(data))
+        self.port.close()
+
+
+class _MqttReceiver(_Receiver):
+    """Each MQTT message holds the frames of one message; the sender is its topic."""
+
+    def __init__(self, client, topic):
+        super().__init__()
+        self.client = client
+        client.on_message = self._on_message
+        client.on_connect = lambda c, userdata, flags, reason, properties: c.subscribe(topic, qos=1)
+        client.subscribe(topic, qos=1)
+
+    def _on_message(self, client, userdata, message):
+        frames = FrameReader(self.stats).feed(message.payload)
+        self._frames(f"mqtt:{message.topic}", frames)
+
+    def stop(self):
+        super().stop()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 def open_receiver(url):
     """A receiver listening on / reading from ``url``."""
-    scheme, host, port, path, _ = parse_url(url)
+    scheme, host, port, path, options = parse_url(url)
     try:
         if scheme == "tcp":
             return _TcpReceiver(host, port)
@@ -219,6 +313,10 @@ def open_receiver(url):
             return _UdpReceiver(host, port)
     except OSError as e:
         raise ValueError(f"{url}: cannot listen ({e.strerror or e})") from None
+    if scheme == "serial":
+        return _SerialReceiver(_serial_port(url, path, options), url)
+    if scheme == "mqtt":
+        return _MqttReceiver(_mqtt_client(url, host, port), path)
     if scheme == "stdio":
         return _StreamReceiver(sys.stdin.buffer, "stdin")
     try:
