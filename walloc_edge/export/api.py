@@ -11,7 +11,7 @@ from .validate import audio_inputs, image_inputs, random_sample, validate
 
 __all__ = ["FORMATS", "ExportError", "check_formats", "export_bundle"]
 
-FORMATS = ("onnx", "tflite")
+FORMATS = ("onnx", "tflite", "c")
 
 
 class ExportError(ValueError):
@@ -57,6 +57,8 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         static_shape = (512, 512) if image else (audio_length,)
     if "tflite" in formats:
         _check_static_shape(codec, encoder, static_shape)
+    if "c" in formats and not image:
+        raise ValueError("the C export covers image models (audio is not available yet)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "encoder.npz", **bundle_arrays(codec, encoder))
@@ -99,6 +101,12 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         if not passed:
             failures.append("tflite")
 
+    if "c" in formats:
+        report = _export_c(codec, encoder, graphs, out_dir, log)
+        graphs["c"] = report
+        if report["status"] == "validation failed":
+            failures.append("c")
+
     metadata = bundle_metadata(codec, encoder, graphs)
     (out_dir / "encoder.json").write_text(json.dumps(metadata, indent=2) + "\n")
     if failures:
@@ -106,6 +114,27 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
                           f"latents identical to torch, or a difference above 1); see "
                           f"{out_dir / 'encoder.json'}")
     return metadata
+
+
+def _export_c(codec, encoder, graphs, out_dir, log):
+    """C sources in out_dir/c; compiled and validated when this machine has a C compiler."""
+    from .c_export import build_c, c_runner, compiler, write_c_sources
+
+    folder = write_c_sources(bundle_metadata(codec, encoder, graphs),
+                             bundle_arrays(codec, encoder), out_dir / "c")
+    info = {"folder": "c", "program": "c/walloc_encode"}
+    if compiler() is None:
+        log("c: sources written; not compiled (no C compiler here), so not validated")
+        return {**info, "status": "not validated: no C compiler"}
+    run = c_runner(build_c(folder), 2 ** codec.J)
+    step = 2 ** codec.J
+    inputs = image_inputs(codec.config.channels, [(5 * step, 7 * step), (97, 131)],
+                          multiple=step, seed=2)
+    passed, report = validate(run, codec, [(label, raw) for label, raw in inputs
+                                           if raw.shape[1] % step == 0 and
+                                           raw.shape[2] % step == 0])
+    log(_summary("c", report))
+    return {**info, **report}
 
 
 def _summary(fmt, report):

@@ -1,0 +1,129 @@
+/* Host program around the C encoder (this file may allocate; the encoder does not).
+ *
+ *   walloc_encode --latents IN.raw H W C OUT.raw   raw HWC uint8 in; int8 latents out in
+ *                                                  (latent_dim, h, w) order
+ *   walloc_encode --wlc IN.raw H W C OUT.wlc       a .wlc (raw coder) the Python decoder reads
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "walloc_encoder.h"
+#include "walloc_model.h"
+
+#define TILE 256  /* latents per tile side in the .wlc, as the Python runtime's default */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
+    crc = ~crc;
+    while (n--) crc = crc_table[(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+static uint32_t crc;
+static FILE *out;
+
+static void put(const void *data, size_t n) {
+    crc = crc_update(crc, data, n);
+    fwrite(data, 1, n, out);
+}
+
+static void put_u8(uint8_t v) { put(&v, 1); }
+
+static void put_u16(uint16_t v) {
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    put(b, 2);
+}
+
+static void put_u32(uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    put(b, 4);
+}
+
+/* Header and raw-coded tiles as docs/bitstream.md specifies. */
+static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb) {
+    static const uint8_t model_id[16] = WALLOC_MODEL_ID;
+    crc_init();
+    crc = 0;
+    put("\x89WLC", 4);
+    put_u8(1);                 /* format version */
+    put_u8(0);                 /* image */
+    put_u8(0);                 /* flags: the input had a channel axis (H x W x C) */
+    put_u8(1);                 /* uint8 */
+    put(model_id, 16);
+    put_u8(WALLOC_J);
+    put_u8(WALLOC_LATENT_BITS);
+    put_u8(1);                 /* reflect padding */
+    put_u16(WALLOC_LATENT_DIM);
+    put_u16(WALLOC_CHANNELS);
+    put_u8(0);                 /* coder: raw */
+    put_u8(0);                 /* no coder parameters */
+    put_u32((uint32_t)h);
+    put_u32(TILE);
+    put_u32((uint32_t)w);
+    put_u32(TILE);
+    for (long y0 = 0; y0 < hb; y0 += TILE)
+        for (long x0 = 0; x0 < wb; x0 += TILE) {
+            long th = hb - y0 < TILE ? hb - y0 : TILE, tw = wb - x0 < TILE ? wb - x0 : TILE;
+            put_u32((uint32_t)(WALLOC_LATENT_DIM * th * tw));
+            for (long l = 0; l < WALLOC_LATENT_DIM; l++)
+                for (long y = 0; y < th; y++)
+                    put(&latents[(l * hb + y0 + y) * wb + x0], (size_t)tw);
+        }
+    uint32_t final = crc;
+    uint8_t b[4] = {(uint8_t)final, (uint8_t)(final >> 8), (uint8_t)(final >> 16),
+                    (uint8_t)(final >> 24)};
+    fwrite(b, 1, 4, out);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 7 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc"))) {
+        fprintf(stderr, "usage: %s --latents|--wlc IN.raw H W C OUT\n", argv[0]);
+        return 2;
+    }
+    long h = atol(argv[3]), w = atol(argv[4]), c = atol(argv[5]);
+    if (h < 1 || w < 1 || c != WALLOC_CHANNELS) {
+        fprintf(stderr, "need H, W >= 1 and C = %d (this model's channels)\n", WALLOC_CHANNELS);
+        return 2;
+    }
+    size_t n = (size_t)h * w * c;
+    uint8_t *image = malloc(n);
+    FILE *in = fopen(argv[2], "rb");
+    if (!image || !in || fread(image, 1, n, in) != n) {
+        fprintf(stderr, "%s: cannot read %zu bytes\n", argv[2], n);
+        return 1;
+    }
+    fclose(in);
+    long before, after, hb, wb;
+    walloc_padding(h, &before, &after);
+    hb = (h + before + after) / WALLOC_BLOCK;
+    walloc_padding(w, &before, &after);
+    wb = (w + before + after) / WALLOC_BLOCK;
+    int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * hb * wb);
+    if (!latents || walloc_encode_image(image, h, w, latents)) {
+        fprintf(stderr, "image too wide for WALLOC_MAX_WIDTH=%d\n", WALLOC_MAX_WIDTH);
+        return 1;
+    }
+    out = fopen(argv[6], "wb");
+    if (!out) {
+        fprintf(stderr, "%s: cannot write\n", argv[6]);
+        return 1;
+    }
+    if (!strcmp(argv[1], "--latents"))
+        fwrite(latents, 1, (size_t)WALLOC_LATENT_DIM * hb * wb, out);
+    else
+        write_wlc(latents, h, w, hb, wb);
+    fclose(out);
+    free(image);
+    free(latents);
+    return 0;
+}
