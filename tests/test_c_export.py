@@ -71,3 +71,16 @@ def test_c_export_of_an_audio_model_is_refused(reference_dir, tmp_path, capsys):
     assert main(["export", str(reference_dir / "stereo_j4_l8.pth"), "--format", "c",
                  "--out", str(tmp_path)]) == 2
     assert "image models" in capsys.readouterr().err
+
+
+def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
+    """Firmware path: the C program frames its .wlc; walloc-edge serve reads and decodes it."""
+    photo = sample_photo("coffee")[:40, :56]
+    link = tmp_path / "link.frames"
+    link.write_bytes(run_c(rgb_bundle, photo, "--frames"))
+    out = tmp_path / "received"
+    assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    assert "decoded 1, rejected 0" in capsys.readouterr().out
+    from PIL import Image
+    assert np.asarray(Image.open(out / "0-0.png")).shape == photo.shape

@@ -3,6 +3,9 @@
  *   walloc_encode --latents IN.raw H W C OUT.raw   raw HWC uint8 in; int8 latents out in
  *                                                  (latent_dim, h, w) order
  *   walloc_encode --wlc IN.raw H W C OUT.wlc       a .wlc (raw coder) the Python decoder reads
+ *   walloc_encode --frames IN.raw H W C OUT        that .wlc in wire frames (docs/framing.md),
+ *                                                  stream 0, sequence 0: what a device sends
+ *                                                  over a serial line or a socket
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +33,18 @@ static uint32_t crc_update(uint32_t crc, const uint8_t *p, size_t n) {
 }
 
 static uint32_t crc;
-static FILE *out;
+static uint8_t *buffer;  /* the .wlc being written */
+static size_t used, capacity;
 
 static void put(const void *data, size_t n) {
     crc = crc_update(crc, data, n);
-    fwrite(data, 1, n, out);
+    if (used + n > capacity) {
+        capacity = 2 * (used + n);
+        buffer = realloc(buffer, capacity);
+        if (!buffer) { fprintf(stderr, "out of memory\n"); exit(1); }
+    }
+    memcpy(buffer + used, data, n);
+    used += n;
 }
 
 static void put_u8(uint8_t v) { put(&v, 1); }
@@ -52,7 +62,6 @@ static void put_u32(uint32_t v) {
 /* Header and raw-coded tiles as docs/bitstream.md specifies. */
 static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb) {
     static const uint8_t model_id[16] = WALLOC_MODEL_ID;
-    crc_init();
     crc = 0;
     put("\x89WLC", 4);
     put_u8(1);                 /* format version */
@@ -79,17 +88,46 @@ static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb) {
                 for (long y = 0; y < th; y++)
                     put(&latents[(l * hb + y0 + y) * wb + x0], (size_t)tw);
         }
-    uint32_t final = crc;
-    uint8_t b[4] = {(uint8_t)final, (uint8_t)(final >> 8), (uint8_t)(final >> 16),
-                    (uint8_t)(final >> 24)};
-    fwrite(b, 1, 4, out);
+    put_u32(crc);  /* the CRC of everything before it */
+}
+
+static void le16(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+
+static void le32(uint8_t *p, uint32_t v) {
+    le16(p, v);
+    le16(p + 2, v >> 16);
+}
+
+/* The message in frames of at most 60000 payload bytes (docs/framing.md). */
+static void write_frames(FILE *f, const uint8_t *message, size_t n, uint16_t stream,
+                         uint32_t sequence) {
+    const size_t max_payload = 60000;
+    size_t count = n ? (n + max_payload - 1) / max_payload : 1;
+    for (size_t i = 0; i < count; i++) {
+        size_t length = n - i * max_payload < max_payload ? n - i * max_payload : max_payload;
+        const uint8_t *payload = message + i * max_payload;
+        uint8_t header[22] = {0xA5, 'W', 'L', 'F', 1, 0};
+        le16(header + 6, stream);
+        le32(header + 8, sequence);
+        le16(header + 12, (uint32_t)i);
+        le16(header + 14, (uint32_t)count);
+        le16(header + 16, (uint32_t)length);
+        le32(header + 18, crc_update(0, header, 18));
+        uint8_t tail[4];
+        le32(tail, crc_update(0, payload, length));
+        fwrite(header, 1, 22, f);
+        fwrite(payload, 1, length, f);
+        fwrite(tail, 1, 4, f);
+    }
 }
 
 int main(int argc, char **argv) {
-    if (argc != 7 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc"))) {
-        fprintf(stderr, "usage: %s --latents|--wlc IN.raw H W C OUT\n", argv[0]);
+    if (argc != 7 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
+                      strcmp(argv[1], "--frames"))) {
+        fprintf(stderr, "usage: %s --latents|--wlc|--frames IN.raw H W C OUT\n", argv[0]);
         return 2;
     }
+    crc_init();
     long h = atol(argv[3]), w = atol(argv[4]), c = atol(argv[5]);
     if (h < 1 || w < 1 || c != WALLOC_CHANNELS) {
         fprintf(stderr, "need H, W >= 1 and C = %d (this model's channels)\n", WALLOC_CHANNELS);
@@ -113,16 +151,22 @@ int main(int argc, char **argv) {
         fprintf(stderr, "image too wide for WALLOC_MAX_WIDTH=%d\n", WALLOC_MAX_WIDTH);
         return 1;
     }
-    out = fopen(argv[6], "wb");
+    FILE *out = fopen(argv[6], "wb");
     if (!out) {
         fprintf(stderr, "%s: cannot write\n", argv[6]);
         return 1;
     }
-    if (!strcmp(argv[1], "--latents"))
+    if (!strcmp(argv[1], "--latents")) {
         fwrite(latents, 1, (size_t)WALLOC_LATENT_DIM * hb * wb, out);
-    else
+    } else {
         write_wlc(latents, h, w, hb, wb);
+        if (!strcmp(argv[1], "--wlc"))
+            fwrite(buffer, 1, used, out);
+        else
+            write_frames(out, buffer, used, 0, 0);
+    }
     fclose(out);
+    free(buffer);
     free(image);
     free(latents);
     return 0;
