@@ -137,8 +137,10 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         tmp = tempfile.mkdtemp(prefix="walloc-edge-bench-")
         from .export import export_bundle
 
-        log(f"exporting {model} to ONNX and TFLite (validated) ...")
-        export_bundle(codec, tmp, ("onnx", "tflite"), log=lambda s: None)
+        log(f"exporting {model} to ONNX, TFLite and C (validated) ...")
+        formats = ("onnx", "tflite", "c") if codec.config.modality == "image" else \
+            ("onnx", "tflite")
+        export_bundle(codec, tmp, formats, log=lambda s: None)
         bundle = tmp
     info = load_bundle(bundle)
     modality, channels = info.modality, info.channels
@@ -154,6 +156,8 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
             log(f"  {row['row']}: " + (f"{row['encode']['median']:.1f} {unit}/s"
                                        if "encode" in row else row["status"]))
         latents = np.load(Path(work) / "latents.npy")
+        if modality == "image":
+            rows.append(_c_row(bundle, sample, Path(work), repeat, amount, latents))
     coding = _coder_speeds(latents, info.latent_bits, amount, repeat, CODERS)
     blob = Encoder(bundle, "numpy").encode(sample, coder="rans")
     quality = _quality(codec, blob, sample, torch_reason)
@@ -187,6 +191,22 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
         if graph.get("file"):
             row["file_MB"] = (Path(bundle) / graph["file"]).stat().st_size / 1e6
     return row
+
+
+def _c_row(bundle, sample, work, repeat, amount, latents):
+    """The C encoder's host program (one thread, reading the raw image from a file)."""
+    row = {"row": "C encoder (walloc_encode, 1 thread)", "kind": "sensor"}
+    program = Path(bundle) / "c" / "walloc_encode"
+    if not program.exists():
+        return {**row, "status": "skipped: no C export in the bundle (export --format c)"}
+    raw, out = work / "input.raw", work / "c.raw"
+    raw.write_bytes(np.ascontiguousarray(sample).tobytes())
+    h, w, c = sample.shape
+    command = [str(program), "--latents", str(raw), str(h), str(w), str(c), str(out)]
+    times = _timed(lambda: subprocess.run(command, check=True), repeat)
+    same = np.frombuffer(out.read_bytes(), np.int8).reshape(latents.shape) == latents
+    return {**row, "status": "validated", "file_MB": program.stat().st_size / 1e6,
+            "encode": _speed(times, amount), "identical_latents": float(same.mean())}
 
 
 def measure_backend(bundle, backend, threads, work, repeat, amount):
