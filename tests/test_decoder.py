@@ -123,11 +123,16 @@ def test_decode_and_eval_commands(codecs, tmp_path, capsys):
 
 
 def test_demo_command(codecs, tmp_path, capsys):
-    model = tmp_path / "rgb.safetensors"
+    model, audio = tmp_path / "rgb.safetensors", tmp_path / "stereo.safetensors"
     save(codecs["rgb"], model)
-    assert main(["demo", "--model", str(model), "--out", str(tmp_path / "demo")]) == 0
+    save(codecs["stereo"], audio)
+    assert main(["demo", "--model", str(model), "--audio-model", str(audio),
+                 "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "PSNR" in out and "compression ratio" in out
+    assert "PSNR" in out and "compression ratio" in out and "music-decoded.wav" in out
     header = read_bitstream((tmp_path / "demo" / "astronaut.wlc").read_bytes()).header
     assert header.shape == (512, 512, 3)
     assert (tmp_path / "demo" / "astronaut-side-by-side.png").is_file()
+    import soundfile
+    decoded, rate = soundfile.read(tmp_path / "demo" / "music-decoded.wav", dtype="int16")
+    assert decoded.shape == (5 * 44100, 2) and rate == 44100

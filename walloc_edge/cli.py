@@ -400,6 +400,8 @@ def _print_table(rows, summary, modality):
 
 def _configure_demo(p):
     p.add_argument("--model", help="an RGB image model (default: the embedded rgb-16x)")
+    p.add_argument("--audio-model", help="an audio model for the music part (default: the "
+                                         "embedded stereo-5x when there is one)")
     p.add_argument("--out", default="demo-out", help="output folder [default: demo-out]")
     p.epilog = ("Exports the model's sensor encoder to ONNX (validated), encodes a bundled\n"
                 "photo with the torch-free runtime into a .wlc, decodes it with torch, prints\n"
@@ -409,13 +411,15 @@ def _configure_demo(p):
 
 def _run_demo(args):
     from .demo import run_demo
-    from .models import DEFAULT_IMAGE_MODEL, embedded_models
+    from .models import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, embedded_models
 
     model = args.model or DEFAULT_IMAGE_MODEL
     if args.model is None and model not in embedded_models():
         raise ValueError(f"the embedded model {model} is not in this installation; "
                          "pass --model PATH")
-    run_demo(model, args.out)
+    audio = args.audio_model or (DEFAULT_AUDIO_MODEL if DEFAULT_AUDIO_MODEL in
+                                 embedded_models() else None)
+    run_demo(model, args.out, audio_model=audio)
 
 
 def _configure_stream(p):

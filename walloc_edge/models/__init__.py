@@ -7,10 +7,12 @@ the names.
 import json
 from pathlib import Path
 
-__all__ = ["embedded_models", "embedded_model_file", "DEFAULT_IMAGE_MODEL"]
+__all__ = ["embedded_models", "embedded_model_file", "DEFAULT_IMAGE_MODEL",
+           "DEFAULT_AUDIO_MODEL"]
 
 HERE = Path(__file__).parent
 DEFAULT_IMAGE_MODEL = "rgb-16x"
+DEFAULT_AUDIO_MODEL = "stereo-5x"
 
 
 def embedded_models():
