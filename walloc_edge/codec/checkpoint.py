@@ -24,8 +24,12 @@ class CheckpointError(ValueError):
     """A model file that is missing, unreadable, or does not match its config."""
 
 
-def save(model, path):
-    """Write ``model`` in the walloc-edge format (weights + config in one file)."""
+def save(model, path, parameter_dtype=None):
+    """Write ``model`` in the walloc-edge format (weights + config in one file).
+
+    ``parameter_dtype`` (e.g. torch.float16) stores the learned parameters smaller; buffers
+    (the wavelet filters) stay exact. Loading casts back to float32.
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -33,7 +37,9 @@ def save(model, path):
         raise ValueError(f"{path}: the walloc-edge model format uses the .safetensors suffix")
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION),
                 "config": json.dumps(model.config.to_dict())}
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    parameters = {name for name, _ in model.named_parameters()}
+    state = {k: (v.to(parameter_dtype) if parameter_dtype and k in parameters else v)
+             .detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)
     return path
 
