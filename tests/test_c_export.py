@@ -23,12 +23,12 @@ def rgb_bundle(tmp_path_factory, reference_dir):
     return out
 
 
-def run_c(bundle, image, mode="--latents"):
+def run_c(bundle, image, mode="--latents", *coder):
     h, w, c = image.shape
     raw, result = bundle / "in.raw", bundle / "out.bin"
     raw.write_bytes(np.ascontiguousarray(image).tobytes())
     subprocess.run([str(bundle / "c" / "walloc_encode"), mode, str(raw), str(h), str(w),
-                    str(c), str(result)], check=True)
+                    str(c), str(result), *coder], check=True)
     return result.read_bytes()
 
 
@@ -43,7 +43,7 @@ def test_c_latents_equal_the_onnx_graph(rgb_bundle, size):
 
 def test_c_wlc_is_read_by_python(rgb_bundle):
     photo = sample_photo("astronaut")[:123, :77]
-    header, latents = read_latents(run_c(rgb_bundle, photo, "--wlc"))
+    header, latents = read_latents(run_c(rgb_bundle, photo, "--wlc", "raw"))
     assert header.shape == photo.shape and header.coder == "raw"
     assert header.model_id == Encoder(rgb_bundle, "numpy").model_id
     diff = np.abs(latents.astype(int) - Encoder(rgb_bundle, "numpy").latents(photo))
@@ -84,3 +84,31 @@ def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
     assert "decoded 1, rejected 0" in capsys.readouterr().out
     from PIL import Image
     assert np.asarray(Image.open(out / "0-0.png")).shape == photo.shape
+
+
+def test_c_rans_bytes_equal_the_python_coder(rgb_bundle, tmp_path):
+    """Shared test vectors: the C rans coder writes exactly RansCoder("planar")'s bytes."""
+    from walloc_edge.runtime.coders.rans import RansCoder
+
+    rng = np.random.default_rng(0)
+    real = Encoder(rgb_bundle, "numpy").latents(sample_photo("astronaut"))[:, :64, :64]
+    vectors = [np.ascontiguousarray(real),
+               np.clip(np.round(rng.normal(0, 30, (12, 17, 23))), -127, 127).astype(np.int8),
+               np.full((12, 3, 5), -127, np.int8), np.zeros((12, 1, 1), np.int8)]
+    python = RansCoder("planar")
+    for latents in vectors:
+        _, h, w = latents.shape
+        src, dst = tmp_path / "tile.lat", tmp_path / "tile.rans"
+        src.write_bytes(latents.tobytes())
+        subprocess.run([str(rgb_bundle / "c" / "walloc_encode"), "--rans-tile", str(src),
+                        str(h), str(w), str(dst)], check=True)
+        assert dst.read_bytes() == python.encode(latents, 8)
+        assert np.array_equal(python.decode(dst.read_bytes(), latents.shape, 8,
+                                            python.params(8)), latents)
+
+
+def test_c_rans_wlc_and_frames_decode_in_python(rgb_bundle):
+    photo = sample_photo("coffee")[:301, :457]
+    header, latents = read_latents(run_c(rgb_bundle, photo, "--wlc"))
+    assert header.coder == "rans"
+    assert (latents == Encoder(rgb_bundle, "numpy").latents(photo)).mean() >= 0.999

@@ -2,10 +2,15 @@
  *
  *   walloc_encode --latents IN.raw H W C OUT.raw   raw HWC uint8 in; int8 latents out in
  *                                                  (latent_dim, h, w) order
- *   walloc_encode --wlc IN.raw H W C OUT.wlc       a .wlc (raw coder) the Python decoder reads
- *   walloc_encode --frames IN.raw H W C OUT        that .wlc in wire frames (docs/framing.md),
+ *   walloc_encode --wlc IN.raw H W C OUT.wlc [rans|raw]
+ *                                                  a .wlc the Python decoder reads (rans coder
+ *                                                  with the planar predictor by default)
+ *   walloc_encode --frames IN.raw H W C OUT [rans|raw]
+ *                                                  that .wlc in wire frames (docs/framing.md),
  *                                                  stream 0, sequence 0: what a device sends
  *                                                  over a serial line or a socket
+ *   walloc_encode --rans-tile IN.lat H W OUT       rans payload of one tile of int8 latents
+ *                                                  (latent_dim, H, W): for test vectors
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,8 +18,12 @@
 
 #include "walloc_encoder.h"
 #include "walloc_model.h"
+#include "walloc_rans.h"
 
-#define TILE 256  /* latents per tile side in the .wlc, as the Python runtime's default */
+#define TILE WALLOC_TILE  /* latents per tile side in the .wlc */
+
+static int8_t tile[WALLOC_RANS_MAX_LATENTS];
+static uint8_t payload[WALLOC_RANS_MAX_LATENTS * 2 + 65536];
 
 static uint32_t crc_table[256];
 
@@ -59,8 +68,8 @@ static void put_u32(uint32_t v) {
     put(b, 4);
 }
 
-/* Header and raw-coded tiles as docs/bitstream.md specifies. */
-static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb) {
+/* Header and coded tiles as docs/bitstream.md specifies. */
+static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb, int rans) {
     static const uint8_t model_id[16] = WALLOC_MODEL_ID;
     crc = 0;
     put("\x89WLC", 4);
@@ -74,8 +83,14 @@ static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb) {
     put_u8(1);                 /* reflect padding */
     put_u16(WALLOC_LATENT_DIM);
     put_u16(WALLOC_CHANNELS);
-    put_u8(0);                 /* coder: raw */
-    put_u8(0);                 /* no coder parameters */
+    put_u8(rans ? 1 : 0);      /* coder: rans or raw */
+    if (rans) {
+        put_u8(2);             /* coder parameters: probability bits, model version */
+        put_u8(15);
+        put_u8(1);
+    } else {
+        put_u8(0);
+    }
     put_u32((uint32_t)h);
     put_u32(TILE);
     put_u32((uint32_t)w);
@@ -83,10 +98,17 @@ static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb) {
     for (long y0 = 0; y0 < hb; y0 += TILE)
         for (long x0 = 0; x0 < wb; x0 += TILE) {
             long th = hb - y0 < TILE ? hb - y0 : TILE, tw = wb - x0 < TILE ? wb - x0 : TILE;
-            put_u32((uint32_t)(WALLOC_LATENT_DIM * th * tw));
             for (long l = 0; l < WALLOC_LATENT_DIM; l++)
                 for (long y = 0; y < th; y++)
-                    put(&latents[(l * hb + y0 + y) * wb + x0], (size_t)tw);
+                    memcpy(&tile[(l * th + y) * tw], &latents[(l * hb + y0 + y) * wb + x0],
+                           (size_t)tw);
+            long size = WALLOC_LATENT_DIM * th * tw;
+            if (rans) {
+                size = walloc_rans_encode(tile, th, tw, payload, sizeof payload);
+                if (size < 0) { fprintf(stderr, "rans: tile too large\n"); exit(1); }
+            }
+            put_u32((uint32_t)size);
+            put(rans ? (const void *)payload : (const void *)tile, (size_t)size);
         }
     put_u32(crc);  /* the CRC of everything before it */
 }
@@ -121,10 +143,31 @@ static void write_frames(FILE *f, const uint8_t *message, size_t n, uint16_t str
     }
 }
 
+static int rans_tile(const char *in_path, long h, long w, const char *out_path) {
+    size_t n = (size_t)WALLOC_LATENT_DIM * h * w;
+    FILE *in = fopen(in_path, "rb");
+    if (n > sizeof tile || !in || fread(tile, 1, n, in) != n) {
+        fprintf(stderr, "%s: cannot read %zu latents (at most %zu)\n", in_path, n, sizeof tile);
+        return 1;
+    }
+    fclose(in);
+    long size = walloc_rans_encode(tile, h, w, payload, sizeof payload);
+    FILE *out = fopen(out_path, "wb");
+    if (size < 0 || !out) return 1;
+    fwrite(payload, 1, (size_t)size, out);
+    fclose(out);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 7 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
-                      strcmp(argv[1], "--frames"))) {
-        fprintf(stderr, "usage: %s --latents|--wlc|--frames IN.raw H W C OUT\n", argv[0]);
+    if (argc == 6 && !strcmp(argv[1], "--rans-tile"))
+        return rans_tile(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
+    int rans = argc < 8 || strcmp(argv[7], "raw");
+    if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
+                                 strcmp(argv[1], "--frames")) ||
+        (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans"))) {
+        fprintf(stderr, "usage: %s --latents|--wlc|--frames IN.raw H W C OUT [rans|raw]\n",
+                argv[0]);
         return 2;
     }
     crc_init();
@@ -159,7 +202,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--latents")) {
         fwrite(latents, 1, (size_t)WALLOC_LATENT_DIM * hb * wb, out);
     } else {
-        write_wlc(latents, h, w, hb, wb);
+        write_wlc(latents, h, w, hb, wb, rans);
         if (!strcmp(argv[1], "--wlc"))
             fwrite(buffer, 1, used, out);
         else

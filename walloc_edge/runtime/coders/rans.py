@@ -211,9 +211,22 @@ class _Contexts:
         return self.activity[activity] + self.previous[np.abs(previous_residual)]
 
 
+# Fixed own-neighbour coefficients (Q8) of the "planar" predictor: W + N − NW for images,
+# the previous sample for audio. What firmware uses: no least-squares fit on the device.
+PLANAR = {"image": (256, 256, -256, 0), "audio": (256, 0, 0)}
+
+
 class RansCoder(Coder):
+    """``predictor``: "fitted" (least squares per tile, the default) or "planar" (fixed
+    coefficients; what the C encoder writes). Both decode with the same decoder."""
+
     name = "rans"
     max_bits = 8
+
+    def __init__(self, predictor="fitted"):
+        if predictor not in ("fitted", "planar"):
+            raise ValueError(f"unknown rans predictor {predictor!r}")
+        self.predictor = predictor
 
     def params(self, bits):
         return bytes([PREC, MODEL_VERSION])
@@ -231,10 +244,12 @@ class RansCoder(Coder):
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
         taps = []
         for c in range(C):  # earlier-channel taps where they pay for their coefficients
-            m = min(c, MAX_EARLIER)
+            m = min(c, MAX_EARLIER) if self.predictor == "fitted" else 0
             features = np.concatenate([own[:, c], X[c - m:c]]).astype(np.float64)
             best = None
-            for row in _fits(X[c], features, [K, K + m]):
+            rows = [np.array(PLANAR["audio" if layout.audio else "image"])] \
+                if self.predictor == "planar" else _fits(X[c], features, [K, K + m])
+            for row in rows:
                 # Integer sums, exact in float64 (|sum| < 2^53), so BLAS can do them.
                 pred = _prediction((row.astype(np.float64) @ features[:len(row)]).astype(np.int64),
                                    clip)

@@ -1,0 +1,198 @@
+/* The `rans` entropy coder in C99 (encoder side), with the fixed "planar" predictor.
+ *
+ * Writes the payload the Python decoder reads (walloc_edge/runtime/coders/rans.py;
+ * docs/bitstream.md): prediction W + N - NW within each channel (no least-squares fit on the
+ * device), residuals wrapped into the latent range, adaptive integer frequencies per
+ * (channel, activity, previous-channel residual) context refreshed at the same steps as the
+ * Python coder, and interleaved rANS with one lane per (channel, region of rows). Given the
+ * same latents it writes the same bytes as RansCoder("planar"). Static memory only, sized by
+ * WALLOC_RANS_MAX_LATENTS (latents of one tile).
+ */
+#include "walloc_rans.h"
+
+#include <string.h>
+
+#include "walloc_model.h"
+
+#define PREC 15
+#define SCALE (1L << PREC)
+#define LOWER (1UL << 16)
+#define INCREMENT 32
+#define HALVE_AT (1L << 22)
+#define PRIOR_DECAY_Q16 34905
+#define PRIOR_WEIGHT 16
+#define TARGET_LANES 512
+#define MIN_SPAN 2048
+#define REFRESH 16
+#define CONTEXTS 12                 /* 6 activity buckets x 2 previous-residual buckets */
+#define A (2 * WALLOC_CLIP + 1)     /* residual symbols */
+#define TABLES (WALLOC_LATENT_DIM * CONTEXTS)
+#define MAX_LANES (TARGET_LANES > WALLOC_LATENT_DIM ? TARGET_LANES : WALLOC_LATENT_DIM)
+#define MAX_STEPS (WALLOC_RANS_MAX_LATENTS + WALLOC_LATENT_DIM)
+
+static const long activity_edges[5] = {1, 3, 7, 15, 30};
+
+static uint8_t symbol[WALLOC_RANS_MAX_LATENTS];
+static uint16_t table_of[WALLOC_RANS_MAX_LATENTS];
+static int16_t residual[WALLOC_RANS_MAX_LATENTS];
+static uint16_t freq_of[WALLOC_RANS_MAX_LATENTS], cum_of[WALLOC_RANS_MAX_LATENTS];
+static int64_t counts[TABLES][A];
+static uint16_t freq[TABLES][A], cum[TABLES][A];
+static uint8_t touched[TABLES];
+static uint32_t state[MAX_LANES];
+static uint16_t words[WALLOC_RANS_MAX_LATENTS + MAX_LANES];
+static long chunk_start[MAX_STEPS], chunk_length[MAX_STEPS];
+
+static long ceil_div(long a, long b) { return (a + b - 1) / b; }
+
+static void rebuild(long t) {
+    int64_t total = 0, sum = 0;
+    long top = 0;
+    for (long s = 0; s < A; s++) {
+        total += counts[t][s];
+        if (counts[t][s] > counts[t][top]) top = s;
+    }
+    for (long s = 0; s < A; s++) {
+        freq[t][s] = (uint16_t)(1 + counts[t][s] * (SCALE - A) / total);
+        sum += freq[t][s];
+    }
+    freq[t][top] = (uint16_t)(freq[t][top] + (SCALE - sum));
+    long c = 0;
+    for (long s = 0; s < A; s++) {
+        cum[t][s] = (uint16_t)c;
+        c += freq[t][s];
+    }
+}
+
+static void init_model(void) {
+    uint64_t w[WALLOC_CLIP + 1];
+    w[0] = 1ULL << 40;
+    for (long k = 1; k <= WALLOC_CLIP; k++) w[k] = (w[k - 1] * PRIOR_DECAY_Q16) >> 16;
+    uint64_t total = w[0];
+    for (long k = 1; k <= WALLOC_CLIP; k++) total += 2 * w[k];
+    for (long t = 0; t < TABLES; t++) {
+        for (long s = 0; s < A; s++) {
+            long d = s > WALLOC_CLIP ? s - WALLOC_CLIP : WALLOC_CLIP - s;
+            counts[t][s] = (int64_t)(1 + w[d] * PRIOR_WEIGHT * INCREMENT / total);
+        }
+        rebuild(t);
+    }
+}
+
+static long next_refresh(long t) {
+    return t < REFRESH ? 2 * t + (t == 0) : t + (t / 8 > REFRESH ? t / 8 : REFRESH);
+}
+
+static uint8_t *put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) *p++ = (uint8_t)(v >> (8 * i));
+    return p;
+}
+
+long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, long capacity) {
+    const long C = WALLOC_LATENT_DIM, n = h * w;
+    if (C * n > WALLOC_RANS_MAX_LATENTS) return -1;
+    if (n == 0) return 0;
+    /* Lanes: (channel, region of whole rows); the region length follows from the shape. */
+    long groups = TARGET_LANES / C < h ? TARGET_LANES / C : h;
+    if (n / MIN_SPAN < groups) groups = n / MIN_SPAN;
+    if (groups < 1) groups = 1;
+    long region = ceil_div(h, groups);
+    groups = ceil_div(h, region);
+    long span = region * w, lanes = groups * C, steps = span + C - 1;
+
+    /* Residuals of the planar predictor, contexts, symbols. */
+    for (long c = 0; c < C; c++) {
+        const int8_t *x = latents + c * n;
+        for (long p = 0; p < n; p++) {
+            long local = p % span, col = p % w;
+            long west = col > 0 ? x[p - 1] : 0, north = local >= w ? x[p - w] : 0;
+            long nw = col > 0 && local >= w ? x[p - w - 1] : 0;
+            long pred = west + north - nw;
+            if (pred > WALLOC_CLIP) pred = WALLOC_CLIP;
+            if (pred < -WALLOC_CLIP) pred = -WALLOC_CLIP;
+            long r = ((x[p] - pred + WALLOC_CLIP) % A + A) % A - WALLOC_CLIP;
+            long activity = (west > nw ? west - nw : nw - west) + (north > nw ? north - nw : nw - north);
+            long bucket = 0;
+            while (bucket < 5 && activity_edges[bucket] <= activity) bucket++;
+            long previous = c > 0 ? residual[(c - 1) * n + p] : 0;
+            if (previous < 0) previous = -previous;
+            residual[c * n + p] = (int16_t)r;
+            symbol[c * n + p] = (uint8_t)(r + WALLOC_CLIP);
+            table_of[c * n + p] = (uint16_t)(c * CONTEXTS + bucket * 2 + (previous >= 2));
+        }
+    }
+
+    /* Forward through the steps: each latent's frequency as the decoder will see it. */
+    init_model();
+    for (long t0 = 0; t0 < steps;) {
+        long t1 = t0 == 0 ? 1 : next_refresh(t0);
+        if (t1 > steps) t1 = steps;
+        memset(touched, 0, sizeof touched);
+        for (long t = t0; t < t1; t++)
+            for (long lane = 0; lane < lanes; lane++) {
+                long c = lane / groups, start = lane % groups * span, p = t - c;
+                long length = n - start < span ? n - start : span;
+                if (p < 0 || p >= length) continue;
+                long i = c * n + start + p;
+                freq_of[i] = freq[table_of[i]][symbol[i]];
+                cum_of[i] = cum[table_of[i]][symbol[i]];
+            }
+        for (long t = t0; t < t1; t++)
+            for (long lane = 0; lane < lanes; lane++) {
+                long c = lane / groups, start = lane % groups * span, p = t - c;
+                long length = n - start < span ? n - start : span;
+                if (p < 0 || p >= length) continue;
+                long i = c * n + start + p;
+                counts[table_of[i]][symbol[i]] += INCREMENT;
+                touched[table_of[i]] = 1;
+            }
+        for (long t = 0; t < TABLES; t++) {
+            if (!touched[t]) continue;
+            int64_t total = 0;
+            for (long s = 0; s < A; s++) total += counts[t][s];
+            if (total > HALVE_AT)
+                for (long s = 0; s < A; s++) counts[t][s] = (counts[t][s] + 1) / 2;
+            rebuild(t);
+        }
+        t0 = t1;
+    }
+
+    /* rANS, last step first; each step's words in lane order. */
+    for (long lane = 0; lane < lanes; lane++) state[lane] = LOWER;
+    long used = 0;
+    for (long t = steps - 1; t >= 0; t--) {
+        chunk_start[t] = used;
+        for (long lane = 0; lane < lanes; lane++) {
+            long c = lane / groups, start = lane % groups * span, p = t - c;
+            long length = n - start < span ? n - start : span;
+            if (p < 0 || p >= length) continue;
+            long i = c * n + start + p;
+            uint64_t x = state[lane], f = freq_of[i];
+            if (x >= f << (32 - PREC)) {
+                words[used++] = (uint16_t)(x & 0xFFFF);
+                x >>= 16;
+            }
+            state[lane] = (uint32_t)(((x / f) << PREC) + x % f + cum_of[i]);
+        }
+        chunk_length[t] = used - chunk_start[t];
+    }
+
+    long size = 4 + C + 2 * 4 * C + 4 * lanes + 2 * used;
+    if (size > capacity) return -1;
+    uint8_t *q = put32(out, (uint32_t)region);
+    for (long c = 0; c < C; c++) *q++ = 0;  /* no earlier-channel taps */
+    static const int16_t planar[4] = {256, 256, -256, 0};
+    for (long c = 0; c < C; c++)
+        for (int k = 0; k < 4; k++) {
+            *q++ = (uint8_t)((uint16_t)planar[k] & 0xFF);
+            *q++ = (uint8_t)((uint16_t)planar[k] >> 8);
+        }
+    for (long lane = 0; lane < lanes; lane++) q = put32(q, state[lane]);
+    for (long t = 0; t < steps; t++)
+        for (long k = 0; k < chunk_length[t]; k++) {
+            uint16_t v = words[chunk_start[t] + k];
+            *q++ = (uint8_t)(v & 0xFF);
+            *q++ = (uint8_t)(v >> 8);
+        }
+    return size;
+}

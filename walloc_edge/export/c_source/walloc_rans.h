@@ -1,0 +1,18 @@
+/* The rans coder in C (encoder side): see walloc_rans.c. */
+#ifndef WALLOC_RANS_H
+#define WALLOC_RANS_H
+
+#include <stdint.h>
+
+#include "walloc_model.h"
+
+#ifndef WALLOC_TILE
+#define WALLOC_TILE 64  /* latents per tile side in a .wlc written by the C encoder */
+#endif
+#define WALLOC_RANS_MAX_LATENTS (WALLOC_LATENT_DIM * WALLOC_TILE * WALLOC_TILE)
+
+/* Code one tile of latents (latent_dim x h x w, in that order) into `out`; returns the
+ * payload's length, or -1 if the tile is too large or `capacity` too small. */
+long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, long capacity);
+
+#endif
