@@ -151,3 +151,17 @@ def test_deeper_transform_validates_on_photos_cropped_to_blocks(tmp_path):
     checks = meta["graphs"]["onnx"]["checks"]
     assert meta["graphs"]["onnx"]["status"] == "validated"
     assert any(c["input"] == "photo coffee 400x592" for c in checks)
+
+
+def test_tflite_image_graph_is_nhwc_without_transposes(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    codec = seeded(CONFIGS["rgb"], seed=3)
+    meta = export_bundle(codec, tmp_path, ("tflite",), static_shape=(64, 96), log=lambda s: None)
+    interpreter = Interpreter(model_path=str(tmp_path / "encoder.tflite"))
+    interpreter.allocate_tensors()
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "TRANSPOSE" not in ops and {"CONV_2D", "DEPTHWISE_CONV_2D"} <= ops
+    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 64, 96, 3]
+    assert list(interpreter.get_output_details()[0]["shape"]) == [1, 8, 12, 12]
+    assert meta["graphs"]["tflite"]["latent_layout"] == "NHWC"

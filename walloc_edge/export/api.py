@@ -96,7 +96,8 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
             inputs = audio_inputs(C, [static_shape[0]])
         passed, report = validate(run, codec, inputs)
         graphs["tflite"] = {"file": path.name, "static_shape": list(static_shape),
-                            "dynamic": False, **report}
+                            "dynamic": False, "latent_layout": "NHWC" if image else "NCL",
+                            **report}
         log(_summary("tflite", report))
         if not passed:
             failures.append("tflite")

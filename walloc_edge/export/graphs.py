@@ -85,15 +85,20 @@ class _SensorEncoder(nn.Module):
 
 
 class SensorEncoder2D(_SensorEncoder):
-    """uint8 (1, H, W, C) → int (1, latent_dim, H/2^J, W/2^J); H, W multiples of 2^J."""
+    """uint8 (1, H, W, C) → int (1, latent_dim, H/2^J, W/2^J); H, W multiples of 2^J.
 
-    def __init__(self, codec, columns_3d=True):
+    ``planar=True`` (for TFLite) takes (1, C, H, W) instead and runs the row pass as one
+    grouped convolution and the column pass as a strided Conv2d, with no reshape between
+    them, so that litert-torch's channel-last conversion (``to_channel_last_io``) leaves no
+    transpose in the graph: NHWC in, NHWC out. The default runs the column pass as a Conv3d,
+    fastest on onnxruntime.
+    """
+
+    def __init__(self, codec, planar=False):
         super().__init__()
         cfg = codec.config
         J, C, B = cfg.J, cfg.channels, 2 ** cfg.J
-        # The column pass as Conv3d (fastest on onnxruntime) or as an equivalent strided
-        # Conv2d (which XNNPACK delegates, so faster on LiteRT).
-        self.columns_3d = columns_3d
+        self.planar = planar
         K = self._init_bank(cfg)
         taps = K.shape[1] // B
         self.min_size = B * math.ceil(max(self.left, self.right, 1) / B)
@@ -117,19 +122,24 @@ class SensorEncoder2D(_SensorEncoder):
         self.register_buffer("bias", ((b - 0.5 * W @ dc) * gain).float())
 
     def forward(self, x):
+        if self.planar:
+            return self._forward_planar(x)
         _, H, W, C = x.shape
         B = self.block
         x = periodic_pad(periodic_pad(x, self.left, self.right, 1), self.left, self.right, 2)
         x = x.float().permute(0, 3, 1, 2).reshape(C, 1, x.shape[1], x.shape[2])
         rows = F.conv2d(x, self.row_filters, stride=(1, B))  # (C, rw, H + pad, W/B)
-        if self.columns_3d:
-            rows = rows.reshape(1, C * B, rows.shape[2] // B, B, W // B)  # (1, c·rw, hb, ih, wb)
-            y = F.conv3d(rows, self.col_weights, self.bias, stride=(1, B, 1))
-        else:
-            rows = rows.reshape(1, C * B, rows.shape[2], W // B)  # row h = B·hb + ih
-            weights = self.col_weights.flatten(2, 3)  # taps·B rows: B·t + ih
-            y = F.conv2d(rows, weights, self.bias, stride=(B, 1))
+        rows = rows.reshape(1, C * B, rows.shape[2] // B, B, W // B)  # (1, c·rw, hb, ih, wb)
+        y = F.conv3d(rows, self.col_weights, self.bias, stride=(1, B, 1))
         return self._quantize(y.reshape(1, -1, H // B, W // B))
+
+    def _forward_planar(self, x):
+        C, B = x.shape[1], self.block
+        x = periodic_pad(periodic_pad(x, self.left, self.right, 2), self.left, self.right, 3)
+        rows = F.conv2d(x.float(), self.row_filters.repeat(C, 1, 1, 1), stride=(1, B),
+                        groups=C)                                  # (1, c·rw, H + pad, W/B)
+        y = F.conv2d(rows, self.col_weights.flatten(2, 3), self.bias, stride=(B, 1))
+        return self._quantize(y)
 
 
 class SensorEncoder1D(_SensorEncoder):
@@ -156,10 +166,16 @@ class SensorEncoder1D(_SensorEncoder):
 
 def sensor_encoder(codec, target="onnx"):
     """The exportable sensor encoder for a codec (lightweight encoders only), arranged for
-    the fastest run on ``target`` ("onnx" or "tflite")."""
+    the fastest run on ``target`` ("onnx" or "tflite"; TFLite image latents are NHWC)."""
     if not codec.config.lightweight_encode:
         raise ValueError("only lightweight_encode models (one linear layer) have a sensor "
                          "encoder; this model's encoder is a deep network")
-    if codec.config.modality == "image":
-        return SensorEncoder2D(codec, columns_3d=target != "tflite").eval()
-    return SensorEncoder1D(codec).eval()
+    if codec.config.modality == "audio":
+        return SensorEncoder1D(codec).eval()
+    if target != "tflite":
+        return SensorEncoder2D(codec).eval()
+    import litert_torch
+
+    # NHWC in and NHWC latents (1, H/2^J, W/2^J, latent_dim) out, without transposes.
+    return litert_torch.to_channel_last_io(SensorEncoder2D(codec, planar=True).eval(),
+                                           args=[0], outputs=[0])

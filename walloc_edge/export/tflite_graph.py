@@ -23,7 +23,8 @@ def export_tflite(encoder, example, path):
 
 
 def tflite_runner(path, threads=None):
-    """A function raw → latents over one LiteRT interpreter (XNNPACK on CPU)."""
+    """A function raw → latents (1, latent_dim, …) over one LiteRT interpreter (XNNPACK on
+    CPU); image graphs give NHWC latents, returned here as NCHW like the other graphs."""
     from ai_edge_litert.interpreter import Interpreter
 
     with quiet_output():  # "Created TensorFlow Lite XNNPACK delegate" on every load
@@ -38,7 +39,8 @@ def tflite_runner(path, threads=None):
                              f"got {tuple(raw.shape)}")
         interpreter.set_tensor(inp["index"], np.ascontiguousarray(raw, dtype=inp["dtype"]))
         interpreter.invoke()
-        return interpreter.get_tensor(out["index"])
+        latents = interpreter.get_tensor(out["index"])
+        return latents.transpose(0, 3, 1, 2) if latents.ndim == 4 else latents
 
     run.input_shape = tuple(int(n) for n in inp["shape"])
     return run

@@ -71,7 +71,9 @@ class LiteRTBackend:
     def run(self, raw):
         self.interpreter.set_tensor(self.input["index"], np.ascontiguousarray(raw))
         self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"])
+        latents = self.interpreter.get_tensor(self.output["index"])
+        # Image graphs are NHWC end to end: (1, h, w, latent_dim) → (1, latent_dim, h, w).
+        return latents.transpose(0, 3, 1, 2) if latents.ndim == 4 else latents
 
 
 def make_backend(name, bundle, threads=None):
