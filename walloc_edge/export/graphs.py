@@ -120,6 +120,8 @@ class SensorEncoder2D(_SensorEncoder):
         self.register_buffer("col_weights", (col * gain).reshape(
             cfg.latent_dim, C * B, taps, B, 1).float())
         self.register_buffer("bias", ((b - 0.5 * W @ dc) * gain).float())
+        if planar:  # the row filters once per colour, for one grouped convolution
+            self.register_buffer("grouped_row_filters", self.row_filters.repeat(C, 1, 1, 1))
 
     def forward(self, x):
         if self.planar:
@@ -136,7 +138,7 @@ class SensorEncoder2D(_SensorEncoder):
     def _forward_planar(self, x):
         C, B = x.shape[1], self.block
         x = periodic_pad(periodic_pad(x, self.left, self.right, 2), self.left, self.right, 3)
-        rows = F.conv2d(x.float(), self.row_filters.repeat(C, 1, 1, 1), stride=(1, B),
+        rows = F.conv2d(x.float(), self.grouped_row_filters, stride=(1, B),
                         groups=C)                                  # (1, c·rw, H + pad, W/B)
         y = F.conv2d(rows, self.col_weights.flatten(2, 3), self.bias, stride=(B, 1))
         return self._quantize(y)
