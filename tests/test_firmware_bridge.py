@@ -303,3 +303,42 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     assert got == {(s, i): m for s in payloads for i, m in enumerate(payloads[s])}
     assert min(per_server) > 0
     print(f"{len(got)} messages over MQTT in {seconds:.2f} s, split {per_server}")
+
+
+def test_watch_sends_new_files_once_complete(tmp_path, reference_dir):
+    """--watch: files already there and files that appear later are each sent once."""
+    from PIL import Image
+
+    from walloc_edge.codec import load
+    from walloc_edge.data import sample_photo
+    from walloc_edge.export import export_bundle
+    from walloc_edge.firmware_bridge.loops import watch_folder
+    from walloc_edge.runtime import Encoder, read_bitstream
+
+    bundle = tmp_path / "bundle"
+    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), bundle, (), log=lambda s: None)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    Image.fromarray(sample_photo("coffee")[:32, :40]).save(folder / "first.png")
+    sent = []
+
+    class Collect:
+        sequence = 0
+
+        def send(self, message):
+            sent.append(message)
+            self.sequence += 1
+
+    polls = []
+
+    def stop():  # a new photo appears after two polls; stop after eight
+        polls.append(1)
+        if len(polls) == 2:
+            Image.fromarray(sample_photo("astronaut")[:48, :48]).save(folder / "second.png")
+            (folder / "notes.txt").write_text("not a photo")
+        return len(polls) > 8
+
+    totals = watch_folder(Encoder(bundle, "numpy"), Collect(), folder, poll=0.01,
+                          log=lambda s: None, stop=stop)
+    assert totals == (2, 0)
+    assert [read_bitstream(m).header.shape for m in sent] == [(32, 40, 3), (48, 48, 3)]

@@ -449,14 +449,21 @@ def _run_stream(args):
         raise ValueError(f"--stream-id {args.stream_id} is outside 0..65535")
     encoder = Encoder(args.bundle, args.backend)
     log = (lambda line: print(line, file=sys.stderr)) if args.to == "-" else print
+    sent = failed = 0
+    stopped = False
     with open_sender(args.to, args.stream_id) as sender:
-        sent, failed = stream_files(encoder, sender, args.inputs, args.coder, log)
-        if args.watch:
-            more, more_failed = watch_folder(encoder, sender, args.watch, args.coder, log=log)
-            sent, failed = sent + more, failed + more_failed
-    log(f"sent {sent} message(s), {sender.bytes:,} bytes to {args.to}"
-        + (f"; {failed} input(s) skipped" if failed else ""))
-    return 1 if failed else 0
+        try:
+            sent, failed = stream_files(encoder, sender, args.inputs, args.coder, log)
+            if args.watch:
+                more, more_failed = watch_folder(encoder, sender, args.watch, args.coder,
+                                                 log=log)
+                sent, failed = sent + more, failed + more_failed
+        except KeyboardInterrupt:
+            stopped = True
+            sent = sender.sequence
+    log(f"{'stopped: ' if stopped else ''}sent {sent} message(s), {sender.bytes:,} bytes to "
+        f"{args.to}" + (f"; {failed} input(s) skipped" if failed else ""))
+    return 130 if stopped else 1 if failed else 0
 
 
 def _configure_serve(p):
