@@ -45,6 +45,17 @@ static long chunk_start[MAX_STEPS], chunk_length[MAX_STEPS];
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
+/* The tile's lane layout: lane = channel * groups + region; channel c codes its local
+ * position p at step p + c. */
+static long n_latents, groups, span;
+
+/* Index (channel * n + position) of the latent that `lane` codes at step t, or -1. */
+static long latent_at(long lane, long t) {
+    long c = lane / groups, start = lane % groups * span, p = t - c;
+    long length = n_latents - start < span ? n_latents - start : span;
+    return p < 0 || p >= length ? -1 : c * n_latents + start + p;
+}
+
 static void rebuild(long t) {
     int64_t total = 0, sum = 0;
     long top = 0;
@@ -93,12 +104,14 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
     if (C * n > WALLOC_RANS_MAX_LATENTS) return -1;
     if (n == 0) return 0;
     /* Lanes: (channel, region of whole rows); the region length follows from the shape. */
-    long groups = TARGET_LANES / C < h ? TARGET_LANES / C : h;
+    n_latents = n;
+    groups = TARGET_LANES / C < h ? TARGET_LANES / C : h;
     if (n / MIN_SPAN < groups) groups = n / MIN_SPAN;
     if (groups < 1) groups = 1;
     long region = ceil_div(h, groups);
     groups = ceil_div(h, region);
-    long span = region * w, lanes = groups * C, steps = span + C - 1;
+    span = region * w;
+    long lanes = groups * C, steps = span + C - 1;
 
     /* Residuals of the planar predictor, contexts, symbols. */
     for (long c = 0; c < C; c++) {
@@ -130,19 +143,15 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
         memset(touched, 0, sizeof touched);
         for (long t = t0; t < t1; t++)
             for (long lane = 0; lane < lanes; lane++) {
-                long c = lane / groups, start = lane % groups * span, p = t - c;
-                long length = n - start < span ? n - start : span;
-                if (p < 0 || p >= length) continue;
-                long i = c * n + start + p;
+                long i = latent_at(lane, t);
+                if (i < 0) continue;
                 freq_of[i] = freq[table_of[i]][symbol[i]];
                 cum_of[i] = cum[table_of[i]][symbol[i]];
             }
-        for (long t = t0; t < t1; t++)
+        for (long t = t0; t < t1; t++)  /* then learn from them, as the decoder will */
             for (long lane = 0; lane < lanes; lane++) {
-                long c = lane / groups, start = lane % groups * span, p = t - c;
-                long length = n - start < span ? n - start : span;
-                if (p < 0 || p >= length) continue;
-                long i = c * n + start + p;
+                long i = latent_at(lane, t);
+                if (i < 0) continue;
                 counts[table_of[i]][symbol[i]] += INCREMENT;
                 touched[table_of[i]] = 1;
             }
@@ -163,10 +172,8 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
     for (long t = steps - 1; t >= 0; t--) {
         chunk_start[t] = used;
         for (long lane = 0; lane < lanes; lane++) {
-            long c = lane / groups, start = lane % groups * span, p = t - c;
-            long length = n - start < span ? n - start : span;
-            if (p < 0 || p >= length) continue;
-            long i = c * n + start + p;
+            long i = latent_at(lane, t);
+            if (i < 0) continue;
             uint64_t x = state[lane], f = freq_of[i];
             if (x >= f << (32 - PREC)) {
                 words[used++] = (uint16_t)(x & 0xFFFF);
