@@ -615,6 +615,12 @@ COMMANDS = {
 }
 
 
+# The order of `walloc-edge --help`: the main job, then the path a signal takes.
+COMMANDS = {name: COMMANDS[name] for name in (
+    "demo", "models", "info", "export", "encode", "stream", "serve", "decode", "eval", "bench",
+    "train")}
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="walloc-edge",
