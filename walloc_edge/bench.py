@@ -288,6 +288,15 @@ def _torch_rows(codec, sample, amount, repeat, reason, blob):
     return rows
 
 
+def _size_matched(size_of, qualities, target):
+    """The quality whose size is closest to ``target`` (sizes grow with quality: bisect)."""
+    lo, hi = qualities.start, qualities.stop - 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if size_of(mid) < target else (lo, mid)
+    return min((lo, hi), key=lambda q: abs(size_of(q) - target))
+
+
 def _image_baselines(sample, amount, repeat, target_bytes):
     """JPEG and WebP (lossy) at the quality whose size is closest to the codec's, and PNG."""
     from PIL import Image
@@ -304,7 +313,7 @@ def _image_baselines(sample, amount, repeat, target_bytes):
     rows = []
     for label, fmt, qualities in (("JPEG (Pillow, libjpeg-turbo)", "JPEG", range(1, 96)),
                                   ("WebP lossy (Pillow, libwebp)", "WEBP", range(0, 101))):
-        quality = min(qualities, key=lambda q: abs(len(encode(fmt, quality=q)) - target_bytes))
+        quality = _size_matched(lambda q: len(encode(fmt, quality=q)), qualities, target_bytes)
         data = encode(fmt, quality=quality)
         decoded = np.asarray(Image.open(io.BytesIO(data))).reshape(sample.shape)
         rows.append({"row": f"{label} q{quality}, size-matched", "kind": "baseline",
