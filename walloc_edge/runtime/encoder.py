@@ -53,6 +53,30 @@ def as_sensor_sample(x, modality, channels):
     return x, spec
 
 
+def _runs(index):
+    """``index`` as slices: maximal runs of consecutive indices, rising or falling."""
+    runs, start = [], 0
+    for i in range(1, len(index) + 1):
+        if i == len(index) or abs(int(index[i]) - int(index[i - 1])) != 1 or (
+                i - start > 1 and index[i] - index[i - 1] != index[start + 1] - index[start]):
+            a, b = int(index[start]), int(index[i - 1])
+            step = 1 if b >= a else -1
+            runs.append(slice(a, b + step if b + step >= 0 else None, step))
+            start = i
+    return runs
+
+
+def _gather(sample, index):
+    """sample[np.ix_(*index)] for the leading axes, built from slices: the indices of a tile
+    are a few runs (the wrap and the reflection at the edges), and copying runs of pixels is
+    much faster than fancy indexing."""
+    for axis, idx in enumerate(index):
+        runs = _runs(idx)
+        pieces = [sample[(slice(None),) * axis + (run,)] for run in runs]
+        sample = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=axis)
+    return sample
+
+
 class Encoder:
     """The sensor encoder of a bundle on one backend ("onnxruntime", "litert", "numpy").
 
@@ -108,7 +132,7 @@ class Encoder:
         padded = [n + a + b for n, (a, b) in zip(sizes, pads)]
         sources = [reflect_indices(n, a, b) for n, (a, b) in zip(sizes, pads)]
         if self._fits_one_run(padded):
-            return self.backend.run(sample[np.ix_(*sources)][None])[0]
+            return self.backend.run(_gather(sample, sources)[None])[0]
         return self._tiled(sample, sources, padded)
 
     def _fits_one_run(self, padded):
@@ -127,7 +151,7 @@ class Encoder:
             count = [min(r, n - f) for f, r, n in zip(first, self.run_blocks, blocks)]
             index = [src[(B * f - self.left + np.arange(self._run_length(c, r))) % n]
                      for src, f, c, r, n in zip(sources, first, count, self.run_size, padded)]
-            y = self.backend.run(sample[np.ix_(*index)][None])[0]
+            y = self.backend.run(_gather(sample, index)[None])[0]
             if out is None:
                 out = np.empty((y.shape[0], *[n + 2 * edge for n in blocks]), y.dtype)
                 if edge:  # a latent of the zero padding: the same in every run
