@@ -87,7 +87,7 @@ static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb, i
     if (rans) {
         put_u8(2);             /* coder parameters: probability bits, model version */
         put_u8(15);
-        put_u8(1);
+        put_u8(2);
     } else {
         put_u8(0);
     }

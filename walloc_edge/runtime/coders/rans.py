@@ -3,9 +3,10 @@
 Model (causal, adaptive, integers only):
 - Prediction. Each latent is predicted by a per-channel linear predictor from its causal
   neighbours in its own channel (images: west, north, north-west, north-east; audio: the
-  three previous samples) and from the latents of all earlier channels at the same
-  position; WaLLoC's channels are linear mixtures of the same wavelet coefficients, so the
-  earlier channels predict much of each later one. The encoder fits the coefficients by
+  three previous samples) and from up to 16 earlier channels: their latents at the same
+  position and those latents' west and north neighbours; WaLLoC's channels are linear
+  mixtures of the same wavelet coefficients, so the earlier channels predict much of each
+  later one. The encoder fits the coefficients by
   least squares on the tile and sends them in Q8 (int16).
 - Probabilities. The residual, wrapped into the latent range, is coded with adaptive
   frequencies per channel and context: the local activity |W − NW| + |N − NW| (audio: the
@@ -20,8 +21,9 @@ is one rANS lane; all lanes advance together, one numpy operation per step for a
 channel c lagging one step behind channel c − 1 so that the earlier channels at a position
 are decoded before a later one needs them.
 
-Payload of one tile: u32 region length (rows, or samples for audio) · int16 predictor
-coefficients, per channel c its own-neighbour taps then c taps for the earlier channels ·
+Payload of one tile: u32 region length (rows, or samples for audio) · one byte per channel:
+m, the number of earlier channels that predict it · int16 predictor coefficients, per
+channel its own-neighbour taps, then m value, m west and m north taps of channels c − m … ·
 u32 final state per lane · u16 words, the renormalisation output in decoding order.
 Everything little-endian. The decoder checks that it consumed every word and that every lane
 ends in the encoder's initial state.
@@ -36,7 +38,7 @@ __all__ = ["RansCoder"]
 PREC = 15                # probabilities in units of 2^-15
 SCALE = 1 << PREC
 LOWER = 1 << 16          # states live in [2^16, 2^32)
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 COEF_BITS = 8            # predictor coefficients in Q8
 ACTIVITY_EDGES = np.array([1, 3, 7, 15, 30])
 PREVIOUS_EDGES = np.array([2])
@@ -186,6 +188,16 @@ def _fits(target, features, sizes):
         yield np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
 
 
+def _coefficient_row(values, c, m, K, C):
+    """Channel c's coefficients as a row over all features, from the K own taps and the 3·m
+    earlier-channel taps (values, west, north of channels c − m … c − 1) it sends."""
+    row = np.zeros(K + 3 * C, np.int64)
+    row[:K] = values[:K]
+    for j in range(3):
+        row[K + j * C + c - m:K + j * C + c] = values[K + j * m:K + (j + 1) * m]
+    return row
+
+
 def _entropy_bits(symbols):
     """Zero-order entropy of non-negative ``symbols`` in bits (all of them): their cost,
     roughly, under an adaptive model."""
@@ -240,15 +252,18 @@ class RansCoder(Coder):
         buffer = np.zeros(layout.size, np.int64)
         buffer[index] = X
         own = buffer[index[None] + layout.own_offsets[:, None, None]]  # (K, C, n)
-        coefs = np.zeros((C, K + C), np.int64)  # column K + c': earlier channel c'
+        # Columns: K own neighbours, then for each earlier channel c' its value, its west and
+        # its north neighbour at the same position (K + c', K + C + c', K + 2C + c').
+        coefs = np.zeros((C, K + 3 * C), np.int64)
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
         taps = []
         for c in range(C):  # earlier-channel taps where they pay for their coefficients
             m = min(c, MAX_EARLIER) if self.predictor == "fitted" else 0
-            features = np.concatenate([own[:, c], X[c - m:c]]).astype(np.float64)
+            features = np.concatenate([own[:, c], X[c - m:c], own[0, c - m:c],
+                                       own[1, c - m:c]]).astype(np.float64)
             best = None
             rows = [np.array(PLANAR["audio" if layout.audio else "image"])] \
-                if self.predictor == "planar" else _fits(X[c], features, [K, K + m])
+                if self.predictor == "planar" else _fits(X[c], features, [K, K + 3 * m])
             for row in rows:
                 # Integer sums, exact in float64 (|sum| < 2^53), so BLAS can do them.
                 pred = _prediction((row.astype(np.float64) @ features[:len(row)]).astype(np.int64),
@@ -258,8 +273,8 @@ class RansCoder(Coder):
                 if best is None or bits < best[0]:
                     best = bits, row, wrapped
             _, row, residual[c + 1] = best
-            taps.append(len(row) - K)
-            coefs[c, :K], coefs[c, K + c - taps[-1]:K + c] = row[:K], row[K:]
+            taps.append((len(row) - K) // 3)
+            coefs[c] = _coefficient_row(row, c, taps[-1], K, C)
         contexts = _Contexts(clip)
         tables = contexts(layout.activity(own), residual[:-1]) \
             + CONTEXTS * np.arange(C)[:, None]
@@ -291,7 +306,9 @@ class RansCoder(Coder):
             q, r = np.divmod(np.where(emit, state >> np.uint64(16), state), freq[t])
             state = (q << np.uint64(PREC)) + r + cum[t]
         words = (np.concatenate(chunks[::-1]) & np.uint64(0xFFFF)).astype("<u2")
-        sent = [np.concatenate([coefs[c, :K], coefs[c, K + c - m:K + c]]) for c, m in enumerate(taps)]
+        sent = [np.concatenate([coefs[c, :K]] + [coefs[c, K + j * C + c - m:K + j * C + c]
+                                                 for j in range(3)])
+                for c, m in enumerate(taps)]
         return b"".join([np.uint32(layout.region).astype("<u4").tobytes(),
                          np.array(taps, np.uint8).tobytes(),
                          np.concatenate(sent).astype("<i2").tobytes(),
@@ -320,15 +337,15 @@ class RansCoder(Coder):
         if (taps > np.minimum(np.arange(C), MAX_EARLIER)).any():
             raise BitstreamError("rans payload names predictor taps that do not exist")
         at = 4 + C
-        head = at + 2 * int((K + taps).sum()) + 4 * layout.lanes
+        head = at + 2 * int((K + 3 * taps).sum()) + 4 * layout.lanes
         if len(payload) < head or (len(payload) - head) % 2:
             raise BitstreamError(f"rans payload of {len(payload)} bytes does not fit its "
                                  f"{layout.lanes} lanes and predictors")
-        coefs = np.zeros((C, K + C), np.int64)
+        coefs = np.zeros((C, K + 3 * C), np.int64)
         for c, m in enumerate(taps):
-            values = np.frombuffer(payload[at:at + 2 * (K + m)], "<i2")
-            coefs[c, :K], coefs[c, K + c - m:K + c] = values[:K], values[K:]
-            at += 2 * (K + m)
+            coefs[c] = _coefficient_row(np.frombuffer(payload[at:at + 2 * (K + 3 * m)], "<i2"),
+                                        c, m, K, C)
+            at += 2 * (K + 3 * m)
         state = np.frombuffer(payload[at:head], "<u4").astype(np.uint64)
         if (state < LOWER).any():
             raise BitstreamError("rans payload has an invalid initial state")
@@ -355,9 +372,10 @@ class RansCoder(Coder):
                 seen_tables, seen_symbols = [], []
             idx, live = index[t], valid[t]
             own = buffer[idx + layout.own_offsets[:, None]]
-            earlier = buffer[layout.channel_base[:, None] + inner[t]]  # every channel here
-            pred = _prediction(np.einsum("lk,kl->l", lane_coefs, np.concatenate([own, earlier])),
-                               clip)
+            here = layout.channel_base[:, None] + inner[t]  # every channel at this position
+            features = np.concatenate([own, buffer[here], buffer[here + layout.own_offsets[0]],
+                                       buffer[here + layout.own_offsets[1]]])
+            pred = _prediction(np.einsum("lk,kl->l", lane_coefs, features), clip)
             table = lane_tables + contexts(layout.activity(own), residual[idx - layout.stride])
             slot = state & np.uint64(SCALE - 1)
             key = np.searchsorted(keys, table * SCALE + slot.astype(np.int64), "right") - 1
