@@ -84,7 +84,8 @@ class _Model:
     def rebuild(self, tables=None):
         """Frequencies summing to 2^15 (each ≥ 1) from the counts of ``tables`` (all when
         None), into flat arrays for lookup."""
-        rows = np.arange(self.tables) if tables is None else np.unique(tables)
+        rows = np.arange(self.tables) if tables is None else \
+            np.flatnonzero(np.bincount(tables, minlength=self.tables))
         counts = self.counts[rows]
         freq = 1 + counts * (SCALE - self.A) // counts.sum(axis=1, keepdims=True)
         freq[np.arange(len(rows)), np.argmax(counts, axis=1)] += SCALE - freq.sum(axis=1)
@@ -98,7 +99,7 @@ class _Model:
         """Count coded latents, then rebuild the frequencies of the tables they touched."""
         self.counts += INCREMENT * np.bincount(
             table * self.A + symbol, minlength=self.counts.size).reshape(self.counts.shape)
-        touched = np.unique(table)
+        touched = np.flatnonzero(np.bincount(table, minlength=self.tables))
         big = touched[self.counts[touched].sum(axis=1) > HALVE_AT]
         self.counts[big] = (self.counts[big] + 1) // 2
         self.rebuild(touched)
@@ -177,12 +178,10 @@ class _Layout:
 
 def _fits(target, features, sizes):
     """Least-squares Q8 coefficients (int64) predicting ``target`` from the first ``size``
-    rows of ``features``, for each size (one Gram matrix serves them all; fitted on at most
-    16384 evenly spaced latents)."""
-    step = max(1, target.size // 16384)
-    F = features[:, ::step]
+    rows of ``features``, for each size (one Gram matrix serves them all)."""
+    F = features
     gram = F @ F.T + 1e-6 * np.eye(len(F))
-    cross = F @ target[::step].astype(np.float64)
+    cross = F @ target.astype(np.float64)
     for k in sorted(set(sizes)):
         beta = np.linalg.solve(gram[:k, :k], cross[:k])
         yield np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
@@ -256,18 +255,25 @@ class RansCoder(Coder):
         # its north neighbour at the same position (K + c', K + C + c', K + 2C + c').
         coefs = np.zeros((C, K + 3 * C), np.int64)
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
+        # Every feature once, in float64: sums of integer products are exact there (< 2^53),
+        # so BLAS computes the predictions; channel c uses slices (views) of these.
+        own_f = own.astype(np.float64)                            # (K, C, n)
+        values_f, west_f, north_f = X.astype(np.float64), own_f[0], own_f[1]
+        step = max(1, n // 16384)  # the least-squares fit looks at evenly spaced latents
         taps = []
         for c in range(C):  # earlier-channel taps where they pay for their coefficients
             m = min(c, MAX_EARLIER) if self.predictor == "fitted" else 0
-            features = np.concatenate([own[:, c], X[c - m:c], own[0, c - m:c],
-                                       own[1, c - m:c]]).astype(np.float64)
+            blocks = [own_f[:, c], values_f[c - m:c], west_f[c - m:c], north_f[c - m:c]]
             best = None
             rows = [np.array(PLANAR["audio" if layout.audio else "image"])] \
-                if self.predictor == "planar" else _fits(X[c], features, [K, K + 3 * m])
+                if self.predictor == "planar" else \
+                _fits(X[c, ::step], np.concatenate([b[:, ::step] for b in blocks]),
+                      [K, K + 3 * m])
             for row in rows:
-                # Integer sums, exact in float64 (|sum| < 2^53), so BLAS can do them.
-                pred = _prediction((row.astype(np.float64) @ features[:len(row)]).astype(np.int64),
-                                   clip)
+                parts = np.split(row.astype(np.float64), [K, K + m, K + 2 * m]) \
+                    if len(row) > K else [row.astype(np.float64)]
+                acc = sum(p @ b for p, b in zip(parts, blocks) if len(p))
+                pred = _prediction(acc.astype(np.int64), clip)
                 wrapped = (X[c] - pred + clip) % (2 * clip + 1) - clip
                 bits = _entropy_bits(wrapped + clip) + 16 * len(row)
                 if best is None or bits < best[0]:
