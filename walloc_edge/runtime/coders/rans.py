@@ -305,12 +305,18 @@ class RansCoder(Coder):
 
         state = np.full(layout.lanes, LOWER, np.uint64)
         limit = freq << np.uint64(32 - PREC)  # a state this large must shed 16 bits first
+        # x → (x // f)·2^15 + x mod f + c, written as x + (x // f)·(2^15 − f) + c.
+        spare = np.uint64(SCALE) - freq
+        shift = np.uint64(16)
         chunks = []
         for t in range(layout.steps - 1, -1, -1):
             emit = state >= limit[t]
             chunks.append(state[emit])
-            q, r = np.divmod(np.where(emit, state >> np.uint64(16), state), freq[t])
-            state = (q << np.uint64(PREC)) + r + cum[t]
+            x = np.where(emit, state >> shift, state)
+            state = x // freq[t]
+            state *= spare[t]
+            state += x
+            state += cum[t]
         words = (np.concatenate(chunks[::-1]) & np.uint64(0xFFFF)).astype("<u2")
         sent = [np.concatenate([coefs[c, :K]] + [coefs[c, K + j * C + c - m:K + j * C + c]
                                                  for j in range(3)])
