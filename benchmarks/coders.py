@@ -14,7 +14,6 @@ import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from walloc_edge.bench import timed  # noqa: E402
 from walloc_edge.codec import load  # noqa: E402
 from walloc_edge.data import SAMPLE_PHOTOS, sample_photo  # noqa: E402
 from walloc_edge.export import export_bundle  # noqa: E402
@@ -30,13 +30,7 @@ from walloc_edge.runtime.coders import CODERS  # noqa: E402
 
 
 def median_time(fn, repeat):
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    return float(np.median(timed(fn, repeat)))
 
 
 def photos(paths):

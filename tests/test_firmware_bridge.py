@@ -31,6 +31,17 @@ def messages(n=12, seed=0, largest=30000):
             for _ in range(n)]
 
 
+def collect(receiver, count, timeout=3):
+    """sequence → message of the first ``count`` messages a receiver yields; stops it."""
+    got = {}
+    for item in receiver.messages(timeout=timeout):
+        got[item.sequence] = item.message
+        if len(got) == count:
+            break
+    receiver.stop()
+    return got
+
+
 def deliver(byte_chunks):
     stats = LinkStats()
     reader, joiner = FrameReader(stats), Reassembler(stats)
@@ -134,13 +145,7 @@ def test_transport_loopback(scheme, tmp_path):
             if scheme == "udp":
                 time.sleep(0.002)  # loopback UDP drops bursts beyond the socket buffer
     receiver = receiver or open_receiver(url)
-    got = {}
-    for item in receiver.messages(timeout=3):
-        got[item.sequence] = item.message
-        if len(got) == len(msgs):
-            break
-    receiver.stop()
-    assert got == dict(enumerate(msgs))
+    assert collect(receiver, len(msgs)) == dict(enumerate(msgs))
 
 
 def test_load_tcp_many_sensors():
@@ -218,13 +223,7 @@ def test_serial_over_a_pseudo_terminal():
     for i, m in enumerate(msgs):
         for frame in frames_for(m, 1, i):
             os.write(controller, frame)
-    got = {}
-    for item in receiver.messages(timeout=3):
-        got[item.sequence] = item.message
-        if len(got) == len(msgs):
-            break
-    receiver.stop()
-    assert got == dict(enumerate(msgs))
+    assert collect(receiver, len(msgs)) == dict(enumerate(msgs))
 
     expected = b"".join(frames_for(msgs[0], 5, 0))
     received = bytearray()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table"]
+__all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table", "timed"]
 
 
 def machine():
@@ -87,7 +87,8 @@ def _rss():
         return None
 
 
-def _timed(fn, repeat):
+def timed(fn, repeat):
+    """Seconds of ``repeat`` runs of ``fn`` after one warm-up run."""
     fn()
     times = []
     for _ in range(repeat):
@@ -125,7 +126,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
               log=print):
     """Measure every row; returns {"machine", "unit", "input", "rows", …}. ``size`` and
     ``repeat`` override the input side and the timed runs that ``quick`` picks."""
-    from .runtime import CODERS, Encoder, load_bundle
+    from .runtime import CODERS, load_bundle, write_bitstream
 
     repeat = repeat or (3 if quick else 7)
     codec, torch_reason = _load_codec(model)
@@ -159,7 +160,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         if modality == "image":
             rows.append(_c_row(bundle, sample, Path(work), repeat, amount, latents))
     coding = _coder_speeds(latents, info.latent_bits, amount, repeat, CODERS)
-    blob = Encoder(bundle, "numpy").encode(sample, coder="rans")
+    blob = write_bitstream(info, latents, {"shape": sample.shape, "dtype": sample.dtype}, "rans")
     quality = _quality(codec, blob, sample, torch_reason)
     for row in rows:
         if "encode" in row:
@@ -203,7 +204,7 @@ def _c_row(bundle, sample, work, repeat, amount, latents):
     raw.write_bytes(np.ascontiguousarray(sample).tobytes())
     h, w, c = sample.shape
     command = [str(program), "--latents", str(raw), str(h), str(w), str(c), str(out)]
-    times = _timed(lambda: subprocess.run(command, check=True), repeat)
+    times = timed(lambda: subprocess.run(command, check=True), repeat)
     same = np.frombuffer(out.read_bytes(), np.int8).reshape(latents.shape) == latents
     return {**row, "status": "validated", "file_MB": program.stat().st_size / 1e6,
             "encode": _speed(times, amount), "identical_latents": float(same.mean())}
@@ -221,13 +222,13 @@ def measure_backend(bundle, backend, threads, work, repeat, amount):
         return {"status": f"skipped: {e}"}
     encoder.latents(sample[:64, :64] if sample.ndim == 3 else sample[:4096])
     with _PeakMemory() as memory:
-        times = _timed(lambda: encoder.latents(sample), repeat)
+        times = timed(lambda: encoder.latents(sample), repeat)
     latents = encoder.latents(sample)
     reference = Path(work) / "latents.npy"
     if not reference.exists():
         np.save(reference, latents)
     same = float((np.load(reference) == latents).mean())
-    end_to_end = _timed(lambda: encoder.encode(sample, coder="rans"), max(1, repeat // 2))
+    end_to_end = timed(lambda: encoder.encode(sample, coder="rans"), max(1, repeat // 2))
     return {"encode": _speed(times, amount), "peak_MB": memory.mb,
             "identical_latents": same, "end_to_end": _speed(end_to_end, amount)["median"]}
 
@@ -248,7 +249,7 @@ def _coder_speeds(latents, bits, amount, repeat, coders):
     speeds = {}
     for name in ("rans", "webp", "png"):
         coder = coders[name]
-        speeds[name] = _speed(_timed(lambda: coder.encode(latents, bits), repeat), amount)["median"]
+        speeds[name] = _speed(timed(lambda: coder.encode(latents, bits), repeat), amount)["median"]
     return speeds
 
 
@@ -276,13 +277,13 @@ def _torch_rows(codec, sample, amount, repeat, reason, blob):
         (x.permute(1, 0)[None].float() / 65536)
     x = pad(x, 2 ** codec.J)
     with torch.no_grad():
-        times = _timed(lambda: codec.encode(x), max(1, repeat // 2))
+        times = timed(lambda: codec.encode(x), max(1, repeat // 2))
     rows = [{"row": "torch encoder (Codec.encode)", "kind": "sensor", "status": "reference math",
              "encode": _speed(times, amount)}]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
         decoder = Decoder(codec, device)
-        times = _timed(lambda: decoder.decode(blob), 1)
+        times = timed(lambda: decoder.decode(blob), 1)
         rows.append({"row": f"torch decoder ({device})", "kind": "decoder", "status": "measured",
                      "decode": _speed(times, amount)})
     return rows
@@ -318,15 +319,15 @@ def _image_baselines(sample, amount, repeat, target_bytes):
         decoded = np.asarray(Image.open(io.BytesIO(data))).reshape(sample.shape)
         rows.append({"row": f"{label} q{quality}, size-matched", "kind": "baseline",
                      "status": "baseline",
-                     "encode": _speed(_timed(lambda: encode(fmt, quality=quality), repeat), amount),
-                     "decode": _speed(_timed(lambda: Image.open(io.BytesIO(data)).load(), repeat),
+                     "encode": _speed(timed(lambda: encode(fmt, quality=quality), repeat), amount),
+                     "decode": _speed(timed(lambda: Image.open(io.BytesIO(data)).load(), repeat),
                                       amount),
                      "compression_ratio": sample.nbytes / len(data),
                      "psnr": psnr(sample, decoded)})
     data = encode("PNG")
     rows.append({"row": "PNG lossless (Pillow, zlib)", "kind": "baseline", "status": "baseline",
-                 "encode": _speed(_timed(lambda: encode("PNG"), max(1, repeat // 2)), amount),
-                 "decode": _speed(_timed(lambda: Image.open(io.BytesIO(data)).load(), repeat),
+                 "encode": _speed(timed(lambda: encode("PNG"), max(1, repeat // 2)), amount),
+                 "decode": _speed(timed(lambda: Image.open(io.BytesIO(data)).load(), repeat),
                                   amount),
                  "compression_ratio": sample.nbytes / len(data), "psnr": float("inf")})
     return rows
@@ -347,8 +348,8 @@ def _audio_baselines(sample, amount, repeat):
 
     data = encode()
     return [{**row, "status": "baseline",
-             "encode": _speed(_timed(encode, repeat), amount),
-             "decode": _speed(_timed(lambda: soundfile.read(io.BytesIO(data), dtype="int16"),
+             "encode": _speed(timed(encode, repeat), amount),
+             "decode": _speed(timed(lambda: soundfile.read(io.BytesIO(data), dtype="int16"),
                                      repeat), amount),
              "compression_ratio": sample.nbytes / len(data), "psnr": float("inf")}]
 

@@ -172,27 +172,10 @@ def _run_train(args):
 
 def _folder_data(args, config, crop, data):
     """(training source, validation samples) from --data and --holdout."""
-    from pathlib import Path
-
     image = config.modality == "image"
-    suffixes = data.IMAGE_FILES if image else data.AUDIO_FILES
-    folder = Path(args.data)
-    if not folder.is_dir():
-        raise ValueError(f"--data {folder}: no such folder (or use --data synthetic)")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
-    if not files:
-        raise ValueError(f"--data {folder}: no {' / '.join(sorted(suffixes))} files")
-    held = {s.strip() for s in args.holdout.split(",") if s.strip()}
-    unknown = held - {p.stem for p in files}
-    if unknown:
-        raise ValueError(f"--holdout names files that are not in {folder}: "
-                         f"{', '.join(sorted(unknown))}")
-    if not held:
-        held = {p.stem for p in files[-max(1, len(files) // 20):]}
-    train_files = [p for p in files if p.stem not in held]
-    val_files = [p for p in files if p.stem in held]
-    if not train_files:
-        raise ValueError("--holdout leaves no files to train on")
+    held = [s.strip() for s in args.holdout.split(",") if s.strip()]
+    train_files, val_files = data.split_files(
+        args.data, data.IMAGE_FILES if image else data.AUDIO_FILES, held)
     if image:
         source = data.ImageFolder(train_files, crop, config.channels)
         # Centre crops (at most 512 pixels a side) keep validation quick on a CPU.
@@ -315,10 +298,9 @@ def _run_decode(args):
     for path in _progress(args.inputs, "decoding"):
         path = Path(path)
         try:
-            blob = path.read_bytes()
-            signal = decoder.decode(blob)
-            target = write_signal(signal, read_bitstream(blob).header, out / path.stem,
-                                  args.format)
+            stream = read_bitstream(path.read_bytes())
+            signal = decoder.decode(stream)
+            target = write_signal(signal, stream.header, out / path.stem, args.format)
         except (OSError, ValueError) as e:
             failed += 1
             _say(f"skipped {path}: {e}")
@@ -502,9 +484,9 @@ def _run_serve(args):
 
     def handle(received):
         start = time.perf_counter()
-        header = read_bitstream(received.message).header
-        signal = decoder.decode(received.message)
-        path = write_signal(signal, header, out / f"{received.stream}-{received.sequence}",
+        stream = read_bitstream(received.message)
+        signal = decoder.decode(stream)
+        path = write_signal(signal, stream.header, out / f"{received.stream}-{received.sequence}",
                             args.format)
         record = {"time": time.time(), "sender": received.sender, "stream": received.stream,
                   "sequence": received.sequence, "bytes": len(received.message),
@@ -519,7 +501,8 @@ def _run_serve(args):
         handled, rejected = serve_messages(receiver, handle, args.count, args.idle)
     stats = receiver.stats
     print(f"decoded {handled}, rejected {rejected}; frames {stats.frames}, corrupted "
-          f"{stats.corrupted}, lost messages {stats.lost}, duplicates {stats.duplicates}")
+          f"{stats.corrupted} ({stats.skipped_bytes} bytes skipped), lost messages "
+          f"{stats.lost}, duplicates {stats.duplicates}")
     return 0
 
 

@@ -13,13 +13,9 @@ __all__ = ["run_demo"]
 
 
 def _median_seconds(fn, repeat=3):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    from .bench import timed
+
+    return float(np.median(timed(fn, repeat)))
 
 
 def side_by_side(original, reconstruction):
@@ -125,13 +121,13 @@ def _audio_demo(model, out, log):
     encoder = Encoder(out / "audio-bundle", "onnxruntime")
     blob = encoder.encode(clip, sample_rate=44100)
     (out / "music.wlc").write_bytes(blob)
-    header = read_bitstream(blob).header
+    stream = read_bitstream(blob)
     decoder = Decoder(codec)
-    reconstruction = decoder.decode(blob)
+    reconstruction = decoder.decode(stream)
     encode_s = _median_seconds(lambda: encoder.encode(clip, sample_rate=44100))
-    decode_s = _median_seconds(lambda: decoder.decode(blob), repeat=1)
-    original = write_signal(clip, header, out / "music-original")
-    decoded = write_signal(reconstruction, header, out / "music-decoded")
+    decode_s = _median_seconds(lambda: decoder.decode(stream), repeat=1)
+    original = write_signal(clip, stream.header, out / "music-original")
+    decoded = write_signal(reconstruction, stream.header, out / "music-decoded")
     megasamples = len(clip) / 1e6
     report = {"compression_ratio": clip.nbytes / len(blob), "psnr": psnr(clip, reconstruction),
               "dimensionality_reduction": codec.config.dimensionality_reduction,

@@ -11,12 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from ..data import synthetic_music
+from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-__all__ = ["synthetic_music", "synthetic_audio", "dead_leaves", "ImageFolder", "AudioFolder",
-           "DeadLeaves", "SyntheticAudio", "Mixture", "IMAGE_FILES", "AUDIO_FILES"]
+__all__ = ["synthetic_music", "synthetic_audio", "dead_leaves", "split_files", "ImageFolder",
+           "AudioFolder", "DeadLeaves", "SyntheticAudio", "Mixture", "IMAGE_FILES", "AUDIO_FILES"]
 
-IMAGE_FILES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".npy"}
-AUDIO_FILES = {".wav", ".flac"}
+IMAGE_FILES = IMAGE_SUFFIXES | {".npy"}  # what the runtime reads, as training data too
+AUDIO_FILES = AUDIO_SUFFIXES
 
 
 def _shaped_noise(length, rng, rate):
@@ -98,14 +99,26 @@ def _leaf_colour(channels, rng):
     return np.clip(rng.uniform(0, 255) + rng.normal(0, 25, channels), 0, 255)
 
 
-def _list_files(folder, suffixes):
+def split_files(folder, suffixes, holdout=()):
+    """(training files, held-out files) of ``folder``: files with the given suffixes, those
+    whose stem is in ``holdout`` held out (default: the last 5%, at least one)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} is not a folder")
+        raise ValueError(f"--data {folder}: no such folder (or use --data synthetic)")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
     if not files:
-        raise ValueError(f"{folder} has no {' / '.join(sorted(suffixes))} files")
-    return files
+        raise ValueError(f"--data {folder}: no {' / '.join(sorted(suffixes))} files")
+    held = set(holdout)
+    unknown = held - {p.stem for p in files}
+    if unknown:
+        raise ValueError(f"--holdout names files that are not in {folder}: "
+                         f"{', '.join(sorted(unknown))}")
+    if not held:
+        held = {p.stem for p in files[-max(1, len(files) // 20):]}
+    train = [p for p in files if p.stem not in held]
+    if not train:
+        raise ValueError("--holdout leaves no files to train on")
+    return train, [p for p in files if p.stem in held]
 
 
 class ImageFolder:
@@ -128,11 +141,6 @@ class ImageFolder:
                 raise ValueError(f"{path} ({image.shape[1]}x{image.shape[0]}) is smaller than "
                                  f"the {crop}-pixel crop; use a smaller --crop")
             self.images.append(image)
-
-    @classmethod
-    def from_folder(cls, folder, crop, channels, exclude=()):
-        files = [p for p in _list_files(folder, IMAGE_FILES) if p.stem not in exclude]
-        return cls(files, crop, channels)
 
     def sample(self, rng):
         image = self.images[rng.integers(len(self.images))]
@@ -159,11 +167,6 @@ class AudioFolder:
                 self.clips.append(pcm)
         if not self.clips:
             raise ValueError(f"no audio file is at least {length} samples long")
-
-    @classmethod
-    def from_folder(cls, folder, length, channels, exclude=()):
-        files = [p for p in _list_files(folder, AUDIO_FILES) if p.stem not in exclude]
-        return cls(files, length, channels)
 
     def sample(self, rng):
         clip = self.clips[rng.integers(len(self.clips))]

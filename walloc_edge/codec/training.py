@@ -18,6 +18,7 @@ import torch
 
 from .checkpoint import load, save
 from .config import CodecConfig
+from .device import resolve_device
 from .models import build
 from .padding import crop, pad
 
@@ -77,14 +78,6 @@ def evaluate(codec, samples, device="cpu"):
     return float(np.mean(psnrs))
 
 
-def _device(name):
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device here; use --device cpu")
-    return name
-
-
 def _state_path(out):
     return Path(out).with_suffix(".state.pt")
 
@@ -93,7 +86,7 @@ def train(config, source, validation, out, options, resume=False, progress=True,
     """Train a codec of ``config`` on ``source`` (``sample(rng)`` → raw example), validating
     on the raw ``validation`` samples; returns (codec, history, stopped early by Ctrl-C)."""
     out = Path(out)
-    device = _device(options.device)
+    device = resolve_device(options.device)
     state_path = _state_path(out)
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)

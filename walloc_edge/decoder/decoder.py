@@ -11,22 +11,15 @@ import numpy as np
 import torch
 
 from ..codec import crop, load
+from ..codec.device import resolve_device
 from ..export.bundle import model_id
-from ..runtime import BitstreamError, read_bitstream
+from ..runtime import Bitstream, BitstreamError, read_bitstream
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal"]
 
 
 class ModelMismatchError(ValueError):
     """A bitstream made by another model than the decoder's."""
-
-
-def _device(name):
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda: no CUDA device here; use cpu")
-    return name
 
 
 def to_signal(x, header):
@@ -51,7 +44,7 @@ class Decoder:
     """
 
     def __init__(self, model, device="auto", tile=96, overlap=8):
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
         self.model_id = model_id(self.codec)
@@ -70,14 +63,15 @@ class Decoder:
             raise BitstreamError("the bitstream's shape fields do not match its model id")
 
     def decode(self, blob):
-        """The signal in ``blob`` (.wlc bytes), as the encoder was given it."""
+        """The signal in ``blob`` (.wlc bytes, or a Bitstream already read), as the encoder
+        was given it."""
         return self.decode_many([blob])[0]
 
     @torch.no_grad()
     def decode_many(self, blobs):
-        """Decode several bitstreams; on a GPU, those with equal latent shapes go in one
-        batch."""
-        streams = [read_bitstream(b) for b in blobs]
+        """Decode several bitstreams (bytes or Bitstream); on a GPU, those with equal latent
+        shapes go in one batch."""
+        streams = [b if isinstance(b, Bitstream) else read_bitstream(b) for b in blobs]
         for s in streams:
             self.check(s.header)
         latents = [s.latents() for s in streams]

@@ -27,9 +27,11 @@ def runtime_encoder(codec, bundle=None, backend="numpy"):
         return Encoder(bundle, backend)
     from ..export import export_bundle
 
-    folder = tempfile.mkdtemp(prefix="walloc-edge-bundle-")
-    export_bundle(codec, folder, formats=(), log=lambda s: None)
-    return Encoder(folder, "numpy")
+    folder = tempfile.TemporaryDirectory(prefix="walloc-edge-bundle-")
+    export_bundle(codec, folder.name, formats=(), log=lambda s: None)
+    encoder = Encoder(folder.name, "numpy")
+    encoder.bundle_folder = folder  # removed with the encoder
+    return encoder
 
 
 def _units(sample, modality):

@@ -2,6 +2,7 @@
 import torch
 
 from ..runtime._quiet import quiet_output
+from ..runtime.backends import onnx_session  # graphs run as the sensor runs them
 
 __all__ = ["OPSET", "export_onnx", "onnx_session"]
 
@@ -30,14 +31,3 @@ def export_onnx(encoder, example, path):
     program.save(str(path))
     onnx.checker.check_model(str(path), full_check=True)
     return path
-
-
-def onnx_session(path, threads=None):
-    """An onnxruntime CPU session with all graph optimisations."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -98,9 +98,6 @@ class LinkStats:
     messages: int = 0
     lost: int = 0            # messages never completed (sequence gaps and expired partials)
 
-    def as_dict(self):
-        return dict(self.__dict__)
-
 
 class FrameReader:
     """Frames out of a byte stream that may be corrupted, truncated or interleaved with noise.

@@ -17,7 +17,7 @@ from .padding import padding_for, reflect_indices
 
 __all__ = ["Encoder", "as_sensor_sample"]
 
-DEFAULT_TILE = {"image": 1024, "audio": 1 << 16}  # interior samples per axis of one run
+RUN_INTERIOR = {"image": 1024, "audio": 1 << 16}  # default interior samples per axis of a run
 
 
 def as_sensor_sample(x, modality, channels):
@@ -96,7 +96,7 @@ class Encoder:
         if self.backend.static_shape:
             self.run_size = tuple(self.backend.static_shape)
         else:
-            interior = tile or DEFAULT_TILE[b.modality]
+            interior = tile or RUN_INTERIOR[b.modality]
             interior = max(self.block, interior // self.block * self.block)
             self.run_size = (interior + border,) * self.ndim
         # Latent blocks each run yields exactly (the rest of the run is border).
