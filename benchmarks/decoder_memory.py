@@ -1,0 +1,57 @@
+"""Peak memory and speed of decoding a large photo with the tiled torch decoder.
+
+    python benchmarks/decoder_memory.py MODEL [--size 4000x6000] [--out benchmarks/results]
+
+The bundled astronaut photo tiled to SIZE is encoded by the sensor runtime (numpy backend,
+rans) and decoded on the CPU in 96x96-latent tiles; a thread samples the resident set size.
+Reported: the peak above what the process held just before the decode, and MP/s.
+"""
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from walloc_edge.bench import _PeakMemory  # noqa: E402
+from walloc_edge.data import sample_photo  # noqa: E402
+from walloc_edge.decoder import Decoder, psnr  # noqa: E402
+from walloc_edge.decoder.evaluate import runtime_encoder  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("--size", default="4000x6000")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    h, w = (int(v) for v in args.size.split("x"))
+    decoder = Decoder(args.model, "cpu")
+    photo = np.tile(sample_photo("astronaut"), (h // 512 + 1, w // 512 + 1, 1))[:h, :w].copy()
+    blob = runtime_encoder(decoder.codec).encode(photo)
+    decoder.decode(runtime_encoder(decoder.codec).encode(photo[:256, :256]))  # warm-up
+    with _PeakMemory() as memory:
+        start = time.perf_counter()
+        out = decoder.decode(blob)
+        seconds = time.perf_counter() - start
+    result = {"size": args.size, "megapixels": h * w / 1e6, "output_MB": out.nbytes / 1e6,
+              "peak_extra_MB": memory.mb, "seconds": seconds, "MPps": h * w / 1e6 / seconds,
+              "psnr": psnr(photo, out), "machine": f"{platform.machine()}, {platform.processor()}"}
+    text = (f"Tiled decode of a {args.size} photo ({result['megapixels']:.0f} MP) with "
+            f"`{args.model}` on the CPU ({result['machine']}): peak "
+            f"{result['peak_extra_MB']:.0f} MB above the process before the decode (the "
+            f"decoded image itself is {result['output_MB']:.0f} MB), {seconds:.0f} s, "
+            f"{result['MPps']:.2f} MP/s, PSNR {result['psnr']:.2f} dB\n\n"
+            f"Command: `python benchmarks/decoder_memory.py {' '.join(sys.argv[1:])}`\n")
+    print(text)
+    if args.out:
+        (args.out / "decoder_memory.md").write_text(text)
+        (args.out / "decoder_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
