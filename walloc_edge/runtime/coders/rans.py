@@ -51,6 +51,7 @@ REFRESH = 16             # steps between frequency refreshes, at least (then t /
 TARGET_LANES = 512       # lanes advance together: more lanes, fewer numpy steps…
 MIN_SPAN = 2048          # …but each lane costs a 4-byte final state, so ≥ 2048 latents each
 MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
+FIT_SAMPLES = 16384      # the least-squares fit looks at about this many latents per channel
 
 
 def _refresh_steps(steps):
@@ -64,11 +65,15 @@ def _refresh_steps(steps):
 
 
 class _Model:
-    """Adaptive frequencies of every (channel, context) table, in integers only."""
+    """Adaptive frequencies of every (channel, context) table, in integers only.
+
+    Table ``tables`` (after the real ones) is "nothing": symbol 0 with frequency 2^15 and
+    cumulative 0, for lanes that code no latent at a step; it leaves their state unchanged."""
 
     def __init__(self, tables, clip):
         self.A = A = 2 * clip + 1
         self.tables = tables
+        self.nothing = tables
         w = [1 << 40]
         for _ in range(clip):
             w.append(w[-1] * PRIOR_DECAY_Q16 >> 16)
@@ -76,33 +81,44 @@ class _Model:
         prior = np.array([1 + w[abs(s - clip)] * PRIOR_WEIGHT * INCREMENT // total
                           for s in range(A)], np.int64)
         self.counts = np.tile(prior, (tables, 1))
-        self.freq = np.zeros((tables, A), np.uint64)
-        self.cum = np.zeros((tables, A), np.uint64)
-        self.keys = np.zeros((tables, A), np.int64)
-        self.rebuild()
+        self.totals = self.counts.sum(axis=1)
+        self.freq = np.zeros((tables + 1, A), np.uint64)
+        self.cum = np.zeros((tables + 1, A), np.uint64)
+        self.freq[tables, 0], self.cum[tables, 1:] = SCALE, SCALE
+        self.keys = self.cum.astype(np.int64) + SCALE * np.arange(tables + 1)[:, None]
+        self.rebuild(slice(0, tables))
 
-    def rebuild(self, tables=None):
-        """Frequencies summing to 2^15 (each ≥ 1) from the counts of ``tables`` (all when
-        None), into flat arrays for lookup."""
-        rows = np.arange(self.tables) if tables is None else \
-            np.flatnonzero(np.bincount(tables, minlength=self.tables))
+    def rebuild(self, rows):
+        """Frequencies summing to 2^15 (each ≥ 1) from the counts of tables ``rows`` (indices
+        or a slice), into flat arrays for lookup."""
         counts = self.counts[rows]
-        freq = 1 + counts * (SCALE - self.A) // counts.sum(axis=1, keepdims=True)
-        freq[np.arange(len(rows)), np.argmax(counts, axis=1)] += SCALE - freq.sum(axis=1)
+        freq = 1 + counts * (SCALE - self.A) // self.totals[rows, None]
+        freq[np.arange(len(freq)), np.argmax(counts, axis=1)] += SCALE - freq.sum(axis=1)
         cum = np.cumsum(freq, axis=1) - freq
         self.freq[rows] = freq
         self.cum[rows] = cum
         # Strictly increasing over all tables: table t's slots live in [t·2^15, (t+1)·2^15).
-        self.keys[rows] = cum + SCALE * rows[:, None]
+        self.keys[rows] = cum + SCALE * np.arange(self.tables)[rows, None]
+
+    def lookup(self, table, slot):
+        """Flat index (table · A + symbol) of the symbol whose slots hold ``slot``."""
+        return np.searchsorted(self.keys.ravel(), table * SCALE + slot, "right") - 1
 
     def learn(self, table, symbol):
-        """Count coded latents, then rebuild the frequencies of the tables they touched."""
+        """Count coded latents, then rebuild the frequencies of the tables they touched
+        ("nothing" lanes are not counted)."""
+        real = table < self.tables
+        table, symbol = table[real], symbol[real]
         self.counts += INCREMENT * np.bincount(
             table * self.A + symbol, minlength=self.counts.size).reshape(self.counts.shape)
-        touched = np.flatnonzero(np.bincount(table, minlength=self.tables))
-        big = touched[self.counts[touched].sum(axis=1) > HALVE_AT]
-        self.counts[big] = (self.counts[big] + 1) // 2
-        self.rebuild(touched)
+        per_table = np.bincount(table, minlength=self.tables)
+        self.totals += INCREMENT * per_table
+        big = np.flatnonzero(self.totals > HALVE_AT)
+        if len(big):
+            self.counts[big] = (self.counts[big] + 1) // 2
+            self.totals[big] = self.counts[big].sum(axis=1)
+        touched = np.flatnonzero(per_table)
+        self.rebuild(slice(0, self.tables) if len(touched) == self.tables else touched)
 
 
 class _Layout:
@@ -158,11 +174,26 @@ class _Layout:
             return p + 3
         return (p // self.width + 1) * (self.width + 2) + p % self.width + 1
 
-    def buffer_index(self):
-        """(channels, n): the buffer index of every latent."""
-        p = np.arange(self.n)
-        return self.channel_base[:, None] + (p // self.span * self.region_size
-                                             + self.slot(p % self.span))
+    def _grid(self, buffer, offset=0):
+        """A view of ``buffer`` (channels, groups, span) over the latents' slots, moved by
+        ``offset``: each latent's neighbour at that offset."""
+        start = self.stride + offset
+        block = buffer[start:start + self.channels * self.stride]
+        if self.audio:
+            return block.reshape(self.channels, self.groups, -1)[:, :, 3:]
+        rows = block.reshape(self.channels, self.groups, self.region + 1, self.width + 2)
+        return rows[:, :, 1:, 1:-1]
+
+    def gather(self, buffer, offset=0):
+        """(channels, n): the latents held in ``buffer``, or their neighbours at ``offset``."""
+        return self._grid(buffer, offset).reshape(self.channels, -1)[:, :self.n]
+
+    def store(self, buffer, latents):
+        """Write (channels, n) ``latents`` into their slots of ``buffer``."""
+        padded = np.zeros((self.channels, self.groups * self.span), buffer.dtype)
+        padded[:, :self.n] = latents
+        grid = self._grid(buffer)
+        grid[...] = padded.reshape(grid.shape)
 
     def schedule(self):
         """(steps, lanes): the region-local position each lane codes at each step, and
@@ -176,15 +207,38 @@ class _Layout:
         return np.abs(a - b) + np.abs(b - c) if self.audio else np.abs(a - c) + np.abs(b - c)
 
 
-def _fits(target, features, sizes):
-    """Least-squares Q8 coefficients (int64) predicting ``target`` from the first ``size``
-    rows of ``features``, for each size (one Gram matrix serves them all)."""
-    F = features
-    gram = F @ F.T + 1e-6 * np.eye(len(F))
-    cross = F @ target.astype(np.float64)
-    for k in sorted(set(sizes)):
-        beta = np.linalg.solve(gram[:k, :k], cross[:k])
-        yield np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
+def _fit_taps(own, values, K, C):
+    """Per channel c: its Q8 coefficients over its K own taps and the 3·m earlier-channel taps
+    (values, west, north of channels c − m … c − 1) it sends, with m = 0 where the earlier
+    channels do not pay for their 16-bit coefficients.
+
+    ``own`` (K, C, n) and ``values`` (C, n) are the features in float64. Least squares on
+    evenly spaced latents. All channels share one Gram matrix of the
+    earlier-channel features; the gain of the earlier channels is judged from the residual
+    sums of squares, in bits as for a Gaussian: (n / 2) · log2(RSS_own / RSS_all)."""
+    n = values.shape[1]
+    step = max(1, n // FIT_SAMPLES)
+    O = own[:, :, ::step].transpose(1, 0, 2)                             # (C, K, s)
+    V = np.concatenate([values[:, ::step], own[0, :, ::step], own[1, :, ::step]])
+    s = V.shape[1]
+    shared, cross, own_gram = V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)  # exact in float64
+    for c in range(C):
+        m = min(c, MAX_EARLIER)
+        pick = np.concatenate([np.arange(c - m, c) + j * C for j in range(3)]).astype(int)
+        gram = np.block([[own_gram[c], cross[c][:, pick]],
+                         [cross[c][:, pick].T, shared[np.ix_(pick, pick)]]])
+        target = np.concatenate([cross[c][:, c], shared[pick, c]])
+        options = []
+        for k in sorted({K, K + 3 * m}):
+            beta = np.linalg.solve(gram[:k, :k] + 1e-6 * np.eye(k), target[:k])
+            q = np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767)
+            b = q / (1 << COEF_BITS)
+            rss = shared[c, c] - 2 * b @ target[:k] + b @ gram[:k, :k] @ b
+            options.append((max(rss, 1e-9 * s), q.astype(np.int64)))
+        (rss_own, own_only), (rss_all, row) = options[0], options[-1]
+        if n / 2 * np.log2(rss_own / rss_all) <= 16 * (len(row) - K):
+            row = own_only
+        yield row
 
 
 def _coefficient_row(values, c, m, K, C):
@@ -195,14 +249,6 @@ def _coefficient_row(values, c, m, K, C):
     for j in range(3):
         row[K + j * C + c - m:K + j * C + c] = values[K + j * m:K + (j + 1) * m]
     return row
-
-
-def _entropy_bits(symbols):
-    """Zero-order entropy of non-negative ``symbols`` in bits (all of them): their cost,
-    roughly, under an adaptive model."""
-    counts = np.bincount(symbols)
-    counts = counts[counts > 0]
-    return float(symbols.size * np.log2(symbols.size) - (counts * np.log2(counts)).sum())
 
 
 def _prediction(acc, clip):
@@ -248,40 +294,29 @@ class RansCoder(Coder):
         layout = _Layout.choose(latents.shape)
         C, n, K = layout.channels, layout.n, len(layout.own_offsets)
         X = latents.reshape(C, n).astype(np.int64)
-        index = layout.buffer_index()
         buffer = np.zeros(layout.size, np.int64)
-        buffer[index] = X
-        own = buffer[index[None] + layout.own_offsets[:, None, None]]  # (K, C, n)
+        layout.store(buffer, X)
+        own = np.stack([layout.gather(buffer, o) for o in layout.own_offsets])  # (K, C, n)
         # Columns: K own neighbours, then for each earlier channel c' its value, its west and
         # its north neighbour at the same position (K + c', K + C + c', K + 2C + c').
         coefs = np.zeros((C, K + 3 * C), np.int64)
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
-        # Every feature once, in float64: sums of integer products are exact there (< 2^53),
-        # so BLAS computes the predictions; channel c uses slices (views) of these.
+        # Predictions in float64: sums of integer products are exact there (< 2^53), so BLAS
+        # computes them; channel c uses slices (views) of these features.
         own_f = own.astype(np.float64)                            # (K, C, n)
         values_f, west_f, north_f = X.astype(np.float64), own_f[0], own_f[1]
-        step = max(1, n // 16384)  # the least-squares fit looks at evenly spaced latents
+        rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C \
+            if self.predictor == "planar" else _fit_taps(own_f, values_f, K, C)
         taps = []
-        for c in range(C):  # earlier-channel taps where they pay for their coefficients
-            m = min(c, MAX_EARLIER) if self.predictor == "fitted" else 0
+        for c, row in enumerate(rows):
+            m = (len(row) - K) // 3
+            parts = np.split(row.astype(np.float64), [K, K + m, K + 2 * m])
             blocks = [own_f[:, c], values_f[c - m:c], west_f[c - m:c], north_f[c - m:c]]
-            best = None
-            rows = [np.array(PLANAR["audio" if layout.audio else "image"])] \
-                if self.predictor == "planar" else \
-                _fits(X[c, ::step], np.concatenate([b[:, ::step] for b in blocks]),
-                      [K, K + 3 * m])
-            for row in rows:
-                parts = np.split(row.astype(np.float64), [K, K + m, K + 2 * m]) \
-                    if len(row) > K else [row.astype(np.float64)]
-                acc = sum(p @ b for p, b in zip(parts, blocks) if len(p))
-                pred = _prediction(acc.astype(np.int64), clip)
-                wrapped = (X[c] - pred + clip) % (2 * clip + 1) - clip
-                bits = _entropy_bits(wrapped + clip) + 16 * len(row)
-                if best is None or bits < best[0]:
-                    best = bits, row, wrapped
-            _, row, residual[c + 1] = best
-            taps.append((len(row) - K) // 3)
-            coefs[c] = _coefficient_row(row, c, taps[-1], K, C)
+            acc = sum(p @ b for p, b in zip(parts, blocks) if len(p))
+            pred = _prediction(acc.astype(np.int64), clip)
+            residual[c + 1] = (X[c] - pred + clip) % (2 * clip + 1) - clip
+            taps.append(m)
+            coefs[c] = _coefficient_row(row, c, m, K, C)
         contexts = _Contexts(clip)
         tables = contexts(layout.activity(own), residual[:-1]) \
             + CONTEXTS * np.arange(C)[:, None]
@@ -290,19 +325,19 @@ class RansCoder(Coder):
         # Forward, in coding order: each latent's frequency under the adaptive model as the
         # decoder will see it. Lanes without a latent at a step code "nothing" (frequency
         # 2^15, cumulative 0), which leaves their state unchanged.
-        p, valid = layout.schedule()
-        at = np.where(valid, (layout.lane_channel * n + layout.lane_start) + p, 0)
-        tables, symbols = tables.ravel()[at], symbols.ravel()[at]
         model = _Model(C * CONTEXTS, clip)
-        freq = np.full(at.shape, SCALE, np.uint64)
-        cum = np.zeros(at.shape, np.uint64)
+        p, valid = layout.schedule()
+        at = (layout.lane_channel * n + layout.lane_start) + p
+        tables = np.where(valid, tables.ravel()[at], model.nothing)
+        symbols = np.where(valid, symbols.ravel()[at], 0)
+        freq = np.empty(at.shape, np.uint64)
+        cum = np.empty(at.shape, np.uint64)
         bounds = [0] + _refresh_steps(layout.steps) + [layout.steps]
         for t0, t1 in zip(bounds[:-1], bounds[1:]):
-            live = valid[t0:t1]
-            table, symbol = tables[t0:t1][live], symbols[t0:t1][live]
-            freq[t0:t1][live] = model.freq[table, symbol]
-            cum[t0:t1][live] = model.cum[table, symbol]
-            model.learn(table, symbol)
+            table, symbol = tables[t0:t1], symbols[t0:t1]
+            freq[t0:t1] = model.freq[table, symbol]
+            cum[t0:t1] = model.cum[table, symbol]
+            model.learn(table.ravel(), symbol.ravel())
 
         state = np.full(layout.lanes, LOWER, np.uint64)
         limit = freq << np.uint64(32 - PREC)  # a state this large must shed 16 bits first
@@ -370,12 +405,24 @@ class RansCoder(Coder):
         buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
         residual = np.zeros(layout.size + 1, np.int64)
         p, valid = layout.schedule()
-        inner = np.where(valid, (layout.lane_base - layout.channel_base[layout.lane_channel])
+        lane_c = layout.lane_channel
+        inner = np.where(valid, (layout.lane_base - layout.channel_base[lane_c])
                          + layout.slot(p), 0)  # position within a channel
-        index = np.where(valid, layout.channel_base[layout.lane_channel] + inner, layout.size)
-        lane_coefs = coefs[layout.lane_channel]
-        lane_tables = layout.lane_channel * CONTEXTS
-        freq, cum, keys = model.freq.ravel(), model.cum.ravel(), model.keys.ravel()
+        index = np.where(valid, layout.channel_base[lane_c] + inner, layout.size)
+        # Each lane's features lie at fixed offsets from its position within a channel: its own
+        # neighbours, then the value, west and north of channels c − 1 … c − J (the zero
+        # channel before the first where c − j < 0), with the coefficients in the same order.
+        J = min(C - 1, MAX_EARLIER)
+        earlier = lane_c - np.arange(1, J + 1)[:, None]                      # (J, lanes)
+        earlier_base = (np.maximum(earlier, -1) + 1) * layout.stride
+        feature_base = np.concatenate([layout.channel_base[lane_c] + layout.own_offsets[:, None],
+                                       earlier_base, earlier_base + layout.own_offsets[0],
+                                       earlier_base + layout.own_offsets[1]])
+        lane_coefs = np.concatenate([coefs[lane_c, :K].T] + [
+            np.where(earlier >= 0, coefs[lane_c, K + q * C + np.maximum(earlier, 0)], 0)
+            for q in range(3)])                                               # (K + 3J, lanes)
+        lane_tables = lane_c * CONTEXTS
+        freq, cum = model.freq.ravel(), model.cum.ravel()  # views: learn() updates them
         refresh = set(_refresh_steps(layout.steps))
         seen_tables, seen_symbols = [], []
         ptr = 0
@@ -383,18 +430,17 @@ class RansCoder(Coder):
             if t in refresh:
                 model.learn(np.concatenate(seen_tables), np.concatenate(seen_symbols))
                 seen_tables, seen_symbols = [], []
-            idx, live = index[t], valid[t]
-            own = buffer[idx + layout.own_offsets[:, None]]
-            here = layout.channel_base[:, None] + inner[t]  # every channel at this position
-            features = np.concatenate([own, buffer[here], buffer[here + layout.own_offsets[0]],
-                                       buffer[here + layout.own_offsets[1]]])
-            pred = _prediction(np.einsum("lk,kl->l", lane_coefs, features), clip)
-            table = lane_tables + contexts(layout.activity(own), residual[idx - layout.stride])
+            idx = index[t]
+            features = buffer[feature_base + inner[t]]
+            own = features[:K]
+            pred = _prediction((lane_coefs * features).sum(axis=0), clip)
+            table = np.where(valid[t], lane_tables + contexts(layout.activity(own),
+                                                              residual[idx - layout.stride]),
+                             model.nothing)
             slot = state & np.uint64(SCALE - 1)
-            key = np.searchsorted(keys, table * SCALE + slot.astype(np.int64), "right") - 1
+            key = model.lookup(table, slot.astype(np.int64))
             symbol = key - table * A
-            f = np.where(live, freq[key], np.uint64(SCALE))
-            x = f * (state >> np.uint64(PREC)) + slot - np.where(live, cum[key], np.uint64(0))
+            x = freq[key] * (state >> np.uint64(PREC)) + slot - cum[key]
             need = x < LOWER
             m = int(np.count_nonzero(need))
             if ptr + m > len(words):
@@ -404,9 +450,9 @@ class RansCoder(Coder):
             state = x
             residual[idx] = symbol - clip
             buffer[idx] = (pred + symbol) % A - clip
-            seen_tables.append(table[live])
-            seen_symbols.append(symbol[live])
+            seen_tables.append(table)
+            seen_symbols.append(symbol)
         if ptr != len(words) or (state != LOWER).any():
             raise BitstreamError("rans payload is corrupted (the decoder did not end where "
                                  "the encoder began)")
-        return buffer[layout.buffer_index()].reshape(shape).astype(np.int8)
+        return layout.gather(buffer).reshape(shape).astype(np.int8)
