@@ -294,17 +294,17 @@ class RansCoder(Coder):
         layout = _Layout.choose(latents.shape)
         C, n, K = layout.channels, layout.n, len(layout.own_offsets)
         X = latents.reshape(C, n).astype(np.int64)
-        buffer = np.zeros(layout.size, np.int64)
-        layout.store(buffer, X)
-        own = np.stack([layout.gather(buffer, o) for o in layout.own_offsets])  # (K, C, n)
+        # Features in float64: sums of integer products are exact there (< 2^53), so BLAS
+        # computes the fits and predictions; channel c uses slices (views) of these.
+        values_f = X.astype(np.float64)
+        buffer = np.zeros(layout.size, np.float64)
+        layout.store(buffer, values_f)
+        own_f = np.stack([layout.gather(buffer, o) for o in layout.own_offsets])  # (K, C, n)
+        west_f, north_f = own_f[0], own_f[1]
         # Columns: K own neighbours, then for each earlier channel c' its value, its west and
         # its north neighbour at the same position (K + c', K + C + c', K + 2C + c').
         coefs = np.zeros((C, K + 3 * C), np.int64)
         residual = np.zeros((C + 1, n), np.int64)  # row 0: the zero channel before the first
-        # Predictions in float64: sums of integer products are exact there (< 2^53), so BLAS
-        # computes them; channel c uses slices (views) of these features.
-        own_f = own.astype(np.float64)                            # (K, C, n)
-        values_f, west_f, north_f = X.astype(np.float64), own_f[0], own_f[1]
         rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C \
             if self.predictor == "planar" else _fit_taps(own_f, values_f, K, C)
         taps = []
@@ -318,9 +318,8 @@ class RansCoder(Coder):
             taps.append(m)
             coefs[c] = _coefficient_row(row, c, m, K, C)
         contexts = _Contexts(clip)
-        tables = contexts(layout.activity(own), residual[:-1]) \
+        tables = contexts(layout.activity(own_f).astype(np.int64), residual[:-1]) \
             + CONTEXTS * np.arange(C)[:, None]
-        symbols = residual[1:] + clip
 
         # Forward, in coding order: each latent's frequency under the adaptive model as the
         # decoder will see it. Lanes without a latent at a step code "nothing" (frequency
@@ -328,16 +327,17 @@ class RansCoder(Coder):
         model = _Model(C * CONTEXTS, clip)
         p, valid = layout.schedule()
         at = (layout.lane_channel * n + layout.lane_start) + p
-        tables = np.where(valid, tables.ravel()[at], model.nothing)
-        symbols = np.where(valid, symbols.ravel()[at], 0)
-        freq = np.empty(at.shape, np.uint64)
-        cum = np.empty(at.shape, np.uint64)
-        bounds = [0] + _refresh_steps(layout.steps) + [layout.steps]
+        tables = np.where(valid, tables.ravel()[at], model.nothing).ravel()
+        symbols = np.where(valid, residual[1:].ravel()[at] + clip, 0).ravel()
+        flat = tables * model.A + symbols
+        freq = np.empty(at.size, np.uint64)
+        cum = np.empty(at.size, np.uint64)
+        bounds = np.array([0] + _refresh_steps(layout.steps) + [layout.steps]) * layout.lanes
         for t0, t1 in zip(bounds[:-1], bounds[1:]):
-            table, symbol = tables[t0:t1], symbols[t0:t1]
-            freq[t0:t1] = model.freq[table, symbol]
-            cum[t0:t1] = model.cum[table, symbol]
-            model.learn(table.ravel(), symbol.ravel())
+            freq[t0:t1] = model.freq.ravel()[flat[t0:t1]]
+            cum[t0:t1] = model.cum.ravel()[flat[t0:t1]]
+            model.learn(tables[t0:t1], symbols[t0:t1])
+        freq, cum = freq.reshape(at.shape), cum.reshape(at.shape)
 
         state = np.full(layout.lanes, LOWER, np.uint64)
         limit = freq << np.uint64(32 - PREC)  # a state this large must shed 16 bits first
