@@ -1,13 +1,15 @@
 """Entropy coders on real photos: size and speed of rans, webp, png (and raw) per model.
 
-    python benchmarks/coders.py MODEL... [--photos FILE...] [--repeat 3] [--out benchmarks/results]
+    python benchmarks/coders.py MODEL... [--photos FILE...] [--crop WxH] [--repeat 3]
+                                [--out benchmarks/results]
 
 For each model: export the sensor bundle (ONNX), compute the integer latents of each photo
 with the runtime, then code them with every coder (median of --repeat runs for encode and
 decode, after one warm-up). Sizes are totals over the photos: bits per latent, bits per
 pixel, compression ratio against 24-bit RGB, and size relative to the lossless WebP mosaic
 (the reference's way of storing latents). Speeds are in megabytes of int8 latents per second
-and in megapixels of the photo per second.
+and in megapixels of the photo per second. --crop codes the centre WxH of each photo instead
+(a sensor's frame size; results then go to coders-WxH.md).
 """
 import argparse
 import json
@@ -33,10 +35,27 @@ def median_time(fn, repeat):
     return float(np.median(timed(fn, repeat)))
 
 
-def photos(paths):
+def photos(paths, crop=None):
     if not paths:
-        return [(name, sample_photo(name)) for name in SAMPLE_PHOTOS]
-    return [(Path(p).name, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+        images = [(name, sample_photo(name)) for name in SAMPLE_PHOTOS]
+    else:
+        images = [(Path(p).name, np.asarray(Image.open(p).convert("RGB"))) for p in paths]
+    if crop is None:
+        return images
+    w, h = crop
+    for name, img in images:
+        if img.shape[0] < h or img.shape[1] < w:
+            sys.exit(f"--crop {w}x{h} is larger than {name} ({img.shape[1]}x{img.shape[0]})")
+    return [(name, img[(img.shape[0] - h) // 2:][:h, (img.shape[1] - w) // 2:][:, :w])
+            for name, img in images]
+
+
+def frame_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WxH, e.g. 640x480") from None
+    return w, h
 
 
 def bench_model(model_path, images, repeat):
@@ -70,7 +89,8 @@ def bench_model(model_path, images, repeat):
 
 
 def markdown(results, images, args):
-    lines = [f"Entropy coders on {len(images)} photos ({', '.join(n for n, _ in images)}); "
+    crop = f"the centre {args.crop[0]}x{args.crop[1]} of " if args.crop else ""
+    lines = [f"Entropy coders on {crop}{len(images)} photos ({', '.join(n for n, _ in images)}); "
              f"{platform.machine()}, {platform.processor() or 'CPU'}, median of {args.repeat}",
              ""]
     for r in results:
@@ -91,17 +111,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("models", nargs="+")
     p.add_argument("--photos", nargs="*", help="photo files (default: the bundled samples)")
+    p.add_argument("--crop", type=frame_size, metavar="WxH",
+                   help="code the centre WxH of each photo (e.g. 640x480)")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    images = photos(args.photos)
+    images = photos(args.photos, args.crop)
     results = [bench_model(m, images, args.repeat) for m in args.models]
     text = markdown(results, images, args)
     print(text)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "coders.md").write_text(text)
-        (args.out / "coders.json").write_text(json.dumps(results, indent=2) + "\n")
+        stem = f"coders-{args.crop[0]}x{args.crop[1]}" if args.crop else "coders"
+        (args.out / f"{stem}.md").write_text(text)
+        (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
