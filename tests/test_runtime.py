@@ -186,6 +186,33 @@ def test_rans_is_smaller_than_webp_on_real_latents(rgb):
     assert len(CODERS["rans"].encode(latents, 8)) < len(CODERS["webp"].encode(latents, 8))
 
 
+@pytest.mark.parametrize("shape,strip", [((3, 40, 57), 4), ((2, 5, 9), 2), ((12, 30, 64), 16)])
+def test_rans_wavefront_keeps_the_whole_causal_context(shape, strip):
+    """Lanes advance together, so every neighbour a latent is predicted from (west,
+    north-west, north, north-east, and the earlier channels at its position) must be coded
+    at an earlier step; the strips' wavefront guarantees it."""
+    from walloc_edge.runtime.coders.rans import _Layout
+    layout = _Layout(shape, strip)
+    position, _, valid = layout.schedule()
+    steps, lanes = np.nonzero(valid)
+    step = np.full(shape, -1).reshape(shape[0], -1)
+    step[layout.lane_channel[lanes], position[steps, lanes]] = steps
+    assert len(steps) == step.size and (step >= 0).all()  # each latent once
+    s = step.reshape(shape)
+    assert (s[:, :, 1:] > s[:, :, :-1]).all()     # west
+    assert (s[:, 1:, 1:] > s[:, :-1, :-1]).all()  # north-west
+    assert (s[:, 1:, :] > s[:, :-1, :]).all()     # north
+    assert (s[:, 1:, :-1] > s[:, :-1, 1:]).all()  # north-east
+    assert (s[1:] > s[:-1]).all()                 # earlier channels
+
+
+def test_rans_refuses_an_older_model_version():
+    latents = np.zeros((2, 4, 4), np.int8)
+    payload = CODERS["rans"].encode(latents, 8)
+    with pytest.raises(BitstreamError, match="not the ones this reader knows"):
+        CODERS["rans"].decode(payload, latents.shape, 8, bytes([15, 2]))
+
+
 # --- malformed bitstreams -----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,8 @@ static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb, i
     put_u8(rans ? 1 : 0);      /* coder: rans or raw */
     if (rans) {
         put_u8(2);             /* coder parameters: probability bits, model version */
-        put_u8(15);
-        put_u8(2);
+        put_u8(WALLOC_RANS_PREC);
+        put_u8(WALLOC_RANS_MODEL_VERSION);
     } else {
         put_u8(0);
     }

@@ -4,7 +4,9 @@
  * docs/bitstream.md): prediction W + N - NW within each channel (no least-squares fit on the
  * device), residuals wrapped into the latent range, adaptive integer frequencies per
  * (channel, activity, previous-channel residual) context refreshed at the same steps as the
- * Python coder, and interleaved rANS with one lane per (channel, region of rows). Given the
+ * Python coder, tables spanning the tile's residual range, and interleaved rANS with one
+ * lane per (channel, column strip), the strips a wavefront (strip g starts g x width steps
+ * after strip g - 1) so that every latent keeps its whole causal context. Given the
  * same latents it writes the same bytes as RansCoder("planar"). Static memory only, sized by
  * WALLOC_RANS_MAX_LATENTS (latents of one tile).
  */
@@ -14,7 +16,7 @@
 
 #include "walloc_model.h"
 
-#define PREC 15
+#define PREC WALLOC_RANS_PREC
 #define SCALE (1L << PREC)
 #define LOWER (1UL << 16)
 #define INCREMENT 32
@@ -22,13 +24,13 @@
 #define PRIOR_DECAY_Q16 34905
 #define PRIOR_WEIGHT 16
 #define TARGET_LANES 512
-#define MIN_SPAN 2048
+#define MIN_SPAN 1024
 #define REFRESH 16
 #define CONTEXTS 12                 /* 6 activity buckets x 2 previous-residual buckets */
-#define A (2 * WALLOC_CLIP + 1)     /* residual symbols */
+#define A_MAX (2 * WALLOC_CLIP + 1) /* residual symbols at most */
 #define TABLES (WALLOC_LATENT_DIM * CONTEXTS)
 #define MAX_LANES (TARGET_LANES > WALLOC_LATENT_DIM ? TARGET_LANES : WALLOC_LATENT_DIM)
-#define MAX_STEPS (WALLOC_RANS_MAX_LATENTS + WALLOC_LATENT_DIM)
+#define MAX_STEPS (WALLOC_RANS_MAX_LATENTS + WALLOC_LATENT_DIM + WALLOC_TILE)
 
 static const long activity_edges[5] = {1, 3, 7, 15, 30};
 
@@ -36,8 +38,8 @@ static uint8_t symbol[WALLOC_RANS_MAX_LATENTS];
 static uint16_t table_of[WALLOC_RANS_MAX_LATENTS];
 static int16_t residual[WALLOC_RANS_MAX_LATENTS];
 static uint16_t freq_of[WALLOC_RANS_MAX_LATENTS], cum_of[WALLOC_RANS_MAX_LATENTS];
-static int64_t counts[TABLES][A];
-static uint16_t freq[TABLES][A], cum[TABLES][A];
+static int64_t counts[TABLES][A_MAX];
+static uint16_t freq[TABLES][A_MAX], cum[TABLES][A_MAX];
 static uint8_t touched[TABLES];
 static uint32_t state[MAX_LANES];
 static uint16_t words[WALLOC_RANS_MAX_LATENTS + MAX_LANES];
@@ -45,15 +47,17 @@ static long chunk_start[MAX_STEPS], chunk_length[MAX_STEPS];
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
-/* The tile's lane layout: lane = channel * groups + region; channel c codes its local
- * position p at step p + c. */
-static long n_latents, groups, span;
+/* The tile's lane layout: lane = channel * groups + strip g, strips `strip` latents wide;
+ * channel c codes row r, column g * strip + j of its strip at step c + g * strip + r * strip
+ * + j. A is the tables' symbol count: 2 * reach + 1 for residuals -reach ... reach. */
+static long rows, width, groups, strip, A;
 
 /* Index (channel * n + position) of the latent that `lane` codes at step t, or -1. */
 static long latent_at(long lane, long t) {
-    long c = lane / groups, start = lane % groups * span, p = t - c;
-    long length = n_latents - start < span ? n_latents - start : span;
-    return p < 0 || p >= length ? -1 : c * n_latents + start + p;
+    long c = lane / groups, g = lane % groups, local = t - c - g * strip;
+    if (local < 0) return -1;
+    long r = local / strip, col = g * strip + local % strip;
+    return r >= rows || col >= width ? -1 : (c * rows + r) * width + col;
 }
 
 static void rebuild(long t) {
@@ -75,15 +79,15 @@ static void rebuild(long t) {
     }
 }
 
-static void init_model(void) {
+static void init_model(long reach) {
     uint64_t w[WALLOC_CLIP + 1];
     w[0] = 1ULL << 40;
-    for (long k = 1; k <= WALLOC_CLIP; k++) w[k] = (w[k - 1] * PRIOR_DECAY_Q16) >> 16;
+    for (long k = 1; k <= reach; k++) w[k] = (w[k - 1] * PRIOR_DECAY_Q16) >> 16;
     uint64_t total = w[0];
-    for (long k = 1; k <= WALLOC_CLIP; k++) total += 2 * w[k];
+    for (long k = 1; k <= reach; k++) total += 2 * w[k];
     for (long t = 0; t < TABLES; t++) {
         for (long s = 0; s < A; s++) {
-            long d = s > WALLOC_CLIP ? s - WALLOC_CLIP : WALLOC_CLIP - s;
+            long d = s > reach ? s - reach : reach - s;
             counts[t][s] = (int64_t)(1 + w[d] * PRIOR_WEIGHT * INCREMENT / total);
         }
         rebuild(t);
@@ -103,40 +107,47 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
     const long C = WALLOC_LATENT_DIM, n = h * w;
     if (C * n > WALLOC_RANS_MAX_LATENTS) return -1;
     if (n == 0) return 0;
-    /* Lanes: (channel, region of whole rows); the region length follows from the shape. */
-    n_latents = n;
-    groups = TARGET_LANES / C < h ? TARGET_LANES / C : h;
+    /* Lanes: (channel, column strip at least 2 wide); the strip width follows from the
+     * shape. */
+    rows = h;
+    width = w;
+    groups = w / 2 > 1 ? w / 2 : 1;
+    if (TARGET_LANES / C < groups) groups = TARGET_LANES / C;
     if (n / MIN_SPAN < groups) groups = n / MIN_SPAN;
     if (groups < 1) groups = 1;
-    long region = ceil_div(h, groups);
-    groups = ceil_div(h, region);
-    span = region * w;
-    long lanes = groups * C, steps = span + C - 1;
+    strip = ceil_div(w, groups);
+    groups = ceil_div(w, strip);
+    long lanes = groups * C, steps = (C - 1) + (groups - 1) * strip + h * strip;
+    if (steps > MAX_STEPS) return -1;
 
-    /* Residuals of the planar predictor, contexts, symbols. */
+    /* Residuals of the planar predictor, contexts; the residuals' reach. */
+    long reach = 0;
     for (long c = 0; c < C; c++) {
         const int8_t *x = latents + c * n;
         for (long p = 0; p < n; p++) {
-            long local = p % span, col = p % w;
-            long west = col > 0 ? x[p - 1] : 0, north = local >= w ? x[p - w] : 0;
-            long nw = col > 0 && local >= w ? x[p - w - 1] : 0;
+            long col = p % w;
+            long west = col > 0 ? x[p - 1] : 0, north = p >= w ? x[p - w] : 0;
+            long nw = col > 0 && p >= w ? x[p - w - 1] : 0;
             long pred = west + north - nw;
             if (pred > WALLOC_CLIP) pred = WALLOC_CLIP;
             if (pred < -WALLOC_CLIP) pred = -WALLOC_CLIP;
-            long r = ((x[p] - pred + WALLOC_CLIP) % A + A) % A - WALLOC_CLIP;
+            long r = ((x[p] - pred + WALLOC_CLIP) % A_MAX + A_MAX) % A_MAX - WALLOC_CLIP;
             long activity = (west > nw ? west - nw : nw - west) + (north > nw ? north - nw : nw - north);
             long bucket = 0;
             while (bucket < 5 && activity_edges[bucket] <= activity) bucket++;
             long previous = c > 0 ? residual[(c - 1) * n + p] : 0;
             if (previous < 0) previous = -previous;
             residual[c * n + p] = (int16_t)r;
-            symbol[c * n + p] = (uint8_t)(r + WALLOC_CLIP);
+            if (r > reach) reach = r;
+            if (-r > reach) reach = -r;
             table_of[c * n + p] = (uint16_t)(c * CONTEXTS + bucket * 2 + (previous >= 2));
         }
     }
+    A = 2 * reach + 1;
+    for (long i = 0; i < C * n; i++) symbol[i] = (uint8_t)(residual[i] + reach);
 
     /* Forward through the steps: each latent's frequency as the decoder will see it. */
-    init_model();
+    init_model(reach);
     for (long t0 = 0; t0 < steps;) {
         long t1 = t0 == 0 ? 1 : next_refresh(t0);
         if (t1 > steps) t1 = steps;
@@ -184,9 +195,10 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
         chunk_length[t] = used - chunk_start[t];
     }
 
-    long size = 4 + C + 2 * 4 * C + 4 * lanes + 2 * used;
+    long size = 5 + C + 2 * 4 * C + 4 * lanes + 2 * used;
     if (size > capacity) return -1;
-    uint8_t *q = put32(out, (uint32_t)region);
+    uint8_t *q = put32(out, (uint32_t)strip);
+    *q++ = (uint8_t)reach;
     for (long c = 0; c < C; c++) *q++ = 0;  /* no earlier-channel taps */
     static const int16_t planar[4] = {256, 256, -256, 0};
     for (long c = 0; c < C; c++)

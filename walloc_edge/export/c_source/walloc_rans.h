@@ -9,6 +9,8 @@
 #ifndef WALLOC_TILE
 #define WALLOC_TILE 64  /* latents per tile side in a .wlc written by the C encoder */
 #endif
+#define WALLOC_RANS_PREC 15           /* probability bits */
+#define WALLOC_RANS_MODEL_VERSION 3  /* of the payload (walloc_edge/runtime/coders/rans.py) */
 #define WALLOC_RANS_MAX_LATENTS (WALLOC_LATENT_DIM * WALLOC_TILE * WALLOC_TILE)
 
 /* Code one tile of latents (latent_dim x h x w, in that order) into `out`; returns the

@@ -11,22 +11,25 @@ Model (causal, adaptive, integers only):
 - Probabilities. The residual, wrapped into the latent range, is coded with adaptive
   frequencies per channel and context: the local activity |W − NW| + |N − NW| (audio: the
   same on the previous samples) and the size of the previous channel's residual at the same
-  position. Frequencies start from a Laplace prior and learn from the latents already coded,
-  refreshed at fixed steps (1, 2, 4, 8, every 16 to 128, then every t/8), identically in encoder
-  and decoder, so no table travels in the stream.
+  position. The tables span only the residuals the tile has, −reach … reach (the reach is
+  sent): trained models' latents are small, and every symbol a table holds costs it
+  probability. Frequencies start from a Laplace prior and learn from the latents already
+  coded, refreshed at fixed steps (1, 2, 4, 8, every 16 to 128, then every t/8), identically
+  in encoder and decoder, so no table travels in the stream.
 
 Coding: 32-bit rANS states, 16-bit renormalisation words, 15-bit probabilities. Each channel
-is cut into regions of whole rows (audio: runs of samples) and every (channel, region) pair
-is one rANS lane; all lanes advance together, one numpy operation per step for all of them,
-channel c lagging one step behind channel c − 1 so that the earlier channels at a position
-are decoded before a later one needs them.
+is cut into parts (images: column strips, coded as a wavefront that keeps every latent's
+whole causal context; audio: runs of samples) and every (channel, part) pair is one rANS
+lane; all lanes advance together, one numpy operation per step for all of them, channel c
+lagging one step behind channel c − 1 so that the earlier channels at a position are decoded
+before a later one needs them (see ``_Layout``).
 
-Payload of one tile: u32 region length (rows, or samples for audio) · one byte per channel:
-m, the number of earlier channels that predict it · int16 predictor coefficients, per
-channel its own-neighbour taps, then m value, m west and m north taps of channels c − m … ·
-u32 final state per lane · u16 words, the renormalisation output in decoding order.
-Everything little-endian. The decoder checks that it consumed every word and that every lane
-ends in the encoder's initial state.
+Payload of one tile (model version 3): u32 part length (strip width, or samples for audio) ·
+u8 reach · one byte per channel: m, the number of earlier channels that predict it · int16
+predictor coefficients, per channel its own-neighbour taps, then m value, m west and m north
+taps of channels c − m … · u32 final state per lane · u16 words, the renormalisation output
+in decoding order. Everything little-endian. The decoder checks that it consumed every word
+and that every lane ends in the encoder's initial state.
 """
 import numpy as np
 
@@ -38,7 +41,7 @@ __all__ = ["RansCoder"]
 PREC = 15                # probabilities in units of 2^-15
 SCALE = 1 << PREC
 LOWER = 1 << 16          # states live in [2^16, 2^32)
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 COEF_BITS = 8            # predictor coefficients in Q8
 ACTIVITY_EDGES = np.array([1, 3, 7, 15, 30])
 PREVIOUS_EDGES = np.array([2])
@@ -49,7 +52,7 @@ INCREMENT = 32           # …of one coded latent
 HALVE_AT = 1 << 22       # counts of a context are halved past this total (keeps adapting)
 REFRESH = 16             # steps between frequency refreshes, at least (then t / 8)
 TARGET_LANES = 512       # lanes advance together: more lanes, fewer numpy steps…
-MIN_SPAN = 2048          # …but each lane costs a 4-byte final state, so ≥ 2048 latents each
+MIN_SPAN = 1024          # …but each lane costs a 4-byte final state, so ≥ 1024 latents each
 MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
 FIT_SAMPLES = 16384      # the least-squares fit looks at about this many latents per channel
 
@@ -70,15 +73,15 @@ class _Model:
     Table ``tables`` (after the real ones) is "nothing": symbol 0 with frequency 2^15 and
     cumulative 0, for lanes that code no latent at a step; it leaves their state unchanged."""
 
-    def __init__(self, tables, clip):
-        self.A = A = 2 * clip + 1
+    def __init__(self, tables, reach):
+        self.A = A = 2 * reach + 1  # residuals −reach … reach
         self.tables = tables
         self.nothing = tables
         w = [1 << 40]
-        for _ in range(clip):
+        for _ in range(reach):
             w.append(w[-1] * PRIOR_DECAY_Q16 >> 16)
         total = w[0] + 2 * sum(w[1:])
-        prior = np.array([1 + w[abs(s - clip)] * PRIOR_WEIGHT * INCREMENT // total
+        prior = np.array([1 + w[abs(s - reach)] * PRIOR_WEIGHT * INCREMENT // total
                           for s in range(A)], np.int64)
         self.counts = np.tile(prior, (tables, 1))
         self.totals = self.counts.sum(axis=1)
@@ -124,65 +127,62 @@ class _Model:
 class _Layout:
     """Where each lane's latents lie, when it codes them, and a zero-guarded buffer.
 
-    Channels hold ``n`` latents in rows of ``width`` (audio: one row), cut into regions of
-    ``span`` latents (whole rows). Lane ``c · groups + g`` codes region g of channel c, its
-    local position p at step p + c. The decoder keeps latents in a buffer where every region
-    has a zero row above it and zero columns beside it (audio: three zeros before), and
-    channel c sits after an all-zero channel −1, so every neighbour is a fixed offset away
-    and reads zero where it falls outside the region, the picture or the channels.
+    Lane ``c · groups + g`` codes part g of channel c, and channel c runs one step behind
+    channel c − 1, so the earlier channels at a position are decoded before a later one
+    needs them. The part length s is ``region``.
+    - Images: part g is the column strip [g·s, (g + 1)·s), coded row by row, s steps a row;
+      strip g starts g·s steps after strip g − 1, a wavefront: the west neighbour (in strip
+      g − 1) and the north-east one (in strip g + 1) are decoded before a latent needs them,
+      so every latent has its full causal context (this needs s ≥ 2).
+    - Audio: part g is the run of samples [g·s, (g + 1)·s); a run starts without history.
+    The decoder keeps latents in a buffer: per channel the picture with a zero row above and
+    zero columns beside it (audio: every run after three zeros), and channel c after an
+    all-zero channel −1, so every neighbour is a fixed offset away and reads zero outside the
+    picture or the channels.
     """
 
     def __init__(self, shape, region):
         self.channels = C = shape[0]
         self.audio = len(shape) == 2
         self.width = w = shape[-1]
-        self.n = n = int(np.prod(shape[1:]))
-        units = w if self.audio else shape[1]  # samples or rows
-        if not 1 <= region <= units:
-            raise BitstreamError(f"rans region length {region} outside 1..{units}")
-        self.region = region
-        self.span = region if self.audio else region * w
-        self.groups = G = -(-units // region)
+        self.rows = 1 if self.audio else shape[1]
+        self.n = self.rows * w
+        self.groups = G = -(-w // region) if 1 <= region <= w else 0
+        if not G or (G > 1 and region < 2 and not self.audio):
+            raise BitstreamError(f"rans region length {region} does not fit a width of {w}")
+        self.region = s = region
         self.lanes = G * C
-        self.steps = self.span + C - 1
-        if self.audio:
-            self.region_size = self.span + 3
-            self.own_offsets = np.array([-1, -2, -3])
-        else:
-            row = w + 2
-            self.region_size = (region + 1) * row
-            self.own_offsets = np.array([-1, -row, -row - 1, -row + 1])  # W, N, NW, NE
-        self.stride = G * self.region_size  # one channel
-        self.size = (C + 1) * self.stride
         lane = np.arange(self.lanes)
         self.lane_channel = lane // G
-        self.lane_start = lane % G * self.span  # first position of the lane's region
-        self.lane_span = np.minimum(self.span, n - self.lane_start)
-        self.lane_base = (self.lane_channel + 1) * self.stride + lane % G * self.region_size
+        self.lane_group = lane % G
+        if self.audio:
+            self.steps = s + C - 1
+            self.stride = G * (s + 3)  # one channel
+            self.own_offsets = np.array([-1, -2, -3])
+        else:
+            self.steps = (C - 1) + (G - 1) * s + self.rows * s
+            row = w + 2
+            self.stride = (self.rows + 1) * row
+            self.own_offsets = np.array([-1, -row, -row - 1, -row + 1])  # W, N, NW, NE
+        self.size = (C + 1) * self.stride
         self.channel_base = (np.arange(C) + 1) * self.stride
 
     @classmethod
     def choose(cls, shape):
-        units = shape[-1] if len(shape) == 2 else shape[1]
-        n = int(np.prod(shape[1:]))
-        groups = max(1, min(units, TARGET_LANES // shape[0], n // MIN_SPAN))
-        return cls(shape, -(-units // groups))
-
-    def slot(self, p):
-        """Offset in its region's buffer of region-local position p."""
-        if self.audio:
-            return p + 3
-        return (p // self.width + 1) * (self.width + 2) + p % self.width + 1
+        """Parts of at least MIN_SPAN latents, at most TARGET_LANES lanes in all."""
+        w, n = shape[-1], int(np.prod(shape[1:]))
+        most = w if len(shape) == 2 else max(1, w // 2)  # strips at least 2 wide
+        groups = max(1, min(most, TARGET_LANES // shape[0], n // MIN_SPAN))
+        return cls(shape, -(-w // groups))
 
     def _grid(self, buffer, offset=0):
-        """A view of ``buffer`` (channels, groups, span) over the latents' slots, moved by
-        ``offset``: each latent's neighbour at that offset."""
+        """A view of ``buffer`` over the latents' slots, moved by ``offset``: each latent's
+        neighbour at that offset."""
         start = self.stride + offset
         block = buffer[start:start + self.channels * self.stride]
         if self.audio:
             return block.reshape(self.channels, self.groups, -1)[:, :, 3:]
-        rows = block.reshape(self.channels, self.groups, self.region + 1, self.width + 2)
-        return rows[:, :, 1:, 1:-1]
+        return block.reshape(self.channels, self.rows + 1, self.width + 2)[:, 1:, 1:-1]
 
     def gather(self, buffer, offset=0):
         """(channels, n): the latents held in ``buffer``, or their neighbours at ``offset``."""
@@ -190,17 +190,28 @@ class _Layout:
 
     def store(self, buffer, latents):
         """Write (channels, n) ``latents`` into their slots of ``buffer``."""
-        padded = np.zeros((self.channels, self.groups * self.span), buffer.dtype)
-        padded[:, :self.n] = latents
         grid = self._grid(buffer)
+        padded = np.zeros((self.channels, grid[0].size), buffer.dtype)
+        padded[:, :self.n] = latents
         grid[...] = padded.reshape(grid.shape)
 
     def schedule(self):
-        """(steps, lanes): the region-local position each lane codes at each step, and
-        whether it codes one at all (lanes start one step after the previous channel's)."""
-        p = np.arange(self.steps)[:, None] - self.lane_channel[None, :]
-        valid = (p >= 0) & (p < self.lane_span)
-        return np.where(valid, p, 0), valid
+        """(steps, lanes) arrays: the position within its channel each lane codes at each
+        step, that position's slot in the channel's part of the buffer, and whether the lane
+        codes one at all (0 where it does not)."""
+        s, w = self.region, self.width
+        local = np.arange(self.steps)[:, None] - self.lane_channel
+        if self.audio:
+            position = self.lane_group * s + local
+            valid = (local >= 0) & (local < s) & (position < w)
+            slot = self.lane_group * (s + 3) + local + 3
+        else:
+            local = local - self.lane_group * s
+            row, col = local // s, self.lane_group * s + local % s
+            valid = (local >= 0) & (row < self.rows) & (col < w)
+            position = row * w + col
+            slot = (row + 1) * (w + 2) + col + 1
+        return np.where(valid, position, 0), np.where(valid, slot, 0), valid
 
     def activity(self, own):
         a, b, c = own[0], own[1], own[2]
@@ -317,6 +328,7 @@ class RansCoder(Coder):
             residual[c + 1] = (X[c] - pred + clip) % (2 * clip + 1) - clip
             taps.append(m)
             coefs[c] = _coefficient_row(row, c, m, K, C)
+        reach = int(np.abs(residual).max())  # the tables span only the residuals in the tile
         contexts = _Contexts(clip)
         tables = contexts(layout.activity(own_f).astype(np.int64), residual[:-1]) \
             + CONTEXTS * np.arange(C)[:, None]
@@ -324,11 +336,11 @@ class RansCoder(Coder):
         # Forward, in coding order: each latent's frequency under the adaptive model as the
         # decoder will see it. Lanes without a latent at a step code "nothing" (frequency
         # 2^15, cumulative 0), which leaves their state unchanged.
-        model = _Model(C * CONTEXTS, clip)
-        p, valid = layout.schedule()
-        at = (layout.lane_channel * n + layout.lane_start) + p
+        model = _Model(C * CONTEXTS, reach)
+        position, _, valid = layout.schedule()
+        at = layout.lane_channel * n + position
         tables = np.where(valid, tables.ravel()[at], model.nothing).ravel()
-        symbols = np.where(valid, residual[1:].ravel()[at] + clip, 0).ravel()
+        symbols = np.where(valid, residual[1:].ravel()[at] + reach, 0).ravel()
         flat = tables * model.A + symbols
         freq = np.empty(at.size, np.uint64)
         cum = np.empty(at.size, np.uint64)
@@ -357,7 +369,7 @@ class RansCoder(Coder):
         sent = [np.concatenate([coefs[c, :K]] + [coefs[c, K + j * C + c - m:K + j * C + c]
                                                  for j in range(3)])
                 for c, m in enumerate(taps)]
-        return b"".join([np.uint32(layout.region).astype("<u4").tobytes(),
+        return b"".join([np.uint32(layout.region).astype("<u4").tobytes(), bytes([reach]),
                          np.array(taps, np.uint8).tobytes(),
                          np.concatenate(sent).astype("<i2").tobytes(),
                          state.astype("<u4").tobytes(), words.tobytes()])
@@ -368,23 +380,24 @@ class RansCoder(Coder):
                                  f"reader knows ({self.params(bits).hex()})")
         clip = (1 << (bits - 1)) - 1
         payload = memoryview(payload)
-        if len(payload) < 4:
+        if len(payload) < 5 + shape[0]:
             raise BitstreamError("rans payload shorter than its header")
         layout = _Layout(shape, int(np.frombuffer(payload[:4], "<u4")[0]))
+        reach = payload[4]
+        if reach > clip:
+            raise BitstreamError(f"rans residual reach {reach} exceeds the latent range ±{clip}")
         if layout.region != _Layout.choose(shape).region:  # bounds the steps of the loop
             raise BitstreamError(f"rans region length {layout.region} is not the one the "
                                  f"format fixes for latents of shape {tuple(shape)}")
         C, n, K = layout.channels, layout.n, len(layout.own_offsets)
-        min_bits = -np.log2(1 - (2 * clip) / SCALE)  # the most probable symbol's cost
+        min_bits = -np.log2(1 - (2 * reach) / SCALE)  # the most probable symbol's cost
         if C * n * min_bits > 8 * len(payload):
             raise BitstreamError(f"a rans payload of {len(payload)} bytes cannot hold "
                                  f"{C * n} latents")
-        if len(payload) < 4 + C:
-            raise BitstreamError("rans payload shorter than its header")
-        taps = np.frombuffer(payload[4:4 + C], np.uint8).astype(np.int64)
+        taps = np.frombuffer(payload[5:5 + C], np.uint8).astype(np.int64)
         if (taps > np.minimum(np.arange(C), MAX_EARLIER)).any():
             raise BitstreamError("rans payload names predictor taps that do not exist")
-        at = 4 + C
+        at = 5 + C
         head = at + 2 * int((K + 3 * taps).sum()) + 4 * layout.lanes
         if len(payload) < head or (len(payload) - head) % 2:
             raise BitstreamError(f"rans payload of {len(payload)} bytes does not fit its "
@@ -399,15 +412,13 @@ class RansCoder(Coder):
             raise BitstreamError("rans payload has an invalid initial state")
         words = np.frombuffer(payload[head:], "<u2").astype(np.uint64)
 
-        model = _Model(C * CONTEXTS, clip)
+        model = _Model(C * CONTEXTS, reach)
         contexts = _Contexts(clip)
         A = model.A
         buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
         residual = np.zeros(layout.size + 1, np.int64)
-        p, valid = layout.schedule()
+        _, inner, valid = layout.schedule()  # inner: the slot within a channel
         lane_c = layout.lane_channel
-        inner = np.where(valid, (layout.lane_base - layout.channel_base[lane_c])
-                         + layout.slot(p), 0)  # position within a channel
         index = np.where(valid, layout.channel_base[lane_c] + inner, layout.size)
         # Each lane's features lie at fixed offsets from its position within a channel: its own
         # neighbours, then the value, west and north of channels c − 1 … c − J (the zero
@@ -448,8 +459,8 @@ class RansCoder(Coder):
             x[need] = (x[need] << np.uint64(16)) | words[ptr:ptr + m]
             ptr += m
             state = x
-            residual[idx] = symbol - clip
-            buffer[idx] = (pred + symbol) % A - clip
+            residual[idx] = symbol - reach
+            buffer[idx] = (pred + symbol - reach + clip) % (2 * clip + 1) - clip
             seen_tables.append(table)
             seen_symbols.append(symbol)
         if ptr != len(words) or (state != LOWER).any():
