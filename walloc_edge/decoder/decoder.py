@@ -3,7 +3,9 @@
 Large images are decoded in overlapping tiles of latents so memory stays bounded (the
 decoder's attention block makes a whole-image decode quadratic in memory); tiles are
 cross-faded over their overlap with linear ramps, which hides what little differs between a
-tile's border and a whole-image decode (benchmarks/decoder_tiles.py measures it).
+tile's border and a whole-image decode (benchmarks/decoder_tiles.py measures it). Only one
+row of tiles is held in float at a time; finished rows go straight to uint8, so memory is
+the 8-bit image plus one band (benchmarks/decoder_memory.py measures it).
 """
 import math
 
@@ -22,11 +24,17 @@ class ModelMismatchError(ValueError):
     """A bitstream made by another model than the decoder's."""
 
 
+def _to_pixels(x):
+    """Images in [-0.5, 0.5] → uint8, in the same layout."""
+    return torch.round((x + 0.5) * 255).clamp(0, 255).to(torch.uint8)
+
+
 def to_signal(x, header):
-    """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] → numpy like the encoded input."""
-    x = x.detach().float().cpu()
+    """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] (or an image already in uint8) →
+    numpy like the encoded input."""
+    x = x.detach().cpu()
     if header.modality == "image":
-        out = torch.round((x + 0.5) * 255).clamp(0, 255).to(torch.uint8).permute(1, 2, 0)
+        out = (x if x.dtype == torch.uint8 else _to_pixels(x.float())).permute(1, 2, 0)
     else:
         pcm = torch.round(x * 65536).clamp(-32768, 32767).permute(1, 0)
         out = pcm.to(torch.int16) if header.dtype == np.int16 else pcm / 32768
@@ -93,24 +101,35 @@ class Decoder:
         return z.ndim == 3 and max(z.shape[1:]) > self.tile
 
     def _decode_latents(self, z):
-        """(B, latent_dim, …) latents → (B, C, padded size…) in [-0.5, 0.5]."""
-        if z.ndim == 3 or max(z.shape[2:]) <= self.tile:
+        """(B, latent_dim, …) latents → (B, C, padded size…) in [-0.5, 0.5], or for a large
+        image (B = 1) in uint8."""
+        if not self._needs_tiles(z[0]):
             return self.codec.decode(z)
         return self._decode_tiles(z)
 
     def _decode_tiles(self, z):
+        """(1, latent_dim, h, w) → (1, C, h·2^J, w·2^J) uint8, a row of tiles at a time."""
         B = 2 ** self.codec.J
         _, _, h, w = z.shape
-        out = torch.zeros(z.shape[0], self.codec.config.channels, h * B, w * B)
-        weight = torch.zeros(1, 1, h * B, w * B)
+        out = torch.empty(1, self.codec.config.channels, h * B, w * B, dtype=torch.uint8)
         rows, cols = _spans(h, self.tile, self.overlap), _spans(w, self.tile, self.overlap)
+        done = 0  # pixel rows written to out; the band holds those from here down
+        band = torch.zeros(self.codec.config.channels, 0, w * B)
+        weight = torch.zeros(0, w * B)
         for i, (ys, ye) in enumerate(rows):
+            grow = ye * B - done - band.shape[1]
+            band = torch.cat([band, band.new_zeros(band.shape[0], grow, w * B)], 1)
+            weight = torch.cat([weight, weight.new_zeros(grow, w * B)])
+            top, bottom = ys * B - done, ye * B - done
             for j, (xs, xe) in enumerate(cols):
-                x = self.codec.decode(z[:, :, ys:ye, xs:xe]).float().cpu()
+                x = self.codec.decode(z[:, :, ys:ye, xs:xe])[0].float().cpu()
                 ramp = _ramp(rows, i, B)[:, None] * _ramp(cols, j, B)[None, :]
-                out[:, :, ys * B:ye * B, xs * B:xe * B] += x * ramp
-                weight[:, :, ys * B:ye * B, xs * B:xe * B] += ramp
-        return out / weight
+                band[:, top:bottom, xs * B:xe * B] += x * ramp
+                weight[top:bottom, xs * B:xe * B] += ramp
+            final = rows[i + 1][0] * B - done if i + 1 < len(rows) else band.shape[1]
+            out[0, :, done:done + final] = _to_pixels(band[:, :final] / weight[:final])
+            band, weight, done = band[:, final:].clone(), weight[final:].clone(), done + final
+        return out
 
 
 def _spans(n, tile, overlap):
