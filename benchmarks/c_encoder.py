@@ -8,7 +8,6 @@ allocates nothing else). Speed: the host program (-O2, one thread) on the bundle
 photo tiled to 2048x2048, median of 5 runs, including reading the raw file.
 """
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from walloc_edge.codec import load  # noqa: E402
 from walloc_edge.data import sample_photo  # noqa: E402
 from walloc_edge.export import export_bundle  # noqa: E402
 from walloc_edge.runtime import Encoder  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def footprint(folder, width):
@@ -66,14 +66,8 @@ def main():
     lines += [f"| {s['max_width']} | {s['flash_bytes'] / 1024:.0f} KiB | "
               f"{s['ram_bytes'] / 1024:.0f} KiB |" for s in sizes]
     lines += ["", f"Speed on 2048x2048 RGB: {result['MPps']:.1f} MP/s; latents identical to "
-              f"the ONNX graph: {result['identical_to_onnx']:.4%} (max |diff| {result['max_diff']})",
-              "", f"Command: `python benchmarks/c_encoder.py {' '.join(sys.argv[1:])}`"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "c_encoder.md").write_text(text)
-        (args.out / "c_encoder.json").write_text(json.dumps(result, indent=2) + "\n")
+              f"the ONNX graph: {result['identical_to_onnx']:.4%} (max |diff| {result['max_diff']})"]
+    publish(lines, result, args.out, "c_encoder")
 
 
 if __name__ == "__main__":

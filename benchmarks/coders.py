@@ -12,7 +12,6 @@ and in megapixels of the photo per second. --crop codes the centre WxH of each p
 (a sensor's frame size; results then go to coders-WxH.md).
 """
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from walloc_edge.data import SAMPLE_PHOTOS, sample_photo  # noqa: E402
 from walloc_edge.export import export_bundle  # noqa: E402
 from walloc_edge.runtime import Encoder  # noqa: E402
 from walloc_edge.runtime.coders import CODERS  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def median_time(fn, repeat):
@@ -103,8 +103,7 @@ def markdown(results, images, args):
                          f"{c['encode_MBps']:.1f} ({c['encode_MPps']:.1f}) | "
                          f"{c['decode_MBps']:.1f} ({c['decode_MPps']:.1f}) |")
         lines.append("")
-    lines.append(f"Command: `python benchmarks/coders.py {' '.join(sys.argv[1:])}`")
-    return "\n".join(lines) + "\n"
+    return lines[:-1]
 
 
 def main():
@@ -118,13 +117,8 @@ def main():
     args = p.parse_args()
     images = photos(args.photos, args.crop)
     results = [bench_model(m, images, args.repeat) for m in args.models]
-    text = markdown(results, images, args)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = f"coders-{args.crop[0]}x{args.crop[1]}" if args.crop else "coders"
-        (args.out / f"{stem}.md").write_text(text)
-        (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    stem = f"coders-{args.crop[0]}x{args.crop[1]}" if args.crop else "coders"
+    publish(markdown(results, images, args), results, args.out, stem)
 
 
 if __name__ == "__main__":

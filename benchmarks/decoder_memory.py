@@ -7,7 +7,6 @@ rans) and decoded on the CPU in 96x96-latent tiles; a thread samples the residen
 Reported: the peak above what the process held just before the decode, and MP/s.
 """
 import argparse
-import json
 import platform
 import sys
 import time
@@ -21,6 +20,7 @@ from walloc_edge.bench import _PeakMemory  # noqa: E402
 from walloc_edge.data import sample_photo  # noqa: E402
 from walloc_edge.decoder import Decoder, psnr  # noqa: E402
 from walloc_edge.decoder.evaluate import runtime_encoder  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def main():
@@ -45,12 +45,8 @@ def main():
             f"`{args.model}` on the CPU ({result['machine']}): peak "
             f"{result['peak_extra_MB']:.0f} MB above the process before the decode (the "
             f"decoded image itself is {result['output_MB']:.0f} MB), {seconds:.0f} s, "
-            f"{result['MPps']:.2f} MP/s, PSNR {result['psnr']:.2f} dB\n\n"
-            f"Command: `python benchmarks/decoder_memory.py {' '.join(sys.argv[1:])}`\n")
-    print(text)
-    if args.out:
-        (args.out / "decoder_memory.md").write_text(text)
-        (args.out / "decoder_memory.json").write_text(json.dumps(result, indent=2) + "\n")
+            f"{result['MPps']:.2f} MP/s, PSNR {result['psnr']:.2f} dB")
+    publish([text], result, args.out, "decoder_memory")
 
 
 if __name__ == "__main__":

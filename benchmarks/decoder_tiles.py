@@ -8,7 +8,6 @@ pixels within 8 pixels of a tile seam (the middle of each overlap) and over the 
 seam shows as a lower PSNR near the seams in the tiled decode than in the whole decode.
 """
 import argparse
-import json
 import platform
 import sys
 import time
@@ -22,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from walloc_edge.decoder import Decoder, psnr  # noqa: E402
 from walloc_edge.decoder.decoder import _spans  # noqa: E402
 from walloc_edge.decoder.evaluate import runtime_encoder  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def seam_mask(shape, spans, block, width=8):
@@ -79,14 +79,8 @@ def main():
             lines.append(f"| {r['photo']} | {r['size']} | {name} | {r[name + '_psnr']:.2f} | "
                          f"{r[name + '_psnr_near_seams']:.2f} | {r[name + '_psnr_elsewhere']:.2f} | "
                          f"{r['tiled_vs_whole_psnr']:.1f} | {r[name + '_decode_MPps']:.2f} |")
-    lines += ["", "Near seams: within 8 pixels of the middle of an overlap.", "",
-              f"Command: `python benchmarks/decoder_tiles.py {' '.join(sys.argv[1:])}`"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "decoder_tiles.md").write_text(text)
-        (args.out / "decoder_tiles.json").write_text(json.dumps(rows, indent=2) + "\n")
+    lines += ["", "Near seams: within 8 pixels of the middle of an overlap."]
+    publish(lines, rows, args.out, "decoder_tiles")
 
 
 if __name__ == "__main__":

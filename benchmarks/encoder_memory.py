@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report import publish
+
 CHILD = r"""
 import json, sys, threading, time
 import numpy as np
@@ -78,13 +80,7 @@ def main():
         h, w = (int(v) for v in r["size"].split("x"))
         lines.append(f"| {r['backend']} | {r['size']} | {h * w / 1e6:.0f} | {r['input_MB']:.0f} | "
                      f"{r['mode']} | {r['extra_MB']:.0f} | {r['seconds']:.2f} |")
-    lines += ["", f"Command: `python benchmarks/encoder_memory.py {' '.join(sys.argv[1:])}`"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "encoder_memory.md").write_text(text)
-        (args.out / "encoder_memory.json").write_text(json.dumps(rows, indent=2) + "\n")
+    publish(lines, rows, args.out, "encoder_memory")
 
 
 if __name__ == "__main__":

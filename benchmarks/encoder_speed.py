@@ -14,12 +14,13 @@ import io
 import json
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from report import publish
 
 REFERENCE_SNIPPET = """
 import sys, time, json, torch, numpy as np, walloc.walloc as W
@@ -128,13 +129,7 @@ def main(argv=None):
         speedup = f"{r['mp_per_s'] / ref['mp_per_s']:.1f}x" if ref else ""
         lines.append(f"| {r['encoder']} | {r['mp_per_s']:.1f} | {r['min']:.1f}-{r['max']:.1f} "
                      f"| {r['ms']:.0f} | {speedup} | {r['note']} |")
-    report = "\n".join(lines)
-    print(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "encoder_speed.md").write_text(
-        report + f"\n\nCommand: `python benchmarks/encoder_speed.py {' '.join(argv or sys.argv[1:])}`\n")
-    (out / "encoder_speed.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    publish(lines, {"machine": machine, "rows": rows}, args.out, "encoder_speed", argv)
 
 
 def _cpu_model():
