@@ -1,4 +1,5 @@
 """Training: a short seeded run learns, and an interrupted run resumes exactly."""
+import json
 import os
 import signal
 
@@ -103,6 +104,10 @@ def test_train_command(tmp_path, capsys):
             "2", "--out", str(out), "--steps", "2", "--batch", "2", "--crop", "32",
             "--val-every", "1", "--save-every", "1", "--device", "cpu"]
     assert main(args) == 0
-    assert load(out).config.Nd == 32 and "validation PSNR" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert load(out).config.Nd == 32 and "validation PSNR" in printed
+    assert "final eval on 1 held-out image sample(s)" in printed  # photo 2, as walloc-edge eval
+    report = json.loads(out.with_suffix(".eval.json").read_text())
+    assert report["files"][0]["file"].endswith("2.png") and report["mean"]["psnr"] > 0
     assert main(args[:-2] + ["--holdout", "9"]) == 2  # a stem that is not there
     assert "not in" in capsys.readouterr().err

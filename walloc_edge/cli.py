@@ -128,7 +128,9 @@ def _configure_train(p):
     p.add_argument("--resume", action="store_true",
                    help="continue OUT from its saved step and optimiser state")
     p.epilog = ("Writes OUT (the model), OUT.state.pt (to resume) and OUT.log.csv (loss, learning\n"
-                "rate and validation PSNR at intervals). Ctrl-C saves and stops.\n\n"
+                "rate and validation PSNR at intervals). Ctrl-C saves and stops. At the end,\n"
+                "the model is evaluated on the held-out files (or generated samples) as\n"
+                "walloc-edge eval would, into OUT.eval.json.\n\n"
                 "example: walloc-edge train --preset rgb-16x --data photos/ --holdout 045,046 "
                 "--out rgb16.safetensors")
 
@@ -151,8 +153,9 @@ def _run_train(args):
         val_rng = np.random.default_rng(12345)  # a fixed validation set, apart from training
         validation = [data.dead_leaves(crop, config.channels, val_rng) if image else
                       data.synthetic_audio(crop, config.channels, val_rng) for _ in range(4)]
+        held_out = [(f"generated-{i}", v) for i, v in enumerate(validation)]
     else:
-        source, validation = _folder_data(args, config, crop, data)
+        source, validation, held_out = _folder_data(args, config, crop, data)
         if args.synthetic_fraction > 0:
             source = data.Mixture([source, synthetic],
                                   [1 - args.synthetic_fraction, args.synthetic_fraction])
@@ -167,11 +170,42 @@ def _run_train(args):
         last = history[-1]
         print(f"step {last['step']}: loss {last['loss']:.3e}, validation PSNR "
               f"{last['val_psnr']:.2f} dB; wrote {args.out}")
-    return 130 if stopped else 0
+    if stopped:
+        return 130
+    if held_out:
+        _final_eval(args.out, held_out, args.device)
+    return 0
+
+
+def _final_eval(model, held_out, device):
+    """`walloc-edge eval` of the trained model on the held-out files (or generated samples,
+    as (name, sample)), into MODEL.eval.json."""
+    from pathlib import Path
+
+    from .decoder import Decoder
+    from .decoder.evaluate import evaluate_files, evaluate_sample, runtime_encoder, summarise
+
+    decoder = Decoder(model, device)
+    cfg = decoder.codec.config
+    encoder = runtime_encoder(decoder.codec)
+    rate = 44100 if cfg.modality == "audio" else 0  # generated audio's
+    named = [h for h in held_out if isinstance(h, tuple)]
+    rows = [{"file": name, **evaluate_sample(decoder, encoder, sample, rate)}
+            for name, sample in _progress(named, "final eval")]
+    files = [h for h in held_out if not isinstance(h, tuple)]
+    rows += evaluate_files(decoder, encoder, files,
+                           progress=lambda items: _progress(items, "final eval"))
+    summary = summarise(rows, cfg)
+    print(f"final eval on {len(rows)} held-out {cfg.modality} sample(s):")
+    _print_table(rows, summary, cfg.modality)
+    report = Path(model).with_suffix(".eval.json")
+    report.write_text(json.dumps({"model": str(model), "coder": "rans", "mean": summary,
+                                  "files": rows}, indent=2) + "\n")
+    print(f"wrote {report}")
 
 
 def _folder_data(args, config, crop, data):
-    """(training source, validation samples) from --data and --holdout."""
+    """(training source, validation samples, held-out files) from --data and --holdout."""
     image = config.modality == "image"
     held = [s.strip() for s in args.holdout.split(",") if s.strip()]
     train_files, val_files = data.split_files(
@@ -184,7 +218,7 @@ def _folder_data(args, config, crop, data):
     else:
         source = data.AudioFolder(train_files, crop, config.channels)
         validation = [c[:crop * 4] for c in data.AudioFolder(val_files, crop, config.channels).clips]
-    return source, validation
+    return source, validation, val_files
 
 
 def _centre(image, size):

@@ -66,15 +66,18 @@ def learning_rate(step, options):
 
 @torch.no_grad()
 def evaluate(codec, samples, device="cpu"):
-    """Mean PSNR (dB) of encode → round → decode over raw samples of any size."""
+    """Mean PSNR (dB) of encode → round → decode over raw samples of any size, with the peak
+    `walloc-edge eval` uses: 255 for images, int16 full scale (32768) for audio."""
     codec.eval()
+    # The signal spans [-0.5, 0.5]: 255 is 1 there, 32768 is 0.5.
+    peak = 1.0 if codec.config.modality == "image" else 0.5
     psnrs = []
     for sample in samples:
         x = to_tensor([sample], codec.config.modality).to(device)
         size = x.shape[2:]
         x_hat = crop(codec.decode(codec.encode(pad(x, 2 ** codec.J))), size)
         mse = torch.mean((x - x_hat.clamp(-0.5, 0.5)) ** 2).item()
-        psnrs.append(10 * math.log10(1 / max(mse, 1e-12)))  # the signal spans [-0.5, 0.5]
+        psnrs.append(10 * math.log10(peak ** 2 / max(mse, 1e-12)))
     return float(np.mean(psnrs))
 
 

@@ -15,7 +15,7 @@ from ..runtime import Encoder
 from ..runtime.io import read_input
 from .metrics import ms_ssim, psnr
 
-__all__ = ["evaluate_files", "summarise", "write_signal", "runtime_encoder", "OUTPUT_FORMATS"]
+__all__ = ["evaluate_files", "evaluate_sample", "summarise", "write_signal", "runtime_encoder", "OUTPUT_FORMATS"]
 
 OUTPUT_FORMATS = {"image": ("png", "tiff", "npy"), "audio": ("wav", "flac", "npy")}
 
@@ -42,34 +42,40 @@ def _units(sample, modality):
 
 
 def evaluate_files(decoder, encoder, files, coder="rans", progress=None):
-    """One row of measurements per file: PSNR, MS-SSIM (images), bits per pixel (or per
-    sample), compression ratio, encode and decode speed. Unreadable files get an error."""
+    """One row of measurements per file (see :func:`evaluate_sample`); unreadable files get
+    an error."""
     cfg = decoder.codec.config
     rows = []
     for path in progress(files) if progress else files:
         try:
             sample, rate = read_input(path, cfg.modality, cfg.channels)
-            start = time.perf_counter()
-            blob = encoder.encode(sample, coder=coder, sample_rate=rate)
-            encode_s = time.perf_counter() - start
-            start = time.perf_counter()
-            out = decoder.decode(blob)
-            decode_s = time.perf_counter() - start
+            rows.append({"file": str(path), **evaluate_sample(decoder, encoder, sample, rate,
+                                                               coder)})
         except ValueError as e:
             rows.append({"file": str(path), "error": str(e)})
-            continue
-        size, unit = _units(sample, cfg.modality)
-        row = {"file": str(path), "shape": list(sample.shape), "bytes": len(blob),
-               "psnr": psnr(sample, out),
-               "bits_per_" + ("pixel" if cfg.modality == "image" else "sample"):
-                   8 * len(blob) / (size * 1e6),
-               "compression_ratio": sample.nbytes / len(blob),
-               f"encode_{unit}ps": size / encode_s, f"decode_{unit}ps": size / decode_s}
-        if cfg.modality == "image":
-            row["ms_ssim"] = ms_ssim(sample if sample.ndim == 3 else sample[..., None],
-                                     out if out.ndim == 3 else out[..., None])
-        rows.append(row)
     return rows
+
+
+def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans"):
+    """PSNR, MS-SSIM (images), bits per pixel (or per sample), compression ratio, encode and
+    decode speed of one raw sample through the sensor encoder and the decoder."""
+    cfg = decoder.codec.config
+    start = time.perf_counter()
+    blob = encoder.encode(sample, coder=coder, sample_rate=rate)
+    encode_s = time.perf_counter() - start
+    start = time.perf_counter()
+    out = decoder.decode(blob)
+    decode_s = time.perf_counter() - start
+    size, unit = _units(sample, cfg.modality)
+    row = {"shape": list(sample.shape), "bytes": len(blob), "psnr": psnr(sample, out),
+           "bits_per_" + ("pixel" if cfg.modality == "image" else "sample"):
+               8 * len(blob) / (size * 1e6),
+           "compression_ratio": sample.nbytes / len(blob),
+           f"encode_{unit}ps": size / encode_s, f"decode_{unit}ps": size / decode_s}
+    if cfg.modality == "image":
+        row["ms_ssim"] = ms_ssim(sample if sample.ndim == 3 else sample[..., None],
+                                 out if out.ndim == 3 else out[..., None])
+    return row
 
 
 def summarise(rows, config):
