@@ -603,8 +603,20 @@ def _run_models(args):
     for name, info in models.items():
         size = (HERE / info["file"]).stat().st_size / 1e6
         print(f"{name:<10} {info['description']} ({size:.1f} MB)")
-        for key, value in info.get("measured", {}).items():
-            print(f"{'':<10}   {key}: {value}")
+        steps = info.get("training", {}).get("steps")
+        if steps:
+            print(f"{'':<10}   trained {steps:,} steps (command: walloc-edge models --json)")
+        measured = [_MEASURED.get(key, key + " {:g}").format(value)
+                    for key, value in info.get("measured", {}).items()]
+        if measured:
+            print(f"{'':<10}   measured: {', '.join(measured)}")
+
+
+_MEASURED = {"dimensionality_reduction": "{:.2f}x fewer values", "psnr": "PSNR {:.2f} dB",
+             "ms_ssim": "MS-SSIM {:.3f}", "compression_ratio": "ratio {:.1f}",
+             "bits_per_pixel": "{:.3f} bpp", "bits_per_sample": "{:.3f} bits/sample",
+             "encode_MPps": "encode {:.1f} MP/s", "decode_MPps": "decode {:.2f} MP/s",
+             "encode_MSps": "encode {:.2f} MS/s", "decode_MSps": "decode {:.2f} MS/s"}
 
 
 COMMANDS = {
