@@ -224,9 +224,10 @@ def _fit_taps(own, values, K, C):
     channels do not pay for their 16-bit coefficients.
 
     ``own`` (K, C, n) and ``values`` (C, n) are the features in float64. Least squares on
-    evenly spaced latents. All channels share one Gram matrix of the
-    earlier-channel features; the gain of the earlier channels is judged from the residual
-    sums of squares, in bits as for a Gaussian: (n / 2) · log2(RSS_own / RSS_all)."""
+    evenly spaced latents. All channels share one Gram matrix of the earlier-channel
+    features; what the earlier channels save is judged from the mean squared residuals v
+    with and without them, at ½·log2(1 + 2πe·v) bits a latent: a Gaussian's entropy for a
+    large v, and 0 for none (near-constant latents gain nothing worth a coefficient)."""
     n = values.shape[1]
     step = max(1, n // FIT_SAMPLES)
     O = own[:, :, ::step].transpose(1, 0, 2)                             # (C, K, s)
@@ -245,11 +246,15 @@ def _fit_taps(own, values, K, C):
             q = np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767)
             b = q / (1 << COEF_BITS)
             rss = shared[c, c] - 2 * b @ target[:k] + b @ gram[:k, :k] @ b
-            options.append((max(rss, 1e-9 * s), q.astype(np.int64)))
-        (rss_own, own_only), (rss_all, row) = options[0], options[-1]
-        if n / 2 * np.log2(rss_own / rss_all) <= 16 * (len(row) - K):
+            options.append((_bits_per_latent(max(rss, 0) / s), q.astype(np.int64)))
+        (bits_own, own_only), (bits_all, row) = options[0], options[-1]
+        if n * (bits_own - bits_all) <= 16 * (len(row) - K):
             row = own_only
         yield row
+
+
+def _bits_per_latent(mean_square):
+    return 0.5 * np.log2(1 + 2 * np.pi * np.e * mean_square)
 
 
 def _coefficient_row(values, c, m, K, C):
