@@ -111,3 +111,16 @@ def test_train_command(tmp_path, capsys):
     assert report["files"][0]["file"].endswith("2.png") and report["mean"]["psnr"] > 0
     assert main(args[:-2] + ["--holdout", "9"]) == 2  # a stem that is not there
     assert "not in" in capsys.readouterr().err
+
+
+def test_train_on_synthetic_audio_ends_with_an_eval(tmp_path, capsys):
+    out = tmp_path / "mono.safetensors"
+    assert main(["train", "--preset", "mono-4x", "--data", "synthetic", "--out", str(out),
+                 "--steps", "2", "--batch", "2", "--crop", "4096", "--val-every", "2",
+                 "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    validation = float(printed.split("validation PSNR ")[1].split(" dB")[0])
+    report = json.loads(out.with_suffix(".eval.json").read_text())
+    assert [r["file"] for r in report["files"]] == [f"generated-{i}" for i in range(4)]
+    # The same samples, the same peak (int16 full scale): training's figure is eval's.
+    assert abs(report["mean"]["psnr"] - validation) < 0.05
