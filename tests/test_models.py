@@ -1,6 +1,8 @@
 """The embedded models: listed, loadable by name, exportable by name, as described."""
 import json
 
+import pytest
+
 from walloc_edge.cli import main
 from walloc_edge.codec import load
 from walloc_edge.models import DEFAULT_IMAGE_MODEL, embedded_models
@@ -21,7 +23,8 @@ def test_models_command_lists_them(capsys):
     assert set(listed) == set(embedded_models())
 
 
-def test_export_by_name(tmp_path, capsys):
-    assert main(["export", DEFAULT_IMAGE_MODEL, "--format", "onnx", "--out", str(tmp_path)]) == 0
+@pytest.mark.parametrize("name", sorted(embedded_models()))
+def test_export_by_name(name, tmp_path, capsys):
+    assert main(["export", name, "--format", "onnx", "--out", str(tmp_path)]) == 0
     assert "validated" in capsys.readouterr().out
     assert (tmp_path / "encoder.onnx").is_file()
