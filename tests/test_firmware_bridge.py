@@ -148,22 +148,27 @@ def test_transport_loopback(scheme, tmp_path):
     assert collect(receiver, len(msgs)) == dict(enumerate(msgs))
 
 
+def start_sensors(url, payloads):
+    """One thread per sensor s sending payloads[s] to ``url`` as stream s; the threads."""
+    def sensor(s):
+        with open_sender(url, stream=s) as sender:
+            for m in payloads[s]:
+                sender.send(m)
+
+    threads = [threading.Thread(target=sensor, args=(s,)) for s in payloads]
+    for t in threads:
+        t.start()
+    return threads
+
+
 def test_load_tcp_many_sensors():
     """Several concurrent sensors × tens of messages over loopback TCP: all arrive."""
     url = f"tcp://127.0.0.1:{free_port()}"
     receiver = open_receiver(url)
     sensors, each = 6, 30
     payloads = {s: messages(each, seed=s, largest=8000) for s in range(sensors)}
-
-    def sensor(s):
-        with open_sender(url, stream=s) as sender:
-            for m in payloads[s]:
-                sender.send(m)
-
     start = time.perf_counter()
-    threads = [threading.Thread(target=sensor, args=(s,)) for s in range(sensors)]
-    for t in threads:
-        t.start()
+    threads = start_sensors(url, payloads)
     got = {}
     for item in receiver.messages(timeout=5):
         got[(item.stream, item.sequence)] = item.message
@@ -276,16 +281,8 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     servers = [open_receiver(f"mqtt://127.0.0.1:{broker}/$share/decoders/site/cams")
                for _ in range(2)]
     time.sleep(0.3)  # subscriptions in place
-
-    def sensor(s):
-        with open_sender(f"mqtt://127.0.0.1:{broker}/site/cams", stream=s) as sender:
-            for m in payloads[s]:
-                sender.send(m)
-
     start = time.perf_counter()
-    threads = [threading.Thread(target=sensor, args=(s,)) for s in range(sensors)]
-    for t in threads:
-        t.start()
+    threads = start_sensors(f"mqtt://127.0.0.1:{broker}/site/cams", payloads)
     got, per_server = {}, [0, 0]
     deadline = time.monotonic() + 20
     while len(got) < sensors * each and time.monotonic() < deadline:

@@ -164,8 +164,8 @@ def _run_train(args):
                            save_every=args.save_every, device=args.device)
     print(f"training {args.preset} ({config.modality}, J={config.J}, latent_dim="
           f"{config.latent_dim}, Nd={config.Nd}) on {args.data} -> {args.out}")
-    _, history, stopped = train(config, source, validation, args.out, options,
-                                resume=args.resume)
+    codec, history, stopped = train(config, source, validation, args.out, options,
+                                    resume=args.resume)
     if history:
         last = history[-1]
         print(f"step {last['step']}: loss {last['loss']:.3e}, validation PSNR "
@@ -173,19 +173,19 @@ def _run_train(args):
     if stopped:
         return 130
     if held_out:
-        _final_eval(args.out, held_out, args.device)
+        _final_eval(codec, args.out, held_out, args.device)
     return 0
 
 
-def _final_eval(model, held_out, device):
-    """`walloc-edge eval` of the trained model on the held-out files (or generated samples,
-    as (name, sample)), into MODEL.eval.json."""
+def _final_eval(codec, out, held_out, device):
+    """`walloc-edge eval` of the trained ``codec`` (saved as ``out``) on the held-out files
+    (or generated samples, as (name, sample)), into OUT.eval.json."""
     from pathlib import Path
 
     from .decoder import Decoder
     from .decoder.evaluate import evaluate_files, evaluate_sample, runtime_encoder, summarise
 
-    decoder = Decoder(model, device)
+    decoder = Decoder(codec, device)
     cfg = decoder.codec.config
     encoder = runtime_encoder(decoder.codec)
     rate = 44100 if cfg.modality == "audio" else 0  # generated audio's
@@ -198,8 +198,8 @@ def _final_eval(model, held_out, device):
     summary = summarise(rows, cfg)
     print(f"final eval on {len(rows)} held-out {cfg.modality} sample(s):")
     _print_table(rows, summary, cfg.modality)
-    report = Path(model).with_suffix(".eval.json")
-    report.write_text(json.dumps({"model": str(model), "coder": "rans", "mean": summary,
+    report = Path(out).with_suffix(".eval.json")
+    report.write_text(json.dumps({"model": str(out), "coder": "rans", "mean": summary,
                                   "files": rows}, indent=2) + "\n")
     print(f"wrote {report}")
 
@@ -318,12 +318,20 @@ def _configure_decode(p):
                 "example: walloc-edge decode rgb-16x wlc/*.wlc -o decoded/")
 
 
+def _decode_to_file(decoder, blob, stem, fmt):
+    """.wlc bytes → the decoded signal, written next to ``stem``; (signal, path)."""
+    from .decoder.evaluate import write_signal
+    from .runtime import read_bitstream
+
+    stream = read_bitstream(blob)
+    signal = decoder.decode(stream)
+    return signal, write_signal(signal, stream.header, stem, fmt)
+
+
 def _run_decode(args):
     from pathlib import Path
 
     from .decoder import Decoder
-    from .decoder.evaluate import write_signal
-    from .runtime import read_bitstream
 
     decoder = Decoder(args.model, args.device)
     out = Path(args.out)
@@ -332,9 +340,8 @@ def _run_decode(args):
     for path in _progress(args.inputs, "decoding"):
         path = Path(path)
         try:
-            stream = read_bitstream(path.read_bytes())
-            signal = decoder.decode(stream)
-            target = write_signal(signal, stream.header, out / path.stem, args.format)
+            signal, target = _decode_to_file(decoder, path.read_bytes(), out / path.stem,
+                                             args.format)
         except (OSError, ValueError) as e:
             failed += 1
             _say(f"skipped {path}: {e}")
@@ -503,10 +510,8 @@ def _run_serve(args):
     from pathlib import Path
 
     from .decoder import Decoder
-    from .decoder.evaluate import write_signal
     from .firmware_bridge.loops import serve_messages
     from .firmware_bridge.transports import open_receiver
-    from .runtime import read_bitstream
 
     decoder = Decoder(args.model, args.device)
     out = Path(args.out)
@@ -518,10 +523,9 @@ def _run_serve(args):
 
     def handle(received):
         start = time.perf_counter()
-        stream = read_bitstream(received.message)
-        signal = decoder.decode(stream)
-        path = write_signal(signal, stream.header, out / f"{received.stream}-{received.sequence}",
-                            args.format)
+        signal, path = _decode_to_file(decoder, received.message,
+                                       out / f"{received.stream}-{received.sequence}",
+                                       args.format)
         record = {"time": time.time(), "sender": received.sender, "stream": received.stream,
                   "sequence": received.sequence, "bytes": len(received.message),
                   "shape": list(signal.shape), "decode_s": time.perf_counter() - start,
