@@ -1,11 +1,14 @@
-"""The C encoder: flash and RAM footprint per row-buffer width, speed, agreement with ONNX.
+"""The C encoder: flash and RAM footprint, speed, agreement with ONNX.
 
     python benchmarks/c_encoder.py MODEL [--widths 320,640,2048] [--out benchmarks/results]
 
-Exports MODEL's C sources and ONNX graph, compiles walloc_encoder.c for each maximum width
-and reads the object's sections with `size` (text + data: flash; bss: RAM; the encoder
-allocates nothing else). Speed: the host program (-O2, one thread) on the bundled astronaut
-photo tiled to 2048x2048, median of 5 runs, including reading the raw file.
+Exports MODEL's C sources and ONNX graph, compiles walloc_encoder.c and reads the object's
+sections with `size` (text + data: flash; bss: static RAM). Images: one object per maximum
+row width (the ring buffer is static; the encoder allocates nothing else); speed on the
+bundled astronaut photo tiled to 2048x2048. Audio: RAM is the caller's workspace, (padded
+frames) x (channels + 1) floats, given per second of 48 kHz audio; speed on 30 s of
+generated stereo music at 44.1 kHz. Speed is the host program (-O2, one thread), median of 5
+runs, including reading the raw file.
 """
 import argparse
 import platform
@@ -20,15 +23,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from walloc_edge.codec import load  # noqa: E402
-from walloc_edge.data import sample_photo  # noqa: E402
+from walloc_edge.data import sample_photo, synthetic_music  # noqa: E402
 from walloc_edge.export import export_bundle  # noqa: E402
 from walloc_edge.runtime import Encoder  # noqa: E402
 from report import publish  # noqa: E402
 
 
-def footprint(folder, width):
+def footprint(folder, width=None):
     obj = Path(folder) / f"encoder_{width}.o"
-    subprocess.run(["cc", "-O2", "-std=c99", "-c", f"-DWALLOC_MAX_WIDTH={width}", "-o", str(obj),
+    limit = [f"-DWALLOC_MAX_WIDTH={width}"] if width else []
+    subprocess.run(["cc", "-O2", "-std=c99", "-c", *limit, "-o", str(obj),
                     str(Path(folder) / "walloc_encoder.c")], check=True)
     text, data, bss = map(int, subprocess.run(["size", str(obj)], capture_output=True,
                                                text=True, check=True).stdout.split("\n")[1].split()[:3])
@@ -38,36 +42,58 @@ def footprint(folder, width):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model")
-    p.add_argument("--widths", default="320,640,2048")
+    p.add_argument("--widths", default="320,640,2048", help="image models: maximum row "
+                   "widths (pixels) to size the row buffer for")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    codec = load(args.model)
+    audio = codec.config.modality == "audio"
     with tempfile.TemporaryDirectory() as bundle:
-        export_bundle(load(args.model), bundle, ("onnx", "c"), log=lambda s: None)
+        export_bundle(codec, bundle, ("onnx", "c"), log=lambda s: None)
         folder = Path(bundle) / "c"
-        sizes = [footprint(folder, int(w)) for w in args.widths.split(",")]
-        photo = np.tile(sample_photo("astronaut"), (4, 4, 1))
         raw, out = Path(bundle) / "in.raw", Path(bundle) / "out.raw"
-        raw.write_bytes(photo.tobytes())
-        command = [str(folder / "walloc_encode"), "--latents", str(raw), "2048", "2048", "3",
-                   str(out)]
+        if audio:
+            sizes = [footprint(folder)]
+            sample = synthetic_music(30 * 44100, codec.config.channels)
+            shape, unit = [str(len(sample)), str(codec.config.channels), "44100"], len(sample)
+        else:
+            sizes = [footprint(folder, int(w)) for w in args.widths.split(",")]
+            sample = np.tile(sample_photo("astronaut"), (4, 4, 1))
+            shape, unit = ["2048", "2048", "3"], 2048 * 2048
+        raw.write_bytes(np.ascontiguousarray(sample).tobytes())
+        command = [str(folder / "walloc_encode"), "--latents", str(raw), *shape, str(out)]
         times = []
         for _ in range(6):
             start = time.perf_counter()
             subprocess.run(command, check=True)
             times.append(time.perf_counter() - start)
-        onnx = Encoder(bundle, "onnxruntime").latents(photo)
+        onnx = Encoder(bundle, "onnxruntime").latents(sample)
         c = np.frombuffer(out.read_bytes(), np.int8).reshape(onnx.shape)
         diff = np.abs(c.astype(int) - onnx)
+    B = 2 ** codec.J
     result = {"machine": f"{platform.machine()}, {platform.processor() or 'CPU'}",
-              "footprint": sizes, "MPps": 2048 * 2048 / 1e6 / float(np.median(times[1:])),
-              "identical_to_onnx": float((diff == 0).mean()), "max_diff": int(diff.max())}
-    lines = [f"C encoder, model `{args.model}` ({result['machine']}, cc -O2, one thread)", "",
-             "| max width (px) | flash (text + data) | RAM (bss) |", "|---|---|---|"]
-    lines += [f"| {s['max_width']} | {s['flash_bytes'] / 1024:.0f} KiB | "
-              f"{s['ram_bytes'] / 1024:.0f} KiB |" for s in sizes]
-    lines += ["", f"Speed on 2048x2048 RGB: {result['MPps']:.1f} MP/s; latents identical to "
-              f"the ONNX graph: {result['identical_to_onnx']:.4%} (max |diff| {result['max_diff']})"]
-    publish(lines, result, args.out, "c_encoder")
+              "footprint": sizes, "identical_to_onnx": float((diff == 0).mean()),
+              "max_diff": int(diff.max())}
+    speed = unit / 1e6 / float(np.median(times[1:]))
+    lines = [f"C encoder, model `{args.model}` ({result['machine']}, cc -O2, one thread)", ""]
+    if audio:
+        workspace = (-(-48000 // B) * B) * (codec.config.channels + 1) * 4
+        result.update(MSps=speed, workspace_bytes_per_second_48k=workspace)
+        lines += ["| flash (text + data) | static RAM (bss) | workspace per second at 48 kHz |",
+                  "|---|---|---|",
+                  f"| {sizes[0]['flash_bytes'] / 1024:.0f} KiB | {sizes[0]['ram_bytes']} B | "
+                  f"{workspace / 1024:.0f} KiB |",
+                  "", f"Speed on 30 s of 44.1 kHz audio: {speed:.1f} M frames/s "
+                  f"({speed * 1e6 / 44100:.0f}x real time)"]
+    else:
+        result["MPps"] = speed
+        lines += ["| max width (px) | flash (text + data) | RAM (bss) |", "|---|---|---|"]
+        lines += [f"| {s['max_width']} | {s['flash_bytes'] / 1024:.0f} KiB | "
+                  f"{s['ram_bytes'] / 1024:.0f} KiB |" for s in sizes]
+        lines += ["", f"Speed on 2048x2048 RGB: {speed:.1f} MP/s"]
+    lines[-1] += (f"; latents identical to the ONNX graph: {result['identical_to_onnx']:.4%} "
+                  f"(max |diff| {result['max_diff']})")
+    publish(lines, result, args.out, "c_encoder_audio" if audio else "c_encoder")
 
 
 if __name__ == "__main__":

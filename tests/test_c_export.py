@@ -1,5 +1,5 @@
-"""The C encoder: compiled with the system compiler, its latents equal the ONNX graph's, and
-its .wlc is read by the Python runtime."""
+"""The C encoder: compiled with the system compiler, its latents equal the ONNX graph's (the
+numpy backend's for audio), and its .wlc is read by the Python runtime."""
 import subprocess
 
 import numpy as np
@@ -8,7 +8,7 @@ import torch
 
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, load
-from walloc_edge.data import sample_photo
+from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
 from walloc_edge.export.validate import _as_channels
 from walloc_edge.runtime import Encoder, read_latents
@@ -23,12 +23,22 @@ def rgb_bundle(tmp_path_factory, reference_dir):
     return out
 
 
-def run_c(bundle, image, mode="--latents", *coder):
-    h, w, c = image.shape
+@pytest.fixture(scope="module")
+def stereo_bundle(tmp_path_factory, reference_dir):
+    out = tmp_path_factory.mktemp("c-audio")
+    meta = export_bundle(load(reference_dir / "stereo_j4_l8.pth"), out, ("c",),
+                         log=lambda s: None)
+    assert meta["graphs"]["c"]["status"] == "validated"
+    return out
+
+
+def run_c(bundle, sample, mode="--latents", *coder, rate=None):
+    """The host program on an image (H, W, C) uint8 or, with a sample ``rate``, audio (L, C)."""
+    shape = [str(n) for n in sample.shape] + ([] if rate is None else [str(rate)])
     raw, result = bundle / "in.raw", bundle / "out.bin"
-    raw.write_bytes(np.ascontiguousarray(image).tobytes())
-    subprocess.run([str(bundle / "c" / "walloc_encode"), mode, str(raw), str(h), str(w),
-                    str(c), str(result), *coder], check=True)
+    raw.write_bytes(np.ascontiguousarray(sample).tobytes())
+    subprocess.run([str(bundle / "c" / "walloc_encode"), mode, str(raw), *shape, str(result),
+                    *coder], check=True)
     return result.read_bytes()
 
 
@@ -65,12 +75,6 @@ def test_c_refuses_wrong_input(rgb_bundle):
     result = subprocess.run([str(rgb_bundle / "c" / "walloc_encode"), "--latents", "x", "4",
                              "4", "1", "y"], capture_output=True, text=True)
     assert result.returncode == 2 and "C = 3" in result.stderr
-
-
-def test_c_export_of_an_audio_model_is_refused(reference_dir, tmp_path, capsys):
-    assert main(["export", str(reference_dir / "stereo_j4_l8.pth"), "--format", "c",
-                 "--out", str(tmp_path)]) == 2
-    assert "image models" in capsys.readouterr().err
 
 
 def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
@@ -112,3 +116,56 @@ def test_c_rans_wlc_and_frames_decode_in_python(rgb_bundle):
     header, latents = read_latents(run_c(rgb_bundle, photo, "--wlc"))
     assert header.coder == "rans"
     assert (latents == Encoder(rgb_bundle, "numpy").latents(photo)).mean() >= 0.999
+
+
+@pytest.mark.parametrize("length", [1000, 37, 5])
+def test_c_audio_latents_equal_the_numpy_encoder(stereo_bundle, length):
+    """Lengths that need reflect padding, down to shorter than one block: the level-by-level
+    C transform gives the runtime's latents."""
+    pcm = synthetic_music(length, 2, seed=3)
+    expected = Encoder(stereo_bundle, "numpy").latents(pcm)
+    c = np.frombuffer(run_c(stereo_bundle, pcm, rate=16000), np.int8)
+    diff = np.abs(c.reshape(expected.shape).astype(int) - expected)
+    assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
+
+
+def test_c_audio_rans_bytes_equal_the_python_coder(stereo_bundle, tmp_path):
+    """Built with a larger WALLOC_TILE than the default 1024, so that a tile has several runs."""
+    import shutil
+
+    from walloc_edge.runtime.coders.rans import RansCoder
+
+    build = shutil.copytree(stereo_bundle / "c", tmp_path / "c")
+    (build / "walloc_encode").unlink()
+    subprocess.run(["make", "-s", "-C", str(build), "CFLAGS=-O2 -std=c99 -DWALLOC_TILE=8192"],
+                   check=True)
+    rng = np.random.default_rng(1)
+    real = Encoder(stereo_bundle, "numpy").latents(synthetic_music(40000, 2))  # 2 runs
+    vectors = [real, np.ascontiguousarray(real[:, :300]),
+               np.clip(np.round(rng.normal(0, 30, (8, 5000))), -127, 127).astype(np.int8),
+               np.full((8, 2), 127, np.int8), np.zeros((8, 1), np.int8)]
+    python = RansCoder("planar")
+    for latents in vectors:
+        src, dst = tmp_path / "tile.lat", tmp_path / "tile.rans"
+        src.write_bytes(latents.tobytes())
+        subprocess.run([str(build / "walloc_encode"), "--rans-tile", str(src),
+                        str(latents.shape[1]), str(dst)], check=True)
+        assert dst.read_bytes() == python.encode(latents, 8)
+        assert np.array_equal(python.decode(dst.read_bytes(), latents.shape, 8,
+                                            python.params(8)), latents)
+
+
+@pytest.mark.parametrize("coder", ["rans", "raw"])
+def test_c_audio_wlc_decodes_to_wav(stereo_bundle, reference_dir, tmp_path, coder):
+    """Several tiles (1024 latents each in C): the Python decoder writes the clip back."""
+    pcm = synthetic_music(20000, 2, seed=4)
+    wlc = tmp_path / "clip.wlc"
+    wlc.write_bytes(run_c(stereo_bundle, pcm, "--wlc", coder, rate=22050))
+    header, latents = read_latents(wlc.read_bytes())
+    assert (header.coder, header.sample_rate, header.shape) == (coder, 22050, pcm.shape)
+    assert (latents == Encoder(stereo_bundle, "numpy").latents(pcm)).mean() >= 0.999
+    assert main(["decode", str(reference_dir / "stereo_j4_l8.pth"), str(wlc),
+                 "--out", str(tmp_path), "--device", "cpu"]) == 0
+    import wave
+    with wave.open(str(tmp_path / "clip.wav")) as w:
+        assert (w.getframerate(), w.getnframes(), w.getnchannels()) == (22050, 20000, 2)

@@ -58,7 +58,7 @@ def _configure_export(p):
                                  "with X.json beside it")
     p.add_argument("--format", default="onnx",
                    help="comma-separated formats: onnx (dynamic size), tflite (fixed size), "
-                        "c (C99 sources for firmware, images) [default: onnx]")
+                        "c (C99 sources for firmware) [default: onnx]")
     p.add_argument("--out", required=True, help="bundle directory to write (created)")
     p.add_argument("--height", type=int, help="TFLite image height (default 512)")
     p.add_argument("--width", type=int, help="TFLite image width (default 512)")

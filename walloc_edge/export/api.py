@@ -57,8 +57,6 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         static_shape = (512, 512) if image else (audio_length,)
     if "tflite" in formats:
         _check_static_shape(codec, encoder, static_shape)
-    if "c" in formats and not image:
-        raise ValueError("the C export covers image models (audio is not available yet)")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "encoder.npz", **bundle_arrays(codec, encoder))
@@ -127,9 +125,13 @@ def _export_c(codec, encoder, graphs, out_dir, log):
     if compiler() is None:
         log("c: sources written; not compiled (no C compiler here), so not validated")
         return {**info, "status": "not validated: no C compiler"}
-    run = c_runner(build_c(folder), 2 ** codec.J)
-    step = 2 ** codec.J
-    inputs = image_inputs(codec.config.channels, [(5 * step, 7 * step)], multiple=step, seed=2)
+    step, C = 2 ** codec.J, codec.config.channels
+    audio = codec.config.modality == "audio"
+    run = c_runner(build_c(folder), step, audio)
+    if audio:
+        inputs = audio_inputs(C, [5 * step, 37 * step], seed=2)
+    else:
+        inputs = image_inputs(C, [(5 * step, 7 * step)], multiple=step, seed=2)
     passed, report = validate(run, codec, inputs)
     log(_summary("c", report))
     return {**info, **report}

@@ -1,7 +1,7 @@
 /* Host program around the C encoder (this file may allocate; the encoder does not).
  *
- *   walloc_encode --latents IN.raw H W C OUT.raw   raw HWC uint8 in; int8 latents out in
- *                                                  (latent_dim, h, w) order
+ * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
+ *   walloc_encode --latents IN.raw H W C OUT.raw   int8 latents out, (latent_dim, h, w) order
  *   walloc_encode --wlc IN.raw H W C OUT.wlc [rans|raw]
  *                                                  a .wlc the Python decoder reads (rans coder
  *                                                  with the planar predictor by default)
@@ -11,6 +11,9 @@
  *                                                  over a serial line or a socket
  *   walloc_encode --rans-tile IN.lat H W OUT       rans payload of one tile of int8 latents
  *                                                  (latent_dim, H, W): for test vectors
+ * Audio models take INPUT = L C RATE instead (raw little-endian int16 PCM, L frames of C
+ * interleaved samples; RATE in Hz, 0 if not known; latents (latent_dim, l)) and
+ * --rans-tile IN.lat L OUT.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,15 +71,17 @@ static void put_u32(uint32_t v) {
     put(b, 4);
 }
 
-/* Header and coded tiles as docs/bitstream.md specifies. */
-static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb, int rans) {
+/* Header and coded tiles as docs/bitstream.md specifies. Images: size = {H, W} and latents
+ * (latent_dim, hb, wb); audio: size = {L}, hb = 1 and latents (latent_dim, wb). */
+static void write_wlc(const int8_t *latents, const long *size, long hb, long wb,
+                      uint32_t rate, int rans) {
     static const uint8_t model_id[16] = WALLOC_MODEL_ID;
     crc = 0;
     put("\x89WLC", 4);
     put_u8(1);                 /* format version */
-    put_u8(0);                 /* image */
-    put_u8(0);                 /* flags: the input had a channel axis (H x W x C) */
-    put_u8(1);                 /* uint8 */
+    put_u8(WALLOC_AUDIO);      /* modality: 0 image, 1 audio */
+    put_u8(0);                 /* flags: the input had a channel axis (H x W x C, L x C) */
+    put_u8(WALLOC_AUDIO ? 2 : 1);  /* uint8 pixels or int16 samples */
     put(model_id, 16);
     put_u8(WALLOC_J);
     put_u8(WALLOC_LATENT_BITS);
@@ -91,24 +96,29 @@ static void write_wlc(const int8_t *latents, long h, long w, long hb, long wb, i
     } else {
         put_u8(0);
     }
-    put_u32((uint32_t)h);
-    put_u32(TILE);
-    put_u32((uint32_t)w);
-    put_u32(TILE);
-    for (long y0 = 0; y0 < hb; y0 += TILE)
+    for (int axis = 0; axis < (WALLOC_AUDIO ? 1 : 2); axis++) {
+        put_u32((uint32_t)size[axis]);
+        put_u32(TILE);
+    }
+    if (WALLOC_AUDIO) put_u32(rate);
+    long tile_rows = WALLOC_AUDIO ? 1 : TILE;
+    for (long y0 = 0; y0 < hb; y0 += tile_rows)
         for (long x0 = 0; x0 < wb; x0 += TILE) {
-            long th = hb - y0 < TILE ? hb - y0 : TILE, tw = wb - x0 < TILE ? wb - x0 : TILE;
+            long th = hb - y0 < tile_rows ? hb - y0 : tile_rows;
+            long tw = wb - x0 < TILE ? wb - x0 : TILE;
             for (long l = 0; l < WALLOC_LATENT_DIM; l++)
                 for (long y = 0; y < th; y++)
                     memcpy(&tile[(l * th + y) * tw], &latents[(l * hb + y0 + y) * wb + x0],
                            (size_t)tw);
-            long size = WALLOC_LATENT_DIM * th * tw;
+            long length = WALLOC_LATENT_DIM * th * tw;
             if (rans) {
-                size = walloc_rans_encode(tile, th, tw, payload, sizeof payload);
-                if (size < 0) { fprintf(stderr, "rans: tile too large\n"); exit(1); }
+                length = WALLOC_AUDIO
+                    ? walloc_rans_encode_audio(tile, tw, payload, sizeof payload)
+                    : walloc_rans_encode(tile, th, tw, payload, sizeof payload);
+                if (length < 0) { fprintf(stderr, "rans: tile too large\n"); exit(1); }
             }
-            put_u32((uint32_t)size);
-            put(rans ? (const void *)payload : (const void *)tile, (size_t)size);
+            put_u32((uint32_t)length);
+            put(rans ? (const void *)payload : (const void *)tile, (size_t)length);
         }
     put_u32(crc);  /* the CRC of everything before it */
 }
@@ -143,15 +153,17 @@ static void write_frames(FILE *f, const uint8_t *message, size_t n, uint16_t str
     }
 }
 
-static int rans_tile(const char *in_path, long h, long w, const char *out_path) {
-    size_t n = (size_t)WALLOC_LATENT_DIM * h * w;
+/* --rans-tile: `rows` x `width` latents per channel (audio: rows = 0, width = l). */
+static int rans_tile(const char *in_path, long rows, long width, const char *out_path) {
+    size_t n = (size_t)WALLOC_LATENT_DIM * (rows ? rows : 1) * width;
     FILE *in = fopen(in_path, "rb");
     if (n > sizeof tile || !in || fread(tile, 1, n, in) != n) {
         fprintf(stderr, "%s: cannot read %zu latents (at most %zu)\n", in_path, n, sizeof tile);
         return 1;
     }
     fclose(in);
-    long size = walloc_rans_encode(tile, h, w, payload, sizeof payload);
+    long size = rows ? walloc_rans_encode(tile, rows, width, payload, sizeof payload)
+                     : walloc_rans_encode_audio(tile, width, payload, sizeof payload);
     FILE *out = fopen(out_path, "wb");
     if (size < 0 || !out) return 1;
     fwrite(payload, 1, (size_t)size, out);
@@ -159,41 +171,70 @@ static int rans_tile(const char *in_path, long h, long w, const char *out_path) 
     return 0;
 }
 
+/* Read `n` bytes of `path` into a new buffer, or exit with a message. */
+static void *read_input(const char *path, size_t n) {
+    void *data = malloc(n ? n : 1);
+    FILE *in = fopen(path, "rb");
+    if (!data || !in || fread(data, 1, n, in) != n) {
+        fprintf(stderr, "%s: cannot read %zu bytes\n", path, n);
+        exit(1);
+    }
+    fclose(in);
+    return data;
+}
+
+#if WALLOC_AUDIO
+#define INPUT "L C RATE"
+#else
+#define INPUT "H W C"
+#endif
+
 int main(int argc, char **argv) {
-    if (argc == 6 && !strcmp(argv[1], "--rans-tile"))
-        return rans_tile(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
+    if (argc == 6 - WALLOC_AUDIO && !strcmp(argv[1], "--rans-tile"))
+        return WALLOC_AUDIO ? rans_tile(argv[2], 0, atol(argv[3]), argv[4])
+                            : rans_tile(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
     int rans = argc < 8 || strcmp(argv[7], "raw");
     if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
                                  strcmp(argv[1], "--frames")) ||
         (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans"))) {
-        fprintf(stderr, "usage: %s --latents|--wlc|--frames IN.raw H W C OUT [rans|raw]\n",
+        fprintf(stderr, "usage: %s --latents|--wlc|--frames IN.raw " INPUT " OUT [rans|raw]\n",
                 argv[0]);
         return 2;
     }
     crc_init();
-    long h = atol(argv[3]), w = atol(argv[4]), c = atol(argv[5]);
-    if (h < 1 || w < 1 || c != WALLOC_CHANNELS) {
-        fprintf(stderr, "need H, W >= 1 and C = %d (this model's channels)\n", WALLOC_CHANNELS);
+    long size[2] = {atol(argv[3]), WALLOC_AUDIO ? 1 : atol(argv[4])};
+    long c = atol(argv[WALLOC_AUDIO ? 4 : 5]), rate = WALLOC_AUDIO ? atol(argv[5]) : 0;
+    if (size[0] < 1 || size[1] < 1 || c != WALLOC_CHANNELS || rate < 0) {
+        fprintf(stderr, "need %s >= 1, C = %d (this model's channels)%s\n",
+                WALLOC_AUDIO ? "L" : "H, W", WALLOC_CHANNELS, WALLOC_AUDIO ? ", RATE >= 0" : "");
         return 2;
     }
-    size_t n = (size_t)h * w * c;
-    uint8_t *image = malloc(n);
-    FILE *in = fopen(argv[2], "rb");
-    if (!image || !in || fread(image, 1, n, in) != n) {
-        fprintf(stderr, "%s: cannot read %zu bytes\n", argv[2], n);
+    long before, after, hb, wb;
+    walloc_padding(size[0], &before, &after);
+    hb = (size[0] + before + after) / WALLOC_BLOCK;
+    walloc_padding(size[1], &before, &after);
+    wb = (size[1] + before + after) / WALLOC_BLOCK;
+#if WALLOC_AUDIO
+    wb = hb + 2;  /* latents (latent_dim, L/2^J + 2) */
+    hb = 1;
+    int16_t *pcm = read_input(argv[2], (size_t)size[0] * c * sizeof *pcm);
+    float *work = malloc((size_t)walloc_audio_workspace(size[0]) * sizeof *work);
+    int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * wb);
+    if (!work || !latents || walloc_encode_audio(pcm, size[0], work, latents)) {
+        fprintf(stderr, "out of memory\n");
         return 1;
     }
-    fclose(in);
-    long before, after, hb, wb;
-    walloc_padding(h, &before, &after);
-    hb = (h + before + after) / WALLOC_BLOCK;
-    walloc_padding(w, &before, &after);
-    wb = (w + before + after) / WALLOC_BLOCK;
+    free(work);
+    free(pcm);
+#else
+    uint8_t *image = read_input(argv[2], (size_t)size[0] * size[1] * c);
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * hb * wb);
-    if (!latents || walloc_encode_image(image, h, w, latents)) {
+    if (!latents || walloc_encode_image(image, size[0], size[1], latents)) {
         fprintf(stderr, "image too wide for WALLOC_MAX_WIDTH=%d\n", WALLOC_MAX_WIDTH);
         return 1;
     }
+    free(image);
+#endif
     FILE *out = fopen(argv[6], "wb");
     if (!out) {
         fprintf(stderr, "%s: cannot write\n", argv[6]);
@@ -202,7 +243,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--latents")) {
         fwrite(latents, 1, (size_t)WALLOC_LATENT_DIM * hb * wb, out);
     } else {
-        write_wlc(latents, h, w, hb, wb, rans);
+        write_wlc(latents, size, hb, wb, (uint32_t)rate, rans);
         if (!strcmp(argv[1], "--wlc"))
             fwrite(buffer, 1, used, out);
         else
@@ -210,7 +251,6 @@ int main(int argc, char **argv) {
     }
     fclose(out);
     free(buffer);
-    free(image);
     free(latents);
     return 0;
 }

@@ -1,29 +1,24 @@
-/* WaLLoC sensor encoder in portable C99: uint8 image in, int8 latents out.
+/* WaLLoC sensor encoder in portable C99: uint8 image or int16 audio in, int8 latents out.
  *
- * The same function as the exported ONNX/TFLite graphs (walloc_edge/export/graphs.py):
- * reflect padding to a multiple of 2^J, a periodic wrap, one strided filter bank along the
- * rows (all J wavelet levels fused), one along the columns that also applies the 1x1
- * encoder, then the compander and rounding as a threshold search (no erf on the device).
- * Weights are const arrays in walloc_model.h. Memory is fixed: a ring buffer of row-pass
- * results WALLOC_TAPS * 2^J rows deep and WALLOC_MAX_WIDTH pixels wide. No malloc.
+ * The same function as the exported graphs (walloc_edge/export/graphs.py), after reflect
+ * padding to a multiple of 2^J as the Python runtime pads; the compander and rounding are a
+ * threshold search (no erf on the device). Weights are const arrays in walloc_model.h, which
+ * also says which of the two encoders this build has. No malloc.
+ *
+ * Images: a periodic wrap, one strided filter bank along the rows (all J wavelet levels
+ * fused), one along the columns that also applies the 1x1 encoder. Memory is fixed: a ring
+ * buffer of row-pass results WALLOC_TAPS * 2^J rows deep and WALLOC_MAX_WIDTH pixels wide.
+ *
+ * Audio: the packet transform level by level, in place in the caller's workspace (a fused
+ * bank, as the image encoder uses, would cost ~10x the multiplies and weights at J = 8),
+ * then the 1x1 encoder, with the reference's one latent of zero padding at each end.
  */
 #include "walloc_encoder.h"
 
 #include <limits.h>
 #include <string.h>
 
-#include "walloc_model.h"
-
 #define B WALLOC_BLOCK
-#define RING (WALLOC_TAPS * B)
-#define MAX_BLOCKS (WALLOC_MAX_WIDTH / B)
-
-/* Row-pass results of padded row r (unwrapped: below 0 or past the padded height where the
- * periodic extension reaches over the edges) in ring[r mod RING][channel][subband][block]. */
-static float ring[RING][WALLOC_CHANNELS][B][MAX_BLOCKS];
-static long ring_row[RING];
-/* Source column of every column a row pass reads (padding and wrap resolved once). */
-static long source_col[WALLOC_MAX_WIDTH + RING];
 
 /* Source index of padded position p on an axis of `size` samples padded by `before`
  * (reflection of period 2 (size - 1), as numpy's "reflect"). */
@@ -47,6 +42,82 @@ void walloc_padding(long size, long *before, long *after) {
     *after = total - total / 2;
 }
 
+static int8_t quantize(float y) {
+    /* The latent is the number of thresholds <= y, less WALLOC_CLIP (binary search). */
+    long lo = 0, hi = WALLOC_THRESHOLDS;
+    while (lo < hi) {
+        long mid = (lo + hi) / 2;
+        if (walloc_thresholds[mid] <= y) lo = mid + 1; else hi = mid;
+    }
+    return (int8_t)(lo - WALLOC_CLIP);
+}
+
+#if WALLOC_AUDIO
+
+long walloc_audio_workspace(long n) {
+    long before, after;
+    walloc_padding(n, &before, &after);
+    return (n + before + after) * (WALLOC_CHANNELS + 1);
+}
+
+/* One periodized DWT level of each of `count` channels of `len` samples, in place: channel
+ * k becomes channels 2k (low) and 2k + 1 (high) of len / 2 samples, in the same floats.
+ * c[o] = sum_j dec[j] x[(2o + F/2 - j) mod len], as pywt's "periodization" mode. */
+static void dwt_level(float *x, long count, long len, float *scratch) {
+    const long F = WALLOC_FILTER_LENGTH, half = len / 2;
+    for (long k = 0; k < count; k++) {
+        float *channel = x + k * len;
+        memcpy(scratch, channel, (size_t)len * sizeof *scratch);
+        for (long o = 0; o < half; o++) {
+            float lo = 0, hi = 0;
+            for (long j = 0; j < F; j++) {
+                float v = scratch[wrap(2 * o + F / 2 - j, len)];
+                lo += walloc_dec_lo[j] * v;
+                hi += walloc_dec_hi[j] * v;
+            }
+            channel[o] = lo;
+            channel[half + o] = hi;
+        }
+    }
+}
+
+int walloc_encode_audio(const int16_t *pcm, long n, float *work, int8_t *latents) {
+    long before, after;
+    walloc_padding(n, &before, &after);
+    long len = n + before + after, lb = len / B;
+    float *scratch = work + WALLOC_CHANNELS * len;
+    for (long c = 0; c < WALLOC_CHANNELS; c++)
+        for (long p = 0; p < len; p++)
+            work[c * len + p] = pcm[reflect(p, n, before) * WALLOC_CHANNELS + c];
+    for (long level = 0; level < WALLOC_J; level++)
+        dwt_level(work, (long)WALLOC_CHANNELS << level, len >> level, scratch);
+    /* Subband k of channel c now lies at work[(c * 2^J + k) * lb], lb samples long. */
+    for (long m = 0; m < lb + 2; m++) {
+        float y[WALLOC_LATENT_DIM];
+        for (long l = 0; l < WALLOC_LATENT_DIM; l++) y[l] = walloc_bias[l];
+        if (m >= 1 && m <= lb)
+            for (long k = 0; k < WALLOC_CHANNELS * B; k++) {
+                float v = work[k * lb + m - 1];
+                for (long l = 0; l < WALLOC_LATENT_DIM; l++) y[l] += walloc_weight[k][l] * v;
+            }
+        for (long l = 0; l < WALLOC_LATENT_DIM; l++)
+            latents[l * (lb + 2) + m] = quantize(y[l]);
+    }
+    return 0;
+}
+
+#else
+
+#define RING (WALLOC_TAPS * B)
+#define MAX_BLOCKS (WALLOC_MAX_WIDTH / B)
+
+/* Row-pass results of padded row r (unwrapped: below 0 or past the padded height where the
+ * periodic extension reaches over the edges) in ring[r mod RING][channel][subband][block]. */
+static float ring[RING][WALLOC_CHANNELS][B][MAX_BLOCKS];
+static long ring_row[RING];
+/* Source column of every column a row pass reads (padding and wrap resolved once). */
+static long source_col[WALLOC_MAX_WIDTH + RING];
+
 /* Row pass for padded row r (unwrapped) of the image. */
 static void row_pass(const uint8_t *image, long h, long w, long r, long hp, long wp,
                      long top) {
@@ -67,16 +138,6 @@ static void row_pass(const uint8_t *image, long h, long w, long r, long hp, long
         }
     }
     ring_row[slot] = r;
-}
-
-static int8_t quantize(float y) {
-    /* The latent is the number of thresholds <= y, less WALLOC_CLIP (binary search). */
-    long lo = 0, hi = WALLOC_THRESHOLDS;
-    while (lo < hi) {
-        long mid = (lo + hi) / 2;
-        if (walloc_thresholds[mid] <= y) lo = mid + 1; else hi = mid;
-    }
-    return (int8_t)(lo - WALLOC_CLIP);
 }
 
 int walloc_encode_image(const uint8_t *image, long h, long w, int8_t *latents) {
@@ -111,3 +172,5 @@ int walloc_encode_image(const uint8_t *image, long h, long w, int8_t *latents) {
     }
     return 0;
 }
+
+#endif

@@ -4,12 +4,24 @@
 
 #include <stdint.h>
 
+#include "walloc_model.h"
+
 /* (before, after) reflect padding of an axis of `size` samples to a multiple of 2^J. */
 void walloc_padding(long size, long *before, long *after);
 
+#if WALLOC_AUDIO
+/* Floats of workspace walloc_encode_audio needs for n frames: (padded n) x (channels + 1). */
+long walloc_audio_workspace(long n);
+
+/* Encode n frames of int16 PCM (WALLOC_CHANNELS interleaved samples a frame) into latents
+ * (int8, latent_dim x (ceil(n/2^J) + 2), in that order), using `work` (see above).
+ * Returns 0. */
+int walloc_encode_audio(const int16_t *pcm, long n, float *work, int8_t *latents);
+#else
 /* Encode an h x w image (uint8, rows of w pixels of WALLOC_CHANNELS interleaved values)
  * into latents (int8, latent_dim x ceil(h/2^J) x ceil(w/2^J), in that order).
  * Returns 0, or -1 when the padded width exceeds WALLOC_MAX_WIDTH. */
 int walloc_encode_image(const uint8_t *image, long h, long w, int8_t *latents);
+#endif
 
 #endif

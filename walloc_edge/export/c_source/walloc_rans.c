@@ -1,14 +1,15 @@
 /* The `rans` entropy coder in C99 (encoder side), with the fixed "planar" predictor.
  *
  * Writes the payload the Python decoder reads (walloc_edge/runtime/coders/rans.py;
- * docs/bitstream.md): prediction W + N - NW within each channel (no least-squares fit on the
- * device), residuals wrapped into the latent range, adaptive integer frequencies per
- * (channel, activity, previous-channel residual) context refreshed at the same steps as the
- * Python coder, tables spanning the tile's residual range, and interleaved rANS with one
- * lane per (channel, column strip), the strips a wavefront (strip g starts g x width steps
- * after strip g - 1) so that every latent keeps its whole causal context. Given the
- * same latents it writes the same bytes as RansCoder("planar"). Static memory only, sized by
- * WALLOC_RANS_MAX_LATENTS (latents of one tile).
+ * docs/bitstream.md): prediction within each channel (no least-squares fit on the device):
+ * W + N - NW for images, the previous sample for audio; residuals wrapped into the latent
+ * range, adaptive integer frequencies per (channel, activity, previous-channel residual)
+ * context refreshed at the same steps as the Python coder, tables spanning the tile's
+ * residual range, and interleaved rANS. Images: one lane per (channel, column strip), the
+ * strips a wavefront (strip g starts g x width steps after strip g - 1) so that every latent
+ * keeps its whole causal context. Audio: one lane per (channel, run of samples), each run
+ * starting without history. Given the same latents it writes the same bytes as
+ * RansCoder("planar"). Static memory only, sized by WALLOC_RANS_MAX_LATENTS (one tile).
  */
 #include "walloc_rans.h"
 
@@ -47,17 +48,66 @@ static long chunk_start[MAX_STEPS], chunk_length[MAX_STEPS];
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
-/* The tile's lane layout: lane = channel * groups + strip g, strips `strip` latents wide;
- * channel c codes row r, column g * strip + j of its strip at step c + g * strip + r * strip
- * + j. A is the tables' symbol count: 2 * reach + 1 for residuals -reach ... reach. */
+/* The tile's lane layout: lane = channel * groups + part g, parts `strip` latents wide.
+ * Images: channel c codes row r, column g * strip + j of its strip at step c + g * strip +
+ * r * strip + j. Audio (rows = 0): channel c codes sample g * strip + j at step c + j.
+ * A is the tables' symbol count: 2 * reach + 1 for residuals -reach ... reach. */
 static long rows, width, groups, strip, A;
 
 /* Index (channel * n + position) of the latent that `lane` codes at step t, or -1. */
 static long latent_at(long lane, long t) {
-    long c = lane / groups, g = lane % groups, local = t - c - g * strip;
+    long c = lane / groups, g = lane % groups, local = t - c;
+    if (!rows) {
+        long p = g * strip + local;
+        return local < 0 || local >= strip || p >= width ? -1 : c * width + p;
+    }
+    local -= g * strip;
     if (local < 0) return -1;
     long r = local / strip, col = g * strip + local % strip;
     return r >= rows || col >= width ? -1 : (c * rows + r) * width + col;
+}
+
+static long activity_bucket(long activity) {
+    long bucket = 0;
+    while (bucket < 5 && activity_edges[bucket] <= activity) bucket++;
+    return bucket;
+}
+
+static long absolute(long v) { return v < 0 ? -v : v; }
+
+/* Residual and table of every latent; returns the residuals' reach. Images: prediction
+ * W + N - NW, activity |W - NW| + |N - NW|. Audio: prediction a, the previous sample in the
+ * run, activity |a - b| + |b - c| over the three previous samples (zero before the run). */
+static long residuals(const int8_t *latents, long n) {
+    long reach = 0;
+    for (long c = 0; c < WALLOC_LATENT_DIM; c++) {
+        const int8_t *x = latents + c * n;
+        for (long p = 0; p < n; p++) {
+            long pred, activity;
+            if (rows) {
+                long col = p % width;
+                long west = col > 0 ? x[p - 1] : 0, north = p >= width ? x[p - width] : 0;
+                long nw = col > 0 && p >= width ? x[p - width - 1] : 0;
+                pred = west + north - nw;
+                activity = absolute(west - nw) + absolute(north - nw);
+            } else {
+                long run = p % strip;
+                long a = run > 0 ? x[p - 1] : 0, b = run > 1 ? x[p - 2] : 0;
+                long d = run > 2 ? x[p - 3] : 0;
+                pred = a;
+                activity = absolute(a - b) + absolute(b - d);
+            }
+            if (pred > WALLOC_CLIP) pred = WALLOC_CLIP;
+            if (pred < -WALLOC_CLIP) pred = -WALLOC_CLIP;
+            long r = ((x[p] - pred + WALLOC_CLIP) % A_MAX + A_MAX) % A_MAX - WALLOC_CLIP;
+            long previous = c > 0 ? absolute(residual[(c - 1) * n + p]) : 0;
+            residual[c * n + p] = (int16_t)r;
+            if (absolute(r) > reach) reach = absolute(r);
+            table_of[c * n + p] =
+                (uint16_t)(c * CONTEXTS + activity_bucket(activity) * 2 + (previous >= 2));
+        }
+    }
+    return reach;
 }
 
 static void rebuild(long t) {
@@ -103,46 +153,13 @@ static uint8_t *put32(uint8_t *p, uint32_t v) {
     return p;
 }
 
-long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, long capacity) {
-    const long C = WALLOC_LATENT_DIM, n = h * w;
-    if (C * n > WALLOC_RANS_MAX_LATENTS) return -1;
-    if (n == 0) return 0;
-    /* Lanes: (channel, column strip at least 2 wide); the strip width follows from the
-     * shape. */
-    rows = h;
-    width = w;
-    groups = w / 2 > 1 ? w / 2 : 1;
-    if (TARGET_LANES / C < groups) groups = TARGET_LANES / C;
-    if (n / MIN_SPAN < groups) groups = n / MIN_SPAN;
-    if (groups < 1) groups = 1;
-    strip = ceil_div(w, groups);
-    groups = ceil_div(w, strip);
-    long lanes = groups * C, steps = (C - 1) + (groups - 1) * strip + h * strip;
+/* Code the tile whose layout is set (rows, width, groups, strip): payload into out. */
+static long code(const int8_t *latents, long n, uint8_t *out, long capacity) {
+    const long C = WALLOC_LATENT_DIM;
+    long lanes = groups * C;
+    long steps = rows ? (C - 1) + (groups - 1) * strip + rows * strip : strip + C - 1;
     if (steps > MAX_STEPS) return -1;
-
-    /* Residuals of the planar predictor, contexts; the residuals' reach. */
-    long reach = 0;
-    for (long c = 0; c < C; c++) {
-        const int8_t *x = latents + c * n;
-        for (long p = 0; p < n; p++) {
-            long col = p % w;
-            long west = col > 0 ? x[p - 1] : 0, north = p >= w ? x[p - w] : 0;
-            long nw = col > 0 && p >= w ? x[p - w - 1] : 0;
-            long pred = west + north - nw;
-            if (pred > WALLOC_CLIP) pred = WALLOC_CLIP;
-            if (pred < -WALLOC_CLIP) pred = -WALLOC_CLIP;
-            long r = ((x[p] - pred + WALLOC_CLIP) % A_MAX + A_MAX) % A_MAX - WALLOC_CLIP;
-            long activity = (west > nw ? west - nw : nw - west) + (north > nw ? north - nw : nw - north);
-            long bucket = 0;
-            while (bucket < 5 && activity_edges[bucket] <= activity) bucket++;
-            long previous = c > 0 ? residual[(c - 1) * n + p] : 0;
-            if (previous < 0) previous = -previous;
-            residual[c * n + p] = (int16_t)r;
-            if (r > reach) reach = r;
-            if (-r > reach) reach = -r;
-            table_of[c * n + p] = (uint16_t)(c * CONTEXTS + bucket * 2 + (previous >= 2));
-        }
-    }
+    long reach = residuals(latents, n);
     A = 2 * reach + 1;
     for (long i = 0; i < C * n; i++) symbol[i] = (uint8_t)(residual[i] + reach);
 
@@ -195,16 +212,19 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
         chunk_length[t] = used - chunk_start[t];
     }
 
-    long size = 5 + C + 2 * 4 * C + 4 * lanes + 2 * used;
+    /* Own-neighbour taps in Q8: W, N, NW, NE for images; the three previous for audio. */
+    static const int16_t image_taps[4] = {256, 256, -256, 0}, audio_taps[3] = {256, 0, 0};
+    const int16_t *taps = rows ? image_taps : audio_taps;
+    long K = rows ? 4 : 3;
+    long size = 5 + C + 2 * K * C + 4 * lanes + 2 * used;
     if (size > capacity) return -1;
     uint8_t *q = put32(out, (uint32_t)strip);
     *q++ = (uint8_t)reach;
     for (long c = 0; c < C; c++) *q++ = 0;  /* no earlier-channel taps */
-    static const int16_t planar[4] = {256, 256, -256, 0};
     for (long c = 0; c < C; c++)
-        for (int k = 0; k < 4; k++) {
-            *q++ = (uint8_t)((uint16_t)planar[k] & 0xFF);
-            *q++ = (uint8_t)((uint16_t)planar[k] >> 8);
+        for (long k = 0; k < K; k++) {
+            *q++ = (uint8_t)((uint16_t)taps[k] & 0xFF);
+            *q++ = (uint8_t)((uint16_t)taps[k] >> 8);
         }
     for (long lane = 0; lane < lanes; lane++) q = put32(q, state[lane]);
     for (long t = 0; t < steps; t++)
@@ -214,4 +234,33 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, lon
             *q++ = (uint8_t)(v >> 8);
         }
     return size;
+}
+
+/* Parts of at least MIN_SPAN latents, at most TARGET_LANES lanes in all, at most `most`. */
+static void choose_groups(long n, long most) {
+    groups = most;
+    if (TARGET_LANES / WALLOC_LATENT_DIM < groups) groups = TARGET_LANES / WALLOC_LATENT_DIM;
+    if (n / MIN_SPAN < groups) groups = n / MIN_SPAN;
+    if (groups < 1) groups = 1;
+    strip = ceil_div(width, groups);
+    groups = ceil_div(width, strip);
+}
+
+long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, long capacity) {
+    long n = h * w;
+    if (WALLOC_LATENT_DIM * n > WALLOC_RANS_MAX_LATENTS) return -1;
+    if (n == 0) return 0;
+    rows = h;
+    width = w;
+    choose_groups(n, w / 2 > 1 ? w / 2 : 1);  /* column strips at least 2 wide */
+    return code(latents, n, out, capacity);
+}
+
+long walloc_rans_encode_audio(const int8_t *latents, long l, uint8_t *out, long capacity) {
+    if (WALLOC_LATENT_DIM * l > WALLOC_RANS_MAX_LATENTS) return -1;
+    if (l == 0) return 0;
+    rows = 0;
+    width = l;
+    choose_groups(l, l);
+    return code(latents, l, out, capacity);
 }
