@@ -71,9 +71,10 @@ class _Model:
     """Adaptive frequencies of every (channel, context) table, in integers only.
 
     Table ``tables`` (after the real ones) is "nothing": symbol 0 with frequency 2^15 and
-    cumulative 0, for lanes that code no latent at a step; it leaves their state unchanged."""
+    cumulative 0, for lanes that code no latent at a step; it leaves their state unchanged.
+    ``decoding``: also keep the sorted keys that ``lookup`` searches (the encoder needs none)."""
 
-    def __init__(self, tables, reach):
+    def __init__(self, tables, reach, decoding=False):
         self.A = A = 2 * reach + 1  # residuals −reach … reach
         self.tables = tables
         self.nothing = tables
@@ -88,7 +89,8 @@ class _Model:
         self.freq = np.zeros((tables + 1, A), np.uint64)
         self.cum = np.zeros((tables + 1, A), np.uint64)
         self.freq[tables, 0], self.cum[tables, 1:] = SCALE, SCALE
-        self.keys = self.cum.astype(np.int64) + SCALE * np.arange(tables + 1)[:, None]
+        self.keys = self.cum.astype(np.int64) + SCALE * np.arange(tables + 1)[:, None] \
+            if decoding else None
         self.rebuild(slice(0, tables))
 
     def rebuild(self, rows):
@@ -100,8 +102,9 @@ class _Model:
         cum = np.cumsum(freq, axis=1) - freq
         self.freq[rows] = freq
         self.cum[rows] = cum
-        # Strictly increasing over all tables: table t's slots live in [t·2^15, (t+1)·2^15).
-        self.keys[rows] = cum + SCALE * np.arange(self.tables)[rows, None]
+        if self.keys is not None:
+            # Strictly increasing over all tables: table t's slots live in [t·2^15, (t+1)·2^15).
+            self.keys[rows] = cum + SCALE * np.arange(self.tables)[rows, None]
 
     def lookup(self, table, slot):
         """Flat index (table · A + symbol) of the symbol whose slots hold ``slot``."""
@@ -417,7 +420,7 @@ class RansCoder(Coder):
             raise BitstreamError("rans payload has an invalid initial state")
         words = np.frombuffer(payload[head:], "<u2").astype(np.uint64)
 
-        model = _Model(C * CONTEXTS, reach)
+        model = _Model(C * CONTEXTS, reach, decoding=True)
         contexts = _Contexts(clip)
         A = model.A
         buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
