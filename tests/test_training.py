@@ -124,3 +124,42 @@ def test_train_on_synthetic_audio_ends_with_an_eval(tmp_path, capsys):
     assert [r["file"] for r in report["files"]] == [f"generated-{i}" for i in range(4)]
     # The same samples, the same peak (int16 full scale): training's figure is eval's.
     assert abs(report["mean"]["psnr"] - validation) < 0.05
+
+
+@pytest.mark.parametrize("config", [CodecConfig("image", channels=3, J=2, latent_dim=6, Nd=32),
+                                    CodecConfig("audio", channels=2, J=3, latent_dim=8, Nd=16)])
+def test_scaled_latents_keep_the_reconstruction(config):
+    """Latents K times wider, the decoder's first layer ÷ K: the same output from the same
+    unrounded latents (where the compander is linear), and K times finer rounding."""
+    from walloc_edge.codec import build
+    from walloc_edge.codec.training import scale_latents
+
+    torch.manual_seed(0)
+    codec = build(config).eval()
+    x = torch.rand(1, config.channels, *((16, 16) if config.modality == "image" else (64,))) - 0.5
+    with torch.no_grad():
+        before = codec.encoder[:-1](codec.wavelet_analysis(x))
+        out_before = codec.decoder(before)
+        scale_latents(codec, 3.0)
+        after = codec.encoder[:-1](codec.wavelet_analysis(x))
+        out_after = codec.decoder(after)
+    assert before.abs().max() < 10  # the compander's linear range
+    assert torch.allclose(after, 3 * before, rtol=0.02, atol=1e-4)
+    assert torch.allclose(out_after, out_before, rtol=1e-3, atol=1e-4)
+
+
+def test_fine_tune_from_a_model_with_a_latent_gain(tmp_path, capsys):
+    start = tmp_path / "start.safetensors"
+    args = ["train", "--preset", "mono-4x", "--data", "synthetic", "--steps", "2", "--batch",
+            "2", "--crop", "4096", "--val-every", "2", "--device", "cpu"]
+    assert main(args + ["--out", str(start)]) == 0
+    tuned = tmp_path / "tuned.safetensors"
+    assert main(args + ["--out", str(tuned), "--init", str(start), "--latent-gain", "4"]) == 0
+    weight = lambda path: load(path).encoder[0].weight.detach()
+    # Two steps of lr 1e-3 move a weight by at most ~2e-3: the gain is what moved it.
+    assert torch.allclose(weight(tuned), 4 * weight(start), atol=5e-3)
+    capsys.readouterr()
+    assert main(args + ["--out", str(tuned), "--latent-gain", "4"]) == 2
+    assert "add --init" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "x.safetensors"), "--init", "rgb-16x"]) == 2
+    assert "not a mono-4x one" in capsys.readouterr().err

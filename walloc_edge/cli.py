@@ -127,6 +127,13 @@ def _configure_train(p):
     p.add_argument("--device", default=d.device, help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT from its saved step and optimiser state")
+    p.add_argument("--init", metavar="MODEL",
+                   help="fine-tune: start from MODEL's weights (a name or file) with a fresh "
+                        "optimiser and schedule")
+    p.add_argument("--latent-gain", type=float, default=1.0, metavar="K",
+                   help="with --init: spread MODEL's latents K times wider first (finer "
+                        "quantisation: more bits, less noise; the decoder's first layer is "
+                        "divided by K so it starts from the same reconstruction) [default: 1]")
     p.epilog = ("Writes OUT (the model), OUT.state.pt (to resume) and OUT.log.csv (loss, learning\n"
                 "rate and validation PSNR at intervals). Ctrl-C saves and stops. At the end,\n"
                 "the model is evaluated on the held-out files (or generated samples) as\n"
@@ -144,6 +151,7 @@ def _run_train(args):
     config = PRESETS[args.preset]
     if args.nd:
         config = replace(config, Nd=args.nd)
+    init = _initial_model(args, config)
     image = config.modality == "image"
     crop = args.crop or (256 if image else 32768)
     synthetic = data.DeadLeaves(crop, config.channels) if image else \
@@ -165,7 +173,7 @@ def _run_train(args):
     print(f"training {args.preset} ({config.modality}, J={config.J}, latent_dim="
           f"{config.latent_dim}, Nd={config.Nd}) on {args.data} -> {args.out}")
     codec, history, stopped = train(config, source, validation, args.out, options,
-                                    resume=args.resume)
+                                    resume=args.resume, init=init)
     if history:
         last = history[-1]
         print(f"step {last['step']}: loss {last['loss']:.3e}, validation PSNR "
@@ -175,6 +183,24 @@ def _run_train(args):
     if held_out:
         _final_eval(codec, args.out, held_out, args.device)
     return 0
+
+
+def _initial_model(args, config):
+    """The codec --init names (latents scaled by --latent-gain), or None."""
+    from .codec import load
+    from .codec.training import scale_latents
+
+    if args.init is None:
+        if args.latent_gain != 1:
+            raise ValueError("--latent-gain scales the latents of the --init model; add --init")
+        return None
+    if args.resume:
+        raise ValueError("--init starts a new run and --resume continues one: use one of them")
+    codec = load(args.init)
+    if codec.config != config:
+        raise ValueError(f"--init {args.init} is a {codec.config.modality} model with "
+                         f"{codec.config.latent_dim} latents, not a {args.preset} one")
+    return scale_latents(codec, args.latent_gain) if args.latent_gain != 1 else codec
 
 
 def _final_eval(codec, out, held_out, device):

@@ -4,6 +4,11 @@ then cosine decay, uniform noise in place of rounding; seeded and resumable.
 A run writes ``MODEL`` (the project's .safetensors format, loadable everywhere), a training
 state beside it (``MODEL.state.pt``: optimiser, step, random generators) from which
 ``resume`` continues exactly where it stopped, and a CSV log (``MODEL.log.csv``).
+
+The loss has no rate term, so how finely the latents are quantised is whatever spread the
+encoder has learned, and it grows slowly. ``scale_latents`` moves a trained model to a
+finer operating point at once (more bits, less quantisation noise) as the start of a
+fine-tuning run.
 """
 import csv
 import math
@@ -22,7 +27,7 @@ from .device import resolve_device
 from .models import build
 from .padding import crop, pad
 
-__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor"]
+__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor", "scale_latents"]
 
 PRESETS = {
     # Decoder widths chosen so that decoding stays practical on a CPU (see the README).
@@ -81,13 +86,36 @@ def evaluate(codec, samples, device="cpu"):
     return float(np.mean(psnrs))
 
 
+@torch.no_grad()
+def scale_latents(codec, gain):
+    """Spread the latents ``gain`` times wider: the encoder's output × gain and the decoder's
+    first layer ÷ gain, so the decoder computes the same from latents whose rounding step is
+    ``gain`` times finer (exactly so where the compander is linear, |latent| ≲ 30). Costs
+    about log2(gain) more bits a latent; the decoder then fine-tunes to the finer latents."""
+    if gain <= 0:
+        raise ValueError(f"the latent gain must be positive, got {gain}")
+    encoder, decoder = codec.encoder[0], codec.decoder[1]
+    if not isinstance(encoder, (torch.nn.Conv1d, torch.nn.Conv2d)):
+        raise ValueError("scaling the latents needs a lightweight (one linear layer) encoder")
+    encoder.weight *= gain
+    encoder.bias *= gain
+    first = decoder.conv_in if codec.config.modality == "image" else decoder.conv1
+    if hasattr(first, "weight_g"):  # weight-normed (the Oobleck decoder): weight = g · v/|v|
+        first.weight_g /= gain
+    else:
+        first.weight /= gain
+    return codec
+
+
 def _state_path(out):
     return Path(out).with_suffix(".state.pt")
 
 
-def train(config, source, validation, out, options, resume=False, progress=True, log=print):
+def train(config, source, validation, out, options, resume=False, progress=True, log=print,
+          init=None):
     """Train a codec of ``config`` on ``source`` (``sample(rng)`` → raw example), validating
-    on the raw ``validation`` samples; returns (codec, history, stopped early by Ctrl-C)."""
+    on the raw ``validation`` samples; returns (codec, history, stopped early by Ctrl-C).
+    ``init``: a codec to start from (fine-tuning: a fresh optimiser and schedule)."""
     out = Path(out)
     device = resolve_device(options.device)
     state_path = _state_path(out)
@@ -97,10 +125,11 @@ def train(config, source, validation, out, options, resume=False, progress=True,
         if not (out.exists() and state_path.exists()):
             raise ValueError(f"nothing to resume: {out} or {state_path} is missing")
         codec = load(out)
-        if codec.config != config:
-            raise ValueError(f"{out} is a {codec.config} model, not the requested {config}")
     else:
-        codec = build(config)
+        codec = init if init is not None else build(config)
+    if codec.config != config:
+        raise ValueError(f"{out if resume else 'the initial model'} is a {codec.config} model, "
+                         f"not the requested {config}")
     codec = codec.to(device)
     optimiser = torch.optim.AdamW(codec.parameters(), lr=options.lr, weight_decay=0.0)
     step, history = 0, []
