@@ -1,0 +1,53 @@
+"""Rate and quality of a model at wider latent spreads, before any fine-tuning.
+
+    python benchmarks/latent_gain.py MODEL --gains 1,2,3,4 --data FILE... [--out benchmarks/results]
+
+For each gain K, the model's latents are spread K times wider with the decoder's first layer
+divided by K (`walloc_edge.codec.training.scale_latents`, what `walloc-edge train --init MODEL
+--latent-gain K` starts from), then measured as `walloc-edge eval` measures: the sensor
+runtime's .wlc (rans) and the torch decoder. Shows where an operating point lies before
+choosing the gain to fine-tune at.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from walloc_edge.codec import load  # noqa: E402
+from walloc_edge.codec.training import scale_latents  # noqa: E402
+from walloc_edge.decoder import Decoder  # noqa: E402
+from walloc_edge.decoder.evaluate import evaluate_files, runtime_encoder, summarise  # noqa: E402
+from report import publish  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("model", help="a model name or file")
+    p.add_argument("--gains", default="1,2,3,4", help="comma-separated latent gains")
+    p.add_argument("--data", nargs="+", required=True, help="held-out images or audio files")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    rows = []
+    for gain in [float(g) for g in args.gains.split(",")]:
+        codec = scale_latents(load(args.model), gain).eval()
+        decoder, encoder = Decoder(codec, "cpu"), runtime_encoder(codec)
+        results = evaluate_files(decoder, encoder, args.data)
+        failed = [r for r in results if "error" in r]
+        if failed:
+            sys.exit(f"latent_gain: {failed[0]['file']}: {failed[0]['error']}")
+        rows.append({"gain": gain, **summarise(results, codec.config)})
+        print(f"gain {gain:g}: {rows[-1]['psnr']:.2f} dB, ratio {rows[-1]['compression_ratio']:.1f}",
+              file=sys.stderr)
+    unit = "bits_per_pixel" if "bits_per_pixel" in rows[0] else "bits_per_sample"
+    lines = [f"Latent gain of `{Path(args.model).name}` without fine-tuning, on "
+             f"{len(args.data)} held-out file(s)", "",
+             f"| gain | PSNR dB | {unit.replace('_', ' ')} | compression ratio |",
+             "|---|---|---|---|"]
+    lines += [f"| {r['gain']:g} | {r['psnr']:.2f} | {r[unit]:.3f} | {r['compression_ratio']:.1f} |"
+              for r in rows]
+    publish(lines, rows, args.out, f"latent-gain-{Path(args.model).stem}")
+
+
+if __name__ == "__main__":
+    main()
