@@ -198,7 +198,7 @@ def _initial_model(args, config):
         raise ValueError("--init starts a new run and --resume continues one: use one of them")
     codec = load(args.init)
     if codec.config != config:
-        raise ValueError(f"--init {args.init} is a {codec.config.modality} model with "
+        raise ValueError(f"--init {args.init} is an {codec.config.modality} model with "
                          f"{codec.config.latent_dim} latents, not a {args.preset} one")
     return scale_latents(codec, args.latent_gain) if args.latent_gain != 1 else codec
 

@@ -13,7 +13,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pywt
 
 from ..runtime.numpy_backend import quantizer_thresholds
 
@@ -61,12 +60,13 @@ def write_c_sources(metadata, arrays, out_dir):
         f"#define WALLOC_CLIP {clip}", f"#define WALLOC_THRESHOLDS {len(thresholds)}",
         f"#define WALLOC_MODEL_ID {{{model_id}}}", ""]
     if audio:
-        wavelet = pywt.Wavelet(cfg["wavelet"])
+        # The model's own analysis filters, stored reversed (torch convolutions correlate).
+        dec_lo, dec_hi = (arrays[f"wt.{k}"].ravel()[::-1] for k in ("h0", "h1"))
         weight = arrays["graph.weight"][..., 0].T                   # (C·B, L), / 65536 folded
         header += [
-            f"#define WALLOC_FILTER_LENGTH {wavelet.dec_len}", "",
-            _array("walloc_dec_lo", wavelet.dec_lo, f"{cfg['wavelet']} analysis low-pass"),
-            _array("walloc_dec_hi", wavelet.dec_hi, f"{cfg['wavelet']} analysis high-pass"),
+            f"#define WALLOC_FILTER_LENGTH {len(dec_lo)}", "",
+            _array("walloc_dec_lo", dec_lo, f"{cfg['wavelet']} analysis low-pass"),
+            _array("walloc_dec_hi", dec_hi, f"{cfg['wavelet']} analysis high-pass"),
             _array("walloc_weight", weight, "1x1 encoder [channel * 2^J + subband][latent], "
                    "PCM / 65536 and the compander's gain folded in")]
     else:

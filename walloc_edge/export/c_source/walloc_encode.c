@@ -183,6 +183,13 @@ static void *read_input(const char *path, size_t n) {
     return data;
 }
 
+/* Blocks of 2^J samples along an axis of `size` once reflect-padded. */
+static long blocks(long size) {
+    long before, after;
+    walloc_padding(size, &before, &after);
+    return (size + before + after) / WALLOC_BLOCK;
+}
+
 #if WALLOC_AUDIO
 #define INPUT "L C RATE"
 #else
@@ -209,14 +216,8 @@ int main(int argc, char **argv) {
                 WALLOC_AUDIO ? "L" : "H, W", WALLOC_CHANNELS, WALLOC_AUDIO ? ", RATE >= 0" : "");
         return 2;
     }
-    long before, after, hb, wb;
-    walloc_padding(size[0], &before, &after);
-    hb = (size[0] + before + after) / WALLOC_BLOCK;
-    walloc_padding(size[1], &before, &after);
-    wb = (size[1] + before + after) / WALLOC_BLOCK;
 #if WALLOC_AUDIO
-    wb = hb + 2;  /* latents (latent_dim, L/2^J + 2) */
-    hb = 1;
+    long hb = 1, wb = blocks(size[0]) + 2;  /* latents (latent_dim, L/2^J + 2) */
     int16_t *pcm = read_input(argv[2], (size_t)size[0] * c * sizeof *pcm);
     float *work = malloc((size_t)walloc_audio_workspace(size[0]) * sizeof *work);
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * wb);
@@ -227,6 +228,7 @@ int main(int argc, char **argv) {
     free(work);
     free(pcm);
 #else
+    long hb = blocks(size[0]), wb = blocks(size[1]);
     uint8_t *image = read_input(argv[2], (size_t)size[0] * size[1] * c);
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * hb * wb);
     if (!latents || walloc_encode_image(image, size[0], size[1], latents)) {
