@@ -84,3 +84,23 @@ def test_signal_shorter_than_filter():
     ours = DWT1D("bior4.4")(torch.tensor(x[None]))[0].numpy()
     np.testing.assert_allclose(ours, pywt_packet_1d(x, 1, "bior4.4"), atol=1e-12)
 
+
+
+@pytest.mark.parametrize("wavelet", WAVELETS)
+@pytest.mark.parametrize("J", [1, 3, 5, 9])
+def test_packet_synthesis_equals_level_by_level(wavelet, J):
+    """The polyphase synthesis (several levels per convolution) is the one-level cascade."""
+    g = torch.Generator().manual_seed(J)
+    X1 = torch.randn(2, 3 * 2 ** J, 5, generator=g, dtype=torch.float64)
+    idwt1 = IDWT1D(wavelet)
+    cascade = X1
+    for _ in range(J):
+        cascade = idwt1(cascade)
+    assert (packet_synthesis(idwt1, X1, J) - cascade).abs().max() < 1e-12
+    if J <= 5:
+        X2 = torch.randn(2, 2 * 4 ** J, 3, 2, generator=g, dtype=torch.float64)
+        idwt2 = IDWT2D(wavelet)
+        cascade = X2
+        for _ in range(J):
+            cascade = idwt2(cascade)
+        assert (packet_synthesis(idwt2, X2, J) - cascade).abs().max() < 1e-12
