@@ -1,6 +1,7 @@
 """Model files: the walloc-edge format round-trips, bad files get errors naming the problem."""
 import json
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -28,6 +29,15 @@ def test_own_format_round_trips_config_and_weights(tmp_path, small_image_model):
 def test_own_format_round_trips_audio(tmp_path):
     model = build(CodecConfig("audio", channels=2, J=2, latent_dim=4, Nd=8, post_filter=True))
     assert load(save(model, tmp_path / "a.safetensors")).config == model.config
+
+
+def test_audio_models_build_without_deprecation_noise():
+    """Oobleck's weight_norm warns once per block: users would see a screenful per load."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build(CodecConfig("audio", channels=2, J=2, latent_dim=4, Nd=8, Ne=8,
+                          lightweight_encode=False))
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)]
 
 
 def test_reference_checkpoint_converts_to_own_format(tmp_path, reference_dir):

@@ -7,6 +7,7 @@ from DIFFUSERS_VERBOSITY when first imported, so that is set too, unless the use
 """
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 
 _NOISY_LOGGERS = ("torchao", "torch.utils._pytree", "diffusers")
@@ -35,3 +36,14 @@ def autoencoder_module(name):
         # diffusers imports lazily: the attribute access is where the noisy imports happen.
         from diffusers.models import autoencoders
         return getattr(autoencoders, name)
+
+
+@contextmanager
+def legacy_weight_norm():
+    """Building diffusers' Oobleck blocks without a FutureWarning per block: they use
+    ``torch.nn.utils.weight_norm``, whose ``weight_g``/``weight_v`` parameters are the keys of
+    the reference checkpoints, so the deprecated form is the one to keep."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.nn\.utils\.weight_norm` is deprecated",
+                                FutureWarning)
+        yield

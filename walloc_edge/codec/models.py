@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ._diffusers import autoencoder_module
+from ._diffusers import autoencoder_module, legacy_weight_norm
 from .bottleneck import Round, ToNormal, ToUniform, compander_constants
 from .config import CodecConfig
 from .wavelets import DWT1D, DWT2D, IDWT1D, IDWT2D, packet_analysis, packet_synthesis
@@ -126,18 +126,19 @@ class Codec1D(_Codec):
         self.lightweight_encode = lightweight_encode
         self.post_filter = post_filter
         subbands = channels * self.freq_bands
-        if lightweight_encode:
-            analysis = nn.Conv1d(subbands, latent_dim, kernel_size=1, stride=1, padding=1)
-        else:
-            analysis = autoencoder_oobleck.OobleckEncoder(
-                encoder_hidden_size=latent_dim, audio_channels=subbands,
-                downsampling_ratios=[1, 1], channel_multiples=[Ne // latent_dim] * 2)
-        self.encoder = nn.Sequential(analysis, ToUniform(scale, self.latent_max), Round())
-        self.decoder = nn.Sequential(
-            ToNormal(scale, self.latent_max),
-            autoencoder_oobleck.OobleckDecoder(
-                channels=latent_dim, input_channels=latent_dim, audio_channels=subbands,
-                upsampling_ratios=[1, 1], channel_multiples=[Nd // latent_dim] * 2))
+        with legacy_weight_norm():
+            if lightweight_encode:
+                analysis = nn.Conv1d(subbands, latent_dim, kernel_size=1, stride=1, padding=1)
+            else:
+                analysis = autoencoder_oobleck.OobleckEncoder(
+                    encoder_hidden_size=latent_dim, audio_channels=subbands,
+                    downsampling_ratios=[1, 1], channel_multiples=[Ne // latent_dim] * 2)
+            self.encoder = nn.Sequential(analysis, ToUniform(scale, self.latent_max), Round())
+            self.decoder = nn.Sequential(
+                ToNormal(scale, self.latent_max),
+                autoencoder_oobleck.OobleckDecoder(
+                    channels=latent_dim, input_channels=latent_dim, audio_channels=subbands,
+                    upsampling_ratios=[1, 1], channel_multiples=[Nd // latent_dim] * 2))
         if post_filter:
             self.post = nn.Conv1d(channels, channels, kernel_size=129, stride=1, padding=64)
 
