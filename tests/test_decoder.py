@@ -122,6 +122,13 @@ def test_decode_and_eval_commands(codecs, tmp_path, capsys):
     assert "mean" in capsys.readouterr().out
 
 
+def test_too_small_tile_is_a_usage_error(codecs, tmp_path, capsys):
+    model = tmp_path / "rgb.safetensors"
+    save(codecs["rgb"], model)
+    assert main(["decode", str(model), "a.wlc", "-o", str(tmp_path), "--tile", "4"]) == 2
+    assert "use at least 17" in capsys.readouterr().err
+
+
 def test_demo_command(codecs, tmp_path, capsys):
     model, audio = tmp_path / "rgb.safetensors", tmp_path / "stereo.safetensors"
     save(codecs["rgb"], model)

@@ -331,6 +331,22 @@ def _say(line):
         print(line)
 
 
+def _add_decoder_options(p):
+    p.add_argument("--device", default="auto", help="decoder device: auto (CUDA when present), "
+                                                   "cpu, cuda")
+    p.add_argument("--tile", type=int, metavar="LATENTS",
+                   help="decode images with more latents than this a side in overlapping tiles "
+                        "of this size (default 256: 2048 pixels at J = 3). Smaller is faster "
+                        "on very large images but worse: the decoder's attention sees less of "
+                        "the image")
+
+
+def _decoder(args):
+    from .decoder import Decoder
+
+    return Decoder(args.model, args.device, **({} if args.tile is None else {"tile": args.tile}))
+
+
 def _configure_decode(p):
     p.add_argument("model", help="the model that encoded the bitstreams: a .safetensors file, "
                                  "a reference .pth, or an embedded model name")
@@ -338,7 +354,7 @@ def _configure_decode(p):
     p.add_argument("-o", "--out", required=True, help="directory for the decoded files (created)")
     p.add_argument("--format", help="png, tiff or npy for images (default png; npy for other "
                                     "band counts); wav, flac or npy for audio (default wav)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    _add_decoder_options(p)
     p.epilog = ("A bitstream made by another model, or a corrupted one, is reported and\n"
                 "skipped (exit status 1); the others are still decoded.\n\n"
                 "example: walloc-edge decode rgb-16x wlc/*.wlc -o decoded/")
@@ -357,9 +373,7 @@ def _decode_to_file(decoder, blob, stem, fmt):
 def _run_decode(args):
     from pathlib import Path
 
-    from .decoder import Decoder
-
-    decoder = Decoder(args.model, args.device)
+    decoder = _decoder(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -386,7 +400,7 @@ def _configure_eval(p):
     p.add_argument("--bundle", help="encode with this exported bundle's backend instead of "
                                     "the numpy backend over the model's weights")
     p.add_argument("--backend", default="onnxruntime", help="backend for --bundle")
-    p.add_argument("--device", default="auto", help="decoder device: auto, cpu, cuda")
+    _add_decoder_options(p)
     p.add_argument("--json", help="also write the per-file rows and the means to this file")
     p.epilog = ("Each file: sensor runtime encode -> .wlc -> torch decode, then PSNR, MS-SSIM\n"
                 "(images), bits per pixel (per sample for audio), compression ratio and\n"
@@ -397,11 +411,10 @@ def _configure_eval(p):
 def _run_eval(args):
     from pathlib import Path
 
-    from .decoder import Decoder
     from .decoder.evaluate import evaluate_files, runtime_encoder, summarise
     from .runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-    decoder = Decoder(args.model, args.device)
+    decoder = _decoder(args)
     cfg = decoder.codec.config
     suffixes = (IMAGE_SUFFIXES | {".npy"}) if cfg.modality == "image" else AUDIO_SUFFIXES
     files = []
@@ -521,7 +534,7 @@ def _configure_serve(p):
                                                    "file:///PATH or - (stdin)")
     p.add_argument("--out", required=True, help="directory for decoded files and metrics.jsonl")
     p.add_argument("--format", help="output format (see walloc-edge decode --help)")
-    p.add_argument("--device", default="auto", help="decoder device: auto, cpu, cuda")
+    _add_decoder_options(p)
     p.add_argument("--count", type=int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.epilog = ("Each message: verify the .wlc (CRC, model id), decode it, write\n"
@@ -535,11 +548,10 @@ def _run_serve(args):
     import time
     from pathlib import Path
 
-    from .decoder import Decoder
     from .firmware_bridge.loops import serve_messages
     from .firmware_bridge.transports import open_receiver
 
-    decoder = Decoder(args.model, args.device)
+    decoder = _decoder(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     receiver = open_receiver(args.listen)

@@ -1,11 +1,14 @@
 """``Decoder``: .wlc bytes → the signal, shaped and typed like what was encoded (server side).
 
-Large images are decoded in overlapping tiles of latents so memory stays bounded (the
-decoder's attention block makes a whole-image decode quadratic in memory); tiles are
-cross-faded over their overlap with linear ramps, which hides what little differs between a
-tile's border and a whole-image decode (benchmarks/decoder_tiles.py measures it). Only one
-row of tiles is held in float at a time; finished rows go straight to uint8, so memory is
-the 8-bit image plus one band (benchmarks/decoder_memory.py measures it).
+Images decode whole up to ``tile`` latents a side (default 256: 2048 pixels at J = 3). The
+decoder's attention block pools over every latent of what it is given, and the models
+learn to lean on that: a tile decodes several dB worse than the same pixels decoded within
+the whole image (benchmarks/decoder_tiles.py). Memory grows only linearly with the image
+(PyTorch's attention does not hold the score matrix), but the attention's time grows with
+the square of the latent count, so larger images are decoded in overlapping tiles,
+cross-faded over their overlap with linear ramps. Only one row of tiles is held in float at
+a time; finished rows go straight to uint8, so memory is the 8-bit image plus one band
+(benchmarks/decoder_memory.py measures it).
 """
 import math
 
@@ -17,7 +20,9 @@ from ..codec.device import resolve_device
 from ..export.bundle import model_id
 from ..runtime import Bitstream, BitstreamError, read_bitstream
 
-__all__ = ["Decoder", "ModelMismatchError", "to_signal"]
+__all__ = ["Decoder", "ModelMismatchError", "to_signal", "DEFAULT_TILE"]
+
+DEFAULT_TILE = 256
 
 
 class ModelMismatchError(ValueError):
@@ -47,17 +52,19 @@ def to_signal(x, header):
 class Decoder:
     """The torch decoder of ``model`` (a checkpoint path or an embedded model name).
 
-    ``tile``: latent samples per tile side for large images (default 96, i.e. 768 pixels at
-    J = 3), ``overlap``: latents shared by neighbouring tiles on each side (default 8).
+    ``tile``: images with more latents than this a side decode in tiles of this size (default
+    256, i.e. 2048 pixels at J = 3); ``overlap``: latents shared by neighbouring tiles on each
+    side (default 8).
     """
 
-    def __init__(self, model, device="auto", tile=96, overlap=8):
+    def __init__(self, model, device="auto", tile=DEFAULT_TILE, overlap=8):
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
         self.model_id = model_id(self.codec)
         if tile <= 2 * overlap:
-            raise ValueError(f"tile ({tile}) must be larger than twice the overlap ({overlap})")
+            raise ValueError(f"a tile of {tile} latents is too small for an overlap of {overlap} "
+                             f"on each side: use at least {2 * overlap + 1}")
         self.tile, self.overlap = tile, overlap
 
     def check(self, header):
