@@ -336,9 +336,8 @@ def _add_decoder_options(p):
                                                    "cpu, cuda")
     p.add_argument("--tile", type=int, metavar="LATENTS",
                    help="decode images with more latents than this a side in overlapping tiles "
-                        "of this size (default 256: 2048 pixels at J = 3). Smaller is faster "
-                        "on very large images but worse: the decoder's attention sees less of "
-                        "the image")
+                        "of this size (default 96: 768 pixels at J = 3). It bounds the "
+                        "decoder's memory and time; the pixels are the same within rounding")
 
 
 def _decoder(args):
