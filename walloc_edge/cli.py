@@ -337,7 +337,7 @@ def _add_decoder_options(p):
     p.add_argument("--tile", type=int, metavar="LATENTS",
                    help="decode images with more latents than this a side in overlapping tiles "
                         "of this size (default 96: 768 pixels at J = 3). It bounds the "
-                        "decoder's memory and time; the pixels are the same within rounding")
+                        "decoder's memory and time; tiles agree with a whole decode to ~50 dB")
 
 
 def _decoder(args):
