@@ -1,14 +1,14 @@
 """``Decoder``: .wlc bytes → the signal, shaped and typed like what was encoded (server side).
 
 Large images are decoded in overlapping tiles of latents so memory and time stay bounded
-(the decoder's attention block costs time quadratic in the latents it is given). Each tile
-drops the pixels of the ``overlap`` latents along its edge, which its edge changes, and
-cross-fades into its neighbour over the next ``overlap``. The codec's wavelet transform wraps
-around the image, so a tile on the image's edge is decoded with ``overlap`` latents from the
-opposite edge beyond it, as the whole image would be. The result agrees with a whole-image
-decode to about 50 dB PSNR (benchmarks/decoder_tiles.py). Only one row of tiles is held in
-float at a time; finished rows go straight to uint8, so memory is the 8-bit image plus one
-band (benchmarks/decoder_memory.py measures it).
+(the decoder's attention block costs time quadratic in the latents it is given). The decoder
+network runs tile by tile into the image's wavelet coefficients: each tile drops the
+``overlap`` latents along its edge, which its edge disturbs, and cross-fades into its
+neighbour over the next ``overlap``. The packet synthesis then runs over whole rows, wrapping
+around the image as the encoder's transform did, so tiles change nothing but what the
+network sees (benchmarks/decoder_tiles.py measures it). Memory is the image in uint8 plus
+its coefficients in float (as many values as pixels), one tile's activations and one band
+(benchmarks/decoder_memory.py).
 """
 import math
 
@@ -115,44 +115,36 @@ class Decoder:
         return self._decode_tiles(z)
 
     def _decode_tiles(self, z):
-        """(1, latent_dim, h, w) → (1, C, h·2^J, w·2^J) uint8, a row of tiles at a time."""
-        B = 2 ** self.codec.J
+        """(1, latent_dim, h, w) → (1, C, h·2^J, w·2^J) uint8. The decoder network runs tile
+        by tile into the wavelet coefficients of the whole image; the packet synthesis then
+        turns those into pixels a band of rows at a time, wrapping around the image."""
         _, _, h, w = z.shape
-        out = torch.empty(1, self.codec.config.channels, h * B, w * B, dtype=torch.uint8)
         rows, cols = _spans(h, self.tile, self.overlap), _spans(w, self.tile, self.overlap)
-        done = 0  # pixel rows written to out; the band holds those from here down
-        band = torch.zeros(self.codec.config.channels, 0, w * B)
-        weight = torch.zeros(0, w * B)
+        coefficients, weight = None, torch.zeros(h, w)
         for i, (ys, ye) in enumerate(rows):
-            grow = ye * B - done - band.shape[1]
-            band = torch.cat([band, band.new_zeros(band.shape[0], grow, w * B)], 1)
-            weight = torch.cat([weight, weight.new_zeros(grow, w * B)])
-            top, bottom = ys * B - done, ye * B - done
             for j, (xs, xe) in enumerate(cols):
-                x = self._decode_tile(z, rows, i, cols, j)
-                ramp = (_ramp(rows, i, B, self.overlap)[:, None]
-                        * _ramp(cols, j, B, self.overlap)[None, :])
-                band[:, top:bottom, xs * B:xe * B] += x * ramp
-                weight[top:bottom, xs * B:xe * B] += ramp
-            final = rows[i + 1][0] * B - done if i + 1 < len(rows) else band.shape[1]
-            out[0, :, done:done + final] = _to_pixels(band[:, :final] / weight[:final])
-            band, weight, done = band[:, final:].clone(), weight[final:].clone(), done + final
-        return out
+                x = self.codec.decoder(z[:, :, ys:ye, xs:xe])[0].float().cpu()
+                if coefficients is None:
+                    coefficients = x.new_zeros(len(x), h, w)
+                ramp = _ramp(rows, i, self.overlap)[:, None] * _ramp(cols, j, self.overlap)[None, :]
+                coefficients[:, ys:ye, xs:xe] += x * ramp
+                weight[ys:ye, xs:xe] += ramp
+        coefficients /= weight
+        return self._synthesize_bands(coefficients)
 
-    def _decode_tile(self, z, rows, i, cols, j):
-        """(C, pixels…) of tile (i, j). A tile on the image's edge takes ``overlap`` latents
-        from the opposite edge beyond it, as the wavelet transform wraps around the image,
-        and those pixels are cut off again."""
-        B = 2 ** self.codec.J
-        index, keep = [], []
-        for spans, k, n in ((rows, i, z.shape[2]), (cols, j, z.shape[3])):
-            start, end = spans[k]
-            before = self.overlap if k == 0 else 0
-            after = self.overlap if k == len(spans) - 1 else 0
-            index.append(torch.arange(start - before, end + after, device=z.device) % n)
-            keep.append(slice(before * B, (before + end - start) * B))
-        x = self.codec.decode(z[:, :, index[0]][:, :, :, index[1]])
-        return x[0, :, keep[0], keep[1]].float().cpu()
+    def _synthesize_bands(self, coefficients):
+        """(subbands, h, w) wavelet coefficients → (1, C, h·2^J, w·2^J) uint8, ``tile`` rows
+        of latents at a time, each band given ``overlap`` rows beyond it (periodically, as
+        the transform wraps) so that its pixels are those of a whole-image synthesis."""
+        B, (_, h, w), pad = 2 ** self.codec.J, coefficients.shape, self.overlap
+        out = torch.empty(1, self.codec.config.channels, h * B, w * B, dtype=torch.uint8)
+        for top in range(0, h, self.tile):
+            bottom = min(top + self.tile, h)
+            rows = torch.arange(top - pad, bottom + pad) % h
+            x = self.codec.wavelet_synthesis(coefficients[None, :, rows].to(self.device))
+            x = self.codec.clamp(x[0, :, pad * B:(pad + bottom - top) * B]).cpu()
+            out[0, :, top * B:bottom * B] = _to_pixels(x)
+        return out
 
 
 def _spans(n, tile, overlap):
@@ -166,23 +158,23 @@ def _spans(n, tile, overlap):
     return [(s, s + size) for s in (round(i * (n - size) / (count - 1)) for i in range(count))]
 
 
-def _ramp(spans, i, block, margin):
-    """Pixel weights along one axis of tile i. Where it shares latents with a neighbour, the
-    ``margin`` latents nearest its own edge (which the edge changes) get no weight, and the
-    rest fades linearly into the neighbour's; the two weights sum to one."""
+def _ramp(spans, i, margin):
+    """Weights along one axis of tile i's latents. Where it shares latents with a neighbour,
+    the ``margin`` nearest its own edge (which the edge disturbs) get no weight, and the rest
+    fades linearly into the neighbour's."""
     start, end = spans[i]
-    r = torch.ones((end - start) * block)
-    m = margin * block
+    r = torch.ones(end - start)
     if i > 0:
-        shared = (spans[i - 1][1] - start) * block
-        r[:shared] = _fade_in(shared, m)
+        shared = spans[i - 1][1] - start
+        r[:shared] = _fade_in(shared, margin)
     if i < len(spans) - 1:
-        shared = (end - spans[i + 1][0]) * block
-        r[len(r) - shared:] = torch.minimum(r[len(r) - shared:], _fade_in(shared, m).flip(0))
+        shared = end - spans[i + 1][0]
+        r[len(r) - shared:] = torch.minimum(r[len(r) - shared:],
+                                            _fade_in(shared, margin).flip(0))
     return r
 
 
 def _fade_in(n, margin):
-    """0 over the first ``margin`` of ``n`` pixels, 1 over the last ``margin``, linear between
-    (a step in the middle when nothing is between)."""
+    """0 over the first ``margin`` of ``n`` latents, 1 over the last ``margin``, linear
+    between."""
     return ((torch.arange(n) + 0.5 - margin) / max(n - 2 * margin, 1)).clamp(0, 1)
