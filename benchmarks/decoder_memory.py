@@ -3,7 +3,8 @@
     python benchmarks/decoder_memory.py MODEL [--size 4000x6000] [--out benchmarks/results]
 
 The bundled astronaut photo tiled to SIZE is encoded by the sensor runtime (numpy backend,
-rans) and decoded on the CPU in 96x96-latent tiles; a thread samples the resident set size.
+rans) and decoded on the CPU in tiles of the decoder's default size; a thread samples the
+resident set size.
 Reported: the peak above what the process held just before the decode, and MP/s.
 """
 import argparse

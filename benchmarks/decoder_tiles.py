@@ -1,7 +1,7 @@
 """Seams of the tiled decoder: quality next to tile seams and the image's edges vs
 elsewhere, and speed.
 
-    python benchmarks/decoder_tiles.py MODEL PHOTO... [--tile 96] [--overlap 8] [--out DIR]
+    python benchmarks/decoder_tiles.py MODEL PHOTO... [--tile 64] [--overlap 8] [--out DIR]
 
 Each photo is encoded by the sensor runtime (numpy backend) and decoded twice: whole, and in
 overlapping tiles cross-faded together. PSNR against the original is reported over the

@@ -336,7 +336,7 @@ def _add_decoder_options(p):
                                                    "cpu, cuda")
     p.add_argument("--tile", type=int, metavar="LATENTS",
                    help="decode images with more latents than this a side in overlapping tiles "
-                        "of this size (default 96: 768 pixels at J = 3). It bounds the "
+                        "of this size (default 64: 512 pixels at J = 3). It bounds the "
                         "decoder's memory and time; tiles agree with a whole decode to ~50 dB")
 
 

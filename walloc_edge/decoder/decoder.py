@@ -22,7 +22,7 @@ from ..runtime import Bitstream, BitstreamError, read_bitstream
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DEFAULT_TILE"]
 
-DEFAULT_TILE = 96
+DEFAULT_TILE = 64
 
 
 class ModelMismatchError(ValueError):
@@ -53,7 +53,7 @@ class Decoder:
     """The torch decoder of ``model`` (a checkpoint path or an embedded model name).
 
     ``tile``: images with more latents than this a side decode in tiles of this size (default
-    96, i.e. 768 pixels at J = 3); ``overlap``: the latents a tile's edge is let change
+    64, i.e. 512 pixels at J = 3); ``overlap``: the latents a tile's edge is let change
     before its pixels count (default 8); neighbours share three times that.
     """
 
