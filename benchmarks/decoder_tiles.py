@@ -6,8 +6,8 @@ elsewhere, and speed.
 Each photo is encoded by the sensor runtime (numpy backend) and decoded twice: whole, and in
 overlapping tiles cross-faded together. PSNR against the original is reported over the
 pixels within 8 pixels of a tile seam (the middle of each overlap), over those within 16
-pixels of the image's edge (where tiles wrap around the image, as the wavelet transform
-does), and over the rest; a flaw shows as a lower PSNR there in the tiled decode than in the
+pixels of the image's edge (where the packet synthesis wraps around the image), and over
+the rest; a flaw shows as a lower PSNR there in the tiled decode than in the
 whole decode.
 """
 import argparse

@@ -337,7 +337,8 @@ def _add_decoder_options(p):
     p.add_argument("--tile", type=int, metavar="LATENTS",
                    help="decode images with more latents than this a side in overlapping tiles "
                         "of this size (default 64: 512 pixels at J = 3). It bounds the "
-                        "decoder's memory and time; tiles agree with a whole decode to ~50 dB")
+                        "decoder's memory and time; tiles agree with a whole decode to about "
+                        "53 dB PSNR")
 
 
 def _decoder(args):

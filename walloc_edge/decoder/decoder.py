@@ -120,13 +120,15 @@ class Decoder:
         turns those into pixels a band of rows at a time, wrapping around the image."""
         _, _, h, w = z.shape
         rows, cols = _spans(h, self.tile, self.overlap), _spans(w, self.tile, self.overlap)
+        row_ramps = [_ramp(rows, i, self.overlap) for i in range(len(rows))]
+        col_ramps = [_ramp(cols, j, self.overlap) for j in range(len(cols))]
         coefficients, weight = None, torch.zeros(h, w)
-        for i, (ys, ye) in enumerate(rows):
-            for j, (xs, xe) in enumerate(cols):
+        for (ys, ye), row_ramp in zip(rows, row_ramps):
+            for (xs, xe), col_ramp in zip(cols, col_ramps):
                 x = self.codec.decoder(z[:, :, ys:ye, xs:xe])[0].float().cpu()
                 if coefficients is None:
                     coefficients = x.new_zeros(len(x), h, w)
-                ramp = _ramp(rows, i, self.overlap)[:, None] * _ramp(cols, j, self.overlap)[None, :]
+                ramp = row_ramp[:, None] * col_ramp[None, :]
                 coefficients[:, ys:ye, xs:xe] += x * ramp
                 weight[ys:ye, xs:xe] += ramp
         coefficients /= weight
@@ -134,9 +136,11 @@ class Decoder:
 
     def _synthesize_bands(self, coefficients):
         """(subbands, h, w) wavelet coefficients → (1, C, h·2^J, w·2^J) uint8, ``tile`` rows
-        of latents at a time, each band given ``overlap`` rows beyond it (periodically, as
-        the transform wraps) so that its pixels are those of a whole-image synthesis."""
-        B, (_, h, w), pad = 2 ** self.codec.J, coefficients.shape, self.overlap
+        of latents at a time, each band given rows beyond it (periodically, as the transform
+        wraps) so that its pixels are those of a whole-image synthesis. The synthesis reaches
+        fewer latents than its filter has taps, so that many rows are enough."""
+        B, (_, h, w) = 2 ** self.codec.J, coefficients.shape
+        pad = self.codec.iwt.g0_col.numel()
         out = torch.empty(1, self.codec.config.channels, h * B, w * B, dtype=torch.uint8)
         for top in range(0, h, self.tile):
             bottom = min(top + self.tile, h)
