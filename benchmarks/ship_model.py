@@ -1,4 +1,5 @@
-"""Ship a trained model inside the package: float16 parameters into walloc_edge/models,
+"""Ship a trained model in the walloc-edge-models package: float16 parameters into
+models/walloc_edge_models,
 measured on held-out data with `walloc-edge eval`, described in models.json.
 
     python benchmarks/ship_model.py NAME MODEL --data FILE... --trained "COMMAND" [--note TEXT]
@@ -29,7 +30,7 @@ def main():
     p.add_argument("--steps", type=int)
     p.add_argument("--note", default="")
     args = p.parse_args()
-    folder = ROOT / "walloc_edge" / "models"
+    folder = ROOT / "models" / "walloc_edge_models"
     target = folder / f"{args.name}.safetensors"
     codec = load(args.model)
     save(codec, target, parameter_dtype=torch.float16)

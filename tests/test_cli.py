@@ -11,7 +11,8 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    assert "info" in out and "describe a model" in out
+    assert "info" in out and "describe a sensor bundle (no torch) or a model" in out
+    assert "encode" in out and "needs [server]" in out  # which extra each command needs
 
 
 def test_no_command_prints_help(capsys):

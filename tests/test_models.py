@@ -5,7 +5,7 @@ import pytest
 
 from walloc_edge.cli import main
 from walloc_edge.codec import load
-from walloc_edge.models import DEFAULT_IMAGE_MODEL, embedded_models
+from walloc_edge.zoo import DEFAULT_IMAGE_MODEL, embedded_models
 
 
 def test_default_models_are_shipped():

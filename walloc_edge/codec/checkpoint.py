@@ -47,13 +47,14 @@ def save(model, path, parameter_dtype=None):
 def load(path, device="cpu"):
     """A codec in eval mode from a walloc-edge ``.safetensors``, a reference ``.pth``, or
     the name of a model shipped in the package (``walloc-edge models`` lists them)."""
-    from ..models import embedded_model_file, embedded_models
+    from ..zoo import embedded_models, model_file, weights_installed
 
     path = Path(path)
-    if not path.is_file() and embedded_model_file(path):
-        path = embedded_model_file(path)
+    if not path.is_file() and model_file(path):
+        path = model_file(path)
     if not path.is_file():
-        names = ", ".join(embedded_models()) or "none yet"
+        names = ", ".join(embedded_models()) if weights_installed() else \
+            "not installed: pip install walloc-edge-models"
         raise CheckpointError(f"{path}: no such model file or embedded model (embedded: {names}; "
                               "or give a .safetensors file, or a reference .pth with its .json "
                               "beside it)")

@@ -4,6 +4,7 @@ Each file goes the way a deployment sends it: the sensor runtime encodes it to .
 backend over the model's own weights, or any bundle's backend), the torch decoder decodes
 the bytes, and the result is compared with the input.
 """
+import os
 import tempfile
 import time
 import wave
@@ -89,7 +90,8 @@ def summarise(rows, config):
 
 def write_signal(signal, header, stem, fmt=None):
     """Write a decoded signal next to ``stem`` in ``fmt`` (default: PNG for gray/RGB images,
-    NPY for other band counts, WAV for audio); returns the path."""
+    NPY for other band counts, WAV for audio: 16-bit PCM for int16 input, 32-bit float for
+    float input); returns the path. The file appears whole or not at all."""
     stem = Path(stem)
     channels = header.channels
     if fmt is None:
@@ -97,30 +99,48 @@ def write_signal(signal, header, stem, fmt=None):
     if fmt not in OUTPUT_FORMATS[header.modality]:
         raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
                          f"{', '.join(OUTPUT_FORMATS[header.modality])}")
+    if fmt in ("png", "tiff") and channels not in (1, 3):
+        raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
     path = stem.with_name(stem.name + "." + fmt)
-    if fmt == "npy":
-        np.save(path, signal)
-    elif fmt in ("png", "tiff"):
-        if channels not in (1, 3):
-            raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
-        from PIL import Image
-
-        Image.fromarray(signal if signal.ndim == 2 else signal.squeeze(-1) if channels == 1
-                        else signal).save(path)
-    else:
-        pcm = signal if signal.dtype == np.int16 else \
-            np.clip(np.round(signal * 32768), -32768, 32767).astype(np.int16)
-        pcm = pcm.reshape(len(pcm), -1)
-        rate = header.sample_rate or 44100
-        if fmt == "wav":
-            with wave.open(str(path), "wb") as w:
-                w.setnchannels(pcm.shape[1])
-                w.setsampwidth(2)
-                w.setframerate(rate)
-                w.writeframes(pcm.astype("<i2").tobytes())
-        else:
-            import soundfile
-
-            soundfile.write(str(path), pcm, rate, subtype="PCM_16")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            _write(f, signal, header, fmt)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return path
 
+
+def _write(f, signal, header, fmt):
+    if fmt == "npy":
+        np.save(f, signal)
+        return
+    if fmt in ("png", "tiff"):
+        from PIL import Image
+
+        picture = signal.squeeze(-1) if signal.ndim == 3 and header.channels == 1 else signal
+        Image.fromarray(picture).save(f, format=fmt.upper())
+        return
+    rate = header.sample_rate or 44100
+    audio = signal.reshape(len(signal), -1)
+    if audio.dtype.kind == "f":  # float input: keep float (WAV) or the deepest PCM (FLAC)
+        import soundfile
+
+        soundfile.write(f, audio, rate, format=fmt.upper(),
+                        subtype="FLOAT" if fmt == "wav" else "PCM_24")
+        return
+    pcm = audio.astype("<i2")
+    if fmt == "wav":
+        with wave.open(f, "wb") as w:
+            w.setnchannels(pcm.shape[1])
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm.tobytes())
+    else:
+        import soundfile
+
+        soundfile.write(f, pcm, rate, format="FLAC", subtype="PCM_16")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input
 
-__all__ = ["stream_files", "watch_folder", "serve_messages"]
+__all__ = ["stream_files", "stream_frames", "watch_folder", "serve_messages"]
 
 
 def stream_files(encoder, sender, paths, coder="rans", log=print):
@@ -23,6 +23,23 @@ def stream_files(encoder, sender, paths, coder="rans", log=print):
         sender.send(blob)
         sent += 1
         log(f"sent {path}: {len(blob):,} bytes as message {sender.sequence - 1}")
+    return sent, failed
+
+
+def stream_frames(encoder, sender, frames, name, coder="rans", log=print):
+    """Encode each video frame and send its .wlc; returns (sent, failed). Ctrl-C ends the
+    frames (the capture is released) and is passed on."""
+    sent = failed = 0
+    for index, frame in enumerate(frames):
+        try:
+            blob = encoder.encode(frame, coder=coder)
+        except ValueError as e:
+            failed += 1
+            log(f"skipped {name} frame {index}: {e}")
+            continue
+        sender.send(blob)
+        sent += 1
+        log(f"sent {name} frame {index}: {len(blob):,} bytes as message {sender.sequence - 1}")
     return sent, failed
 
 

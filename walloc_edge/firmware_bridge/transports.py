@@ -18,7 +18,15 @@ from urllib.parse import parse_qs, urlparse
 from .framing import (OVERHEAD, FrameReader, FramingError, LinkStats, Reassembler,
                       decode_frame, frames_for)
 
-__all__ = ["Received", "open_sender", "open_receiver", "parse_url"]
+__all__ = ["Received", "open_sender", "open_receiver", "parse_url", "SENDER_URLS",
+           "RECEIVER_URLS"]
+
+SENDER_URLS = ("tcp://HOST:PORT, udp://HOST:PORT[?mtu=1400], serial:///dev/ttyUSB0[?baud=921600], "
+               "mqtt://BROKER[:1883]/TOPIC, file:///PATH (appends frames to a file), or - "
+               "(stdout)")
+RECEIVER_URLS = ("tcp://HOST:PORT, udp://HOST:PORT, serial:///dev/ttyUSB0[?baud=921600], "
+                 "mqtt://BROKER[:1883]/TOPIC (or /$share/GROUP/TOPIC to share the messages "
+                 "between servers), file:///PATH (a file of frames), or - (stdin)")
 
 UDP_HEADERS = 28  # IPv4 + UDP
 

@@ -4,34 +4,82 @@
 2^J (at least ``min_size``; exactly ``static_shape`` when the backend has one) and returns
 the integer latents (1, latent_dim, …). The :class:`~walloc_edge.runtime.Encoder` handles
 any other size by tiling.
+
+Backends plug in through ``BACKENDS`` (name → class, in the order ``"auto"`` tries them):
+a class has ``name``, ``static_shape``, ``min_size``, ``run`` and ``usable(bundle)``, which
+says why it cannot run here (its runtime is not installed, the bundle lacks its graph) or
+returns None.
 """
+import importlib.util
+
 import numpy as np
 
 from .numpy_backend import NumpyBackend
 
 __all__ = ["BACKENDS", "BackendError", "OnnxBackend", "LiteRTBackend", "NumpyBackend",
-           "make_backend", "onnx_session", "litert_runner"]
+           "make_backend", "available_backends", "onnx_session", "litert_runner",
+           "resolve_providers", "PROVIDER_NAMES"]
 
-BACKENDS = ("onnxruntime", "litert", "numpy")
+# Short names for onnxruntime's execution providers (full names are accepted too).
+PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider", "rocm": "ROCMExecutionProvider",
+    "migraphx": "MIGraphXExecutionProvider", "dml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
+    "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider",
+}
 
 
 class BackendError(ValueError):
     """A backend that cannot run here (its runtime is not installed, or the bundle lacks it)."""
 
 
-def onnx_session(path, threads=None):
-    """An onnxruntime CPU session with all graph optimisations (quiet)."""
+def _import_onnxruntime():
     try:
-        import onnxruntime as ort
+        import onnxruntime
     except ImportError:
         raise BackendError("the onnxruntime backend needs onnxruntime: "
                            "pip install 'walloc-edge[runtime]'") from None
+    return onnxruntime
+
+
+def resolve_providers(providers, available):
+    """``providers`` ("tensorrt,cuda,cpu", or a list; short or full names) as onnxruntime
+    names, checked against ``available``; None → the CPU provider."""
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [p.strip() for p in providers.split(",") if p.strip()]
+    if not providers:
+        raise BackendError("--provider is empty; give e.g. cuda,cpu")
+    short = {full: name for name, full in PROVIDER_NAMES.items()}
+    have = ", ".join(short.get(p, p) for p in available)
+    chosen = []
+    for name in providers:
+        full = PROVIDER_NAMES.get(name.lower(), name)
+        if full not in PROVIDER_NAMES.values() and full not in available:
+            raise BackendError(f"unknown onnxruntime provider {name!r}; this onnxruntime has: "
+                               f"{have}")
+        if full not in available:
+            raise BackendError(f"onnxruntime provider {name!r} is not available in this "
+                               f"installation (it has: {have}); install an onnxruntime build "
+                               f"with it (e.g. onnxruntime-gpu for cuda/tensorrt)")
+        chosen.append(full)
+    return chosen
+
+
+def onnx_session(path, threads=None, providers=None):
+    """An onnxruntime session with all graph optimisations (quiet), on ``providers``
+    (default: the CPU)."""
+    ort = _import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    chosen = resolve_providers(providers, ort.get_available_providers())
+    return ort.InferenceSession(str(path), options, providers=chosen)
 
 
 def litert_runner(path, threads=None):
@@ -64,17 +112,28 @@ def litert_runner(path, threads=None):
     return run
 
 
+def _graph_missing(bundle, fmt):
+    return None if fmt in bundle.meta.get("graphs", {}) else f"the bundle has no {fmt} graph"
+
+
 class OnnxBackend:
-    """encoder.onnx on onnxruntime's CPU provider; dynamic sizes."""
+    """encoder.onnx on onnxruntime (CPU unless ``providers`` say otherwise); dynamic sizes."""
 
     name = "onnxruntime"
     static_shape = None
 
-    def __init__(self, bundle, threads=None):
+    def __init__(self, bundle, threads=None, providers=None):
         path, _ = bundle.graph("onnx")
-        self.session = onnx_session(path, threads)
+        self.session = onnx_session(path, threads, providers)
+        self.providers = self.session.get_providers()
         self.input = self.session.get_inputs()[0].name
         self.min_size = bundle.meta["input"]["min_size"]
+
+    @staticmethod
+    def usable(bundle):
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed"
+        return _graph_missing(bundle, "onnx")
 
     def run(self, raw):
         return self.session.run(None, {self.input: raw})[0]
@@ -84,6 +143,7 @@ class LiteRTBackend:
     """encoder.tflite on ai-edge-litert (XNNPACK); one static size, set at export."""
 
     name = "litert"
+    providers = ()
 
     def __init__(self, bundle, threads=None):
         path, info = bundle.graph("tflite")
@@ -91,13 +151,37 @@ class LiteRTBackend:
         self.static_shape = tuple(info["static_shape"])
         self.min_size = min(self.static_shape)
 
+    @staticmethod
+    def usable(bundle):
+        if importlib.util.find_spec("ai_edge_litert") is None:
+            return "ai-edge-litert is not installed"
+        return _graph_missing(bundle, "tflite")
 
-def make_backend(name, bundle, threads=None):
+
+BACKENDS = {"onnxruntime": OnnxBackend, "litert": LiteRTBackend, "numpy": NumpyBackend}
+
+
+def available_backends(bundle):
+    """Names of the backends that can run ``bundle`` here, in the order "auto" tries them."""
+    return [name for name, cls in BACKENDS.items() if cls.usable(bundle) is None]
+
+
+def make_backend(name, bundle, threads=None, providers=None):
+    """Backend ``name`` for ``bundle``; "auto" takes the first usable one of ``BACKENDS``."""
+    if name == "auto":
+        usable = available_backends(bundle)
+        if not usable:
+            why = "; ".join(f"{n}: {cls.usable(bundle)}" for n, cls in BACKENDS.items())
+            raise BackendError(f"no backend can run {bundle.path} here ({why})")
+        name = usable[0]
+        if providers is not None and name != "onnxruntime":
+            raise BackendError(f"--provider is for onnxruntime, which cannot run here "
+                               f"({OnnxBackend.usable(bundle)})")
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
     if name == "onnxruntime":
-        return OnnxBackend(bundle, threads)
-    if name == "litert":
-        return LiteRTBackend(bundle, threads)
-    if name == "numpy":
-        return NumpyBackend(bundle)
-    raise BackendError(f"unknown backend {name!r}; choose from {', '.join(BACKENDS)}")
-
+        return OnnxBackend(bundle, threads, providers)
+    if providers is not None:
+        raise BackendError(f"--provider chooses onnxruntime execution providers; the {name} "
+                           "backend has none (use --backend onnxruntime)")
+    return LiteRTBackend(bundle, threads) if name == "litert" else NumpyBackend(bundle)

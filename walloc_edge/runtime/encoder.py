@@ -78,15 +78,17 @@ def _gather(sample, index):
 
 
 class Encoder:
-    """The sensor encoder of a bundle on one backend ("onnxruntime", "litert", "numpy").
+    """The sensor encoder of a bundle on one backend ("auto": the first of "onnxruntime",
+    "litert", "numpy" that can run here; ``backend.name`` says which). ``providers``:
+    onnxruntime execution providers in order of preference (default: the CPU).
 
     ``tile``: interior samples per axis of one backend run for large inputs (default 1024
     pixels, 65536 audio samples); a LiteRT graph's static size fixes it instead.
     """
 
-    def __init__(self, bundle, backend="onnxruntime", threads=None, tile=None):
+    def __init__(self, bundle, backend="auto", threads=None, tile=None, providers=None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        self.backend = make_backend(backend, self.bundle, threads)
+        self.backend = make_backend(backend, self.bundle, threads, providers)
         b = self.bundle
         self.block = b.block
         self.left, self.right = b.receptive_field
@@ -104,6 +106,11 @@ class Encoder:
         if min(self.run_blocks) < 1:
             raise ValueError(f"a {self.run_size} graph is too small for this model's "
                              f"{border}-sample border; export a larger TFLite size")
+
+    def describe(self):
+        """'onnxruntime (CPUExecutionProvider)': what runs the encoder."""
+        providers = getattr(self.backend, "providers", ())
+        return self.backend.name + (f" ({', '.join(providers)})" if providers else "")
 
     @property
     def model_id(self):

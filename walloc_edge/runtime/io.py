@@ -1,7 +1,9 @@
-"""Reading sensor files without torch: images (Pillow), .npy cubes, WAV (stdlib) and FLAC.
+"""Reading sensor files without torch: images (Pillow), .npy cubes, and audio (soundfile:
+WAV, FLAC, Ogg; WAV also through the standard library).
 
-Each reader returns what :class:`~walloc_edge.runtime.Encoder` takes (uint8 H×W×C images,
-int16 L×C audio) or raises ``ValueError`` naming the file and what to do about it.
+Each reader returns what :class:`~walloc_edge.runtime.Encoder` takes (uint8 H×W×C images;
+L×C audio as int16 for 8/16-bit PCM, as float in [-1, 1] for deeper and float layouts) or
+raises ``ValueError`` naming the file and what to do about it.
 """
 import wave
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 __all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-AUDIO_SUFFIXES = {".wav", ".flac"}
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
 def read_input(path, modality, channels):
@@ -29,8 +31,8 @@ def read_input(path, modality, channels):
         raise ValueError(f"{path}: not an image this model takes (use "
                          f"{', '.join(sorted(IMAGE_SUFFIXES))} or .npy)")
     if suffix in AUDIO_SUFFIXES:
-        return _read_wav(path) if suffix == ".wav" else _read_soundfile(path)
-    raise ValueError(f"{path}: not audio this model takes (use .wav or .flac)")
+        return _read_audio(path)
+    raise ValueError(f"{path}: not audio this model takes (use .wav, .flac or .ogg)")
 
 
 def _read_image(path, channels):
@@ -55,33 +57,54 @@ def _read_npy(path):
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
 
 
+def _read_audio(path):
+    """(samples, rate): int16 for 8- and 16-bit PCM (exact), float in [-1, 1] for every
+    deeper or float layout (24/32-bit PCM, float32/64, Ogg/Vorbis), so that no layout is
+    cut to the wrong scale. soundfile reads every format; without it, WAV goes through the
+    standard library."""
+    try:
+        import soundfile
+    except ImportError:
+        if path.suffix.lower() == ".wav":
+            return _read_wav(path)
+        raise ValueError(f"{path}: reading {path.suffix} needs soundfile: "
+                         "pip install soundfile") from None
+    try:
+        subtype = soundfile.info(str(path)).subtype
+        dtype = "int16" if subtype in SHALLOW_PCM else \
+            "float64" if subtype == "DOUBLE" else "float32"
+        samples, rate = soundfile.read(str(path), dtype=dtype, always_2d=True)
+    except RuntimeError as e:  # libsndfile's errors
+        raise ValueError(f"{path}: not readable audio ({e})") from None
+    if not len(samples):
+        raise ValueError(f"{path}: the file holds no samples")
+    return samples, rate
+
+
+SHALLOW_PCM = {"PCM_S8", "PCM_U8", "PCM_16"}  # read as int16 without loss
+
+
 def _read_wav(path):
-    """PCM WAV through the standard library (8/16/24/32-bit); other encodings via soundfile."""
+    """PCM WAV through the standard library: 8/16-bit as int16, 24/32-bit as float32."""
     try:
         with wave.open(str(path), "rb") as w:
             width, channels, rate = w.getsampwidth(), w.getnchannels(), w.getframerate()
             frames = w.readframes(w.getnframes())
-    except wave.Error:
-        return _read_soundfile(path)  # e.g. float WAV, which the wave module refuses
+    except wave.Error as e:  # e.g. float WAV, which the wave module refuses
+        raise ValueError(f"{path}: this WAV layout needs soundfile ({e}): "
+                         "pip install soundfile") from None
     except (OSError, EOFError) as e:
         raise ValueError(f"{path}: not a readable WAV file ({e})") from None
     raw = np.frombuffer(frames, np.uint8)
     raw = raw[:len(raw) // (width * channels) * width * channels].reshape(-1, width)
+    if not len(raw):
+        raise ValueError(f"{path}: the file holds no samples")
     if width == 1:  # unsigned 8-bit
         pcm = (raw[:, 0].astype(np.int16) - 128) << 8
-    else:  # little-endian signed: keep the top 16 bits
-        pcm = raw[:, -2:].copy().view("<i2")[:, 0]
+    elif width == 2:
+        pcm = raw.copy().view("<i2")[:, 0]
+    else:  # little-endian signed 24/32-bit: placed in the top bytes of an int32
+        wide = np.zeros((len(raw), 4), np.uint8)
+        wide[:, 4 - width:] = raw
+        pcm = (wide.view("<i4")[:, 0] / 2.0 ** 31).astype(np.float32)
     return pcm.reshape(-1, channels), rate
-
-
-def _read_soundfile(path):
-    try:
-        import soundfile
-    except ImportError:
-        raise ValueError(f"{path}: reading {path.suffix} needs soundfile: "
-                         "pip install soundfile") from None
-    try:
-        pcm, rate = soundfile.read(str(path), dtype="int16", always_2d=True)
-        return pcm, rate
-    except RuntimeError as e:  # libsndfile's errors
-        raise ValueError(f"{path}: not readable audio ({e})") from None

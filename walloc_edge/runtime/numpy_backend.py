@@ -46,6 +46,13 @@ class NumpyBackend:
 
     name = "numpy"
     static_shape = None
+    providers = ()
+
+    @staticmethod
+    def usable(bundle):
+        """None: numpy is always here; only the bundle's weights could be missing."""
+        path = bundle.path / bundle.meta.get("weights", "encoder.npz")
+        return None if path.is_file() else "the bundle has no encoder.npz"
 
     def __init__(self, bundle):
         arrays = bundle.arrays()

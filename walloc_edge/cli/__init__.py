@@ -1,0 +1,125 @@
+"""``walloc-edge <command>``: one console script, one module per command.
+
+Each command module has ``configure(parser)`` and ``run(args)`` and is imported only when
+its command runs, so the sensor commands (encode, stream, info BUNDLE, bench --bundle) start
+on a device without torch. A command that needs a package this installation lacks says in
+one line which extra to install. A mistake in the user's input (a missing file, a bad
+option value) prints one line naming it and exits with status 2; set WALLOC_EDGE_DEBUG=1
+for the traceback.
+"""
+import argparse
+import importlib
+import os
+import sys
+
+from .. import __version__
+from ._shared import HelpFormatter
+
+__all__ = ["main", "COMMANDS"]
+
+# name: (one-line summary, the extra it needs beyond the sensor runtime or None). Each is
+# the module of that name here. The order is that of `--help`: the main job, the catalogue,
+# then the path a signal takes.
+COMMANDS = {
+    "demo": ("the main job: export, encode a photo on the sensor runtime, decode, report",
+             "server"),
+    "models": ("list the models shipped with walloc-edge", None),
+    "info": ("describe a sensor bundle (no torch) or a model", None),
+    "export": ("write the sensor bundle (ONNX/TFLite/C encoders + encoder.json), validated "
+               "against torch", "export"),
+    "encode": ("sensor: encode images, audio, video or a camera into .wlc bitstreams", None),
+    "stream": ("sensor: encode files, a watched folder, video or a camera and send them over "
+               "a transport", None),
+    "serve": ("server: receive bitstreams, verify, decode, write files and a metrics log",
+              "server"),
+    "decode": ("server: decode .wlc bitstreams into PNG/TIFF/NPY/WAV/FLAC", "server"),
+    "eval": ("rate, distortion and speed over a folder: PSNR, MS-SSIM, bpp, ratio, MP/s",
+             "server"),
+    "bench": ("per-device throughput of every backend, with JPEG/WebP/PNG baselines "
+              "(--bundle: no torch)", None),
+    "train": ("train a codec on a folder of images or audio, or on synthetic data; resumable",
+              "server"),
+}
+
+# Packages a command may lack, and the extra that brings each; a command that names its own
+# extra (export) is told that one for the torch side.
+EXTRA_FOR = {
+    "torch": "server", "diffusers": "server", "pywt": "server", "safetensors": "server",
+    "walloc_edge_models": "server", "onnx": "export", "onnxscript": "export",
+    "litert_torch": "export", "cv2": "camera", "paho": "bridge", "serial": "bridge",
+    "soundfile": "runtime", "tqdm": "runtime", "onnxruntime": "runtime",
+    "ai_edge_litert": "litert",
+}
+
+
+SENSOR_COMMANDS = ("encode", "stream")
+
+
+def _chosen_command(argv):
+    """The command named in ``argv`` (the first word that is not an option), or None."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(command=None):
+    """The argument parser; only ``command``'s own options are configured (importing its
+    module), so that listing the commands imports nothing heavy."""
+    parser = argparse.ArgumentParser(
+        prog="walloc-edge", formatter_class=HelpFormatter,
+        description="WaLLoC on sensors: export the wavelet + linear encoder, encode on the "
+                    "device, decode centrally.",
+        epilog="extras (pip install 'walloc-edge[EXTRA]'):\n"
+               "  runtime   a sensor: onnxruntime, soundfile, tqdm\n"
+               "  litert    a sensor with LiteRT (XNNPACK) instead\n"
+               "  camera    video files, cameras and RTSP streams (OpenCV)\n"
+               "  bridge    serial and MQTT links\n"
+               "  server    decode, serve, eval, train, demo: torch and the model weights\n"
+               "  export    export models to ONNX/TFLite/C (includes server)\n\n"
+               "'walloc-edge COMMAND --help' explains each command, with examples.")
+    parser.add_argument("--version", action="version", version=f"walloc-edge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, extra) in COMMANDS.items():
+        shown = summary + (f" (needs [{extra}])" if extra else
+                           " (no torch)" if name in SENSOR_COMMANDS else "")
+        p = sub.add_parser(name, help=shown, description=shown, formatter_class=HelpFormatter)
+        if name == command:
+            _module(name).configure(p)
+    return parser
+
+
+def _module(name):
+    return importlib.import_module(f".{name}", __name__)
+
+
+def _missing_extra(command, error):
+    """One line for a command that needs a package that is not installed, or None."""
+    root = (error.name or "").split(".")[0]
+    extra = EXTRA_FOR.get(root)
+    if extra is None:
+        return None
+    if extra == "server" and COMMANDS.get(command, (None, None))[1] == "export":
+        extra = "export"
+    return (f"walloc-edge {command}: needs {root}, which is not installed here: "
+            f"pip install 'walloc-edge[{extra}]'")
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _chosen_command(argv)
+    try:
+        parser = build_parser(command if command in COMMANDS else None)
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return _module(args.command).run(args) or 0
+    except ModuleNotFoundError as e:
+        line = _missing_extra(command, e)
+        if line is None or os.environ.get("WALLOC_EDGE_DEBUG"):
+            raise
+        print(line, file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:  # user input: bad file, bad value
+        if os.environ.get("WALLOC_EDGE_DEBUG"):
+            raise
+        print(f"walloc-edge {command}: error: {e}", file=sys.stderr)
+        return 2

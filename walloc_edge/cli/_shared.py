@@ -1,0 +1,229 @@
+"""What several commands share: help layout, progress bars, option types, input folders,
+output folders. Imports nothing heavy: the sensor commands use it without torch."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["HelpFormatter", "progress", "say", "write_atomic", "write_text", "output_dir",
+           "expand_inputs", "input_files", "skipped_line", "positive_int", "positive_number", "thread_counts",
+           "torch_device", "add_decoder_options", "add_backend_options", "add_video_options",
+           "sensor_encoder", "print_eval_table"]
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
+                    argparse.RawDescriptionHelpFormatter):
+    """Every option that has a default shows it as "(default: X)" (options without one say
+    in their help what happens); descriptions and epilogs keep their line breaks, so that
+    examples stay readable."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def progress(items, what, unit="file"):
+    """A progress bar over many items (tqdm when installed), the plain items otherwise."""
+    if len(items) < 2:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=what, unit=unit, file=sys.stderr, leave=False, disable=None)
+
+
+def say(line):
+    """Print a line without breaking a progress bar."""
+    try:
+        from tqdm import tqdm
+        tqdm.write(line)
+    except ImportError:
+        print(line)
+
+
+def write_atomic(path, data):
+    """``data`` (bytes) under ``path`` whole or not at all: written beside it, synced,
+    renamed over it; an interrupted write leaves no partial file under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically and say so."""
+    write_atomic(path, text.encode())
+    print(f"wrote {path}")
+
+
+def output_dir(path, option="-o/--out"):
+    """``path`` as a folder, created; a file of that name is a user error, not a traceback."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {path} is a file; give a folder (it is created if "
+                         "missing)")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def expand_inputs(inputs, suffixes, what):
+    """Files named in ``inputs``, folders searched recursively for ``suffixes``.
+
+    Returns (files, skipped): files as (path, relative output name without suffix) pairs,
+    skipped as {reason: count} for what a folder held that this model does not take.
+    Missing inputs raise ValueError naming them.
+    """
+    files, skipped = [], {}
+    for item in map(Path, inputs):
+        if item.is_dir():
+            for path in sorted(p for p in item.rglob("*") if p.is_file()):
+                if path.name.startswith("."):
+                    continue
+                if path.suffix.lower() in suffixes:
+                    files.append((path, path.relative_to(item).with_suffix("")))
+                else:
+                    reason = f"not {what} ({path.suffix or 'no suffix'})"
+                    skipped[reason] = skipped.get(reason, 0) + 1
+        elif item.is_file():
+            files.append((item, Path(item.stem)))
+        else:
+            raise ValueError(f"{item}: no such file or folder")
+    return files, skipped
+
+
+def input_files(args, modality):
+    """(files as (path, output name) pairs, a line on what the folders held that was
+    skipped) of the INPUT arguments, for a model of ``modality``."""
+    from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+
+    suffixes = (IMAGE_SUFFIXES | {".npy"}) if modality == "image" else AUDIO_SUFFIXES
+    files, skipped = expand_inputs(args.inputs, suffixes,
+                                   "images" if modality == "image" else "audio")
+    return files, skipped_line(skipped)
+
+
+def skipped_line(skipped):
+    """'skipped 3 files: 2 not images (.txt), 1 not images (.csv)' or ''."""
+    if not skipped:
+        return ""
+    total = sum(skipped.values())
+    return (f"skipped {total} file(s) in the folders: " +
+            ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def positive_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
+    return value
+
+
+def thread_counts(text):
+    """'1,2' → (1, 2): thread counts for the bench."""
+    try:
+        counts = tuple(positive_int(t) for t in text.split(",") if t.strip())
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give thread counts as whole numbers separated by commas, e.g. 1,2") \
+            from None
+    if not counts:
+        raise argparse.ArgumentTypeError("give at least one thread count, e.g. 1,2")
+    return counts
+
+
+def torch_device(text):
+    """auto, cpu, cuda or cuda:N; anything else is a usage error naming the choices."""
+    name = text.strip().lower()
+    if name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and
+                                                   name[5:].isdigit()):
+        return name
+    raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda or "
+                                     "cuda:N (e.g. cuda:0)")
+
+
+def add_decoder_options(p):
+    p.add_argument("--device", default="auto", type=torch_device,
+                   help="decoder device: auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--tile", type=positive_int, metavar="LATENTS",
+                   help="decode images with more latents than this a side in overlapping tiles "
+                        "of this size (default 64: 512 pixels at J = 3). It bounds the "
+                        "decoder's memory and time; tiles agree with a whole decode to about "
+                        "53 dB PSNR")
+
+
+def add_backend_options(p):
+    """--backend, --provider and --threads of the sensor runtime."""
+    from ..runtime.backends import BACKENDS
+
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="what runs the encoder graph; auto takes the first of "
+                        f"{', '.join(BACKENDS)} that is installed and in the bundle")
+    p.add_argument("--provider", metavar="LIST",
+                   help="onnxruntime execution providers in order of preference, e.g. "
+                        "tensorrt,cuda,cpu on a Jetson (default: the CPU)")
+    p.add_argument("--threads", type=positive_int,
+                   help="threads for the backend (default: all cores)")
+
+
+def add_video_options(p):
+    p.add_argument("--video", metavar="SOURCE",
+                   help="also encode frames from a video: a camera index (0), a video file, "
+                        "a stream URL (rtsp://...), or picamera2 (a Raspberry Pi camera); "
+                        "needs [camera] (OpenCV) or picamera2")
+    p.add_argument("--fps", type=positive_number, metavar="N",
+                   help="at most N video frames a second (of the file's own time for a file), "
+                        "dropping the others (default: every frame)")
+    p.add_argument("--frames", type=positive_int, metavar="N",
+                   help="stop after N video frames (default: to the end of the video, or "
+                        "Ctrl-C for a camera)")
+
+
+def sensor_encoder(args):
+    """The runtime Encoder that --backend, --provider and --threads name."""
+    from ..runtime import Encoder
+
+    return Encoder(args.bundle, args.backend, threads=args.threads, providers=args.provider)
+
+
+def print_eval_table(rows, summary, modality):
+    unit = "MP" if modality == "image" else "MS"
+    rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
+    columns = [("psnr", "PSNR dB", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"),
+               (rate, "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
+               ("compression_ratio", "ratio", "{:.1f}"),
+               (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
+               (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}")]
+    columns = [c for c in columns if any(c[0] in r for r in rows)]
+    width = max([len(os.path.basename(r["file"])) for r in rows] + [4])
+    print(f"{'file':<{width}}  " + "  ".join(f"{title:>10}" for _, title, _ in columns))
+    for r in rows + [{"file": "mean", **summary}]:
+        if "error" in r:
+            print(f"{os.path.basename(r['file']):<{width}}  error: {r['error']}")
+            continue
+        print(f"{os.path.basename(r['file']):<{width}}  " +
+              "  ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in columns))
+    print(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
+          f"{summary['files'] - summary['failed']} of {summary['files']} files")

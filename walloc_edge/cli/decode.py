@@ -1,0 +1,53 @@
+"""``walloc-edge decode``: .wlc bitstreams → signals with the torch decoder (server side)."""
+from pathlib import Path
+
+from ..decoder import Decoder
+from ..decoder.evaluate import write_signal
+from ..runtime import read_bitstream
+from ._shared import add_decoder_options, output_dir, progress, say
+
+EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
+(exit status 1); the others are still decoded. Each output is written whole or not at all.
+
+examples:
+  walloc-edge decode rgb-16x wlc/*.wlc -o decoded/
+  walloc-edge decode stereo-5x clip.wlc --format flac -o decoded/"""
+
+
+def configure(p):
+    p.add_argument("model", help="the model that encoded the bitstreams: an embedded name "
+                                 "(walloc-edge models), a .safetensors file or a reference .pth")
+    p.add_argument("inputs", nargs="+", metavar="IN.wlc", help=".wlc bitstreams")
+    p.add_argument("-o", "--out", required=True, help="folder for the decoded files (created)")
+    p.add_argument("--format", help="png, tiff or npy for images (default png; npy for other "
+                                    "band counts); wav, flac or npy for audio (default wav)")
+    add_decoder_options(p)
+    p.epilog = EXAMPLES
+
+
+def decoder_for(args):
+    return Decoder(args.model, args.device, **({} if args.tile is None else {"tile": args.tile}))
+
+
+def decode_to_file(decoder, blob, stem, fmt):
+    """.wlc bytes → the decoded signal, written next to ``stem``; (signal, path)."""
+    stream = read_bitstream(blob)
+    signal = decoder.decode(stream)
+    return signal, write_signal(signal, stream.header, stem, fmt)
+
+
+def run(args):
+    decoder = decoder_for(args)
+    out = output_dir(args.out)
+    failed = 0
+    for path in progress(args.inputs, "decoding"):
+        path = Path(path)
+        try:
+            signal, target = decode_to_file(decoder, path.read_bytes(), out / path.stem,
+                                            args.format)
+        except (OSError, ValueError) as e:
+            failed += 1
+            say(f"skipped {path}: {e}")
+            continue
+        say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
+    return 1 if failed else 0

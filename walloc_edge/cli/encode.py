@@ -1,0 +1,95 @@
+"""``walloc-edge encode``: the sensor runtime on files, folders, video or a camera; no torch."""
+import time
+
+from ..runtime.coders import CODERS
+from ..runtime.io import read_input
+from ._shared import (add_backend_options, add_video_options, input_files, output_dir,
+                      progress, say, sensor_encoder, write_atomic)
+
+EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
+(photos/a/1.jpg -> OUT/a/1.wlc). Video frames are OUT/NAME-000000.wlc, ... An unreadable or
+unsupported input is reported and skipped; the rest are still encoded, and the exit status
+is 1. Each .wlc is written whole or not at all.
+
+examples:
+  walloc-edge encode bundle/ photos/ -o wlc/
+  walloc-edge encode bundle/ a.jpg b.png --coder webp -o wlc/
+  walloc-edge encode bundle/ --video clip.mp4 --fps 2 --frames 100 -o wlc/
+  walloc-edge encode bundle/ --video 0 --frames 10 -o wlc/          (the first camera)
+  walloc-edge encode bundle-audio/ recordings/ --backend numpy -o wlc/"""
+
+
+def configure(p):
+    p.add_argument("bundle", help="sensor bundle folder (from walloc-edge export)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="images (PNG, JPEG, TIFF, BMP, WebP; .npy for hyperspectral cubes) or "
+                        "audio (WAV, FLAC, Ogg), or folders of them (searched recursively)")
+    p.add_argument("-o", "--out", required=True, help="folder for the .wlc files (created)")
+    add_backend_options(p)
+    p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
+    add_video_options(p)
+    p.epilog = EXAMPLES
+
+
+def run(args):
+    if not args.inputs and args.video is None:
+        raise ValueError("give INPUT files or folders, --video SOURCE, or both")
+    encoder = sensor_encoder(args)
+    b = encoder.bundle
+    if args.video is not None and b.modality != "image":
+        raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
+    files, skipped = input_files(args, b.modality)
+    if args.inputs and not files:
+        raise ValueError(f"no {b.modality} files in {' '.join(args.inputs)}"
+                         + (f" ({skipped})" if skipped else ""))
+    out = output_dir(args.out)
+    print(f"encoding with {encoder.describe()} + {args.coder} into {out}")
+    totals = {"done": 0, "failed": 0, "in": 0, "out": 0}
+    for path, name in progress(files, "encoding"):
+        try:
+            sample, rate = read_input(path, b.modality, b.channels)
+        except ValueError as e:
+            totals["failed"] += 1
+            say(f"skipped {e}" if str(e).startswith(str(path)) else f"skipped {path}: {e}")
+            continue
+        _encode_one(encoder, args.coder, sample, rate, path, out / name, totals)
+    if args.video is not None:
+        _encode_video(encoder, args, out, totals)
+    if skipped:
+        print(skipped)
+    if totals["done"]:
+        print(f"encoded {totals['done']} input(s): {totals['in']:,} -> {totals['out']:,} bytes "
+              f"({totals['in'] / max(totals['out'], 1):.1f}x) in {out}")
+    return 1 if totals["failed"] else 0
+
+
+def _encode_video(encoder, args, out, totals):
+    from ..runtime.sources import VideoSource
+
+    source = VideoSource(args.video)
+    try:
+        for index, frame in enumerate(source.frames(args.fps, args.frames)):
+            _encode_one(encoder, args.coder, frame, 0, f"{source.name} frame {index}",
+                        out / f"{source.name}-{index:06d}", totals)
+    except KeyboardInterrupt:
+        print(f"stopped: {source.name} after {totals['done']} input(s)")
+
+
+def _encode_one(encoder, coder, sample, rate, what, stem, totals):
+    start = time.perf_counter()
+    try:
+        blob = encoder.encode(sample, coder=coder, sample_rate=rate)
+    except ValueError as e:
+        totals["failed"] += 1
+        say(f"skipped {what}: {e}")
+        return
+    seconds = time.perf_counter() - start
+    target = stem.with_name(stem.name + ".wlc")
+    write_atomic(target, blob)
+    totals["done"] += 1
+    totals["in"] += sample.nbytes
+    totals["out"] += len(blob)
+    amount, unit = ((sample.shape[0] * sample.shape[1], "MP") if encoder.bundle.modality ==
+                    "image" else (sample.shape[0], "MS"))
+    say(f"{what} -> {target}  {len(blob):,} bytes ({sample.nbytes / len(blob):.1f}x smaller)"
+        f"  {amount / 1e6 / seconds:.1f} {unit}/s")

@@ -1,0 +1,52 @@
+"""``walloc-edge eval``: rate, distortion and speed of a model over files (server side)."""
+import json
+
+from ..decoder.evaluate import evaluate_files, runtime_encoder, summarise
+from ..runtime.coders import CODERS
+from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from ._shared import (add_decoder_options, expand_inputs, print_eval_table, progress,
+                      skipped_line, write_text)
+from .decode import decoder_for
+
+EXAMPLES = """Each file: sensor runtime encode -> .wlc -> torch decode, then PSNR, MS-SSIM
+(images), bits per pixel (per sample for audio), compression ratio and encode/decode MP/s
+(MS/s).
+
+examples:
+  walloc-edge eval rgb-16x photos/ --json eval.json
+  walloc-edge eval stereo-5x music/ --bundle bundle-audio/ --backend onnxruntime"""
+
+
+def configure(p):
+    p.add_argument("model", help="an embedded model name, a .safetensors file or a reference "
+                                 ".pth")
+    p.add_argument("data", nargs="+", help="folders of images or audio (recursive), or files")
+    p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
+    p.add_argument("--bundle", help="encode with this exported bundle's backend (default: the "
+                                    "numpy backend over the model's own weights)")
+    p.add_argument("--backend", default="auto", help="backend for --bundle")
+    add_decoder_options(p)
+    p.add_argument("--json", help="also write the per-file rows and the means to this file")
+    p.epilog = EXAMPLES
+
+
+def run(args):
+    decoder = decoder_for(args)
+    cfg = decoder.codec.config
+    suffixes = (IMAGE_SUFFIXES | {".npy"}) if cfg.modality == "image" else AUDIO_SUFFIXES
+    found, skipped = expand_inputs(args.data, suffixes,
+                                   "images" if cfg.modality == "image" else "audio")
+    files = [path for path, _ in found]
+    if not files:
+        raise ValueError(f"no {cfg.modality} files in {' '.join(args.data)}")
+    encoder = runtime_encoder(decoder.codec, args.bundle, args.backend)
+    rows = evaluate_files(decoder, encoder, files, args.coder,
+                          progress=lambda items: progress(items, "evaluating"))
+    summary = summarise(rows, cfg)
+    print_eval_table(rows, summary, cfg.modality)
+    if skipped:
+        print(skipped_line(skipped))
+    if args.json:
+        write_text(args.json, json.dumps({"model": args.model, "coder": args.coder,
+                                          "mean": summary, "files": rows}, indent=2) + "\n")
+    return 1 if summary["failed"] else 0

@@ -1,0 +1,80 @@
+"""``walloc-edge info``: what a sensor bundle or a model holds."""
+import json
+from pathlib import Path
+
+EXAMPLES = """examples:
+  walloc-edge info bundle/          a sensor bundle (works without torch)
+  walloc-edge info rgb-16x          an embedded model (needs [server])"""
+
+
+def configure(p):
+    p.add_argument("target", metavar="BUNDLE_OR_MODEL",
+                   help="a sensor bundle folder (from walloc-edge export), an embedded model "
+                        "name (walloc-edge models), a .safetensors model, or a reference X.pth "
+                        "with X.json beside it")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    p.epilog = EXAMPLES
+
+
+def run(args):
+    if Path(args.target).is_dir():
+        return _bundle_info(args)
+    return _model_info(args)
+
+
+def _bundle_info(args):
+    from ..runtime import load_bundle
+    from ..runtime.backends import available_backends
+
+    bundle = load_bundle(args.target)
+    meta, c = bundle.meta, bundle.config
+    usable = available_backends(bundle)
+    if args.json:
+        print(json.dumps({**meta, "usable_backends": usable}, indent=2))
+        return
+    unit = "channels" if c["modality"] == "image" else "audio channels"
+    graphs = ", ".join(f"{fmt} ({info['file']})" for fmt, info in meta.get("graphs", {}).items())
+    print(f"bundle       {bundle.path}")
+    print(f"model id     {bundle.model_id}")
+    print(f"modality     {c['modality']}, {c['channels']} {unit}")
+    print(f"transform    {c.get('wavelet', 'bior4.4')} wavelet packet, J={c['J']} "
+          f"(inputs are padded to multiples of {bundle.block})")
+    print(f"latents      {c['latent_dim']} channels, {c['latent_bits']}-bit")
+    print(f"graphs       {graphs or 'none (the numpy backend runs encoder.npz)'}")
+    if usable:
+        print(f"backends     usable here: {', '.join(usable)} (auto takes {usable[0]})")
+    else:
+        print("backends     none usable here: re-export the bundle (encoder.npz is missing)")
+
+
+def _model_info(args):
+    from ..codec import load
+
+    model = load(args.target)
+    c = model.config
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    latent_shape = "H/{0} x W/{0}".format(2 ** c.J) if c.modality == "image" else \
+        "L/{} + 2".format(2 ** c.J)
+    info = {
+        "model": str(args.target),
+        **c.to_dict(),
+        "subbands": c.subbands,
+        "dimensionality_reduction": round(c.dimensionality_reduction, 3),
+        "latent_range": 2 ** (c.latent_bits - 1) - 1,
+        "encoder_parameters": count(model.encoder),
+        "decoder_parameters": count(model.decoder) + (count(model.post) if c.post_filter else 0),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    unit = "channels" if c.modality == "image" else "audio channels"
+    print(f"model        {args.target}")
+    print(f"modality     {c.modality}, {c.channels} {unit}")
+    print(f"transform    {c.wavelet} wavelet packet, J={c.J} -> {c.subbands} subbands")
+    print(f"latents      {c.latent_dim} x ({latent_shape}), {c.latent_bits}-bit "
+          f"(integers in +-{info['latent_range']})")
+    print(f"reduction    {info['dimensionality_reduction']:g}x fewer values than the input")
+    print(f"encoder      {info['encoder_parameters']:,} parameters"
+          f"{' (one 1x1 conv)' if c.lightweight_encode else f' (Ne={c.Ne})'}")
+    print(f"decoder      {info['decoder_parameters']:,} parameters (Nd={c.Nd}"
+          f"{', post filter' if c.post_filter else ''})")

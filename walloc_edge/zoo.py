@@ -1,0 +1,44 @@
+"""The embedded models: names for trained weights shipped in the ``walloc-edge-models``
+distribution (``walloc-edge models`` lists them).
+
+Every MODEL argument and ``walloc_edge.codec.load(name)`` accept the names. The weights are
+a separate install (``walloc-edge[server]`` brings them), so that a sensor carries only the
+runtime; without them the catalogue is empty and a name is not found.
+"""
+import json
+from pathlib import Path
+
+__all__ = ["embedded_models", "model_file", "weights_installed", "DEFAULT_IMAGE_MODEL",
+           "DEFAULT_AUDIO_MODEL"]
+
+DEFAULT_IMAGE_MODEL = "rgb-16x"
+DEFAULT_AUDIO_MODEL = "stereo-5x"
+
+
+def _home():
+    """The folder of the installed weights, or None."""
+    try:
+        import walloc_edge_models
+    except ImportError:
+        return None
+    return Path(walloc_edge_models.__file__).parent
+
+
+def weights_installed():
+    return _home() is not None
+
+
+def embedded_models():
+    """name → description (config, file, training, measured quality) of every shipped model
+    whose weights are installed."""
+    home = _home()
+    if home is None or not (home / "models.json").is_file():
+        return {}
+    models = json.loads((home / "models.json").read_text())
+    return {name: info for name, info in models.items() if (home / info["file"]).is_file()}
+
+
+def model_file(name):
+    """The weights file of embedded model ``name``, or None."""
+    info = embedded_models().get(str(name))
+    return _home() / info["file"] if info else None
