@@ -20,3 +20,15 @@ def rgb_golden():
 @pytest.fixture(scope="session")
 def stereo_golden():
     return dict(np.load(REFERENCE / "stereo_j4_l8.npz"))
+
+
+@pytest.fixture(scope="session")
+def rgb_bundle(tmp_path_factory):
+    """The reference RGB checkpoint exported once per run (ONNX + TFLite at 128x96)."""
+    from walloc_edge.codec import load
+    from walloc_edge.export import export_bundle
+
+    out = tmp_path_factory.mktemp("rgb-bundle")
+    export_bundle(load(REFERENCE / "rgb_j3_l12.pth"), out, ("onnx", "tflite"),
+                  static_shape=(128, 96), log=lambda s: None)
+    return out

@@ -8,7 +8,7 @@ BLOCK_TORCH = textwrap.dedent("""
     class BlockTorch:
         def find_spec(self, name, path=None, target=None):
             if name == "torch" or name.startswith("torch."):
-                raise ImportError("torch is blocked in this test")
+                raise ModuleNotFoundError("torch is blocked in this test", name="torch")
     sys.meta_path.insert(0, BlockTorch())
 """)
 

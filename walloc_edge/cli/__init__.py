@@ -60,10 +60,17 @@ def _chosen_command(argv):
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage mistake is one line that names the option and where help is, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command=None):
     """The argument parser; only ``command``'s own options are configured (importing its
     module), so that listing the commands imports nothing heavy."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="walloc-edge", formatter_class=HelpFormatter,
         description="WaLLoC on sensors: export the wavelet + linear encoder, encode on the "
                     "device, decode centrally.",
@@ -76,7 +83,7 @@ def build_parser(command=None):
                "  export    export models to ONNX/TFLite/C (includes server)\n\n"
                "'walloc-edge COMMAND --help' explains each command, with examples.")
     parser.add_argument("--version", action="version", version=f"walloc-edge {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (summary, extra) in COMMANDS.items():
         shown = summary + (f" (needs [{extra}])" if extra else
                            " (no torch)" if name in SENSOR_COMMANDS else "")

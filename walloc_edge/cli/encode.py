@@ -21,7 +21,7 @@ examples:
 
 def configure(p):
     p.add_argument("bundle", help="sensor bundle folder (from walloc-edge export)")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", default=[], metavar="INPUT",
                    help="images (PNG, JPEG, TIFF, BMP, WebP; .npy for hyperspectral cubes) or "
                         "audio (WAV, FLAC, Ogg), or folders of them (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="folder for the .wlc files (created)")

@@ -18,7 +18,7 @@ examples:
 
 def configure(p):
     p.add_argument("bundle", help="sensor bundle folder (from walloc-edge export)")
-    p.add_argument("inputs", nargs="*", metavar="INPUT",
+    p.add_argument("inputs", nargs="*", default=[], metavar="INPUT",
                    help="images or audio files to send, or folders of them (recursive)")
     p.add_argument("--to", required=True, metavar="URL", help=f"where to send: {SENDER_URLS}")
     p.add_argument("--watch", metavar="DIR",

@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from .framing import (OVERHEAD, FrameReader, FramingError, LinkStats, Reassembler,
@@ -45,24 +46,42 @@ def parse_url(url):
         return "stdio", None, None, None, {}
     parsed = urlparse(url)
     options = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    for name in ("mtu", "baud"):
+        if name in options and not options[name].isdigit():
+            raise ValueError(f"{url}: {name}={options[name]} is not a whole number, e.g. "
+                             f"?{name}={'1400' if name == 'mtu' else '921600'}")
+    if parsed.scheme in ("tcp", "udp", "mqtt"):
+        port = _port(url, parsed)
     if parsed.scheme in ("tcp", "udp"):
-        if not parsed.hostname or not parsed.port:
+        if not parsed.hostname or not port:
             raise ValueError(f"{url}: give a host and a port, e.g. {parsed.scheme}://127.0.0.1:9000")
-        return parsed.scheme, parsed.hostname, parsed.port, None, options
+        return parsed.scheme, parsed.hostname, port, None, options
     if parsed.scheme == "mqtt":
         topic = parsed.path.lstrip("/")
         if not parsed.hostname or not topic:
             raise ValueError(f"{url}: give a broker and a topic, e.g. "
                              "mqtt://127.0.0.1:1883/sensors/cam1")
-        return "mqtt", parsed.hostname, parsed.port or 1883, topic, options
+        return "mqtt", parsed.hostname, port or 1883, topic, options
     if parsed.scheme == "serial":
         if not parsed.path:
             raise ValueError(f"{url}: give a device, e.g. serial:///dev/ttyUSB0?baud=921600")
         return "serial", None, None, parsed.path, options
     if parsed.scheme in ("file", ""):
-        return "file", None, None, parsed.path or url, options
+        path = parsed.path or url
+        if path.endswith("/") or Path(path).is_dir():
+            raise ValueError(f"{url} names a folder; name a file in it, e.g. "
+                             f"file://{path.rstrip('/')}/frames.bin")
+        return "file", None, None, path, options
     raise ValueError(f"{url}: unknown transport {parsed.scheme!r}; use tcp://, udp://, "
                      "serial://, mqtt://, file:// or -")
+
+
+def _port(url, parsed):
+    """The URL's port (None if it has none); out of range or not a number is a user error."""
+    try:
+        return parsed.port
+    except ValueError:
+        raise ValueError(f"{url}: the port must be a number in 1..65535") from None
 
 
 class _Sender:

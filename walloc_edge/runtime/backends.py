@@ -28,6 +28,7 @@ PROVIDER_NAMES = {
     "migraphx": "MIGraphXExecutionProvider", "dml": "DmlExecutionProvider",
     "qnn": "QNNExecutionProvider", "xnnpack": "XnnpackExecutionProvider",
     "acl": "ACLExecutionProvider", "armnn": "ArmNNExecutionProvider",
+    "azure": "AzureExecutionProvider",
 }
 
 

@@ -1,0 +1,97 @@
+"""Every audio sample layout is read at its own scale and survives the codec: float, 24- and
+32-bit files once came out as silence (read through an int16 conversion that does not
+scale floats)."""
+import wave
+
+import numpy as np
+import pytest
+import soundfile
+
+from walloc_edge.cli import main
+from walloc_edge.data import synthetic_music
+from walloc_edge.decoder import Decoder, psnr
+from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.runtime.io import _read_wav, read_input
+
+RATE = 44100
+# soundfile subtype → (what read_input returns, the format's own step)
+FORMATS = {"PCM_16": (np.int16, 1 / 32768), "PCM_24": (np.float32, 2.0 ** -23),
+           "PCM_32": (np.float32, 2.0 ** -23), "FLOAT": (np.float32, 1e-7),
+           "DOUBLE": (np.float64, 1e-15)}
+
+
+@pytest.fixture(scope="module")
+def music():
+    """1 s of stereo music as floats in [-1, 1] (peak about 0.5)."""
+    return synthetic_music(RATE, 2, seed=3).astype(np.float64) / 32768
+
+
+@pytest.fixture(scope="module")
+def stereo5x():
+    decoder = Decoder("stereo-5x", "cpu")
+    return decoder, runtime_encoder(decoder.codec)
+
+
+# FLAC holds 8-24-bit PCM only.
+LAYOUTS = [(".wav", subtype) for subtype in FORMATS] + [(".flac", "PCM_16"), (".flac", "PCM_24")]
+
+
+@pytest.mark.parametrize("suffix, subtype", LAYOUTS)
+def test_each_layout_reads_at_its_scale_and_round_trips(subtype, suffix, music, stereo5x,
+                                                        tmp_path):
+    path = tmp_path / f"clip{suffix}"
+    soundfile.write(path, music, RATE, subtype=subtype)
+    sample, rate = read_input(path, "audio", 2)
+    dtype, step = FORMATS[subtype]
+    assert rate == RATE and sample.dtype == dtype and sample.shape == music.shape
+    scale = 32768 if dtype == np.int16 else 1
+    assert np.abs(sample / scale - music).max() <= max(step, 1 / 32768)
+    decoder, encoder = stereo5x
+    decoded = decoder.decode(encoder.encode(sample, sample_rate=rate))
+    assert decoded.dtype == dtype
+    quality = psnr(music, decoded / scale, peak=1.0)
+    assert quality > 25, quality  # silence would score ~9 dB against this clip
+
+
+def test_decoded_float_audio_is_written_as_float(music, tmp_path, capsys):
+    soundfile.write(tmp_path / "clip.wav", music, RATE, subtype="FLOAT")
+    from walloc_edge.export import export_bundle
+    from walloc_edge.codec import load
+
+    export_bundle(load("stereo-5x"), tmp_path / "bundle", ("onnx",), log=lambda s: None)
+    assert main(["encode", str(tmp_path / "bundle"), str(tmp_path / "clip.wav"), "-o",
+                 str(tmp_path / "wlc")]) == 0
+    assert main(["decode", "stereo-5x", str(tmp_path / "wlc" / "clip.wlc"), "-o",
+                 str(tmp_path / "out"), "--device", "cpu"]) == 0
+    info = soundfile.info(tmp_path / "out" / "clip.wav")
+    assert info.subtype == "FLOAT" and info.channels == 2 and info.samplerate == RATE
+    decoded, _ = soundfile.read(tmp_path / "out" / "clip.wav")
+    assert psnr(music, decoded, peak=1.0) > 25
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_standard_library_wav_reader(width, music, tmp_path):
+    """Without soundfile (a bare install), PCM WAV of every width reads at its scale."""
+    full = 2 ** (8 * width - 1)
+    ints = np.clip(np.round(music * full), -full, full - 1).astype(np.int64)
+    raw = (ints + 128 if width == 1 else ints).astype("<i8").view(np.uint8)
+    raw = raw.reshape(-1, 8)[:, :width]  # little-endian: the low bytes
+    path = tmp_path / "clip.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(width)
+        w.setframerate(RATE)
+        w.writeframes(raw.tobytes())
+    sample, rate = _read_wav(path)
+    scale = 32768 if sample.dtype == np.int16 else 1
+    assert sample.dtype == (np.int16 if width <= 2 else np.float32) and rate == RATE
+    assert np.abs(sample / scale - music).max() <= (1 / 128 if width == 1 else 1 / 32768)
+
+
+def test_unreadable_audio_is_an_error_not_silence(tmp_path):
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(ValueError, match="bad.wav"):
+        read_input(tmp_path / "bad.wav", "audio", 2)
+    soundfile.write(tmp_path / "empty.wav", np.zeros((0, 2)), RATE, subtype="FLOAT")
+    with pytest.raises(ValueError, match="no samples"):
+        read_input(tmp_path / "empty.wav", "audio", 2)

@@ -1,0 +1,184 @@
+"""The sensor commands as a user runs them: folders, backends, clear one-line errors, and
+the whole sensor CLI with torch imports blocked."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_torch_free import BLOCK_TORCH
+from walloc_edge.cli import main
+from walloc_edge.runtime import Encoder, read_latents
+from walloc_edge.runtime.backends import BackendError, resolve_providers
+
+
+def photo(seed, size=(40, 56)):
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def photo_tree(tmp_path):
+    """photos/a.png, photos/sub/b.jpg, photos/sub/a.png (same stem), notes.txt, .hidden.png"""
+    root = tmp_path / "photos"
+    (root / "sub").mkdir(parents=True)
+    Image.fromarray(photo(0)).save(root / "a.png")
+    Image.fromarray(photo(1)).save(root / "sub" / "b.jpg", quality=95)
+    Image.fromarray(photo(2)).save(root / "sub" / "a.png")
+    (root / "notes.txt").write_text("not a photo")
+    (root / "sub" / "table.csv").write_text("1,2")
+    Image.fromarray(photo(3)).save(root / ".hidden.png")
+    return root
+
+
+def test_encode_a_folder_recursively(rgb_bundle, photo_tree, tmp_path, capsys):
+    out = tmp_path / "wlc"
+    assert main(["encode", str(rgb_bundle), str(photo_tree), "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.wlc"))
+    assert written == ["a.wlc", "sub/a.wlc", "sub/b.wlc"]  # same stems stay apart
+    assert "skipped 2 file(s)" in text and "not images (.txt)" in text and "(.csv)" in text
+    assert "encoding with onnxruntime (CPUExecutionProvider)" in text  # auto says what it took
+    header, latents = read_latents((out / "sub" / "a.wlc").read_bytes())
+    assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(photo(2)))
+    assert not list(out.rglob(".*"))  # no temporary files left
+
+
+def test_auto_backend_order_and_fallback(rgb_bundle, tmp_path):
+    assert Encoder(rgb_bundle).backend.name == "onnxruntime"
+    # A bundle without graphs (weights only) falls back to numpy.
+    import shutil
+    import json
+    bare = tmp_path / "bare"
+    shutil.copytree(rgb_bundle, bare)
+    meta = json.loads((bare / "encoder.json").read_text())
+    meta["graphs"] = {}
+    (bare / "encoder.json").write_text(json.dumps(meta))
+    assert Encoder(bare).backend.name == "numpy"
+
+
+def test_providers_are_checked():
+    available = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert resolve_providers("cuda,cpu", available) == available
+    assert resolve_providers(None, available) == ["CPUExecutionProvider"]
+    with pytest.raises(BackendError, match="not available.*it has: cuda, cpu"):
+        resolve_providers("tensorrt,cpu", available)
+    with pytest.raises(BackendError, match="unknown onnxruntime provider 'gpu'"):
+        resolve_providers("gpu", available)
+
+
+def test_provider_errors_on_the_command_line(rgb_bundle, tmp_path, capsys):
+    Image.fromarray(photo(0)).save(tmp_path / "a.png")
+    args = ["encode", str(rgb_bundle), str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]
+    assert main(args + ["--provider", "tensorrt"]) == 2
+    err = capsys.readouterr().err
+    assert "tensorrt" in err and "(it has: " in err and "cpu" in err and "Traceback" not in err
+    assert main(args + ["--backend", "numpy", "--provider", "cpu"]) == 2
+    assert "--backend onnxruntime" in capsys.readouterr().err
+    assert main(args + ["--provider", "cpu"]) == 0
+
+
+def usage_error(capsys, argv):
+    """A usage mistake: exit 2 and one line on stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("command", ["decode", "eval", "serve"])
+def test_device_gpu_is_a_usage_error(command, capsys, tmp_path):
+    argv = {"decode": ["decode", "rgb-16x", "x.wlc", "-o", str(tmp_path)],
+            "eval": ["eval", "rgb-16x", str(tmp_path)],
+            "serve": ["serve", "rgb-16x", "--listen", "tcp://127.0.0.1:9", "--out",
+                      str(tmp_path)]}[command]
+    err = usage_error(capsys, argv + ["--device", "gpu"])
+    assert "'gpu' is not a device; use auto, cpu, cuda" in err
+
+
+def test_bench_threads_must_be_numbers(capsys):
+    err = usage_error(capsys, ["bench", "--threads", "a"])
+    assert "--threads" in err and "e.g. 1,2" in err
+
+
+def one_line_error(capsys, argv, *needles):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_out_naming_a_file(rgb_bundle, tmp_path, capsys):
+    Image.fromarray(photo(0)).save(tmp_path / "a.png")
+    (tmp_path / "taken").write_text("x")
+    one_line_error(capsys, ["encode", str(rgb_bundle), str(tmp_path / "a.png"), "-o",
+                            str(tmp_path / "taken")], "is a file; give a folder")
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("udp://127.0.0.1:9000?mtu=abc", "mtu=abc is not a whole number"),
+    ("tcp://127.0.0.1:99999", "port must be a number in 1..65535"),
+    ("file:///tmp/", "names a folder; name a file in it"),
+])
+def test_bad_urls(rgb_bundle, tmp_path, capsys, url, needle):
+    Image.fromarray(photo(0)).save(tmp_path / "a.png")
+    one_line_error(capsys, ["stream", str(rgb_bundle), str(tmp_path / "a.png"), "--to", url],
+                   needle)
+
+
+def test_missing_inputs_and_empty_folders(rgb_bundle, tmp_path, capsys):
+    one_line_error(capsys, ["encode", str(rgb_bundle), str(tmp_path / "nope"), "-o",
+                            str(tmp_path / "o")], "nope: no such file or folder")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "x.txt").write_text("x")
+    one_line_error(capsys, ["encode", str(rgb_bundle), str(tmp_path / "empty"), "-o",
+                            str(tmp_path / "o")], "no image files in", "not images (.txt)")
+
+
+def run_blocked(*argv, cwd=None):
+    """``walloc-edge ARGV`` in a fresh interpreter where torch cannot be imported."""
+    code = BLOCK_TORCH + f"from walloc_edge.cli import main\nrc = main({list(argv)!r})\n" \
+                         "assert 'torch' not in sys.modules\nsys.exit(rc)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def test_sensor_cli_without_torch(rgb_bundle, photo_tree, tmp_path):
+    """What a sensor runs, with torch imports failing: help, version, info, encode, stream."""
+    for argv in (["--help"], ["--version"], ["encode", "--help"], ["stream", "--help"],
+                 ["info", str(rgb_bundle)], ["models"]):
+        result = run_blocked(*argv)
+        assert result.returncode == 0, (argv, result.stderr)
+    assert "onnxruntime, litert, numpy" in run_blocked("info", str(rgb_bundle)).stdout
+    out = tmp_path / "wlc"
+    for backend in ("auto", "onnxruntime", "litert", "numpy"):
+        result = run_blocked("encode", str(rgb_bundle), str(photo_tree), "-o",
+                             str(out / backend), "--backend", backend)
+        assert result.returncode == 0, result.stderr
+    expected = (out / "numpy" / "sub" / "a.wlc").read_bytes()
+    for backend in ("auto", "onnxruntime", "litert"):  # every backend: the same bytes
+        assert (out / backend / "sub" / "a.wlc").read_bytes() == expected
+    frames = tmp_path / "frames.bin"
+    result = run_blocked("stream", str(rgb_bundle), str(photo_tree), "--to", f"file://{frames}")
+    assert result.returncode == 0 and "sent 3 message(s)" in result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("argv, extra", [
+    (["decode", "rgb-16x", "x.wlc", "-o", "out"], "server"),
+    (["eval", "rgb-16x", "photos/"], "server"),
+    (["serve", "rgb-16x", "--listen", "tcp://127.0.0.1:9", "--out", "o"], "server"),
+    (["train", "--preset", "rgb-16x", "--data", "synthetic", "--out", "m.safetensors"],
+     "server"),
+    (["demo"], "server"),
+    (["export", "rgb-16x", "--out", "b"], "export"),
+    (["info", "rgb-16x"], "server"),
+])
+def test_torch_commands_name_their_extra(argv, extra, tmp_path):
+    result = run_blocked(*argv, cwd=tmp_path)
+    assert result.returncode == 2
+    err = result.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"pip install 'walloc-edge[{extra}]'" in err and "torch" in err
