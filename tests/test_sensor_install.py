@@ -1,0 +1,104 @@
+"""A sensor as sold: fresh virtual environments with only what a sensor installs (the
+checkout with [runtime], with [litert], and bare), no torch, running the sensor commands end
+to end on a bundle exported earlier in the run, against a real `walloc-edge serve`.
+
+Slow (each environment is a real pip install from the package index); CI runs it."""
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_firmware_bridge import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def make_env(folder, extra):
+    """A new venv with ``ROOT[extra]`` installed as a user would; returns its bin folder."""
+    venv.create(folder, with_pip=True)
+    target = f"{ROOT}[{extra}]" if extra else str(ROOT)
+    result = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q",
+                             "--root-user-action=ignore", target],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Nothing for a user to read; this machine's own pip configuration may name index
+    # folders it lacks ("Location 'file:...' is ignored"), which is not the package's doing.
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if line.strip() and "is ignored: it is neither a file nor a directory" not in line]
+    assert not noise, "\n".join(noise)
+    bin_dir = folder / "bin"
+    check = subprocess.run([str(bin_dir / "python"), "-c", "import torch"],
+                           capture_output=True, text=True)
+    assert check.returncode != 0, "torch must not be in a sensor install"
+    return bin_dir
+
+
+def sensor(bin_dir, *argv, cwd=None):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([str(bin_dir / "walloc-edge"), *map(str, argv)], capture_output=True,
+                          text=True, timeout=600, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b", "c"):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(
+            folder / f"{name}.png")
+    (folder / "readme.txt").write_text("not a photo")
+    return folder
+
+
+def serve(reference_dir, out, port, count):
+    """`walloc-edge serve` from the development environment (torch), started and listening."""
+    proc = subprocess.Popen([sys.executable, "-m", "walloc_edge.cli", "serve",
+                             str(reference_dir / "rgb_j3_l12.pth"), "--listen",
+                             f"tcp://127.0.0.1:{port}", "--out", str(out), "--device", "cpu",
+                             "--count", str(count), "--idle", "120"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("listening"), line + proc.stdout.read()
+    return proc
+
+
+@pytest.mark.parametrize("extra, backend", [("runtime", "onnxruntime"), ("litert", "litert"),
+                                            ("", "numpy")])
+def test_sensor_commands_in_a_fresh_environment(extra, backend, rgb_bundle, photos,
+                                                reference_dir, tmp_path):
+    bin_dir = make_env(tmp_path / "env", extra)
+    for argv in (["--help"], ["--version"], ["info", rgb_bundle], ["encode", "--help"]):
+        result = sensor(bin_dir, *argv)
+        assert result.returncode == 0, (argv, result.stderr)
+    assert f"usable here: {backend}" in sensor(bin_dir, "info", rgb_bundle).stdout
+    # encode a folder with the backend the device has (auto picks it)
+    result = sensor(bin_dir, "encode", rgb_bundle, photos, "-o", tmp_path / "wlc")
+    assert result.returncode == 0, result.stderr
+    assert f"encoding with {backend}" in result.stdout and "not images (.txt)" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "wlc").glob("*.wlc")) == \
+        ["a.wlc", "b.wlc", "c.wlc"]
+    # stream to a real server, which decodes every photo
+    port = free_port()
+    server = serve(reference_dir, tmp_path / "received", port, count=3)
+    result = sensor(bin_dir, "stream", rgb_bundle, photos, "--to", f"tcp://127.0.0.1:{port}")
+    assert result.returncode == 0 and "sent 3 message(s)" in result.stdout, result.stderr
+    log, _ = server.communicate(timeout=300)
+    assert server.returncode == 0 and "decoded 3, rejected 0" in log, log
+    decoded = sorted((tmp_path / "received").glob("*.png"))
+    assert len(decoded) == 3 and np.asarray(Image.open(decoded[0])).shape == (48, 64, 3)
+    # a server command says which extra it needs, in one line
+    result = sensor(bin_dir, "decode", "rgb-16x", tmp_path / "wlc" / "a.wlc", "-o",
+                    tmp_path / "out")
+    assert result.returncode == 2 and "pip install 'walloc-edge[server]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    if extra == "runtime":  # the bench of a bundle on the device, no torch
+        result = sensor(bin_dir, "bench", "--bundle", rgb_bundle, "--quick", "--threads", "1",
+                        "--json", tmp_path / "bench.json")
+        assert result.returncode == 0, result.stderr
+        assert "onnxruntime, 1 thread" in result.stdout and "skipped" in result.stdout
