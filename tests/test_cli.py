@@ -38,3 +38,43 @@ def test_user_error_is_one_line_not_a_traceback(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.startswith("walloc-edge info: error:") and "missing.pth" in err
     assert "Traceback" not in err
+
+
+def all_parsers():
+    from walloc_edge.cli import COMMANDS, build_parser
+
+    for name in COMMANDS:
+        parser = build_parser(name)
+        yield name, parser._subparsers._group_actions[0].choices[name]
+
+
+def test_every_option_has_help_and_every_command_an_example():
+    for name, parser in all_parsers():
+        for action in parser._actions:
+            assert action.help, f"walloc-edge {name}: {action.option_strings or action.dest}"
+        if name not in ("models",):
+            assert parser.epilog and f"walloc-edge {name}" in parser.epilog, name
+
+
+def test_help_examples_use_embedded_model_names(capsys):
+    """A new user has rgb-16x, not RGB_16x.pth: the first example of each command must run."""
+    for name, parser in all_parsers():
+        examples = [line for line in (parser.epilog or "").splitlines()
+                    if line.strip().startswith("walloc-edge")]
+        if examples:
+            assert ".pth" not in examples[0], (name, examples[0])
+
+
+def test_transport_help_lists_every_scheme():
+    helps = {name: parser.format_help() for name, parser in all_parsers()}
+    for name in ("stream", "serve"):
+        text = " ".join(helps[name].split())
+        for scheme in ("tcp://", "udp://", "serial://", "mqtt://", "file://", "(std"):
+            assert scheme in text, (name, scheme)
+
+
+def test_defaults_are_shown_one_way():
+    for name, parser in all_parsers():
+        text = parser.format_help()
+        assert "[default:" not in text and "(default: None)" not in text, name
+    assert "(default: rans)" in dict(all_parsers())["encode"].format_help()
