@@ -32,3 +32,11 @@ def rgb_bundle(tmp_path_factory):
     export_bundle(load(REFERENCE / "rgb_j3_l12.pth"), out, ("onnx", "tflite"),
                   static_shape=(128, 96), log=lambda s: None)
     return out
+
+
+@pytest.fixture(autouse=True)
+def sensor_state(tmp_path_factory, monkeypatch):
+    """Sensors in tests keep their identity and spool in a temporary folder, not in HOME."""
+    folder = tmp_path_factory.mktemp("sensor-state")
+    monkeypatch.setenv("WALLOC_EDGE_STATE", str(folder))
+    return folder

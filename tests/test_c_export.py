@@ -87,7 +87,7 @@ def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
                  "--out", str(out), "--device", "cpu"]) == 0
     assert "decoded 1, rejected 0" in capsys.readouterr().out
     from PIL import Image
-    assert np.asarray(Image.open(out / "0-0.png")).shape == photo.shape
+    assert np.asarray(Image.open(out / "0000000000000000-0-000000.png")).shape == photo.shape
 
 
 def test_c_rans_bytes_equal_the_python_coder(rgb_bundle, tmp_path):

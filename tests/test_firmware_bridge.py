@@ -1,5 +1,6 @@
 """Framing survives corruption, truncation, duplication and reordering; transports carry
 messages over loopback; stream → serve works end to end and serve survives bad input."""
+import json
 import socket
 import threading
 import time
@@ -15,8 +16,13 @@ from walloc_edge.firmware_bridge.framing import (SYNC, Frame, FrameReader, Frami
                                                  encode_frame, frames_for)
 from walloc_edge.firmware_bridge.transports import open_receiver, open_sender, parse_url
 
-GOLDEN = bytes.fromhex(  # encode_frame(Frame(stream=7, sequence=258, index=1, count=3, b"wlc"))
-    "a5574c4601000700020100000100030003006b19c973776c638eb30cb3")
+# encode_frame(Frame(sensor=0x0123456789abcdef, boot=3, sequence=258, index=1, count=3, b"wlc"))
+GOLDEN = bytes.fromhex(
+    "a5574c460200efcdab89674523010300000002010000010003000300291bd9fa776c638eb30cb3")
+GOLDEN_KEY = bytes(range(16))  # the same frame authenticated with this key:
+GOLDEN_MAC = bytes.fromhex(
+    "a5574c460201efcdab89674523010300000002010000010003000300fdf1aa61776c638eb30cb3"
+    "07dc356019c534dd4a233e77ec6d45a2")
 
 
 def free_port():
@@ -50,21 +56,24 @@ def deliver(byte_chunks):
         for frame in reader.feed(chunk):
             done = joiner.add(frame)
             if done:
-                out[done[1]] = done[2]
+                out[done[2]] = done[4]
     joiner.finish()
     return out, stats
 
 
 def test_golden_frame():
-    frame = Frame(stream=7, sequence=258, index=1, count=3, payload=b"wlc")
+    frame = Frame(sensor=0x0123456789abcdef, boot=3, sequence=258, index=1, count=3,
+                  payload=b"wlc")
     assert encode_frame(frame) == GOLDEN
     assert decode_frame(GOLDEN) == frame
     assert GOLDEN.startswith(SYNC)
+    assert encode_frame(frame, key=GOLDEN_KEY) == GOLDEN_MAC
+    assert decode_frame(GOLDEN_MAC).payload == b"wlc"  # a receiver without keys ignores MACs
 
 
 def test_clean_stream_in_odd_chunks():
     msgs = messages()
-    data = b"".join(f for i, m in enumerate(msgs) for f in frames_for(m, 1, i, 1000))
+    data = b"".join(f for i, m in enumerate(msgs) for f in frames_for(m, 1, 0, i, 1000))
     out, stats = deliver(data[i:i + 333] for i in range(0, len(data), 333))
     assert out == dict(enumerate(msgs)) and stats.lost == 0 and stats.corrupted == 0
 
@@ -76,7 +85,7 @@ def test_corruption_is_contained(seed, flips, cut, noise):
     """Corrupted bytes, a truncation and inserted noise lose only the messages they touch:
     everything delivered is exact, and delivered + lost accounts for every message."""
     msgs = messages(seed=seed)
-    frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 2, i, 2000)]
+    frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 2, 0, i, 2000)]
     data = bytearray(b"".join(frames))
     rng = np.random.default_rng(seed)
     for _ in range(flips):
@@ -93,7 +102,7 @@ def test_corruption_is_contained(seed, flips, cut, noise):
 
 def test_duplicates_and_reordering():
     msgs = messages(8)
-    frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 3, i, 700)]
+    frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 3, 0, i, 700)]
     rng = np.random.default_rng(1)
     shuffled = [frames[i] for i in rng.permutation(len(frames))] + frames[:5]  # 5 repeats
     stats = LinkStats()
@@ -102,13 +111,13 @@ def test_duplicates_and_reordering():
     for datagram in shuffled:
         done = joiner.add(decode_frame(datagram))
         if done:
-            out[done[1]] = done[2]
+            out[done[2]] = done[4]
     assert out == dict(enumerate(msgs)) and stats.duplicates == 5 and stats.lost == 0
 
 
 def test_lost_frames_are_counted():
     msgs = messages(10)
-    frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 4, i, 100000)]
+    frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 4, 0, i, 100000)]
     kept = [f for i, f in enumerate(frames) if i not in (3, 6)]  # one frame per message
     out, stats = deliver(kept)
     assert sorted(out) == [0, 1, 2, 4, 5, 7, 8, 9] and stats.lost == 2
@@ -118,11 +127,11 @@ def test_lengths_are_not_trusted():
     with pytest.raises(FramingError):
         decode_frame(GOLDEN[:-1])
     forged = bytearray(GOLDEN)
-    forged[16:18] = b"\xff\xff"  # a huge length, without a matching header CRC
-    out, stats = deliver([bytes(forged) + b"".join(frames_for(b"after", 0, 0))])
+    forged[26:28] = b"\xff\xff"  # a huge length, without a matching header CRC
+    out, stats = deliver([bytes(forged) + b"".join(frames_for(b"after", 0, 0, 0))])
     assert out == {0: b"after"}  # resynchronised at the next frame
     with pytest.raises(ValueError):
-        encode_frame(Frame(0, 0, 0, 1, bytes(70000)))
+        encode_frame(Frame(0, 0, 0, 0, 1, bytes(70000)))
 
 
 def test_urls():
@@ -139,7 +148,7 @@ def test_transport_loopback(scheme, tmp_path):
         f"{scheme}://127.0.0.1:{free_port()}"
     msgs = messages(15, largest=20000)
     receiver = open_receiver(url) if scheme != "file" else None
-    with open_sender(url + ("?mtu=1200" if scheme == "udp" else ""), stream=9) as sender:
+    with open_sender(url + ("?mtu=1200" if scheme == "udp" else ""), sensor=9) as sender:
         for m in msgs:
             sender.send(m)
             if scheme == "udp":
@@ -149,9 +158,9 @@ def test_transport_loopback(scheme, tmp_path):
 
 
 def start_sensors(url, payloads):
-    """One thread per sensor s sending payloads[s] to ``url`` as stream s; the threads."""
+    """One thread per sensor s sending payloads[s] to ``url`` as sensor s; the threads."""
     def sensor(s):
-        with open_sender(url, stream=s) as sender:
+        with open_sender(url, sensor=s) as sender:
             for m in payloads[s]:
                 sender.send(m)
 
@@ -171,7 +180,7 @@ def test_load_tcp_many_sensors():
     threads = start_sensors(url, payloads)
     got = {}
     for item in receiver.messages(timeout=5):
-        got[(item.stream, item.sequence)] = item.message
+        got[(item.sensor, item.sequence)] = item.message
         if len(got) == sensors * each:
             break
     seconds = time.perf_counter() - start
@@ -197,19 +206,23 @@ def test_stream_to_serve(tmp_path, reference_dir, capsys):
     for name in ("coffee", "astronaut"):
         Image.fromarray(sample_photo(name)[:64, :96]).save(tmp_path / f"{name}.png")
     link = tmp_path / "link.frames"
-    with open_sender(str(link), stream=3) as sender:
+    with open_sender(str(link), sensor=3) as sender:
         sender.send(b"not a bitstream")
     assert main(["stream", str(bundle), str(tmp_path / "coffee.png"),
                  str(tmp_path / "astronaut.png"), "--to", f"file://{link}",
-                 "--backend", "numpy", "--stream-id", "4"]) == 0
+                 "--backend", "numpy", "--sensor-id", "0000000000000004",
+                 "--state", str(tmp_path / "state")]) == 0
     out = tmp_path / "received"
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
                  "--out", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
-    assert "rejected message 0 of stream 3" in text and "decoded 2, rejected 1" in text
-    assert sorted(p.name for p in out.glob("*.png")) == ["4-0.png", "4-1.png"]
-    assert np.asarray(Image.open(out / "4-0.png")).shape == (64, 96, 3)
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "rejected message 0000000000000003-0-0" in text and "decoded 2, rejected 1" in text
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "0000000000000004-1-000000-coffee.png", "0000000000000004-1-000001-astronaut.png"]
+    assert np.asarray(Image.open(out / "0000000000000004-1-000000-coffee.png")).shape == \
+        (64, 96, 3)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["source"] for line in lines] == ["coffee.png", "astronaut.png"]
 
 
 def test_serial_over_a_pseudo_terminal():
@@ -226,11 +239,11 @@ def test_serial_over_a_pseudo_terminal():
     msgs = messages(6, largest=20000)
     receiver = open_receiver(f"serial://{device}?baud=115200")
     for i, m in enumerate(msgs):
-        for frame in frames_for(m, 1, i):
+        for frame in frames_for(m, 1, 0, i):
             os.write(controller, frame)
     assert collect(receiver, len(msgs)) == dict(enumerate(msgs))
 
-    expected = b"".join(frames_for(msgs[0], 5, 0))
+    expected = b"".join(frames_for(msgs[0], 5, 0, 0))
     received = bytearray()
 
     def drain():  # the controller side reads while the sender writes (a pty buffers ~4 KB)
@@ -239,7 +252,7 @@ def test_serial_over_a_pseudo_terminal():
 
     reading = threading.Thread(target=drain, daemon=True)
     reading.start()
-    with open_sender(f"serial://{device}?baud=115200", stream=5) as sender:
+    with open_sender(f"serial://{device}?baud=115200", sensor=5) as sender:
         sender.send(msgs[0])
     reading.join(timeout=10)
     frames = FrameReader().feed(bytes(received))
@@ -278,8 +291,8 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     message arrives exactly once, and both servers get some."""
     sensors, each = 4, 15
     payloads = {s: messages(each, seed=10 + s, largest=90000) for s in range(sensors)}
-    servers = [open_receiver(f"mqtt://127.0.0.1:{broker}/$share/decoders/site/cams")
-               for _ in range(2)]
+    servers = [open_receiver(f"mqtt://127.0.0.1:{broker}/$share/decoders/site/cams"
+                             f"?client=server{i}") for i in range(2)]
     time.sleep(0.3)  # subscriptions in place
     start = time.perf_counter()
     threads = start_sensors(f"mqtt://127.0.0.1:{broker}/site/cams", payloads)
@@ -288,8 +301,8 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     while len(got) < sensors * each and time.monotonic() < deadline:
         for i, server in enumerate(servers):
             for item in server.messages(timeout=0.05):
-                assert (item.stream, item.sequence) not in got
-                got[(item.stream, item.sequence)] = item.message
+                assert (item.sensor, item.sequence) not in got
+                got[(item.sensor, item.sequence)] = item.message
                 per_server[i] += 1
     seconds = time.perf_counter() - start
     for t in threads:
@@ -319,11 +332,8 @@ def test_watch_sends_new_files_once_complete(tmp_path, reference_dir):
     sent = []
 
     class Collect:
-        sequence = 0
-
-        def send(self, message):
+        def send(self, message, meta):
             sent.append(message)
-            self.sequence += 1
 
     polls = []
 

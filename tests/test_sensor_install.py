@@ -87,7 +87,8 @@ def test_sensor_commands_in_a_fresh_environment(extra, backend, rgb_bundle, phot
     port = free_port()
     server = serve(reference_dir, tmp_path / "received", port, count=3)
     result = sensor(bin_dir, "stream", rgb_bundle, photos, "--to", f"tcp://127.0.0.1:{port}")
-    assert result.returncode == 0 and "sent 3 message(s)" in result.stdout, result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "delivery: 3 acknowledged, 3 new" in result.stdout, result.stdout
     log, _ = server.communicate(timeout=300)
     assert server.returncode == 0 and "decoded 3, rejected 0" in log, log
     decoded = sorted((tmp_path / "received").glob("*.png"))

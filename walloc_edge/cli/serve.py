@@ -1,60 +1,128 @@
-"""``walloc-edge serve``: the server's receive loop: verify, decode, write, log."""
+"""``walloc-edge serve``: the server's receive loop: verify, decode, write durably, then
+acknowledge; never twice, never stopped by one message."""
 import json
+import math
+import re
 import time
 
-from ..firmware_bridge.loops import serve_messages
-from ..firmware_bridge.transports import RECEIVER_URLS, open_receiver
-from ._shared import add_decoder_options, output_dir, positive_int
-from .decode import decode_to_file, decoder_for
+from ..decoder.evaluate import write_signal
+from ..firmware_bridge.delivery import Ledger, read_keys
+from ..firmware_bridge.framing import ACK_REJECTED, ACK_WRITTEN
+from ..firmware_bridge.loops import Rejected, serve_messages
+from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
+from ..runtime import read_bitstream
+from ._shared import add_decoder_options, output_dir, positive_int, positive_number
+from .decode import decoder_for
 
-EXAMPLES = """Each message: verify the .wlc (CRC, model id), decode it, write
-OUT/<stream>-<sequence>.<ext>, append a line to OUT/metrics.jsonl. Bad messages are logged
-with their sender and skipped. Ctrl-C stops and reports frames received, corrupted, lost
-and duplicated.
+EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
+write OUT/SENSOR-BOOT-SEQUENCE[-SOURCE].<ext> whole (temporary name, fsync, rename), add a
+line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to the sensor
+(TCP, MQTT), which keeps it until then and sends it again after any restart. A message
+already in the ledger is acknowledged again and not written twice. A bad message is logged
+with its sender and refused (the sensor is told); a message that cannot be written (a full
+disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what arrived.
 
 examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/
-  walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/"""
+  walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/
+  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json"""
 
 
 def configure(p):
     p.add_argument("model", help="the model the sensors encode with (embedded name or file)")
     p.add_argument("--listen", required=True, metavar="URL",
                    help=f"where to receive: {RECEIVER_URLS}")
-    p.add_argument("--out", required=True, help="folder for decoded files and metrics.jsonl")
+    p.add_argument("--out", required=True, help="folder for decoded files, metrics.jsonl and "
+                                                "ledger.txt (what was written)")
     p.add_argument("--format", help="output format (see walloc-edge decode --help)")
     add_decoder_options(p)
+    p.add_argument("--keys", metavar="FILE",
+                   help="JSON {SENSOR: HEX KEY, ...}: take only frames authenticated by the "
+                        "sending sensor's key (default: no authentication)")
+    p.add_argument("--max-pixels", type=positive_number, default=64e6,
+                   help="refuse an image claiming more pixels, before decoding it")
+    p.add_argument("--max-samples", type=positive_number, default=64e6,
+                   help="refuse audio claiming more samples (all channels), before decoding")
+    p.add_argument("--max-connections", type=positive_int, default=256,
+                   help="TCP connections open at once; more are refused")
+    p.add_argument("--idle-timeout", type=positive_number, default=300,
+                   help="close a TCP connection silent for this many seconds")
+    p.add_argument("--max-pending-mb", type=positive_int, default=512,
+                   help="memory that incomplete messages of all senders may hold")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.epilog = EXAMPLES
 
 
+def output_stem(received):
+    """SENSOR-BOOT-SEQUENCE[-SOURCE]: which sensor, which message, which source file."""
+    stem = f"{received.sensor:016x}-{received.boot}-{received.sequence:06d}"
+    source = str(received.meta.get("source", ""))
+    source = re.sub(r"[^A-Za-z0-9_.+-]", "_", source.rsplit(".", 1)[0])[:64].strip("._")
+    return f"{stem}-{source}" if source else stem
+
+
+def check_size(header, max_pixels, max_samples):
+    """Refuse a bitstream whose claimed size exceeds the limits, before any allocation."""
+    if header.modality == "image":
+        pixels = math.prod(header.shape[:2])
+        if pixels > max_pixels:
+            raise Rejected(f"claims {header.shape[0]}x{header.shape[1]} = {pixels:,} pixels, "
+                           f"over --max-pixels {max_pixels:,.0f}")
+    elif math.prod(header.shape) > max_samples:
+        raise Rejected(f"claims {math.prod(header.shape):,} samples, over --max-samples "
+                       f"{max_samples:,.0f}")
+
+
 def run(args):
     decoder = decoder_for(args)
     out = output_dir(args.out, "--out")
-    receiver = open_receiver(args.listen)
-    if receiver.address:
-        print(f"listening on {args.listen} (model {decoder.model_id}); Ctrl-C to stop")
+    keys = read_keys(args.keys) if args.keys else None
+    limits = ReceiverLimits(connections=args.max_connections, idle=args.idle_timeout,
+                            pending_bytes=args.max_pending_mb << 20)
+    ledger = Ledger(out / "ledger.txt")
+    receiver = open_receiver(args.listen, keys, limits)
+    if receiver.address or args.listen.startswith("mqtt"):
+        print(f"listening on {args.listen} (model {decoder.model_id}"
+              f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
+              flush=True)
     metrics = open(out / "metrics.jsonl", "a")
+    ack_key = (lambda sensor: keys.keys.get(sensor)) if keys else (lambda sensor: None)
 
     def handle(received):
+        if received.key in ledger:  # sent again: its outputs are already there
+            received.ack(ACK_WRITTEN, ack_key(received.sensor))
+            print(f"{received.sender} {received.key}: already written; acknowledged again")
+            return
         start = time.perf_counter()
-        signal, path = decode_to_file(decoder, received.message,
-                                      out / f"{received.stream}-{received.sequence}",
-                                      args.format)
-        record = {"time": time.time(), "sender": received.sender, "stream": received.stream,
-                  "sequence": received.sequence, "bytes": len(received.message),
+        try:
+            stream = read_bitstream(received.message)
+            check_size(stream.header, args.max_pixels, args.max_samples)
+            signal = decoder.decode(stream)
+        except Exception as e:  # noqa: BLE001 - decoding is a function of the bytes alone
+            received.ack(ACK_REJECTED, ack_key(received.sensor))
+            raise Rejected(e if isinstance(e, Rejected) else f"{type(e).__name__}: {e}") \
+                from None
+        path = write_signal(signal, stream.header, out / output_stem(received), args.format)
+        record = {"time": time.time(), "sender": received.sender, "key": received.key,
+                  "sensor": f"{received.sensor:016x}", "boot": received.boot,
+                  "sequence": received.sequence, "source": received.meta.get("source"),
+                  "captured": received.meta.get("time"), "bytes": len(received.message),
                   "shape": list(signal.shape), "decode_s": time.perf_counter() - start,
                   "file": str(path)}
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
-        print(f"{received.sender} stream {received.stream} #{received.sequence}: "
-              f"{len(received.message):,} bytes -> {path}")
+        ledger.record(received.key, path.name)
+        received.ack(ACK_WRITTEN, ack_key(received.sensor))
+        print(f"{received.sender} {received.key}: {len(received.message):,} bytes -> {path}",
+              flush=True)
 
     with metrics:
-        handled, rejected = serve_messages(receiver, handle, args.count, args.idle)
+        handled, rejected, failed = serve_messages(receiver, handle, args.count, args.idle)
+    ledger.close()
     stats = receiver.stats
-    print(f"decoded {handled}, rejected {rejected}; frames {stats.frames}, corrupted "
-          f"{stats.corrupted} ({stats.skipped_bytes} bytes skipped), lost messages "
-          f"{stats.lost}, duplicates {stats.duplicates}")
+    print(f"decoded {handled}, rejected {rejected}, not written {failed}; frames "
+          f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
+          f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
+          f"lost messages {stats.lost}, duplicates {stats.duplicates}")
     return 0

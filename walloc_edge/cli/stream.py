@@ -1,19 +1,28 @@
-"""``walloc-edge stream``: the sensor's send loop (files, a watched folder, video); no torch."""
+"""``walloc-edge stream``: the sensor's send loop (files, a watched folder, video), with
+nothing lost: every message is spooled on disk until the server acknowledges it; no torch."""
 import sys
+from pathlib import Path
 
+from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state_folder
 from ..firmware_bridge.loops import stream_files, stream_frames, watch_folder
-from ..firmware_bridge.transports import SENDER_URLS, open_sender
+from ..firmware_bridge.transports import SENDER_URLS, open_link
 from ..runtime.coders import CODERS
-from ._shared import add_backend_options, add_video_options, input_files, sensor_encoder
+from ._shared import (add_backend_options, add_video_options, input_files, positive_int,
+                      positive_number, sensor_encoder)
 
-EXAMPLES = """Each input becomes one message (a .wlc in frames, docs/framing.md); the receiver
-is walloc-edge serve. The exit status is 1 when an input was skipped, 130 after Ctrl-C.
+EXAMPLES = """Each input becomes one message (a .wlc in frames, docs/framing.md) named by this
+sensor's id, its boot number and a sequence number; the receiver is walloc-edge serve. Over
+TCP and MQTT each message stays in the spool (STATE/spool) until the server has written it
+and said so; the link is reconnected with backoff, and what is unacknowledged is sent again,
+also at the next start after a reboot. UDP, serial and files are best-effort (no way back).
+Exit status: 0 when everything was delivered, 1 when an input was skipped or a message is
+still unacknowledged (it stays spooled) or was dropped, 130 after Ctrl-C.
 
 examples:
   walloc-edge stream bundle/ photos/ --to tcp://10.0.0.2:9000
   walloc-edge stream bundle/ --watch incoming/ --to mqtt://broker/sensors/cam1
-  walloc-edge stream bundle/ --video 0 --fps 1 --to udp://10.0.0.2:9000?mtu=1400
-  walloc-edge stream bundle/ --video picamera2 --fps 5 --to tcp://10.0.0.2:9000"""
+  walloc-edge stream bundle/ --video 0 --fps 1 --to tcp://10.0.0.2:9000 --key cam1.key
+  walloc-edge stream bundle/ --video picamera2 --fps 5 --to udp://10.0.0.2:9000?mtu=1400"""
 
 
 def configure(p):
@@ -22,12 +31,27 @@ def configure(p):
                    help="images or audio files to send, or folders of them (recursive)")
     p.add_argument("--to", required=True, metavar="URL", help=f"where to send: {SENDER_URLS}")
     p.add_argument("--watch", metavar="DIR",
-                   help="also send every file that appears in DIR until Ctrl-C")
+                   help="also send every file that appears in DIR (once complete) until Ctrl-C")
     add_backend_options(p)
     p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
     add_video_options(p)
-    p.add_argument("--stream-id", type=int, default=0,
-                   help="this sensor's stream number (0-65535)")
+    p.add_argument("--sensor-id", metavar="ID",
+                   help="this sensor's identity: 16 hex digits, or a name (hashed to 64 "
+                        "bits) (default: one made at the first start and kept in --state)")
+    p.add_argument("--state", metavar="DIR", default=str(state_folder()),
+                   help="where the identity, boot count and spool are kept")
+    p.add_argument("--key", metavar="FILE",
+                   help="this sensor's key (hex, one line): authenticate every frame with "
+                        "HMAC-SHA256; the server's --keys lists it")
+    p.add_argument("--spool-mb", type=positive_int, default=256,
+                   help="disk the unacknowledged messages may take")
+    p.add_argument("--spool-full", choices=("drop-oldest", "block"), default="drop-oldest",
+                   help="when the spool is full: give up the oldest message (counted and "
+                        "reported) or wait for the server")
+    p.add_argument("--ack-timeout", type=positive_number, default=30,
+                   help="send a message again when unacknowledged for this many seconds")
+    p.add_argument("--wait", type=positive_number, default=60,
+                   help="at the end, wait this many seconds for the last acknowledgements")
     p.epilog = EXAMPLES
 
 
@@ -35,37 +59,41 @@ def run(args):
     if not args.inputs and not args.watch and args.video is None:
         raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
                          "of them")
-    if not 0 <= args.stream_id <= 0xFFFF:
-        raise ValueError(f"--stream-id {args.stream_id} is outside 0..65535")
     encoder = sensor_encoder(args)
     if args.video is not None and encoder.bundle.modality != "image":
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
     files, skipped = input_files(args, encoder.bundle.modality)
-    log = (lambda line: print(line, file=sys.stderr)) if args.to == "-" else print
-    log(f"encoding with {encoder.describe()} + {args.coder}")
-    sent = failed = 0
-    stopped = False
-    with open_sender(args.to, args.stream_id) as sender:
-        try:
-            sent, failed = stream_files(encoder, sender, [path for path, _ in files],
-                                        args.coder, log)
-            if args.video is not None:
-                from ..runtime.sources import VideoSource
+    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.to == "-" else \
+        (lambda line: print(line, flush=True))
+    key = read_key(args.key) if args.key else None
+    identity = Identity.start(args.state, args.sensor_id)
+    spool = Spool(Path(args.state) / "spool" / identity.name, args.spool_mb << 20,
+                  args.spool_full)
+    link = open_link(args.to, identity.sensor, ack_key=key)
+    courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout)
+    log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder} "
+        f"-> {args.to}")
+    failed, stopped = 0, False
+    try:
+        courier.start()
+        failed += stream_files(encoder, courier, [path for path, _ in files], args.coder,
+                               log)[1]
+        if args.video is not None:
+            from ..runtime.sources import VideoSource
 
-                source = VideoSource(args.video)
-                more, more_failed = stream_frames(encoder, sender,
-                                                  source.frames(args.fps, args.frames),
-                                                  source.name, args.coder, log)
-                sent, failed = sent + more, failed + more_failed
-            if args.watch:
-                more, more_failed = watch_folder(encoder, sender, args.watch, args.coder,
-                                                 log=log)
-                sent, failed = sent + more, failed + more_failed
-        except KeyboardInterrupt:
-            stopped = True
-            sent = sender.sequence
+            source = VideoSource(args.video)
+            failed += stream_frames(encoder, courier, source.frames(args.fps, args.frames),
+                                    source.name, args.coder, log)[1]
+        if args.watch:
+            failed += watch_folder(encoder, courier, args.watch, args.coder, log=log)[1]
+    except KeyboardInterrupt:
+        stopped = True
+    try:
+        report = courier.finish(wait=0 if stopped else args.wait)
+    except KeyboardInterrupt:
+        stopped, report = True, courier.finish(wait=0)
     if skipped:
         log(skipped)
-    log(f"{'stopped: ' if stopped else ''}sent {sent} message(s), {sender.bytes:,} bytes to "
-        f"{args.to}" + (f"; {failed} input(s) skipped" if failed else ""))
-    return 130 if stopped else 1 if failed else 0
+    log(("stopped: " if stopped else "") + report.line() +
+        (f"; {failed} input(s) skipped" if failed else ""))
+    return 130 if stopped else 0 if report.complete and not failed else 1

@@ -1,26 +1,42 @@
 """Wire framing: messages (e.g. .wlc bitstreams) cut into CRC-checked frames, and put back
-together on the other side of a lossy link. Spec: docs/framing.md.
+together on the other side of a lossy link. Spec: docs/framing.md (version 2).
 
-A frame is ``sync · header · header CRC32 · payload · payload CRC32``. A byte-stream
-receiver (:class:`FrameReader`) finds frames by their sync word and header CRC, so after
-corrupted, dropped or inserted bytes it resynchronises at the next good frame; a length is
-believed only once the header CRC vouches for it, and never beyond ``MAX_PAYLOAD``.
-:class:`Reassembler` joins fragments (in any order), drops duplicates, and counts the
-messages lost, from the sequence numbers.
+A frame is ``sync · header · header CRC32 · payload · payload CRC32 [· MAC]``. The header
+names the sender (a 64-bit sensor id and the sensor's boot number) and the message (its
+sequence number within that boot), so that several sensors, and one sensor across reboots,
+never collide. With a key, each frame carries a truncated HMAC-SHA256 over header and
+payload, and a receiver that has keys drops frames that lack a valid one before they take
+any memory. A byte-stream receiver (:class:`FrameReader`) finds frames by their sync word
+and header CRC, so after corrupted, dropped or inserted bytes it resynchronises at the next
+good frame; a length is believed only once the header CRC vouches for it, and never beyond
+``MAX_PAYLOAD``. :class:`Reassembler` joins fragments (in any order), drops duplicates,
+counts the messages lost, and bounds the memory incomplete messages hold.
+
+The server's acknowledgement travels back as an :func:`encode_ack` record (TCP, MQTT).
 """
+import hashlib
+import hmac
 import struct
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = ["SYNC", "VERSION", "MAX_PAYLOAD", "HEADER", "Frame", "FramingError", "frames_for",
-           "encode_frame", "decode_frame", "FrameReader", "Reassembler", "LinkStats"]
+__all__ = ["SYNC", "ACK_SYNC", "VERSION", "MAX_PAYLOAD", "HEADER", "MAC_SIZE", "Frame",
+           "FramingError", "frames_for", "encode_frame", "decode_frame", "FrameReader",
+           "Reassembler", "LinkStats", "encode_ack", "AckReader", "Ack", "ACK_WRITTEN",
+           "ACK_REJECTED", "FLAG_MAC", "FLAG_META"]
 
 SYNC = b"\xa5WLF"
-VERSION = 1
-HEADER = struct.Struct("<4sBBHIHHH")  # sync, version, flags, stream, sequence, index, count, length
+ACK_SYNC = b"\xa5WLA"
+VERSION = 2
+# sync, version, flags, sensor, boot, sequence, fragment index, fragment count, payload length
+HEADER = struct.Struct("<4sBBQIIHHH")
+V1_HEADER = struct.Struct("<4sBBHIHHH")  # version 1 (no sensor identity), refused by name
 MAX_PAYLOAD = 65000                    # bytes of one frame's payload (UDP frames use less)
-OVERHEAD = HEADER.size + 8             # the two CRC32s
+MAC_SIZE = 16                          # HMAC-SHA256, truncated to 128 bits
+OVERHEAD = HEADER.size + 8 + MAC_SIZE  # the two CRC32s and a MAC: the most a frame adds
+FLAG_MAC = 1                           # a MAC follows the payload CRC
+FLAG_META = 2                          # the message starts with a metadata block (first frame)
 _U32 = struct.Struct("<I")
 
 
@@ -30,63 +46,113 @@ class FramingError(ValueError):
 
 @dataclass(frozen=True)
 class Frame:
-    stream: int
+    sensor: int
+    boot: int
     sequence: int
     index: int
     count: int
     payload: bytes
+    flags: int = 0
 
 
-def encode_frame(frame):
+def _mac(key, header, payload):
+    return hmac.new(key, header + payload, hashlib.sha256).digest()[:MAC_SIZE]
+
+
+def encode_frame(frame, key=None):
+    """The bytes of one frame; with ``key`` (bytes), authenticated by a MAC."""
     if not 0 < frame.count <= 0xFFFF or not 0 <= frame.index < frame.count:
         raise ValueError(f"fragment {frame.index} of {frame.count} is not valid")
     if len(frame.payload) > MAX_PAYLOAD:
         raise ValueError(f"frame payload of {len(frame.payload)} bytes exceeds {MAX_PAYLOAD}")
-    header = HEADER.pack(SYNC, VERSION, 0, frame.stream, frame.sequence & 0xFFFFFFFF,
-                         frame.index, frame.count, len(frame.payload))
-    return b"".join([header, _U32.pack(zlib.crc32(header)), frame.payload,
-                     _U32.pack(zlib.crc32(frame.payload))])
+    flags = (frame.flags & ~FLAG_MAC) | (FLAG_MAC if key else 0)
+    header = HEADER.pack(SYNC, VERSION, flags, frame.sensor, frame.boot,
+                         frame.sequence & 0xFFFFFFFF, frame.index, frame.count,
+                         len(frame.payload))
+    parts = [header, _U32.pack(zlib.crc32(header)), frame.payload,
+             _U32.pack(zlib.crc32(frame.payload))]
+    if key:
+        parts.append(_mac(key, header, frame.payload))
+    return b"".join(parts)
 
 
-def frames_for(message, stream, sequence, max_payload=MAX_PAYLOAD):
+def frames_for(message, sensor, boot, sequence, max_payload=MAX_PAYLOAD, key=None,
+               flags=0):
     """The frames (bytes) that carry ``message``: fragments of at most ``max_payload``."""
     max_payload = min(max_payload, MAX_PAYLOAD)
     count = max(1, -(-len(message) // max_payload))
     if count > 0xFFFF:
         raise ValueError(f"a {len(message)}-byte message needs more than 65535 fragments of "
                          f"{max_payload} bytes")
-    return [encode_frame(Frame(stream, sequence, i, count,
-                               message[i * max_payload:(i + 1) * max_payload]))
+    return [encode_frame(Frame(sensor, boot, sequence, i, count,
+                               message[i * max_payload:(i + 1) * max_payload], flags), key)
             for i in range(count)]
 
 
+def _is_v1_header(data, offset):
+    """A version-1 frame header (valid CRC) at ``offset``: an old sensor, refused by name."""
+    end = offset + V1_HEADER.size
+    return (len(data) >= end + 4 and data[offset + 4] == 1 and
+            _U32.unpack_from(data, end)[0] == zlib.crc32(bytes(data[offset:end])))
+
+
 def _parse_header(data, offset=0):
-    """(frame fields, payload length) if a valid header starts at ``offset``, else None."""
+    """(header bytes, fields, flags, payload length) if a valid header starts at ``offset``,
+    else None."""
     if len(data) - offset < HEADER.size + 4:
         return None
     header = bytes(data[offset:offset + HEADER.size])
     if _U32.unpack_from(data, offset + HEADER.size)[0] != zlib.crc32(header):
         return None
-    sync, version, _, stream, sequence, index, count, length = HEADER.unpack(header)
+    sync, version, flags, sensor, boot, sequence, index, count, length = HEADER.unpack(header)
     if sync != SYNC or version != VERSION or length > MAX_PAYLOAD or not index < count:
         return None
-    return (stream, sequence, index, count), length
+    return header, (sensor, boot, sequence, index, count), flags, length
 
 
-def decode_frame(datagram):
-    """The Frame in one datagram (UDP); FramingError if it is not exactly one valid frame."""
+def _frame_size(flags, length):
+    return HEADER.size + 4 + length + 4 + (MAC_SIZE if flags & FLAG_MAC else 0)
+
+
+class Keys:
+    """Per-sensor keys: sensor id → key bytes. Empty: frames are not authenticated (any MAC
+    is ignored). Otherwise a frame is accepted only from a listed sensor with a valid MAC."""
+
+    def __init__(self, keys=None):
+        self.keys = dict(keys or {})
+
+    def __bool__(self):
+        return bool(self.keys)
+
+    def accepts(self, header, fields, flags, payload, tag):
+        if not self.keys:
+            return True
+        key = self.keys.get(fields[0])
+        return bool(key and flags & FLAG_MAC and hmac.compare_digest(
+            tag, _mac(key, header, payload)))
+
+
+def decode_frame(datagram, keys=None, stats=None):
+    """The Frame in one datagram (UDP); FramingError if it is not exactly one valid frame
+    (or, with ``keys``, not authenticated)."""
     parsed = _parse_header(datagram)
     if parsed is None:
+        if _is_v1_header(datagram, 0):
+            raise FramingError("a version-1 frame (from walloc-edge 0.1, without sensor "
+                               "identity): update the sensor's walloc-edge")
         raise FramingError("not a frame (bad sync, version or header CRC)")
-    fields, length = parsed
+    header, fields, flags, length = parsed
     start = HEADER.size + 4
-    if len(datagram) != start + length + 4:
+    if len(datagram) != _frame_size(flags, length):
         raise FramingError(f"datagram of {len(datagram)} bytes does not hold its "
                            f"{length}-byte payload")
     payload = bytes(datagram[start:start + length])
     if _U32.unpack_from(datagram, start + length)[0] != zlib.crc32(payload):
         raise FramingError("payload CRC mismatch")
-    return Frame(*fields, payload)
+    tag = bytes(datagram[start + length + 4:])
+    if keys and not keys.accepts(header, fields, flags, payload, tag):
+        raise FramingError(f"frame from sensor {fields[0]:016x} is not authenticated")
+    return Frame(*fields, payload, flags)
 
 
 @dataclass
@@ -94,21 +160,24 @@ class LinkStats:
     frames: int = 0
     corrupted: int = 0       # frames whose header or payload failed its CRC
     skipped_bytes: int = 0   # bytes thrown away while resynchronising
+    old_version: int = 0     # version-1 frames, refused
+    unauthenticated: int = 0  # frames without a valid MAC while keys are configured
     duplicates: int = 0
     messages: int = 0
-    lost: int = 0            # messages never completed (sequence gaps and expired partials)
+    lost: int = 0            # messages never completed (sequence gaps and given-up partials)
 
 
 class FrameReader:
     """Frames out of a byte stream that may be corrupted, truncated or interleaved with noise.
 
-    ``feed(data)`` returns the complete, CRC-checked frames found so far; the buffer holds at
-    most one frame's worth of bytes.
+    ``feed(data)`` returns the complete, CRC-checked (and with ``keys``, authenticated)
+    frames found so far; the buffer holds at most one frame's worth of bytes.
     """
 
-    def __init__(self, stats=None):
+    def __init__(self, stats=None, keys=None):
         self.buffer = bytearray()
         self.stats = stats or LinkStats()
+        self.keys = keys or Keys()
 
     def feed(self, data):
         self.buffer += data
@@ -124,92 +193,217 @@ class FrameReader:
                 self.stats.skipped_bytes += start
                 del self.buffer[:start]
             if len(self.buffer) < HEADER.size + 4:
+                if _is_v1_header(self.buffer, 0):
+                    self._drop_v1()
+                    continue
                 return frames
             parsed = _parse_header(self.buffer)
-            if parsed is None:  # a false sync or a damaged header: look further on
+            if parsed is None:  # an old frame, a false sync or a damaged header
+                if _is_v1_header(self.buffer, 0):
+                    self._drop_v1()
+                    continue
                 self.stats.corrupted += self.buffer[:4] == SYNC
                 self.stats.skipped_bytes += 1
                 del self.buffer[:1]
                 continue
-            fields, length = parsed
-            end = HEADER.size + 4 + length + 4
+            header, fields, flags, length = parsed
+            end = _frame_size(flags, length)
             if len(self.buffer) < end:
                 return frames
-            payload = bytes(self.buffer[HEADER.size + 4:end - 4])
-            if _U32.unpack_from(self.buffer, end - 4)[0] != zlib.crc32(payload):
+            body = HEADER.size + 4
+            payload = bytes(self.buffer[body:body + length])
+            if _U32.unpack_from(self.buffer, body + length)[0] != zlib.crc32(payload):
                 self.stats.corrupted += 1
                 self.stats.skipped_bytes += 1
                 del self.buffer[:1]
                 continue
+            tag = bytes(self.buffer[body + length + 4:end])
             del self.buffer[:end]
+            if not self.keys.accepts(header, fields, flags, payload, tag):
+                self.stats.unauthenticated += 1
+                continue
             self.stats.frames += 1
-            frames.append(Frame(*fields, payload))
+            frames.append(Frame(*fields, payload, flags))
+
+    def _drop_v1(self):
+        self.stats.old_version += 1
+        self.stats.skipped_bytes += V1_HEADER.size + 4
+        del self.buffer[:V1_HEADER.size + 4]
 
 
 @dataclass
 class _Pending:
     count: int
+    flags: int = 0
     parts: dict = field(default_factory=dict)
     size: int = 0
+
+
+@dataclass
+class _Stream:
+    """What the reassembler knows of one (sensor, boot): the sequences seen and delivered."""
+    first: int
+    last: int
+    delivered_count: int = 0
+    pending: OrderedDict = field(default_factory=OrderedDict)    # sequence → _Pending
+    delivered: OrderedDict = field(default_factory=OrderedDict)  # recent sequences
+
+    @property
+    def lost(self):
+        return self.last - self.first + 1 - self.delivered_count - len(self.pending)
 
 
 class Reassembler:
     """Messages out of frames: fragments in any order, duplicates dropped, losses counted.
 
-    A message is lost when a sequence number between the first and the last one seen on its
-    stream never completes (a receiver cannot know of messages after the last frame it saw).
-    Per stream at most ``max_pending`` incomplete messages are kept (the oldest is given up
-    beyond that), and a message may not exceed ``max_message`` bytes.
+    A message is lost when a sequence number between the first and the last one seen from a
+    (sensor, boot) never completes (a receiver cannot know of messages after the last frame
+    it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
+    ``max_pending_bytes`` in all (the oldest incomplete message is given up beyond either),
+    messages of at most ``max_message`` bytes, and at most ``max_streams`` (sensor, boot)
+    pairs remembered (the least recently heard is forgotten).
     """
 
-    def __init__(self, stats=None, max_pending=32, max_message=256 << 20, window=4096):
+    def __init__(self, stats=None, max_pending=32, max_message=256 << 20, window=4096,
+                 max_pending_bytes=512 << 20, max_streams=4096):
         self.stats = stats or LinkStats()
         self.max_pending, self.max_message, self.window = max_pending, max_message, window
-        self.pending = {}     # stream → OrderedDict(sequence → _Pending)
-        self.delivered = {}   # stream → OrderedDict of recently delivered sequences
-        self.span = {}        # stream → [first, last] sequence seen
-        self.count = {}       # stream → messages delivered
+        self.max_pending_bytes, self.max_streams = max_pending_bytes, max_streams
+        self.streams = OrderedDict()  # (sensor, boot) → _Stream, least recently heard first
+        self.pending_bytes = 0
+        self.lost_forgotten = 0       # losses of streams no longer remembered
 
     def add(self, frame):
-        """The message (stream, sequence, bytes) this frame completes, or None."""
-        span = self.span.setdefault(frame.stream, [frame.sequence, frame.sequence])
-        span[0], span[1] = min(span[0], frame.sequence), max(span[1], frame.sequence)
-        self._count_lost()
-        done = self.delivered.setdefault(frame.stream, OrderedDict())
-        if frame.sequence in done:
+        """The message (sensor, boot, sequence, flags, bytes) this frame completes, or None."""
+        key = (frame.sensor, frame.boot)
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self.streams[key] = _Stream(frame.sequence, frame.sequence)
+            while len(self.streams) > self.max_streams:
+                self._forget(next(iter(self.streams)))
+        self.streams.move_to_end(key)
+        stream.first, stream.last = min(stream.first, frame.sequence), \
+            max(stream.last, frame.sequence)
+        return self._add(stream, frame)
+
+    def _add(self, stream, frame):
+        if frame.sequence in stream.delivered:
             self.stats.duplicates += 1
             return None
-        pending = self.pending.setdefault(frame.stream, OrderedDict())
-        message = pending.get(frame.sequence)
+        message = stream.pending.get(frame.sequence)
         if message is None or message.count != frame.count:  # new, or counts disagree
-            message = pending[frame.sequence] = _Pending(frame.count)
-            while len(pending) > self.max_pending:
-                pending.popitem(last=False)
+            if message is not None:
+                self._drop(stream, frame.sequence)
+            message = stream.pending[frame.sequence] = _Pending(frame.count)
+            while len(stream.pending) > self.max_pending:
+                self._drop(stream, next(iter(stream.pending)))
         if frame.index in message.parts:
             self.stats.duplicates += 1
             return None
         message.parts[frame.index] = frame.payload
+        message.flags |= frame.flags
         message.size += len(frame.payload)
+        self.pending_bytes += len(frame.payload)
         if message.size > self.max_message:
-            del pending[frame.sequence]
+            self._drop(stream, frame.sequence)
             return None
-        if len(message.parts) < message.count:
+        self._bound_memory()
+        if frame.sequence not in stream.pending or len(message.parts) < message.count:
             return None
-        del pending[frame.sequence]
-        done[frame.sequence] = True
-        while len(done) > self.window:
-            done.popitem(last=False)
-        self.count[frame.stream] = self.count.get(frame.stream, 0) + 1
+        del stream.pending[frame.sequence]
+        self.pending_bytes -= message.size
+        stream.delivered[frame.sequence] = True
+        while len(stream.delivered) > self.window:
+            stream.delivered.popitem(last=False)
+        stream.delivered_count += 1
         self.stats.messages += 1
-        self._count_lost()
-        return frame.stream, frame.sequence, b"".join(message.parts[i] for i in range(message.count))
+        return (frame.sensor, frame.boot, frame.sequence, message.flags,
+                b"".join(message.parts[i] for i in range(message.count)))
 
-    def _count_lost(self):
-        self.stats.lost = sum(last - first + 1 - self.count.get(stream, 0)
-                              for stream, (first, last) in self.span.items())
+    def _drop(self, stream, sequence):
+        self.pending_bytes -= stream.pending.pop(sequence).size
+
+    def _bound_memory(self):
+        """Give up the oldest incomplete messages (least recently heard streams first) while
+        they hold more than ``max_pending_bytes``."""
+        for stream in list(self.streams.values()):
+            while stream.pending and self.pending_bytes > self.max_pending_bytes:
+                self._drop(stream, next(iter(stream.pending)))
+            if self.pending_bytes <= self.max_pending_bytes:
+                return
+
+    def _forget(self, key):
+        stream = self.streams.pop(key)
+        for sequence in list(stream.pending):
+            self._drop(stream, sequence)
+        self.lost_forgotten += stream.lost
+
+    def count_lost(self):
+        """Update ``stats.lost`` (messages given up or never completed so far; incomplete
+        ones are not counted until given up). Not done per frame: its cost grows with the
+        number of streams."""
+        self.stats.lost = self.lost_forgotten + sum(s.lost for s in self.streams.values())
+        return self.stats.lost
 
     def finish(self):
         """Give up on every incomplete message."""
-        for pending in self.pending.values():
-            pending.clear()
-        self._count_lost()
+        for stream in self.streams.values():
+            for sequence in list(stream.pending):
+                self._drop(stream, sequence)
+        self.count_lost()
+
+
+ACK = struct.Struct("<4sBBQII")  # sync, version, status, sensor, boot, sequence
+ACK_WRITTEN, ACK_REJECTED = 0, 1  # written durably (or already), or refused for good
+
+
+@dataclass(frozen=True)
+class Ack:
+    status: int
+    sensor: int
+    boot: int
+    sequence: int
+
+
+def encode_ack(ack, key=None):
+    """An acknowledgement record: ``ACK · CRC32 [· MAC]`` (MAC with ``key``)."""
+    body = ACK.pack(ACK_SYNC, VERSION, ack.status | (0x80 if key else 0), ack.sensor,
+                    ack.boot, ack.sequence)
+    tail = _mac(key, body, b"") if key else b""
+    return body + _U32.pack(zlib.crc32(body)) + tail
+
+
+class AckReader:
+    """Acknowledgements out of a byte stream (the server's side of a TCP connection); with a
+    ``key``, only authenticated ones (a forged ack could make a sensor drop its data)."""
+
+    def __init__(self, key=None):
+        self.buffer, self.key = bytearray(), key
+
+    def feed(self, data):
+        self.buffer += data
+        acks = []
+        while True:
+            start = self.buffer.find(ACK_SYNC)
+            if start < 0:
+                del self.buffer[:max(0, len(self.buffer) - 3)]
+                return acks
+            del self.buffer[:start]
+            size = ACK.size + 4
+            if len(self.buffer) < size:
+                return acks
+            body = bytes(self.buffer[:ACK.size])
+            _, version, status, sensor, boot, sequence = ACK.unpack(body)
+            if _U32.unpack_from(self.buffer, ACK.size)[0] != zlib.crc32(body) or \
+                    version != VERSION:
+                del self.buffer[:1]
+                continue
+            keyed = bool(status & 0x80)
+            total = size + (MAC_SIZE if keyed else 0)
+            if len(self.buffer) < total:
+                return acks
+            tag = bytes(self.buffer[size:total])
+            del self.buffer[:total]
+            if self.key and not (keyed and hmac.compare_digest(tag, _mac(self.key, body, b""))):
+                continue
+            acks.append(Ack(status & 0x7F, sensor, boot, sequence))

@@ -1,28 +1,39 @@
 """The sensor's send loop and the server's receive loop (no torch here: the server passes
-its decoding in as a handler)."""
+its decoding in as a handler).
+
+The sensor side takes a ``sender`` with ``send(message, meta)`` (a ``delivery.Courier``,
+or a plain ``transports`` sender); each message carries its source and capture time as
+metadata. One input that cannot be read or encoded is skipped with one line; the batch goes
+on.
+"""
 import time
 from pathlib import Path
 
 from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input
 
-__all__ = ["stream_files", "stream_frames", "watch_folder", "serve_messages"]
+__all__ = ["stream_files", "stream_frames", "watch_folder", "serve_messages", "Rejected"]
+
+
+def _encode_file(encoder, path, coder):
+    b = encoder.bundle
+    sample, rate = read_input(path, b.modality, b.channels)
+    return encoder.encode(sample, coder=coder, sample_rate=rate)
 
 
 def stream_files(encoder, sender, paths, coder="rans", log=print):
     """Encode each file and send its .wlc; returns (sent, failed)."""
-    b = encoder.bundle
     sent = failed = 0
     for path in paths:
         try:
-            sample, rate = read_input(path, b.modality, b.channels)
-            blob = encoder.encode(sample, coder=coder, sample_rate=rate)
-        except ValueError as e:
+            blob = _encode_file(encoder, path, coder)
+        except (ValueError, OSError, MemoryError) as e:  # MemoryError: a header that lies
             failed += 1
             log(f"skipped {path}: {e}")
             continue
-        sender.send(blob)
+        key = sender.send(blob, {"source": Path(path).name, "time": time.time()})
         sent += 1
-        log(f"sent {path}: {len(blob):,} bytes as message {sender.sequence - 1}")
+        log(f"sent {path}: {len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}"
+                                                   if key else ""))
     return sent, failed
 
 
@@ -37,30 +48,43 @@ def stream_frames(encoder, sender, frames, name, coder="rans", log=print):
             failed += 1
             log(f"skipped {name} frame {index}: {e}")
             continue
-        sender.send(blob)
+        key = sender.send(blob, {"source": f"{name}-{index:06d}", "time": time.time()})
         sent += 1
-        log(f"sent {name} frame {index}: {len(blob):,} bytes as message {sender.sequence - 1}")
+        log(f"sent {name} frame {index}: {len(blob):,} bytes" +
+            (f" as message {key[0]}-{key[1]}" if key else ""))
     return sent, failed
 
 
-def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, stop=None):
+def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, stop=None,
+                 settle=2):
     """Send every file that appears in ``folder`` (those there at the start too) until
-    ``stop()`` is true or Ctrl-C; a file is sent once its size has stopped changing."""
+    ``stop()`` is true or Ctrl-C. A file is sent once it is complete: its size and time have
+    not changed for ``settle`` polls (a file written in bursts waits); one written in place
+    again later is sent again. Hidden and temporary files (".name", "*.tmp", "*.part") are
+    left alone, so a writer can write them and rename them into place."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"--watch {folder}: no such folder")
     suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES | {".npy"}
-    seen, sizes, totals = set(), {}, [0, 0]
+    sent_as, seen, totals = {}, {}, [0, 0]  # path → the (size, mtime) sent, last seen + count
     try:
         while not (stop and stop()):
             for path in sorted(folder.iterdir()):
-                if path in seen or path.suffix.lower() not in suffixes:
+                if path.name.startswith(".") or path.suffix.lower() not in suffixes:
                     continue
-                size = path.stat().st_size
-                if sizes.get(path) != size:  # still being written: look again next time
-                    sizes[path] = size
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
                     continue
-                seen.add(path)
+                version = (stat.st_size, stat.st_mtime_ns)
+                if sent_as.get(path) == version:
+                    continue
+                last, count = seen.get(path, (None, 0))
+                count = count + 1 if last == version else 0
+                seen[path] = (version, count)
+                if count < settle - 1:  # still being written, or just appeared
+                    continue
+                sent_as[path] = version
                 sent, failed = stream_files(encoder, sender, [path], coder, log)
                 totals[0] += sent
                 totals[1] += failed
@@ -70,11 +94,18 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, sto
     return tuple(totals)
 
 
+class Rejected(Exception):
+    """A message refused for good (its bitstream is bad or from another model): the sender
+    is told not to send it again."""
+
+
 def serve_messages(receiver, handle, count=None, idle=None, log=print):
     """Pass each received message to ``handle(received)`` until ``count`` messages, ``idle``
-    seconds without one, or Ctrl-C. A handler's ValueError (bad bitstream, wrong model) is
-    logged with the sender and the loop goes on. Returns (handled, rejected)."""
-    handled = rejected = 0
+    seconds without one, or Ctrl-C. No single message stops the loop: a handler's
+    ``Rejected`` or ValueError is logged with the sender and refused; any other failure
+    (a full disk, a bug) is logged and the message left unacknowledged, so that the sender
+    keeps it and sends it again. Returns (handled, rejected, failed)."""
+    handled = rejected = failed = 0
     last = time.monotonic()
     try:
         while count is None or handled + rejected < count:
@@ -84,10 +115,14 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print):
                 try:
                     handle(received)
                     handled += 1
-                except ValueError as e:
+                except (Rejected, ValueError) as e:
                     rejected += 1
-                    log(f"rejected message {received.sequence} of stream {received.stream} "
-                        f"from {received.sender}: {e}")
+                    log(f"rejected message {received.key} from {received.sender}: {e}")
+                except Exception as e:  # noqa: BLE001 - serve must outlive any one message
+                    failed += 1
+                    log(f"could not handle message {received.key} from {received.sender} "
+                        f"({type(e).__name__}: {e}); not acknowledged, the sensor will send "
+                        "it again")
                 break
             if not got and (receiver.stopped.is_set() or
                             (idle is not None and time.monotonic() - last > idle)):
@@ -96,4 +131,4 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print):
         log("stopping")
     finally:
         receiver.stop()
-    return handled, rejected
+    return handled, rejected, failed

@@ -145,6 +145,13 @@ def _pack_header(h):
 def read_bitstream(data, max_latents=MAX_LATENTS):
     """Parse and verify .wlc bytes (CRC, structure, sizes); entropy decoding is left to
     :meth:`Bitstream.latents`. Raises BitstreamError on anything malformed."""
+    try:
+        return _read_bitstream(data, max_latents)
+    except struct.error as e:  # a field that points past the end: malformed all the same
+        raise BitstreamError(f"a field of the bitstream points past its end ({e})") from None
+
+
+def _read_bitstream(data, max_latents):
     data = memoryview(bytes(data))
     if len(data) < _FIXED.size + _U32.size:
         raise BitstreamError(f"{len(data)} bytes is too short for a .wlc bitstream")

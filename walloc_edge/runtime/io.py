@@ -46,14 +46,19 @@ def _read_image(path, channels):
             if channels in (1, 3):
                 return np.asarray(im.convert("L" if channels == 1 else "RGB"))
             return np.asarray(im)
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"{path}: refused as a likely decompression bomb ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image ({e})") from None
 
 
 def _read_npy(path):
+    """The array, read only once its header has been checked against the file's size (a
+    header may claim terabytes)."""
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
+        mapped = np.load(path, allow_pickle=False, mmap_mode="r")
+        return np.array(mapped)
+    except (OSError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
 
 

@@ -25,6 +25,10 @@
 
 #define TILE WALLOC_TILE  /* latents per tile side in the .wlc */
 
+#ifndef WALLOC_SENSOR_ID  /* this device's 64-bit id in its frames (-DWALLOC_SENSOR_ID=...) */
+#define WALLOC_SENSOR_ID 0
+#endif
+
 static int8_t tile[WALLOC_RANS_MAX_LATENTS];
 static uint8_t payload[WALLOC_RANS_MAX_LATENTS * 2 + 65536];
 
@@ -130,24 +134,31 @@ static void le32(uint8_t *p, uint32_t v) {
     le16(p + 2, v >> 16);
 }
 
-/* The message in frames of at most 60000 payload bytes (docs/framing.md). */
-static void write_frames(FILE *f, const uint8_t *message, size_t n, uint16_t stream,
-                         uint32_t sequence) {
+static void le64(uint8_t *p, uint64_t v) {
+    le32(p, (uint32_t)v);
+    le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* The message in version-2 frames of at most 60000 payload bytes (docs/framing.md), from
+   sensor `sensor` (its 64-bit id), boot `boot`, as message `sequence` of that boot. */
+static void write_frames(FILE *f, const uint8_t *message, size_t n, uint64_t sensor,
+                         uint32_t boot, uint32_t sequence) {
     const size_t max_payload = 60000;
     size_t count = n ? (n + max_payload - 1) / max_payload : 1;
     for (size_t i = 0; i < count; i++) {
         size_t length = n - i * max_payload < max_payload ? n - i * max_payload : max_payload;
         const uint8_t *payload = message + i * max_payload;
-        uint8_t header[22] = {0xA5, 'W', 'L', 'F', 1, 0};
-        le16(header + 6, stream);
-        le32(header + 8, sequence);
-        le16(header + 12, (uint32_t)i);
-        le16(header + 14, (uint32_t)count);
-        le16(header + 16, (uint32_t)length);
-        le32(header + 18, crc_update(0, header, 18));
+        uint8_t header[32] = {0xA5, 'W', 'L', 'F', 2, 0};
+        le64(header + 6, sensor);
+        le32(header + 14, boot);
+        le32(header + 18, sequence);
+        le16(header + 22, (uint32_t)i);
+        le16(header + 24, (uint32_t)count);
+        le16(header + 26, (uint32_t)length);
+        le32(header + 28, crc_update(0, header, 28));
         uint8_t tail[4];
         le32(tail, crc_update(0, payload, length));
-        fwrite(header, 1, 22, f);
+        fwrite(header, 1, 32, f);
         fwrite(payload, 1, length, f);
         fwrite(tail, 1, 4, f);
     }
@@ -249,7 +260,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "--wlc"))
             fwrite(buffer, 1, used, out);
         else
-            write_frames(out, buffer, used, 0, 0);
+            write_frames(out, buffer, used, WALLOC_SENSOR_ID, 0, 0);
     }
     fclose(out);
     free(buffer);

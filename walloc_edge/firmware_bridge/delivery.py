@@ -1,0 +1,436 @@
+"""At-least-once delivery with exactly-once output, both ends; no torch.
+
+On the sensor: an :class:`Identity` (a 64-bit sensor id made once and kept in a state
+folder, and a boot number counted up at every start) names every message; a
+:class:`Spool` keeps each message on disk until the server acknowledges it; a
+:class:`Courier` sends, reconnects with backoff, and resends what is unacknowledged after
+its own restart or the server's. On the server: a :class:`Ledger` remembers, on disk, which
+messages were written, so that a resent message is acknowledged again but not written twice.
+The server acknowledges only after its outputs are durably written (serve does that).
+"""
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .framing import ACK_REJECTED, ACK_WRITTEN
+
+__all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Ledger", "Report", "state_folder",
+           "read_key", "read_keys", "write_atomic"]
+
+
+def state_folder():
+    """Where a sensor keeps its identity and spool: $WALLOC_EDGE_STATE, else
+    $XDG_STATE_HOME/walloc-edge, else ~/.local/state/walloc-edge."""
+    if os.environ.get("WALLOC_EDGE_STATE"):
+        return Path(os.environ["WALLOC_EDGE_STATE"])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "walloc-edge"
+
+
+def write_atomic(path, data):
+    """``data`` under ``path`` whole or not at all: written beside it, synced, renamed, and
+    the folder synced so that the rename survives a power cut."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sensor_number(text):
+    """A sensor id from the command line: 16 hex digits as they are, any other name hashed."""
+    text = str(text).strip()
+    if len(text) == 16 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return int(text, 16)
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class Identity:
+    sensor: int   # 64-bit id, unique per device
+    boot: int     # counts the starts of this sensor: messages of two boots never collide
+
+    @property
+    def name(self):
+        return f"{self.sensor:016x}"
+
+    @classmethod
+    def start(cls, folder, sensor=None):
+        """This start's identity: the id kept in ``folder``/identity.json (made at the first
+        start, random), or ``sensor`` (a name or 16 hex digits) when given, with the boot
+        number counted up and saved before anything is sent."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "identity.json"
+        saved = {}
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())
+            except ValueError:
+                raise ValueError(f"{path} is damaged; remove it to make a new identity (the "
+                                 "server will see a new sensor)") from None
+        number = _sensor_number(sensor) if sensor is not None else \
+            int(saved["sensor"], 16) if "sensor" in saved else secrets.randbits(64)
+        boots = saved.get("boots", {})
+        boot = int(boots.get(f"{number:016x}", 0)) + 1
+        boots[f"{number:016x}"] = boot
+        saved = {"sensor": saved.get("sensor", f"{number:016x}"), "boots": boots}
+        write_atomic(path, json.dumps(saved, indent=1).encode())
+        return cls(number, boot)
+
+
+class SpoolFull(Exception):
+    """The spool cannot take another message (policy "block" and nothing acknowledged)."""
+
+
+class Spool:
+    """Unacknowledged messages on disk, oldest first, at most ``max_bytes`` together.
+
+    Each is one file ``BOOT-SEQUENCE.msg`` (written atomically: a crash leaves it whole or
+    absent) holding a small JSON header line and the message. When a new message does not
+    fit, ``policy`` "drop-oldest" gives up the oldest ones (counted and returned, never
+    silently) and "block" raises SpoolFull, for the caller to wait for acknowledgements.
+    """
+
+    def __init__(self, folder, max_bytes=256 << 20, policy="drop-oldest"):
+        if policy not in ("drop-oldest", "block"):
+            raise ValueError(f"unknown spool policy {policy!r}; use drop-oldest or block")
+        self.folder, self.max_bytes, self.policy = Path(folder), max_bytes, policy
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.sizes = {}
+        for path in self.folder.glob("*.msg"):
+            key = self._key(path)
+            if key is not None:
+                self.sizes[key] = path.stat().st_size
+        for stale in self.folder.glob(".*.tmp-*"):  # a write a crash interrupted
+            stale.unlink()
+
+    @staticmethod
+    def _key(path):
+        try:
+            boot, sequence = path.stem.split("-")
+            return int(boot), int(sequence)
+        except ValueError:
+            return None
+
+    def _path(self, key):
+        return self.folder / f"{key[0]}-{key[1]}.msg"
+
+    @property
+    def bytes(self):
+        return sum(self.sizes.values())
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def keys(self):
+        with self.lock:
+            return sorted(self.sizes)
+
+    def add(self, key, message, meta=None):
+        """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
+        data = json.dumps(meta or {}).encode() + b"\n" + message
+        if len(data) > self.max_bytes:
+            raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
+                             f"({self.max_bytes:,} bytes); give a larger --spool-size")
+        dropped = []
+        with self.lock:
+            while self.sizes and sum(self.sizes.values()) + len(data) > self.max_bytes:
+                if self.policy == "block":
+                    raise SpoolFull(f"the spool holds {len(self.sizes)} unacknowledged "
+                                    f"message(s), {sum(self.sizes.values()):,} bytes")
+                oldest = min(self.sizes)
+                self._path(oldest).unlink(missing_ok=True)
+                del self.sizes[oldest]
+                dropped.append(oldest)
+            write_atomic(self._path(key), data)
+            self.sizes[key] = len(data)
+        return dropped
+
+    def get(self, key):
+        """(message, meta) kept under ``key``."""
+        head, _, message = self._path(key).read_bytes().partition(b"\n")
+        return message, json.loads(head or b"{}")
+
+    def remove(self, key):
+        with self.lock:
+            if self.sizes.pop(key, None) is not None:
+                self._path(key).unlink(missing_ok=True)
+
+
+@dataclass
+class Report:
+    """What a sensor run delivered (counts of messages)."""
+    sent: int = 0           # new messages of this run put on the link
+    resent: int = 0         # transmissions of earlier messages (after a restart or timeout)
+    acknowledged: int = 0   # written by the server (this run's and earlier runs' messages)
+    rejected: int = 0       # refused for good by the server (bad bitstream, wrong model)
+    dropped: int = 0        # given up because the spool was full (policy drop-oldest)
+    unacknowledged: int = 0  # still in the spool at the end: sent again at the next start
+    best_effort: bool = False  # a link with no way back (UDP, serial, file): nothing is known
+
+    def line(self):
+        if self.best_effort:
+            return f"sent {self.sent} message(s) best-effort (this link has no acknowledgements)"
+        parts = [f"{self.acknowledged} acknowledged", f"{self.sent} new",
+                 f"{self.resent} resent"]
+        if self.rejected:
+            parts.append(f"{self.rejected} rejected by the server")
+        if self.dropped:
+            parts.append(f"{self.dropped} dropped (spool full)")
+        if self.unacknowledged:
+            parts.append(f"{self.unacknowledged} unacknowledged, kept in the spool")
+        return "delivery: " + ", ".join(parts)
+
+    @property
+    def complete(self):
+        return self.best_effort or not (self.unacknowledged or self.dropped or self.rejected)
+
+
+class Courier:
+    """Sends messages over a ``transports.Link`` so that each arrives at least once.
+
+    Every message goes to the ``spool`` before it is sent and leaves it only when the server
+    acknowledges it. When the link breaks, the courier reconnects with backoff (``backoff``
+    seconds, doubling to ``max_backoff``) and sends again everything unacknowledged, oldest
+    first; so does a new courier over the same spool after a reboot. A message unanswered
+    for ``ack_timeout`` seconds is sent again (the server may have been unable to write it).
+    On a link without acknowledgements (UDP, serial, files) messages are sent once and not
+    spooled, and the report says so.
+    """
+
+    def __init__(self, link, identity, spool, key=None, log=print, ack_timeout=30.0,
+                 backoff=0.2, max_backoff=5.0, window=64):
+        self.link, self.identity, self.spool, self.log = link, identity, spool, log
+        self.ack_timeout, self.backoff, self.max_backoff = ack_timeout, backoff, max_backoff
+        self.window = window
+        from .transports import _Sender
+
+        self.sender = _Sender(link, identity.sensor, identity.boot, key)
+        self.report = Report(best_effort=not link.acks)
+        self.sent_at = {}   # key → when last transmitted (this run)
+        self.sequence = 0
+        self.connected = False
+        self.delay, self.next_attempt = backoff, 0.0
+        self.changed = threading.Condition()
+        link.on_ack = self._on_ack
+
+    def _on_ack(self, ack):
+        if ack.sensor != self.identity.sensor:
+            return
+        key = (ack.boot, ack.sequence)
+        if key not in self.spool.sizes:
+            return  # a repeated acknowledgement
+        self.spool.remove(key)
+        with self.changed:
+            self.sent_at.pop(key, None)
+            if ack.status == ACK_WRITTEN:
+                self.report.acknowledged += 1
+            elif ack.status == ACK_REJECTED:
+                self.report.rejected += 1
+                self.log(f"the server refused message {key[0]}-{key[1]} for good")
+            self.changed.notify_all()
+
+    def start(self):
+        """Connect, and send what an earlier run left unacknowledged."""
+        if not self.link.acks:
+            return
+        self._ensure_link(wait=False)
+        left = self.spool.keys()
+        if left:
+            self.log(f"resending {len(left)} message(s) left unacknowledged by an earlier run")
+        self._resend(left)
+
+    def send(self, message, meta=None):
+        """Spool and send one new message; returns its key (boot, sequence)."""
+        key = (self.identity.boot, self.sequence)
+        self.sequence += 1
+        if not self.link.acks:
+            self.sender.send_as(key[1], message, meta)
+            self.report.sent += 1
+            return key
+        self._maybe_reconnect()
+        self._wait_for_window()
+        while True:
+            try:
+                dropped = self.spool.add(key, message, meta)
+                break
+            except SpoolFull as e:
+                self.log(f"{e}: waiting for the server before taking more input")
+                self._pump(timeout=self.max_backoff)
+        for old in dropped:
+            self.report.dropped += 1
+            self.sent_at.pop(old, None)
+            self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
+        self.report.sent += 1
+        self._transmit(key, message, meta)
+        return key
+
+    def _maybe_reconnect(self):
+        """While the link is down, try it again now and then (backoff doubling up to
+        ``max_backoff``); once back, send everything the spool holds."""
+        if self.connected or time.monotonic() < self.next_attempt:
+            return
+        if self._ensure_link(wait=False):
+            self.delay = self.backoff
+            self.log("link back; resending what is unacknowledged")
+            self._resend(self.spool.keys())
+        else:
+            self.next_attempt = time.monotonic() + self.delay
+            self.delay = min(2 * self.delay, self.max_backoff)
+
+    def _wait_for_window(self):
+        """At most ``window`` messages in flight: beyond that, wait for acknowledgements (and
+        resend or reconnect as needed) so that a dead link is noticed early."""
+        while len(self.sent_at) >= self.window:
+            self._pump(timeout=self.max_backoff)
+
+    def _transmit(self, key, message, meta):
+        if not self.connected:
+            return  # it stays in the spool; sent again once the link is back
+        try:
+            self.sender.send_as(key[1], message, meta, boot=key[0])
+            self.sent_at[key] = time.monotonic()
+        except OSError as e:
+            self.connected = False
+            self.next_attempt = 0.0
+            self.log(f"link lost ({e.strerror or e}); reconnecting, the spool keeps the messages")
+
+    def _resend(self, keys):
+        for key in keys:
+            if not self.connected:
+                return
+            try:
+                message, meta = self.spool.get(key)
+            except FileNotFoundError:
+                continue  # acknowledged meanwhile
+            self.report.resent += 1
+            self._transmit(key, message, meta)
+
+    def _ensure_link(self, wait=True):
+        """Connect if disconnected (one attempt, or with ``wait`` until ``max_backoff``)."""
+        delay = self.backoff
+        while not self.connected:
+            try:
+                self.link.reconnect()
+                self.connected = True
+                return True
+            except OSError:
+                if not wait:
+                    return False
+                time.sleep(delay)
+                delay = min(2 * delay, self.max_backoff)
+                if delay >= self.max_backoff:
+                    return False
+        return True
+
+    def _pump(self, timeout):
+        """Wait up to ``timeout`` s for acknowledgements, reconnecting and resending what is
+        due: everything after a reconnection, and what has waited over ``ack_timeout``."""
+        was_connected = self.connected
+        if not self._ensure_link():
+            time.sleep(min(timeout, self.max_backoff))
+            return
+        due = self.spool.keys() if not was_connected else \
+            [k for k, t in list(self.sent_at.items())
+             if time.monotonic() - t > self.ack_timeout]
+        if not was_connected:
+            self.log("link back; resending what is unacknowledged")
+        self._resend(due)
+        with self.changed:
+            self.changed.wait(timeout=min(timeout, 0.5))
+
+    def finish(self, wait=60.0):
+        """Wait up to ``wait`` seconds for every spooled message to be acknowledged; returns
+        the Report (unacknowledged ones stay in the spool for the next start)."""
+        deadline = time.monotonic() + wait
+        while self.link.acks and len(self.spool) and time.monotonic() < deadline:
+            self._pump(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+        self.report.unacknowledged = len(self.spool) if self.link.acks else 0
+        self.link.close()
+        return self.report
+
+
+class Ledger:
+    """The server's memory of what it has written: one line per message key in a file
+    (appended and synced after the outputs are durable), read back at start, so that a
+    message resent after any restart is acknowledged but not written again."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.done = set()
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                if line.strip():
+                    self.done.add(line.split()[0])
+        self.file = open(self.path, "a")
+
+    def __contains__(self, key):
+        return key in self.done
+
+    def record(self, key, output=""):
+        self.file.write(f"{key} {output}\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.done.add(key)
+
+    def close(self):
+        self.file.close()
+
+
+def read_key(path):
+    """A sensor's key file: the key as hex (at least 16 bytes), on one line."""
+    try:
+        text = Path(path).read_text().strip()
+        key = bytes.fromhex(text)
+    except OSError as e:
+        raise ValueError(f"--key {path}: cannot read ({e.strerror or e})") from None
+    except ValueError:
+        raise ValueError(f"--key {path}: not a hex key; make one with: python -c 'import "
+                         "secrets; print(secrets.token_hex(32))'") from None
+    if len(key) < 16:
+        raise ValueError(f"--key {path}: {len(key)} bytes is too short; use at least 16")
+    return key
+
+
+def read_keys(path):
+    """The server's keys file: JSON {sensor id (16 hex digits or a name): hex key}."""
+    from .framing import Keys
+
+    try:
+        table = json.loads(Path(path).read_text())
+        keys = {_sensor_number(sensor): bytes.fromhex(key) for sensor, key in table.items()}
+    except OSError as e:
+        raise ValueError(f"--keys {path}: cannot read ({e.strerror or e})") from None
+    except (ValueError, AttributeError):
+        raise ValueError(f"--keys {path}: give JSON {{\"SENSOR\": \"HEX KEY\", ...}}") from None
+    if not keys:
+        raise ValueError(f"--keys {path} lists no sensor")
+    return Keys(keys)
