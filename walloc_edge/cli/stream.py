@@ -22,7 +22,8 @@ examples:
   walloc-edge stream bundle/ photos/ --to tcp://10.0.0.2:9000
   walloc-edge stream bundle/ --watch incoming/ --to mqtt://broker/sensors/cam1
   walloc-edge stream bundle/ --video 0 --fps 1 --to tcp://10.0.0.2:9000 --key cam1.key
-  walloc-edge stream bundle/ --video picamera2 --fps 5 --to udp://10.0.0.2:9000?mtu=1400"""
+  walloc-edge stream bundle/ --video picamera2 --fps 5 --to udp://10.0.0.2:9000?mtu=1400
+  walloc-edge stream bundle/ --to tcp://10.0.0.2:9000     (only send what the spool holds)"""
 
 
 def configure(p):
@@ -56,9 +57,6 @@ def configure(p):
 
 
 def run(args):
-    if not args.inputs and not args.watch and args.video is None:
-        raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
-                         "of them")
     encoder = sensor_encoder(args)
     if args.video is not None and encoder.bundle.modality != "image":
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
@@ -69,6 +67,10 @@ def run(args):
     identity = Identity.start(args.state, args.sensor_id)
     spool = Spool(Path(args.state) / "spool" / identity.name, args.spool_mb << 20,
                   args.spool_full)
+    if not args.inputs and not args.watch and args.video is None and not len(spool):
+        raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
+                         "of them (with none, stream only sends what its spool holds, and "
+                         "the spool is empty)")
     link = open_link(args.to, identity.sensor, ack_key=key)
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout)
     log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder} "

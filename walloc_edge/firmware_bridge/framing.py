@@ -247,6 +247,7 @@ class _Stream:
     delivered_count: int = 0
     pending: OrderedDict = field(default_factory=OrderedDict)    # sequence → _Pending
     delivered: OrderedDict = field(default_factory=OrderedDict)  # recent sequences
+    repeats: OrderedDict = field(default_factory=OrderedDict)    # delivered, coming again
 
     @property
     def lost(self):
@@ -274,7 +275,10 @@ class Reassembler:
         self.lost_forgotten = 0       # losses of streams no longer remembered
 
     def add(self, frame):
-        """The message (sensor, boot, sequence, flags, bytes) this frame completes, or None."""
+        """The message this frame completes, as (sensor, boot, sequence, flags, bytes,
+        repeat), or None. ``repeat`` is True for a message delivered before and sent again
+        whole (a sender that did not hear its acknowledgement): a receiver that can answer
+        passes it on, so that the sender hears it this time; others drop it."""
         key = (frame.sensor, frame.boot)
         stream = self.streams.get(key)
         if stream is None:
@@ -287,55 +291,61 @@ class Reassembler:
         return self._add(stream, frame)
 
     def _add(self, stream, frame):
-        if frame.sequence in stream.delivered:
+        repeat = frame.sequence in stream.delivered
+        if repeat:
             self.stats.duplicates += 1
-            return None
-        message = stream.pending.get(frame.sequence)
+        table = stream.repeats if repeat else stream.pending
+        message = table.get(frame.sequence)
         if message is None or message.count != frame.count:  # new, or counts disagree
             if message is not None:
-                self._drop(stream, frame.sequence)
-            message = stream.pending[frame.sequence] = _Pending(frame.count)
-            while len(stream.pending) > self.max_pending:
-                self._drop(stream, next(iter(stream.pending)))
+                self._drop(stream, frame.sequence, table)
+            message = table[frame.sequence] = _Pending(frame.count)
+            while len(table) > self.max_pending:
+                self._drop(stream, next(iter(table)), table)
         if frame.index in message.parts:
-            self.stats.duplicates += 1
+            if not repeat:
+                self.stats.duplicates += 1
             return None
         message.parts[frame.index] = frame.payload
         message.flags |= frame.flags
         message.size += len(frame.payload)
         self.pending_bytes += len(frame.payload)
         if message.size > self.max_message:
-            self._drop(stream, frame.sequence)
+            self._drop(stream, frame.sequence, table)
             return None
         self._bound_memory()
-        if frame.sequence not in stream.pending or len(message.parts) < message.count:
+        if frame.sequence not in table or len(message.parts) < message.count:
             return None
-        del stream.pending[frame.sequence]
+        del table[frame.sequence]
         self.pending_bytes -= message.size
-        stream.delivered[frame.sequence] = True
-        while len(stream.delivered) > self.window:
-            stream.delivered.popitem(last=False)
-        stream.delivered_count += 1
-        self.stats.messages += 1
-        return (frame.sensor, frame.boot, frame.sequence, message.flags,
-                b"".join(message.parts[i] for i in range(message.count)))
+        data = b"".join(message.parts[i] for i in range(message.count))
+        if not repeat:
+            stream.delivered[frame.sequence] = True
+            while len(stream.delivered) > self.window:
+                stream.delivered.popitem(last=False)
+            stream.delivered_count += 1
+            self.stats.messages += 1
+        return frame.sensor, frame.boot, frame.sequence, message.flags, data, repeat
 
-    def _drop(self, stream, sequence):
-        self.pending_bytes -= stream.pending.pop(sequence).size
+    def _drop(self, stream, sequence, table=None):
+        table = stream.pending if table is None else table
+        self.pending_bytes -= table.pop(sequence).size
 
     def _bound_memory(self):
         """Give up the oldest incomplete messages (least recently heard streams first) while
         they hold more than ``max_pending_bytes``."""
         for stream in list(self.streams.values()):
-            while stream.pending and self.pending_bytes > self.max_pending_bytes:
-                self._drop(stream, next(iter(stream.pending)))
+            for table in (stream.repeats, stream.pending):
+                while table and self.pending_bytes > self.max_pending_bytes:
+                    self._drop(stream, next(iter(table)), table)
             if self.pending_bytes <= self.max_pending_bytes:
                 return
 
     def _forget(self, key):
         stream = self.streams.pop(key)
-        for sequence in list(stream.pending):
-            self._drop(stream, sequence)
+        for table in (stream.repeats, stream.pending):
+            for sequence in list(table):
+                self._drop(stream, sequence, table)
         self.lost_forgotten += stream.lost
 
     def count_lost(self):
@@ -348,8 +358,9 @@ class Reassembler:
     def finish(self):
         """Give up on every incomplete message."""
         for stream in self.streams.values():
-            for sequence in list(stream.pending):
-                self._drop(stream, sequence)
+            for table in (stream.repeats, stream.pending):
+                for sequence in list(table):
+                    self._drop(stream, sequence, table)
         self.count_lost()
 
 

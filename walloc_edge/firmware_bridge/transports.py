@@ -401,7 +401,9 @@ class _Receiver:
         full (the link is then not read: backpressure) until stopped."""
         with self.lock:
             done = [d for d in map(self.reassembler.add, frames) if d]
-        for sensor, boot, sequence, flags, data in done:
+        for sensor, boot, sequence, flags, data, repeat in done:
+            if repeat and reply is None:
+                continue  # no way back: a repeat only duplicates what was delivered
             meta, data = _unpack_meta(data) if flags & FLAG_META else ({}, data)
             item = Received(sender, sensor, boot, sequence, data, meta, reply)
             while not self.stopped.is_set():
