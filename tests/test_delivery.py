@@ -394,3 +394,146 @@ def test_old_version_frames_are_refused_by_name(tmp_path, capsys):
     receiver = open_receiver(str(link))
     assert list(receiver.messages(timeout=2)) == []
     assert receiver.stats.old_version == 3 and receiver.stats.corrupted == 0
+
+
+# mosquitto started by root drops to its own user, which cannot read the test's files.
+AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
+
+
+class Broker:
+    """A real mosquitto on loopback that keeps its sessions on disk, so it can be restarted
+    (Debian's package; make test installs it)."""
+
+    def __init__(self, folder):
+        import shutil
+
+        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.port, self.folder = free_port(), folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nautosave_interval 1\n{AS_ROOT}")
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen([self.binary, "-c", str(self.folder / "mosquitto.conf")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def restart(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self.start()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class MqttServer(Server):
+    def __init__(self, reference_dir, out, url, *extra):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "walloc_edge.cli", "serve",
+             str(reference_dir / "rgb_j3_l12.pth"), "--listen", url, "--out", str(out),
+             "--device", "cpu", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        self.reading = threading.Thread(target=self._read, daemon=True)
+        self.reading.start()
+        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
+
+
+def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path):
+    """Two sensors publish before any server subscribes; serve starts late, the broker is
+    restarted mid-run, serve is restarted: every photo comes out exactly once, and the
+    sensors hear the server's own acknowledgement (not only the broker's PUBACK)."""
+    broker = Broker(tmp_path / "broker")
+    topic = f"mqtt://127.0.0.1:{broker.port}/site/cams"
+    shared = f"mqtt://127.0.0.1:{broker.port}/$share/decoders/site/cams?client=decoder1"
+    out = tmp_path / "received"
+    names = ["00000000000000e1", "00000000000000e2"]
+    try:
+        procs = [sensor(bundle, photos(tmp_path / f"in{i}", 6, seed=i), "--to", topic,
+                        "--sensor-id", name, "--ack-timeout", "3", "--wait", "120",
+                        state=tmp_path / f"state{i}") for i, name in enumerate(names)]
+        time.sleep(3)  # the sensors publish into the void: nobody subscribes yet
+        server = MqttServer(reference_dir, out, shared)
+        server.wait_for(lambda: server.written() >= 3, 120)
+        broker.restart()
+        server.wait_for(lambda: server.written() >= 6, 120)
+        server.kill()
+        server = MqttServer(reference_dir, out, shared)
+        logs = [p.communicate(timeout=240)[0] for p in procs]
+        server.stop()
+    finally:
+        broker.stop()
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0 and "6 acknowledged, 6 new" in log, log
+    assert_exactly_once(out, {(n, f"p{i:02d}") for n in names for i in range(6)})
+
+
+def make_tls(folder):
+    """A private CA and a certificate for 127.0.0.1 signed by it (openssl)."""
+    def run(*argv):
+        subprocess.run(["openssl", *argv], cwd=folder, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+        "server.key", "-out", "server.csr")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
+    return folder / "ca.pem"
+
+
+def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys):
+    """mosquitto with TLS and a password file on loopback: sensor and server connect with
+    mqtts:// and USER:PASS@, and everything is delivered; without the password the sensor
+    is refused in one line."""
+    import shutil
+
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    ca = make_tls(folder)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(folder / "passwd"), "cam", "s3cret"],
+                   check=True, capture_output=True)
+    shutil.os.chmod(folder / "passwd", 0o600)
+    port = free_port()
+    (folder / "mosquitto.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {folder}/passwd\n"
+        f"cafile {ca}\ncertfile {folder}/server.pem\nkeyfile {folder}/server.key\n{AS_ROOT}")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+                               str(folder / "mosquitto.conf")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        base = f"mqtts://cam:s3cret@127.0.0.1:{port}/site/tls"
+        out = tmp_path / "received"
+        server = MqttServer(reference_dir, out, f"{base}?ca={ca}&client=tls-server")
+        proc = sensor(bundle, photos(tmp_path / "in", 3), "--to", f"{base}?ca={ca}",
+                      "--sensor-id", "tls-cam", state=tmp_path / "state")
+        log = proc.communicate(timeout=120)[0]
+        server.stop()
+        assert proc.returncode == 0 and "3 acknowledged" in log, log
+        assert len(outputs(out)) == 3
+        capsys.readouterr()
+        assert main(["stream", str(bundle), str(tmp_path / "in"), "--to",
+                     f"mqtts://cam:wrong@127.0.0.1:{port}/site/tls?ca={ca}", "--backend",
+                     "numpy", "--wait", "2"]) == 1
+        text = capsys.readouterr().out
+        assert "refused the connection" in text and "3 unacknowledged, kept" in text, text
+    finally:
+        broker.terminate()
+        broker.wait(timeout=10)

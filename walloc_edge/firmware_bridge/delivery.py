@@ -239,6 +239,7 @@ class Courier:
         self.sequence = 0
         self.connected = False
         self.delay, self.next_attempt = backoff, 0.0
+        self.down_since = None  # when the link was last found down (logged once an outage)
         self.changed = threading.Condition()
         link.on_ack = self._on_ack
 
@@ -340,9 +341,13 @@ class Courier:
         while not self.connected:
             try:
                 self.link.reconnect()
-                self.connected = True
+                self.connected, self.down_since = True, None
                 return True
-            except OSError:
+            except OSError as e:
+                if self.down_since is None:
+                    self.down_since = time.monotonic()
+                    self.log(f"cannot reach {self.link.url} ({e.strerror or e}); spooling and "
+                             "retrying")
                 if not wait:
                     return False
                 time.sleep(delay)

@@ -31,12 +31,14 @@ from .framing import (FLAG_META, OVERHEAD, Ack, AckReader, FrameReader, FramingE
 __all__ = ["Received", "open_link", "open_sender", "open_receiver", "parse_url",
            "pack_meta", "SENDER_URLS", "RECEIVER_URLS", "ReceiverLimits"]
 
-SENDER_URLS = ("tcp://HOST:PORT, udp://HOST:PORT[?mtu=1400], serial:///dev/ttyUSB0[?baud=921600], "
-               "mqtt://BROKER[:1883]/TOPIC, file:///PATH (appends frames to a file), or - "
-               "(stdout)")
+SENDER_URLS = ("tcp://HOST:PORT, udp://HOST:PORT[?mtu=1400] (best effort: no "
+               "acknowledgements), serial:///dev/ttyUSB0[?baud=921600], "
+               "mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC or mqtts://...:8883/TOPIC[?ca=FILE] "
+               "(TLS), file:///PATH (appends frames to a file), or - (stdout)")
 RECEIVER_URLS = ("tcp://HOST:PORT, udp://HOST:PORT, serial:///dev/ttyUSB0[?baud=921600], "
-                 "mqtt://BROKER[:1883]/TOPIC (or /$share/GROUP/TOPIC to share the messages "
-                 "between servers), file:///PATH (a file of frames), or - (stdin)")
+                 "mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC or mqtts://... (TLS, ?ca=FILE), "
+                 "with /$share/GROUP/TOPIC to share the messages between servers (give each "
+                 "its own ?client=NAME), file:///PATH (a file of frames), or - (stdin)")
 
 UDP_HEADERS = 28  # IPv4 + UDP
 
@@ -98,18 +100,20 @@ def parse_url(url):
         if name in options and not options[name].isdigit():
             raise ValueError(f"{url}: {name}={options[name]} is not a whole number, e.g. "
                              f"?{name}={'1400' if name == 'mtu' else '921600'}")
-    if parsed.scheme in ("tcp", "udp", "mqtt"):
+    if parsed.scheme in ("tcp", "udp", "mqtt", "mqtts"):
         port = _port(url, parsed)
     if parsed.scheme in ("tcp", "udp"):
         if not parsed.hostname or not port:
             raise ValueError(f"{url}: give a host and a port, e.g. {parsed.scheme}://127.0.0.1:9000")
         return parsed.scheme, parsed.hostname, port, None, options
-    if parsed.scheme == "mqtt":
+    if parsed.scheme in ("mqtt", "mqtts"):
         topic = parsed.path.lstrip("/")
         if not parsed.hostname or not topic:
             raise ValueError(f"{url}: give a broker and a topic, e.g. "
                              "mqtt://127.0.0.1:1883/sensors/cam1")
-        return "mqtt", parsed.hostname, port or 1883, topic, options
+        tls = parsed.scheme == "mqtts"
+        options.update(tls=tls, username=parsed.username, password=parsed.password)
+        return "mqtt", parsed.hostname, port or (8883 if tls else 1883), topic, options
     if parsed.scheme == "serial":
         if not parsed.path:
             raise ValueError(f"{url}: give a device, e.g. serial:///dev/ttyUSB0?baud=921600")
@@ -121,7 +125,7 @@ def parse_url(url):
                              f"file://{path.rstrip('/')}/frames.bin")
         return "file", None, None, path, options
     raise ValueError(f"{url}: unknown transport {parsed.scheme!r}; use tcp://, udp://, "
-                     "serial://, mqtt://, file:// or -")
+                     "serial://, mqtt://, mqtts://, file:// or -")
 
 
 def _port(url, parsed):
@@ -226,9 +230,17 @@ class _MqttLink(Link):
         self.reader_key = ack_key
         self.client = _mqtt_client(url, host, port, options,
                                    client_id=f"walloc-edge-sensor-{sensor:016x}")
+        self.refused = None
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *a: c.subscribe(self.ack_topic, qos=1)
+        self.client.on_connect = self._on_connect
         self.client.subscribe(self.ack_topic, qos=1)
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        if getattr(reason, "is_failure", False):
+            self.refused = str(reason)  # e.g. "Not authorized": retrying will not help
+            return
+        self.refused = None
+        client.subscribe(self.ack_topic, qos=1)
 
     def _on_message(self, client, userdata, message):
         for ack in AckReader(self.reader_key).feed(message.payload):
@@ -242,13 +254,19 @@ class _MqttLink(Link):
             while not self.client.is_connected() and time.monotonic() < deadline:
                 time.sleep(0.05)
         if not self.client.is_connected():
-            raise ConnectionError(f"{self.url}: the broker is not connected")
+            why = f"the broker refused the connection: {self.refused}" if self.refused else \
+                "the broker is not connected"
+            raise ConnectionError(f"{self.url}: {why}")
 
     def write(self, frames):
         if not self.client.is_connected():
             raise ConnectionError(f"{self.url}: the broker is not connected")
         info = self.client.publish(self.topic, b"".join(frames), qos=1)
-        info.wait_for_publish(timeout=30)
+        try:
+            info.wait_for_publish(timeout=10)
+        except (RuntimeError, ValueError) as e:  # paho: not connected, or queue full
+            raise ConnectionError(f"{self.url}: the broker did not take the message "
+                                  f"({e})") from None
         if not info.is_published():
             raise ConnectionError(f"{self.url}: the broker did not take the message")
 
@@ -362,12 +380,37 @@ def _mqtt_client(url, host, port, options, client_id, clean=False):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
         "client", client_id), clean_session=clean)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
+    _mqtt_security(client, url, options)
     try:
         client.connect(host, port, keepalive=30)
     except OSError as e:
         raise ValueError(f"{url}: cannot reach the broker ({e.strerror or e})") from None
     client.loop_start()
     return client
+
+
+def _mqtt_security(client, url, options):
+    """mqtts:// (TLS, ``?ca=FILE`` to trust a private CA, ``?cert=FILE&key=FILE`` for a
+    client certificate) and USER[:PASSWORD]@ (or ``?password_file=FILE``)."""
+    if options.get("tls"):
+        import ssl
+
+        for name in ("ca", "cert", "key"):
+            if options.get(name) and not Path(options[name]).is_file():
+                raise ValueError(f"{url}: {name}={options[name]}: no such file")
+        try:
+            client.tls_set(ca_certs=options.get("ca"), certfile=options.get("cert"),
+                           keyfile=options.get("key"), cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError) as e:
+            raise ValueError(f"{url}: TLS set-up failed ({e})") from None
+    password = options.get("password")
+    if options.get("password_file"):
+        try:
+            password = Path(options["password_file"]).read_text().strip()
+        except OSError as e:
+            raise ValueError(f"{url}: password_file: {e.strerror or e}") from None
+    if options.get("username"):
+        client.username_pw_set(options["username"], password)
 
 
 @dataclass
