@@ -8,7 +8,7 @@ from pathlib import Path
 __all__ = ["HelpFormatter", "progress", "say", "write_atomic", "write_text", "output_dir",
            "expand_inputs", "input_files", "skipped_line", "positive_int", "positive_number", "thread_counts",
            "torch_device", "add_decoder_options", "add_backend_options", "add_video_options",
-           "sensor_encoder", "print_eval_table"]
+           "sensor_encoder", "print_eval_table", "distinct_names", "add_overwrite_option"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
@@ -43,21 +43,17 @@ def say(line):
         print(line)
 
 
-def write_atomic(path, data):
+def write_atomic(path, data, overwrite=True):
     """``data`` (bytes) under ``path`` whole or not at all: written beside it, synced,
-    renamed over it; an interrupted write leaves no partial file under the final name."""
+    renamed over it; an interrupted write leaves no partial file under the final name.
+    Without ``overwrite``, an existing ``path`` is a FileExistsError."""
+    from ..firmware_bridge.delivery import write_atomic as write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists (--overwrite replaces it)")
+    write(path, data)
 
 
 def write_text(path, text):
@@ -109,7 +105,32 @@ def input_files(args, modality):
     suffixes = (IMAGE_SUFFIXES | {".npy"}) if modality == "image" else AUDIO_SUFFIXES
     files, skipped = expand_inputs(args.inputs, suffixes,
                                    "images" if modality == "image" else "audio")
-    return files, skipped_line(skipped)
+    return distinct_names(files), skipped_line(skipped)
+
+
+def distinct_names(files):
+    """``files`` ((path, name) pairs) with names made unique: a name two inputs share (a.jpg
+    and a.png, or photos/a.jpg and more/a.jpg) takes the input's suffix, then a number."""
+    taken, out, suffixes = set(), [], {}
+    for path, name in files:
+        suffixes.setdefault(name, []).append(path.suffix)
+    for path, name in files:
+        group = suffixes[name]
+        if len(group) > 1 and group.count(path.suffix) == 1:
+            name = name.with_name(f"{name.name}-{path.suffix.lstrip('.') or 'file'}")
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = name.with_name(f"{name.name}-{n}")
+        taken.add(candidate)
+        out.append((path, candidate))
+    return out
+
+
+def add_overwrite_option(p):
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist (default: an existing output is left as "
+                        "it is, and its input reported and skipped)")
 
 
 def skipped_line(skipped):

@@ -4,10 +4,13 @@ from pathlib import Path
 from ..decoder import Decoder
 from ..decoder.evaluate import write_signal
 from ..runtime import read_bitstream
-from ._shared import add_decoder_options, output_dir, progress, say
+from ._shared import (add_decoder_options, add_overwrite_option, distinct_names, output_dir,
+                      progress, say)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
-(exit status 1); the others are still decoded. Each output is written whole or not at all.
+(exit status 1); the others are still decoded. Each output is written whole or not at all;
+an existing one is not replaced without --overwrite, and inputs that share a name keep
+apart (a/x.wlc, b/x.wlc -> x.png, x-2.png).
 
 examples:
   walloc-edge decode rgb-16x wlc/*.wlc -o decoded/
@@ -22,6 +25,7 @@ def configure(p):
     p.add_argument("--format", help="png, tiff or npy for images (default png; npy for other "
                                     "band counts); wav, flac or npy for audio (default wav)")
     add_decoder_options(p)
+    add_overwrite_option(p)
     p.epilog = EXAMPLES
 
 
@@ -29,22 +33,22 @@ def decoder_for(args):
     return Decoder(args.model, args.device, **({} if args.tile is None else {"tile": args.tile}))
 
 
-def decode_to_file(decoder, blob, stem, fmt):
+def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
     """.wlc bytes → the decoded signal, written next to ``stem``; (signal, path)."""
     stream = read_bitstream(blob)
     signal = decoder.decode(stream)
-    return signal, write_signal(signal, stream.header, stem, fmt)
+    return signal, write_signal(signal, stream.header, stem, fmt, overwrite)
 
 
 def run(args):
     decoder = decoder_for(args)
     out = output_dir(args.out)
     failed = 0
-    for path in progress(args.inputs, "decoding"):
-        path = Path(path)
+    named = distinct_names([(Path(p), Path(Path(p).stem)) for p in args.inputs])
+    for path, name in progress(named, "decoding"):
         try:
-            signal, target = decode_to_file(decoder, path.read_bytes(), out / path.stem,
-                                            args.format)
+            signal, target = decode_to_file(decoder, path.read_bytes(), out / name,
+                                            args.format, args.overwrite)
         except (OSError, ValueError) as e:
             failed += 1
             say(f"skipped {path}: {e}")

@@ -3,11 +3,12 @@ import time
 
 from ..runtime.coders import CODERS
 from ..runtime.io import read_input
-from ._shared import (add_backend_options, add_video_options, input_files, output_dir,
-                      progress, say, sensor_encoder, write_atomic)
+from ._shared import (add_backend_options, add_overwrite_option, add_video_options,
+                      input_files, output_dir, progress, say, sensor_encoder, write_atomic)
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
-(photos/a/1.jpg -> OUT/a/1.wlc). Video frames are OUT/NAME-000000.wlc, ... An unreadable or
+(photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
+a-jpg.wlc, a-png.wlc). An existing .wlc is not replaced without --overwrite. Video frames are OUT/NAME-000000.wlc, ... An unreadable or
 unsupported input is reported and skipped; the rest are still encoded, and the exit status
 is 1. Each .wlc is written whole or not at all.
 
@@ -28,6 +29,7 @@ def configure(p):
     add_backend_options(p)
     p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
     add_video_options(p)
+    add_overwrite_option(p)
     p.epilog = EXAMPLES
 
 
@@ -52,7 +54,7 @@ def run(args):
             totals["failed"] += 1
             say(f"skipped {e}" if str(e).startswith(str(path)) else f"skipped {path}: {e}")
             continue
-        _encode_one(encoder, args.coder, sample, rate, path, out / name, totals)
+        _encode_one(encoder, args, sample, rate, path, out / name, totals)
     if args.video is not None:
         _encode_video(encoder, args, out, totals)
     if skipped:
@@ -69,23 +71,25 @@ def _encode_video(encoder, args, out, totals):
     source = VideoSource(args.video)
     try:
         for index, frame in enumerate(source.frames(args.fps, args.frames)):
-            _encode_one(encoder, args.coder, frame, 0, f"{source.name} frame {index}",
+            _encode_one(encoder, args, frame, 0, f"{source.name} frame {index}",
                         out / f"{source.name}-{index:06d}", totals)
     except KeyboardInterrupt:
         print(f"stopped: {source.name} after {totals['done']} input(s)")
 
 
-def _encode_one(encoder, coder, sample, rate, what, stem, totals):
+def _encode_one(encoder, args, sample, rate, what, stem, totals):
+    target = stem.with_name(stem.name + ".wlc")
     start = time.perf_counter()
     try:
-        blob = encoder.encode(sample, coder=coder, sample_rate=rate)
-    except ValueError as e:
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{target} exists (--overwrite replaces it)")
+        blob = encoder.encode(sample, coder=args.coder, sample_rate=rate)
+        seconds = time.perf_counter() - start
+        write_atomic(target, blob)
+    except (ValueError, FileExistsError) as e:
         totals["failed"] += 1
         say(f"skipped {what}: {e}")
         return
-    seconds = time.perf_counter() - start
-    target = stem.with_name(stem.name + ".wlc")
-    write_atomic(target, blob)
     totals["done"] += 1
     totals["in"] += sample.nbytes
     totals["out"] += len(blob)

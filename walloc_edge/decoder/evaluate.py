@@ -88,10 +88,11 @@ def summarise(rows, config):
             "dimensionality_reduction": config.dimensionality_reduction, **mean}
 
 
-def write_signal(signal, header, stem, fmt=None):
+def write_signal(signal, header, stem, fmt=None, overwrite=True):
     """Write a decoded signal next to ``stem`` in ``fmt`` (default: PNG for gray/RGB images,
     NPY for other band counts, WAV for audio: 16-bit PCM for int16 input, 32-bit float for
-    float input); returns the path. The file appears whole or not at all."""
+    float input); returns the path. The file appears whole or not at all; without
+    ``overwrite`` an existing one is a FileExistsError."""
     stem = Path(stem)
     channels = header.channels
     if fmt is None:
@@ -102,6 +103,8 @@ def write_signal(signal, header, stem, fmt=None):
     if fmt in ("png", "tiff") and channels not in (1, 3):
         raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
     path = stem.with_name(stem.name + "." + fmt)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists (--overwrite replaces it)")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:

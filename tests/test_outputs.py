@@ -1,0 +1,65 @@
+"""Outputs are never half-written, never silently replaced, never collapsed into one."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from walloc_edge.cli import main
+from walloc_edge.cli._shared import write_atomic
+
+
+def photo(seed):
+    return np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+
+
+def test_interrupted_write_leaves_nothing_under_the_final_name(tmp_path, monkeypatch):
+    target = tmp_path / "out.wlc"
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt  # Ctrl-C between writing and renaming
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(target, b"x" * 1000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_encode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, tmp_path, capsys):
+    Image.fromarray(photo(0)).save(tmp_path / "a.png")
+    Image.fromarray(photo(1)).save(tmp_path / "a.jpg", quality=95)
+    out = tmp_path / "wlc"
+    argv = ["encode", str(rgb_bundle), str(tmp_path / "a.png"), str(tmp_path / "a.jpg"), "-o",
+            str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a-jpg.wlc", "a-png.wlc"]
+    before = (out / "a-png.wlc").read_bytes()
+    (out / "a-png.wlc").write_bytes(b"kept")
+    capsys.readouterr()
+    assert main(argv) == 1  # both exist: reported and skipped
+    assert "exists (--overwrite replaces it)" in capsys.readouterr().out
+    assert (out / "a-png.wlc").read_bytes() == b"kept"
+    assert main(argv + ["--overwrite"]) == 0
+    assert (out / "a-png.wlc").read_bytes() == before
+
+
+def test_decode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, reference_dir,
+                                                              tmp_path, capsys):
+    from walloc_edge.runtime import Encoder
+
+    encoder = Encoder(rgb_bundle, "numpy")
+    for folder, seed in (("a", 0), ("b", 1)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x.wlc").write_bytes(encoder.encode(photo(seed)))
+    out = tmp_path / "decoded"
+    argv = ["decode", str(reference_dir / "rgb_j3_l12.pth"), str(tmp_path / "a" / "x.wlc"),
+            str(tmp_path / "b" / "x.wlc"), "-o", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x-2.png", "x.png"]
+    first = (out / "x.png").read_bytes()
+    (out / "x.png").write_bytes(b"kept")
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "exists (--overwrite replaces it)" in capsys.readouterr().out
+    assert (out / "x.png").read_bytes() == b"kept"
+    assert main(argv + ["--overwrite"]) == 0 and (out / "x.png").read_bytes() == first
