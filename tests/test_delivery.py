@@ -537,3 +537,77 @@ def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys):
     finally:
         broker.terminate()
         broker.wait(timeout=10)
+
+
+def test_rate_limit_keeps_a_flooding_sensor_from_crowding_others():
+    port = free_port()
+    from walloc_edge.firmware_bridge.transports import ReceiverLimits
+
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}",
+                             limits=ReceiverLimits(rate=1, burst=5))
+    with socket.create_connection(("127.0.0.1", port)) as flood, \
+            socket.create_connection(("127.0.0.1", port)) as good:
+        flood.sendall(b"".join(f for i in range(200) for f in frames_for(b"x", 66, 1, i)))
+        time.sleep(0.3)
+        for i in range(3):
+            good.sendall(b"".join(frames_for(b"good", 7, 1, i)))
+        got = {}
+        for item in receiver.messages(timeout=2):
+            got.setdefault(item.sensor, []).append(item.sequence)
+    receiver.stop()
+    assert len(got[66]) <= 6 and got[7] == [0, 1, 2]
+    assert receiver.stats.rate_limited >= 194
+
+
+def test_fragment_floods_are_bounded():
+    """Never-completed fragments from many senders hold at most the configured memory, and
+    many streams do not slow the reassembler down (its per-frame work is constant)."""
+    from walloc_edge.firmware_bridge.framing import Frame, Reassembler
+
+    joiner = Reassembler(max_pending_bytes=1 << 20, max_streams=1000)
+    chunk = bytes(30000)
+    start = time.perf_counter()
+    for sensor in range(5000):  # each sends the first fragment of a 2-fragment message
+        joiner.add(Frame(sensor, 1, 0, 0, 2, chunk))
+        assert joiner.pending_bytes <= 1 << 20
+    assert len(joiner.streams) == 1000
+    first_half = time.perf_counter() - start
+    assert joiner.add(Frame(1, 1, 0, 0, 1, b"ok"))[4] == b"ok"
+    assert first_half < 10  # 5000 frames: a linear scan per frame would take far longer
+
+
+def test_accept_survives_running_out_of_file_descriptors(bundle, reference_dir, tmp_path):
+    """serve with few file descriptors, flooded with connections: accept fails (EMFILE), serve
+    logs it and goes on, and a sensor is served once the flood lets go."""
+    import resource
+
+    port, out = free_port(), tmp_path / "received"
+
+    def few_fds():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "walloc_edge.cli", "serve", str(reference_dir / "rgb_j3_l12.pth"),
+         "--listen", f"tcp://127.0.0.1:{port}", "--out", str(out), "--device", "cpu",
+         "--count", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=few_fds)
+    server = Server.__new__(Server)
+    server.proc, server.lines = proc, []
+    server.reading = threading.Thread(target=server._read, daemon=True)
+    server.reading.start()
+    server.wait_for(lambda: any(line.startswith("listening") for line in server.lines), 60)
+    flood = []
+    for _ in range(400):
+        try:
+            flood.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    server.wait_for(lambda: any("Too many open files" in line for line in server.lines), 30)
+    for s in flood:
+        s.close()
+    result = sensor(bundle, photos(tmp_path / "in", 1), "--to", f"tcp://127.0.0.1:{port}",
+                    "--sensor-id", "survivor", state=tmp_path / "state")
+    log = result.communicate(timeout=120)[0]
+    proc.wait(timeout=60)
+    assert result.returncode == 0 and "1 acknowledged" in log, log + "".join(server.lines)
+    assert len(outputs(out)) == 1

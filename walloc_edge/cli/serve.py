@@ -49,6 +49,10 @@ def configure(p):
                    help="close a TCP connection silent for this many seconds")
     p.add_argument("--max-pending-mb", type=positive_int, default=512,
                    help="memory that incomplete messages of all senders may hold")
+    p.add_argument("--rate-limit", type=positive_number, metavar="N",
+                   help="messages a second one sensor may send (bursts of 20); more are "
+                        "dropped unacknowledged, so the sensor sends them again later "
+                        "(default: no limit)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.epilog = EXAMPLES
@@ -79,7 +83,8 @@ def run(args):
     out = output_dir(args.out, "--out")
     keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections, idle=args.idle_timeout,
-                            pending_bytes=args.max_pending_mb << 20)
+                            pending_bytes=args.max_pending_mb << 20,
+                            rate=args.rate_limit or 0.0)
     ledger = Ledger(out / "ledger.txt")
     receiver = open_receiver(args.listen, keys, limits)
     if receiver.address or args.listen.startswith("mqtt"):
@@ -124,5 +129,6 @@ def run(args):
     print(f"decoded {handled}, rejected {rejected}, not written {failed}; frames "
           f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
           f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
-          f"lost messages {stats.lost}, duplicates {stats.duplicates}")
+          f"rate-limited {stats.rate_limited}, lost messages {stats.lost}, duplicates "
+          f"{stats.duplicates}")
     return 0

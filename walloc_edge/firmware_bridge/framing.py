@@ -163,6 +163,7 @@ class LinkStats:
     old_version: int = 0     # version-1 frames, refused
     unauthenticated: int = 0  # frames without a valid MAC while keys are configured
     duplicates: int = 0
+    rate_limited: int = 0    # messages dropped because their sensor was over --rate-limit
     messages: int = 0
     lost: int = 0            # messages never completed (sequence gaps and given-up partials)
 

@@ -21,6 +21,7 @@ import struct
 import sys
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
@@ -421,6 +422,28 @@ class ReceiverLimits:
     idle: float = 300.0             # seconds a TCP connection may stay silent
     pending_bytes: int = 512 << 20  # bytes held by incomplete messages, all senders together
     message_bytes: int = 256 << 20  # the largest message
+    rate: float = 0.0               # messages a second one sensor may send (0: no limit)
+    burst: int = 20                 # ... in bursts of up to this many
+
+
+class _RateLimit:
+    """A token bucket per sensor: a sensor over its rate has its messages dropped unheard
+    (not acknowledged, so an honest sensor sends them again later), and cannot crowd the
+    others out of the decoder."""
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst, self.buckets = rate, burst, OrderedDict()
+
+    def allows(self, sensor):
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        tokens, last = self.buckets.pop(sensor, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        self.buckets[sensor] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        while len(self.buckets) > 65536:
+            self.buckets.popitem(last=False)
+        return tokens >= 1
 
 
 class _Receiver:
@@ -435,6 +458,7 @@ class _Receiver:
                                        max_pending_bytes=self.limits.pending_bytes)
         self.lock = threading.Lock()
         self.queue = queue.Queue(maxsize=self.limits.queue)
+        self.rate = _RateLimit(self.limits.rate, self.limits.burst)
         self.stopped = threading.Event()
         self.threads = []
         self.address = None
@@ -444,9 +468,11 @@ class _Receiver:
         full (the link is then not read: backpressure) until stopped."""
         with self.lock:
             done = [d for d in map(self.reassembler.add, frames) if d]
-        for sensor, boot, sequence, flags, data, repeat in done:
-            if repeat and reply is None:
-                continue  # no way back: a repeat only duplicates what was delivered
+            allowed = [self.rate.allows(d[0]) for d in done]
+            self.stats.rate_limited += allowed.count(False)
+        for (sensor, boot, sequence, flags, data, repeat), ok in zip(done, allowed):
+            if not ok or repeat and reply is None:
+                continue  # over its rate; or a repeat with no way back: nothing to answer
             meta, data = _unpack_meta(data) if flags & FLAG_META else ({}, data)
             item = Received(sender, sensor, boot, sequence, data, meta, reply)
             while not self.stopped.is_set():
