@@ -1,6 +1,8 @@
 """Framing survives corruption, truncation, duplication and reordering; transports carry
 messages over loopback; stream → serve works end to end and serve survives bad input."""
+import io
 import json
+import os
 import socket
 import threading
 import time
@@ -348,3 +350,49 @@ def test_watch_sends_new_files_once_complete(tmp_path, reference_dir):
                           log=lambda s: None, stop=stop)
     assert totals == (2, 0)
     assert [read_bitstream(m).header.shape for m in sent] == [(32, 40, 3), (48, 48, 3)]
+
+
+def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, reference_dir):
+    """A file written in two bursts is sent once, whole; the same name written again later
+    is sent again; hidden temporary files are left alone."""
+    from PIL import Image
+
+    from walloc_edge.codec import load
+    from walloc_edge.data import sample_photo
+    from walloc_edge.export import export_bundle
+    from walloc_edge.firmware_bridge.loops import watch_folder
+    from walloc_edge.runtime import Encoder, read_bitstream
+
+    bundle = tmp_path / "bundle"
+    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), bundle, (), log=lambda s: None)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    png = io.BytesIO()
+    Image.fromarray(sample_photo("coffee")[:32, :40]).save(png, format="PNG")
+    data = png.getvalue()
+    sent = []
+
+    class Collect:
+        def send(self, message, meta):
+            sent.append((meta["source"], read_bitstream(message).header.shape))
+
+    polls = []
+
+    def stop():
+        polls.append(1)
+        n = len(polls)
+        if n == 1:
+            (folder / "shot.png").write_bytes(data[:len(data) // 2])  # first burst
+            (folder / ".shot2.png.tmp").write_bytes(b"partial")
+        elif n == 2:
+            with open(folder / "shot.png", "ab") as f:  # second burst, one poll later
+                f.write(data[len(data) // 2:])
+        elif n == 8:  # overwritten in place with another picture
+            Image.fromarray(sample_photo("astronaut")[:48, :48]).save(folder / "shot.png")
+            os.utime(folder / "shot.png", ns=(time.time_ns(), time.time_ns() + 10 ** 9))
+        return n > 14
+
+    totals = watch_folder(Encoder(bundle, "numpy"), Collect(), folder, poll=0.01,
+                          log=lambda s: None, stop=stop)
+    assert totals == (2, 0)
+    assert sent == [("shot.png", (32, 40, 3)), ("shot.png", (48, 48, 3))]
