@@ -63,3 +63,40 @@ def test_decode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, refere
     assert "exists (--overwrite replaces it)" in capsys.readouterr().out
     assert (out / "x.png").read_bytes() == b"kept"
     assert main(argv + ["--overwrite"]) == 0 and (out / "x.png").read_bytes() == first
+
+
+def bomb_png(path, width=100_000, height=100_000):
+    """A PNG whose header claims 10 gigapixels (a decompression bomb), a few bytes long."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" +
+                     chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) +
+                     chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_one_bad_input_does_not_stop_the_batch(rgb_bundle, tmp_path, capsys):
+    """A decompression bomb, a .npy whose header claims terabytes and a truncated photo are
+    each skipped with one line; the good photos around them are encoded (exit status 1)."""
+    import struct
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(photo(0)).save(folder / "a.png")
+    bomb_png(folder / "b-bomb.png")
+    header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1000000, 1000000, 3), }"
+    header += " " * (118 - len(header)) + "\n"
+    (folder / "c-huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header))
+                                        + header.encode() + bytes(64))
+    (folder / "d-cut.png").write_bytes((folder / "a.png").read_bytes()[:100])
+    Image.fromarray(photo(1)).save(folder / "e.png")
+    out = tmp_path / "wlc"
+    assert main(["encode", str(rgb_bundle), str(folder), "-o", str(out)]) == 1
+    text = capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["a.wlc", "e.wlc"]
+    assert "decompression bomb" in text and "c-huge.npy: not a readable .npy" in text
+    assert "d-cut.png" in text and "encoded 2 input(s)" in text
