@@ -232,10 +232,13 @@ def sensor_encoder(args):
 def print_eval_table(rows, summary, modality):
     unit = "MP" if modality == "image" else "MS"
     rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
-    columns = [("psnr", "PSNR dB", "{:.2f}"), ("ms_ssim", "MS-SSIM", "{:.4f}"),
-               (rate, "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
+    columns = [("psnr", "PSNR dB", "{:.2f}"), ("paper_psnr", "paper PSNR", "{:.2f}"),
+               ("ms_ssim", "MS-SSIM", "{:.4f}"),
+               (rate, "bpp" if modality == "image" else "bits/frame", "{:.3f}"),
+               ("paper_bits", "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
                ("compression_ratio", "ratio", "{:.1f}"),
                (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
+               (f"paper_encode_{unit}ps", f"enc {unit}/s cpu", "{:.2f}"),
                (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}")]
     columns = [c for c in columns if any(c[0] in r for r in rows)]
     width = max([len(os.path.basename(r["file"])) for r in rows] + [4])
@@ -248,3 +251,10 @@ def print_eval_table(rows, summary, modality):
               "  ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in columns))
     print(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
           f"{summary['files'] - summary['failed']} of {summary['files']} files")
+    if "paper_compression_ratio" in summary:
+        full = "16 bits" if modality == "audio" else "8 bits x channels"
+        print(f"paper's protocol: compression ratio {summary['paper_compression_ratio']:.2f} "
+              f"({full} / mean bits per {'sample of each channel' if modality == 'audio' else 'pixel'}), "
+              f"PSNR {summary['paper_psnr']:.2f} dB"
+              + (" (clips mean-removed, peak-normalised to 0.5, on that scale)"
+                 if modality == "audio" else ""))

@@ -1,7 +1,7 @@
 """``walloc-edge eval``: rate, distortion and speed of a model over files (server side)."""
 import json
 
-from ..decoder.evaluate import evaluate_files, runtime_encoder, summarise
+from ..decoder.evaluate import PROTOCOLS, evaluate_files, runtime_encoder, summarise
 from ..runtime.coders import CODERS
 from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 from ._shared import (add_decoder_options, expand_inputs, print_eval_table, progress,
@@ -14,6 +14,7 @@ EXAMPLES = """Each file: sensor runtime encode -> .wlc -> torch decode, then PSN
 
 examples:
   walloc-edge eval rgb-16x photos/ --json eval.json
+  walloc-edge eval stereo-5x music/ --protocol paper      (figures to set beside the paper's)
   walloc-edge eval stereo-5x music/ --bundle bundle-audio/ --backend onnxruntime"""
 
 
@@ -26,6 +27,12 @@ def configure(p):
                                     "numpy backend over the model's own weights)")
     p.add_argument("--backend", default="auto", help="backend for --bundle")
     add_decoder_options(p)
+    p.add_argument("--protocol", default="default", choices=PROTOCOLS,
+                   help="default: files as they are, PSNR against 255 / 32768, ratio = mean "
+                        "of per-file ratios, audio bits per stereo frame; paper: the WaLLoC "
+                        "paper's (audio mean-removed and peak-normalised to 0.5, PSNR on "
+                        "that scale, ratio = 16 (24 for RGB) / mean bits per sample of each "
+                        "channel, encode speed in CPU time)")
     p.add_argument("--json", help="also write the per-file rows and the means to this file")
     p.epilog = EXAMPLES
 
@@ -41,12 +48,14 @@ def run(args):
         raise ValueError(f"no {cfg.modality} files in {' '.join(args.data)}")
     encoder = runtime_encoder(decoder.codec, args.bundle, args.backend)
     rows = evaluate_files(decoder, encoder, files, args.coder,
-                          progress=lambda items: progress(items, "evaluating"))
+                          progress=lambda items: progress(items, "evaluating"),
+                          protocol=args.protocol)
     summary = summarise(rows, cfg)
     print_eval_table(rows, summary, cfg.modality)
     if skipped:
         print(skipped_line(skipped))
     if args.json:
         write_text(args.json, json.dumps({"model": args.model, "coder": args.coder,
-                                          "mean": summary, "files": rows}, indent=2) + "\n")
+                                          "protocol": args.protocol, "mean": summary,
+                                          "files": rows}, indent=2) + "\n")
     return 1 if summary["failed"] else 0
