@@ -15,7 +15,7 @@ from .bottleneck import Round, ToNormal, ToUniform, compander_constants
 from .config import CodecConfig
 from .wavelets import DWT1D, DWT2D, IDWT1D, IDWT2D, packet_analysis, packet_synthesis
 
-__all__ = ["Codec2D", "Codec1D", "build"]
+__all__ = ["Codec2D", "Codec1D", "build", "encoder_arrays"]
 
 
 class _Codec(nn.Module):
@@ -152,3 +152,14 @@ def build(config):
     kw = config.reference_kwargs()
     cls = Codec2D if config.modality == "image" else Codec1D
     return cls(**kw, wavelet=config.wavelet)
+
+
+def encoder_arrays(codec):
+    """Everything the sensor encoder computes from, as numpy arrays (name → array): the 1×1
+    encoder's weight and bias and the wavelet filters. Its hash is the model id."""
+    conv = codec.encoder[0]
+    arrays = {"encoder_weight": conv.weight.detach().cpu().float().numpy(),
+              "encoder_bias": conv.bias.detach().cpu().float().numpy()}
+    arrays.update({f"wt.{k}": v.detach().cpu().double().numpy()
+                   for k, v in codec.wt.state_dict().items()})
+    return arrays

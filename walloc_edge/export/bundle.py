@@ -4,25 +4,12 @@
 docs/sensor-bundle.md. ``encoder.npz`` holds the encoder weights and wavelet filters that
 the numpy backend and the C export compute from.
 """
-import hashlib
-import json
-
-import numpy as np
-
+from ..codec.models import encoder_arrays
 from ..runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from ..runtime.bundle import model_id as _model_id
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "model_id", "encoder_arrays", "bundle_arrays",
            "bundle_metadata"]
-
-
-def encoder_arrays(codec):
-    """Everything the encoder computes from, as float arrays (name → array)."""
-    conv = codec.encoder[0]
-    arrays = {"encoder_weight": conv.weight.detach().cpu().float().numpy(),
-              "encoder_bias": conv.bias.detach().cpu().float().numpy()}
-    arrays.update({f"wt.{k}": v.detach().cpu().double().numpy()
-                   for k, v in codec.wt.state_dict().items()})
-    return arrays
 
 
 def bundle_arrays(codec, encoder):
@@ -35,12 +22,8 @@ def bundle_arrays(codec, encoder):
 
 
 def model_id(codec):
-    """32 hex digits: SHA-256 of the config and the encoder's arrays (stable across saves)."""
-    h = hashlib.sha256(json.dumps(codec.config.to_dict(), sort_keys=True).encode())
-    for name, array in sorted(encoder_arrays(codec).items()):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
-    return h.hexdigest()[:32]
+    """The codec's model id (see :func:`walloc_edge.runtime.bundle.model_id`)."""
+    return _model_id(codec.config.to_dict(), encoder_arrays(codec))
 
 
 def bundle_metadata(codec, encoder, graphs):

@@ -1,14 +1,27 @@
-"""Reading a sensor bundle (``walloc-edge export``'s output directory) without torch."""
+"""Reading a sensor bundle (``walloc-edge export``'s output directory) without torch, and
+the model id that names a model everywhere (bundle, bitstream, decoder)."""
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BundleError", "Bundle", "load_bundle"]
+__all__ = ["BundleError", "Bundle", "load_bundle", "model_id"]
 
 BUNDLE_FORMAT = "walloc-edge-bundle"
 BUNDLE_VERSION = 1
+
+
+def model_id(config, arrays):
+    """32 hex digits: SHA-256 of the config (a dict) and the encoder's arrays (name → numpy
+    array: its weights and wavelet filters), so that the sensor and the server name a model
+    the same way without sharing any code but this."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for name, array in sorted(arrays.items()):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
+    return h.hexdigest()[:32]
 
 
 class BundleError(ValueError):

@@ -1,0 +1,78 @@
+"""The import graph: the sensor core at the bottom, torch and export above it.
+
+Read statically (every import, also those inside functions), so that a lazy import cannot
+hide an arrow that should not be there."""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "walloc_edge"
+TORCH_SIDE = {"torch", "diffusers", "pywt", "safetensors", "onnx", "onnxscript",
+              "litert_torch"}
+
+
+def imports(path):
+    """(walloc_edge sub-packages, top-level third-party modules) that ``path`` imports."""
+    tree = ast.parse(path.read_text())
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    ours, theirs = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                (ours if alias.name.startswith("walloc_edge") else theirs).add(
+                    alias.name.split(".")[1 if alias.name.startswith("walloc_edge.") else 0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = parts[:len(parts) - node.level]
+                target = (*base, *(node.module or "").split(".")) if node.module else base
+                if len(target) > 1:
+                    ours.add(target[1])
+                else:  # from .. import name: names of the package itself
+                    ours.update(a.name for a in node.names)
+            elif node.module.startswith("walloc_edge"):
+                ours.add(node.module.split(".")[1] if "." in node.module else node.names[0].name)
+            else:
+                theirs.add(node.module.split(".")[0])
+    return ours, theirs
+
+
+def modules(package):
+    return sorted((PACKAGE / package).rglob("*.py"))
+
+
+def test_the_runtime_imports_no_torch_and_nothing_above_it():
+    for path in modules("runtime"):
+        ours, theirs = imports(path)
+        assert not ours - {"runtime", "__version__"}, (path, ours)
+        assert not theirs & TORCH_SIDE, (path, theirs)
+
+
+def test_the_bridge_stands_on_the_runtime_only():
+    for path in modules("firmware_bridge"):
+        ours, theirs = imports(path)
+        assert ours <= {"runtime", "firmware_bridge"}, (path, ours)
+        assert not theirs & TORCH_SIDE, (path, theirs)
+
+
+def test_the_decoder_does_not_stand_on_export():
+    for name in ("decoder.py", "metrics.py"):
+        ours, _ = imports(PACKAGE / "decoder" / name)
+        assert "export" not in ours and "cli" not in ours, (name, ours)
+
+
+def test_sensor_commands_import_no_torch_side():
+    for name in ("encode", "stream", "info", "models", "bench", "_shared", "__init__"):
+        ours, theirs = imports(PACKAGE / "cli" / f"{name}.py")
+        top = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text()).body
+        top_level = set()
+        for node in top:  # the module-level imports (a lazy one runs only when needed)
+            if isinstance(node, ast.ImportFrom) and node.level:
+                top_level.add((node.module or "").split(".")[0])
+        assert not top_level & {"codec", "export", "decoder"}, (name, top_level)
+        assert not theirs & TORCH_SIDE, (name, theirs)
+
+
+def test_nothing_imports_the_cli():
+    for path in PACKAGE.rglob("*.py"):
+        if "cli" in path.relative_to(PACKAGE).parts:
+            continue
+        assert "cli" not in imports(path)[0], path
