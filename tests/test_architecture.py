@@ -76,3 +76,15 @@ def test_nothing_imports_the_cli():
         if "cli" in path.relative_to(PACKAGE).parts:
             continue
         assert "cli" not in imports(path)[0], path
+
+
+def test_coder_wire_ids_are_unique_and_stable():
+    from walloc_edge.runtime.coders import CODER_IDS, CODERS, _registry
+
+    assert CODER_IDS == {"rans": 1, "webp": 3, "png": 2, "raw": 0}  # written in files: fixed
+    assert all(CODERS[name].wire_id == i for name, i in CODER_IDS.items())
+    import pytest
+    from walloc_edge.runtime.coders.raw import RawCoder
+
+    with pytest.raises(RuntimeError, match="clashes"):
+        _registry(("a", 0, RawCoder()), ("b", 0, RawCoder()))

@@ -10,9 +10,27 @@ from .raw import RawCoder
 
 __all__ = ["CODERS", "CODER_IDS", "coder"]
 
-CODERS = {"rans": RansCoder(), "webp": MosaicCoder("webp"), "png": MosaicCoder("png"),
-          "raw": RawCoder()}
-CODER_IDS = {"raw": 0, "rans": 1, "png": 2, "webp": 3}  # in the bitstream; never reuse one
+
+
+def _registry(*entries):
+    """name → coder from (name, wire id, coder) entries; each coder learns its ``name`` and
+    ``wire_id`` (the byte the bitstream records). Two coders may share neither: an id, once
+    written into files, means one coder for good, so a retired one is never reused."""
+    coders = {}
+    for name, wire_id, instance in entries:
+        taken = {c.wire_id: n for n, c in coders.items()}
+        if name in coders or wire_id in taken:
+            raise RuntimeError(f"coder {name!r} (wire id {wire_id}) clashes with "
+                               f"{taken.get(wire_id, name)!r}")
+        instance.name, instance.wire_id = name, wire_id
+        coders[name] = instance
+    return coders
+
+
+# In the order `--coder` lists them; a new coder takes the next unused wire id.
+CODERS = _registry(("rans", 1, RansCoder()), ("webp", 3, MosaicCoder("webp")),
+                   ("png", 2, MosaicCoder("png")), ("raw", 0, RawCoder()))
+CODER_IDS = {name: c.wire_id for name, c in CODERS.items()}
 
 
 def coder(name):
