@@ -13,20 +13,18 @@ runs, including reading the raw file.
 import argparse
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from walloc_edge.codec import load  # noqa: E402
-from walloc_edge.data import sample_photo, synthetic_music  # noqa: E402
-from walloc_edge.export import export_bundle  # noqa: E402
-from walloc_edge.runtime import Encoder  # noqa: E402
-from report import publish  # noqa: E402
+from walloc_edge.codec import load
+from walloc_edge.data import sample_photo, synthetic_music
+from walloc_edge.export import export_bundle
+from walloc_edge.runtime import Encoder
+from report import publish
 
 
 def footprint(folder, width=None):

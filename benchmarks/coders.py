@@ -20,15 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from walloc_edge.bench import timed  # noqa: E402
-from walloc_edge.codec import load  # noqa: E402
-from walloc_edge.data import SAMPLE_PHOTOS, sample_photo  # noqa: E402
-from walloc_edge.export import export_bundle  # noqa: E402
-from walloc_edge.runtime import Encoder  # noqa: E402
-from walloc_edge.runtime.coders import CODERS  # noqa: E402
-from report import publish  # noqa: E402
+from walloc_edge.tools.bench import timed
+from walloc_edge.codec import load
+from walloc_edge.data import SAMPLE_PHOTOS, sample_photo
+from walloc_edge.export import export_bundle
+from walloc_edge.runtime import Encoder
+from walloc_edge.runtime.coders import CODERS
+from report import publish
 
 
 def median_time(fn, repeat):

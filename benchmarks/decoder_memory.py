@@ -9,19 +9,17 @@ Reported: the peak above what the process held just before the decode, and MP/s.
 """
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from walloc_edge.bench import _PeakMemory  # noqa: E402
-from walloc_edge.data import sample_photo  # noqa: E402
-from walloc_edge.decoder import Decoder, psnr  # noqa: E402
-from walloc_edge.decoder.evaluate import runtime_encoder  # noqa: E402
-from report import publish  # noqa: E402
+from walloc_edge.tools.bench import PeakMemory
+from walloc_edge.data import sample_photo
+from walloc_edge.decoder import Decoder, psnr
+from walloc_edge.decoder.evaluate import runtime_encoder
+from report import publish
 
 
 def main():
@@ -35,7 +33,7 @@ def main():
     photo = np.tile(sample_photo("astronaut"), (h // 512 + 1, w // 512 + 1, 1))[:h, :w].copy()
     blob = runtime_encoder(decoder.codec).encode(photo)
     decoder.decode(runtime_encoder(decoder.codec).encode(photo[:256, :256]))  # warm-up
-    with _PeakMemory() as memory:
+    with PeakMemory() as memory:
         start = time.perf_counter()
         out = decoder.decode(blob)
         seconds = time.perf_counter() - start

@@ -12,19 +12,17 @@ whole decode.
 """
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from walloc_edge.decoder import Decoder, psnr  # noqa: E402
-from walloc_edge.decoder.decoder import DEFAULT_TILE, _spans  # noqa: E402
-from walloc_edge.decoder.evaluate import runtime_encoder  # noqa: E402
-from report import publish  # noqa: E402
+from walloc_edge.decoder import Decoder, psnr
+from walloc_edge.decoder.decoder import DEFAULT_TILE, tile_spans
+from walloc_edge.decoder.evaluate import runtime_encoder
+from report import publish
 
 
 EDGE = 16  # pixels: the image-edge band, where the packet transform wraps around
@@ -62,8 +60,8 @@ def main():
             results[name + "_s"] = time.perf_counter() - start
         h, w = -(-photo.shape[0] // block), -(-photo.shape[1] // block)
         pad_y, pad_x = (h * block - photo.shape[0]) // 2, (w * block - photo.shape[1]) // 2
-        ys = seam_mask(h * block, _spans(h, args.tile, args.overlap), block)
-        xs = seam_mask(w * block, _spans(w, args.tile, args.overlap), block)
+        ys = seam_mask(h * block, tile_spans(h, args.tile, args.overlap), block)
+        xs = seam_mask(w * block, tile_spans(w, args.tile, args.overlap), block)
         near = (ys[:, None] | xs[None, :])[pad_y:pad_y + photo.shape[0], pad_x:pad_x + photo.shape[1]]
         edge = np.ones(photo.shape[:2], bool)
         edge[EDGE:-EDGE, EDGE:-EDGE] = False

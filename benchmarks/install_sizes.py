@@ -14,8 +14,7 @@ import tempfile
 import venv
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from report import publish  # noqa: E402
+from report import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {  # name: pip install arguments after the first (torch) step, if any

@@ -12,13 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from walloc_edge.codec import load  # noqa: E402
-from walloc_edge.codec.training import scale_latents  # noqa: E402
-from walloc_edge.decoder import Decoder  # noqa: E402
-from walloc_edge.decoder.evaluate import evaluate_files, runtime_encoder, summarise  # noqa: E402
-from report import publish  # noqa: E402
+from walloc_edge.codec import load
+from walloc_edge.codec.training import scale_latents
+from walloc_edge.decoder import Decoder
+from walloc_edge.decoder.evaluate import evaluate_files, runtime_encoder, summarise
+from report import publish
 
 
 def main():

@@ -7,15 +7,13 @@ generator starts from its --seed, 0 by default, validation from 12345): music-, 
 speech-like sound as walloc_edge.codec.data.synthetic_audio makes it.
 """
 import argparse
-import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from walloc_edge.codec.data import synthetic_audio  # noqa: E402
+from walloc_edge.codec.data import synthetic_audio
 
 
 def main():

@@ -16,9 +16,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from walloc_edge.codec import load, save  # noqa: E402
+from walloc_edge.codec import load, save
 
 
 def main():

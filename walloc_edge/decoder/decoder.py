@@ -20,7 +20,7 @@ from ..codec.device import resolve_device
 from ..runtime.bundle import model_id
 from ..runtime import Bitstream, BitstreamError, read_bitstream
 
-__all__ = ["Decoder", "ModelMismatchError", "to_signal", "DEFAULT_TILE"]
+__all__ = ["Decoder", "ModelMismatchError", "to_signal", "DEFAULT_TILE", "tile_spans"]
 
 DEFAULT_TILE = 64
 
@@ -119,7 +119,7 @@ class Decoder:
         by tile into the wavelet coefficients of the whole image; the packet synthesis then
         turns those into pixels a band of rows at a time, wrapping around the image."""
         _, _, h, w = z.shape
-        rows, cols = _spans(h, self.tile, self.overlap), _spans(w, self.tile, self.overlap)
+        rows, cols = tile_spans(h, self.tile, self.overlap), tile_spans(w, self.tile, self.overlap)
         row_ramps = [_ramp(rows, i, self.overlap) for i in range(len(rows))]
         col_ramps = [_ramp(cols, j, self.overlap) for j in range(len(cols))]
         coefficients, weight = None, torch.zeros(h, w)
@@ -151,7 +151,7 @@ class Decoder:
         return out
 
 
-def _spans(n, tile, overlap):
+def tile_spans(n, tile, overlap):
     """(start, end) latent ranges covering [0, n): as few tiles as ``tile`` allows, each cut
     down to the smallest equal size that lets neighbours share 3·overlap latents (an
     ``overlap`` each tile drops at its edge, and one to cross-fade over), evenly spaced."""

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table", "timed"]
+__all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table", "timed", "PeakMemory",
+           "measure_backend"]
 
 
 def machine():
@@ -59,7 +60,7 @@ def machine():
     return info
 
 
-class _PeakMemory:
+class PeakMemory:
     """Peak resident memory above the level at entry, in MB (Linux; None elsewhere)."""
 
     def __enter__(self):
@@ -105,12 +106,12 @@ def _speed(times, amount):
 
 
 def _bench_input(modality, channels, quick, size=None):
-    from .data import synthetic_music
+    from ..data import synthetic_music
 
     if modality == "image":
         from PIL import Image
 
-        from .data import sample_photo
+        from ..data import sample_photo
 
         size = size or (1024 if quick else 2048)
         photo = Image.fromarray(sample_photo("astronaut")).resize((size, size), Image.BICUBIC)
@@ -126,7 +127,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
               log=print):
     """Measure every row; returns {"machine", "unit", "input", "rows", …}. ``size`` and
     ``repeat`` override the input side and the timed runs that ``quick`` picks."""
-    from .runtime import CODERS, load_bundle, write_bitstream
+    from ..runtime import CODERS, load_bundle, write_bitstream
 
     repeat = repeat or (3 if quick else 7)
     codec, torch_reason = _load_codec(model)
@@ -136,7 +137,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
             raise ValueError(f"give --bundle (exported on a workstation), or install torch to "
                              f"export --model here ({torch_reason})")
         tmp = tempfile.mkdtemp(prefix="walloc-edge-bench-")
-        from .export import export_bundle
+        from ..export import export_bundle
 
         log(f"exporting {model} to ONNX, TFLite and C (validated) ...")
         formats = ("onnx", "tflite", "c") if codec.config.modality == "image" else \
@@ -178,7 +179,7 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
     threads are its own."""
     name = f"{backend}, {threads} thread{'s' * (threads != 1)}" if threads else backend
     code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent.parent)!r}); "
-            f"from walloc_edge.bench import measure_backend; print(json.dumps(measure_backend("
+            f"from walloc_edge.tools.bench import measure_backend; print(json.dumps(measure_backend("
             f"{str(bundle)!r}, {backend!r}, {threads!r}, {str(work)!r}, {repeat}, {amount})))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if result.returncode:
@@ -212,8 +213,8 @@ def _c_row(bundle, sample, work, repeat, amount, latents):
 
 def measure_backend(bundle, backend, threads, work, repeat, amount):
     """Speed, latency and peak memory of one backend (run in its own process)."""
-    from .runtime import Encoder
-    from .runtime.backends import BackendError
+    from ..runtime import Encoder
+    from ..runtime.backends import BackendError
 
     sample = np.load(Path(work) / "input.npy")
     try:
@@ -221,7 +222,7 @@ def measure_backend(bundle, backend, threads, work, repeat, amount):
     except (BackendError, ValueError) as e:
         return {"status": f"skipped: {e}"}
     encoder.latents(sample[:64, :64] if sample.ndim == 3 else sample[:4096])
-    with _PeakMemory() as memory:
+    with PeakMemory() as memory:
         times = timed(lambda: encoder.latents(sample), repeat)
     latents = encoder.latents(sample)
     reference = Path(work) / "latents.npy"
@@ -240,7 +241,7 @@ def _load_codec(model):
         return None, "torch is not installed (pip install 'walloc-edge[server]')"
     if model is None:
         return None, "no --model given"
-    from .codec import load
+    from ..codec import load
 
     return load(model), None
 
@@ -256,7 +257,7 @@ def _coder_speeds(latents, bits, amount, repeat, coders):
 def _quality(codec, blob, sample, reason):
     if codec is None:
         return {"psnr": None, "psnr_note": f"skipped: {reason}"}
-    from .decoder import Decoder, psnr
+    from ..decoder import Decoder, psnr
 
     return {"psnr": psnr(sample, Decoder(codec, "cpu").decode(blob).reshape(sample.shape))}
 
@@ -268,8 +269,8 @@ def _torch_rows(codec, sample, amount, repeat, reason, blob):
                 {"row": "torch decoder", "kind": "decoder", "status": f"skipped: {reason}"}]
     import torch
 
-    from .codec import pad
-    from .decoder import Decoder
+    from ..codec import pad
+    from ..decoder import Decoder
 
     image = codec.config.modality == "image"
     x = torch.from_numpy(np.array(sample))
@@ -302,7 +303,7 @@ def _image_baselines(sample, amount, repeat, target_bytes):
     """JPEG and WebP (lossy) at the quality whose size is closest to the codec's, and PNG."""
     from PIL import Image
 
-    from .decoder.metrics import psnr
+    from ..decoder.metrics import psnr
 
     image = Image.fromarray(sample if sample.shape[2] == 3 else sample[..., 0])
 

@@ -31,11 +31,11 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
     ``audio_model`` on a generated music clip when given; returns the report (a dict)."""
     from PIL import Image
 
-    from .codec import load
-    from .data import sample_photo
-    from .decoder import Decoder, ms_ssim, psnr
-    from .export import export_bundle
-    from .runtime import Encoder
+    from ..codec import load
+    from ..data import sample_photo
+    from ..decoder import Decoder, ms_ssim, psnr
+    from ..export import export_bundle
+    from ..runtime import Encoder
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,12 +103,12 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
 
 def _audio_demo(model, out, log):
     """The same path for 5 s of generated stereo music; writes both WAV files."""
-    from .codec import load
-    from .data import synthetic_music
-    from .decoder import Decoder, psnr
-    from .decoder.evaluate import write_signal
-    from .export import export_bundle
-    from .runtime import Encoder, read_bitstream
+    from ..codec import load
+    from ..data import synthetic_music
+    from ..decoder import Decoder, psnr
+    from ..decoder.evaluate import write_signal
+    from ..export import export_bundle
+    from ..runtime import Encoder, read_bitstream
 
     codec = load(model)
     if codec.config.modality != "audio":
