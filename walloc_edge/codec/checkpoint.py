@@ -47,11 +47,11 @@ def save(model, path, parameter_dtype=None):
 def load(path, device="cpu"):
     """A codec in eval mode from a walloc-edge ``.safetensors``, a reference ``.pth``, or
     the name of a model shipped in the package (``walloc-edge models`` lists them)."""
-    from ..zoo import embedded_models, model_file, weights_installed
+    from ..zoo import embedded_models, model_file, model_gain, weights_installed
 
-    path = Path(path)
+    path, gain = Path(path), 1.0
     if not path.is_file() and model_file(path):
-        path = model_file(path)
+        path, gain = model_file(path), model_gain(path)
     if not path.is_file():
         names = ", ".join(embedded_models()) if weights_installed() else \
             "not installed: pip install walloc-edge-models"
@@ -67,6 +67,11 @@ def load(path, device="cpu"):
                               "(expected .safetensors or .pth)")
     model = build(config)
     _load_state(model, state, path)
+    if gain != 1:
+        from .training import scale_latents
+
+        with torch.no_grad():
+            scale_latents(model, gain)
     return model.to(device).eval()
 
 
