@@ -10,8 +10,10 @@ def configure(p):
 
 
 MEASURED = {"dimensionality_reduction": "{:.2f}x fewer values", "psnr": "PSNR {:.2f} dB",
+            "paper_psnr": "PSNR {:.2f} dB", "paper_compression_ratio": "ratio {:.1f}",
+            "paper_bits": "{:.3f} bits/sample", "paper_encode_MSps": "encode {:.2f} MS/s (CPU)",
             "ms_ssim": "MS-SSIM {:.3f}", "compression_ratio": "ratio {:.1f}",
-            "bits_per_pixel": "{:.3f} bpp", "bits_per_sample": "{:.3f} bits/sample",
+            "bits_per_pixel": "{:.3f} bpp", "bits_per_sample": "{:.3f} bits/frame",
             "encode_MPps": "encode {:.1f} MP/s", "decode_MPps": "decode {:.2f} MP/s",
             "encode_MSps": "encode {:.2f} MS/s", "decode_MSps": "decode {:.2f} MS/s"}
 
@@ -27,11 +29,16 @@ def run(args):
         return
     for name, info in models.items():
         size = model_file(name).stat().st_size / 1e6
-        print(f"{name:<10} {info['description']} ({size:.1f} MB)")
+        print(f"{name:<17} {info['description']} ({size:.1f} MB)")
         steps = info.get("training", {}).get("steps")
         if steps:
-            print(f"{'':<10}   trained {steps:,} steps (command: walloc-edge models --json)")
-        measured = [MEASURED.get(key, key + " {:g}").format(value)
-                    for key, value in info.get("measured", {}).items()]
-        if measured:
-            print(f"{'':<10}   measured: {', '.join(measured)}")
+            print(f"{'':<17}   trained {steps:,} steps (command: walloc-edge models --json)")
+        if info.get("latent_gain"):
+            print(f"{'':<17}   an operating point of {info['file']}: latents "
+                  f"{info['latent_gain']:g}x wider")
+        for field, what in (("measured", "measured"),
+                            ("measured_paper", "measured, the paper's protocol")):
+            shown = [MEASURED.get(key, key + " {:g}").format(value)
+                     for key, value in info.get(field, {}).items()]
+            if shown:
+                print(f"{'':<17}   {what}: {', '.join(shown)}")

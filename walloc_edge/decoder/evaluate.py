@@ -97,7 +97,8 @@ def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="de
     row = {"shape": list(sample.shape), "bytes": len(blob), "psnr": psnr(sample, out),
            "bits_per_" + ("pixel" if cfg.modality == "image" else "sample"):
                8 * len(blob) / (size * 1e6),
-           "compression_ratio": sample.nbytes / len(blob),
+           # against 8-bit pixels / 16-bit PCM, however the file was read (float for Ogg)
+           "compression_ratio": sample.size * (1 if cfg.modality == "image" else 2) / len(blob),
            f"encode_{unit}ps": size / encode_s, f"decode_{unit}ps": size / decode_s}
     if cfg.modality == "image":
         row["ms_ssim"] = ms_ssim(sample if sample.ndim == 3 else sample[..., None],
