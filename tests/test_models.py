@@ -14,7 +14,8 @@ def test_default_models_are_shipped():
     for name, info in models.items():
         codec = load(name)
         assert codec.config.to_dict() == info["config"], name
-        assert {"description", "training", "measured"} <= set(info)
+        assert {"description", "training"} <= set(info)
+        assert {"measured", "measured_paper"} & set(info), name  # every model is measured
 
 
 def test_models_command_lists_them(capsys):
