@@ -611,3 +611,54 @@ def test_accept_survives_running_out_of_file_descriptors(bundle, reference_dir, 
     proc.wait(timeout=60)
     assert result.returncode == 0 and "1 acknowledged" in log, log + "".join(server.lines)
     assert len(outputs(out)) == 1
+
+
+def test_ledger_ignores_a_line_cut_short(tmp_path):
+    path = tmp_path / "ledger.txt"
+    path.write_text("aaaa-1-12 x.png\naaaa-1-1")  # the second line was cut by a full disk
+    ledger = Ledger(path)
+    assert "aaaa-1-12" in ledger and "aaaa-1-1" not in ledger
+    ledger.record("aaaa-1-1", "y.png")
+    ledger.close()
+    assert "aaaa-1-1" in Ledger(path)
+
+
+def mount_small_disk(folder, size="1m"):
+    """A real, small filesystem (tmpfs) at ``folder``; False where mounting is not permitted."""
+    folder.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                             str(folder)], capture_output=True)
+    return result.returncode == 0
+
+
+def test_a_really_full_disk(bundle, reference_dir, tmp_path):
+    """serve writes to a 1 MB filesystem that is filled up: nothing is acknowledged while
+    it is full (serve goes on), and once space is freed every message is written, once."""
+    out = tmp_path / "disk"
+    if not mount_small_disk(out):
+        pytest.skip("mounting a tmpfs is not permitted here (needs root)")
+    try:
+        port = free_port()
+        server = Server(reference_dir, out, port)
+        filler = out / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+        try:
+            while True:
+                os.write(fd, bytes(4096))
+        except OSError:  # ENOSPC: the disk is full
+            pass
+        finally:
+            os.close(fd)
+        proc = sensor(bundle, photos(tmp_path / "in", 4), "--to", f"tcp://127.0.0.1:{port}",
+                      "--sensor-id", "full", "--ack-timeout", "2", state=tmp_path / "state")
+        server.wait_for(lambda: sum("not acknowledged" in line for line in server.lines) >= 2,
+                        60)
+        assert not outputs(out)
+        filler.unlink()  # space comes back
+        log = proc.communicate(timeout=120)[0]
+        server.stop()
+        assert proc.returncode == 0 and "4 acknowledged" in log, log
+        sensor_id = outputs(out)[0].split("-")[0]
+        assert_exactly_once(out, {(sensor_id, f"p{i:02d}") for i in range(4)})
+    finally:
+        subprocess.run(["umount", "-l", str(out)], capture_output=True)

@@ -386,24 +386,38 @@ class Courier:
 class Ledger:
     """The server's memory of what it has written: one line per message key in a file
     (appended and synced after the outputs are durable), read back at start, so that a
-    message resent after any restart is acknowledged but not written again."""
+    message resent after any restart is acknowledged but not written again. A line a full
+    disk or a crash cut short is not believed (it is taken off, or ignored at start)."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.done = set()
         if self.path.is_file():
-            for line in self.path.read_text().splitlines():
+            text = self.path.read_text(errors="replace")
+            complete = text[:text.rfind("\n") + 1]
+            for line in complete.splitlines():
                 if line.strip():
                     self.done.add(line.split()[0])
-        self.file = open(self.path, "a")
+            if len(complete) != len(text):  # a cut-short last line: drop it
+                with open(self.path, "r+b") as f:
+                    f.truncate(len(complete.encode()))
+        self.file = open(self.path, "ab")
 
     def __contains__(self, key):
         return key in self.done
 
     def record(self, key, output=""):
-        self.file.write(f"{key} {output}\n")
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        at = self.file.tell()
+        try:
+            self.file.write(f"{key} {output}\n".encode())
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        except OSError:
+            try:
+                self.file.truncate(at)
+            except OSError:
+                pass
+            raise
         self.done.add(key)
 
     def close(self):
