@@ -3,6 +3,7 @@ restarted, a sensor killed and restarted, a connection cut mid-message, a full d
 injected frames; property tests for the spool and the ledger. Loopback only, bounded."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,7 +96,8 @@ def assert_exactly_once(out, expected):
     """Every expected (sensor, source) came out once, and the ledger agrees."""
     names = outputs(out)
     assert len(names) == len(set(names)) == len(expected), names
-    got = {(n.split("-")[0], n.split("-", 3)[3].rsplit(".", 1)[0]) for n in names}
+    got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names}
+    assert all(re.fullmatch(r"[0-9a-f]{16}-\d+-\d{6}-\d{8}T\d{6}Z-.+\.png", n) for n in names)
     assert got == expected
     ledger = (out / "ledger.txt").read_text().split()
     assert len(ledger[::2]) == len(set(ledger[::2])) == len(expected)
@@ -108,7 +110,7 @@ def test_server_killed_and_restarted(bundle, reference_dir, tmp_path):
     server = Server(reference_dir, out, port)
     names = [f"{s:016x}" for s in (0xA1, 0xB2, 0xC3)]
     procs = [sensor(bundle, photos(tmp_path / f"in{i}", 8, seed=i), "--to",
-                    f"tcp://127.0.0.1:{port}", "--sensor-id", name, "--ack-timeout", "5",
+                    f"tcp://127.0.0.1:{port}", "--sensor-id", name,  # default options
                     state=tmp_path / f"state{i}") for i, name in enumerate(names)]
     server.wait_for(lambda: server.written() >= 5, 120)
     server.kill()
@@ -199,11 +201,10 @@ def test_connection_cut_mid_message(bundle, reference_dir, tmp_path):
     server = Server(reference_dir, out, port)
     proxy = CuttingProxy(port, cut=2500)  # inside the second or third message
     proc = sensor(bundle, photos(tmp_path / "in", 6, size=(48, 64)), "--to",
-                  f"tcp://127.0.0.1:{proxy.port}", "--sensor-id", "cut", "--ack-timeout", "3",
+                  f"tcp://127.0.0.1:{proxy.port}", "--sensor-id", "cut",  # default options
                   state=tmp_path / "state")
     log = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 0 and "6 acknowledged" in log and "link lost" in log or \
-        proc.returncode == 0 and "6 acknowledged" in log and proxy.cuts > 1, log
+    assert proc.returncode == 0 and "6 acknowledged" in log, log
     assert proxy.cuts >= 2  # it did have to reconnect
     server.stop()
     sensor_id = outputs(out)[0].split("-")[0]

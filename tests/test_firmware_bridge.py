@@ -3,6 +3,7 @@ messages over loopback; stream → serve works end to end and serve survives bad
 import io
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -219,10 +220,10 @@ def test_stream_to_serve(tmp_path, reference_dir, capsys):
                  "--out", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "rejected message 0000000000000003-0-0" in text and "decoded 2, rejected 1" in text
-    assert sorted(p.name for p in out.glob("*.png")) == [
-        "0000000000000004-1-000000-coffee.png", "0000000000000004-1-000001-astronaut.png"]
-    assert np.asarray(Image.open(out / "0000000000000004-1-000000-coffee.png")).shape == \
-        (64, 96, 3)
+    names = sorted(p.name for p in out.glob("*.png"))  # sensor, boot, message, time, source
+    assert [re.sub(r"-\d{8}T\d{6}Z-", "-T-", n) for n in names] == [
+        "0000000000000004-1-000000-T-coffee.png", "0000000000000004-1-000001-T-astronaut.png"]
+    assert np.asarray(Image.open(out / names[0])).shape == (64, 96, 3)
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [line["source"] for line in lines] == ["coffee.png", "astronaut.png"]
 

@@ -15,7 +15,7 @@ from ._shared import add_decoder_options, output_dir, positive_int, positive_num
 from .decode import decoder_for
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
-write OUT/SENSOR-BOOT-SEQUENCE[-SOURCE].<ext> whole (temporary name, fsync, rename), add a
+write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync, rename), add a
 line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to the sensor
 (TCP, MQTT), which keeps it until then and sends it again after any restart. A message
 already in the ledger is acknowledged again and not written twice. A bad message is logged
@@ -59,11 +59,15 @@ def configure(p):
 
 
 def output_stem(received):
-    """SENSOR-BOOT-SEQUENCE[-SOURCE]: which sensor, which message, which source file."""
-    stem = f"{received.sensor:016x}-{received.boot}-{received.sequence:06d}"
+    """SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE]: which sensor, which message, when it was
+    captured (UTC) and which source file, where the sensor said."""
+    parts = [f"{received.sensor:016x}", str(received.boot), f"{received.sequence:06d}"]
+    captured = received.meta.get("time")
+    if isinstance(captured, (int, float)) and 0 < captured < 2 ** 34:
+        parts.append(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(captured)))
     source = str(received.meta.get("source", ""))
     source = re.sub(r"[^A-Za-z0-9_.+-]", "_", source.rsplit(".", 1)[0])[:64].strip("._")
-    return f"{stem}-{source}" if source else stem
+    return "-".join(parts + ([source] if source else []))
 
 
 def check_size(header, max_pixels, max_samples):
