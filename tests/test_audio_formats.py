@@ -95,3 +95,18 @@ def test_unreadable_audio_is_an_error_not_silence(tmp_path):
     soundfile.write(tmp_path / "empty.wav", np.zeros((0, 2)), RATE, subtype="FLOAT")
     with pytest.raises(ValueError, match="no samples"):
         read_input(tmp_path / "empty.wav", "audio", 2)
+
+
+def test_channels_are_matched_to_the_model(music, tmp_path):
+    """A mono model takes the downmix of a stereo file, a stereo model a mono file on both
+    channels; 2 channels into a 6-channel model is an error naming both counts."""
+    soundfile.write(tmp_path / "stereo.wav", music, RATE, subtype="PCM_16")
+    soundfile.write(tmp_path / "mono.wav", music[:, :1], RATE, subtype="PCM_16")
+    mono, _ = read_input(tmp_path / "stereo.wav", "audio", 1)
+    stereo, _ = read_input(tmp_path / "stereo.wav", "audio", 2)
+    assert mono.shape == (RATE, 1) and mono.dtype == np.int16
+    assert np.abs(mono[:, 0] - stereo.astype(float).mean(axis=1)).max() <= 0.5
+    both, _ = read_input(tmp_path / "mono.wav", "audio", 2)
+    assert both.shape == (RATE, 2) and np.array_equal(both[:, 0], both[:, 1])
+    with pytest.raises(ValueError, match="2 audio channels, and this model takes 6"):
+        read_input(tmp_path / "stereo.wav", "audio", 6)

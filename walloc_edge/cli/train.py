@@ -9,6 +9,7 @@ from ..codec import data, load
 from ..codec.training import PRESETS, TrainOptions, scale_latents, train
 from ..decoder import Decoder
 from ..decoder.evaluate import evaluate_files, evaluate_sample, runtime_encoder, summarise
+from ..runtime.io import match_channels
 from ._shared import print_eval_table, progress, torch_device, write_text
 
 
@@ -146,7 +147,8 @@ def _folder_data(args, config, crop):
                       for im in data.ImageFolder(val_files, 1, config.channels).images]
     else:
         source = data.AudioFolder(train_files, crop, config.channels)
-        validation = [c[:crop * 4] for c in data.AudioFolder(val_files, crop, config.channels).clips]
+        validation = [match_channels(c[:crop * 4], config.channels)
+                      for c in data.AudioFolder(val_files, crop, config.channels).clips]
     return source, validation, val_files
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input"]
+__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "match_channels"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
@@ -31,7 +31,8 @@ def read_input(path, modality, channels):
         raise ValueError(f"{path}: not an image this model takes (use "
                          f"{', '.join(sorted(IMAGE_SUFFIXES))} or .npy)")
     if suffix in AUDIO_SUFFIXES:
-        return _read_audio(path)
+        samples, rate = _read_audio(path)
+        return match_channels(samples, channels, path), rate
     raise ValueError(f"{path}: not audio this model takes (use .wav, .flac or .ogg)")
 
 
@@ -60,6 +61,23 @@ def _read_npy(path):
         return np.array(mapped)
     except (OSError, ValueError, MemoryError) as e:
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+
+
+def match_channels(samples, channels, path="the input"):
+    """Audio with the model's channel count, as images are converted to gray or RGB: a mono
+    model takes the mean of the channels (a downmix), a multi-channel one takes a mono file
+    on every channel; any other mismatch is an error naming both counts."""
+    have = samples.shape[1]
+    if have == channels:
+        return samples
+    if channels == 1:
+        mixed = samples.astype(np.float64).mean(axis=1, keepdims=True)
+        return np.round(mixed).astype(np.int16) if samples.dtype == np.int16 else \
+            mixed.astype(samples.dtype)
+    if have == 1:
+        return np.repeat(samples, channels, axis=1)
+    raise ValueError(f"{path}: {have} audio channels, and this model takes {channels}; "
+                     "mix it to mono or to the model's channel count first")
 
 
 def _read_audio(path):
