@@ -54,3 +54,23 @@ def test_paper_image_ratio_is_24_over_mean_bpp(reference_dir):
 def test_unknown_protocol(stereo):
     with pytest.raises(ValueError, match="unknown protocol"):
         evaluate_sample(*stereo, synthetic_music(100, 2), protocol="mine")
+
+
+def test_audio_metrics():
+    """SI-SDR ignores gain and falls with noise; the mel distance is 0 for identical signals
+    and grows when the highs are removed, which PSNR barely sees."""
+    from walloc_edge.decoder.metrics import mel_distance, si_sdr
+
+    rng = np.random.default_rng(0)
+    t = np.arange(44100) / 44100
+    clean = np.stack([0.5 * np.sin(2 * np.pi * 220 * t) + 0.02 * np.sin(2 * np.pi * 9000 * t),
+                      0.4 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    noisy = clean + rng.normal(0, 0.01, clean.shape)
+    assert si_sdr(clean, 0.5 * clean) > 100  # a change of gain is no distortion
+    assert 25 < si_sdr(clean, noisy) < 35
+    assert mel_distance(clean, clean) == 0
+    dull = clean.copy()
+    dull[:, 0] = 0.5 * np.sin(2 * np.pi * 220 * t)  # the 9 kHz partial gone
+    assert psnr(clean, dull, peak=1.0) > 36  # PSNR: a small change
+    assert mel_distance(clean, dull) > 5 * mel_distance(clean, clean + 1e-4 *
+                                                        rng.normal(size=clean.shape))

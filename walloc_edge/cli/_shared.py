@@ -233,7 +233,8 @@ def print_eval_table(rows, summary, modality):
     unit = "MP" if modality == "image" else "MS"
     rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
     columns = [("psnr", "PSNR dB", "{:.2f}"), ("paper_psnr", "paper PSNR", "{:.2f}"),
-               ("ms_ssim", "MS-SSIM", "{:.4f}"),
+               ("ms_ssim", "MS-SSIM", "{:.4f}"), ("si_sdr", "SI-SDR dB", "{:.2f}"),
+               ("mel_distance", "mel dB", "{:.3f}"),
                (rate, "bpp" if modality == "image" else "bits/frame", "{:.3f}"),
                ("paper_bits", "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
                ("compression_ratio", "ratio", "{:.1f}"),

@@ -5,9 +5,10 @@ Names load on first use, so that ``walloc_edge.decoder.metrics.psnr`` works with
 """
 import importlib
 
-__all__ = ["Decoder", "ModelMismatchError", "ms_ssim", "psnr", "to_signal"]
+__all__ = ["Decoder", "ModelMismatchError", "ms_ssim", "psnr", "si_sdr", "mel_distance",
+           "to_signal"]
 _HOME = {"Decoder": "decoder", "ModelMismatchError": "decoder", "to_signal": "decoder",
-         "ms_ssim": "metrics", "psnr": "metrics"}
+         "ms_ssim": "metrics", "psnr": "metrics", "si_sdr": "metrics", "mel_distance": "metrics"}
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..runtime import Encoder
 from ..runtime.io import read_input
-from .metrics import ms_ssim, psnr
+from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
 __all__ = ["evaluate_files", "evaluate_sample", "summarise", "write_signal", "runtime_encoder",
            "paper_audio", "OUTPUT_FORMATS", "PROTOCOLS"]
@@ -100,6 +100,9 @@ def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="de
            # against 8-bit pixels / 16-bit PCM, however the file was read (float for Ogg)
            "compression_ratio": sample.size * (1 if cfg.modality == "image" else 2) / len(blob),
            f"encode_{unit}ps": size / encode_s, f"decode_{unit}ps": size / decode_s}
+    if cfg.modality == "audio":
+        row["si_sdr"] = si_sdr(sample, out)
+        row["mel_distance"] = mel_distance(sample, out, rate or 44100)
     if cfg.modality == "image":
         row["ms_ssim"] = ms_ssim(sample if sample.ndim == 3 else sample[..., None],
                                  out if out.ndim == 3 else out[..., None])
@@ -122,7 +125,8 @@ def _paper_audio_row(decoder, encoder, sample, rate, coder):
     bits = 8 * len(blob) / (length * channels)
     return {"shape": list(sample.shape), "bytes": len(blob),
             "paper_psnr": math.inf if mse == 0 else -10 * math.log10(mse),
-            "paper_bits": bits, "paper_encode_MSps": length / 1e6 / max(encode_cpu, 1e-9),
+            "paper_bits": bits, "si_sdr": si_sdr(x, y), "mel_distance": mel_distance(
+                x, y, rate or 44100), "paper_encode_MSps": length / 1e6 / max(encode_cpu, 1e-9),
             "decode_MSps": length / 1e6 / decode_s}
 
 
