@@ -1,0 +1,56 @@
+"""How fast the sensor path encodes real stereo music on one thread: latents alone and end
+to end (int16 in → .wlc bytes), per backend and coder, in CPU time and times real time.
+
+    python benchmarks/audio_encode_speed.py BUNDLE FILE [--seconds 30] [--out benchmarks/results]
+"""
+import argparse
+import time
+
+from walloc_edge.runtime import Encoder
+from walloc_edge.runtime.io import read_input
+from report import publish
+
+
+def cpu_seconds(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        result = fn()
+        best = min(best, time.process_time() - start)
+    return best, result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("bundle", help="an exported audio bundle (with an ONNX graph)")
+    p.add_argument("file", help="a stereo music file")
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument("--out")
+    args = p.parse_args()
+    encoder = Encoder(args.bundle, "numpy")
+    x, rate = read_input(args.file, "audio", encoder.bundle.channels)
+    x = x[:int(rate * args.seconds)]
+    rows = []
+    for backend in ("onnxruntime", "numpy"):
+        encoder = Encoder(args.bundle, backend, threads=1)
+        encoder.latents(x[:rate])  # warm-up
+        latents_s, _ = cpu_seconds(lambda: encoder.latents(x))
+        for coder in ("rans", "webp"):
+            total_s, blob = cpu_seconds(lambda: encoder.encode(x, coder=coder))
+            rows.append({"backend": backend, "coder": coder, "bytes": len(blob),
+                         "latents_x_real_time": len(x) / rate / latents_s,
+                         "end_to_end_x_real_time": len(x) / rate / total_s,
+                         "end_to_end_MSps": len(x) / total_s / 1e6})
+    lines = [f"# Audio encode speed, one thread, {args.seconds:g} s of `{args.file}` "
+             f"({rate} Hz, {x.shape[1]} channels), best of 3 in CPU time", "",
+             "| backend | coder | latents (x real time) | end to end (x real time) | MS/s | bytes |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['backend']} | {r['coder']} | {r['latents_x_real_time']:.0f} | "
+              f"{r['end_to_end_x_real_time']:.0f} | {r['end_to_end_MSps']:.2f} | {r['bytes']:,} |"
+              for r in rows]
+    publish(lines, rows, args.out, "audio_encode_speed")
+
+
+if __name__ == "__main__":
+    main()
