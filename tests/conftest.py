@@ -40,3 +40,16 @@ def sensor_state(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.mktemp("sensor-state")
     monkeypatch.setenv("WALLOC_EDGE_STATE", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def golden_files():
+    """WALLOC_EDGE_GENERATE_GOLDEN=1 rewrites the golden .wlc files before the tests (only
+    when the bitstream format changes on purpose; the tests then pin the new bytes)."""
+    import os
+
+    if os.environ.get("WALLOC_EDGE_GENERATE_GOLDEN") == "1":
+        import runpy
+
+        runpy.run_path(str(Path(__file__).parent / "golden" / "make_golden.py"),
+                       run_name="__main__")

@@ -11,7 +11,8 @@ from walloc_edge.export import export_bundle, sensor_encoder
 from walloc_edge.export.graphs import fused_filter_bank
 from walloc_edge.export.onnx_graph import onnx_session
 from walloc_edge.export.tflite_graph import tflite_runner
-from walloc_edge.export.validate import audio_inputs, image_inputs, torch_latents
+from walloc_edge.export.validate import (MAX_DIFF, MIN_IDENTICAL, audio_inputs,
+                                         image_inputs, torch_latents)
 
 
 def seeded(config, seed=0, spread=40):
@@ -34,7 +35,7 @@ CONFIGS = {
 def assert_parity(latents, expected):
     assert latents.shape == expected.shape and latents.dtype == np.int8
     diff = np.abs(latents.astype(int) - expected)
-    assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
+    assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
 
 
 @pytest.mark.parametrize("name", CONFIGS)

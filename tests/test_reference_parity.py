@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from walloc_edge.codec import Codec1D, Codec2D, crop, load, pad
+from walloc_edge.export.validate import MIN_IDENTICAL
 
 
 def image_tensor(photo):
@@ -19,7 +20,7 @@ def assert_latents_match(ours, expected):
     ours = ours.numpy()
     assert ours.shape == expected.shape
     assert np.array_equal(ours, np.round(ours)), "latents are not integers"
-    assert (ours == expected).mean() >= 0.999
+    assert (ours == expected).mean() >= MIN_IDENTICAL
     assert np.abs(ours - expected).max() <= 1
 
 

@@ -14,7 +14,7 @@ from walloc_edge.codec import CodecConfig, build, load
 from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.export import export_bundle
-from walloc_edge.export.validate import _as_channels, torch_latents
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels, torch_latents
 from walloc_edge.runtime import (BitstreamError, Encoder, load_bundle, pad_reflect,
                                  read_bitstream, read_latents)
 from walloc_edge.runtime.coders import CODERS
@@ -75,7 +75,7 @@ def expected(codec, sample):
 def assert_same(latents, reference):
     assert latents.shape == reference.shape and latents.dtype == np.int8
     diff = np.abs(latents.astype(int) - reference)
-    assert (diff == 0).mean() >= 0.999 and diff.max() <= 1
+    assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

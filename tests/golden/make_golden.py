@@ -1,6 +1,6 @@
 """Write the golden .wlc files that pin the bitstream format (run from the repository root).
 
-    python tests/golden/make_golden.py
+    python tests/golden/make_golden.py        (or: WALLOC_EDGE_GENERATE_GOLDEN=1 pytest)
 
 Inputs: a 61x77 crop of the bundled coffee photo (RGB, sizes not multiples of 8) encoded by
 the reference checkpoint tests/reference/rgb_j3_l12, and 3001 samples of synthetic stereo
