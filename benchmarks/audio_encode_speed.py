@@ -44,7 +44,8 @@ def main():
                          "end_to_end_MSps": len(x) / total_s / 1e6})
     lines = [f"# Audio encode speed, one thread, {args.seconds:g} s of `{args.file}` "
              f"({rate} Hz, {x.shape[1]} channels), best of 3 in CPU time", "",
-             "| backend | coder | latents (x real time) | end to end (x real time) | MS/s | bytes |",
+             "| backend | coder | latents (x real time) | end to end (x real time) | MS/s | "
+             "bytes |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['coder']} | {r['latents_x_real_time']:.0f} | "
               f"{r['end_to_end_x_real_time']:.0f} | {r['end_to_end_MSps']:.2f} | {r['bytes']:,} |"

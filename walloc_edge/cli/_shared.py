@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["HelpFormatter", "progress", "say", "write_atomic", "write_text", "output_dir",
-           "expand_inputs", "input_files", "skipped_line", "positive_int", "positive_number", "thread_counts",
+           "expand_inputs", "input_files", "skipped_line", "positive_int", "positive_number",
+           "thread_counts",
            "torch_device", "add_decoder_options", "add_backend_options", "add_video_options",
            "sensor_encoder", "print_eval_table", "distinct_names", "add_overwrite_option"]
 
@@ -253,9 +254,10 @@ def print_eval_table(rows, summary, modality):
     print(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
           f"{summary['files'] - summary['failed']} of {summary['files']} files")
     if "paper_compression_ratio" in summary:
-        full = "16 bits" if modality == "audio" else "8 bits x channels"
+        full, per = ("16 bits", "sample of each channel") if modality == "audio" else \
+            ("8 bits x channels", "pixel")
         print(f"paper's protocol: compression ratio {summary['paper_compression_ratio']:.2f} "
-              f"({full} / mean bits per {'sample of each channel' if modality == 'audio' else 'pixel'}), "
+              f"({full} / mean bits per {per}), "
               f"PSNR {summary['paper_psnr']:.2f} dB"
               + (" (clips mean-removed, peak-normalised to 0.5, on that scale)"
                  if modality == "audio" else ""))

@@ -8,9 +8,10 @@ from ._shared import (add_backend_options, add_overwrite_option, add_video_optio
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
-a-jpg.wlc, a-png.wlc). An existing .wlc is not replaced without --overwrite. Video frames are OUT/NAME-000000.wlc, ... An unreadable or
-unsupported input is reported and skipped; the rest are still encoded, and the exit status
-is 1. Each .wlc is written whole or not at all.
+a-jpg.wlc, a-png.wlc). An existing .wlc is not replaced without --overwrite. Video frames
+are OUT/NAME-000000.wlc, ... An unreadable or unsupported input is reported and skipped;
+the rest are still encoded, and the exit status is 1. Each .wlc is written whole or not at
+all.
 
 examples:
   walloc-edge encode bundle/ photos/ -o wlc/

@@ -13,7 +13,7 @@ fewer than 99.9% of integer latents are identical or any differs by more than 1.
 examples:
   walloc-edge export rgb-16x --format onnx,tflite --out bundle/
   walloc-edge export stereo-5x --format onnx,c --out bundle-audio/
-  walloc-edge export RGB_16x.pth --out bundle/     (a reference checkpoint, RGB_16x.json beside it)"""
+  walloc-edge export RGB_16x.pth --out bundle/   (a reference checkpoint, RGB_16x.json beside)"""
 
 
 def configure(p):

@@ -15,12 +15,13 @@ from ._shared import add_decoder_options, output_dir, positive_int, positive_num
 from .decode import decoder_for
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
-write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync, rename), add a
-line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to the sensor
-(TCP, MQTT), which keeps it until then and sends it again after any restart. A message
-already in the ledger is acknowledged again and not written twice. A bad message is logged
-with its sender and refused (the sensor is told); a message that cannot be written (a full
-disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what arrived.
+write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
+rename), add a line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to
+the sensor (TCP, MQTT), which keeps it until then and sends it again after any restart. A
+message already in the ledger is acknowledged again and not written twice. A bad message is
+logged with its sender and refused (the sensor is told); a message that cannot be written
+(a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what
+arrived.
 
 examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/

@@ -22,7 +22,8 @@ def configure(p):
                         "'synthetic' for generated data only")
     p.add_argument("--out", required=True, help="model file to write (.safetensors)")
     p.add_argument("--nd", type=int, help="decoder width (default: the preset's)")
-    p.add_argument("--steps", type=int, default=d.steps, help="training steps (the cosine schedule's length)")
+    p.add_argument("--steps", type=int, default=d.steps,
+                   help="training steps (the cosine schedule's length)")
     p.add_argument("--batch", type=int, default=d.batch, help="examples per step")
     p.add_argument("--crop", type=int, help="training crop: pixels per side (default 256) or "
                                             "audio samples (default 32768)")
