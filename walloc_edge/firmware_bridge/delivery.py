@@ -247,10 +247,10 @@ class Courier:
         if ack.sensor != self.identity.sensor:
             return
         key = (ack.boot, ack.sequence)
-        if key not in self.spool.sizes:
-            return  # a repeated acknowledgement
-        self.spool.remove(key)
-        with self.changed:
+        with self.changed:  # taking it off the spool and counting it are one step
+            if key not in self.spool.sizes:
+                return  # a repeated acknowledgement
+            self.spool.remove(key)
             self.sent_at.pop(key, None)
             if ack.status == ACK_WRITTEN:
                 self.report.acknowledged += 1
@@ -376,11 +376,16 @@ class Courier:
         """Wait up to ``wait`` seconds for every spooled message to be acknowledged; returns
         the Report (unacknowledged ones stay in the spool for the next start)."""
         deadline = time.monotonic() + wait
-        while self.link.acks and len(self.spool) and time.monotonic() < deadline:
+        while self.link.acks and self._left() and time.monotonic() < deadline:
             self._pump(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
-        self.report.unacknowledged = len(self.spool) if self.link.acks else 0
         self.link.close()
+        with self.changed:
+            self.report.unacknowledged = len(self.spool) if self.link.acks else 0
         return self.report
+
+    def _left(self):
+        with self.changed:
+            return len(self.spool)
 
 
 class Ledger:
