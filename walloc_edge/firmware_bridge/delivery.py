@@ -81,7 +81,7 @@ class Identity:
         return f"{self.sensor:016x}"
 
     @classmethod
-    def start(cls, folder, sensor=None):
+    def start(cls, folder: "str | Path", sensor: "str | None" = None) -> "Identity":
         """This start's identity: the id kept in ``folder``/identity.json (made at the first
         start, random), or ``sensor`` (a name or 16 hex digits) when given, with the boot
         number counted up and saved before anything is sent."""
@@ -154,7 +154,8 @@ class Spool:
         with self.lock:
             return sorted(self.sizes)
 
-    def add(self, key, message, meta=None):
+    def add(self, key: "tuple[int, int]", message: bytes, meta: dict | None = None
+            ) -> "list[tuple[int, int]]":
         """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
         data = json.dumps(meta or {}).encode() + b"\n" + message
         if len(data) > self.max_bytes:
@@ -269,7 +270,7 @@ class Courier:
             self.log(f"resending {len(left)} message(s) left unacknowledged by an earlier run")
         self._resend(left)
 
-    def send(self, message, meta=None):
+    def send(self, message: bytes, meta: dict | None = None) -> "tuple[int, int]":
         """Spool and send one new message; returns its key (boot, sequence)."""
         key = (self.identity.boot, self.sequence)
         self.sequence += 1
@@ -372,7 +373,7 @@ class Courier:
         with self.changed:
             self.changed.wait(timeout=min(timeout, 0.5))
 
-    def finish(self, wait=60.0):
+    def finish(self, wait: float = 60.0) -> Report:
         """Wait up to ``wait`` seconds for every spooled message to be acknowledged; returns
         the Report (unacknowledged ones stay in the spool for the next start)."""
         deadline = time.monotonic() + wait

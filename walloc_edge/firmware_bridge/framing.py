@@ -59,7 +59,7 @@ def _mac(key, header, payload):
     return hmac.new(key, header + payload, hashlib.sha256).digest()[:MAC_SIZE]
 
 
-def encode_frame(frame, key=None):
+def encode_frame(frame: Frame, key: bytes | None = None) -> bytes:
     """The bytes of one frame; with ``key`` (bytes), authenticated by a MAC."""
     if not 0 < frame.count <= 0xFFFF or not 0 <= frame.index < frame.count:
         raise ValueError(f"fragment {frame.index} of {frame.count} is not valid")
@@ -132,7 +132,7 @@ class Keys:
             tag, _mac(key, header, payload)))
 
 
-def decode_frame(datagram, keys=None, stats=None):
+def decode_frame(datagram: bytes, keys: "Keys | None" = None) -> Frame:
     """The Frame in one datagram (UDP); FramingError if it is not exactly one valid frame
     (or, with ``keys``, not authenticated)."""
     parsed = _parse_header(datagram)
@@ -377,7 +377,7 @@ class Ack:
     sequence: int
 
 
-def encode_ack(ack, key=None):
+def encode_ack(ack: "Ack", key: bytes | None = None) -> bytes:
     """An acknowledgement record: ``ACK · CRC32 [· MAC]`` (MAC with ``key``)."""
     body = ACK.pack(ACK_SYNC, VERSION, ack.status | (0x80 if key else 0), ack.sensor,
                     ack.boot, ack.sequence)

@@ -91,7 +91,7 @@ class Received:
                           self.sensor)
 
 
-def parse_url(url):
+def parse_url(url: str) -> tuple:
     """(scheme, host, port, path, options) of a transport URL; ValueError naming the fix."""
     if url == "-":
         return "stdio", None, None, None, {}
@@ -291,7 +291,7 @@ class _OneWayLink(Link):
         self._close()
 
 
-def open_link(url, sensor=0, ack_key=None):
+def open_link(url: str, sensor: int = 0, ack_key: bytes | None = None) -> Link:
     """The Link for ``url``. TCP and MQTT links connect at the first ``reconnect()``."""
     scheme, host, port, path, options = parse_url(url)
     if scheme == "tcp":
@@ -347,7 +347,7 @@ class _Sender:
         self.close()
 
 
-def open_sender(url, sensor=0, boot=0, key=None):
+def open_sender(url: str, sensor: int = 0, boot: int = 0, key: bytes | None = None) -> _Sender:
     """A plain sender for ``url`` (``send(message)``, ``close()``): frames go out once, and
     a TCP or MQTT link is connected first (ValueError naming the fix if it cannot)."""
     link = open_link(url, sensor)
@@ -676,7 +676,8 @@ class _MqttReceiver(_Receiver):
         self.client.disconnect()
 
 
-def open_receiver(url, keys=None, limits=None, log=print):
+def open_receiver(url: str, keys: "Keys | None" = None, limits: "ReceiverLimits | None" = None,
+                  log=print) -> _Receiver:
     """A receiver listening on / reading from ``url``; ``keys`` (a framing.Keys) makes it
     take only authenticated frames."""
     scheme, host, port, path, options = parse_url(url)

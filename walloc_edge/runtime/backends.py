@@ -45,7 +45,7 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def resolve_providers(providers, available):
+def resolve_providers(providers: "str | list[str] | None", available: "list[str]") -> "list[str]":
     """``providers`` ("tensorrt,cuda,cpu", or a list; short or full names) as onnxruntime
     names, checked against ``available``; None → the CPU provider."""
     if providers is None:
@@ -162,7 +162,7 @@ class LiteRTBackend:
 BACKENDS = {"onnxruntime": OnnxBackend, "litert": LiteRTBackend, "numpy": NumpyBackend}
 
 
-def available_backends(bundle):
+def available_backends(bundle) -> "list[str]":
     """Names of the backends that can run ``bundle`` here, in the order "auto" tries them."""
     return [name for name, cls in BACKENDS.items() if cls.usable(bundle) is None]
 

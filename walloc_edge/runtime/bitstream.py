@@ -142,7 +142,7 @@ def _pack_header(h):
     return fixed + h.coder_params + axes + rate
 
 
-def read_bitstream(data, max_latents=MAX_LATENTS):
+def read_bitstream(data: bytes, max_latents: int = MAX_LATENTS) -> "Bitstream":
     """Parse and verify .wlc bytes (CRC, structure, sizes); entropy decoding is left to
     :meth:`Bitstream.latents`. Raises BitstreamError on anything malformed."""
     try:

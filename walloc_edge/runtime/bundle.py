@@ -13,7 +13,7 @@ BUNDLE_FORMAT = "walloc-edge-bundle"
 BUNDLE_VERSION = 1
 
 
-def model_id(config, arrays):
+def model_id(config: dict, arrays: "dict[str, np.ndarray]") -> str:
     """32 hex digits: SHA-256 of the config (a dict) and the encoder's arrays (name → numpy
     array: its weights and wavelet filters), so that the sensor and the server name a model
     the same way without sharing any code but this."""
@@ -88,7 +88,7 @@ class Bundle:
             return dict(npz)
 
 
-def load_bundle(path):
+def load_bundle(path: "str | Path") -> Bundle:
     """Read ``path``/encoder.json, checking that it is a bundle this runtime understands."""
     path = Path(path)
     meta_path = path / "encoder.json"

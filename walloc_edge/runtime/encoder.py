@@ -9,6 +9,8 @@ latents depend only on the ``left``/``right`` samples around it (the bundle's
 latents of a tiled encode equal those of a whole-image encode and the decoder sees no seams.
 Tiles are gathered straight from the input, never from a padded copy of it.
 """
+from pathlib import Path
+
 import numpy as np
 
 from .backends import make_backend
@@ -86,7 +88,9 @@ class Encoder:
     pixels, 65536 audio samples); a LiteRT graph's static size fixes it instead.
     """
 
-    def __init__(self, bundle, backend="auto", threads=None, tile=None, providers=None):
+    def __init__(self, bundle: "str | Path | Bundle", backend: str = "auto",
+                 threads: int | None = None, tile: int | None = None,
+                 providers: "str | list[str] | None" = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.backend = make_backend(backend, self.bundle, threads, providers)
         b = self.bundle
@@ -107,7 +111,7 @@ class Encoder:
             raise ValueError(f"a {self.run_size} graph is too small for this model's "
                              f"{border}-sample border; export a larger TFLite size")
 
-    def describe(self):
+    def describe(self) -> str:
         """'onnxruntime (CPUExecutionProvider)': what runs the encoder."""
         providers = getattr(self.backend, "providers", ())
         return self.backend.name + (f" ({', '.join(providers)})" if providers else "")
@@ -120,12 +124,13 @@ class Encoder:
         """(before, after) reflect padding per axis for an input of spatial ``sizes``."""
         return [padding_for(n, self.block) for n in sizes]
 
-    def latents(self, x):
+    def latents(self, x: np.ndarray) -> np.ndarray:
         """Integer latents: (latent_dim, h, w) for an image, (latent_dim, l) for audio."""
         sample, _ = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
         return self._latents(sample)
 
-    def encode(self, x, coder="rans", tile=None, sample_rate=0):
+    def encode(self, x: np.ndarray, coder: str = "rans", tile: int | None = None,
+               sample_rate: int = 0) -> bytes:
         """.wlc bytes for ``x`` (see docs/bitstream.md); audio may record its sample rate."""
         from .bitstream import write_bitstream
 

@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
-def read_input(path, modality, channels):
+def read_input(path: "str | Path", modality: str, channels: int) -> "tuple[np.ndarray, int]":
     """(sample, sample rate) in ``path`` for a model of ``modality`` with ``channels``
     channels; the rate is 0 for images."""
     path = Path(path)
@@ -63,7 +63,7 @@ def _read_npy(path):
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
 
 
-def match_channels(samples, channels, path="the input"):
+def match_channels(samples: np.ndarray, channels: int, path: str = "the input") -> np.ndarray:
     """Audio with the model's channel count, as images are converted to gray or RGB: a mono
     model takes the mean of the channels (a downmix), a multi-channel one takes a mono file
     on every channel; any other mismatch is an error naming both counts."""

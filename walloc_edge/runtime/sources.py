@@ -29,7 +29,7 @@ LAYOUTS = {
 }
 
 
-def to_rgb(frame, layout):
+def to_rgb(frame: np.ndarray, layout: str) -> np.ndarray:
     """An H×W×3 RGB uint8 copy of ``frame`` stored in ``layout`` (see ``LAYOUTS``)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown pixel layout {layout!r}; use one of {', '.join(LAYOUTS)}")
