@@ -93,11 +93,14 @@ def test_sensor_commands_in_a_fresh_environment(extra, backend, rgb_bundle, phot
     assert server.returncode == 0 and "decoded 3, rejected 0" in log, log
     decoded = sorted((tmp_path / "received").glob("*.png"))
     assert len(decoded) == 3 and np.asarray(Image.open(decoded[0])).shape == (48, 64, 3)
-    # a server command says which extra it needs, in one line
+    # a server command says which extra it needs, in one line; the weights are not here
     result = sensor(bin_dir, "decode", "rgb-16x", tmp_path / "wlc" / "a.wlc", "-o",
                     tmp_path / "out")
     assert result.returncode == 2 and "pip install 'walloc-edge[server]'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    result = sensor(bin_dir, "export", "rgb-16x", "--out", tmp_path / "b")
+    assert result.returncode == 2 and "pip install 'walloc-edge[export]'" in result.stderr
+    assert "weights are not installed" in sensor(bin_dir, "models").stdout
     # the bench of a bundle on the device: the backend it has measured, the others skipped
     result = sensor(bin_dir, "bench", "--bundle", rgb_bundle, "--quick", "--threads", "1")
     assert result.returncode == 0, result.stderr
