@@ -103,6 +103,7 @@ def assert_exactly_once(out, expected):
     assert len(ledger[::2]) == len(set(ledger[::2])) == len(expected)
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_server_killed_and_restarted(bundle, reference_dir, tmp_path):
     """Three sensors x 8 photos while serve is SIGKILLed after 5 and restarted: each photo
     comes out exactly once, and every sensor reports all of its messages acknowledged."""
@@ -126,6 +127,7 @@ def test_server_killed_and_restarted(bundle, reference_dir, tmp_path):
                    for i, n in enumerate(names))  # every spool emptied
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_sensor_killed_and_restarted(bundle, reference_dir, tmp_path):
     """A sensor with no server spools everything; killed, it keeps it; started again (no
     inputs: only its spool) once the server is up, it delivers each message once."""
@@ -196,6 +198,7 @@ class CuttingProxy:
             s.close()
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_connection_cut_mid_message(bundle, reference_dir, tmp_path):
     port, out = free_port(), tmp_path / "received"
     server = Server(reference_dir, out, port)
@@ -450,6 +453,7 @@ class MqttServer(Server):
         self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path):
     """Two sensors publish before any server subscribes; serve starts late, the broker is
     restarted mid-run, serve is restarted: every photo comes out exactly once, and the
@@ -494,6 +498,7 @@ def make_tls(folder):
     return folder / "ca.pem"
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys):
     """mosquitto with TLS and a password file on loopback: sensor and server connect with
     mqtts:// and USER:PASS@, and everything is delivered; without the password the sensor
@@ -577,6 +582,7 @@ def test_fragment_floods_are_bounded():
     assert first_half < 10  # 5000 frames: a linear scan per frame would take far longer
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_accept_survives_running_out_of_file_descriptors(bundle, reference_dir, tmp_path):
     """serve with few file descriptors, flooded with connections: accept fails (EMFILE), serve
     logs it and goes on, and a sensor is served once the flood lets go."""
@@ -632,6 +638,7 @@ def mount_small_disk(folder, size="1m"):
     return result.returncode == 0
 
 
+@pytest.mark.slow  # serve in its own process, restarted
 def test_a_really_full_disk(bundle, reference_dir, tmp_path):
     """serve writes to a 1 MB filesystem that is filled up: nothing is acknowledged while
     it is full (serve goes on), and once space is freed every message is written, once."""
