@@ -12,6 +12,7 @@ def configure(p):
 MEASURED = {"dimensionality_reduction": "{:.2f}x fewer values", "psnr": "PSNR {:.2f} dB",
             "paper_psnr": "PSNR {:.2f} dB", "paper_compression_ratio": "ratio {:.1f}",
             "paper_bits": "{:.3f} bits/sample", "paper_encode_MSps": "encode {:.2f} MS/s (CPU)",
+            "si_sdr": "SI-SDR {:.2f} dB", "mel_distance": "log-mel distance {:.2f} dB",
             "ms_ssim": "MS-SSIM {:.3f}", "compression_ratio": "ratio {:.1f}",
             "bits_per_pixel": "{:.3f} bpp", "bits_per_sample": "{:.3f} bits/frame",
             "encode_MPps": "encode {:.1f} MP/s", "decode_MPps": "decode {:.2f} MP/s",
