@@ -48,7 +48,7 @@ def write_atomic(path, data, overwrite=True):
     """``data`` (bytes) under ``path`` whole or not at all: written beside it, synced,
     renamed over it; an interrupted write leaves no partial file under the final name.
     Without ``overwrite``, an existing ``path`` is a FileExistsError."""
-    from ..firmware_bridge.delivery import write_atomic as write
+    from ..runtime.io import write_atomic as write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

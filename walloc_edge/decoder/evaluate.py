@@ -5,7 +5,6 @@ backend over the model's own weights, or any bundle's backend), the torch decode
 the bytes, and the result is compared with the input.
 """
 import math
-import os
 import tempfile
 import time
 import wave
@@ -14,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime import Encoder
-from ..runtime.io import read_input
+from ..runtime.io import atomic_file, read_input
 from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
 __all__ = ["evaluate_files", "evaluate_sample", "summarise", "write_signal", "runtime_encoder",
@@ -161,16 +160,8 @@ def write_signal(signal, header, stem, fmt=None, overwrite=True):
     path = stem.with_name(stem.name + "." + fmt)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} exists (--overwrite replaces it)")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            _write(f, signal, header, fmt)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as f:
+        _write(f, signal, header, fmt)
     return path
 
 

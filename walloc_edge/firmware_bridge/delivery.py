@@ -16,10 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..runtime.io import write_atomic
 from .framing import ACK_REJECTED, ACK_WRITTEN
 
 __all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Ledger", "Report", "state_folder",
-           "read_key", "read_keys", "write_atomic"]
+           "read_key", "read_keys"]
 
 
 def state_folder():
@@ -29,36 +30,6 @@ def state_folder():
         return Path(os.environ["WALLOC_EDGE_STATE"])
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "walloc-edge"
-
-
-def write_atomic(path, data):
-    """``data`` under ``path`` whole or not at all: written beside it, synced, renamed, and
-    the folder synced so that the rename survives a power cut."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder):
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _sensor_number(text):

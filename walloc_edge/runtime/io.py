@@ -5,12 +5,16 @@ Each reader returns what :class:`~walloc_edge.runtime.Encoder` takes (uint8 H×W
 L×C audio as int16 for 8/16-bit PCM, as float in [-1, 1] for deeper and float layouts) or
 raises ``ValueError`` naming the file and what to do about it.
 """
+import contextlib
+import os
+import threading
 import wave
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "match_channels"]
+__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "match_channels", "atomic_file",
+           "write_atomic"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
@@ -131,3 +135,41 @@ def _read_wav(path):
         wide[:, 4 - width:] = raw
         pcm = (wide.view("<i4")[:, 0] / 2.0 ** 31).astype(np.float32)
     return pcm.reshape(-1, channels), rate
+
+
+@contextlib.contextmanager
+def atomic_file(path):
+    """A binary file to write ``path`` through: written beside it, synced, renamed over it,
+    and the folder synced, so that the file appears under its name whole or not at all (a
+    crash, Ctrl-C or a full disk leaves no partial file behind)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _sync_folder(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_atomic(path, data):
+    """``data`` (bytes) under ``path`` whole or not at all (see :func:`atomic_file`)."""
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def _sync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
