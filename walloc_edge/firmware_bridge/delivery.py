@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..runtime.io import write_atomic
 from .framing import ACK_REJECTED, ACK_WRITTEN
+from .transports import Sender
 
 __all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Ledger", "Report", "state_folder",
            "read_key", "read_keys"]
@@ -102,6 +103,7 @@ class Spool:
                 self.sizes[key] = path.stat().st_size
         for stale in self.folder.glob(".*.tmp-*"):  # a write a crash interrupted
             stale.unlink()
+        self.total = sum(self.sizes.values())  # bytes held, kept up to date
 
     @staticmethod
     def _key(path):
@@ -116,7 +118,7 @@ class Spool:
 
     @property
     def bytes(self):
-        return sum(self.sizes.values())
+        return self.total
 
     def __len__(self):
         return len(self.sizes)
@@ -131,18 +133,19 @@ class Spool:
         data = json.dumps(meta or {}).encode() + b"\n" + message
         if len(data) > self.max_bytes:
             raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
-                             f"({self.max_bytes:,} bytes); give a larger --spool-size")
+                             f"({self.max_bytes:,} bytes); give a larger --spool-mb")
         dropped = []
         with self.lock:
-            while self.sizes and sum(self.sizes.values()) + len(data) > self.max_bytes:
+            while self.sizes and self.total + len(data) > self.max_bytes:
                 if self.policy == "block":
                     raise SpoolFull(f"the spool holds {len(self.sizes)} unacknowledged "
-                                    f"message(s), {sum(self.sizes.values()):,} bytes")
+                                    f"message(s), {self.total:,} bytes")
                 oldest = min(self.sizes)
                 self._path(oldest).unlink(missing_ok=True)
-                del self.sizes[oldest]
+                self.total -= self.sizes.pop(oldest)
                 dropped.append(oldest)
             write_atomic(self._path(key), data)
+            self.total += len(data) - self.sizes.get(key, 0)
             self.sizes[key] = len(data)
         return dropped
 
@@ -153,7 +156,9 @@ class Spool:
 
     def remove(self, key):
         with self.lock:
-            if self.sizes.pop(key, None) is not None:
+            size = self.sizes.pop(key, None)
+            if size is not None:
+                self.total -= size
                 self._path(key).unlink(missing_ok=True)
 
 
@@ -203,9 +208,7 @@ class Courier:
         self.link, self.identity, self.spool, self.log = link, identity, spool, log
         self.ack_timeout, self.backoff, self.max_backoff = ack_timeout, backoff, max_backoff
         self.window = window
-        from .transports import _Sender
-
-        self.sender = _Sender(link, identity.sensor, identity.boot, key)
+        self.sender = Sender(link, identity.sensor, identity.boot, key)
         self.report = Report(best_effort=not link.acks)
         self.sent_at = {}   # key → when last transmitted (this run)
         self.sequence = 0

@@ -41,7 +41,12 @@ _U32 = struct.Struct("<I")
 
 
 class FramingError(ValueError):
-    """A datagram that is not one valid frame."""
+    """A datagram that is not one valid frame; ``counter`` names the LinkStats field that
+    counts it."""
+
+    def __init__(self, message, counter="corrupted"):
+        super().__init__(message)
+        self.counter = counter
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def decode_frame(datagram: bytes, keys: "Keys | None" = None) -> Frame:
     if parsed is None:
         if _is_v1_header(datagram, 0):
             raise FramingError("a version-1 frame (from walloc-edge 0.1, without sensor "
-                               "identity): update the sensor's walloc-edge")
+                               "identity): update the sensor's walloc-edge", "old_version")
         raise FramingError("not a frame (bad sync, version or header CRC)")
     header, fields, flags, length = parsed
     start = HEADER.size + 4
@@ -151,7 +156,8 @@ def decode_frame(datagram: bytes, keys: "Keys | None" = None) -> Frame:
         raise FramingError("payload CRC mismatch")
     tag = bytes(datagram[start + length + 4:])
     if keys and not keys.accepts(header, fields, flags, payload, tag):
-        raise FramingError(f"frame from sensor {fields[0]:016x} is not authenticated")
+        raise FramingError(f"frame from sensor {fields[0]:016x} is not authenticated",
+                           "unauthenticated")
     return Frame(*fields, payload, flags)
 
 

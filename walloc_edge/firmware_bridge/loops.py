@@ -14,45 +14,39 @@ from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input
 __all__ = ["stream_files", "stream_frames", "watch_folder", "serve_messages", "Rejected"]
 
 
-def _encode_file(encoder, path, coder):
-    b = encoder.bundle
-    sample, rate = read_input(path, b.modality, b.channels)
-    return encoder.encode(sample, coder=coder, sample_rate=rate)
+def _send_all(encoder, sender, items, coder, log):
+    """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
+    rate); one that cannot be read or encoded is skipped with a line. (sent, failed)."""
+    sent = failed = 0
+    for what, source, read in items:
+        try:
+            sample, rate = read()
+            blob = encoder.encode(sample, coder=coder, sample_rate=rate)
+        except (ValueError, OSError, MemoryError) as e:  # MemoryError: a header that lies
+            failed += 1
+            log(f"skipped {e}" if str(e).startswith(str(what)) else f"skipped {what}: {e}")
+            continue
+        key = sender.send(blob, {"source": source, "time": time.time()})
+        sent += 1
+        log(f"sent {what}: {len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}"
+                                                   if key else ""))
+    return sent, failed
 
 
 def stream_files(encoder, sender, paths, coder="rans", log=print):
     """Encode each file and send its .wlc; returns (sent, failed)."""
-    sent = failed = 0
-    for path in paths:
-        try:
-            blob = _encode_file(encoder, path, coder)
-        except (ValueError, OSError, MemoryError) as e:  # MemoryError: a header that lies
-            failed += 1
-            log(f"skipped {path}: {e}")
-            continue
-        key = sender.send(blob, {"source": Path(path).name, "time": time.time()})
-        sent += 1
-        log(f"sent {path}: {len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}"
-                                                   if key else ""))
-    return sent, failed
+    b = encoder.bundle
+    items = ((path, Path(path).name,
+              lambda path=path: read_input(path, b.modality, b.channels)) for path in paths)
+    return _send_all(encoder, sender, items, coder, log)
 
 
 def stream_frames(encoder, sender, frames, name, coder="rans", log=print):
     """Encode each video frame and send its .wlc; returns (sent, failed). Ctrl-C ends the
     frames (the capture is released) and is passed on."""
-    sent = failed = 0
-    for index, frame in enumerate(frames):
-        try:
-            blob = encoder.encode(frame, coder=coder)
-        except ValueError as e:
-            failed += 1
-            log(f"skipped {name} frame {index}: {e}")
-            continue
-        key = sender.send(blob, {"source": f"{name}-{index:06d}", "time": time.time()})
-        sent += 1
-        log(f"sent {name} frame {index}: {len(blob):,} bytes" +
-            (f" as message {key[0]}-{key[1]}" if key else ""))
-    return sent, failed
+    items = ((f"{name} frame {i}", f"{name}-{i:06d}", lambda frame=frame: (frame, 0))
+             for i, frame in enumerate(frames))
+    return _send_all(encoder, sender, items, coder, log)
 
 
 def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, stop=None,

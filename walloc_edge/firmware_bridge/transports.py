@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlparse
 from .framing import (FLAG_META, OVERHEAD, Ack, AckReader, FrameReader, FramingError, Keys,
                       LinkStats, Reassembler, decode_frame, encode_ack, frames_for)
 
-__all__ = ["Received", "open_link", "open_sender", "open_receiver", "parse_url",
+__all__ = ["Received", "Sender", "open_link", "open_sender", "open_receiver", "parse_url",
            "pack_meta", "SENDER_URLS", "RECEIVER_URLS", "ReceiverLimits"]
 
 SENDER_URLS = ("tcp://HOST:PORT, udp://HOST:PORT[?mtu=1400] (best effort: no "
@@ -317,7 +317,7 @@ def open_link(url: str, sensor: int = 0, ack_key: bytes | None = None) -> Link:
     return _OneWayLink(url, f.write, 60000, f.close)
 
 
-class _Sender:
+class Sender:
     """Frames and writes messages over a link, numbering them: the plain, unacknowledged
     sender (``delivery.Courier`` adds spooling, acknowledgements and resending)."""
 
@@ -347,7 +347,7 @@ class _Sender:
         self.close()
 
 
-def open_sender(url: str, sensor: int = 0, boot: int = 0, key: bytes | None = None) -> _Sender:
+def open_sender(url: str, sensor: int = 0, boot: int = 0, key: bytes | None = None) -> Sender:
     """A plain sender for ``url`` (``send(message)``, ``close()``): frames go out once, and
     a TCP or MQTT link is connected first (ValueError naming the fix if it cannot)."""
     link = open_link(url, sensor)
@@ -357,7 +357,7 @@ def open_sender(url: str, sensor: int = 0, boot: int = 0, key: bytes | None = No
         except OSError as e:
             raise ValueError(f"{url}: cannot connect ({e.strerror or e}); is the receiver "
                              "(walloc-edge serve, or the broker) running?") from None
-    return _Sender(link, sensor, boot, key)
+    return Sender(link, sensor, boot, key)
 
 
 def _serial_port(url, path, options):
@@ -371,15 +371,15 @@ def _serial_port(url, path, options):
         raise ValueError(f"{url}: cannot open ({e})") from None
 
 
-def _mqtt_client(url, host, port, options, client_id, clean=False):
-    """A connected paho client with a persistent session (``clean`` False: the broker keeps
-    this client's subscriptions and queued QoS-1 messages while it is away)."""
+def _mqtt_client(url, host, port, options, client_id):
+    """A connected paho client with a persistent session: the broker keeps this client's
+    subscriptions and queued QoS-1 messages while it is away."""
     try:
         import paho.mqtt.client as mqtt
     except ImportError:
         raise ValueError("MQTT links need paho-mqtt: pip install 'walloc-edge[bridge]'") from None
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
-        "client", client_id), clean_session=clean)
+        "client", client_id), clean_session=False)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     _mqtt_security(client, url, options)
     try:
@@ -513,6 +513,7 @@ class _TcpReceiver(_Receiver):
         self.server.settimeout(0.2)
         self.address = self.server.getsockname()
         self.connections = 0
+        self.connections_lock = threading.Lock()
         self._start(self._accept)
 
     def _accept(self):
@@ -531,12 +532,14 @@ class _TcpReceiver(_Receiver):
                 self.log(f"accept failed ({e}); retrying")
                 time.sleep(0.2)
                 continue
-            if self.connections >= self.limits.connections:
-                self.log(f"refused tcp://{peer[0]}:{peer[1]}: {self.connections} connections "
-                         "already open")
+            with self.connections_lock:
+                full = self.connections >= self.limits.connections
+                self.connections += not full
+            if full:
+                self.log(f"refused tcp://{peer[0]}:{peer[1]}: {self.limits.connections} "
+                         "connections already open")
                 conn.close()
                 continue
-            self.connections += 1
             self._start(self._read, conn, f"tcp://{peer[0]}:{peer[1]}")
         self.server.close()
 
@@ -570,7 +573,8 @@ class _TcpReceiver(_Receiver):
                 last = time.monotonic()
                 self._frames(sender, reader.feed(data), reply)
         finally:
-            self.connections -= 1
+            with self.connections_lock:
+                self.connections -= 1
             conn.close()
 
 
@@ -596,12 +600,7 @@ class _UdpReceiver(_Receiver):
                 frame = decode_frame(datagram, self.keys)
             except FramingError as e:
                 with self.lock:
-                    if "not authenticated" in str(e):
-                        self.stats.unauthenticated += 1
-                    elif "version-1" in str(e):
-                        self.stats.old_version += 1
-                    else:
-                        self.stats.corrupted += 1
+                    setattr(self.stats, e.counter, getattr(self.stats, e.counter) + 1)
                 continue
             with self.lock:
                 self.stats.frames += 1

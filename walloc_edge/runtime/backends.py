@@ -175,14 +175,12 @@ def make_backend(name, bundle, threads=None, providers=None):
             why = "; ".join(f"{n}: {cls.usable(bundle)}" for n, cls in BACKENDS.items())
             raise BackendError(f"no backend can run {bundle.path} here ({why})")
         name = usable[0]
-        if providers is not None and name != "onnxruntime":
-            raise BackendError(f"--provider is for onnxruntime, which cannot run here "
-                               f"({OnnxBackend.usable(bundle)})")
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
     if name == "onnxruntime":
         return OnnxBackend(bundle, threads, providers)
     if providers is not None:
-        raise BackendError(f"--provider chooses onnxruntime execution providers; the {name} "
-                           "backend has none (use --backend onnxruntime)")
+        why = OnnxBackend.usable(bundle) or f"the {name} backend has none"
+        raise BackendError(f"--provider chooses onnxruntime execution providers ({why}; use "
+                           "--backend onnxruntime)")
     return LiteRTBackend(bundle, threads) if name == "litert" else NumpyBackend(bundle)
