@@ -7,17 +7,15 @@ For each clip: MODEL's .wlc (the sensor runtime, numpy backend, rans) and its de
 (libopus through soundfile's libsndfile, Ogg, at 48 kHz: the clip is resampled there and
 back) at the compression level whose size is closest to the .wlc's; FLAC of the 16-bit clip
 (lossless, so only its size). Quality as PSNR on the paper's scale, SI-SDR and the log-mel
-distance (walloc_edge.decoder.metrics). Needs scipy (resampling), which the dev extra has.
+distance (walloc_edge.decoder.metrics).
 """
 import argparse
-import io
 import math
 
 import numpy as np
-import soundfile
-from scipy.signal import resample_poly
 
 from walloc_edge.decoder import Decoder
+from walloc_edge.decoder.baselines import flac_bytes, opus_at
 from walloc_edge.decoder.evaluate import paper_audio, runtime_encoder
 from walloc_edge.decoder.metrics import mel_distance, si_sdr
 from walloc_edge.runtime.io import read_input
@@ -32,38 +30,6 @@ def paper_psnr(x, y):
 def measure(x, y, rate):
     return {"psnr": paper_psnr(x, y), "si_sdr": si_sdr(x, y),
             "mel_distance": mel_distance(x, y, rate)}
-
-
-def opus_at(x, rate, target_bytes):
-    """(bytes, decoded at ``rate``) of Opus at the level whose size is closest to target."""
-    at48 = resample_poly(2 * x, 160, 147, axis=0) if rate == 44100 else \
-        resample_poly(2 * x, 48000, rate, axis=0)
-
-    def encode(level):
-        buffer = io.BytesIO()
-        soundfile.write(buffer, np.clip(at48, -1, 1), 48000, format="OGG", subtype="OPUS",
-                        compression_level=level)
-        return buffer.getvalue()
-
-    low, high = 0.0, 1.0  # size falls as the level rises
-    best = encode(0.5)
-    for _ in range(12):
-        middle = (low + high) / 2
-        data = encode(middle)
-        if abs(len(data) - target_bytes) < abs(len(best) - target_bytes):
-            best = data
-        low, high = (middle, high) if len(data) > target_bytes else (low, middle)
-    decoded, _ = soundfile.read(io.BytesIO(best), always_2d=True)
-    back = resample_poly(decoded, 147, 160, axis=0) if rate == 44100 else \
-        resample_poly(decoded, rate, 48000, axis=0)
-    return best, back[:len(x)] / 2
-
-
-def flac_bytes(x, rate):
-    buffer = io.BytesIO()
-    pcm = np.clip(np.round(2 * x * 32768), -32768, 32767).astype(np.int16)
-    soundfile.write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
-    return len(buffer.getvalue())
 
 
 def main():
@@ -82,11 +48,12 @@ def main():
         seconds = len(x) / rate
         blob = encoder.encode((2 * x).astype(np.float32), sample_rate=rate)
         ours = measure(x, decoder.decode(blob).astype(np.float64) / 2, rate)
-        opus, opus_decoded = opus_at(x, rate, len(blob))
+        opus, opus_decoded, _ = opus_at(2 * x, rate, len(blob))
+        opus_decoded = opus_decoded / 2
         theirs = measure(x, opus_decoded, rate)
         rows.append({"file": path, "seconds": seconds, "wlc_kbps": 8 * len(blob) / seconds / 1e3,
                      "opus_kbps": 8 * len(opus) / seconds / 1e3,
-                     "flac_kbps": 8 * flac_bytes(x, rate) / seconds / 1e3,
+                     "flac_kbps": 8 * flac_bytes(2 * x, rate) / seconds / 1e3,
                      **{f"wlc_{k}": v for k, v in ours.items()},
                      **{f"opus_{k}": v for k, v in theirs.items()}})
         r = rows[-1]

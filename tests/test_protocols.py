@@ -74,3 +74,35 @@ def test_audio_metrics():
     assert psnr(clean, dull, peak=1.0) > 36  # PSNR: a small change
     assert mel_distance(clean, dull) > 5 * mel_distance(clean, clean + 1e-4 *
                                                         rng.normal(size=clean.shape))
+
+
+@pytest.mark.parametrize("protocol", ["default", "paper"])
+def test_opus_and_flac_baselines_at_the_model_size(stereo, protocol):
+    """``baselines``: Opus is coded at a size near the .wlc's and scored on the same scale as
+    the model's row; FLAC's ratio is that of the lossless 16-bit file."""
+    import io
+
+    import soundfile
+
+    from walloc_edge.decoder.baselines import opus_at
+
+    decoder, encoder = stereo
+    clip = synthetic_music(44100 * 2, 2, seed=4)
+    row = evaluate_sample(decoder, encoder, clip, 44100, protocol=protocol, baselines=True)
+    assert abs(row["opus_bytes"] - row["bytes"]) < 0.5 * row["bytes"]
+    key = "opus_paper_psnr" if protocol == "paper" else "opus_psnr"
+    assert 15 < row[key] < 80 and row["opus_mel_distance"] >= 0
+    flac = io.BytesIO()
+    soundfile.write(flac, clip, 44100, format="FLAC", subtype="PCM_16")
+    if protocol == "default":
+        assert math.isclose(row["flac_compression_ratio"], clip.nbytes / len(flac.getvalue()))
+        data, decoded, _ = opus_at(clip / 32768, 44100, row["bytes"])
+        assert decoded.shape == clip.shape and len(data) == row["opus_bytes"]  # one search
+
+
+def test_baselines_are_for_audio_models(reference_dir, tmp_path, capsys):
+    from walloc_edge.cli import main
+
+    assert main(["eval", str(reference_dir / "rgb_j3_l12.pth"), str(tmp_path),
+                 "--baselines"]) == 2
+    assert "--baselines is for audio models" in capsys.readouterr().err

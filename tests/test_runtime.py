@@ -115,6 +115,21 @@ def test_tiles_give_the_whole_image_latents(rgb):
         assert np.array_equal(Encoder(bundle, backend, tile=tile).latents(photo), whole)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 12), st.sampled_from([-1, 1, 3])),
+                min_size=1, max_size=6))
+def test_gathering_by_runs_equals_fancy_indexing(pieces):
+    """Tiles are copied as runs of consecutive indices (rising, falling, or single ones):
+    the same as indexing with the whole index array, for any mix of runs and jumps."""
+    from walloc_edge.runtime.encoder import _gather
+
+    index = np.concatenate([np.clip(a + d * np.arange(n), 0, 49) for a, n, d in pieces])
+    signal = np.arange(50 * 2).reshape(50, 2)
+    assert np.array_equal(_gather(signal, [index]), signal[index])
+    image = np.arange(50 * 50).reshape(50, 50, 1)
+    assert np.array_equal(_gather(image, [index, index[::-1]]), image[np.ix_(index, index[::-1])])
+
+
 def test_bad_input_is_named(rgb, stereo):
     encoder = Encoder(rgb[1], "numpy")
     for bad, words in [(np.zeros((8, 8, 3), np.float32), "uint8"),
@@ -170,6 +185,23 @@ def test_coders_round_trip_exactly(coder, rgb):
         assert np.array_equal(c.decode(payload, latents.shape, 8, c.params(8)), latents)
 
 
+def test_rans_constant_channels_send_only_their_value(stereo):
+    """A channel whose latents are all one value (silence; a flat sky) costs its taps byte and
+    the value; the other channels are coded as before, predicted from it; silence is then
+    smaller than the WebP mosaic."""
+    rans = CODERS["rans"]
+    rng = np.random.default_rng(3)
+    flat = np.repeat(rng.integers(-100, 100, (20, 1)), 3000, axis=1).astype(np.int8)
+    assert len(rans.encode(flat, 8)) == 5 + 2 * 20
+    mixed = flat.copy()
+    mixed[::3] = rng.integers(-5, 6, mixed[::3].shape)
+    assert np.array_equal(rans.decode(rans.encode(mixed, 8), mixed.shape, 8, rans.params(8)),
+                          mixed)
+    encoder = Encoder(stereo[1], "numpy")
+    silence = np.zeros((44100, 2), np.int16)
+    assert len(encoder.encode(silence, "rans")) < len(encoder.encode(silence, "webp"))
+
+
 @pytest.mark.parametrize("bits", [2, 3, 6])
 def test_rans_and_raw_other_bit_depths(bits):
     clip = 2 ** (bits - 1) - 1
@@ -191,8 +223,8 @@ def test_rans_wavefront_keeps_the_whole_causal_context(shape, strip):
     """Lanes advance together, so every neighbour a latent is predicted from (west,
     north-west, north, north-east, and the earlier channels at its position) must be coded
     at an earlier step; the strips' wavefront guarantees it."""
-    from walloc_edge.runtime.coders.rans import _Layout
-    layout = _Layout(shape, strip)
+    from walloc_edge.runtime.coders.rans.layout import Layout
+    layout = Layout(shape, strip)
     position, _, valid = layout.schedule()
     steps, lanes = np.nonzero(valid)
     step = np.full(shape, -1).reshape(shape[0], -1)
@@ -209,7 +241,7 @@ def test_rans_wavefront_keeps_the_whole_causal_context(shape, strip):
 def test_rans_refuses_an_older_model_version():
     latents = np.zeros((2, 4, 4), np.int8)
     payload = CODERS["rans"].encode(latents, 8)
-    with pytest.raises(BitstreamError, match="not the ones this reader knows"):
+    with pytest.raises(BitstreamError, match="not ones this reader knows"):
         CODERS["rans"].decode(payload, latents.shape, 8, bytes([15, 2]))
 
 
@@ -309,6 +341,18 @@ def test_golden_files(request, reference_dir, name, bundle_fixture):
             again = encoder.encode(data["input"], coder=header.coder,
                                    sample_rate=header.sample_rate)
             assert again == path.read_bytes()
+
+
+@pytest.mark.parametrize("name,bundle_fixture", [("rgb_j3_l12", "rgb"),
+                                                 ("stereo_j4_l8", "stereo")])
+def test_rans_model_version_3_files_still_read(request, reference_dir, name, bundle_fixture):
+    """Files written before constant channels (model version 3, what the C encoder still
+    writes) decode to the same latents."""
+    golden = reference_dir.parent / "golden"
+    data = np.load(golden / f"{name}.npz")
+    header, latents = read_latents((golden / "rans-v3" / f"{name}.rans.wlc").read_bytes())
+    assert header.coder_params == bytes([15, 3])
+    assert np.array_equal(latents, data["latents"])
 
 
 # --- command line -------------------------------------------------------------------------

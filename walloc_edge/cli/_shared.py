@@ -241,7 +241,11 @@ def print_eval_table(rows, summary, modality):
                ("compression_ratio", "ratio", "{:.1f}"),
                (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
                (f"paper_encode_{unit}ps", f"enc {unit}/s cpu", "{:.2f}"),
-               (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}")]
+               (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}"),
+               ("opus_psnr", "Opus PSNR", "{:.2f}"), ("opus_paper_psnr", "Opus pPSNR", "{:.2f}"),
+               ("opus_si_sdr", "Opus SISDR", "{:.2f}"), ("opus_mel_distance", "Opus mel",
+                                                         "{:.3f}"),
+               ("flac_compression_ratio", "FLAC ratio", "{:.2f}")]
     columns = [c for c in columns if any(c[0] in r for r in rows)]
     width = max([len(os.path.basename(r["file"])) for r in rows] + [4])
     print(f"{'file':<{width}}  " + "  ".join(f"{title:>10}" for _, title, _ in columns))

@@ -15,6 +15,7 @@ EXAMPLES = """Each file: sensor runtime encode -> .wlc -> torch decode, then PSN
 examples:
   walloc-edge eval rgb-16x photos/ --json eval.json
   walloc-edge eval stereo-5x music/ --protocol paper      (figures to set beside the paper's)
+  walloc-edge eval stereo-5x music/ --baselines           (Opus at the same size, and FLAC)
   walloc-edge eval stereo-5x music/ --bundle bundle-audio/ --backend onnxruntime"""
 
 
@@ -33,6 +34,10 @@ def configure(p):
                         "paper's (audio mean-removed and peak-normalised to 0.5, PSNR on "
                         "that scale, ratio = 16 (24 for RGB) / mean bits per sample of each "
                         "channel, encode speed in CPU time)")
+    p.add_argument("--baselines", action="store_true",
+                   help="audio models: also code each file with Opus at the size of its .wlc "
+                        "(libopus via soundfile, resampled to 48 kHz and back) and FLAC, and "
+                        "score Opus the same way (Opus PSNR, SI-SDR, mel; FLAC ratio)")
     p.add_argument("--json", help="also write the per-file rows and the means to this file")
     p.epilog = EXAMPLES
 
@@ -40,6 +45,9 @@ def configure(p):
 def run(args):
     decoder = decoder_for(args)
     cfg = decoder.codec.config
+    if args.baselines and cfg.modality != "audio":
+        raise ValueError("--baselines is for audio models (Opus, FLAC); for images, "
+                         "walloc-edge bench measures JPEG and WebP at the same size")
     suffixes = (IMAGE_SUFFIXES | {".npy"}) if cfg.modality == "image" else AUDIO_SUFFIXES
     found, skipped = expand_inputs(args.data, suffixes,
                                    "images" if cfg.modality == "image" else "audio")
@@ -49,7 +57,7 @@ def run(args):
     encoder = runtime_encoder(decoder.codec, args.bundle, args.backend)
     rows = evaluate_files(decoder, encoder, files, args.coder,
                           progress=lambda items: progress(items, "evaluating"),
-                          protocol=args.protocol)
+                          protocol=args.protocol, baselines=args.baselines)
     summary = summarise(rows, cfg)
     print_eval_table(rows, summary, cfg.modality)
     if skipped:

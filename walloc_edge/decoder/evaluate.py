@@ -14,6 +14,7 @@ import numpy as np
 
 from ..runtime import Encoder
 from ..runtime.io import atomic_file, read_input
+from .baselines import flac_bytes, opus_at
 from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
 __all__ = ["evaluate_files", "evaluate_sample", "summarise", "write_signal", "runtime_encoder",
@@ -55,7 +56,8 @@ def paper_audio(sample):
     return x * (0.5 / peak) if peak > 0 else x
 
 
-def evaluate_files(decoder, encoder, files, coder="rans", progress=None, protocol="default"):
+def evaluate_files(decoder, encoder, files, coder="rans", progress=None, protocol="default",
+                   baselines=False):
     """One row of measurements per file (see :func:`evaluate_sample`); unreadable files get
     an error."""
     cfg = decoder.codec.config
@@ -64,13 +66,14 @@ def evaluate_files(decoder, encoder, files, coder="rans", progress=None, protoco
         try:
             sample, rate = read_input(path, cfg.modality, cfg.channels)
             rows.append({"file": str(path), **evaluate_sample(decoder, encoder, sample, rate,
-                                                               coder, protocol)})
+                                                               coder, protocol, baselines)})
         except ValueError as e:
             rows.append({"file": str(path), "error": str(e)})
     return rows
 
 
-def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="default"):
+def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="default",
+                    baselines=False):
     """PSNR, MS-SSIM (images), bits per pixel (or per sample), compression ratio, encode and
     decode speed of one raw sample through the sensor encoder and the decoder.
 
@@ -80,11 +83,22 @@ def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="de
     (images: bits per pixel), and encode speed is CPU time (``paper_encode_*ps``); the
     compression ratio over a set is then 16 (24 for RGB) / mean ``paper_bits``, a ratio of
     means (:func:`summarise`).
+
+    ``baselines`` (audio): Opus at the size of the .wlc and FLAC, measured the same way, in
+    ``opus_*`` and ``flac_*`` columns.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
-    if protocol == "paper" and decoder.codec.config.modality == "audio":
-        return _paper_audio_row(decoder, encoder, sample, rate, coder)
+    audio = decoder.codec.config.modality == "audio"
+    row = _paper_audio_row(decoder, encoder, sample, rate, coder) \
+        if protocol == "paper" and audio else \
+        _default_row(decoder, encoder, sample, rate, coder, protocol)
+    if baselines and audio:
+        row.update(_audio_baselines(sample, rate or 44100, row["bytes"], protocol == "paper"))
+    return row
+
+
+def _default_row(decoder, encoder, sample, rate, coder, protocol):
     cfg = decoder.codec.config
     start = time.perf_counter()
     blob = encoder.encode(sample, coder=coder, sample_rate=rate)
@@ -127,6 +141,30 @@ def _paper_audio_row(decoder, encoder, sample, rate, coder):
             "paper_bits": bits, "si_sdr": si_sdr(x, y), "mel_distance": mel_distance(
                 x, y, rate or 44100), "paper_encode_MSps": length / 1e6 / max(encode_cpu, 1e-9),
             "decode_MSps": length / 1e6 / decode_s}
+
+
+def _audio_baselines(sample, rate, target_bytes, paper):
+    """Opus at ``target_bytes`` and FLAC of the clip, scored as the model's row is: against
+    the clip as read (``paper``: mean-removed and peak-normalised to 0.5)."""
+    if paper:
+        x = paper_audio(sample)
+        data, y, _ = opus_at(2 * x, rate, target_bytes)
+        y = y / 2
+        mse = float(np.mean((x - y) ** 2))
+        scores = {"opus_paper_psnr": math.inf if mse == 0 else -10 * math.log10(mse)}
+        flac = flac_bytes(2 * x, rate)
+    else:
+        pcm = sample.dtype == np.int16
+        x = sample / 32768.0 if pcm else np.asarray(sample, np.float64)
+        data, y, _ = opus_at(x, rate, target_bytes)
+        y = np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16) if pcm else \
+            y.astype(sample.dtype)
+        x = sample
+        scores = {"opus_psnr": psnr(sample, y)}
+        flac = flac_bytes(sample / 32768.0 if pcm else sample, rate)
+    return {"opus_bytes": len(data), **scores, "opus_si_sdr": si_sdr(x, y),
+            "opus_mel_distance": mel_distance(x, y, rate),
+            "flac_compression_ratio": sample.size * 2 / flac}
 
 
 def summarise(rows, config):

@@ -56,15 +56,25 @@ def as_sensor_sample(x, modality, channels):
 
 
 def _runs(index):
-    """``index`` as slices: maximal runs of consecutive indices, rising or falling."""
-    runs, start = [], 0
-    for i in range(1, len(index) + 1):
-        if i == len(index) or abs(int(index[i]) - int(index[i - 1])) != 1 or (
-                i - start > 1 and index[i] - index[i - 1] != index[start + 1] - index[start]):
-            a, b = int(index[start]), int(index[i - 1])
-            step = 1 if b >= a else -1
-            runs.append(slice(a, b + step if b + step >= 0 else None, step))
-            start = i
+    """``index`` as slices: maximal runs of consecutive indices, rising or falling.
+
+    A run starting at s grows while the step between neighbours stays d[s] = ±1; it is
+    found with one search over the points where the step changes, so the cost is per run
+    (a tile has a few: the wrap and the reflections), not per index."""
+    index = np.asarray(index, np.int64)
+    step = np.diff(index)
+    changes = np.flatnonzero(step[1:] != step[:-1]) + 1  # k where step[k] != step[k − 1]
+    runs, start, n = [], 0, len(index)
+    while start < n:
+        if start == n - 1 or abs(step[start]) != 1:
+            end = start
+        else:
+            k = np.searchsorted(changes, start, "right")
+            end = int(changes[k]) if k < len(changes) else n - 1
+        a, b = int(index[start]), int(index[end])
+        direction = 1 if b >= a else -1
+        runs.append(slice(a, b + direction if b + direction >= 0 else None, direction))
+        start = end + 1
     return runs
 
 

@@ -168,7 +168,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
             row.update(coders=coding, compression_ratio=sample.nbytes / len(blob), **quality)
     rows += _torch_rows(codec, sample, amount, repeat, torch_reason, blob)
     rows += _image_baselines(sample, amount, repeat, len(blob)) if modality == "image" else \
-        _audio_baselines(sample, amount, repeat)
+        _audio_baselines(sample, amount, repeat, len(blob))
     return {"machine": machine(), "unit": unit, "repeat": repeat,
             "input": {"shape": list(sample.shape), "dtype": str(sample.dtype)},
             "model_id": info.model_id, "rows": rows}
@@ -334,25 +334,43 @@ def _image_baselines(sample, amount, repeat, target_bytes):
     return rows
 
 
-def _audio_baselines(sample, amount, repeat):
-    """FLAC (lossless, libsndfile), what a recorder would store instead."""
-    row = {"row": "FLAC lossless (soundfile, libsndfile)", "kind": "baseline"}
+def _audio_baselines(sample, amount, repeat, target_bytes):
+    """Opus at the size closest to the codec's (libopus via soundfile, resampled to 48 kHz
+    and back, both counted) and FLAC (lossless, what a recorder would store instead)."""
     try:
         import soundfile
     except ImportError:
-        return [{**row, "status": "skipped: soundfile is not installed"}]
+        return [{"row": "Opus and FLAC", "kind": "baseline",
+                 "status": "skipped: soundfile is not installed"}]
+    from ..decoder.baselines import OPUS_RATE, opus_at, resample
+    from ..decoder.metrics import psnr
 
-    def encode():
+    x = sample / 32768.0
+    data, decoded, level = opus_at(x, 44100, target_bytes)
+    pcm = np.clip(np.round(decoded * 32768), -32768, 32767).astype(np.int16)
+
+    def encode_opus():
+        buffer = io.BytesIO()
+        soundfile.write(buffer, np.clip(resample(x, 44100, OPUS_RATE), -1, 1), OPUS_RATE,
+                        format="OGG", subtype="OPUS", compression_level=level)
+        return buffer.getvalue()
+
+    def encode_flac():
         buffer = io.BytesIO()
         soundfile.write(buffer, sample, 44100, format="FLAC", subtype="PCM_16")
         return buffer.getvalue()
 
-    data = encode()
-    return [{**row, "status": "baseline",
-             "encode": _speed(timed(encode, repeat), amount),
-             "decode": _speed(timed(lambda: soundfile.read(io.BytesIO(data), dtype="int16"),
-                                     repeat), amount),
-             "compression_ratio": sample.nbytes / len(data), "psnr": float("inf")}]
+    flac = encode_flac()
+    return [{"row": f"Opus (soundfile, libopus) level {level:.2f}, size-matched", "kind": "baseline",
+             "status": "baseline", "encode": _speed(timed(encode_opus, repeat), amount),
+             "decode": _speed(timed(lambda: resample(soundfile.read(
+                 io.BytesIO(data), always_2d=True)[0], OPUS_RATE, 44100), repeat), amount),
+             "compression_ratio": sample.nbytes / len(data), "psnr": psnr(sample, pcm)},
+            {"row": "FLAC lossless (soundfile, libsndfile)", "kind": "baseline",
+             "status": "baseline", "encode": _speed(timed(encode_flac, repeat), amount),
+             "decode": _speed(timed(lambda: soundfile.read(io.BytesIO(flac), dtype="int16"),
+                                    repeat), amount),
+             "compression_ratio": sample.nbytes / len(flac), "psnr": float("inf")}]
 
 
 def _cells(row, unit):

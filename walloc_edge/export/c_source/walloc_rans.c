@@ -1,6 +1,6 @@
 /* The `rans` entropy coder in C99 (encoder side), with the fixed "planar" predictor.
  *
- * Writes the payload the Python decoder reads (walloc_edge/runtime/coders/rans.py;
+ * Writes the payload the Python decoder reads (walloc_edge/runtime/coders/rans/payload.py;
  * docs/bitstream.md): prediction within each channel (no least-squares fit on the device):
  * W + N - NW for images, the previous sample for audio; residuals wrapped into the latent
  * range, adaptive integer frequencies per (channel, activity, previous-channel residual)

@@ -19,7 +19,7 @@
 #define WALLOC_RANS_MAX_LATENTS (WALLOC_LATENT_DIM * WALLOC_TILE * WALLOC_TILE)
 #endif
 #define WALLOC_RANS_PREC 15           /* probability bits */
-#define WALLOC_RANS_MODEL_VERSION 3  /* of the payload (walloc_edge/runtime/coders/rans.py) */
+#define WALLOC_RANS_MODEL_VERSION 3  /* of the payload (walloc_edge/runtime/coders/rans/payload.py) */
 
 /* Code one image tile of latents (latent_dim x h x w, in that order) into `out`; returns the
  * payload's length, or -1 if the tile is too large or `capacity` too small. */

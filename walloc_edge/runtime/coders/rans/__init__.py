@@ -1,0 +1,256 @@
+"""``rans``: the project's entropy coder, interleaved rANS vectorised in numpy.
+
+Model (causal, adaptive, integers only; the parts live beside this file):
+- Prediction (``predictor``). Each latent is predicted by a per-channel linear predictor
+  from its causal neighbours in its own channel (images: west, north, north-west,
+  north-east; audio: the three previous samples) and from up to 16 earlier channels: their latents at the same position and those latents'
+  west and north neighbours; WaLLoC's channels are linear mixtures of the same wavelet
+  coefficients, so the earlier channels predict much of each later one. The encoder fits the
+  coefficients by least squares on the tile and sends them in Q8 (int16). A channel whose
+  latents are all one value (silence, a flat sky) sends that value and nothing else.
+- Probabilities (``model``). The residual, wrapped into the latent range, is coded with
+  adaptive frequencies per channel and context: the local activity |W − NW| + |N − NW|
+  (audio: the same on the previous samples) and the size of the previous channel's residual
+  at the same position. The tables span only the residuals the tile has, −reach … reach (the
+  reach is sent). Frequencies start from a Laplace prior and learn from the latents already
+  coded, refreshed at fixed steps, identically in encoder and decoder, so no table travels.
+
+Coding: 32-bit rANS states, 16-bit renormalisation words, 15-bit probabilities. Each channel
+is cut into parts (``layout``: images column strips coded as a wavefront, audio runs of
+samples) and every (channel, part) pair is one rANS lane; all lanes advance together, one
+numpy operation per step for all of them. The payload's fields: ``payload.Payload``.
+
+Model versions: 4 (the fitted predictor, with constant channels) and 3 (what the
+"planar" predictor and the C firmware encoder write) are read; older ones are refused.
+"""
+import numpy as np
+
+from ...errors import BitstreamError
+from ..base import Coder
+from .layout import Layout
+from .model import PREC, SCALE, Model, refresh_steps
+from .payload import CONSTANT, LOWER, VERSIONS, Payload
+from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_taps,
+                        prediction)
+
+__all__ = ["RansCoder"]
+
+
+class RansCoder(Coder):
+    """``predictor``: "fitted" (least squares per tile, the default; model version 4) or
+    "planar" (fixed coefficients, what the C encoder writes; version 3). Both decode with
+    the same decoder."""
+
+    name = "rans"
+    max_bits = 8
+
+    def __init__(self, predictor="fitted"):
+        if predictor not in ("fitted", "planar"):
+            raise ValueError(f"unknown rans predictor {predictor!r}")
+        self.predictor = predictor
+        self.version = 4 if predictor == "fitted" else 3
+
+    def params(self, bits):
+        return bytes([PREC, self.version])
+
+    def _encode(self, latents, bits):
+        clip = (1 << (bits - 1)) - 1
+        C = latents.shape[0]
+        X = latents.reshape(C, -1).astype(np.int64)                    # (C, n)
+        layout = Layout(latents.shape, Layout.region_for(latents.shape))
+        values, own = _features(layout, X)
+        if self.predictor == "planar":
+            constant = np.zeros(C, bool)
+            rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C
+        else:
+            constant = X.min(axis=1) == X.max(axis=1)
+            rows = list(fit_taps(own, values, C))
+        residual = _residuals(X, own, values, rows, constant, clip)    # (C + 1, n)
+        reach = int(np.abs(residual).max())  # the tables span only the residuals in the tile
+        states, words = _push(*_frequencies(layout, own, residual, reach, constant, clip))
+        coded = ~constant[layout.lane_channel]
+        return Payload(
+            self.version, layout.region, reach,
+            taps=np.array([CONSTANT if k else (len(r) - len(own)) // 3
+                           for k, r in zip(constant, rows)], np.uint8),
+            constants=X[constant, 0].astype(np.int8),
+            coefficients=np.concatenate([r for k, r in zip(constant, rows) if not k]
+                                        or [np.zeros(0, np.int64)]),
+            states=states[coded], words=words).pack()
+
+    def _decode(self, payload, shape, bits, params):
+        if len(params) != 2 or params[0] != PREC or params[1] not in VERSIONS:
+            raise BitstreamError(f"rans parameters {bytes(params).hex()} are not ones this "
+                                 f"reader knows (0f03, 0f04)")
+        clip = (1 << (bits - 1)) - 1
+        region = Layout.region_for(shape)  # fixed by the shape: it bounds the decoder's steps
+        layout = Layout(shape, region)
+        p = Payload.unpack(payload, params[1], shape[0], len(layout.own_offsets), layout.groups)
+        if p.region != region:
+            raise BitstreamError(f"rans region length {p.region} is not the one the format "
+                                 f"fixes for latents of shape {tuple(shape)}")
+        if p.reach > clip:
+            raise BitstreamError(f"rans residual reach {p.reach} exceeds the latent range "
+                                 f"±{clip}")
+        min_bits = -np.log2(1 - (2 * p.reach) / SCALE)  # the most probable symbol's cost
+        if len(p.coded) * layout.n * min_bits > 8 * len(payload):
+            raise BitstreamError(f"a rans payload of {len(payload)} bytes cannot hold "
+                                 f"{len(p.coded) * layout.n} latents")
+        return _Decoding(layout, p, clip).run().reshape(shape).astype(np.int8)
+
+
+def _features(layout, X):
+    """Float64 features of latents X (C, n): the values, and the own neighbours (K, C, n)
+    read through the zero-guarded buffer. Sums of integer products are exact in float64
+    (< 2^53), so BLAS computes the fits and predictions."""
+    values = X.astype(np.float64)
+    buffer = np.zeros(layout.size, np.float64)
+    layout.store(buffer, values)
+    return values, np.stack([layout.gather(buffer, o) for o in layout.own_offsets])
+
+
+def _residuals(X, own, values, rows, constant, clip):
+    """(C + 1, n) residuals of each channel under its sent row, wrapped into the latent range;
+    row 0 is the zero channel before the first, constant channels are predicted exactly."""
+    K, (C, n) = own.shape[0], X.shape
+    west, north = own[0], own[1]
+    residual = np.zeros((C + 1, n), np.int64)
+    for c, row in enumerate(rows):
+        if constant[c]:
+            continue
+        m = (len(row) - K) // 3
+        parts = np.split(row.astype(np.float64), [K, K + m, K + 2 * m])
+        blocks = [own[:, c], values[c - m:c], west[c - m:c], north[c - m:c]]
+        acc = sum(part @ block for part, block in zip(parts, blocks) if len(part))  # (n,)
+        pred = prediction(acc.astype(np.int64), clip)
+        residual[c + 1] = (X[c] - pred + clip) % (2 * clip + 1) - clip
+    return residual
+
+
+def _frequencies(layout, own, residual, reach, constant, clip):
+    """(steps, lanes) frequency and cumulative frequency of each latent under the adaptive
+    model as the decoder will see it, in coding order. Lanes without a latent at a step (or
+    of a constant channel) code "nothing" (frequency 2^15, cumulative 0), which leaves their
+    state unchanged."""
+    C, n = layout.channels, layout.n
+    model = Model(C * CONTEXTS, reach)
+    tables = Contexts(clip)(layout.activity(own).astype(np.int64), residual[:-1]) \
+        + CONTEXTS * np.arange(C)[:, None]                                  # (C, n)
+    position, _, valid = layout.schedule()
+    valid &= ~constant[layout.lane_channel]
+    at = layout.lane_channel * n + position                                 # (steps, lanes)
+    tables = np.where(valid, tables.ravel()[at], model.nothing).ravel()
+    symbols = np.where(valid, residual[1:].ravel()[at] + reach, 0).ravel()
+    flat = tables * model.symbols + symbols
+    freq = np.empty(at.size, np.uint64)
+    cum = np.empty(at.size, np.uint64)
+    bounds = np.array([0] + refresh_steps(layout.steps) + [layout.steps]) * layout.lanes
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        freq[t0:t1] = model.freq.ravel()[flat[t0:t1]]
+        cum[t0:t1] = model.cum.ravel()[flat[t0:t1]]
+        model.learn(tables[t0:t1], symbols[t0:t1])
+    return freq.reshape(at.shape), cum.reshape(at.shape)
+
+
+def _push(freq, cum):
+    """rANS-encode (steps, lanes) symbols backwards from state 2^16: (final state per lane,
+    the 16-bit words in decoding order)."""
+    state = np.full(freq.shape[1], LOWER, np.uint64)
+    limit = freq << np.uint64(32 - PREC)  # a state this large must shed 16 bits first
+    # x → (x // f)·2^15 + x mod f + c, written as x + (x // f)·(2^15 − f) + c.
+    spare = np.uint64(SCALE) - freq
+    shift = np.uint64(16)
+    chunks = []
+    for t in range(freq.shape[0] - 1, -1, -1):
+        emit = state >= limit[t]
+        chunks.append(state[emit])
+        x = np.where(emit, state >> shift, state)
+        state = x // freq[t]
+        state *= spare[t]
+        state += x
+        state += cum[t]
+    return state, np.concatenate(chunks[::-1]) & np.uint64(0xFFFF)
+
+
+class _Decoding:
+    """One tile's decoder state: the latents buffer, the residuals (for contexts), the lanes'
+    rANS states and what each lane reads at each step."""
+
+    def __init__(self, layout, payload, clip):
+        self.layout, self.clip = layout, clip
+        C, K = layout.channels, len(layout.own_offsets)
+        constant = payload.taps == CONSTANT
+        coefs = np.zeros((C, K + 3 * C), np.int64)
+        at = 0
+        for c in payload.coded:
+            m = int(payload.taps[c])
+            coefs[c] = coefficient_row(payload.coefficients[at:at + K + 3 * m], c, m, K, C)
+            at += K + 3 * m
+        self.reach = payload.reach
+        self.model = Model(C * CONTEXTS, payload.reach, decoding=True)
+        self.contexts = Contexts(clip)
+        self.buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
+        fill = np.zeros((C, layout.n), np.int64)
+        fill[constant] = payload.constants[:, None]
+        layout.store(self.buffer, fill)  # constant channels are known before any step
+        self.residual = np.zeros(layout.size + 1, np.int64)
+        coded_lane = ~constant[layout.lane_channel]
+        self.state = np.full(layout.lanes, LOWER, np.uint64)
+        self.state[coded_lane] = payload.states
+        self.words = payload.words.astype(np.uint64)
+        _, self.inner, valid = layout.schedule()  # inner: the slot within a channel
+        self.valid = valid & coded_lane
+        lane_c = layout.lane_channel
+        self.index = np.where(self.valid, layout.channel_base[lane_c] + self.inner, layout.size)
+        # Each lane's features lie at fixed offsets from its position within a channel: its
+        # own neighbours, then the value, west and north of channels c − 1 … c − E (the zero
+        # channel before the first where c − e < 0), with the coefficients in the same order.
+        E = min(C - 1, MAX_EARLIER)
+        earlier = lane_c - np.arange(1, E + 1)[:, None]                     # (E, lanes)
+        earlier_base = (np.maximum(earlier, -1) + 1) * layout.stride
+        self.feature_base = np.concatenate([
+            layout.channel_base[lane_c] + layout.own_offsets[:, None], earlier_base,
+            earlier_base + layout.own_offsets[0], earlier_base + layout.own_offsets[1]])
+        self.lane_coefs = np.concatenate([coefs[lane_c, :K].T] + [
+            np.where(earlier >= 0, coefs[lane_c, K + q * C + np.maximum(earlier, 0)], 0)
+            for q in range(3)])                                            # (K + 3E, lanes)
+        self.lane_tables = lane_c * CONTEXTS
+        self.K = K
+
+    def run(self):
+        """Decode every step; returns the latents (C, n)."""
+        layout, model, reach, clip = self.layout, self.model, self.reach, self.clip
+        A, K = model.symbols, self.K
+        freq, cum = model.freq.ravel(), model.cum.ravel()  # views: learn() updates them
+        refresh = set(refresh_steps(layout.steps))
+        seen_tables, seen_symbols = [], []
+        state, words, ptr = self.state, self.words, 0
+        for t in range(layout.steps):
+            if t in refresh:
+                model.learn(np.concatenate(seen_tables), np.concatenate(seen_symbols))
+                seen_tables, seen_symbols = [], []
+            idx = self.index[t]
+            features = self.buffer[self.feature_base + self.inner[t]]       # (K + 3E, lanes)
+            pred = prediction((self.lane_coefs * features).sum(axis=0), clip)
+            table = np.where(self.valid[t], self.lane_tables + self.contexts(
+                layout.activity(features[:K]), self.residual[idx - layout.stride]),
+                model.nothing)
+            slot = state & np.uint64(SCALE - 1)
+            key = model.lookup(table, slot.astype(np.int64))
+            symbol = key - table * A
+            x = freq[key] * (state >> np.uint64(PREC)) + slot - cum[key]
+            need = x < LOWER
+            m = int(np.count_nonzero(need))
+            if ptr + m > len(words):
+                raise BitstreamError("rans payload is truncated")
+            x[need] = (x[need] << np.uint64(16)) | words[ptr:ptr + m]
+            ptr += m
+            state = x
+            self.residual[idx] = symbol - reach
+            self.buffer[idx] = (pred + symbol - reach + clip) % (2 * clip + 1) - clip
+            seen_tables.append(table)
+            seen_symbols.append(symbol)
+        if ptr != len(words) or (state != LOWER).any():
+            raise BitstreamError("rans payload is corrupted (the decoder did not end where "
+                                 "the encoder began)")
+        return layout.gather(self.buffer)

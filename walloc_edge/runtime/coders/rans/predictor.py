@@ -1,0 +1,79 @@
+"""Prediction: per-channel linear predictors from a latent's causal neighbours and the earlier
+channels, fitted by least squares, sent in Q8, applied in integers; and the context a
+residual is coded in."""
+import numpy as np
+
+COEF_BITS = 8            # predictor coefficients in Q8
+MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
+FIT_SAMPLES = 16384      # the least-squares fit looks at about this many latents per channel
+ACTIVITY_EDGES = np.array([1, 3, 7, 15, 30])
+PREVIOUS_EDGES = np.array([2])
+CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
+
+# Fixed own-neighbour coefficients (Q8) of the "planar" predictor: W + N − NW for images,
+# the previous sample for audio. What firmware uses: no least-squares fit on the device.
+PLANAR = {"image": (256, 256, -256, 0), "audio": (256, 0, 0)}
+
+
+def fit_taps(own, values, channels):
+    """Per channel c: its Q8 coefficients over its K own taps and the 3·m earlier-channel taps (values, west, north of channels c − m … c − 1),
+    with m = 0 where the earlier channels do not pay for their 16-bit coefficients.
+
+    ``own`` (K, C, n) and ``values`` (C, n) are the features in float64. Least squares on
+    evenly spaced latents. All channels share one Gram matrix of the earlier-channel
+    features; a predictor's cost is judged from its mean squared residual v at
+    ½·log2(1 + 2πe·v) bits a latent (a Gaussian's entropy for a large v, 0 for none), plus
+    16 bits per coefficient."""
+    K, C, n = own.shape[0], channels, values.shape[1]
+    step = max(1, n // FIT_SAMPLES)
+    O = own[:, :, ::step].transpose(1, 0, 2)                             # (C, K, s)
+    V = np.concatenate([values[:, ::step], own[0, :, ::step], own[1, :, ::step]])  # (3C, s)
+    s = V.shape[1]
+    shared, cross, own_gram = V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)  # exact in float64
+    for c in range(C):
+        m = min(c, MAX_EARLIER)
+        pick = np.concatenate([np.arange(c - m, c) + j * C for j in range(3)]).astype(int)
+        gram = np.block([[own_gram[c], cross[c][:, pick]],
+                         [cross[c][:, pick].T, shared[np.ix_(pick, pick)]]])
+        target = np.concatenate([cross[c][:, c], shared[pick, c]])
+        options = []
+        for k in sorted({K, K + 3 * m}):
+            beta = np.linalg.solve(gram[:k, :k] + 1e-6 * np.eye(k), target[:k])
+            q = np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767)
+            b = q / (1 << COEF_BITS)
+            rss = shared[c, c] - 2 * b @ target[:k] + b @ gram[:k, :k] @ b
+            options.append((n * _bits_per_latent(max(rss, 0) / s) + 16 * k,
+                            q.astype(np.int64)))
+        yield min(options, key=lambda option: option[0])[1]
+
+
+def _bits_per_latent(mean_square):
+    return 0.5 * np.log2(1 + 2 * np.pi * np.e * mean_square)
+
+
+def coefficient_row(sent, c, m, K, C):
+    """Channel c's coefficients as a row over all features, from the K own taps and the 3·m
+    earlier-channel taps (values, west, north of channels c − m … c − 1) it sends."""
+    row = np.zeros(K + 3 * C, np.int64)
+    row[:K] = sent[:K]
+    for j in range(3):
+        row[K + j * C + c - m:K + j * C + c] = sent[K + j * m:K + (j + 1) * m]
+    return row
+
+
+def prediction(acc, clip):
+    """A Q8 sum of coefficient × feature, rounded and clipped to the latent range."""
+    rounded = (acc + (1 << (COEF_BITS - 1))) >> COEF_BITS
+    return np.minimum(np.maximum(rounded, -clip), clip)  # np.clip costs more per call
+
+
+class Contexts:
+    """Context number of a latent from its activity and the previous channel's residual."""
+
+    def __init__(self, clip):
+        self.activity = np.searchsorted(ACTIVITY_EDGES, np.arange(4 * clip + 1), "right") \
+            * (len(PREVIOUS_EDGES) + 1)
+        self.previous = np.searchsorted(PREVIOUS_EDGES, np.arange(clip + 1), "right")
+
+    def __call__(self, activity, previous_residual):
+        return self.activity[activity] + self.previous[np.abs(previous_residual)]
