@@ -59,6 +59,13 @@ def test_the_decoder_does_not_stand_on_export():
         assert "export" not in ours and "cli" not in ours, (name, ours)
 
 
+def test_datasets_stand_on_the_runtime_without_torch():
+    """Latents datasets are made by the sensor runtime (a bundle suffices: no torch)."""
+    ours, theirs = imports(PACKAGE / "learning" / "datasets.py")
+    assert ours <= {"runtime"}, ours
+    assert not theirs & TORCH_SIDE, theirs
+
+
 def test_sensor_commands_import_no_torch_side():
     for name in ("encode", "stream", "info", "models", "bench", "_shared", "__init__"):
         ours, theirs = imports(PACKAGE / "cli" / f"{name}.py")

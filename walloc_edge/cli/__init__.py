@@ -39,6 +39,10 @@ COMMANDS = {
               "(--bundle: no torch)", None),
     "train": ("train a codec on a folder of images or audio, or on synthetic data; resumable",
               "server"),
+    "dataset": ("turn a folder of class subfolders of images into a latents dataset (Parquet), "
+                "or its resized-pixels baseline", "learning"),
+    "classify": ("train and evaluate classifiers on latents (or pixels) datasets: learning "
+                 "without decoding", "server,learning"),
 }
 
 # Packages a command may lack, and the extra that brings each; a command that names its own
@@ -48,7 +52,7 @@ EXTRA_FOR = {
     "walloc_edge_models": "server", "onnx": "export", "onnxscript": "export",
     "litert_torch": "export", "cv2": "camera", "paho": "bridge", "serial": "bridge",
     "soundfile": "runtime", "tqdm": "runtime", "onnxruntime": "runtime",
-    "ai_edge_litert": "litert",
+    "ai_edge_litert": "litert", "pyarrow": "learning", "ray": "ray",
 }
 
 
@@ -80,7 +84,9 @@ def build_parser(command=None):
                "  camera    video files, cameras and RTSP streams (OpenCV)\n"
                "  bridge    serial and MQTT links\n"
                "  server    decode, serve, eval, train, demo: torch and the model weights\n"
-               "  export    export models to ONNX/TFLite/C (includes server)\n\n"
+               "  export    export models to ONNX/TFLite/C (includes server)\n"
+               "  learning  latents datasets (pyarrow); with server, classifiers\n"
+               "  ray       datasets on Ray Data (includes learning)\n\n"
                "'walloc-edge COMMAND --help' explains each command, with examples.")
     parser.add_argument("--version", action="version", version=f"walloc-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)

@@ -4,6 +4,7 @@ import json
 import math
 import re
 import time
+from pathlib import Path
 
 from ..decoder.evaluate import write_signal
 from ..firmware_bridge.delivery import Ledger, read_keys
@@ -23,19 +24,35 @@ logged with its sender and refused (the sensor is told); a message that cannot b
 (a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what
 arrived.
 
+Learning without decoding: --latents DIR writes each message's latents as a row of a
+latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
+or with --no-decode instead of, the decoded file; --classify CLF labels each frame from its
+latents and logs the label in metrics.jsonl. With --no-decode and a bundle as MODEL the
+server runs no decoder and needs no torch (--classify needs torch).
+
 examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/
+  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --no-decode \
+      --latents received/latents --classify clf16.safetensors
   walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json"""
 
 
 def configure(p):
-    p.add_argument("model", help="the model the sensors encode with (embedded name or file)")
+    p.add_argument("model", help="the model the sensors encode with (embedded name or file; "
+                                 "with --no-decode, also its sensor bundle folder)")
     p.add_argument("--listen", required=True, metavar="URL",
                    help=f"where to receive: {RECEIVER_URLS}")
     p.add_argument("--out", required=True, help="folder for decoded files, metrics.jsonl and "
                                                 "ledger.txt (what was written)")
     p.add_argument("--format", help="output format (see walloc-edge decode --help)")
+    p.add_argument("--latents", metavar="DIR",
+                   help="also write each message's latents as a dataset row (Parquet) here")
+    p.add_argument("--no-decode", action="store_true",
+                   help="do not decode: keep the latents only (needs --latents or --classify)")
+    p.add_argument("--classify", metavar="CLF",
+                   help="label each frame from its latents with this classifier (walloc-edge "
+                        "classify train) and log it in metrics.jsonl")
     add_decoder_options(p)
     p.add_argument("--keys", metavar="FILE",
                    help="JSON {SENSOR: HEX KEY, ...}: take only frames authenticated by the "
@@ -83,8 +100,77 @@ def check_size(header, max_pixels, max_samples):
                        f"{max_samples:,.0f}")
 
 
+class _Model:
+    """What the server runs per message: the decoder (unless --no-decode), the latents
+    dataset and the classifier, all for one model id."""
+
+    def __init__(self, args):
+        if args.no_decode and not (args.latents or args.classify):
+            raise ValueError("--no-decode keeps nothing without --latents or --classify")
+        self.decoder = None if args.no_decode else decoder_for(args)
+        if self.decoder is not None:
+            self.model_id = self.decoder.model_id
+        elif Path(args.model, "encoder.json").is_file():  # a bundle: no torch needed
+            from ..runtime import load_bundle
+
+            self.model_id = load_bundle(args.model).model_id
+        else:
+            from ..codec import encoder_arrays, load
+            from ..runtime.bundle import model_id
+
+            codec = load(args.model)
+            self.model_id = model_id(codec.config.to_dict(), encoder_arrays(codec))
+        self.classifier = None
+        if args.classify:
+            from ..learning.classifier import load_classifier
+
+            self.classifier = load_classifier(args.classify)
+            cfg = self.classifier.config
+            if cfg["kind"] != "latents" or cfg["model_id"] != self.model_id:
+                raise ValueError(f"{args.classify} classifies {cfg['kind']} of model "
+                                 f"{cfg['model']} ({cfg['model_id'][:8]}), not latents of "
+                                 f"{args.model} ({self.model_id[:8]})")
+        self.dataset = None
+        if args.latents:
+            from ..learning.datasets import LiveDataset
+
+            classes = self.classifier.config["classes"] if self.classifier else []
+            self.dataset = LiveDataset(args.latents, {
+                "kind": "latents", "model": args.model, "model_id": self.model_id,
+                "size": None, "resize": None, "classes": classes, "images": None,
+                "labels": f"predicted by {args.classify}" if args.classify else "none"})
+
+    def check(self, header):
+        if header.model_id != self.model_id:
+            raise Rejected(f"made by model {header.model_id}, this server takes "
+                           f"{self.model_id}")
+
+    def process(self, stream, stem, fmt, size):
+        """Decode, classify and keep one verified bitstream; returns the metrics fields."""
+        fields = {}
+        if self.decoder is not None:
+            signal = self.decoder.decode(stream)
+            fields["shape"] = list(signal.shape)
+            fields["file"] = str(write_signal(signal, stream.header, stem, fmt))
+        if self.dataset is None and self.classifier is None:
+            return fields
+        latents = stream.latents()
+        label, name = -1, ""
+        if self.classifier is not None:
+            from ..learning.classifier import predict
+
+            label, confidence = predict(self.classifier, latents)
+            name = self.classifier.config["classes"][label]
+            fields.update(label=name, confidence=confidence)
+        if self.dataset is not None:
+            fields["latents"] = str(self.dataset.add(stem.name, latents, size, label, name,
+                                                     stem.name))
+        fields.setdefault("file", fields.get("latents"))
+        return fields
+
+
 def run(args):
-    decoder = decoder_for(args)
+    model = _Model(args)
     out = output_dir(args.out, "--out")
     keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections, idle=args.idle_timeout,
@@ -93,7 +179,7 @@ def run(args):
     ledger = Ledger(out / "ledger.txt")
     receiver = open_receiver(args.listen, keys, limits)
     if receiver.address or args.listen.startswith("mqtt"):
-        print(f"listening on {args.listen} (model {decoder.model_id}"
+        print(f"listening on {args.listen} (model {model.model_id}"
               f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
               flush=True)
     metrics = open(out / "metrics.jsonl", "a")
@@ -105,27 +191,32 @@ def run(args):
             print(f"{received.sender} {received.key}: already written; acknowledged again")
             return
         start = time.perf_counter()
+        stem = out / output_stem(received)
         try:
             stream = read_bitstream(received.message)
+            model.check(stream.header)
             check_size(stream.header, args.max_pixels, args.max_samples)
-            signal = decoder.decode(stream)
+            if model.decoder is None:
+                stream.latents()  # a bitstream that does not decode is refused here too
+            fields = model.process(stream, stem, args.format, len(received.message))
+        except OSError:
+            raise  # not written (a full disk): not acknowledged, so the sensor keeps it
         except Exception as e:  # noqa: BLE001 - decoding is a function of the bytes alone
             received.ack(ACK_REJECTED, ack_key(received.sensor))
             raise Rejected(e if isinstance(e, Rejected) else f"{type(e).__name__}: {e}") \
                 from None
-        path = write_signal(signal, stream.header, out / output_stem(received), args.format)
         record = {"time": time.time(), "sender": received.sender, "key": received.key,
                   "sensor": f"{received.sensor:016x}", "boot": received.boot,
                   "sequence": received.sequence, "source": received.meta.get("source"),
                   "captured": received.meta.get("time"), "bytes": len(received.message),
-                  "shape": list(signal.shape), "decode_s": time.perf_counter() - start,
-                  "file": str(path)}
+                  "decode_s": time.perf_counter() - start, **fields}
         metrics.write(json.dumps(record) + "\n")
         metrics.flush()
-        ledger.record(received.key, path.name)
+        ledger.record(received.key, Path(fields["file"]).name)
         received.ack(ACK_WRITTEN, ack_key(received.sensor))
-        print(f"{received.sender} {received.key}: {len(received.message):,} bytes -> {path}",
-              flush=True)
+        label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
+        print(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
+              f"{fields['file']}{label}", flush=True)
 
     with metrics:
         handled, rejected, failed = serve_messages(receiver, handle, args.count, args.idle)

@@ -124,16 +124,17 @@ class SensorEncoder2D(_SensorEncoder):
             self.register_buffer("grouped_row_filters", self.row_filters.repeat(C, 1, 1, 1))
 
     def forward(self, x):
+        """Any batch size (the exported graphs take one image; training encodes batches)."""
         if self.planar:
             return self._forward_planar(x)
         _, H, W, C = x.shape
         B = self.block
         x = periodic_pad(periodic_pad(x, self.left, self.right, 1), self.left, self.right, 2)
-        x = x.float().permute(0, 3, 1, 2).reshape(C, 1, x.shape[1], x.shape[2])
-        rows = F.conv2d(x, self.row_filters, stride=(1, B))  # (C, rw, H + pad, W/B)
-        rows = rows.reshape(1, C * B, rows.shape[2] // B, B, W // B)  # (1, c·rw, hb, ih, wb)
+        x = x.float().permute(0, 3, 1, 2).reshape(-1, 1, x.shape[1], x.shape[2])
+        rows = F.conv2d(x, self.row_filters, stride=(1, B))  # (N·C, rw, H + pad, W/B)
+        rows = rows.reshape(-1, C * B, rows.shape[2] // B, B, W // B)  # (N, c·rw, hb, ih, wb)
         y = F.conv3d(rows, self.col_weights, self.bias, stride=(1, B, 1))
-        return self._quantize(y.reshape(1, -1, H // B, W // B))
+        return self._quantize(y.reshape(-1, y.shape[1], H // B, W // B))
 
     def _forward_planar(self, x):
         C, B = x.shape[1], self.block

@@ -1,0 +1,215 @@
+"""Compressed-domain learning: latents datasets (local and Ray Data), classifiers on latents
+and pixels, and a server that keeps and labels latents without decoding."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from walloc_edge.cli import main
+from walloc_edge.learning.datasets import Converter, arrays, convert, load, prepare
+from walloc_edge.runtime import Encoder, load_bundle
+
+SIZE = 112  # latents 14 x 14 at J = 3: one classifier patch a latent
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Three classes told apart by colour (red, green, blue blobs on noise), 8 images each
+    of varying sizes and formats."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for label, name in enumerate(("red", "green", "blue")):
+        (root / name).mkdir()
+        for i in range(8):
+            h, w = rng.integers(90, 160, 2)
+            x = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            x[y0:y0 + h // 2, x0:x0 + w // 2, label] = 230
+            Image.fromarray(x).save(root / name / f"{i}.{'png' if i % 2 else 'jpg'}")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, reference_dir):
+    from walloc_edge.codec import load as load_model
+    from walloc_edge.export import export_bundle
+
+    folder = tmp_path_factory.mktemp("bundle")
+    export_bundle(load_model(reference_dir / "rgb_j3_l12.pth"), folder, (), log=lambda s: None)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def latents_data(images, bundle, tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "latents"
+    assert main(["dataset", str(bundle), str(images), "--out", str(out),
+                 "--size", str(SIZE)]) == 0
+    return out
+
+
+def test_rows_are_what_the_sensor_runtime_sends(images, bundle, latents_data):
+    info, table = load(latents_data)
+    assert (info.kind, info.classes, info.rows) == ("latents", ["blue", "green", "red"], 24)
+    assert table.column("index").to_pylist() == list(range(24))
+    data, labels = arrays(table, info.kind)
+    assert data.shape == (24, 12, 14, 14) and data.dtype == np.int8
+    encoder = Encoder(bundle, "numpy")
+    for i in (0, 13, 23):
+        source = table.column("source")[i].as_py()
+        assert labels[i] == info.classes.index(source.split("/")[0])
+        picture = prepare(images / source, SIZE)
+        assert np.array_equal(data[i], encoder.latents(picture))
+        assert table.column("sent_bytes")[i].as_py() == len(encoder.encode(picture))
+
+
+def test_prepare_resizes_the_shorter_side_and_cuts_the_centre(tmp_path):
+    x = np.zeros((100, 300, 3), np.uint8)
+    x[:, 100:200] = 255  # the centre third is white
+    Image.fromarray(x).save(tmp_path / "wide.png")
+    square = prepare(tmp_path / "wide.png", 50)
+    assert square.shape == (50, 50, 3) and square.min() > 200
+
+
+def test_resized_pixels_baseline(images, bundle, tmp_path, capsys):
+    out = tmp_path / "pixels"
+    assert main(["dataset", str(bundle), str(images), "--out", str(out), "--size", str(SIZE),
+                 "--resize", "28"]) == 0
+    assert "2,352 values per image" in capsys.readouterr().out  # 28 x 28 x 3 = 12 x 14 x 14
+    info, table = load(out)
+    data, _ = arrays(table, info.kind)
+    assert info.kind == "pixels" and data.shape == (24, 28, 28, 3) and data.dtype == np.uint8
+    source = images / table.column("source")[5].as_py()
+    expected = Image.fromarray(prepare(source, SIZE)).resize((28, 28), Image.BOX)
+    assert np.array_equal(data[5], np.asarray(expected))
+
+
+def test_bad_inputs_leave_nothing_behind(images, bundle, tmp_path, capsys):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (32, 32)).save(flat / "a.png")
+    assert main(["dataset", str(bundle), str(flat), "--out", str(tmp_path / "d1")]) == 2
+    assert "has no class subfolders" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    for name in ("cat", "dog"):
+        (broken / name).mkdir(parents=True)
+        Image.new("RGB", (64, 64), name == "cat" and "red" or "blue").save(broken / name / "a.png")
+    (broken / "dog" / "b.jpg").write_bytes(b"not a jpeg")
+    assert main(["dataset", str(bundle), str(broken), "--out", str(tmp_path / "d2")]) == 2
+    err = capsys.readouterr().err
+    assert "dog/b.jpg: not a readable image" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "flat"]  # no partial
+    assert main(["dataset", str(bundle), str(broken), "--out", str(tmp_path / "d2"),
+                 "--skip-unreadable"]) == 0
+    assert "skipped dog/b.jpg" in capsys.readouterr().out
+    assert load(tmp_path / "d2")[0].rows == 2
+    assert main(["dataset", str(bundle), str(broken), "--out", str(tmp_path / "d2")]) == 2
+    assert "exists (--overwrite replaces it)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ray_data_writes_the_same_dataset(images, bundle, latents_data, tmp_path):
+    """--engine ray on a local Ray started here: the same rows, the same dataset.json."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        info = {"kind": "latents", "model": bundle.name, "model_id": load(latents_data)[0].model_id,
+                "size": SIZE, "resize": None}
+        convert(images, tmp_path / "ray", Converter(bundle, SIZE), info, engine="ray")
+    finally:
+        ray.shutdown()
+    local_info, local = load(latents_data)
+    ray_info, rows = load(tmp_path / "ray")
+    assert rows.equals(local)
+    assert ray_info.fields == local_info.fields
+
+
+@pytest.fixture(scope="module")
+def classifier(latents_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clf")
+    path = out / "clf.safetensors"
+    assert main(["classify", "train", str(latents_data), "--out", str(path), "--epochs", "12",
+                 "--val", "0.25", "--batch", "8", "--json", str(out / "train.json")]) == 0
+    return path, json.loads((out / "train.json").read_text())
+
+
+def test_classifier_learns_from_latents(classifier, latents_data, tmp_path, capsys):
+    path, report = classifier
+    assert report["val_images"] == 6 and len(report["history"]) == 12
+    assert report["top1"] >= 2 / 3  # colours are easy; chance is 1/3
+    assert main(["classify", "eval", str(path), str(latents_data), "--json",
+                 str(tmp_path / "eval.json"), "--confusion", str(tmp_path / "c.png")]) == 0
+    assert "the held-out split" in capsys.readouterr().out
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["images"] == 6 and np.sum(result["confusion"]) == 6
+    assert result["top1"] == report["top1"] and result["top5"] == 1.0  # 3 classes
+    assert len(result["per_class"]) == 3 and Image.open(tmp_path / "c.png").size[0] > 100
+    assert main(["classify", "eval", str(path), str(latents_data), "--all"]) == 0
+    assert "24 images (every row)" in capsys.readouterr().out
+
+
+def test_the_paper_recipe_encodes_crops_on_the_fly(latents_data, reference_dir, tmp_path):
+    """Pixel-space crops encoded per batch with the sensor encoder: the inputs have the
+    stored latents' shape and, without a crop, equal them."""
+    import torch
+
+    from walloc_edge.learning.training import Inputs, source_images, train_classifier
+
+    info, table = load(latents_data)
+    info.fields["model"] = str(reference_dir / "rgb_j3_l12.pth")  # the bundle's model
+    images = source_images(info, table, [0, 1])
+    stored, _ = arrays(table, "latents")
+    assert torch.equal(Inputs(info)(images), torch.from_numpy(stored[:2]).float())
+    _, report = train_classifier(info, table, epochs=1, augment="paper", val_fraction=0.25,
+                                 batch=8, log=lambda s: None)
+    assert report["val_images"] == 6 and 0 <= report["top1"] <= 1
+
+
+def test_eval_refuses_a_dataset_of_another_kind_or_model(classifier, images, tmp_path,
+                                                          capsys):
+    path, _ = classifier
+    assert main(["dataset", "rgb-16x", str(images), "--out", str(tmp_path / "other"),
+                 "--size", str(SIZE)]) == 0
+    capsys.readouterr()
+    assert main(["classify", "eval", str(path), str(tmp_path / "other")]) == 2
+    assert "make the dataset with that model" in capsys.readouterr().err
+
+
+def test_torch_dataset(latents_data):
+    from walloc_edge.learning.torch_dataset import WallocDataset
+
+    dataset = WallocDataset(latents_data)
+    x, label = dataset[3]
+    assert len(dataset) == 24 and x.shape == (12, 14, 14) and label in (0, 1, 2)
+
+
+def test_serve_keeps_and_labels_latents_without_decoding(classifier, bundle, images, tmp_path,
+                                                         capsys):
+    """A sensor streams three photos; serve --no-decode writes no picture, a latents row per
+    message (the sensor's latents) and each frame's label in metrics.jsonl."""
+    path, _ = classifier
+    frames = sorted((images / "red").glob("*"))[:3]
+    for f in frames:
+        Image.fromarray(prepare(f, SIZE)).save(tmp_path / f"{f.stem}.png")
+    link = tmp_path / "link.frames"
+    assert main(["stream", str(bundle), *[str(tmp_path / f"{f.stem}.png") for f in frames],
+                 "--to", f"file://{link}", "--backend", "numpy",
+                 "--state", str(tmp_path / "state")]) == 0
+    out = tmp_path / "received"
+    assert main(["serve", str(bundle), "--listen", str(link), "--out", str(out),
+                 "--no-decode", "--latents", str(out / "latents"), "--classify", str(path)]) == 0
+    assert "decoded 3" in capsys.readouterr().out
+    assert not list(out.glob("*.png"))
+    info, table = load(out / "latents")
+    data, labels = arrays(table, "latents")
+    assert len(table) == 3 and info.model_id == load_bundle(bundle).model_id
+    encoder = Encoder(bundle, "numpy")
+    sent = {table.column("source")[i].as_py().rsplit("-", 1)[-1]: data[i] for i in range(3)}
+    for f in frames:
+        assert np.array_equal(sent[f.stem], encoder.latents(prepare(f, SIZE)))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["label"] for line in lines] == [info.classes[i] for i in labels]
+    assert all(0 < line["confidence"] <= 1 for line in lines)
+    assert main(["serve", str(bundle), "--listen", str(link), "--out", str(out),
+                 "--no-decode"]) == 2
+    assert "--no-decode keeps nothing" in capsys.readouterr().err

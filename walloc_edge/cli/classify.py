@@ -1,0 +1,122 @@
+"""``walloc-edge classify train|eval``: classifiers on latents (or pixels) datasets."""
+import json
+
+from . import Parser
+from ._shared import positive_int, positive_number, progress, say, write_text
+
+EXAMPLES = """The classifier family is the same for latents and pixels (a patchifying stem, then
+identical residual stages; see walloc_edge/learning/classifier.py), so a latents model and
+a pixels model at the same operating point have the same budget. Recipes (--augment):
+flips (the stored rows, flipped at random) and paper (random resized crops and flips of the
+images in pixel space, encoded on the fly by the model's sensor encoder or resized: the WaLLoC
+paper's recipe; needs the images the dataset was made from).
+
+examples:
+  walloc-edge classify train data/latents-16x --out clf16.safetensors
+  walloc-edge classify train data/pixels-56 --out clf56.safetensors --augment paper --seed 1
+  walloc-edge classify eval clf16.safetensors data/latents-16x --json eval.json \\
+      --confusion confusion.png"""
+
+
+def configure(p):
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    t = sub.add_parser("train", help="train a classifier on a dataset",
+                       description="Train a classifier on a dataset from walloc-edge dataset; "
+                                   "a share of each class is held out for validation.")
+    t.add_argument("data", help="a dataset folder (walloc-edge dataset)")
+    t.add_argument("--out", required=True, help="the classifier file to write (.safetensors)")
+    t.add_argument("--epochs", type=positive_int, default=20)
+    t.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
+    t.add_argument("--augment", choices=("flips", "paper"), default="flips",
+                   help="flips, or paper (pixel-space crops and flips, encoded on the fly)")
+    t.add_argument("--val", type=positive_number, default=0.2, metavar="FRACTION",
+                   help="share of each class held out for validation")
+    t.add_argument("--split-seed", type=int, default=0,
+                   help="seed of the held-out split (keep it to compare seeds on one split)")
+    t.add_argument("--batch", type=positive_int, default=128)
+    t.add_argument("--threads", type=positive_int, help="torch threads (default: all cores)")
+    t.add_argument("--json", help="also write the training report (history, validation "
+                                  "metrics, times) here")
+    e = sub.add_parser("eval", help="top-1, top-5, per-class accuracy and confusion matrix",
+                       description="Evaluate a classifier on a dataset made with the same "
+                                   "model: on its held-out split if it is the dataset the "
+                                   "classifier was trained on, else on every row.")
+    e.add_argument("classifier", help="a classifier file (walloc-edge classify train)")
+    e.add_argument("data", help="a dataset folder")
+    e.add_argument("--all", action="store_true",
+                   help="every row, even of the training dataset")
+    e.add_argument("--json", help="write top-1, top-5, per-class accuracy and the confusion "
+                                  "matrix here")
+    e.add_argument("--confusion", metavar="PNG", help="draw the confusion matrix here")
+    p.epilog = EXAMPLES
+
+
+def run(args):
+    return _train(args) if args.action == "train" else _evaluate(args)
+
+
+def _train(args):
+    from ..learning.classifier import save_classifier
+    from ..learning.datasets import load
+    from ..learning.training import train_classifier
+
+    if args.val >= 1:
+        raise ValueError(f"--val {args.val} must be a fraction below 1")
+    info, table = load(args.data)
+    model, report = train_classifier(
+        info, table, epochs=args.epochs, seed=args.seed, augment=args.augment,
+        val_fraction=args.val, split_seed=args.split_seed, batch=args.batch,
+        threads=args.threads, progress=lambda items: progress(items, "training", "epoch"),
+        log=say)
+    model.config["trained_on"] = {"images": info.images, "rows": info.rows, "val": args.val,
+                                  "split_seed": args.split_seed}
+    save_classifier(model, args.out)
+    print(f"wrote {args.out}: {report['parameters']:,} parameters, validation top-1 "
+          f"{report['top1']:.1%}, top-5 {report['top5']:.1%} on {report['val_images']} images "
+          f"({report['train_seconds']:.0f} s)")
+    if args.json:
+        write_text(args.json, json.dumps(report, indent=2) + "\n")
+
+
+def _evaluate(args):
+    from ..learning.classifier import load_classifier
+    from ..learning.datasets import arrays, load
+    from ..learning.training import as_input, confusion_png, evaluate_classifier, split
+
+    model = load_classifier(args.classifier)
+    cfg = model.config
+    info, table = load(args.data)
+    if (info.kind, info.model_id) != (cfg["kind"], cfg["model_id"]):
+        raise ValueError(f"{args.data} holds {info.kind} of model {info.model} "
+                         f"({info.model_id[:8]}), but {args.classifier} was trained on "
+                         f"{cfg['kind']} of {cfg['model']} ({cfg['model_id'][:8]}); make the "
+                         f"dataset with that model")
+    if info.classes != cfg["classes"]:
+        raise ValueError(f"{args.data}'s classes ({', '.join(info.classes)}) are not the "
+                         f"classifier's ({', '.join(cfg['classes'])})")
+    data, labels = arrays(table, info.kind)
+    trained = cfg.get("trained_on", {})
+    rows = "every row"
+    if not args.all and (trained.get("images"), trained.get("rows")) == (info.images, info.rows):
+        _, held_out = split(labels, trained["val"], trained["split_seed"])
+        data, labels = data[held_out], labels[held_out]
+        rows = "the held-out split it was not trained on"
+    import torch
+
+    x = as_input(data, info.kind)
+    if tuple(x.shape[1:3]) != (cfg["in_channels"], cfg["in_size"]):
+        raise ValueError(f"{args.data}'s rows are {tuple(x.shape[1:])}, the classifier takes "
+                         f"{cfg['in_channels']} x {cfg['in_size']} x {cfg['in_size']}")
+    report = evaluate_classifier(model, x, torch.from_numpy(labels), len(info.classes))
+    print(f"{len(labels)} images ({rows}): top-1 {report['top1']:.1%}, top-5 "
+          f"{report['top5']:.1%}, {report['inference_ms_per_image']:.2f} ms per image")
+    width = max(len(c) for c in info.classes)
+    for name, accuracy in zip(info.classes, report["per_class"]):
+        print(f"  {name:<{width}}  {accuracy:6.1%}")
+    if args.json:
+        write_text(args.json, json.dumps({"classifier": args.classifier, "data": args.data,
+                                          "images": len(labels), "rows": rows, **report},
+                                         indent=2) + "\n")
+    if args.confusion:
+        confusion_png(report["confusion"], info.classes, args.confusion)
+        print(f"wrote {args.confusion}")

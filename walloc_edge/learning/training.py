@@ -1,0 +1,225 @@
+"""Training and evaluating classifiers on latents or pixels (torch, server side).
+
+Two recipes (``augment``), the same for latents and pixels:
+- "flips": the dataset's stored tensors, flipped left-right at random (latents as well: a
+  flipped image's latents are not exactly the flipped latents, but close).
+- "paper": as the WaLLoC paper's training notebooks do: each batch is cut from the images in
+  pixel space (random resized crops, flips) and then encoded on the fly with the model's
+  sensor encoder (latents) or resized (pixels), so every epoch sees new inputs. It needs the
+  images the dataset was made from.
+Validation always uses the stored rows: what sensors send.
+"""
+import io
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classifier import Classifier
+from .datasets import arrays, prepare
+
+__all__ = ["split", "train_classifier", "evaluate_classifier", "confusion_png", "Inputs",
+           "RECIPES"]
+
+RECIPES = ("flips", "paper")
+
+
+def split(labels, fraction, seed=0):
+    """(train, validation) indices: ``fraction`` of each class held out, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        val += members[:round(fraction * len(members))].tolist()
+    val = np.array(sorted(val), np.int64)
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def as_input(data, kind):
+    """Stored rows as float (N, C, H, W): latents as they are, pictures channels first."""
+    x = torch.from_numpy(np.array(data)).float()  # a copy: the rows are read-only
+    return x.permute(0, 3, 1, 2).contiguous() if kind == "pixels" else x
+
+
+class Inputs:
+    """What a classifier of ``info``'s kind takes, made from uint8 images (N, S, S, 3): the
+    latents of the dataset's model (its sensor encoder, batched) or the pictures resized to
+    the dataset's N × N (area averaging, rounded to uint8 like the stored ones)."""
+
+    def __init__(self, info):
+        self.kind = info.kind
+        if self.kind == "latents":
+            from ..codec import load
+            from ..export.graphs import sensor_encoder
+
+            self.encoder = sensor_encoder(load(info.model)).eval()
+        else:
+            self.size = info.resize
+
+    @torch.no_grad()
+    def __call__(self, images):
+        if self.kind == "latents":
+            return self.encoder(images).float()
+        x = images.permute(0, 3, 1, 2).float()
+        return torch.round(F.interpolate(x, size=(self.size, self.size), mode="area"))
+
+
+def random_resized_crops(images, generator, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
+    """uint8 (N, S, S, 3): a random crop of each image (area ``scale`` of it, aspect
+    ``ratio``) resized back to S × S, flipped left-right half the time."""
+    n, size = images.shape[0], images.shape[1]
+    area = torch.empty(n).uniform_(*scale, generator=generator)
+    aspect = torch.exp(torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]),
+                                               generator=generator))
+    w = (torch.sqrt(area * aspect) * size).round().clamp(8, size).long()
+    h = (torch.sqrt(area / aspect) * size).round().clamp(8, size).long()
+    out = torch.empty_like(images)
+    for i in range(n):
+        top = int(torch.randint(0, size - h[i] + 1, (1,), generator=generator))
+        left = int(torch.randint(0, size - w[i] + 1, (1,), generator=generator))
+        crop = images[i, top:top + h[i], left:left + w[i]].permute(2, 0, 1)[None].float()
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
+                             align_corners=False)
+        out[i] = crop[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
+    flip = torch.rand(n, generator=generator) < 0.5
+    out[flip] = out[flip].flip(2)
+    return out
+
+
+def _flips(x, generator):
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    x = x.clone()
+    x[flip] = x[flip].flip(3)
+    return x
+
+
+def source_images(info, table, indices, progress=None):
+    """uint8 (N, S, S, 3) of the images rows ``indices`` were made from, prepared as the
+    dataset was (the "paper" recipe's raw material)."""
+    root = Path(info.images)
+    sources = table.column("source").to_pylist()
+    picked = [sources[i] for i in indices]
+    if not (root / picked[0]).is_file():
+        raise ValueError(f"the paper recipe needs the dataset's images, which are not at "
+                         f"{root} here; use --augment flips, or make the dataset where they are")
+    items = progress(picked) if progress else picked
+    return torch.from_numpy(np.stack([prepare(root / rel, info.size) for rel in items]))
+
+
+def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fraction=0.2,
+                     split_seed=0, batch=128, lr=2e-3, widths=(48, 96, 192), depth=2,
+                     threads=None, progress=None, log=print):
+    """Train a Classifier on a dataset (``info``, rows ``table``); returns (model, report)
+    with the validation metrics, the per-epoch history, times and the parameter count."""
+    if augment not in RECIPES:
+        raise ValueError(f"unknown recipe {augment!r}; use {' or '.join(RECIPES)}")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    data, labels = arrays(table, info.kind)
+    train_idx, val_idx = split(labels, val_fraction, split_seed)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"{len(labels)} rows are too few to hold out {val_fraction:.0%} "
+                         "of each class")
+    x_val, y_val = as_input(data[val_idx], info.kind), torch.from_numpy(labels[val_idx])
+    y_train = torch.from_numpy(labels[train_idx])
+    if augment == "paper":
+        images = source_images(info, table, train_idx, progress)
+        make_input = Inputs(info)
+        sample = make_input(images[:2])
+    else:
+        x_train = as_input(data[train_idx], info.kind)
+        sample = x_train[:2]
+    config = {"kind": info.kind, "model": info.model, "model_id": info.model_id,
+              "resize": info.fields.get("resize"), "size": info.size,
+              "in_channels": sample.shape[1], "in_size": sample.shape[2],
+              "classes": info.classes, "widths": list(widths), "depth": depth,
+              "recipe": augment, "epochs": epochs, "seed": seed}
+    model = Classifier(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    steps = epochs * math.ceil(len(train_idx) / batch)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps,
+                                                   pct_start=0.1)
+    history = []
+    start = time.perf_counter()
+    epochs_shown = progress(range(epochs)) if progress else range(epochs)
+    for epoch in epochs_shown:
+        model.train()
+        order = torch.randperm(len(train_idx), generator=generator)
+        total, seen = 0.0, 0
+        for i in range(0, len(order), batch):
+            pick = order[i:i + batch]
+            if augment == "paper":
+                x = make_input(random_resized_crops(images[pick], generator))
+            else:
+                x = _flips(x_train[pick], generator)
+            loss = F.cross_entropy(model(x), y_train[pick], label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(pick)
+            seen += len(pick)
+        accuracy = evaluate_classifier(model, x_val, y_val)["top1"]
+        history.append({"epoch": epoch + 1, "train_loss": total / seen, "val_top1": accuracy})
+        log(f"epoch {epoch + 1}/{epochs}: loss {total / seen:.3f}, validation top-1 "
+            f"{accuracy:.1%}")
+    train_s = time.perf_counter() - start
+    report = evaluate_classifier(model, x_val, y_val, len(info.classes))
+    report.update(history=history, train_seconds=train_s, train_images=len(train_idx),
+                  val_images=len(val_idx), parameters=sum(p.numel() for p in model.parameters()))
+    return model.eval(), report
+
+
+@torch.no_grad()
+def evaluate_classifier(model, x, y, classes=None, batch=256):
+    """top-1, top-5, and (with ``classes``) per-class accuracy, the confusion matrix (rows:
+    true class) and inference time per image."""
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    logits = torch.cat([model(x[i:i + batch]) for i in range(0, len(x), batch)])
+    seconds = time.perf_counter() - start
+    model.train(was_training)
+    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+    report = {"top1": float((top[:, 0] == y).float().mean()),
+              "top5": float((top == y[:, None]).any(dim=1).float().mean())}
+    if classes:
+        confusion = np.zeros((classes, classes), np.int64)
+        np.add.at(confusion, (y.numpy(), top[:, 0].numpy()), 1)
+        report.update(confusion=confusion.tolist(),
+                      per_class=(confusion.diagonal() / np.maximum(confusion.sum(1), 1)).tolist(),
+                      inference_ms_per_image=1e3 * seconds / len(x))
+    return report
+
+
+def confusion_png(confusion, classes, path):
+    """The confusion matrix as a PNG: rows the true class, columns the predicted one, shade
+    the share of the row, the count written in each cell."""
+    from PIL import Image, ImageDraw
+
+    from ..runtime.io import write_atomic
+
+    confusion = np.asarray(confusion)
+    n, cell = len(classes), 36
+    label_w = 8 + 7 * max(len(c) for c in classes)
+    image = Image.new("RGB", (label_w + n * cell + 8, 28 + n * cell + 8), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((label_w, 6), "predicted class ->  (rows: true class)", fill="black")
+    share = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    for i in range(n):
+        draw.text((4, 28 + i * cell + cell // 3), classes[i], fill="black")
+        for j in range(n):
+            shade = int(255 * (1 - share[i, j]))
+            x0, y0 = label_w + j * cell, 28 + i * cell
+            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1],
+                           fill=(shade, shade, 255), outline=(200, 200, 200))
+            draw.text((x0 + 4, y0 + cell // 3), str(confusion[i, j]),
+                      fill="white" if share[i, j] > 0.5 else "black")
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    write_atomic(path, buffer.getvalue())
