@@ -10,7 +10,7 @@ from walloc_edge.cli import main
 from walloc_edge.learning.datasets import Converter, arrays, convert, load, prepare
 from walloc_edge.runtime import Encoder, load_bundle
 
-SIZE = 112  # latents 14 x 14 at J = 3: one classifier patch a latent
+SIZE = 224  # latents 28 x 28 at J = 3: one classifier patch a latent
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def images(tmp_path_factory):
     for label, name in enumerate(("red", "green", "blue")):
         (root / name).mkdir()
         for i in range(8):
-            h, w = rng.integers(90, 160, 2)
+            h, w = rng.integers(180, 320, 2)
             x = rng.integers(0, 80, (h, w, 3)).astype(np.uint8)
             y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
             x[y0:y0 + h // 2, x0:x0 + w // 2, label] = 230
@@ -53,7 +53,7 @@ def test_rows_are_what_the_sensor_runtime_sends(images, bundle, latents_data):
     assert (info.kind, info.classes, info.rows) == ("latents", ["blue", "green", "red"], 24)
     assert table.column("index").to_pylist() == list(range(24))
     data, labels = arrays(table, info.kind)
-    assert data.shape == (24, 12, 14, 14) and data.dtype == np.int8
+    assert data.shape == (24, 12, 28, 28) and data.dtype == np.int8
     encoder = Encoder(bundle, "numpy")
     for i in (0, 13, 23):
         source = table.column("source")[i].as_py()
@@ -74,13 +74,13 @@ def test_prepare_resizes_the_shorter_side_and_cuts_the_centre(tmp_path):
 def test_resized_pixels_baseline(images, bundle, tmp_path, capsys):
     out = tmp_path / "pixels"
     assert main(["dataset", str(bundle), str(images), "--out", str(out), "--size", str(SIZE),
-                 "--resize", "28"]) == 0
-    assert "2,352 values per image" in capsys.readouterr().out  # 28 x 28 x 3 = 12 x 14 x 14
+                 "--resize", "56"]) == 0
+    assert "9,408 values per image" in capsys.readouterr().out  # 56 x 56 x 3 = 12 x 28 x 28
     info, table = load(out)
     data, _ = arrays(table, info.kind)
-    assert info.kind == "pixels" and data.shape == (24, 28, 28, 3) and data.dtype == np.uint8
+    assert info.kind == "pixels" and data.shape == (24, 56, 56, 3) and data.dtype == np.uint8
     source = images / table.column("source")[5].as_py()
-    expected = Image.fromarray(prepare(source, SIZE)).resize((28, 28), Image.BOX)
+    expected = Image.fromarray(prepare(source, SIZE)).resize((56, 56), Image.BOX)
     assert np.array_equal(data[5], np.asarray(expected))
 
 
@@ -180,7 +180,7 @@ def test_torch_dataset(latents_data):
 
     dataset = WallocDataset(latents_data)
     x, label = dataset[3]
-    assert len(dataset) == 24 and x.shape == (12, 14, 14) and label in (0, 1, 2)
+    assert len(dataset) == 24 and x.shape == (12, 28, 28) and label in (0, 1, 2)
 
 
 def test_serve_keeps_and_labels_latents_without_decoding(classifier, bundle, images, tmp_path,
@@ -198,7 +198,7 @@ def test_serve_keeps_and_labels_latents_without_decoding(classifier, bundle, ima
     out = tmp_path / "received"
     assert main(["serve", str(bundle), "--listen", str(link), "--out", str(out),
                  "--no-decode", "--latents", str(out / "latents"), "--classify", str(path)]) == 0
-    assert "decoded 3" in capsys.readouterr().out
+    assert "kept 3, rejected 0" in capsys.readouterr().out
     assert not list(out.glob("*.png"))
     info, table = load(out / "latents")
     data, labels = arrays(table, "latents")

@@ -222,7 +222,8 @@ def run(args):
         handled, rejected, failed = serve_messages(receiver, handle, args.count, args.idle)
     ledger.close()
     stats = receiver.stats
-    print(f"decoded {handled}, rejected {rejected}, not written {failed}; frames "
+    print(f"{'decoded' if model.decoder else 'kept'} {handled}, rejected {rejected}, not "
+          f"written {failed}; frames "
           f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
           f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
           f"rate-limited {stats.rate_limited}, lost messages {stats.lost}, duplicates "

@@ -1,11 +1,14 @@
 """One small convolutional classifier family for latents and for pixels, with the same budget.
 
-Every input is cut into a GRID × GRID map of patches by its stem (a convolution whose kernel
-and stride are the patch side): latents of a 224-pixel image at J = 3 are 28 × 28, so their
-patches are 2 latents; 56 × 56 pixels have patches of 4, 112 × 112 of 8, 224 × 224 of 16. A
-patch thus covers the same image area whatever the input, and everything after the stem is
-the same network: at an operating point (16× latents against 56 × 56 pixels, 4× against
-112 × 112) even the parameter counts agree, since latent_dim × 2² = 3 × patch².
+Every input is first cut into a GRID × GRID map by its stem (a convolution whose kernel and
+stride are the patch side): latents of a 224-pixel image at J = 3 are already 28 × 28, so
+their patch is one latent (8 × 8 pixels); 56 × 56 pixels have patches of 2, 112 × 112 of 4,
+224 × 224 of 8. A patch thus covers the same image area whatever the input, and everything
+after the stem is the same network (four 3×3 conv–BN–ReLU stages, max-pooling between them,
+a global mean, dropout, a linear layer). At an operating point (16× latents against
+56 × 56 pixels, 4× against 112 × 112) even the parameter counts agree, since
+latent_dim × 1² = 3 × patch². (A ConvNeXt-style and a ResNet-style body on 14 × 14 patches
+were tried first and overfitted the 4,000 training photos: 55% and 59% top-1 against 71%.)
 """
 import json
 
@@ -14,21 +17,12 @@ import torch.nn as nn
 
 __all__ = ["Classifier", "GRID", "save_classifier", "load_classifier", "predict"]
 
-GRID = 14
+GRID = 28
 
 
-class _Block(nn.Module):
-    """x + MLP(norm(depthwise 3×3 conv(x))): a ConvNeXt-style residual block."""
-
-    def __init__(self, width, expansion=2):
-        super().__init__()
-        self.spatial = nn.Conv2d(width, width, 3, padding=1, groups=width)
-        self.norm = nn.BatchNorm2d(width)
-        self.mlp = nn.Sequential(nn.Conv2d(width, expansion * width, 1), nn.GELU(),
-                                 nn.Conv2d(expansion * width, width, 1))
-
-    def forward(self, x):
-        return x + self.mlp(self.norm(self.spatial(x)))
+def _conv(inputs, outputs, kernel=3, stride=1):
+    return [nn.Conv2d(inputs, outputs, kernel, stride, padding=kernel // 2 if stride == 1 else 0,
+                      bias=False), nn.BatchNorm2d(outputs), nn.ReLU()]
 
 
 class Classifier(nn.Module):
@@ -38,19 +32,17 @@ class Classifier(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        c, size = config["in_channels"], config["in_size"]
+        c, size, widths = config["in_channels"], config["in_size"], config["widths"]
         if size % GRID:
             raise ValueError(f"inputs of side {size} do not cut into {GRID} x {GRID} patches")
-        widths, depth = config["widths"], config["depth"]
         patch = size // GRID
-        layers = [nn.BatchNorm2d(c), nn.Conv2d(c, widths[0], patch, stride=patch)]
+        layers = [nn.BatchNorm2d(c), *_conv(c, widths[0], patch, patch)]
         for i, width in enumerate(widths):
             if i:
-                layers += [nn.BatchNorm2d(widths[i - 1]),
-                           nn.Conv2d(widths[i - 1], width, 2, stride=2)]
-            layers += [_Block(width) for _ in range(depth)]
+                layers.append(nn.MaxPool2d(2))
+            layers += _conv(widths[i - 1] if i else widths[0], width)
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.LayerNorm(widths[-1]),
+        self.head = nn.Sequential(nn.Dropout(config.get("dropout", 0.3)),
                                   nn.Linear(widths[-1], len(config["classes"])))
 
     def forward(self, x):
@@ -64,7 +56,7 @@ def predict(model, latents):
     classified whole (cropped to whole patches)."""
     patch = model.config["in_size"] // GRID
     h, w = latents.shape[1] // patch * patch, latents.shape[2] // patch * patch
-    if h < 4 * patch or w < 4 * patch:
+    if h < 8 * patch or w < 8 * patch:  # three halvings leave at least 1 x 1
         raise ValueError(f"latents {tuple(latents.shape)} are too small for the classifier")
     x = torch.as_tensor(latents[:, :h, :w], dtype=torch.float32)[None]
     probabilities = torch.softmax(model(x), dim=1)[0]

@@ -69,24 +69,24 @@ class Inputs:
 
 def random_resized_crops(images, generator, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3)):
     """uint8 (N, S, S, 3): a random crop of each image (area ``scale`` of it, aspect
-    ``ratio``) resized back to S × S, flipped left-right half the time."""
+    ``ratio``) resized back to S × S (bilinear: the crops are never larger than S, so this
+    only enlarges), flipped left-right half the time; one affine sampling for the batch."""
     n, size = images.shape[0], images.shape[1]
     area = torch.empty(n).uniform_(*scale, generator=generator)
     aspect = torch.exp(torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]),
                                                generator=generator))
-    w = (torch.sqrt(area * aspect) * size).round().clamp(8, size).long()
-    h = (torch.sqrt(area / aspect) * size).round().clamp(8, size).long()
-    out = torch.empty_like(images)
-    for i in range(n):
-        top = int(torch.randint(0, size - h[i] + 1, (1,), generator=generator))
-        left = int(torch.randint(0, size - w[i] + 1, (1,), generator=generator))
-        crop = images[i, top:top + h[i], left:left + w[i]].permute(2, 0, 1)[None].float()
-        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True,
-                             align_corners=False)
-        out[i] = crop[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8)
-    flip = torch.rand(n, generator=generator) < 0.5
-    out[flip] = out[flip].flip(2)
-    return out
+    w = torch.sqrt(area * aspect).clamp(max=1)  # crop sides as fractions of S
+    h = torch.sqrt(area / aspect).clamp(max=1)
+    cx = (torch.rand(n, generator=generator) * 2 - 1) * (1 - w)  # centres in [-1, 1]
+    cy = (torch.rand(n, generator=generator) * 2 - 1) * (1 - h)
+    flip = torch.where(torch.rand(n, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = h, cy
+    x = images.permute(0, 3, 1, 2).float()
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
 
 def _flips(x, generator):
@@ -110,7 +110,7 @@ def source_images(info, table, indices, progress=None):
 
 
 def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fraction=0.2,
-                     split_seed=0, batch=128, lr=2e-3, widths=(48, 96, 192), depth=2,
+                     split_seed=0, batch=128, lr=2e-3, widths=(32, 64, 128, 256),
                      threads=None, progress=None, log=print):
     """Train a Classifier on a dataset (``info``, rows ``table``); returns (model, report)
     with the validation metrics, the per-epoch history, times and the parameter count."""
@@ -137,7 +137,7 @@ def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fracti
     config = {"kind": info.kind, "model": info.model, "model_id": info.model_id,
               "resize": info.fields.get("resize"), "size": info.size,
               "in_channels": sample.shape[1], "in_size": sample.shape[2],
-              "classes": info.classes, "widths": list(widths), "depth": depth,
+              "classes": info.classes, "widths": list(widths),
               "recipe": augment, "epochs": epochs, "seed": seed}
     model = Classifier(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
