@@ -67,7 +67,8 @@ def test_datasets_stand_on_the_runtime_without_torch():
 
 
 def test_sensor_commands_import_no_torch_side():
-    for name in ("encode", "stream", "info", "models", "bench", "_shared", "__init__"):
+    for name in ("encode", "stream", "info", "models", "bench", "dataset", "serve", "_shared",
+                 "__init__"):
         ours, theirs = imports(PACKAGE / "cli" / f"{name}.py")
         top = ast.parse((PACKAGE / "cli" / f"{name}.py").read_text()).body
         top_level = set()

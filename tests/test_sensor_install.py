@@ -108,3 +108,28 @@ def test_sensor_commands_in_a_fresh_environment(extra, backend, rgb_bundle, phot
     assert "numpy" in result.stdout and "torch decoder" in result.stdout, result.stdout
     ort = next(line for name, line in rows.items() if name.startswith("onnxruntime, 1"))
     assert ("skipped" in ort) == (extra != "runtime"), ort
+
+
+def test_latents_datasets_and_a_latents_server_without_torch(rgb_bundle, photos, tmp_path):
+    """With [learning] only (no torch, no onnxruntime): a dataset from a bundle, and a server
+    that keeps what a sensor streams as latents rows without decoding it."""
+    bin_dir = make_env(tmp_path / "env", "learning")
+    images = tmp_path / "classes"
+    for name in ("a", "b"):
+        (images / name).mkdir(parents=True)
+        for photo in sorted(photos.glob("*.png")):
+            (images / name / photo.name).write_bytes(photo.read_bytes())
+    result = sensor(bin_dir, "dataset", rgb_bundle, images, "--out", tmp_path / "data",
+                    "--size", "64")
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "6 images of 2 classes (latents)" in result.stdout
+    link = tmp_path / "link.frames"
+    result = sensor(bin_dir, "stream", rgb_bundle, photos, "--to", f"file://{link}",
+                    "--backend", "numpy")
+    assert result.returncode == 0, result.stderr
+    result = sensor(bin_dir, "serve", rgb_bundle, "--listen", link, "--out", tmp_path / "srv",
+                    "--no-decode", "--latents", tmp_path / "srv" / "latents")
+    assert result.returncode == 0 and "kept 3, rejected 0" in result.stdout, result.stderr
+    assert len(list((tmp_path / "srv" / "latents").glob("part-*.parquet"))) == 3
+    result = sensor(bin_dir, "classify", "train", tmp_path / "data", "--out", tmp_path / "c")
+    assert result.returncode == 2 and "pip install 'walloc-edge[server]'" in result.stderr

@@ -6,14 +6,12 @@ import re
 import time
 from pathlib import Path
 
-from ..decoder.evaluate import write_signal
 from ..firmware_bridge.delivery import Ledger, read_keys
 from ..firmware_bridge.framing import ACK_REJECTED, ACK_WRITTEN
 from ..firmware_bridge.loops import Rejected, serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..runtime import read_bitstream
 from ._shared import add_decoder_options, output_dir, positive_int, positive_number
-from .decode import decoder_for
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
 write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
@@ -107,7 +105,11 @@ class _Model:
     def __init__(self, args):
         if args.no_decode and not (args.latents or args.classify):
             raise ValueError("--no-decode keeps nothing without --latents or --classify")
-        self.decoder = None if args.no_decode else decoder_for(args)
+        self.decoder = None
+        if not args.no_decode:  # the torch side: a --no-decode server of a bundle has none
+            from .decode import decoder_for
+
+            self.decoder = decoder_for(args)
         if self.decoder is not None:
             self.model_id = self.decoder.model_id
         elif Path(args.model, "encoder.json").is_file():  # a bundle: no torch needed
@@ -149,6 +151,8 @@ class _Model:
         """Decode, classify and keep one verified bitstream; returns the metrics fields."""
         fields = {}
         if self.decoder is not None:
+            from ..decoder.evaluate import write_signal
+
             signal = self.decoder.decode(stream)
             fields["shape"] = list(signal.shape)
             fields["file"] = str(write_signal(signal, stream.header, stem, fmt))
