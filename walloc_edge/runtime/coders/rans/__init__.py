@@ -27,6 +27,7 @@ import numpy as np
 
 from ...errors import BitstreamError
 from ..base import Coder
+from . import native
 from .layout import Layout
 from .model import PREC, SCALE, Model, refresh_steps
 from .payload import CONSTANT, LOWER, VERSIONS, Payload
@@ -67,7 +68,13 @@ class RansCoder(Coder):
             rows = list(fit_taps(own, values, C))
         residual = _residuals(X, own, values, rows, constant, clip)    # (C + 1, n)
         reach = int(np.abs(residual).max())  # the tables span only the residuals in the tile
-        states, words = _push(*_frequencies(layout, own, residual, reach, constant, clip))
+        model, tables, symbols = _coding_order(layout, own, residual, reach, constant, clip)
+        refresh = refresh_steps(layout.steps)
+        if native.available():
+            states, words = native.encode(tables, symbols, model.tables, reach, model.prior,
+                                          np.array(refresh, np.int64))
+        else:
+            states, words = _push(*_frequencies(model, tables, symbols, refresh))
         coded = ~constant[layout.lane_channel]
         return Payload(
             self.version, layout.region, reach,
@@ -92,6 +99,8 @@ class RansCoder(Coder):
         if p.reach > clip:
             raise BitstreamError(f"rans residual reach {p.reach} exceeds the latent range "
                                  f"±{clip}")
+        if len(p.constants) and np.abs(p.constants.astype(np.int64)).max() > clip:
+            raise BitstreamError(f"a rans constant channel's value is outside ±{clip}")
         min_bits = -np.log2(1 - (2 * p.reach) / SCALE)  # the most probable symbol's cost
         if len(p.coded) * layout.n * min_bits > 8 * len(payload):
             raise BitstreamError(f"a rans payload of {len(payload)} bytes cannot hold "
@@ -127,11 +136,11 @@ def _residuals(X, own, values, rows, constant, clip):
     return residual
 
 
-def _frequencies(layout, own, residual, reach, constant, clip):
-    """(steps, lanes) frequency and cumulative frequency of each latent under the adaptive
-    model as the decoder will see it, in coding order. Lanes without a latent at a step (or
-    of a constant channel) code "nothing" (frequency 2^15, cumulative 0), which leaves their
-    state unchanged."""
+def _coding_order(layout, own, residual, reach, constant, clip):
+    """(model, tables, symbols): the (steps, lanes) table and symbol of each latent in coding
+    order. Lanes without a latent at a step (or of a constant channel) code "nothing"
+    (table ``model.nothing``: frequency 2^15, cumulative 0), which leaves their state
+    unchanged."""
     C, n = layout.channels, layout.n
     model = Model(C * CONTEXTS, reach)
     tables = Contexts(clip)(layout.activity(own).astype(np.int64), residual[:-1]) \
@@ -139,17 +148,25 @@ def _frequencies(layout, own, residual, reach, constant, clip):
     position, _, valid = layout.schedule()
     valid &= ~constant[layout.lane_channel]
     at = layout.lane_channel * n + position                                 # (steps, lanes)
-    tables = np.where(valid, tables.ravel()[at], model.nothing).ravel()
-    symbols = np.where(valid, residual[1:].ravel()[at] + reach, 0).ravel()
+    tables = np.where(valid, tables.ravel()[at], model.nothing)
+    symbols = np.where(valid, residual[1:].ravel()[at] + reach, 0)
+    return model, tables, symbols
+
+
+def _frequencies(model, tables, symbols, refresh):
+    """(steps, lanes) frequency and cumulative frequency of each latent under the adaptive
+    model as the decoder will see it, learning at the ``refresh`` steps."""
+    steps, lanes = tables.shape
+    tables, symbols = tables.ravel(), symbols.ravel()
     flat = tables * model.symbols + symbols
-    freq = np.empty(at.size, np.uint64)
-    cum = np.empty(at.size, np.uint64)
-    bounds = np.array([0] + refresh_steps(layout.steps) + [layout.steps]) * layout.lanes
+    freq = np.empty(flat.size, np.uint64)
+    cum = np.empty(flat.size, np.uint64)
+    bounds = np.array([0] + refresh + [steps]) * lanes
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
         freq[t0:t1] = model.freq.ravel()[flat[t0:t1]]
         cum[t0:t1] = model.cum.ravel()[flat[t0:t1]]
         model.learn(tables[t0:t1], symbols[t0:t1])
-    return freq.reshape(at.shape), cum.reshape(at.shape)
+    return freq.reshape(steps, lanes), cum.reshape(steps, lanes)
 
 
 def _push(freq, cum):
@@ -218,7 +235,19 @@ class _Decoding:
         self.K = K
 
     def run(self):
-        """Decode every step; returns the latents (C, n)."""
+        """Decode every step (in C where it is built); returns the latents (C, n)."""
+        if native.available():
+            status = native.decode(self, self.model.prior,
+                                   np.array(refresh_steps(self.layout.steps), np.int64))
+            if status == 1:
+                raise BitstreamError("rans payload is truncated")
+            if status:
+                raise BitstreamError("rans payload is corrupted (the decoder did not end "
+                                     "where the encoder began)")
+            return self.layout.gather(self.buffer)
+        return self._run_numpy()
+
+    def _run_numpy(self):
         layout, model, reach, clip = self.layout, self.model, self.reach, self.clip
         A, K = model.symbols, self.K
         freq, cum = model.freq.ravel(), model.cum.ravel()  # views: learn() updates them

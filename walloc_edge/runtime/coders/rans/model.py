@@ -38,6 +38,7 @@ class Model:
         total = w[0] + 2 * sum(w[1:])
         prior = np.array([1 + w[abs(s - reach)] * PRIOR_WEIGHT * INCREMENT // total
                           for s in range(A)], np.int64)
+        self.prior = prior                                         # (A,)
         self.counts = np.tile(prior, (tables, 1))                  # (tables, A)
         self.totals = self.counts.sum(axis=1)                      # (tables,)
         self.freq = np.zeros((tables + 1, A), np.uint64)

@@ -1,0 +1,84 @@
+"""The C loops of the rans coder (``_native.c``), through ctypes, where the optional extension
+was built; ``available()`` says whether, and why not. WALLOC_EDGE_NATIVE=0 turns them off
+(the numpy code then runs: the same bytes and latents, slower)."""
+import ctypes
+import importlib.util
+import os
+
+import numpy as np
+
+__all__ = ["available", "reason", "decode", "encode"]
+
+_I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
+_U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
+_U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
+_U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
+_U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_i64, _int = ctypes.c_int64, ctypes.c_int
+
+
+def _load():
+    if os.environ.get("WALLOC_EDGE_NATIVE", "1") == "0":
+        return None, "turned off by WALLOC_EDGE_NATIVE=0"
+    spec = importlib.util.find_spec(f"{__package__}._native")
+    if spec is None or not spec.origin:
+        return None, "the C extension was not built (no C compiler when it was installed)"
+    lib = ctypes.CDLL(spec.origin)
+    lib.walloc_rans_decode.restype = _int
+    lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _I64,
+                                       _I64, _I64, _I64, _I64, _U8, _I64, _I64, _I64, _I64,
+                                       _i64, _U64, _U16, _i64, _I64, _I64]
+    lib.walloc_rans_encode.restype = _i64
+    lib.walloc_rans_encode.argtypes = [_i64, _i64, _i64, _i64, _I64, _I64, _I64, _I64, _i64,
+                                       _U32, _U32, _U64, _U16, _i64]
+    return lib, None
+
+
+_LIB, _REASON = _load()
+
+
+def available():
+    return _LIB is not None
+
+
+def reason():
+    """Why the C loops are not used here (None where they are)."""
+    return _REASON
+
+
+def _c(array, dtype):
+    return np.ascontiguousarray(array, dtype)
+
+
+def decode(d, prior, refresh):
+    """Run a ``_Decoding`` ``d``'s step loop in C; returns the status (0 ok, 1 truncated,
+    2 corrupted) and leaves the latents in ``d.buffer``."""
+    steps, lanes = d.inner.shape
+    status = _LIB.walloc_rans_decode(
+        steps, lanes, d.feature_base.shape[0], int(d.layout.audio), d.clip, d.reach,
+        d.layout.stride, d.model.tables, _c(prior, np.int64), _c(d.feature_base, np.int64),
+        _c(d.lane_coefs, np.int64), _c(d.inner, np.int64), _c(d.index, np.int64),
+        _c(d.valid, np.uint8), _c(d.lane_tables, np.int64), _c(d.contexts.activity, np.int64),
+        _c(d.contexts.previous, np.int64), _c(refresh, np.int64), len(refresh), d.state,
+        _c(d.words, np.uint16), len(d.words), d.buffer, d.residual)
+    if status < 0:
+        raise MemoryError("rans: the C decoder ran out of memory")
+    return status
+
+
+def encode(tables, symbols, n_tables, reach, prior, refresh):
+    """(final state per lane, words in decoding order) of (steps, lanes) ``tables`` and
+    ``symbols`` (n_tables for "nothing"), as ``_frequencies`` and ``_push`` compute them."""
+    steps, lanes = tables.shape
+    freq = np.empty(tables.size, np.uint32)
+    cum = np.empty(tables.size, np.uint32)
+    state = np.empty(lanes, np.uint64)
+    capacity = 2 * tables.size + 2 * lanes  # at most one word per latent, and a margin
+    words = np.empty(capacity, np.uint16)
+    n = _LIB.walloc_rans_encode(steps, lanes, n_tables, reach, _c(prior, np.int64),
+                                _c(tables, np.int64), _c(symbols, np.int64),
+                                _c(refresh, np.int64), len(refresh), freq, cum, state, words,
+                                capacity)
+    if n < 0:
+        raise MemoryError("rans: the C encoder ran out of memory")
+    return state, words[:n]
