@@ -45,6 +45,10 @@ def _bundle_info(args):
         print(f"backends     usable here: {', '.join(usable)} (auto takes {usable[0]})")
     else:
         print("backends     none usable here: re-export the bundle (encoder.npz is missing)")
+    from ..runtime.coders.rans import native
+
+    print("rans coder   " + ("C loops (native)" if native.available() else
+                             f"numpy ({native.reason()})"))
 
 
 def _model_info(args):

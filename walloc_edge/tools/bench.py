@@ -166,6 +166,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
     for row in rows:
         if "encode" in row:
             row.update(coders=coding, compression_ratio=sample.nbytes / len(blob), **quality)
+    rows += _coder_rows(latents, info.latent_bits, amount, repeat, CODERS)
     rows += _torch_rows(codec, sample, amount, repeat, torch_reason, blob)
     rows += _image_baselines(sample, amount, repeat, len(blob)) if modality == "image" else \
         _audio_baselines(sample, amount, repeat, len(blob))
@@ -244,6 +245,31 @@ def _load_codec(model):
     from ..codec import load
 
     return load(model), None
+
+
+def _coder_rows(latents, bits, amount, repeat, coders):
+    """Encode and decode speed of each entropy coder on the latents of the input: rans with
+    its C loops (where built) and with the numpy reference, the WebP and PNG mosaics."""
+    from ..runtime.coders.rans import native
+
+    def row(label, coder, status="measured"):
+        payload = coder.encode(latents, bits)
+        params = coder.params(bits)
+        return {"row": label, "kind": "coder", "status": status,
+                "encode": _speed(timed(lambda: coder.encode(latents, bits), repeat), amount),
+                "decode": _speed(timed(lambda: coder.decode(payload, latents.shape, bits,
+                                                            params), repeat), amount),
+                "compression_ratio": None, "bytes": len(payload)}
+
+    rows = []
+    status = "measured" if native.available() else f"measured; C: {native.reason()}"
+    if native.available():
+        rows.append(row("rans coder (C)", coders["rans"]))
+    with native.turned_off():
+        rows.append(row("rans coder (numpy)", coders["rans"], status))
+    rows += [row("webp mosaic coder (libwebp)", coders["webp"]),
+             row("png mosaic coder (zlib)", coders["png"])]
+    return rows
 
 
 def _coder_speeds(latents, bits, amount, repeat, coders):
@@ -432,7 +458,8 @@ def svg_plot(result):
     top = max(v for _, v, _ in bars)
     lo = min(v for _, v, _ in bars) / 2
     scale = lambda v: 420 * np.log(v / lo) / np.log(top / lo)
-    colours = {"sensor": "#2b6cb0", "decoder": "#805ad5", "baseline": "#a0aec0"}
+    colours = {"sensor": "#2b6cb0", "coder": "#38a169", "decoder": "#805ad5",
+               "baseline": "#a0aec0"}
     height = 30 + 22 * len(bars)
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='900' height='{height}' "
            "font-family='sans-serif' font-size='12'>",

@@ -1,13 +1,14 @@
 """The C loops of the rans coder (``_native.c``), through ctypes, where the optional extension
 was built; ``available()`` says whether, and why not. WALLOC_EDGE_NATIVE=0 turns them off
 (the numpy code then runs: the same bytes and latents, slower)."""
+import contextlib
 import ctypes
 import importlib.util
 import os
 
 import numpy as np
 
-__all__ = ["available", "reason", "decode", "encode"]
+__all__ = ["available", "reason", "turned_off", "decode", "encode"]
 
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
@@ -44,6 +45,17 @@ def available():
 def reason():
     """Why the C loops are not used here (None where they are)."""
     return _REASON
+
+
+@contextlib.contextmanager
+def turned_off():
+    """Run the numpy loops within (to measure or check them beside the C ones)."""
+    global _LIB
+    saved, _LIB = _LIB, None
+    try:
+        yield
+    finally:
+        _LIB = saved
 
 
 def _c(array, dtype):
