@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean broker
+.PHONY: demo test venv clean broker cross
 
 venv: $(STAMP)
 
@@ -28,7 +28,18 @@ broker:
 	    $$SUDO apt-get install -y -q mosquitto || \
 	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q mosquitto; }; }
 
-test: $(STAMP) broker
+# The cross-compilation test (the firmware encoder on aarch64 and armhf under qemu-user):
+# Debian's cross compilers and qemu-user.
+cross:
+	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v arm-linux-gnueabihf-gcc \
+	  >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    PACKAGES="gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf qemu-user"; \
+	    $$SUDO apt-get install -y -q $$PACKAGES || \
+	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$PACKAGES; } || \
+	    echo "cross tools could not be installed: the cross-compilation test will skip"; }
+
+test: $(STAMP) broker cross
 	$(PY) -m pytest -q
 
 clean:

@@ -12,6 +12,7 @@ and in megapixels of the photo per second. --crop codes the centre WxH of each p
 (a sensor's frame size; results then go to coders-WxH.md).
 """
 import argparse
+import contextlib
 import platform
 import sys
 import tempfile
@@ -27,6 +28,7 @@ from walloc_edge.data import SAMPLE_PHOTOS, sample_photo
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.coders import CODERS
+from walloc_edge.runtime.coders.rans import native
 from report import publish
 
 
@@ -67,24 +69,33 @@ def bench_model(model_path, images, repeat):
     pixels = sum(img.shape[0] * img.shape[1] for _, img in images)
     count = sum(lat.size for lat in latents)
     rows = {}
-    for name, coder in CODERS.items():
+    variants = [(name, coder, contextlib.nullcontext) for name, coder in CODERS.items()]
+    if native.available():  # the C loops above; the numpy reference beside them
+        variants.insert(1, ("rans (numpy)", CODERS["rans"], native.turned_off))
+    for name, coder, mode in variants:
         if bits > coder.max_bits:
             continue
-        payloads = [coder.encode(lat, bits) for lat in latents]
-        for lat, payload in zip(latents, payloads):
-            assert np.array_equal(coder.decode(payload, lat.shape, bits, coder.params(bits)), lat)
-        enc = sum(median_time(lambda lat=lat: coder.encode(lat, bits), repeat) for lat in latents)
-        dec = sum(median_time(lambda p=p, lat=lat: coder.decode(p, lat.shape, bits,
-                                                                 coder.params(bits)), repeat)
-                  for p, lat in zip(payloads, latents))
-        size = sum(len(p) for p in payloads)
-        rows[name] = {"bytes": size, "bits_per_latent": 8 * size / count,
-                      "bpp": 8 * size / pixels, "compression_ratio": 3 * pixels / size,
-                      "encode_MBps": count / 1e6 / enc, "decode_MBps": count / 1e6 / dec,
-                      "encode_MPps": pixels / 1e6 / enc, "decode_MPps": pixels / 1e6 / dec}
+        with mode():
+            rows[name] = _measure(coder, latents, bits, repeat, count, pixels)
     for row in rows.values():
         row["vs_webp"] = row["bytes"] / rows["webp"]["bytes"]
     return {"model": str(model_path), "latents": count, "pixels": pixels, "coders": rows}
+
+
+def _measure(coder, latents, bits, repeat, count, pixels):
+    """Sizes and median speeds of one coder over every photo's latents (checked to decode)."""
+    payloads = [coder.encode(lat, bits) for lat in latents]
+    for lat, payload in zip(latents, payloads):
+        assert np.array_equal(coder.decode(payload, lat.shape, bits, coder.params(bits)), lat)
+    enc = sum(median_time(lambda lat=lat: coder.encode(lat, bits), repeat) for lat in latents)
+    dec = sum(median_time(lambda p=p, lat=lat: coder.decode(p, lat.shape, bits,
+                                                             coder.params(bits)), repeat)
+              for p, lat in zip(payloads, latents))
+    size = sum(len(p) for p in payloads)
+    return {"bytes": size, "bits_per_latent": 8 * size / count,
+            "bpp": 8 * size / pixels, "compression_ratio": 3 * pixels / size,
+            "encode_MBps": count / 1e6 / enc, "decode_MBps": count / 1e6 / dec,
+            "encode_MPps": pixels / 1e6 / enc, "decode_MPps": pixels / 1e6 / dec}
 
 
 def markdown(results, images, args):

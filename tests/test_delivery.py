@@ -23,6 +23,7 @@ from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spoo
 from walloc_edge.firmware_bridge.framing import (ACK_WRITTEN, Ack, AckReader, Keys,
                                                  encode_ack, frames_for)
 from walloc_edge.firmware_bridge.transports import open_link, open_receiver
+from walloc_edge.learning.datasets import load
 
 
 def photos(folder, n, seed=0, size=(32, 40)):
@@ -214,15 +215,19 @@ def test_connection_cut_mid_message(bundle, reference_dir, tmp_path):
     assert_exactly_once(out, {(sensor_id, f"p{i:02d}") for i in range(6)})
 
 
-def test_full_disk_is_not_acknowledged_and_resumes(bundle, reference_dir, tmp_path,
+@pytest.mark.parametrize("kept", ["decoded", "latents"])
+def test_full_disk_is_not_acknowledged_and_resumes(kept, bundle, reference_dir, tmp_path,
                                                    monkeypatch):
     """Writing fails (ENOSPC) twice: serve goes on, does not acknowledge, and writes the
-    messages when they come again; the sensor ends with everything acknowledged."""
+    messages when they come again; the sensor ends with everything acknowledged. The same
+    for a server that keeps latents rows instead of decoded pictures."""
     import errno
 
-    import walloc_edge.cli.serve as serve
+    from walloc_edge.decoder import evaluate  # serve imports write_signal from here
+    from walloc_edge.learning.datasets import LiveDataset
 
-    real, failures = serve.write_signal, [2]
+    owner, name = (evaluate, "write_signal") if kept == "decoded" else (LiveDataset, "add")
+    real, failures = getattr(owner, name), [2]
 
     def flaky(*args, **kwargs):
         if failures[0]:
@@ -230,12 +235,13 @@ def test_full_disk_is_not_acknowledged_and_resumes(bundle, reference_dir, tmp_pa
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(serve, "write_signal", flaky)
+    monkeypatch.setattr(owner, name, flaky)
     port, out = free_port(), tmp_path / "received"
+    keep = [] if kept == "decoded" else ["--no-decode", "--latents", str(out / "latents")]
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("rc", main(
         ["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
-         "--out", str(out), "--device", "cpu", "--count", "4"])))
+         "--out", str(out), "--device", "cpu", "--count", "4", *keep])))
     thread.start()
     time.sleep(1)
     from walloc_edge.runtime import Encoder
@@ -250,7 +256,12 @@ def test_full_disk_is_not_acknowledged_and_resumes(bundle, reference_dir, tmp_pa
     report = courier.finish(wait=60)
     thread.join(timeout=60)
     assert report.acknowledged == 4 and report.unacknowledged == 0 and report.resent >= 2
-    assert len(outputs(out)) == 4 and failures == [0]
+    assert failures == [0]
+    if kept == "decoded":
+        assert len(outputs(out)) == 4
+    else:
+        assert len(list((out / "latents").glob("part-*.parquet"))) == 4
+        assert not list(out.glob("*.png")) and len(load(out / "latents")[1]) == 4
 
 
 def test_injected_frames_are_rejected_and_do_not_block(tmp_path):

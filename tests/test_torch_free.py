@@ -80,4 +80,4 @@ def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
         assert all(name in text for name in rows) and "<rect" in svg_plot(result)
         print(len(rows), "torch" in sys.modules)
     """)
-    assert out.strip() == "9 False"
+    assert out.strip() == "13 False"  # 4 sensor rows, 4 coders, 2 torch (skipped), 3 baselines

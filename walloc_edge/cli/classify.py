@@ -19,13 +19,14 @@ examples:
 
 
 def configure(p):
-    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser)
+    sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser,
+                           help="train (a classifier on a dataset) or eval (one on a dataset)")
     t = sub.add_parser("train", help="train a classifier on a dataset",
                        description="Train a classifier on a dataset from walloc-edge dataset; "
                                    "a share of each class is held out for validation.")
     t.add_argument("data", help="a dataset folder (walloc-edge dataset)")
     t.add_argument("--out", required=True, help="the classifier file to write (.safetensors)")
-    t.add_argument("--epochs", type=positive_int, default=20)
+    t.add_argument("--epochs", type=positive_int, default=20, help="passes over the data")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
     t.add_argument("--augment", choices=("flips", "paper"), default="flips",
                    help="flips, or paper (pixel-space crops and flips, encoded on the fly)")
@@ -33,7 +34,7 @@ def configure(p):
                    help="share of each class held out for validation")
     t.add_argument("--split-seed", type=int, default=0,
                    help="seed of the held-out split (keep it to compare seeds on one split)")
-    t.add_argument("--batch", type=positive_int, default=128)
+    t.add_argument("--batch", type=positive_int, default=128, help="images per step")
     t.add_argument("--threads", type=positive_int, help="torch threads (default: all cores)")
     t.add_argument("--json", help="also write the training report (history, validation "
                                   "metrics, times) here")

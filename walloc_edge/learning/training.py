@@ -71,7 +71,7 @@ def random_resized_crops(images, generator, scale=(0.35, 1.0), ratio=(3 / 4, 4 /
     """uint8 (N, S, S, 3): a random crop of each image (area ``scale`` of it, aspect
     ``ratio``) resized back to S × S (bilinear: the crops are never larger than S, so this
     only enlarges), flipped left-right half the time; one affine sampling for the batch."""
-    n, size = images.shape[0], images.shape[1]
+    n = images.shape[0]
     area = torch.empty(n).uniform_(*scale, generator=generator)
     aspect = torch.exp(torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]),
                                                generator=generator))
