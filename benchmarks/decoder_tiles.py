@@ -20,7 +20,7 @@ from PIL import Image
 
 
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.decoder import DEFAULT_TILE, tile_spans
+from walloc_edge.decoder.decoder import DECODE_TILE, tile_spans
 from walloc_edge.decoder.evaluate import runtime_encoder
 from report import publish
 
@@ -41,7 +41,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model")
     p.add_argument("photos", nargs="+")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    p.add_argument("--tile", type=int, default=DECODE_TILE)
     p.add_argument("--overlap", type=int, default=8)
     p.add_argument("--out", type=Path)
     args = p.parse_args()

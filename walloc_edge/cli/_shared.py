@@ -1,7 +1,6 @@
 """What several commands share: help layout, progress bars, option types, input folders,
 output folders. Imports nothing heavy: the sensor commands use it without torch."""
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -9,7 +8,7 @@ __all__ = ["HelpFormatter", "progress", "say", "write_atomic", "write_text", "ou
            "expand_inputs", "input_files", "skipped_line", "positive_int", "positive_number",
            "thread_counts",
            "torch_device", "add_decoder_options", "add_backend_options", "add_video_options",
-           "sensor_encoder", "print_eval_table", "distinct_names", "add_overwrite_option"]
+           "sensor_encoder", "distinct_names", "add_overwrite_option"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
@@ -228,40 +227,3 @@ def sensor_encoder(args):
     from ..runtime import Encoder
 
     return Encoder(args.bundle, args.backend, threads=args.threads, providers=args.provider)
-
-
-def print_eval_table(rows, summary, modality):
-    unit = "MP" if modality == "image" else "MS"
-    rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
-    columns = [("psnr", "PSNR dB", "{:.2f}"), ("paper_psnr", "paper PSNR", "{:.2f}"),
-               ("ms_ssim", "MS-SSIM", "{:.4f}"), ("si_sdr", "SI-SDR dB", "{:.2f}"),
-               ("mel_distance", "mel dB", "{:.3f}"),
-               (rate, "bpp" if modality == "image" else "bits/frame", "{:.3f}"),
-               ("paper_bits", "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
-               ("compression_ratio", "ratio", "{:.1f}"),
-               (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
-               (f"paper_encode_{unit}ps", f"enc {unit}/s cpu", "{:.2f}"),
-               (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}"),
-               ("opus_psnr", "Opus PSNR", "{:.2f}"), ("opus_paper_psnr", "Opus pPSNR", "{:.2f}"),
-               ("opus_si_sdr", "Opus SISDR", "{:.2f}"), ("opus_mel_distance", "Opus mel",
-                                                         "{:.3f}"),
-               ("flac_compression_ratio", "FLAC ratio", "{:.2f}")]
-    columns = [c for c in columns if any(c[0] in r for r in rows)]
-    width = max([len(os.path.basename(r["file"])) for r in rows] + [4])
-    print(f"{'file':<{width}}  " + "  ".join(f"{title:>10}" for _, title, _ in columns))
-    for r in rows + [{"file": "mean", **summary}]:
-        if "error" in r:
-            print(f"{os.path.basename(r['file']):<{width}}  error: {r['error']}")
-            continue
-        print(f"{os.path.basename(r['file']):<{width}}  " +
-              "  ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in columns))
-    print(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
-          f"{summary['files'] - summary['failed']} of {summary['files']} files")
-    if "paper_compression_ratio" in summary:
-        full, per = ("16 bits", "sample of each channel") if modality == "audio" else \
-            ("8 bits x channels", "pixel")
-        print(f"paper's protocol: compression ratio {summary['paper_compression_ratio']:.2f} "
-              f"({full} / mean bits per {per}), "
-              f"PSNR {summary['paper_psnr']:.2f} dB"
-              + (" (clips mean-removed, peak-normalised to 0.5, on that scale)"
-                 if modality == "audio" else ""))

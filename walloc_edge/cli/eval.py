@@ -1,11 +1,11 @@
 """``walloc-edge eval``: rate, distortion and speed of a model over files (server side)."""
 import json
 
-from ..decoder.evaluate import PROTOCOLS, evaluate_files, runtime_encoder, summarise
+from ..decoder.evaluate import (PROTOCOLS, eval_table, evaluate_files, runtime_encoder,
+                                summarise)
 from ..runtime.coders import CODERS
 from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
-from ._shared import (add_decoder_options, expand_inputs, print_eval_table, progress,
-                      skipped_line, write_text)
+from ._shared import add_decoder_options, expand_inputs, progress, skipped_line, write_text
 from .decode import decoder_for
 
 EXAMPLES = """Each file: sensor runtime encode -> .wlc -> torch decode, then PSNR, MS-SSIM
@@ -59,7 +59,7 @@ def run(args):
                           progress=lambda items: progress(items, "evaluating"),
                           protocol=args.protocol, baselines=args.baselines)
     summary = summarise(rows, cfg)
-    print_eval_table(rows, summary, cfg.modality)
+    print(eval_table(rows, summary, cfg.modality))
     if skipped:
         print(skipped_line(skipped))
     if args.json:

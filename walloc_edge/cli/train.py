@@ -8,9 +8,10 @@ import numpy as np
 from ..codec import data, load
 from ..codec.training import PRESETS, TrainOptions, scale_latents, train
 from ..decoder import Decoder
-from ..decoder.evaluate import evaluate_files, evaluate_sample, runtime_encoder, summarise
+from ..decoder.evaluate import (eval_table, evaluate_files, evaluate_sample, runtime_encoder,
+                                summarise)
 from ..runtime.io import match_channels
-from ._shared import print_eval_table, progress, torch_device, write_text
+from ._shared import progress, torch_device, write_text
 
 
 def configure(p):
@@ -129,7 +130,7 @@ def _final_eval(codec, out, held_out, device):
                            progress=lambda items: progress(items, "final eval"))
     summary = summarise(rows, cfg)
     print(f"final eval on {len(rows)} held-out {cfg.modality} sample(s):")
-    print_eval_table(rows, summary, cfg.modality)
+    print(eval_table(rows, summary, cfg.modality))
     write_text(Path(out).with_suffix(".eval.json"),
                json.dumps({"model": str(out), "coder": "rans", "mean": summary,
                            "files": rows}, indent=2) + "\n")

@@ -20,9 +20,9 @@ from ..codec.device import resolve_device
 from ..runtime.bundle import model_id
 from ..runtime import Bitstream, BitstreamError, read_bitstream
 
-__all__ = ["Decoder", "ModelMismatchError", "to_signal", "DEFAULT_TILE", "tile_spans"]
+__all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
 
-DEFAULT_TILE = 64
+DECODE_TILE = 64  # latents per tile side that the decoder runs at once
 
 
 class ModelMismatchError(ValueError):
@@ -57,7 +57,7 @@ class Decoder:
     before its pixels count (default 8); neighbours share three times that.
     """
 
-    def __init__(self, model, device="auto", tile=DEFAULT_TILE, overlap=8):
+    def __init__(self, model, device="auto", tile=DECODE_TILE, overlap=8):
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()

@@ -5,6 +5,7 @@ backend over the model's own weights, or any bundle's backend), the torch decode
 the bytes, and the result is compared with the input.
 """
 import math
+import os
 import tempfile
 import time
 import wave
@@ -17,8 +18,8 @@ from ..runtime.io import atomic_file, read_input
 from .baselines import flac_bytes, opus_at
 from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
-__all__ = ["evaluate_files", "evaluate_sample", "summarise", "write_signal", "runtime_encoder",
-           "paper_audio", "OUTPUT_FORMATS", "PROTOCOLS"]
+__all__ = ["evaluate_files", "evaluate_sample", "summarise", "eval_table", "write_signal",
+           "runtime_encoder", "paper_audio", "OUTPUT_FORMATS", "PROTOCOLS"]
 
 OUTPUT_FORMATS = {"image": ("png", "tiff", "npy"), "audio": ("wav", "flac", "npy")}
 
@@ -179,6 +180,46 @@ def summarise(rows, config):
         mean["paper_compression_ratio"] = full / mean["paper_bits"]
     return {"files": len(rows), "failed": len(rows) - len(ok),
             "dimensionality_reduction": config.dimensionality_reduction, **mean}
+
+
+def eval_table(rows, summary, modality):
+    """The per-file table and the means that `eval` and `train` print, as text."""
+    lines = []
+    unit = "MP" if modality == "image" else "MS"
+    rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
+    columns = [("psnr", "PSNR dB", "{:.2f}"), ("paper_psnr", "paper PSNR", "{:.2f}"),
+               ("ms_ssim", "MS-SSIM", "{:.4f}"), ("si_sdr", "SI-SDR dB", "{:.2f}"),
+               ("mel_distance", "mel dB", "{:.3f}"),
+               (rate, "bpp" if modality == "image" else "bits/frame", "{:.3f}"),
+               ("paper_bits", "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
+               ("compression_ratio", "ratio", "{:.1f}"),
+               (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
+               (f"paper_encode_{unit}ps", f"enc {unit}/s cpu", "{:.2f}"),
+               (f"decode_{unit}ps", f"dec {unit}/s", "{:.2f}"),
+               ("opus_psnr", "Opus PSNR", "{:.2f}"), ("opus_paper_psnr", "Opus pPSNR", "{:.2f}"),
+               ("opus_si_sdr", "Opus SISDR", "{:.2f}"), ("opus_mel_distance", "Opus mel",
+                                                         "{:.3f}"),
+               ("flac_compression_ratio", "FLAC ratio", "{:.2f}")]
+    columns = [c for c in columns if any(c[0] in r for r in rows)]
+    width = max([len(os.path.basename(r["file"])) for r in rows] + [4])
+    lines.append(f"{'file':<{width}}  " + "  ".join(f"{title:>10}" for _, title, _ in columns))
+    for r in rows + [{"file": "mean", **summary}]:
+        if "error" in r:
+            lines.append(f"{os.path.basename(r['file']):<{width}}  error: {r['error']}")
+            continue
+        lines.append(f"{os.path.basename(r['file']):<{width}}  " +
+                     "  ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in columns))
+    lines.append(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
+                 f"{summary['files'] - summary['failed']} of {summary['files']} files")
+    if "paper_compression_ratio" in summary:
+        full, per = ("16 bits", "sample of each channel") if modality == "audio" else \
+            ("8 bits x channels", "pixel")
+        lines.append(f"paper's protocol: compression ratio "
+                     f"{summary['paper_compression_ratio']:.2f} ({full} / mean bits per {per}), "
+                     f"PSNR {summary['paper_psnr']:.2f} dB"
+                     + (" (clips mean-removed, peak-normalised to 0.5, on that scale)"
+                        if modality == "audio" else ""))
+    return "\n".join(lines)
 
 
 def write_signal(signal, header, stem, fmt=None, overwrite=True):

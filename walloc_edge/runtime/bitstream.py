@@ -16,13 +16,13 @@ from .coders import CODER_IDS, coder as get_coder
 from .errors import BitstreamError
 from .padding import padding_for
 
-__all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "DEFAULT_TILE", "BitstreamError", "Header",
+__all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "BITSTREAM_TILE", "BitstreamError", "Header",
            "Bitstream", "write_bitstream", "read_bitstream", "read_latents"]
 
 MAGIC = b"\x89WLC"
 VERSION = 1
 MAX_LATENTS = 1 << 28           # a reader refuses more (256 MB of int8) unless told otherwise
-DEFAULT_TILE = {"image": 256, "audio": 8192}  # latent samples per tile side
+BITSTREAM_TILE = {"image": 256, "audio": 8192}  # latents per tile side of a .wlc
 MODALITIES = ("image", "audio")
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.int16), 3: np.dtype(np.float32),
           4: np.dtype(np.float64)}
@@ -113,7 +113,7 @@ def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=
         raise ValueError(f"the {coder} coder takes latents of at most {chosen.max_bits} bits; "
                          f"this model's are {cfg['latent_bits']}: use --coder raw")
     modality = cfg["modality"]
-    tile = tuple(tile or (DEFAULT_TILE[modality],) * (2 if modality == "image" else 1))
+    tile = tuple(tile or (BITSTREAM_TILE[modality],) * (2 if modality == "image" else 1))
     header = Header(modality, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
                     cfg["J"], cfg["latent_bits"], cfg["latent_dim"], coder,
                     chosen.params(cfg["latent_bits"]), tile,
