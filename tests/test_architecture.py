@@ -59,6 +59,14 @@ def test_the_decoder_does_not_stand_on_export():
         assert "export" not in ours and "cli" not in ours, (name, ours)
 
 
+def test_images_and_audio_differ_in_one_place():
+    """Normalisation is written once (runtime/modality.py): the torch side asks it too."""
+    for path in PACKAGE.rglob("*.py"):
+        text = path.read_text()
+        if path.name != "modality.py":
+            assert "/ 255 - 0.5" not in text and "float() / 65536" not in text, path
+
+
 def test_datasets_stand_on_the_runtime_without_torch():
     """Latents datasets are made by the sensor runtime (a bundle suffices: no torch)."""
     ours, theirs = imports(PACKAGE / "learning" / "datasets.py")

@@ -100,11 +100,10 @@ def expand_inputs(inputs, suffixes, what):
 def input_files(args, modality):
     """(files as (path, output name) pairs, a line on what the folders held that was
     skipped) of the INPUT arguments, for a model of ``modality``."""
-    from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+    from ..runtime.modality import MODALITIES
 
-    suffixes = (IMAGE_SUFFIXES | {".npy"}) if modality == "image" else AUDIO_SUFFIXES
-    files, skipped = expand_inputs(args.inputs, suffixes,
-                                   "images" if modality == "image" else "audio")
+    kind = MODALITIES[modality]
+    files, skipped = expand_inputs(args.inputs, kind.inputs, kind.plural)
     return distinct_names(files), skipped_line(skipped)
 
 

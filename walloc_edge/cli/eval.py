@@ -4,7 +4,7 @@ import json
 from ..decoder.evaluate import (PROTOCOLS, eval_table, evaluate_files, runtime_encoder,
                                 summarise)
 from ..runtime.coders import CODERS
-from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from ..runtime.modality import MODALITIES
 from ._shared import add_decoder_options, expand_inputs, progress, skipped_line, write_text
 from .decode import decoder_for
 
@@ -48,9 +48,8 @@ def run(args):
     if args.baselines and cfg.modality != "audio":
         raise ValueError("--baselines is for audio models (Opus, FLAC); for images, "
                          "walloc-edge bench measures JPEG and WebP at the same size")
-    suffixes = (IMAGE_SUFFIXES | {".npy"}) if cfg.modality == "image" else AUDIO_SUFFIXES
-    found, skipped = expand_inputs(args.data, suffixes,
-                                   "images" if cfg.modality == "image" else "audio")
+    kind = MODALITIES[cfg.modality]
+    found, skipped = expand_inputs(args.data, kind.inputs, kind.plural)
     files = [path for path, _ in found]
     if not files:
         raise ValueError(f"no {cfg.modality} files in {' '.join(args.data)}")

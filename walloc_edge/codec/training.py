@@ -25,6 +25,7 @@ from .checkpoint import load, save
 from .config import CodecConfig
 from .device import resolve_device
 from .models import build
+from ..runtime.modality import MODALITIES
 from .padding import crop, pad
 
 __all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor", "scale_latents"]
@@ -56,10 +57,7 @@ class TrainOptions:
 
 def to_tensor(samples, modality):
     """Raw samples (uint8 H×W×C / int16 L×C) → a float batch as the codec takes it."""
-    x = torch.from_numpy(np.stack(samples))
-    if modality == "image":
-        return x.permute(0, 3, 1, 2).float() / 255 - 0.5
-    return x.permute(0, 2, 1).float() / 65536
+    return MODALITIES[modality].to_model(torch.from_numpy(np.stack(samples)))
 
 
 def learning_rate(step, options):
@@ -74,8 +72,8 @@ def evaluate(codec, samples, device="cpu"):
     """Mean PSNR (dB) of encode → round → decode over raw samples of any size, with the peak
     `walloc-edge eval` uses: 255 for images, int16 full scale (32768) for audio."""
     codec.eval()
-    # The signal spans [-0.5, 0.5]: 255 is 1 there, 32768 is 0.5.
-    peak = 1.0 if codec.config.modality == "image" else 0.5
+    kind = MODALITIES[codec.config.modality]
+    peak = kind.peak / kind.divisor  # on the model's scale: 255 is 1 there, 32768 is 0.5
     psnrs = []
     for sample in samples:
         x = to_tensor([sample], codec.config.modality).to(device)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..runtime import Encoder
 from ..runtime.io import atomic_file, read_input
+from ..runtime.modality import AUDIO, MODALITIES
 from .baselines import flac_bytes, opus_at
 from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
@@ -38,11 +39,9 @@ def runtime_encoder(codec, bundle=None, backend="numpy"):
     return encoder
 
 
-def _units(sample, modality):
-    """(megapixels or megasamples, unit name) of one input."""
-    if modality == "image":
-        return sample.shape[0] * sample.shape[1] / 1e6, "MP"
-    return sample.shape[0] / 1e6, "MS"
+def _units(sample, kind):
+    """(megapixels or megasamples, unit name) of one input of Modality ``kind``."""
+    return math.prod(sample.shape[:kind.spatial_axes]) / 1e6, kind.unit
 
 
 PROTOCOLS = ("default", "paper")
@@ -90,7 +89,7 @@ def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="de
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
-    audio = decoder.codec.config.modality == "audio"
+    audio = MODALITIES[decoder.codec.config.modality] is AUDIO
     row = _paper_audio_row(decoder, encoder, sample, rate, coder) \
         if protocol == "paper" and audio else \
         _default_row(decoder, encoder, sample, rate, coder, protocol)
@@ -107,17 +106,17 @@ def _default_row(decoder, encoder, sample, rate, coder, protocol):
     start = time.perf_counter()
     out = decoder.decode(blob)
     decode_s = time.perf_counter() - start
-    size, unit = _units(sample, cfg.modality)
+    kind = MODALITIES[cfg.modality]
+    size, unit = _units(sample, kind)
     row = {"shape": list(sample.shape), "bytes": len(blob), "psnr": psnr(sample, out),
-           "bits_per_" + ("pixel" if cfg.modality == "image" else "sample"):
-               8 * len(blob) / (size * 1e6),
+           f"bits_per_{kind.per}": 8 * len(blob) / (size * 1e6),
            # against 8-bit pixels / 16-bit PCM, however the file was read (float for Ogg)
-           "compression_ratio": sample.size * (1 if cfg.modality == "image" else 2) / len(blob),
+           "compression_ratio": sample.size * kind.bits_per_value / 8 / len(blob),
            f"encode_{unit}ps": size / encode_s, f"decode_{unit}ps": size / decode_s}
-    if cfg.modality == "audio":
+    if kind is AUDIO:
         row["si_sdr"] = si_sdr(sample, out)
         row["mel_distance"] = mel_distance(sample, out, rate or 44100)
-    if cfg.modality == "image":
+    else:
         row["ms_ssim"] = ms_ssim(sample if sample.ndim == 3 else sample[..., None],
                                  out if out.ndim == 3 else out[..., None])
         if protocol == "paper":
@@ -176,7 +175,8 @@ def summarise(rows, config):
     keys = [k for k in (ok[0] if ok else {}) if isinstance(ok[0][k], float)]
     mean = {k: float(np.mean([r[k] for r in ok])) for k in keys}
     if "paper_bits" in mean:
-        full = 16 if config.modality == "audio" else 8 * config.channels
+        kind = MODALITIES[config.modality]  # audio: bits per sample; images: per pixel
+        full = kind.bits_per_value * (1 if kind is AUDIO else config.channels)
         mean["paper_compression_ratio"] = full / mean["paper_bits"]
     return {"files": len(rows), "failed": len(rows) - len(ok),
             "dimensionality_reduction": config.dimensionality_reduction, **mean}
@@ -185,13 +185,14 @@ def summarise(rows, config):
 def eval_table(rows, summary, modality):
     """The per-file table and the means that `eval` and `train` print, as text."""
     lines = []
-    unit = "MP" if modality == "image" else "MS"
-    rate = "bits_per_pixel" if modality == "image" else "bits_per_sample"
+    kind = MODALITIES[modality]
+    unit, rate = kind.unit, f"bits_per_{kind.per}"
+    audio = kind is AUDIO
     columns = [("psnr", "PSNR dB", "{:.2f}"), ("paper_psnr", "paper PSNR", "{:.2f}"),
                ("ms_ssim", "MS-SSIM", "{:.4f}"), ("si_sdr", "SI-SDR dB", "{:.2f}"),
                ("mel_distance", "mel dB", "{:.3f}"),
-               (rate, "bpp" if modality == "image" else "bits/frame", "{:.3f}"),
-               ("paper_bits", "bpp" if modality == "image" else "bits/sample", "{:.3f}"),
+               (rate, "bits/frame" if audio else "bpp", "{:.3f}"),
+               ("paper_bits", "bits/sample" if audio else "bpp", "{:.3f}"),
                ("compression_ratio", "ratio", "{:.1f}"),
                (f"encode_{unit}ps", f"enc {unit}/s", "{:.1f}"),
                (f"paper_encode_{unit}ps", f"enc {unit}/s cpu", "{:.2f}"),
@@ -212,13 +213,13 @@ def eval_table(rows, summary, modality):
     lines.append(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
                  f"{summary['files'] - summary['failed']} of {summary['files']} files")
     if "paper_compression_ratio" in summary:
-        full, per = ("16 bits", "sample of each channel") if modality == "audio" else \
+        full, per = ("16 bits", "sample of each channel") if audio else \
             ("8 bits x channels", "pixel")
         lines.append(f"paper's protocol: compression ratio "
                      f"{summary['paper_compression_ratio']:.2f} ({full} / mean bits per {per}), "
                      f"PSNR {summary['paper_psnr']:.2f} dB"
                      + (" (clips mean-removed, peak-normalised to 0.5, on that scale)"
-                        if modality == "audio" else ""))
+                        if audio else ""))
     return "\n".join(lines)
 
 
@@ -230,7 +231,9 @@ def write_signal(signal, header, stem, fmt=None, overwrite=True):
     stem = Path(stem)
     channels = header.channels
     if fmt is None:
-        fmt = ("png" if channels in (1, 3) else "npy") if header.modality == "image" else "wav"
+        fmt = header.kind.output_format
+        if fmt == "png" and channels not in (1, 3):
+            fmt = "npy"  # hyperspectral
     if fmt not in OUTPUT_FORMATS[header.modality]:
         raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
                          f"{', '.join(OUTPUT_FORMATS[header.modality])}")

@@ -6,6 +6,7 @@ the numpy backend and the C export compute from.
 """
 from ..codec.models import encoder_arrays
 from ..runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from ..runtime.modality import AUDIO, IMAGE
 from ..runtime.bundle import model_id as _model_id
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_VERSION", "model_id", "encoder_arrays", "bundle_arrays",
@@ -34,12 +35,12 @@ def bundle_metadata(codec, encoder, graphs):
     latent_dtype = "int8" if cfg.latent_bits <= 8 else "int16"
     if cfg.modality == "image":
         inputs = {"dtype": "uint8", "layout": "NHWC", "shape": [1, "H", "W", cfg.channels],
-                  "normalisation": "x / 255 - 0.5"}
+                  "normalisation": IMAGE.normalisation}
         latents = {"dtype": latent_dtype, "layout": "NCHW",
                    "shape": [1, cfg.latent_dim, f"H/{step}", f"W/{step}"]}
     else:
         inputs = {"dtype": "int16", "layout": "NLC", "shape": [1, "L", cfg.channels],
-                  "normalisation": "x / 65536"}
+                  "normalisation": AUDIO.normalisation}
         latents = {"dtype": latent_dtype, "layout": "NCL",
                    "shape": [1, cfg.latent_dim, f"L/{step} + 2"]}
     inputs.update({"multiple": step, "min_size": encoder.min_size,

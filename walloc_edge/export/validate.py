@@ -10,6 +10,7 @@ import torch
 
 from ..data import synthetic_music
 from ..data import SAMPLE_PHOTOS, sample_photo
+from ..runtime.modality import MODALITIES
 
 __all__ = ["MIN_IDENTICAL", "MAX_DIFF", "random_sample", "image_inputs", "audio_inputs",
            "torch_latents", "compare", "validate"]
@@ -70,11 +71,7 @@ def audio_inputs(channels, lengths, seed=0):
 def torch_latents(codec, raw):
     """The torch model's integer latents for a raw sensor sample (batch of one)."""
     x = torch.from_numpy(np.array(raw))  # a writable copy (photos from PIL are read-only)
-    if codec.config.modality == "image":
-        x = x.permute(0, 3, 1, 2).float() / 255 - 0.5
-    else:
-        x = x.permute(0, 2, 1).float() / 65536
-    return codec.encode(x).numpy()
+    return codec.encode(MODALITIES[codec.config.modality].to_model(x)).numpy()
 
 
 def compare(latents, expected):

@@ -14,16 +14,16 @@ import numpy as np
 
 from .coders import CODER_IDS, coder as get_coder
 from .errors import BitstreamError
+from .modality import modality as modality_of
 from .padding import padding_for
 
-__all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "BITSTREAM_TILE", "BitstreamError", "Header",
+__all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "BitstreamError", "Header",
            "Bitstream", "write_bitstream", "read_bitstream", "read_latents"]
 
 MAGIC = b"\x89WLC"
 VERSION = 1
 MAX_LATENTS = 1 << 28           # a reader refuses more (256 MB of int8) unless told otherwise
-BITSTREAM_TILE = {"image": 256, "audio": 8192}  # latents per tile side of a .wlc
-MODALITIES = ("image", "audio")
+MODALITY_CODES = ("image", "audio")  # the header's modality byte indexes this
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.int16), 3: np.dtype(np.float32),
           4: np.dtype(np.float64)}
 PADDING_REFLECT = 1
@@ -54,13 +54,18 @@ class Header:
         return 2 ** self.J
 
     @property
+    def kind(self):
+        """The Modality of the input (what differs between images and audio)."""
+        return modality_of(self.modality)
+
+    @property
     def sizes(self):
         """Spatial sizes of the input: (H, W) or (L,)."""
-        return self.shape[:2] if self.modality == "image" else self.shape[:1]
+        return self.shape[:self.kind.spatial_axes]
 
     @property
     def channels(self):
-        n = 2 if self.modality == "image" else 1
+        n = self.kind.spatial_axes
         return self.shape[n] if len(self.shape) > n else 1
 
     @property
@@ -70,10 +75,8 @@ class Header:
 
     @property
     def latent_shape(self):
-        blocks = [-(-n // self.block) for n in self.sizes]
-        if self.modality == "audio":
-            blocks[0] += 2  # the reference encoder's Conv1d(padding=1)
-        return (self.latent_dim, *blocks)
+        edge = 2 * self.kind.edge_latents
+        return (self.latent_dim, *[-(-n // self.block) + edge for n in self.sizes])
 
     def tiles(self):
         """Slices of each tile of the latent array, in raster order."""
@@ -112,12 +115,12 @@ def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=
     if cfg["latent_bits"] > chosen.max_bits:
         raise ValueError(f"the {coder} coder takes latents of at most {chosen.max_bits} bits; "
                          f"this model's are {cfg['latent_bits']}: use --coder raw")
-    modality = cfg["modality"]
-    tile = tuple(tile or (BITSTREAM_TILE[modality],) * (2 if modality == "image" else 1))
-    header = Header(modality, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
+    kind = modality_of(cfg["modality"])
+    tile = tuple(tile or (kind.bitstream_tile,) * kind.spatial_axes)
+    header = Header(kind.name, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
                     cfg["J"], cfg["latent_bits"], cfg["latent_dim"], coder,
                     chosen.params(cfg["latent_bits"]), tile,
-                    int(sample_rate or 0) if modality == "audio" else 0)
+                    int(sample_rate or 0) if kind.has_rate else 0)
     if not 0 <= header.sample_rate < 2 ** 32:
         raise ValueError(f"sample rate {sample_rate} is out of range")
     if header.latent_shape != latents.shape:
@@ -134,11 +137,11 @@ def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=
 def _pack_header(h):
     dtype_code = {v: k for k, v in DTYPES.items()}[h.dtype]
     flags = FLAG_NO_CHANNEL_AXIS if len(h.shape) == len(h.sizes) else 0
-    fixed = _FIXED.pack(MAGIC, VERSION, MODALITIES.index(h.modality), flags, dtype_code,
+    fixed = _FIXED.pack(MAGIC, VERSION, MODALITY_CODES.index(h.modality), flags, dtype_code,
                         bytes.fromhex(h.model_id), h.J, h.latent_bits, PADDING_REFLECT,
                         h.latent_dim, h.channels, CODER_IDS[h.coder], len(h.coder_params))
     axes = b"".join(_AXIS.pack(n, t) for n, t in zip(h.sizes, h.tile))
-    rate = _U32.pack(h.sample_rate) if h.modality == "audio" else b""
+    rate = _U32.pack(h.sample_rate) if h.kind.has_rate else b""
     return fixed + h.coder_params + axes + rate
 
 
@@ -166,12 +169,13 @@ def _read_bitstream(data, max_latents):
     body = data[:-4]
     (_, _, modality, flags, dtype_code, model_id, J, bits, padding, latent_dim, channels,
      coder_id, n_params) = _FIXED.unpack_from(body, 0)
-    if modality >= len(MODALITIES):
+    if modality >= len(MODALITY_CODES):
         raise BitstreamError(f"unknown modality code {modality}")
-    modality = MODALITIES[modality]
+    kind = modality_of(MODALITY_CODES[modality])
+    modality = kind.name
     if flags & ~FLAG_NO_CHANNEL_AXIS:
         raise BitstreamError(f"unknown flags {flags:#x}")
-    if dtype_code not in DTYPES or (modality == "image") != (dtype_code == 1):
+    if dtype_code not in DTYPES or (kind.dtype == "uint8") != (dtype_code == 1):
         raise BitstreamError(f"input dtype code {dtype_code} is not valid for {modality}")
     if not 1 <= J <= 15 or not 2 <= bits <= 16 or padding != PADDING_REFLECT:
         raise BitstreamError(f"invalid J {J}, latent bits {bits} or padding mode {padding}")
@@ -180,12 +184,12 @@ def _read_bitstream(data, max_latents):
     names = {v: k for k, v in CODER_IDS.items()}
     if coder_id not in names:
         raise BitstreamError(f"unknown coder id {coder_id}")
-    ndim = 2 if modality == "image" else 1
+    ndim = kind.spatial_axes
     axes_end = _FIXED.size + n_params + ndim * _AXIS.size
-    offset = axes_end + (_U32.size if modality == "audio" else 0)
+    offset = axes_end + (_U32.size if kind.has_rate else 0)
     if offset > len(body):
         raise BitstreamError("header is truncated")
-    sample_rate = _U32.unpack_from(body, axes_end)[0] if modality == "audio" else 0
+    sample_rate = _U32.unpack_from(body, axes_end)[0] if kind.has_rate else 0
     params = bytes(body[_FIXED.size:_FIXED.size + n_params])
     axes = [_AXIS.unpack_from(body, _FIXED.size + n_params + i * _AXIS.size)
             for i in range(ndim)]

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .modality import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+
 __all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "match_channels", "atomic_file",
            "write_atomic"]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 
 def read_input(path: "str | Path", modality: str, channels: int) -> "tuple[np.ndarray, int]":

@@ -298,10 +298,9 @@ def _torch_rows(codec, sample, amount, repeat, reason, blob):
     from ..codec import pad
     from ..decoder import Decoder
 
-    image = codec.config.modality == "image"
-    x = torch.from_numpy(np.array(sample))
-    x = (x.permute(2, 0, 1)[None].float() / 255 - 0.5) if image else \
-        (x.permute(1, 0)[None].float() / 65536)
+    from ..runtime.modality import MODALITIES
+
+    x = MODALITIES[codec.config.modality].to_model(torch.from_numpy(np.array(sample))[None])
     x = pad(x, 2 ** codec.J)
     with torch.no_grad():
         times = timed(lambda: codec.encode(x), max(1, repeat // 2))
