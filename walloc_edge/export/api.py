@@ -1,5 +1,6 @@
 """export_bundle: write and validate the sensor bundle for a codec."""
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,7 @@ from .bundle import bundle_arrays, bundle_metadata
 from .graphs import sensor_encoder
 from .validate import audio_inputs, image_inputs, random_sample, validate
 
-__all__ = ["FORMATS", "ExportError", "check_formats", "export_bundle"]
-
-FORMATS = ("onnx", "tflite", "c")
+__all__ = ["FORMATS", "EXPORTERS", "ExportError", "check_formats", "export_bundle"]
 
 
 class ExportError(ValueError):
@@ -40,6 +39,93 @@ def _check_static_shape(codec, encoder, shape):
                               f"{max(encoder.min_size, n - n % step)}")
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What every exporter is given: the codec, its sensor encoder module, the folder, and
+    the fixed size of static graphs."""
+
+    codec: torch.nn.Module
+    encoder: torch.nn.Module
+    out_dir: Path
+    static_shape: tuple
+    audio_length: int  # the default audio trace / TFLite size
+    log: object
+
+    @property
+    def image(self):
+        return self.codec.config.modality == "image"
+
+    @property
+    def step(self):
+        return 2 ** self.codec.J
+
+    @property
+    def channels(self):
+        return self.codec.config.channels
+
+
+def _onnx(job, graphs):
+    """encoder.onnx: dynamic H, W (or L), traced once, validated at other sizes."""
+    from .onnx_graph import OPSET, export_onnx, onnx_session
+
+    traced = (256, 320) if job.image else (job.audio_length,)
+    path = export_onnx(job.encoder, _trace_example(job.codec, traced),
+                       job.out_dir / "encoder.onnx")
+    session = onnx_session(path)
+    name = session.get_inputs()[0].name
+    if job.image:
+        m, step = max(job.encoder.min_size, job.step), job.step
+        inputs = image_inputs(job.channels, [(m, m + step), (m + 13 * step, m + 5 * step)],
+                              multiple=step)
+    else:
+        inputs = audio_inputs(job.channels, [job.encoder.min_size, job.step * 211])
+    passed, report = validate(lambda raw: session.run(None, {name: raw})[0], job.codec, inputs)
+    return {"file": path.name, "opset": OPSET, "traced_shape": list(traced), "dynamic": True,
+            **report}, passed
+
+
+def _tflite(job, graphs):
+    """encoder.tflite: static ``static_shape``, NHWC latents for images."""
+    from .tflite_graph import export_tflite, tflite_runner
+
+    path = export_tflite(sensor_encoder(job.codec, "tflite"),
+                         _trace_example(job.codec, job.static_shape),
+                         job.out_dir / "encoder.tflite")
+    if job.image:
+        inputs = image_inputs(job.channels, [job.static_shape], photo_size=job.static_shape,
+                              seed=1)
+    else:
+        inputs = audio_inputs(job.channels, [job.static_shape[0]])
+    passed, report = validate(tflite_runner(path), job.codec, inputs)
+    return {"file": path.name, "static_shape": list(job.static_shape), "dynamic": False,
+            "latent_layout": "NHWC" if job.image else "NCL", **report}, passed
+
+
+def _c(job, graphs):
+    """C sources in out_dir/c; compiled and validated when this machine has a C compiler."""
+    from .c_export import build_c, c_runner, compiler, write_c_sources
+
+    folder = write_c_sources(bundle_metadata(job.codec, job.encoder, graphs),
+                             bundle_arrays(job.codec, job.encoder), job.out_dir / "c")
+    info = {"folder": "c", "program": "c/walloc_encode"}
+    if compiler() is None:
+        return {**info, "status": "not validated: no C compiler"}, True
+    step = job.step
+    run = c_runner(build_c(folder), step, not job.image)
+    if job.image:
+        inputs = image_inputs(job.channels, [(5 * step, 7 * step)], multiple=step, seed=2)
+    else:
+        inputs = audio_inputs(job.channels, [5 * step, 37 * step], seed=2)
+    passed, report = validate(run, job.codec, inputs)
+    return {**info, **report}, passed
+
+
+# Format name: the function that writes and validates its graph, (job, graphs so far) →
+# (its report for encoder.json, whether it passed). In the order they are written.
+EXPORTERS = {"onnx": _onnx, "tflite": _tflite, "c": _c}
+FORMATS = tuple(EXPORTERS)
+
+
 def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=print):
     """Write the bundle for ``codec`` into ``out_dir``; returns the encoder.json content.
 
@@ -50,9 +136,9 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     """
     check_formats(formats, allow_none=True)
     encoder = sensor_encoder(codec)
-    image = codec.config.modality == "image"
     step = 2 ** codec.J
-    audio_length = step * max(64, encoder.min_size // step)  # default audio trace / TFLite size
+    audio_length = step * max(64, encoder.min_size // step)
+    image = codec.config.modality == "image"
     if static_shape is None:
         static_shape = (512, 512) if image else (audio_length,)
     if "tflite" in formats:
@@ -60,52 +146,14 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez(out_dir / "encoder.npz", **bundle_arrays(codec, encoder))
-
-    C = codec.config.channels
+    job = _Job(codec, encoder, out_dir, tuple(static_shape), audio_length, log)
     graphs, failures = {}, []
-    if "onnx" in formats:
-        from .onnx_graph import OPSET, export_onnx, onnx_session
-
-        traced = (256, 320) if image else (audio_length,)
-        path = export_onnx(encoder, _trace_example(codec, traced), out_dir / "encoder.onnx")
-        session = onnx_session(path)
-        name = session.get_inputs()[0].name
-        if image:
-            m = max(encoder.min_size, step)
-            inputs = image_inputs(C, [(m, m + step), (m + 13 * step, m + 5 * step)],
-                                  multiple=step)
-        else:
-            inputs = audio_inputs(C, [encoder.min_size, step * 211])
-        passed, report = validate(lambda raw: session.run(None, {name: raw})[0], codec, inputs)
-        graphs["onnx"] = {"file": path.name, "opset": OPSET, "traced_shape": list(traced),
-                          "dynamic": True, **report}
-        log(_summary("onnx", report))
+    for fmt in (f for f in FORMATS if f in formats):
+        report, passed = EXPORTERS[fmt](job, graphs)
+        log(_summary(fmt, report))
+        graphs[fmt] = report
         if not passed:
-            failures.append("onnx")
-    if "tflite" in formats:
-        from .tflite_graph import export_tflite, tflite_runner
-
-        path = export_tflite(sensor_encoder(codec, "tflite"), _trace_example(codec, static_shape),
-                             out_dir / "encoder.tflite")
-        run = tflite_runner(path)
-        if image:
-            inputs = image_inputs(C, [static_shape], photo_size=static_shape, seed=1)
-        else:
-            inputs = audio_inputs(C, [static_shape[0]])
-        passed, report = validate(run, codec, inputs)
-        graphs["tflite"] = {"file": path.name, "static_shape": list(static_shape),
-                            "dynamic": False, "latent_layout": "NHWC" if image else "NCL",
-                            **report}
-        log(_summary("tflite", report))
-        if not passed:
-            failures.append("tflite")
-
-    if "c" in formats:
-        report = _export_c(codec, encoder, graphs, out_dir, log)
-        graphs["c"] = report
-        if report["status"] == "validation failed":
-            failures.append("c")
-
+            failures.append(fmt)
     metadata = bundle_metadata(codec, encoder, graphs)
     (out_dir / "encoder.json").write_text(json.dumps(metadata, indent=2) + "\n")
     if failures:
@@ -115,29 +163,9 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
     return metadata
 
 
-def _export_c(codec, encoder, graphs, out_dir, log):
-    """C sources in out_dir/c; compiled and validated when this machine has a C compiler."""
-    from .c_export import build_c, c_runner, compiler, write_c_sources
-
-    folder = write_c_sources(bundle_metadata(codec, encoder, graphs),
-                             bundle_arrays(codec, encoder), out_dir / "c")
-    info = {"folder": "c", "program": "c/walloc_encode"}
-    if compiler() is None:
-        log("c: sources written; not compiled (no C compiler here), so not validated")
-        return {**info, "status": "not validated: no C compiler"}
-    step, C = 2 ** codec.J, codec.config.channels
-    audio = codec.config.modality == "audio"
-    run = c_runner(build_c(folder), step, audio)
-    if audio:
-        inputs = audio_inputs(C, [5 * step, 37 * step], seed=2)
-    else:
-        inputs = image_inputs(C, [(5 * step, 7 * step)], multiple=step, seed=2)
-    passed, report = validate(run, codec, inputs)
-    log(_summary("c", report))
-    return {**info, **report}
-
-
 def _summary(fmt, report):
+    if "checks" not in report:  # C sources on a machine without a compiler
+        return f"{fmt}: sources written; {report['status']}"
     lines = [f"{fmt}: {report['status']} — {report['identical']:.4%} of latents identical "
              f"to torch, max |diff| {report['max_diff']}"]
     lines += [f"    {c['input']:<32} {c['identical']:.4%} identical, max |diff| {c['max_diff']}"
