@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference checkpoints and golden outputs in tests/reference/."""
+"""Shared fixtures: the reference checkpoints and golden outputs in tests/reference/, and the
+bundles of small models that many test files encode with (exported once per run)."""
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,71 @@ def stereo_golden():
     return dict(np.load(REFERENCE / "stereo_j4_l8.npz"))
 
 
-@pytest.fixture(scope="session")
-def rgb_bundle(tmp_path_factory):
-    """The reference RGB checkpoint exported once per run (ONNX + TFLite at 128x96)."""
-    from walloc_edge.codec import load
+# Exported bundles of small models, once per run: (codec, bundle folder) with ONNX and
+# TFLite graphs (TFLite at the static size given).
+
+def _export(tmp_path_factory, name, codec, static):
     from walloc_edge.export import export_bundle
 
-    out = tmp_path_factory.mktemp("rgb-bundle")
-    export_bundle(load(REFERENCE / "rgb_j3_l12.pth"), out, ("onnx", "tflite"),
-                  static_shape=(128, 96), log=lambda s: None)
-    return out
+    out = tmp_path_factory.mktemp(name)
+    export_bundle(codec, out, ("onnx", "tflite"), static_shape=static, log=lambda s: None)
+    return codec, out
+
+
+def _seeded(config, seed=0):
+    import torch
+
+    from walloc_edge.codec import build
+
+    torch.manual_seed(seed)
+    codec = build(config).eval()
+    codec.encoder[0].weight.data *= 40  # latents over a wide part of the range
+    return codec
+
+
+@pytest.fixture(scope="session")
+def rgb(tmp_path_factory, reference_dir):
+    from walloc_edge.codec import load
+
+    return _export(tmp_path_factory, "rgb", load(reference_dir / "rgb_j3_l12.pth"), (128, 96))
+
+
+@pytest.fixture(scope="session")
+def rgb_bundle(rgb):
+    """The reference RGB checkpoint's bundle folder (ONNX + TFLite at 128x96)."""
+    return rgb[1]
+
+
+@pytest.fixture(scope="session")
+def stereo(tmp_path_factory, reference_dir):
+    from walloc_edge.codec import load
+
+    return _export(tmp_path_factory, "stereo", load(reference_dir / "stereo_j4_l8.pth"),
+                   (1024,))
+
+
+@pytest.fixture(scope="session")
+def gray(tmp_path_factory):
+    from walloc_edge.codec import CodecConfig
+
+    return _export(tmp_path_factory, "gray",
+                   _seeded(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)), (64, 64))
+
+
+@pytest.fixture(scope="session")
+def cube(tmp_path_factory):
+    from walloc_edge.codec import CodecConfig
+
+    config = CodecConfig("image", channels=31, J=1, latent_dim=16, Nd=32)
+    return _export(tmp_path_factory, "cube", _seeded(config), (64, 64))
+
+
+@pytest.fixture(scope="session")
+def mono(tmp_path_factory):
+    from walloc_edge.codec import CodecConfig
+
+    config = CodecConfig("audio", channels=1, J=3, latent_dim=4, Nd=8)
+    return _export(tmp_path_factory, "mono", _seeded(config), (512,))
 
 
 @pytest.fixture(autouse=True)

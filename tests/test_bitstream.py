@@ -1,0 +1,148 @@
+"""The .wlc bitstream: round trips with every coder, records what the input was, refuses bad
+bytes with BitstreamError only (truncation, bit flips, huge fields, random bytes), and the
+golden files pin its format."""
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from walloc_edge.data import sample_photo, synthetic_music
+from walloc_edge.export.validate import _as_channels
+from walloc_edge.runtime import (BitstreamError, Encoder, load_bundle, read_bitstream,
+                                 read_latents)
+
+
+@pytest.mark.parametrize("coder", ["rans", "webp", "png", "raw"])
+def test_bitstream_round_trip(rgb, stereo, coder):
+    photo = sample_photo("coffee")[:95, :131]
+    encoder = Encoder(rgb[1], "numpy")
+    header, latents = read_latents(encoder.encode(photo, coder=coder, tile=(5, 7)))
+    assert header.shape == photo.shape and header.dtype == np.uint8
+    assert header.model_id == load_bundle(rgb[1]).model_id and header.coder == coder
+    assert np.array_equal(latents, encoder.latents(photo))
+    audio = synthetic_music(4001, 2).astype(np.float32) / 32768
+    encoder = Encoder(stereo[1], "numpy")
+    header, latents = read_latents(encoder.encode(audio, coder=coder))
+    assert header.shape == (4001, 2) and header.dtype == np.float32
+    assert np.array_equal(latents, encoder.latents(audio))
+
+
+def test_gray_without_channel_axis_is_recorded(gray):
+    image = _as_channels(sample_photo("coffee"), 1)[:33, :47, 0]
+    header, _ = read_latents(Encoder(gray[1], "numpy").encode(image))
+    assert header.shape == (33, 47) and header.channels == 1
+
+
+# --- malformed bitstreams -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def valid_streams(rgb, stereo):
+    photo = sample_photo("coffee")[:45, :61]
+    streams = [Encoder(rgb[1], "numpy").encode(photo, coder=c, tile=(3, 4))
+               for c in ("rans", "webp", "png", "raw")]
+    audio = synthetic_music(2001, 2)
+    streams += [Encoder(stereo[1], "numpy").encode(audio, coder=c) for c in ("rans", "raw")]
+    return streams
+
+
+def _with_crc(body):
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def _expect_bitstream_error(data):
+    try:
+        read_latents(data)
+    except BitstreamError:
+        pass
+
+
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(which=st.integers(0, 5), cut=st.floats(0, 1))
+def test_truncation(valid_streams, which, cut):
+    data = valid_streams[which]
+    with pytest.raises(BitstreamError):
+        read_latents(data[:int(cut * (len(data) - 1))])
+
+
+@FUZZ
+@given(which=st.integers(0, 5), flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 7)),
+                                                  min_size=1, max_size=4), fix_crc=st.booleans())
+def test_bit_flips(valid_streams, which, flips, fix_crc):
+    """Without a fixed CRC every flip is caught; with one, the field checks and the coders
+    must still only ever raise BitstreamError (or decode something)."""
+    data = bytearray(valid_streams[which])
+    for where, bit in flips:
+        data[int(where * (len(data) - 5))] ^= 1 << bit
+    if fix_crc:
+        _expect_bitstream_error(_with_crc(bytes(data[:-4])))
+    elif bytes(data) != valid_streams[which]:
+        with pytest.raises(BitstreamError):
+            read_latents(bytes(data))
+
+
+@FUZZ
+@given(which=st.integers(0, 5), where=st.floats(0, 1), value=st.integers(0, 2 ** 32 - 1))
+def test_huge_length_fields(valid_streams, which, where, value):
+    data = bytearray(valid_streams[which][:-4])
+    at = int(where * (len(data) - 4))
+    data[at:at + 4] = struct.pack("<I", value)
+    _expect_bitstream_error(_with_crc(bytes(data)))
+
+
+@FUZZ
+@given(data=st.binary(max_size=300), magic=st.booleans())
+def test_random_bytes(data, magic):
+    if magic:
+        data = _with_crc(b"\x89WLC\x01" + data)
+    with pytest.raises(BitstreamError):
+        read_latents(data)
+
+
+def test_claims_beyond_the_limit_are_refused(valid_streams):
+    with pytest.raises(BitstreamError, match="limit"):
+        read_bitstream(valid_streams[0], max_latents=100)
+
+
+# --- golden files -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,bundle_fixture", [("rgb_j3_l12", "rgb"),
+                                                 ("stereo_j4_l8", "stereo")])
+def test_golden_files(request, reference_dir, name, bundle_fixture):
+    golden = reference_dir.parent / "golden"
+    _, bundle = request.getfixturevalue(bundle_fixture)
+    data = np.load(golden / f"{name}.npz")
+    encoder = Encoder(bundle, "numpy")
+    assert np.array_equal(encoder.latents(data["input"]), data["latents"])
+    files = sorted(golden.glob(f"{name}.*.wlc"))
+    assert files
+    for path in files:
+        header, latents = read_latents(path.read_bytes())
+        assert header.model_id == encoder.model_id
+        assert header.sample_rate == (44100 if name.startswith("stereo") else 0)
+        assert header.shape == data["input"].shape and header.dtype == data["input"].dtype
+        assert np.array_equal(latents, data["latents"])
+        if header.coder in ("rans", "raw"):  # pure numpy: byte-identical on every platform
+            again = encoder.encode(data["input"], coder=header.coder,
+                                   sample_rate=header.sample_rate)
+            assert again == path.read_bytes()
+
+
+@pytest.mark.parametrize("name,bundle_fixture", [("rgb_j3_l12", "rgb"),
+                                                 ("stereo_j4_l8", "stereo")])
+def test_rans_model_version_3_files_still_read(request, reference_dir, name, bundle_fixture):
+    """Files written before constant channels (model version 3, what the C encoder still
+    writes) decode to the same latents."""
+    golden = reference_dir.parent / "golden"
+    data = np.load(golden / f"{name}.npz")
+    header, latents = read_latents((golden / "rans-v3" / f"{name}.rans.wlc").read_bytes())
+    assert header.coder_params == bytes([15, 3])
+    assert np.array_equal(latents, data["latents"])
+
+
