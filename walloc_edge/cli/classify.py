@@ -2,7 +2,7 @@
 import json
 
 from . import Parser
-from ._shared import positive_int, positive_number, progress, say, write_text
+from ._shared import HelpFormatter, positive_int, positive_number, progress, say, write_text
 
 EXAMPLES = """The classifier family is the same for latents and pixels (a patchifying stem, then
 identical residual stages; see walloc_edge/learning/classifier.py), so a latents model and
@@ -22,6 +22,7 @@ def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser,
                            help="train (a classifier on a dataset) or eval (one on a dataset)")
     t = sub.add_parser("train", help="train a classifier on a dataset",
+                       formatter_class=HelpFormatter, epilog=EXAMPLES,
                        description="Train a classifier on a dataset from walloc-edge dataset; "
                                    "a share of each class is held out for validation.")
     t.add_argument("data", help="a dataset folder (walloc-edge dataset)")
@@ -39,6 +40,7 @@ def configure(p):
     t.add_argument("--json", help="also write the training report (history, validation "
                                   "metrics, times) here")
     e = sub.add_parser("eval", help="top-1, top-5, per-class accuracy and confusion matrix",
+                       formatter_class=HelpFormatter, epilog=EXAMPLES,
                        description="Evaluate a classifier on a dataset made with the same "
                                    "model: on its held-out split if it is the dataset the "
                                    "classifier was trained on, else on every row.")
