@@ -2,13 +2,22 @@
 to end (int16 in → .wlc bytes), per backend and coder, in CPU time and times real time.
 
     python benchmarks/audio_encode_speed.py BUNDLE FILE [--seconds 30] [--out benchmarks/results]
-"""
-import argparse
-import time
 
-from walloc_edge.runtime import Encoder
-from walloc_edge.runtime.io import read_input
-from report import publish
+One core: onnxruntime runs one thread and numpy's BLAS is held to one thread too (set here,
+before numpy loads), so CPU time is one core's time.
+"""
+import os
+
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402 (after the thread settings)
+import time  # noqa: E402
+
+from walloc_edge.runtime import Encoder  # noqa: E402
+from walloc_edge.runtime.coders.rans import native  # noqa: E402
+from walloc_edge.runtime.io import read_input  # noqa: E402
+from report import publish  # noqa: E402
 
 
 def cpu_seconds(fn, repeat=3):
@@ -42,8 +51,9 @@ def main():
                          "latents_x_real_time": len(x) / rate / latents_s,
                          "end_to_end_x_real_time": len(x) / rate / total_s,
                          "end_to_end_MSps": len(x) / total_s / 1e6})
+    coder = "C loops" if native.available() else f"numpy ({native.reason()})"
     lines = [f"# Audio encode speed, one thread, {args.seconds:g} s of `{args.file}` "
-             f"({rate} Hz, {x.shape[1]} channels), best of 3 in CPU time", "",
+             f"({rate} Hz, {x.shape[1]} channels), best of 3 in CPU time; rans: {coder}", "",
              "| backend | coder | latents (x real time) | end to end (x real time) | MS/s | "
              "bytes |",
              "|---|---|---|---|---|---|"]

@@ -16,8 +16,9 @@ PLANAR = {"image": (256, 256, -256, 0), "audio": (256, 0, 0)}
 
 
 def fit_taps(own, values, channels):
-    """Per channel c: its Q8 coefficients over its K own taps and the 3·m earlier-channel taps (values, west, north of channels c − m … c − 1),
-    with m = 0 where the earlier channels do not pay for their 16-bit coefficients.
+    """Per channel c: its Q8 coefficients over its K own taps and the 3·m earlier-channel
+    taps (values, west, north of channels c − m … c − 1), with m = 0 where the earlier
+    channels do not pay for their 16-bit coefficients.
 
     ``own`` (K, C, n) and ``values`` (C, n) are the features in float64. Least squares on
     evenly spaced latents. All channels share one Gram matrix of the earlier-channel
