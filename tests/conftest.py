@@ -59,6 +59,17 @@ def rgb_bundle(rgb):
 
 
 @pytest.fixture(scope="session")
+def rgb_weights_bundle(tmp_path_factory, reference_dir):
+    """The reference RGB checkpoint's bundle without graphs (the numpy backend's weights)."""
+    from walloc_edge.codec import load
+    from walloc_edge.export import export_bundle
+
+    out = tmp_path_factory.mktemp("rgb-weights")
+    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), out, (), log=lambda s: None)
+    return out
+
+
+@pytest.fixture(scope="session")
 def stereo(tmp_path_factory, reference_dir):
     from walloc_edge.codec import load
 

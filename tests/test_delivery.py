@@ -36,13 +36,8 @@ def photos(folder, n, seed=0, size=(32, 40)):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, reference_dir):
-    from walloc_edge.codec import load
-    from walloc_edge.export import export_bundle
-
-    out = tmp_path_factory.mktemp("bundle")
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), out, (), log=lambda s: None)
-    return out
+def bundle(rgb_weights_bundle):
+    return rgb_weights_bundle
 
 
 class Server:

@@ -195,17 +195,14 @@ def test_load_tcp_many_sensors():
     print(f"{sensors * each} messages from {sensors} sensors in {seconds:.2f} s")
 
 
-def test_stream_to_serve(tmp_path, reference_dir, capsys):
+def test_stream_to_serve(tmp_path, rgb_weights_bundle, reference_dir, capsys):
     """A sensor streams two photos and a bad message; serve decodes the photos, logs the
     bad one with its sender, and goes on."""
     from PIL import Image
 
-    from walloc_edge.codec import load
     from walloc_edge.data import sample_photo
-    from walloc_edge.export import export_bundle
 
-    bundle = tmp_path / "bundle"
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), bundle, (), log=lambda s: None)
+    bundle = rgb_weights_bundle
     for name in ("coffee", "astronaut"):
         Image.fromarray(sample_photo(name)[:64, :96]).save(tmp_path / f"{name}.png")
     link = tmp_path / "link.frames"
@@ -317,18 +314,15 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     print(f"{len(got)} messages over MQTT in {seconds:.2f} s, split {per_server}")
 
 
-def test_watch_sends_new_files_once_complete(tmp_path, reference_dir):
+def test_watch_sends_new_files_once_complete(tmp_path, rgb_weights_bundle):
     """--watch: files already there and files that appear later are each sent once."""
     from PIL import Image
 
-    from walloc_edge.codec import load
     from walloc_edge.data import sample_photo
-    from walloc_edge.export import export_bundle
     from walloc_edge.firmware_bridge.loops import watch_folder
     from walloc_edge.runtime import Encoder, read_bitstream
 
-    bundle = tmp_path / "bundle"
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), bundle, (), log=lambda s: None)
+    bundle = rgb_weights_bundle
     folder = tmp_path / "camera"
     folder.mkdir()
     Image.fromarray(sample_photo("coffee")[:32, :40]).save(folder / "first.png")
@@ -353,19 +347,16 @@ def test_watch_sends_new_files_once_complete(tmp_path, reference_dir):
     assert [read_bitstream(m).header.shape for m in sent] == [(32, 40, 3), (48, 48, 3)]
 
 
-def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, reference_dir):
+def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weights_bundle):
     """A file written in two bursts is sent once, whole; the same name written again later
     is sent again; hidden temporary files are left alone."""
     from PIL import Image
 
-    from walloc_edge.codec import load
     from walloc_edge.data import sample_photo
-    from walloc_edge.export import export_bundle
     from walloc_edge.firmware_bridge.loops import watch_folder
     from walloc_edge.runtime import Encoder, read_bitstream
 
-    bundle = tmp_path / "bundle"
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), bundle, (), log=lambda s: None)
+    bundle = rgb_weights_bundle
     folder = tmp_path / "camera"
     folder.mkdir()
     png = io.BytesIO()

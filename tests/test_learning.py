@@ -31,13 +31,8 @@ def images(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, reference_dir):
-    from walloc_edge.codec import load as load_model
-    from walloc_edge.export import export_bundle
-
-    folder = tmp_path_factory.mktemp("bundle")
-    export_bundle(load_model(reference_dir / "rgb_j3_l12.pth"), folder, (), log=lambda s: None)
-    return folder
+def bundle(rgb_weights_bundle):
+    return rgb_weights_bundle
 
 
 @pytest.fixture(scope="module")
