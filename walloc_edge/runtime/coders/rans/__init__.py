@@ -191,7 +191,7 @@ def _push(freq, cum):
 
 class _Decoding:
     """One tile's decoder state: the latents buffer, the residuals (for contexts), the lanes'
-    rANS states and what each lane reads at each step."""
+    rANS states and where each lane's features lie."""
 
     def __init__(self, layout, payload, clip):
         self.layout, self.clip = layout, clip
@@ -204,21 +204,18 @@ class _Decoding:
             coefs[c] = coefficient_row(payload.coefficients[at:at + K + 3 * m], c, m, K, C)
             at += K + 3 * m
         self.reach = payload.reach
-        self.model = Model(C * CONTEXTS, payload.reach, decoding=True)
+        self.model = Model(C * CONTEXTS, payload.reach, decoding=not native.available())
         self.contexts = Contexts(clip)
         self.buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
         fill = np.zeros((C, layout.n), np.int64)
         fill[constant] = payload.constants[:, None]
         layout.store(self.buffer, fill)  # constant channels are known before any step
         self.residual = np.zeros(layout.size + 1, np.int64)
-        coded_lane = ~constant[layout.lane_channel]
+        self.coded_lane = ~constant[layout.lane_channel]
         self.state = np.full(layout.lanes, LOWER, np.uint64)
-        self.state[coded_lane] = payload.states
-        self.words = payload.words.astype(np.uint64)
-        _, self.inner, valid = layout.schedule()  # inner: the slot within a channel
-        self.valid = valid & coded_lane
+        self.state[self.coded_lane] = payload.states
+        self.words = payload.words
         lane_c = layout.lane_channel
-        self.index = np.where(self.valid, layout.channel_base[lane_c] + self.inner, layout.size)
         # Each lane's features lie at fixed offsets from its position within a channel: its
         # own neighbours, then the value, west and north of channels c − 1 … c − E (the zero
         # channel before the first where c − e < 0), with the coefficients in the same order.
@@ -250,18 +247,21 @@ class _Decoding:
     def _run_numpy(self):
         layout, model, reach, clip = self.layout, self.model, self.reach, self.clip
         A, K = model.symbols, self.K
+        _, inner, valid = layout.schedule()  # inner: each lane's slot within its channel
+        valid &= self.coded_lane
+        index = np.where(valid, layout.channel_base[layout.lane_channel] + inner, layout.size)
         freq, cum = model.freq.ravel(), model.cum.ravel()  # views: learn() updates them
         refresh = set(refresh_steps(layout.steps))
         seen_tables, seen_symbols = [], []
-        state, words, ptr = self.state, self.words, 0
+        state, words, ptr = self.state, self.words.astype(np.uint64), 0
         for t in range(layout.steps):
             if t in refresh:
                 model.learn(np.concatenate(seen_tables), np.concatenate(seen_symbols))
                 seen_tables, seen_symbols = [], []
-            idx = self.index[t]
-            features = self.buffer[self.feature_base + self.inner[t]]       # (K + 3E, lanes)
+            idx = index[t]
+            features = self.buffer[self.feature_base + inner[t]]            # (K + 3E, lanes)
             pred = prediction((self.lane_coefs * features).sum(axis=0), clip)
-            table = np.where(self.valid[t], self.lane_tables + self.contexts(
+            table = np.where(valid[t], self.lane_tables + self.contexts(
                 layout.activity(features[:K]), self.residual[idx - layout.stride]),
                 model.nothing)
             slot = state & np.uint64(SCALE - 1)

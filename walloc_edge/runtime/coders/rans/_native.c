@@ -12,6 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Bumped whenever a signature below changes: native.py refuses a library of another
+ * version (a stale build) instead of calling it with the wrong arguments. */
+#define WALLOC_RANS_ABI 2
+
+int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
+
 #define PREC 15
 #define SCALE (1u << PREC)
 #define LOWER (1ull << 16)
@@ -103,15 +109,35 @@ static inline int64_t floor_shift(int64_t x, int bits) {  /* numpy's >> on int64
     return x >= 0 ? x >> bits : -((-x + (1ll << bits) - 1) >> bits);
 }
 
+/* Where lane l codes at step t, as layout.py's Layout.schedule computes it: the slot within
+ * its channel's part of the buffer, or -1 where it codes nothing at that step. */
+static inline int64_t slot_at(int64_t t, int64_t l, int audio, int64_t groups,
+                              int64_t region, int64_t rows, int64_t width) {
+    const int64_t c = l / groups, g = l % groups, s = region;
+    if (audio) {
+        int64_t local = t - c;
+        if (local < 0 || local >= s || g * s + local >= width) return -1;
+        return g * (s + 3) + local + 3;
+    }
+    int64_t local = t - c - g * s;
+    if (local < 0) return -1;
+    int64_t row = local / s, col = g * s + local % s;
+    if (row >= rows || col >= width) return -1;
+    return (row + 1) * (width + 2) + col + 1;
+}
+
 /* Decode one tile. Arrays as _Decoding in __init__.py builds them: feature_base (F, lanes),
- * lane_coefs (F, lanes), inner, index and valid (steps, lanes), lane_tables (lanes);
- * buffer and residual have size + 1 slots (the last a scratch one). refresh: sorted steps.
+ * lane_coefs (F, lanes), lane_tables and coded (lanes: 0 for a constant channel's lanes);
+ * the layout (audio, groups, region, rows, width, stride) places each lane at each step.
+ * buffer and residual have size + 1 slots. refresh: sorted steps.
  * Returns 0, 1 (truncated), 2 (did not end in the initial state), -1 (no memory). */
-int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio, int64_t clip, int64_t reach, int64_t stride,
+int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio,
+                       int64_t groups, int64_t region, int64_t rows, int64_t width,
+                       int64_t clip, int64_t reach, int64_t stride,
                        int64_t tables, const int64_t *prior,
                        const int64_t *feature_base, const int64_t *lane_coefs,
-                       const int64_t *inner, const int64_t *index, const uint8_t *valid,
-                       const int64_t *lane_tables, const int64_t *activity_context,
+                       const uint8_t *coded, const int64_t *lane_tables,
+                       const int64_t *activity_context,
                        const int64_t *previous_context, const int64_t *refresh_at,
                        int64_t refreshes, uint64_t *state, const uint16_t *words,
                        int64_t n_words, int64_t *buffer, int64_t *residual) {
@@ -131,20 +157,21 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
             pending = 0;
             next++;
         }
-        int64_t coded = 0;
+        int64_t seen = 0;
         for (int64_t l = 0; l < lanes; l++) {
-            int64_t at = t * lanes + l;
-            if (!valid[at]) continue;
+            if (!coded[l]) continue;
+            int64_t inner = slot_at(t, l, audio, groups, region, rows, width);
+            if (inner < 0) continue;
             int64_t acc = 0;
             for (int64_t q = 0; q < features; q++) {
-                f[q] = buffer[feature_base[q * lanes + l] + inner[at]];
+                f[q] = buffer[feature_base[q * lanes + l] + inner];
                 acc += lane_coefs[q * lanes + l] * f[q];
             }
             int64_t pred = floor_shift(acc + 128, 8);
             pred = pred < -clip ? -clip : pred > clip ? clip : pred;
             int64_t activity = audio ? llabs(f[0] - f[1]) + llabs(f[1] - f[2])
                                      : llabs(f[0] - f[2]) + llabs(f[1] - f[2]);
-            int64_t idx = index[at];
+            int64_t idx = (l / groups + 1) * stride + inner;
             int64_t table = lane_tables[l] + activity_context[activity]
                             + previous_context[llabs(residual[idx - stride])];
             uint64_t x = state[l];
@@ -162,11 +189,11 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
             value %= range;
             if (value < 0) value += range;
             buffer[idx] = value - clip;
-            seen_table[coded] = table;
-            seen_symbol[coded++] = symbol;
+            seen_table[seen] = table;
+            seen_symbol[seen++] = symbol;
         }
-        if (pending + coded > capacity) {
-            capacity = 2 * (pending + coded) + 1024;
+        if (pending + seen > capacity) {
+            capacity = 2 * (pending + seen) + 1024;
             int64_t *a = realloc(pending_t, sizeof(int64_t) * (size_t)capacity);
             if (!a) { status = -1; goto done; }
             pending_t = a;
@@ -174,9 +201,9 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
             if (!b) { status = -1; goto done; }
             pending_s = b;
         }
-        memcpy(pending_t + pending, seen_table, sizeof(int64_t) * (size_t)coded);
-        memcpy(pending_s + pending, seen_symbol, sizeof(int64_t) * (size_t)coded);
-        pending += coded;
+        memcpy(pending_t + pending, seen_table, sizeof(int64_t) * (size_t)seen);
+        memcpy(pending_s + pending, seen_symbol, sizeof(int64_t) * (size_t)seen);
+        pending += seen;
     }
     if (ptr != n_words) status = 2;
     for (int64_t l = 0; l < lanes && !status; l++)

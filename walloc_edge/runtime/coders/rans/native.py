@@ -16,6 +16,7 @@ _U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
+ABI = 2  # WALLOC_RANS_ABI in _native.c: the signatures below
 
 
 def _load():
@@ -25,10 +26,13 @@ def _load():
     if spec is None or not spec.origin:
         return None, "the C extension was not built (no C compiler when it was installed)"
     lib = ctypes.CDLL(spec.origin)
+    if not hasattr(lib, "walloc_rans_abi") or lib.walloc_rans_abi() != ABI:
+        return None, ("the C extension is from another version of walloc-edge (reinstall it "
+                      "to rebuild it)")
     lib.walloc_rans_decode.restype = _int
-    lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _I64,
-                                       _I64, _I64, _I64, _I64, _U8, _I64, _I64, _I64, _I64,
-                                       _i64, _U64, _U16, _i64, _I64, _I64]
+    lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64,
+                                       _i64, _i64, _i64, _I64, _I64, _I64, _U8, _I64, _I64,
+                                       _I64, _I64, _i64, _U64, _U16, _i64, _I64, _I64]
     lib.walloc_rans_encode.restype = _i64
     lib.walloc_rans_encode.argtypes = [_i64, _i64, _i64, _i64, _I64, _I64, _I64, _I64, _i64,
                                        _U32, _U32, _U64, _U16, _i64]
@@ -65,12 +69,13 @@ def _c(array, dtype):
 def decode(d, prior, refresh):
     """Run a ``_Decoding`` ``d``'s step loop in C; returns the status (0 ok, 1 truncated,
     2 corrupted) and leaves the latents in ``d.buffer``."""
-    steps, lanes = d.inner.shape
+    layout = d.layout
     status = _LIB.walloc_rans_decode(
-        steps, lanes, d.feature_base.shape[0], int(d.layout.audio), d.clip, d.reach,
-        d.layout.stride, d.model.tables, _c(prior, np.int64), _c(d.feature_base, np.int64),
-        _c(d.lane_coefs, np.int64), _c(d.inner, np.int64), _c(d.index, np.int64),
-        _c(d.valid, np.uint8), _c(d.lane_tables, np.int64), _c(d.contexts.activity, np.int64),
+        layout.steps, layout.lanes, d.feature_base.shape[0], int(layout.audio), layout.groups,
+        layout.region, layout.rows, layout.width, d.clip, d.reach, layout.stride,
+        d.model.tables, _c(prior, np.int64), _c(d.feature_base, np.int64),
+        _c(d.lane_coefs, np.int64), _c(d.coded_lane, np.uint8), _c(d.lane_tables, np.int64),
+        _c(d.contexts.activity, np.int64),
         _c(d.contexts.previous, np.int64), _c(refresh, np.int64), len(refresh), d.state,
         _c(d.words, np.uint16), len(d.words), d.buffer, d.residual)
     if status < 0:
