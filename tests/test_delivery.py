@@ -218,10 +218,10 @@ def test_full_disk_is_not_acknowledged_and_resumes(kept, bundle, reference_dir, 
     for a server that keeps latents rows instead of decoded pictures."""
     import errno
 
-    from walloc_edge.decoder import evaluate  # serve imports write_signal from here
+    from walloc_edge.runtime import io  # serve imports write_signal from here
     from walloc_edge.learning.datasets import LiveDataset
 
-    owner, name = (evaluate, "write_signal") if kept == "decoded" else (LiveDataset, "add")
+    owner, name = (io, "write_signal") if kept == "decoded" else (LiveDataset, "add")
     real, failures = getattr(owner, name), [2]
 
     def flaky(*args, **kwargs):

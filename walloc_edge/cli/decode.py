@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from ..decoder import Decoder
-from ..decoder.evaluate import write_signal
+from ..runtime.io import write_signal
 from ..runtime import read_bitstream
 from ._shared import (add_decoder_options, add_overwrite_option, distinct_names, output_dir,
                       progress, say)

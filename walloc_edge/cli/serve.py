@@ -151,7 +151,7 @@ class _Model:
         """Decode, classify and keep one verified bitstream; returns the metrics fields."""
         fields = {}
         if self.decoder is not None:
-            from ..decoder.evaluate import write_signal
+            from ..runtime.io import write_signal
 
             signal = self.decoder.decode(stream)
             fields["shape"] = list(signal.shape)

@@ -1,4 +1,4 @@
-"""Rate, distortion and speed over files (``walloc-edge eval``), and writing decoded signals.
+"""Rate, distortion and speed over files (``walloc-edge eval``).
 
 Each file goes the way a deployment sends it: the sensor runtime encodes it to .wlc (numpy
 backend over the model's own weights, or any bundle's backend), the torch decoder decodes
@@ -8,21 +8,18 @@ import math
 import os
 import tempfile
 import time
-import wave
-from pathlib import Path
 
 import numpy as np
 
 from ..runtime import Encoder
-from ..runtime.io import atomic_file, read_input
+from ..runtime.io import read_input
 from ..runtime.modality import AUDIO, MODALITIES
 from .baselines import flac_bytes, opus_at
 from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
-__all__ = ["evaluate_files", "evaluate_sample", "summarise", "eval_table", "write_signal",
-           "runtime_encoder", "paper_audio", "OUTPUT_FORMATS", "PROTOCOLS"]
+__all__ = ["evaluate_files", "evaluate_sample", "summarise", "eval_table", "runtime_encoder",
+           "paper_audio", "PROTOCOLS"]
 
-OUTPUT_FORMATS = {"image": ("png", "tiff", "npy"), "audio": ("wav", "flac", "npy")}
 
 
 def runtime_encoder(codec, bundle=None, backend="numpy"):
@@ -221,58 +218,3 @@ def eval_table(rows, summary, modality):
                      + (" (clips mean-removed, peak-normalised to 0.5, on that scale)"
                         if audio else ""))
     return "\n".join(lines)
-
-
-def write_signal(signal, header, stem, fmt=None, overwrite=True):
-    """Write a decoded signal next to ``stem`` in ``fmt`` (default: PNG for gray/RGB images,
-    NPY for other band counts, WAV for audio: 16-bit PCM for int16 input, 32-bit float for
-    float input); returns the path. The file appears whole or not at all; without
-    ``overwrite`` an existing one is a FileExistsError."""
-    stem = Path(stem)
-    channels = header.channels
-    if fmt is None:
-        fmt = header.kind.output_format
-        if fmt == "png" and channels not in (1, 3):
-            fmt = "npy"  # hyperspectral
-    if fmt not in OUTPUT_FORMATS[header.modality]:
-        raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
-                         f"{', '.join(OUTPUT_FORMATS[header.modality])}")
-    if fmt in ("png", "tiff") and channels not in (1, 3):
-        raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
-    path = stem.with_name(stem.name + "." + fmt)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path} exists (--overwrite replaces it)")
-    with atomic_file(path) as f:
-        _write(f, signal, header, fmt)
-    return path
-
-
-def _write(f, signal, header, fmt):
-    if fmt == "npy":
-        np.save(f, signal)
-        return
-    if fmt in ("png", "tiff"):
-        from PIL import Image
-
-        picture = signal.squeeze(-1) if signal.ndim == 3 and header.channels == 1 else signal
-        Image.fromarray(picture).save(f, format=fmt.upper())
-        return
-    rate = header.sample_rate or 44100
-    audio = signal.reshape(len(signal), -1)
-    if audio.dtype.kind == "f":  # float input: keep float (WAV) or the deepest PCM (FLAC)
-        import soundfile
-
-        soundfile.write(f, audio, rate, format=fmt.upper(),
-                        subtype="FLOAT" if fmt == "wav" else "PCM_24")
-        return
-    pcm = audio.astype("<i2")
-    if fmt == "wav":
-        with wave.open(f, "wb") as w:
-            w.setnchannels(pcm.shape[1])
-            w.setsampwidth(2)
-            w.setframerate(rate)
-            w.writeframes(pcm.tobytes())
-    else:
-        import soundfile
-
-        soundfile.write(f, pcm, rate, format="FLAC", subtype="PCM_16")

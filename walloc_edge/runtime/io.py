@@ -1,5 +1,6 @@
-"""Reading sensor files without torch: images (Pillow), .npy cubes, and audio (soundfile:
-WAV, FLAC, Ogg; WAV also through the standard library).
+"""Signal files without torch: reading what sensors encode (images through Pillow, .npy
+cubes, audio through soundfile: WAV, FLAC, Ogg; WAV also through the standard library) and
+writing what a server decodes (PNG/TIFF/NPY, WAV/FLAC), both atomically where they write.
 
 Each reader returns what :class:`~walloc_edge.runtime.Encoder` takes (uint8 H×W×C images;
 L×C audio as int16 for 8/16-bit PCM, as float in [-1, 1] for deeper and float layouts) or
@@ -15,8 +16,10 @@ import numpy as np
 
 from .modality import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "match_channels", "atomic_file",
-           "write_atomic"]
+__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "OUTPUT_FORMATS", "read_input", "write_signal",
+           "match_channels", "atomic_file", "write_atomic"]
+
+OUTPUT_FORMATS = {"image": ("png", "tiff", "npy"), "audio": ("wav", "flac", "npy")}
 
 
 def read_input(path: "str | Path", modality: str, channels: int) -> "tuple[np.ndarray, int]":
@@ -172,3 +175,58 @@ def _sync_folder(folder):
         pass
     finally:
         os.close(fd)
+
+
+def write_signal(signal, header, stem, fmt=None, overwrite=True):
+    """Write a decoded signal next to ``stem`` in ``fmt`` (default: PNG for gray/RGB images,
+    NPY for other band counts, WAV for audio: 16-bit PCM for int16 input, 32-bit float for
+    float input); returns the path. The file appears whole or not at all; without
+    ``overwrite`` an existing one is a FileExistsError."""
+    stem = Path(stem)
+    channels = header.channels
+    if fmt is None:
+        fmt = header.kind.output_format
+        if fmt == "png" and channels not in (1, 3):
+            fmt = "npy"  # hyperspectral
+    if fmt not in OUTPUT_FORMATS[header.modality]:
+        raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
+                         f"{', '.join(OUTPUT_FORMATS[header.modality])}")
+    if fmt in ("png", "tiff") and channels not in (1, 3):
+        raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
+    path = stem.with_name(stem.name + "." + fmt)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists (--overwrite replaces it)")
+    with atomic_file(path) as f:
+        _write(f, signal, header, fmt)
+    return path
+
+
+def _write(f, signal, header, fmt):
+    if fmt == "npy":
+        np.save(f, signal)
+        return
+    if fmt in ("png", "tiff"):
+        from PIL import Image
+
+        picture = signal.squeeze(-1) if signal.ndim == 3 and header.channels == 1 else signal
+        Image.fromarray(picture).save(f, format=fmt.upper())
+        return
+    rate = header.sample_rate or 44100
+    audio = signal.reshape(len(signal), -1)
+    if audio.dtype.kind == "f":  # float input: keep float (WAV) or the deepest PCM (FLAC)
+        import soundfile
+
+        soundfile.write(f, audio, rate, format=fmt.upper(),
+                        subtype="FLOAT" if fmt == "wav" else "PCM_24")
+        return
+    pcm = audio.astype("<i2")
+    if fmt == "wav":
+        with wave.open(f, "wb") as w:
+            w.setnchannels(pcm.shape[1])
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm.tobytes())
+    else:
+        import soundfile
+
+        soundfile.write(f, pcm, rate, format="FLAC", subtype="PCM_16")

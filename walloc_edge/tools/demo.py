@@ -106,7 +106,7 @@ def _audio_demo(model, out, log):
     from ..codec import load
     from ..data import synthetic_music
     from ..decoder import Decoder, psnr
-    from ..decoder.evaluate import write_signal
+    from ..runtime.io import write_signal
     from ..export import export_bundle
     from ..runtime import Encoder, read_bitstream
 
