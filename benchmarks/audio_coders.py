@@ -21,7 +21,8 @@ from walloc_edge.codec import load
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder, read_latents
 from walloc_edge.runtime.coders import CODERS
-from walloc_edge.runtime.io import read_input
+from walloc_edge.runtime.encoder import as_sensor_sample
+from walloc_edge.runtime.io import match_channels, read_input
 from report import publish
 
 RATE = 44100
@@ -84,18 +85,11 @@ def music(files, seconds):
     clips = {}
     for f in files:
         x, _ = read_input(f, "audio", 2)  # Ogg Vorbis decodes to float in [-1, 1]
-        x = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+        x, _ = as_sensor_sample(x, "audio", 2)  # int16, as a sensor takes it
         n = min(len(x), int(seconds * RATE))
         start = (len(x) - n) // 2
         clips[f.split("/")[-1]] = x[start:start + n]
     return clips
-
-
-def fold(clip, channels):
-    """The clip for a model of ``channels`` channels (mono models take the downmix)."""
-    if channels == clip.shape[1]:
-        return clip
-    return np.round(clip.astype(np.float64).mean(axis=1, keepdims=True)).astype(np.int16)
 
 
 def bench_model(model, classes):
@@ -108,7 +102,7 @@ def bench_model(model, classes):
             sizes = {name: 0 for name in CODERS}
             per_clip = {}
             for clip_name, clip in clips.items():
-                x = fold(clip, codec.config.channels)
+                x = match_channels(clip, codec.config.channels)  # mono: the downmix
                 latents = encoder.latents(x)
                 per_clip[clip_name] = {}
                 for name in CODERS:

@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-__all__ = ["opus_at", "flac_bytes", "resample", "OPUS_RATE"]
+__all__ = ["opus_at", "opus_encode", "flac_encode", "flac_bytes", "resample", "OPUS_RATE"]
 
 OPUS_RATE = 48000  # libopus codes 48 kHz (or 8 to 24 kHz); other rates are resampled
 
@@ -33,18 +33,26 @@ def resample(x, rate_in, rate_out):
     return np.fft.irfft(kept, n_out, axis=0) * (n_out / len(x))
 
 
+def opus_encode(x, rate, level):
+    """Ogg Opus bytes of ``x`` at compression ``level`` in [0, 1], resampled to 48 kHz."""
+    return _opus(np.clip(resample(x, rate, OPUS_RATE), -1, 1), level)
+
+
+def _opus(at48, level):
+    buffer = io.BytesIO()
+    _soundfile().write(buffer, at48, OPUS_RATE, format="OGG", subtype="OPUS",
+                       compression_level=level)
+    return buffer.getvalue()
+
+
 def opus_at(x, rate, target_bytes):
     """(Ogg Opus bytes, decoded (L, C) at ``rate``, the compression level in [0, 1]) at the
     level whose size is closest to ``target_bytes`` (sizes fall as the level rises:
     bisection, 12 encodes)."""
-    soundfile = _soundfile()
-    at48 = np.clip(resample(x, rate, OPUS_RATE), -1, 1)
+    at48 = np.clip(resample(x, rate, OPUS_RATE), -1, 1)  # once for every level tried
 
     def encode(level):
-        buffer = io.BytesIO()
-        soundfile.write(buffer, at48, OPUS_RATE, format="OGG", subtype="OPUS",
-                        compression_level=level)
-        return buffer.getvalue()
+        return _opus(at48, level)
 
     low, high = 0.0, 1.0
     best, level = encode(0.5), 0.5
@@ -54,13 +62,19 @@ def opus_at(x, rate, target_bytes):
         if abs(len(data) - target_bytes) < abs(len(best) - target_bytes):
             best, level = data, middle
         low, high = (middle, high) if len(data) > target_bytes else (low, middle)
-    decoded, _ = soundfile.read(io.BytesIO(best), always_2d=True)
+    decoded, _ = _soundfile().read(io.BytesIO(best), always_2d=True)
     return best, resample(decoded, OPUS_RATE, rate)[:len(x)], level
+
+
+def flac_encode(x, rate):
+    """16-bit FLAC bytes of ``x`` (float in [-1, 1], or int16 PCM as it is)."""
+    buffer = io.BytesIO()
+    pcm = x if x.dtype == np.int16 else np.clip(np.round(x * 32768), -32768,
+                                                 32767).astype(np.int16)
+    _soundfile().write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
 
 
 def flac_bytes(x, rate):
     """Size of ``x`` as 16-bit FLAC."""
-    buffer = io.BytesIO()
-    pcm = np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
-    _soundfile().write(buffer, pcm, rate, format="FLAC", subtype="PCM_16")
-    return len(buffer.getvalue())
+    return len(flac_encode(x, rate))

@@ -168,13 +168,12 @@ def convert(root, out, converter, info, engine="local", skip_unreadable=False,
                 pa.parquet.write_table(table, partial / f"part-{number:05d}.parquet")
         else:
             raise ValueError(f"unknown engine {engine!r}; use local or ray")
-        rows = read_rows(partial)
-        written = set(rows.column("index").to_pylist())
+        written = set(_indices(partial))
         skipped = [rel for index, rel, _ in jobs if index not in written]
-        if rows.num_rows == 0:
+        if not written:
             raise ValueError(f"{root}: no image could be read")
         meta = DatasetInfo({"format": FORMAT, "version": VERSION, **info, "classes": classes,
-                            "rows": rows.num_rows, "images": str(Path(root).resolve()),
+                            "rows": len(written), "images": str(Path(root).resolve()),
                             "crop": f"shorter side resized to {converter.size}, centre "
                                     f"{converter.size}x{converter.size}"})
         (partial / "dataset.json").write_text(json.dumps(meta.fields, indent=2) + "\n")
@@ -206,6 +205,9 @@ def _convert_ray(jobs, root, classes, converter, partial, skip_unreadable):
     except ImportError:
         raise ModuleNotFoundError("--engine ray needs Ray Data", name="ray") from None
     pa = _pyarrow()
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a line per finished stage
     started = not ray.is_initialized()
     if started:
         ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False,
@@ -227,6 +229,13 @@ def _convert_ray(jobs, root, classes, converter, partial, skip_unreadable):
     finally:
         if started:
             ray.shutdown()
+
+
+def _indices(folder):
+    """The ``index`` column of a folder's Parquet parts (the rows that were written)."""
+    pa = _pyarrow()
+    return [i for p in sorted(Path(folder).glob("*.parquet"))
+            for i in pa.parquet.read_table(p, columns=["index"]).column("index").to_pylist()]
 
 
 def read_rows(folder):

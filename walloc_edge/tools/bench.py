@@ -160,13 +160,15 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         latents = np.load(Path(work) / "latents.npy")
         if modality == "image":
             rows.append(_c_row(bundle, sample, Path(work), repeat, amount, latents))
-    coding = _coder_speeds(latents, info.latent_bits, amount, repeat, CODERS)
+    coder_rows = _coder_rows(latents, info.latent_bits, amount, repeat, CODERS)
+    # per coder, its first row: the C loops of rans where they are built
+    coding = {row["coder"]: row["encode"]["median"] for row in reversed(coder_rows)}
     blob = write_bitstream(info, latents, {"shape": sample.shape, "dtype": sample.dtype}, "rans")
     quality = _quality(codec, blob, sample, torch_reason)
     for row in rows:
         if "encode" in row:
             row.update(coders=coding, compression_ratio=sample.nbytes / len(blob), **quality)
-    rows += _coder_rows(latents, info.latent_bits, amount, repeat, CODERS)
+    rows += [{k: v for k, v in row.items() if k != "coder"} for row in coder_rows]
     rows += _torch_rows(codec, sample, amount, repeat, torch_reason, blob)
     rows += _image_baselines(sample, amount, repeat, len(blob)) if modality == "image" else \
         _audio_baselines(sample, amount, repeat, len(blob))
@@ -255,29 +257,19 @@ def _coder_rows(latents, bits, amount, repeat, coders):
     def row(label, coder, status="measured"):
         payload = coder.encode(latents, bits)
         params = coder.params(bits)
-        return {"row": label, "kind": "coder", "status": status,
+        return {"row": label, "kind": "coder", "status": status, "coder": coder.name,
                 "encode": _speed(timed(lambda: coder.encode(latents, bits), repeat), amount),
                 "decode": _speed(timed(lambda: coder.decode(payload, latents.shape, bits,
                                                             params), repeat), amount),
                 "compression_ratio": None, "bytes": len(payload)}
 
-    rows = []
     status = "measured" if native.available() else f"measured; C: {native.reason()}"
-    if native.available():
-        rows.append(row("rans coder (C)", coders["rans"]))
     with native.turned_off():
-        rows.append(row("rans coder (numpy)", coders["rans"], status))
-    rows += [row("webp mosaic coder (libwebp)", coders["webp"]),
-             row("png mosaic coder (zlib)", coders["png"])]
-    return rows
-
-
-def _coder_speeds(latents, bits, amount, repeat, coders):
-    speeds = {}
-    for name in ("rans", "webp", "png"):
-        coder = coders[name]
-        speeds[name] = _speed(timed(lambda: coder.encode(latents, bits), repeat), amount)["median"]
-    return speeds
+        rows = [row("rans coder (numpy)", coders["rans"], status)]
+    if native.available():  # first, so that the coder column reads the C loops
+        rows.insert(0, row("rans coder (C)", coders["rans"]))
+    return rows + [row("webp mosaic coder (libwebp)", coders["webp"]),
+                   row("png mosaic coder (zlib)", coders["png"])]
 
 
 def _quality(codec, blob, sample, reason):
@@ -367,32 +359,22 @@ def _audio_baselines(sample, amount, repeat, target_bytes):
     except ImportError:
         return [{"row": "Opus and FLAC", "kind": "baseline",
                  "status": "skipped: soundfile is not installed"}]
-    from ..decoder.baselines import OPUS_RATE, opus_at, resample
+    from ..decoder.baselines import OPUS_RATE, flac_encode, opus_at, opus_encode, resample
     from ..decoder.metrics import psnr
 
     x = sample / 32768.0
     data, decoded, level = opus_at(x, 44100, target_bytes)
     pcm = np.clip(np.round(decoded * 32768), -32768, 32767).astype(np.int16)
-
-    def encode_opus():
-        buffer = io.BytesIO()
-        soundfile.write(buffer, np.clip(resample(x, 44100, OPUS_RATE), -1, 1), OPUS_RATE,
-                        format="OGG", subtype="OPUS", compression_level=level)
-        return buffer.getvalue()
-
-    def encode_flac():
-        buffer = io.BytesIO()
-        soundfile.write(buffer, sample, 44100, format="FLAC", subtype="PCM_16")
-        return buffer.getvalue()
-
-    flac = encode_flac()
+    flac = flac_encode(sample, 44100)
     return [{"row": f"Opus (soundfile, libopus) level {level:.2f}, size-matched", "kind": "baseline",
-             "status": "baseline", "encode": _speed(timed(encode_opus, repeat), amount),
+             "status": "baseline",
+             "encode": _speed(timed(lambda: opus_encode(x, 44100, level), repeat), amount),
              "decode": _speed(timed(lambda: resample(soundfile.read(
                  io.BytesIO(data), always_2d=True)[0], OPUS_RATE, 44100), repeat), amount),
              "compression_ratio": sample.nbytes / len(data), "psnr": psnr(sample, pcm)},
             {"row": "FLAC lossless (soundfile, libsndfile)", "kind": "baseline",
-             "status": "baseline", "encode": _speed(timed(encode_flac, repeat), amount),
+             "status": "baseline",
+             "encode": _speed(timed(lambda: flac_encode(sample, 44100), repeat), amount),
              "decode": _speed(timed(lambda: soundfile.read(io.BytesIO(flac), dtype="int16"),
                                     repeat), amount),
              "compression_ratio": sample.nbytes / len(flac), "psnr": float("inf")}]

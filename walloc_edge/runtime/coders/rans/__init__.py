@@ -29,7 +29,7 @@ from ...errors import BitstreamError
 from ..base import Coder
 from . import native
 from .layout import Layout
-from .model import PREC, SCALE, Model, refresh_steps
+from .model import PREC, SCALE, Model, laplace_prior, refresh_steps
 from .payload import CONSTANT, LOWER, VERSIONS, Payload
 from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_taps,
                         prediction)
@@ -68,12 +68,13 @@ class RansCoder(Coder):
             rows = list(fit_taps(own, values, C))
         residual = _residuals(X, own, values, rows, constant, clip)    # (C + 1, n)
         reach = int(np.abs(residual).max())  # the tables span only the residuals in the tile
-        model, tables, symbols = _coding_order(layout, own, residual, reach, constant, clip)
+        tables, symbols = _coding_order(layout, own, residual, reach, constant, clip)
         refresh = refresh_steps(layout.steps)
         if native.available():
-            states, words = native.encode(tables, symbols, model.tables, reach, model.prior,
-                                          np.array(refresh, np.int64))
+            states, words = native.encode(tables, symbols, C * CONTEXTS, reach,
+                                          laplace_prior(reach), np.array(refresh, np.int64))
         else:
+            model = Model(C * CONTEXTS, reach)
             states, words = _push(*_frequencies(model, tables, symbols, refresh))
         coded = ~constant[layout.lane_channel]
         return Payload(
@@ -137,20 +138,20 @@ def _residuals(X, own, values, rows, constant, clip):
 
 
 def _coding_order(layout, own, residual, reach, constant, clip):
-    """(model, tables, symbols): the (steps, lanes) table and symbol of each latent in coding
-    order. Lanes without a latent at a step (or of a constant channel) code "nothing"
-    (table ``model.nothing``: frequency 2^15, cumulative 0), which leaves their state
-    unchanged."""
+    """(tables, symbols): the (steps, lanes) table and symbol of each latent in coding order.
+    Lanes without a latent at a step (or of a constant channel) code "nothing" (table
+    C · CONTEXTS, after the real ones: frequency 2^15, cumulative 0), which leaves their
+    state unchanged."""
     C, n = layout.channels, layout.n
-    model = Model(C * CONTEXTS, reach)
+    nothing = C * CONTEXTS
     tables = Contexts(clip)(layout.activity(own).astype(np.int64), residual[:-1]) \
         + CONTEXTS * np.arange(C)[:, None]                                  # (C, n)
     position, _, valid = layout.schedule()
     valid &= ~constant[layout.lane_channel]
     at = layout.lane_channel * n + position                                 # (steps, lanes)
-    tables = np.where(valid, tables.ravel()[at], model.nothing)
+    tables = np.where(valid, tables.ravel()[at], nothing)
     symbols = np.where(valid, residual[1:].ravel()[at] + reach, 0)
-    return model, tables, symbols
+    return tables, symbols
 
 
 def _frequencies(model, tables, symbols, refresh):
@@ -204,7 +205,7 @@ class _Decoding:
             coefs[c] = coefficient_row(payload.coefficients[at:at + K + 3 * m], c, m, K, C)
             at += K + 3 * m
         self.reach = payload.reach
-        self.model = Model(C * CONTEXTS, payload.reach, decoding=not native.available())
+        self.tables = C * CONTEXTS
         self.contexts = Contexts(clip)
         self.buffer = np.zeros(layout.size + 1, np.int64)  # the last element: a scratch slot
         fill = np.zeros((C, layout.n), np.int64)
@@ -234,7 +235,7 @@ class _Decoding:
     def run(self):
         """Decode every step (in C where it is built); returns the latents (C, n)."""
         if native.available():
-            status = native.decode(self, self.model.prior,
+            status = native.decode(self, laplace_prior(self.reach),
                                    np.array(refresh_steps(self.layout.steps), np.int64))
             if status == 1:
                 raise BitstreamError("rans payload is truncated")
@@ -245,7 +246,8 @@ class _Decoding:
         return self._run_numpy()
 
     def _run_numpy(self):
-        layout, model, reach, clip = self.layout, self.model, self.reach, self.clip
+        layout, reach, clip = self.layout, self.reach, self.clip
+        model = Model(self.tables, reach, decoding=True)
         A, K = model.symbols, self.K
         _, inner, valid = layout.schedule()  # inner: each lane's slot within its channel
         valid &= self.coded_lane

@@ -21,6 +21,17 @@ def refresh_steps(steps):
     return out
 
 
+def laplace_prior(reach):
+    """(2·reach + 1,) int64: the counts every table starts from, a discrete Laplace over the
+    residuals −reach … reach."""
+    w = [1 << 40]
+    for _ in range(reach):
+        w.append(w[-1] * PRIOR_DECAY_Q16 >> 16)
+    total = w[0] + 2 * sum(w[1:])
+    return np.array([1 + w[abs(s - reach)] * PRIOR_WEIGHT * INCREMENT // total
+                     for s in range(2 * reach + 1)], np.int64)
+
+
 class Model:
     """Adaptive frequencies of ``tables`` tables over the residuals −reach … reach.
 
@@ -32,14 +43,7 @@ class Model:
         self.symbols = A = 2 * reach + 1
         self.tables = tables
         self.nothing = tables
-        w = [1 << 40]
-        for _ in range(reach):
-            w.append(w[-1] * PRIOR_DECAY_Q16 >> 16)
-        total = w[0] + 2 * sum(w[1:])
-        prior = np.array([1 + w[abs(s - reach)] * PRIOR_WEIGHT * INCREMENT // total
-                          for s in range(A)], np.int64)
-        self.prior = prior                                         # (A,)
-        self.counts = np.tile(prior, (tables, 1))                  # (tables, A)
+        self.counts = np.tile(laplace_prior(reach), (tables, 1))  # (tables, A)
         self.totals = self.counts.sum(axis=1)                      # (tables,)
         self.freq = np.zeros((tables + 1, A), np.uint64)
         self.cum = np.zeros((tables + 1, A), np.uint64)

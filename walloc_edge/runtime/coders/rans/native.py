@@ -73,7 +73,7 @@ def decode(d, prior, refresh):
     status = _LIB.walloc_rans_decode(
         layout.steps, layout.lanes, d.feature_base.shape[0], int(layout.audio), layout.groups,
         layout.region, layout.rows, layout.width, d.clip, d.reach, layout.stride,
-        d.model.tables, _c(prior, np.int64), _c(d.feature_base, np.int64),
+        d.tables, _c(prior, np.int64), _c(d.feature_base, np.int64),
         _c(d.lane_coefs, np.int64), _c(d.coded_lane, np.uint8), _c(d.lane_tables, np.int64),
         _c(d.contexts.activity, np.int64),
         _c(d.contexts.previous, np.int64), _c(refresh, np.int64), len(refresh), d.state,
