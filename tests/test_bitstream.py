@@ -134,15 +134,14 @@ def test_golden_files(request, reference_dir, name, bundle_fixture):
             assert again == path.read_bytes()
 
 
-@pytest.mark.parametrize("name,bundle_fixture", [("rgb_j3_l12", "rgb"),
-                                                 ("stereo_j4_l8", "stereo")])
-def test_rans_model_version_3_files_still_read(request, reference_dir, name, bundle_fixture):
-    """Files written before constant channels (model version 3, what the C encoder still
-    writes) decode to the same latents."""
+@pytest.mark.parametrize("name", ["rgb_j3_l12", "stereo_j4_l8"])
+@pytest.mark.parametrize("version", [3, 4])
+def test_older_rans_model_versions_still_read(reference_dir, name, version):
+    """Files written before the mode byte (version 4) and before constant channels (version
+    3, what the C encoder still writes) decode to the same latents."""
     golden = reference_dir.parent / "golden"
     data = np.load(golden / f"{name}.npz")
-    header, latents = read_latents((golden / "rans-v3" / f"{name}.rans.wlc").read_bytes())
-    assert header.coder_params == bytes([15, 3])
+    path = golden / f"rans-v{version}" / f"{name}.rans.wlc"
+    header, latents = read_latents(path.read_bytes())
+    assert header.coder_params == bytes([15, version])
     assert np.array_equal(latents, data["latents"])
-
-

@@ -34,7 +34,7 @@ def test_rans_constant_channels_send_only_their_value(stereo):
     rans = CODERS["rans"]
     rng = np.random.default_rng(3)
     flat = np.repeat(rng.integers(-100, 100, (20, 1)), 3000, axis=1).astype(np.int8)
-    assert len(rans.encode(flat, 8)) == 5 + 2 * 20
+    assert len(rans.encode(flat, 8)) == 1 + 5 + 2 * 20  # mode, region, reach; taps, value
     mixed = flat.copy()
     mixed[::3] = rng.integers(-5, 6, mixed[::3].shape)
     assert np.array_equal(rans.decode(rans.encode(mixed, 8), mixed.shape, 8, rans.params(8)),
@@ -87,3 +87,43 @@ def test_rans_refuses_an_older_model_version():
         CODERS["rans"].decode(payload, latents.shape, 8, bytes([15, 2]))
 
 
+
+
+def test_rans_copies_a_pure_tone_with_lzma(stereo):
+    """A tone's latents repeat with its period; version 5 sends such an audio tile as LZMA
+    (mode byte 1) when that is smaller, and the tile is then smaller than the WebP mosaic."""
+    from walloc_edge.runtime.coders.rans.payload import MODE_LZMA, MODE_RANS
+    rans, webp = CODERS["rans"], CODERS["webp"]
+    t = np.arange(5 * 44100) / 44100
+    sine = np.round(16000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    latents = Encoder(stereo[1], "numpy").latents(np.stack([sine, sine], axis=1))
+    payload = rans.encode(latents, 8)
+    assert payload[0] == MODE_LZMA and len(payload) < len(webp.encode(latents, 8))
+    assert np.array_equal(rans.decode(payload, latents.shape, 8, rans.params(8)), latents)
+    noise = np.random.default_rng(0).integers(-9, 10, latents.shape).astype(np.int8)
+    assert rans.encode(noise, 8)[0] == MODE_RANS  # nothing repeats: rANS is smaller
+
+
+def test_rans_lzma_tiles_that_are_broken_are_refused(monkeypatch):
+    from walloc_edge.runtime.coders.rans import lzma_mode
+    rans = CODERS["rans"]
+    latents = np.tile(np.arange(-60, 60, dtype=np.int8), (4, 40))  # (4, 4800), repeating
+    payload = rans.encode(latents, 8)
+    assert payload[0] == 1
+
+    def decode(data, shape=latents.shape, bits=8):
+        return rans.decode(data, shape, bits, rans.params(bits))
+
+    for broken, why in [(payload[:-3], "exactly"), (payload + b"\0", "exactly"),
+                        (payload[:1] + b"\xff" * 20, "corrupted"), (bytes([7]) + payload[1:], "mode"),
+                        (b"", "mode")]:
+        with pytest.raises(BitstreamError, match=why):
+            decode(broken)
+    with pytest.raises(BitstreamError, match="exactly"):
+        decode(payload, shape=(4, 4801))
+    with pytest.raises(BitstreamError, match="outside"):  # 60 does not fit 6-bit latents
+        decode(payload, bits=6)
+    monkeypatch.setattr(lzma_mode, "lzma", None)  # a Python without liblzma
+    with pytest.raises(BitstreamError, match="no lzma module"):
+        decode(payload)
+    assert rans.encode(latents, 8)[0] == 0  # …and its encoder does not try the mode

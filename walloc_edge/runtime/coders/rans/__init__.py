@@ -20,17 +20,19 @@ is cut into parts (``layout``: images column strips coded as a wavefront, audio 
 samples) and every (channel, part) pair is one rANS lane; all lanes advance together, one
 numpy operation per step for all of them. The payload's fields: ``payload.Payload``.
 
-Model versions: 4 (the fitted predictor, with constant channels) and 3 (what the
-"planar" predictor and the C firmware encoder write) are read; older ones are refused.
+Model versions: 5 (the fitted predictor, with constant channels, and a mode byte per tile:
+rANS, or for latents that repeat, such as a pure tone's, LZMA — ``lzma_mode``), 4 (the same
+without the mode byte) and 3 (what the "planar" predictor and the C firmware encoder write)
+are read; older ones are refused.
 """
 import numpy as np
 
 from ...errors import BitstreamError
 from ..base import Coder
-from . import native
+from . import lzma_mode, native
 from .layout import Layout
 from .model import PREC, SCALE, Model, laplace_prior, refresh_steps
-from .payload import CONSTANT, LOWER, VERSIONS, Payload
+from .payload import CONSTANT, LOWER, MODE_LZMA, MODE_RANS, VERSIONS, Payload
 from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_taps,
                         prediction)
 
@@ -38,7 +40,7 @@ __all__ = ["RansCoder"]
 
 
 class RansCoder(Coder):
-    """``predictor``: "fitted" (least squares per tile, the default; model version 4) or
+    """``predictor``: "fitted" (least squares per tile, the default; model version 5) or
     "planar" (fixed coefficients, what the C encoder writes; version 3). Both decode with
     the same decoder."""
 
@@ -49,12 +51,22 @@ class RansCoder(Coder):
         if predictor not in ("fitted", "planar"):
             raise ValueError(f"unknown rans predictor {predictor!r}")
         self.predictor = predictor
-        self.version = 4 if predictor == "fitted" else 3
+        self.version = 5 if predictor == "fitted" else 3
 
     def params(self, bits):
         return bytes([PREC, self.version])
 
     def _encode(self, latents, bits):
+        payload = self._encode_rans(latents, bits)
+        if self.version < 5:
+            return payload
+        if latents.ndim == 2 and lzma_mode.available():  # audio: try copying repeats
+            copied = lzma_mode.compress(latents)
+            if len(copied) < len(payload):
+                return bytes([MODE_LZMA]) + copied
+        return bytes([MODE_RANS]) + payload
+
+    def _encode_rans(self, latents, bits):
         clip = (1 << (bits - 1)) - 1
         C = latents.shape[0]
         X = latents.reshape(C, -1).astype(np.int64)                    # (C, n)
@@ -89,11 +101,18 @@ class RansCoder(Coder):
     def _decode(self, payload, shape, bits, params):
         if len(params) != 2 or params[0] != PREC or params[1] not in VERSIONS:
             raise BitstreamError(f"rans parameters {bytes(params).hex()} are not ones this "
-                                 f"reader knows (0f03, 0f04)")
+                                 f"reader knows (0f03, 0f04, 0f05)")
         clip = (1 << (bits - 1)) - 1
+        version = params[1]
+        if version >= 5:
+            if not len(payload) or payload[0] not in (MODE_RANS, MODE_LZMA):
+                raise BitstreamError("rans payload names no mode this reader knows")
+            if payload[0] == MODE_LZMA:
+                return lzma_mode.decompress(memoryview(payload)[1:], shape, clip)
+            payload = memoryview(payload)[1:]
         region = Layout.region_for(shape)  # fixed by the shape: it bounds the decoder's steps
         layout = Layout(shape, region)
-        p = Payload.unpack(payload, params[1], shape[0], len(layout.own_offsets), layout.groups)
+        p = Payload.unpack(payload, version, shape[0], len(layout.own_offsets), layout.groups)
         if p.region != region:
             raise BitstreamError(f"rans region length {p.region} is not the one the format "
                                  f"fixes for latents of shape {tuple(shape)}")

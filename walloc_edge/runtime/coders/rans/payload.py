@@ -1,4 +1,5 @@
-"""The payload of one tile: its fields, and pack/unpack, which are its written specification."""
+"""The rANS payload of one tile: its fields, and pack/unpack, which are its written
+specification. Version 5 puts a mode byte before it (MODE_RANS; MODE_LZMA: ``lzma_mode``'s)."""
 from dataclasses import dataclass
 
 import numpy as np
@@ -6,7 +7,8 @@ import numpy as np
 from ...errors import BitstreamError
 from .predictor import MAX_EARLIER
 
-VERSIONS = (3, 4)   # model versions this reader knows; 4 adds constant channels
+VERSIONS = (3, 4, 5)  # model versions this reader knows; 4 adds constant channels, 5 a mode
+MODE_RANS, MODE_LZMA = 0, 1  # version 5: a tile's first byte, then that mode's payload
 CONSTANT = 0x80     # a channel's taps byte (version 4): every latent of the channel is one value
 LOWER = 1 << 16     # rANS states live in [2^16, 2^32)
 
