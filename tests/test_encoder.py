@@ -10,7 +10,7 @@ from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect, read_latents
 
-BACKENDS = ("onnxruntime", "litert", "numpy")
+BACKENDS = ("native", "onnxruntime", "litert", "numpy")
 
 
 def expected(codec, sample):
@@ -61,7 +61,7 @@ def test_tiles_give_the_whole_image_latents(rgb):
     _, bundle = rgb
     photo = sample_photo("astronaut")[:250, :333]
     whole = Encoder(bundle, "onnxruntime", tile=4096).latents(photo)
-    for backend, tile in [("onnxruntime", 40), ("numpy", 16), ("litert", None)]:
+    for backend, tile in [("onnxruntime", 40), ("numpy", 16), ("litert", None), ("native", 24)]:
         assert np.array_equal(Encoder(bundle, backend, tile=tile).latents(photo), whole)
 
 

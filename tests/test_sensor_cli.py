@@ -1,5 +1,6 @@
 """The sensor commands as a user runs them: folders, backends, clear one-line errors, and
 the whole sensor CLI with torch imports blocked."""
+import os
 import subprocess
 import sys
 
@@ -38,22 +39,28 @@ def test_encode_a_folder_recursively(rgb_bundle, photo_tree, tmp_path, capsys):
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.wlc"))
     assert written == ["a.wlc", "sub/a.wlc", "sub/b.wlc"]  # same stems stay apart
     assert "skipped 2 file(s)" in text and "not images (.txt)" in text and "(.csv)" in text
-    assert "encoding with onnxruntime (CPUExecutionProvider)" in text  # auto says what it took
+    assert f"encoding with {Encoder(rgb_bundle).describe()}" in text  # auto says what it took
     header, latents = read_latents((out / "sub" / "a.wlc").read_bytes())
     assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(photo(2)))
     assert not list(out.rglob(".*"))  # no temporary files left
 
 
-def test_auto_backend_order_and_fallback(rgb_bundle, tmp_path):
-    assert Encoder(rgb_bundle).backend.name == "onnxruntime"
-    # A bundle without graphs (weights only) falls back to numpy.
-    import shutil
+def test_auto_backend_order_and_fallback(rgb_bundle, tmp_path, monkeypatch):
+    """native (the C encoder, where it was built), then onnxruntime, then numpy for a bundle
+    without graphs."""
     import json
+    import shutil
+
+    from walloc_edge.runtime import native_backend
     bare = tmp_path / "bare"
     shutil.copytree(rgb_bundle, bare)
     meta = json.loads((bare / "encoder.json").read_text())
     meta["graphs"] = {}
     (bare / "encoder.json").write_text(json.dumps(meta))
+    assert Encoder(rgb_bundle).describe() == f"native ({os.cpu_count()} threads)"
+    assert Encoder(bare).backend.name == "native"  # it needs only the weights
+    monkeypatch.setattr(native_backend, "_LIB", None)  # as where no compiler was found
+    assert Encoder(rgb_bundle).backend.name == "onnxruntime"
     assert Encoder(bare).backend.name == "numpy"
 
 

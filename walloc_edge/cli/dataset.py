@@ -31,7 +31,7 @@ def configure(p):
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: Ray Data (pip install 'walloc-edge[ray]')")
     p.add_argument("--backend", default="numpy",
-                   help="sensor runtime backend for a bundle (auto, onnxruntime, litert, numpy)")
+                   help="sensor runtime backend for a bundle (auto, native, onnxruntime, litert, numpy)")
     p.add_argument("--skip-unreadable", action="store_true",
                    help="leave out images that cannot be read (each is named) instead of "
                         "stopping at the first")

@@ -24,7 +24,7 @@ def run(args):
 
 def _bundle_info(args):
     from ..runtime import load_bundle
-    from ..runtime.backends import available_backends
+    from ..runtime.backends import NativeBackend, available_backends
 
     bundle = load_bundle(args.target)
     meta, c = bundle.meta, bundle.config
@@ -43,6 +43,8 @@ def _bundle_info(args):
     print(f"graphs       {graphs or 'none (the numpy backend runs encoder.npz)'}")
     if usable:
         print(f"backends     usable here: {', '.join(usable)} (auto takes {usable[0]})")
+        if "native" not in usable:
+            print(f"             not native: {NativeBackend.usable(bundle)}")
     else:
         print("backends     none usable here: re-export the bundle (encoder.npz is missing)")
     from ..runtime.coders.rans import native

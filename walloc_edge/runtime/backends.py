@@ -14,10 +14,11 @@ import importlib.util
 
 import numpy as np
 
+from .native_backend import NativeBackend
 from .numpy_backend import NumpyBackend
 
-__all__ = ["BACKENDS", "BackendError", "OnnxBackend", "LiteRTBackend", "NumpyBackend",
-           "make_backend", "available_backends", "onnx_session", "litert_runner",
+__all__ = ["BACKENDS", "BackendError", "NativeBackend", "OnnxBackend", "LiteRTBackend",
+           "NumpyBackend", "make_backend", "available_backends", "onnx_session", "litert_runner",
            "resolve_providers", "PROVIDER_NAMES"]
 
 # Short names for onnxruntime's execution providers (full names are accepted too).
@@ -159,7 +160,8 @@ class LiteRTBackend:
         return _graph_missing(bundle, "tflite")
 
 
-BACKENDS = {"onnxruntime": OnnxBackend, "litert": LiteRTBackend, "numpy": NumpyBackend}
+BACKENDS = {"native": NativeBackend, "onnxruntime": OnnxBackend, "litert": LiteRTBackend,
+            "numpy": NumpyBackend}
 
 
 def available_backends(bundle) -> "list[str]":
@@ -168,7 +170,10 @@ def available_backends(bundle) -> "list[str]":
 
 
 def make_backend(name, bundle, threads=None, providers=None):
-    """Backend ``name`` for ``bundle``; "auto" takes the first usable one of ``BACKENDS``."""
+    """Backend ``name`` for ``bundle``; "auto" takes the first usable one of ``BACKENDS``
+    (onnxruntime's where ``providers`` are asked for: only it has them)."""
+    if name == "auto" and providers is not None and OnnxBackend.usable(bundle) is None:
+        name = "onnxruntime"
     if name == "auto":
         usable = available_backends(bundle)
         if not usable:
@@ -183,4 +188,4 @@ def make_backend(name, bundle, threads=None, providers=None):
         why = OnnxBackend.usable(bundle) or f"the {name} backend has none"
         raise BackendError(f"--provider chooses onnxruntime execution providers ({why}; use "
                            "--backend onnxruntime)")
-    return LiteRTBackend(bundle, threads) if name == "litert" else NumpyBackend(bundle)
+    return NumpyBackend(bundle) if name == "numpy" else BACKENDS[name](bundle, threads)

@@ -90,8 +90,8 @@ def _gather(sample, index):
 
 
 class Encoder:
-    """The sensor encoder of a bundle on one backend ("auto": the first of "onnxruntime",
-    "litert", "numpy" that can run here; ``backend.name`` says which). ``providers``:
+    """The sensor encoder of a bundle on one backend ("auto": the first of "native",
+    "onnxruntime", "litert", "numpy" that can run here; ``backend.name`` says which). ``providers``:
     onnxruntime execution providers in order of preference (default: the CPU).
 
     ``tile``: interior samples per axis of one backend run for large inputs (default 1024
@@ -122,9 +122,9 @@ class Encoder:
                              f"{border}-sample border; export a larger TFLite size")
 
     def describe(self) -> str:
-        """'onnxruntime (CPUExecutionProvider)': what runs the encoder."""
-        providers = getattr(self.backend, "providers", ())
-        return self.backend.name + (f" ({', '.join(providers)})" if providers else "")
+        """'onnxruntime (CPUExecutionProvider)', 'native (2 threads)': what runs the encoder."""
+        detail = getattr(self.backend, "detail", "") or ", ".join(self.backend.providers)
+        return self.backend.name + (f" ({detail})" if detail else "")
 
     @property
     def model_id(self):

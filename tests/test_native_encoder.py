@@ -1,0 +1,61 @@
+"""The native backend (the C encoder): the numpy backend's latents (its float sums run in
+another order, so a latent on a quantisation threshold may differ by one: within the
+exporters' tolerance), the same whatever the thread count or tiling, for images (RGB, gray,
+hyperspectral) and audio (stereo, mono); the next backend where the extension is off."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from walloc_edge.data import sample_photo, synthetic_music
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels
+from walloc_edge.runtime import Encoder
+from walloc_edge.runtime import native_backend
+
+pytestmark = pytest.mark.skipif(native_backend._LIB is None,
+                                reason=f"the C encoder is not built here: "
+                                       f"{native_backend._REASON}")
+
+
+def check(bundle, sample, runs=({"threads": 1}, {"threads": 2}, {"threads": 3},
+                                 {"tile": 128})):
+    """Native latents within tolerance of the numpy backend's, identical over ``runs``."""
+    native = Encoder(bundle, "native", threads=1).latents(sample)
+    reference = Encoder(bundle, "numpy").latents(sample)
+    assert native.shape == reference.shape and native.dtype == np.int8
+    diff = np.abs(native.astype(int) - reference)
+    assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
+    for kw in runs:
+        assert np.array_equal(Encoder(bundle, "native", **kw).latents(sample), native), kw
+
+
+def test_photos(rgb):
+    for name, size in [("astronaut", (512, 512)), ("coffee", (400, 600)), ("coffee", (33, 71))]:
+        check(rgb[1], sample_photo(name)[:size[0], :size[1]])
+
+
+def test_gray_and_hyperspectral(gray, cube):
+    photo = sample_photo("astronaut")[:203, :150]
+    check(gray[1], _as_channels(photo, 1)[..., 0])
+    check(cube[1], _as_channels(photo, 31))
+
+
+def test_audio(stereo, mono):
+    for (_, bundle), channels in [(stereo, 2), (mono, 1)]:
+        for n in (100_000, 5000, 37):
+            pcm = synthetic_music(n, channels, seed=n)
+            check(bundle, pcm[:, 0] if channels == 1 else pcm,
+                  runs=({"threads": 2}, {"tile": 4096}))
+
+
+def test_turned_off_auto_takes_the_next_backend(rgb_bundle):
+    code = ("import sys; from walloc_edge.runtime import Encoder; "
+            "from walloc_edge.runtime.backends import NativeBackend, make_backend; "
+            f"b = Encoder({str(rgb_bundle)!r}); print(b.backend.name); "
+            "print(NativeBackend.usable(b.bundle))")
+    env = {**os.environ, "WALLOC_EDGE_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    assert out[0] == "onnxruntime" and "WALLOC_EDGE_NATIVE=0" in out[1]
