@@ -41,7 +41,7 @@ def main():
     x, rate = read_input(args.file, "audio", encoder.bundle.channels)
     x = x[:int(rate * args.seconds)]
     rows = []
-    for backend in ("onnxruntime", "numpy"):
+    for backend in ("native", "onnxruntime", "numpy"):
         encoder = Encoder(args.bundle, backend, threads=1)
         encoder.latents(x[:rate])  # warm-up
         latents_s, _ = cpu_seconds(lambda: encoder.latents(x))

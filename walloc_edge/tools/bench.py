@@ -151,8 +151,9 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
     rows = []
     with tempfile.TemporaryDirectory() as work:
         np.save(Path(work) / "input.npy", sample)
-        for backend, n in [("onnxruntime", t) for t in threads] + [("litert", max(threads)),
-                                                                  ("numpy", None)]:
+        # onnxruntime first: its latents (the validated graph's) are the others' reference
+        for backend, n in ([("onnxruntime", t) for t in threads] + [("native", t) for t in threads]
+                           + [("litert", max(threads)), ("numpy", None)]):
             row = _sensor_row(bundle, info, backend, n, Path(work), repeat, amount)
             rows.append(row)
             log(f"  {row['row']}: " + (f"{row['encode']['median']:.1f} {unit}/s"
@@ -192,7 +193,8 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
     graph = info.meta.get("graphs", {}).get({"onnxruntime": "onnx", "litert": "tflite"}
                                             .get(backend, ""), {})
     if "status" not in row:
-        row["status"] = graph.get("status", "weights from encoder.npz")
+        row["status"] = graph.get("status", "C, weights from encoder.npz" if backend == "native"
+                                  else "weights from encoder.npz")
         if graph.get("file"):
             row["file_MB"] = (Path(bundle) / graph["file"]).stat().st_size / 1e6
     return row

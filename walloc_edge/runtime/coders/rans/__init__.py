@@ -166,7 +166,7 @@ def _coding_order(layout, own, residual, reach, constant, clip):
     tables = Contexts(clip)(layout.activity(own).astype(np.int64), residual[:-1]) \
         + CONTEXTS * np.arange(C)[:, None]                                  # (C, n)
     position, _, valid = layout.schedule()
-    valid &= ~constant[layout.lane_channel]
+    valid = valid & ~constant[layout.lane_channel]
     at = layout.lane_channel * n + position                                 # (steps, lanes)
     tables = np.where(valid, tables.ravel()[at], nothing)
     symbols = np.where(valid, residual[1:].ravel()[at] + reach, 0)
@@ -269,7 +269,7 @@ class _Decoding:
         model = Model(self.tables, reach, decoding=True)
         A, K = model.symbols, self.K
         _, inner, valid = layout.schedule()  # inner: each lane's slot within its channel
-        valid &= self.coded_lane
+        valid = valid & self.coded_lane
         index = np.where(valid, layout.channel_base[layout.lane_channel] + inner, layout.size)
         freq, cum = model.freq.ravel(), model.cum.ravel()  # views: learn() updates them
         refresh = set(refresh_steps(layout.steps))

@@ -1,5 +1,7 @@
 """Where each rANS lane's latents lie, when it codes them, and the zero-guarded buffer that
 puts every neighbour a predictor reads at a fixed offset."""
+import functools
+
 import numpy as np
 
 from ...errors import BitstreamError
@@ -28,6 +30,7 @@ class Layout:
     """
 
     def __init__(self, shape, region):
+        self.shape = tuple(shape)
         self.channels = C = shape[0]
         self.audio = len(shape) == 2
         self.width = w = shape[-1]
@@ -85,7 +88,11 @@ class Layout:
     def schedule(self):
         """(steps, lanes) arrays: the position within its channel each lane codes at each
         step, that position's slot in the channel's part of the buffer, and whether the lane
-        codes one at all (0 where it does not)."""
+        codes one at all (0 where it does not). Read-only, and kept for the last shapes seen
+        (a sensor's frames are all one size; building them is a fifth of the encoder)."""
+        return _schedule(self.shape, self.region)
+
+    def _build_schedule(self):
         s, w = self.region, self.width
         local = np.arange(self.steps)[:, None] - self.lane_channel
         if self.audio:
@@ -105,3 +112,11 @@ class Layout:
         |W − NW| + |N − NW| for images, the same on the three previous samples for audio."""
         a, b, c = own[0], own[1], own[2]
         return np.abs(a - b) + np.abs(b - c) if self.audio else np.abs(a - c) + np.abs(b - c)
+
+
+@functools.lru_cache(maxsize=2)
+def _schedule(shape, region):
+    arrays = Layout(shape, region)._build_schedule()
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
