@@ -5,19 +5,18 @@ of identical latents and the largest difference, per model and input size.
 
 Each input is reflect-padded as the runtime pads it; torch computes the reference latents
 (Codec.encode), the native backend its own through the sensor runtime (two threads, default
-tiles), and the numpy backend's figure stands beside it.
+tiles), and the numpy backend's figure stands beside it. Mono models take the downmix.
 """
 import argparse
 import tempfile
 
-import numpy as np
 
 from walloc_edge.codec import load
 from walloc_edge.export import export_bundle
 from walloc_edge.export.validate import compare, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect
 from walloc_edge.runtime.encoder import as_sensor_sample
-from walloc_edge.runtime.io import read_input
+from walloc_edge.runtime.io import match_channels, read_input
 from report import publish
 
 IMAGE_MODELS, AUDIO_MODELS = ("rgb-16x", "rgb-4x"), ("stereo-5x", "mono-4x")
@@ -47,6 +46,7 @@ def measure(model, inputs):
         for size, samples in inputs.items():
             totals = {b: [0, 0, 0] for b in encoders}  # identical, count, max diff
             for x in samples:
+                x = x if image else match_channels(x, codec.config.channels)  # mono: downmix
                 sample, _ = as_sensor_sample(x, codec.config.modality, codec.config.channels)
                 padded, _ = pad_reflect(sample, 2 ** codec.J, axes=(0, 1) if image else (0,))
                 reference = torch_latents(codec, padded[None])[0]

@@ -59,3 +59,21 @@ def test_turned_off_auto_takes_the_next_backend(rgb_bundle):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[0] == "onnxruntime" and "WALLOC_EDGE_NATIVE=0" in out[1]
+
+
+def test_only_filters_that_lift_as_cdf_9_7_are_taken():
+    """The C encoder lifts; filters of another wavelet are refused at load, not run."""
+    r = 2 ** -0.5
+    assert native_backend._lifting_scales(np.array([r, r]), np.array([-r, r])) is None  # Haar
+    lo, hi = (np.array(f)[::-1] for f in (_BIOR44_LO, _BIOR44_HI))  # torch's kernels
+    low, high = native_backend._lifting_scales(lo, hi)
+    assert abs(low - 1.1496043988) < 1e-8 and abs(high + 0.8698644516) < 1e-8
+
+
+# pywt.Wavelet("bior4.4").dec_lo / dec_hi (the reference checkpoints' filters)
+_BIOR44_LO = [0.0, 0.03782845550726404, -0.023849465019556843, -0.11062440441843718,
+              0.37740285561283066, 0.8526986790088938, 0.37740285561283066,
+              -0.11062440441843718, -0.023849465019556843, 0.03782845550726404]
+_BIOR44_HI = [0.0, -0.06453888262869706, 0.04068941760916406, 0.41809227322161724,
+              -0.7884856164055829, 0.41809227322161724, 0.04068941760916406,
+              -0.06453888262869706, 0.0, 0.0]

@@ -1,17 +1,19 @@
 /* The sensor encoder in C: uint8 image or int16 audio in, int8 latents out, on T threads.
  *
  * It computes what the exported graphs and the numpy backend compute, in another order: the
- * wavelet packet transform as a cascade of one-level periodic DWTs (each level splits every
- * plane along the width, then along the height), then the 1x1 encoder and the compander as
- * a threshold search. The fused filter banks of the graphs cost ~480 multiply-adds per RGB
- * pixel at J = 3; the cascade costs ~16 per sample per level (~180 per pixel with the 1x1).
- * The normalisation and the compander's scale are folded into the 1x1 weights and the bias
- * (native_backend.py), so the transform runs on the raw integers.
+ * wavelet packet transform as a cascade of one-level periodic DWTs, each by lifting (each
+ * level splits every plane along the width, then along the height), then the 1x1 encoder
+ * and the compander as a threshold search. The fused filter banks of the graphs cost ~480
+ * multiply-adds per RGB pixel at J = 3, a convolution cascade ~216, lifting ~100: four
+ * steps x[i] += c (y[i] + y[i +- 1]) per level and axis, the two scale factors and the
+ * normalisation folded into the 1x1 weights and the bias (native_backend.py checks that the
+ * model's filters factor so and computes the folding), so the transform runs on the raw
+ * integers.
  *
- * Loops are written so the compiler vectorises them (-O3): the width pass splits each
- * periodically extended row into even and odd samples, so every tap is a contiguous
- * multiply-add; the height pass and the 1x1 run along rows of positions. Work is shared
- * by row (or run of samples) over POSIX threads; each thread writes only its own rows.
+ * Loops are written so the compiler vectorises them (-O3): the width pass splits each row
+ * into even and odd samples and lifts them as two contiguous arrays; the height pass lifts
+ * whole rows, a strip of columns at a time; the 1x1 keeps 12 sums in vector registers. Work
+ * is shared by row or strip over POSIX threads; each thread writes only its own.
  *
  * Built by pip as an optional extension and called through ctypes from native_backend.py;
  * PyInit__native_encoder only makes it importable.
@@ -23,17 +25,17 @@
 #include <string.h>
 
 /* Bumped whenever a signature below changes (native_backend.py refuses another version). */
-#define WALLOC_ENCODER_ABI 1
+#define WALLOC_ENCODER_ABI 2
 
 int walloc_encoder_abi(void) { return WALLOC_ENCODER_ABI; }
 
-#define MAX_TAPS 32
-#define CHUNK 2048 /* outputs of one width-pass work item (audio runs are long rows) */
+#define STRIP 64 /* columns of one height-pass work item */
 
+/* The four lifting steps: odd += c0 (even + next even), even += c1 (previous odd + odd),
+ * odd += c2 (…), even += c3 (…), indices periodic. */
 typedef struct {
-    const float *lo, *hi; /* analysis kernels (cross-correlation, torch's), taps each */
-    int64_t taps;
-} Filters;
+    float c[4];
+} Lifting;
 
 /* --- threads ------------------------------------------------------------------------- */
 
@@ -79,7 +81,7 @@ static int parallel(Work work, void *ctx, int64_t items, int threads, int64_t sc
     return 0;
 }
 
-/* --- one DWT level ------------------------------------------------------------------- */
+/* --- one DWT level, by lifting ------------------------------------------------------- */
 
 /* The hot loops get an AVX2 build beside the baseline one on x86-64 (chosen at load time).
  * ISO C (-std=c99) contracts no multiply-add, so every build computes the same floats. */
@@ -89,11 +91,16 @@ static int parallel(Work work, void *ctx, int64_t items, int threads, int64_t sc
 #define VECTOR_CLONES
 #endif
 
-/* i mod n in [0, n), the division only for indices outside (the periodic extension). */
-static inline int64_t wrap(int64_t i, int64_t n) {
-    if ((uint64_t)i < (uint64_t)n) return i;
-    i %= n;
-    return i < 0 ? i + n : i;
+/* The lifting steps on a row's even samples s and odd samples d (m each, periodic). */
+VECTOR_CLONES
+static void lift_row(float *restrict s, float *restrict d, int64_t m, const Lifting *L) {
+    for (int k = 0; k < 4; k += 2) {
+        const float odd = L->c[k], even = L->c[k + 1];
+        for (int64_t i = 0; i < m - 1; i++) d[i] += odd * (s[i] + s[i + 1]);
+        d[m - 1] += odd * (s[m - 1] + s[0]);
+        for (int64_t i = m - 1; i > 0; i--) s[i] += even * (d[i - 1] + d[i]);
+        s[0] += even * (d[m - 1] + d[0]);
+    }
 }
 
 /* Where a width pass reads: float planes, or (the first level) the caller's interleaved
@@ -105,107 +112,71 @@ typedef struct {
     int64_t channels;
 } Source;
 
-/* Samples start, start + 2, … into `even` and start + 1, start + 3, … into `odd` (len each)
- * of row r of plane p, a periodic row of n samples. */
-static void gather(const Source *s, int64_t p, int64_t r, int64_t rows, int64_t n,
-                   int64_t start, int64_t len, float *restrict even, float *restrict odd) {
-    /* [i0, i1): the pairs inside the row, read without wrapping */
-    int64_t i0 = start >= 0 ? 0 : (1 - start) / 2, i1 = (n - 1 - start) / 2 + 1;
-    i1 = i1 < len ? i1 : len;
-    i0 = i0 < i1 ? i0 : i1;
-    /* x: the row's first sample, C apart; the ends wrap around the row */
-#define GATHER(x, C)                                                                       \
-    for (int64_t i = 0; i < len; i++) {                                                    \
-        if (i == i0) i = i1;                                                               \
-        if (i == len) break;                                                               \
-        even[i] = x[wrap(start + 2 * i, n) * C];                                           \
-        odd[i] = x[wrap(start + 2 * i + 1, n) * C];                                        \
-    }                                                                                      \
-    for (int64_t i = i0; i < i1; i++) {                                                    \
-        even[i] = x[(start + 2 * i) * C];                                                  \
-        odd[i] = x[(start + 2 * i + 1) * C];                                               \
-    }
-    if (s->planes) {
-        const float *restrict x = s->planes + (p * rows + r) * n;
-        GATHER(x, 1)
-    } else if (s->u8) {
-        const uint8_t *restrict x = s->u8 + r * n * s->channels + p;
-        GATHER(x, s->channels)
-    } else {
-        const int16_t *restrict x = s->i16 + r * n * s->channels + p;
-        GATHER(x, s->channels)
-    }
-#undef GATHER
-}
-
-/* lo[o], hi[o] for o in [o0, o1) of the periodic analysis of a row x of n samples (n even):
- * lo[o] = sum_j f.lo[j] x[(2o + j - off) mod n], off = taps / 2 - 1, as torch's strided
- * convolution over the periodically padded signal; with the even and odd samples apart,
- * each pair of taps is a contiguous multiply-add. */
-VECTOR_CLONES
-static void split(const float *restrict even, const float *restrict odd, int64_t m,
-                  const Filters *f, float *restrict lo, float *restrict hi) {
-    for (int64_t o = 0; o < m; o++) lo[o] = hi[o] = 0;
-    for (int64_t q = 0; q < f->taps / 2; q++) {
-        const float le = f->lo[2 * q], lodd = f->lo[2 * q + 1];
-        const float he = f->hi[2 * q], hodd = f->hi[2 * q + 1];
-        const float *e = even + q, *d = odd + q;
-        for (int64_t o = 0; o < m; o++) {
-            lo[o] += le * e[o] + lodd * d[o];
-            hi[o] += he * e[o] + hodd * d[o];
-        }
-    }
-}
-
-/* Width pass: every row of each plane (rows x cols) → planes 2p (low) and 2p + 1 (high) of
- * rows x cols/2. A work item is (plane, row, chunk of CHUNK outputs). */
+/* Width pass: every row of each plane (rows x cols) → planes 2p (even: low) and 2p + 1
+ * (odd: high) of rows x cols/2, lifted in place there. A work item is one row. */
 typedef struct {
     Source in;
     float *out;
-    int64_t rows, cols, chunks;
-    const Filters *f;
+    int64_t rows, cols;
+    const Lifting *lifting;
 } WidthPass;
 
-static void width_items(void *ctx, int64_t begin, int64_t end, float *ext) {
+static void width_items(void *ctx, int64_t begin, int64_t end, float *unused) {
+    (void)unused;
     const WidthPass *c = ctx;
-    const int64_t half = c->cols / 2, off = c->f->taps / 2 - 1;
-    for (int64_t item = begin; item < end; item++) {
-        int64_t k = item % c->chunks, row = item / c->chunks;
+    const int64_t m = c->cols / 2, C = c->in.channels;
+    for (int64_t row = begin; row < end; row++) {
         int64_t p = row / c->rows, r = row % c->rows;
-        int64_t o0 = k * CHUNK, m = (o0 + CHUNK < half ? o0 + CHUNK : half) - o0;
-        int64_t len = m + c->f->taps / 2;  /* the even (and odd) samples those outputs read */
-        gather(&c->in, p, r, c->rows, c->cols, 2 * o0 - off, len, ext, ext + len);
-        float *lo = c->out + (2 * p * c->rows + r) * half + o0;
-        split(ext, ext + len, m, c->f, lo, lo + c->rows * half);
+        float *restrict s = c->out + (2 * p * c->rows + r) * m, *restrict d = s + c->rows * m;
+        if (c->in.planes) {
+            const float *x = c->in.planes + row * c->cols;
+            for (int64_t i = 0; i < m; i++) s[i] = x[2 * i], d[i] = x[2 * i + 1];
+        } else if (c->in.u8) {
+            const uint8_t *x = c->in.u8 + r * c->cols * C + p;
+            for (int64_t i = 0; i < m; i++) s[i] = x[2 * i * C], d[i] = x[(2 * i + 1) * C];
+        } else {
+            const int16_t *x = c->in.i16 + r * c->cols * C + p;
+            for (int64_t i = 0; i < m; i++) s[i] = x[2 * i * C], d[i] = x[(2 * i + 1) * C];
+        }
+        lift_row(s, d, m, c->lifting);
     }
 }
 
 /* Height pass: every plane (rows x cols) → planes 2p (low) and 2p + 1 (high) of rows/2 x
- * cols, one output row pair a work item: the taps rows it reads, multiplied along the row. */
+ * cols: even and odd rows copied there, then lifted as whole rows. A work item is one strip
+ * of STRIP columns of one plane (its rows stay in cache across the four steps). */
 typedef struct {
     const float *in;
     float *out;
-    int64_t rows, cols;
-    const Filters *f;
+    int64_t rows, cols, strips;
+    const Lifting *lifting;
 } HeightPass;
 
 VECTOR_CLONES
+static void axpy2(float *restrict y, const float *restrict a, const float *restrict b,
+                  float c, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += c * (a[i] + b[i]);
+}
+
 static void height_items(void *ctx, int64_t begin, int64_t end, float *unused) {
     (void)unused;
     const HeightPass *c = ctx;
-    const int64_t h = c->rows, w = c->cols, half = h / 2, off = c->f->taps / 2 - 1;
+    const int64_t w = c->cols, m = c->rows / 2;
     for (int64_t item = begin; item < end; item++) {
-        int64_t p = item / half, o = item % half;
-        const float *plane = c->in + p * h * w;
-        float *restrict lo = c->out + (2 * p * half + o) * w, *restrict hi = lo + half * w;
-        for (int64_t i = 0; i < w; i++) lo[i] = hi[i] = 0;
-        for (int64_t j = 0; j < c->f->taps; j++) {
-            const float *restrict x = plane + wrap(2 * o + j - off, h) * w;
-            const float a = c->f->lo[j], b = c->f->hi[j];
-            for (int64_t i = 0; i < w; i++) {
-                lo[i] += a * x[i];
-                hi[i] += b * x[i];
-            }
+        int64_t p = item / c->strips, x0 = (item % c->strips) * STRIP;
+        int64_t n = x0 + STRIP < w ? STRIP : w - x0;
+        const float *plane = c->in + p * c->rows * w + x0;
+        float *s = c->out + 2 * p * m * w + x0, *d = s + m * w;
+        for (int64_t i = 0; i < m; i++) {
+            memcpy(s + i * w, plane + 2 * i * w, (size_t)n * sizeof(float));
+            memcpy(d + i * w, plane + (2 * i + 1) * w, (size_t)n * sizeof(float));
+        }
+        for (int k = 0; k < 4; k += 2) {
+            const float odd = c->lifting->c[k], even = c->lifting->c[k + 1];
+            for (int64_t i = 0; i < m; i++)
+                axpy2(d + i * w, s + i * w, s + (i + 1 < m ? i + 1 : 0) * w, odd, n);
+            for (int64_t i = m - 1; i >= 0; i--)
+                axpy2(s + i * w, d + (i > 0 ? i - 1 : m - 1) * w, d + i * w, even, n);
         }
     }
 }
@@ -287,21 +258,20 @@ static void project_items(void *ctx, int64_t begin, int64_t end, float *unused) 
 
 /* J levels on `in`'s channels (rows x cols each; audio: rows = 1), alternating between the
  * workspaces a and b (channels * rows * cols floats each); the channels * 4^J (audio 2^J)
- * subbands end in the returned one, or NULL when memory runs out. */
+ * unscaled subbands end in the returned one, or NULL when memory runs out. */
 static const float *packet(Source in, float *a, float *b, int64_t rows, int64_t cols,
-                           int64_t J, const Filters *f, int threads) {
+                           int64_t J, const Lifting *lifting, int threads) {
     float *buffer[2] = {a, b};
     int next = 0; /* the buffer the next pass writes; it reads the other one (or the input) */
     int64_t planes = in.channels;
     for (int64_t level = 0; level < J; level++) {
-        int64_t chunks = (cols / 2 + CHUNK - 1) / CHUNK;
-        WidthPass wp = {in, buffer[next], rows, cols, chunks, f};
-        if (parallel(width_items, &wp, planes * rows * chunks, threads, 2 * (CHUNK + f->taps)))
-            return NULL;
+        WidthPass wp = {in, buffer[next], rows, cols, lifting};
+        if (parallel(width_items, &wp, planes * rows, threads, 0)) return NULL;
         planes *= 2, cols /= 2;
         if (rows > 1) {
-            HeightPass hp = {buffer[next], buffer[!next], rows, cols, f};
-            if (parallel(height_items, &hp, planes * (rows / 2), threads, 0)) return NULL;
+            int64_t strips = (cols + STRIP - 1) / STRIP;
+            HeightPass hp = {buffer[next], buffer[!next], rows, cols, strips, lifting};
+            if (parallel(height_items, &hp, planes * strips, threads, 0)) return NULL;
             planes *= 2, rows /= 2;
             next = !next;
         }
@@ -328,16 +298,16 @@ static int project(const float *x, int64_t planes, int64_t positions, int64_t ed
 }
 
 /* raw (rows, cols, channels) uint8, rows and cols multiples of 2^J → out (latent_dim,
- * rows / 2^J, cols / 2^J). Workspaces a, b: rows * cols * channels floats each. Returns 0,
- * -1 when memory runs out, -2 for filters it cannot run. */
+ * rows / 2^J, cols / 2^J). lifting: the four step constants; weight (planes, latent_dim)
+ * and bias folded. Workspaces a, b: rows * cols * channels floats each. Returns 0, or -1
+ * when memory runs out. */
 int walloc_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t channels,
-                        int64_t J, const float *lo, const float *hi, int64_t taps,
-                        const float *weight, const float *bias, int64_t latent_dim,
-                        const double *thresholds, int64_t n_thresholds, int64_t clip,
-                        int8_t *out, float *a, float *b, int threads) {
-    if (taps > MAX_TAPS || taps % 2 || J < 1) return -2;
-    Filters f = {lo, hi, taps};
-    const float *x = packet((Source){NULL, raw, NULL, channels}, a, b, rows, cols, J, &f,
+                        int64_t J, const float *lifting, const float *weight,
+                        const float *bias, int64_t latent_dim, const double *thresholds,
+                        int64_t n_thresholds, int64_t clip, int8_t *out, float *a, float *b,
+                        int threads) {
+    Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
+    const float *x = packet((Source){NULL, raw, NULL, channels}, a, b, rows, cols, J, &steps,
                             threads);
     return project(x, channels << (2 * J), (rows >> J) * (cols >> J), 0, weight, bias,
                    latent_dim, thresholds, n_thresholds, clip, out, threads);
@@ -346,13 +316,12 @@ int walloc_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t 
 /* raw (samples, channels) int16, samples a multiple of 2^J → out (latent_dim,
  * samples / 2^J + 2): the reference's one latent of zero padding at each end. */
 int walloc_encode_audio(const int16_t *raw, int64_t samples, int64_t channels, int64_t J,
-                        const float *lo, const float *hi, int64_t taps, const float *weight,
+                        const float *lifting, const float *weight,
                         const float *bias, int64_t latent_dim, const double *thresholds,
                         int64_t n_thresholds, int64_t clip, int8_t *out, float *a, float *b,
                         int threads) {
-    if (taps > MAX_TAPS || taps % 2 || J < 1) return -2;
-    Filters f = {lo, hi, taps};
-    const float *x = packet((Source){NULL, NULL, raw, channels}, a, b, 1, samples, J, &f,
+    Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
+    const float *x = packet((Source){NULL, NULL, raw, channels}, a, b, 1, samples, J, &steps,
                             threads);
     return project(x, channels << J, samples >> J, 1, weight, bias, latent_dim, thresholds,
                    n_thresholds, clip, out, threads);

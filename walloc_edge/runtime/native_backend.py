@@ -1,10 +1,12 @@
 """The ``native`` backend: the sensor encoder in C (``_native_encoder.c``), on every core.
 
-A cascade of one-level periodic DWTs, the 1×1 encoder and a threshold search, built by pip
-as an optional extension and called through ctypes (which releases the GIL). Here the
-bundle's weights are folded once: the normalisation (x / divisor − offset) and the
-compander's 1 / (scale·√2) go into the 1×1 weights and bias, so the C code transforms the raw
-integers. WALLOC_EDGE_NATIVE=0 turns it off (with the rans C loops).
+A cascade of one-level periodic DWTs by lifting, the 1×1 encoder and a threshold search,
+built by pip as an optional extension and called through ctypes (which releases the GIL).
+Here the bundle's weights are folded once: each subband's lifting scale, the normalisation
+(x / divisor − offset) and the compander's 1 / (scale·√2) go into the 1×1 weights and bias,
+so the C code lifts the raw integers. The model's filters must be the CDF 9/7 pair that
+lifts so (bior4.4, every shipped model; checked against the bundle's filters at load).
+WALLOC_EDGE_NATIVE=0 turns it off (with the rans C loops).
 """
 import ctypes
 import importlib.util
@@ -19,12 +21,17 @@ from .numpy_backend import quantizer_thresholds
 
 __all__ = ["NativeBackend"]
 
-ABI = 1  # WALLOC_ENCODER_ABI in _native_encoder.c: the signatures below
+ABI = 2  # WALLOC_ENCODER_ABI in _native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
-_COMMON = [_i64, _F32, _F32, _i64, _F32, _F32, _i64, _F64, _i64, _i64, _I8, _F32, _F32, _int]
+_COMMON = [_i64, _F32, _F32, _F32, _i64, _F64, _i64, _i64, _I8, _F32, _F32, _int]
+
+# CDF 9/7 lifting (Daubechies & Sweldens): odd += a (even + next even), even += b (previous
+# odd + odd), then g and d; low = K·even, high = −odd / K for pywt's bior4.4 normalisation.
+LIFTING = np.array([-1.586134342059924, -0.052980118572961, 0.882911075530934,
+                    0.443506852043971])
 
 
 def _load():
@@ -49,16 +56,41 @@ def _load():
 _LIB, _REASON = _load()
 
 
-def _dc_gains(lo, hi, J, axes):
-    """Each subband's response to a constant signal of 1, in channel order (per level the
-    width digit before the height digit; audio: one digit)."""
-    per_level = np.array([lo.sum(), hi.sum()])
+def _per_subband(low, high, J, axes):
+    """The product over a subband's path of ``low`` or ``high`` per level and axis, in
+    channel order (per level the width digit before the height digit; audio: one digit)."""
+    per_level = np.array([low, high])
     if axes == 2:
         per_level = np.kron(per_level, per_level)
-    gains = np.ones(1)
+    out = np.ones(1)
     for _ in range(J):
-        gains = np.kron(gains, per_level)
-    return gains
+        out = np.kron(out, per_level)
+    return out
+
+
+def _lift(x):
+    """One periodic level by LIFTING, unscaled: (even, odd) halves of x (float64)."""
+    s, d = x[0::2].copy(), x[1::2].copy()
+    for odd, even in LIFTING.reshape(2, 2):
+        d += odd * (s + np.roll(s, -1))
+        s += even * (np.roll(d, 1) + d)
+    return s, d
+
+
+def _lifting_scales(lo, hi):
+    """(low, high) scale that turns the lifted halves into the convolution by torch's kernels
+    lo, hi (lo[o] = Σ_j lo[j] x[(2o + j − taps/2 + 1) mod n]), or None if these filters do not
+    lift so. Within 10^-5: the reference checkpoints hold the filters rounded to float32
+    (7·10^-7 off the exact ones)."""
+    n = 32
+    x = np.random.default_rng(0).standard_normal(n)
+    off = len(lo) // 2 - 1
+    idx = (2 * np.arange(n // 2)[:, None] + np.arange(len(lo)) - off) % n
+    s, d = _lift(x)
+    low, high = (x[idx] @ lo) / s, (x[idx] @ hi) / d
+    if np.ptp(low) > 1e-5 * abs(low[0]) or np.ptp(high) > 1e-5 * abs(high[0]):
+        return None
+    return low.mean(), high.mean()
 
 
 class NativeBackend:
@@ -75,6 +107,8 @@ class NativeBackend:
             return _REASON or "the C extension is not loaded"
         if bundle.latent_bits > 8:
             return "the native encoder writes 8-bit latents; this model has more bits"
+        if bundle.config.get("wavelet", "bior4.4") != "bior4.4":
+            return "the native encoder lifts the bior4.4 (CDF 9/7) wavelet only"
         path = bundle.path / bundle.meta.get("weights", "encoder.npz")
         return None if path.is_file() else "the bundle has no encoder.npz"
 
@@ -91,14 +125,20 @@ class NativeBackend:
         suffix = "_row" if self.image else ""
         lo = arrays[f"wt.h0{suffix}"].astype(np.float64).ravel()  # torch's kernels
         hi = arrays[f"wt.h1{suffix}"].astype(np.float64).ravel()
-        self.lo, self.hi = lo.astype(np.float32), hi.astype(np.float32)
+        scales = _lifting_scales(lo, hi)
+        if scales is None:
+            raise ValueError("this model's wavelet filters are not the CDF 9/7 pair the "
+                             "native encoder lifts; use --backend onnxruntime or numpy")
+        axes = 2 if self.image else 1
         W = arrays["encoder_weight"].astype(np.float64).reshape(self.latent_dim, -1)
         b = arrays["encoder_bias"].astype(np.float64)
         scale = bundle.meta["compander"]["scale"] * math.sqrt(2)
-        # W·wpt(x / d − o) + b = (W / d)·wpt(x) + b − o·W·wpt(1): wpt(1) is each subband's DC
-        # gain, the same for every input channel.
-        dc = np.tile(_dc_gains(lo, hi, self.J, 2 if self.image else 1), self.channels)
-        self.weight = np.ascontiguousarray((W / (m.divisor * scale)).T, np.float32)  # (planes, L)
+        # W·wpt(x / d − o) + b = (W·S / d)·lifted(x) + b − o·W·wpt(1): S, each subband's
+        # lifting scale; wpt(1), its DC gain (the same for every input channel).
+        S = np.tile(_per_subband(*scales, self.J, axes), self.channels)
+        dc = np.tile(_per_subband(lo.sum(), hi.sum(), self.J, axes), self.channels)
+        self.lifting = LIFTING.astype(np.float32)
+        self.weight = np.ascontiguousarray((W * S / (m.divisor * scale)).T, np.float32)
         self.bias = np.ascontiguousarray((b - m.offset * W @ dc) / scale, np.float32)
         self._work, self._lock = None, threading.Lock()  # one run at a time per workspace
         self.thresholds = quantizer_thresholds(cfg["latent_bits"],
@@ -116,14 +156,12 @@ class NativeBackend:
             status, out = self._run(raw)
         if status == -1:
             raise MemoryError("the native encoder ran out of memory")
-        if status:
-            raise ValueError(f"the native encoder refused this model's filters ({status})")
         return out
 
     def _run(self, raw):
         block = 1 << self.J
-        common = (self.J, self.lo, self.hi, len(self.lo), self.weight, self.bias,
-                  self.latent_dim, self.thresholds, len(self.thresholds), self.clip)
+        common = (self.J, self.lifting, self.weight, self.bias, self.latent_dim,
+                  self.thresholds, len(self.thresholds), self.clip)
         work = self._workspace(raw.size)
         if self.image:
             _, H, W, C = raw.shape
