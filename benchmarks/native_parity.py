@@ -10,7 +10,6 @@ tiles), and the numpy backend's figure stands beside it. Mono models take the do
 import argparse
 import tempfile
 
-
 from walloc_edge.codec import load
 from walloc_edge.export import export_bundle
 from walloc_edge.export.validate import compare, torch_latents
