@@ -10,6 +10,7 @@ setup(ext_modules=[
     Extension("walloc_edge.runtime.coders.rans._native",
               ["walloc_edge/runtime/coders/rans/_native.c"], extra_compile_args=C99,
               optional=True),
-    Extension("walloc_edge.runtime._native_encoder", ["walloc_edge/runtime/_native_encoder.c"],
+    Extension("walloc_edge.runtime._native_encoder",
+              ["walloc_edge/runtime/_native_encoder.c", "walloc_edge/runtime/native_encoder.c"],
               extra_compile_args=C99 + ["-pthread"], extra_link_args=["-pthread"],
               optional=True)])

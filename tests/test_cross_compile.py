@@ -1,9 +1,11 @@
-"""The firmware encoder is portable: cross-compiled for aarch64 and armhf (Debian's cross
-compilers) and run under qemu-user, it writes the same latents and the same .wlc bytes
-(rans included) as on this machine. `make cross` installs the tools; without them the test
+"""The C is portable: cross-compiled for aarch64 and armhf (Debian's cross compilers) and run
+under qemu-user, the firmware encoder writes the same latents and the same .wlc bytes (rans
+included) as on this machine, and the native backend's core (with a small test program) the
+same latents as the extension here. `make cross` installs the tools; without them the test
 says so and skips."""
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,10 +13,23 @@ import pytest
 from walloc_edge.codec import load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
+from walloc_edge.runtime import load_bundle
+from walloc_edge.runtime.native_backend import NativeBackend
 
 pytestmark = pytest.mark.slow
 TARGETS = {"aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64"),
            "armhf": ("arm-linux-gnueabihf-gcc", "qemu-arm")}
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def tools(target):
+    compiler, emulator = TARGETS[target]
+    missing = [tool for tool in (compiler, emulator) if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"{' and '.join(missing)} not installed (make cross installs them)")
+    return compiler, emulator
 
 
 def build(source, folder, compiler):
@@ -35,10 +50,7 @@ def bundles(tmp_path_factory, reference_dir):
 
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_cross_compiled_encoder_writes_the_same_bytes(target, bundles, tmp_path):
-    compiler, emulator = TARGETS[target]
-    missing = [tool for tool in (compiler, emulator) if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"{' and '.join(missing)} not installed (make cross installs them)")
+    compiler, emulator = tools(target)
     photo = np.ascontiguousarray(sample_photo("coffee")[:301, :457])
     music = synthetic_music(20000, 2, seed=3)
     (tmp_path / "photo.raw").write_bytes(photo.tobytes())
@@ -59,3 +71,37 @@ def test_cross_compiled_encoder_writes_the_same_bytes(target, bundles, tmp_path)
                 subprocess.run(prefix + [str(program), *args], check=True, cwd=tmp_path)
                 outputs.append(out.read_bytes())
             assert outputs[0] == outputs[1], (target, modality, argv[0])
+
+
+def write_params(backend, path):
+    """The folded model as encoder_main.c reads it."""
+    head = np.array([backend.J, backend.latent_dim, backend.weight.shape[0],
+                     len(backend.thresholds), backend.clip], "<i8")
+    path.write_bytes(head.tobytes() + backend.lifting.astype("<f4").tobytes()
+                     + backend.weight.astype("<f4").tobytes()
+                     + backend.bias.astype("<f4").tobytes()
+                     + backend.thresholds.astype("<f8").tobytes())
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_cross_compiled_native_core_gives_the_same_latents(target, bundles, rgb, stereo,
+                                                           tmp_path):
+    compiler, emulator = tools(target)
+    program = tmp_path / "encoder_main"
+    subprocess.run([compiler, "-O3", "-std=c99", "-static", "-pthread", "-o", str(program),
+                    str(ROOT / "tests" / "native" / "encoder_main.c"),
+                    str(ROOT / "walloc_edge" / "runtime" / "native_encoder.c")],
+                   check=True, capture_output=True)
+    photo = np.ascontiguousarray(sample_photo("coffee")[:304, :456])  # multiples of 8
+    music = synthetic_music(20480, 2, seed=3)
+    for (_, bundle), sample, dims in [(rgb, photo, ["304", "456", "3"]),
+                                      (stereo, music, ["20480", "2"])]:
+        backend = NativeBackend(load_bundle(bundle), threads=2)
+        here = backend.run(sample[None])[0]
+        write_params(backend, tmp_path / "params.bin")
+        (tmp_path / "raw.bin").write_bytes(sample.tobytes())
+        kind = "image" if sample.ndim == 3 else "audio"
+        subprocess.run([emulator, str(program), kind, "params.bin", "raw.bin", *dims,
+                        "out.bin", "2"], check=True, cwd=tmp_path)
+        there = np.frombuffer((tmp_path / "out.bin").read_bytes(), np.int8)
+        assert np.array_equal(there.reshape(here.shape), here), (target, kind)

@@ -1,4 +1,4 @@
-"""The ``native`` backend: the sensor encoder in C (``_native_encoder.c``), on every core.
+"""The ``native`` backend: the sensor encoder in C (``native_encoder.c``), on every core.
 
 A cascade of one-level periodic DWTs by lifting, the 1×1 encoder and a threshold search,
 built by pip as an optional extension and called through ctypes (which releases the GIL).
@@ -21,7 +21,7 @@ from .numpy_backend import quantizer_thresholds
 
 __all__ = ["NativeBackend"]
 
-ABI = 2  # WALLOC_ENCODER_ABI in _native_encoder.c: the signatures below
+ABI = 2  # WALLOC_ENCODER_ABI in native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")

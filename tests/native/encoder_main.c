@@ -1,0 +1,67 @@
+/* A test program around native_encoder.c, for running it where Python is not (under
+ * qemu-user, cross-compiled): the folded model from a parameter file, raw samples from a
+ * file, int8 latents to a file.
+ *
+ *   encoder_main image PARAMS RAW ROWS COLS CHANNELS OUT THREADS
+ *   encoder_main audio PARAMS RAW SAMPLES CHANNELS OUT THREADS
+ *
+ * PARAMS (little-endian, as tests/test_cross_compile.py writes it): int64 J, latent_dim,
+ * planes, thresholds, clip; float32 lifting[4], weight[planes * latent_dim], bias[latent_dim];
+ * float64 thresholds[thresholds]. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int walloc_encode_image(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const float *,
+                        const float *, const float *, int64_t, const double *, int64_t,
+                        int64_t, int8_t *, float *, float *, int);
+int walloc_encode_audio(const int16_t *, int64_t, int64_t, int64_t, const float *,
+                        const float *, const float *, int64_t, const double *, int64_t,
+                        int64_t, int8_t *, float *, float *, int);
+
+static void *slurp(const char *path, size_t *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) { perror(path); exit(1); }
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *data = malloc(*size + 1);
+    if (fread(data, 1, *size, f) != *size) { perror(path); exit(1); }
+    fclose(f);
+    return data;
+}
+
+int main(int argc, char **argv) {
+    int image = argc == 9 && !strcmp(argv[1], "image");
+    if (!image && !(argc == 8 && !strcmp(argv[1], "audio"))) {
+        fprintf(stderr, "usage: see the comment at the top of encoder_main.c\n");
+        return 2;
+    }
+    size_t size;
+    char *p = slurp(argv[2], &size);
+    int64_t head[5];
+    memcpy(head, p, sizeof head);
+    int64_t J = head[0], L = head[1], planes = head[2], n_thresholds = head[3], clip = head[4];
+    const float *lifting = (const float *)(p + sizeof head);
+    const float *weight = lifting + 4, *bias = weight + planes * L;
+    const double *thresholds = (const double *)(bias + L);
+    void *raw = slurp(argv[3], &size);
+    int64_t a = atoll(argv[4]), b = atoll(argv[5]), samples = image ? a * b : a;
+    int64_t channels = image ? atoll(argv[6]) : b, block = (int64_t)1 << J;
+    int64_t latents = image ? L * (a / block) * (b / block) : L * (a / block + 2);
+    int threads = atoi(argv[image ? 8 : 7]);
+    int8_t *out = malloc((size_t)latents);
+    float *w1 = malloc((size_t)(samples * channels) * sizeof(float));
+    float *w2 = malloc((size_t)(samples * channels) * sizeof(float));
+    int status = image
+        ? walloc_encode_image(raw, a, b, channels, J, lifting, weight, bias, L, thresholds,
+                              n_thresholds, clip, out, w1, w2, threads)
+        : walloc_encode_audio(raw, a, channels, J, lifting, weight, bias, L, thresholds,
+                              n_thresholds, clip, out, w1, w2, threads);
+    if (status) { fprintf(stderr, "encoder status %d\n", status); return 1; }
+    FILE *f = fopen(argv[image ? 7 : 6], "wb");
+    fwrite(out, 1, (size_t)latents, f);
+    fclose(f);
+    return 0;
+}
