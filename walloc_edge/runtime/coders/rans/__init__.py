@@ -33,8 +33,8 @@ from . import lzma_mode, native
 from .layout import Layout
 from .model import PREC, SCALE, Model, laplace_prior, refresh_steps
 from .payload import CONSTANT, LOWER, MODE_LZMA, MODE_RANS, VERSIONS, Payload
-from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_taps,
-                        prediction)
+from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_step,
+                        fit_taps, prediction)
 
 __all__ = ["RansCoder"]
 
@@ -71,27 +71,34 @@ class RansCoder(Coder):
         C = latents.shape[0]
         X = latents.reshape(C, -1).astype(np.int64)                    # (C, n)
         layout = Layout(latents.shape, Layout.region_for(latents.shape))
-        values, own = _features(layout, X)
+        K = len(layout.own_offsets)
         if self.predictor == "planar":
             constant = np.zeros(C, bool)
             rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
-            rows = list(fit_taps(own, values, C))
-        residual = _residuals(X, own, values, rows, constant, clip)    # (C + 1, n)
-        reach = int(np.abs(residual).max())  # the tables span only the residuals in the tile
-        tables, symbols = _coding_order(layout, own, residual, reach, constant, clip)
+            rows = list(fit_taps(*_fit_features(layout, X), layout.n))
+        contexts = Contexts(clip)
         refresh = refresh_steps(layout.steps)
         if native.available():
-            states, words = native.encode(tables, symbols, C * CONTEXTS, reach,
+            coefs = np.stack([coefficient_row(r, c, (len(r) - K) // 3, K, C)
+                              for c, r in enumerate(rows)])                # (C, K + 3C)
+            residual, tables, reach = native.residuals(layout, X, coefs, constant, clip,
+                                                       contexts)
+            states, words = native.encode(layout, residual, tables, constant, reach,
                                           laplace_prior(reach), np.array(refresh, np.int64))
         else:
+            values, own = _features(layout, X)
+            residual = _residuals(X, own, values, rows, constant, clip)  # (C + 1, n)
+            reach = int(np.abs(residual).max())  # the tables span only the tile's residuals
+            tables, symbols = _coding_order(layout, contexts, layout.activity(own), residual,
+                                            reach, constant)
             model = Model(C * CONTEXTS, reach)
             states, words = _push(*_frequencies(model, tables, symbols, refresh))
         coded = ~constant[layout.lane_channel]
         return Payload(
             self.version, layout.region, reach,
-            taps=np.array([CONSTANT if k else (len(r) - len(own)) // 3
+            taps=np.array([CONSTANT if k else (len(r) - K) // 3
                            for k, r in zip(constant, rows)], np.uint8),
             constants=X[constant, 0].astype(np.int8),
             coefficients=np.concatenate([r for k, r in zip(constant, rows) if not k]
@@ -138,6 +145,17 @@ def _features(layout, X):
     return values, np.stack([layout.gather(buffer, o) for o in layout.own_offsets])
 
 
+def _fit_features(layout, X):
+    """(O (C, K, s), V (3C, s)): the least-squares fit's features at every fit_step-th
+    position: own neighbours; values, west and north neighbours (float64)."""
+    C, n = X.shape
+    buffer = np.zeros(layout.size, np.float64)
+    layout.store(buffer, X.astype(np.float64))
+    at = layout.channel_base[:, None] + layout.slots(np.arange(0, n, fit_step(n)))  # (C, s)
+    own = np.stack([buffer[at + o] for o in layout.own_offsets])                # (K, C, s)
+    return own.transpose(1, 0, 2), np.concatenate([buffer[at], own[0], own[1]])
+
+
 def _residuals(X, own, values, rows, constant, clip):
     """(C + 1, n) residuals of each channel under its sent row, wrapped into the latent range;
     row 0 is the zero channel before the first, constant channels are predicted exactly."""
@@ -156,14 +174,14 @@ def _residuals(X, own, values, rows, constant, clip):
     return residual
 
 
-def _coding_order(layout, own, residual, reach, constant, clip):
+def _coding_order(layout, contexts, activity, residual, reach, constant):
     """(tables, symbols): the (steps, lanes) table and symbol of each latent in coding order.
     Lanes without a latent at a step (or of a constant channel) code "nothing" (table
     C · CONTEXTS, after the real ones: frequency 2^15, cumulative 0), which leaves their
     state unchanged."""
     C, n = layout.channels, layout.n
     nothing = C * CONTEXTS
-    tables = Contexts(clip)(layout.activity(own).astype(np.int64), residual[:-1]) \
+    tables = contexts(activity.astype(np.int64), residual[:-1]) \
         + CONTEXTS * np.arange(C)[:, None]                                  # (C, n)
     position, _, valid = layout.schedule()
     valid = valid & ~constant[layout.lane_channel]

@@ -1,5 +1,5 @@
-/* The rans coder's two loops in C: the adaptive model with the rANS state updates, decoding
- * (prediction included) and encoding. The numpy code beside this file (model.py, layout.py,
+/* The rans coder's loops in C: the residuals and contexts of a tile, the adaptive model with
+ * the rANS state updates, decoding (prediction included) and encoding. The numpy code beside this file (model.py, layout.py,
  * __init__.py) is the readable reference; these functions compute exactly what it computes,
  * in the same integers, so the bytes and latents are the same (tests/test_rans_native.py).
  *
@@ -14,7 +14,7 @@
 
 /* Bumped whenever a signature below changes: native.py refuses a library of another
  * version (a stale build) instead of calling it with the wrong arguments. */
-#define WALLOC_RANS_ABI 2
+#define WALLOC_RANS_ABI 3
 
 int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 
@@ -36,8 +36,16 @@ static void rebuild(Model *m, int64_t t) {
     const int64_t A = m->symbols, *counts = m->counts + t * A;
     uint32_t *freq = m->freq + t * A, *cum = m->cum + t * A;
     int64_t sum = 0, best = 0;
+    const int64_t total = m->totals[t];
+    const double inverse = 1.0 / (double)total;
     for (int64_t s = 0; s < A; s++) {
-        freq[s] = (uint32_t)(1 + counts[s] * (int64_t)(SCALE - A) / m->totals[t]);
+        /* counts[s] * (SCALE - A) / total, exactly: a division costs more than the rest of
+         * this loop, so a multiply by the inverse, then corrected by one where it rounded */
+        const int64_t a = counts[s] * (int64_t)(SCALE - A);
+        int64_t q = (int64_t)((double)a * inverse);
+        if (q * total > a) q--;
+        else if ((q + 1) * total <= a) q++;
+        freq[s] = (uint32_t)(1 + q);
         sum += freq[s];
         if (counts[s] > counts[best]) best = s;  /* the first of equal maxima, as argmax */
     }
@@ -214,17 +222,118 @@ done:
     return status;
 }
 
-/* Encode (steps, lanes) symbols of (steps, lanes) tables (the value `tables` for "nothing"):
- * the frequencies as the decoder will see them, then rANS backwards from state 2^16. Writes
- * the final states and the words in decoding order; returns the word count, or -1. */
-int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int64_t tables, int64_t reach,
-                           const int64_t *prior, const int64_t *table_at,
-                           const int64_t *symbol_at, const int64_t *refresh_at,
-                           int64_t refreshes, uint32_t *freq_out, uint32_t *cum_out,
-                           uint64_t *state, uint16_t *words, int64_t capacity) {
+/* Residuals and contexts of a tile's latents X (C, n), in int32 (exact: |coefficient| <
+ * 2^15, |latent| < 2^7, at most 52 terms). buffer: the layout's zero-guarded buffer of X
+ * ((C + 1) * stride, channel c at (c + 1) * stride; images: rows + 1 lines of width + 2,
+ * audio: groups runs of region + 3). coefs (C, K + 3C): each channel's row (own taps at
+ * own_offset, then value, west and north taps of every channel, zero where unsent); constant
+ * channels (constant[c]) are skipped. Writes residual (C, n), wrapped into ±clip, and
+ * table (C, n): c * contexts + activity_context[activity] + previous_context[|residual of
+ * channel c - 1|]; returns the largest |residual|. */
+int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int64_t width,
+                              int64_t groups, int64_t region, int64_t stride, int64_t K,
+                              const int64_t *own_offset, const int32_t *buffer,
+                              const int32_t *coefs, const uint8_t *constant, int64_t clip,
+                              int64_t contexts, const int64_t *activity_context,
+                              const int64_t *previous_context, int32_t *residual,
+                              int64_t *table) {
+    const int64_t F = K + 3 * C, range = 2 * clip + 1;
+    const int64_t lines = audio ? groups : rows, span = audio ? region : width;
+    const int64_t line_stride = audio ? region + 3 : width + 2, first = audio ? 3 : width + 3;
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)(span > 0 ? span : 1));
+    if (!acc) return -1;
+    int64_t reach = 0;
+    for (int64_t c = 0; c < C; c++) {
+        const int32_t *row = coefs + c * F;
+        for (int64_t line = 0; line < lines; line++) {
+            int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
+            if (m <= 0) break;
+            const int32_t *here = buffer + (c + 1) * stride + first + line * line_stride;
+            for (int64_t i = 0; i < m; i++) acc[i] = 0;
+            for (int64_t f = 0; f < F && !constant[c]; f++) {
+                int32_t w = row[f];
+                if (!w) continue;
+                int64_t e = f < K ? c : (f - K) % C, kind = f < K ? -1 : (f - K) / C;
+                int64_t offset = (e - c) * stride +
+                    (f < K ? own_offset[f] : kind == 0 ? 0 : own_offset[kind - 1]);
+                const int32_t *x = here + offset;
+                for (int64_t i = 0; i < m; i++) acc[i] += w * x[i];
+            }
+            int32_t *res = residual + c * n + p0;
+            int64_t *tab = table + c * n + p0;
+            const int32_t *before = c ? residual + (c - 1) * n + p0 : NULL;
+            for (int64_t i = 0; i < m; i++) {
+                int32_t r = 0;
+                if (!constant[c]) {
+                    int32_t a = acc[i] + 128;
+                    int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
+                    pred = pred < -clip ? (int32_t)-clip : pred > clip ? (int32_t)clip : pred;
+                    int64_t v = (here[i] - pred + clip) % range;
+                    r = (int32_t)((v < 0 ? v + range : v) - clip);
+                }
+                res[i] = r;
+                if (r > reach) reach = r; else if (-r > reach) reach = -r;
+                const int32_t *o = here + i;
+                int64_t a0 = o[own_offset[0]], a1 = o[own_offset[1]], a2 = o[own_offset[2]];
+                int64_t activity = audio ? llabs(a0 - a1) + llabs(a1 - a2)
+                                         : llabs(a0 - a2) + llabs(a1 - a2);
+                tab[i] = c * contexts + activity_context[activity] +
+                         previous_context[before ? abs(before[i]) : 0];
+            }
+        }
+    }
+    free(acc);
+    return reach;
+}
+
+/* Encode a tile: lane l codes the latents of channel l / groups in the layout's order, each
+ * with symbol residual + reach in its table (C, n arrays from walloc_rans_residuals);
+ * lanes of constant channels and lanes without a latent at a step code "nothing" (table
+ * `tables`). The frequencies as the decoder will see them, then rANS backwards from state
+ * 2^16. Writes the final states and the words in decoding order; returns the word count,
+ * or -1. */
+int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t groups,
+                           int64_t region, int64_t rows, int64_t width, int64_t n,
+                           const uint8_t *constant, int64_t tables, int64_t reach,
+                           const int64_t *prior, const int64_t *table, const int32_t *residual,
+                           const int64_t *refresh_at, int64_t refreshes, uint64_t *state,
+                           uint16_t *words, int64_t capacity) {
     Model m;
-    const int64_t A = 2 * reach + 1;
-    if (model_init(&m, tables, A, prior)) { model_free(&m); return -1; }
+    const int64_t A = 2 * reach + 1, total = steps * lanes;
+    int64_t *table_at = malloc(sizeof(int64_t) * (size_t)(total > 0 ? total : 1));
+    int64_t *symbol_at = malloc(sizeof(int64_t) * (size_t)(total > 0 ? total : 1));
+    uint32_t *freq_out = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
+    uint32_t *cum_out = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
+    int64_t *step_start = malloc(sizeof(int64_t) * (size_t)(steps + 1));
+    uint16_t *scratch = malloc(sizeof(uint16_t) * (size_t)(capacity > 0 ? capacity : 1));
+    int64_t out = -1;
+    int ok = table_at && symbol_at && freq_out && cum_out && step_start && scratch;
+    if (ok && model_init(&m, tables, A, prior)) {
+        model_free(&m);
+        ok = 0;
+    }
+    if (!ok) goto release;
+    /* Each lane's place, as layout.py's Layout.schedule: lane l (channel c, part g) starts
+     * at step c (audio) or c + g * region (images, a wavefront) and then codes its part's
+     * latents in order, one a step (images: its strip row by row). */
+    int64_t *row = calloc((size_t)lanes, sizeof(int64_t)), *col = calloc((size_t)lanes, 8);
+    if (!row || !col) { free(row); free(col); goto done; }
+    for (int64_t t = 0; t < steps; t++)
+        for (int64_t l = 0; l < lanes; l++) {
+            int64_t i = t * lanes + l, c = l / groups, g = l % groups, p = -1;
+            int64_t local = audio ? t - c : t - c - g * region;
+            if (constant[c] || local < 0) {
+            } else if (audio) {
+                if (local < region && g * region + local < width) p = g * region + local;
+            } else if (row[l] < rows) {  /* the next latent of the strip */
+                if (g * region + col[l] < width) p = row[l] * width + g * region + col[l];
+                if (++col[l] == region) col[l] = 0, row[l]++;
+            }
+            table_at[i] = p < 0 ? tables : table[c * n + p];
+            symbol_at[i] = p < 0 ? 0 : residual[c * n + p] + reach;
+        }
+    free(row);
+    free(col);
     int64_t next = 0, start = 0;
     for (int64_t t = 0; t <= steps; t++) {
         if (t == steps || (next < refreshes && refresh_at[next] == t)) {
@@ -240,12 +349,8 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int64_t tables, int64_t
             cum_out[i] = m.cum[k];
         }
     }
-    model_free(&m);
     /* Backwards, each step's emitted words appended; reversed by steps at the end. */
     int64_t written = 0;
-    int64_t *step_start = malloc(sizeof(int64_t) * (size_t)(steps + 1));
-    uint16_t *scratch = malloc(sizeof(uint16_t) * (size_t)(capacity > 0 ? capacity : 1));
-    if (!step_start || !scratch) { free(step_start); free(scratch); return -1; }
     for (int64_t l = 0; l < lanes; l++) state[l] = LOWER;
     for (int64_t t = steps - 1; t >= 0; t--) {
         step_start[t] = written;
@@ -253,7 +358,7 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int64_t tables, int64_t
             int64_t i = t * lanes + l;
             uint64_t f = freq_out[i], x = state[l];
             if (x >= (f << (32 - PREC))) {
-                if (written >= capacity) { free(step_start); free(scratch); return -1; }
+                if (written >= capacity) goto done;
                 scratch[written++] = (uint16_t)(x & 0xFFFF);
                 x >>= 16;
             }
@@ -262,12 +367,16 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int64_t tables, int64_t
     }
     step_start[steps] = written;
     /* The decoder reads step 0's words first, in lane order. */
-    int64_t out = 0;
+    out = 0;
     for (int64_t t = 0; t < steps; t++) {
         int64_t begin = step_start[t], end = t == 0 ? written : step_start[t - 1];
         for (int64_t i = begin; i < end; i++) words[out++] = scratch[i];
     }
-    free(step_start); free(scratch);
+done:
+    model_free(&m);
+release:
+    free(table_at); free(symbol_at); free(freq_out); free(cum_out); free(step_start);
+    free(scratch);
     return out;
 }
 

@@ -85,6 +85,14 @@ class Layout:
         padded[:, :self.n] = latents
         grid[...] = padded.reshape(grid.shape)
 
+    def slots(self, positions):
+        """Each position's slot within its channel's part of the buffer."""
+        if self.audio:
+            run, local = np.divmod(positions, self.region)
+            return run * (self.region + HISTORY) + local + HISTORY
+        row, col = np.divmod(positions, self.width)
+        return (row + 1) * (self.width + 2) + col + 1
+
     def schedule(self):
         """(steps, lanes) arrays: the position within its channel each lane codes at each
         step, that position's slot in the channel's part of the buffer, and whether the lane

@@ -8,15 +8,18 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "reason", "turned_off", "decode", "encode"]
+from .predictor import CONTEXTS
+
+__all__ = ["available", "reason", "turned_off", "decode", "residuals", "encode"]
 
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
 _U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
+_I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
-ABI = 2  # WALLOC_RANS_ABI in _native.c: the signatures below
+ABI = 3  # WALLOC_RANS_ABI in _native.c: the signatures below
 
 
 def _load():
@@ -33,9 +36,14 @@ def _load():
     lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64,
                                        _i64, _i64, _i64, _I64, _I64, _I64, _U8, _I64, _I64,
                                        _I64, _I64, _i64, _U64, _U16, _i64, _I64, _I64]
+    lib.walloc_rans_residuals.restype = _i64
+    lib.walloc_rans_residuals.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64,
+                                          _I64, _I32, _I32, _U8, _i64, _i64, _I64, _I64, _I32,
+                                          _I64]
     lib.walloc_rans_encode.restype = _i64
-    lib.walloc_rans_encode.argtypes = [_i64, _i64, _i64, _i64, _I64, _I64, _I64, _I64, _i64,
-                                       _U32, _U32, _U64, _U16, _i64]
+    lib.walloc_rans_encode.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _U8,
+                                       _i64, _i64, _I64, _I64, _I32, _I64, _i64, _U64, _U16,
+                                       _i64]
     return lib, None
 
 
@@ -83,19 +91,37 @@ def decode(d, prior, refresh):
     return status
 
 
-def encode(tables, symbols, n_tables, reach, prior, refresh):
-    """(final state per lane, words in decoding order) of (steps, lanes) ``tables`` and
-    ``symbols`` (n_tables for "nothing"), as ``_frequencies`` and ``_push`` compute them."""
-    steps, lanes = tables.shape
-    freq = np.empty(tables.size, np.uint32)
-    cum = np.empty(tables.size, np.uint32)
+def residuals(layout, X, coefs, constant, clip, contexts):
+    """(residual (C, n) int32, table (C, n) int64, reach) of latents X (C, n) under the
+    coefficient rows ``coefs`` (C, K + 3C), as ``_residuals`` and ``_coding_order`` compute
+    them; ``contexts`` a predictor.Contexts."""
+    C, n = X.shape
+    buffer = np.zeros(layout.size, np.int32)
+    layout.store(buffer, X)
+    residual = np.empty((C, n), np.int32)
+    table = np.empty((C, n), np.int64)
+    reach = _LIB.walloc_rans_residuals(
+        C, n, int(layout.audio), layout.rows, layout.width, layout.groups, layout.region,
+        layout.stride, len(layout.own_offsets), _c(layout.own_offsets, np.int64), buffer,
+        _c(coefs, np.int32), _c(constant, np.uint8), clip, CONTEXTS,
+        _c(contexts.activity, np.int64), _c(contexts.previous, np.int64), residual, table)
+    if reach < 0:
+        raise MemoryError("rans: the C encoder ran out of memory")
+    return residual, table, int(reach)
+
+
+def encode(layout, residual, table, constant, reach, prior, refresh):
+    """(final state per lane, words in decoding order) of a tile whose ``residual`` and
+    ``table`` (C, n) come from ``residuals``, as ``_frequencies`` and ``_push`` compute them."""
+    lanes = layout.lanes
     state = np.empty(lanes, np.uint64)
-    capacity = 2 * tables.size + 2 * lanes  # at most one word per latent, and a margin
+    capacity = 2 * layout.steps * lanes + 2 * lanes  # at most one word per latent, a margin
     words = np.empty(capacity, np.uint16)
-    n = _LIB.walloc_rans_encode(steps, lanes, n_tables, reach, _c(prior, np.int64),
-                                _c(tables, np.int64), _c(symbols, np.int64),
-                                _c(refresh, np.int64), len(refresh), freq, cum, state, words,
-                                capacity)
+    n = _LIB.walloc_rans_encode(
+        layout.steps, lanes, int(layout.audio), layout.groups, layout.region, layout.rows,
+        layout.width, layout.n, _c(constant, np.uint8), layout.channels * CONTEXTS, reach,
+        _c(prior, np.int64), table, residual, _c(refresh, np.int64), len(refresh), state,
+        words, capacity)
     if n < 0:
         raise MemoryError("rans: the C encoder ran out of memory")
     return state, words[:n]

@@ -15,21 +15,18 @@ CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
 PLANAR = {"image": (256, 256, -256, 0), "audio": (256, 0, 0)}
 
 
-def fit_taps(own, values, channels):
+def fit_taps(O, V, n):
     """Per channel c: its Q8 coefficients over its K own taps and the 3·m earlier-channel
     taps (values, west, north of channels c − m … c − 1), with m = 0 where the earlier
     channels do not pay for their 16-bit coefficients.
 
-    ``own`` (K, C, n) and ``values`` (C, n) are the features in float64. Least squares on
-    evenly spaced latents. All channels share one Gram matrix of the earlier-channel
+    Least squares on evenly spaced latents (``fit_step`` apart) of a tile of n a channel:
+    ``O`` (C, K, s) their own neighbours and ``V`` (3C, s) their values, west and north
+    neighbours, in float64. All channels share one Gram matrix of the earlier-channel
     features; a predictor's cost is judged from its mean squared residual v at
     ½·log2(1 + 2πe·v) bits a latent (a Gaussian's entropy for a large v, 0 for none), plus
     16 bits per coefficient."""
-    K, C, n = own.shape[0], channels, values.shape[1]
-    step = max(1, n // FIT_SAMPLES)
-    O = own[:, :, ::step].transpose(1, 0, 2)                             # (C, K, s)
-    V = np.concatenate([values[:, ::step], own[0, :, ::step], own[1, :, ::step]])  # (3C, s)
-    s = V.shape[1]
+    C, K, s = O.shape
     shared, cross, own_gram = V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)  # exact in float64
     for c in range(C):
         m = min(c, MAX_EARLIER)
@@ -46,6 +43,11 @@ def fit_taps(own, values, channels):
             options.append((n * _bits_per_latent(max(rss, 0) / s) + 16 * k,
                             q.astype(np.int64)))
         yield min(options, key=lambda option: option[0])[1]
+
+
+def fit_step(n):
+    """Positions between two latents the fit looks at (about FIT_SAMPLES a channel)."""
+    return max(1, n // FIT_SAMPLES)
 
 
 def _bits_per_latent(mean_square):
