@@ -85,8 +85,9 @@ class RansCoder(Coder):
                               for c, r in enumerate(rows)])                # (C, K + 3C)
             residual, tables, reach = native.residuals(layout, X, coefs, constant, clip,
                                                        contexts)
-            states, words = native.encode(layout, residual, tables, constant, reach,
-                                          laplace_prior(reach), np.array(refresh, np.int64))
+            states, words = native.encode(layout, residual, tables, C * CONTEXTS, constant,
+                                          reach, laplace_prior(reach),
+                                          np.array(refresh, np.int64))
         else:
             values, own = _features(layout, X)
             residual = _residuals(X, own, values, rows, constant, clip)  # (C + 1, n)

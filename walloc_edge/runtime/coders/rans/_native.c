@@ -222,6 +222,29 @@ done:
     return status;
 }
 
+/* The hot loops get an AVX2 build beside the baseline one on x86-64 (chosen at load time);
+ * integer arithmetic, so every build computes the same. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+/* out (ra, rb) = A (ra, s) · B (rb, s)ᵀ of latent features, exactly: |feature| <= 127 and
+ * s < 2^15, so each dot product fits int32 (the fit's Gram matrices, which BLAS computes in
+ * float64, exactly too, for the numpy coder). int16 inputs: a multiply-add of pairs. */
+VECTOR_CLONES
+void walloc_rans_gram(const int16_t *a, int64_t ra, const int16_t *b, int64_t rb, int64_t s,
+                      int64_t *out) {
+    for (int64_t i = 0; i < ra; i++)
+        for (int64_t j = 0; j < rb; j++) {
+            const int16_t *x = a + i * s, *y = b + j * s;
+            int32_t acc = 0;
+            for (int64_t k = 0; k < s; k++) acc += (int32_t)x[k] * (int32_t)y[k];
+            out[i * rb + j] = acc;
+        }
+}
+
 /* Residuals and contexts of a tile's latents X (C, n), in int32 (exact: |coefficient| <
  * 2^15, |latent| < 2^7, at most 52 terms). buffer: the layout's zero-guarded buffer of X
  * ((C + 1) * stride, channel c at (c + 1) * stride; images: rows + 1 lines of width + 2,
@@ -230,6 +253,7 @@ done:
  * channels (constant[c]) are skipped. Writes residual (C, n), wrapped into ±clip, and
  * table (C, n): c * contexts + activity_context[activity] + previous_context[|residual of
  * channel c - 1|]; returns the largest |residual|. */
+VECTOR_CLONES
 int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int64_t width,
                               int64_t groups, int64_t region, int64_t stride, int64_t K,
                               const int64_t *own_offset, const int32_t *buffer,

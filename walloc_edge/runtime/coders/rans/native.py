@@ -8,9 +8,7 @@ import os
 
 import numpy as np
 
-from .predictor import CONTEXTS
-
-__all__ = ["available", "reason", "turned_off", "decode", "residuals", "encode"]
+__all__ = ["available", "reason", "turned_off", "decode", "gram", "residuals", "encode"]
 
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
@@ -18,6 +16,7 @@ _U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_I16 = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
 ABI = 3  # WALLOC_RANS_ABI in _native.c: the signatures below
 
@@ -36,6 +35,8 @@ def _load():
     lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64,
                                        _i64, _i64, _i64, _I64, _I64, _I64, _U8, _I64, _I64,
                                        _I64, _I64, _i64, _U64, _U16, _i64, _I64, _I64]
+    lib.walloc_rans_gram.restype = None
+    lib.walloc_rans_gram.argtypes = [_I16, _i64, _I16, _i64, _i64, _I64]
     lib.walloc_rans_residuals.restype = _i64
     lib.walloc_rans_residuals.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64,
                                           _I64, _I32, _I32, _U8, _i64, _i64, _I64, _I64, _I32,
@@ -91,6 +92,14 @@ def decode(d, prior, refresh):
     return status
 
 
+def gram(a, b):
+    """a (ra, s) · b (rb, s)ᵀ as int64, for latent features (|value| <= 127, s < 2^15)."""
+    a, b = _c(a, np.int16), _c(b, np.int16)
+    out = np.empty((a.shape[0], b.shape[0]), np.int64)
+    _LIB.walloc_rans_gram(a, a.shape[0], b, b.shape[0], a.shape[1], out)
+    return out
+
+
 def residuals(layout, X, coefs, constant, clip, contexts):
     """(residual (C, n) int32, table (C, n) int64, reach) of latents X (C, n) under the
     coefficient rows ``coefs`` (C, K + 3C), as ``_residuals`` and ``_coding_order`` compute
@@ -103,23 +112,24 @@ def residuals(layout, X, coefs, constant, clip, contexts):
     reach = _LIB.walloc_rans_residuals(
         C, n, int(layout.audio), layout.rows, layout.width, layout.groups, layout.region,
         layout.stride, len(layout.own_offsets), _c(layout.own_offsets, np.int64), buffer,
-        _c(coefs, np.int32), _c(constant, np.uint8), clip, CONTEXTS,
+        _c(coefs, np.int32), _c(constant, np.uint8), clip, contexts.per_channel,
         _c(contexts.activity, np.int64), _c(contexts.previous, np.int64), residual, table)
     if reach < 0:
         raise MemoryError("rans: the C encoder ran out of memory")
     return residual, table, int(reach)
 
 
-def encode(layout, residual, table, constant, reach, prior, refresh):
+def encode(layout, residual, table, n_tables, constant, reach, prior, refresh):
     """(final state per lane, words in decoding order) of a tile whose ``residual`` and
-    ``table`` (C, n) come from ``residuals``, as ``_frequencies`` and ``_push`` compute them."""
+    ``table`` (C, n) come from ``residuals`` (n_tables of them; table n_tables is "nothing"),
+    as ``_frequencies`` and ``_push`` compute them."""
     lanes = layout.lanes
     state = np.empty(lanes, np.uint64)
     capacity = 2 * layout.steps * lanes + 2 * lanes  # at most one word per latent, a margin
     words = np.empty(capacity, np.uint16)
     n = _LIB.walloc_rans_encode(
         layout.steps, lanes, int(layout.audio), layout.groups, layout.region, layout.rows,
-        layout.width, layout.n, _c(constant, np.uint8), layout.channels * CONTEXTS, reach,
+        layout.width, layout.n, _c(constant, np.uint8), n_tables, reach,
         _c(prior, np.int64), table, residual, _c(refresh, np.int64), len(refresh), state,
         words, capacity)
     if n < 0:

@@ -3,6 +3,8 @@ channels, fitted by least squares, sent in Q8, applied in integers; and the cont
 residual is coded in."""
 import numpy as np
 
+from . import native
+
 COEF_BITS = 8            # predictor coefficients in Q8
 MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
 FIT_SAMPLES = 16384      # the least-squares fit looks at about this many latents per channel
@@ -27,7 +29,7 @@ def fit_taps(O, V, n):
     ½·log2(1 + 2πe·v) bits a latent (a Gaussian's entropy for a large v, 0 for none), plus
     16 bits per coefficient."""
     C, K, s = O.shape
-    shared, cross, own_gram = V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)  # exact in float64
+    shared, cross, own_gram = _grams(O, V)
     for c in range(C):
         m = min(c, MAX_EARLIER)
         pick = np.concatenate([np.arange(c - m, c) + j * C for j in range(3)]).astype(int)
@@ -43,6 +45,17 @@ def fit_taps(O, V, n):
             options.append((n * _bits_per_latent(max(rss, 0) / s) + 16 * k,
                             q.astype(np.int64)))
         yield min(options, key=lambda option: option[0])[1]
+
+
+def _grams(O, V):
+    """V·Vᵀ (3C, 3C), O·Vᵀ (C, K, 3C) and O·Oᵀ per channel (C, K, K), as float64: sums of
+    products of latents, exact either way (in C in int32 where built, else BLAS in float64)."""
+    C, K, s = O.shape
+    if not native.available() or s >= 1 << 15:
+        return V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)
+    return (native.gram(V, V).astype(np.float64),
+            native.gram(O.reshape(C * K, s), V).reshape(C, K, -1).astype(np.float64),
+            np.stack([native.gram(o, o) for o in O]).astype(np.float64))
 
 
 def fit_step(n):
@@ -72,6 +85,8 @@ def prediction(acc, clip):
 
 class Contexts:
     """Context number of a latent from its activity and the previous channel's residual."""
+
+    per_channel = CONTEXTS
 
     def __init__(self, clip):
         self.activity = np.searchsorted(ACTIVITY_EDGES, np.arange(4 * clip + 1), "right") \
