@@ -12,8 +12,9 @@
  *
  * Loops are written so the compiler vectorises them (-O3): the width pass splits each row
  * into even and odd samples and lifts them as two contiguous arrays; the height pass lifts
- * whole rows, a strip of columns at a time; the 1x1 keeps 12 sums in vector registers. Work
- * is shared by row or strip over POSIX threads; each thread writes only its own.
+ * whole rows, a strip of columns at a time; the 1x1 keeps 12 sums in vector registers while
+ * 16 planes stream past. Work is shared by row, strip or run of positions over POSIX
+ * threads; each thread writes only its own.
  *
  * Plain C99 with POSIX threads (no Python here): pip builds it with _native_encoder.c, which
  * only makes it importable, as an optional extension that native_backend.py calls through
@@ -183,16 +184,6 @@ static void height_items(void *ctx, int64_t begin, int64_t end, float *unused) {
 
 /* --- the 1x1 encoder and the compander ----------------------------------------------- */
 
-typedef struct {
-    const float *x;       /* (planes, positions) */
-    int64_t planes, positions, latent_dim, edge, stride;
-    const float *weight;  /* (planes, latent_dim), folded */
-    const float *bias;
-    const double *thresholds;
-    int64_t n_thresholds, clip;
-    int8_t *out;          /* (latent_dim, stride): position i at edge + i */
-} Project;
-
 /* The latent of pre-activation y: the number of thresholds <= y (numpy's searchsorted,
  * side "right"), less clip; a binary search without branches (the comparisons cannot be
  * predicted), ceil(log2 n) steps. */
@@ -206,51 +197,77 @@ static int8_t quantize(float y, const double *t, int64_t n, int64_t clip) {
     return (int8_t)((base - t) + (base[0] <= v) - clip);
 }
 
-/* The sums of LB latents at PB positions: acc[l][i] = sum_k weight[k][l0 + l] x[k][p0 + i],
- * in 12 vector registers while every plane passes (GNU C vectors: SSE, AVX2 or NEON). */
+typedef struct {
+    const float *x;       /* (planes, positions) */
+    int64_t planes, positions, latent_dim, edge, stride;
+    const float *weight;  /* (planes, latent_dim), folded */
+    const float *bias;
+    const double *thresholds;
+    int64_t n_thresholds, clip;
+    int8_t *out;          /* (latent_dim, stride): position i at edge + i */
+} Project;
+
+/* The 1x1 on SPAN positions a work item, into acc (latent_dim, SPAN): blocks of LB latents
+ * at PB positions stay in 12 vector registers (GNU C vectors: SSE, AVX2 or NEON) while KB
+ * planes pass, so the planes are read as KB sequential streams. Each sum runs over the
+ * planes in order, whatever the blocking. */
 #define LB 6
 #define PB 16
+#define KB 16
+#define SPAN 256
 typedef float v8 __attribute__((vector_size(32)));
 
 VECTOR_CLONES
-static void project_block(const Project *c, int64_t p0, int64_t l0, float *restrict result) {
-    v8 acc[LB][2];
-    memset(acc, 0, sizeof acc);
-    for (int64_t k = 0; k < c->planes; k++) {
+static void project_block(const Project *c, int64_t p0, int64_t l0, int64_t k0, int64_t k1,
+                          float *restrict acc) {
+    v8 sum[LB][2];
+    for (int l = 0; l < LB; l++) {
+        memcpy(&sum[l][0], acc + l * SPAN, sizeof sum[l][0]);
+        memcpy(&sum[l][1], acc + l * SPAN + 8, sizeof sum[l][1]);
+    }
+    for (int64_t k = k0; k < k1; k++) {
         const float *x = c->x + k * c->positions + p0, *w = c->weight + k * c->latent_dim + l0;
         v8 x0, x1;
         memcpy(&x0, x, sizeof x0);
         memcpy(&x1, x + 8, sizeof x1);
         for (int l = 0; l < LB; l++) {
-            acc[l][0] += w[l] * x0;
-            acc[l][1] += w[l] * x1;
+            sum[l][0] += w[l] * x0;
+            sum[l][1] += w[l] * x1;
         }
     }
-    memcpy(result, acc, sizeof acc);
+    for (int l = 0; l < LB; l++) {
+        memcpy(acc + l * SPAN, &sum[l][0], sizeof sum[l][0]);
+        memcpy(acc + l * SPAN + 8, &sum[l][1], sizeof sum[l][1]);
+    }
 }
 
-static void project_items(void *ctx, int64_t begin, int64_t end, float *unused) {
-    (void)unused;
+static void project_items(void *ctx, int64_t begin, int64_t end, float *acc) {
     const Project *c = ctx;
     const int64_t L = c->latent_dim, P = c->planes;
     for (int64_t item = begin; item < end; item++) {
-        int64_t p0 = item * PB, m = p0 + PB < c->positions ? PB : c->positions - p0;
-        for (int64_t l0 = 0; l0 < L; l0 += LB) {
-            int64_t n = l0 + LB < L ? LB : L - l0;
-            float acc[LB][PB] = {{0}};
-            if (m == PB && n == LB) {
-                project_block(c, p0, l0, &acc[0][0]);
-            } else { /* the last positions or latents: the same sums, one at a time */
-                for (int64_t k = 0; k < P; k++)
-                    for (int64_t l = 0; l < n; l++)
-                        for (int64_t i = 0; i < m; i++)
-                            acc[l][i] += c->weight[k * L + l0 + l] * c->x[k * c->positions + p0 + i];
-            }
-            for (int64_t l = 0; l < n; l++)
-                for (int64_t i = 0; i < m; i++)
-                    c->out[(l0 + l) * c->stride + c->edge + p0 + i] = quantize(
-                        acc[l][i] + c->bias[l0 + l], c->thresholds, c->n_thresholds, c->clip);
+        int64_t q0 = item * SPAN, span = q0 + SPAN < c->positions ? SPAN : c->positions - q0;
+        memset(acc, 0, sizeof(float) * (size_t)(L * SPAN));
+        for (int64_t k0 = 0; k0 < P; k0 += KB) {
+            int64_t k1 = k0 + KB < P ? k0 + KB : P;
+            for (int64_t l0 = 0; l0 < L; l0 += LB)
+                for (int64_t i0 = 0; i0 < span; i0 += PB) {
+                    int64_t n = l0 + LB < L ? LB : L - l0, m = i0 + PB < span ? PB : span - i0;
+                    float *a = acc + l0 * SPAN + i0;
+                    if (n == LB && m == PB) {
+                        project_block(c, q0 + i0, l0, k0, k1, a);
+                        continue;
+                    }
+                    for (int64_t k = k0; k < k1; k++) /* the last latents or positions */
+                        for (int64_t l = 0; l < n; l++)
+                            for (int64_t i = 0; i < m; i++)
+                                a[l * SPAN + i] += c->weight[k * L + l0 + l] *
+                                                   c->x[k * c->positions + q0 + i0 + i];
+                }
         }
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t i = 0; i < span; i++)
+                c->out[l * c->stride + c->edge + q0 + i] = quantize(
+                    acc[l * SPAN + i] + c->bias[l], c->thresholds, c->n_thresholds, c->clip);
     }
 }
 
@@ -289,7 +306,8 @@ static int project(const float *x, int64_t planes, int64_t positions, int64_t ed
     int64_t stride = positions + 2 * edge;
     Project pr = {x, planes, positions, latent_dim, edge, stride, weight, bias, thresholds,
                   n_thresholds, clip, out};
-    if (parallel(project_items, &pr, (positions + PB - 1) / PB, threads, 0))
+    if (parallel(project_items, &pr, (positions + SPAN - 1) / SPAN, threads,
+                 latent_dim * SPAN))
         return -1;
     for (int64_t l = 0; l < latent_dim && edge; l++) /* the zero padding's latents */
         out[l * stride] = out[l * stride + stride - 1] =
