@@ -1,5 +1,7 @@
-"""The C encoder: compiled with the system compiler, its latents equal the ONNX graph's (the
-numpy backend's for audio), and its .wlc is read by the Python runtime."""
+"""The C export: compiled with the system compiler, both its encoders (the runtime's core,
+the default, and the fixed-memory one, --fixed) give the ONNX graph's latents (the numpy
+backend's for audio), the core exactly the native backend's, and its .wlc is read by the
+Python runtime."""
 import subprocess
 
 import numpy as np
@@ -32,23 +34,26 @@ def stereo_bundle(tmp_path_factory, reference_dir):
     return out
 
 
-def run_c(bundle, sample, mode="--latents", *coder, rate=None):
+def run_c(bundle, sample, mode="--latents", *coder, rate=None, options=()):
     """The host program on an image (H, W, C) uint8 or, with a sample ``rate``, audio (L, C)."""
     shape = [str(n) for n in sample.shape] + ([] if rate is None else [str(rate)])
     raw, result = bundle / "in.raw", bundle / "out.bin"
     raw.write_bytes(np.ascontiguousarray(sample).tobytes())
-    subprocess.run([str(bundle / "c" / "walloc_encode"), mode, str(raw), *shape, str(result),
-                    *coder], check=True)
+    subprocess.run([str(bundle / "c" / "walloc_encode"), *options, mode, str(raw), *shape,
+                    str(result), *coder], check=True)
     return result.read_bytes()
 
 
+@pytest.mark.parametrize("options", [(), ("--fixed",), ("--threads", "2")])
 @pytest.mark.parametrize("size", [(301, 457), (64, 64), (9, 13)])
-def test_c_latents_equal_the_onnx_graph(rgb_bundle, size):
+def test_c_latents_equal_the_onnx_graph(rgb_bundle, size, options):
     photo = sample_photo("coffee")[:size[0], :size[1]]
     onnx = Encoder(rgb_bundle, "onnxruntime").latents(photo)
-    c = np.frombuffer(run_c(rgb_bundle, photo), np.int8).reshape(onnx.shape)
+    c = np.frombuffer(run_c(rgb_bundle, photo, options=options), np.int8).reshape(onnx.shape)
     diff = np.abs(c.astype(int) - onnx)
     assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
+    if "--fixed" not in options:  # one core: the export's program and the native backend
+        assert np.array_equal(c, Encoder(rgb_bundle, "native").latents(photo))
 
 
 def test_c_wlc_is_read_by_python(rgb_bundle):

@@ -56,8 +56,10 @@ def test_cross_compiled_encoder_writes_the_same_bytes(target, bundles, tmp_path)
     (tmp_path / "photo.raw").write_bytes(photo.tobytes())
     (tmp_path / "music.raw").write_bytes(music.tobytes())
     runs = {"image": [["--latents", "photo.raw", "301", "457", "3"],
+                      ["--fixed", "--latents", "photo.raw", "301", "457", "3"],
                       ["--wlc", "photo.raw", "301", "457", "3", None, "rans"]],
-            "audio": [["--wlc", "music.raw", "20000", "2", "44100", None, "rans"]]}
+            "audio": [["--wlc", "music.raw", "20000", "2", "44100", None, "rans"],
+                      ["--fixed", "--wlc", "music.raw", "20000", "2", "44100", None, "rans"]]}
     for modality, commands in runs.items():
         here = bundles / modality / "c" / "walloc_encode"
         there = build(bundles / modality / "c", tmp_path / f"{target}-{modality}", compiler)

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-int walloc_encode_image(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const float *,
+int walloc_native_encode_image(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const float *,
                         const float *, const float *, int64_t, const double *, int64_t,
                         int64_t, int8_t *, float *, float *, int);
-int walloc_encode_audio(const int16_t *, int64_t, int64_t, int64_t, const float *,
+int walloc_native_encode_audio(const int16_t *, int64_t, int64_t, int64_t, const float *,
                         const float *, const float *, int64_t, const double *, int64_t,
                         int64_t, int8_t *, float *, float *, int);
 
@@ -55,9 +55,9 @@ int main(int argc, char **argv) {
     float *w1 = malloc((size_t)(samples * channels) * sizeof(float));
     float *w2 = malloc((size_t)(samples * channels) * sizeof(float));
     int status = image
-        ? walloc_encode_image(raw, a, b, channels, J, lifting, weight, bias, L, thresholds,
+        ? walloc_native_encode_image(raw, a, b, channels, J, lifting, weight, bias, L, thresholds,
                               n_thresholds, clip, out, w1, w2, threads)
-        : walloc_encode_audio(raw, a, channels, J, lifting, weight, bias, L, thresholds,
+        : walloc_native_encode_audio(raw, a, channels, J, lifting, weight, bias, L, thresholds,
                               n_thresholds, clip, out, w1, w2, threads);
     if (status) { fprintf(stderr, "encoder status %d\n", status); return 1; }
     FILE *f = fopen(argv[image ? 7 : 6], "wb");

@@ -111,13 +111,15 @@ def _c(job, graphs):
     if compiler() is None:
         return {**info, "status": "not validated: no C compiler"}, True
     step = job.step
-    run = c_runner(build_c(folder), step, not job.image)
+    program = build_c(folder)
     if job.image:
         inputs = image_inputs(job.channels, [(5 * step, 7 * step)], multiple=step, seed=2)
     else:
         inputs = audio_inputs(job.channels, [5 * step, 37 * step], seed=2)
-    passed, report = validate(run, job.codec, inputs)
-    return {**info, **report}, passed
+    passed, report = validate(c_runner(program, step, not job.image), job.codec, inputs)
+    fixed_passed, fixed = validate(c_runner(program, step, not job.image, fixed=True),
+                                   job.codec, inputs)
+    return {**info, **report, "fixed": fixed}, passed and fixed_passed
 
 
 # Format name: the function that writes and validates its graph, (job, graphs so far) →

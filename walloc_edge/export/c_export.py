@@ -1,11 +1,15 @@
 """C export of the sensor encoder: portable C99 sources, weights as const arrays.
 
-``write_c_sources`` copies the fixed sources (c_source/: encoder, rans coder, host program,
-Makefile) and generates ``walloc_model.h`` from the bundle's arrays: for images the fused
-filter banks of the graph, for audio the wavelet's analysis filters and the 1x1 encoder
-(the C encoder runs the packet transform level by level). ``build_c`` compiles the host
-program with the system's C compiler; ``c_runner`` runs it on raw samples, which is how
-export validates the C encoder like the other graphs.
+Two encoders ship: the runtime's own C core (``runtime/native_encoder.c``, lifting, threads,
+workspaces from the caller: what the host program runs on a Linux-class device, and what the
+``native`` backend calls), and a fixed-memory one for devices without an OS
+(``c_source/walloc_encoder.c``: no malloc, a ring buffer of rows; ``walloc_encode --fixed``).
+``write_c_sources`` copies the sources (c_source/: fixed encoder, rans coder, host program,
+Makefile; and the core) and generates ``walloc_model.h`` from the bundle's arrays: the core's
+folded model (``native_backend.fold``), and for the fixed encoder, for images the fused
+filter banks of the graph, for audio the wavelet's analysis filters and the 1x1 encoder.
+``build_c`` compiles the host program with the system's C compiler; ``c_runner`` runs it on
+raw samples, which is how export validates both encoders like the other graphs.
 """
 import shutil
 import subprocess
@@ -14,24 +18,28 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.native_backend import fold
 from ..runtime.numpy_backend import quantizer_thresholds
 
 __all__ = ["write_c_sources", "build_c", "c_runner", "compiler"]
 
 SOURCES = Path(__file__).with_name("c_source")
+CORE = Path(__file__).parent.parent / "runtime" / "native_encoder.c"
 
 
-def _initializer(values):
+def _initializer(values, number):
     """Nested braces, one innermost row a line (what -Wall's missing-braces check wants)."""
     if values.ndim == 1:
-        return "{" + ", ".join(f"{v:.8e}f" for v in values) + "}"
-    return "{\n" + ",\n".join(_initializer(v) for v in values) + "}"
+        return "{" + ", ".join(number.format(v) for v in values) + "}"
+    return "{\n" + ",\n".join(_initializer(v, number) for v in values) + "}"
 
 
-def _array(name, values, shape_doc):
-    values = np.asarray(values, np.float32)
+def _array(name, values, shape_doc, ctype="float"):
+    """A const C array; floats to the digits that round-trip float32, doubles float64."""
+    values = np.asarray(values, np.float32 if ctype == "float" else np.float64)
     dims = "".join(f"[{n}]" for n in values.shape)
-    return f"/* {shape_doc} */\nstatic const float {name}{dims} = {_initializer(values)};\n"
+    init = _initializer(values, "{:.8e}f" if ctype == "float" else "{:.17e}")
+    return f"/* {shape_doc} */\nstatic const {ctype} {name}{dims} = {init};\n"
 
 
 def write_c_sources(metadata, arrays, out_dir):
@@ -45,6 +53,7 @@ def write_c_sources(metadata, arrays, out_dir):
     for name in ("walloc_encoder.c", "walloc_encoder.h", "walloc_rans.c", "walloc_rans.h",
                  "walloc_encode.c", "Makefile"):
         shutil.copyfile(SOURCES / name, out / name)
+    shutil.copyfile(CORE, out / CORE.name)
     B, C, L = metadata["input"]["multiple"], cfg["channels"], cfg["latent_dim"]
     clip = 2 ** (cfg["latent_bits"] - 1) - 1
     thresholds = quantizer_thresholds(cfg["latent_bits"], metadata["compander"]["latent_max"])
@@ -59,6 +68,20 @@ def write_c_sources(metadata, arrays, out_dir):
         f"#define WALLOC_LATENT_DIM {L}", f"#define WALLOC_LATENT_BITS {cfg['latent_bits']}",
         f"#define WALLOC_CLIP {clip}", f"#define WALLOC_THRESHOLDS {len(thresholds)}",
         f"#define WALLOC_MODEL_ID {{{model_id}}}", ""]
+    try:
+        core = fold(arrays, cfg, metadata["compander"])
+    except ValueError:  # filters that do not lift: the fixed encoder only
+        core = None
+    header += [f"#define WALLOC_CORE {int(core is not None)}", ""]
+    if core is not None:
+        header += [
+            f"#define WALLOC_PLANES {core['weight'].shape[0]}",
+            _array("walloc_core_lifting", core["lifting"], "the core's CDF 9/7 lifting steps"),
+            _array("walloc_core_weight", core["weight"], "the core's 1x1 [subband][latent]: "
+                   "lifting scales, normalisation and compander gain folded in"),
+            _array("walloc_core_bias", core["bias"], "the core's bias per latent"),
+            _array("walloc_core_thresholds", core["thresholds"],
+                   "the core's compander + rounding thresholds", "double")]
     if audio:
         # The model's own analysis filters, stored reversed (torch convolutions correlate).
         dec_lo, dec_hi = (arrays[f"wt.{k}"].ravel()[::-1] for k in ("h0", "h1"))
@@ -107,17 +130,18 @@ def build_c(folder):
     return folder / "walloc_encode"
 
 
-def c_runner(program, block, audio=False):
-    """Raw samples → int8 latents through the host program: images uint8 (1, H, W, C) →
-    (1, latent_dim, ⌈H/2^J⌉, ⌈W/2^J⌉); audio int16 (1, L, C) → (1, latent_dim, ⌈L/2^J⌉ + 2)."""
+def c_runner(program, block, audio=False, fixed=False):
+    """Raw samples → int8 latents through the host program (the core, or with ``fixed`` the
+    fixed-memory encoder): images uint8 (1, H, W, C) → (1, latent_dim, ⌈H/2^J⌉, ⌈W/2^J⌉);
+    audio int16 (1, L, C) → (1, latent_dim, ⌈L/2^J⌉ + 2)."""
     def run(raw):
         size = raw.shape[1:-1]
         with tempfile.TemporaryDirectory() as tmp:
             src, dst = Path(tmp) / "in.raw", Path(tmp) / "out.raw"
             src.write_bytes(np.ascontiguousarray(raw, "<i2" if audio else np.uint8).tobytes())
             shape = [str(n) for n in (*size, raw.shape[-1])] + (["0"] if audio else [])
-            result = subprocess.run([str(program), "--latents", str(src), *shape, str(dst)],
-                                    capture_output=True, text=True)
+            result = subprocess.run([str(program), *(["--fixed"] if fixed else []), "--latents",
+                                     str(src), *shape, str(dst)], capture_output=True, text=True)
             if result.returncode:
                 raise ValueError(f"walloc_encode failed: {result.stderr.strip()}")
             latents = np.frombuffer(dst.read_bytes(), np.int8)

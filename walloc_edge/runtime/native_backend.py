@@ -19,9 +19,9 @@ import numpy as np
 from .modality import modality
 from .numpy_backend import quantizer_thresholds
 
-__all__ = ["NativeBackend"]
+__all__ = ["NativeBackend", "fold"]
 
-ABI = 2  # WALLOC_ENCODER_ABI in native_encoder.c: the signatures below
+ABI = 3  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
@@ -41,15 +41,14 @@ def _load():
     if spec is None or not spec.origin:
         return None, "the C extension was not built (no C compiler when it was installed)"
     lib = ctypes.CDLL(spec.origin)
-    if not hasattr(lib, "walloc_encoder_abi") or lib.walloc_encoder_abi() != ABI:
+    if not hasattr(lib, "walloc_native_abi") or lib.walloc_native_abi() != ABI:
         return None, ("the C extension is from another version of walloc-edge (reinstall it "
                       "to rebuild it)")
-    lib.walloc_encode_image.restype = _int
-    lib.walloc_encode_image.argtypes = [np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS"),
-                                        _i64, _i64, _i64] + _COMMON
-    lib.walloc_encode_audio.restype = _int
-    lib.walloc_encode_audio.argtypes = [np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS"),
-                                        _i64, _i64] + _COMMON
+    u8, i16 = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.uint8, np.int16))
+    lib.walloc_native_encode_image.restype = _int
+    lib.walloc_native_encode_image.argtypes = [u8, _i64, _i64, _i64] + _COMMON
+    lib.walloc_native_encode_audio.restype = _int
+    lib.walloc_native_encode_audio.argtypes = [i16, _i64, _i64] + _COMMON
     return lib, None
 
 
@@ -93,6 +92,33 @@ def _lifting_scales(lo, hi):
     return low.mean(), high.mean()
 
 
+def fold(arrays, config, compander):
+    """The C encoder's model from a bundle's arrays (encoder.npz), its config and compander:
+    lifting (4,), weight (planes, latent_dim) and bias (latent_dim,) float32, thresholds
+    float64. ValueError for filters that do not lift as CDF 9/7. (The C export writes the
+    same into walloc_model.h.)"""
+    m = modality(config["modality"])
+    J, L, axes = config["J"], config["latent_dim"], m.spatial_axes
+    suffix = "_row" if axes == 2 else ""
+    lo = arrays[f"wt.h0{suffix}"].astype(np.float64).ravel()  # torch's kernels
+    hi = arrays[f"wt.h1{suffix}"].astype(np.float64).ravel()
+    scales = _lifting_scales(lo, hi)
+    if scales is None:
+        raise ValueError("this model's wavelet filters are not the CDF 9/7 pair the native "
+                         "encoder lifts; use --backend onnxruntime or numpy")
+    W = arrays["encoder_weight"].astype(np.float64).reshape(L, -1)
+    b = arrays["encoder_bias"].astype(np.float64)
+    scale = compander["scale"] * math.sqrt(2)
+    # W·wpt(x / d − o) + b = (W·S / d)·lifted(x) + b − o·W·wpt(1): S, each subband's lifting
+    # scale; wpt(1), its DC gain (the same for every input channel).
+    S = np.tile(_per_subband(*scales, J, axes), config["channels"])
+    dc = np.tile(_per_subband(lo.sum(), hi.sum(), J, axes), config["channels"])
+    return {"lifting": LIFTING.astype(np.float32),
+            "weight": np.ascontiguousarray((W * S / (m.divisor * scale)).T, np.float32),
+            "bias": np.ascontiguousarray((b - m.offset * W @ dc) / scale, np.float32),
+            "thresholds": quantizer_thresholds(config["latent_bits"], compander["latent_max"])}
+
+
 class NativeBackend:
     """``run(raw)``: uint8 (1, H, W, C) / int16 (1, L, C) → integer latents, like the graphs,
     on ``threads`` threads (default: every core)."""
@@ -115,34 +141,16 @@ class NativeBackend:
     def __init__(self, bundle, threads=None):
         arrays = bundle.arrays()
         cfg = bundle.config
-        m = modality(bundle.modality)
-        self.image = m.name == "image"
+        self.image = bundle.modality == "image"
         self.J, self.channels, self.latent_dim = cfg["J"], cfg["channels"], cfg["latent_dim"]
         self.min_size = bundle.meta["input"]["min_size"]
         self.threads = threads or os.cpu_count() or 1
         self.detail = f"{self.threads} thread" + "s" * (self.threads > 1)
         self.clip = 2 ** (cfg["latent_bits"] - 1) - 1
-        suffix = "_row" if self.image else ""
-        lo = arrays[f"wt.h0{suffix}"].astype(np.float64).ravel()  # torch's kernels
-        hi = arrays[f"wt.h1{suffix}"].astype(np.float64).ravel()
-        scales = _lifting_scales(lo, hi)
-        if scales is None:
-            raise ValueError("this model's wavelet filters are not the CDF 9/7 pair the "
-                             "native encoder lifts; use --backend onnxruntime or numpy")
-        axes = 2 if self.image else 1
-        W = arrays["encoder_weight"].astype(np.float64).reshape(self.latent_dim, -1)
-        b = arrays["encoder_bias"].astype(np.float64)
-        scale = bundle.meta["compander"]["scale"] * math.sqrt(2)
-        # W·wpt(x / d − o) + b = (W·S / d)·lifted(x) + b − o·W·wpt(1): S, each subband's
-        # lifting scale; wpt(1), its DC gain (the same for every input channel).
-        S = np.tile(_per_subband(*scales, self.J, axes), self.channels)
-        dc = np.tile(_per_subband(lo.sum(), hi.sum(), self.J, axes), self.channels)
-        self.lifting = LIFTING.astype(np.float32)
-        self.weight = np.ascontiguousarray((W * S / (m.divisor * scale)).T, np.float32)
-        self.bias = np.ascontiguousarray((b - m.offset * W @ dc) / scale, np.float32)
+        folded = fold(arrays, cfg, bundle.meta["compander"])
+        self.lifting, self.weight, self.bias = folded["lifting"], folded["weight"], folded["bias"]
+        self.thresholds = folded["thresholds"]
         self._work, self._lock = None, threading.Lock()  # one run at a time per workspace
-        self.thresholds = quantizer_thresholds(cfg["latent_bits"],
-                                               bundle.meta["compander"]["latent_max"])
 
     def _workspace(self, floats):
         """The two float buffers the transform alternates between, kept from run to run (a
@@ -166,11 +174,11 @@ class NativeBackend:
         if self.image:
             _, H, W, C = raw.shape
             out = np.empty((1, self.latent_dim, H // block, W // block), np.int8)
-            status = _LIB.walloc_encode_image(np.ascontiguousarray(raw[0], np.uint8), H, W, C,
+            status = _LIB.walloc_native_encode_image(np.ascontiguousarray(raw[0], np.uint8), H, W, C,
                                               *common, out, *work, self.threads)
         else:
             _, n, C = raw.shape
             out = np.empty((1, self.latent_dim, n // block + 2), np.int8)
-            status = _LIB.walloc_encode_audio(np.ascontiguousarray(raw[0], np.int16), n, C,
+            status = _LIB.walloc_native_encode_audio(np.ascontiguousarray(raw[0], np.int16), n, C,
                                               *common, out, *work, self.threads)
         return status, out

@@ -26,9 +26,9 @@
 #include <string.h>
 
 /* Bumped whenever a signature below changes (native_backend.py refuses another version). */
-#define WALLOC_ENCODER_ABI 2
+#define WALLOC_NATIVE_ABI 3
 
-int walloc_encoder_abi(void) { return WALLOC_ENCODER_ABI; }
+int walloc_native_abi(void) { return WALLOC_NATIVE_ABI; }
 
 #define STRIP 64 /* columns of one height-pass work item */
 
@@ -319,7 +319,7 @@ static int project(const float *x, int64_t planes, int64_t positions, int64_t ed
  * rows / 2^J, cols / 2^J). lifting: the four step constants; weight (planes, latent_dim)
  * and bias folded. Workspaces a, b: rows * cols * channels floats each. Returns 0, or -1
  * when memory runs out. */
-int walloc_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t channels,
+int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t channels,
                         int64_t J, const float *lifting, const float *weight,
                         const float *bias, int64_t latent_dim, const double *thresholds,
                         int64_t n_thresholds, int64_t clip, int8_t *out, float *a, float *b,
@@ -333,7 +333,7 @@ int walloc_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t 
 
 /* raw (samples, channels) int16, samples a multiple of 2^J → out (latent_dim,
  * samples / 2^J + 2): the reference's one latent of zero padding at each end. */
-int walloc_encode_audio(const int16_t *raw, int64_t samples, int64_t channels, int64_t J,
+int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t channels, int64_t J,
                         const float *lifting, const float *weight,
                         const float *bias, int64_t latent_dim, const double *thresholds,
                         int64_t n_thresholds, int64_t clip, int8_t *out, float *a, float *b,

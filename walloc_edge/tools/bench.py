@@ -160,7 +160,8 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
                                        if "encode" in row else row["status"]))
         latents = np.load(Path(work) / "latents.npy")
         if modality == "image":
-            rows.append(_c_row(bundle, sample, Path(work), repeat, amount, latents))
+            rows += [_c_row(bundle, sample, Path(work), repeat, amount, latents, fixed)
+                     for fixed in (False, True)]
     coder_rows = _coder_rows(latents, info.latent_bits, amount, repeat, CODERS)
     # per coder, its first row: the C loops of rans where they are built
     coding = {row["coder"]: row["encode"]["median"] for row in reversed(coder_rows)}
@@ -200,16 +201,19 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
     return row
 
 
-def _c_row(bundle, sample, work, repeat, amount, latents):
-    """The C encoder's host program (one thread, reading the raw image from a file)."""
-    row = {"row": "C encoder (walloc_encode, 1 thread)", "kind": "sensor"}
+def _c_row(bundle, sample, work, repeat, amount, latents, fixed):
+    """The C export's host program, one thread, reading the raw image from a file: the
+    runtime's core, or the fixed-memory encoder (``--fixed``)."""
+    row = {"row": "C export, fixed-memory encoder (walloc_encode --fixed)" if fixed else
+           "C export, the core (walloc_encode, 1 thread)", "kind": "sensor"}
     program = Path(bundle) / "c" / "walloc_encode"
     if not program.exists():
         return {**row, "status": "skipped: no C export in the bundle (export --format c)"}
     raw, out = work / "input.raw", work / "c.raw"
     raw.write_bytes(np.ascontiguousarray(sample).tobytes())
     h, w, c = sample.shape
-    command = [str(program), "--latents", str(raw), str(h), str(w), str(c), str(out)]
+    command = [str(program), *(["--fixed"] if fixed else []), "--latents", str(raw), str(h),
+               str(w), str(c), str(out)]
     times = timed(lambda: subprocess.run(command, check=True), repeat)
     same = np.frombuffer(out.read_bytes(), np.int8).reshape(latents.shape) == latents
     return {**row, "status": "validated", "file_MB": program.stat().st_size / 1e6,

@@ -1,4 +1,8 @@
-/* Host program around the C encoder (this file may allocate; the encoder does not).
+/* Host program around the C encoders (this file may allocate; the fixed encoder does not).
+ *
+ * walloc_encode [--threads N] [--fixed] MODE ...: the latents come from the runtime's C core
+ * (native_encoder.c, lifting; N threads, default 1), or with --fixed from the fixed-memory
+ * encoder (walloc_encoder.c, for devices without an OS). Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
  *   walloc_encode --latents IN.raw H W C OUT.raw   int8 latents out, (latent_dim, h, w) order
@@ -24,6 +28,15 @@
 #include "walloc_rans.h"
 
 #define TILE WALLOC_TILE  /* latents per tile side in the .wlc */
+
+#if WALLOC_CORE
+int walloc_native_encode_image(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const float *,
+                               const float *, const float *, int64_t, const double *, int64_t,
+                               int64_t, int8_t *, float *, float *, int);
+int walloc_native_encode_audio(const int16_t *, int64_t, int64_t, int64_t, const float *,
+                               const float *, const float *, int64_t, const double *, int64_t,
+                               int64_t, int8_t *, float *, float *, int);
+#endif
 
 #ifndef WALLOC_SENSOR_ID  /* this device's 64-bit id in its frames (-DWALLOC_SENSOR_ID=...) */
 #define WALLOC_SENSOR_ID 0
@@ -201,6 +214,58 @@ static long blocks(long size) {
     return (size + before + after) / WALLOC_BLOCK;
 }
 
+/* Source index of padded position p on an axis of `size` samples padded by `before`
+ * (numpy's "reflect", as the Python runtime pads). */
+static long reflected(long p, long size, long before) {
+    long i = p - before, period = 2 * (size - 1);
+    if (size == 1) return 0;
+    i %= period;
+    if (i < 0) i += period;
+    return i >= size ? period - i : i;
+}
+
+#if WALLOC_CORE
+/* The latents by the runtime's C core: the input reflect-padded to multiples of 2^J, then
+ * the periodic packet transform of the whole (what the Python runtime computes). */
+static int core_latents(const void *input, const long *size, long c, int8_t *latents,
+                        int threads) {
+    long before[2] = {0, 0}, after[2] = {0, 0}, padded[2] = {size[0], size[1]};
+    for (int a = 0; a < (WALLOC_AUDIO ? 1 : 2); a++) {
+        walloc_padding(size[a], &before[a], &after[a]);
+        padded[a] = size[a] + before[a] + after[a];
+    }
+    size_t n = (size_t)padded[0] * padded[1] * c;
+    float *work = malloc(2 * n * sizeof *work);
+    void *x = malloc(n * (WALLOC_AUDIO ? 2 : 1));
+    if (!work || !x) return -1;
+    for (long i = 0; i < padded[0]; i++)
+        for (long j = 0; j < padded[1]; j++) {
+            long si = reflected(i, size[0], before[0]);
+            long sj = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
+            for (long k = 0; k < c; k++) {
+                size_t to = ((size_t)i * padded[1] + j) * c + k;
+                size_t from = ((size_t)si * size[1] + sj) * c + k;
+                if (WALLOC_AUDIO) ((int16_t *)x)[to] = ((const int16_t *)input)[from];
+                else ((uint8_t *)x)[to] = ((const uint8_t *)input)[from];
+            }
+        }
+    int status = WALLOC_AUDIO
+        ? walloc_native_encode_audio(x, padded[0], c, WALLOC_J, walloc_core_lifting,
+                                     &walloc_core_weight[0][0], walloc_core_bias,
+                                     WALLOC_LATENT_DIM, walloc_core_thresholds,
+                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, work, work + n,
+                                     threads)
+        : walloc_native_encode_image(x, padded[0], padded[1], c, WALLOC_J, walloc_core_lifting,
+                                     &walloc_core_weight[0][0], walloc_core_bias,
+                                     WALLOC_LATENT_DIM, walloc_core_thresholds,
+                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, work, work + n,
+                                     threads);
+    free(work);
+    free(x);
+    return status;
+}
+#endif
+
 #if WALLOC_AUDIO
 #define INPUT "L C RATE"
 #else
@@ -208,6 +273,18 @@ static long blocks(long size) {
 #endif
 
 int main(int argc, char **argv) {
+    const char *program = argv[0];
+    int threads = 1, fixed = !WALLOC_CORE;
+    while (argc > 2 && (!strcmp(argv[1], "--threads") || !strcmp(argv[1], "--fixed"))) {
+        int shift = strcmp(argv[1], "--fixed") ? 2 : 1;
+        if (shift == 1) fixed = 1;
+        else if ((threads = atoi(argv[2])) < 1) {
+            fprintf(stderr, "--threads needs a number >= 1\n");
+            return 2;
+        }
+        argc -= shift;
+        argv += shift;
+    }
     if (argc == 6 - WALLOC_AUDIO && !strcmp(argv[1], "--rans-tile"))
         return WALLOC_AUDIO ? rans_tile(argv[2], 0, atol(argv[3]), argv[4])
                             : rans_tile(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
@@ -215,8 +292,8 @@ int main(int argc, char **argv) {
     if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
                                  strcmp(argv[1], "--frames")) ||
         (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans"))) {
-        fprintf(stderr, "usage: %s --latents|--wlc|--frames IN.raw " INPUT " OUT [rans|raw]\n",
-                argv[0]);
+        fprintf(stderr, "usage: %s [--threads N] [--fixed] --latents|--wlc|--frames IN.raw "
+                INPUT " OUT [rans|raw]\n", program);
         return 2;
     }
     crc_init();
@@ -230,19 +307,36 @@ int main(int argc, char **argv) {
 #if WALLOC_AUDIO
     long hb = 1, wb = blocks(size[0]) + 2;  /* latents (latent_dim, L/2^J + 2) */
     int16_t *pcm = read_input(argv[2], (size_t)size[0] * c * sizeof *pcm);
-    float *work = malloc((size_t)walloc_audio_workspace(size[0]) * sizeof *work);
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * wb);
-    if (!work || !latents || walloc_encode_audio(pcm, size[0], work, latents)) {
+    int failed = !latents;
+#if WALLOC_CORE
+    if (!fixed && !failed) failed = core_latents(pcm, size, c, latents, threads);
+#endif
+    if (fixed && !failed) {
+        float *work = malloc((size_t)walloc_audio_workspace(size[0]) * sizeof *work);
+        failed = !work || walloc_encode_audio(pcm, size[0], work, latents);
+        free(work);
+    }
+    if (failed) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-    free(work);
     free(pcm);
 #else
     long hb = blocks(size[0]), wb = blocks(size[1]);
     uint8_t *image = read_input(argv[2], (size_t)size[0] * size[1] * c);
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * hb * wb);
-    if (!latents || walloc_encode_image(image, size[0], size[1], latents)) {
+    if (!latents) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+#if WALLOC_CORE
+    if (!fixed && core_latents(image, size, c, latents, threads)) {
+        fprintf(stderr, "out of memory\n");
+        return 1;
+    }
+#endif
+    if (fixed && walloc_encode_image(image, size[0], size[1], latents)) {
         fprintf(stderr, "image too wide for WALLOC_MAX_WIDTH=%d\n", WALLOC_MAX_WIDTH);
         return 1;
     }
