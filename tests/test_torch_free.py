@@ -81,4 +81,4 @@ def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
         assert all(name in text for name in rows) and "<rect" in svg_plot(result)
         print(len(rows), "torch" in sys.modules)
     """)
-    assert out.strip() == "14 False"  # 5 sensor rows, 4 coders, 2 torch (skipped), 3 baselines
+    assert out.strip() == "15 False"  # 6 sensor rows, 4 coders, 2 torch (skipped), 3 baselines
