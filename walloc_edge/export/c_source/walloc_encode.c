@@ -1,8 +1,9 @@
 /* Host program around the C encoders (this file may allocate; the fixed encoder does not).
  *
  * walloc_encode [--threads N] [--fixed] MODE ...: the latents come from the runtime's C core
- * (native_encoder.c, lifting; N threads, default 1), or with --fixed from the fixed-memory
- * encoder (walloc_encoder.c, for devices without an OS). Modes:
+ * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, about 25
+ * bytes a pixel), or with --fixed from the fixed-memory encoder (walloc_encoder.c, for
+ * devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
  *   walloc_encode --latents IN.raw H W C OUT.raw   int8 latents out, (latent_dim, h, w) order
@@ -237,18 +238,20 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
     size_t n = (size_t)padded[0] * padded[1] * c;
     float *work = malloc(2 * n * sizeof *work);
     void *x = malloc(n * (WALLOC_AUDIO ? 2 : 1));
-    if (!work || !x) return -1;
-    for (long i = 0; i < padded[0]; i++)
+    long *cols = malloc((size_t)padded[1] * sizeof *cols);
+    if (!work || !x || !cols) return -1;
+    for (long j = 0; j < padded[1]; j++)  /* each padded column's source column */
+        cols[j] = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
+    for (long i = 0; i < padded[0]; i++) {
+        long si = reflected(i, size[0], before[0]);
         for (long j = 0; j < padded[1]; j++) {
-            long si = reflected(i, size[0], before[0]);
-            long sj = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
-            for (long k = 0; k < c; k++) {
-                size_t to = ((size_t)i * padded[1] + j) * c + k;
-                size_t from = ((size_t)si * size[1] + sj) * c + k;
-                if (WALLOC_AUDIO) ((int16_t *)x)[to] = ((const int16_t *)input)[from];
-                else ((uint8_t *)x)[to] = ((const uint8_t *)input)[from];
-            }
+            size_t to = ((size_t)i * padded[1] + j) * c;
+            size_t from = ((size_t)si * size[1] + cols[j]) * c;
+            if (WALLOC_AUDIO) memcpy((int16_t *)x + to, (const int16_t *)input + from, 2 * c);
+            else memcpy((uint8_t *)x + to, (const uint8_t *)input + from, c);
         }
+    }
+    free(cols);
     int status = WALLOC_AUDIO
         ? walloc_native_encode_audio(x, padded[0], c, WALLOC_J, walloc_core_lifting,
                                      &walloc_core_weight[0][0], walloc_core_bias,
