@@ -1,6 +1,6 @@
 """Peak memory of the sensor encoder on large photos: tiled (the default) vs one run.
 
-    python benchmarks/encoder_memory.py BUNDLE [--backends onnxruntime,numpy]
+    python benchmarks/encoder_memory.py BUNDLE [--backends native,onnxruntime,numpy]
         [--sizes 2000x3000,4000x6000] [--out benchmarks/results]
 
 Each measurement runs in a fresh process: it builds the photo (the bundled astronaut tiled to
@@ -60,7 +60,7 @@ def measure(bundle, backend, size, tile):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("bundle")
-    p.add_argument("--backends", default="onnxruntime,numpy")
+    p.add_argument("--backends", default="native,onnxruntime,numpy")
     p.add_argument("--sizes", default="2000x3000,4000x6000")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
