@@ -50,9 +50,9 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
     log(f"    {time.perf_counter() - start:.1f} s")
 
     photo = sample_photo(photo_name)
+    encoder = Encoder(out / "bundle")  # auto: the C core where it was built
     log(f"2/4 encode the bundled photo '{photo_name}' ({photo.shape[1]}x{photo.shape[0]}) "
-        "with the sensor runtime (onnxruntime, no torch)")
-    encoder = Encoder(out / "bundle", "onnxruntime")
+        f"with the sensor runtime ({encoder.describe()}, no torch)")
     blob = encoder.encode(photo)
     wlc = out / f"{photo_name}.wlc"
     wlc.write_bytes(blob)
@@ -77,6 +77,7 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
         "bpp": 8 * len(blob) / (megapixels * 1e6),
         "psnr": psnr(photo, reconstruction),
         "ms_ssim": ms_ssim(photo, reconstruction),
+        "encoder": encoder.describe(),
         "encoder_MPps": megapixels / latents_s,
         "encode_with_rans_MPps": megapixels / encode_s,
         "decode_MPps": megapixels / decode_s,
@@ -89,7 +90,7 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
     log(f"  bitstream                 {report['bytes']:,} bytes: compression ratio "
         f"{report['compression_ratio']:.1f}, {report['bpp']:.3f} bits per pixel")
     log(f"  quality                   PSNR {report['psnr']:.2f} dB, MS-SSIM {report['ms_ssim']:.4f}")
-    log(f"  sensor encoder            {report['encoder_MPps']:.1f} MP/s (onnxruntime), "
+    log(f"  sensor encoder            {report['encoder_MPps']:.1f} MP/s ({report['encoder']}), "
         f"{report['encode_with_rans_MPps']:.1f} MP/s with rans coding")
     log(f"  torch decoder ({decoder.device})       {report['decode_MPps']:.2f} MP/s")
     log("")
@@ -118,7 +119,7 @@ def _audio_demo(model, out, log):
         "encode 5 s of generated stereo music, decode")
     export_bundle(codec, out / "audio-bundle", ("onnx",), log=lambda s: None)
     clip = synthetic_music(5 * 44100, codec.config.channels, seed=1)
-    encoder = Encoder(out / "audio-bundle", "onnxruntime")
+    encoder = Encoder(out / "audio-bundle")
     blob = encoder.encode(clip, sample_rate=44100)
     (out / "music.wlc").write_bytes(blob)
     stream = read_bitstream(blob)
