@@ -12,5 +12,6 @@ setup(ext_modules=[
               optional=True),
     Extension("walloc_edge.runtime._native_encoder",
               ["walloc_edge/runtime/_native_encoder.c", "walloc_edge/runtime/native_encoder.c"],
+              depends=["walloc_edge/runtime/native_encoder.h"],
               extra_compile_args=C99 + ["-pthread"], extra_link_args=["-pthread"],
               optional=True)])

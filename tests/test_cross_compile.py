@@ -91,6 +91,7 @@ def test_cross_compiled_native_core_gives_the_same_latents(target, bundles, rgb,
     compiler, emulator = tools(target)
     program = tmp_path / "encoder_main"
     subprocess.run([compiler, "-O3", "-std=c99", "-static", "-pthread", "-o", str(program),
+                    "-I", str(ROOT / "walloc_edge" / "runtime"),
                     str(ROOT / "tests" / "native" / "encoder_main.c"),
                     str(ROOT / "walloc_edge" / "runtime" / "native_encoder.c")],
                    check=True, capture_output=True)

@@ -13,12 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int walloc_native_encode_image(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const float *,
-                        const float *, const float *, int64_t, const double *, int64_t,
-                        int64_t, int8_t *, float *, float *, int);
-int walloc_native_encode_audio(const int16_t *, int64_t, int64_t, int64_t, const float *,
-                        const float *, const float *, int64_t, const double *, int64_t,
-                        int64_t, int8_t *, float *, float *, int);
+#include "native_encoder.h"
 
 static void *slurp(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");

@@ -24,7 +24,7 @@ from ..runtime.numpy_backend import quantizer_thresholds
 __all__ = ["write_c_sources", "build_c", "c_runner", "compiler"]
 
 SOURCES = Path(__file__).with_name("c_source")
-CORE = Path(__file__).parent.parent / "runtime" / "native_encoder.c"
+CORE = [Path(__file__).parent.parent / "runtime" / f"native_encoder.{ext}" for ext in "ch"]
 
 
 def _initializer(values, number):
@@ -53,7 +53,8 @@ def write_c_sources(metadata, arrays, out_dir):
     for name in ("walloc_encoder.c", "walloc_encoder.h", "walloc_rans.c", "walloc_rans.h",
                  "walloc_encode.c", "Makefile"):
         shutil.copyfile(SOURCES / name, out / name)
-    shutil.copyfile(CORE, out / CORE.name)
+    for path in CORE:
+        shutil.copyfile(path, out / path.name)
     B, C, L = metadata["input"]["multiple"], cfg["channels"], cfg["latent_dim"]
     clip = 2 ** (cfg["latent_bits"] - 1) - 1
     thresholds = quantizer_thresholds(cfg["latent_bits"], metadata["compander"]["latent_max"])

@@ -20,13 +20,11 @@
  * only makes it importable, as an optional extension that native_backend.py calls through
  * ctypes; tests/test_cross_compile.py builds it for ARM with a small test program.
  */
+#include "native_encoder.h"
+
 #include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Bumped whenever a signature below changes (native_backend.py refuses another version). */
-#define WALLOC_NATIVE_ABI 3
 
 int walloc_native_abi(void) { return WALLOC_NATIVE_ABI; }
 
@@ -315,15 +313,11 @@ static int project(const float *x, int64_t planes, int64_t positions, int64_t ed
     return 0;
 }
 
-/* raw (rows, cols, channels) uint8, rows and cols multiples of 2^J → out (latent_dim,
- * rows / 2^J, cols / 2^J). lifting: the four step constants; weight (planes, latent_dim)
- * and bias folded. Workspaces a, b: rows * cols * channels floats each. Returns 0, or -1
- * when memory runs out. */
 int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t channels,
-                        int64_t J, const float *lifting, const float *weight,
-                        const float *bias, int64_t latent_dim, const double *thresholds,
-                        int64_t n_thresholds, int64_t clip, int8_t *out, float *a, float *b,
-                        int threads) {
+                               int64_t J, const float *lifting, const float *weight,
+                               const float *bias, int64_t latent_dim, const double *thresholds,
+                               int64_t n_thresholds, int64_t clip, int8_t *out, float *a,
+                               float *b, int threads) {
     Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
     const float *x = packet((Source){NULL, raw, NULL, channels}, a, b, rows, cols, J, &steps,
                             threads);
@@ -331,8 +325,6 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, i
                    latent_dim, thresholds, n_thresholds, clip, out, threads);
 }
 
-/* raw (samples, channels) int16, samples a multiple of 2^J → out (latent_dim,
- * samples / 2^J + 2): the reference's one latent of zero padding at each end. */
 int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t channels, int64_t J,
                         const float *lifting, const float *weight,
                         const float *bias, int64_t latent_dim, const double *thresholds,

@@ -24,20 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "native_encoder.h"
 #include "walloc_encoder.h"
 #include "walloc_model.h"
 #include "walloc_rans.h"
 
 #define TILE WALLOC_TILE  /* latents per tile side in the .wlc */
 
-#if WALLOC_CORE
-int walloc_native_encode_image(const uint8_t *, int64_t, int64_t, int64_t, int64_t, const float *,
-                               const float *, const float *, int64_t, const double *, int64_t,
-                               int64_t, int8_t *, float *, float *, int);
-int walloc_native_encode_audio(const int16_t *, int64_t, int64_t, int64_t, const float *,
-                               const float *, const float *, int64_t, const double *, int64_t,
-                               int64_t, int8_t *, float *, float *, int);
-#endif
+
 
 #ifndef WALLOC_SENSOR_ID  /* this device's 64-bit id in its frames (-DWALLOC_SENSOR_ID=...) */
 #define WALLOC_SENSOR_ID 0
