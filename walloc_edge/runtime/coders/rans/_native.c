@@ -374,6 +374,9 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
         }
     }
     /* Backwards, each step's emitted words appended; reversed by steps at the end. */
+    /* x / f in double (x < 2^32 and f <= 2^15 are exact there), corrected by one where the
+     * quotient rounded up: a 64-bit integer division costs more than the rest of the step,
+     * and independent lanes keep the floating divider busy. */
     int64_t written = 0;
     for (int64_t l = 0; l < lanes; l++) state[l] = LOWER;
     for (int64_t t = steps - 1; t >= 0; t--) {
@@ -386,7 +389,10 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
                 scratch[written++] = (uint16_t)(x & 0xFFFF);
                 x >>= 16;
             }
-            state[l] = x + (x / f) * (SCALE - f) + cum_out[i];
+            uint64_t q = (uint64_t)((double)x / (double)f);
+            if (q * f > x) q--;
+            else if ((q + 1) * f <= x) q++;
+            state[l] = x + q * (SCALE - f) + cum_out[i];
         }
     }
     step_start[steps] = written;
