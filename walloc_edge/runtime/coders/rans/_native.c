@@ -324,27 +324,32 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
                            uint16_t *words, int64_t capacity) {
     Model m;
     const int64_t A = 2 * reach + 1, total = steps * lanes;
-    int64_t *table_at = malloc(sizeof(int64_t) * (size_t)(total > 0 ? total : 1));
-    int64_t *symbol_at = malloc(sizeof(int64_t) * (size_t)(total > 0 ? total : 1));
-    uint32_t *freq_out = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
-    uint32_t *cum_out = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
+    /* (steps, lanes): each latent's frequency << 16 | cumulative frequency, in coding order */
+    uint32_t *coded = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
     int64_t *step_start = malloc(sizeof(int64_t) * (size_t)(steps + 1));
     uint16_t *scratch = malloc(sizeof(uint16_t) * (size_t)(capacity > 0 ? capacity : 1));
+    int64_t *row = calloc((size_t)(lanes > 0 ? lanes : 1), sizeof(int64_t));
+    int64_t *col = calloc((size_t)(lanes > 0 ? lanes : 1), sizeof(int64_t));
     int64_t out = -1;
-    int ok = table_at && symbol_at && freq_out && cum_out && step_start && scratch;
+    int ok = coded && step_start && scratch && row && col;
     if (ok && model_init(&m, tables, A, prior)) {
         model_free(&m);
         ok = 0;
     }
     if (!ok) goto release;
-    /* Each lane's place, as layout.py's Layout.schedule: lane l (channel c, part g) starts
-     * at step c (audio) or c + g * region (images, a wavefront) and then codes its part's
-     * latents in order, one a step (images: its strip row by row). */
-    int64_t *row = calloc((size_t)lanes, sizeof(int64_t)), *col = calloc((size_t)lanes, 8);
-    if (!row || !col) { free(row); free(col); goto done; }
-    for (int64_t t = 0; t < steps; t++)
+    /* One pass in coding order: each lane's next latent, its frequencies under the model as
+     * the decoder will see them, and its count (counts change the frequencies only at the
+     * refresh steps, so counting at once is counting at the end of the interval). Lane l
+     * (channel c, part g) starts at step c (audio) or c + g * region (images, a wavefront)
+     * and then codes its part's latents in order, one a step (images: its strip row by
+     * row), as layout.py's Layout.schedule. */
+    for (int64_t t = 0, next = 0; t < steps; t++) {
+        if (next < refreshes && refresh_at[next] == t) {
+            refresh(&m);
+            next++;
+        }
         for (int64_t l = 0; l < lanes; l++) {
-            int64_t i = t * lanes + l, c = l / groups, g = l % groups, p = -1;
+            int64_t c = l / groups, g = l % groups, p = -1;
             int64_t local = audio ? t - c : t - c - g * region;
             if (constant[c] || local < 0) {
             } else if (audio) {
@@ -353,24 +358,10 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
                 if (g * region + col[l] < width) p = row[l] * width + g * region + col[l];
                 if (++col[l] == region) col[l] = 0, row[l]++;
             }
-            table_at[i] = p < 0 ? tables : table[c * n + p];
-            symbol_at[i] = p < 0 ? 0 : residual[c * n + p] + reach;
-        }
-    free(row);
-    free(col);
-    int64_t next = 0, start = 0;
-    for (int64_t t = 0; t <= steps; t++) {
-        if (t == steps || (next < refreshes && refresh_at[next] == t)) {
-            for (int64_t i = start; i < t * lanes; i++) count(&m, table_at[i], symbol_at[i]);
-            refresh(&m);
-            start = t * lanes;
-            if (t < steps) next++;
-        }
-        if (t == steps) break;
-        for (int64_t l = 0; l < lanes; l++) {
-            int64_t i = t * lanes + l, k = table_at[i] * A + symbol_at[i];
-            freq_out[i] = m.freq[k];
-            cum_out[i] = m.cum[k];
+            int64_t tab = p < 0 ? tables : table[c * n + p];
+            int64_t symbol = p < 0 ? 0 : residual[c * n + p] + reach, k = tab * A + symbol;
+            coded[t * lanes + l] = m.freq[k] << 16 | m.cum[k];
+            count(&m, tab, symbol);
         }
     }
     /* Backwards, each step's emitted words appended; reversed by steps at the end. */
@@ -382,8 +373,8 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
     for (int64_t t = steps - 1; t >= 0; t--) {
         step_start[t] = written;
         for (int64_t l = 0; l < lanes; l++) {
-            int64_t i = t * lanes + l;
-            uint64_t f = freq_out[i], x = state[l];
+            uint32_t fc = coded[t * lanes + l];
+            uint64_t f = fc >> 16, x = state[l];
             if (x >= (f << (32 - PREC))) {
                 if (written >= capacity) goto done;
                 scratch[written++] = (uint16_t)(x & 0xFFFF);
@@ -392,7 +383,7 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
             uint64_t q = (uint64_t)((double)x / (double)f);
             if (q * f > x) q--;
             else if ((q + 1) * f <= x) q++;
-            state[l] = x + q * (SCALE - f) + cum_out[i];
+            state[l] = x + q * (SCALE - f) + (fc & 0xFFFF);
         }
     }
     step_start[steps] = written;
@@ -405,8 +396,7 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
 done:
     model_free(&m);
 release:
-    free(table_at); free(symbol_at); free(freq_out); free(cum_out); free(step_start);
-    free(scratch);
+    free(coded); free(step_start); free(scratch); free(row); free(col);
     return out;
 }
 
