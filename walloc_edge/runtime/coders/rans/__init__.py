@@ -34,7 +34,7 @@ from .layout import Layout
 from .model import PREC, SCALE, Model, laplace_prior, refresh_steps
 from .payload import CONSTANT, LOWER, MODE_LZMA, MODE_RANS, VERSIONS, Payload
 from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_step,
-                        fit_taps, prediction)
+                        fit_taps, numpy_grams, prediction)
 
 __all__ = ["RansCoder"]
 
@@ -72,18 +72,24 @@ class RansCoder(Coder):
         X = latents.reshape(C, -1).astype(np.int64)                    # (C, n)
         layout = Layout(latents.shape, Layout.region_for(latents.shape))
         K = len(layout.own_offsets)
+        fast = native.available()
+        buffer = native.buffer(layout, X) if fast else None
         if self.predictor == "planar":
             constant = np.zeros(C, bool)
             rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
-            rows = list(fit_taps(*_fit_features(layout, X), layout.n))
+            positions = np.arange(0, layout.n, fit_step(layout.n))
+            grams = native.grams(layout, buffer, positions) if fast else None
+            if grams is None:  # no C, or too many latents sampled for its int32 sums
+                grams = numpy_grams(*_fit_features(layout, X, positions))
+            rows = list(fit_taps(grams, len(positions), layout.n))
         contexts = Contexts(clip)
         refresh = refresh_steps(layout.steps)
-        if native.available():
+        if fast:
             coefs = np.stack([coefficient_row(r, c, (len(r) - K) // 3, K, C)
                               for c, r in enumerate(rows)])                # (C, K + 3C)
-            residual, tables, reach = native.residuals(layout, X, coefs, constant, clip,
+            residual, tables, reach = native.residuals(layout, buffer, coefs, constant, clip,
                                                        contexts)
             states, words = native.encode(layout, residual, tables, C * CONTEXTS, constant,
                                           reach, laplace_prior(reach),
@@ -146,13 +152,12 @@ def _features(layout, X):
     return values, np.stack([layout.gather(buffer, o) for o in layout.own_offsets])
 
 
-def _fit_features(layout, X):
-    """(O (C, K, s), V (3C, s)): the least-squares fit's features at every fit_step-th
-    position: own neighbours; values, west and north neighbours (float64)."""
-    C, n = X.shape
+def _fit_features(layout, X, positions):
+    """(O (C, K, s), V (3C, s)): the least-squares fit's features at ``positions``: own
+    neighbours; values, west and north neighbours (float64)."""
     buffer = np.zeros(layout.size, np.float64)
     layout.store(buffer, X.astype(np.float64))
-    at = layout.channel_base[:, None] + layout.slots(np.arange(0, n, fit_step(n)))  # (C, s)
+    at = layout.channel_base[:, None] + layout.slots(positions)                 # (C, s)
     own = np.stack([buffer[at + o] for o in layout.own_offsets])                # (K, C, s)
     return own.transpose(1, 0, 2), np.concatenate([buffer[at], own[0], own[1]])
 

@@ -231,11 +231,10 @@ done:
 #endif
 
 /* out (ra, rb) = A (ra, s) · B (rb, s)ᵀ of latent features, exactly: |feature| <= 127 and
- * s < 2^15, so each dot product fits int32 (the fit's Gram matrices, which BLAS computes in
- * float64, exactly too, for the numpy coder). int16 inputs: a multiply-add of pairs. */
+ * s < 2^15, so each dot product fits int32. int16 inputs: a multiply-add of pairs. */
 VECTOR_CLONES
-void walloc_rans_gram(const int16_t *a, int64_t ra, const int16_t *b, int64_t rb, int64_t s,
-                      int64_t *out) {
+static void gram(const int16_t *a, int64_t ra, const int16_t *b, int64_t rb, int64_t s,
+                 int64_t *out) {
     for (int64_t i = 0; i < ra; i++)
         for (int64_t j = 0; j < rb; j++) {
             const int16_t *x = a + i * s, *y = b + j * s;
@@ -243,6 +242,36 @@ void walloc_rans_gram(const int16_t *a, int64_t ra, const int16_t *b, int64_t rb
             for (int64_t k = 0; k < s; k++) acc += (int32_t)x[k] * (int32_t)y[k];
             out[i * rb + j] = acc;
         }
+}
+
+/* The least-squares fit's Gram matrices over the latents at `slots` (s of them, the same
+ * slot in every channel's part of the zero-guarded buffer): with V the values, west and
+ * north neighbours of every channel (3C, s) and O channel c's K own neighbours (C, K, s),
+ * shared = V·Vᵀ (3C, 3C), cross = O·Vᵀ (C, K, 3C), own = O·Oᵀ per channel (C, K, K). Exact
+ * (BLAS's float64 ones for the numpy coder are exact too). Returns 0, or -1. */
+int walloc_rans_grams(const int32_t *buffer, int64_t C, int64_t stride, int64_t K,
+                      const int64_t *own_offset, const int64_t *slots, int64_t s,
+                      int64_t *shared, int64_t *cross, int64_t *own) {
+    if (s >= 1 << 15) return -2;  /* int32 sums would not be exact */
+    int16_t *V = calloc((size_t)(3 * C * s + 1), sizeof(int16_t));
+    int16_t *O = calloc((size_t)(C * K * s + 1), sizeof(int16_t));
+    if (!V || !O) { free(V); free(O); return -1; }
+    for (int64_t c = 0; c < C; c++) {
+        const int32_t *base = buffer + (c + 1) * stride;
+        for (int64_t i = 0; i < s; i++) {
+            const int32_t *x = base + slots[i];
+            V[c * s + i] = (int16_t)x[0];
+            V[(C + c) * s + i] = (int16_t)x[own_offset[0]];
+            V[(2 * C + c) * s + i] = (int16_t)x[own_offset[1]];
+            for (int64_t k = 0; k < K; k++) O[(c * K + k) * s + i] = (int16_t)x[own_offset[k]];
+        }
+    }
+    gram(V, 3 * C, V, 3 * C, s, shared);
+    gram(O, C * K, V, 3 * C, s, cross);
+    for (int64_t c = 0; c < C; c++) gram(O + c * K * s, K, O + c * K * s, K, s, own + c * K * K);
+    free(V);
+    free(O);
+    return 0;
 }
 
 /* Residuals and contexts of a tile's latents X (C, n), in int32 (exact: |coefficient| <

@@ -8,7 +8,8 @@ import os
 
 import numpy as np
 
-__all__ = ["available", "reason", "turned_off", "decode", "gram", "residuals", "encode"]
+__all__ = ["available", "reason", "turned_off", "decode", "buffer", "grams", "residuals",
+           "encode"]
 
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
@@ -16,7 +17,6 @@ _U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
-_I16 = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
 ABI = 3  # WALLOC_RANS_ABI in _native.c: the signatures below
 
@@ -35,8 +35,9 @@ def _load():
     lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64,
                                        _i64, _i64, _i64, _I64, _I64, _I64, _U8, _I64, _I64,
                                        _I64, _I64, _i64, _U64, _U16, _i64, _I64, _I64]
-    lib.walloc_rans_gram.restype = None
-    lib.walloc_rans_gram.argtypes = [_I16, _i64, _I16, _i64, _i64, _I64]
+    lib.walloc_rans_grams.restype = _int
+    lib.walloc_rans_grams.argtypes = [_I32, _i64, _i64, _i64, _I64, _I64, _i64, _I64, _I64,
+                                      _I64]
     lib.walloc_rans_residuals.restype = _i64
     lib.walloc_rans_residuals.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64,
                                           _I64, _I32, _I32, _U8, _i64, _i64, _I64, _I64, _I32,
@@ -92,21 +93,36 @@ def decode(d, prior, refresh):
     return status
 
 
-def gram(a, b):
-    """a (ra, s) · b (rb, s)ᵀ as int64, for latent features (|value| <= 127, s < 2^15)."""
-    a, b = _c(a, np.int16), _c(b, np.int16)
-    out = np.empty((a.shape[0], b.shape[0]), np.int64)
-    _LIB.walloc_rans_gram(a, a.shape[0], b, b.shape[0], a.shape[1], out)
+def buffer(layout, X):
+    """The layout's zero-guarded buffer of latents X (C, n), int32: what the fit and the
+    residuals read."""
+    out = np.zeros(layout.size, np.int32)
+    layout.store(out, X)
     return out
 
 
-def residuals(layout, X, coefs, constant, clip, contexts):
-    """(residual (C, n) int32, table (C, n) int64, reach) of latents X (C, n) under the
-    coefficient rows ``coefs`` (C, K + 3C), as ``_residuals`` and ``_coding_order`` compute
-    them; ``contexts`` a predictor.Contexts."""
-    C, n = X.shape
-    buffer = np.zeros(layout.size, np.int32)
-    layout.store(buffer, X)
+def grams(layout, buffer, positions):
+    """The fit's Gram matrices (as ``predictor.numpy_grams`` computes them from the
+    features) over the latents at ``positions``, float64; None where the sample is too long
+    for exact int32 sums."""
+    C, K = layout.channels, len(layout.own_offsets)
+    shared = np.empty((3 * C, 3 * C), np.int64)
+    cross = np.empty((C, K, 3 * C), np.int64)
+    own = np.empty((C, K, K), np.int64)
+    status = _LIB.walloc_rans_grams(buffer, C, layout.stride, K,
+                                    _c(layout.own_offsets, np.int64),
+                                    _c(layout.slots(positions), np.int64), len(positions),
+                                    shared, cross, own)
+    if status == -1:
+        raise MemoryError("rans: the C encoder ran out of memory")
+    return None if status else tuple(g.astype(np.float64) for g in (shared, cross, own))
+
+
+def residuals(layout, buffer, coefs, constant, clip, contexts):
+    """(residual (C, n) int32, table (C, n) int64, reach) of the latents in ``buffer``
+    under the coefficient rows ``coefs`` (C, K + 3C), as ``_residuals`` and
+    ``_coding_order`` compute them; ``contexts`` a predictor.Contexts."""
+    C, n = layout.channels, layout.n
     residual = np.empty((C, n), np.int32)
     table = np.empty((C, n), np.int64)
     reach = _LIB.walloc_rans_residuals(

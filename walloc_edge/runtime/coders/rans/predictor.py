@@ -3,8 +3,6 @@ channels, fitted by least squares, sent in Q8, applied in integers; and the cont
 residual is coded in."""
 import numpy as np
 
-from . import native
-
 COEF_BITS = 8            # predictor coefficients in Q8
 MAX_EARLIER = 16         # a channel is predicted from at most this many earlier channels
 FIT_SAMPLES = 16384      # the least-squares fit looks at about this many latents per channel
@@ -17,19 +15,18 @@ CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
 PLANAR = {"image": (256, 256, -256, 0), "audio": (256, 0, 0)}
 
 
-def fit_taps(O, V, n):
+def fit_taps(grams, s, n):
     """Per channel c: its Q8 coefficients over its K own taps and the 3·m earlier-channel
     taps (values, west, north of channels c − m … c − 1), with m = 0 where the earlier
     channels do not pay for their 16-bit coefficients.
 
-    Least squares on evenly spaced latents (``fit_step`` apart) of a tile of n a channel:
-    ``O`` (C, K, s) their own neighbours and ``V`` (3C, s) their values, west and north
-    neighbours, in float64. All channels share one Gram matrix of the earlier-channel
-    features; a predictor's cost is judged from its mean squared residual v at
-    ½·log2(1 + 2πe·v) bits a latent (a Gaussian's entropy for a large v, 0 for none), plus
-    16 bits per coefficient."""
-    C, K, s = O.shape
-    shared, cross, own_gram = _grams(O, V)
+    Least squares on s evenly spaced latents (``fit_step`` apart) of a tile of n a channel,
+    from their Gram matrices (``numpy_grams``). All channels share one Gram matrix of the
+    earlier-channel features; a predictor's cost is judged from its mean squared residual v
+    at ½·log2(1 + 2πe·v) bits a latent (a Gaussian's entropy for a large v, 0 for none),
+    plus 16 bits per coefficient."""
+    shared, cross, own_gram = grams
+    C, K = own_gram.shape[:2]
     for c in range(C):
         m = min(c, MAX_EARLIER)
         pick = np.concatenate([np.arange(c - m, c) + j * C for j in range(3)]).astype(int)
@@ -47,15 +44,12 @@ def fit_taps(O, V, n):
         yield min(options, key=lambda option: option[0])[1]
 
 
-def _grams(O, V):
-    """V·Vᵀ (3C, 3C), O·Vᵀ (C, K, 3C) and O·Oᵀ per channel (C, K, K), as float64: sums of
-    products of latents, exact either way (in C in int32 where built, else BLAS in float64)."""
-    C, K, s = O.shape
-    if not native.available() or s >= 1 << 15:
-        return V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)
-    return (native.gram(V, V).astype(np.float64),
-            native.gram(O.reshape(C * K, s), V).reshape(C, K, -1).astype(np.float64),
-            np.stack([native.gram(o, o) for o in O]).astype(np.float64))
+def numpy_grams(O, V):
+    """The fit's Gram matrices from its features, O (C, K, s) the own neighbours and V
+    (3C, s) the values, west and north neighbours (float64): V·Vᵀ (3C, 3C), O·Vᵀ
+    (C, K, 3C) and O·Oᵀ per channel (C, K, K); sums of products of latents, exact in
+    float64 (the C coder's int32 ones are the same)."""
+    return V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)
 
 
 def fit_step(n):
