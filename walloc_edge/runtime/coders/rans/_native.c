@@ -155,9 +155,28 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
     int64_t *f = malloc(sizeof(int64_t) * (size_t)features);
     int64_t *seen_table = malloc(sizeof(int64_t) * (size_t)lanes);
     int64_t *seen_symbol = malloc(sizeof(int64_t) * (size_t)lanes);
+    /* Per lane, its features with a nonzero coefficient (the own ones always, first: the
+     * activity reads them), as contiguous (place, coefficient) rows: a lane's channel reads
+     * K + 3m of the K + 3E features, and the sums are exact in any order. */
+    int64_t *place = malloc(sizeof(int64_t) * (size_t)(lanes * features + 1));
+    int64_t *weight = malloc(sizeof(int64_t) * (size_t)(lanes * features + 1));
+    int64_t *used = malloc(sizeof(int64_t) * (size_t)(lanes + 1));
     int64_t *pending_t = NULL, *pending_s = NULL, pending = 0, capacity = 0, next = 0, ptr = 0;
     int status = 0;
-    if (!f || !seen_table || !seen_symbol) { status = -1; goto done; }
+    if (!f || !seen_table || !seen_symbol || !place || !weight || !used) {
+        status = -1;
+        goto done;
+    }
+    const int64_t own = audio ? 3 : 4;
+    for (int64_t l = 0; l < lanes; l++) {
+        used[l] = 0;
+        for (int64_t q = 0; q < features; q++) {
+            int64_t w = lane_coefs[q * lanes + l];
+            if (q >= own && !w) continue;
+            place[l * features + used[l]] = feature_base[q * lanes + l];
+            weight[l * features + used[l]++] = w;
+        }
+    }
     for (int64_t t = 0; t < steps; t++) {
         if (next < refreshes && refresh_at[next] == t) {
             for (int64_t i = 0; i < pending; i++) count(&m, pending_t[i], pending_s[i]);
@@ -171,9 +190,10 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
             int64_t inner = slot_at(t, l, audio, groups, region, rows, width);
             if (inner < 0) continue;
             int64_t acc = 0;
-            for (int64_t q = 0; q < features; q++) {
-                f[q] = buffer[feature_base[q * lanes + l] + inner];
-                acc += lane_coefs[q * lanes + l] * f[q];
+            const int64_t *at = place + l * features, *w = weight + l * features;
+            for (int64_t q = 0; q < used[l]; q++) {
+                f[q] = buffer[at[q] + inner];
+                acc += w[q] * f[q];
             }
             int64_t pred = floor_shift(acc + 128, 8);
             pred = pred < -clip ? -clip : pred > clip ? clip : pred;
@@ -218,6 +238,7 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
         if (state[l] != LOWER) status = 2;
 done:
     free(f); free(seen_table); free(seen_symbol); free(pending_t); free(pending_s);
+    free(place); free(weight); free(used);
     model_free(&m);
     return status;
 }
