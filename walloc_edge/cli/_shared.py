@@ -199,8 +199,10 @@ def add_backend_options(p):
     from ..runtime.backends import BACKENDS
 
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
-                   help="what runs the encoder graph; auto takes the first of "
-                        f"{', '.join(BACKENDS)} that is installed and in the bundle")
+                   help="what runs the sensor encoder (native: the C core, built at install "
+                        "where a C compiler is found); auto takes the first of "
+                        f"{', '.join(BACKENDS)} that can run the bundle here (walloc-edge info "
+                        "says which and why)")
     p.add_argument("--provider", metavar="LIST",
                    help="onnxruntime execution providers in order of preference, e.g. "
                         "tensorrt,cuda,cpu on a Jetson (default: the CPU)")
