@@ -1,7 +1,7 @@
 """Server side: .wlc bitstreams → torch decoder → signal; quality metrics; evaluation.
 
-Names load on first use, so that ``walloc_edge.decoder.metrics.psnr`` works without torch
-(the bench on a sensor uses it).
+Names load on first use, so that ``walloc_edge.decoder.psnr`` works without torch (the
+numpy metrics live in ``runtime.metrics``; MS-SSIM needs torch).
 """
 import importlib
 

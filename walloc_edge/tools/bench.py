@@ -326,7 +326,7 @@ def _image_baselines(sample, amount, repeat, target_bytes):
     """JPEG and WebP (lossy) at the quality whose size is closest to the codec's, and PNG."""
     from PIL import Image
 
-    from ..decoder.metrics import psnr
+    from ..runtime.metrics import psnr
 
     image = Image.fromarray(sample if sample.shape[2] == 3 else sample[..., 0])
 
@@ -366,7 +366,7 @@ def _audio_baselines(sample, amount, repeat, target_bytes):
         return [{"row": "Opus and FLAC", "kind": "baseline",
                  "status": "skipped: soundfile is not installed"}]
     from ..decoder.baselines import OPUS_RATE, flac_encode, opus_at, opus_encode, resample
-    from ..decoder.metrics import psnr
+    from ..runtime.metrics import psnr
 
     x = sample / 32768.0
     data, decoded, level = opus_at(x, 44100, target_bytes)
