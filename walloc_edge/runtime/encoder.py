@@ -91,8 +91,9 @@ def _gather(sample, index):
 
 class Encoder:
     """The sensor encoder of a bundle on one backend ("auto": the first of "native",
-    "onnxruntime", "litert", "numpy" that can run here; ``backend.name`` says which). ``providers``:
-    onnxruntime execution providers in order of preference (default: the CPU).
+    "onnxruntime", "litert", "numpy" that can run here; ``backend.name`` says which).
+    ``providers``: onnxruntime execution providers in order of preference (default: the
+    CPU).
 
     ``tile``: interior samples per axis of one backend run for large inputs (default 1024
     pixels, 65536 audio samples); a LiteRT graph's static size fixes it instead.

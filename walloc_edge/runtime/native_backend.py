@@ -9,13 +9,13 @@ lifts so (bior4.4, every shipped model; checked against the bundle's filters at 
 WALLOC_EDGE_NATIVE=0 turns it off (with the rans C loops).
 """
 import ctypes
-import importlib.util
 import math
 import os
 import threading
 
 import numpy as np
 
+from ._extension import load_extension
 from .modality import modality
 from .numpy_backend import quantizer_thresholds
 
@@ -35,15 +35,9 @@ LIFTING = np.array([-1.586134342059924, -0.052980118572961, 0.882911075530934,
 
 
 def _load():
-    if os.environ.get("WALLOC_EDGE_NATIVE", "1") == "0":
-        return None, "turned off by WALLOC_EDGE_NATIVE=0"
-    spec = importlib.util.find_spec(f"{__package__}._native_encoder")
-    if spec is None or not spec.origin:
-        return None, "the C extension was not built (no C compiler when it was installed)"
-    lib = ctypes.CDLL(spec.origin)
-    if not hasattr(lib, "walloc_native_abi") or lib.walloc_native_abi() != ABI:
-        return None, ("the C extension is from another version of walloc-edge (reinstall it "
-                      "to rebuild it)")
+    lib, why = load_extension(f"{__package__}._native_encoder", "walloc_native_abi", ABI)
+    if lib is None:
+        return None, why
     u8, i16 = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.uint8, np.int16))
     lib.walloc_native_encode_image.restype = _int
     lib.walloc_native_encode_image.argtypes = [u8, _i64, _i64, _i64] + _COMMON
@@ -142,7 +136,7 @@ class NativeBackend:
         arrays = bundle.arrays()
         cfg = bundle.config
         self.image = bundle.modality == "image"
-        self.J, self.channels, self.latent_dim = cfg["J"], cfg["channels"], cfg["latent_dim"]
+        self.J, self.latent_dim = cfg["J"], cfg["latent_dim"]
         self.min_size = bundle.meta["input"]["min_size"]
         self.threads = threads or os.cpu_count() or 1
         self.detail = f"{self.threads} thread" + "s" * (self.threads > 1)
@@ -174,11 +168,12 @@ class NativeBackend:
         if self.image:
             _, H, W, C = raw.shape
             out = np.empty((1, self.latent_dim, H // block, W // block), np.int8)
-            status = _LIB.walloc_native_encode_image(np.ascontiguousarray(raw[0], np.uint8), H, W, C,
-                                              *common, out, *work, self.threads)
+            status = _LIB.walloc_native_encode_image(np.ascontiguousarray(raw[0], np.uint8),
+                                                     H, W, C, *common, out, *work,
+                                                     self.threads)
         else:
             _, n, C = raw.shape
             out = np.empty((1, self.latent_dim, n // block + 2), np.int8)
-            status = _LIB.walloc_native_encode_audio(np.ascontiguousarray(raw[0], np.int16), n, C,
-                                              *common, out, *work, self.threads)
+            status = _LIB.walloc_native_encode_audio(np.ascontiguousarray(raw[0], np.int16),
+                                                     n, C, *common, out, *work, self.threads)
         return status, out

@@ -325,11 +325,11 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, i
                    latent_dim, thresholds, n_thresholds, clip, out, threads);
 }
 
-int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t channels, int64_t J,
-                        const float *lifting, const float *weight,
-                        const float *bias, int64_t latent_dim, const double *thresholds,
-                        int64_t n_thresholds, int64_t clip, int8_t *out, float *a, float *b,
-                        int threads) {
+int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t channels,
+                               int64_t J, const float *lifting, const float *weight,
+                               const float *bias, int64_t latent_dim, const double *thresholds,
+                               int64_t n_thresholds, int64_t clip, int8_t *out, float *a,
+                               float *b, int threads) {
     Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
     const float *x = packet((Source){NULL, NULL, raw, channels}, a, b, 1, samples, J, &steps,
                             threads);

@@ -160,7 +160,9 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
                                        if "encode" in row else row["status"]))
         latents = np.load(Path(work) / "latents.npy")
         if modality == "image":
-            rows += [_c_row(bundle, sample, Path(work), repeat, amount, latents, fixed)
+            raw = Path(work) / "input.raw"  # what the C host program reads
+            raw.write_bytes(np.ascontiguousarray(sample).tobytes())
+            rows += [_c_row(bundle, raw, sample.shape, repeat, amount, latents, fixed)
                      for fixed in (False, True)]
     coder_rows = _coder_rows(latents, info.latent_bits, amount, repeat, CODERS)
     # per coder, its first row: the C loops of rans where they are built
@@ -201,17 +203,16 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
     return row
 
 
-def _c_row(bundle, sample, work, repeat, amount, latents, fixed):
-    """The C export's host program, one thread, reading the raw image from a file: the
-    runtime's core, or the fixed-memory encoder (``--fixed``)."""
+def _c_row(bundle, raw, shape, repeat, amount, latents, fixed):
+    """The C export's host program, one thread, reading the raw image (of ``shape``) from
+    the file ``raw``: the runtime's core, or the fixed-memory encoder (``--fixed``)."""
     row = {"row": "C export, fixed-memory encoder (walloc_encode --fixed)" if fixed else
            "C export, the core (walloc_encode, 1 thread)", "kind": "sensor"}
     program = Path(bundle) / "c" / "walloc_encode"
     if not program.exists():
         return {**row, "status": "skipped: no C export in the bundle (export --format c)"}
-    raw, out = work / "input.raw", work / "c.raw"
-    raw.write_bytes(np.ascontiguousarray(sample).tobytes())
-    h, w, c = sample.shape
+    out = raw.with_name("c.raw")
+    h, w, c = shape
     command = [str(program), *(["--fixed"] if fixed else []), "--latents", str(raw), str(h),
                str(w), str(c), str(out)]
     times = timed(lambda: subprocess.run(command, check=True), repeat)

@@ -233,7 +233,10 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
     float *work = malloc(2 * n * sizeof *work);
     void *x = malloc(n * (WALLOC_AUDIO ? 2 : 1));
     long *cols = malloc((size_t)padded[1] * sizeof *cols);
-    if (!work || !x || !cols) return -1;
+    if (!work || !x || !cols) {
+        free(work); free(x); free(cols);
+        return -1;
+    }
     for (long j = 0; j < padded[1]; j++)  /* each padded column's source column */
         cols[j] = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
     for (long i = 0; i < padded[0]; i++) {

@@ -1,12 +1,13 @@
-"""``rans``: the project's entropy coder, interleaved rANS vectorised in numpy.
+"""``rans``: the project's entropy coder, interleaved rANS (numpy, and C where built).
 
 Model (causal, adaptive, integers only; the parts live beside this file):
 - Prediction (``predictor``). Each latent is predicted by a per-channel linear predictor
   from its causal neighbours in its own channel (images: west, north, north-west,
-  north-east; audio: the three previous samples) and from up to 16 earlier channels: their latents at the same position and those latents'
-  west and north neighbours; WaLLoC's channels are linear mixtures of the same wavelet
-  coefficients, so the earlier channels predict much of each later one. The encoder fits the
-  coefficients by least squares on the tile and sends them in Q8 (int16). A channel whose
+  north-east; audio: the three previous samples) and from up to 16 earlier channels: their
+  latents at the same position and those latents' west and north neighbours; WaLLoC's
+  channels are linear mixtures of the same wavelet coefficients, so the earlier channels
+  predict much of each later one. The encoder fits the coefficients by least squares on the
+  tile and sends them in Q8 (int16). A channel whose
   latents are all one value (silence, a flat sky) sends that value and nothing else.
 - Probabilities (``model``). The residual, wrapped into the latent range, is coded with
   adaptive frequencies per channel and context: the local activity |W − NW| + |N − NW|
@@ -18,7 +19,9 @@ Model (causal, adaptive, integers only; the parts live beside this file):
 Coding: 32-bit rANS states, 16-bit renormalisation words, 15-bit probabilities. Each channel
 is cut into parts (``layout``: images column strips coded as a wavefront, audio runs of
 samples) and every (channel, part) pair is one rANS lane; all lanes advance together, one
-numpy operation per step for all of them. The payload's fields: ``payload.Payload``.
+numpy operation per step for all of them (this module: the readable reference), or in C
+(``native``: the same bytes, where the extension is built). The payload's fields:
+``payload.Payload``.
 
 Model versions: 5 (the fitted predictor, with constant channels, and a mode byte per tile:
 rANS, or for latents that repeat, such as a pure tone's, LZMA — ``lzma_mode``), 4 (the same
@@ -73,17 +76,19 @@ class RansCoder(Coder):
         layout = Layout(latents.shape, Layout.region_for(latents.shape))
         K = len(layout.own_offsets)
         fast = native.available()
-        buffer = native.buffer(layout, X) if fast else None
+        if fast:
+            buffer = native.buffer(layout, X)
+        else:
+            values, own = _features(layout, X)
         if self.predictor == "planar":
             constant = np.zeros(C, bool)
             rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
-            positions = np.arange(0, layout.n, fit_step(layout.n))
-            grams = native.grams(layout, buffer, positions) if fast else None
-            if grams is None:  # no C, or too many latents sampled for its int32 sums
-                grams = numpy_grams(*_fit_features(layout, X, positions))
-            rows = list(fit_taps(grams, len(positions), layout.n))
+            step = fit_step(layout.n)
+            grams = (native.grams(layout, buffer, np.arange(0, layout.n, step)) if fast else
+                     numpy_grams(*_fit_features(values, own, step)))
+            rows = list(fit_taps(grams, -(-layout.n // step), layout.n))
         contexts = Contexts(clip)
         refresh = refresh_steps(layout.steps)
         if fast:
@@ -95,7 +100,6 @@ class RansCoder(Coder):
                                           reach, laplace_prior(reach),
                                           np.array(refresh, np.int64))
         else:
-            values, own = _features(layout, X)
             residual = _residuals(X, own, values, rows, constant, clip)  # (C + 1, n)
             reach = int(np.abs(residual).max())  # the tables span only the tile's residuals
             tables, symbols = _coding_order(layout, contexts, layout.activity(own), residual,
@@ -152,14 +156,11 @@ def _features(layout, X):
     return values, np.stack([layout.gather(buffer, o) for o in layout.own_offsets])
 
 
-def _fit_features(layout, X, positions):
-    """(O (C, K, s), V (3C, s)): the least-squares fit's features at ``positions``: own
-    neighbours; values, west and north neighbours (float64)."""
-    buffer = np.zeros(layout.size, np.float64)
-    layout.store(buffer, X.astype(np.float64))
-    at = layout.channel_base[:, None] + layout.slots(positions)                 # (C, s)
-    own = np.stack([buffer[at + o] for o in layout.own_offsets])                # (K, C, s)
-    return own.transpose(1, 0, 2), np.concatenate([buffer[at], own[0], own[1]])
+def _fit_features(values, own, step):
+    """(O (C, K, s), V (3C, s)): the least-squares fit's features at every ``step``-th
+    position, from ``_features``: own neighbours; values, west and north neighbours."""
+    sample = own[:, :, ::step]                                                  # (K, C, s)
+    return sample.transpose(1, 0, 2), np.concatenate([values[:, ::step], sample[0], sample[1]])
 
 
 def _residuals(X, own, values, rows, constant, clip):

@@ -14,7 +14,7 @@
 
 /* Bumped whenever a signature below changes: native.py refuses a library of another
  * version (a stale build) instead of calling it with the wrong arguments. */
-#define WALLOC_RANS_ABI 3
+#define WALLOC_RANS_ABI 4
 
 int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 
@@ -135,12 +135,13 @@ static inline int64_t slot_at(int64_t t, int64_t l, int audio, int64_t groups,
 }
 
 /* Decode one tile. Arrays as _Decoding in __init__.py builds them: feature_base (F, lanes),
- * lane_coefs (F, lanes), lane_tables and coded (lanes: 0 for a constant channel's lanes);
+ * lane_coefs (F, lanes), the first `own` of the F features a lane's own neighbours (the
+ * activity reads them), lane_tables and coded (lanes: 0 for a constant channel's lanes);
  * the layout (audio, groups, region, rows, width, stride) places each lane at each step.
  * buffer and residual have size + 1 slots. refresh: sorted steps.
  * Returns 0, 1 (truncated), 2 (did not end in the initial state), -1 (no memory). */
-int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio,
-                       int64_t groups, int64_t region, int64_t rows, int64_t width,
+int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int64_t own,
+                       int audio, int64_t groups, int64_t region, int64_t rows, int64_t width,
                        int64_t clip, int64_t reach, int64_t stride,
                        int64_t tables, const int64_t *prior,
                        const int64_t *feature_base, const int64_t *lane_coefs,
@@ -167,7 +168,6 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int audio
         status = -1;
         goto done;
     }
-    const int64_t own = audio ? 3 : 4;
     for (int64_t l = 0; l < lanes; l++) {
         used[l] = 0;
         for (int64_t q = 0; q < features; q++) {

@@ -3,36 +3,29 @@ was built; ``available()`` says whether, and why not. WALLOC_EDGE_NATIVE=0 turns
 (the numpy code then runs: the same bytes and latents, slower)."""
 import contextlib
 import ctypes
-import importlib.util
-import os
 
 import numpy as np
+
+from ..._extension import load_extension
 
 __all__ = ["available", "reason", "turned_off", "decode", "buffer", "grams", "residuals",
            "encode"]
 
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
-_U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
-ABI = 3  # WALLOC_RANS_ABI in _native.c: the signatures below
+ABI = 4  # WALLOC_RANS_ABI in _native.c: the signatures below
 
 
 def _load():
-    if os.environ.get("WALLOC_EDGE_NATIVE", "1") == "0":
-        return None, "turned off by WALLOC_EDGE_NATIVE=0"
-    spec = importlib.util.find_spec(f"{__package__}._native")
-    if spec is None or not spec.origin:
-        return None, "the C extension was not built (no C compiler when it was installed)"
-    lib = ctypes.CDLL(spec.origin)
-    if not hasattr(lib, "walloc_rans_abi") or lib.walloc_rans_abi() != ABI:
-        return None, ("the C extension is from another version of walloc-edge (reinstall it "
-                      "to rebuild it)")
+    lib, why = load_extension(f"{__package__}._native", "walloc_rans_abi", ABI)
+    if lib is None:
+        return None, why
     lib.walloc_rans_decode.restype = _int
-    lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64,
+    lib.walloc_rans_decode.argtypes = [_i64, _i64, _i64, _i64, _int, _i64, _i64, _i64, _i64, _i64,
                                        _i64, _i64, _i64, _I64, _I64, _I64, _U8, _I64, _I64,
                                        _I64, _I64, _i64, _U64, _U16, _i64, _I64, _I64]
     lib.walloc_rans_grams.restype = _int
@@ -81,8 +74,8 @@ def decode(d, prior, refresh):
     2 corrupted) and leaves the latents in ``d.buffer``."""
     layout = d.layout
     status = _LIB.walloc_rans_decode(
-        layout.steps, layout.lanes, d.feature_base.shape[0], int(layout.audio), layout.groups,
-        layout.region, layout.rows, layout.width, d.clip, d.reach, layout.stride,
+        layout.steps, layout.lanes, d.feature_base.shape[0], d.K, int(layout.audio),
+        layout.groups, layout.region, layout.rows, layout.width, d.clip, d.reach, layout.stride,
         d.tables, _c(prior, np.int64), _c(d.feature_base, np.int64),
         _c(d.lane_coefs, np.int64), _c(d.coded_lane, np.uint8), _c(d.lane_tables, np.int64),
         _c(d.contexts.activity, np.int64),
@@ -103,8 +96,8 @@ def buffer(layout, X):
 
 def grams(layout, buffer, positions):
     """The fit's Gram matrices (as ``predictor.numpy_grams`` computes them from the
-    features) over the latents at ``positions``, float64; None where the sample is too long
-    for exact int32 sums."""
+    features) over the latents at ``positions`` (fewer than 2^15: fit_step keeps them
+    under 2 · FIT_SAMPLES), float64."""
     C, K = layout.channels, len(layout.own_offsets)
     shared = np.empty((3 * C, 3 * C), np.int64)
     cross = np.empty((C, K, 3 * C), np.int64)
@@ -115,7 +108,9 @@ def grams(layout, buffer, positions):
                                     shared, cross, own)
     if status == -1:
         raise MemoryError("rans: the C encoder ran out of memory")
-    return None if status else tuple(g.astype(np.float64) for g in (shared, cross, own))
+    if status:
+        raise ValueError(f"rans: {len(positions)} fit positions are too many for int32 sums")
+    return tuple(g.astype(np.float64) for g in (shared, cross, own))
 
 
 def residuals(layout, buffer, coefs, constant, clip, contexts):
