@@ -8,10 +8,13 @@ from setuptools import Extension, setup
 C99 = ["-O3", "-std=c99"]
 setup(ext_modules=[
     Extension("walloc_edge.runtime.coders.rans._native",
-              ["walloc_edge/runtime/coders/rans/_native.c"], extra_compile_args=C99,
+              ["walloc_edge/runtime/coders/rans/_native.c"],
+              depends=["walloc_edge/runtime/native_parallel.h"],
+              extra_compile_args=C99 + ["-pthread"], extra_link_args=["-pthread"],
               optional=True),
     Extension("walloc_edge.runtime._native_encoder",
               ["walloc_edge/runtime/_native_encoder.c", "walloc_edge/runtime/native_encoder.c"],
-              depends=["walloc_edge/runtime/native_encoder.h"],
+              depends=["walloc_edge/runtime/native_encoder.h",
+                       "walloc_edge/runtime/native_parallel.h"],
               extra_compile_args=C99 + ["-pthread"], extra_link_args=["-pthread"],
               optional=True)])

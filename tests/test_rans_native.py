@@ -48,6 +48,15 @@ def test_native_bytes_and_latents_equal_numpy(predictor, monkeypatch):
                                   latents)
 
 
+@pytest.mark.parametrize("threads", [2, 3, 16])
+def test_native_bytes_do_not_depend_on_threads(threads):
+    """Channels coded on several threads (more threads than channels too) merge into the
+    bytes one thread writes."""
+    coder = RansCoder()
+    for latents in latent_cases():
+        assert coder.encode(latents, 8, threads) == coder.encode(latents, 8), latents.shape
+
+
 @pytest.mark.parametrize("bits", [2, 3, 6])
 def test_native_other_bit_depths(bits, monkeypatch):
     clip = 2 ** (bits - 1) - 1

@@ -24,7 +24,8 @@ from ..runtime.numpy_backend import quantizer_thresholds
 __all__ = ["write_c_sources", "build_c", "c_runner", "compiler"]
 
 SOURCES = Path(__file__).with_name("c_source")
-CORE = [Path(__file__).parent.parent / "runtime" / f"native_encoder.{ext}" for ext in "ch"]
+CORE = [Path(__file__).parent.parent / "runtime" / name
+        for name in ("native_encoder.c", "native_encoder.h", "native_parallel.h")]
 
 
 def _initializer(values, number):

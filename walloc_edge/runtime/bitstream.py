@@ -107,9 +107,9 @@ class Bitstream:
         return out
 
 
-def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=0):
+def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=0, threads=1):
     """.wlc bytes for ``latents`` of an input with ``spec`` ({"shape", "dtype"}) encoded by
-    ``bundle``'s model, coded tile by tile with ``coder``."""
+    ``bundle``'s model, coded tile by tile with ``coder`` (on up to ``threads`` threads)."""
     cfg = bundle.config
     chosen = get_coder(coder)
     if cfg["latent_bits"] > chosen.max_bits:
@@ -128,7 +128,8 @@ def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=
                          f"shape {header.shape} (expected {header.latent_shape})")
     parts = [_pack_header(header)]
     for index in header.tiles():
-        payload = chosen.encode(np.ascontiguousarray(latents[index]), header.latent_bits)
+        payload = chosen.encode(np.ascontiguousarray(latents[index]), header.latent_bits,
+                                threads)
         parts += [_U32.pack(len(payload)), payload]
     data = b"".join(parts)
     return data + _U32.pack(zlib.crc32(data))

@@ -9,6 +9,7 @@ latents depend only on the ``left``/``right`` samples around it (the bundle's
 latents of a tiled encode equal those of a whole-image encode and the decoder sees no seams.
 Tiles are gathered straight from the input, never from a padded copy of it.
 """
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,7 @@ class Encoder:
                  providers: "str | list[str] | None" = None):
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.backend = make_backend(backend, self.bundle, threads, providers)
+        self.threads = threads or os.cpu_count() or 1  # the entropy coder's too
         b = self.bundle
         self.block = b.block
         self.left, self.right = b.receptive_field
@@ -147,7 +149,7 @@ class Encoder:
 
         sample, spec = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
         return write_bitstream(self.bundle, self._latents(sample), spec, coder, tile,
-                               sample_rate)
+                               sample_rate, self.threads)
 
     def _latents(self, sample):
         sizes = sample.shape[:-1]

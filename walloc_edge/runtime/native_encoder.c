@@ -21,8 +21,8 @@
  * ctypes; tests/test_cross_compile.py builds it for ARM with a small test program.
  */
 #include "native_encoder.h"
+#include "native_parallel.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,146 +36,139 @@ typedef struct {
     float c[4];
 } Lifting;
 
-/* --- threads ------------------------------------------------------------------------- */
-
-typedef void (*Work)(void *ctx, int64_t begin, int64_t end, float *scratch);
-
-typedef struct {
-    Work work;
-    void *ctx;
-    int64_t begin, end;
-    float *scratch;
-} Share;
-
-static void *run_share(void *arg) {
-    Share *s = arg;
-    s->work(s->ctx, s->begin, s->end, s->scratch);
-    return NULL;
-}
-
-/* work(ctx, begin, end, scratch) over [0, items) cut into `threads` contiguous shares; each
- * share has `scratch_floats` floats of scratch of its own. Returns -1 when memory runs out. */
-static int parallel(Work work, void *ctx, int64_t items, int threads, int64_t scratch_floats) {
-    if (items < 1) return 0;
-    if (threads < 1) threads = 1;
-    if (threads > items) threads = (int)items;
-    float *scratch = malloc((size_t)(threads * scratch_floats + 1) * sizeof(float));
-    Share *shares = malloc((size_t)threads * sizeof(Share));
-    pthread_t *ids = malloc((size_t)threads * sizeof(pthread_t));
-    char *started = calloc((size_t)threads, 1);
-    if (!scratch || !shares || !ids || !started) {
-        free(scratch); free(shares); free(ids); free(started);
-        return -1;
-    }
-    for (int t = 0; t < threads; t++)
-        shares[t] = (Share){work, ctx, items * t / threads, items * (t + 1) / threads,
-                            scratch + t * scratch_floats};
-    for (int t = 1; t < threads; t++)
-        started[t] = pthread_create(&ids[t], NULL, run_share, &shares[t]) == 0;
-    for (int t = 0; t < threads; t++)
-        if (!started[t]) run_share(&shares[t]); /* share 0, and any no thread took */
-    for (int t = 1; t < threads; t++)
-        if (started[t]) pthread_join(ids[t], NULL);
-    free(scratch); free(shares); free(ids); free(started);
-    return 0;
-}
-
 /* --- one DWT level, by lifting ------------------------------------------------------- */
 
-/* The hot loops get an AVX2 build beside the baseline one on x86-64 (chosen at load time).
- * ISO C (-std=c99) contracts no multiply-add, so every build computes the same floats. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
-/* The lifting steps on a row's even samples s and odd samples d (m each, periodic). */
+/* One level on a row y of 2m samples (periodic): its even samples lifted into s, its odd
+ * ones into d (m each). The first two steps read y, so the split costs no pass of its own. */
 VECTOR_CLONES
-static void lift_row(float *restrict s, float *restrict d, int64_t m, const Lifting *L) {
-    for (int k = 0; k < 4; k += 2) {
-        const float odd = L->c[k], even = L->c[k + 1];
-        for (int64_t i = 0; i < m - 1; i++) d[i] += odd * (s[i] + s[i + 1]);
-        d[m - 1] += odd * (s[m - 1] + s[0]);
-        for (int64_t i = m - 1; i > 0; i--) s[i] += even * (d[i - 1] + d[i]);
-        s[0] += even * (d[m - 1] + d[0]);
-    }
+static void split_lift_row(const float *restrict y, float *restrict s, float *restrict d,
+                           int64_t m, const Lifting *L) {
+    const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
+    for (int64_t i = 0; i < m - 1; i++) d[i] = y[2 * i + 1] + c0 * (y[2 * i] + y[2 * i + 2]);
+    d[m - 1] = y[2 * m - 1] + c0 * (y[2 * m - 2] + y[0]);
+    s[0] = y[0] + c1 * (d[m - 1] + d[0]);
+    for (int64_t i = 1; i < m; i++) s[i] = y[2 * i] + c1 * (d[i - 1] + d[i]);
+    for (int64_t i = 0; i < m - 1; i++) d[i] += c2 * (s[i] + s[i + 1]);
+    d[m - 1] += c2 * (s[m - 1] + s[0]);
+    s[0] += c3 * (d[m - 1] + d[0]);
+    for (int64_t i = 1; i < m; i++) s[i] += c3 * (d[i - 1] + d[i]);
 }
 
-/* Where a width pass reads: float planes, or (the first level) the caller's interleaved
- * integers, converted as they are read. */
+/* Where the width pass reads: the caller's interleaved integers, converted as read. */
 typedef struct {
-    const float *planes;    /* (planes, rows, cols) */
-    const uint8_t *u8;      /* or (rows, cols, channels) */
+    const uint8_t *u8;      /* (rows, cols, channels) */
     const int16_t *i16;     /* or (cols, channels): audio */
     int64_t channels;
 } Source;
 
-/* Width pass: every row of each plane (rows x cols) → planes 2p (even: low) and 2p + 1
- * (odd: high) of rows x cols/2, lifted in place there. A work item is one row. */
+/* Width pass: each row of each channel → its 2^J width subbands, all J levels while the row
+ * is in cache (scratch: 2 cols floats). Out: planes c * 2^J + band of rows x cols / 2^J, band
+ * bits the low/high choice per level, first level first. A work item is one row. */
 typedef struct {
     Source in;
     float *out;
-    int64_t rows, cols;
+    int64_t rows, cols, J;
     const Lifting *lifting;
 } WidthPass;
 
-static void width_items(void *ctx, int64_t begin, int64_t end, float *unused) {
-    (void)unused;
+static void width_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const WidthPass *c = ctx;
-    const int64_t m = c->cols / 2, C = c->in.channels;
+    const int64_t C = c->in.channels, w = c->cols >> c->J;
+    float *buffer[2] = {scratch, scratch + c->cols};
     for (int64_t row = begin; row < end; row++) {
-        int64_t p = row / c->rows, r = row % c->rows;
-        float *restrict s = c->out + (2 * p * c->rows + r) * m, *restrict d = s + c->rows * m;
-        if (c->in.planes) {
-            const float *x = c->in.planes + row * c->cols;
-            for (int64_t i = 0; i < m; i++) s[i] = x[2 * i], d[i] = x[2 * i + 1];
-        } else if (c->in.u8) {
-            const uint8_t *x = c->in.u8 + r * c->cols * C + p;
-            for (int64_t i = 0; i < m; i++) s[i] = x[2 * i * C], d[i] = x[(2 * i + 1) * C];
+        int64_t ch = row / c->rows, r = row % c->rows;
+        float *x = buffer[0];
+        if (c->in.u8) {
+            const uint8_t *in = c->in.u8 + r * c->cols * C + ch;
+            for (int64_t i = 0; i < c->cols; i++) x[i] = in[i * C];
         } else {
-            const int16_t *x = c->in.i16 + r * c->cols * C + p;
-            for (int64_t i = 0; i < m; i++) s[i] = x[2 * i * C], d[i] = x[(2 * i + 1) * C];
+            const int16_t *in = c->in.i16 + ch;
+            for (int64_t i = 0; i < c->cols; i++) x[i] = in[i * C];
         }
-        lift_row(s, d, m, c->lifting);
+        for (int64_t level = 0, m = c->cols / 2; level < c->J; level++, m /= 2) {
+            const float *from = buffer[level & 1];
+            for (int64_t band = 0; band < (int64_t)1 << level; band++) {
+                float *s, *d; /* the last level writes the output planes */
+                if (level == c->J - 1) {
+                    s = c->out + ((ch << c->J) + 2 * band) * c->rows * w + r * w;
+                    d = s + c->rows * w;
+                } else {
+                    s = buffer[!(level & 1)] + 2 * band * m, d = s + m;
+                }
+                split_lift_row(from + 2 * band * m, s, d, m, c->lifting);
+            }
+        }
     }
 }
 
-/* Height pass: every plane (rows x cols) → planes 2p (low) and 2p + 1 (high) of rows/2 x
- * cols: even and odd rows copied there, then lifted as whole rows. A work item is one strip
- * of STRIP columns of one plane (its rows stay in cache across the four steps). */
+/* out = y + c (a + b), n floats: one lifting step on a row (inlined into each clone). */
+static inline void axpy2(float *out, const float *y, const float *restrict a,
+                         const float *restrict b, float c, int64_t n) {
+    for (int64_t i = 0; i < n; i++) out[i] = y[i] + c * (a[i] + b[i]);
+}
+
+/* One level down the columns of rows 0 .. 2m - 1 of x (row stride xs; n floats a row,
+ * periodic): the even rows lifted into s, the odd ones into d (row stride ys). The first
+ * two steps read x, so the split costs no pass of its own. */
+VECTOR_CLONES
+static void split_lift_rows(const float *x, int64_t xs, float *s, float *d, int64_t ys,
+                            int64_t m, int64_t n, const Lifting *L) {
+    const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
+#define EVEN(i) (x + 2 * (i) * xs)
+    for (int64_t i = 0; i < m; i++)
+        axpy2(d + i * ys, EVEN(i) + xs, EVEN(i), EVEN(i + 1 < m ? i + 1 : 0), c0, n);
+    for (int64_t i = 0; i < m; i++)
+        axpy2(s + i * ys, EVEN(i), d + (i > 0 ? i - 1 : m - 1) * ys, d + i * ys, c1, n);
+#undef EVEN
+    for (int64_t i = 0; i < m; i++)
+        axpy2(d + i * ys, d + i * ys, s + i * ys, s + (i + 1 < m ? i + 1 : 0) * ys, c2, n);
+    for (int64_t i = 0; i < m; i++)
+        axpy2(s + i * ys, s + i * ys, d + (i > 0 ? i - 1 : m - 1) * ys, d + i * ys, c3, n);
+}
+
+/* Bits of v spread to the even bit positions (bit i to bit 2i). */
+static int64_t spread(int64_t v) {
+    int64_t out = 0;
+    for (int i = 0; v >> i; i++) out |= ((v >> i) & 1) << (2 * i);
+    return out;
+}
+
+/* Height pass: each width-subband plane (rows x cols) → its 2^J height subbands, all J
+ * levels on a strip of STRIP columns while it is in cache (scratch: 2 rows x STRIP floats).
+ * Out: the codec's channel order, c * 4^J + the width and height bits interleaved per level
+ * (width first), planes of rows / 2^J x cols. A work item is one strip of one plane. */
 typedef struct {
     const float *in;
     float *out;
-    int64_t rows, cols, strips;
+    int64_t rows, cols, strips, J;
     const Lifting *lifting;
 } HeightPass;
 
-VECTOR_CLONES
-static void axpy2(float *restrict y, const float *restrict a, const float *restrict b,
-                  float c, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += c * (a[i] + b[i]);
-}
-
-static void height_items(void *ctx, int64_t begin, int64_t end, float *unused) {
-    (void)unused;
+static void height_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const HeightPass *c = ctx;
-    const int64_t w = c->cols, m = c->rows / 2;
+    const int64_t w = c->cols, bands = (int64_t)1 << c->J, rows_out = c->rows >> c->J;
+    float *buffer[2] = {scratch, scratch + c->rows * STRIP};
     for (int64_t item = begin; item < end; item++) {
         int64_t p = item / c->strips, x0 = (item % c->strips) * STRIP;
         int64_t n = x0 + STRIP < w ? STRIP : w - x0;
-        const float *plane = c->in + p * c->rows * w + x0;
-        float *s = c->out + 2 * p * m * w + x0, *d = s + m * w;
-        for (int64_t i = 0; i < m; i++) {
-            memcpy(s + i * w, plane + 2 * i * w, (size_t)n * sizeof(float));
-            memcpy(d + i * w, plane + (2 * i + 1) * w, (size_t)n * sizeof(float));
-        }
-        for (int k = 0; k < 4; k += 2) {
-            const float odd = c->lifting->c[k], even = c->lifting->c[k + 1];
-            for (int64_t i = 0; i < m; i++)
-                axpy2(d + i * w, s + i * w, s + (i + 1 < m ? i + 1 : 0) * w, odd, n);
-            for (int64_t i = m - 1; i >= 0; i--)
-                axpy2(s + i * w, d + (i > 0 ? i - 1 : m - 1) * w, d + i * w, even, n);
+        int64_t ch = p / bands, first = ch * bands * bands + 2 * spread(p % bands);
+        const float *from = c->in + p * c->rows * w + x0;
+        int64_t stride = w;
+        for (int64_t level = 0, m = c->rows / 2; level < c->J; level++, m /= 2) {
+            for (int64_t band = 0; band < (int64_t)1 << level; band++) {
+                float *s, *d;
+                int64_t ys = n;
+                if (level == c->J - 1) { /* into the output planes, in channel order */
+                    s = c->out + (first + spread(2 * band)) * rows_out * w + x0;
+                    d = c->out + (first + spread(2 * band + 1)) * rows_out * w + x0;
+                    ys = w;
+                } else {
+                    s = buffer[!(level & 1)] + 2 * band * m * n, d = s + m * n;
+                }
+                split_lift_rows(from + 2 * band * m * stride, stride, s, d, ys, m, n,
+                                c->lifting);
+            }
+            from = buffer[!(level & 1)], stride = n;
         }
     }
 }
@@ -271,29 +264,21 @@ static void project_items(void *ctx, int64_t begin, int64_t end, float *acc) {
 
 /* --- the whole encoder --------------------------------------------------------------- */
 
-/* J levels on `in`'s channels (rows x cols each; audio: rows = 1), alternating between the
- * workspaces a and b (channels * rows * cols floats each); the channels * 4^J (audio 2^J)
- * unscaled subbands end in the returned one, or NULL when memory runs out. */
+/* The packet transform of `in`'s channels (rows x cols each; audio: rows = 1): the width
+ * pass into workspace a, then (images) the height pass into b. Returns the workspace holding
+ * the channels * 4^J (audio 2^J) unscaled subbands in channel order, or NULL when memory
+ * runs out. Workspaces: channels * rows * cols floats each. */
 static const float *packet(Source in, float *a, float *b, int64_t rows, int64_t cols,
                            int64_t J, const Lifting *lifting, int threads) {
-    float *buffer[2] = {a, b};
-    int next = 0; /* the buffer the next pass writes; it reads the other one (or the input) */
-    int64_t planes = in.channels;
-    for (int64_t level = 0; level < J; level++) {
-        WidthPass wp = {in, buffer[next], rows, cols, lifting};
-        if (parallel(width_items, &wp, planes * rows, threads, 0)) return NULL;
-        planes *= 2, cols /= 2;
-        if (rows > 1) {
-            int64_t strips = (cols + STRIP - 1) / STRIP;
-            HeightPass hp = {buffer[next], buffer[!next], rows, cols, strips, lifting};
-            if (parallel(height_items, &hp, planes * strips, threads, 0)) return NULL;
-            planes *= 2, rows /= 2;
-            next = !next;
-        }
-        in = (Source){buffer[next], NULL, NULL, 0};
-        next = !next;
-    }
-    return in.planes;
+    WidthPass wp = {in, a, rows, cols, J, lifting};
+    if (walloc_parallel(width_items, &wp, in.channels * rows, threads, 2 * cols)) return NULL;
+    if (rows == 1) return a;
+    int64_t w = cols >> J, strips = (w + STRIP - 1) / STRIP;
+    HeightPass hp = {a, b, rows, w, strips, J, lifting};
+    if (walloc_parallel(height_items, &hp, (in.channels << J) * strips, threads,
+                        2 * rows * STRIP))
+        return NULL;
+    return b;
 }
 
 static int project(const float *x, int64_t planes, int64_t positions, int64_t edge,
@@ -304,7 +289,7 @@ static int project(const float *x, int64_t planes, int64_t positions, int64_t ed
     int64_t stride = positions + 2 * edge;
     Project pr = {x, planes, positions, latent_dim, edge, stride, weight, bias, thresholds,
                   n_thresholds, clip, out};
-    if (parallel(project_items, &pr, (positions + SPAN - 1) / SPAN, threads,
+    if (walloc_parallel(project_items, &pr, (positions + SPAN - 1) / SPAN, threads,
                  latent_dim * SPAN))
         return -1;
     for (int64_t l = 0; l < latent_dim && edge; l++) /* the zero padding's latents */
@@ -319,7 +304,7 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, i
                                int64_t n_thresholds, int64_t clip, int8_t *out, float *a,
                                float *b, int threads) {
     Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
-    const float *x = packet((Source){NULL, raw, NULL, channels}, a, b, rows, cols, J, &steps,
+    const float *x = packet((Source){raw, NULL, channels}, a, b, rows, cols, J, &steps,
                             threads);
     return project(x, channels << (2 * J), (rows >> J) * (cols >> J), 0, weight, bias,
                    latent_dim, thresholds, n_thresholds, clip, out, threads);
@@ -331,7 +316,7 @@ int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t chan
                                int64_t n_thresholds, int64_t clip, int8_t *out, float *a,
                                float *b, int threads) {
     Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
-    const float *x = packet((Source){NULL, NULL, raw, channels}, a, b, 1, samples, J, &steps,
+    const float *x = packet((Source){NULL, raw, channels}, a, b, 1, samples, J, &steps,
                             threads);
     return project(x, channels << J, samples >> J, 1, weight, bias, latent_dim, thresholds,
                    n_thresholds, clip, out, threads);

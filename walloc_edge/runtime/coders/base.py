@@ -9,9 +9,10 @@ __all__ = ["Coder"]
 
 
 class Coder:
-    """``encode(latents, bits) → bytes``; ``decode(payload, shape, bits, params) → latents``
-    (int8, or int16 above 8 bits), raising BitstreamError on a malformed payload.
-    Subclasses implement ``_encode``/``_decode`` for non-empty latents and ``params``."""
+    """``encode(latents, bits, threads) → bytes``; ``decode(payload, shape, bits, params) →
+    latents`` (int8, or int16 above 8 bits), raising BitstreamError on a malformed payload.
+    Subclasses implement ``_encode``/``_decode`` for non-empty latents and ``params``;
+    ``threads`` is how many a coder may use (the bytes never depend on it)."""
 
     name = None
     max_bits = 8
@@ -19,10 +20,10 @@ class Coder:
     def params(self, bits):
         return b""
 
-    def encode(self, latents, bits):
+    def encode(self, latents, bits, threads=1):
         if latents.size == 0:
             return b""
-        return self._encode(latents, bits)
+        return self._encode(latents, bits, threads)
 
     def decode(self, payload, shape, bits, params):
         if math.prod(shape) == 0:

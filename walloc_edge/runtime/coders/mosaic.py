@@ -71,7 +71,7 @@ class MosaicCoder(Coder):
         # The reference's README saves the mosaic with Pillow's lossless WebP defaults.
         self.options = {"lossless": True} if name == "webp" else {}
 
-    def _encode(self, latents, bits):
+    def _encode(self, latents, bits, threads):
         u = (latents.astype(np.int16) + (1 << (bits - 1))).astype(np.uint8)
         _, picture = to_mosaic(u)
         buffer = io.BytesIO()

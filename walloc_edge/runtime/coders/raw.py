@@ -12,7 +12,7 @@ class RawCoder(Coder):
     name = "raw"
     max_bits = 16
 
-    def _encode(self, latents, bits):
+    def _encode(self, latents, bits, threads):
         return np.ascontiguousarray(latents, _dtype(bits)).tobytes()
 
     def _decode(self, payload, shape, bits, params):

@@ -59,8 +59,8 @@ class RansCoder(Coder):
     def params(self, bits):
         return bytes([PREC, self.version])
 
-    def _encode(self, latents, bits):
-        payload = self._encode_rans(latents, bits)
+    def _encode(self, latents, bits, threads):
+        payload = self._encode_rans(latents, bits, threads)
         if self.version < 5:
             return payload
         if latents.ndim == 2 and lzma_mode.available():  # audio: try copying repeats
@@ -69,7 +69,7 @@ class RansCoder(Coder):
                 return bytes([MODE_LZMA]) + copied
         return bytes([MODE_RANS]) + payload
 
-    def _encode_rans(self, latents, bits):
+    def _encode_rans(self, latents, bits, threads):
         clip = (1 << (bits - 1)) - 1
         C = latents.shape[0]
         X = latents.reshape(C, -1).astype(np.int64)                    # (C, n)
@@ -95,10 +95,10 @@ class RansCoder(Coder):
             coefs = np.stack([coefficient_row(r, c, (len(r) - K) // 3, K, C)
                               for c, r in enumerate(rows)])                # (C, K + 3C)
             residual, tables, reach = native.residuals(layout, buffer, coefs, constant, clip,
-                                                       contexts)
+                                                       contexts, threads)
             states, words = native.encode(layout, residual, tables, C * CONTEXTS, constant,
                                           reach, laplace_prior(reach),
-                                          np.array(refresh, np.int64))
+                                          np.array(refresh, np.int64), threads)
         else:
             residual = _residuals(X, own, values, rows, constant, clip)  # (C + 1, n)
             reach = int(np.abs(residual).max())  # the tables span only the tile's residuals

@@ -1,7 +1,8 @@
 /* The rans coder's loops in C: the residuals and contexts of a tile, the adaptive model with
- * the rANS state updates, decoding (prediction included) and encoding. The numpy code beside this file (model.py, layout.py,
- * __init__.py) is the readable reference; these functions compute exactly what it computes,
- * in the same integers, so the bytes and latents are the same (tests/test_rans_native.py).
+ * the rANS state updates, decoding (prediction included) and encoding. The numpy code
+ * beside this file (model.py, layout.py, __init__.py) is the readable reference; these
+ * functions compute exactly what it computes, in the same integers, so the bytes and
+ * latents are the same (tests/test_rans_native.py), on any number of threads.
  *
  * Built by pip as an optional extension (a compiler is needed; without one the numpy coder
  * runs) and called through ctypes from native.py, so the module has no Python API to speak
@@ -12,9 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../native_parallel.h"
+
 /* Bumped whenever a signature below changes: native.py refuses a library of another
  * version (a stale build) instead of calling it with the wrong arguments. */
-#define WALLOC_RANS_ABI 4
+#define WALLOC_RANS_ABI 5
 
 int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 
@@ -23,6 +26,7 @@ int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 #define LOWER (1ull << 16)
 #define INCREMENT 32
 #define HALVE_AT (1ll << 22)
+#define AHEAD 2 /* rows of latents the encoder fetches ahead of its lanes */
 
 /* Frequencies of every (channel, context) table; table `tables` is "nothing". */
 typedef struct {
@@ -243,14 +247,6 @@ done:
     return status;
 }
 
-/* The hot loops get an AVX2 build beside the baseline one on x86-64 (chosen at load time);
- * integer arithmetic, so every build computes the same. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define VECTOR_CLONES
-#endif
-
 /* out (ra, rb) = A (ra, s) · B (rb, s)ᵀ of latent features, exactly: |feature| <= 127 and
  * s < 2^15, so each dot product fits int32. int16 inputs: a multiply-add of pairs. */
 VECTOR_CLONES
@@ -302,62 +298,111 @@ int walloc_rans_grams(const int32_t *buffer, int64_t C, int64_t stride, int64_t 
  * own_offset, then value, west and north taps of every channel, zero where unsent); constant
  * channels (constant[c]) are skipped. Writes residual (C, n), wrapped into ±clip, and
  * table (C, n): c * contexts + activity_context[activity] + previous_context[|residual of
- * channel c - 1|]; returns the largest |residual|. */
+ * channel c - 1|]; returns the largest |residual|, or -1. Channels over `threads` threads:
+ * first every residual, then the tables (which read the previous channel's). */
+typedef struct {
+    int64_t C, n, rows, width, groups, region, stride, K, clip, contexts;
+    int audio;
+    const int64_t *own_offset, *activity_context, *previous_context;
+    const int32_t *buffer, *coefs;
+    const uint8_t *constant;
+    int32_t *residual;
+    int64_t *table, *reach; /* reach: per channel */
+    int failed;
+} Residuals;
+
+/* The layout's lines of channel c: (lines, latents a line, buffer stride of a line, the
+ * first latent's slot in the channel's part of the buffer). */
+#define LINES(r) (r->audio ? r->groups : r->rows)
+#define SPAN(r) (r->audio ? r->region : r->width)
+#define LINE_STRIDE(r) (r->audio ? r->region + 3 : r->width + 2)
+#define FIRST(r) (r->audio ? 3 : r->width + 3)
+
 VECTOR_CLONES
+static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
+    Residuals *r = ctx;
+    const int64_t K = r->K, C = r->C, n = r->n, F = K + 3 * C, span = SPAN(r);
+    const int64_t range = 2 * r->clip + 1;
+    const int32_t clip = (int32_t)r->clip;
+    for (int64_t c = c0; c < c1; c++) {
+        const int32_t *row = r->coefs + c * F;
+        int64_t reach = 0;
+        for (int64_t line = 0; line < LINES(r); line++) {
+            int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
+            if (m <= 0) break;
+            const int32_t *here = r->buffer + (c + 1) * r->stride + FIRST(r) +
+                                  line * LINE_STRIDE(r);
+            int32_t *res = r->residual + c * n + p0, *sum = (int32_t *)acc;
+            if (r->constant[c]) {
+                memset(res, 0, sizeof(int32_t) * (size_t)m);
+                continue;
+            }
+            for (int64_t i = 0; i < m; i++) sum[i] = 0;
+            for (int64_t f = 0; f < F; f++) {
+                int32_t w = row[f];
+                if (!w) continue;
+                int64_t e = f < K ? c : (f - K) % C, kind = f < K ? -1 : (f - K) / C;
+                int64_t offset = (e - c) * r->stride +
+                    (f < K ? r->own_offset[f] : kind == 0 ? 0 : r->own_offset[kind - 1]);
+                const int32_t *x = here + offset;
+                for (int64_t i = 0; i < m; i++) sum[i] += w * x[i];
+            }
+            for (int64_t i = 0; i < m; i++) {
+                int32_t a = sum[i] + 128;
+                int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
+                pred = pred < -clip ? -clip : pred > clip ? clip : pred;
+                int64_t v = (here[i] - pred + clip) % range;
+                int32_t e = (int32_t)((v < 0 ? v + range : v) - clip);
+                res[i] = e;
+                if (e > reach) reach = e; else if (-e > reach) reach = -e;
+            }
+        }
+        r->reach[c] = reach;
+    }
+}
+
+static void table_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
+    (void)unused;
+    Residuals *r = ctx;
+    const int64_t n = r->n, span = SPAN(r), *own = r->own_offset;
+    for (int64_t c = c0; c < c1; c++)
+        for (int64_t line = 0; line < LINES(r); line++) {
+            int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
+            if (m <= 0) break;
+            const int32_t *here = r->buffer + (c + 1) * r->stride + FIRST(r) +
+                                  line * LINE_STRIDE(r);
+            const int32_t *before = c ? r->residual + (c - 1) * n + p0 : NULL;
+            int64_t *tab = r->table + c * n + p0;
+            for (int64_t i = 0; i < m; i++) {
+                const int32_t *o = here + i;
+                int64_t a0 = o[own[0]], a1 = o[own[1]], a2 = o[own[2]];
+                int64_t activity = r->audio ? llabs(a0 - a1) + llabs(a1 - a2)
+                                            : llabs(a0 - a2) + llabs(a1 - a2);
+                tab[i] = c * r->contexts + r->activity_context[activity] +
+                         r->previous_context[before ? abs(before[i]) : 0];
+            }
+        }
+}
+
 int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int64_t width,
                               int64_t groups, int64_t region, int64_t stride, int64_t K,
                               const int64_t *own_offset, const int32_t *buffer,
                               const int32_t *coefs, const uint8_t *constant, int64_t clip,
                               int64_t contexts, const int64_t *activity_context,
                               const int64_t *previous_context, int32_t *residual,
-                              int64_t *table) {
-    const int64_t F = K + 3 * C, range = 2 * clip + 1;
-    const int64_t lines = audio ? groups : rows, span = audio ? region : width;
-    const int64_t line_stride = audio ? region + 3 : width + 2, first = audio ? 3 : width + 3;
-    int32_t *acc = malloc(sizeof(int32_t) * (size_t)(span > 0 ? span : 1));
-    if (!acc) return -1;
-    int64_t reach = 0;
-    for (int64_t c = 0; c < C; c++) {
-        const int32_t *row = coefs + c * F;
-        for (int64_t line = 0; line < lines; line++) {
-            int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
-            if (m <= 0) break;
-            const int32_t *here = buffer + (c + 1) * stride + first + line * line_stride;
-            for (int64_t i = 0; i < m; i++) acc[i] = 0;
-            for (int64_t f = 0; f < F && !constant[c]; f++) {
-                int32_t w = row[f];
-                if (!w) continue;
-                int64_t e = f < K ? c : (f - K) % C, kind = f < K ? -1 : (f - K) / C;
-                int64_t offset = (e - c) * stride +
-                    (f < K ? own_offset[f] : kind == 0 ? 0 : own_offset[kind - 1]);
-                const int32_t *x = here + offset;
-                for (int64_t i = 0; i < m; i++) acc[i] += w * x[i];
-            }
-            int32_t *res = residual + c * n + p0;
-            int64_t *tab = table + c * n + p0;
-            const int32_t *before = c ? residual + (c - 1) * n + p0 : NULL;
-            for (int64_t i = 0; i < m; i++) {
-                int32_t r = 0;
-                if (!constant[c]) {
-                    int32_t a = acc[i] + 128;
-                    int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
-                    pred = pred < -clip ? (int32_t)-clip : pred > clip ? (int32_t)clip : pred;
-                    int64_t v = (here[i] - pred + clip) % range;
-                    r = (int32_t)((v < 0 ? v + range : v) - clip);
-                }
-                res[i] = r;
-                if (r > reach) reach = r; else if (-r > reach) reach = -r;
-                const int32_t *o = here + i;
-                int64_t a0 = o[own_offset[0]], a1 = o[own_offset[1]], a2 = o[own_offset[2]];
-                int64_t activity = audio ? llabs(a0 - a1) + llabs(a1 - a2)
-                                         : llabs(a0 - a2) + llabs(a1 - a2);
-                tab[i] = c * contexts + activity_context[activity] +
-                         previous_context[before ? abs(before[i]) : 0];
-            }
-        }
-    }
-    free(acc);
-    return reach;
+                              int64_t *table, int threads) {
+    int64_t *reach = calloc((size_t)(C > 0 ? C : 1), sizeof(int64_t)), out = 0;
+    if (!reach) return -1;
+    Residuals r = {C, n, rows, width, groups, region, stride, K, clip, contexts, audio,
+                   own_offset, activity_context, previous_context, buffer, coefs, constant,
+                   residual, table, reach, 0};
+    int64_t span = audio ? region : width;
+    if (walloc_parallel(residual_channels, &r, C, threads, span > 0 ? span : 1) ||
+        walloc_parallel(table_channels, &r, C, threads, 0))
+        out = -1;
+    for (int64_t c = 0; c < C && out >= 0; c++) out = reach[c] > out ? reach[c] : out;
+    free(reach);
+    return out;
 }
 
 /* Encode a tile: lane l codes the latents of channel l / groups in the layout's order, each
@@ -365,28 +410,43 @@ int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int
  * lanes of constant channels and lanes without a latent at a step code "nothing" (table
  * `tables`). The frequencies as the decoder will see them, then rANS backwards from state
  * 2^16. Writes the final states and the words in decoding order; returns the word count,
- * or -1. */
-int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t groups,
-                           int64_t region, int64_t rows, int64_t width, int64_t n,
-                           const uint8_t *constant, int64_t tables, int64_t reach,
-                           const int64_t *prior, const int64_t *table, const int32_t *residual,
-                           const int64_t *refresh_at, int64_t refreshes, uint64_t *state,
-                           uint16_t *words, int64_t capacity) {
+ * or -1.
+ *
+ * A channel's tables learn from its own latents only, so channels are coded on `threads`
+ * threads, each with its own copy of the model, and each channel's words are kept apart
+ * per step; the words are then merged as one thread would have written them. */
+typedef struct {
+    int64_t steps, lanes, groups, region, rows, width, n, tables, reach, refreshes;
+    int audio;
+    const uint8_t *constant;
+    const int64_t *prior, *table, *refresh_at;
+    const int32_t *residual;
+    uint64_t *state;
+    uint16_t *words;     /* channel c's words at c * steps * groups */
+    int64_t *step_start; /* (C, steps + 1): where each step's words begin, backwards */
+    int failed;
+} Encoding;
+
+static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
+    (void)unused;
+    Encoding *e = ctx;
+    const int64_t A = 2 * e->reach + 1, G = e->groups, l0 = c0 * G, lanes = (c1 - c0) * G;
+    const int64_t steps = e->steps, n = e->n, region = e->region, width = e->width;
     Model m;
-    const int64_t A = 2 * reach + 1, total = steps * lanes;
     /* (steps, lanes): each latent's frequency << 16 | cumulative frequency, in coding order */
-    uint32_t *coded = malloc(sizeof(uint32_t) * (size_t)(total > 0 ? total : 1));
-    int64_t *step_start = malloc(sizeof(int64_t) * (size_t)(steps + 1));
-    uint16_t *scratch = malloc(sizeof(uint16_t) * (size_t)(capacity > 0 ? capacity : 1));
-    int64_t *row = calloc((size_t)(lanes > 0 ? lanes : 1), sizeof(int64_t));
-    int64_t *col = calloc((size_t)(lanes > 0 ? lanes : 1), sizeof(int64_t));
-    int64_t out = -1;
-    int ok = coded && step_start && scratch && row && col;
-    if (ok && model_init(&m, tables, A, prior)) {
+    uint32_t *coded = malloc(sizeof(uint32_t) * (size_t)(steps * lanes + 1));
+    int64_t *row = calloc((size_t)lanes + 1, sizeof(int64_t));
+    int64_t *col = calloc((size_t)lanes + 1, sizeof(int64_t));
+    int64_t *written = calloc((size_t)(c1 - c0) + 1, sizeof(int64_t));
+    int ok = coded && row && col && written;
+    if (ok && model_init(&m, e->tables, A, e->prior)) {
         model_free(&m);
         ok = 0;
     }
-    if (!ok) goto release;
+    if (!ok) {
+        e->failed = 1;
+        goto release;
+    }
     /* One pass in coding order: each lane's next latent, its frequencies under the model as
      * the decoder will see them, and its count (counts change the frequencies only at the
      * refresh steps, so counting at once is counting at the end of the interval). Lane l
@@ -394,59 +454,89 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
      * and then codes its part's latents in order, one a step (images: its strip row by
      * row), as layout.py's Layout.schedule. */
     for (int64_t t = 0, next = 0; t < steps; t++) {
-        if (next < refreshes && refresh_at[next] == t) {
+        if (next < e->refreshes && e->refresh_at[next] == t) {
             refresh(&m);
             next++;
         }
-        for (int64_t l = 0; l < lanes; l++) {
-            int64_t c = l / groups, g = l % groups, p = -1;
-            int64_t local = audio ? t - c : t - c - g * region;
-            if (constant[c] || local < 0) {
-            } else if (audio) {
+        for (int64_t j = 0; j < lanes; j++) {
+            int64_t l = l0 + j, c = l / G, g = l % G, p = -1;
+            int64_t local = e->audio ? t - c : t - c - g * region;
+            if (e->constant[c] || local < 0) {
+            } else if (e->audio) {
                 if (local < region && g * region + local < width) p = g * region + local;
-            } else if (row[l] < rows) {  /* the next latent of the strip */
-                if (g * region + col[l] < width) p = row[l] * width + g * region + col[l];
-                if (++col[l] == region) col[l] = 0, row[l]++;
+            } else if (row[j] < e->rows) {  /* the next latent of the strip */
+                if (g * region + col[j] < width) p = row[j] * width + g * region + col[j];
+                if (!col[j] && row[j] + AHEAD < e->rows) {  /* lanes leap a row each region */
+                    const int64_t q = c * n + (row[j] + AHEAD) * width + g * region;
+                    __builtin_prefetch(e->table + q);
+                    __builtin_prefetch(e->table + q + region - 1);
+                    __builtin_prefetch(e->residual + q);
+                }
+                if (++col[j] == region) col[j] = 0, row[j]++;
             }
-            int64_t tab = p < 0 ? tables : table[c * n + p];
-            int64_t symbol = p < 0 ? 0 : residual[c * n + p] + reach, k = tab * A + symbol;
-            coded[t * lanes + l] = m.freq[k] << 16 | m.cum[k];
+            int64_t tab = p < 0 ? e->tables : e->table[c * n + p];
+            int64_t symbol = p < 0 ? 0 : e->residual[c * n + p] + e->reach, k = tab * A + symbol;
+            coded[t * lanes + j] = m.freq[k] << 16 | m.cum[k];
             count(&m, tab, symbol);
         }
     }
-    /* Backwards, each step's emitted words appended; reversed by steps at the end. */
-    /* x / f in double (x < 2^32 and f <= 2^15 are exact there), corrected by one where the
-     * quotient rounded up: a 64-bit integer division costs more than the rest of the step,
-     * and independent lanes keep the floating divider busy. */
-    int64_t written = 0;
-    for (int64_t l = 0; l < lanes; l++) state[l] = LOWER;
+    /* Backwards, each step's words appended per channel, in lane order. x / f in double
+     * (x < 2^32 and f <= 2^15 are exact there), corrected by one where the quotient
+     * rounded up: a 64-bit integer division costs more than the rest of the step, and
+     * independent lanes keep the floating divider busy. */
+    for (int64_t j = 0; j < lanes; j++) e->state[l0 + j] = LOWER;
     for (int64_t t = steps - 1; t >= 0; t--) {
-        step_start[t] = written;
-        for (int64_t l = 0; l < lanes; l++) {
-            uint32_t fc = coded[t * lanes + l];
-            uint64_t f = fc >> 16, x = state[l];
-            if (x >= (f << (32 - PREC))) {
-                if (written >= capacity) goto done;
-                scratch[written++] = (uint16_t)(x & 0xFFFF);
+        for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + t] = written[c - c0];
+        for (int64_t j = 0; j < lanes; j++) {
+            const int64_t l = l0 + j, c = l / G;
+            uint32_t fc = coded[t * lanes + j];
+            uint64_t f = fc >> 16, x = e->state[l];
+            if (x >= (f << (32 - PREC))) {  /* at most one word a latent: room for all */
+                e->words[c * steps * G + written[c - c0]++] = (uint16_t)(x & 0xFFFF);
                 x >>= 16;
             }
             uint64_t q = (uint64_t)((double)x / (double)f);
             if (q * f > x) q--;
             else if ((q + 1) * f <= x) q++;
-            state[l] = x + q * (SCALE - f) + (fc & 0xFFFF);
+            e->state[l] = x + q * (SCALE - f) + (fc & 0xFFFF);
         }
     }
-    step_start[steps] = written;
-    /* The decoder reads step 0's words first, in lane order. */
-    out = 0;
-    for (int64_t t = 0; t < steps; t++) {
-        int64_t begin = step_start[t], end = t == 0 ? written : step_start[t - 1];
-        for (int64_t i = begin; i < end; i++) words[out++] = scratch[i];
-    }
-done:
+    for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + steps] = written[c - c0];
     model_free(&m);
 release:
-    free(coded); free(step_start); free(scratch); free(row); free(col);
+    free(coded); free(row); free(col); free(written);
+}
+
+int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t groups,
+                           int64_t region, int64_t rows, int64_t width, int64_t n,
+                           const uint8_t *constant, int64_t tables, int64_t reach,
+                           const int64_t *prior, const int64_t *table, const int32_t *residual,
+                           const int64_t *refresh_at, int64_t refreshes, uint64_t *state,
+                           uint16_t *words, int64_t capacity, int threads) {
+    const int64_t C = groups ? lanes / groups : 0;
+    Encoding e = {steps, lanes, groups, region, rows, width, n, tables, reach, refreshes, audio,
+                  constant, prior, table, refresh_at, residual, state,
+                  malloc(sizeof(uint16_t) * (size_t)(steps * lanes + 1)),
+                  malloc(sizeof(int64_t) * (size_t)(C * (steps + 1) + 1)), 0};
+    int64_t out = -1;
+    if (e.words && e.step_start && !walloc_parallel(encode_channels, &e, C, threads, 0) &&
+        !e.failed) {
+        /* The decoder reads step 0's words first, in lane order: channel by channel. */
+        out = 0;
+        for (int64_t t = 0; t < steps && out >= 0; t++)
+            for (int64_t c = 0; c < C; c++) {
+                const int64_t *start = e.step_start + c * (steps + 1);
+                int64_t begin = start[t], end = t == 0 ? start[steps] : start[t - 1];
+                if (out + end - begin > capacity) {
+                    out = -1;
+                    break;
+                }
+                memcpy(words + out, e.words + c * steps * groups + begin,
+                       sizeof(uint16_t) * (size_t)(end - begin));
+                out += end - begin;
+            }
+    }
+    free(e.words); free(e.step_start);
     return out;
 }
 
