@@ -47,13 +47,12 @@ int main(int argc, char **argv) {
     int64_t latents = image ? L * (a / block) * (b / block) : L * (a / block + 2);
     int threads = atoi(argv[image ? 8 : 7]);
     int8_t *out = malloc((size_t)latents);
-    float *w1 = malloc((size_t)(samples * channels) * sizeof(float));
-    float *w2 = malloc((size_t)(samples * channels) * sizeof(float));
+    float *work = malloc((size_t)(samples * channels) * sizeof(float));
     int status = image
         ? walloc_native_encode_image(raw, a, b, channels, J, lifting, weight, bias, L, thresholds,
-                              n_thresholds, clip, out, w1, w2, threads)
+                              n_thresholds, clip, out, work, threads)
         : walloc_native_encode_audio(raw, a, channels, J, lifting, weight, bias, L, thresholds,
-                              n_thresholds, clip, out, w1, w2, threads);
+                              n_thresholds, clip, out, threads);
     if (status) { fprintf(stderr, "encoder status %d\n", status); return 1; }
     FILE *f = fopen(argv[image ? 7 : 6], "wb");
     fwrite(out, 1, (size_t)latents, f);

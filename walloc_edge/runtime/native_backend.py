@@ -21,12 +21,12 @@ from .numpy_backend import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
-ABI = 3  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
+ABI = 4  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
-_COMMON = [_i64, _F32, _F32, _F32, _i64, _F64, _i64, _i64, _I8, _F32, _F32, _int]
+_COMMON = [_i64, _F32, _F32, _F32, _i64, _F64, _i64, _i64, _I8]
 
 # CDF 9/7 lifting (Daubechies & Sweldens): odd += a (even + next even), even += b (previous
 # odd + odd), then g and d; low = K·even, high = −odd / K for pywt's bior4.4 normalisation.
@@ -40,9 +40,9 @@ def _load():
         return None, why
     u8, i16 = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.uint8, np.int16))
     lib.walloc_native_encode_image.restype = _int
-    lib.walloc_native_encode_image.argtypes = [u8, _i64, _i64, _i64] + _COMMON
+    lib.walloc_native_encode_image.argtypes = [u8, _i64, _i64, _i64] + _COMMON + [_F32, _int]
     lib.walloc_native_encode_audio.restype = _int
-    lib.walloc_native_encode_audio.argtypes = [i16, _i64, _i64] + _COMMON
+    lib.walloc_native_encode_audio.argtypes = [i16, _i64, _i64] + _COMMON + [_int]
     return lib, None
 
 
@@ -147,10 +147,10 @@ class NativeBackend:
         self._work, self._lock = None, threading.Lock()  # one run at a time per workspace
 
     def _workspace(self, floats):
-        """The two float buffers the transform alternates between, kept from run to run (a
-        tiled encode's runs are all one size, and fresh pages cost more than the transform)."""
-        if self._work is None or self._work[0].size < floats:
-            self._work = (np.empty(floats, np.float32), np.empty(floats, np.float32))
+        """The column pass's output, kept from run to run (a tiled encode's runs are all one
+        size, and fresh pages cost more than the transform)."""
+        if self._work is None or self._work.size < floats:
+            self._work = np.empty(floats, np.float32)
         return self._work
 
     def run(self, raw):
@@ -164,16 +164,15 @@ class NativeBackend:
         block = 1 << self.J
         common = (self.J, self.lifting, self.weight, self.bias, self.latent_dim,
                   self.thresholds, len(self.thresholds), self.clip)
-        work = self._workspace(raw.size)
         if self.image:
             _, H, W, C = raw.shape
             out = np.empty((1, self.latent_dim, H // block, W // block), np.int8)
             status = _LIB.walloc_native_encode_image(np.ascontiguousarray(raw[0], np.uint8),
-                                                     H, W, C, *common, out, *work,
-                                                     self.threads)
+                                                     H, W, C, *common, out,
+                                                     self._workspace(raw.size), self.threads)
         else:
             _, n, C = raw.shape
             out = np.empty((1, self.latent_dim, n // block + 2), np.int8)
             status = _LIB.walloc_native_encode_audio(np.ascontiguousarray(raw[0], np.int16),
-                                                     n, C, *common, out, *work, self.threads)
+                                                     n, C, *common, out, self.threads)
         return status, out

@@ -1,20 +1,27 @@
 /* The sensor encoder in C: uint8 image or int16 audio in, int8 latents out, on T threads.
  *
  * It computes what the exported graphs and the numpy backend compute, in another order: the
- * wavelet packet transform as a cascade of one-level periodic DWTs, each by lifting (each
- * level splits every plane along the width, then along the height), then the 1x1 encoder
- * and the compander as a threshold search. The fused filter banks of the graphs cost ~480
+ * wavelet packet transform as periodic one-level DWTs by lifting, then the 1x1 encoder and
+ * the compander as a threshold search. The fused filter banks of the graphs cost ~480
  * multiply-adds per RGB pixel at J = 3, a convolution cascade ~216, lifting ~100: four
  * steps x[i] += c (y[i] + y[i +- 1]) per level and axis, the two scale factors and the
  * normalisation folded into the 1x1 weights and the bias (native_backend.py checks that the
  * model's filters factor so and computes the folding), so the transform runs on the raw
  * integers.
  *
- * Loops are written so the compiler vectorises them (-O3): the width pass splits each row
- * into even and odd samples and lifts them as two contiguous arrays; the height pass lifts
- * whole rows, a strip of columns at a time; the 1x1 keeps 12 sums in vector registers while
- * 16 planes stream past. Work is shared by row, strip or run of positions over POSIX
- * threads; each thread writes only its own.
+ * The packet transform is separable (every level splits every subband along both axes), so
+ * an axis's J levels can run together, and an image takes two passes over memory:
+ *   1. columns: a strip of STRIP columns of one channel, all J levels down the columns
+ *      while the strip is in cache, into the workspace (planes c * 2^J + height band);
+ *   2. block rows: the 2^J rows of one row of latents, each plane's row through its J
+ *      levels along the width into a small buffer in channel order, then at once the 1x1
+ *      and the compander, so the 4^J subbands never go back to memory (audio: this pass
+ *      only, one "row" per channel).
+ * Loops are written so the compiler vectorises them (-O3): a row's first two lifting steps
+ * read its interleaved samples (the split costs no pass of its own), the column levels lift
+ * whole rows of the strip, and the 1x1 keeps 12 sums in vector registers while 16 planes
+ * stream past. Work is shared by strip or block row over POSIX threads; each thread writes
+ * only its own.
  *
  * Plain C99 with POSIX threads (no Python here): pip builds it with _native_encoder.c, which
  * only makes it importable, as an optional extension that native_backend.py calls through
@@ -28,7 +35,7 @@
 
 int walloc_native_abi(void) { return WALLOC_NATIVE_ABI; }
 
-#define STRIP 64 /* columns of one height-pass work item */
+#define STRIP 64 /* columns of one column-pass work item */
 
 /* The four lifting steps: odd += c0 (even + next even), even += c1 (previous odd + odd),
  * odd += c2 (…), even += c3 (…), indices periodic. */
@@ -52,53 +59,6 @@ static void split_lift_row(const float *restrict y, float *restrict s, float *re
     d[m - 1] += c2 * (s[m - 1] + s[0]);
     s[0] += c3 * (d[m - 1] + d[0]);
     for (int64_t i = 1; i < m; i++) s[i] += c3 * (d[i - 1] + d[i]);
-}
-
-/* Where the width pass reads: the caller's interleaved integers, converted as read. */
-typedef struct {
-    const uint8_t *u8;      /* (rows, cols, channels) */
-    const int16_t *i16;     /* or (cols, channels): audio */
-    int64_t channels;
-} Source;
-
-/* Width pass: each row of each channel → its 2^J width subbands, all J levels while the row
- * is in cache (scratch: 2 cols floats). Out: planes c * 2^J + band of rows x cols / 2^J, band
- * bits the low/high choice per level, first level first. A work item is one row. */
-typedef struct {
-    Source in;
-    float *out;
-    int64_t rows, cols, J;
-    const Lifting *lifting;
-} WidthPass;
-
-static void width_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
-    const WidthPass *c = ctx;
-    const int64_t C = c->in.channels, w = c->cols >> c->J;
-    float *buffer[2] = {scratch, scratch + c->cols};
-    for (int64_t row = begin; row < end; row++) {
-        int64_t ch = row / c->rows, r = row % c->rows;
-        float *x = buffer[0];
-        if (c->in.u8) {
-            const uint8_t *in = c->in.u8 + r * c->cols * C + ch;
-            for (int64_t i = 0; i < c->cols; i++) x[i] = in[i * C];
-        } else {
-            const int16_t *in = c->in.i16 + ch;
-            for (int64_t i = 0; i < c->cols; i++) x[i] = in[i * C];
-        }
-        for (int64_t level = 0, m = c->cols / 2; level < c->J; level++, m /= 2) {
-            const float *from = buffer[level & 1];
-            for (int64_t band = 0; band < (int64_t)1 << level; band++) {
-                float *s, *d; /* the last level writes the output planes */
-                if (level == c->J - 1) {
-                    s = c->out + ((ch << c->J) + 2 * band) * c->rows * w + r * w;
-                    d = s + c->rows * w;
-                } else {
-                    s = buffer[!(level & 1)] + 2 * band * m, d = s + m;
-                }
-                split_lift_row(from + 2 * band * m, s, d, m, c->lifting);
-            }
-        }
-    }
 }
 
 /* out = y + c (a + b), n floats: one lifting step on a row (inlined into each clone). */
@@ -126,49 +86,53 @@ static void split_lift_rows(const float *x, int64_t xs, float *s, float *d, int6
         axpy2(s + i * ys, s + i * ys, d + (i > 0 ? i - 1 : m - 1) * ys, d + i * ys, c3, n);
 }
 
-/* Bits of v spread to the even bit positions (bit i to bit 2i). */
-static int64_t spread(int64_t v) {
-    int64_t out = 0;
-    for (int i = 0; v >> i; i++) out |= ((v >> i) & 1) << (2 * i);
-    return out;
+/* --- pass 1 (images): the J levels down the columns ---------------------------------- */
+
+/* A strip of STRIP columns of each channel of raw (rows, cols, channels) → planes
+ * c * 2^J + band (rows / 2^J x cols) of `out`, band bits the low/high choice per level,
+ * first level first. Scratch: 2 rows x STRIP floats. A work item is one strip. */
+typedef struct {
+    const uint8_t *raw;
+    float *out;
+    int64_t rows, cols, channels, J;
+    const Lifting *lifting;
+} Columns;
+
+/* x[i] = in[i * C]: a constant stride for the usual channel counts, so it vectorises. */
+VECTOR_CLONES
+static void to_floats(float *restrict x, const uint8_t *restrict in, int64_t n, int64_t C) {
+    if (C == 3)
+        for (int64_t i = 0; i < n; i++) x[i] = in[3 * i];
+    else if (C == 1)
+        for (int64_t i = 0; i < n; i++) x[i] = in[i];
+    else
+        for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
 }
 
-/* Height pass: each width-subband plane (rows x cols) → its 2^J height subbands, all J
- * levels on a strip of STRIP columns while it is in cache (scratch: 2 rows x STRIP floats).
- * Out: the codec's channel order, c * 4^J + the width and height bits interleaved per level
- * (width first), planes of rows / 2^J x cols. A work item is one strip of one plane. */
-typedef struct {
-    const float *in;
-    float *out;
-    int64_t rows, cols, strips, J;
-    const Lifting *lifting;
-} HeightPass;
-
-static void height_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
-    const HeightPass *c = ctx;
-    const int64_t w = c->cols, bands = (int64_t)1 << c->J, rows_out = c->rows >> c->J;
-    float *buffer[2] = {scratch, scratch + c->rows * STRIP};
+static void column_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
+    const Columns *c = ctx;
+    const int64_t rows = c->rows, cols = c->cols, C = c->channels, rows_out = rows >> c->J;
+    float *buffer[2] = {scratch, scratch + rows * STRIP};
     for (int64_t item = begin; item < end; item++) {
-        int64_t p = item / c->strips, x0 = (item % c->strips) * STRIP;
-        int64_t n = x0 + STRIP < w ? STRIP : w - x0;
-        int64_t ch = p / bands, first = ch * bands * bands + 2 * spread(p % bands);
-        const float *from = c->in + p * c->rows * w + x0;
-        int64_t stride = w;
-        for (int64_t level = 0, m = c->rows / 2; level < c->J; level++, m /= 2) {
-            for (int64_t band = 0; band < (int64_t)1 << level; band++) {
-                float *s, *d;
-                int64_t ys = n;
-                if (level == c->J - 1) { /* into the output planes, in channel order */
-                    s = c->out + (first + spread(2 * band)) * rows_out * w + x0;
-                    d = c->out + (first + spread(2 * band + 1)) * rows_out * w + x0;
-                    ys = w;
-                } else {
-                    s = buffer[!(level & 1)] + 2 * band * m * n, d = s + m * n;
+        const int64_t x0 = item * STRIP, n = x0 + STRIP < cols ? STRIP : cols - x0;
+        for (int64_t ch = 0; ch < C; ch++) {
+            for (int64_t r = 0; r < rows; r++) /* the channel's strip, as floats */
+                to_floats(buffer[0] + r * n, c->raw + (r * cols + x0) * C + ch, n, C);
+            for (int64_t level = 0, m = rows / 2; level < c->J; level++, m /= 2) {
+                const float *from = buffer[level & 1];
+                for (int64_t band = 0; band < (int64_t)1 << level; band++) {
+                    float *s, *d;
+                    int64_t ys = n;
+                    if (level == c->J - 1) { /* the last level writes the planes */
+                        s = c->out + ((ch << c->J) + 2 * band) * rows_out * cols + x0;
+                        d = s + rows_out * cols;
+                        ys = cols;
+                    } else {
+                        s = buffer[!(level & 1)] + 2 * band * m * n, d = s + m * n;
+                    }
+                    split_lift_rows(from + 2 * band * m * n, n, s, d, ys, m, n, c->lifting);
                 }
-                split_lift_rows(from + 2 * band * m * stride, stride, s, d, ys, m, n,
-                                c->lifting);
             }
-            from = buffer[!(level & 1)], stride = n;
         }
     }
 }
@@ -188,17 +152,38 @@ static int8_t quantize(float y, const double *t, int64_t n, int64_t clip) {
     return (int8_t)((base - t) + (base[0] <= v) - clip);
 }
 
+/* The folded model: weight (planes, latent_dim), bias, the compander's thresholds. */
 typedef struct {
-    const float *x;       /* (planes, positions) */
-    int64_t planes, positions, latent_dim, edge, stride;
-    const float *weight;  /* (planes, latent_dim), folded */
-    const float *bias;
+    int64_t planes, latent_dim;
+    const float *weight, *bias;
     const double *thresholds;
     int64_t n_thresholds, clip;
-    int8_t *out;          /* (latent_dim, stride): position i at edge + i */
-} Project;
+} Model;
 
-/* The 1x1 on SPAN positions a work item, into acc (latent_dim, SPAN): blocks of LB latents
+/* out[i] = quantize(acc[i] + bias) for n positions: QG searches in step, so that their
+ * loads overlap instead of each waiting on its own. */
+#define QG 8
+VECTOR_CLONES
+static void quantize_row(const float *acc, float bias, const Model *mo, int64_t n,
+                         int8_t *out) {
+    const double *t = mo->thresholds;
+    int64_t i = 0;
+    for (; i + QG <= n; i += QG) {
+        double v[QG];
+        const double *base[QG];
+        for (int j = 0; j < QG; j++) v[j] = acc[i + j] + bias, base[j] = t;
+        for (int64_t m = mo->n_thresholds; m > 1;) {
+            const int64_t half = m / 2;
+            for (int j = 0; j < QG; j++) base[j] = base[j][half] <= v[j] ? base[j] + half : base[j];
+            m -= half;
+        }
+        for (int j = 0; j < QG; j++)
+            out[i + j] = (int8_t)((base[j] - t) + (base[j][0] <= v[j]) - mo->clip);
+    }
+    for (; i < n; i++) out[i] = quantize(acc[i] + bias, t, mo->n_thresholds, mo->clip);
+}
+
+/* The 1x1 on SPAN positions at a time, into acc (latent_dim, SPAN): blocks of LB latents
  * at PB positions stay in 12 vector registers (GNU C vectors: SSE, AVX2 or NEON) while KB
  * planes pass, so the planes are read as KB sequential streams. Each sum runs over the
  * planes in order, whatever the blocking. */
@@ -209,18 +194,18 @@ typedef struct {
 typedef float v8 __attribute__((vector_size(32)));
 
 VECTOR_CLONES
-static void project_block(const Project *c, int64_t p0, int64_t l0, int64_t k0, int64_t k1,
-                          float *restrict acc) {
+static void project_block(const float *x, int64_t stride, const float *weight, int64_t L,
+                          int64_t l0, int64_t k0, int64_t k1, float *restrict acc) {
     v8 sum[LB][2];
     for (int l = 0; l < LB; l++) {
         memcpy(&sum[l][0], acc + l * SPAN, sizeof sum[l][0]);
         memcpy(&sum[l][1], acc + l * SPAN + 8, sizeof sum[l][1]);
     }
     for (int64_t k = k0; k < k1; k++) {
-        const float *x = c->x + k * c->positions + p0, *w = c->weight + k * c->latent_dim + l0;
+        const float *in = x + k * stride, *w = weight + k * L + l0;
         v8 x0, x1;
-        memcpy(&x0, x, sizeof x0);
-        memcpy(&x1, x + 8, sizeof x1);
+        memcpy(&x0, in, sizeof x0);
+        memcpy(&x1, in + 8, sizeof x1);
         for (int l = 0; l < LB; l++) {
             sum[l][0] += w[l] * x0;
             sum[l][1] += w[l] * x1;
@@ -232,92 +217,143 @@ static void project_block(const Project *c, int64_t p0, int64_t l0, int64_t k0, 
     }
 }
 
-static void project_items(void *ctx, int64_t begin, int64_t end, float *acc) {
-    const Project *c = ctx;
-    const int64_t L = c->latent_dim, P = c->planes;
-    for (int64_t item = begin; item < end; item++) {
-        int64_t q0 = item * SPAN, span = q0 + SPAN < c->positions ? SPAN : c->positions - q0;
+/* Latents of positions 0 .. n - 1 of x (planes, stride) → out[l * out_stride + i]; acc:
+ * latent_dim * SPAN floats of scratch. */
+static void project(const Model *mo, const float *x, int64_t stride, int64_t n, int8_t *out,
+                    int64_t out_stride, float *acc) {
+    const int64_t L = mo->latent_dim, P = mo->planes;
+    for (int64_t q0 = 0; q0 < n; q0 += SPAN) {
+        const int64_t span = q0 + SPAN < n ? SPAN : n - q0;
         memset(acc, 0, sizeof(float) * (size_t)(L * SPAN));
         for (int64_t k0 = 0; k0 < P; k0 += KB) {
-            int64_t k1 = k0 + KB < P ? k0 + KB : P;
+            const int64_t k1 = k0 + KB < P ? k0 + KB : P;
             for (int64_t l0 = 0; l0 < L; l0 += LB)
                 for (int64_t i0 = 0; i0 < span; i0 += PB) {
-                    int64_t n = l0 + LB < L ? LB : L - l0, m = i0 + PB < span ? PB : span - i0;
+                    int64_t nl = l0 + LB < L ? LB : L - l0, m = i0 + PB < span ? PB : span - i0;
                     float *a = acc + l0 * SPAN + i0;
-                    if (n == LB && m == PB) {
-                        project_block(c, q0 + i0, l0, k0, k1, a);
+                    if (nl == LB && m == PB) {
+                        project_block(x + q0 + i0, stride, mo->weight, L, l0, k0, k1, a);
                         continue;
                     }
                     for (int64_t k = k0; k < k1; k++) /* the last latents or positions */
-                        for (int64_t l = 0; l < n; l++)
+                        for (int64_t l = 0; l < nl; l++)
                             for (int64_t i = 0; i < m; i++)
-                                a[l * SPAN + i] += c->weight[k * L + l0 + l] *
-                                                   c->x[k * c->positions + q0 + i0 + i];
+                                a[l * SPAN + i] += mo->weight[k * L + l0 + l] *
+                                                   x[k * stride + q0 + i0 + i];
                 }
         }
         for (int64_t l = 0; l < L; l++)
-            for (int64_t i = 0; i < span; i++)
-                c->out[l * c->stride + c->edge + q0 + i] = quantize(
-                    acc[l * SPAN + i] + c->bias[l], c->thresholds, c->n_thresholds, c->clip);
+            quantize_row(acc + l * SPAN, mo->bias[l], mo, span, out + l * out_stride + q0);
+    }
+}
+
+/* --- pass 2: the J levels along the width, then the 1x1 -------------------------------- */
+
+/* Block row r: row r of each plane p of `in` (planes x rows x cols floats; or audio, the
+ * raw int16 (cols, channels), one row) through J levels along the width → the block row's
+ * subbands in channel order (images c * 4^J + width and height bits interleaved per level,
+ * width first; audio c * 2^J + band), planes of `stride` >= cols / 2^J floats (a multiple
+ * of PB for images, so the 1x1 runs in whole blocks), then its latents. Scratch: 2 cols +
+ * subbands + latent_dim * SPAN floats. A work item is one block row. */
+typedef struct {
+    const float *in;
+    const int16_t *audio;
+    int64_t planes, rows, cols, J, stride;
+    const Lifting *lifting;
+    const Model *model;
+    int8_t *out;              /* (latent_dim, out_stride), block row r at edge + r * w */
+    int64_t out_stride, edge;
+} Rows;
+
+/* x[i] = in[i * C], int16: as to_floats. */
+VECTOR_CLONES
+static void pcm_to_floats(float *restrict x, const int16_t *restrict in, int64_t n, int64_t C) {
+    if (C == 2)
+        for (int64_t i = 0; i < n; i++) x[i] = in[2 * i];
+    else if (C == 1)
+        for (int64_t i = 0; i < n; i++) x[i] = in[i];
+    else
+        for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
+}
+
+/* Bits of v spread to the even bit positions (bit i to bit 2i). */
+static int64_t spread(int64_t v) {
+    int64_t out = 0;
+    for (int i = 0; v >> i; i++) out |= ((v >> i) & 1) << (2 * i);
+    return out;
+}
+
+static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
+    const Rows *c = ctx;
+    const int64_t cols = c->cols, J = c->J, w = cols >> J, bands = (int64_t)1 << J;
+    float *buffer[2] = {scratch, scratch + cols}, *sub = scratch + 2 * cols;
+    float *acc = sub + c->model->planes * c->stride;
+    for (int64_t r = begin; r < end; r++) {
+        for (int64_t p = 0; p < c->planes; p++) {
+            /* subband rw of this plane is channel first + rw (audio: plane p = channel c)
+             * or first + 2 spread(rw) (images: p = (c, height band h)) */
+            const int64_t first = c->audio ? p * bands
+                                           : (p / bands) * bands * bands + spread(p % bands);
+            const float *row = c->in ? c->in + (p * c->rows + r) * cols : buffer[0];
+            if (c->audio) pcm_to_floats(buffer[0], c->audio + p, cols, c->planes);
+            for (int64_t level = 0, m = cols / 2; level < J; level++, m /= 2) {
+                const float *from = level ? buffer[level & 1] : row;
+                for (int64_t band = 0; band < (int64_t)1 << level; band++) {
+                    float *s, *d;
+                    if (level == J - 1) { /* the last level writes the subbands */
+                        int64_t even = 2 * band, odd = even + 1;
+                        s = sub + (first + (c->audio ? even : 2 * spread(even))) * c->stride;
+                        d = sub + (first + (c->audio ? odd : 2 * spread(odd))) * c->stride;
+                    } else {
+                        s = buffer[!(level & 1)] + 2 * band * m, d = s + m;
+                    }
+                    split_lift_row(from + 2 * band * m, s, d, m, c->lifting);
+                }
+            }
+        }
+        if (c->stride > w) /* the padding the 1x1's blocks read: zeros, never kept */
+            for (int64_t k = 0; k < c->model->planes; k++)
+                memset(sub + k * c->stride + w, 0, sizeof(float) * (size_t)(c->stride - w));
+        project(c->model, sub, c->stride, w, c->out + c->edge + r * w, c->out_stride, acc);
     }
 }
 
 /* --- the whole encoder --------------------------------------------------------------- */
 
-/* The packet transform of `in`'s channels (rows x cols each; audio: rows = 1): the width
- * pass into workspace a, then (images) the height pass into b. Returns the workspace holding
- * the channels * 4^J (audio 2^J) unscaled subbands in channel order, or NULL when memory
- * runs out. Workspaces: channels * rows * cols floats each. */
-static const float *packet(Source in, float *a, float *b, int64_t rows, int64_t cols,
-                           int64_t J, const Lifting *lifting, int threads) {
-    WidthPass wp = {in, a, rows, cols, J, lifting};
-    if (walloc_parallel(width_items, &wp, in.channels * rows, threads, 2 * cols)) return NULL;
-    if (rows == 1) return a;
-    int64_t w = cols >> J, strips = (w + STRIP - 1) / STRIP;
-    HeightPass hp = {a, b, rows, w, strips, J, lifting};
-    if (walloc_parallel(height_items, &hp, (in.channels << J) * strips, threads,
-                        2 * rows * STRIP))
-        return NULL;
-    return b;
-}
-
-static int project(const float *x, int64_t planes, int64_t positions, int64_t edge,
-                   const float *weight, const float *bias, int64_t latent_dim,
-                   const double *thresholds, int64_t n_thresholds, int64_t clip, int8_t *out,
-                   int threads) {
-    if (!x) return -1;
-    int64_t stride = positions + 2 * edge;
-    Project pr = {x, planes, positions, latent_dim, edge, stride, weight, bias, thresholds,
-                  n_thresholds, clip, out};
-    if (walloc_parallel(project_items, &pr, (positions + SPAN - 1) / SPAN, threads,
-                 latent_dim * SPAN))
-        return -1;
-    for (int64_t l = 0; l < latent_dim && edge; l++) /* the zero padding's latents */
-        out[l * stride] = out[l * stride + stride - 1] =
-            quantize(bias[l], thresholds, n_thresholds, clip);
-    return 0;
-}
-
 int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t channels,
                                int64_t J, const float *lifting, const float *weight,
                                const float *bias, int64_t latent_dim, const double *thresholds,
-                               int64_t n_thresholds, int64_t clip, int8_t *out, float *a,
-                               float *b, int threads) {
-    Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
-    const float *x = packet((Source){raw, NULL, channels}, a, b, rows, cols, J, &steps,
-                            threads);
-    return project(x, channels << (2 * J), (rows >> J) * (cols >> J), 0, weight, bias,
-                   latent_dim, thresholds, n_thresholds, clip, out, threads);
+                               int64_t n_thresholds, int64_t clip, int8_t *out, float *work,
+                               int threads) {
+    const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
+    const Model model = {channels << (2 * J), latent_dim, weight, bias, thresholds,
+                         n_thresholds, clip};
+    const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
+    Columns cp = {raw, work, rows, cols, channels, J, &steps};
+    if (walloc_parallel(column_items, &cp, (cols + STRIP - 1) / STRIP, threads,
+                        2 * rows * STRIP))
+        return -1;
+    Rows rp = {work, NULL, channels << J, rows_out, cols, J, stride, &steps, &model, out,
+               rows_out * w, 0};
+    return walloc_parallel(row_items, &rp, rows_out, threads,
+                           2 * cols + model.planes * stride + latent_dim * SPAN);
 }
 
 int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t channels,
                                int64_t J, const float *lifting, const float *weight,
                                const float *bias, int64_t latent_dim, const double *thresholds,
-                               int64_t n_thresholds, int64_t clip, int8_t *out, float *a,
-                               float *b, int threads) {
-    Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
-    const float *x = packet((Source){NULL, raw, channels}, a, b, 1, samples, J, &steps,
-                            threads);
-    return project(x, channels << J, samples >> J, 1, weight, bias, latent_dim, thresholds,
-                   n_thresholds, clip, out, threads);
+                               int64_t n_thresholds, int64_t clip, int8_t *out, int threads) {
+    (void)threads; /* one block row: one thread (the runtime encodes runs side by side) */
+    const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
+    const Model model = {channels << J, latent_dim, weight, bias, thresholds, n_thresholds,
+                         clip};
+    const int64_t w = samples >> J, stride = w + 2;
+    Rows rp = {NULL, raw, channels, 1, samples, J, w, &steps, &model, out, stride, 1};
+    if (walloc_parallel(row_items, &rp, 1, 1,
+                        2 * samples + model.planes * w + latent_dim * SPAN))
+        return -1;
+    for (int64_t l = 0; l < latent_dim; l++) /* the zero padding's latents */
+        out[l * stride] = out[l * stride + stride - 1] =
+            quantize(bias[l], thresholds, n_thresholds, clip);
+    return 0;
 }

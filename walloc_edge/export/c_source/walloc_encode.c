@@ -230,10 +230,10 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
         padded[a] = size[a] + before[a] + after[a];
     }
     size_t n = (size_t)padded[0] * padded[1] * c;
-    float *work = malloc(2 * n * sizeof *work);
+    float *work = WALLOC_AUDIO ? NULL : malloc(n * sizeof *work);
     void *x = malloc(n * (WALLOC_AUDIO ? 2 : 1));
     long *cols = malloc((size_t)padded[1] * sizeof *cols);
-    if (!work || !x || !cols) {
+    if ((!work && !WALLOC_AUDIO) || !x || !cols) {
         free(work); free(x); free(cols);
         return -1;
     }
@@ -253,13 +253,11 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
         ? walloc_native_encode_audio(x, padded[0], c, WALLOC_J, walloc_core_lifting,
                                      &walloc_core_weight[0][0], walloc_core_bias,
                                      WALLOC_LATENT_DIM, walloc_core_thresholds,
-                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, work, work + n,
-                                     threads)
+                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, threads)
         : walloc_native_encode_image(x, padded[0], padded[1], c, WALLOC_J, walloc_core_lifting,
                                      &walloc_core_weight[0][0], walloc_core_bias,
                                      WALLOC_LATENT_DIM, walloc_core_thresholds,
-                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, work, work + n,
-                                     threads);
+                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, work, threads);
     free(work);
     free(x);
     return status;
