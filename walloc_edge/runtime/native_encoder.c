@@ -68,22 +68,31 @@ static inline void axpy2(float *out, const float *y, const float *restrict a,
 }
 
 /* One level down the columns of rows 0 .. 2m - 1 of x (row stride xs; n floats a row,
- * periodic): the even rows lifted into s, the odd ones into d (row stride ys). The first
- * two steps read x, so the split costs no pass of its own. */
+ * periodic): the even rows lifted into s, the odd ones into d (row stride ys). One sweep
+ * down the rows does all four steps, each a row or two behind the one before (the rows it
+ * reads are final by then), so each row is read and written about once, not four times;
+ * the wrap's values come first (d1[m - 1]) and last (d3[m - 1], s4[m - 1], s4[0]). Every
+ * value is the same sum as step by step. */
 VECTOR_CLONES
 static void split_lift_rows(const float *x, int64_t xs, float *s, float *d, int64_t ys,
                             int64_t m, int64_t n, const Lifting *L) {
     const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
-#define EVEN(i) (x + 2 * (i) * xs)
-    for (int64_t i = 0; i < m; i++)
-        axpy2(d + i * ys, EVEN(i) + xs, EVEN(i), EVEN(i + 1 < m ? i + 1 : 0), c0, n);
-    for (int64_t i = 0; i < m; i++)
-        axpy2(s + i * ys, EVEN(i), d + (i > 0 ? i - 1 : m - 1) * ys, d + i * ys, c1, n);
+#define EVEN(i) (x + 2 * ((i) % m) * xs)
+#define S(i) (s + (((i) + m) % m) * ys)
+#define D(i) (d + (((i) + m) % m) * ys)
+    axpy2(D(m - 1), EVEN(m - 1) + xs, EVEN(m - 1), EVEN(m), c0, n);
+    for (int64_t i = 0; i < m; i++) {
+        if (i < m - 1) axpy2(D(i), EVEN(i) + xs, EVEN(i), EVEN(i + 1), c0, n);
+        axpy2(S(i), EVEN(i), D(i - 1), D(i), c1, n);
+        if (i >= 1) axpy2(D(i - 1), D(i - 1), S(i - 1), S(i), c2, n);
+        if (i >= 2) axpy2(S(i - 1), S(i - 1), D(i - 2), D(i - 1), c3, n);
+    }
+    axpy2(D(m - 1), D(m - 1), S(m - 1), S(0), c2, n);
+    if (m >= 2) axpy2(S(m - 1), S(m - 1), D(m - 2), D(m - 1), c3, n);
+    axpy2(S(0), S(0), D(m - 1), D(0), c3, n);
 #undef EVEN
-    for (int64_t i = 0; i < m; i++)
-        axpy2(d + i * ys, d + i * ys, s + i * ys, s + (i + 1 < m ? i + 1 : 0) * ys, c2, n);
-    for (int64_t i = 0; i < m; i++)
-        axpy2(s + i * ys, s + i * ys, d + (i > 0 ? i - 1 : m - 1) * ys, d + i * ys, c3, n);
+#undef S
+#undef D
 }
 
 /* --- pass 1 (images): the J levels down the columns ---------------------------------- */

@@ -72,13 +72,14 @@ class RansCoder(Coder):
     def _encode_rans(self, latents, bits, threads):
         clip = (1 << (bits - 1)) - 1
         C = latents.shape[0]
-        X = latents.reshape(C, -1).astype(np.int64)                    # (C, n)
+        X = latents.reshape(C, -1)                                     # (C, n)
         layout = Layout(latents.shape, Layout.region_for(latents.shape))
         K = len(layout.own_offsets)
         fast = native.available()
         if fast:
             buffer = native.buffer(layout, X)
         else:
+            X = X.astype(np.int64)
             values, own = _features(layout, X)
         if self.predictor == "planar":
             constant = np.zeros(C, bool)
@@ -86,7 +87,8 @@ class RansCoder(Coder):
         else:
             constant = X.min(axis=1) == X.max(axis=1)
             step = fit_step(layout.n)
-            grams = (native.grams(layout, buffer, np.arange(0, layout.n, step)) if fast else
+            positions = np.arange(0, layout.n, step)
+            grams = (native.grams(layout, buffer, positions, threads) if fast else
                      numpy_grams(*_fit_features(values, own, step)))
             rows = list(fit_taps(grams, -(-layout.n // step), layout.n))
         contexts = Contexts(clip)

@@ -17,7 +17,7 @@
 
 /* Bumped whenever a signature below changes: native.py refuses a library of another
  * version (a stale build) instead of calling it with the wrong arguments. */
-#define WALLOC_RANS_ABI 5
+#define WALLOC_RANS_ABI 6
 
 int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 
@@ -247,48 +247,85 @@ done:
     return status;
 }
 
-/* out (ra, rb) = A (ra, s) · B (rb, s)ᵀ of latent features, exactly: |feature| <= 127 and
- * s < 2^15, so each dot product fits int32. int16 inputs: a multiply-add of pairs. */
+/* x · y of s latent features, exactly: |feature| <= 127 and s < 2^15, so the sum fits
+ * int32. int16 inputs: a multiply-add of pairs. */
 VECTOR_CLONES
-static void gram(const int16_t *a, int64_t ra, const int16_t *b, int64_t rb, int64_t s,
-                 int64_t *out) {
-    for (int64_t i = 0; i < ra; i++)
-        for (int64_t j = 0; j < rb; j++) {
-            const int16_t *x = a + i * s, *y = b + j * s;
-            int32_t acc = 0;
-            for (int64_t k = 0; k < s; k++) acc += (int32_t)x[k] * (int32_t)y[k];
-            out[i * rb + j] = acc;
+static int32_t dot(const int16_t *x, const int16_t *y, int64_t s) {
+    int32_t acc = 0;
+    for (int64_t k = 0; k < s; k++) acc += (int32_t)x[k] * (int32_t)y[k];
+    return acc;
+}
+
+/* The fit's features at the sampled slots: V, the values, west and north neighbours of
+ * every channel (3C, s), and O, channel c's K own neighbours (C, K, s). */
+typedef struct {
+    const int32_t *buffer;
+    int64_t C, stride, K, s;
+    const int64_t *own_offset, *slots;
+    int16_t *V, *O;
+    int64_t *shared, *cross, *own;
+} Grams;
+
+static void feature_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
+    (void)unused;
+    const Grams *g = ctx;
+    const int64_t C = g->C, K = g->K, s = g->s, *off = g->own_offset;
+    for (int64_t c = c0; c < c1; c++) {
+        const int32_t *base = g->buffer + (c + 1) * g->stride;
+        for (int64_t i = 0; i < s; i++) {
+            const int32_t *x = base + g->slots[i];
+            g->V[c * s + i] = (int16_t)x[0];
+            g->V[(C + c) * s + i] = (int16_t)x[off[0]];
+            g->V[(2 * C + c) * s + i] = (int16_t)x[off[1]];
+            for (int64_t k = 0; k < K; k++) g->O[(c * K + k) * s + i] = (int16_t)x[off[k]];
         }
+    }
+}
+
+/* Item i < 3C: row i of shared (from the diagonal on, mirrored); then the C K rows of
+ * cross; then channel c's own block (from the diagonal on, mirrored). */
+static void gram_items(void *ctx, int64_t begin, int64_t end, float *unused) {
+    (void)unused;
+    const Grams *g = ctx;
+    const int64_t R = 3 * g->C, K = g->K, s = g->s;
+    for (int64_t item = begin; item < end; item++) {
+        if (item < R) {
+            for (int64_t j = item; j < R; j++)
+                g->shared[item * R + j] = g->shared[j * R + item] =
+                    dot(g->V + item * s, g->V + j * s, s);
+        } else if (item < R + g->C * K) {
+            const int64_t row = item - R;
+            for (int64_t j = 0; j < R; j++)
+                g->cross[row * R + j] = dot(g->O + row * s, g->V + j * s, s);
+        } else {
+            const int64_t c = item - R - g->C * K;
+            const int16_t *o = g->O + c * K * s;
+            int64_t *out = g->own + c * K * K;
+            for (int64_t i = 0; i < K; i++)
+                for (int64_t j = i; j < K; j++)
+                    out[i * K + j] = out[j * K + i] = dot(o + i * s, o + j * s, s);
+        }
+    }
 }
 
 /* The least-squares fit's Gram matrices over the latents at `slots` (s of them, the same
- * slot in every channel's part of the zero-guarded buffer): with V the values, west and
- * north neighbours of every channel (3C, s) and O channel c's K own neighbours (C, K, s),
- * shared = V·Vᵀ (3C, 3C), cross = O·Vᵀ (C, K, 3C), own = O·Oᵀ per channel (C, K, K). Exact
- * (BLAS's float64 ones for the numpy coder are exact too). Returns 0, or -1. */
+ * slot in every channel's part of the zero-guarded buffer): shared = V·Vᵀ (3C, 3C),
+ * cross = O·Vᵀ (C, K, 3C), own = O·Oᵀ per channel (C, K, K), with V and O as Grams says.
+ * Exact (BLAS's float64 ones for the numpy coder are exact too), on `threads` threads.
+ * Returns 0, -1 (no memory) or -2 (too many slots for exact int32 sums). */
 int walloc_rans_grams(const int32_t *buffer, int64_t C, int64_t stride, int64_t K,
                       const int64_t *own_offset, const int64_t *slots, int64_t s,
-                      int64_t *shared, int64_t *cross, int64_t *own) {
-    if (s >= 1 << 15) return -2;  /* int32 sums would not be exact */
-    int16_t *V = calloc((size_t)(3 * C * s + 1), sizeof(int16_t));
-    int16_t *O = calloc((size_t)(C * K * s + 1), sizeof(int16_t));
-    if (!V || !O) { free(V); free(O); return -1; }
-    for (int64_t c = 0; c < C; c++) {
-        const int32_t *base = buffer + (c + 1) * stride;
-        for (int64_t i = 0; i < s; i++) {
-            const int32_t *x = base + slots[i];
-            V[c * s + i] = (int16_t)x[0];
-            V[(C + c) * s + i] = (int16_t)x[own_offset[0]];
-            V[(2 * C + c) * s + i] = (int16_t)x[own_offset[1]];
-            for (int64_t k = 0; k < K; k++) O[(c * K + k) * s + i] = (int16_t)x[own_offset[k]];
-        }
-    }
-    gram(V, 3 * C, V, 3 * C, s, shared);
-    gram(O, C * K, V, 3 * C, s, cross);
-    for (int64_t c = 0; c < C; c++) gram(O + c * K * s, K, O + c * K * s, K, s, own + c * K * K);
-    free(V);
-    free(O);
-    return 0;
+                      int64_t *shared, int64_t *cross, int64_t *own, int threads) {
+    if (s >= 1 << 15) return -2;
+    Grams g = {buffer, C, stride, K, s, own_offset, slots,
+               calloc((size_t)(3 * C * s + 1), sizeof(int16_t)),
+               calloc((size_t)(C * K * s + 1), sizeof(int16_t)), shared, cross, own};
+    int status = !g.V || !g.O ||
+                 walloc_parallel(feature_channels, &g, C, threads, 0) ||
+                 walloc_parallel(gram_items, &g, 3 * C + C * K + C, threads, 0) ? -1 : 0;
+    free(g.V);
+    free(g.O);
+    return status;
 }
 
 /* Residuals and contexts of a tile's latents X (C, n), in int32 (exact: |coefficient| <

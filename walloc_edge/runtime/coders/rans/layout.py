@@ -81,6 +81,9 @@ class Layout:
     def store(self, buffer, latents):
         """Write (channels, n) ``latents`` into their slots of ``buffer``."""
         grid = self._grid(buffer)
+        if grid[0].size == self.n:  # images; audio's last run may be short
+            grid[...] = latents.reshape(grid.shape)
+            return
         padded = np.zeros((self.channels, grid[0].size), buffer.dtype)
         padded[:, :self.n] = latents
         grid[...] = padded.reshape(grid.shape)

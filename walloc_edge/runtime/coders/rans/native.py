@@ -17,7 +17,7 @@ _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
-ABI = 5  # WALLOC_RANS_ABI in _native.c: the signatures below
+ABI = 6  # WALLOC_RANS_ABI in _native.c: the signatures below
 
 
 def _load():
@@ -30,7 +30,7 @@ def _load():
                                        _I64, _I64, _i64, _U64, _U16, _i64, _I64, _I64]
     lib.walloc_rans_grams.restype = _int
     lib.walloc_rans_grams.argtypes = [_I32, _i64, _i64, _i64, _I64, _I64, _i64, _I64, _I64,
-                                      _I64]
+                                      _I64, _int]
     lib.walloc_rans_residuals.restype = _i64
     lib.walloc_rans_residuals.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64,
                                           _I64, _I32, _I32, _U8, _i64, _i64, _I64, _I64, _I32,
@@ -94,10 +94,10 @@ def buffer(layout, X):
     return out
 
 
-def grams(layout, buffer, positions):
+def grams(layout, buffer, positions, threads=1):
     """The fit's Gram matrices (as ``predictor.numpy_grams`` computes them from the
     features) over the latents at ``positions`` (fewer than 2^15: fit_step keeps them
-    under 2 · FIT_SAMPLES), float64."""
+    under 2 · FIT_SAMPLES), float64; on ``threads`` threads."""
     C, K = layout.channels, len(layout.own_offsets)
     shared = np.empty((3 * C, 3 * C), np.int64)
     cross = np.empty((C, K, 3 * C), np.int64)
@@ -105,7 +105,7 @@ def grams(layout, buffer, positions):
     status = _LIB.walloc_rans_grams(buffer, C, layout.stride, K,
                                     _c(layout.own_offsets, np.int64),
                                     _c(layout.slots(positions), np.int64), len(positions),
-                                    shared, cross, own)
+                                    shared, cross, own, threads)
     if status == -1:
         raise MemoryError("rans: the C encoder ran out of memory")
     if status:
