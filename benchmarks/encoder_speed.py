@@ -68,7 +68,8 @@ def main(argv=None):
 
     from walloc_edge.codec import load
     from walloc_edge.data import sample_photo
-    from walloc_edge.export import export_bundle, sensor_encoder
+    from walloc_edge.codec.sensor import sensor_encoder
+    from walloc_edge.export import export_bundle
     from walloc_edge.export.onnx_graph import onnx_session
     from walloc_edge.export.tflite_graph import tflite_runner
     from walloc_edge.export.validate import compare, torch_latents

@@ -7,8 +7,8 @@ import torch
 
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, load
-from walloc_edge.export import export_bundle, sensor_encoder
-from walloc_edge.export.graphs import fused_filter_bank
+from walloc_edge.codec.sensor import fused_filter_bank, sensor_encoder
+from walloc_edge.export import export_bundle
 from walloc_edge.export.onnx_graph import onnx_session
 from walloc_edge.export.tflite_graph import tflite_runner
 from walloc_edge.export.validate import (MAX_DIFF, MIN_IDENTICAL, audio_inputs,
@@ -106,7 +106,7 @@ def test_bundle_metadata(tmp_path, reference_dir):
 
 
 def test_model_id_tracks_encoder_weights(reference_dir):
-    from walloc_edge.export.bundle import model_id
+    from walloc_edge.codec.sensor import model_id
 
     codec = load(reference_dir / "rgb_j3_l12.pth")
     before = model_id(codec)

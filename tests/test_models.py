@@ -38,7 +38,7 @@ def test_an_operating_point_is_a_model_of_its_own(tmp_path, monkeypatch, referen
 
     import walloc_edge.zoo as zoo
     from walloc_edge.codec import load, save
-    from walloc_edge.export.bundle import model_id
+    from walloc_edge.codec.sensor import model_id
 
     base = load(reference_dir / "stereo_j4_l8.pth")
     save(base, tmp_path / "s.safetensors")

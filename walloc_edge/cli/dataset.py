@@ -46,9 +46,9 @@ def _bundle(model, folder):
     if (Path(model) / "encoder.json").is_file():
         return Path(model), Path(model).name
     from ..codec import load
-    from ..export import export_bundle
+    from ..codec.sensor import write_bundle
 
-    export_bundle(load(model), folder, formats=(), log=lambda s: None)
+    write_bundle(load(model), folder)
     return Path(folder), model
 
 

@@ -27,10 +27,10 @@ def runtime_encoder(codec, bundle=None, backend="numpy"):
     model's weights written to a temporary bundle (numpy backend; no graph export)."""
     if bundle is not None:
         return Encoder(bundle, backend)
-    from ..export import export_bundle
+    from ..codec.sensor import write_bundle
 
     folder = tempfile.TemporaryDirectory(prefix="walloc-edge-bundle-")
-    export_bundle(codec, folder.name, formats=(), log=lambda s: None)
+    write_bundle(codec, folder.name)
     encoder = Encoder(folder.name, "numpy")
     encoder.bundle_folder = folder  # removed with the encoder
     return encoder

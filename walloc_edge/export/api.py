@@ -1,13 +1,11 @@
 """export_bundle: write and validate the sensor bundle for a codec."""
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .bundle import bundle_arrays, bundle_metadata
-from .graphs import sensor_encoder
+from ..codec.sensor import bundle_arrays, bundle_metadata, sensor_encoder, write_bundle
 from .validate import audio_inputs, image_inputs, random_sample, validate
 
 __all__ = ["FORMATS", "EXPORTERS", "ExportError", "check_formats", "export_bundle"]
@@ -147,7 +145,6 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         _check_static_shape(codec, encoder, static_shape)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez(out_dir / "encoder.npz", **bundle_arrays(codec, encoder))
     job = _Job(codec, encoder, out_dir, tuple(static_shape), audio_length, log)
     graphs, failures = {}, []
     for fmt in (f for f in FORMATS if f in formats):
@@ -156,8 +153,7 @@ def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=prin
         graphs[fmt] = report
         if not passed:
             failures.append(fmt)
-    metadata = bundle_metadata(codec, encoder, graphs)
-    (out_dir / "encoder.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    metadata = write_bundle(codec, out_dir, encoder, graphs)
     if failures:
         raise ExportError(f"{', '.join(failures)} failed validation (fewer than 99.9% of "
                           f"latents identical to torch, or a difference above 1); see "

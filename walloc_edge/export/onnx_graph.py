@@ -13,7 +13,7 @@ def export_onnx(encoder, example, path):
     """Trace ``encoder`` at ``example`` with symbolic sizes, write ``path``, run onnx.checker."""
     import onnx
 
-    from .graphs import SensorEncoder2D
+    from ..codec.sensor import SensorEncoder2D
 
     step = 2 ** encoder.J
     lo = encoder.min_size // step

@@ -53,7 +53,7 @@ class Inputs:
         self.kind = info.kind
         if self.kind == "latents":
             from ..codec import load
-            from ..export.graphs import sensor_encoder
+            from ..codec.sensor import sensor_encoder
 
             self.encoder = sensor_encoder(load(info.model)).eval()
         else:

@@ -1,6 +1,6 @@
 """The sensor encoder in plain numpy, from the bundle's weights (no ML runtime at all).
 
-It computes what the exported graphs compute (export/graphs.py), with the same folded
+It computes what the exported graphs compute (codec/sensor.py), with the same folded
 weights: a periodic wrap, then along each axis one strided filter bank (all J wavelet levels
 fused, 2^J subbands per block of 2^J samples) as a few large matrix products, the 1×1
 encoder folded into the last one. The compander and rounding need no ``erf``: the latent is

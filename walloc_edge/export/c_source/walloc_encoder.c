@@ -1,6 +1,6 @@
 /* WaLLoC sensor encoder in portable C99: uint8 image or int16 audio in, int8 latents out.
  *
- * The same function as the exported graphs (walloc_edge/export/graphs.py), after reflect
+ * The same function as the exported graphs (walloc_edge/codec/sensor.py), after reflect
  * padding to a multiple of 2^J as the Python runtime pads; the compander and rounding are a
  * threshold search (no erf on the device). Weights are const arrays in walloc_model.h, which
  * also says which of the two encoders this build has. No malloc.

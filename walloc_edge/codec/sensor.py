@@ -1,7 +1,10 @@
-"""Sensor encoder graphs: raw sensor samples in, integer latents out, in one torch module.
+"""The codec's sensor form: raw sensor samples in, integer latents out, in one torch module,
+and the content of a sensor bundle (encoder.npz's arrays, encoder.json's metadata).
 
-These modules are what gets exported (ONNX, TFLite); they compute the same function as
-``Codec.encode`` on normalised input, rearranged for speed on a CPU.
+The modules are what ``export`` turns into graphs (ONNX, TFLite); they compute the same
+function as ``Codec.encode`` on normalised input, rearranged for speed on a CPU. They live
+with the codec (not with export) because the server side needs them too: ``eval`` encodes
+through the sensor runtime over the arrays written here, and so does training on latents.
 
 Images (``SensorEncoder2D``). The J-level packet transform is linear and shift-invariant by
 B = 2^J pixels, so along one axis all J levels fuse into one strided filter bank: subband r of
@@ -17,15 +20,24 @@ on onnxruntime (see benchmarks/).
 Audio (``SensorEncoder1D``) keeps the level-by-level transform (J = 8 would make the fused
 bank hundreds of taps long) and folds the 1/65536 scale (exact, a power of two).
 """
+import json
 import math
+import os
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..codec.wavelets import DWT1D, packet_analysis, periodic_pad
+from ..runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
+from ..runtime.bundle import model_id as _model_id
+from ..runtime.modality import AUDIO, IMAGE
+from .models import encoder_arrays
+from .wavelets import DWT1D, packet_analysis, periodic_pad
 
-__all__ = ["SensorEncoder2D", "SensorEncoder1D", "sensor_encoder", "fused_filter_bank"]
+__all__ = ["SensorEncoder2D", "SensorEncoder1D", "sensor_encoder", "fused_filter_bank",
+           "model_id", "bundle_arrays", "bundle_metadata", "write_bundle"]
 
 
 def fused_filter_bank(wavelet, J):
@@ -182,3 +194,75 @@ def sensor_encoder(codec, target="onnx"):
     # NHWC in and NHWC latents (1, H/2^J, W/2^J, latent_dim) out, without transposes.
     return litert_torch.to_channel_last_io(SensorEncoder2D(codec, planar=True).eval(),
                                            args=[0], outputs=[0])
+
+
+# --- the bundle: encoder.npz and encoder.json ---------------------------------------------
+
+def bundle_arrays(codec, encoder):
+    """The content of encoder.npz: the model's encoder arrays, the fused filter bank along one
+    axis (``fused_bank``, float64) and the sensor graph's folded weights (``graph.*``)."""
+    arrays = encoder_arrays(codec)
+    arrays["fused_bank"] = encoder.bank.numpy()
+    arrays.update({f"graph.{k}": v.numpy() for k, v in encoder.state_dict().items()})
+    return arrays
+
+
+def model_id(codec):
+    """The codec's model id (see :func:`walloc_edge.runtime.bundle.model_id`)."""
+    return _model_id(codec.config.to_dict(), encoder_arrays(codec))
+
+
+def bundle_metadata(codec, encoder, graphs):
+    """The content of encoder.json for a codec, its sensor encoder module and graph reports."""
+    cfg = codec.config
+    step = 2 ** cfg.J
+    latent_range = 2 ** (cfg.latent_bits - 1) - 1
+    latent_dtype = "int8" if cfg.latent_bits <= 8 else "int16"
+    if cfg.modality == "image":
+        inputs = {"dtype": "uint8", "layout": "NHWC", "shape": [1, "H", "W", cfg.channels],
+                  "normalisation": IMAGE.normalisation}
+        latents = {"dtype": latent_dtype, "layout": "NCHW",
+                   "shape": [1, cfg.latent_dim, f"H/{step}", f"W/{step}"]}
+    else:
+        inputs = {"dtype": "int16", "layout": "NLC", "shape": [1, "L", cfg.channels],
+                  "normalisation": AUDIO.normalisation}
+        latents = {"dtype": latent_dtype, "layout": "NCL",
+                   "shape": [1, cfg.latent_dim, f"L/{step} + 2"]}
+    inputs.update({"multiple": step, "min_size": encoder.min_size,
+                   "padding": "reflect; before = (padded - size) // 2, the rest after",
+                   "receptive_field": {"left": encoder.left, "right": encoder.right}})
+    latents["range"] = [-latent_range, latent_range]
+    return {
+        "format": BUNDLE_FORMAT,
+        "format_version": BUNDLE_VERSION,
+        "model_id": model_id(codec),
+        "config": cfg.to_dict(),
+        "input": inputs,
+        "latents": latents,
+        "compander": {"scale": codec.encoder[1].scale, "latent_max": codec.latent_max,
+                      "formula": "clip(round(latent_max * erf(y / (scale * sqrt(2)))))"},
+        "weights": "encoder.npz",
+        "graphs": graphs,
+    }
+
+
+def write_bundle(codec, out_dir, encoder=None, graphs=None):
+    """Write encoder.npz and encoder.json for ``codec`` into ``out_dir`` (each file
+    atomically: a bundle is never half written); returns the metadata. Without graphs this
+    is a complete bundle for the runtime's numpy and native backends."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    encoder = encoder or sensor_encoder(codec)
+    metadata = bundle_metadata(codec, encoder, graphs or {})
+    _atomic(out_dir / "encoder.npz", lambda f: np.savez(f, **bundle_arrays(codec, encoder)))
+    _atomic(out_dir / "encoder.json",
+            lambda f: f.write((json.dumps(metadata, indent=2) + "\n").encode()))
+    return metadata
+
+
+def _atomic(path, write):
+    """Write ``path`` through a temporary file beside it, then rename it into place."""
+    part = path.with_name(path.name + ".part")
+    with open(part, "wb") as f:
+        write(f)
+    os.replace(part, path)
