@@ -18,42 +18,47 @@ from pathlib import Path
 
 from report import publish
 
-CHILD = r"""
-import json, sys, threading, time
-import numpy as np
-sys.path.insert(0, {root!r})
-from walloc_edge.data import sample_photo
-from walloc_edge.runtime import Encoder
+def child(bundle, backend, size, tile):
+    """One measurement, in this (fresh) process: the peak RSS above the warmed-up encoder's
+    while it encodes a photo of ``size``."""
+    import threading
+    import time
 
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
+    import numpy as np
 
-h, w = {size}
-photo = np.tile(sample_photo("astronaut"), (h // 512 + 1, w // 512 + 1, 1))[:h, :w].copy()
-encoder = Encoder({bundle!r}, {backend!r}, tile={tile})
-encoder.encode(photo[:256, :256])
-base, peak, running = rss(), [0], [True]
-def sample():
-    while running[0]:
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.002)
-thread = threading.Thread(target=sample)
-thread.start()
-start = time.perf_counter()
-blob = encoder.encode(photo)
-seconds = time.perf_counter() - start
-running[0] = False
-thread.join()
-print(json.dumps({{"input_MB": photo.nbytes / 1e6, "extra_MB": (max(peak[0], rss()) - base) / 1e6,
-                  "seconds": seconds, "bytes": len(blob)}}))
-"""
+    from walloc_edge.data import sample_photo
+    from walloc_edge.runtime import Encoder
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    h, w = size
+    photo = np.tile(sample_photo("astronaut"), (h // 512 + 1, w // 512 + 1, 1))[:h, :w].copy()
+    encoder = Encoder(bundle, backend, tile=tile)
+    encoder.encode(photo[:256, :256])
+    base, peak, running = rss(), [0], [True]
+
+    def sample():
+        while running[0]:
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.002)
+
+    thread = threading.Thread(target=sample)
+    thread.start()
+    start = time.perf_counter()
+    blob = encoder.encode(photo)
+    seconds = time.perf_counter() - start
+    running[0] = False
+    thread.join()
+    return {"input_MB": photo.nbytes / 1e6, "extra_MB": (max(peak[0], rss()) - base) / 1e6,
+            "seconds": seconds, "bytes": len(blob)}
 
 
 def measure(bundle, backend, size, tile):
-    root = str(Path(__file__).resolve().parent.parent)
-    code = CHILD.format(root=root, size=size, bundle=str(bundle), backend=backend, tile=tile)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    job = json.dumps([str(bundle), backend, list(size), tile])
+    out = subprocess.run([sys.executable, __file__, "--child", job], capture_output=True,
+                         text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -84,4 +89,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"]:
+        print(json.dumps(child(*json.loads(sys.argv[2]))))
+    else:
+        main()

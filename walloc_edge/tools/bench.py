@@ -185,10 +185,12 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
     """One backend measured in a fresh process (no torch there), so that its memory and
     threads are its own."""
     name = f"{backend}, {threads} thread{'s' * (threads != 1)}" if threads else backend
-    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent.parent)!r}); "
-            f"from walloc_edge.tools.bench import measure_backend; print(json.dumps(measure_backend("
-            f"{str(bundle)!r}, {backend!r}, {threads!r}, {str(work)!r}, {repeat}, {amount})))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    job = json.dumps([str(bundle), backend, threads, str(work), repeat, amount])
+    root = str(Path(__file__).resolve().parents[2])  # this very package in the child too
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", __name__, job], capture_output=True,
+                            text=True, env=env)
     if result.returncode:
         return {"row": name, "kind": "sensor",
                 "status": "failed: " + (result.stderr.strip().splitlines() or ["?"])[-1]}
@@ -461,3 +463,7 @@ def svg_plot(result):
         out.append(f"<text x='{375 + scale(value):.1f}' y='{y + 14}'>{value:.2f}</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":  # one backend row, in a process of its own (see _sensor_row)
+    print(json.dumps(measure_backend(*json.loads(sys.argv[1]))))
