@@ -112,3 +112,36 @@ def test_coder_wire_ids_are_unique_and_stable():
 
     with pytest.raises(RuntimeError, match="clashes"):
         _registry(("a", 0, RawCoder()), ("b", 0, RawCoder()))
+
+
+PUBLIC = ["walloc_edge.runtime", "walloc_edge.runtime.coders", "walloc_edge.codec",
+          "walloc_edge.decoder", "walloc_edge.export", "walloc_edge.zoo", "walloc_edge.data"]
+
+
+def test_the_public_api_is_typed():
+    """Every function and public method a package exports has annotated parameters and a
+    return annotation (the package ships py.typed)."""
+    import importlib
+    import inspect
+
+    untyped = []
+    for name in PUBLIC:
+        package = importlib.import_module(name)
+        for export in package.__all__:
+            obj = getattr(package, export)
+            if inspect.isfunction(obj):
+                functions = [(export, obj)]
+            elif inspect.isclass(obj):
+                functions = [(f"{export}.{k}", v) for k, v in vars(obj).items()
+                             if inspect.isfunction(v) and (k == "__init__" or k[0] != "_")]
+            else:
+                continue
+            for label, f in functions:
+                f = inspect.unwrap(f)
+                sig = inspect.signature(f)
+                bare = [p.name for p in sig.parameters.values()
+                        if p.name not in ("self", "cls") and p.annotation is p.empty]
+                if bare or (sig.return_annotation is sig.empty and not label.endswith("__init__")):
+                    untyped.append(f"{name}.{label}")
+    assert not untyped, untyped
+    assert (PACKAGE / "py.typed").is_file()

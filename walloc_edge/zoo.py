@@ -28,11 +28,11 @@ def _home():
     return Path(walloc_edge_models.__file__).parent
 
 
-def weights_installed():
+def weights_installed() -> bool:
     return _home() is not None
 
 
-def embedded_models():
+def embedded_models() -> "dict[str, dict]":
     """name → description (config, file, training, measured quality) of every shipped model
     whose weights are installed."""
     home = _home()
@@ -42,12 +42,12 @@ def embedded_models():
     return {name: info for name, info in models.items() if (home / info["file"]).is_file()}
 
 
-def model_file(name):
+def model_file(name: str) -> "Path | None":
     """The weights file of embedded model ``name``, or None."""
     info = embedded_models().get(str(name))
     return _home() / info["file"] if info else None
 
 
-def model_gain(name):
+def model_gain(name: str) -> float:
     """The latent gain embedded model ``name`` applies to its weights (1 for most)."""
     return float(embedded_models().get(str(name), {}).get("latent_gain", 1.0))

@@ -22,12 +22,12 @@ def compander_constants(latent_bits):
 
 
 class ToUniform(nn.Module):
-    def __init__(self, scale, latent_max):
+    def __init__(self, scale: float, latent_max: float):
         super().__init__()
         self.scale = scale
         self.latent_max = latent_max
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x / self.scale
         x = 0.5 * (1 + torch.erf(x / math.sqrt(2)))  # standard normal CDF
         return 2 * self.latent_max * (x - 0.5)
@@ -36,19 +36,19 @@ class ToUniform(nn.Module):
 class Round(nn.Module):
     """Rounding at inference; additive uniform noise in training (a differentiable proxy)."""
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
             return x + (torch.rand_like(x) - 0.5)
         return torch.round(x)
 
 
 class ToNormal(nn.Module):
-    def __init__(self, scale, latent_max):
+    def __init__(self, scale: float, latent_max: float):
         super().__init__()
         self.scale = scale
         self.latent_max = latent_max
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x / (2 * self.latent_max) + 0.5
         x = torch.clamp(x, 0.0001, 0.9999)
         x = torch.erfinv(2 * x - 1) * math.sqrt(2)  # standard normal inverse CDF

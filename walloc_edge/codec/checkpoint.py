@@ -24,7 +24,8 @@ class CheckpointError(ValueError):
     """A model file that is missing, unreadable, or does not match its config."""
 
 
-def save(model, path, parameter_dtype=None):
+def save(model: torch.nn.Module, path: "str | Path",
+         parameter_dtype: "torch.dtype | None" = None) -> Path:
     """Write ``model`` in the walloc-edge format (weights + config in one file).
 
     ``parameter_dtype`` (e.g. torch.float16) stores the learned parameters smaller; buffers
@@ -44,7 +45,7 @@ def save(model, path, parameter_dtype=None):
     return path
 
 
-def load(path, device="cpu"):
+def load(path: "str | Path", device: str = "cpu") -> torch.nn.Module:
     """A codec in eval mode from a walloc-edge ``.safetensors``, a reference ``.pth``, or
     the name of a model shipped in the package (``walloc-edge models`` lists them)."""
     from ..zoo import embedded_models, model_file, model_gain, weights_installed

@@ -43,7 +43,7 @@ class CodecConfig:
     def dimensionality_reduction(self):
         return self.subbands / self.latent_dim
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
@@ -57,7 +57,7 @@ class CodecConfig:
         modality = "audio" if "post_filter" in data else "image"
         return cls.from_dict({**data, "modality": modality})
 
-    def reference_kwargs(self):
+    def reference_kwargs(self) -> dict:
         """Constructor arguments of the reference's Codec2D / Codec1D."""
         kw = dict(channels=self.channels, J=self.J, Ne=self.Ne, Nd=self.Nd,
                   latent_dim=self.latent_dim, latent_bits=self.latent_bits,

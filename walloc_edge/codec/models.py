@@ -6,6 +6,7 @@ Submodule layout (what reference checkpoints are keyed by):
   decoder    Sequential(ToNormal, diffusers Decoder | OobleckDecoder)
   post       (Codec1D with post_filter) Conv1d, 129 taps
 """
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -79,8 +80,8 @@ class Codec2D(_Codec):
 
     subbands_per_level = 4
 
-    def __init__(self, channels, J, Ne, Nd, latent_dim, latent_bits, lightweight_encode,
-                 wavelet="bior4.4"):
+    def __init__(self, channels: int, J: int, Ne: int, Nd: int, latent_dim: int,
+                 latent_bits: int, lightweight_encode: bool, wavelet: str = "bior4.4"):
         super().__init__()
         autoencoder_kl = autoencoder_module("autoencoder_kl")
 
@@ -115,8 +116,9 @@ class Codec1D(_Codec):
 
     subbands_per_level = 2
 
-    def __init__(self, channels, J, Ne, Nd, latent_dim, latent_bits, lightweight_encode,
-                 post_filter, wavelet="bior4.4"):
+    def __init__(self, channels: int, J: int, Ne: int, Nd: int, latent_dim: int,
+                 latent_bits: int, lightweight_encode: bool, post_filter: bool,
+                 wavelet: str = "bior4.4"):
         super().__init__()
         autoencoder_oobleck = autoencoder_module("autoencoder_oobleck")
 
@@ -147,14 +149,14 @@ class Codec1D(_Codec):
         return self.post(x_hat) if self.post_filter else x_hat
 
 
-def build(config):
+def build(config: CodecConfig) -> "Codec2D | Codec1D":
     """A freshly initialised codec for a :class:`CodecConfig`."""
     kw = config.reference_kwargs()
     cls = Codec2D if config.modality == "image" else Codec1D
     return cls(**kw, wavelet=config.wavelet)
 
 
-def encoder_arrays(codec):
+def encoder_arrays(codec: nn.Module) -> "dict[str, np.ndarray]":
     """Everything the sensor encoder computes from, as numpy arrays (name → array): the 1×1
     encoder's weight and bias and the wavelet filters. Its hash is the model id."""
     conv = codec.encoder[0]

@@ -10,7 +10,7 @@ from ..runtime.padding import padding_for, reflect_indices
 __all__ = ["pad", "crop"]
 
 
-def pad(x, multiple):
+def pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Reflect-pad the spatial (or time) axes of ``x`` up to multiples of ``multiple``."""
     for dim in range(2, x.ndim):
         before, after = padding_for(x.shape[dim], multiple)
@@ -20,7 +20,7 @@ def pad(x, multiple):
     return x
 
 
-def crop(x, size):
+def crop(x: torch.Tensor, size: "tuple[int, ...]") -> torch.Tensor:
     """Crop the centre ``size`` (H, W) or (L,) that :func:`pad` padded around."""
     size = tuple(size)
     if len(size) != x.ndim - 2:

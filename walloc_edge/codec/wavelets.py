@@ -127,7 +127,7 @@ def _synthesize_axis(X, lo, hi, levels, dim):
 class DWT2D(nn.Module):
     """One level on every channel: (B, C, H, W) → (B, 4C, H/2, W/2)."""
 
-    def __init__(self, wavelet="bior4.4"):
+    def __init__(self, wavelet: str = "bior4.4"):
         super().__init__()
         h0, h1, _, _ = _filters(wavelet)
         self.register_buffer("h0_col", h0.reshape(1, 1, -1, 1).clone())
@@ -135,7 +135,7 @@ class DWT2D(nn.Module):
         self.register_buffer("h0_row", h0.reshape(1, 1, 1, -1).clone())
         self.register_buffer("h1_row", h1.reshape(1, 1, 1, -1).clone())
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         y = _split(x.reshape(-1, 1, h, w), self.h0_row.flatten(), self.h1_row.flatten(), -1)
         y = _split(y.reshape(-1, 1, h, w // 2), self.h0_col.flatten(), self.h1_col.flatten(), -2)
@@ -146,7 +146,7 @@ class DWT2D(nn.Module):
 class IDWT2D(nn.Module):
     """Inverse of :class:`DWT2D`: (B, 4C, h, w) → (B, C, 2h, 2w)."""
 
-    def __init__(self, wavelet="bior4.4"):
+    def __init__(self, wavelet: str = "bior4.4"):
         super().__init__()
         _, _, g0, g1 = _filters(wavelet)
         self.register_buffer("g0_col", g0.reshape(1, 1, -1, 1).clone())
@@ -154,13 +154,13 @@ class IDWT2D(nn.Module):
         self.register_buffer("g0_row", g0.reshape(1, 1, 1, -1).clone())
         self.register_buffer("g1_row", g1.reshape(1, 1, 1, -1).clone())
 
-    def forward(self, X):
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         b, c4, h, w = X.shape
         y = _merge(X.reshape(-1, 2, h, w), self.g0_col.flatten(), self.g1_col.flatten(), -2)
         y = _merge(y.reshape(-1, 2, 2 * h, w), self.g0_row.flatten(), self.g1_row.flatten(), -1)
         return y.reshape(b, c4 // 4, 2 * h, 2 * w)
 
-    def packet(self, X, J):
+    def packet(self, X: torch.Tensor, J: int) -> torch.Tensor:
         """J levels at once: (B, C·4^J, h, w) → (B, C, 2^J·h, 2^J·w)."""
         b, c, h, w = X.shape
         C, P = c // 4 ** J, 2 ** J
@@ -179,13 +179,13 @@ class IDWT2D(nn.Module):
 class DWT1D(nn.Module):
     """One level on every channel: (B, C, L) → (B, 2C, L/2)."""
 
-    def __init__(self, wavelet="bior4.4"):
+    def __init__(self, wavelet: str = "bior4.4"):
         super().__init__()
         h0, h1, _, _ = _filters(wavelet)
         self.register_buffer("h0", h0.reshape(1, 1, -1).clone())
         self.register_buffer("h1", h1.reshape(1, 1, -1).clone())
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, n = x.shape
         y = _split(x.reshape(-1, 1, 1, n), self.h0.flatten(), self.h1.flatten(), -1)
         return y.reshape(b, 2 * c, n // 2)
@@ -194,18 +194,18 @@ class DWT1D(nn.Module):
 class IDWT1D(nn.Module):
     """Inverse of :class:`DWT1D`: (B, 2C, l) → (B, C, 2l)."""
 
-    def __init__(self, wavelet="bior4.4"):
+    def __init__(self, wavelet: str = "bior4.4"):
         super().__init__()
         _, _, g0, g1 = _filters(wavelet)
         self.register_buffer("g0", g0.reshape(1, 1, -1).clone())
         self.register_buffer("g1", g1.reshape(1, 1, -1).clone())
 
-    def forward(self, X):
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         b, c2, n = X.shape
         y = _merge(X.reshape(-1, 2, 1, n), self.g0.flatten(), self.g1.flatten(), -1)
         return y.reshape(b, c2 // 2, 2 * n)
 
-    def packet(self, X, J):
+    def packet(self, X: torch.Tensor, J: int) -> torch.Tensor:
         """J levels at once: (B, C·2^J, l) → (B, C, 2^J·l)."""
         b, c, n = X.shape
         y = _synthesize_axis(X.reshape(b * c // 2 ** J, 2 ** J, 1, n), self.g0.flatten(),
@@ -213,13 +213,13 @@ class IDWT1D(nn.Module):
         return y.reshape(b, c // 2 ** J, 2 ** J * n)
 
 
-def packet_analysis(dwt, x, J):
+def packet_analysis(dwt: nn.Module, x: torch.Tensor, J: int) -> torch.Tensor:
     """J levels of ``dwt``, each splitting every channel (the full packet tree)."""
     for _ in range(J):
         x = dwt(x)
     return x
 
 
-def packet_synthesis(idwt, X, J):
+def packet_synthesis(idwt: nn.Module, X: torch.Tensor, J: int) -> torch.Tensor:
     """Inverse of :func:`packet_analysis` (``idwt`` an :class:`IDWT2D` or :class:`IDWT1D`)."""
     return idwt.packet(X, J) if J else X

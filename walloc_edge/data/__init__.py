@@ -9,7 +9,7 @@ __all__ = ["SAMPLE_PHOTOS", "sample_photo", "synthetic_music"]
 SAMPLE_PHOTOS = {p.stem: p for p in sorted(Path(__file__).parent.glob("*.jpg"))}
 
 
-def sample_photo(name):
+def sample_photo(name: str) -> np.ndarray:
     """uint8 (H, W, 3) array of a bundled photo."""
     from PIL import Image
 
@@ -17,7 +17,8 @@ def sample_photo(name):
         return np.array(im.convert("RGB"))
 
 
-def synthetic_music(length, channels=2, seed=0, rate=44100):
+def synthetic_music(length: int, channels: int = 2, seed: int = 0,
+                    rate: int = 44100) -> np.ndarray:
     """int16 (length, channels): decaying harmonic notes panned across channels, light noise."""
     rng = np.random.default_rng(seed)
     t = np.arange(length) / rate

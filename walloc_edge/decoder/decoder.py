@@ -11,6 +11,7 @@ its coefficients in float (as many values as pixels), one tile's activations and
 (benchmarks/decoder_memory.py).
 """
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ import torch
 from ..codec import crop, encoder_arrays, load
 from ..codec.device import resolve_device
 from ..runtime.bundle import model_id
-from ..runtime import Bitstream, BitstreamError, read_bitstream
+from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
 
@@ -34,7 +35,7 @@ def _to_pixels(x):
     return torch.round((x + 0.5) * 255).clamp(0, 255).to(torch.uint8)
 
 
-def to_signal(x, header):
+def to_signal(x: torch.Tensor, header: Header) -> np.ndarray:
     """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] (or an image already in uint8) →
     numpy like the encoded input."""
     x = x.detach().cpu()
@@ -57,7 +58,8 @@ class Decoder:
     before its pixels count (default 8); neighbours share three times that.
     """
 
-    def __init__(self, model, device="auto", tile=DECODE_TILE, overlap=8):
+    def __init__(self, model: "torch.nn.Module | str | Path", device: str = "auto",
+                 tile: int = DECODE_TILE, overlap: int = 8):
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
@@ -67,7 +69,7 @@ class Decoder:
                              f"use at least {3 * overlap + 1}")
         self.tile, self.overlap = tile, overlap
 
-    def check(self, header):
+    def check(self, header: Header) -> None:
         if header.model_id != self.model_id:
             raise ModelMismatchError(
                 f"this bitstream was made by model {header.model_id}, this decoder is model "
@@ -77,13 +79,13 @@ class Decoder:
                 (c.modality, c.latent_dim, c.J, c.channels):
             raise BitstreamError("the bitstream's shape fields do not match its model id")
 
-    def decode(self, blob):
+    def decode(self, blob: "bytes | Bitstream") -> np.ndarray:
         """The signal in ``blob`` (.wlc bytes, or a Bitstream already read), as the encoder
         was given it."""
         return self.decode_many([blob])[0]
 
     @torch.no_grad()
-    def decode_many(self, blobs):
+    def decode_many(self, blobs: "list[bytes | Bitstream]") -> "list[np.ndarray]":
         """Decode several bitstreams (bytes or Bitstream); on a GPU, those with equal latent
         shapes go in one batch."""
         streams = [b if isinstance(b, Bitstream) else read_bitstream(b) for b in blobs]

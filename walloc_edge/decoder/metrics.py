@@ -31,7 +31,7 @@ def _ssim_terms(x, y, window, c1, c2):
     return ssim.mean(dim=(1, 2, 3)), cs.mean(dim=(1, 2, 3))
 
 
-def ms_ssim(reference, test, data_range=255.0):
+def ms_ssim(reference: np.ndarray, test: np.ndarray, data_range: float = 255.0) -> float:
     """MS-SSIM of two H×W×C images (mean over channels). Five scales as in the paper; an
     image too small for all five uses as many as fit, with the weights renormalised."""
     import torch

@@ -1,4 +1,5 @@
 """export_bundle: write and validate the sensor bundle for a codec."""
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +127,10 @@ EXPORTERS = {"onnx": _onnx, "tflite": _tflite, "c": _c}
 FORMATS = tuple(EXPORTERS)
 
 
-def export_bundle(codec, out_dir, formats=("onnx",), static_shape=None, log=print):
+def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
+                  formats: "tuple[str, ...]" = ("onnx",),
+                  static_shape: "tuple[int, ...] | None" = None,
+                  log: "Callable[[str], object]" = print) -> dict:
     """Write the bundle for ``codec`` into ``out_dir``; returns the encoder.json content.
 
     ``static_shape``: (H, W) for images or (L,) for audio, the TFLite graph's fixed size.

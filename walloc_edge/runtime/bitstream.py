@@ -9,6 +9,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from .coders import CODER_IDS, coder as get_coder
 from .errors import BitstreamError
 from .modality import modality as modality_of
 from .padding import padding_for
+
+if TYPE_CHECKING:
+    from .bundle import Bundle
 
 __all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "BitstreamError", "Header",
            "Bitstream", "write_bitstream", "read_bitstream", "read_latents"]
@@ -69,7 +73,7 @@ class Header:
         return self.shape[n] if len(self.shape) > n else 1
 
     @property
-    def padding(self):
+    def padding(self) -> "list[tuple[int, int]]":
         """(before, after) reflect padding per spatial axis."""
         return [padding_for(n, self.block) for n in self.sizes]
 
@@ -78,13 +82,13 @@ class Header:
         edge = 2 * self.kind.edge_latents
         return (self.latent_dim, *[-(-n // self.block) + edge for n in self.sizes])
 
-    def tiles(self):
+    def tiles(self) -> "list[tuple[slice, ...]]":
         """Slices of each tile of the latent array, in raster order."""
         spans = [[slice(s, min(s + t, n)) for s in range(0, n, t)]
                  for n, t in zip(self.latent_shape[1:], self.tile)]
         return [(slice(None), *pick) for pick in itertools.product(*spans)]
 
-    def tile_count(self):
+    def tile_count(self) -> int:
         return math.prod(-(-n // t) for n, t in zip(self.latent_shape[1:], self.tile))
 
 
@@ -93,7 +97,7 @@ class Bitstream:
     header: Header
     payloads: list
 
-    def latents(self):
+    def latents(self) -> np.ndarray:
         """Entropy-decode every tile: the integer latents (latent_dim, h, w) / (latent_dim, l)."""
         h = self.header
         coder = get_coder(h.coder)
@@ -107,7 +111,9 @@ class Bitstream:
         return out
 
 
-def write_bitstream(bundle, latents, spec, coder="rans", tile=None, sample_rate=0, threads=1):
+def write_bitstream(bundle: "Bundle", latents: np.ndarray, spec: dict, coder: str = "rans",
+                    tile: "tuple[int, ...] | None" = None, sample_rate: int = 0,
+                    threads: int = 1) -> bytes:
     """.wlc bytes for ``latents`` of an input with ``spec`` ({"shape", "dtype"}) encoded by
     ``bundle``'s model, coded tile by tile with ``coder`` (on up to ``threads`` threads)."""
     cfg = bundle.config
@@ -225,7 +231,7 @@ def _read_bitstream(data, max_latents):
     return Bitstream(header, payloads)
 
 
-def read_latents(data, max_latents=MAX_LATENTS):
+def read_latents(data: bytes, max_latents: int = MAX_LATENTS) -> "tuple[Header, np.ndarray]":
     """(header, latents) of .wlc bytes."""
     stream = read_bitstream(data, max_latents)
     return stream.header, stream.latents()

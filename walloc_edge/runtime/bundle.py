@@ -70,7 +70,7 @@ class Bundle:
     def latent_bits(self):
         return self.config["latent_bits"]
 
-    def graph(self, fmt):
+    def graph(self, fmt: str) -> "tuple[Path, dict]":
         """Path of the ``fmt`` graph ("onnx", "tflite"); BundleError if it was not exported."""
         info = self.meta.get("graphs", {}).get(fmt)
         if info is None or not (self.path / info["file"]).is_file():
@@ -79,7 +79,7 @@ class Bundle:
                               f"with: walloc-edge export MODEL --format {fmt} --out {self.path}")
         return self.path / info["file"], info
 
-    def arrays(self):
+    def arrays(self) -> "dict[str, np.ndarray]":
         """encoder.npz: weights and filters (see docs/sensor-bundle.md)."""
         path = self.path / self.meta.get("weights", "encoder.npz")
         if not path.is_file():

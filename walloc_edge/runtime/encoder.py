@@ -148,7 +148,7 @@ class Encoder:
     def model_id(self):
         return self.bundle.model_id
 
-    def padding(self, sizes):
+    def padding(self, sizes: "tuple[int, ...]") -> "list[tuple[int, int]]":
         """(before, after) reflect padding per axis for an input of spatial ``sizes``."""
         return [padding_for(n, self.block) for n in sizes]
 

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["psnr", "si_sdr", "mel_distance"]
 
 
-def psnr(reference, test, peak=None):
+def psnr(reference: np.ndarray, test: np.ndarray, peak: "float | None" = None) -> float:
     """Peak signal-to-noise ratio in dB of two arrays of one dtype (peak: 255 for uint8,
     32768 for int16 audio, else 1)."""
     if peak is None:
@@ -30,7 +30,7 @@ def _as_float_audio(x):
     return x.reshape(len(x), -1)
 
 
-def si_sdr(reference, test):
+def si_sdr(reference: np.ndarray, test: np.ndarray) -> float:
     """Scale-invariant signal-to-distortion ratio in dB, the mean over channels: the test
     signal's part along the (zero-mean) reference, against the rest."""
     ref, est = _as_float_audio(reference), _as_float_audio(test)
@@ -58,7 +58,8 @@ def _mel_filters(rate, n_fft, bands):
     return np.maximum(0, np.minimum(rise, fall))
 
 
-def mel_distance(reference, test, rate=44100, n_fft=2048, hop=512, bands=80, top_db=80):
+def mel_distance(reference: np.ndarray, test: np.ndarray, rate: int = 44100, n_fft: int = 2048,
+                 hop: int = 512, bands: int = 80, top_db: float = 80) -> float:
     """Mean absolute difference in dB between the two signals' log-mel power spectrograms
     (Hann window ``n_fft``, hop ``hop``, ``bands`` mel bands, both floored ``top_db`` below
     the reference's loudest band), over channels, frames and bands; 0 for identical signals,

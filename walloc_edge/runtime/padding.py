@@ -9,13 +9,13 @@ import numpy as np
 __all__ = ["padding_for", "reflect_indices", "pad_reflect", "crop"]
 
 
-def padding_for(size, multiple):
+def padding_for(size: int, multiple: int) -> "tuple[int, int]":
     """(before, after) samples that bring ``size`` up to a multiple of ``multiple``."""
     total = -size % multiple
     return total // 2, total - total // 2
 
 
-def reflect_indices(size, before, after):
+def reflect_indices(size: int, before: int, after: int) -> np.ndarray:
     """Source index of every output sample of a reflect-padded axis."""
     idx = np.arange(-before, size + after)
     if size == 1:
@@ -25,7 +25,8 @@ def reflect_indices(size, before, after):
     return np.where(idx >= size, period - idx, idx)
 
 
-def pad_reflect(x, multiple, axes):
+def pad_reflect(x: np.ndarray, multiple: int,
+                axes: "tuple[int, ...]") -> "tuple[np.ndarray, list[tuple[int, int]]]":
     """Reflect-pad ``axes`` of ``x`` to multiples of ``multiple``; returns (padded, pads)."""
     pads = []
     for axis in axes:
@@ -36,7 +37,7 @@ def pad_reflect(x, multiple, axes):
     return x, pads
 
 
-def crop(x, pads, axes):
+def crop(x: np.ndarray, pads: "list[tuple[int, int]]", axes: "tuple[int, ...]") -> np.ndarray:
     """Undo :func:`pad_reflect` given the pads it returned."""
     index = [slice(None)] * x.ndim
     for axis, (before, after) in zip(axes, pads):

@@ -4,6 +4,7 @@ Each coder codes one tile of latents (latent_dim, h, w) or (latent_dim, l) into 
 that stands alone: ``encode(latents, bits) → bytes``, ``decode(payload, shape, bits,
 params) → latents``, raising BitstreamError on anything malformed.
 """
+from .base import Coder
 from .mosaic import MosaicCoder
 from .rans import RansCoder
 from .raw import RawCoder
@@ -33,7 +34,7 @@ CODERS = _registry(("rans", 1, RansCoder()), ("webp", 3, MosaicCoder("webp")),
 CODER_IDS = {name: c.wire_id for name, c in CODERS.items()}
 
 
-def coder(name):
+def coder(name: str) -> Coder:
     if name not in CODERS:
         raise ValueError(f"unknown coder {name!r}; choose from {', '.join(CODERS)}")
     return CODERS[name]
