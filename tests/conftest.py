@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 REFERENCE = Path(__file__).parent / "reference"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -24,13 +25,48 @@ def stereo_golden():
 
 
 # Exported bundles of small models, once per run: (codec, bundle folder) with ONNX and
-# TFLite graphs (TFLite at the static size given).
+# TFLite graphs (TFLite at the static size given). An export is kept in pytest's cache
+# (.pytest_cache/) under a key of everything it depends on: the model, the size, the code
+# that writes and validates bundles, and the versions of the exporting packages; so the
+# inner loop re-exports only what changed, and a fresh clone (CI) exports everything.
 
-def _export(tmp_path_factory, name, codec, static):
+EXPORT_CODE = [ROOT / "walloc_edge" / "export", ROOT / "walloc_edge" / "codec",
+               ROOT / "walloc_edge" / "runtime"]
+
+
+def _export_key(codec, static):
+    import hashlib
+    from importlib.metadata import version
+
+    from walloc_edge.codec.sensor import model_id
+
+    h = hashlib.sha256(f"{model_id(codec)} {static}".encode())
+    for folder in EXPORT_CODE:
+        for path in sorted(folder.rglob("*")):
+            if path.suffix in (".py", ".c", ".h"):
+                h.update(path.read_bytes())
+    for package in ("torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-litert"):
+        h.update(version(package).encode())
+    return h.hexdigest()[:16]
+
+
+def _export(config, tmp_path_factory, name, codec, static):
+    import shutil
+
     from walloc_edge.export import export_bundle
 
     out = tmp_path_factory.mktemp(name)
-    export_bundle(codec, out, ("onnx", "tflite"), static_shape=static, log=lambda s: None)
+    if config.cache is None:  # pytest -p no:cacheprovider
+        export_bundle(codec, out, ("onnx", "tflite"), static_shape=static, log=lambda s: None)
+        return codec, out
+    kept = config.cache.mkdir("bundles") / f"{name}-{_export_key(codec, static)}"
+    if not (kept / "encoder.json").is_file():
+        shutil.rmtree(kept, ignore_errors=True)
+        part = kept.with_name(kept.name + ".part")
+        shutil.rmtree(part, ignore_errors=True)
+        export_bundle(codec, part, ("onnx", "tflite"), static_shape=static, log=lambda s: None)
+        part.rename(kept)
+    shutil.copytree(kept, out, dirs_exist_ok=True)  # tests may write beside the bundle
     return codec, out
 
 
@@ -46,10 +82,11 @@ def _seeded(config, seed=0):
 
 
 @pytest.fixture(scope="session")
-def rgb(tmp_path_factory, reference_dir):
+def rgb(pytestconfig, tmp_path_factory, reference_dir):
     from walloc_edge.codec import load
 
-    return _export(tmp_path_factory, "rgb", load(reference_dir / "rgb_j3_l12.pth"), (128, 96))
+    return _export(pytestconfig, tmp_path_factory, "rgb", load(reference_dir / "rgb_j3_l12.pth"),
+                   (128, 96))
 
 
 @pytest.fixture(scope="session")
@@ -62,43 +99,43 @@ def rgb_bundle(rgb):
 def rgb_weights_bundle(tmp_path_factory, reference_dir):
     """The reference RGB checkpoint's bundle without graphs (the numpy backend's weights)."""
     from walloc_edge.codec import load
-    from walloc_edge.export import export_bundle
+    from walloc_edge.codec.sensor import write_bundle
 
     out = tmp_path_factory.mktemp("rgb-weights")
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), out, (), log=lambda s: None)
+    write_bundle(load(reference_dir / "rgb_j3_l12.pth"), out)
     return out
 
 
 @pytest.fixture(scope="session")
-def stereo(tmp_path_factory, reference_dir):
+def stereo(pytestconfig, tmp_path_factory, reference_dir):
     from walloc_edge.codec import load
 
-    return _export(tmp_path_factory, "stereo", load(reference_dir / "stereo_j4_l8.pth"),
-                   (1024,))
+    return _export(pytestconfig, tmp_path_factory, "stereo",
+                   load(reference_dir / "stereo_j4_l8.pth"), (1024,))
 
 
 @pytest.fixture(scope="session")
-def gray(tmp_path_factory):
+def gray(pytestconfig, tmp_path_factory):
     from walloc_edge.codec import CodecConfig
 
-    return _export(tmp_path_factory, "gray",
+    return _export(pytestconfig, tmp_path_factory, "gray",
                    _seeded(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)), (64, 64))
 
 
 @pytest.fixture(scope="session")
-def cube(tmp_path_factory):
+def cube(pytestconfig, tmp_path_factory):
     from walloc_edge.codec import CodecConfig
 
     config = CodecConfig("image", channels=31, J=1, latent_dim=16, Nd=32)
-    return _export(tmp_path_factory, "cube", _seeded(config), (64, 64))
+    return _export(pytestconfig, tmp_path_factory, "cube", _seeded(config), (64, 64))
 
 
 @pytest.fixture(scope="session")
-def mono(tmp_path_factory):
+def mono(pytestconfig, tmp_path_factory):
     from walloc_edge.codec import CodecConfig
 
     config = CodecConfig("audio", channels=1, J=3, latent_dim=4, Nd=8)
-    return _export(tmp_path_factory, "mono", _seeded(config), (512,))
+    return _export(pytestconfig, tmp_path_factory, "mono", _seeded(config), (512,))
 
 
 @pytest.fixture(autouse=True)

@@ -53,6 +53,7 @@ def test_each_layout_reads_at_its_scale_and_round_trips(subtype, suffix, music, 
     assert quality > 25, quality  # silence would score ~9 dB against this clip
 
 
+@pytest.mark.slow  # exports and decodes a model end to end
 def test_decoded_float_audio_is_written_as_float(music, tmp_path, capsys):
     soundfile.write(tmp_path / "clip.wav", music, RATE, subtype="FLOAT")
     from walloc_edge.export import export_bundle

@@ -148,6 +148,7 @@ def test_too_small_tile_is_a_usage_error(codecs, tmp_path, capsys):
     assert "use at least 25" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # the whole demo (CI runs it, and `make demo`)
 def test_demo_command(codecs, tmp_path, capsys):
     model, audio = tmp_path / "rgb.safetensors", tmp_path / "stereo.safetensors"
     save(codecs["rgb"], model)

@@ -3,6 +3,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 BLOCK_TORCH = textwrap.dedent("""
     import sys
     class BlockTorch:
@@ -58,6 +60,7 @@ def test_encoder_and_bitstream_without_torch(tmp_path, reference_dir):
     assert out.strip() == "(150, 201, 3) (12, 19, 26) False"
 
 
+@pytest.mark.slow  # every bench row, in processes of their own
 def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
     """The bench of an exported bundle runs with only the runtime; torch rows say why not."""
     from walloc_edge.codec import load
