@@ -48,11 +48,15 @@ int main(int argc, char **argv) {
     int threads = atoi(argv[image ? 8 : 7]);
     int8_t *out = malloc((size_t)latents);
     float *work = malloc((size_t)(samples * channels) * sizeof(float));
+    int64_t *rows = malloc((size_t)a * sizeof(int64_t));
+    int64_t *cols = malloc((size_t)b * sizeof(int64_t));
+    for (int64_t i = 0; i < a; i++) rows[i] = i; /* the input read as it is */
+    for (int64_t i = 0; i < b; i++) cols[i] = i;
     int status = image
-        ? walloc_native_encode_image(raw, a, b, channels, J, lifting, weight, bias, L, thresholds,
-                              n_thresholds, clip, out, work, threads)
-        : walloc_native_encode_audio(raw, a, channels, J, lifting, weight, bias, L, thresholds,
-                              n_thresholds, clip, out, threads);
+        ? walloc_native_encode_image(raw, b, rows, cols, a, b, channels, J, lifting, weight, bias,
+                                     L, thresholds, n_thresholds, clip, out, work, threads)
+        : walloc_native_encode_audio(raw, rows, a, channels, J, lifting, weight, bias, L,
+                                     thresholds, n_thresholds, clip, out, threads);
     if (status) { fprintf(stderr, "encoder status %d\n", status); return 1; }
     FILE *f = fopen(argv[image ? 7 : 6], "wb");
     fwrite(out, 1, (size_t)latents, f);

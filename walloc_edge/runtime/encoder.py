@@ -171,9 +171,18 @@ class Encoder:
         pads = self.padding(sizes)
         padded = [n + a + b for n, (a, b) in zip(sizes, pads)]
         sources = [reflect_indices(n, a, b) for n, (a, b) in zip(sizes, pads)]
+        if hasattr(self.backend, "run_at"):  # it reads runs in place: one contiguous copy
+            sample = np.ascontiguousarray(sample)
         if self._fits_one_run(padded):
-            return self.backend.run(_gather(sample, sources)[None])[0]
+            return self._run(sample, sources)
         return self._tiled(sample, sources, padded)
+
+    def _run(self, sample, index):
+        """The backend's latents of the run sample[np.ix_(*index)]: read in place where the
+        backend can (native), else gathered here."""
+        if hasattr(self.backend, "run_at"):
+            return self.backend.run_at(sample, index)
+        return self.backend.run(_gather(sample, index)[None])[0]
 
     def _fits_one_run(self, padded):
         if self.backend.static_shape:
@@ -191,7 +200,7 @@ class Encoder:
             count = [min(r, n - f) for f, r, n in zip(first, self.run_blocks, blocks)]
             index = [src[(B * f - self.left + np.arange(self._run_length(c, r))) % n]
                      for src, f, c, r, n in zip(sources, first, count, self.run_size, padded)]
-            y = self.backend.run(_gather(sample, index)[None])[0]
+            y = self._run(sample, index)
             if out is None:
                 out = np.empty((y.shape[0], *[n + 2 * edge for n in blocks]), y.dtype)
                 if edge:  # a latent of the zero padding: the same in every run

@@ -21,10 +21,11 @@ from .numpy_backend import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
-ABI = 4  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
+ABI = 5  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
+_I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
 _COMMON = [_i64, _F32, _F32, _F32, _i64, _F64, _i64, _i64, _I8]
 
@@ -40,9 +41,10 @@ def _load():
         return None, why
     u8, i16 = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.uint8, np.int16))
     lib.walloc_native_encode_image.restype = _int
-    lib.walloc_native_encode_image.argtypes = [u8, _i64, _i64, _i64] + _COMMON + [_F32, _int]
+    lib.walloc_native_encode_image.argtypes = [u8, _i64, _I64, _I64, _i64, _i64, _i64] + \
+        _COMMON + [_F32, _int]
     lib.walloc_native_encode_audio.restype = _int
-    lib.walloc_native_encode_audio.argtypes = [i16, _i64, _i64] + _COMMON + [_int]
+    lib.walloc_native_encode_audio.argtypes = [i16, _I64, _i64, _i64] + _COMMON + [_int]
     return lib, None
 
 
@@ -154,25 +156,34 @@ class NativeBackend:
         return self._work
 
     def run(self, raw):
+        return self.run_at(raw[0], [np.arange(n) for n in raw.shape[1:-1]])[None]
+
+    def run_at(self, sample, index):
+        """The latents of the run sample[np.ix_(*index)], read in place by the C code
+        (``sample``: C-contiguous uint8 (H, W, C) or int16 (L, C); ``index``: the run's
+        source row and column, or sample, per axis)."""
+        index = [np.ascontiguousarray(i, np.int64) for i in index]
         with self._lock:
-            status, out = self._run(raw)
+            status, out = self._run(sample, index)
         if status == -1:
             raise MemoryError("the native encoder ran out of memory")
         return out
 
-    def _run(self, raw):
+    def _run(self, sample, index):
         block = 1 << self.J
         common = (self.J, self.lifting, self.weight, self.bias, self.latent_dim,
                   self.thresholds, len(self.thresholds), self.clip)
+        shape = [len(i) for i in index]
+        C = sample.shape[-1]
         if self.image:
-            _, H, W, C = raw.shape
-            out = np.empty((1, self.latent_dim, H // block, W // block), np.int8)
-            status = _LIB.walloc_native_encode_image(np.ascontiguousarray(raw[0], np.uint8),
-                                                     H, W, C, *common, out,
-                                                     self._workspace(raw.size), self.threads)
+            (H, W) = shape
+            out = np.empty((self.latent_dim, H // block, W // block), np.int8)
+            status = _LIB.walloc_native_encode_image(
+                sample, sample.shape[1], *index, H, W, C, *common, out,
+                self._workspace(H * W * C), self.threads)
         else:
-            _, n, C = raw.shape
-            out = np.empty((1, self.latent_dim, n // block + 2), np.int8)
-            status = _LIB.walloc_native_encode_audio(np.ascontiguousarray(raw[0], np.int16),
-                                                     n, C, *common, out, self.threads)
+            (n,) = shape
+            out = np.empty((self.latent_dim, n // block + 2), np.int8)
+            status = _LIB.walloc_native_encode_audio(sample, *index, n, C, *common, out,
+                                                     self.threads)
         return status, out

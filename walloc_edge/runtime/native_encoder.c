@@ -97,11 +97,15 @@ static void split_lift_rows(const float *x, int64_t xs, float *s, float *d, int6
 
 /* --- pass 1 (images): the J levels down the columns ---------------------------------- */
 
-/* A strip of STRIP columns of each channel of raw (rows, cols, channels) → planes
- * c * 2^J + band (rows / 2^J x cols) of `out`, band bits the low/high choice per level,
- * first level first. Scratch: 2 rows x STRIP floats. A work item is one strip. */
+/* A strip of STRIP columns of each channel of the input (rows x cols pixels of channels
+ * bytes: pixel (r, x) is the source's (row_of[r], col_of[x]), so a tile is read in place,
+ * its wrap and reflections included) → planes c * 2^J + band (rows / 2^J x cols) of
+ * `out`, band bits the low/high choice per level, first level first. Scratch: 2 rows x
+ * STRIP floats. A work item is one strip. */
 typedef struct {
     const uint8_t *raw;
+    int64_t raw_cols;
+    const int64_t *row_of, *col_of;
     float *out;
     int64_t rows, cols, channels, J;
     const Lifting *lifting;
@@ -124,9 +128,16 @@ static void column_items(void *ctx, int64_t begin, int64_t end, float *scratch) 
     float *buffer[2] = {scratch, scratch + rows * STRIP};
     for (int64_t item = begin; item < end; item++) {
         const int64_t x0 = item * STRIP, n = x0 + STRIP < cols ? STRIP : cols - x0;
+        const int64_t *col = c->col_of + x0;
+        int run = 1; /* the strip's source columns in one rising run (all but the edges) */
+        for (int64_t i = 1; i < n && run; i++) run = col[i] == col[0] + i;
         for (int64_t ch = 0; ch < C; ch++) {
-            for (int64_t r = 0; r < rows; r++) /* the channel's strip, as floats */
-                to_floats(buffer[0] + r * n, c->raw + (r * cols + x0) * C + ch, n, C);
+            for (int64_t r = 0; r < rows; r++) { /* the channel's strip, as floats */
+                const uint8_t *in = c->raw + c->row_of[r] * c->raw_cols * C + ch;
+                float *x = buffer[0] + r * n;
+                if (run) to_floats(x, in + col[0] * C, n, C);
+                else for (int64_t i = 0; i < n; i++) x[i] = in[col[i] * C];
+            }
             for (int64_t level = 0, m = rows / 2; level < c->J; level++, m /= 2) {
                 const float *from = buffer[level & 1];
                 for (int64_t band = 0; band < (int64_t)1 << level; band++) {
@@ -259,7 +270,8 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
 /* --- pass 2: the J levels along the width, then the 1x1 -------------------------------- */
 
 /* Block row r: row r of each plane p of `in` (planes x rows x cols floats; or audio, the
- * raw int16 (cols, channels), one row) through J levels along the width → the block row's
+ * raw int16 (samples, channels) at samples at[0 .. cols), one row) through J levels along
+ * the width → the block row's
  * subbands in channel order (images c * 4^J + width and height bits interleaved per level,
  * width first; audio c * 2^J + band), planes of `stride` >= cols / 2^J floats (a multiple
  * of PB for images, so the 1x1 runs in whole blocks), then its latents. Scratch: 2 cols +
@@ -267,6 +279,7 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
 typedef struct {
     const float *in;
     const int16_t *audio;
+    const int64_t *at;
     int64_t planes, rows, cols, J, stride;
     const Lifting *lifting;
     const Model *model;
@@ -304,7 +317,11 @@ static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
             const int64_t first = c->audio ? p * bands
                                            : (p / bands) * bands * bands + spread(p % bands);
             const float *row = c->in ? c->in + (p * c->rows + r) * cols : buffer[0];
-            if (c->audio) pcm_to_floats(buffer[0], c->audio + p, cols, c->planes);
+            if (c->audio && c->at[cols - 1] == c->at[0] + cols - 1) /* one run of samples */
+                pcm_to_floats(buffer[0], c->audio + c->at[0] * c->planes + p, cols, c->planes);
+            else if (c->audio)
+                for (int64_t i = 0; i < cols; i++)
+                    buffer[0][i] = c->audio[c->at[i] * c->planes + p];
             for (int64_t level = 0, m = cols / 2; level < J; level++, m /= 2) {
                 const float *from = level ? buffer[level & 1] : row;
                 for (int64_t band = 0; band < (int64_t)1 << level; band++) {
@@ -329,35 +346,37 @@ static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
 
 /* --- the whole encoder --------------------------------------------------------------- */
 
-int walloc_native_encode_image(const uint8_t *raw, int64_t rows, int64_t cols, int64_t channels,
-                               int64_t J, const float *lifting, const float *weight,
-                               const float *bias, int64_t latent_dim, const double *thresholds,
-                               int64_t n_thresholds, int64_t clip, int8_t *out, float *work,
-                               int threads) {
+int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64_t *row_of,
+                               const int64_t *col_of, int64_t rows, int64_t cols,
+                               int64_t channels, int64_t J, const float *lifting,
+                               const float *weight, const float *bias, int64_t latent_dim,
+                               const double *thresholds, int64_t n_thresholds, int64_t clip,
+                               int8_t *out, float *work, int threads) {
     const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
     const Model model = {channels << (2 * J), latent_dim, weight, bias, thresholds,
                          n_thresholds, clip};
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
-    Columns cp = {raw, work, rows, cols, channels, J, &steps};
+    Columns cp = {raw, raw_cols, row_of, col_of, work, rows, cols, channels, J, &steps};
     if (walloc_parallel(column_items, &cp, (cols + STRIP - 1) / STRIP, threads,
                         2 * rows * STRIP))
         return -1;
-    Rows rp = {work, NULL, channels << J, rows_out, cols, J, stride, &steps, &model, out,
+    Rows rp = {work, NULL, NULL, channels << J, rows_out, cols, J, stride, &steps, &model, out,
                rows_out * w, 0};
     return walloc_parallel(row_items, &rp, rows_out, threads,
                            2 * cols + model.planes * stride + latent_dim * SPAN);
 }
 
-int walloc_native_encode_audio(const int16_t *raw, int64_t samples, int64_t channels,
-                               int64_t J, const float *lifting, const float *weight,
-                               const float *bias, int64_t latent_dim, const double *thresholds,
-                               int64_t n_thresholds, int64_t clip, int8_t *out, int threads) {
-    (void)threads; /* one block row: one thread (the runtime encodes runs side by side) */
+int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t samples,
+                               int64_t channels, int64_t J, const float *lifting,
+                               const float *weight, const float *bias, int64_t latent_dim,
+                               const double *thresholds, int64_t n_thresholds, int64_t clip,
+                               int8_t *out, int threads) {
+    (void)threads; /* one block row: one thread (audio is light) */
     const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
     const Model model = {channels << J, latent_dim, weight, bias, thresholds, n_thresholds,
                          clip};
     const int64_t w = samples >> J, stride = w + 2;
-    Rows rp = {NULL, raw, channels, 1, samples, J, w, &steps, &model, out, stride, 1};
+    Rows rp = {NULL, raw, at, channels, 1, samples, J, w, &steps, &model, out, stride, 1};
     if (walloc_parallel(row_items, &rp, 1, 1,
                         2 * samples + model.planes * w + latent_dim * SPAN))
         return -1;

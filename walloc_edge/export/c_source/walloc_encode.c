@@ -220,8 +220,9 @@ static long reflected(long p, long size, long before) {
 }
 
 #if WALLOC_CORE
-/* The latents by the runtime's C core: the input reflect-padded to multiples of 2^J, then
- * the periodic packet transform of the whole (what the Python runtime computes). */
+/* The latents by the runtime's C core: the input reflect-padded to multiples of 2^J (read
+ * in place through each padded row's and column's source index), then the periodic packet
+ * transform of the whole (what the Python runtime computes). */
 static int core_latents(const void *input, const long *size, long c, int8_t *latents,
                         int threads) {
     long before[2] = {0, 0}, after[2] = {0, 0}, padded[2] = {size[0], size[1]};
@@ -231,35 +232,27 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
     }
     size_t n = (size_t)padded[0] * padded[1] * c;
     float *work = WALLOC_AUDIO ? NULL : malloc(n * sizeof *work);
-    void *x = malloc(n * (WALLOC_AUDIO ? 2 : 1));
-    long *cols = malloc((size_t)padded[1] * sizeof *cols);
-    if ((!work && !WALLOC_AUDIO) || !x || !cols) {
-        free(work); free(x); free(cols);
+    int64_t *row_of = malloc((size_t)padded[0] * sizeof *row_of);
+    int64_t *col_of = malloc((size_t)padded[1] * sizeof *col_of);
+    if ((!work && !WALLOC_AUDIO) || !row_of || !col_of) {
+        free(work); free(row_of); free(col_of);
         return -1;
     }
-    for (long j = 0; j < padded[1]; j++)  /* each padded column's source column */
-        cols[j] = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
-    for (long i = 0; i < padded[0]; i++) {
-        long si = reflected(i, size[0], before[0]);
-        for (long j = 0; j < padded[1]; j++) {
-            size_t to = ((size_t)i * padded[1] + j) * c;
-            size_t from = ((size_t)si * size[1] + cols[j]) * c;
-            if (WALLOC_AUDIO) memcpy((int16_t *)x + to, (const int16_t *)input + from, 2 * c);
-            else memcpy((uint8_t *)x + to, (const uint8_t *)input + from, c);
-        }
-    }
-    free(cols);
+    for (long i = 0; i < padded[0]; i++) row_of[i] = reflected(i, size[0], before[0]);
+    for (long j = 0; j < padded[1]; j++)
+        col_of[j] = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
     int status = WALLOC_AUDIO
-        ? walloc_native_encode_audio(x, padded[0], c, WALLOC_J, walloc_core_lifting,
-                                     &walloc_core_weight[0][0], walloc_core_bias,
-                                     WALLOC_LATENT_DIM, walloc_core_thresholds,
-                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, threads)
-        : walloc_native_encode_image(x, padded[0], padded[1], c, WALLOC_J, walloc_core_lifting,
-                                     &walloc_core_weight[0][0], walloc_core_bias,
-                                     WALLOC_LATENT_DIM, walloc_core_thresholds,
-                                     WALLOC_THRESHOLDS, WALLOC_CLIP, latents, work, threads);
-    free(work);
-    free(x);
+        ? walloc_native_encode_audio(input, row_of, padded[0], c, WALLOC_J,
+                                     walloc_core_lifting, &walloc_core_weight[0][0],
+                                     walloc_core_bias, WALLOC_LATENT_DIM,
+                                     walloc_core_thresholds, WALLOC_THRESHOLDS, WALLOC_CLIP,
+                                     latents, threads)
+        : walloc_native_encode_image(input, size[1], row_of, col_of, padded[0], padded[1], c,
+                                     WALLOC_J, walloc_core_lifting, &walloc_core_weight[0][0],
+                                     walloc_core_bias, WALLOC_LATENT_DIM,
+                                     walloc_core_thresholds, WALLOC_THRESHOLDS, WALLOC_CLIP,
+                                     latents, work, threads);
+    free(work); free(row_of); free(col_of);
     return status;
 }
 #endif
