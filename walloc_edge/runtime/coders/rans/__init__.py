@@ -96,11 +96,11 @@ class RansCoder(Coder):
         if fast:
             coefs = np.stack([coefficient_row(r, c, (len(r) - K) // 3, K, C)
                               for c, r in enumerate(rows)])                # (C, K + 3C)
-            residual, tables, reach = native.residuals(layout, buffer, coefs, constant, clip,
-                                                       contexts, threads)
-            states, words = native.encode(layout, residual, tables, C * CONTEXTS, constant,
-                                          reach, laplace_prior(reach),
-                                          np.array(refresh, np.int64), threads)
+            coded, reach = native.residuals(layout, buffer, coefs, constant, clip, contexts,
+                                            threads)
+            states, words = native.encode(layout, coded, C * CONTEXTS, constant, reach,
+                                          laplace_prior(reach), np.array(refresh, np.int64),
+                                          threads)
         else:
             residual = _residuals(X, own, values, rows, constant, clip)  # (C + 1, n)
             reach = int(np.abs(residual).max())  # the tables span only the tile's residuals

@@ -17,7 +17,7 @@
 
 /* Bumped whenever a signature below changes: native.py refuses a library of another
  * version (a stale build) instead of calling it with the wrong arguments. */
-#define WALLOC_RANS_ABI 6
+#define WALLOC_RANS_ABI 7
 
 int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 
@@ -333,19 +333,21 @@ int walloc_rans_grams(const int32_t *buffer, int64_t C, int64_t stride, int64_t 
  * ((C + 1) * stride, channel c at (c + 1) * stride; images: rows + 1 lines of width + 2,
  * audio: groups runs of region + 3). coefs (C, K + 3C): each channel's row (own taps at
  * own_offset, then value, west and north taps of every channel, zero where unsent); constant
- * channels (constant[c]) are skipped. Writes residual (C, n), wrapped into ±clip, and
- * table (C, n): c * contexts + activity_context[activity] + previous_context[|residual of
- * channel c - 1|]; returns the largest |residual|, or -1. Channels over `threads` threads:
- * first every residual, then the tables (which read the previous channel's). */
+ * channels (constant[c]) are skipped. Each residual is wrapped into ±clip; writes coded
+ * (C, n): table << 8 | symbol, the table c * contexts + activity_context[activity] +
+ * previous_context[|residual of channel c - 1|] and the symbol residual + reach; returns
+ * the reach, the largest |residual| (so symbols < 2 reach + 1 <= 255), or -1. Channels
+ * over `threads` threads: first every residual, then the tables (which read the previous
+ * channel's). */
 typedef struct {
     int64_t C, n, rows, width, groups, region, stride, K, clip, contexts;
     int audio;
     const int64_t *own_offset, *activity_context, *previous_context;
     const int32_t *buffer, *coefs;
     const uint8_t *constant;
-    int32_t *residual;
-    int64_t *table, *reach; /* reach: per channel */
-    int failed;
+    int32_t *residual;  /* (C, n) */
+    uint32_t *coded;    /* (C, n) */
+    int64_t *reach;     /* per channel; then reach[C], the tile's */
 } Residuals;
 
 /* The layout's lines of channel c: (lines, latents a line, buffer stride of a line, the
@@ -388,8 +390,11 @@ static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
                 int32_t a = sum[i] + 128;
                 int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
                 pred = pred < -clip ? -clip : pred > clip ? clip : pred;
-                int64_t v = (here[i] - pred + clip) % range;
-                int32_t e = (int32_t)((v < 0 ? v + range : v) - clip);
+                int64_t v = here[i] - pred + clip; /* mod range, without a division where */
+                if (v < -range || v >= 2 * range) /* the latent is in range (always, but */
+                    v %= range;                   /* for hand-made latents) */
+                v = v < 0 ? v + range : v >= range ? v - range : v;
+                int32_t e = (int32_t)(v - clip);
                 res[i] = e;
                 if (e > reach) reach = e; else if (-e > reach) reach = -e;
             }
@@ -409,14 +414,16 @@ static void table_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
             const int32_t *here = r->buffer + (c + 1) * r->stride + FIRST(r) +
                                   line * LINE_STRIDE(r);
             const int32_t *before = c ? r->residual + (c - 1) * n + p0 : NULL;
-            int64_t *tab = r->table + c * n + p0;
+            const int32_t *res = r->residual + c * n + p0;
+            uint32_t *out = r->coded + c * n + p0;
             for (int64_t i = 0; i < m; i++) {
                 const int32_t *o = here + i;
                 int64_t a0 = o[own[0]], a1 = o[own[1]], a2 = o[own[2]];
                 int64_t activity = r->audio ? llabs(a0 - a1) + llabs(a1 - a2)
                                             : llabs(a0 - a2) + llabs(a1 - a2);
-                tab[i] = c * r->contexts + r->activity_context[activity] +
-                         r->previous_context[before ? abs(before[i]) : 0];
+                int64_t table = c * r->contexts + r->activity_context[activity] +
+                                r->previous_context[before ? abs(before[i]) : 0];
+                out[i] = (uint32_t)(table << 8 | (res[i] + r->reach[r->C]));
             }
         }
 }
@@ -426,24 +433,25 @@ int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int
                               const int64_t *own_offset, const int32_t *buffer,
                               const int32_t *coefs, const uint8_t *constant, int64_t clip,
                               int64_t contexts, const int64_t *activity_context,
-                              const int64_t *previous_context, int32_t *residual,
-                              int64_t *table, int threads) {
-    int64_t *reach = calloc((size_t)(C > 0 ? C : 1), sizeof(int64_t)), out = 0;
-    if (!reach) return -1;
+                              const int64_t *previous_context, uint32_t *coded, int threads) {
+    int64_t *reach = calloc((size_t)C + 1, sizeof(int64_t)), out = -1;
+    int32_t *residual = malloc(sizeof(int32_t) * (size_t)(C * n + 1));
     Residuals r = {C, n, rows, width, groups, region, stride, K, clip, contexts, audio,
                    own_offset, activity_context, previous_context, buffer, coefs, constant,
-                   residual, table, reach, 0};
+                   residual, coded, reach};
     int64_t span = audio ? region : width;
-    if (walloc_parallel(residual_channels, &r, C, threads, span > 0 ? span : 1) ||
-        walloc_parallel(table_channels, &r, C, threads, 0))
-        out = -1;
-    for (int64_t c = 0; c < C && out >= 0; c++) out = reach[c] > out ? reach[c] : out;
+    if (reach && residual &&
+        !walloc_parallel(residual_channels, &r, C, threads, span > 0 ? span : 1)) {
+        for (int64_t c = 0; c < C; c++) reach[C] = reach[c] > reach[C] ? reach[c] : reach[C];
+        if (!walloc_parallel(table_channels, &r, C, threads, 0)) out = reach[C];
+    }
     free(reach);
+    free(residual);
     return out;
 }
 
 /* Encode a tile: lane l codes the latents of channel l / groups in the layout's order, each
- * with symbol residual + reach in its table (C, n arrays from walloc_rans_residuals);
+ * with its symbol in its table (coded (C, n) from walloc_rans_residuals);
  * lanes of constant channels and lanes without a latent at a step code "nothing" (table
  * `tables`). The frequencies as the decoder will see them, then rANS backwards from state
  * 2^16. Writes the final states and the words in decoding order; returns the word count,
@@ -456,8 +464,8 @@ typedef struct {
     int64_t steps, lanes, groups, region, rows, width, n, tables, reach, refreshes;
     int audio;
     const uint8_t *constant;
-    const int64_t *prior, *table, *refresh_at;
-    const int32_t *residual;
+    const int64_t *prior, *refresh_at;
+    const uint32_t *coded; /* (C, n): table << 8 | symbol */
     uint64_t *state;
     uint16_t *words;     /* channel c's words at c * steps * groups */
     int64_t *step_start; /* (C, steps + 1): where each step's words begin, backwards */
@@ -471,11 +479,11 @@ static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     const int64_t steps = e->steps, n = e->n, region = e->region, width = e->width;
     Model m;
     /* (steps, lanes): each latent's frequency << 16 | cumulative frequency, in coding order */
-    uint32_t *coded = malloc(sizeof(uint32_t) * (size_t)(steps * lanes + 1));
+    uint32_t *entry = malloc(sizeof(uint32_t) * (size_t)(steps * lanes + 1));
     int64_t *row = calloc((size_t)lanes + 1, sizeof(int64_t));
     int64_t *col = calloc((size_t)lanes + 1, sizeof(int64_t));
     int64_t *written = calloc((size_t)(c1 - c0) + 1, sizeof(int64_t));
-    int ok = coded && row && col && written;
+    int ok = entry && row && col && written;
     if (ok && model_init(&m, e->tables, A, e->prior)) {
         model_free(&m);
         ok = 0;
@@ -505,15 +513,14 @@ static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
                 if (g * region + col[j] < width) p = row[j] * width + g * region + col[j];
                 if (!col[j] && row[j] + AHEAD < e->rows) {  /* lanes leap a row each region */
                     const int64_t q = c * n + (row[j] + AHEAD) * width + g * region;
-                    __builtin_prefetch(e->table + q);
-                    __builtin_prefetch(e->table + q + region - 1);
-                    __builtin_prefetch(e->residual + q);
+                    __builtin_prefetch(e->coded + q);
+                    __builtin_prefetch(e->coded + q + region - 1);
                 }
                 if (++col[j] == region) col[j] = 0, row[j]++;
             }
-            int64_t tab = p < 0 ? e->tables : e->table[c * n + p];
-            int64_t symbol = p < 0 ? 0 : e->residual[c * n + p] + e->reach, k = tab * A + symbol;
-            coded[t * lanes + j] = m.freq[k] << 16 | m.cum[k];
+            const uint32_t packed = p < 0 ? (uint32_t)e->tables << 8 : e->coded[c * n + p];
+            const int64_t tab = packed >> 8, symbol = packed & 0xFF, k = tab * A + symbol;
+            entry[t * lanes + j] = m.freq[k] << 16 | m.cum[k];
             count(&m, tab, symbol);
         }
     }
@@ -526,7 +533,7 @@ static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
         for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + t] = written[c - c0];
         for (int64_t j = 0; j < lanes; j++) {
             const int64_t l = l0 + j, c = l / G;
-            uint32_t fc = coded[t * lanes + j];
+            uint32_t fc = entry[t * lanes + j];
             uint64_t f = fc >> 16, x = e->state[l];
             if (x >= (f << (32 - PREC))) {  /* at most one word a latent: room for all */
                 e->words[c * steps * G + written[c - c0]++] = (uint16_t)(x & 0xFFFF);
@@ -541,18 +548,18 @@ static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + steps] = written[c - c0];
     model_free(&m);
 release:
-    free(coded); free(row); free(col); free(written);
+    free(entry); free(row); free(col); free(written);
 }
 
 int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t groups,
                            int64_t region, int64_t rows, int64_t width, int64_t n,
                            const uint8_t *constant, int64_t tables, int64_t reach,
-                           const int64_t *prior, const int64_t *table, const int32_t *residual,
+                           const int64_t *prior, const uint32_t *coded,
                            const int64_t *refresh_at, int64_t refreshes, uint64_t *state,
                            uint16_t *words, int64_t capacity, int threads) {
     const int64_t C = groups ? lanes / groups : 0;
     Encoding e = {steps, lanes, groups, region, rows, width, n, tables, reach, refreshes, audio,
-                  constant, prior, table, refresh_at, residual, state,
+                  constant, prior, refresh_at, coded, state,
                   malloc(sizeof(uint16_t) * (size_t)(steps * lanes + 1)),
                   malloc(sizeof(int64_t) * (size_t)(C * (steps + 1) + 1)), 0};
     int64_t out = -1;

@@ -14,10 +14,11 @@ __all__ = ["available", "reason", "turned_off", "decode", "buffer", "grams", "re
 _I64 = np.ctypeslib.ndpointer(np.int64, flags="C_CONTIGUOUS")
 _U64 = np.ctypeslib.ndpointer(np.uint64, flags="C_CONTIGUOUS")
 _U16 = np.ctypeslib.ndpointer(np.uint16, flags="C_CONTIGUOUS")
+_U32 = np.ctypeslib.ndpointer(np.uint32, flags="C_CONTIGUOUS")
 _U8 = np.ctypeslib.ndpointer(np.uint8, flags="C_CONTIGUOUS")
 _I32 = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
 _i64, _int = ctypes.c_int64, ctypes.c_int
-ABI = 6  # WALLOC_RANS_ABI in _native.c: the signatures below
+ABI = 7  # WALLOC_RANS_ABI in _native.c: the signatures below
 
 
 def _load():
@@ -33,12 +34,12 @@ def _load():
                                       _I64, _int]
     lib.walloc_rans_residuals.restype = _i64
     lib.walloc_rans_residuals.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _i64,
-                                          _I64, _I32, _I32, _U8, _i64, _i64, _I64, _I64, _I32,
-                                          _I64, _int]
+                                          _I64, _I32, _I32, _U8, _i64, _i64, _I64, _I64, _U32,
+                                          _int]
     lib.walloc_rans_encode.restype = _i64
     lib.walloc_rans_encode.argtypes = [_i64, _i64, _int, _i64, _i64, _i64, _i64, _i64, _U8,
-                                       _i64, _i64, _I64, _I64, _I32, _I64, _i64, _U64, _U16,
-                                       _i64, _int]
+                                       _i64, _i64, _I64, _U32, _I64, _i64, _U64, _U16, _i64,
+                                       _int]
     return lib, None
 
 
@@ -114,29 +115,27 @@ def grams(layout, buffer, positions, threads=1):
 
 
 def residuals(layout, buffer, coefs, constant, clip, contexts, threads=1):
-    """(residual (C, n) int32, table (C, n) int64, reach) of the latents in ``buffer``
-    under the coefficient rows ``coefs`` (C, K + 3C), as ``_residuals`` and
-    ``_coding_order`` compute them; ``contexts`` a predictor.Contexts. Channels over
-    ``threads`` threads."""
+    """(coded (C, n) uint32, reach) of the latents in ``buffer`` under the coefficient rows
+    ``coefs`` (C, K + 3C): each latent's table << 8 | symbol (its residual + reach), as
+    ``_residuals`` and ``_coding_order`` compute them; ``contexts`` a predictor.Contexts.
+    Channels over ``threads`` threads."""
     C, n = layout.channels, layout.n
-    residual = np.empty((C, n), np.int32)
-    table = np.empty((C, n), np.int64)
+    coded = np.empty((C, n), np.uint32)
     reach = _LIB.walloc_rans_residuals(
         C, n, int(layout.audio), layout.rows, layout.width, layout.groups, layout.region,
         layout.stride, len(layout.own_offsets), _c(layout.own_offsets, np.int64), buffer,
         _c(coefs, np.int32), _c(constant, np.uint8), clip, contexts.per_channel,
-        _c(contexts.activity, np.int64), _c(contexts.previous, np.int64), residual, table,
-        threads)
+        _c(contexts.activity, np.int64), _c(contexts.previous, np.int64), coded, threads)
     if reach < 0:
         raise MemoryError("rans: the C encoder ran out of memory")
-    return residual, table, int(reach)
+    return coded, int(reach)
 
 
-def encode(layout, residual, table, n_tables, constant, reach, prior, refresh, threads=1):
-    """(final state per lane, words in decoding order) of a tile whose ``residual`` and
-    ``table`` (C, n) come from ``residuals`` (n_tables of them; table n_tables is "nothing"),
-    as ``_frequencies`` and ``_push`` compute them; channels over ``threads`` threads (the
-    same bytes)."""
+def encode(layout, coded, n_tables, constant, reach, prior, refresh, threads=1):
+    """(final state per lane, words in decoding order) of a tile whose ``coded`` (C, n)
+    comes from ``residuals`` (n_tables tables; table n_tables is "nothing"), as
+    ``_frequencies`` and ``_push`` compute them; channels over ``threads`` threads (the same
+    bytes)."""
     lanes = layout.lanes
     state = np.empty(lanes, np.uint64)
     capacity = 2 * layout.steps * lanes + 2 * lanes  # at most one word per latent, a margin
@@ -144,7 +143,7 @@ def encode(layout, residual, table, n_tables, constant, reach, prior, refresh, t
     n = _LIB.walloc_rans_encode(
         layout.steps, lanes, int(layout.audio), layout.groups, layout.region, layout.rows,
         layout.width, layout.n, _c(constant, np.uint8), n_tables, reach,
-        _c(prior, np.int64), table, residual, _c(refresh, np.int64), len(refresh), state,
+        _c(prior, np.int64), coded, _c(refresh, np.int64), len(refresh), state,
         words, capacity, threads)
     if n < 0:
         raise MemoryError("rans: the C encoder ran out of memory")
