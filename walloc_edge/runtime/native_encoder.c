@@ -11,17 +11,19 @@
  *
  * The packet transform is separable (every level splits every subband along both axes), so
  * an axis's J levels can run together, and an image takes two passes over memory:
- *   1. columns: a strip of STRIP columns of one channel, all J levels down the columns
- *      while the strip is in cache, into the workspace (planes c * 2^J + height band);
+ *   1. columns: a strip of STRIP columns of one channel, read from the caller's image
+ *      through row and column indices (a tile in place, its wrap and reflections
+ *      included), all J levels down the columns while the strip is in cache, into the
+ *      workspace (planes c * 2^J + height band);
  *   2. block rows: the 2^J rows of one row of latents, each plane's row through its J
  *      levels along the width into a small buffer in channel order, then at once the 1x1
  *      and the compander, so the 4^J subbands never go back to memory (audio: this pass
  *      only, one "row" per channel).
  * Loops are written so the compiler vectorises them (-O3): a row's first two lifting steps
- * read its interleaved samples (the split costs no pass of its own), the column levels lift
- * whole rows of the strip, and the 1x1 keeps 12 sums in vector registers while 16 planes
- * stream past. Work is shared by strip or block row over POSIX threads; each thread writes
- * only its own.
+ * read its interleaved samples (the split costs no pass of its own), a column level lifts
+ * whole rows of the strip in one sweep, and the 1x1 keeps 12 sums in vector registers
+ * while 16 planes stream past; the compander's threshold searches run eight in step. Work
+ * is shared by strip or block row over POSIX threads; each thread writes only its own.
  *
  * Plain C99 with POSIX threads (no Python here): pip builds it with _native_encoder.c, which
  * only makes it importable, as an optional extension that native_backend.py calls through
