@@ -8,10 +8,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* Hot loops get an AVX2 build beside the baseline one on x86-64 (chosen at load time).
- * ISO C (-std=c99) contracts no multiply-add, so every build computes the same floats. */
+/* Hot loops get AVX-512 (x86-64-v4) and AVX2 builds beside the baseline one on x86-64,
+ * chosen at load time. ISO C (-std=c99) contracts no multiply-add, so every build computes
+ * the same floats. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define VECTOR_CLONES
 #endif
