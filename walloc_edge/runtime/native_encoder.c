@@ -103,7 +103,7 @@ static void split_lift_rows(const float *x, int64_t xs, float *s, float *d, int6
  * bytes: pixel (r, x) is the source's (row_of[r], col_of[x]), so a tile is read in place,
  * its wrap and reflections included) → planes c * 2^J + band (rows / 2^J x cols) of
  * `out`, band bits the low/high choice per level, first level first. Scratch: 2 rows x
- * STRIP floats. A work item is one strip. */
+ * STRIP floats. A work item is one strip of one channel. */
 typedef struct {
     const uint8_t *raw;
     int64_t raw_cols;
@@ -129,31 +129,29 @@ static void column_items(void *ctx, int64_t begin, int64_t end, float *scratch) 
     const int64_t rows = c->rows, cols = c->cols, C = c->channels, rows_out = rows >> c->J;
     float *buffer[2] = {scratch, scratch + rows * STRIP};
     for (int64_t item = begin; item < end; item++) {
-        const int64_t x0 = item * STRIP, n = x0 + STRIP < cols ? STRIP : cols - x0;
-        const int64_t *col = c->col_of + x0;
+        const int64_t x0 = item / C * STRIP, n = x0 + STRIP < cols ? STRIP : cols - x0;
+        const int64_t *col = c->col_of + x0, ch = item % C;
         int run = 1; /* the strip's source columns in one rising run (all but the edges) */
         for (int64_t i = 1; i < n && run; i++) run = col[i] == col[0] + i;
-        for (int64_t ch = 0; ch < C; ch++) {
-            for (int64_t r = 0; r < rows; r++) { /* the channel's strip, as floats */
-                const uint8_t *in = c->raw + c->row_of[r] * c->raw_cols * C + ch;
-                float *x = buffer[0] + r * n;
-                if (run) to_floats(x, in + col[0] * C, n, C);
-                else for (int64_t i = 0; i < n; i++) x[i] = in[col[i] * C];
-            }
-            for (int64_t level = 0, m = rows / 2; level < c->J; level++, m /= 2) {
-                const float *from = buffer[level & 1];
-                for (int64_t band = 0; band < (int64_t)1 << level; band++) {
-                    float *s, *d;
-                    int64_t ys = n;
-                    if (level == c->J - 1) { /* the last level writes the planes */
-                        s = c->out + ((ch << c->J) + 2 * band) * rows_out * cols + x0;
-                        d = s + rows_out * cols;
-                        ys = cols;
-                    } else {
-                        s = buffer[!(level & 1)] + 2 * band * m * n, d = s + m * n;
-                    }
-                    split_lift_rows(from + 2 * band * m * n, n, s, d, ys, m, n, c->lifting);
+        for (int64_t r = 0; r < rows; r++) { /* the channel's strip, as floats */
+            const uint8_t *in = c->raw + c->row_of[r] * c->raw_cols * C + ch;
+            float *x = buffer[0] + r * n;
+            if (run) to_floats(x, in + col[0] * C, n, C);
+            else for (int64_t i = 0; i < n; i++) x[i] = in[col[i] * C];
+        }
+        for (int64_t level = 0, m = rows / 2; level < c->J; level++, m /= 2) {
+            const float *from = buffer[level & 1];
+            for (int64_t band = 0; band < (int64_t)1 << level; band++) {
+                float *s, *d;
+                int64_t ys = n;
+                if (level == c->J - 1) { /* the last level writes the planes */
+                    s = c->out + ((ch << c->J) + 2 * band) * rows_out * cols + x0;
+                    d = s + rows_out * cols;
+                    ys = cols;
+                } else {
+                    s = buffer[!(level & 1)] + 2 * band * m * n, d = s + m * n;
                 }
+                split_lift_rows(from + 2 * band * m * n, n, s, d, ys, m, n, c->lifting);
             }
         }
     }
@@ -359,7 +357,7 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                          n_thresholds, clip};
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
     Columns cp = {raw, raw_cols, row_of, col_of, work, rows, cols, channels, J, &steps};
-    if (walloc_parallel(column_items, &cp, (cols + STRIP - 1) / STRIP, threads,
+    if (walloc_parallel(column_items, &cp, (cols + STRIP - 1) / STRIP * channels, threads,
                         2 * rows * STRIP))
         return -1;
     Rows rp = {work, NULL, NULL, channels << J, rows_out, cols, J, stride, &steps, &model, out,
