@@ -17,8 +17,8 @@
  *      workspace (planes c * 2^J + height band);
  *   2. block rows: the 2^J rows of one row of latents, each plane's row through its J
  *      levels along the width into a small buffer in channel order, then at once the 1x1
- *      and the compander, so the 4^J subbands never go back to memory (audio: this pass
- *      only, one "row" per channel).
+ *      and the compander, so the 4^J subbands never go back to memory (audio: each
+ *      channel's levels along the signal, then the 1x1 on runs of positions).
  * Loops are written so the compiler vectorises them (-O3): a row's first two lifting steps
  * read its interleaved samples (the split costs no pass of its own), a column level lifts
  * whole rows of the strip in one sweep, and the 1x1 keeps 12 sums in vector registers
@@ -269,13 +269,13 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
 
 /* --- pass 2: the J levels along the width, then the 1x1 -------------------------------- */
 
-/* Block row r: row r of each plane p of `in` (planes x rows x cols floats; or audio, the
- * raw int16 (samples, channels) at samples at[0 .. cols), one row) through J levels along
- * the width → the block row's
- * subbands in channel order (images c * 4^J + width and height bits interleaved per level,
- * width first; audio c * 2^J + band), planes of `stride` >= cols / 2^J floats (a multiple
- * of PB for images, so the 1x1 runs in whole blocks), then its latents. Scratch: 2 cols +
- * subbands + latent_dim * SPAN floats. A work item is one block row. */
+/* Block row r: row r of each plane p of `in` (planes x rows x cols floats) through J
+ * levels along the width → the block row's subbands in channel order (c * 4^J + width and
+ * height bits interleaved per level, width first), planes of `stride` >= cols / 2^J floats
+ * (a multiple of PB, so the 1x1 runs in whole blocks), then its latents. Scratch: 2 cols +
+ * subbands + latent_dim * SPAN floats. A work item is one block row. Audio uses the same
+ * levels on each channel's samples at[0 .. cols) of `audio` (interleaved int16), into the
+ * shared subbands `sub` (c * 2^J + band, stride cols / 2^J). */
 typedef struct {
     const float *in;
     const int16_t *audio;
@@ -285,6 +285,7 @@ typedef struct {
     const Model *model;
     int8_t *out;              /* (latent_dim, out_stride), block row r at edge + r * w */
     int64_t out_stride, edge;
+    float *sub;               /* audio: the subbands, shared by the threads */
 } Rows;
 
 /* x[i] = in[i * C], int16: as to_floats. */
@@ -305,42 +306,67 @@ static int64_t spread(int64_t v) {
     return out;
 }
 
+/* Plane p's row (cols floats) through the J levels along the width, into its subbands of
+ * sub (planes of c->stride floats): subband rw is channel first + rw (audio: plane p is
+ * channel c) or first + 2 spread(rw) (images: p = (c, height band h)). */
+static void width_levels(const Rows *c, const float *row, int64_t p, float *buffer[2],
+                         float *sub) {
+    const int64_t J = c->J, bands = (int64_t)1 << J;
+    const int64_t first = c->audio ? p * bands : (p / bands) * bands * bands + spread(p % bands);
+    for (int64_t level = 0, m = c->cols / 2; level < J; level++, m /= 2) {
+        const float *from = level ? buffer[level & 1] : row;
+        for (int64_t band = 0; band < (int64_t)1 << level; band++) {
+            float *s, *d;
+            if (level == J - 1) { /* the last level writes the subbands */
+                int64_t even = 2 * band, odd = even + 1;
+                s = sub + (first + (c->audio ? even : 2 * spread(even))) * c->stride;
+                d = sub + (first + (c->audio ? odd : 2 * spread(odd))) * c->stride;
+            } else {
+                s = buffer[!(level & 1)] + 2 * band * m, d = s + m;
+            }
+            split_lift_row(from + 2 * band * m, s, d, m, c->lifting);
+        }
+    }
+}
+
 static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const Rows *c = ctx;
-    const int64_t cols = c->cols, J = c->J, w = cols >> J, bands = (int64_t)1 << J;
+    const int64_t cols = c->cols, w = cols >> c->J;
     float *buffer[2] = {scratch, scratch + cols}, *sub = scratch + 2 * cols;
     float *acc = sub + c->model->planes * c->stride;
     for (int64_t r = begin; r < end; r++) {
-        for (int64_t p = 0; p < c->planes; p++) {
-            /* subband rw of this plane is channel first + rw (audio: plane p = channel c)
-             * or first + 2 spread(rw) (images: p = (c, height band h)) */
-            const int64_t first = c->audio ? p * bands
-                                           : (p / bands) * bands * bands + spread(p % bands);
-            const float *row = c->in ? c->in + (p * c->rows + r) * cols : buffer[0];
-            if (c->audio && c->at[cols - 1] == c->at[0] + cols - 1) /* one run of samples */
-                pcm_to_floats(buffer[0], c->audio + c->at[0] * c->planes + p, cols, c->planes);
-            else if (c->audio)
-                for (int64_t i = 0; i < cols; i++)
-                    buffer[0][i] = c->audio[c->at[i] * c->planes + p];
-            for (int64_t level = 0, m = cols / 2; level < J; level++, m /= 2) {
-                const float *from = level ? buffer[level & 1] : row;
-                for (int64_t band = 0; band < (int64_t)1 << level; band++) {
-                    float *s, *d;
-                    if (level == J - 1) { /* the last level writes the subbands */
-                        int64_t even = 2 * band, odd = even + 1;
-                        s = sub + (first + (c->audio ? even : 2 * spread(even))) * c->stride;
-                        d = sub + (first + (c->audio ? odd : 2 * spread(odd))) * c->stride;
-                    } else {
-                        s = buffer[!(level & 1)] + 2 * band * m, d = s + m;
-                    }
-                    split_lift_row(from + 2 * band * m, s, d, m, c->lifting);
-                }
-            }
-        }
+        for (int64_t p = 0; p < c->planes; p++)
+            width_levels(c, c->in + (p * c->rows + r) * cols, p, buffer, sub);
         if (c->stride > w) /* the padding the 1x1's blocks read: zeros, never kept */
             for (int64_t k = 0; k < c->model->planes; k++)
                 memset(sub + k * c->stride + w, 0, sizeof(float) * (size_t)(c->stride - w));
         project(c->model, sub, c->stride, w, c->out + c->edge + r * w, c->out_stride, acc);
+    }
+}
+
+/* Audio, a work item a channel: its samples at[0 .. cols) as floats, through the J levels
+ * into the shared subbands c->sub. Scratch: 2 cols floats. */
+static void audio_channels(void *ctx, int64_t begin, int64_t end, float *scratch) {
+    const Rows *c = ctx;
+    const int64_t cols = c->cols, C = c->planes;
+    float *buffer[2] = {scratch, scratch + cols};
+    for (int64_t p = begin; p < end; p++) {
+        if (c->at[cols - 1] == c->at[0] + cols - 1) /* one run of samples */
+            pcm_to_floats(buffer[0], c->audio + c->at[0] * C + p, cols, C);
+        else
+            for (int64_t i = 0; i < cols; i++) buffer[0][i] = c->audio[c->at[i] * C + p];
+        width_levels(c, buffer[0], p, buffer, c->sub);
+    }
+}
+
+/* Audio, a work item SPAN positions: their latents from c->sub. Scratch: as project. */
+static void audio_spans(void *ctx, int64_t begin, int64_t end, float *acc) {
+    const Rows *c = ctx;
+    const int64_t w = c->cols >> c->J;
+    for (int64_t item = begin; item < end; item++) {
+        const int64_t q0 = item * SPAN, n = q0 + SPAN < w ? SPAN : w - q0;
+        project(c->model, c->sub + q0, c->stride, n, c->out + c->edge + q0, c->out_stride,
+                acc);
     }
 }
 
@@ -361,7 +387,7 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                         2 * rows * STRIP))
         return -1;
     Rows rp = {work, NULL, NULL, channels << J, rows_out, cols, J, stride, &steps, &model, out,
-               rows_out * w, 0};
+               rows_out * w, 0, NULL};
     return walloc_parallel(row_items, &rp, rows_out, threads,
                            2 * cols + model.planes * stride + latent_dim * SPAN);
 }
@@ -371,17 +397,19 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
                                const float *weight, const float *bias, int64_t latent_dim,
                                const double *thresholds, int64_t n_thresholds, int64_t clip,
                                int8_t *out, int threads) {
-    (void)threads; /* one block row: one thread (audio is light) */
     const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
     const Model model = {channels << J, latent_dim, weight, bias, thresholds, n_thresholds,
                          clip};
     const int64_t w = samples >> J, stride = w + 2;
-    Rows rp = {NULL, raw, at, channels, 1, samples, J, w, &steps, &model, out, stride, 1};
-    if (walloc_parallel(row_items, &rp, 1, 1,
-                        2 * samples + model.planes * w + latent_dim * SPAN))
-        return -1;
-    for (int64_t l = 0; l < latent_dim; l++) /* the zero padding's latents */
+    float *sub = malloc(sizeof(float) * (size_t)(model.planes * w + 1));
+    Rows rp = {NULL, raw, at, channels, 1, samples, J, w, &steps, &model, out, stride, 1, sub};
+    int status = !sub ||
+                 walloc_parallel(audio_channels, &rp, channels, threads, 2 * samples) ||
+                 walloc_parallel(audio_spans, &rp, (w + SPAN - 1) / SPAN, threads,
+                                 latent_dim * SPAN) ? -1 : 0;
+    free(sub);
+    for (int64_t l = 0; l < latent_dim && !status; l++) /* the zero padding's latents */
         out[l * stride] = out[l * stride + stride - 1] =
             quantize(bias[l], thresholds, n_thresholds, clip);
-    return 0;
+    return status;
 }

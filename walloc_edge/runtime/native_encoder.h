@@ -28,8 +28,8 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
 
 /* The run of `samples` (a multiple of 2^J) whose sample i is raw's at[i] (raw: interleaved
  * int16 of `channels`) → out (latent_dim, samples / 2^J + 2): the reference's one latent
- * of zero padding at each end. The rest as for images, on one thread (`threads` is read by
- * images only). */
+ * of zero padding at each end. The rest as for images (channels, then runs of positions,
+ * over the threads). */
 int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t samples,
                                int64_t channels, int64_t J, const float *lifting,
                                const float *weight, const float *bias, int64_t latent_dim,
