@@ -111,8 +111,9 @@ class Encoder:
     ``providers``: onnxruntime execution providers in order of preference (default: the
     CPU).
 
-    ``tile``: interior samples per axis of one backend run for large inputs (default 1024
-    pixels, 65536 audio samples); a LiteRT graph's static size fixes it instead.
+    ``tile``: interior samples per axis of one backend run for large inputs (default: the
+    backend's ``run_interior``, else 1024 pixels, 65536 audio samples); a LiteRT graph's
+    static size fixes it instead.
     """
 
     def __init__(self, bundle: "str | Path | Bundle", backend: str = "auto",
@@ -130,7 +131,7 @@ class Encoder:
         if self.backend.static_shape:
             self.run_size = tuple(self.backend.static_shape)
         else:
-            interior = tile or RUN_INTERIOR[b.modality]
+            interior = tile or getattr(self.backend, "run_interior", RUN_INTERIOR)[b.modality]
             interior = max(self.block, interior // self.block * self.block)
             self.run_size = (interior + border,) * self.ndim
         # Latent blocks each run yields exactly (the rest of the run is border).
