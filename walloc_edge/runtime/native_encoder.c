@@ -204,37 +204,27 @@ static void quantize_row(const float *acc, float bias, const Model *mo, int64_t 
 }
 
 /* The 1x1 on SPAN positions at a time, into acc (latent_dim, SPAN): blocks of LB latents
- * at PB positions stay in 12 vector registers (GNU C vectors: SSE, AVX2 or NEON) while KB
- * planes pass, so the planes are read as KB sequential streams. Each sum runs over the
- * planes in order, whatever the blocking. */
+ * at PB positions stay in vector registers (GNU C vectors of 16 floats: one AVX-512
+ * register, two AVX2 or four SSE/NEON ones) while KB planes pass, so the planes are read
+ * as KB sequential streams. Each sum runs over the planes in order, whatever the blocking. */
 #define LB 6
 #define PB 16
 #define KB 16
 #define SPAN 256
-typedef float v8 __attribute__((vector_size(32)));
+typedef float v16 __attribute__((vector_size(64)));
 
 VECTOR_CLONES
 static void project_block(const float *x, int64_t stride, const float *weight, int64_t L,
                           int64_t l0, int64_t k0, int64_t k1, float *restrict acc) {
-    v8 sum[LB][2];
-    for (int l = 0; l < LB; l++) {
-        memcpy(&sum[l][0], acc + l * SPAN, sizeof sum[l][0]);
-        memcpy(&sum[l][1], acc + l * SPAN + 8, sizeof sum[l][1]);
-    }
+    v16 sum[LB];
+    for (int l = 0; l < LB; l++) memcpy(&sum[l], acc + l * SPAN, sizeof sum[l]);
     for (int64_t k = k0; k < k1; k++) {
-        const float *in = x + k * stride, *w = weight + k * L + l0;
-        v8 x0, x1;
-        memcpy(&x0, in, sizeof x0);
-        memcpy(&x1, in + 8, sizeof x1);
-        for (int l = 0; l < LB; l++) {
-            sum[l][0] += w[l] * x0;
-            sum[l][1] += w[l] * x1;
-        }
+        const float *w = weight + k * L + l0;
+        v16 in;
+        memcpy(&in, x + k * stride, sizeof in);
+        for (int l = 0; l < LB; l++) sum[l] += w[l] * in;
     }
-    for (int l = 0; l < LB; l++) {
-        memcpy(acc + l * SPAN, &sum[l][0], sizeof sum[l][0]);
-        memcpy(acc + l * SPAN + 8, &sum[l][1], sizeof sum[l][1]);
-    }
+    for (int l = 0; l < LB; l++) memcpy(acc + l * SPAN, &sum[l], sizeof sum[l]);
 }
 
 /* Latents of positions 0 .. n - 1 of x (planes, stride) → out[l * out_stride + i]; acc:
@@ -335,8 +325,12 @@ static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
     float *buffer[2] = {scratch, scratch + cols}, *sub = scratch + 2 * cols;
     float *acc = sub + c->model->planes * c->stride;
     for (int64_t r = begin; r < end; r++) {
-        for (int64_t p = 0; p < c->planes; p++)
-            width_levels(c, c->in + (p * c->rows + r) * cols, p, buffer, sub);
+        for (int64_t p = 0; p < c->planes; p++) {
+            const float *row = c->in + (p * c->rows + r) * cols;
+            if (r + 1 < end) /* the planes are far apart: fetch the next block row's early */
+                for (int64_t i = 0; i < cols; i += 16) __builtin_prefetch(row + cols + i);
+            width_levels(c, row, p, buffer, sub);
+        }
         if (c->stride > w) /* the padding the 1x1's blocks read: zeros, never kept */
             for (int64_t k = 0; k < c->model->planes; k++)
                 memset(sub + k * c->stride + w, 0, sizeof(float) * (size_t)(c->stride - w));
