@@ -361,11 +361,11 @@ VECTOR_CLONES
 static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
     Residuals *r = ctx;
     const int64_t K = r->K, C = r->C, n = r->n, F = K + 3 * C, span = SPAN(r);
-    const int64_t range = 2 * r->clip + 1;
+    const int32_t range = 2 * (int32_t)r->clip + 1;
     const int32_t clip = (int32_t)r->clip;
     for (int64_t c = c0; c < c1; c++) {
         const int32_t *row = r->coefs + c * F;
-        int64_t reach = 0;
+        int32_t reach = 0;
         for (int64_t line = 0; line < LINES(r); line++) {
             int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
             if (m <= 0) break;
@@ -386,17 +386,29 @@ static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
                 const int32_t *x = here + offset;
                 for (int64_t i = 0; i < m; i++) sum[i] += w * x[i];
             }
+            /* The residual wrapped into the range: one step up or down where the latent is
+             * in range (always, but for hand-made latents: then with a division), so the
+             * loop vectorises. */
+            int32_t wild = 0;
             for (int64_t i = 0; i < m; i++) {
                 int32_t a = sum[i] + 128;
                 int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
                 pred = pred < -clip ? -clip : pred > clip ? clip : pred;
-                int64_t v = here[i] - pred + clip; /* mod range, without a division where */
-                if (v < -range || v >= 2 * range) /* the latent is in range (always, but */
-                    v %= range;                   /* for hand-made latents) */
+                int32_t v = here[i] - pred + clip;
+                wild |= (v < -range) | (v >= 2 * range);
                 v = v < 0 ? v + range : v >= range ? v - range : v;
-                int32_t e = (int32_t)(v - clip);
-                res[i] = e;
-                if (e > reach) reach = e; else if (-e > reach) reach = -e;
+                res[i] = v - clip;
+            }
+            for (int64_t i = 0; i < m && wild; i++) {
+                int32_t a = sum[i] + 128;
+                int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
+                pred = pred < -clip ? -clip : pred > clip ? clip : pred;
+                int64_t v = (here[i] - pred + clip) % range;
+                res[i] = (int32_t)((v < 0 ? v + range : v) - clip);
+            }
+            for (int64_t i = 0; i < m; i++) {
+                int32_t e = res[i] < 0 ? -res[i] : res[i];
+                reach = e > reach ? e : reach;
             }
         }
         r->reach[c] = reach;
