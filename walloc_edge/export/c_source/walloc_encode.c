@@ -1,8 +1,8 @@
 /* Host program around the C encoders (this file may allocate; the fixed encoder does not).
  *
  * walloc_encode [--threads N] [--fixed] MODE ...: the latents come from the runtime's C core
- * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, about 25
- * bytes a pixel), or with --fixed from the fixed-memory encoder (walloc_encoder.c, for
+ * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, about 16
+ * bytes an RGB pixel with the workspace), or with --fixed from the fixed-memory encoder (walloc_encoder.c, for
  * devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
