@@ -65,6 +65,11 @@ def test_c_wlc_is_read_by_python(rgb_bundle):
     assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
 
 
+def test_info_names_the_c_program(rgb_bundle, capsys):
+    main(["info", str(rgb_bundle)])
+    assert "c (c/walloc_encode)" in capsys.readouterr().out
+
+
 def test_gray_model_in_c(tmp_path):
     torch.manual_seed(0)
     codec = build(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)).eval()

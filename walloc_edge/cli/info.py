@@ -33,7 +33,8 @@ def _bundle_info(args):
         print(json.dumps({**meta, "usable_backends": usable}, indent=2))
         return
     unit = "channels" if c["modality"] == "image" else "audio channels"
-    graphs = ", ".join(f"{fmt} ({info['file']})" for fmt, info in meta.get("graphs", {}).items())
+    graphs = ", ".join(f"{fmt} ({info.get('file') or info.get('program')})"  # C: a program
+                       for fmt, info in meta.get("graphs", {}).items())
     print(f"bundle       {bundle.path}")
     print(f"model id     {bundle.model_id}")
     print(f"modality     {c['modality']}, {c['channels']} {unit}")
