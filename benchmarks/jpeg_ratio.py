@@ -6,40 +6,18 @@ drifting load falls on both alike; the ratio of the medians, and per round.
         [--backend native] [--out benchmarks/results]
 
 The input is the bench's: the bundled astronaut photo resized (bicubic) to SIZE x SIZE.
-JPEG is Pillow's (libjpeg-turbo) at the quality whose file is closest in size to ours.
+JPEG is Pillow's (libjpeg-turbo) at the quality whose file is closest in size to ours
+(``walloc_edge.tools.bench.alternating_with_jpeg``, what the bench's ratio column runs).
 """
 import argparse
-import io
-import time
 
 import numpy as np
 from PIL import Image
 
 from walloc_edge.data import sample_photo
 from walloc_edge.runtime import Encoder
-from walloc_edge.tools.bench import machine
+from walloc_edge.tools.bench import alternating_with_jpeg, machine
 from report import publish
-
-
-def jpeg(image, quality):
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def size_matched(image, target):
-    """The JPEG quality whose size is closest to ``target`` bytes (sizes grow with it)."""
-    lo, hi = 1, 95
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if len(jpeg(image, mid)) < target else (lo, mid)
-    return min((lo, hi), key=lambda q: abs(len(jpeg(image, q)) - target))
-
-
-def seconds(fn):
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main():
@@ -56,29 +34,23 @@ def main():
                                                              Image.BICUBIC)
     sample = np.asarray(photo.convert("RGB"))
     encoder = Encoder(args.bundle, args.backend, threads=args.threads)
-    blob = encoder.encode(sample)
-    quality = size_matched(photo, len(blob))
-    ours, theirs = [], []
-    for _ in range(args.rounds):
-        ours.append(seconds(lambda: encoder.encode(sample)))
-        theirs.append(seconds(lambda: jpeg(photo, quality)))
-    ours, theirs = np.array(ours), np.array(theirs)
+    rounds = alternating_with_jpeg(encoder, sample, args.rounds)
+    ours, theirs = rounds["ours"], rounds["jpeg"]
     mp = args.size * args.size / 1e6
-    per_round = theirs / ours
     result = {"machine": machine(), "backend": encoder.describe(), "size": args.size,
-              "rounds": args.rounds, "wlc_bytes": len(blob), "jpeg_quality": quality,
-              "jpeg_bytes": len(jpeg(photo, quality)), "ours_MPps": mp / np.median(ours),
-              "jpeg_MPps": mp / np.median(theirs),
+              "rounds": args.rounds, "wlc_bytes": rounds["wlc_bytes"],
+              "jpeg_quality": rounds["quality"], "jpeg_bytes": rounds["jpeg_bytes"],
+              "ours_MPps": mp / np.median(ours), "jpeg_MPps": mp / np.median(theirs),
               "ratio": float(np.median(theirs) / np.median(ours)),
-              "ratio_quartiles": [float(q) for q in np.percentile(per_round, [25, 75])]}
+              "ratio_quartiles": [float(q) for q in np.percentile(theirs / ours, [25, 75])]}
     m = result["machine"]
     lines = [f"End to end against size-matched JPEG, interleaved ({m['cpu']}, {m['cores']} "
              f"cores); {args.size}x{args.size} RGB, {args.rounds} rounds", "",
              "| path | MP/s (median) | bytes |", "|---|---|---|",
              f"| uint8 → .wlc with rans, {result['backend']} | {result['ours_MPps']:.1f} | "
-             f"{len(blob):,} |",
-             f"| JPEG (Pillow, libjpeg-turbo) q{quality} | {result['jpeg_MPps']:.1f} | "
-             f"{result['jpeg_bytes']:,} |", "",
+             f"{result['wlc_bytes']:,} |",
+             f"| JPEG (Pillow, libjpeg-turbo) q{result['jpeg_quality']} | "
+             f"{result['jpeg_MPps']:.1f} | {result['jpeg_bytes']:,} |", "",
              f"Ratio (ours / JPEG, medians): **{result['ratio']:.3f}**; per round, quartiles "
              f"{result['ratio_quartiles'][0]:.3f}–{result['ratio_quartiles'][1]:.3f}."]
     publish(lines, result, args.out, "jpeg_ratio")

@@ -252,7 +252,7 @@ def write_bundle(codec, out_dir, encoder=None, graphs=None):
     is a complete bundle for the runtime's numpy and native backends."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    encoder = encoder or sensor_encoder(codec)
+    encoder = sensor_encoder(codec) if encoder is None else encoder
     metadata = bundle_metadata(codec, encoder, graphs or {})
     _atomic(out_dir / "encoder.npz", lambda f: np.savez(f, **bundle_arrays(codec, encoder)))
     _atomic(out_dir / "encoder.json",

@@ -113,6 +113,14 @@ typedef struct {
     const Lifting *lifting;
 } Columns;
 
+/* Whether idx[0 .. n) is one rising run (a run's samples read at a constant stride: all
+ * but the runs at the input's edges, which wrap or reflect). */
+static int is_run(const int64_t *idx, int64_t n) {
+    for (int64_t i = 1; i < n; i++)
+        if (idx[i] != idx[0] + i) return 0;
+    return 1;
+}
+
 /* x[i] = in[i * C]: a constant stride for the usual channel counts, so it vectorises. */
 VECTOR_CLONES
 static void to_floats(float *restrict x, const uint8_t *restrict in, int64_t n, int64_t C) {
@@ -131,8 +139,7 @@ static void column_items(void *ctx, int64_t begin, int64_t end, float *scratch) 
     for (int64_t item = begin; item < end; item++) {
         const int64_t x0 = item / C * STRIP, n = x0 + STRIP < cols ? STRIP : cols - x0;
         const int64_t *col = c->col_of + x0, ch = item % C;
-        int run = 1; /* the strip's source columns in one rising run (all but the edges) */
-        for (int64_t i = 1; i < n && run; i++) run = col[i] == col[0] + i;
+        const int run = is_run(col, n);
         for (int64_t r = 0; r < rows; r++) { /* the channel's strip, as floats */
             const uint8_t *in = c->raw + c->row_of[r] * c->raw_cols * C + ch;
             float *x = buffer[0] + r * n;
@@ -194,7 +201,8 @@ static void quantize_row(const float *acc, float bias, const Model *mo, int64_t 
         for (int j = 0; j < QG; j++) v[j] = acc[i + j] + bias, base[j] = t;
         for (int64_t m = mo->n_thresholds; m > 1;) {
             const int64_t half = m / 2;
-            for (int j = 0; j < QG; j++) base[j] = base[j][half] <= v[j] ? base[j] + half : base[j];
+            for (int j = 0; j < QG; j++)
+                base[j] = base[j][half] <= v[j] ? base[j] + half : base[j];
             m -= half;
         }
         for (int j = 0; j < QG; j++)
@@ -324,6 +332,9 @@ static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const int64_t cols = c->cols, w = cols >> c->J;
     float *buffer[2] = {scratch, scratch + cols}, *sub = scratch + 2 * cols;
     float *acc = sub + c->model->planes * c->stride;
+    if (c->stride > w) /* the padding the 1x1's blocks read: zeros, never kept nor written */
+        for (int64_t k = 0; k < c->model->planes; k++)
+            memset(sub + k * c->stride + w, 0, sizeof(float) * (size_t)(c->stride - w));
     for (int64_t r = begin; r < end; r++) {
         for (int64_t p = 0; p < c->planes; p++) {
             const float *row = c->in + (p * c->rows + r) * cols;
@@ -331,9 +342,6 @@ static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
                 for (int64_t i = 0; i < cols; i += 16) __builtin_prefetch(row + cols + i);
             width_levels(c, row, p, buffer, sub);
         }
-        if (c->stride > w) /* the padding the 1x1's blocks read: zeros, never kept */
-            for (int64_t k = 0; k < c->model->planes; k++)
-                memset(sub + k * c->stride + w, 0, sizeof(float) * (size_t)(c->stride - w));
         project(c->model, sub, c->stride, w, c->out + c->edge + r * w, c->out_stride, acc);
     }
 }
@@ -344,8 +352,9 @@ static void audio_channels(void *ctx, int64_t begin, int64_t end, float *scratch
     const Rows *c = ctx;
     const int64_t cols = c->cols, C = c->planes;
     float *buffer[2] = {scratch, scratch + cols};
+    const int run = is_run(c->at, cols);
     for (int64_t p = begin; p < end; p++) {
-        if (c->at[cols - 1] == c->at[0] + cols - 1) /* one run of samples */
+        if (run)
             pcm_to_floats(buffer[0], c->audio + c->at[0] * C + p, cols, C);
         else
             for (int64_t i = 0; i < cols; i++) buffer[0][i] = c->audio[c->at[i] * C + p];

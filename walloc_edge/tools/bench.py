@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table", "timed", "PeakMemory",
-           "measure_backend"]
+           "alternating_with_jpeg", "measure_backend"]
 
 
 def machine():
@@ -246,16 +246,19 @@ def measure_backend(bundle, backend, threads, work, repeat, amount):
     same = float((np.load(reference) == latents).mean())
     row = {"encode": _speed(times, amount), "peak_MB": memory.mb, "identical_latents": same}
     if sample.ndim == 3 and sample.shape[2] in (1, 3):
-        end_to_end, row["jpeg_share"] = _against_jpeg(encoder, sample, repeat)
+        rounds = alternating_with_jpeg(encoder, sample, repeat)
+        end_to_end = rounds["ours"]
+        row["jpeg_share"] = float(np.median(rounds["jpeg"]) / np.median(end_to_end))
     else:
         end_to_end = timed(lambda: encoder.encode(sample, coder="rans"), repeat)
     return {**row, "end_to_end": _speed(end_to_end, amount)["median"]}
 
 
-def _against_jpeg(encoder, sample, repeat):
-    """(seconds of ``repeat`` end-to-end encodes, our speed ÷ size-matched JPEG's): JPEG
-    encodes alternate with ours round by round, so a shared machine's drifting load falls on
-    both alike."""
+def alternating_with_jpeg(encoder, sample, rounds):
+    """End to end (``sample``, uint8 H x W x 1 or 3 → .wlc with rans) against Pillow's JPEG
+    at the quality whose file is closest in size, one of each a round, so that a shared
+    machine's drifting load falls on both alike: {"ours", "jpeg": seconds a round,
+    "quality", "wlc_bytes", "jpeg_bytes"}."""
     from PIL import Image
 
     image = Image.fromarray(sample if sample.shape[2] == 3 else sample[..., 0])
@@ -263,10 +266,12 @@ def _against_jpeg(encoder, sample, repeat):
     quality = _size_matched(lambda q: len(_pillow_bytes(image, "JPEG", quality=q)),
                             range(1, 96), size)
     ours, theirs = [], []
-    for _ in range(repeat):
+    for _ in range(rounds):
         ours.append(_seconds(lambda: encoder.encode(sample, coder="rans")))
         theirs.append(_seconds(lambda: _pillow_bytes(image, "JPEG", quality=quality)))
-    return np.array(ours), float(np.median(theirs) / np.median(ours))
+    return {"ours": np.array(ours), "jpeg": np.array(theirs), "quality": quality,
+            "wlc_bytes": size,
+            "jpeg_bytes": len(_pillow_bytes(image, "JPEG", quality=quality))}
 
 
 def _seconds(fn):

@@ -2,8 +2,8 @@
  *
  * walloc_encode [--threads N] [--fixed] MODE ...: the latents come from the runtime's C core
  * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, about 16
- * bytes an RGB pixel with the workspace), or with --fixed from the fixed-memory encoder (walloc_encoder.c, for
- * devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Modes:
+ * bytes an RGB pixel with the workspace), or with --fixed from the fixed-memory encoder
+ * (walloc_encoder.c, for devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
  *   walloc_encode --latents IN.raw H W C OUT.raw   int8 latents out, (latent_dim, h, w) order

@@ -117,8 +117,12 @@ static inline int64_t lookup(const Model *m, int64_t table, uint32_t slot) {
     return lo;
 }
 
-static inline int64_t floor_shift(int64_t x, int bits) {  /* numpy's >> on int64 */
-    return x >= 0 ? x >> bits : -((-x + (1ll << bits) - 1) >> bits);
+/* A Q8 sum of coefficient x feature as a latent: rounded ((acc + 128) >> 8, floor, as
+ * numpy shifts) and clipped to ±clip. |acc| < 2^28: |coefficient| < 2^15, |feature| < 2^7,
+ * at most 52 terms. */
+static inline int32_t prediction(int32_t acc, int32_t clip) {
+    const int32_t a = acc + 128, pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
+    return pred < -clip ? -clip : pred > clip ? clip : pred;
 }
 
 /* Where lane l codes at step t, as layout.py's Layout.schedule computes it: the slot within
@@ -199,8 +203,7 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int64_t o
                 f[q] = buffer[at[q] + inner];
                 acc += w[q] * f[q];
             }
-            int64_t pred = floor_shift(acc + 128, 8);
-            pred = pred < -clip ? -clip : pred > clip ? clip : pred;
+            const int64_t pred = prediction((int32_t)acc, (int32_t)clip);
             int64_t activity = audio ? llabs(f[0] - f[1]) + llabs(f[1] - f[2])
                                      : llabs(f[0] - f[2]) + llabs(f[1] - f[2]);
             int64_t idx = (l / groups + 1) * stride + inner;
@@ -391,19 +394,13 @@ static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
              * loop vectorises. */
             int32_t wild = 0;
             for (int64_t i = 0; i < m; i++) {
-                int32_t a = sum[i] + 128;
-                int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
-                pred = pred < -clip ? -clip : pred > clip ? clip : pred;
-                int32_t v = here[i] - pred + clip;
+                int32_t v = here[i] - prediction(sum[i], clip) + clip;
                 wild |= (v < -range) | (v >= 2 * range);
                 v = v < 0 ? v + range : v >= range ? v - range : v;
                 res[i] = v - clip;
             }
             for (int64_t i = 0; i < m && wild; i++) {
-                int32_t a = sum[i] + 128;
-                int32_t pred = a >= 0 ? a >> 8 : -((-a + 255) >> 8);
-                pred = pred < -clip ? -clip : pred > clip ? clip : pred;
-                int64_t v = (here[i] - pred + clip) % range;
+                int64_t v = (here[i] - prediction(sum[i], clip) + clip) % range;
                 res[i] = (int32_t)((v < 0 ? v + range : v) - clip);
             }
             for (int64_t i = 0; i < m; i++) {
