@@ -1,7 +1,7 @@
 """C export of the sensor encoder: portable C99 sources, weights as const arrays.
 
 Two encoders ship: the runtime's own C core (``runtime/native_encoder.c``, lifting, threads,
-workspaces from the caller: what the host program runs on a Linux-class device, and what the
+a workspace from the caller: what the host program runs on a Linux-class device, and what the
 ``native`` backend calls), and a fixed-memory one for devices without an OS
 (``c_source/walloc_encoder.c``: no malloc, a ring buffer of rows; ``walloc_encode --fixed``).
 ``write_c_sources`` copies the sources (c_source/: fixed encoder, rans coder, host program,
