@@ -42,19 +42,18 @@ int main(int argc, char **argv) {
     const float *weight = lifting + 4, *bias = weight + planes * L;
     const double *thresholds = (const double *)(bias + L);
     void *raw = slurp(argv[3], &size);
-    int64_t a = atoll(argv[4]), b = atoll(argv[5]), samples = image ? a * b : a;
+    int64_t a = atoll(argv[4]), b = atoll(argv[5]);
     int64_t channels = image ? atoll(argv[6]) : b, block = (int64_t)1 << J;
     int64_t latents = image ? L * (a / block) * (b / block) : L * (a / block + 2);
     int threads = atoi(argv[image ? 8 : 7]);
     int8_t *out = malloc((size_t)latents);
-    float *work = malloc((size_t)(samples * channels) * sizeof(float));
     int64_t *rows = malloc((size_t)a * sizeof(int64_t));
     int64_t *cols = malloc((size_t)b * sizeof(int64_t));
     for (int64_t i = 0; i < a; i++) rows[i] = i; /* the input read as it is */
     for (int64_t i = 0; i < b; i++) cols[i] = i;
     int status = image
         ? walloc_native_encode_image(raw, b, rows, cols, a, b, channels, J, lifting, weight, bias,
-                                     L, thresholds, n_thresholds, clip, out, work, threads)
+                                     L, thresholds, n_thresholds, clip, out, threads)
         : walloc_native_encode_audio(raw, rows, a, channels, J, lifting, weight, bias, L,
                                      thresholds, n_thresholds, clip, out, threads);
     if (status) { fprintf(stderr, "encoder status %d\n", status); return 1; }

@@ -11,7 +11,6 @@ WALLOC_EDGE_NATIVE=0 turns it off (with the rans C loops).
 import ctypes
 import math
 import os
-import threading
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from .numpy_backend import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
-ABI = 5  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
+ABI = 6  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
@@ -42,7 +41,7 @@ def _load():
     u8, i16 = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.uint8, np.int16))
     lib.walloc_native_encode_image.restype = _int
     lib.walloc_native_encode_image.argtypes = [u8, _i64, _I64, _I64, _i64, _i64, _i64] + \
-        _COMMON + [_F32, _int]
+        _COMMON + [_int]
     lib.walloc_native_encode_audio.restype = _int
     lib.walloc_native_encode_audio.argtypes = [i16, _I64, _i64, _i64] + _COMMON + [_int]
     return lib, None
@@ -122,8 +121,8 @@ class NativeBackend:
     name = "native"
     static_shape = None
     providers = ()
-    # Larger runs than the other backends': its memory is one float per input value of a run
-    # (53 MB at 2112 x 2112 x 3), and each run's border is computed twice.
+    # Larger runs than the other backends' (each run's border is computed twice): its memory
+    # is a few rows per level and channel, whatever the run's height.
     run_interior = {"image": 2048, "audio": 1 << 16}
 
     @staticmethod
@@ -149,14 +148,6 @@ class NativeBackend:
         folded = fold(arrays, cfg, bundle.meta["compander"])
         self.lifting, self.weight, self.bias = folded["lifting"], folded["weight"], folded["bias"]
         self.thresholds = folded["thresholds"]
-        self._work, self._lock = None, threading.Lock()  # one run at a time per workspace
-
-    def _workspace(self, floats):
-        """The column pass's output, kept from run to run (a tiled encode's runs are all one
-        size, and fresh pages cost more than the transform)."""
-        if self._work is None or self._work.size < floats:
-            self._work = np.empty(floats, np.float32)
-        return self._work
 
     def run(self, raw):
         return self.run_at(raw[0], [np.arange(n) for n in raw.shape[1:-1]])[None]
@@ -166,10 +157,11 @@ class NativeBackend:
         (``sample``: C-contiguous uint8 (H, W, C) or int16 (L, C); ``index``: the run's
         source row and column, or sample, per axis)."""
         index = [np.ascontiguousarray(i, np.int64) for i in index]
-        with self._lock:
-            status, out = self._run(sample, index)
+        status, out = self._run(sample, index)
         if status == -1:
             raise MemoryError("the native encoder ran out of memory")
+        if status == -2:
+            raise ValueError(f"the native encoder takes J = 1 .. 6, this model has {self.J}")
         return out
 
     def _run(self, sample, index):
@@ -182,8 +174,7 @@ class NativeBackend:
             (H, W) = shape
             out = np.empty((self.latent_dim, H // block, W // block), np.int8)
             status = _LIB.walloc_native_encode_image(
-                sample, sample.shape[1], *index, H, W, C, *common, out,
-                self._workspace(H * W * C), self.threads)
+                sample, sample.shape[1], *index, H, W, C, *common, out, self.threads)
         else:
             (n,) = shape
             out = np.empty((self.latent_dim, n // block + 2), np.int8)

@@ -1,8 +1,8 @@
 /* The sensor encoder in C: uint8 image or int16 audio in, int8 latents out, on T threads.
  *
  * It computes what the exported graphs and the numpy backend compute, in another order: the
- * wavelet packet transform as periodic one-level DWTs by lifting, then the 1x1 encoder and
- * the compander as a threshold search. The fused filter banks of the graphs cost ~480
+ * wavelet packet transform as one-level DWTs by lifting, then the 1x1 encoder and the
+ * compander as a threshold search. The fused filter banks of the graphs cost ~480
  * multiply-adds per RGB pixel at J = 3, a convolution cascade ~216, lifting ~100: four
  * steps x[i] += c (y[i] + y[i +- 1]) per level and axis, the two scale factors and the
  * normalisation folded into the 1x1 weights and the bias (native_backend.py checks that the
@@ -10,20 +10,22 @@
  * integers.
  *
  * The packet transform is separable (every level splits every subband along both axes), so
- * an axis's J levels can run together, and an image takes two passes over memory:
- *   1. columns: a strip of STRIP columns of one channel, read from the caller's image
- *      through row and column indices (a tile in place, its wrap and reflections
- *      included), all J levels down the columns while the strip is in cache, into the
- *      workspace (planes c * 2^J + height band);
- *   2. block rows: the 2^J rows of one row of latents, each plane's row through its J
- *      levels along the width into a small buffer in channel order, then at once the 1x1
- *      and the compander, so the 4^J subbands never go back to memory (audio: each
- *      channel's levels along the signal, then the 1x1 on runs of positions).
+ * an axis's J levels can run together, and an image goes through in one pass, a block row
+ * (the 2^J rows of one row of latents) at a time:
+ *   1. columns, streamed: each row of the input (read through row and column indices, so a
+ *      tile is read in place, its wrap and reflections included) enters the J levels down
+ *      the columns of its channel, which lift rows as they come; every 2^J rows the last
+ *      level has the block row's 2^J rows of each channel;
+ *   2. the block row: each of those rows through its J levels along the width into a small
+ *      buffer in channel order, then at once the 1x1 and the compander,
+ * so nothing larger than a few rows a level is kept and the subbands never go to memory
+ * (audio: each channel's levels along the signal, then the 1x1 on runs of positions).
  * Loops are written so the compiler vectorises them (-O3): a row's first two lifting steps
- * read its interleaved samples (the split costs no pass of its own), a column level lifts
- * whole rows of the strip in one sweep, and the 1x1 keeps 12 sums in vector registers
+ * read its interleaved samples (the split costs no pass of its own), a column level's four
+ * steps run in one sweep along the row, and the 1x1 keeps 12 sums in vector registers
  * while 16 planes stream past; the compander's threshold searches run eight in step. Work
- * is shared by strip or block row over POSIX threads; each thread writes only its own.
+ * is shared by ranges of block rows over POSIX threads (each streams its own rows); each
+ * thread writes only its own.
  *
  * Plain C99 with POSIX threads (no Python here): pip builds it with _native_encoder.c, which
  * only makes it importable, as an optional extension that native_backend.py calls through
@@ -36,8 +38,6 @@
 #include <string.h>
 
 int walloc_native_abi(void) { return WALLOC_NATIVE_ABI; }
-
-#define STRIP 64 /* columns of one column-pass work item */
 
 /* The four lifting steps: odd += c0 (even + next even), even += c1 (previous odd + odd),
  * odd += c2 (…), even += c3 (…), indices periodic. */
@@ -63,105 +63,102 @@ static void split_lift_row(const float *restrict y, float *restrict s, float *re
     for (int64_t i = 1; i < m; i++) s[i] += c3 * (d[i - 1] + d[i]);
 }
 
-/* out = y + c (a + b), n floats: one lifting step on a row (inlined into each clone). */
-static inline void axpy2(float *out, const float *y, const float *restrict a,
-                         const float *restrict b, float c, int64_t n) {
-    for (int64_t i = 0; i < n; i++) out[i] = y[i] + c * (a[i] + b[i]);
-}
+/* --- the column levels, streamed (images) ------------------------------------------- */
 
-/* One level down the columns of rows 0 .. 2m - 1 of x (row stride xs; n floats a row,
- * periodic): the even rows lifted into s, the odd ones into d (row stride ys). One sweep
- * down the rows does all four steps, each a row or two behind the one before (the rows it
- * reads are final by then), so each row is read and written about once, not four times;
- * the wrap's values come first (d1[m - 1]) and last (d3[m - 1], s4[m - 1], s4[0]). Every
- * value is the same sum as step by step. */
-VECTOR_CLONES
-static void split_lift_rows(const float *x, int64_t xs, float *s, float *d, int64_t ys,
-                            int64_t m, int64_t n, const Lifting *L) {
-    const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
-#define EVEN(i) (x + 2 * ((i) % m) * xs)
-#define S(i) (s + (((i) + m) % m) * ys)
-#define D(i) (d + (((i) + m) % m) * ys)
-    axpy2(D(m - 1), EVEN(m - 1) + xs, EVEN(m - 1), EVEN(m), c0, n);
-    for (int64_t i = 0; i < m; i++) {
-        if (i < m - 1) axpy2(D(i), EVEN(i) + xs, EVEN(i), EVEN(i + 1), c0, n);
-        axpy2(S(i), EVEN(i), D(i - 1), D(i), c1, n);
-        if (i >= 1) axpy2(D(i - 1), D(i - 1), S(i - 1), S(i), c2, n);
-        if (i >= 2) axpy2(S(i - 1), S(i - 1), D(i - 2), D(i - 1), c3, n);
-    }
-    axpy2(D(m - 1), D(m - 1), S(m - 1), S(0), c2, n);
-    if (m >= 2) axpy2(S(m - 1), S(m - 1), D(m - 2), D(m - 1), c3, n);
-    axpy2(S(0), S(0), D(m - 1), D(0), c3, n);
-#undef EVEN
-#undef S
-#undef D
-}
+/* A stream is not periodic, so each thread feeds its block rows HALO(J) rows of their
+ * neighbours before and after (source rows modulo the run's, so the run stays periodic):
+ * the latents of a block row depend on no more (4 (2^J - 1) rows to a side), so they are
+ * the periodic transform's, the same sums in the same order; the halo's outputs are
+ * dropped. */
+#define HALO(J) ((int64_t)4 << (J))
+#define MAX_J 6
 
-/* --- pass 1 (images): the J levels down the columns ---------------------------------- */
-
-/* A strip of STRIP columns of each channel of the input (rows x cols pixels of channels
- * bytes: pixel (r, x) is the source's (row_of[r], col_of[x]), so a tile is read in place,
- * its wrap and reflections included) → planes c * 2^J + band (rows / 2^J x cols) of
- * `out`, band bits the low/high choice per level, first level first. Scratch: 2 rows x
- * STRIP floats. A work item is one strip of one channel. */
+/* One level's lifter on its stream of rows (n floats): slot k % 3 holds index k's even and
+ * odd row while they are lifted; index i - 1's four steps finish when row 2i + 2 arrives. */
 typedef struct {
-    const uint8_t *raw;
-    int64_t raw_cols;
-    const int64_t *row_of, *col_of;
-    float *out;
-    int64_t rows, cols, channels, J;
+    float *even[3], *odd[3];
+    int64_t pushed;
+} Lifter;
+
+/* The J column levels of one channel: lifter (1 << level) - 1 + band, band the low/high
+ * choice per level so far. The last level writes its index `first + b` (b in [0, blocks))
+ * to rows band of `bands` (n floats each) and says so in `ready` (b, else -1); the halo's
+ * outputs go to `spare` (two rows). */
+typedef struct {
+    Lifter lifter[(1 << MAX_J) - 1];
+    int64_t J, n, first, blocks, ready;
     const Lifting *lifting;
-} Columns;
+    float *bands, *spare;
+} Cascade;
 
-/* Whether idx[0 .. n) is one rising run (a run's samples read at a constant stride: all
- * but the runs at the input's edges, which wrap or reflect). */
-static int is_run(const int64_t *idx, int64_t n) {
-    for (int64_t i = 1; i < n; i++)
-        if (idx[i] != idx[0] + i) return 0;
-    return 1;
+static Lifter *lifter(Cascade *c, int64_t level, int64_t band) {
+    return &c->lifter[((int64_t)1 << level) - 1 + band];
 }
 
-/* x[i] = in[i * C]: a constant stride for the usual channel counts, so it vectorises. */
+/* Where a lifter's next row goes. */
+static float *next_row(const Lifter *f) {
+    return (f->pushed & 1 ? f->odd : f->even)[f->pushed / 2 % 3];
+}
+
+/* The four steps that finish index i - 1 once row 2i + 2 (e1) is in: e0, o0 index i's even
+ * and odd rows (→ its first two steps), ep, op index i - 1's (op keeps its final odd row,
+ * which index i's last step reads), oq the final odd row of i - 2; the final rows of i - 1
+ * also go to s_out and d_out. Each value the same sum as split_lift_row's, step by step. */
 VECTOR_CLONES
-static void to_floats(float *restrict x, const uint8_t *restrict in, int64_t n, int64_t C) {
-    if (C == 3)
-        for (int64_t i = 0; i < n; i++) x[i] = in[3 * i];
-    else if (C == 1)
-        for (int64_t i = 0; i < n; i++) x[i] = in[i];
-    else
-        for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
+static void lift_step(float *restrict e0, float *restrict o0, const float *restrict e1,
+                      const float *restrict ep, float *restrict op, const float *restrict oq,
+                      float *restrict s_out, float *restrict d_out, int64_t n,
+                      const Lifting *L) {
+    const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
+    for (int64_t k = 0; k < n; k++) {
+        const float d = o0[k] + c0 * (e0[k] + e1[k]), s = e0[k] + c1 * (op[k] + d);
+        const float dp = op[k] + c2 * (ep[k] + s);
+        s_out[k] = ep[k] + c3 * (oq[k] + dp);
+        d_out[k] = op[k] = dp;
+        o0[k] = d, e0[k] = s;
+    }
 }
 
-static void column_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
-    const Columns *c = ctx;
-    const int64_t rows = c->rows, cols = c->cols, C = c->channels, rows_out = rows >> c->J;
-    float *buffer[2] = {scratch, scratch + rows * STRIP};
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t x0 = item / C * STRIP, n = x0 + STRIP < cols ? STRIP : cols - x0;
-        const int64_t *col = c->col_of + x0, ch = item % C;
-        const int run = is_run(col, n);
-        for (int64_t r = 0; r < rows; r++) { /* the channel's strip, as floats */
-            const uint8_t *in = c->raw + c->row_of[r] * c->raw_cols * C + ch;
-            float *x = buffer[0] + r * n;
-            if (run) to_floats(x, in + col[0] * C, n, C);
-            else for (int64_t i = 0; i < n; i++) x[i] = in[col[i] * C];
-        }
-        for (int64_t level = 0, m = rows / 2; level < c->J; level++, m /= 2) {
-            const float *from = buffer[level & 1];
-            for (int64_t band = 0; band < (int64_t)1 << level; band++) {
-                float *s, *d;
-                int64_t ys = n;
-                if (level == c->J - 1) { /* the last level writes the planes */
-                    s = c->out + ((ch << c->J) + 2 * band) * rows_out * cols + x0;
-                    d = s + rows_out * cols;
-                    ys = cols;
-                } else {
-                    s = buffer[!(level & 1)] + 2 * band * m * n, d = s + m * n;
-                }
-                split_lift_rows(from + 2 * band * m * n, n, s, d, ys, m, n, c->lifting);
-            }
-        }
+/* A row has gone to next_row(lifter (level, band)): when it completes a step, the level's
+ * index i - 1 goes on into the next level's lifters (or the block row's bands). */
+static void advance(Cascade *c, int64_t level, int64_t band) {
+    Lifter *f = lifter(c, level, band);
+    const int64_t j = f->pushed++, n = c->n, last = level + 1 == c->J;
+    if (j < 2 || j & 1) return;
+    const int64_t i = j / 2 - 1, b = i - 1 - c->first;
+    float *s_out = c->spare, *d_out = c->spare + n;
+    if (i >= 1 && !last)
+        s_out = next_row(lifter(c, level + 1, 2 * band)),
+        d_out = next_row(lifter(c, level + 1, 2 * band + 1));
+    else if (i >= 1 && b >= 0 && b < c->blocks)
+        s_out = c->bands + 2 * band * n, d_out = s_out + n, c->ready = b;
+    lift_step(f->even[i % 3], f->odd[i % 3], f->even[(i + 1) % 3], f->even[(i + 2) % 3],
+              f->odd[(i + 2) % 3], f->odd[(i + 1) % 3], s_out, d_out, n, c->lifting);
+    if (i >= 1 && !last) {
+        advance(c, level + 1, 2 * band);
+        advance(c, level + 1, 2 * band + 1);
     }
+}
+
+/* Scratch floats of one cascade: 6 rows a lifter, two spare. */
+static int64_t cascade_floats(int64_t J, int64_t n) {
+    return (6 * (((int64_t)1 << J) - 1) + 2) * n;
+}
+
+/* A cascade over rows of n floats whose last level keeps blocks [0, blocks) of its stream
+ * after `first` (the halo's), writing them to `bands`; its slots in `scratch`. */
+static void cascade_init(Cascade *c, int64_t J, int64_t n, int64_t first, int64_t blocks,
+                         const Lifting *lifting, float *bands, float *scratch) {
+    const int64_t lifters = ((int64_t)1 << J) - 1;
+    *c = (Cascade){.J = J, .n = n, .first = first, .blocks = blocks, .ready = -1,
+                   .lifting = lifting, .bands = bands, .spare = scratch + 6 * lifters * n};
+    memset(scratch, 0, sizeof(float) * (size_t)cascade_floats(J, n)); /* the start's steps
+                                                                          read them: finite */
+    for (int64_t k = 0; k < lifters; k++)
+        for (int s = 0; s < 3; s++) {
+            c->lifter[k].even[s] = scratch + (6 * k + 2 * s) * n;
+            c->lifter[k].odd[s] = scratch + (6 * k + 2 * s + 1) * n;
+        }
 }
 
 /* --- the 1x1 encoder and the compander ----------------------------------------------- */
@@ -265,27 +262,24 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
     }
 }
 
-/* --- pass 2: the J levels along the width, then the 1x1 -------------------------------- */
+/* --- the J levels along the width, then the 1x1 ------------------------------------- */
 
-/* Block row r: row r of each plane p of `in` (planes x rows x cols floats) through J
- * levels along the width → the block row's subbands in channel order (c * 4^J + width and
- * height bits interleaved per level, width first), planes of `stride` >= cols / 2^J floats
- * (a multiple of PB, so the 1x1 runs in whole blocks), then its latents. Scratch: 2 cols +
- * subbands + latent_dim * SPAN floats. A work item is one block row. Audio uses the same
- * levels on each channel's samples at[0 .. cols) of `audio` (interleaved int16), into the
- * shared subbands `sub` (c * 2^J + band, stride cols / 2^J). */
+/* A row of plane p (cols floats) through J levels along the width → its subbands in
+ * channel order (c * 4^J + width and height bits interleaved per level, width first),
+ * planes of `stride` >= cols / 2^J floats (a multiple of PB, so the 1x1 runs in whole
+ * blocks); then the 1x1 writes latents (latent_dim, out_stride) at edge + position. Audio
+ * uses the same levels on each channel's samples at[0 .. cols) of `audio` (interleaved
+ * int16), into the shared subbands `sub` (c * 2^J + band, stride cols / 2^J). */
 typedef struct {
-    const float *in;
     const int16_t *audio;
     const int64_t *at;
-    int64_t planes, rows, cols, J, stride;
+    int64_t planes, cols, J, stride;
     const Lifting *lifting;
     const Model *model;
-    int8_t *out;              /* (latent_dim, out_stride), block row r at edge + r * w */
+    int8_t *out;              /* (latent_dim, out_stride) */
     int64_t out_stride, edge;
     float *sub;               /* audio: the subbands, shared by the threads */
 } Rows;
-
 /* x[i] = in[i * C], int16: as to_floats. */
 VECTOR_CLONES
 static void pcm_to_floats(float *restrict x, const int16_t *restrict in, int64_t n, int64_t C) {
@@ -327,28 +321,90 @@ static void width_levels(const Rows *c, const float *row, int64_t p, float *buff
     }
 }
 
-static void row_items(void *ctx, int64_t begin, int64_t end, float *scratch) {
-    const Rows *c = ctx;
-    const int64_t cols = c->cols, w = cols >> c->J;
-    float *buffer[2] = {scratch, scratch + cols}, *sub = scratch + 2 * cols;
-    float *acc = sub + c->model->planes * c->stride;
-    if (c->stride > w) /* the padding the 1x1's blocks read: zeros, never kept nor written */
-        for (int64_t k = 0; k < c->model->planes; k++)
-            memset(sub + k * c->stride + w, 0, sizeof(float) * (size_t)(c->stride - w));
-    for (int64_t r = begin; r < end; r++) {
-        for (int64_t p = 0; p < c->planes; p++) {
-            const float *row = c->in + (p * c->rows + r) * cols;
-            if (r + 1 < end) /* the planes are far apart: fetch the next block row's early */
-                for (int64_t i = 0; i < cols; i += 16) __builtin_prefetch(row + cols + i);
-            width_levels(c, row, p, buffer, sub);
+/* --- images: the whole encoder, block row by block row --------------------------------- */
+
+/* The run of rows x cols pixels (channels bytes each) whose pixel (r, x) is the source's
+ * (row_of[r], col_of[x]); the width levels and the 1x1 as `width` says (its out the
+ * latents (latent_dim, rows / 2^J, cols / 2^J)). */
+typedef struct {
+    const uint8_t *raw;
+    int64_t raw_cols;
+    const int64_t *row_of, *col_of;
+    int64_t rows, channels;
+    Rows width;
+} Image;
+
+/* Whether idx[0 .. n) is one rising run (a run's samples read at a constant stride: all
+ * but the runs at the input's edges, which wrap or reflect). */
+static int is_run(const int64_t *idx, int64_t n) {
+    for (int64_t i = 1; i < n; i++)
+        if (idx[i] != idx[0] + i) return 0;
+    return 1;
+}
+
+/* x[i] = in[i * C]: a constant stride for the usual channel counts, so it vectorises. */
+VECTOR_CLONES
+static void to_floats(float *restrict x, const uint8_t *restrict in, int64_t n, int64_t C) {
+    if (C == 3)
+        for (int64_t i = 0; i < n; i++) x[i] = in[3 * i];
+    else if (C == 1)
+        for (int64_t i = 0; i < n; i++) x[i] = in[i];
+    else
+        for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
+}
+
+/* Scratch floats of an image share: a cascade a channel, the block row's bands, two rows
+ * for the width levels, the subbands, the 1x1's sums. */
+static int64_t image_floats(const Image *im) {
+    const Rows *w = &im->width;
+    const int64_t C = im->channels, n = w->cols;
+    return C * cascade_floats(w->J, n) + (C << w->J) * n + 2 * n +
+           w->model->planes * w->stride + w->model->latent_dim * SPAN;
+}
+
+/* Block rows [begin, end): their rows and the halo's through the column cascades, and each
+ * block row, as it completes, through the width levels and the 1x1. */
+static int image_rows(void *ctx, int64_t begin, int64_t end, float *scratch) {
+    const Image *im = ctx;
+    const Rows *w = &im->width;
+    const int64_t rows = im->rows, C = im->channels, n = w->cols, J = w->J, B = (int64_t)1 << J;
+    const int64_t halo = HALO(J), blocks_w = n >> J;
+    Cascade cascade[4];
+    Cascade *cc = C <= 4 ? cascade : malloc(sizeof(Cascade) * (size_t)C);
+    float *bands = scratch + C * cascade_floats(J, n), *buffer[2] = {bands + C * B * n, NULL};
+    float *sub = buffer[0] + 2 * n, *acc = sub + w->model->planes * w->stride;
+    buffer[1] = buffer[0] + n;
+    if (!cc) return -1;
+    for (int64_t ch = 0; ch < C; ch++)
+        cascade_init(&cc[ch], J, n, halo >> J, end - begin, w->lifting, bands + ch * B * n,
+                     scratch + ch * cascade_floats(J, n));
+    if (w->stride > blocks_w) /* the padding the 1x1's blocks read: zeros, never written */
+        for (int64_t k = 0; k < w->model->planes; k++)
+            memset(sub + k * w->stride + blocks_w, 0,
+                   sizeof(float) * (size_t)(w->stride - blocks_w));
+    const int run = is_run(im->col_of, n);
+    for (int64_t r = begin * B - halo; r < end * B + halo; r++) {
+        const uint8_t *in = im->raw + im->row_of[(r % rows + rows) % rows] * im->raw_cols * C;
+        for (int64_t ch = 0; ch < C; ch++) {
+            float *x = next_row(lifter(&cc[ch], 0, 0));
+            if (run) to_floats(x, in + im->col_of[0] * C + ch, n, C);
+            else for (int64_t i = 0; i < n; i++) x[i] = in[im->col_of[i] * C + ch];
+            advance(&cc[ch], 0, 0);
         }
-        project(c->model, sub, c->stride, w, c->out + c->edge + r * w, c->out_stride, acc);
+        const int64_t b = cc[0].ready;
+        if (b < 0) continue;
+        for (int64_t ch = 0; ch < C; ch++) cc[ch].ready = -1;
+        for (int64_t p = 0; p < C * B; p++) width_levels(w, bands + p * n, p, buffer, sub);
+        project(w->model, sub, w->stride, blocks_w, w->out + (begin + b) * blocks_w,
+                w->out_stride, acc);
     }
+    if (cc != cascade) free(cc);
+    return 0;
 }
 
 /* Audio, a work item a channel: its samples at[0 .. cols) as floats, through the J levels
  * into the shared subbands c->sub. Scratch: 2 cols floats. */
-static void audio_channels(void *ctx, int64_t begin, int64_t end, float *scratch) {
+static int audio_channels(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const Rows *c = ctx;
     const int64_t cols = c->cols, C = c->planes;
     float *buffer[2] = {scratch, scratch + cols};
@@ -360,10 +416,11 @@ static void audio_channels(void *ctx, int64_t begin, int64_t end, float *scratch
             for (int64_t i = 0; i < cols; i++) buffer[0][i] = c->audio[c->at[i] * C + p];
         width_levels(c, buffer[0], p, buffer, c->sub);
     }
+    return 0;
 }
 
 /* Audio, a work item SPAN positions: their latents from c->sub. Scratch: as project. */
-static void audio_spans(void *ctx, int64_t begin, int64_t end, float *acc) {
+static int audio_spans(void *ctx, int64_t begin, int64_t end, float *acc) {
     const Rows *c = ctx;
     const int64_t w = c->cols >> c->J;
     for (int64_t item = begin; item < end; item++) {
@@ -371,6 +428,7 @@ static void audio_spans(void *ctx, int64_t begin, int64_t end, float *acc) {
         project(c->model, c->sub + q0, c->stride, n, c->out + c->edge + q0, c->out_stride,
                 acc);
     }
+    return 0;
 }
 
 /* --- the whole encoder --------------------------------------------------------------- */
@@ -380,19 +438,16 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                                int64_t channels, int64_t J, const float *lifting,
                                const float *weight, const float *bias, int64_t latent_dim,
                                const double *thresholds, int64_t n_thresholds, int64_t clip,
-                               int8_t *out, float *work, int threads) {
+                               int8_t *out, int threads) {
+    if (J < 1 || J > MAX_J) return -2;
     const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
     const Model model = {channels << (2 * J), latent_dim, weight, bias, thresholds,
                          n_thresholds, clip};
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
-    Columns cp = {raw, raw_cols, row_of, col_of, work, rows, cols, channels, J, &steps};
-    if (walloc_parallel(column_items, &cp, (cols + STRIP - 1) / STRIP * channels, threads,
-                        2 * rows * STRIP))
-        return -1;
-    Rows rp = {work, NULL, NULL, channels << J, rows_out, cols, J, stride, &steps, &model, out,
-               rows_out * w, 0, NULL};
-    return walloc_parallel(row_items, &rp, rows_out, threads,
-                           2 * cols + model.planes * stride + latent_dim * SPAN);
+    Image im = {raw, raw_cols, row_of, col_of, rows, channels,
+                {NULL, NULL, channels << J, cols, J, stride, &steps, &model, out,
+                 rows_out * w, 0, NULL}};
+    return walloc_parallel(image_rows, &im, rows_out, threads, image_floats(&im));
 }
 
 int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t samples,
@@ -405,7 +460,7 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
                          clip};
     const int64_t w = samples >> J, stride = w + 2;
     float *sub = malloc(sizeof(float) * (size_t)(model.planes * w + 1));
-    Rows rp = {NULL, raw, at, channels, 1, samples, J, w, &steps, &model, out, stride, 1, sub};
+    Rows rp = {raw, at, channels, samples, J, w, &steps, &model, out, stride, 1, sub};
     int status = !sub ||
                  walloc_parallel(audio_channels, &rp, channels, threads, 2 * samples) ||
                  walloc_parallel(audio_spans, &rp, (w + SPAN - 1) / SPAN, threads,

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 /* Bumped whenever a signature below changes (native_backend.py refuses another version). */
-#define WALLOC_NATIVE_ABI 5
+#define WALLOC_NATIVE_ABI 6
 
 int walloc_native_abi(void);
 
@@ -17,14 +17,14 @@ int walloc_native_abi(void);
  * tile's wrap and reflections, so nothing is copied) → out (latent_dim, rows / 2^J,
  * cols / 2^J): the periodic packet transform of the tile. lifting: the four step
  * constants; weight (planes, latent_dim) and bias folded (native_backend.fold); thresholds:
- * the compander's, ascending; work: a workspace of rows * cols * channels floats. Returns
- * 0, or -1 when memory runs out. */
+ * the compander's, ascending. Memory: a few rows of floats a level and channel per
+ * thread. Returns 0, -1 when memory runs out, -2 for J outside 1 .. 6. */
 int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64_t *row_of,
                                const int64_t *col_of, int64_t rows, int64_t cols,
                                int64_t channels, int64_t J, const float *lifting,
                                const float *weight, const float *bias, int64_t latent_dim,
                                const double *thresholds, int64_t n_thresholds, int64_t clip,
-                               int8_t *out, float *work, int threads);
+                               int8_t *out, int threads);
 
 /* The run of `samples` (a multiple of 2^J) whose sample i is raw's at[i] (raw: interleaved
  * int16 of `channels`) → out (latent_dim, samples / 2^J + 2): the reference's one latent

@@ -17,23 +17,26 @@
 #define VECTOR_CLONES
 #endif
 
-typedef void (*Work)(void *ctx, int64_t begin, int64_t end, float *scratch);
+/* A share's work: returns 0, or -1 when memory runs out. */
+typedef int (*Work)(void *ctx, int64_t begin, int64_t end, float *scratch);
 
 typedef struct {
     Work work;
     void *ctx;
     int64_t begin, end;
     float *scratch;
+    int status;
 } Share;
 
 static void *run_share(void *arg) {
     Share *s = arg;
-    s->work(s->ctx, s->begin, s->end, s->scratch);
+    s->status = s->work(s->ctx, s->begin, s->end, s->scratch);
     return NULL;
 }
 
 /* work(ctx, begin, end, scratch) over [0, items) cut into `threads` contiguous shares; each
- * share has `scratch_floats` floats of scratch of its own. Returns -1 when memory runs out. */
+ * share has `scratch_floats` floats of scratch of its own. Returns -1 when memory runs out
+ * (here or in a share). */
 static int walloc_parallel(Work work, void *ctx, int64_t items, int threads,
                            int64_t scratch_floats) {
     if (items < 1) return 0;
@@ -49,15 +52,17 @@ static int walloc_parallel(Work work, void *ctx, int64_t items, int threads,
     }
     for (int t = 0; t < threads; t++)
         shares[t] = (Share){work, ctx, items * t / threads, items * (t + 1) / threads,
-                            scratch + t * scratch_floats};
+                            scratch + t * scratch_floats, 0};
     for (int t = 1; t < threads; t++)
         started[t] = pthread_create(&ids[t], NULL, run_share, &shares[t]) == 0;
     for (int t = 0; t < threads; t++)
         if (!started[t]) run_share(&shares[t]); /* share 0, and any no thread took */
     for (int t = 1; t < threads; t++)
         if (started[t]) pthread_join(ids[t], NULL);
+    int status = 0;
+    for (int t = 0; t < threads; t++) status |= shares[t].status;
     free(scratch); free(shares); free(ids); free(started);
-    return 0;
+    return status ? -1 : 0;
 }
 
 #endif

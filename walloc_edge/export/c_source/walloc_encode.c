@@ -1,8 +1,8 @@
 /* Host program around the C encoders (this file may allocate; the fixed encoder does not).
  *
  * walloc_encode [--threads N] [--fixed] MODE ...: the latents come from the runtime's C core
- * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, about 16
- * bytes an RGB pixel with the workspace), or with --fixed from the fixed-memory encoder
+ * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, and a few
+ * rows of floats per thread), or with --fixed from the fixed-memory encoder
  * (walloc_encoder.c, for devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
@@ -230,12 +230,10 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
         walloc_padding(size[a], &before[a], &after[a]);
         padded[a] = size[a] + before[a] + after[a];
     }
-    size_t n = (size_t)padded[0] * padded[1] * c;
-    float *work = WALLOC_AUDIO ? NULL : malloc(n * sizeof *work);
     int64_t *row_of = malloc((size_t)padded[0] * sizeof *row_of);
     int64_t *col_of = malloc((size_t)padded[1] * sizeof *col_of);
-    if ((!work && !WALLOC_AUDIO) || !row_of || !col_of) {
-        free(work); free(row_of); free(col_of);
+    if (!row_of || !col_of) {
+        free(row_of); free(col_of);
         return -1;
     }
     for (long i = 0; i < padded[0]; i++) row_of[i] = reflected(i, size[0], before[0]);
@@ -251,8 +249,8 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
                                      WALLOC_J, walloc_core_lifting, &walloc_core_weight[0][0],
                                      walloc_core_bias, WALLOC_LATENT_DIM,
                                      walloc_core_thresholds, WALLOC_THRESHOLDS, WALLOC_CLIP,
-                                     latents, work, threads);
-    free(work); free(row_of); free(col_of);
+                                     latents, threads);
+    free(row_of); free(col_of);
     return status;
 }
 #endif

@@ -269,7 +269,7 @@ typedef struct {
     int64_t *shared, *cross, *own;
 } Grams;
 
-static void feature_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
+static int feature_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     (void)unused;
     const Grams *g = ctx;
     const int64_t C = g->C, K = g->K, s = g->s, *off = g->own_offset;
@@ -283,11 +283,12 @@ static void feature_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
             for (int64_t k = 0; k < K; k++) g->O[(c * K + k) * s + i] = (int16_t)x[off[k]];
         }
     }
+    return 0;
 }
 
 /* Item i < 3C: row i of shared (from the diagonal on, mirrored); then the C K rows of
  * cross; then channel c's own block (from the diagonal on, mirrored). */
-static void gram_items(void *ctx, int64_t begin, int64_t end, float *unused) {
+static int gram_items(void *ctx, int64_t begin, int64_t end, float *unused) {
     (void)unused;
     const Grams *g = ctx;
     const int64_t R = 3 * g->C, K = g->K, s = g->s;
@@ -309,6 +310,7 @@ static void gram_items(void *ctx, int64_t begin, int64_t end, float *unused) {
                     out[i * K + j] = out[j * K + i] = dot(o + i * s, o + j * s, s);
         }
     }
+    return 0;
 }
 
 /* The least-squares fit's Gram matrices over the latents at `slots` (s of them, the same
@@ -361,7 +363,7 @@ typedef struct {
 #define FIRST(r) (r->audio ? 3 : r->width + 3)
 
 VECTOR_CLONES
-static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
+static int residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
     Residuals *r = ctx;
     const int64_t K = r->K, C = r->C, n = r->n, F = K + 3 * C, span = SPAN(r);
     const int32_t range = 2 * (int32_t)r->clip + 1;
@@ -410,9 +412,10 @@ static void residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
         }
         r->reach[c] = reach;
     }
+    return 0;
 }
 
-static void table_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
+static int table_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     (void)unused;
     Residuals *r = ctx;
     const int64_t n = r->n, span = SPAN(r), *own = r->own_offset;
@@ -435,6 +438,7 @@ static void table_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
                 out[i] = (uint32_t)(table << 8 | (res[i] + r->reach[r->C]));
             }
         }
+    return 0;
 }
 
 int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int64_t width,
@@ -481,7 +485,7 @@ typedef struct {
     int failed;
 } Encoding;
 
-static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
+static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     (void)unused;
     Encoding *e = ctx;
     const int64_t A = 2 * e->reach + 1, G = e->groups, l0 = c0 * G, lanes = (c1 - c0) * G;
@@ -558,6 +562,7 @@ static void encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     model_free(&m);
 release:
     free(entry); free(row); free(col); free(written);
+    return 0;
 }
 
 int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t groups,
