@@ -29,13 +29,19 @@ def fit_taps(grams, s, n):
     C, K = own_gram.shape[:2]
     for c in range(C):
         m = min(c, MAX_EARLIER)
-        pick = np.concatenate([np.arange(c - m, c) + j * C for j in range(3)]).astype(int)
-        gram = np.block([[own_gram[c], cross[c][:, pick]],
-                         [cross[c][:, pick].T, shared[np.ix_(pick, pick)]]])
+        pick = (np.arange(c - m, c) + C * np.arange(3)[:, None]).ravel()
+        k = K + 3 * m
+        gram = np.empty((k, k))  # [[own, cross], [crossᵀ, shared]] over the picked taps
+        gram[:K, :K] = own_gram[c]
+        gram[:K, K:] = cross[c][:, pick]
+        gram[K:, :K] = gram[:K, K:].T
+        gram[K:, K:] = shared[np.ix_(pick, pick)]
         target = np.concatenate([cross[c][:, c], shared[pick, c]])
         options = []
         for k in sorted({K, K + 3 * m}):
-            beta = np.linalg.solve(gram[:k, :k] + 1e-6 * np.eye(k), target[:k])
+            regularised = gram[:k, :k].copy()
+            regularised.flat[::k + 1] += 1e-6
+            beta = np.linalg.solve(regularised, target[:k])
             q = np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767)
             b = q / (1 << COEF_BITS)
             rss = shared[c, c] - 2 * b @ target[:k] + b @ gram[:k, :k] @ b
