@@ -484,7 +484,8 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                 {NULL, NULL, channels << J, cols, J, stride, &steps, &model, out,
                  rows_out * w, 0, NULL}};
     int status = grid_init(&model.grid, thresholds, n_thresholds) ||
-                 walloc_parallel(image_rows, &im, rows_out, threads, image_floats(&im)) ? -1 : 0;
+                 walloc_parallel(image_rows, &im, rows_out, walloc_chunk(rows_out, threads, 2),
+                                 threads, image_floats(&im)) ? -1 : 0;
     grid_free(&model.grid);
     return status;
 }
@@ -501,8 +502,8 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
     float *sub = malloc(sizeof(float) * (size_t)(model.planes * w + 1));
     Rows rp = {raw, at, channels, samples, J, w, &steps, &model, out, stride, 1, sub};
     int status = !sub || grid_init(&model.grid, thresholds, n_thresholds) ||
-                 walloc_parallel(audio_channels, &rp, channels, threads, 2 * samples) ||
-                 walloc_parallel(audio_spans, &rp, (w + SPAN - 1) / SPAN, threads,
+                 walloc_parallel(audio_channels, &rp, channels, 1, threads, 2 * samples) ||
+                 walloc_parallel(audio_spans, &rp, (w + SPAN - 1) / SPAN, 1, threads,
                                  latent_dim * SPAN) ? -1 : 0;
     free(sub);
     grid_free(&model.grid);

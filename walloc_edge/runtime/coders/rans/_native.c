@@ -58,7 +58,10 @@ static void rebuild(Model *m, int64_t t) {
     for (int64_t s = 0; s < A; s++) { cum[s] = running; running += freq[s]; }
 }
 
-static int model_init(Model *m, int64_t tables, int64_t symbols, const int64_t *prior) {
+/* The model of `tables` tables over `symbols` symbols, each starting from `prior`: tables
+ * [first, last) ready (the others are never read), and the "nothing" table. */
+static int model_init(Model *m, int64_t tables, int64_t symbols, const int64_t *prior,
+                      int64_t first, int64_t last) {
     m->tables = tables; m->symbols = symbols;
     m->counts = malloc(sizeof(int64_t) * tables * symbols);
     m->totals = malloc(sizeof(int64_t) * tables);
@@ -68,7 +71,7 @@ static int model_init(Model *m, int64_t tables, int64_t symbols, const int64_t *
     if (!m->counts || !m->totals || !m->freq || !m->cum || !m->touched) return -1;
     int64_t total = 0;
     for (int64_t s = 0; s < symbols; s++) total += prior[s];
-    for (int64_t t = 0; t < tables; t++) {
+    for (int64_t t = first; t < last; t++) {
         memcpy(m->counts + t * symbols, prior, sizeof(int64_t) * symbols);
         m->totals[t] = total;
         rebuild(m, t);
@@ -160,7 +163,7 @@ int walloc_rans_decode(int64_t steps, int64_t lanes, int64_t features, int64_t o
                        int64_t n_words, int64_t *buffer, int64_t *residual) {
     Model m;
     const int64_t A = 2 * reach + 1, range = 2 * clip + 1;
-    if (model_init(&m, tables, A, prior)) { model_free(&m); return -1; }
+    if (model_init(&m, tables, A, prior, 0, tables)) { model_free(&m); return -1; }
     int64_t *f = malloc(sizeof(int64_t) * (size_t)features);
     int64_t *seen_table = malloc(sizeof(int64_t) * (size_t)lanes);
     int64_t *seen_symbol = malloc(sizeof(int64_t) * (size_t)lanes);
@@ -326,8 +329,8 @@ int walloc_rans_grams(const int32_t *buffer, int64_t C, int64_t stride, int64_t 
                calloc((size_t)(3 * C * s + 1), sizeof(int16_t)),
                calloc((size_t)(C * K * s + 1), sizeof(int16_t)), shared, cross, own};
     int status = !g.V || !g.O ||
-                 walloc_parallel(feature_channels, &g, C, threads, 0) ||
-                 walloc_parallel(gram_items, &g, 3 * C + C * K + C, threads, 0) ? -1 : 0;
+                 walloc_parallel(feature_channels, &g, C, 1, threads, 0) ||
+                 walloc_parallel(gram_items, &g, 3 * C + C * K + C, 1, threads, 0) ? -1 : 0;
     free(g.V);
     free(g.O);
     return status;
@@ -454,9 +457,9 @@ int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int
                    residual, coded, reach};
     int64_t span = audio ? region : width;
     if (reach && residual &&
-        !walloc_parallel(residual_channels, &r, C, threads, span > 0 ? span : 1)) {
+        !walloc_parallel(residual_channels, &r, C, 1, threads, span > 0 ? span : 1)) {
         for (int64_t c = 0; c < C; c++) reach[C] = reach[c] > reach[C] ? reach[c] : reach[C];
-        if (!walloc_parallel(table_channels, &r, C, threads, 0)) out = reach[C];
+        if (!walloc_parallel(table_channels, &r, C, 1, threads, 0)) out = reach[C];
     }
     free(reach);
     free(residual);
@@ -482,7 +485,6 @@ typedef struct {
     uint64_t *state;
     uint16_t *words;     /* channel c's words at c * steps * groups */
     int64_t *step_start; /* (C, steps + 1): where each step's words begin, backwards */
-    int failed;
 } Encoding;
 
 static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
@@ -496,15 +498,13 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     int64_t *row = calloc((size_t)lanes + 1, sizeof(int64_t));
     int64_t *col = calloc((size_t)lanes + 1, sizeof(int64_t));
     int64_t *written = calloc((size_t)(c1 - c0) + 1, sizeof(int64_t));
+    const int64_t per_channel = e->tables / (e->lanes / G);
     int ok = entry && row && col && written;
-    if (ok && model_init(&m, e->tables, A, e->prior)) {
+    if (ok && model_init(&m, e->tables, A, e->prior, c0 * per_channel, c1 * per_channel)) {
         model_free(&m);
         ok = 0;
     }
-    if (!ok) {
-        e->failed = 1;
-        goto release;
-    }
+    if (!ok) goto release;
     /* One pass in coding order: each lane's next latent, its frequencies under the model as
      * the decoder will see them, and its count (counts change the frequencies only at the
      * refresh steps, so counting at once is counting at the end of the interval). Lane l
@@ -562,7 +562,7 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     model_free(&m);
 release:
     free(entry); free(row); free(col); free(written);
-    return 0;
+    return ok ? 0 : -1;
 }
 
 int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t groups,
@@ -575,10 +575,9 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
     Encoding e = {steps, lanes, groups, region, rows, width, n, tables, reach, refreshes, audio,
                   constant, prior, refresh_at, coded, state,
                   malloc(sizeof(uint16_t) * (size_t)(steps * lanes + 1)),
-                  malloc(sizeof(int64_t) * (size_t)(C * (steps + 1) + 1)), 0};
+                  malloc(sizeof(int64_t) * (size_t)(C * (steps + 1) + 1))};
     int64_t out = -1;
-    if (e.words && e.step_start && !walloc_parallel(encode_channels, &e, C, threads, 0) &&
-        !e.failed) {
+    if (e.words && e.step_start && !walloc_parallel(encode_channels, &e, C, 1, threads, 0)) {
         /* The decoder reads step 0's words first, in lane order: channel by channel. */
         out = 0;
         for (int64_t t = 0; t < steps && out >= 0; t++)
