@@ -13,6 +13,7 @@ from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime import native_backend
+from walloc_edge.runtime.numpy_backend import quantizer_thresholds
 
 pytestmark = pytest.mark.skipif(native_backend._LIB is None,
                                 reason=f"the C encoder is not built here: "
@@ -59,6 +60,26 @@ def test_turned_off_auto_takes_the_next_backend(rgb_bundle):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout.split("\n")
     assert out[0] == "onnxruntime" and "WALLOC_EDGE_NATIVE=0" in out[1]
+
+
+@pytest.mark.parametrize("thresholds", [
+    quantizer_thresholds(8, 127.5), quantizer_thresholds(8, 200.0), quantizer_thresholds(4, 7.5),
+    np.sort(np.random.default_rng(1).standard_normal(40)),  # uneven gaps
+    np.array([-1.0, 0.0, 1e-7, 1.0]),  # a gap too small for a table: the binary search
+    np.array([0.5])])
+def test_the_compander_counts_thresholds_as_numpy_does(thresholds):
+    """The C compander (a table lookup and two comparisons where the thresholds allow)
+    gives numpy's count of thresholds <= y, less clip, exactly: on every threshold as a
+    float, one float either side, far outside, at ±inf, and at random."""
+    clip = len(thresholds) // 2
+    at = thresholds.astype(np.float32)
+    y = np.concatenate([at, np.nextafter(at, np.float32(np.inf)),
+                        np.nextafter(at, np.float32(-np.inf)), [-1e30, 1e30, np.inf, -np.inf],
+                        np.random.default_rng(0).uniform(-4, 4, 10_000)]).astype(np.float32)
+    out = np.empty(len(y), np.int8)
+    t = np.ascontiguousarray(thresholds, np.float64)
+    assert native_backend._LIB.walloc_native_quantize(y, len(y), t, len(t), clip, out) == 0
+    assert np.array_equal(out, np.searchsorted(t, y.astype(np.float64), "right") - clip)
 
 
 def test_only_filters_that_lift_as_cdf_9_7_are_taken():

@@ -20,7 +20,7 @@ from .numpy_backend import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
-ABI = 6  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
+ABI = 7  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
@@ -44,6 +44,8 @@ def _load():
         _COMMON + [_int]
     lib.walloc_native_encode_audio.restype = _int
     lib.walloc_native_encode_audio.argtypes = [i16, _I64, _i64, _i64] + _COMMON + [_int]
+    lib.walloc_native_quantize.restype = _int
+    lib.walloc_native_quantize.argtypes = [_F32, _i64, _F64, _i64, _i64, _I8]
     return lib, None
 
 

@@ -22,10 +22,10 @@
  * (audio: each channel's levels along the signal, then the 1x1 on runs of positions).
  * Loops are written so the compiler vectorises them (-O3): a row's first two lifting steps
  * read its interleaved samples (the split costs no pass of its own), a column level's four
- * steps run in one sweep along the row, and the 1x1 keeps 12 sums in vector registers
- * while 16 planes stream past; the compander's threshold searches run eight in step. Work
- * is shared by ranges of block rows over POSIX threads (each streams its own rows); each
- * thread writes only its own.
+ * steps run in one sweep along the row, the 1x1 keeps 12 sums in vector registers while
+ * 16 planes stream past, and the compander's threshold search is a table lookup and two
+ * comparisons. Work goes over POSIX threads in chunks of block rows (each chunk streams
+ * its own rows), handed out as threads come free; each chunk writes only its own.
  *
  * Plain C99 with POSIX threads (no Python here): pip builds it with _native_encoder.c, which
  * only makes it importable, as an optional extension that native_backend.py calls through
@@ -66,7 +66,7 @@ static void split_lift_row(const float *restrict y, float *restrict s, float *re
 
 /* --- the column levels, streamed (images) ------------------------------------------- */
 
-/* A stream is not periodic, so each thread feeds its block rows HALO(J) rows of their
+/* A stream is not periodic, so each chunk feeds its block rows HALO(J) rows of their
  * neighbours before and after (source rows modulo the run's, so the run stays periodic):
  * the latents of a block row depend on no more (4 (2^J - 1) rows to a side), so they are
  * the periodic transform's, the same sums in the same order; the halo's outputs are
@@ -180,7 +180,7 @@ static int8_t quantize(float y, const double *t, int64_t n, int64_t clip) {
 /* The compander's thresholds on a grid of cells a third of their closest gap or less, so a
  * window of four cells holds at most two: base[k] counts the thresholds below cell k - 2,
  * and y in cell k (give or take one: the rounding of (y - lo) / w) has the count base[k]
- * plus its two comparisons with the next thresholds (padded with +inf). Exactly the
+ * plus its two comparisons with the next thresholds (padded with NaN). Exactly the
  * binary search's count, in two loads and two comparisons that vectorise. */
 typedef struct {
     double lo, inverse_width;
@@ -203,7 +203,7 @@ static int grid_init(Grid *g, const double *t, int64_t n) {
     g->padded = malloc(sizeof(double) * (size_t)(n + 2));
     if (!g->base || !g->padded) return -1;
     memcpy(g->padded, t, sizeof(double) * (size_t)n);
-    g->padded[n] = g->padded[n + 1] = INFINITY;
+    g->padded[n] = g->padded[n + 1] = NAN; /* <= nothing, +inf included */
     for (int64_t k = 0, below = 0; k < g->cells; k++) {
         while (below < n && t[below] < g->lo + (double)(k - 2) * width) below++;
         g->base[k] = (int32_t)below;
@@ -468,6 +468,15 @@ static int audio_spans(void *ctx, int64_t begin, int64_t end, float *acc) {
 }
 
 /* --- the whole encoder --------------------------------------------------------------- */
+
+int walloc_native_quantize(const float *y, int64_t n, const double *thresholds,
+                           int64_t n_thresholds, int64_t clip, int8_t *out) {
+    Model model = {0, 0, NULL, NULL, thresholds, n_thresholds, clip, {0}};
+    const int status = grid_init(&model.grid, thresholds, n_thresholds);
+    if (!status) quantize_row(y, 0.0f, &model, n, out);
+    grid_free(&model.grid);
+    return status;
+}
 
 int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64_t *row_of,
                                const int64_t *col_of, int64_t rows, int64_t cols,

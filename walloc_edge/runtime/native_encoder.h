@@ -8,9 +8,14 @@
 #include <stdint.h>
 
 /* Bumped whenever a signature below changes (native_backend.py refuses another version). */
-#define WALLOC_NATIVE_ABI 6
+#define WALLOC_NATIVE_ABI 7
 
 int walloc_native_abi(void);
+
+/* The compander alone, as the encoders apply it: out[i] = the number of thresholds (n,
+ * ascending) <= y[i], less clip. Returns 0, or -1 when memory runs out. */
+int walloc_native_quantize(const float *y, int64_t n, const double *thresholds,
+                           int64_t n_thresholds, int64_t clip, int8_t *out);
 
 /* The tile of rows x cols pixels (multiples of 2^J) whose pixel (r, x) is raw's (row_of[r],
  * col_of[x]) (raw: an image of raw_cols columns of `channels` uint8; the maps hold the
