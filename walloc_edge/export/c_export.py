@@ -1,8 +1,8 @@
 """C export of the sensor encoder: portable C99 sources, weights as const arrays.
 
-Two encoders ship: the runtime's own C core (``runtime/native_encoder.c``, lifting, threads,
-a workspace from the caller: what the host program runs on a Linux-class device, and what the
-``native`` backend calls), and a fixed-memory one for devices without an OS
+Two encoders ship: the runtime's own C core (``runtime/native_encoder.c``, lifting streamed
+a few rows at a time, threads: what the host program runs on a Linux-class device, and what
+the ``native`` backend calls), and a fixed-memory one for devices without an OS
 (``c_source/walloc_encoder.c``: no malloc, a ring buffer of rows; ``walloc_encode --fixed``).
 ``write_c_sources`` copies the sources (c_source/: fixed encoder, rans coder, host program,
 Makefile; and the core) and generates ``walloc_model.h`` from the bundle's arrays: the core's
