@@ -316,7 +316,9 @@ typedef struct {
     int64_t out_stride, edge;
     float *sub;               /* audio: the subbands, shared by the threads */
 } Rows;
-/* x[i] = in[i * C], int16: as to_floats. */
+
+/* x[i] = in[i * C], int16: a constant stride for the usual channel counts, so it
+ * vectorises (to_floats does the same for uint8). */
 VECTOR_CLONES
 static void pcm_to_floats(float *restrict x, const int16_t *restrict in, int64_t n, int64_t C) {
     if (C == 2)
@@ -389,8 +391,8 @@ static void to_floats(float *restrict x, const uint8_t *restrict in, int64_t n, 
         for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
 }
 
-/* Scratch floats of an image share: a cascade a channel, the block row's bands, two rows
- * for the width levels, the subbands, the 1x1's sums. */
+/* Scratch floats of a thread encoding image chunks: a cascade a channel, the block row's
+ * bands, two rows for the width levels, the subbands, the 1x1's sums. */
 static int64_t image_floats(const Image *im) {
     const Rows *w = &im->width;
     const int64_t C = im->channels, n = w->cols;
@@ -398,8 +400,8 @@ static int64_t image_floats(const Image *im) {
            w->model->planes * w->stride + w->model->latent_dim * SPAN;
 }
 
-/* Block rows [begin, end): their rows and the halo's through the column cascades, and each
- * block row, as it completes, through the width levels and the 1x1. */
+/* A chunk, block rows [begin, end): their rows and the halo's through the column cascades,
+ * and each block row, as it completes, through the width levels and the 1x1. */
 static int image_rows(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const Image *im = ctx;
     const Rows *w = &im->width;
@@ -407,9 +409,9 @@ static int image_rows(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const int64_t halo = HALO(J), blocks_w = n >> J;
     Cascade cascade[4];
     Cascade *cc = C <= 4 ? cascade : malloc(sizeof(Cascade) * (size_t)C);
-    float *bands = scratch + C * cascade_floats(J, n), *buffer[2] = {bands + C * B * n, NULL};
-    float *sub = buffer[0] + 2 * n, *acc = sub + w->model->planes * w->stride;
-    buffer[1] = buffer[0] + n;
+    float *bands = scratch + C * cascade_floats(J, n), *rows_w = bands + C * B * n;
+    float *buffer[2] = {rows_w, rows_w + n}, *sub = rows_w + 2 * n;
+    float *acc = sub + w->model->planes * w->stride;
     if (!cc) return -1;
     for (int64_t ch = 0; ch < C; ch++)
         cascade_init(&cc[ch], J, n, halo >> J, end - begin, w->lifting, bands + ch * B * n,

@@ -262,6 +262,27 @@ static int32_t dot(const int16_t *x, const int16_t *y, int64_t s) {
     return acc;
 }
 
+/* out[j] = x · y[j] for four y at once, so x is read once for the four. */
+VECTOR_CLONES
+static void dot4(const int16_t *restrict x, const int16_t *restrict y0,
+                 const int16_t *restrict y1, const int16_t *restrict y2,
+                 const int16_t *restrict y3, int64_t s, int64_t *out) {
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (int64_t k = 0; k < s; k++) {
+        const int32_t v = x[k];
+        a0 += v * y0[k], a1 += v * y1[k], a2 += v * y2[k], a3 += v * y3[k];
+    }
+    out[0] = a0, out[1] = a1, out[2] = a2, out[3] = a3;
+}
+
+/* out[j] = x · ys[j] (rows of s) for j < count, four at a time. */
+static void dots(const int16_t *x, const int16_t *ys, int64_t count, int64_t s, int64_t *out) {
+    int64_t j = 0;
+    for (; j + 4 <= count; j += 4)
+        dot4(x, ys + j * s, ys + (j + 1) * s, ys + (j + 2) * s, ys + (j + 3) * s, s, out + j);
+    for (; j < count; j++) out[j] = dot(x, ys + j * s, s);
+}
+
 /* The fit's features at the sampled slots: V, the values, west and north neighbours of
  * every channel (3C, s), and O, channel c's K own neighbours (C, K, s). */
 typedef struct {
@@ -297,20 +318,20 @@ static int gram_items(void *ctx, int64_t begin, int64_t end, float *unused) {
     const int64_t R = 3 * g->C, K = g->K, s = g->s;
     for (int64_t item = begin; item < end; item++) {
         if (item < R) {
-            for (int64_t j = item; j < R; j++)
-                g->shared[item * R + j] = g->shared[j * R + item] =
-                    dot(g->V + item * s, g->V + j * s, s);
+            dots(g->V + item * s, g->V + item * s, R - item, s, g->shared + item * R + item);
+            for (int64_t j = item + 1; j < R; j++)
+                g->shared[j * R + item] = g->shared[item * R + j];
         } else if (item < R + g->C * K) {
             const int64_t row = item - R;
-            for (int64_t j = 0; j < R; j++)
-                g->cross[row * R + j] = dot(g->O + row * s, g->V + j * s, s);
+            dots(g->O + row * s, g->V, R, s, g->cross + row * R);
         } else {
             const int64_t c = item - R - g->C * K;
             const int16_t *o = g->O + c * K * s;
             int64_t *out = g->own + c * K * K;
-            for (int64_t i = 0; i < K; i++)
-                for (int64_t j = i; j < K; j++)
-                    out[i * K + j] = out[j * K + i] = dot(o + i * s, o + j * s, s);
+            for (int64_t i = 0; i < K; i++) {
+                dots(o + i * s, o + i * s, K - i, s, out + i * K + i);
+                for (int64_t j = i + 1; j < K; j++) out[j * K + i] = out[i * K + j];
+            }
         }
     }
     return 0;
@@ -371,9 +392,23 @@ static int residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
     const int64_t K = r->K, C = r->C, n = r->n, F = K + 3 * C, span = SPAN(r);
     const int32_t range = 2 * (int32_t)r->clip + 1;
     const int32_t clip = (int32_t)r->clip;
+    int32_t *weight = malloc(sizeof(int32_t) * (size_t)F);
+    int64_t *offset = malloc(sizeof(int64_t) * (size_t)F);
+    if (!weight || !offset) {
+        free(weight); free(offset);
+        return -1;
+    }
     for (int64_t c = c0; c < c1; c++) {
         const int32_t *row = r->coefs + c * F;
         int32_t reach = 0;
+        int64_t taps = 0; /* the channel's features with a coefficient: where, and how much */
+        for (int64_t f = 0; f < F; f++) {
+            if (!row[f]) continue;
+            int64_t e = f < K ? c : (f - K) % C, kind = f < K ? -1 : (f - K) / C;
+            weight[taps] = row[f];
+            offset[taps++] = (e - c) * r->stride +
+                (f < K ? r->own_offset[f] : kind == 0 ? 0 : r->own_offset[kind - 1]);
+        }
         for (int64_t line = 0; line < LINES(r); line++) {
             int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
             if (m <= 0) break;
@@ -384,14 +419,19 @@ static int residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
                 memset(res, 0, sizeof(int32_t) * (size_t)m);
                 continue;
             }
+            /* The sums four features a pass (exact integers: any order is the same sum) */
             for (int64_t i = 0; i < m; i++) sum[i] = 0;
-            for (int64_t f = 0; f < F; f++) {
-                int32_t w = row[f];
-                if (!w) continue;
-                int64_t e = f < K ? c : (f - K) % C, kind = f < K ? -1 : (f - K) / C;
-                int64_t offset = (e - c) * r->stride +
-                    (f < K ? r->own_offset[f] : kind == 0 ? 0 : r->own_offset[kind - 1]);
-                const int32_t *x = here + offset;
+            int64_t q = 0;
+            for (; q + 4 <= taps; q += 4) {
+                const int32_t *x0 = here + offset[q], *x1 = here + offset[q + 1],
+                              *x2 = here + offset[q + 2], *x3 = here + offset[q + 3];
+                const int32_t w0 = weight[q], w1 = weight[q + 1], w2 = weight[q + 2],
+                              w3 = weight[q + 3];
+                for (int64_t i = 0; i < m; i++)
+                    sum[i] += w0 * x0[i] + w1 * x1[i] + w2 * x2[i] + w3 * x3[i];
+            }
+            for (; q < taps; q++) {
+                const int32_t *x = here + offset[q], w = weight[q];
                 for (int64_t i = 0; i < m; i++) sum[i] += w * x[i];
             }
             /* The residual wrapped into the range: one step up or down where the latent is
@@ -415,6 +455,7 @@ static int residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
         }
         r->reach[c] = reach;
     }
+    free(weight); free(offset);
     return 0;
 }
 
