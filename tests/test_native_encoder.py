@@ -13,6 +13,7 @@ from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime import native_backend
+from walloc_edge.runtime.bundle import load_bundle
 from walloc_edge.runtime.numpy_backend import quantizer_thresholds
 
 pytestmark = pytest.mark.skipif(native_backend._LIB is None,
@@ -80,6 +81,15 @@ def test_the_compander_counts_thresholds_as_numpy_does(thresholds):
     t = np.ascontiguousarray(thresholds, np.float64)
     assert native_backend._LIB.walloc_native_quantize(y, len(y), t, len(t), clip, out) == 0
     assert np.array_equal(out, np.searchsorted(t, y.astype(np.float64), "right") - clip)
+
+
+def test_images_of_more_levels_than_the_cascade_go_to_another_backend(rgb_bundle):
+    """The column cascade holds up to MAX_IMAGE_J levels: a deeper image model is refused
+    with its reason (auto then takes the next backend), not run."""
+    bundle = load_bundle(rgb_bundle)
+    assert native_backend.NativeBackend.usable(bundle) is None
+    bundle.config["J"] = native_backend.MAX_IMAGE_J + 1
+    assert "J = 1 .. 6" in native_backend.NativeBackend.usable(bundle)
 
 
 def test_only_filters_that_lift_as_cdf_9_7_are_taken():

@@ -21,6 +21,7 @@ from .numpy_backend import quantizer_thresholds
 __all__ = ["NativeBackend", "fold"]
 
 ABI = 7  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
+MAX_IMAGE_J = 6  # MAX_J in native_encoder.c: the column cascade's levels
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
@@ -135,6 +136,8 @@ class NativeBackend:
             return "the native encoder writes 8-bit latents; this model has more bits"
         if bundle.config.get("wavelet", "bior4.4") != "bior4.4":
             return "the native encoder lifts the bior4.4 (CDF 9/7) wavelet only"
+        if bundle.modality == "image" and not 1 <= bundle.config["J"] <= MAX_IMAGE_J:
+            return f"the native encoder streams images of J = 1 .. {MAX_IMAGE_J} levels"
         path = bundle.path / bundle.meta.get("weights", "encoder.npz")
         return None if path.is_file() else "the bundle has no encoder.npz"
 
@@ -162,8 +165,8 @@ class NativeBackend:
         status, out = self._run(sample, index)
         if status == -1:
             raise MemoryError("the native encoder ran out of memory")
-        if status == -2:
-            raise ValueError(f"the native encoder takes J = 1 .. 6, this model has {self.J}")
+        if status:
+            raise ValueError(f"the native encoder refused this run (status {status})")
         return out
 
     def _run(self, sample, index):
