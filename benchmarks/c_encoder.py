@@ -9,14 +9,14 @@ Images: one object per maximum row width (the ring buffer is static; the encoder
 nothing else); speed on the bundled astronaut photo tiled to 2048x2048. Audio: RAM is the
 caller's workspace, (padded frames) x (channels + 1) floats, given per second of 48 kHz
 audio; speed on 30 s of generated stereo music at 44.1 kHz. Speed is the host program as
-the export's Makefile builds it (-O3, one thread), median of 5 runs, including reading the
-raw file: `walloc_encode` (the core, native_encoder.c) and `walloc_encode --fixed`.
+the export's Makefile builds it (-O3, one thread), median of 5 runs after a warm-up,
+including reading the raw file: `walloc_encode` (the core, native_encoder.c) and
+`walloc_encode --fixed`.
 """
 import argparse
 import platform
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +26,11 @@ from walloc_edge.codec import load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder
+from walloc_edge.tools.bench import timed
 from report import publish
 
-LABELS = [("core", "the core (`walloc_encode`)"),
-          ("fixed", "the fixed-memory encoder (`walloc_encode --fixed`)")]
+ENCODERS = [("core", [], "the core (`walloc_encode`)"),
+            ("fixed", ["--fixed"], "the fixed-memory encoder (`walloc_encode --fixed`)")]
 
 
 def footprint(folder, width=None):
@@ -66,15 +67,11 @@ def main():
         raw.write_bytes(np.ascontiguousarray(sample).tobytes())
         onnx = Encoder(bundle, "onnxruntime").latents(sample)
         speed, agreement = {}, {}
-        for name, options in [("core", []), ("fixed", ["--fixed"])]:
+        for name, options, _ in ENCODERS:
             command = [str(folder / "walloc_encode"), *options, "--latents", str(raw), *shape,
                        str(out)]
-            times = []
-            for _ in range(6):
-                start = time.perf_counter()
-                subprocess.run(command, check=True)
-                times.append(time.perf_counter() - start)
-            speed[name] = unit / 1e6 / float(np.median(times[1:]))
+            speed[name] = unit / 1e6 / float(np.median(timed(
+                lambda: subprocess.run(command, check=True), 5)))
             c = np.frombuffer(out.read_bytes(), np.int8).reshape(onnx.shape)
             diff = np.abs(c.astype(int) - onnx)
             agreement[name] = {"identical_to_onnx": float((diff == 0).mean()),
@@ -84,6 +81,7 @@ def main():
               "footprint": sizes, "agreement": agreement}
     lines = [f"The C export's encoders, model `{args.model}` ({result['machine']}, one thread)",
              "", "The fixed-memory encoder (walloc_encoder.c, `cc -O2`):", ""]
+
     def agrees(name):
         a = agreement[name]
         return (f"; latents identical to the ONNX graph: {a['identical_to_onnx']:.4%} "
@@ -98,14 +96,14 @@ def main():
                   f"{workspace / 1024:.0f} KiB |", ""]
         lines += [f"Speed on 30 s of 44.1 kHz audio, {label}: {speed[name]:.1f} M frames/s "
                   f"({speed[name] * 1e6 / 44100:.0f}x real time){agrees(name)}"
-                  for name, label in LABELS]
+                  for name, _, label in ENCODERS]
     else:
         result["MPps"] = speed
         lines += ["| max width (px) | flash (text + data) | RAM (bss) |", "|---|---|---|"]
         lines += [f"| {s['max_width']} | {s['flash_bytes'] / 1024:.0f} KiB | "
                   f"{s['ram_bytes'] / 1024:.0f} KiB |" for s in sizes]
         lines += [""] + [f"Speed on 2048x2048 RGB, {label}: {speed[name]:.1f} MP/s{agrees(name)}"
-                         for name, label in LABELS]
+                         for name, _, label in ENCODERS]
     publish(lines, result, args.out, "c_encoder_audio" if audio else "c_encoder")
 
 

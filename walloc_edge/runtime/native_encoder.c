@@ -407,8 +407,7 @@ static int image_rows(void *ctx, int64_t begin, int64_t end, float *scratch) {
     const Rows *w = &im->width;
     const int64_t rows = im->rows, C = im->channels, n = w->cols, J = w->J, B = (int64_t)1 << J;
     const int64_t halo = HALO(J), blocks_w = n >> J;
-    Cascade cascade[4];
-    Cascade *cc = C <= 4 ? cascade : malloc(sizeof(Cascade) * (size_t)C);
+    Cascade *cc = malloc(sizeof(Cascade) * (size_t)C);
     float *bands = scratch + C * cascade_floats(J, n), *rows_w = bands + C * B * n;
     float *buffer[2] = {rows_w, rows_w + n}, *sub = rows_w + 2 * n;
     float *acc = sub + w->model->planes * w->stride;
@@ -436,7 +435,7 @@ static int image_rows(void *ctx, int64_t begin, int64_t end, float *scratch) {
         project(w->model, sub, w->stride, blocks_w, w->out + (begin + b) * blocks_w,
                 w->out_stride, acc);
     }
-    if (cc != cascade) free(cc);
+    free(cc);
     return 0;
 }
 

@@ -94,12 +94,7 @@ def _rss():
 def timed(fn, repeat):
     """Seconds of ``repeat`` runs of ``fn`` after one warm-up run."""
     fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return np.array(times)
+    return np.array([_seconds(fn) for _ in range(repeat)])
 
 
 def _speed(times, amount):
@@ -262,16 +257,16 @@ def alternating_with_jpeg(encoder, sample, rounds):
     from PIL import Image
 
     image = Image.fromarray(sample if sample.shape[2] == 3 else sample[..., 0])
-    size = len(encoder.encode(sample, coder="rans"))
+    size = len(encoder.encode(sample, coder="rans"))  # both warm up here
     quality = _size_matched(lambda q: len(_pillow_bytes(image, "JPEG", quality=q)),
                             range(1, 96), size)
+    jpeg_bytes = len(_pillow_bytes(image, "JPEG", quality=quality))
     ours, theirs = [], []
     for _ in range(rounds):
         ours.append(_seconds(lambda: encoder.encode(sample, coder="rans")))
         theirs.append(_seconds(lambda: _pillow_bytes(image, "JPEG", quality=quality)))
     return {"ours": np.array(ours), "jpeg": np.array(theirs), "quality": quality,
-            "wlc_bytes": size,
-            "jpeg_bytes": len(_pillow_bytes(image, "JPEG", quality=quality))}
+            "wlc_bytes": size, "jpeg_bytes": jpeg_bytes}
 
 
 def _seconds(fn):

@@ -514,9 +514,9 @@ int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int
  * 2^16. Writes the final states and the words in decoding order; returns the word count,
  * or -1.
  *
- * A channel's tables learn from its own latents only, so channels are coded on `threads`
- * threads, each with its own copy of the model, and each channel's words are kept apart
- * per step; the words are then merged as one thread would have written them. */
+ * A channel's tables learn from its own latents only, so the threads take channels one at
+ * a time, each with a model of that channel's tables alone, and each channel's words are
+ * kept apart per step; the words are then merged as one thread would have written them. */
 typedef struct {
     int64_t steps, lanes, groups, region, rows, width, n, tables, reach, refreshes;
     int audio;
