@@ -83,6 +83,20 @@ def test_the_compander_counts_thresholds_as_numpy_does(thresholds):
     assert np.array_equal(out, np.searchsorted(t, y.astype(np.float64), "right") - clip)
 
 
+def test_asking_for_the_native_backend_where_it_is_off_says_why(rgb_bundle):
+    """--backend native where it cannot run: one error naming the reason and what can run,
+    not a failure at the first frame."""
+    code = ("from walloc_edge.runtime import Encoder; from walloc_edge.runtime.backends "
+            "import BackendError\n"
+            f"try: Encoder({str(rgb_bundle)!r}, 'native')\n"
+            "except BackendError as e: print(e)")
+    env = {**os.environ, "WALLOC_EDGE_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    assert "native backend cannot run" in out and "WALLOC_EDGE_NATIVE=0" in out
+    assert "usable here: onnxruntime" in out
+
+
 def test_images_of_more_levels_than_the_cascade_go_to_another_backend(rgb_bundle):
     """The column cascade holds up to MAX_IMAGE_J levels: a deeper image model is refused
     with its reason (auto then takes the next backend), not run."""

@@ -182,6 +182,11 @@ def make_backend(name, bundle, threads=None, providers=None):
         name = usable[0]
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
+    why = BACKENDS[name].usable(bundle)
+    if why:
+        others = ", ".join(available_backends(bundle)) or "none"
+        raise BackendError(f"the {name} backend cannot run {bundle.path} here: {why} "
+                           f"(usable here: {others}; --backend auto takes the first)")
     if name == "onnxruntime":
         return OnnxBackend(bundle, threads, providers)
     if providers is not None:
