@@ -12,6 +12,7 @@ from walloc_edge.data import synthetic_music
 from walloc_edge.decoder import Decoder, psnr
 from walloc_edge.decoder.evaluate import runtime_encoder
 from walloc_edge.runtime.io import _read_wav, read_input
+from walloc_edge.runtime.modality import AUDIO
 
 RATE = 44100
 # soundfile subtype → (what read_input returns, the format's own step)
@@ -41,7 +42,7 @@ def test_each_layout_reads_at_its_scale_and_round_trips(subtype, suffix, music, 
                                                         tmp_path):
     path = tmp_path / f"clip{suffix}"
     soundfile.write(path, music, RATE, subtype=subtype)
-    sample, rate = read_input(path, "audio", 2)
+    sample, rate = read_input(path, AUDIO, 2)
     dtype, step = FORMATS[subtype]
     assert rate == RATE and sample.dtype == dtype and sample.shape == music.shape
     scale = 32768 if dtype == np.int16 else 1
@@ -92,10 +93,10 @@ def test_standard_library_wav_reader(width, music, tmp_path):
 def test_unreadable_audio_is_an_error_not_silence(tmp_path):
     (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.raises(ValueError, match="bad.wav"):
-        read_input(tmp_path / "bad.wav", "audio", 2)
+        read_input(tmp_path / "bad.wav", AUDIO, 2)
     soundfile.write(tmp_path / "empty.wav", np.zeros((0, 2)), RATE, subtype="FLOAT")
     with pytest.raises(ValueError, match="no samples"):
-        read_input(tmp_path / "empty.wav", "audio", 2)
+        read_input(tmp_path / "empty.wav", AUDIO, 2)
 
 
 def test_channels_are_matched_to_the_model(music, tmp_path):
@@ -103,11 +104,11 @@ def test_channels_are_matched_to_the_model(music, tmp_path):
     channels; 2 channels into a 6-channel model is an error naming both counts."""
     soundfile.write(tmp_path / "stereo.wav", music, RATE, subtype="PCM_16")
     soundfile.write(tmp_path / "mono.wav", music[:, :1], RATE, subtype="PCM_16")
-    mono, _ = read_input(tmp_path / "stereo.wav", "audio", 1)
-    stereo, _ = read_input(tmp_path / "stereo.wav", "audio", 2)
+    mono, _ = read_input(tmp_path / "stereo.wav", AUDIO, 1)
+    stereo, _ = read_input(tmp_path / "stereo.wav", AUDIO, 2)
     assert mono.shape == (RATE, 1) and mono.dtype == np.int16
     assert np.abs(mono[:, 0] - stereo.astype(float).mean(axis=1)).max() <= 0.5
-    both, _ = read_input(tmp_path / "mono.wav", "audio", 2)
+    both, _ = read_input(tmp_path / "mono.wav", AUDIO, 2)
     assert both.shape == (RATE, 2) and np.array_equal(both[:, 0], both[:, 1])
     with pytest.raises(ValueError, match="2 audio channels, and this model takes 6"):
-        read_input(tmp_path / "stereo.wav", "audio", 6)
+        read_input(tmp_path / "stereo.wav", AUDIO, 6)

@@ -336,8 +336,9 @@ def test_size_is_checked_before_decoding():
     from walloc_edge.cli.serve import check_size
     from walloc_edge.firmware_bridge.loops import Rejected
     from walloc_edge.runtime import Header
+    from walloc_edge.runtime.modality import IMAGE
 
-    header = Header("image", "0" * 32, (37832, 37832, 3), np.dtype(np.uint8), J=3,
+    header = Header(IMAGE, "0" * 32, (37832, 37832, 3), np.dtype(np.uint8), J=3,
                     latent_bits=8, latent_dim=12, coder="rans", coder_params=b"",
                     tile=(256, 256))
     with pytest.raises(Rejected, match="1,431,260,224 pixels"):

@@ -9,13 +9,14 @@ from walloc_edge.cli import main
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect, read_latents
+from walloc_edge.runtime.modality import IMAGE
 
 BACKENDS = ("native", "onnxruntime", "litert", "numpy")
 
 
 def expected(codec, sample):
     """The torch model's latents for a raw sample of any size, padded as the reference."""
-    image = codec.config.modality == "image"
+    image = codec.config.modality is IMAGE
     if sample.ndim == (2 if image else 1):
         sample = sample[..., None]
     padded, _ = pad_reflect(sample, 2 ** codec.J, axes=(0, 1) if image else (0,))

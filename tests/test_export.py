@@ -13,6 +13,7 @@ from walloc_edge.export.onnx_graph import onnx_session
 from walloc_edge.export.tflite_graph import tflite_runner
 from walloc_edge.export.validate import (MAX_DIFF, MIN_IDENTICAL, audio_inputs,
                                          image_inputs, torch_latents)
+from walloc_edge.runtime.modality import IMAGE
 
 
 def seeded(config, seed=0, spread=40):
@@ -44,7 +45,7 @@ def test_sensor_module_matches_codec(name):
     codec = seeded(CONFIGS[name])
     encoder = sensor_encoder(codec)
     step = 2 ** codec.J
-    if codec.config.modality == "image":
+    if codec.config.modality is IMAGE:
         inputs = image_inputs(codec.config.channels, [(encoder.min_size, 3 * step + 32)])
     else:
         inputs = audio_inputs(codec.config.channels, [encoder.min_size, 37 * step])
@@ -59,7 +60,7 @@ def test_sensor_module_matches_codec(name):
                                   pytest.param(n, marks=pytest.mark.slow) for n in CONFIGS])
 def test_onnx_and_tflite_parity(name, tmp_path):
     codec = seeded(CONFIGS[name], seed=1)
-    image = codec.config.modality == "image"
+    image = codec.config.modality is IMAGE
     step = 2 ** codec.J
     static = (48, 64) if image else (step * 24,)
     meta = export_bundle(codec, tmp_path, ("onnx", "tflite"), static_shape=static,

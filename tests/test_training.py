@@ -11,6 +11,7 @@ from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, load
 from walloc_edge.codec.data import DeadLeaves, SyntheticAudio, dead_leaves
 from walloc_edge.codec.training import TrainOptions, train
+from walloc_edge.runtime.modality import IMAGE
 
 TINY = CodecConfig("image", channels=1, J=1, latent_dim=2, Nd=32)
 
@@ -136,7 +137,7 @@ def test_scaled_latents_keep_the_reconstruction(config):
 
     torch.manual_seed(0)
     codec = build(config).eval()
-    x = torch.rand(1, config.channels, *((16, 16) if config.modality == "image" else (64,))) - 0.5
+    x = torch.rand(1, config.channels, *((16, 16) if config.modality is IMAGE else (64,))) - 0.5
     with torch.no_grad():
         before = codec.encoder[:-1](codec.wavelet_analysis(x))
         out_before = codec.decoder(before)

@@ -55,12 +55,13 @@ def _bundle(model, folder):
 def run(args):
     from ..learning.datasets import Converter, convert
     from ..runtime import load_bundle
+    from ..runtime.modality import IMAGE
 
     with tempfile.TemporaryDirectory(prefix="walloc-edge-dataset-") as tmp:
         folder, name = _bundle(args.model, tmp)
         bundle = load_bundle(folder)
         cfg = bundle.config
-        if cfg["modality"] != "image" or cfg["channels"] != 3:
+        if bundle.modality is not IMAGE or cfg["channels"] != 3:
             raise ValueError(f"{args.model} is not an RGB image model; datasets are made "
                              "from RGB photos")
         side = -(-args.size // bundle.block)

@@ -1,8 +1,10 @@
 """``walloc-edge encode``: the sensor runtime on files, folders, video or a camera; no torch."""
+import math
 import time
 
 from ..runtime.coders import CODERS
 from ..runtime.io import read_input
+from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_overwrite_option, add_video_options,
                       input_files, output_dir, progress, say, sensor_encoder, write_atomic)
 
@@ -39,7 +41,7 @@ def run(args):
         raise ValueError("give INPUT files or folders, --video SOURCE, or both")
     encoder = sensor_encoder(args)
     b = encoder.bundle
-    if args.video is not None and b.modality != "image":
+    if args.video is not None and b.modality is not IMAGE:
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
     files, skipped = input_files(args, b.modality)
     if args.inputs and not files:
@@ -94,7 +96,7 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals):
     totals["done"] += 1
     totals["in"] += sample.nbytes
     totals["out"] += len(blob)
-    amount, unit = ((sample.shape[0] * sample.shape[1], "MP") if encoder.bundle.modality ==
-                    "image" else (sample.shape[0], "MS"))
+    kind = encoder.bundle.modality
+    amount, unit = math.prod(sample.shape[:kind.spatial_axes]), kind.unit
     say(f"{what} -> {target}  {len(blob):,} bytes ({sample.nbytes / len(blob):.1f}x smaller)"
         f"  {amount / 1e6 / seconds:.1f} {unit}/s")

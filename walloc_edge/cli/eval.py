@@ -4,7 +4,7 @@ import json
 from ..decoder.evaluate import (PROTOCOLS, eval_table, evaluate_files, runtime_encoder,
                                 summarise)
 from ..runtime.coders import CODERS
-from ..runtime.modality import MODALITIES
+from ..runtime.modality import AUDIO
 from ._shared import add_decoder_options, expand_inputs, progress, skipped_line, write_text
 from .decode import decoder_for
 
@@ -45,10 +45,10 @@ def configure(p):
 def run(args):
     decoder = decoder_for(args)
     cfg = decoder.codec.config
-    if args.baselines and cfg.modality != "audio":
+    if args.baselines and cfg.modality is not AUDIO:
         raise ValueError("--baselines is for audio models (Opus, FLAC); for images, "
                          "walloc-edge bench measures JPEG and WebP at the same size")
-    kind = MODALITIES[cfg.modality]
+    kind = cfg.modality
     found, skipped = expand_inputs(args.data, kind.inputs, kind.plural)
     files = [path for path, _ in found]
     if not files:

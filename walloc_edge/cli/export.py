@@ -4,6 +4,7 @@ import sys
 from ..codec import load
 from ..export import ExportError, export_bundle
 from ..export.api import check_formats
+from ..runtime.modality import IMAGE
 from ._shared import positive_int
 
 EXAMPLES = """Every graph is validated against the torch model (random inputs at sizes other
@@ -34,7 +35,7 @@ def run(args):
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     check_formats(formats)
     model = load(args.model)
-    image = model.config.modality == "image"
+    image = model.config.modality is IMAGE
     if image and args.length or not image and (args.height or args.width):
         raise ValueError(f"{args.model} is an {model.config.modality} model: use "
                          f"{'--height/--width' if image else '--length'}")

@@ -32,12 +32,11 @@ def _bundle_info(args):
     if args.json:
         print(json.dumps({**meta, "usable_backends": usable}, indent=2))
         return
-    unit = "channels" if c["modality"] == "image" else "audio channels"
     graphs = ", ".join(f"{fmt} ({info.get('file') or info.get('program')})"  # C: a program
                        for fmt, info in meta.get("graphs", {}).items())
     print(f"bundle       {bundle.path}")
     print(f"model id     {bundle.model_id}")
-    print(f"modality     {c['modality']}, {c['channels']} {unit}")
+    print(f"modality     {bundle.modality}, {c['channels']} {bundle.modality.channel_words}")
     print(f"transform    {c.get('wavelet', 'bior4.4')} wavelet packet, J={c['J']} "
           f"(inputs are padded to multiples of {bundle.block})")
     print(f"latents      {c['latent_dim']} channels, {c['latent_bits']}-bit")
@@ -60,8 +59,7 @@ def _model_info(args):
     model = load(args.target)
     c = model.config
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    latent_shape = "H/{0} x W/{0}".format(2 ** c.J) if c.modality == "image" else \
-        "L/{} + 2".format(2 ** c.J)
+    latent_shape = " x ".join(c.modality.latent_axes(2 ** c.J))
     info = {
         "model": str(args.target),
         **c.to_dict(),
@@ -74,9 +72,8 @@ def _model_info(args):
     if args.json:
         print(json.dumps(info, indent=2))
         return
-    unit = "channels" if c.modality == "image" else "audio channels"
     print(f"model        {args.target}")
-    print(f"modality     {c.modality}, {c.channels} {unit}")
+    print(f"modality     {c.modality}, {c.channels} {c.modality.channel_words}")
     print(f"transform    {c.wavelet} wavelet packet, J={c.J} -> {c.subbands} subbands")
     print(f"latents      {c.latent_dim} x ({latent_shape}), {c.latent_bits}-bit "
           f"(integers in +-{info['latent_range']})")

@@ -7,6 +7,7 @@ from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state
 from ..firmware_bridge.loops import stream_files, stream_frames, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, open_link
 from ..runtime.coders import CODERS
+from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_video_options, input_files, positive_int,
                       positive_number, sensor_encoder)
 
@@ -58,7 +59,7 @@ def configure(p):
 
 def run(args):
     encoder = sensor_encoder(args)
-    if args.video is not None and encoder.bundle.modality != "image":
+    if args.video is not None and encoder.bundle.modality is not IMAGE:
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
     files, skipped = input_files(args, encoder.bundle.modality)
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.to == "-" else \

@@ -11,6 +11,7 @@ from ..decoder import Decoder
 from ..decoder.evaluate import (eval_table, evaluate_files, evaluate_sample, runtime_encoder,
                                 summarise)
 from ..runtime.io import match_channels
+from ..runtime.modality import IMAGE
 from ._shared import progress, torch_device, write_text
 
 
@@ -67,7 +68,7 @@ def run(args):
     if args.nd:
         config = replace(config, Nd=args.nd)
     init = _initial_model(args, config)
-    image = config.modality == "image"
+    image = config.modality is IMAGE
     crop = args.crop or (256 if image else 32768)
     synthetic = data.DeadLeaves(crop, config.channels) if image else \
         data.SyntheticAudio(crop, config.channels)
@@ -121,7 +122,7 @@ def _final_eval(codec, out, held_out, device):
     decoder = Decoder(codec, device)
     cfg = decoder.codec.config
     encoder = runtime_encoder(decoder.codec)
-    rate = 44100 if cfg.modality == "audio" else 0  # generated audio's
+    rate = 44100 if cfg.modality.has_rate else 0  # generated audio's
     named = [h for h in held_out if isinstance(h, tuple)]
     rows = [{"file": name, **evaluate_sample(decoder, encoder, sample, rate)}
             for name, sample in progress(named, "final eval")]
@@ -138,7 +139,7 @@ def _final_eval(codec, out, held_out, device):
 
 def _folder_data(args, config, crop):
     """(training source, validation samples, held-out files) from --data and --holdout."""
-    image = config.modality == "image"
+    image = config.modality is IMAGE
     held = [s.strip() for s in args.holdout.split(",") if s.strip()]
     train_files, val_files = data.split_files(
         args.data, data.IMAGE_FILES if image else data.AUDIO_FILES, held)

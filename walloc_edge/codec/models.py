@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from ._diffusers import autoencoder_module, legacy_weight_norm
 from .bottleneck import Round, ToNormal, ToUniform, compander_constants
+from ..runtime.modality import AUDIO, IMAGE
 from .config import CodecConfig
 from .wavelets import DWT1D, DWT2D, IDWT1D, IDWT2D, packet_analysis, packet_synthesis
 
@@ -22,13 +23,11 @@ __all__ = ["Codec2D", "Codec1D", "build", "encoder_arrays"]
 class _Codec(nn.Module):
     """What both codecs share: packet transform around an encoder/decoder pair."""
 
-    subbands_per_level = None  # 4 in 2D, 2 in 1D
-
     def _init_common(self, config, dwt, idwt):
         self.config = config
         self.channels = config.channels
         self.J = config.J
-        self.freq_bands = self.subbands_per_level ** config.J
+        self.freq_bands = config.modality.subbands_per_level ** config.J
         self.Ne, self.Nd = config.Ne, config.Nd
         self.latent_dim = config.latent_dim
         self.latent_bits = config.latent_bits
@@ -45,9 +44,9 @@ class _Codec(nn.Module):
         return packet_synthesis(self.iwt, X, self.J if J is None else J)
 
     def _check_input(self, x):
-        ndim = 4 if self.subbands_per_level == 4 else 3  # (B, C, H, W) or (B, C, L)
-        if x.ndim != ndim or x.shape[1] != self.channels:
-            raise ValueError(f"expected a ({'B, C, H, W' if ndim == 4 else 'B, C, L'}) tensor "
+        axes = self.config.modality.axis_names  # (B, C, H, W) or (B, C, L)
+        if x.ndim != 2 + len(axes) or x.shape[1] != self.channels:
+            raise ValueError(f"expected a ({', '.join(('B', 'C', *axes))}) tensor "
                              f"with C={self.channels}, got shape {tuple(x.shape)}")
         step = 2 ** self.J
         if any(n % step for n in x.shape[2:]):
@@ -78,14 +77,12 @@ class _Codec(nn.Module):
 class Codec2D(_Codec):
     """Images: (B, C, H, W) in [−0.5, 0.5] ↔ latents (B, latent_dim, H/2^J, W/2^J)."""
 
-    subbands_per_level = 4
-
     def __init__(self, channels: int, J: int, Ne: int, Nd: int, latent_dim: int,
                  latent_bits: int, lightweight_encode: bool, wavelet: str = "bior4.4"):
         super().__init__()
         autoencoder_kl = autoencoder_module("autoencoder_kl")
 
-        config = CodecConfig("image", channels, J, latent_dim, Nd, latent_bits, Ne,
+        config = CodecConfig(IMAGE, channels, J, latent_dim, Nd, latent_bits, Ne,
                              lightweight_encode, wavelet=wavelet)
         scale = self._init_common(config, DWT2D, IDWT2D)
         subbands = channels * self.freq_bands
@@ -114,15 +111,13 @@ class Codec1D(_Codec):
     the Oobleck decoder's two stride-1 transposed convs each drop one, giving back L/2^J.
     """
 
-    subbands_per_level = 2
-
     def __init__(self, channels: int, J: int, Ne: int, Nd: int, latent_dim: int,
                  latent_bits: int, lightweight_encode: bool, post_filter: bool,
                  wavelet: str = "bior4.4"):
         super().__init__()
         autoencoder_oobleck = autoencoder_module("autoencoder_oobleck")
 
-        config = CodecConfig("audio", channels, J, latent_dim, Nd, latent_bits, Ne,
+        config = CodecConfig(AUDIO, channels, J, latent_dim, Nd, latent_bits, Ne,
                              lightweight_encode, post_filter, wavelet)
         scale = self._init_common(config, DWT1D, IDWT1D)
         self.lightweight_encode = lightweight_encode
@@ -149,11 +144,13 @@ class Codec1D(_Codec):
         return self.post(x_hat) if self.post_filter else x_hat
 
 
+CODECS = {IMAGE: Codec2D, AUDIO: Codec1D}
+
+
 def build(config: CodecConfig) -> "Codec2D | Codec1D":
     """A freshly initialised codec for a :class:`CodecConfig`."""
     kw = config.reference_kwargs()
-    cls = Codec2D if config.modality == "image" else Codec1D
-    return cls(**kw, wavelet=config.wavelet)
+    return CODECS[config.modality](**kw, wavelet=config.wavelet)
 
 
 def encoder_arrays(codec: nn.Module) -> "dict[str, np.ndarray]":

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from ..runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 from ..runtime.bundle import model_id as _model_id
-from ..runtime.modality import AUDIO, IMAGE
+from ..runtime.modality import AUDIO
 from .models import encoder_arrays
 from .wavelets import DWT1D, packet_analysis, periodic_pad
 
@@ -185,7 +185,7 @@ def sensor_encoder(codec, target="onnx"):
     if not codec.config.lightweight_encode:
         raise ValueError("only lightweight_encode models (one linear layer) have a sensor "
                          "encoder; this model's encoder is a deep network")
-    if codec.config.modality == "audio":
+    if codec.config.modality is AUDIO:
         return SensorEncoder1D(codec).eval()
     if target != "tflite":
         return SensorEncoder2D(codec).eval()
@@ -218,16 +218,11 @@ def bundle_metadata(codec, encoder, graphs):
     step = 2 ** cfg.J
     latent_range = 2 ** (cfg.latent_bits - 1) - 1
     latent_dtype = "int8" if cfg.latent_bits <= 8 else "int16"
-    if cfg.modality == "image":
-        inputs = {"dtype": "uint8", "layout": "NHWC", "shape": [1, "H", "W", cfg.channels],
-                  "normalisation": IMAGE.normalisation}
-        latents = {"dtype": latent_dtype, "layout": "NCHW",
-                   "shape": [1, cfg.latent_dim, f"H/{step}", f"W/{step}"]}
-    else:
-        inputs = {"dtype": "int16", "layout": "NLC", "shape": [1, "L", cfg.channels],
-                  "normalisation": AUDIO.normalisation}
-        latents = {"dtype": latent_dtype, "layout": "NCL",
-                   "shape": [1, cfg.latent_dim, f"L/{step} + 2"]}
+    kind, axes = cfg.modality, cfg.modality.axis_names
+    inputs = {"dtype": kind.dtype, "layout": "".join(("N", *axes, "C")),
+              "shape": [1, *axes, cfg.channels], "normalisation": kind.normalisation}
+    latents = {"dtype": latent_dtype, "layout": "".join(("N", "C", *axes)),
+               "shape": [1, cfg.latent_dim, *kind.latent_axes(step)]}
     inputs.update({"multiple": step, "min_size": encoder.min_size,
                    "padding": "reflect; before = (padded - size) // 2, the rest after",
                    "receptive_field": {"left": encoder.left, "right": encoder.right}})

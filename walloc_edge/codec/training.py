@@ -25,19 +25,19 @@ from .checkpoint import load, save
 from .config import CodecConfig
 from .device import resolve_device
 from .models import build
-from ..runtime.modality import MODALITIES
+from ..runtime.modality import AUDIO, IMAGE
 from .padding import crop, pad
 
 __all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor", "scale_latents"]
 
 PRESETS = {
     # Decoder widths chosen so that decoding stays practical on a CPU (see the README).
-    "rgb-16x": CodecConfig("image", channels=3, J=3, latent_dim=12, Nd=128),
-    "rgb-4x": CodecConfig("image", channels=3, J=3, latent_dim=48, Nd=128),
-    "gray-16x": CodecConfig("image", channels=1, J=3, latent_dim=4, Nd=64),
-    "stereo-5x": CodecConfig("audio", channels=2, J=8, latent_dim=108, Nd=216,
+    "rgb-16x": CodecConfig(IMAGE, channels=3, J=3, latent_dim=12, Nd=128),
+    "rgb-4x": CodecConfig(IMAGE, channels=3, J=3, latent_dim=48, Nd=128),
+    "gray-16x": CodecConfig(IMAGE, channels=1, J=3, latent_dim=4, Nd=64),
+    "stereo-5x": CodecConfig(AUDIO, channels=2, J=8, latent_dim=108, Nd=216,
                              post_filter=True),
-    "mono-4x": CodecConfig("audio", channels=1, J=6, latent_dim=16, Nd=64),
+    "mono-4x": CodecConfig(AUDIO, channels=1, J=6, latent_dim=16, Nd=64),
 }
 
 
@@ -56,8 +56,9 @@ class TrainOptions:
 
 
 def to_tensor(samples, modality):
-    """Raw samples (uint8 H×W×C / int16 L×C) → a float batch as the codec takes it."""
-    return MODALITIES[modality].to_model(torch.from_numpy(np.stack(samples)))
+    """Raw samples (uint8 H×W×C / int16 L×C) of ``modality`` → a float batch as the codec
+    takes it."""
+    return modality.to_model(torch.from_numpy(np.stack(samples)))
 
 
 def learning_rate(step, options):
@@ -72,7 +73,7 @@ def evaluate(codec, samples, device="cpu"):
     """Mean PSNR (dB) of encode → round → decode over raw samples of any size, with the peak
     `walloc-edge eval` uses: 255 for images, int16 full scale (32768) for audio."""
     codec.eval()
-    kind = MODALITIES[codec.config.modality]
+    kind = codec.config.modality
     peak = kind.peak / kind.divisor  # on the model's scale: 255 is 1 there, 32768 is 0.5
     psnrs = []
     for sample in samples:
@@ -97,7 +98,7 @@ def scale_latents(codec, gain):
         raise ValueError("scaling the latents needs a lightweight (one linear layer) encoder")
     encoder.weight *= gain
     encoder.bias *= gain
-    first = decoder.conv_in if codec.config.modality == "image" else decoder.conv1
+    first = decoder.conv_in if codec.config.modality is IMAGE else decoder.conv1
     if hasattr(first, "weight_g"):  # weight-normed (the Oobleck decoder): weight = g · v/|v|
         first.weight_g /= gain
     else:

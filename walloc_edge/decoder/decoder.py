@@ -19,6 +19,7 @@ import torch
 from ..codec import crop, encoder_arrays, load
 from ..codec.device import resolve_device
 from ..runtime.bundle import model_id
+from ..runtime.modality import IMAGE
 from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
@@ -30,23 +31,22 @@ class ModelMismatchError(ValueError):
     """A bitstream made by another model than the decoder's."""
 
 
-def _to_pixels(x):
-    """Images in [-0.5, 0.5] → uint8, in the same layout."""
-    return torch.round((x + 0.5) * 255).clamp(0, 255).to(torch.uint8)
+def _to_raw(x, modality):
+    """Signals in [-0.5, 0.5] → raw samples of ``modality`` (uint8 pixels, int16 PCM), in
+    the same layout."""
+    full = np.iinfo(modality.dtype)
+    return torch.round(modality.denormalise(x)).clamp(full.min, full.max) \
+        .to(getattr(torch, modality.dtype))
 
 
 def to_signal(x: torch.Tensor, header: Header) -> np.ndarray:
-    """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] (or an image already in uint8) →
-    numpy like the encoded input."""
+    """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] (or already raw samples) → numpy
+    like the encoded input (float input back as floats in [-1, 1])."""
     x = x.detach().cpu()
-    if header.modality == "image":
-        out = (x if x.dtype == torch.uint8 else _to_pixels(x.float())).permute(1, 2, 0)
-    else:
-        pcm = torch.round(x * 65536).clamp(-32768, 32767).permute(1, 0)
-        out = pcm.to(torch.int16) if header.dtype == np.int16 else pcm / 32768
-    out = out.numpy()
+    raw = x if not x.is_floating_point() else _to_raw(x.float(), header.modality)
+    out = raw.movedim(0, -1).numpy()
     if header.dtype.kind == "f":
-        out = out.astype(header.dtype)
+        out = (out / header.modality.peak).astype(header.dtype)
     return out.reshape(header.shape)
 
 
@@ -149,7 +149,7 @@ class Decoder:
             rows = torch.arange(top - pad, bottom + pad) % h
             x = self.codec.wavelet_synthesis(coefficients[None, :, rows].to(self.device))
             x = self.codec.clamp(x[0, :, pad * B:(pad + bottom - top) * B]).cpu()
-            out[0, :, top * B:bottom * B] = _to_pixels(x)
+            out[0, :, top * B:bottom * B] = _to_raw(x, IMAGE)
         return out
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..runtime import Encoder
 from ..runtime.io import read_input
-from ..runtime.modality import AUDIO, MODALITIES
+from ..runtime.modality import AUDIO
 from .baselines import flac_bytes, opus_at
 from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
@@ -86,7 +86,7 @@ def evaluate_sample(decoder, encoder, sample, rate=0, coder="rans", protocol="de
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; use {' or '.join(PROTOCOLS)}")
-    audio = MODALITIES[decoder.codec.config.modality] is AUDIO
+    audio = decoder.codec.config.modality is AUDIO
     row = _paper_audio_row(decoder, encoder, sample, rate, coder) \
         if protocol == "paper" and audio else \
         _default_row(decoder, encoder, sample, rate, coder, protocol)
@@ -103,7 +103,7 @@ def _default_row(decoder, encoder, sample, rate, coder, protocol):
     start = time.perf_counter()
     out = decoder.decode(blob)
     decode_s = time.perf_counter() - start
-    kind = MODALITIES[cfg.modality]
+    kind = cfg.modality
     size, unit = _units(sample, kind)
     row = {"shape": list(sample.shape), "bytes": len(blob), "psnr": psnr(sample, out),
            f"bits_per_{kind.per}": 8 * len(blob) / (size * 1e6),
@@ -172,17 +172,17 @@ def summarise(rows, config):
     keys = [k for k in (ok[0] if ok else {}) if isinstance(ok[0][k], float)]
     mean = {k: float(np.mean([r[k] for r in ok])) for k in keys}
     if "paper_bits" in mean:
-        kind = MODALITIES[config.modality]  # audio: bits per sample; images: per pixel
+        kind = config.modality  # audio: bits per sample; images: per pixel
         full = kind.bits_per_value * (1 if kind is AUDIO else config.channels)
         mean["paper_compression_ratio"] = full / mean["paper_bits"]
     return {"files": len(rows), "failed": len(rows) - len(ok),
             "dimensionality_reduction": config.dimensionality_reduction, **mean}
 
 
-def eval_table(rows, summary, modality):
-    """The per-file table and the means that `eval` and `train` print, as text."""
+def eval_table(rows, summary, kind):
+    """The per-file table and the means that `eval` and `train` print, as text, for a model
+    of Modality ``kind``."""
     lines = []
-    kind = MODALITIES[modality]
     unit, rate = kind.unit, f"bits_per_{kind.per}"
     audio = kind is AUDIO
     columns = [("psnr", "PSNR dB", "{:.2f}"), ("paper_psnr", "paper PSNR", "{:.2f}"),

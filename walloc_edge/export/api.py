@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..codec.sensor import bundle_arrays, bundle_metadata, sensor_encoder, write_bundle
+from ..runtime.modality import IMAGE
 from .validate import audio_inputs, image_inputs, random_sample, validate
 
 __all__ = ["FORMATS", "EXPORTERS", "ExportError", "check_formats", "export_bundle"]
@@ -52,7 +53,7 @@ class _Job:
 
     @property
     def image(self):
-        return self.codec.config.modality == "image"
+        return self.codec.config.modality is IMAGE
 
     @property
     def step(self):
@@ -142,7 +143,7 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
     encoder = sensor_encoder(codec)
     step = 2 ** codec.J
     audio_length = step * max(64, encoder.min_size // step)
-    image = codec.config.modality == "image"
+    image = codec.config.modality is IMAGE
     if static_shape is None:
         static_shape = (512, 512) if image else (audio_length,)
     if "tflite" in formats:

@@ -10,7 +10,7 @@ import torch
 
 from ..data import synthetic_music
 from ..data import SAMPLE_PHOTOS, sample_photo
-from ..runtime.modality import MODALITIES
+from ..runtime.modality import AUDIO, IMAGE
 
 __all__ = ["MIN_IDENTICAL", "MAX_DIFF", "random_sample", "image_inputs", "audio_inputs",
            "torch_latents", "compare", "validate"]
@@ -40,17 +40,17 @@ def _fit(photo, height, width):
 
 
 def random_sample(modality, shape, channels, rng):
-    """A random raw sensor sample: uint8 (1, H, W, C) or int16 (1, L, C)."""
-    if modality == "image":
-        return rng.integers(0, 256, (1, *shape, channels), dtype=np.uint8)
-    return rng.integers(-32768, 32768, (1, *shape, channels), dtype=np.int16)
+    """A random raw sensor sample of ``modality`` (over the full range of its dtype): uint8
+    (1, H, W, C) or int16 (1, L, C)."""
+    full = np.iinfo(modality.dtype)
+    return rng.integers(full.min, full.max + 1, (1, *shape, channels), dtype=modality.dtype)
 
 
 def image_inputs(channels, sizes, photo_size=None, multiple=1, seed=0):
     """[(label, uint8 (1, H, W, C))]: random at each size, then each bundled photo, fitted
     to ``photo_size`` (static graphs) or cropped to multiples of ``multiple``."""
     rng = np.random.default_rng(seed)
-    out = [(f"random {h}x{w}", random_sample("image", (h, w), channels, rng)) for h, w in sizes]
+    out = [(f"random {h}x{w}", random_sample(IMAGE, (h, w), channels, rng)) for h, w in sizes]
     for name in SAMPLE_PHOTOS:
         photo = _as_channels(sample_photo(name), channels)
         h, w = photo_size or (photo.shape[0] // multiple * multiple,
@@ -62,7 +62,7 @@ def image_inputs(channels, sizes, photo_size=None, multiple=1, seed=0):
 
 def audio_inputs(channels, lengths, seed=0):
     rng = np.random.default_rng(seed)
-    out = [(f"random L={n}", random_sample("audio", (n,), channels, rng)) for n in lengths]
+    out = [(f"random L={n}", random_sample(AUDIO, (n,), channels, rng)) for n in lengths]
     out += [(f"music L={n}", synthetic_music(n, channels, seed=seed)[None]) for n in lengths]
     return out
 
@@ -71,7 +71,7 @@ def audio_inputs(channels, lengths, seed=0):
 def torch_latents(codec, raw):
     """The torch model's integer latents for a raw sensor sample (batch of one)."""
     x = torch.from_numpy(np.array(raw))  # a writable copy (photos from PIL are read-only)
-    return codec.encode(MODALITIES[codec.config.modality].to_model(x)).numpy()
+    return codec.encode(codec.config.modality.to_model(x)).numpy()
 
 
 def compare(latents, expected):

@@ -15,7 +15,7 @@ import numpy as np
 
 from .coders import CODER_IDS, coder as get_coder
 from .errors import BitstreamError
-from .modality import modality as modality_of
+from .modality import AUDIO, IMAGE, Modality
 from .padding import padding_for
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ __all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "BitstreamError", "Header",
 MAGIC = b"\x89WLC"
 VERSION = 1
 MAX_LATENTS = 1 << 28           # a reader refuses more (256 MB of int8) unless told otherwise
-MODALITY_CODES = ("image", "audio")  # the header's modality byte indexes this
+MODALITY_CODES = (IMAGE, AUDIO)  # the header's modality byte indexes this
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.int16), 3: np.dtype(np.float32),
           4: np.dtype(np.float64)}
 PADDING_REFLECT = 1
@@ -41,7 +41,7 @@ _U32 = struct.Struct("<I")
 class Header:
     """Everything before the payload. ``shape`` and ``dtype`` are those of the input."""
 
-    modality: str
+    modality: Modality
     model_id: str
     shape: tuple
     dtype: np.dtype
@@ -58,18 +58,13 @@ class Header:
         return 2 ** self.J
 
     @property
-    def kind(self):
-        """The Modality of the input (what differs between images and audio)."""
-        return modality_of(self.modality)
-
-    @property
     def sizes(self):
         """Spatial sizes of the input: (H, W) or (L,)."""
-        return self.shape[:self.kind.spatial_axes]
+        return self.shape[:self.modality.spatial_axes]
 
     @property
     def channels(self):
-        n = self.kind.spatial_axes
+        n = self.modality.spatial_axes
         return self.shape[n] if len(self.shape) > n else 1
 
     @property
@@ -79,7 +74,7 @@ class Header:
 
     @property
     def latent_shape(self):
-        edge = 2 * self.kind.edge_latents
+        edge = 2 * self.modality.edge_latents
         return (self.latent_dim, *[-(-n // self.block) + edge for n in self.sizes])
 
     def tiles(self) -> "list[tuple[slice, ...]]":
@@ -121,9 +116,9 @@ def write_bitstream(bundle: "Bundle", latents: np.ndarray, spec: dict, coder: st
     if cfg["latent_bits"] > chosen.max_bits:
         raise ValueError(f"the {coder} coder takes latents of at most {chosen.max_bits} bits; "
                          f"this model's are {cfg['latent_bits']}: use --coder raw")
-    kind = modality_of(cfg["modality"])
+    kind = bundle.modality
     tile = tuple(tile or (kind.bitstream_tile,) * kind.spatial_axes)
-    header = Header(kind.name, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
+    header = Header(kind, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
                     cfg["J"], cfg["latent_bits"], cfg["latent_dim"], coder,
                     chosen.params(cfg["latent_bits"]), tile,
                     int(sample_rate or 0) if kind.has_rate else 0)
@@ -148,7 +143,7 @@ def _pack_header(h):
                         bytes.fromhex(h.model_id), h.J, h.latent_bits, PADDING_REFLECT,
                         h.latent_dim, h.channels, CODER_IDS[h.coder], len(h.coder_params))
     axes = b"".join(_AXIS.pack(n, t) for n, t in zip(h.sizes, h.tile))
-    rate = _U32.pack(h.sample_rate) if h.kind.has_rate else b""
+    rate = _U32.pack(h.sample_rate) if h.modality.has_rate else b""
     return fixed + h.coder_params + axes + rate
 
 
@@ -178,12 +173,11 @@ def _read_bitstream(data, max_latents):
      coder_id, n_params) = _FIXED.unpack_from(body, 0)
     if modality >= len(MODALITY_CODES):
         raise BitstreamError(f"unknown modality code {modality}")
-    kind = modality_of(MODALITY_CODES[modality])
-    modality = kind.name
+    kind = MODALITY_CODES[modality]
     if flags & ~FLAG_NO_CHANNEL_AXIS:
         raise BitstreamError(f"unknown flags {flags:#x}")
-    if dtype_code not in DTYPES or (kind.dtype == "uint8") != (dtype_code == 1):
-        raise BitstreamError(f"input dtype code {dtype_code} is not valid for {modality}")
+    if dtype_code not in DTYPES or not kind.takes(DTYPES[dtype_code]):
+        raise BitstreamError(f"input dtype code {dtype_code} is not valid for {kind}")
     if not 1 <= J <= 15 or not 2 <= bits <= 16 or padding != PADDING_REFLECT:
         raise BitstreamError(f"invalid J {J}, latent bits {bits} or padding mode {padding}")
     if latent_dim < 1 or channels < 1:
@@ -206,7 +200,7 @@ def _read_bitstream(data, max_latents):
     if flags & FLAG_NO_CHANNEL_AXIS and channels != 1:
         raise BitstreamError("an input without a channel axis must have one channel")
     shape = sizes if flags & FLAG_NO_CHANNEL_AXIS else (*sizes, channels)
-    header = Header(modality, bytes(model_id).hex(), shape, DTYPES[dtype_code], J, bits,
+    header = Header(kind, bytes(model_id).hex(), shape, DTYPES[dtype_code], J, bits,
                     latent_dim, names[coder_id], params, tuple(t for _, t in axes), sample_rate)
     if bits > get_coder(header.coder).max_bits:
         raise BitstreamError(f"the {header.coder} coder does not take {bits}-bit latents")

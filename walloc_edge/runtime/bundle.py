@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .modality import modality as modality_of
+
 __all__ = ["BundleError", "Bundle", "load_bundle", "model_id"]
 
 BUNDLE_FORMAT = "walloc-edge-bundle"
@@ -45,7 +47,8 @@ class Bundle:
 
     @property
     def modality(self):
-        return self.config["modality"]
+        """The Modality of the signals the model encodes."""
+        return modality_of(self.config["modality"])
 
     @property
     def channels(self):

@@ -21,34 +21,15 @@ from .padding import padding_for, reflect_indices
 
 __all__ = ["Encoder", "as_sensor_sample"]
 
-RUN_INTERIOR = {"image": 1024, "audio": 1 << 16}  # default interior samples per axis of a run
-
 
 def as_sensor_sample(x, modality, channels):
     """Check and convert user input to what the graphs take: uint8 (H, W, C) for images,
-    int16 (L, C) for audio (floats in [-1, 1] are scaled by 32768). Returns (sample, spec)
-    where spec records the original shape and dtype for the bitstream."""
+    int16 (L, C) for audio (floats in [-1, 1] are scaled by 32768), for a model of
+    ``modality`` (a Modality) with ``channels`` channels. Returns (sample, spec) where spec
+    records the original shape and dtype for the bitstream."""
     x = np.asarray(x)
     spec = {"shape": x.shape, "dtype": x.dtype}
-    if modality == "image":
-        if x.dtype != np.uint8:
-            raise ValueError(f"images must be uint8 (0..255), got {x.dtype}; convert with "
-                             "np.clip(x, 0, 255).astype(np.uint8)")
-        if x.ndim == 2:
-            x = x[:, :, None]
-        if x.ndim != 3:
-            raise ValueError(f"an image must be H x W or H x W x C, got shape {x.shape}")
-    else:
-        if x.ndim == 1:
-            x = x[:, None]
-        if x.ndim != 2:
-            raise ValueError(f"audio must be L or L x C, got shape {x.shape}")
-        if x.dtype.kind == "f":
-            if not np.isfinite(x).all():
-                raise ValueError("audio contains NaN or infinite samples")
-            x = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
-        elif x.dtype != np.int16:
-            raise ValueError(f"audio must be int16 PCM or float in [-1, 1], got {x.dtype}")
+    x = modality.as_raw(x)
     if x.shape[-1] != channels:
         raise ValueError(f"this model takes {channels} channel(s), the input has "
                          f"{x.shape[-1]} (shape {spec['shape']})")
@@ -125,13 +106,14 @@ class Encoder:
         b = self.bundle
         self.block = b.block
         self.left, self.right = b.receptive_field
-        self.audio = b.modality == "audio"
-        self.ndim = 1 if self.audio else 2
+        self.modality = b.modality
+        self.ndim = self.modality.spatial_axes
         border = self.left + self.right
         if self.backend.static_shape:
             self.run_size = tuple(self.backend.static_shape)
         else:
-            interior = tile or getattr(self.backend, "run_interior", RUN_INTERIOR)[b.modality]
+            runs = getattr(self.backend, "run_interior", None)  # the backend's, per Modality
+            interior = tile or (runs[self.modality] if runs else self.modality.run_interior)
             interior = max(self.block, interior // self.block * self.block)
             self.run_size = (interior + border,) * self.ndim
         # Latent blocks each run yields exactly (the rest of the run is border).
@@ -155,7 +137,7 @@ class Encoder:
 
     def latents(self, x: np.ndarray) -> np.ndarray:
         """Integer latents: (latent_dim, h, w) for an image, (latent_dim, l) for audio."""
-        sample, _ = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
+        sample, _ = as_sensor_sample(x, self.modality, self.bundle.channels)
         return self._latents(sample)
 
     def encode(self, x: np.ndarray, coder: str = "rans", tile: int | None = None,
@@ -163,7 +145,7 @@ class Encoder:
         """.wlc bytes for ``x`` (see docs/bitstream.md); audio may record its sample rate."""
         from .bitstream import write_bitstream
 
-        sample, spec = as_sensor_sample(x, self.bundle.modality, self.bundle.channels)
+        sample, spec = as_sensor_sample(x, self.modality, self.bundle.channels)
         return write_bitstream(self.bundle, self._latents(sample), spec, coder, tile,
                                sample_rate, self.threads)
 
@@ -194,7 +176,7 @@ class Encoder:
     def _tiled(self, sample, sources, padded):
         B = self.block
         blocks = [n // B for n in padded]
-        edge = 1 if self.audio else 0  # the audio graph's extra latent at each end
+        edge = self.modality.edge_latents  # the audio graph's extra latent at each end
         out = None
         for starts in np.ndindex(*[-(-n // r) for n, r in zip(blocks, self.run_blocks)]):
             first = [s * r for s, r in zip(starts, self.run_blocks)]

@@ -14,32 +14,28 @@ from pathlib import Path
 
 import numpy as np
 
-from .modality import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+from .modality import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Modality
 
-__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "OUTPUT_FORMATS", "read_input", "write_signal",
-           "match_channels", "atomic_file", "write_atomic"]
-
-OUTPUT_FORMATS = {"image": ("png", "tiff", "npy"), "audio": ("wav", "flac", "npy")}
+__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "write_signal", "match_channels",
+           "atomic_file", "write_atomic"]
 
 
-def read_input(path: "str | Path", modality: str, channels: int) -> "tuple[np.ndarray, int]":
+def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[np.ndarray, int]":
     """(sample, sample rate) in ``path`` for a model of ``modality`` with ``channels``
     channels; the rate is 0 for images."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    if modality == "image":
-        if suffix == ".npy":
-            return _read_npy(path), 0
-        if suffix in IMAGE_SUFFIXES:
-            return _read_image(path, channels), 0
-        raise ValueError(f"{path}: not an image this model takes (use "
-                         f"{', '.join(sorted(IMAGE_SUFFIXES))} or .npy)")
-    if suffix in AUDIO_SUFFIXES:
-        samples, rate = _read_audio(path)
-        return match_channels(samples, channels, path), rate
-    raise ValueError(f"{path}: not audio this model takes (use .wav, .flac or .ogg)")
+    if suffix not in modality.inputs:
+        raise ValueError(f"{path}: not {modality.noun} this model takes (use "
+                         f"{', '.join(sorted(modality.inputs))})")
+    if suffix == ".npy":
+        return _read_npy(path), 0
+    if suffix in IMAGE_SUFFIXES:
+        return _read_image(path, channels), 0
+    samples, rate = _read_audio(path)
+    return match_channels(samples, channels, path), rate
 
 
 def _read_image(path, channels):
@@ -185,12 +181,12 @@ def write_signal(signal, header, stem, fmt=None, overwrite=True):
     stem = Path(stem)
     channels = header.channels
     if fmt is None:
-        fmt = header.kind.output_format
+        fmt = header.modality.output_format
         if fmt == "png" and channels not in (1, 3):
             fmt = "npy"  # hyperspectral
-    if fmt not in OUTPUT_FORMATS[header.modality]:
+    if fmt not in header.modality.output_formats:
         raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
-                         f"{', '.join(OUTPUT_FORMATS[header.modality])}")
+                         f"{', '.join(header.modality.output_formats)}")
     if fmt in ("png", "tiff") and channels not in (1, 3):
         raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
     path = stem.with_name(stem.name + "." + fmt)

@@ -36,12 +36,13 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
     from ..decoder import Decoder, ms_ssim, psnr
     from ..export import export_bundle
     from ..runtime import Encoder
+    from ..runtime.modality import IMAGE
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     codec = load(model)
     cfg = codec.config
-    if cfg.modality != "image" or cfg.channels != 3:
+    if cfg.modality is not IMAGE or cfg.channels != 3:
         raise ValueError(f"the demo takes an RGB image model; {model} is a {cfg.channels}-"
                          f"channel {cfg.modality} model")
     log(f"1/4 export {model} (J={cfg.J}, latent_dim={cfg.latent_dim}) to ONNX and validate it")
@@ -110,9 +111,10 @@ def _audio_demo(model, out, log):
     from ..runtime.io import write_signal
     from ..export import export_bundle
     from ..runtime import Encoder, read_bitstream
+    from ..runtime.modality import AUDIO
 
     codec = load(model)
-    if codec.config.modality != "audio":
+    if codec.config.modality is not AUDIO:
         raise ValueError(f"{model} is not an audio model")
     log("")
     log(f"audio: export {model} (J={codec.config.J}, latent_dim={codec.config.latent_dim}), "
