@@ -71,7 +71,7 @@ def main(argv=None):
     from walloc_edge.codec.sensor import sensor_encoder
     from walloc_edge.export import export_bundle
     from walloc_edge.export.onnx_graph import onnx_session
-    from walloc_edge.export.tflite_graph import tflite_runner
+    from walloc_edge.export.litert_graph import litert_runner
     from walloc_edge.export.validate import compare, torch_latents
 
     torch.set_num_threads(args.threads)
@@ -84,7 +84,7 @@ def main(argv=None):
     rows = []
 
     with tempfile.TemporaryDirectory() as tmp:
-        export_bundle(codec, tmp, ("onnx", "tflite"), static_shape=(n, n), log=lambda *_: None)
+        export_bundle(codec, tmp, ("onnx", "litert"), static_shape=(n, n), log=lambda *_: None)
         if args.reference_python:
             npy = Path(tmp) / "photo.npy"
             np.save(npy, raw)
@@ -110,7 +110,7 @@ def main(argv=None):
             rows.append(row(f"onnxruntime, {threads} thread{'s' * (threads > 1)}",
                             timed(lambda: session.run(None, {"image": raw}), args.repeat), pixels,
                             note=f"{compare(latents, expected)['identical']:.4%} identical"))
-        run = tflite_runner(Path(tmp) / "encoder.tflite", threads=args.threads)
+        run = litert_runner(Path(tmp) / "encoder.tflite", threads=args.threads)
         latents = run(raw)
         rows.append(row(f"LiteRT (XNNPACK), {args.threads} threads",
                         timed(lambda: run(raw), args.repeat), pixels,

@@ -25,7 +25,7 @@ def stereo_golden():
 
 
 # Exported bundles of small models, once per run: (codec, bundle folder) with ONNX and
-# TFLite graphs (TFLite at the static size given). An export is kept in pytest's cache
+# LiteRT graphs (LiteRT at the static size given). An export is kept in pytest's cache
 # (.pytest_cache/) under a key of everything it depends on: the model, the size, the code
 # that writes and validates bundles, and the versions of the exporting packages; so the
 # inner loop re-exports only what changed, and a fresh clone (CI) exports everything.
@@ -57,14 +57,14 @@ def _export(config, tmp_path_factory, name, codec, static):
 
     out = tmp_path_factory.mktemp(name)
     if config.cache is None:  # pytest -p no:cacheprovider
-        export_bundle(codec, out, ("onnx", "tflite"), static_shape=static, log=lambda s: None)
+        export_bundle(codec, out, ("onnx", "litert"), static_shape=static, log=lambda s: None)
         return codec, out
     kept = config.cache.mkdir("bundles") / f"{name}-{_export_key(codec, static)}"
     if not (kept / "encoder.json").is_file():
         shutil.rmtree(kept, ignore_errors=True)
         part = kept.with_name(kept.name + ".part")
         shutil.rmtree(part, ignore_errors=True)
-        export_bundle(codec, part, ("onnx", "tflite"), static_shape=static, log=lambda s: None)
+        export_bundle(codec, part, ("onnx", "litert"), static_shape=static, log=lambda s: None)
         part.rename(kept)
     shutil.copytree(kept, out, dirs_exist_ok=True)  # tests may write beside the bundle
     return codec, out
@@ -91,7 +91,7 @@ def rgb(pytestconfig, tmp_path_factory, reference_dir):
 
 @pytest.fixture(scope="session")
 def rgb_bundle(rgb):
-    """The reference RGB checkpoint's bundle folder (ONNX + TFLite at 128x96)."""
+    """The reference RGB checkpoint's bundle folder (ONNX + LiteRT at 128x96)."""
     return rgb[1]
 
 

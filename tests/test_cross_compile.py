@@ -14,7 +14,7 @@ from walloc_edge.codec import load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import load_bundle
-from walloc_edge.runtime.native_backend import NativeBackend
+from walloc_edge.runtime.backends import NativeBackend
 
 pytestmark = pytest.mark.slow
 TARGETS = {"aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64"),

@@ -66,6 +66,28 @@ def test_tiles_give_the_whole_image_latents(rgb):
         assert np.array_equal(Encoder(bundle, backend, tile=tile).latents(photo), whole)
 
 
+def test_a_bundle_that_keys_its_litert_graph_tflite_still_runs(rgb, tmp_path):
+    """encoder.json of earlier exports names the LiteRT graph "tflite": read as "litert"."""
+    import json
+    import shutil
+
+    from walloc_edge.runtime import load_bundle
+
+    _, bundle = rgb
+    old = tmp_path / "old"
+    shutil.copytree(bundle, old)
+    meta = json.loads((old / "encoder.json").read_text())
+    meta["graphs"] = {"tflite" if fmt == "litert" else fmt: info
+                      for fmt, info in meta["graphs"].items()}
+    (old / "encoder.json").write_text(json.dumps(meta))
+    assert "tflite" in json.loads((old / "encoder.json").read_text())["graphs"]
+    assert list(load_bundle(old).meta["graphs"]) == list(load_bundle(bundle).meta["graphs"])
+    photo = sample_photo("coffee")[:150, :201]
+    encoder = Encoder(old, "litert")
+    assert encoder.backend.name == "litert"
+    assert np.array_equal(encoder.latents(photo), Encoder(bundle, "litert").latents(photo))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 12), st.sampled_from([-1, 1, 3])),
                 min_size=1, max_size=6))

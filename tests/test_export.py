@@ -1,4 +1,4 @@
-"""Exported sensor graphs (ONNX, TFLite) give the torch model's integer latents."""
+"""Exported sensor graphs (ONNX, LiteRT) give the torch model's integer latents."""
 import json
 
 import numpy as np
@@ -9,8 +9,9 @@ from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, load
 from walloc_edge.codec.sensor import fused_filter_bank, sensor_encoder
 from walloc_edge.export import export_bundle
+from walloc_edge.export.api import check_formats
+from walloc_edge.export.litert_graph import litert_runner
 from walloc_edge.export.onnx_graph import onnx_session
-from walloc_edge.export.tflite_graph import tflite_runner
 from walloc_edge.export.validate import (MAX_DIFF, MIN_IDENTICAL, audio_inputs,
                                          image_inputs, torch_latents)
 from walloc_edge.runtime.modality import IMAGE
@@ -58,18 +59,18 @@ def test_sensor_module_matches_codec(name):
 # One image and one audio model in the inner loop; every configuration in CI.
 @pytest.mark.parametrize("name", [n if n in ("rgb", "stereo") else
                                   pytest.param(n, marks=pytest.mark.slow) for n in CONFIGS])
-def test_onnx_and_tflite_parity(name, tmp_path):
+def test_onnx_and_litert_parity(name, tmp_path):
     codec = seeded(CONFIGS[name], seed=1)
     image = codec.config.modality is IMAGE
     step = 2 ** codec.J
     static = (48, 64) if image else (step * 24,)
-    meta = export_bundle(codec, tmp_path, ("onnx", "tflite"), static_shape=static,
+    meta = export_bundle(codec, tmp_path, ("onnx", "litert"), static_shape=static,
                          log=lambda *_: None)
-    assert meta["graphs"]["onnx"]["status"] == meta["graphs"]["tflite"]["status"] == "validated"
+    assert meta["graphs"]["onnx"]["status"] == meta["graphs"]["litert"]["status"] == "validated"
 
     session = onnx_session(tmp_path / "encoder.onnx")
     name_in = session.get_inputs()[0].name
-    run_tflite = tflite_runner(tmp_path / "encoder.tflite")
+    run_litert = litert_runner(tmp_path / "encoder.tflite")
     rng = np.random.default_rng(7)
     C = codec.config.channels
     if image:  # ONNX at sizes never traced nor validated at export
@@ -82,7 +83,7 @@ def test_onnx_and_tflite_parity(name, tmp_path):
         static_in = rng.integers(-32768, 32768, (1, *static, C), dtype=np.int16)
     for raw in dynamic:
         assert_parity(session.run(None, {name_in: raw})[0], torch_latents(codec, raw))
-    assert_parity(run_tflite(static_in), torch_latents(codec, static_in))
+    assert_parity(run_litert(static_in), torch_latents(codec, static_in))
 
 
 def test_reference_checkpoint_exports_with_exact_latents(tmp_path, reference_dir, rgb_golden):
@@ -131,20 +132,26 @@ def test_cli_export_and_errors(tmp_path, reference_dir, capsys):
     assert "onnx: validated" in out and (tmp_path / "b" / "encoder.onnx").is_file()
     assert main(["export", model, "--format", "onnx,jpeg", "--out", str(tmp_path)]) == 2
     assert "unknown format jpeg" in capsys.readouterr().err
-    assert main(["export", model, "--format", "tflite", "--height", "36",
+    assert main(["export", model, "--format", "litert", "--height", "36",
                  "--out", str(tmp_path)]) == 2
     assert "multiples of 2^J = 8" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope.pth"), "--out", str(tmp_path)]) == 2
     assert "no such model file" in capsys.readouterr().err
 
 
-def test_onnx_and_tflite_arrangements_agree():
-    """The TFLite arrangement (planar core, NHWC in and out) computes the ONNX one's latents."""
+def test_tflite_is_another_name_for_the_litert_format():
+    assert check_formats(("onnx", "tflite", "c")) == ("onnx", "litert", "c")
+    with pytest.raises(ValueError, match="choose from onnx, litert, c"):
+        check_formats(("tflite2",))
+
+
+def test_onnx_and_litert_arrangements_agree():
+    """The LiteRT arrangement (planar core, NHWC in and out) computes the ONNX one's latents."""
     codec = seeded(CONFIGS["rgb"], seed=3)
     raw = torch.from_numpy(image_inputs(3, [(64, 48)])[0][1])
     with torch.no_grad():
         a = sensor_encoder(codec, "onnx")(raw)
-        b = sensor_encoder(codec, "tflite")(raw)
+        b = sensor_encoder(codec, "litert")(raw)
     assert b.shape == (1, 8, 6, 12)  # NHWC latents
     assert_parity(b.permute(0, 3, 1, 2).numpy(), a.numpy().astype(int))
 
@@ -158,15 +165,15 @@ def test_deeper_transform_validates_on_photos_cropped_to_blocks(tmp_path):
     assert any(c["input"] == "photo coffee 400x592" for c in checks)
 
 
-def test_tflite_image_graph_is_nhwc_without_transposes(tmp_path):
+def test_litert_image_graph_is_nhwc_without_transposes(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     codec = seeded(CONFIGS["rgb"], seed=3)
-    meta = export_bundle(codec, tmp_path, ("tflite",), static_shape=(64, 96), log=lambda s: None)
+    meta = export_bundle(codec, tmp_path, ("litert",), static_shape=(64, 96), log=lambda s: None)
     interpreter = Interpreter(model_path=str(tmp_path / "encoder.tflite"))
     interpreter.allocate_tensors()
     ops = {op["op_name"] for op in interpreter._get_ops_details()}
     assert "TRANSPOSE" not in ops and {"CONV_2D", "DEPTHWISE_CONV_2D"} <= ops
     assert list(interpreter.get_input_details()[0]["shape"]) == [1, 64, 96, 3]
     assert list(interpreter.get_output_details()[0]["shape"]) == [1, 8, 12, 12]
-    assert meta["graphs"]["tflite"]["latent_layout"] == "NHWC"
+    assert meta["graphs"]["litert"]["latent_layout"] == "NHWC"

@@ -51,7 +51,7 @@ def test_auto_backend_order_and_fallback(rgb_bundle, tmp_path, monkeypatch):
     import json
     import shutil
 
-    from walloc_edge.runtime import native_backend
+    from walloc_edge.runtime.backends import native as native_backend
     bare = tmp_path / "bare"
     shutil.copytree(rgb_bundle, bare)
     meta = json.loads((bare / "encoder.json").read_text())

@@ -43,7 +43,7 @@ def test_encoder_and_bitstream_without_torch(tmp_path, reference_dir):
     from walloc_edge.codec import load
     from walloc_edge.export import export_bundle
 
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), tmp_path, ("onnx", "tflite"),
+    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), tmp_path, ("onnx", "litert"),
                   log=lambda s: None)
     out = run_without_torch(f"""
         import numpy as np

@@ -12,7 +12,7 @@ than the traced one, and real photos or music-like audio); the export fails (exi
 fewer than 99.9% of integer latents are identical or any differs by more than 1.
 
 examples:
-  walloc-edge export rgb-16x --format onnx,tflite --out bundle/
+  walloc-edge export rgb-16x --format onnx,litert --out bundle/
   walloc-edge export stereo-5x --format onnx,c --out bundle-audio/
   walloc-edge export RGB_16x.pth --out bundle/   (a reference checkpoint, RGB_16x.json beside)"""
 
@@ -21,19 +21,20 @@ def configure(p):
     p.add_argument("model", help="an embedded model name (walloc-edge models), a walloc-edge "
                                  ".safetensors model, or a reference X.pth with X.json beside it")
     p.add_argument("--format", default="onnx",
-                   help="comma-separated formats: onnx (dynamic size), tflite (fixed size), "
-                        "c (C99 sources for firmware)")
+                   help="comma-separated formats: onnx (dynamic size), litert (fixed size, "
+                        "encoder.tflite; tflite is taken as another name for it), c (C99 "
+                        "sources for firmware)")
     p.add_argument("--out", required=True, help="bundle folder to write (created)")
-    p.add_argument("--height", type=positive_int, help="TFLite image height (default 512)")
-    p.add_argument("--width", type=positive_int, help="TFLite image width (default 512)")
+    p.add_argument("--height", type=positive_int, help="LiteRT image height (default 512)")
+    p.add_argument("--width", type=positive_int, help="LiteRT image width (default 512)")
     p.add_argument("--length", type=positive_int,
-                   help="TFLite audio length in samples (default 64 * 2^J)")
+                   help="LiteRT audio length in samples (default 64 * 2^J)")
     p.epilog = EXAMPLES
 
 
 def run(args):
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
-    check_formats(formats)
+    formats = check_formats(formats)
     model = load(args.model)
     image = model.config.modality is IMAGE
     if image and args.length or not image and (args.height or args.width):

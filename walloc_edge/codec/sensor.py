@@ -181,13 +181,13 @@ class SensorEncoder1D(_SensorEncoder):
 
 def sensor_encoder(codec, target="onnx"):
     """The exportable sensor encoder for a codec (lightweight encoders only), arranged for
-    the fastest run on ``target`` ("onnx" or "tflite"; TFLite image latents are NHWC)."""
+    the fastest run on ``target`` ("onnx" or "litert"; LiteRT image latents are NHWC)."""
     if not codec.config.lightweight_encode:
         raise ValueError("only lightweight_encode models (one linear layer) have a sensor "
                          "encoder; this model's encoder is a deep network")
     if codec.config.modality is AUDIO:
         return SensorEncoder1D(codec).eval()
-    if target != "tflite":
+    if target != "litert":
         return SensorEncoder2D(codec).eval()
     import litert_torch
 

@@ -18,10 +18,14 @@ class ExportError(ValueError):
 
 
 def check_formats(formats, allow_none=False):
+    """``formats`` by their names in ``EXPORTERS`` (aliases replaced); ValueError for an
+    unknown one, or for none unless ``allow_none``."""
+    formats = tuple(FORMAT_ALIASES.get(f, f) for f in formats)
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown or not (formats or allow_none):
         raise ValueError(f"unknown format {', '.join(unknown) or '(none)'}; "
                          f"choose from {', '.join(FORMATS)}")
+    return formats
 
 
 def _trace_example(codec, shape):
@@ -34,7 +38,7 @@ def _check_static_shape(codec, encoder, shape):
     step = 2 ** codec.J
     for n in shape:
         if n % step or n < encoder.min_size:
-            raise ValueError(f"TFLite size {'x'.join(map(str, shape))} must be multiples of "
+            raise ValueError(f"LiteRT size {'x'.join(map(str, shape))} must be multiples of "
                               f"2^J = {step} and at least {encoder.min_size}; e.g. "
                               f"{max(encoder.min_size, n - n % step)}")
 
@@ -48,7 +52,7 @@ class _Job:
     encoder: torch.nn.Module
     out_dir: Path
     static_shape: tuple
-    audio_length: int  # the default audio trace / TFLite size
+    audio_length: int  # the default audio trace / LiteRT size
     log: object
 
     @property
@@ -84,11 +88,11 @@ def _onnx(job, graphs):
             **report}, passed
 
 
-def _tflite(job, graphs):
+def _litert(job, graphs):
     """encoder.tflite: static ``static_shape``, NHWC latents for images."""
-    from .tflite_graph import export_tflite, tflite_runner
+    from .litert_graph import export_litert, litert_runner
 
-    path = export_tflite(sensor_encoder(job.codec, "tflite"),
+    path = export_litert(sensor_encoder(job.codec, "litert"),
                          _trace_example(job.codec, job.static_shape),
                          job.out_dir / "encoder.tflite")
     if job.image:
@@ -96,7 +100,7 @@ def _tflite(job, graphs):
                               seed=1)
     else:
         inputs = audio_inputs(job.channels, [job.static_shape[0]])
-    passed, report = validate(tflite_runner(path), job.codec, inputs)
+    passed, report = validate(litert_runner(path), job.codec, inputs)
     return {"file": path.name, "static_shape": list(job.static_shape), "dynamic": False,
             "latent_layout": "NHWC" if job.image else "NCL", **report}, passed
 
@@ -124,8 +128,10 @@ def _c(job, graphs):
 
 # Format name: the function that writes and validates its graph, (job, graphs so far) →
 # (its report for encoder.json, whether it passed). In the order they are written.
-EXPORTERS = {"onnx": _onnx, "tflite": _tflite, "c": _c}
+EXPORTERS = {"onnx": _onnx, "litert": _litert, "c": _c}
 FORMATS = tuple(EXPORTERS)
+# Other names a format may be asked for by: "tflite", the LiteRT graph's file type.
+FORMAT_ALIASES = {"tflite": "litert"}
 
 
 def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
@@ -134,19 +140,19 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
                   log: "Callable[[str], object]" = print) -> dict:
     """Write the bundle for ``codec`` into ``out_dir``; returns the encoder.json content.
 
-    ``static_shape``: (H, W) for images or (L,) for audio, the TFLite graph's fixed size.
+    ``static_shape``: (H, W) for images or (L,) for audio, the LiteRT graph's fixed size.
     With no formats, only the weights and metadata are written: enough for the runtime's
     numpy backend. Raises ExportError when a graph fails validation (the files stay for
     inspection).
     """
-    check_formats(formats, allow_none=True)
+    formats = check_formats(formats, allow_none=True)
     encoder = sensor_encoder(codec)
     step = 2 ** codec.J
     audio_length = step * max(64, encoder.min_size // step)
     image = codec.config.modality is IMAGE
     if static_shape is None:
         static_shape = (512, 512) if image else (audio_length,)
-    if "tflite" in formats:
+    if "litert" in formats:
         _check_static_shape(codec, encoder, static_shape)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ the ``native`` backend calls), and a fixed-memory one for devices without an OS
 (``c_source/walloc_encoder.c``: no malloc, a ring buffer of rows; ``walloc_encode --fixed``).
 ``write_c_sources`` copies the sources (c_source/: fixed encoder, rans coder, host program,
 Makefile; and the core) and generates ``walloc_model.h`` from the bundle's arrays: the core's
-folded model (``native_backend.fold``), and for the fixed encoder, for images the fused
+folded model (``backends.native.fold``), and for the fixed encoder, for images the fused
 filter banks of the graph, for audio the wavelet's analysis filters and the 1x1 encoder.
 ``build_c`` compiles the host program with the system's C compiler; ``c_runner`` runs it on
 raw samples, which is how export validates both encoders like the other graphs.
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.modality import AUDIO, modality
-from ..runtime.native_backend import fold
-from ..runtime.numpy_backend import quantizer_thresholds
+from ..runtime.backends.native import fold
+from ..runtime.backends.numpy import quantizer_thresholds
 
 __all__ = ["write_c_sources", "build_c", "c_runner", "compiler"]
 

@@ -74,7 +74,7 @@ class Bundle:
         return self.config["latent_bits"]
 
     def graph(self, fmt: str) -> "tuple[Path, dict]":
-        """Path of the ``fmt`` graph ("onnx", "tflite"); BundleError if it was not exported."""
+        """Path of the ``fmt`` graph ("onnx", "litert"); BundleError if it was not exported."""
         info = self.meta.get("graphs", {}).get(fmt)
         if info is None or not (self.path / info["file"]).is_file():
             have = ", ".join(self.meta.get("graphs", {})) or "none"
@@ -108,4 +108,8 @@ def load_bundle(path: "str | Path") -> Bundle:
     if meta.get("format_version") != BUNDLE_VERSION:
         raise BundleError(f"{meta_path} has bundle format version {meta.get('format_version')}"
                           f"; this runtime reads version {BUNDLE_VERSION}: re-export it")
+    graphs = meta.get("graphs", {})
+    if "tflite" in graphs:  # earlier exports key the LiteRT graph by its file type: still read
+        meta["graphs"] = {"litert" if fmt == "tflite" else fmt: info
+                          for fmt, info in graphs.items()}
     return Bundle(path, meta)

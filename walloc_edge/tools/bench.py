@@ -138,8 +138,8 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         from ..export import export_bundle
 
         log(f"exporting {model} to ONNX, TFLite and C (validated) ...")
-        formats = ("onnx", "tflite", "c") if codec.config.modality == "image" else \
-            ("onnx", "tflite")
+        formats = ("onnx", "litert", "c") if codec.config.modality == "image" else \
+            ("onnx", "litert")
         export_bundle(codec, tmp, formats, log=lambda s: None)
         bundle = tmp
     info = load_bundle(bundle)
@@ -193,7 +193,7 @@ def _sensor_row(bundle, info, backend, threads, work, repeat, amount):
         return {"row": name, "kind": "sensor",
                 "status": "failed: " + (result.stderr.strip().splitlines() or ["?"])[-1]}
     row = {"row": name, "kind": "sensor", **json.loads(result.stdout.strip().splitlines()[-1])}
-    graph = info.meta.get("graphs", {}).get({"onnxruntime": "onnx", "litert": "tflite"}
+    graph = info.meta.get("graphs", {}).get({"onnxruntime": "onnx", "litert": "litert"}
                                             .get(backend, ""), {})
     if "status" not in row:
         row["status"] = graph.get("status", "C, weights from encoder.npz" if backend == "native"

@@ -1,4 +1,5 @@
-"""The sensor encoder in plain numpy, from the bundle's weights (no ML runtime at all).
+"""The ``numpy`` backend: the sensor encoder in plain numpy, from the bundle's weights (no
+ML runtime at all).
 
 It computes what the exported graphs compute (codec/sensor.py), with the same folded
 weights: a periodic wrap, then along each axis one strided filter bank (all J wavelet levels
@@ -10,6 +11,9 @@ quantisation is one ``searchsorted``.
 import math
 
 import numpy as np
+
+from .base import Backend, weights_missing
+from ..modality import IMAGE
 
 __all__ = ["NumpyBackend", "quantizer_thresholds"]
 
@@ -41,26 +45,24 @@ def _wrap(x, left, right, axis):
     return np.take(x, np.arange(-left, n + right) % n, axis=axis)
 
 
-class NumpyBackend:
-    """``run(raw)``: uint8 (1, H, W, C) / int16 (1, L, C) → integer latents, like the graphs."""
+class NumpyBackend(Backend):
+    """``run(raw)``: uint8 (1, H, W, C) / int16 (1, L, C) → integer latents, like the graphs
+    (numpy's BLAS chooses its own threads)."""
 
     name = "numpy"
-    static_shape = None
-    providers = ()
 
     @staticmethod
     def usable(bundle):
         """None: numpy is always here; only the bundle's weights could be missing."""
-        path = bundle.path / bundle.meta.get("weights", "encoder.npz")
-        return None if path.is_file() else "the bundle has no encoder.npz"
+        return weights_missing(bundle)
 
-    def __init__(self, bundle):
+    def __init__(self, bundle, threads=None, providers=None):
+        super().__init__(bundle, threads, providers)
         arrays = bundle.arrays()
         cfg = bundle.config
         self.block = bundle.block
         self.left, self.right = bundle.receptive_field
-        self.min_size = bundle.meta["input"]["min_size"]
-        self.image = bundle.modality == "image"
+        self.image = bundle.modality is IMAGE
         self.clip = 2 ** (cfg["latent_bits"] - 1) - 1
         self.out_dtype = bundle.latent_dtype
         self.thresholds = quantizer_thresholds(cfg["latent_bits"],

@@ -1,4 +1,4 @@
-"""The ``native`` backend: the sensor encoder in C (``native_encoder.c``), on every core.
+"""The ``native`` backend: the sensor encoder in C (``runtime/native_encoder.c``), on every core.
 
 A cascade of one-level periodic DWTs by lifting, the 1×1 encoder and a threshold search,
 built by pip as an optional extension and called through ctypes (which releases the GIL).
@@ -14,9 +14,10 @@ import os
 
 import numpy as np
 
-from ._extension import load_extension
-from .modality import modality
-from .numpy_backend import quantizer_thresholds
+from .._extension import load_extension
+from ..modality import AUDIO, IMAGE, modality
+from .base import Backend, weights_missing
+from .numpy import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
@@ -36,7 +37,8 @@ LIFTING = np.array([-1.586134342059924, -0.052980118572961, 0.882911075530934,
 
 
 def _load():
-    lib, why = load_extension(f"{__package__}._native_encoder", "walloc_native_abi", ABI)
+    runtime = __package__.rpartition(".")[0]  # the extension sits beside its C sources
+    lib, why = load_extension(f"{runtime}._native_encoder", "walloc_native_abi", ABI)
     if lib is None:
         return None, why
     u8, i16 = (np.ctypeslib.ndpointer(t, flags="C_CONTIGUOUS") for t in (np.uint8, np.int16))
@@ -117,17 +119,15 @@ def fold(arrays, config, compander):
             "thresholds": quantizer_thresholds(config["latent_bits"], compander["latent_max"])}
 
 
-class NativeBackend:
+class NativeBackend(Backend):
     """``run(raw)``: uint8 (1, H, W, C) / int16 (1, L, C) → integer latents, like the graphs,
     on ``threads`` threads (default: every core)."""
 
     name = "native"
-    static_shape = None
-    providers = ()
     # Larger runs than the other backends' (each run's border is computed twice); its memory
     # is a few rows per level and channel of a run's width (~1.5 MB a thread at 2048 RGB
     # pixels, within the caches), whatever the height.
-    run_interior = {"image": 2048, "audio": 1 << 16}
+    run_interior = {IMAGE: 2048, AUDIO: 1 << 16}
 
     @staticmethod
     def usable(bundle):
@@ -137,17 +137,16 @@ class NativeBackend:
             return "the native encoder writes 8-bit latents; this model has more bits"
         if bundle.config.get("wavelet", "bior4.4") != "bior4.4":
             return "the native encoder lifts the bior4.4 (CDF 9/7) wavelet only"
-        if bundle.modality == "image" and not 1 <= bundle.config["J"] <= MAX_IMAGE_J:
+        if bundle.modality is IMAGE and not 1 <= bundle.config["J"] <= MAX_IMAGE_J:
             return f"the native encoder streams images of J = 1 .. {MAX_IMAGE_J} levels"
-        path = bundle.path / bundle.meta.get("weights", "encoder.npz")
-        return None if path.is_file() else "the bundle has no encoder.npz"
+        return weights_missing(bundle)
 
-    def __init__(self, bundle, threads=None):
+    def __init__(self, bundle, threads=None, providers=None):
+        super().__init__(bundle, threads, providers)
         arrays = bundle.arrays()
         cfg = bundle.config
-        self.image = bundle.modality == "image"
+        self.image = bundle.modality is IMAGE
         self.J, self.latent_dim = cfg["J"], cfg["latent_dim"]
-        self.min_size = bundle.meta["input"]["min_size"]
         self.threads = threads or os.cpu_count() or 1
         self.detail = f"{self.threads} thread" + "s" * (self.threads > 1)
         self.clip = 2 ** (cfg["latent_bits"] - 1) - 1

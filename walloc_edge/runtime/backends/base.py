@@ -1,0 +1,55 @@
+"""What every backend is: the contract the :class:`~walloc_edge.runtime.Encoder` relies on,
+so that a new way to run the sensor encoder is one module with one class in ``BACKENDS``."""
+
+__all__ = ["Backend", "BackendError", "graph_missing", "weights_missing"]
+
+
+class BackendError(ValueError):
+    """A backend that cannot run here (its runtime is not installed, or the bundle lacks it)."""
+
+
+class Backend:
+    """Runs one bundle's sensor encoder. ``run(raw)`` takes uint8 (1, H, W, C) or int16
+    (1, L, C) with sizes that are multiples of 2^J (at least ``min_size``; exactly
+    ``static_shape`` when the backend has one) and returns the integer latents
+    (1, latent_dim, …); the Encoder handles any other size by tiling.
+
+    Every backend is built as ``cls(bundle, threads=None, providers=None)``. A backend may
+    also have ``run_at(sample, index)`` (it reads runs in place), ``run_interior`` (its run
+    size per modality) and ``detail`` (what ``Encoder.describe()`` shows beside its name).
+    """
+
+    name: str  # its key in BACKENDS and the name Encoder(backend=...) takes
+    static_shape = None  # the one input shape of a static graph; None: any size
+    takes_providers = False  # whether it runs on onnxruntime's execution providers
+    providers = ()  # the execution providers it runs on, in order of preference
+
+    def __init__(self, bundle, threads=None, providers=None):
+        """Checks what all backends share; a subclass then loads its graph or weights for
+        ``threads`` threads (None: the runtime's default)."""
+        if providers is not None and not self.takes_providers:
+            raise BackendError(f"--provider chooses onnxruntime execution providers (the "
+                               f"{self.name} backend has none; use --backend onnxruntime)")
+        self.min_size = bundle.meta["input"]["min_size"]
+        self.threads = threads
+
+    @staticmethod
+    def usable(bundle) -> "str | None":
+        """Why this backend cannot run ``bundle`` here, or None ("auto" takes the first
+        usable one)."""
+        raise NotImplementedError("only a backend knows what it needs installed and bundled")
+
+    def run(self, raw):
+        """The integer latents of one run ``raw`` (see the class)."""
+        raise NotImplementedError("each backend computes the latents its own way")
+
+
+def graph_missing(bundle, fmt):
+    """Why a backend that runs the bundle's ``fmt`` graph cannot: the bundle has none."""
+    return None if fmt in bundle.meta.get("graphs", {}) else f"the bundle has no {fmt} graph"
+
+
+def weights_missing(bundle):
+    """Why a backend that computes from encoder.npz cannot: the bundle has none."""
+    path = bundle.path / bundle.meta.get("weights", "encoder.npz")
+    return None if path.is_file() else "the bundle has no encoder.npz"
