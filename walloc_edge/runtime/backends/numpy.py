@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from .base import Backend, weights_missing
 from ..modality import IMAGE
+from .base import Backend, weights_missing
 
 __all__ = ["NumpyBackend", "quantizer_thresholds"]
 
