@@ -26,7 +26,7 @@ from walloc_edge.codec import load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder
-from walloc_edge.tools.bench import timed
+from walloc_edge.bench import timed
 from report import publish
 
 ENCODERS = [("core", [], "the core (`walloc_encode`)"),
