@@ -19,6 +19,7 @@ from walloc_edge.decoder.baselines import flac_bytes, opus_at
 from walloc_edge.decoder.evaluate import paper_audio, runtime_encoder
 from walloc_edge.decoder.metrics import mel_distance, si_sdr
 from walloc_edge.runtime.io import read_input
+from walloc_edge.runtime.modality import AUDIO
 from report import publish
 
 
@@ -43,7 +44,7 @@ def main():
     encoder = runtime_encoder(decoder.codec)
     rows = []
     for path in args.files:
-        sample, rate = read_input(path, "audio", decoder.codec.config.channels)
+        sample, rate = read_input(path, AUDIO, decoder.codec.config.channels)
         x = paper_audio(sample)
         seconds = len(x) / rate
         blob = encoder.encode((2 * x).astype(np.float32), sample_rate=rate)

@@ -23,6 +23,7 @@ from walloc_edge.runtime import Encoder, read_latents
 from walloc_edge.runtime.coders import CODERS
 from walloc_edge.runtime.encoder import as_sensor_sample
 from walloc_edge.runtime.io import match_channels, read_input
+from walloc_edge.runtime.modality import AUDIO
 from report import publish
 
 RATE = 44100
@@ -84,8 +85,8 @@ def silence(seconds, seed=0):
 def music(files, seconds):
     clips = {}
     for f in files:
-        x, _ = read_input(f, "audio", 2)  # Ogg Vorbis decodes to float in [-1, 1]
-        x, _ = as_sensor_sample(x, "audio", 2)  # int16, as a sensor takes it
+        x, _ = read_input(f, AUDIO, 2)  # Ogg Vorbis decodes to float in [-1, 1]
+        x, _ = as_sensor_sample(x, AUDIO, 2)  # int16, as a sensor takes it
         n = min(len(x), int(seconds * RATE))
         start = (len(x) - n) // 2
         clips[f.split("/")[-1]] = x[start:start + n]

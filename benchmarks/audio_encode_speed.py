@@ -14,19 +14,17 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402 (after the thread settings)
 import time  # noqa: E402
 
+from walloc_edge.bench import timed  # noqa: E402
 from walloc_edge.runtime import Encoder  # noqa: E402
 from walloc_edge.runtime.coders.rans import native  # noqa: E402
 from walloc_edge.runtime.io import read_input  # noqa: E402
+from walloc_edge.runtime.modality import AUDIO  # noqa: E402
 from report import publish  # noqa: E402
 
 
 def cpu_seconds(fn, repeat=3):
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.process_time()
-        result = fn()
-        best = min(best, time.process_time() - start)
-    return best, result
+    """The best of ``repeat`` runs after a warm-up, in this process's CPU time."""
+    return float(timed(fn, repeat, clock=time.process_time).min())
 
 
 def main():
@@ -38,15 +36,15 @@ def main():
     p.add_argument("--out")
     args = p.parse_args()
     encoder = Encoder(args.bundle, "numpy")
-    x, rate = read_input(args.file, "audio", encoder.bundle.channels)
+    x, rate = read_input(args.file, AUDIO, encoder.bundle.channels)
     x = x[:int(rate * args.seconds)]
     rows = []
     for backend in ("native", "onnxruntime", "numpy"):
         encoder = Encoder(args.bundle, backend, threads=1)
-        encoder.latents(x[:rate])  # warm-up
-        latents_s, _ = cpu_seconds(lambda: encoder.latents(x))
+        latents_s = cpu_seconds(lambda: encoder.latents(x))
         for coder in ("rans", "webp"):
-            total_s, blob = cpu_seconds(lambda: encoder.encode(x, coder=coder))
+            total_s = cpu_seconds(lambda: encoder.encode(x, coder=coder))
+            blob = encoder.encode(x, coder=coder)
             rows.append({"backend": backend, "coder": coder, "bytes": len(blob),
                          "latents_x_real_time": len(x) / rate / latents_s,
                          "end_to_end_x_real_time": len(x) / rate / total_s,

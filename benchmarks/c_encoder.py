@@ -26,7 +26,8 @@ from walloc_edge.codec import load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder
-from walloc_edge.tools.bench import timed
+from walloc_edge.runtime.modality import AUDIO
+from walloc_edge.bench import timed
 from report import publish
 
 ENCODERS = [("core", [], "the core (`walloc_encode`)"),
@@ -51,7 +52,7 @@ def main():
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     codec = load(args.model)
-    audio = codec.config.modality == "audio"
+    audio = codec.config.modality is AUDIO
     with tempfile.TemporaryDirectory() as bundle:
         export_bundle(codec, bundle, ("onnx", "c"), log=lambda s: None)
         folder = Path(bundle) / "c"

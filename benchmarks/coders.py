@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 
-from walloc_edge.tools.bench import timed
+from walloc_edge.bench import timed
 from walloc_edge.codec import load
 from walloc_edge.data import SAMPLE_PHOTOS, sample_photo
 from walloc_edge.export import export_bundle

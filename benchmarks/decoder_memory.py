@@ -9,13 +9,12 @@ Reported: the peak above what the process held just before the decode, and MP/s.
 """
 import argparse
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 
 
-from walloc_edge.tools.bench import PeakMemory
+from walloc_edge.bench import PeakMemory, once
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, psnr
 from walloc_edge.decoder.evaluate import runtime_encoder
@@ -34,9 +33,7 @@ def main():
     blob = runtime_encoder(decoder.codec).encode(photo)
     decoder.decode(runtime_encoder(decoder.codec).encode(photo[:256, :256]))  # warm-up
     with PeakMemory() as memory:
-        start = time.perf_counter()
-        out = decoder.decode(blob)
-        seconds = time.perf_counter() - start
+        seconds, out = once(lambda: decoder.decode(blob))
     result = {"size": args.size, "megapixels": h * w / 1e6, "output_MB": out.nbytes / 1e6,
               "peak_extra_MB": memory.mb, "seconds": seconds, "MPps": h * w / 1e6 / seconds,
               "psnr": psnr(photo, out), "machine": f"{platform.machine()}, {platform.processor()}"}

@@ -10,56 +10,28 @@ size and the peak RSS above what the process held just before the encode. "one r
 the whole padded image to the backend at once (tile larger than the image).
 """
 import argparse
-import json
 import platform
-import subprocess
-import sys
 from pathlib import Path
 
+from walloc_edge.bench import PeakMemory, in_fresh_process, once
 from report import publish
 
 def child(bundle, backend, size, tile):
     """One measurement, in this (fresh) process: the peak RSS above the warmed-up encoder's
     while it encodes a photo of ``size``."""
-    import threading
-    import time
-
     import numpy as np
 
     from walloc_edge.data import sample_photo
     from walloc_edge.runtime import Encoder
 
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
     h, w = size
     photo = np.tile(sample_photo("astronaut"), (h // 512 + 1, w // 512 + 1, 1))[:h, :w].copy()
     encoder = Encoder(bundle, backend, tile=tile)
     encoder.encode(photo[:256, :256])
-    base, peak, running = rss(), [0], [True]
-
-    def sample():
-        while running[0]:
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=sample)
-    thread.start()
-    start = time.perf_counter()
-    blob = encoder.encode(photo)
-    seconds = time.perf_counter() - start
-    running[0] = False
-    thread.join()
-    return {"input_MB": photo.nbytes / 1e6, "extra_MB": (max(peak[0], rss()) - base) / 1e6,
+    with PeakMemory() as memory:
+        seconds, blob = once(lambda: encoder.encode(photo))
+    return {"input_MB": photo.nbytes / 1e6, "extra_MB": memory.mb,
             "seconds": seconds, "bytes": len(blob)}
-
-
-def measure(bundle, backend, size, tile):
-    job = json.dumps([str(bundle), backend, list(size), tile])
-    out = subprocess.run([sys.executable, __file__, "--child", job], capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
@@ -74,7 +46,7 @@ def main():
     for backend in args.backends.split(","):
         for size in sizes:
             for mode, tile in (("tiled (default)", None), ("one run", 1 << 20)):
-                r = measure(args.bundle, backend, size, tile)
+                r = in_fresh_process(child, args.bundle, backend, size, tile)
                 rows.append({"backend": backend, "size": f"{size[0]}x{size[1]}", "mode": mode, **r})
                 print(rows[-1], flush=True)
     lines = [f"Encoder peak memory above the input ({platform.machine()}, "
@@ -89,7 +61,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--child"]:
-        print(json.dumps(child(*json.loads(sys.argv[2]))))
-    else:
-        main()
+    main()

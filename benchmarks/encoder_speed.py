@@ -15,11 +15,11 @@ import json
 import platform
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from walloc_edge.bench import machine, timed
 from report import publish
 
 REFERENCE_SNIPPET = """
@@ -35,16 +35,6 @@ with torch.no_grad():
         t = time.perf_counter(); m.encoder(m.wavelet_analysis(x, J=m.J)); times.append(time.perf_counter() - t)
 print(json.dumps(times[1:]))
 """
-
-
-def timed(fn, repeat):
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def row(name, times, pixels, note=""):
@@ -120,27 +110,18 @@ def main(argv=None):
                     timed(lambda: image.save(io.BytesIO(), "JPEG", quality=90), args.repeat),
                     pixels))
 
-    machine = f"{platform.processor() or platform.machine()}, {_cpu_model()}, " \
-              f"{__import__('os').cpu_count()} cores, threads={args.threads}"
+    m = machine()
+    machine_line = f"{platform.processor() or platform.machine()}, {m['cpu']}, " \
+                   f"{m['cores']} cores, threads={args.threads}"
     ref = next((r for r in rows if r["encoder"].startswith("reference")), None)
-    lines = [f"Encoder speed, {n}x{n} RGB photo, model {Path(args.model).name}; {machine}",
+    lines = [f"Encoder speed, {n}x{n} RGB photo, model {Path(args.model).name}; {machine_line}",
              "", "| encoder | MP/s (median) | min-max | ms | vs reference | note |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         speedup = f"{r['mp_per_s'] / ref['mp_per_s']:.1f}x" if ref else ""
         lines.append(f"| {r['encoder']} | {r['mp_per_s']:.1f} | {r['min']:.1f}-{r['max']:.1f} "
                      f"| {r['ms']:.0f} | {speedup} | {r['note']} |")
-    publish(lines, {"machine": machine, "rows": rows}, args.out, "encoder_speed", argv)
-
-
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    publish(lines, {"machine": machine_line, "rows": rows}, args.out, "encoder_speed", argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ drifting load falls on both alike; the ratio of the medians, and per round.
 
 The input is the bench's: the bundled astronaut photo resized (bicubic) to SIZE x SIZE.
 JPEG is Pillow's (libjpeg-turbo) at the quality whose file is closest in size to ours
-(``walloc_edge.tools.bench.alternating_with_jpeg``, what the bench's ratio column runs).
+(``walloc_edge.bench.alternating_with_jpeg``, what the bench's ratio column runs).
 """
 import argparse
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from walloc_edge.data import sample_photo
 from walloc_edge.runtime import Encoder
-from walloc_edge.tools.bench import alternating_with_jpeg, machine
+from walloc_edge.bench import alternating_with_jpeg, machine
 from report import publish
 
 

@@ -16,6 +16,7 @@ from walloc_edge.export.validate import compare, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect
 from walloc_edge.runtime.encoder import as_sensor_sample
 from walloc_edge.runtime.io import match_channels, read_input
+from walloc_edge.runtime.modality import AUDIO, IMAGE
 from report import publish
 
 IMAGE_MODELS, AUDIO_MODELS = ("rgb-16x", "rgb-4x"), ("stereo-5x", "mono-4x")
@@ -36,7 +37,7 @@ def clips(x, rate=44100):
 
 def measure(model, inputs):
     codec = load(model)
-    image = codec.config.modality == "image"
+    image = codec.config.modality is IMAGE
     with tempfile.TemporaryDirectory() as bundle:
         export_bundle(codec, bundle, (), log=lambda s: None)
         encoders = {b: Encoder(bundle, b, threads=2 if b == "native" else None)
@@ -67,8 +68,8 @@ def main():
     p.add_argument("--music", nargs="+", required=True)
     p.add_argument("--out")
     args = p.parse_args()
-    photos = [read_input(f, "image", 3)[0] for f in args.photos]
-    music = [as_sensor_sample(read_input(f, "audio", 2)[0], "audio", 2)[0] for f in args.music]
+    photos = [read_input(f, IMAGE, 3)[0] for f in args.photos]
+    music = [as_sensor_sample(read_input(f, AUDIO, 2)[0], AUDIO, 2)[0] for f in args.music]
     photo_inputs, music_inputs = {}, {}
     for photo in photos:
         for size, crop in crops(photo):

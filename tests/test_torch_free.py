@@ -71,7 +71,7 @@ def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
                   log=lambda s: None)
     out = run_without_torch(f"""
         import json
-        from walloc_edge.tools.bench import markdown, run_bench, svg_plot
+        from walloc_edge.bench import markdown, run_bench, svg_plot
         result = run_bench({str(tmp_path)!r}, size=128, repeat=1, threads=(1,),
                            log=lambda s: None)
         rows = {{r["row"]: r for r in result["rows"]}}

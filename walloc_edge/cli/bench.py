@@ -2,7 +2,7 @@
 import json
 import sys
 
-from ..tools.bench import markdown, print_table, run_bench, svg_plot
+from ..bench import markdown, print_table, run_bench, svg_plot
 from ._shared import thread_counts, write_text
 
 EXAMPLES = """Rows: each backend (onnxruntime per thread count, LiteRT/XNNPACK, numpy), the

@@ -13,7 +13,7 @@ __all__ = ["run_demo"]
 
 
 def _median_seconds(fn, repeat=3):
-    from .bench import timed
+    from ..bench import timed
 
     return float(np.median(timed(fn, repeat)))
 

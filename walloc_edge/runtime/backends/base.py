@@ -20,6 +20,7 @@ class Backend:
     """
 
     name: str  # its key in BACKENDS and the name Encoder(backend=...) takes
+    graph = None  # the bundle graph it runs ("onnx", "litert"); None: it reads encoder.npz
     static_shape = None  # the one input shape of a static graph; None: any size
     takes_providers = False  # whether it runs on onnxruntime's execution providers
     providers = ()  # the execution providers it runs on, in order of preference

@@ -43,10 +43,11 @@ class LiteRTBackend(Backend):
     """encoder.tflite on ai-edge-litert (XNNPACK); one static size, set at export."""
 
     name = "litert"
+    graph = "litert"
 
     def __init__(self, bundle, threads=None, providers=None):
         super().__init__(bundle, threads, providers)
-        path, info = bundle.graph("litert")
+        path, info = bundle.graph(self.graph)
         self.runner = litert_runner(path, threads)
         self.static_shape = tuple(info["static_shape"])
         self.min_size = min(self.static_shape)

@@ -69,11 +69,12 @@ class OnnxBackend(Backend):
     """encoder.onnx on onnxruntime (CPU unless ``providers`` say otherwise); dynamic sizes."""
 
     name = "onnxruntime"
+    graph = "onnx"
     takes_providers = True
 
     def __init__(self, bundle, threads=None, providers=None):
         super().__init__(bundle, threads, providers)
-        path, _ = bundle.graph("onnx")
+        path, _ = bundle.graph(self.graph)
         self.session = onnx_session(path, threads, providers)
         self.providers = self.session.get_providers()
         self.input = self.session.get_inputs()[0].name

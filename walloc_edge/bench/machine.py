@@ -1,0 +1,40 @@
+"""What the numbers were measured on: CPU model, cores, ISA flags, GPU and library versions
+(the bench's machine line, and the benchmark scripts' headers)."""
+import os
+import platform
+from pathlib import Path
+
+__all__ = ["machine"]
+
+
+def machine():
+    """What the numbers were measured on."""
+    info = {"system": platform.system(), "architecture": platform.machine(),
+            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "isa": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model") and info["cpu"] in ("", platform.machine()):
+                info["cpu"] = value.strip()
+            if key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+                info["isa"] = sorted(flags & {"avx2", "avx512f", "fma", "sse4_2", "neon",
+                                              "asimd", "sve"})
+    except OSError:
+        pass
+    versions = {}
+    for module in ("numpy", "onnxruntime", "ai_edge_litert", "torch", "PIL"):
+        try:
+            versions[module] = __import__(module).__version__
+        except (ImportError, AttributeError):
+            versions[module] = None
+    info["versions"] = versions
+    try:
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        info["gpu"] = None
+    return info
