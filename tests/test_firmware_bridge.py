@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.framing import (SYNC, Frame, FrameReader, FramingError,
-                                                 LinkStats, Reassembler, decode_frame,
-                                                 encode_frame, frames_for)
+                                                 LinkStats, decode_frame, encode_frame,
+                                                 frames_for)
+from walloc_edge.firmware_bridge.reassembly import Reassembler
 from walloc_edge.firmware_bridge.transports import open_receiver, open_sender, parse_url
 
 # encode_frame(Frame(sensor=0x0123456789abcdef, boot=3, sequence=258, index=1, count=3, b"wlc"))
@@ -58,8 +59,8 @@ def deliver(byte_chunks):
     for chunk in byte_chunks:
         for frame in reader.feed(chunk):
             done = joiner.add(frame)
-            if done and not done[5]:
-                out[done[2]] = done[4]
+            if done and not done.repeat:
+                out[done.sequence] = done.data
     joiner.finish()
     return out, stats
 
@@ -113,8 +114,8 @@ def test_duplicates_and_reordering():
     out = {}
     for datagram in shuffled:
         done = joiner.add(decode_frame(datagram))
-        if done and not done[5]:
-            out[done[2]] = done[4]
+        if done and not done.repeat:
+            out[done.sequence] = done.data
     assert out == dict(enumerate(msgs)) and stats.duplicates == 5 and stats.lost == 0
 
 
@@ -143,6 +144,30 @@ def test_urls():
     for bad in ("tcp://nohost", "mqtt2://x:1"):
         with pytest.raises(ValueError):
             parse_url(bad)
+
+
+def test_a_transport_is_one_entry_in_schemes(monkeypatch, tmp_path):
+    """parse_url, open_link, open_receiver and the URL help are read off SCHEMES: a new
+    scheme (here one that only receives files of frames) needs nothing else."""
+    from walloc_edge.firmware_bridge import transports
+    from walloc_edge.firmware_bridge.transports import file
+    from walloc_edge.firmware_bridge.transports.base import Address, Scheme
+
+    for scheme in transports.SCHEMES.values():
+        assert scheme.receive_help in transports.RECEIVER_URLS
+        assert scheme.send_help in transports.SENDER_URLS
+    capture = Scheme(names=("capture",), receiver=file.open_receiver, link=None,
+                     parse=lambda url, parsed, options: Address("capture", None, None,
+                                                                parsed.path, options),
+                     send_help="", receive_help="capture:///PATH")
+    monkeypatch.setitem(transports.SCHEMES, "capture", capture)
+    path = tmp_path / "link.frames"
+    with open_sender(str(path), sensor=9) as sender:
+        sender.send(b"captured")
+    assert parse_url(f"capture://{path}")[:4] == ("capture", None, None, str(path))
+    assert collect(open_receiver(f"capture://{path}"), 1) == {0: b"captured"}
+    with pytest.raises(ValueError, match="only receives"):
+        open_sender(f"capture://{path}")
 
 
 @pytest.mark.parametrize("scheme", ["tcp", "udp", "file"])

@@ -1,13 +1,12 @@
-"""At-least-once delivery with exactly-once output, both ends; no torch.
+"""Delivery, the sensor's side: at least once, across restarts of either end; no torch.
 
-On the sensor: an :class:`Identity` (a 64-bit sensor id made once and kept in a state
-folder, and a boot number counted up at every start) names every message; a
-:class:`Spool` keeps each message on disk until the server acknowledges it; a
-:class:`Courier` sends, reconnects with backoff, and resends what is unacknowledged after
-its own restart or the server's. On the server: a :class:`Ledger` remembers, on disk, which
-messages were written, so that a resent message is acknowledged again but not written twice.
-The server acknowledges only after its outputs are durably written (serve does that).
+An :class:`Identity` (a 64-bit sensor id made once and kept in a state folder, and a boot
+number counted up at every start) names every message; a :class:`Spool` keeps each message
+on disk until the server acknowledges it; a :class:`Courier` sends, reconnects with backoff,
+and resends what is unacknowledged after its own restart or the server's. The server's side
+(``server.py``) acknowledges only once its outputs are durably written.
 """
+import hashlib
 import json
 import os
 import secrets
@@ -16,12 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..runtime.io import write_atomic
-from .framing import ACK_REJECTED, ACK_WRITTEN
-from .transports import Sender
+from ...runtime.io import write_atomic
+from ..framing import ACK_REJECTED, ACK_WRITTEN
+from ..transports import Sender
 
-__all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Ledger", "Report", "state_folder",
-           "read_key", "read_keys"]
+__all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Report", "state_folder",
+           "sensor_number", "read_key"]
 
 
 def state_folder():
@@ -33,13 +32,11 @@ def state_folder():
     return Path(base) / "walloc-edge"
 
 
-def _sensor_number(text):
+def sensor_number(text):
     """A sensor id from the command line: 16 hex digits as they are, any other name hashed."""
     text = str(text).strip()
     if len(text) == 16 and all(c in "0123456789abcdefABCDEF" for c in text):
         return int(text, 16)
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
 
 
@@ -67,7 +64,7 @@ class Identity:
             except ValueError:
                 raise ValueError(f"{path} is damaged; remove it to make a new identity (the "
                                  "server will see a new sensor)") from None
-        number = _sensor_number(sensor) if sensor is not None else \
+        number = sensor_number(sensor) if sensor is not None else \
             int(saved["sensor"], 16) if "sensor" in saved else secrets.randbits(64)
         boots = saved.get("boots", {})
         boot = int(boots.get(f"{number:016x}", 0)) + 1
@@ -363,47 +360,6 @@ class Courier:
             return len(self.spool)
 
 
-class Ledger:
-    """The server's memory of what it has written: one line per message key in a file
-    (appended and synced after the outputs are durable), read back at start, so that a
-    message resent after any restart is acknowledged but not written again. A line a full
-    disk or a crash cut short is not believed (it is taken off, or ignored at start)."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.done = set()
-        if self.path.is_file():
-            text = self.path.read_text(errors="replace")
-            complete = text[:text.rfind("\n") + 1]
-            for line in complete.splitlines():
-                if line.strip():
-                    self.done.add(line.split()[0])
-            if len(complete) != len(text):  # a cut-short last line: drop it
-                with open(self.path, "r+b") as f:
-                    f.truncate(len(complete.encode()))
-        self.file = open(self.path, "ab")
-
-    def __contains__(self, key):
-        return key in self.done
-
-    def record(self, key, output=""):
-        at = self.file.tell()
-        try:
-            self.file.write(f"{key} {output}\n".encode())
-            self.file.flush()
-            os.fsync(self.file.fileno())
-        except OSError:
-            try:
-                self.file.truncate(at)
-            except OSError:
-                pass
-            raise
-        self.done.add(key)
-
-    def close(self):
-        self.file.close()
-
-
 def read_key(path):
     """A sensor's key file: the key as hex (at least 16 bytes), on one line."""
     try:
@@ -418,18 +374,3 @@ def read_key(path):
         raise ValueError(f"--key {path}: {len(key)} bytes is too short; use at least 16")
     return key
 
-
-def read_keys(path):
-    """The server's keys file: JSON {sensor id (16 hex digits or a name): hex key}."""
-    from .framing import Keys
-
-    try:
-        table = json.loads(Path(path).read_text())
-        keys = {_sensor_number(sensor): bytes.fromhex(key) for sensor, key in table.items()}
-    except OSError as e:
-        raise ValueError(f"--keys {path}: cannot read ({e.strerror or e})") from None
-    except (ValueError, AttributeError):
-        raise ValueError(f"--keys {path}: give JSON {{\"SENSOR\": \"HEX KEY\", ...}}") from None
-    if not keys:
-        raise ValueError(f"--keys {path} lists no sensor")
-    return Keys(keys)

@@ -1,0 +1,154 @@
+"""Messages put back together out of frames (any order, duplicates dropped, losses counted),
+in bounded memory: what every receiver runs on the frames it reads (framing.py makes them)."""
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from .framing import LinkStats
+
+__all__ = ["Reassembler", "Reassembled"]
+
+
+@dataclass(frozen=True)
+class Reassembled:
+    """A message the last of its frames completed."""
+    sensor: int
+    boot: int
+    sequence: int
+    flags: int      # the frames' flags together (FLAG_META: ``data`` starts with metadata)
+    data: bytes
+    repeat: bool    # delivered before and sent again whole (see Reassembler.add)
+
+
+@dataclass
+class _Pending:
+    count: int
+    flags: int = 0
+    parts: dict = field(default_factory=dict)
+    size: int = 0
+
+
+@dataclass
+class _Stream:
+    """What the reassembler knows of one (sensor, boot): the sequences seen and delivered."""
+    first: int
+    last: int
+    delivered_count: int = 0
+    pending: OrderedDict = field(default_factory=OrderedDict)    # sequence → _Pending
+    delivered: OrderedDict = field(default_factory=OrderedDict)  # recent sequences
+    repeats: OrderedDict = field(default_factory=OrderedDict)    # delivered, coming again
+
+    @property
+    def lost(self):
+        return self.last - self.first + 1 - self.delivered_count - len(self.pending)
+
+
+class Reassembler:
+    """Messages out of frames: fragments in any order, duplicates dropped, losses counted.
+
+    A message is lost when a sequence number between the first and the last one seen from a
+    (sensor, boot) never completes (a receiver cannot know of messages after the last frame
+    it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
+    ``max_pending_bytes`` in all (the oldest incomplete message is given up beyond either),
+    messages of at most ``max_message`` bytes, and at most ``max_streams`` (sensor, boot)
+    pairs remembered (the least recently heard is forgotten).
+    """
+
+    def __init__(self, stats=None, max_pending=32, max_message=256 << 20, window=4096,
+                 max_pending_bytes=512 << 20, max_streams=4096):
+        self.stats = stats or LinkStats()
+        self.max_pending, self.max_message, self.window = max_pending, max_message, window
+        self.max_pending_bytes, self.max_streams = max_pending_bytes, max_streams
+        self.streams = OrderedDict()  # (sensor, boot) → _Stream, least recently heard first
+        self.pending_bytes = 0
+        self.lost_forgotten = 0       # losses of streams no longer remembered
+
+    def add(self, frame):
+        """The message this frame completes (a :class:`Reassembled`), or None. Its
+        ``repeat`` is True for a message delivered before and sent again whole (a sender that
+        did not hear its acknowledgement): a receiver that can answer passes it on, so that
+        the sender hears it this time; others drop it."""
+        key = (frame.sensor, frame.boot)
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self.streams[key] = _Stream(frame.sequence, frame.sequence)
+            while len(self.streams) > self.max_streams:
+                self._forget(next(iter(self.streams)))
+        self.streams.move_to_end(key)
+        stream.first, stream.last = min(stream.first, frame.sequence), \
+            max(stream.last, frame.sequence)
+        return self._add(stream, frame)
+
+    def _add(self, stream, frame):
+        repeat = frame.sequence in stream.delivered
+        if repeat:
+            self.stats.duplicates += 1
+        table = stream.repeats if repeat else stream.pending
+        message = table.get(frame.sequence)
+        if message is None or message.count != frame.count:  # new, or counts disagree
+            if message is not None:
+                self._drop(stream, frame.sequence, table)
+            message = table[frame.sequence] = _Pending(frame.count)
+            while len(table) > self.max_pending:
+                self._drop(stream, next(iter(table)), table)
+        if frame.index in message.parts:
+            if not repeat:
+                self.stats.duplicates += 1
+            return None
+        message.parts[frame.index] = frame.payload
+        message.flags |= frame.flags
+        message.size += len(frame.payload)
+        self.pending_bytes += len(frame.payload)
+        if message.size > self.max_message:
+            self._drop(stream, frame.sequence, table)
+            return None
+        self._bound_memory()
+        if frame.sequence not in table or len(message.parts) < message.count:
+            return None
+        del table[frame.sequence]
+        self.pending_bytes -= message.size
+        data = b"".join(message.parts[i] for i in range(message.count))
+        if not repeat:
+            stream.delivered[frame.sequence] = True
+            while len(stream.delivered) > self.window:
+                stream.delivered.popitem(last=False)
+            stream.delivered_count += 1
+            self.stats.messages += 1
+        return Reassembled(frame.sensor, frame.boot, frame.sequence, message.flags, data,
+                           repeat)
+
+    def _drop(self, stream, sequence, table=None):
+        table = stream.pending if table is None else table
+        self.pending_bytes -= table.pop(sequence).size
+
+    def _bound_memory(self):
+        """Give up the oldest incomplete messages (least recently heard streams first) while
+        they hold more than ``max_pending_bytes``."""
+        for stream in list(self.streams.values()):
+            for table in (stream.repeats, stream.pending):
+                while table and self.pending_bytes > self.max_pending_bytes:
+                    self._drop(stream, next(iter(table)), table)
+            if self.pending_bytes <= self.max_pending_bytes:
+                return
+
+    def _forget(self, key):
+        stream = self.streams.pop(key)
+        for table in (stream.repeats, stream.pending):
+            for sequence in list(table):
+                self._drop(stream, sequence, table)
+        self.lost_forgotten += stream.lost
+
+    def count_lost(self):
+        """Update ``stats.lost`` (messages given up or never completed so far; incomplete
+        ones are not counted until given up). Not done per frame: its cost grows with the
+        number of streams."""
+        self.stats.lost = self.lost_forgotten + sum(s.lost for s in self.streams.values())
+        return self.stats.lost
+
+    def finish(self):
+        """Give up on every incomplete message."""
+        for stream in self.streams.values():
+            for table in (stream.repeats, stream.pending):
+                for sequence in list(table):
+                    self._drop(stream, sequence, table)
+        self.count_lost()
+

@@ -1,0 +1,248 @@
+"""What every transport shares: a scheme's table entry, the link a sensor writes frames to,
+the plain sender, and the receiver base (bounded queue, limits, a rate limit per sensor).
+
+A scheme module (``tcp.py``, ``mqtt.py``, ...) holds its links and receiver and one
+:class:`Scheme`; ``transports/__init__.py`` lists the schemes in ``SCHEMES``.
+"""
+import queue
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+from ..framing import (FLAG_META, Ack, FrameReader, Keys, LinkStats, encode_ack, frames_for,
+                       pack_meta, unpack_meta)
+from ..reassembly import Reassembler
+
+
+class Address(NamedTuple):
+    """A transport URL, parsed: which scheme, and what it names."""
+    scheme: str          # the SCHEMES key ("mqtt" for mqtts:// too, "file" for a plain path)
+    host: "str | None"
+    port: "int | None"
+    path: "str | None"   # a file, a device or an MQTT topic
+    options: dict        # the query (?mtu=1400), and what a scheme adds (MQTT: tls, username)
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One transport's entry in ``SCHEMES``: everything else about it is derived."""
+    names: tuple         # what a URL starts with: "tcp" for tcp://, "-" for the URL "-"
+    parse: Callable      # (url, urlparse result, query options) -> Address; ValueError
+    receiver: Callable   # (url, Address, keys, limits, log) -> Receiver
+    link: "Callable | None"  # (url, Address, sensor, ack_key) -> Link; None: receive only
+    send_help: str       # its URL form in `stream --to` help ("" with no link)
+    receive_help: str    # its URL form in `serve --listen` help
+
+
+def url_port(url, parsed):
+    """The URL's port (None if it has none); out of range or not a number is a user error."""
+    try:
+        return parsed.port
+    except ValueError:
+        raise ValueError(f"{url}: the port must be a number in 1..65535") from None
+
+
+def whole_number(url, options, name, example):
+    """Check that option ``name`` (when given) is a whole number; ValueError with an example."""
+    if name in options and not options[name].isdigit():
+        raise ValueError(f"{url}: {name}={options[name]} is not a whole number, e.g. "
+                         f"?{name}={example}")
+
+
+@dataclass(frozen=True)
+class Received:
+    """One complete message as a receiver hands it to the server."""
+    sender: str          # where it came from (tcp://peer, mqtt:topic, file://path)
+    sensor: int          # the sensor's 64-bit id
+    boot: int            # the sensor's boot number
+    sequence: int        # the message's number within that boot
+    message: bytes
+    meta: dict = field(default_factory=dict)  # source file, capture time (when sent)
+    reply: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def key(self):
+        """What names this message everywhere: sensor-boot-sequence."""
+        return f"{self.sensor:016x}-{self.boot}-{self.sequence}"
+
+    def ack(self, status, key=None):
+        """Tell the sender (where the link has a way back) that the message is written or
+        refused; True if an answer went out."""
+        if self.reply is None:
+            return False
+        return self.reply(encode_ack(Ack(status, self.sensor, self.boot, self.sequence), key),
+                          self.sensor)
+
+
+class Link:
+    """One way to a receiver: ``write(frames)`` sends the frames of one message (raising
+    OSError when the link is down), ``acks`` says whether acknowledgements come back (they
+    are passed to ``on_ack``), ``reconnect()`` tries once to bring a broken link back."""
+
+    acks = False
+    max_payload = 60000
+
+    def __init__(self, url):
+        self.url, self.on_ack = url, None
+
+    def reconnect(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class OneWayLink(Link):
+    """UDP, serial, files and stdout: frames go out, nothing comes back (best effort)."""
+
+    def __init__(self, url, write, max_payload, close=lambda: None):
+        super().__init__(url)
+        self.max_payload, self._write, self._close = max_payload, write, close
+
+    def write(self, frames):
+        for frame in frames:
+            self._write(frame)
+
+    def close(self):
+        self._close()
+
+
+class Sender:
+    """Frames and writes messages over a link, numbering them: the plain, unacknowledged
+    sender (``delivery.Courier`` adds spooling, acknowledgements and resending)."""
+
+    def __init__(self, link, sensor=0, boot=0, key=None):
+        self.link, self.sensor, self.boot, self.key = link, sensor, boot, key
+        self.sequence = self.bytes = 0
+
+    def send(self, message, meta=None):
+        self.send_as(self.sequence, message, meta)
+        self.sequence += 1
+
+    def send_as(self, sequence, message, meta=None, boot=None):
+        """Send ``message`` as message ``sequence`` of ``boot`` (default: this one)."""
+        data = pack_meta(message, meta) if meta else message
+        frames = frames_for(data, self.sensor, self.boot if boot is None else boot, sequence,
+                            self.link.max_payload, self.key, FLAG_META if meta else 0)
+        self.link.write(frames)
+        self.bytes += sum(map(len, frames))
+
+    def close(self):
+        self.link.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@dataclass
+class ReceiverLimits:
+    """What one receiver lets senders hold (checked before the work is done)."""
+    queue: int = 16                 # complete messages waiting for the handler
+    connections: int = 256          # open TCP connections at once
+    idle: float = 300.0             # seconds a TCP connection may stay silent
+    pending_bytes: int = 512 << 20  # bytes held by incomplete messages, all senders together
+    message_bytes: int = 256 << 20  # the largest message
+    rate: float = 0.0               # messages a second one sensor may send (0: no limit)
+    burst: int = 20                 # ... in bursts of up to this many
+
+
+class RateLimit:
+    """A token bucket per sensor: a sensor over its rate has its messages dropped unheard
+    (not acknowledged, so an honest sensor sends them again later), and cannot crowd the
+    others out of the decoder."""
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst, self.buckets = rate, burst, OrderedDict()
+
+    def allows(self, sensor):
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        tokens, last = self.buckets.pop(sensor, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        self.buckets[sensor] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
+        while len(self.buckets) > 65536:
+            self.buckets.popitem(last=False)
+        return tokens >= 1
+
+
+class Receiver:
+    """Messages from one or more links through a bounded queue; ``stop()`` ends
+    ``messages()``. With ``keys``, only authenticated frames are taken."""
+
+    def __init__(self, keys=None, limits=None):
+        self.limits = limits or ReceiverLimits()
+        self.keys = keys or Keys()
+        self.stats = LinkStats()
+        self.reassembler = Reassembler(self.stats, max_message=self.limits.message_bytes,
+                                       max_pending_bytes=self.limits.pending_bytes)
+        self.lock = threading.Lock()
+        self.queue = queue.Queue(maxsize=self.limits.queue)
+        self.rate = RateLimit(self.limits.rate, self.limits.burst)
+        self.stopped = threading.Event()
+        self.threads = []
+        self.address = None
+
+    def _frames(self, sender, frames, reply=None):
+        """Reassemble ``frames``; complete messages go to the queue, blocking while it is
+        full (the link is then not read: backpressure) until stopped."""
+        with self.lock:
+            done = [d for d in map(self.reassembler.add, frames) if d]
+            allowed = [self.rate.allows(d.sensor) for d in done]
+            self.stats.rate_limited += allowed.count(False)
+        for message, ok in zip(done, allowed):
+            if not ok or message.repeat and reply is None:
+                continue  # over its rate; or a repeat with no way back: nothing to answer
+            meta, data = unpack_meta(message.data) if message.flags & FLAG_META else \
+                ({}, message.data)
+            item = Received(sender, message.sensor, message.boot, message.sequence, data, meta,
+                            reply)
+            while not self.stopped.is_set():
+                try:
+                    self.queue.put(item, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _start(self, target, *args):
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def messages(self, timeout=None):
+        """Received messages as they complete; ends after ``stop()`` (or ``timeout`` seconds
+        without a message)."""
+        while not (self.stopped.is_set() and self.queue.empty()):
+            try:
+                yield self.queue.get(timeout=0.1 if timeout is None else timeout)
+            except queue.Empty:
+                if timeout is not None:
+                    return
+
+    def stop(self):
+        self.stopped.set()
+        with self.lock:
+            self.reassembler.finish()
+
+
+class StreamReceiver(Receiver):
+    """Frames from a file or stdin, read to the end."""
+
+    def __init__(self, source, name, keys=None, limits=None):
+        super().__init__(keys, limits)
+        self._start(self._read, source, name)
+
+    def _read(self, source, name):
+        reader = FrameReader(self.stats, self.keys)
+        with source:
+            while not self.stopped.is_set():
+                data = source.read(1 << 16)
+                if not data:
+                    break
+                self._frames(name, reader.feed(data))
+        self.stop()

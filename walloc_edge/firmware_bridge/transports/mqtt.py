@@ -1,0 +1,174 @@
+"""mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC and mqtts:// (TLS), with paho-mqtt: one QoS-1
+publish per message; acknowledgements come back on TOPIC/ack/SENSOR. A receiver may use a
+shared subscription (``/$share/GROUP/TOPIC``) so that several servers split one topic's
+messages between them."""
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+from ..framing import AckReader, FrameReader
+from .base import Address, Link, Receiver, Scheme, url_port
+
+
+def parse(url, parsed, options):
+    port = url_port(url, parsed)
+    topic = parsed.path.lstrip("/")
+    if not parsed.hostname or not topic:
+        raise ValueError(f"{url}: give a broker and a topic, e.g. "
+                         "mqtt://127.0.0.1:1883/sensors/cam1")
+    tls = parsed.scheme == "mqtts"
+    options.update(tls=tls, username=parsed.username, password=parsed.password)
+    return Address("mqtt", parsed.hostname, port or (8883 if tls else 1883), topic, options)
+
+
+def _mqtt_client(url, host, port, options, client_id):
+    """A connected paho client with a persistent session: the broker keeps this client's
+    subscriptions and queued QoS-1 messages while it is away."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise ValueError("MQTT links need paho-mqtt: pip install 'walloc-edge[bridge]'") from None
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
+        "client", client_id), clean_session=False)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    _mqtt_security(client, url, options)
+    try:
+        client.connect(host, port, keepalive=30)
+    except OSError as e:
+        raise ValueError(f"{url}: cannot reach the broker ({e.strerror or e})") from None
+    client.loop_start()
+    return client
+
+
+def _mqtt_security(client, url, options):
+    """mqtts:// (TLS, ``?ca=FILE`` to trust a private CA, ``?cert=FILE&key=FILE`` for a
+    client certificate) and USER[:PASSWORD]@ (or ``?password_file=FILE``)."""
+    if options.get("tls"):
+        import ssl
+
+        for name in ("ca", "cert", "key"):
+            if options.get(name) and not Path(options[name]).is_file():
+                raise ValueError(f"{url}: {name}={options[name]}: no such file")
+        try:
+            client.tls_set(ca_certs=options.get("ca"), certfile=options.get("cert"),
+                           keyfile=options.get("key"), cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError) as e:
+            raise ValueError(f"{url}: TLS set-up failed ({e})") from None
+    password = options.get("password")
+    if options.get("password_file"):
+        try:
+            password = Path(options["password_file"]).read_text().strip()
+        except OSError as e:
+            raise ValueError(f"{url}: password_file: {e.strerror or e}") from None
+    if options.get("username"):
+        client.username_pw_set(options["username"], password)
+
+
+class MqttLink(Link):
+    """One QoS-1 publish per message (so that a shared subscription hands whole messages to
+    servers); acknowledgements come back on TOPIC/ack/SENSOR from the server."""
+
+    acks = True
+
+    def __init__(self, url, host, port, topic, options, sensor, ack_key=None):
+        super().__init__(url)
+        self.topic = topic
+        self.ack_topic = f"{topic}/ack/{sensor:016x}"
+        self.reader_key = ack_key
+        self.client = _mqtt_client(url, host, port, options,
+                                   client_id=f"walloc-edge-sensor-{sensor:016x}")
+        self.refused = None
+        self.client.on_message = self._on_message
+        self.client.on_connect = self._on_connect
+        self.client.subscribe(self.ack_topic, qos=1)
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        if getattr(reason, "is_failure", False):
+            self.refused = str(reason)  # e.g. "Not authorized": retrying will not help
+            return
+        self.refused = None
+        client.subscribe(self.ack_topic, qos=1)
+
+    def _on_message(self, client, userdata, message):
+        for ack in AckReader(self.reader_key).feed(message.payload):
+            if self.on_ack:
+                self.on_ack(ack)
+
+    def reconnect(self):
+        """paho reconnects by itself; this says whether it is connected now."""
+        if not self.client.is_connected():
+            deadline = time.monotonic() + 2
+            while not self.client.is_connected() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if not self.client.is_connected():
+            why = f"the broker refused the connection: {self.refused}" if self.refused else \
+                "the broker is not connected"
+            raise ConnectionError(f"{self.url}: {why}")
+
+    def write(self, frames):
+        if not self.client.is_connected():
+            raise ConnectionError(f"{self.url}: the broker is not connected")
+        info = self.client.publish(self.topic, b"".join(frames), qos=1)
+        try:
+            info.wait_for_publish(timeout=10)
+        except (RuntimeError, ValueError) as e:  # paho: not connected, or queue full
+            raise ConnectionError(f"{self.url}: the broker did not take the message "
+                                  f"({e})") from None
+        if not info.is_published():
+            raise ConnectionError(f"{self.url}: the broker did not take the message")
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class MqttReceiver(Receiver):
+    """Each MQTT message holds the frames of one message; acknowledgements go to
+    TOPIC/ack/SENSOR. The session is persistent: messages published while this server is
+    away wait at the broker."""
+
+    def __init__(self, url, host, port, topic, options, keys=None, limits=None):
+        super().__init__(keys, limits)
+        self.topic = topic
+        base = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
+        self.ack_base = base
+        default_id = "walloc-edge-serve-" + hashlib.sha1(
+            f"{socket.gethostname()}:{topic}".encode()).hexdigest()[:12]
+        self.client = _mqtt_client(url, host, port, options, client_id=default_id)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.subscribe(topic, qos=1)
+
+    def _reply(self, data, sensor):
+        info = self.client.publish(f"{self.ack_base}/ack/{sensor:016x}", data, qos=1)
+        return info.rc == 0
+
+    def _on_message(self, client, userdata, message):
+        frames = FrameReader(self.stats, self.keys).feed(message.payload)
+        self._frames(f"mqtt:{message.topic}", frames, self._reply)
+
+    def stop(self):
+        super().stop()
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def open_link(url, address, sensor, ack_key):
+    """Connected at once; paho keeps it connected."""
+    return MqttLink(url, address.host, address.port, address.path, address.options, sensor,
+                    ack_key)
+
+
+def open_receiver(url, address, keys, limits, log):
+    return MqttReceiver(url, address.host, address.port, address.path, address.options, keys,
+                        limits)
+
+
+SCHEME = Scheme(
+    names=("mqtt", "mqtts"), parse=parse, receiver=open_receiver, link=open_link,
+    send_help="mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC or mqtts://...:8883/TOPIC[?ca=FILE] "
+              "(TLS)",
+    receive_help="mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC or mqtts://... (TLS, ?ca=FILE), "
+                 "with /$share/GROUP/TOPIC to share the messages between servers (give each "
+                 "its own ?client=NAME)")
