@@ -1,9 +1,17 @@
 """Shared fixtures: the reference checkpoints and golden outputs in tests/reference/, and the
-bundles of small models that many test files encode with (exported once per run)."""
+bundles of small models that many test files encode with (exported once per run), and real
+MQTT brokers. Helpers that tests call by name are in helpers.py."""
+import os
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import free_port
 
 REFERENCE = Path(__file__).parent / "reference"
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +59,6 @@ def _export_key(codec, static):
 
 
 def _export(config, tmp_path_factory, name, codec, static):
-    import shutil
-
     from walloc_edge.export import export_bundle
 
     out = tmp_path_factory.mktemp(name)
@@ -150,10 +156,87 @@ def sensor_state(tmp_path_factory, monkeypatch):
 def golden_files():
     """WALLOC_EDGE_GENERATE_GOLDEN=1 rewrites the golden .wlc files before the tests (only
     when the bitstream format changes on purpose; the tests then pin the new bytes)."""
-    import os
-
     if os.environ.get("WALLOC_EDGE_GENERATE_GOLDEN") == "1":
         import runpy
 
         runpy.run_path(str(Path(__file__).parent / "golden" / "make_golden.py"),
                        run_name="__main__")
+
+
+# MQTT: real mosquitto brokers on loopback (Debian's package; make broker installs it),
+# all started by Mosquitto below.
+
+class Mosquitto:
+    """A mosquitto on a free loopback port, configured by ``settings`` (mosquitto.conf lines
+    beside the listener), ready once it accepts connections. ``persistent`` keeps its
+    sessions in its folder, so that a restart loses no queued message."""
+
+    def __init__(self, binary, folder, settings, persistent=False):
+        self.binary, self.folder, self.port = binary, Path(folder), free_port()
+        kept = f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n" \
+            if persistent else ""
+        # mosquitto started by root drops to its own user, which cannot read the test's files.
+        as_root = "user root\n" if os.geteuid() == 0 else ""
+        (self.folder / "mosquitto.conf").write_text(
+            f"listener {self.port} 127.0.0.1\n{settings}{kept}{as_root}")
+        self.start()
+
+    def start(self):
+        log = self.folder / "mosquitto.log"
+        with open(log, "wb") as f:  # this start's output, for the error below
+            self.process = subprocess.Popen(
+                [self.binary, "-c", str(self.folder / "mosquitto.conf")],
+                stdout=subprocess.DEVNULL, stderr=f)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not start on port {self.port}: "
+                           f"{log.read_text(errors='replace').strip()}")
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def _mosquitto_binary():
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(binary).is_file():
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto, or make broker): "
+                    "the MQTT tests need a real broker")
+    return binary
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory):
+    """The port of a plain broker (anonymous, nothing kept), shared by the tests that only
+    publish and subscribe."""
+    server = Mosquitto(_mosquitto_binary(), tmp_path_factory.mktemp("mosquitto"),
+                       "allow_anonymous true\n")
+    yield server.port
+    server.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path_factory):
+    """Starts a broker of its own for a test that restarts it or configures it:
+    ``mosquitto(settings, persistent=False)`` → a running Mosquitto, stopped after the test."""
+    binary, started = _mosquitto_binary(), []
+
+    def start(settings="allow_anonymous true\n", persistent=False):
+        started.append(Mosquitto(binary, tmp_path_factory.mktemp("mosquitto"), settings,
+                                 persistent))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

@@ -129,7 +129,7 @@ def test_nothing_imports_the_cli():
 
 
 def test_coder_wire_ids_are_unique_and_stable():
-    from walloc_edge.runtime.coders import CODER_IDS, CODERS, _registry
+    from walloc_edge.runtime.coders import CODER_IDS, CODERS, registry
 
     assert CODER_IDS == {"rans": 1, "webp": 3, "png": 2, "raw": 0}  # written in files: fixed
     assert all(CODERS[name].wire_id == i for name, i in CODER_IDS.items())
@@ -137,7 +137,7 @@ def test_coder_wire_ids_are_unique_and_stable():
     from walloc_edge.runtime.coders.raw import RawCoder
 
     with pytest.raises(RuntimeError, match="clashes"):
-        _registry(("a", 0, RawCoder()), ("b", 0, RawCoder()))
+        registry(("a", 0, RawCoder()), ("b", 0, RawCoder()))
 
 
 PUBLIC = ["walloc_edge.runtime", "walloc_edge.runtime.coders", "walloc_edge.codec",
@@ -171,3 +171,30 @@ def test_the_public_api_is_typed():
                     untyped.append(f"{name}.{label}")
     assert not untyped, untyped
     assert (PACKAGE / "py.typed").is_file()
+
+
+def test_tests_share_helpers_and_use_public_names():
+    """A helper that several test files need lives in tests/helpers.py or conftest.py, not in
+    one test file that the others import; tests import no private name of the package
+    (``_name`` or a ``_module``), which is free to change without a test knowing."""
+    tests = Path(__file__).resolve().parent
+    wrong = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found = [(alias.name, None) for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                found = [(node.module, alias.name) for alias in node.names]
+            else:
+                continue
+            for module, name in found:
+                parts = module.split(".")
+                private = [p for p in parts[1:] + [name or ""]
+                           if p.startswith("_") and not p.startswith("__")]
+                if parts[0].startswith("test_") or parts[0] == "conftest":
+                    wrong.append(f"{path.name}:{node.lineno} imports the test module {module}")
+                elif parts[0] == "walloc_edge" and private:
+                    what = f"{module}.{name}" if name else module
+                    wrong.append(f"{path.name}:{node.lineno} imports {what}: private "
+                                 f"{', '.join(private)}")
+    assert not wrong, wrong

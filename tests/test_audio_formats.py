@@ -1,6 +1,7 @@
 """Every audio sample layout is read at its own scale and survives the codec: float, 24- and
 32-bit files once came out as silence (read through an int16 conversion that does not
 scale floats)."""
+import sys
 import wave
 
 import numpy as np
@@ -11,7 +12,7 @@ from walloc_edge.cli import main
 from walloc_edge.data import synthetic_music
 from walloc_edge.decoder import Decoder, psnr
 from walloc_edge.decoder.evaluate import runtime_encoder
-from walloc_edge.runtime.io import _read_wav, read_input
+from walloc_edge.runtime.io import read_input
 from walloc_edge.runtime.modality import AUDIO
 
 RATE = 44100
@@ -72,7 +73,7 @@ def test_decoded_float_audio_is_written_as_float(music, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4])
-def test_standard_library_wav_reader(width, music, tmp_path):
+def test_standard_library_wav_reader(width, music, tmp_path, monkeypatch):
     """Without soundfile (a bare install), PCM WAV of every width reads at its scale."""
     full = 2 ** (8 * width - 1)
     ints = np.clip(np.round(music * full), -full, full - 1).astype(np.int64)
@@ -84,7 +85,8 @@ def test_standard_library_wav_reader(width, music, tmp_path):
         w.setsampwidth(width)
         w.setframerate(RATE)
         w.writeframes(raw.tobytes())
-    sample, rate = _read_wav(path)
+    monkeypatch.setitem(sys.modules, "soundfile", None)  # a bare install: no soundfile
+    sample, rate = read_input(path, AUDIO, 2)
     scale = 32768 if sample.dtype == np.int16 else 1
     assert sample.dtype == (np.int16 if width <= 2 else np.float32) and rate == RATE
     assert np.abs(sample / scale - music).max() <= (1 / 128 if width == 1 else 1 / 32768)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import as_channels
 from walloc_edge.data import sample_photo, synthetic_music
-from walloc_edge.export.validate import _as_channels
 from walloc_edge.runtime import (BitstreamError, Encoder, load_bundle, read_bitstream,
                                  read_latents)
 
@@ -31,7 +31,7 @@ def test_bitstream_round_trip(rgb, stereo, coder):
 
 
 def test_gray_without_channel_axis_is_recorded(gray):
-    image = _as_channels(sample_photo("coffee"), 1)[:33, :47, 0]
+    image = as_channels(sample_photo("coffee"), 1)[:33, :47, 0]
     header, _ = read_latents(Encoder(gray[1], "numpy").encode(image))
     assert header.shape == (33, 47) and header.channels == 1
 

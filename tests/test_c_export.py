@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import as_channels
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
-from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL
 from walloc_edge.runtime import Encoder, read_latents
 
 
@@ -75,7 +76,7 @@ def test_gray_model_in_c(tmp_path):
     codec = build(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)).eval()
     codec.encoder[0].weight.data *= 40
     export_bundle(codec, tmp_path, ("c",), log=lambda s: None)
-    gray = _as_channels(sample_photo("coffee"), 1)[:50, :70]
+    gray = as_channels(sample_photo("coffee"), 1)[:50, :70]
     onnx_free = Encoder(tmp_path, "numpy").latents(gray)
     c = np.frombuffer(run_c(tmp_path, gray), np.int8).reshape(onnx_free.shape)
     assert (c == onnx_free).mean() >= MIN_IDENTICAL

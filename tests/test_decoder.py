@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import as_channels
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, save
 from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, ModelMismatchError, ms_ssim, psnr
 from walloc_edge.decoder.evaluate import runtime_encoder
-from walloc_edge.export.validate import _as_channels
 from walloc_edge.runtime import BitstreamError, read_bitstream
 
 CONFIGS = {
@@ -31,9 +31,9 @@ def codecs():
 
 def inputs(name):
     photo = sample_photo("coffee")[:45, :70]  # sizes that are not multiples of 2^J
-    return {"gray": [_as_channels(photo, 1)[..., 0], _as_channels(photo, 1)],
+    return {"gray": [as_channels(photo, 1)[..., 0], as_channels(photo, 1)],
             "rgb": [photo],
-            "cube": [_as_channels(photo, 31)],
+            "cube": [as_channels(photo, 31)],
             "stereo": [synthetic_music(1001, 2), synthetic_music(999, 2).astype(np.float32) / 32768]
             }[name]
 

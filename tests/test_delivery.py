@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from test_firmware_bridge import free_port
+from helpers import free_port
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spool
 from walloc_edge.firmware_bridge.framing import (ACK_WRITTEN, Ack, AckReader, Keys,
@@ -408,46 +408,6 @@ def test_old_version_frames_are_refused_by_name(tmp_path, capsys):
     assert receiver.stats.old_version == 3 and receiver.stats.corrupted == 0
 
 
-# mosquitto started by root drops to its own user, which cannot read the test's files.
-AS_ROOT = "user root\n" if os.geteuid() == 0 else ""
-
-
-class Broker:
-    """A real mosquitto on loopback that keeps its sessions on disk, so it can be restarted
-    (Debian's package; make test installs it)."""
-
-    def __init__(self, folder):
-        import shutil
-
-        self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.port, self.folder = free_port(), folder
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "mosquitto.conf").write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {folder}/\nautosave_interval 1\n{AS_ROOT}")
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.folder / "mosquitto.conf")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start")
-
-    def restart(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-        self.start()
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
-
-
 class MqttServer(Server):
     def __init__(self, reference_dir, out, url, *extra):
         self.proc = subprocess.Popen(
@@ -462,11 +422,11 @@ class MqttServer(Server):
 
 
 @pytest.mark.slow  # serve in its own process, restarted
-def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path):
+def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mosquitto):
     """Two sensors publish before any server subscribes; serve starts late, the broker is
     restarted mid-run, serve is restarted: every photo comes out exactly once, and the
     sensors hear the server's own acknowledgement (not only the broker's PUBACK)."""
-    broker = Broker(tmp_path / "broker")
+    broker = mosquitto(persistent=True)
     topic = f"mqtt://127.0.0.1:{broker.port}/site/cams"
     shared = f"mqtt://127.0.0.1:{broker.port}/$share/decoders/site/cams?client=decoder1"
     out = tmp_path / "received"
@@ -507,7 +467,7 @@ def make_tls(folder):
 
 
 @pytest.mark.slow  # serve in its own process, restarted
-def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys):
+def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys, mosquitto):
     """mosquitto with TLS and a password file on loopback: sensor and server connect with
     mqtts:// and USER:PASS@, and everything is delivered; without the password the sensor
     is refused in one line."""
@@ -519,20 +479,11 @@ def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys):
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(folder / "passwd"), "cam", "s3cret"],
                    check=True, capture_output=True)
     shutil.os.chmod(folder / "passwd", 0o600)
-    port = free_port()
-    (folder / "mosquitto.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {folder}/passwd\n"
-        f"cafile {ca}\ncertfile {folder}/server.pem\nkeyfile {folder}/server.key\n{AS_ROOT}")
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                               str(folder / "mosquitto.conf")], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    broker = mosquitto(
+        f"allow_anonymous false\npassword_file {folder}/passwd\n"
+        f"cafile {ca}\ncertfile {folder}/server.pem\nkeyfile {folder}/server.key\n")
+    port = broker.port
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
         base = f"mqtts://cam:s3cret@127.0.0.1:{port}/site/tls"
         out = tmp_path / "received"
         server = MqttServer(reference_dir, out, f"{base}?ca={ca}&client=tls-server")
@@ -549,8 +500,7 @@ def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys):
         text = capsys.readouterr().out
         assert "refused the connection" in text and "3 unacknowledged, kept" in text, text
     finally:
-        broker.terminate()
-        broker.wait(timeout=10)
+        broker.stop()
 
 
 @pytest.mark.slow  # floods for seconds

@@ -5,9 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import as_channels
 from walloc_edge.cli import main
 from walloc_edge.data import sample_photo, synthetic_music
-from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels, torch_latents
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect, read_latents
 from walloc_edge.runtime.modality import IMAGE
 
@@ -40,8 +41,8 @@ def test_rgb_photo_any_size(rgb, backend, size):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_gray_and_hyperspectral(gray, cube, backend):
     photo = sample_photo("astronaut")[:203, :150]
-    for (codec, bundle), sample in [(gray, _as_channels(photo, 1)[..., 0]),
-                                    (cube, _as_channels(photo, 31))]:
+    for (codec, bundle), sample in [(gray, as_channels(photo, 1)[..., 0]),
+                                    (cube, as_channels(photo, 31))]:
         assert_same(Encoder(bundle, backend).latents(sample), expected(codec, sample))
 
 
@@ -94,13 +95,13 @@ def test_a_bundle_that_keys_its_litert_graph_tflite_still_runs(rgb, tmp_path):
 def test_gathering_by_runs_equals_fancy_indexing(pieces):
     """Tiles are copied as runs of consecutive indices (rising, falling, or single ones):
     the same as indexing with the whole index array, for any mix of runs and jumps."""
-    from walloc_edge.runtime.encoder import _gather
+    from walloc_edge.runtime.encoder import gather
 
     index = np.concatenate([np.clip(a + d * np.arange(n), 0, 49) for a, n, d in pieces])
     signal = np.arange(50 * 2).reshape(50, 2)
-    assert np.array_equal(_gather(signal, [index]), signal[index])
+    assert np.array_equal(gather(signal, [index]), signal[index])
     image = np.arange(50 * 50).reshape(50, 50, 1)
-    assert np.array_equal(_gather(image, [index, index[::-1]]), image[np.ix_(index, index[::-1])])
+    assert np.array_equal(gather(image, [index, index[::-1]]), image[np.ix_(index, index[::-1])])
 
 
 def test_bad_input_is_named(rgb, stereo):

@@ -4,7 +4,6 @@ import io
 import json
 import os
 import re
-import socket
 import threading
 import time
 
@@ -13,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import free_port
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.framing import (SYNC, Frame, FrameReader, FramingError,
                                                  LinkStats, decode_frame, encode_frame,
@@ -27,12 +27,6 @@ GOLDEN_KEY = bytes(range(16))  # the same frame authenticated with this key:
 GOLDEN_MAC = bytes.fromhex(
     "a5574c460201efcdab89674523010300000002010000010003000300fdf1aa61776c638eb30cb3"
     "07dc356019c534dd4a233e77ec6d45a2")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def messages(n=12, seed=0, largest=30000):
@@ -283,32 +277,6 @@ def test_serial_over_a_pseudo_terminal():
     frames = FrameReader().feed(bytes(received))
     assert b"".join(f.payload for f in frames) == msgs[0]
     os.close(controller)
-
-
-@pytest.fixture
-def broker(tmp_path):
-    """A real mosquitto broker on a free loopback port (Debian's package; .ci/run installs
-    it)."""
-    import shutil
-    import subprocess
-
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not shutil.os.path.exists(binary):
-        raise RuntimeError("the MQTT tests need mosquitto: apt-get install mosquitto")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
-    process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    for _ in range(100):  # wait until it accepts connections
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    process.terminate()
-    process.wait(timeout=10)
 
 
 def test_mqtt_shared_subscription_splits_the_load(broker):

@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import as_channels
 from walloc_edge.data import sample_photo, synthetic_music
-from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, _as_channels
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.backends import native as native_backend
 from walloc_edge.runtime.bundle import load_bundle
@@ -40,8 +41,8 @@ def test_photos(rgb):
 
 def test_gray_and_hyperspectral(gray, cube):
     photo = sample_photo("astronaut")[:203, :150]
-    check(gray[1], _as_channels(photo, 1)[..., 0])
-    check(cube[1], _as_channels(photo, 31))
+    check(gray[1], as_channels(photo, 1)[..., 0])
+    check(cube[1], as_channels(photo, 31))
 
 
 def test_audio(stereo, mono):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_torch_free import BLOCK_TORCH
+from helpers import BLOCK_TORCH
 from walloc_edge.cli import main
 from walloc_edge.runtime import Encoder, read_latents
 from walloc_edge.runtime.backends import BackendError, resolve_providers

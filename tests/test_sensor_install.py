@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_firmware_bridge import free_port
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

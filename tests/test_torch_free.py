@@ -5,14 +5,7 @@ import textwrap
 
 import pytest
 
-BLOCK_TORCH = textwrap.dedent("""
-    import sys
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError("torch is blocked in this test", name="torch")
-    sys.meta_path.insert(0, BlockTorch())
-""")
+from helpers import BLOCK_TORCH
 
 
 def run_without_torch(code):

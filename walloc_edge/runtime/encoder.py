@@ -61,7 +61,7 @@ def _runs(index):
     return runs
 
 
-def _gather(sample, index):
+def gather(sample, index):
     """sample[np.ix_(*index)] for the leading axes, built from slices: the indices of a tile
     are a few runs (the wrap and the reflection at the edges), and copying runs of pixels is
     much faster than fancy indexing. Each block of runs is copied once, straight into place
@@ -165,7 +165,7 @@ class Encoder:
         backend can (native), else gathered here."""
         if hasattr(self.backend, "run_at"):
             return self.backend.run_at(sample, index)
-        return self.backend.run(_gather(sample, index)[None])[0]
+        return self.backend.run(gather(sample, index)[None])[0]
 
     def _fits_one_run(self, padded):
         if self.backend.static_shape:

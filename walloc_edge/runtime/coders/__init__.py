@@ -13,7 +13,7 @@ __all__ = ["CODERS", "CODER_IDS", "coder"]
 
 
 
-def _registry(*entries):
+def registry(*entries):
     """name → coder from (name, wire id, coder) entries; each coder learns its ``name`` and
     ``wire_id`` (the byte the bitstream records). Two coders may share neither: an id, once
     written into files, means one coder for good, so a retired one is never reused."""
@@ -29,8 +29,8 @@ def _registry(*entries):
 
 
 # In the order `--coder` lists them; a new coder takes the next unused wire id.
-CODERS = _registry(("rans", 1, RansCoder()), ("webp", 3, MosaicCoder("webp")),
-                   ("png", 2, MosaicCoder("png")), ("raw", 0, RawCoder()))
+CODERS = registry(("rans", 1, RansCoder()), ("webp", 3, MosaicCoder("webp")),
+                  ("png", 2, MosaicCoder("png")), ("raw", 0, RawCoder()))
 CODER_IDS = {name: c.wire_id for name, c in CODERS.items()}
 
 
