@@ -18,7 +18,7 @@ import numpy as np
 from walloc_edge.tools.bench import PeakMemory
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.evaluation.evaluate import runtime_encoder
 from report import publish
 
 

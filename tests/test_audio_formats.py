@@ -10,7 +10,7 @@ import soundfile
 from walloc_edge.cli import main
 from walloc_edge.data import synthetic_music
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.runtime.io import _read_wav, read_input
 
 RATE = 44100

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from walloc_edge.cli import main
-from walloc_edge.cli._shared import write_atomic
+from walloc_edge.runtime.io import write_atomic
 
 
 def photo(seed):
