@@ -15,9 +15,9 @@ import math
 import numpy as np
 
 from walloc_edge.decoder import Decoder
-from walloc_edge.decoder.baselines import flac_bytes, opus_at
-from walloc_edge.decoder.evaluate import paper_audio, runtime_encoder
 from walloc_edge.decoder.metrics import mel_distance, si_sdr
+from walloc_edge.evaluation.baselines import flac_bytes, opus_at
+from walloc_edge.evaluation.evaluate import paper_audio, runtime_encoder
 from walloc_edge.runtime.io import read_input
 from walloc_edge.runtime.modality import AUDIO
 from report import publish

@@ -17,7 +17,7 @@ import numpy as np
 from walloc_edge.bench import PeakMemory, once
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.evaluation.evaluate import runtime_encoder
 from report import publish
 
 

@@ -21,7 +21,7 @@ from PIL import Image
 from walloc_edge.bench import once
 from walloc_edge.decoder import Decoder, psnr
 from walloc_edge.decoder.decoder import DECODE_TILE, tile_spans
-from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.evaluation.evaluate import runtime_encoder
 from report import publish
 
 

@@ -4,7 +4,7 @@
         [--out benchmarks/results]
 
 For each gain K, the model's latents are spread K times wider with the decoder's first layer
-divided by K (`walloc_edge.codec.training.scale_latents`, what `walloc-edge train --init MODEL
+divided by K (`walloc_edge.codec.models.scale_latents`, what `walloc-edge train --init MODEL
 --latent-gain K` starts from), then measured as `walloc-edge eval` measures: the sensor
 runtime's .wlc (rans) and the torch decoder. Shows where an operating point lies before
 choosing the gain to fine-tune at.
@@ -15,9 +15,9 @@ from pathlib import Path
 
 
 from walloc_edge.codec import load
-from walloc_edge.codec.training import scale_latents
+from walloc_edge.codec.models import scale_latents
 from walloc_edge.decoder import Decoder
-from walloc_edge.decoder.evaluate import evaluate_files, runtime_encoder, summarise
+from walloc_edge.evaluation.evaluate import evaluate_files, runtime_encoder, summarise
 from report import publish
 
 

@@ -61,6 +61,34 @@ def test_the_decoder_stands_on_the_codec_and_the_runtime_only():
         assert ours <= {"decoder", "codec", "runtime"}, (path, ours)
 
 
+def test_evaluation_stands_on_the_decoder_the_codec_and_the_runtime_only():
+    for path in modules("evaluation"):
+        ours, _ = imports(path)
+        assert ours <= {"evaluation", "decoder", "codec", "runtime"}, (path, ours)
+
+
+def test_the_server_stands_below_the_cli_and_loads_without_torch():
+    """What serve does per message is library code on the bridge, the runtime, the decoder
+    and learning; torch only where it decodes or classifies (a server keeping a bundle's
+    latents runs without it), so nothing torch-side is imported at module level."""
+    for path in modules("server"):
+        ours, theirs = imports(path)
+        assert ours <= {"server", "firmware_bridge", "runtime", "decoder", "codec",
+                        "learning"}, (path, ours)
+        top_level = set()
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.level:
+                top_level.add((node.module or "").split(".")[0])
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                assert not imports_torch(node), (path, ast.dump(node))
+        assert not top_level & {"codec", "decoder", "learning", "export"}, (path, top_level)
+
+
+def imports_torch(node):
+    names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+    return any(name.split(".")[0] in TORCH_SIDE for name in names)
+
+
 def test_the_learning_side_does_not_stand_on_export():
     for path in modules("learning"):
         ours, _ = imports(path)
@@ -141,7 +169,8 @@ def test_coder_wire_ids_are_unique_and_stable():
 
 
 PUBLIC = ["walloc_edge.runtime", "walloc_edge.runtime.coders", "walloc_edge.codec",
-          "walloc_edge.decoder", "walloc_edge.export", "walloc_edge.zoo", "walloc_edge.data"]
+          "walloc_edge.decoder", "walloc_edge.export", "walloc_edge.zoo", "walloc_edge.data",
+          "walloc_edge.server"]
 
 
 def test_the_public_api_is_typed():

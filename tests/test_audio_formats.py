@@ -11,7 +11,7 @@ import soundfile
 from walloc_edge.cli import main
 from walloc_edge.data import synthetic_music
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.runtime.io import read_input
 from walloc_edge.runtime.modality import AUDIO
 

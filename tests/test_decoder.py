@@ -12,7 +12,7 @@ from walloc_edge.codec import CodecConfig, build, save
 from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, ModelMismatchError, ms_ssim, psnr
-from walloc_edge.decoder.evaluate import runtime_encoder
+from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.runtime import BitstreamError, read_bitstream
 
 CONFIGS = {

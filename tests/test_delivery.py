@@ -333,7 +333,7 @@ def test_crafted_messages_never_stop_serve(bundle, reference_dir, tmp_path, caps
 
 def test_size_is_checked_before_decoding():
     """The 37,832 x 37,832 claim of a 665 KB message is refused from its header alone."""
-    from walloc_edge.cli.serve import check_size
+    from walloc_edge.server import check_size
     from walloc_edge.firmware_bridge.loops import Rejected
     from walloc_edge.runtime import Header
     from walloc_edge.runtime.modality import IMAGE

@@ -6,8 +6,8 @@ import pytest
 
 from walloc_edge.data import synthetic_music
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.evaluate import (evaluate_sample, paper_audio, runtime_encoder,
-                                          summarise)
+from walloc_edge.evaluation.evaluate import (evaluate_sample, paper_audio, runtime_encoder,
+                                             summarise)
 
 
 def test_paper_audio_is_mean_removed_and_peak_normalised():
@@ -84,7 +84,7 @@ def test_opus_and_flac_baselines_at_the_model_size(stereo, protocol):
 
     import soundfile
 
-    from walloc_edge.decoder.baselines import opus_at
+    from walloc_edge.evaluation.baselines import opus_at
 
     decoder, encoder = stereo
     clip = synthetic_music(44100 * 2, 2, seed=4)

@@ -133,7 +133,7 @@ def test_scaled_latents_keep_the_reconstruction(config):
     """Latents K times wider, the decoder's first layer ÷ K: the same output from the same
     unrounded latents (where the compander is linear), and K times finer rounding."""
     from walloc_edge.codec import build
-    from walloc_edge.codec.training import scale_latents
+    from walloc_edge.codec.models import scale_latents
 
     torch.manual_seed(0)
     codec = build(config).eval()

@@ -50,7 +50,7 @@ def audio_baselines(sample, amount, repeat, target_bytes):
     except ImportError:
         return [{"row": "Opus and FLAC", "kind": "baseline",
                  "status": "skipped: soundfile is not installed"}]
-    from ..decoder.baselines import OPUS_RATE, flac_encode, opus_at, opus_encode, resample
+    from ..evaluation.baselines import OPUS_RATE, flac_encode, opus_at, opus_encode, resample
     from ..runtime.metrics import psnr
 
     x = sample / 32768.0

@@ -1,14 +1,15 @@
 """What several commands share: help layout, progress bars, option types, input folders,
-output folders. Imports nothing heavy: the sensor commands use it without torch."""
+output folders, naming the option a refused value came from. Imports nothing heavy: the
+sensor commands use it without torch."""
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
-__all__ = ["HelpFormatter", "progress", "say", "write_atomic", "write_text", "output_dir",
-           "expand_inputs", "input_files", "skipped_line", "positive_int", "positive_number",
-           "thread_counts",
-           "torch_device", "add_decoder_options", "add_backend_options", "add_video_options",
-           "sensor_encoder", "distinct_names", "add_overwrite_option"]
+__all__ = ["HelpFormatter", "progress", "say", "write_text", "output_dir", "input_files",
+           "skipped_line", "positive_int", "positive_number", "thread_counts", "torch_device",
+           "check_device", "naming", "add_decoder_options", "add_backend_options",
+           "add_video_options", "sensor_encoder", "add_overwrite_option"]
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
@@ -43,21 +44,12 @@ def say(line):
         print(line)
 
 
-def write_atomic(path, data, overwrite=True):
-    """``data`` (bytes) under ``path`` whole or not at all: written beside it, synced,
-    renamed over it; an interrupted write leaves no partial file under the final name.
-    Without ``overwrite``, an existing ``path`` is a FileExistsError."""
-    from ..runtime.io import write_atomic as write
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically (its folder created) and say so."""
+    from ..runtime.io import write_atomic
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path} exists (--overwrite replaces it)")
-    write(path, data)
-
-
-def write_text(path, text):
-    """Write ``text`` to ``path`` atomically and say so."""
     write_atomic(path, text.encode())
     print(f"wrote {path}")
 
@@ -72,58 +64,12 @@ def output_dir(path, option="-o/--out"):
     return path
 
 
-def expand_inputs(inputs, suffixes, what):
-    """Files named in ``inputs``, folders searched recursively for ``suffixes``.
-
-    Returns (files, skipped): files as (path, relative output name without suffix) pairs,
-    skipped as {reason: count} for what a folder held that this model does not take.
-    Missing inputs raise ValueError naming them.
-    """
-    files, skipped = [], {}
-    for item in map(Path, inputs):
-        if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file()):
-                if path.name.startswith("."):
-                    continue
-                if path.suffix.lower() in suffixes:
-                    files.append((path, path.relative_to(item).with_suffix("")))
-                else:
-                    reason = f"not {what} ({path.suffix or 'no suffix'})"
-                    skipped[reason] = skipped.get(reason, 0) + 1
-        elif item.is_file():
-            files.append((item, Path(item.stem)))
-        else:
-            raise ValueError(f"{item}: no such file or folder")
-    return files, skipped
-
-
 def input_files(args, modality):
     """(files as (path, output name) pairs, a line on what the folders held that was
     skipped) of the INPUT arguments, for a model of ``modality``."""
-    from ..runtime.modality import MODALITIES
-
-    kind = MODALITIES[modality]
-    files, skipped = expand_inputs(args.inputs, kind.inputs, kind.plural)
+    from ..runtime.files import distinct_names, expand_inputs
+    files, skipped = expand_inputs(args.inputs, modality.inputs, modality.plural)
     return distinct_names(files), skipped_line(skipped)
-
-
-def distinct_names(files):
-    """``files`` ((path, name) pairs) with names made unique: a name two inputs share (a.jpg
-    and a.png, or photos/a.jpg and more/a.jpg) takes the input's suffix, then a number."""
-    taken, out, suffixes = set(), [], {}
-    for path, name in files:
-        suffixes.setdefault(name, []).append(path.suffix)
-    for path, name in files:
-        group = suffixes[name]
-        if len(group) > 1 and group.count(path.suffix) == 1:
-            name = name.with_name(f"{name.name}-{path.suffix.lstrip('.') or 'file'}")
-        candidate, n = name, 1
-        while candidate in taken:
-            n += 1
-            candidate = name.with_name(f"{name.name}-{n}")
-        taken.add(candidate)
-        out.append((path, candidate))
-    return out
 
 
 def add_overwrite_option(p):
@@ -182,6 +128,24 @@ def torch_device(text):
         return name
     raise argparse.ArgumentTypeError(f"{text!r} is not a device; use auto, cpu, cuda or "
                                      "cuda:N (e.g. cuda:0)")
+
+
+def check_device(device):
+    """Refuse a --device that is not here (CUDA without a GPU) before any model loads."""
+    from ..codec.device import resolve_device
+
+    with naming("--device"):
+        resolve_device(device)
+
+
+@contextlib.contextmanager
+def naming(option):
+    """Name ``option`` in the ValueError a library call raises about the value the option
+    gave it (the library's message starts with the value: "--watch in: no such folder")."""
+    try:
+        yield
+    except ValueError as e:
+        raise ValueError(f"{option} {e}") from None
 
 
 def add_decoder_options(p):

@@ -82,21 +82,15 @@ def _train(args):
 
 
 def _evaluate(args):
-    from ..learning.classifier import load_classifier
+    from ..learning.classifier import check_compatible, load_classifier
     from ..learning.datasets import arrays, load
     from ..learning.training import as_input, confusion_png, evaluate_classifier, split
 
     model = load_classifier(args.classifier)
     cfg = model.config
     info, table = load(args.data)
-    if (info.kind, info.model_id) != (cfg["kind"], cfg["model_id"]):
-        raise ValueError(f"{args.data} holds {info.kind} of model {info.model} "
-                         f"({info.model_id[:8]}), but {args.classifier} was trained on "
-                         f"{cfg['kind']} of {cfg['model']} ({cfg['model_id'][:8]}); make the "
-                         f"dataset with that model")
-    if info.classes != cfg["classes"]:
-        raise ValueError(f"{args.data}'s classes ({', '.join(info.classes)}) are not the "
-                         f"classifier's ({', '.join(cfg['classes'])})")
+    check_compatible(model, args.classifier, args.data, info.kind, info.model, info.model_id,
+                     info.classes)
     data, labels = arrays(table, info.kind)
     trained = cfg.get("trained_on", {})
     rows = "every row"

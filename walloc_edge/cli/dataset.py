@@ -76,7 +76,10 @@ def run(args):
         converter = Converter(folder, args.size, args.resize, args.backend)
         info = {"kind": kind, "model": name, "model_id": bundle.model_id, "size": args.size,
                 "resize": args.resize}
-        meta = convert(args.images, args.out, converter, info, args.engine,
-                       args.skip_unreadable, args.overwrite,
-                       progress=lambda jobs: progress(jobs, "converting", "image"), log=say)
+        try:
+            meta = convert(args.images, args.out, converter, info, args.engine,
+                           args.skip_unreadable, args.overwrite,
+                           progress=lambda jobs: progress(jobs, "converting", "image"), log=say)
+        except FileExistsError as e:
+            raise FileExistsError(f"{e} (--overwrite replaces it)") from None
     print(f"wrote {args.out}: {meta.rows:,} images of {len(meta.classes)} classes ({kind})")

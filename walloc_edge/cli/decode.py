@@ -2,9 +2,10 @@
 from pathlib import Path
 
 from ..decoder import Decoder
+from ..runtime.files import distinct_names
 from ..runtime.io import write_signal
 from ..runtime import read_bitstream
-from ._shared import (add_decoder_options, add_overwrite_option, distinct_names, output_dir,
+from ._shared import (add_decoder_options, add_overwrite_option, check_device, output_dir,
                       progress, say)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
@@ -30,6 +31,7 @@ def configure(p):
 
 
 def decoder_for(args):
+    check_device(args.device)
     return Decoder(args.model, args.device, **({} if args.tile is None else {"tile": args.tile}))
 
 
@@ -49,6 +51,10 @@ def run(args):
         try:
             signal, target = decode_to_file(decoder, path.read_bytes(), out / name,
                                             args.format, args.overwrite)
+        except FileExistsError as e:
+            failed += 1
+            say(f"skipped {path}: {e} (--overwrite replaces it)")
+            continue
         except (OSError, ValueError) as e:
             failed += 1
             say(f"skipped {path}: {e}")

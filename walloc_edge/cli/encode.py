@@ -3,10 +3,10 @@ import math
 import time
 
 from ..runtime.coders import CODERS
-from ..runtime.io import read_input
+from ..runtime.io import read_input, write_atomic
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_overwrite_option, add_video_options,
-                      input_files, output_dir, progress, say, sensor_encoder, write_atomic)
+                      input_files, output_dir, progress, say, sensor_encoder)
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
@@ -88,6 +88,7 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals):
             raise FileExistsError(f"{target} exists (--overwrite replaces it)")
         blob = encoder.encode(sample, coder=args.coder, sample_rate=rate)
         seconds = time.perf_counter() - start
+        target.parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place
         write_atomic(target, blob)
     except (ValueError, FileExistsError) as e:
         totals["failed"] += 1

@@ -1,11 +1,12 @@
 """``walloc-edge eval``: rate, distortion and speed of a model over files (server side)."""
 import json
 
-from ..decoder.evaluate import (PROTOCOLS, eval_table, evaluate_files, runtime_encoder,
-                                summarise)
+from ..evaluation.evaluate import (PROTOCOLS, eval_table, evaluate_files, runtime_encoder,
+                                   summarise)
 from ..runtime.coders import CODERS
+from ..runtime.files import expand_inputs
 from ..runtime.modality import AUDIO
-from ._shared import add_decoder_options, expand_inputs, progress, skipped_line, write_text
+from ._shared import add_decoder_options, progress, skipped_line, write_text
 from .decode import decoder_for
 
 EXAMPLES = """Each file: sensor runtime encode -> .wlc -> torch decode, then PSNR, MS-SSIM

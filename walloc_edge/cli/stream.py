@@ -88,6 +88,8 @@ def run(args):
             failed += stream_frames(encoder, courier, source.frames(args.fps, args.frames),
                                     source.name, args.coder, log)[1]
         if args.watch:
+            if not Path(args.watch).is_dir():
+                raise ValueError(f"--watch {args.watch}: no such folder")
             failed += watch_folder(encoder, courier, args.watch, args.coder, log=log)[1]
     except KeyboardInterrupt:
         stopped = True

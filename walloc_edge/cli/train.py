@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 
 from ..codec import data, load
-from ..codec.training import PRESETS, TrainOptions, scale_latents, train
+from ..codec.models import scale_latents
+from ..codec.training import PRESETS, TrainOptions, train
 from ..decoder import Decoder
-from ..decoder.evaluate import (eval_table, evaluate_files, evaluate_sample, runtime_encoder,
-                                summarise)
+from ..evaluation.evaluate import (eval_table, evaluate_files, evaluate_sample,
+                                   runtime_encoder, summarise)
 from ..runtime.io import match_channels
 from ..runtime.modality import IMAGE
-from ._shared import progress, torch_device, write_text
+from ._shared import check_device, naming, progress, torch_device, write_text
 
 
 def configure(p):
@@ -67,6 +68,7 @@ def run(args):
     config = PRESETS[args.preset]
     if args.nd:
         config = replace(config, Nd=args.nd)
+    check_device(args.device)
     init = _initial_model(args, config)
     image = config.modality is IMAGE
     crop = args.crop or (256 if image else 32768)
@@ -95,6 +97,7 @@ def run(args):
         print(f"step {last['step']}: loss {last['loss']:.3e}, validation PSNR "
               f"{last['val_psnr']:.2f} dB; wrote {args.out}")
     if stopped:
+        print("continue with --resume")
         return 130
     if held_out:
         _final_eval(codec, args.out, held_out, args.device)
@@ -141,8 +144,12 @@ def _folder_data(args, config, crop):
     """(training source, validation samples, held-out files) from --data and --holdout."""
     image = config.modality is IMAGE
     held = [s.strip() for s in args.holdout.split(",") if s.strip()]
-    train_files, val_files = data.split_files(
-        args.data, data.IMAGE_FILES if image else data.AUDIO_FILES, held)
+    if not Path(args.data).is_dir():
+        raise ValueError(f"--data {args.data}: no such folder (or use --data synthetic)")
+    with naming("--data"):
+        files = data.data_files(args.data, data.IMAGE_FILES if image else data.AUDIO_FILES)
+    with naming("--holdout"):
+        train_files, val_files = data.split_files(files, held)
     if image:
         source = data.ImageFolder(train_files, crop, config.channels)
         # Centre crops (at most 512 pixels a side) keep validation quick on a CPU.

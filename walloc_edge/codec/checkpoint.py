@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from .config import CodecConfig
-from .models import build
+from .models import build, scale_latents
 
 __all__ = ["load", "save", "CheckpointError", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -69,10 +69,7 @@ def load(path: "str | Path", device: str = "cpu") -> torch.nn.Module:
     model = build(config)
     _load_state(model, state, path)
     if gain != 1:
-        from .training import scale_latents
-
-        with torch.no_grad():
-            scale_latents(model, gain)
+        scale_latents(model, gain)
     return model.to(device).eval()
 
 

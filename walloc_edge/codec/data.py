@@ -13,8 +13,9 @@ import numpy as np
 from ..data import synthetic_music
 from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
-__all__ = ["synthetic_music", "synthetic_audio", "dead_leaves", "split_files", "ImageFolder",
-           "AudioFolder", "DeadLeaves", "SyntheticAudio", "Mixture", "IMAGE_FILES", "AUDIO_FILES"]
+__all__ = ["synthetic_music", "synthetic_audio", "dead_leaves", "data_files", "split_files",
+           "ImageFolder", "AudioFolder", "DeadLeaves", "SyntheticAudio", "Mixture",
+           "IMAGE_FILES", "AUDIO_FILES"]
 
 IMAGE_FILES = IMAGE_SUFFIXES | {".npy"}  # what the runtime reads, as training data too
 AUDIO_FILES = AUDIO_SUFFIXES
@@ -99,25 +100,31 @@ def _leaf_colour(channels, rng):
     return np.clip(rng.uniform(0, 255) + rng.normal(0, 25, channels), 0, 255)
 
 
-def split_files(folder, suffixes, holdout=()):
-    """(training files, held-out files) of ``folder``: files with the given suffixes, those
-    whose stem is in ``holdout`` held out (default: the last 5%, at least one)."""
+def data_files(folder, suffixes):
+    """The files with the given suffixes under ``folder`` (recursively), sorted."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"--data {folder}: no such folder (or use --data synthetic)")
+        raise ValueError(f"{folder}: no such folder")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes)
     if not files:
-        raise ValueError(f"--data {folder}: no {' / '.join(sorted(suffixes))} files")
+        raise ValueError(f"{folder}: no {' / '.join(sorted(suffixes))} files")
+    return files
+
+
+def split_files(files, holdout=()):
+    """(training files, held-out files) of ``files``: those whose stem is in ``holdout``
+    held out (default: the last 5%, at least one)."""
     held = set(holdout)
     unknown = held - {p.stem for p in files}
     if unknown:
-        raise ValueError(f"--holdout names files that are not in {folder}: "
-                         f"{', '.join(sorted(unknown))}")
+        raise ValueError(f"{','.join(sorted(unknown))}: not in the data (no file of that name "
+                         "to hold out)")
     if not held:
         held = {p.stem for p in files[-max(1, len(files) // 20):]}
     train = [p for p in files if p.stem not in held]
     if not train:
-        raise ValueError("--holdout leaves no files to train on")
+        raise ValueError(f"{','.join(sorted(held))}: holding these out leaves no file to "
+                         "train on")
     return train, [p for p in files if p.stem in held]
 
 
@@ -139,7 +146,7 @@ class ImageFolder:
                 raise ValueError(f"{path} has {image.shape[-1]} channels, the model {channels}")
             if min(image.shape[:2]) < crop:
                 raise ValueError(f"{path} ({image.shape[1]}x{image.shape[0]}) is smaller than "
-                                 f"the {crop}-pixel crop; use a smaller --crop")
+                                 f"the {crop}-pixel crop; use a smaller crop")
             self.images.append(image)
 
     def sample(self, rng):

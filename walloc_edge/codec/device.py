@@ -10,5 +10,5 @@ def resolve_device(name):
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device here; use --device cpu")
+        raise ValueError(f"{name}: no CUDA device here; use cpu")
     return name

@@ -17,7 +17,7 @@ from ..runtime.modality import AUDIO, IMAGE
 from .config import CodecConfig
 from .wavelets import DWT1D, DWT2D, IDWT1D, IDWT2D, packet_analysis, packet_synthesis
 
-__all__ = ["Codec2D", "Codec1D", "build", "encoder_arrays"]
+__all__ = ["Codec2D", "Codec1D", "build", "encoder_arrays", "scale_latents"]
 
 
 class _Codec(nn.Module):
@@ -162,3 +162,24 @@ def encoder_arrays(codec: nn.Module) -> "dict[str, np.ndarray]":
     arrays.update({f"wt.{k}": v.detach().cpu().double().numpy()
                    for k, v in codec.wt.state_dict().items()})
     return arrays
+
+
+@torch.no_grad()
+def scale_latents(codec: nn.Module, gain: float) -> nn.Module:
+    """Spread the latents ``gain`` times wider: the encoder's output × gain and the decoder's
+    first layer ÷ gain, so the decoder computes the same from latents whose rounding step is
+    ``gain`` times finer (exactly so where the compander is linear, |latent| ≲ 30). Costs
+    about log2(gain) more bits a latent; the decoder then fine-tunes to the finer latents."""
+    if gain <= 0:
+        raise ValueError(f"the latent gain must be positive, got {gain}")
+    encoder, decoder = codec.encoder[0], codec.decoder[1]
+    if not isinstance(encoder, (nn.Conv1d, nn.Conv2d)):
+        raise ValueError("scaling the latents needs a lightweight (one linear layer) encoder")
+    encoder.weight *= gain
+    encoder.bias *= gain
+    first = decoder.conv_in if codec.config.modality is IMAGE else decoder.conv1
+    if hasattr(first, "weight_g"):  # weight-normed (the Oobleck decoder): weight = g · v/|v|
+        first.weight_g /= gain
+    else:
+        first.weight /= gain
+    return codec

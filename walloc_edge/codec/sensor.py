@@ -22,7 +22,6 @@ bank hundreds of taps long) and folds the 1/65536 scale (exact, a power of two).
 """
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +31,7 @@ import torch.nn.functional as F
 
 from ..runtime.bundle import BUNDLE_FORMAT, BUNDLE_VERSION
 from ..runtime.bundle import model_id as _model_id
+from ..runtime.io import atomic_file, write_atomic
 from ..runtime.modality import AUDIO
 from .models import encoder_arrays
 from .wavelets import DWT1D, packet_analysis, periodic_pad
@@ -249,15 +249,7 @@ def write_bundle(codec, out_dir, encoder=None, graphs=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     encoder = sensor_encoder(codec) if encoder is None else encoder
     metadata = bundle_metadata(codec, encoder, graphs or {})
-    _atomic(out_dir / "encoder.npz", lambda f: np.savez(f, **bundle_arrays(codec, encoder)))
-    _atomic(out_dir / "encoder.json",
-            lambda f: f.write((json.dumps(metadata, indent=2) + "\n").encode()))
+    with atomic_file(out_dir / "encoder.npz") as f:
+        np.savez(f, **bundle_arrays(codec, encoder))
+    write_atomic(out_dir / "encoder.json", (json.dumps(metadata, indent=2) + "\n").encode())
     return metadata
-
-
-def _atomic(path, write):
-    """Write ``path`` through a temporary file beside it, then rename it into place."""
-    part = path.with_name(path.name + ".part")
-    with open(part, "wb") as f:
-        write(f)
-    os.replace(part, path)

@@ -6,7 +6,7 @@ state beside it (``MODEL.state.pt``: optimiser, step, random generators) from wh
 ``resume`` continues exactly where it stopped, and a CSV log (``MODEL.log.csv``).
 
 The loss has no rate term, so how finely the latents are quantised is whatever spread the
-encoder has learned, and it grows slowly. ``scale_latents`` moves a trained model to a
+encoder has learned, and it grows slowly. ``models.scale_latents`` moves a trained model to a
 finer operating point at once (more bits, less quantisation noise) as the start of a
 fine-tuning run.
 """
@@ -28,7 +28,7 @@ from .models import build
 from ..runtime.modality import AUDIO, IMAGE
 from .padding import crop, pad
 
-__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor", "scale_latents"]
+__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor"]
 
 PRESETS = {
     # Decoder widths chosen so that decoding stays practical on a CPU (see the README).
@@ -83,27 +83,6 @@ def evaluate(codec, samples, device="cpu"):
         mse = torch.mean((x - x_hat.clamp(-0.5, 0.5)) ** 2).item()
         psnrs.append(10 * math.log10(peak ** 2 / max(mse, 1e-12)))
     return float(np.mean(psnrs))
-
-
-@torch.no_grad()
-def scale_latents(codec, gain):
-    """Spread the latents ``gain`` times wider: the encoder's output × gain and the decoder's
-    first layer ÷ gain, so the decoder computes the same from latents whose rounding step is
-    ``gain`` times finer (exactly so where the compander is linear, |latent| ≲ 30). Costs
-    about log2(gain) more bits a latent; the decoder then fine-tunes to the finer latents."""
-    if gain <= 0:
-        raise ValueError(f"the latent gain must be positive, got {gain}")
-    encoder, decoder = codec.encoder[0], codec.decoder[1]
-    if not isinstance(encoder, (torch.nn.Conv1d, torch.nn.Conv2d)):
-        raise ValueError("scaling the latents needs a lightweight (one linear layer) encoder")
-    encoder.weight *= gain
-    encoder.bias *= gain
-    first = decoder.conv_in if codec.config.modality is IMAGE else decoder.conv1
-    if hasattr(first, "weight_g"):  # weight-normed (the Oobleck decoder): weight = g · v/|v|
-        first.weight_g /= gain
-    else:
-        first.weight /= gain
-    return codec
 
 
 def _state_path(out):
@@ -185,7 +164,7 @@ def train(config, source, validation, out, options, resume=False, progress=True,
                     checkpoint()
             if stop.requested:
                 checkpoint()
-                log(f"\nstopped at step {step}; saved {out} (continue with --resume)")
+                log(f"\nstopped at step {step}; saved {out}")
     finally:
         if bar is not None:
             bar.close()

@@ -1,4 +1,4 @@
-"""Server side: .wlc bitstreams → torch decoder → signal; quality metrics; evaluation.
+"""Server side: .wlc bitstreams → torch decoder → signal; quality metrics.
 
 Names load on first use, so that ``walloc_edge.decoder.psnr`` works without torch (the
 numpy metrics live in ``runtime.metrics``; MS-SSIM needs torch).

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..codec import crop, encoder_arrays, load
+from ..codec import crop, load
 from ..codec.device import resolve_device
-from ..runtime.bundle import model_id
+from ..codec.sensor import model_id
 from ..runtime.modality import IMAGE
 from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 
@@ -63,7 +63,7 @@ class Decoder:
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
-        self.model_id = model_id(self.codec.config.to_dict(), encoder_arrays(self.codec))
+        self.model_id = model_id(self.codec)
         if tile <= 3 * overlap:
             raise ValueError(f"a tile of {tile} latents is too small for an overlap of {overlap}: "
                              f"use at least {3 * overlap + 1}")

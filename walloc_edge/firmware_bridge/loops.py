@@ -58,7 +58,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, sto
     left alone, so a writer can write them and rename them into place."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"--watch {folder}: no such folder")
+        raise ValueError(f"{folder}: no such folder")
     suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES | {".npy"}
     sent_as, seen, totals = {}, {}, [0, 0]  # path → the (size, mtime) sent, last seen + count
     try:

@@ -15,7 +15,8 @@ import json
 import torch
 import torch.nn as nn
 
-__all__ = ["Classifier", "GRID", "save_classifier", "load_classifier", "predict"]
+__all__ = ["Classifier", "GRID", "save_classifier", "load_classifier", "predict",
+           "check_compatible"]
 
 GRID = 28
 
@@ -89,3 +90,18 @@ def load_classifier(path):
     model = Classifier(json.loads(meta["walloc_edge_classifier"]))
     model.load_state_dict(load_file(str(path)))
     return model.eval()
+
+
+def check_compatible(model, name, data, kind, data_model, model_id, classes=None):
+    """Refuse to run classifier ``model`` (read from ``name``) on what it was not trained
+    for: ``data`` (as the message calls it) holds ``kind`` (latents or pixels) of the model
+    ``data_model`` whose id is ``model_id``, and, where given, ``classes`` in their order."""
+    cfg = model.config
+    if (kind, model_id) != (cfg["kind"], cfg["model_id"]):
+        raise ValueError(f"{data} holds {kind} of model {data_model} ({model_id[:8]}), but "
+                         f"{name} was trained on {cfg['kind']} of {cfg['model']} "
+                         f"({cfg['model_id'][:8]}); make the dataset with that model, or "
+                         f"train the classifier on one made with {data_model}")
+    if classes is not None and list(classes) != cfg["classes"]:
+        raise ValueError(f"{data}'s classes ({', '.join(classes)}) are not the "
+                         f"classifier's ({', '.join(cfg['classes'])})")

@@ -148,7 +148,7 @@ def convert(root, out, converter, info, engine="local", skip_unreadable=False,
     pa = _pyarrow()
     out = Path(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists (--overwrite replaces it)")
+        raise FileExistsError(f"{out} exists")
     classes, items = find_images(root)
     jobs = [(i, rel, label) for i, (rel, label) in enumerate(items)]
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -203,7 +203,7 @@ def _convert_ray(jobs, root, classes, converter, partial, skip_unreadable):
         import ray
         import ray.data
     except ImportError:
-        raise ModuleNotFoundError("--engine ray needs Ray Data", name="ray") from None
+        raise ModuleNotFoundError("the ray engine needs Ray Data", name="ray") from None
     pa = _pyarrow()
     import logging
 

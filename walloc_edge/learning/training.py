@@ -104,7 +104,7 @@ def source_images(info, table, indices, progress=None):
     picked = [sources[i] for i in indices]
     if not (root / picked[0]).is_file():
         raise ValueError(f"the paper recipe needs the dataset's images, which are not at "
-                         f"{root} here; use --augment flips, or make the dataset where they are")
+                         f"{root} here; use the flips recipe, or make the dataset where they are")
     items = progress(picked) if progress else picked
     return torch.from_numpy(np.stack([prepare(root / rel, info.size) for rel in items]))
 

@@ -115,7 +115,7 @@ def write_bitstream(bundle: "Bundle", latents: np.ndarray, spec: dict, coder: st
     chosen = get_coder(coder)
     if cfg["latent_bits"] > chosen.max_bits:
         raise ValueError(f"the {coder} coder takes latents of at most {chosen.max_bits} bits; "
-                         f"this model's are {cfg['latent_bits']}: use --coder raw")
+                         f"this model's are {cfg['latent_bits']}: use the raw coder")
     kind = bundle.modality
     tile = tuple(tile or (kind.bitstream_tile,) * kind.spatial_axes)
     header = Header(kind, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),

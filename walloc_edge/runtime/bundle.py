@@ -78,8 +78,8 @@ class Bundle:
         info = self.meta.get("graphs", {}).get(fmt)
         if info is None or not (self.path / info["file"]).is_file():
             have = ", ".join(self.meta.get("graphs", {})) or "none"
-            raise BundleError(f"{self.path} has no {fmt} graph (it has: {have}); export one "
-                              f"with: walloc-edge export MODEL --format {fmt} --out {self.path}")
+            raise BundleError(f"{self.path} has no {fmt} graph (it has: {have}); export the "
+                              f"model into it again with that format (walloc-edge export)")
         return self.path / info["file"], info
 
     def arrays(self) -> "dict[str, np.ndarray]":
@@ -97,8 +97,8 @@ def load_bundle(path: "str | Path") -> Bundle:
     meta_path = path / "encoder.json"
     if not meta_path.is_file():
         what = "does not exist" if not path.exists() else "has no encoder.json"
-        raise BundleError(f"bundle {path} {what}; create one with: "
-                          f"walloc-edge export MODEL --out {path}")
+        raise BundleError(f"bundle {path} {what}; export a model into it first (walloc-edge "
+                          "export)")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -188,10 +188,10 @@ def write_signal(signal, header, stem, fmt=None, overwrite=True):
         raise ValueError(f"cannot write {header.modality} as {fmt}; choose from "
                          f"{', '.join(header.modality.output_formats)}")
     if fmt in ("png", "tiff") and channels not in (1, 3):
-        raise ValueError(f"a {channels}-band image cannot be a {fmt}; use --format npy")
+        raise ValueError(f"a {channels}-band image cannot be a {fmt}; write it as npy")
     path = stem.with_name(stem.name + "." + fmt)
     if not overwrite and path.exists():
-        raise FileExistsError(f"{path} exists (--overwrite replaces it)")
+        raise FileExistsError(f"{path} exists")
     with atomic_file(path) as f:
         _write(f, signal, header, fmt)
     return path

@@ -42,7 +42,7 @@ def to_rgb(frame: np.ndarray, layout: str) -> np.ndarray:
 
 
 class VideoSource:
-    """What ``--video`` names: a camera index, a file, a stream URL, or ``picamera2``."""
+    """Where video frames come from: a camera index, a file, a stream URL, or ``picamera2``."""
 
     def __init__(self, spec):
         self.spec = str(spec)
@@ -68,8 +68,8 @@ def open_video(spec):
     capture = cv2.VideoCapture(source)
     if not capture.isOpened():
         kind = "camera" if isinstance(source, int) else "video"
-        raise ValueError(f"--video {spec}: cannot open this {kind} (check the device index, "
-                         "path or URL)")
+        raise ValueError(f"{spec}: cannot open this {kind} (check the device index, path or "
+                         "URL)")
     return capture
 
 
@@ -104,8 +104,8 @@ def picamera2_frames(fps=None, limit=None, camera=None, layout="XBGR8888"):
         try:
             from picamera2 import Picamera2
         except ImportError:
-            raise ValueError("--video picamera2 needs picamera2 (on Raspberry Pi OS: "
-                             "sudo apt install python3-picamera2)") from None
+            raise ValueError("picamera2: not installed (on Raspberry Pi OS: sudo apt install "
+                             "python3-picamera2)") from None
         camera = Picamera2()
         camera.configure(camera.create_video_configuration(main={"format": layout}))
         camera.start()

@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
+from ..decoder.metrics import mel_distance, ms_ssim, psnr, si_sdr
 from ..runtime import Encoder
 from ..runtime.io import read_input
 from ..runtime.modality import AUDIO
 from .baselines import flac_bytes, opus_at
-from .metrics import mel_distance, ms_ssim, psnr, si_sdr
 
 __all__ = ["evaluate_files", "evaluate_sample", "summarise", "eval_table", "runtime_encoder",
            "paper_audio", "PROTOCOLS"]

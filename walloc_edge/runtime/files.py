@@ -1,0 +1,49 @@
+"""Inputs found in folders, and output names that never collide: what encoding or decoding
+many files at once needs (torch-free, so that a sensor encodes whole folders)."""
+from pathlib import Path
+
+__all__ = ["expand_inputs", "distinct_names"]
+
+
+def expand_inputs(inputs, suffixes, what):
+    """Files named in ``inputs``, folders searched recursively for ``suffixes``.
+
+    Returns (files, skipped): files as (path, relative output name without suffix) pairs,
+    skipped as {reason: count} for what a folder held that this model does not take.
+    Missing inputs raise ValueError naming them.
+    """
+    files, skipped = [], {}
+    for item in map(Path, inputs):
+        if item.is_dir():
+            for path in sorted(p for p in item.rglob("*") if p.is_file()):
+                if path.name.startswith("."):
+                    continue
+                if path.suffix.lower() in suffixes:
+                    files.append((path, path.relative_to(item).with_suffix("")))
+                else:
+                    reason = f"not {what} ({path.suffix or 'no suffix'})"
+                    skipped[reason] = skipped.get(reason, 0) + 1
+        elif item.is_file():
+            files.append((item, Path(item.stem)))
+        else:
+            raise ValueError(f"{item}: no such file or folder")
+    return files, skipped
+
+
+def distinct_names(files):
+    """``files`` ((path, name) pairs) with names made unique: a name two inputs share (a.jpg
+    and a.png, or photos/a.jpg and more/a.jpg) takes the input's suffix, then a number."""
+    taken, out, suffixes = set(), [], {}
+    for path, name in files:
+        suffixes.setdefault(name, []).append(path.suffix)
+    for path, name in files:
+        group = suffixes[name]
+        if len(group) > 1 and group.count(path.suffix) == 1:
+            name = name.with_name(f"{name.name}-{path.suffix.lstrip('.') or 'file'}")
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = name.with_name(f"{name.name}-{n}")
+        taken.add(candidate)
+        out.append((path, candidate))
+    return out

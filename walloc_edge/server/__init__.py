@@ -1,0 +1,15 @@
+"""The server: what ``walloc-edge serve`` does with each message a sensor sends, exactly once.
+
+- ``model.py``: what runs for the sensors' model (its id, the decoder, a latents classifier);
+- ``outputs.py``: where outputs go (file names, the latents dataset, metrics, the ledger);
+- ``handler.py``: the per-message protocol: verify, decode or keep the latents, classify,
+  write durably, record in the ledger, and only then acknowledge.
+
+The receive loop and the transports are the firmware bridge's. Nothing here imports torch
+when it loads: a server that keeps the latents of a sensor bundle runs without it.
+"""
+from .handler import LIMIT_NAMES, Handler, check_size
+from .model import ServedModel
+from .outputs import Outputs, output_stem
+
+__all__ = ["Handler", "ServedModel", "Outputs", "check_size", "output_stem", "LIMIT_NAMES"]

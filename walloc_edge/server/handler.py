@@ -1,0 +1,113 @@
+"""The server's per-message protocol, exactly once: a message is acknowledged only after its
+outputs are durable and the ledger names it, so the sensor, which keeps it until then and
+sends it again after any restart, never loses it; one already in the ledger is acknowledged
+again and not written twice. A bad message (corrupt, another model's, too large) is refused
+and the sensor told; one that cannot be written (a full disk) is not acknowledged, so the
+sensor keeps it."""
+import math
+import time
+from typing import TYPE_CHECKING, Callable
+
+from ..firmware_bridge.framing import ACK_REJECTED, ACK_WRITTEN, Keys
+from ..firmware_bridge.loops import Rejected
+from ..runtime import Bitstream, Header, read_bitstream
+from ..runtime.modality import IMAGE
+from .model import ServedModel
+from .outputs import Outputs
+
+if TYPE_CHECKING:
+    from ..firmware_bridge.transports import Received
+
+__all__ = ["Handler", "check_size", "LIMIT_NAMES"]
+
+LIMIT_NAMES = ("the pixel limit", "the sample limit")  # how a refusal names each limit
+
+
+def check_size(header: Header, max_pixels: float, max_samples: float,
+               names: "tuple[str, str]" = LIMIT_NAMES) -> None:
+    """Refuse a bitstream whose claimed size exceeds the limits, before any allocation.
+    ``names`` say how the pixel and the sample limit were set (the CLI gives its options)."""
+    if header.modality is IMAGE:
+        pixels = math.prod(header.shape[:2])
+        if pixels > max_pixels:
+            raise Rejected(f"claims {header.shape[0]}x{header.shape[1]} = {pixels:,} pixels, "
+                           f"over {names[0]} {max_pixels:,.0f}")
+    elif math.prod(header.shape) > max_samples:
+        raise Rejected(f"claims {math.prod(header.shape):,} samples, over {names[1]} "
+                       f"{max_samples:,.0f}")
+
+
+def _say(line):
+    print(line, flush=True)
+
+
+class Handler:
+    """``handler(received)`` for each message of a receive loop (``serve_messages``): verify
+    (CRC, model id, the size it claims against ``max_pixels`` and ``max_samples``), decode
+    or keep the latents, classify, write to ``outputs``, log, record in the ledger, then
+    acknowledge (authenticated with the sensor's key from ``keys`` where given). A refused
+    message raises ``Rejected``; one not written raises its OSError, unacknowledged."""
+
+    def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
+                 max_pixels: float = 64e6, max_samples: float = 64e6,
+                 limit_names: "tuple[str, str]" = LIMIT_NAMES,
+                 log: "Callable[[str], None]" = _say):
+        if model.decoder is None and model.classifier is None and outputs.dataset is None:
+            raise ValueError("a server that does not decode keeps nothing without a latents "
+                             "dataset or a classifier")
+        self.model, self.outputs, self.keys, self.log = model, outputs, keys, log
+        self.limits = (max_pixels, max_samples, limit_names)
+
+    def _ack(self, received, status):
+        received.ack(status, self.keys.keys.get(received.sensor) if self.keys else None)
+
+    def __call__(self, received: "Received") -> None:
+        if received.key in self.outputs:  # sent again: its outputs are already there
+            self._ack(received, ACK_WRITTEN)
+            self.log(f"{received.sender} {received.key}: already written; acknowledged again")
+            return
+        start = time.perf_counter()
+        stem = self.outputs.stem(received)
+        try:
+            stream = read_bitstream(received.message)
+            self.model.check(stream.header)
+            check_size(stream.header, *self.limits)
+            if self.model.decoder is None:
+                stream.latents()  # a bitstream that does not decode is refused here too
+            fields = self._keep(stream, stem, len(received.message))
+        except OSError:
+            raise  # not written (a full disk): not acknowledged, so the sensor keeps it
+        except Exception as e:  # noqa: BLE001 - decoding is a function of the bytes alone
+            self._ack(received, ACK_REJECTED)
+            raise Rejected(e if isinstance(e, Rejected) else f"{type(e).__name__}: {e}") \
+                from None
+        record = {"time": time.time(), "sender": received.sender, "key": received.key,
+                  "sensor": f"{received.sensor:016x}", "boot": received.boot,
+                  "sequence": received.sequence, "source": received.meta.get("source"),
+                  "captured": received.meta.get("time"), "bytes": len(received.message),
+                  "decode_s": time.perf_counter() - start, **fields}
+        self.outputs.log(record)
+        self.outputs.record(received.key, fields["file"])
+        self._ack(received, ACK_WRITTEN)
+        label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
+        self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
+                 f"{fields['file'] or 'a label'}{label}")
+
+    def _keep(self, stream: Bitstream, stem, size):
+        """Decode, classify and keep one verified bitstream; returns the metrics fields."""
+        fields = {}
+        if self.model.decoder is not None:
+            signal = self.model.decode(stream)
+            fields["shape"] = list(signal.shape)
+            fields["file"] = str(self.outputs.write_signal(signal, stream.header, stem))
+        if self.outputs.dataset is None and self.model.classifier is None:
+            return fields
+        latents = stream.latents()
+        label, name = -1, ""
+        if self.model.classifier is not None:
+            label, name, confidence = self.model.classify(latents)
+            fields.update(label=name, confidence=confidence)
+        if self.outputs.dataset is not None:
+            fields["latents"] = str(self.outputs.add_latents(stem, latents, size, label, name))
+        fields.setdefault("file", fields.get("latents"))
+        return fields

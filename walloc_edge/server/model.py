@@ -1,0 +1,67 @@
+"""What the server runs for the model the sensors encode with: its id (every bitstream must
+carry it), its decoder, and a classifier of its latents. torch is imported only for the
+decoder and the classifier."""
+from pathlib import Path
+
+import numpy as np
+
+from ..firmware_bridge.loops import Rejected
+from ..runtime import Bitstream, Header
+
+__all__ = ["ServedModel"]
+
+
+class ServedModel:
+    """``model`` (an embedded name, a model file, or with ``decode=False`` also its sensor
+    bundle folder) as the server needs it. Without ``decode`` it runs no decoder, and for a
+    bundle needs no torch. ``classifier``: a file from ``walloc-edge classify train``, which
+    must classify latents of this model."""
+
+    def __init__(self, model: str, decode: bool = True, device: str = "auto",
+                 tile: "int | None" = None, classifier: "str | None" = None):
+        self.name, self.classifier_name = str(model), classifier
+        self.decoder = None
+        if decode:
+            from ..decoder import Decoder
+
+            self.decoder = Decoder(model, device, **({} if tile is None else {"tile": tile}))
+        if self.decoder is not None:
+            self.model_id = self.decoder.model_id
+        elif Path(model, "encoder.json").is_file():  # a bundle: no torch needed
+            from ..runtime import load_bundle
+
+            self.model_id = load_bundle(model).model_id
+        else:
+            from ..codec import load
+            from ..codec.sensor import model_id
+
+            self.model_id = model_id(load(model))
+        self.classifier = None
+        if classifier:
+            from ..learning.classifier import check_compatible, load_classifier
+
+            self.classifier = load_classifier(classifier)
+            check_compatible(self.classifier, classifier, "each message", "latents", self.name,
+                             self.model_id)
+
+    @property
+    def classes(self) -> "list[str]":
+        """The classifier's class names (none without a classifier)."""
+        return self.classifier.config["classes"] if self.classifier is not None else []
+
+    def check(self, header: Header) -> None:
+        """Refuse a bitstream made by another model."""
+        if header.model_id != self.model_id:
+            raise Rejected(f"made by model {header.model_id}, this server takes "
+                           f"{self.model_id}")
+
+    def decode(self, stream: Bitstream) -> np.ndarray:
+        """The signal of a verified bitstream."""
+        return self.decoder.decode(stream)
+
+    def classify(self, latents: np.ndarray) -> "tuple[int, str, float]":
+        """(class index, class name, probability) of one frame's latents."""
+        from ..learning.classifier import predict
+
+        label, confidence = predict(self.classifier, latents)
+        return label, self.classes[label], confidence

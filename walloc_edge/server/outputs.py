@@ -1,0 +1,90 @@
+"""Where the server's outputs go: OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> for each
+decoded message, a row per message in a latents dataset, a line per message in
+OUT/metrics.jsonl, and OUT/ledger.txt, the record of what was written."""
+import json
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..firmware_bridge.delivery import Ledger
+from ..runtime import Header
+from ..runtime.io import write_signal
+from .model import ServedModel
+
+if TYPE_CHECKING:
+    from ..firmware_bridge.transports import Received
+
+__all__ = ["Outputs", "output_stem"]
+
+
+def output_stem(received: "Received") -> str:
+    """SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE]: which sensor, which message, when it was
+    captured (UTC) and which source file, where the sensor said."""
+    parts = [f"{received.sensor:016x}", str(received.boot), f"{received.sequence:06d}"]
+    captured = received.meta.get("time")
+    if isinstance(captured, (int, float)) and 0 < captured < 2 ** 34:
+        parts.append(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(captured)))
+    source = str(received.meta.get("source", ""))
+    source = re.sub(r"[^A-Za-z0-9_.+-]", "_", source.rsplit(".", 1)[0])[:64].strip("._")
+    return "-".join(parts + ([source] if source else []))
+
+
+class Outputs:
+    """The output folder of a server for ``model``: decoded files in ``fmt`` (default: the
+    modality's), the latents dataset in the folder ``latents`` (when given; its labels the
+    classifier's), metrics.jsonl and the ledger, read back at start so that a message sent
+    again is known. Each file is written whole (temporary name, fsync, rename) before the
+    ledger names it. A context manager: leaving it closes the log and the ledger."""
+
+    def __init__(self, folder: "str | Path", model: ServedModel, fmt: "str | None" = None,
+                 latents: "str | Path | None" = None):
+        self.folder, self.fmt = Path(folder), fmt
+        self.dataset = None
+        if latents:
+            from ..learning.datasets import LiveDataset
+
+            labels = f"predicted by {model.classifier_name}" if model.classifier else "none"
+            self.dataset = LiveDataset(latents, {
+                "kind": "latents", "model": model.name, "model_id": model.model_id,
+                "size": None, "resize": None, "classes": model.classes, "images": None,
+                "labels": labels})
+        self.ledger = Ledger(self.folder / "ledger.txt")
+        self.metrics = open(self.folder / "metrics.jsonl", "a")
+
+    def __contains__(self, key: str) -> bool:
+        """Whether the message ``key`` was written (by this server or before a restart)."""
+        return key in self.ledger
+
+    def stem(self, received: "Received") -> Path:
+        """Where the outputs of a received message go, less their suffix."""
+        return self.folder / output_stem(received)
+
+    def write_signal(self, signal: np.ndarray, header: Header, stem: Path) -> Path:
+        return write_signal(signal, header, stem, self.fmt)
+
+    def add_latents(self, stem: Path, latents: np.ndarray, size: int, label: int = -1,
+                    name: str = "") -> Path:
+        """A dataset row of one message's latents (``size``: its bytes as sent)."""
+        return self.dataset.add(stem.name, latents, size, label, name, stem.name)
+
+    def log(self, record: dict) -> None:
+        """A line of metrics.jsonl."""
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()
+
+    def record(self, key: str, file: "str | None") -> None:
+        """The message ``key`` is written (its outputs durable): a line of the ledger."""
+        self.ledger.record(key, Path(file).name if file else "")
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.ledger.close()
+
+    def __enter__(self) -> "Outputs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
