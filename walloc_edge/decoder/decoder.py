@@ -25,6 +25,7 @@ from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
 
 DECODE_TILE = 64  # latents per tile side that the decoder runs at once
+SYNTHESIS_BLOCK = 64 * 2048  # latents the wavelet synthesis of a tiled decode takes at once
 
 
 class ModelMismatchError(ValueError):
@@ -137,20 +138,36 @@ class Decoder:
         return self._synthesize_bands(coefficients)
 
     def _synthesize_bands(self, coefficients):
-        """(subbands, h, w) wavelet coefficients → (1, C, h·2^J, w·2^J) uint8, ``tile`` rows
-        of latents at a time, each band given rows beyond it (periodically, as the transform
-        wraps) so that its pixels are those of a whole-image synthesis. The synthesis reaches
-        fewer latents than its filter has taps, so that many rows are enough."""
+        """(subbands, h, w) wavelet coefficients → (1, C, h·2^J, w·2^J) uint8, in blocks of
+        at most ``SYNTHESIS_BLOCK`` latents: bands of ``tile`` rows, cut into columns where a
+        band is wider than that (a thin image, however wide, takes bounded memory). A block
+        that does not span its axis is given latents beyond it (periodically, as the
+        transform wraps), so that its pixels are those of a whole-image synthesis; the
+        synthesis reaches fewer latents than its filter has taps, so that many are enough.
+        (A band is counted with that many rows more: the synthesis pads a short one.)"""
         B, (_, h, w) = 2 ** self.codec.J, coefficients.shape
         pad = self.codec.iwt.g0_col.numel()
         out = torch.empty(1, self.codec.config.channels, h * B, w * B, dtype=torch.uint8)
-        for top in range(0, h, self.tile):
-            bottom = min(top + self.tile, h)
-            rows = torch.arange(top - pad, bottom + pad) % h
-            x = self.codec.wavelet_synthesis(coefficients[None, :, rows].to(self.device))
-            x = self.codec.clamp(x[0, :, pad * B:(pad + bottom - top) * B]).cpu()
-            out[0, :, top * B:bottom * B] = _to_raw(x, IMAGE)
+        for top, bottom, rows, row_cut in _periodic_blocks(h, self.tile, pad):
+            band = coefficients[:, rows]
+            width = max(self.tile, SYNTHESIS_BLOCK // (len(band[0]) + 2 * pad) - 2 * pad)
+            for left, right, cols, col_cut in _periodic_blocks(w, width, pad):
+                x = self.codec.wavelet_synthesis(band[None, :, :, cols].to(self.device))
+                x = x[0, :, row_cut * B:(row_cut + bottom - top) * B,
+                      col_cut * B:(col_cut + right - left) * B]
+                out[0, :, top * B:bottom * B, left * B:right * B] = \
+                    _to_raw(self.codec.clamp(x).cpu(), IMAGE)
         return out
+
+
+def _periodic_blocks(n, size, pad):
+    """Blocks of at most ``size`` of an axis of ``n`` latents that wraps around: (start, end,
+    the indices to take, where the block starts in them). One block that spans the axis
+    needs no latents beyond it (the synthesis itself wraps); others take ``pad`` a side."""
+    if n <= size:
+        return [(0, n, slice(None), 0)]
+    return [(s, min(s + size, n), torch.arange(s - pad, min(s + size, n) + pad) % n, pad)
+            for s in range(0, n, size)]
 
 
 def tile_spans(n, tile, overlap):
