@@ -27,8 +27,8 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
     tmp = None
     if bundle is None:
         if codec is None:
-            raise ValueError(f"give --bundle (exported on a workstation), or install torch to "
-                             f"export --model here ({torch_reason})")
+            raise ValueError(f"give a bundle (exported on a workstation), or install torch to "
+                             f"export the model here ({torch_reason})")
         tmp = tempfile.mkdtemp(prefix="walloc-edge-bench-")
         from ..export import export_bundle
 

@@ -15,7 +15,7 @@ def load_codec(model):
     except ImportError:
         return None, "torch is not installed (pip install 'walloc-edge[server]')"
     if model is None:
-        return None, "no --model given"
+        return None, "no model given"
     from ..codec import load
 
     return load(model), None

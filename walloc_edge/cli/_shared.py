@@ -190,5 +190,12 @@ def add_video_options(p):
 def sensor_encoder(args):
     """The runtime Encoder that --backend, --provider and --threads name."""
     from ..runtime import Encoder
+    from ..runtime.backends import BackendError
 
-    return Encoder(args.bundle, args.backend, threads=args.threads, providers=args.provider)
+    try:
+        return Encoder(args.bundle, args.backend, threads=args.threads, providers=args.provider)
+    except BackendError as e:
+        if args.provider is None:
+            raise ValueError(f"--backend {args.backend}: {e}") from None
+        raise ValueError(f"--provider {args.provider}: {e} (--backend onnxruntime or auto "
+                         "takes providers)") from None

@@ -5,7 +5,7 @@ from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..server import Handler, Outputs, ServedModel
-from ._shared import (add_decoder_options, check_device, output_dir, positive_int,
+from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
                       positive_number)
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
@@ -77,7 +77,8 @@ def run(args):
     model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                         tile=args.tile, classifier=args.classify)
     out = output_dir(args.out, "--out")
-    keys = read_keys(args.keys) if args.keys else None
+    with naming("--keys"):
+        keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections, idle=args.idle_timeout,
                             pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)

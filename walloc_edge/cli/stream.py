@@ -8,8 +8,8 @@ from ..firmware_bridge.loops import stream_files, stream_frames, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, open_link
 from ..runtime.coders import CODERS
 from ..runtime.modality import IMAGE
-from ._shared import (add_backend_options, add_video_options, input_files, positive_int,
-                      positive_number, sensor_encoder)
+from ._shared import (add_backend_options, add_video_options, input_files, naming,
+                      positive_int, positive_number, sensor_encoder)
 
 EXAMPLES = """Each input becomes one message (a .wlc in frames, docs/framing.md) named by this
 sensor's id, its boot number and a sequence number; the receiver is walloc-edge serve. Over
@@ -64,7 +64,8 @@ def run(args):
     files, skipped = input_files(args, encoder.bundle.modality)
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.to == "-" else \
         (lambda line: print(line, flush=True))
-    key = read_key(args.key) if args.key else None
+    with naming("--key"):
+        key = read_key(args.key) if args.key else None
     identity = Identity.start(args.state, args.sensor_id)
     spool = Spool(Path(args.state) / "spool" / identity.name, args.spool_mb << 20,
                   args.spool_full)

@@ -130,7 +130,7 @@ class Spool:
         data = json.dumps(meta or {}).encode() + b"\n" + message
         if len(data) > self.max_bytes:
             raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
-                             f"({self.max_bytes:,} bytes); give a larger --spool-mb")
+                             f"({self.max_bytes:,} bytes); give the spool more room")
         dropped = []
         with self.lock:
             while self.sizes and self.total + len(data) > self.max_bytes:
@@ -366,11 +366,11 @@ def read_key(path):
         text = Path(path).read_text().strip()
         key = bytes.fromhex(text)
     except OSError as e:
-        raise ValueError(f"--key {path}: cannot read ({e.strerror or e})") from None
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
     except ValueError:
-        raise ValueError(f"--key {path}: not a hex key; make one with: python -c 'import "
+        raise ValueError(f"{path}: not a hex key; make one with: python -c 'import "
                          "secrets; print(secrets.token_hex(32))'") from None
     if len(key) < 16:
-        raise ValueError(f"--key {path}: {len(key)} bytes is too short; use at least 16")
+        raise ValueError(f"{path}: {len(key)} bytes is too short; use at least 16")
     return key
 

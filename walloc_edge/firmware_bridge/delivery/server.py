@@ -62,9 +62,9 @@ def read_keys(path):
         table = json.loads(Path(path).read_text())
         keys = {sensor_number(sensor): bytes.fromhex(key) for sensor, key in table.items()}
     except OSError as e:
-        raise ValueError(f"--keys {path}: cannot read ({e.strerror or e})") from None
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
     except (ValueError, AttributeError):
-        raise ValueError(f"--keys {path}: give JSON {{\"SENSOR\": \"HEX KEY\", ...}}") from None
+        raise ValueError(f"{path}: give JSON {{\"SENSOR\": \"HEX KEY\", ...}}") from None
     if not keys:
-        raise ValueError(f"--keys {path} lists no sensor")
+        raise ValueError(f"{path} lists no sensor")
     return Keys(keys)

@@ -48,5 +48,5 @@ def make_backend(name, bundle, threads=None, providers=None):
     if why:
         others = ", ".join(available_backends(bundle)) or "none"
         raise BackendError(f"the {name} backend cannot run {bundle.path} here: {why} "
-                           f"(usable here: {others}; --backend auto takes the first)")
+                           f"(usable here: {others}; auto takes the first)")
     return BACKENDS[name](bundle, threads, providers)

@@ -29,8 +29,8 @@ class Backend:
         """Checks what all backends share; a subclass then loads its graph or weights for
         ``threads`` threads (None: the runtime's default)."""
         if providers is not None and not self.takes_providers:
-            raise BackendError(f"--provider chooses onnxruntime execution providers (the "
-                               f"{self.name} backend has none; use --backend onnxruntime)")
+            raise BackendError(f"execution providers are onnxruntime's: the {self.name} "
+                               "backend has none (the onnxruntime backend takes them)")
         self.min_size = bundle.meta["input"]["min_size"]
         self.threads = threads
 

@@ -105,7 +105,7 @@ def fold(arrays, config, compander):
     scales = _lifting_scales(lo, hi)
     if scales is None:
         raise ValueError("this model's wavelet filters are not the CDF 9/7 pair the native "
-                         "encoder lifts; use --backend onnxruntime or numpy")
+                         "encoder lifts (the onnxruntime and numpy backends run any)")
     W = arrays["encoder_weight"].astype(np.float64).reshape(L, -1)
     b = arrays["encoder_bias"].astype(np.float64)
     scale = compander["scale"] * math.sqrt(2)

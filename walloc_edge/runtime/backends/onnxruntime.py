@@ -35,7 +35,7 @@ def resolve_providers(providers: "str | list[str] | None", available: "list[str]
     if isinstance(providers, str):
         providers = [p.strip() for p in providers.split(",") if p.strip()]
     if not providers:
-        raise BackendError("--provider is empty; give e.g. cuda,cpu")
+        raise BackendError("no execution provider named; give e.g. cuda,cpu")
     short = {full: name for name, full in PROVIDER_NAMES.items()}
     have = ", ".join(short.get(p, p) for p in available)
     chosen = []
