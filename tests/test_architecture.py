@@ -227,3 +227,61 @@ def test_tests_share_helpers_and_use_public_names():
                     wrong.append(f"{path.name}:{node.lineno} imports {what}: private "
                                  f"{', '.join(private)}")
     assert not wrong, wrong
+
+
+def test_no_module_is_over_400_lines():
+    """A module that outgrows this holds more than one room's work: split it."""
+    long = {str(p.relative_to(PACKAGE)): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, f"split these modules: {long}"
+
+
+def module_imports(path, name):
+    """walloc_edge modules ``path`` (module ``name``) imports anywhere in it: a name imported
+    from a package counts as its submodule where there is one."""
+    modules = module_names()
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            found.update(f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module
+                         for a in node.names)
+    return {m for m in found if m in modules and m != name}
+
+
+def module_names():
+    """{dotted name: path} of every module of the package."""
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def test_no_import_cycle_between_modules():
+    """Every module can be read after the ones it imports (lazy imports included): a cycle
+    means two modules that are one room, or a fact in the wrong one."""
+    graph = {name: module_imports(path, name) for name, path in module_names().items()}
+    done, on_path = set(), []
+
+    def visit(name):
+        if name in on_path:
+            return on_path[on_path.index(name):] + [name]
+        if name in done:
+            return None
+        on_path.append(name)
+        for other in sorted(graph[name]):
+            cycle = visit(other)
+            if cycle:
+                return cycle
+        on_path.pop()
+        done.add(name)
+        return None
+
+    for name in sorted(graph):
+        cycle = visit(name)
+        assert cycle is None, "import cycle: " + " -> ".join(cycle)

@@ -12,7 +12,6 @@ from .raw import RawCoder
 __all__ = ["CODERS", "CODER_IDS", "coder"]
 
 
-
 def registry(*entries):
     """name → coder from (name, wire id, coder) entries; each coder learns its ``name`` and
     ``wire_id`` (the byte the bitstream records). Two coders may share neither: an id, once
