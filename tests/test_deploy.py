@@ -199,11 +199,22 @@ def test_containerfile(capsys):
     extras = {e for group in re.findall(r"\)\[([a-z,]+)\]", runs) for e in group.split(",")}
     assert extras == {"server", "bridge"}
     assert extras <= set(pyproject()["optional-dependencies"])
-    # What it copies from the build context (the repository root) is there.
+    # Each RUN is valid shell.
     for name, value in steps:
-        if name == "COPY" and not value.startswith("--from"):
-            for source in value.split()[:-1]:
-                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+        if name == "RUN":
+            checked = subprocess.run(["sh", "-n", "-c", value], capture_output=True, text=True,
+                                     check=False, timeout=30)
+            assert checked.returncode == 0, f"RUN {value}: {checked.stderr}"
+    # What it copies from the build context (the repository root) is there, and is what
+    # building the package reads.
+    copied = {Path(source) for name, value in steps
+              if name == "COPY" and not value.startswith("--from")
+              for source in value.split()[:-1]}
+    for source in copied:
+        assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    needed = {"pyproject.toml", "setup.py", pyproject()["readme"], "models", "walloc_edge",
+              *pyproject()["license-files"]}
+    assert {Path(name) for name in needed} <= copied
     users = [value for name, value in final if name == "USER"]
     assert users and users[-1] not in ("root", "0")
     entrypoint, cmd = container_argv(final)
@@ -264,39 +275,47 @@ def test_mosquitto_lets_the_server_and_sensors_through(mosquitto, tmp_path):
         if line.split(" ")[0] not in ("listener", "persistence", "persistence_location"))
     broker = mosquitto(settings)
 
-    def client(user, name):
+    def client(user, name, topic=None):
+        """A connected paho client: (client, messages it got, whether its connection was
+        refused, its subscriptions granted)."""
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=name)
         if user:
             c.username_pw_set(user, f"{user}-secret")
-        got, connected = [], []
+        got, refused, granted = [], [], []
         c.on_message = lambda c, u, message: got.append((message.topic, message.payload))
-        c.on_connect = lambda c, u, flags, reason, p: connected.append(reason.is_failure)
+        c.on_connect = lambda c, u, flags, reason, p: refused.append(reason.is_failure)
+        c.on_subscribe = lambda c, u, mid, reasons, p: granted.extend(
+            not r.is_failure for r in reasons)
         c.connect("127.0.0.1", broker.port)
         c.loop_start()
-        return c, got, connected
+        if topic:
+            c.subscribe(topic, qos=1)
+        return c, got, refused, granted
 
     def wait(condition):
-        for _ in range(100):
-            if condition():
-                return True
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
             time.sleep(0.05)
-        return False
+        return condition()
 
-    server, to_server, _ = client("walloc-serve", "s")
-    sensor, to_sensor, _ = client("sensor", "c")
-    stranger, _, refused = client(None, "x")
+    ack = "walloc/frames/ack/00000000000000ab"
+    server, to_server, _, server_granted = client("walloc-serve", "s", "walloc/frames")
+    # Several servers share the frames through a shared subscription (docs/deploy.md).
+    shared, to_shared, _, shared_granted = client("walloc-serve", "s2",
+                                                  "$share/decoders/walloc/frames")
+    sensor, to_sensor, _, sensor_granted = client("sensor", "c", ack)
+    stranger, _, refused, _ = client(None, "x")
     try:
-        server.subscribe("walloc/frames", qos=1)
-        sensor.subscribe("walloc/frames/ack/00000000000000ab", qos=1)
         assert wait(lambda: refused) and refused == [True], "anonymous clients are refused"
-        time.sleep(0.3)  # the subscriptions are in place
+        assert wait(lambda: server_granted and shared_granted and sensor_granted)
+        assert server_granted + shared_granted + sensor_granted == [True] * 3
         sensor.publish("walloc/frames", b"frames", qos=1)
-        assert wait(lambda: to_server), "the server hears the sensors"
-        server.publish("walloc/frames/ack/00000000000000ab", b"ack", qos=1)
+        assert wait(lambda: to_server and to_shared), "the servers hear the sensors"
+        server.publish(ack, b"ack", qos=1)
         assert wait(lambda: to_sensor), "the sensor hears its acknowledgements"
-        assert to_server == [("walloc/frames", b"frames")]
-        assert to_sensor == [("walloc/frames/ack/00000000000000ab", b"ack")]
+        assert to_server == to_shared == [("walloc/frames", b"frames")]
+        assert to_sensor == [(ack, b"ack")]
     finally:
-        for c in (server, sensor, stranger):
+        for c in (server, shared, sensor, stranger):
             c.loop_stop()
             c.disconnect()
