@@ -219,7 +219,7 @@ def test_full_disk_is_not_acknowledged_and_resumes(kept, bundle, reference_dir, 
     for a server that keeps latents rows instead of decoded pictures."""
     import errno
 
-    from walloc_edge.runtime import io  # serve imports write_signal from here
+    from walloc_edge.runtime import io  # serve calls write_signal through this module
     from walloc_edge.learning.datasets import LiveDataset
 
     owner, name = (io, "write_signal") if kept == "decoded" else (LiveDataset, "add")

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..firmware_bridge.delivery import Ledger
-from ..runtime import Header
-from ..runtime.io import write_signal
+from ..runtime import Header, io
 from .model import ServedModel
 
 if TYPE_CHECKING:
@@ -63,7 +62,7 @@ class Outputs:
         return self.folder / output_stem(received)
 
     def write_signal(self, signal: np.ndarray, header: Header, stem: Path) -> Path:
-        return write_signal(signal, header, stem, self.fmt)
+        return io.write_signal(signal, header, stem, self.fmt)
 
     def add_latents(self, stem: Path, latents: np.ndarray, size: int, label: int = -1,
                     name: str = "") -> Path:
