@@ -95,8 +95,8 @@ def assert_exactly_once(out, expected):
     got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names}
     assert all(re.fullmatch(r"[0-9a-f]{16}-\d+-\d{6}-\d{8}T\d{6}Z-.+\.png", n) for n in names)
     assert got == expected
-    ledger = (out / "ledger.txt").read_text().split()
-    assert len(ledger[::2]) == len(set(ledger[::2])) == len(expected)
+    ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
+    assert len(ledger) == len(set(ledger)) == len(expected)
 
 
 @pytest.mark.slow  # serve in its own process, restarted
