@@ -632,28 +632,35 @@ def test_a_really_full_disk(bundle, reference_dir, tmp_path):
         subprocess.run(["umount", "-l", str(out)], capture_output=True)
 
 
-def named_photos(folder, prefix, n, seed):
-    """``n`` photos named PREFIX00.png, ...: every sensor's sources told apart by name."""
-    photos(folder, n, seed)
-    for path in sorted(folder.glob("p*.png")):
-        path.rename(folder / f"{prefix}{path.name[1:]}")
+def named_photos(folder, prefix, n, first):
+    """``n`` pictures PREFIX00.png, ...: every sensor's sources told apart by name and by
+    colour (the 27 colours ``first``, ``first`` + 1, ... of a palette far apart)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        k = first + i
+        colour = [30 + 100 * (k // 9), 30 + 100 * (k // 3 % 3), 30 + 100 * (k % 3)]
+        Image.fromarray(np.full((32, 40, 3), colour, np.uint8)).save(
+            folder / f"{prefix}{i:02d}.png")
     return folder
 
 
-def assert_each_once_with_its_content(out, inputs):
-    """Every input came out exactly once, under its own name and with its own picture (the
-    closest input to each decoded file is the one its name says)."""
-    sources = {p.stem: np.asarray(Image.open(p), np.float32) for folder in inputs
-               for p in folder.glob("*.png")}
+def assert_each_once_with_its_content(out, inputs, bundle):
+    """Every input came out exactly once, under its own name, and the ledger line of that
+    output holds the digest of that input's own bitstream (encoding is deterministic)."""
+    from walloc_edge.firmware_bridge.delivery import message_digest
+    from walloc_edge.runtime import Encoder
+    from walloc_edge.runtime.io import read_input
+
+    encoder = Encoder(bundle, "numpy")
+    b = encoder.bundle
+    digests = {p.stem: message_digest(encoder.encode(read_input(p, b.modality, b.channels)[0]))
+               for folder in inputs for p in folder.glob("*.png")}
     names = outputs(out)
-    got = sorted(n.split("-", 4)[4].rsplit(".", 1)[0] for n in names)
-    assert got == sorted(sources), names
-    for name in names:
-        decoded = np.asarray(Image.open(out / name), np.float32)
-        closest = min(sources, key=lambda s: np.mean((sources[s] - decoded) ** 2))
-        assert name.split("-", 4)[4].startswith(closest), name
-    ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
-    assert len(ledger) == len(set(ledger)) == len(sources)
+    assert sorted(n.split("-", 4)[4].rsplit(".", 1)[0] for n in names) == sorted(digests)
+    lines = [line.split() for line in (out / "ledger.txt").read_text().splitlines()]
+    assert len({line[0] for line in lines}) == len(lines) == len(digests)
+    for key, name, digest, *_ in lines:
+        assert digest == f"digest={digests[name.split('-', 4)[4].rsplit('.', 1)[0]]}", name
 
 
 def serve_collisions(server):
@@ -667,7 +674,7 @@ def test_same_sensor_id_on_two_devices(bundle, reference_dir, tmp_path):
     under a new boot, and every photo comes out exactly once."""
     port, out = free_port(), tmp_path / "received"
     server = Server(reference_dir, out, port)
-    inputs = [named_photos(tmp_path / f"in{i}", "ab"[i], 8, seed=i) for i in range(2)]
+    inputs = [named_photos(tmp_path / f"in{i}", "ab"[i], 8, 8 * i) for i in range(2)]
     procs = [sensor(bundle, inputs[i], "--to", f"tcp://127.0.0.1:{port}", "--sensor-id",
                     "twin", "--ack-timeout", "5", state=tmp_path / f"device{i}")
              for i in range(2)]
@@ -676,7 +683,7 @@ def test_same_sensor_id_on_two_devices(bundle, reference_dir, tmp_path):
     for proc, log in zip(procs, logs):
         assert proc.returncode == 0 and "8 acknowledged" in log, log
     assert collisions >= 1 and any("collision(s)" in log for log in logs), logs
-    assert_each_once_with_its_content(out, inputs)
+    assert_each_once_with_its_content(out, inputs, bundle)
 
 
 @pytest.mark.slow  # serve in its own process
@@ -687,8 +694,8 @@ def test_state_folder_restored_from_a_copy(bundle, reference_dir, tmp_path):
 
     port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
     server = Server(reference_dir, out, port)
-    inputs = [named_photos(tmp_path / f"in{i}", "xyz"[i], n, seed=i)
-              for i, n in enumerate((1, 5, 5))]
+    inputs = [named_photos(tmp_path / f"in{i}", "xyz"[i], n, first)
+              for i, (n, first) in enumerate(((1, 0), (5, 1), (5, 6)))]
     runs = []
     for i, folder in enumerate(inputs):
         if i == 2:  # the backup taken after the first run comes back
@@ -702,7 +709,7 @@ def test_state_folder_restored_from_a_copy(bundle, reference_dir, tmp_path):
     assert "boot 2" in runs[1] and "boot 2" in runs[2], runs
     assert "5 acknowledged" in runs[2] and "collision(s)" in runs[2], runs[2]
     assert serve_collisions(server) >= 1
-    assert_each_once_with_its_content(out, inputs)
+    assert_each_once_with_its_content(out, inputs, bundle)
 
 
 @pytest.mark.slow  # serve in its own process
@@ -711,7 +718,7 @@ def test_four_processes_on_one_state_folder(bundle, reference_dir, tmp_path):
     lock), none deletes another's spool files, and every photo comes out exactly once."""
     port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
     server = Server(reference_dir, out, port)
-    inputs = [named_photos(tmp_path / f"in{i}", "abcd"[i], 5, seed=i) for i in range(4)]
+    inputs = [named_photos(tmp_path / f"in{i}", "abcd"[i], 5, 5 * i) for i in range(4)]
     procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", state=state)
              for folder in inputs]
     logs = [p.communicate(timeout=240)[0] for p in procs]
@@ -721,7 +728,7 @@ def test_four_processes_on_one_state_folder(bundle, reference_dir, tmp_path):
     boots = [re.search(r"boot (\d+)", log).group(1) for log in logs]
     assert sorted(boots) == ["1", "2", "3", "4"], logs
     assert collisions == 0
-    assert_each_once_with_its_content(out, inputs)
+    assert_each_once_with_its_content(out, inputs, bundle)
     assert not list(state.glob("spool/*/*.msg"))
 
 
