@@ -824,3 +824,44 @@ def test_courier_sends_a_collided_message_again_under_a_new_boot(tmp_path):
     assert report.collisions == 1 and report.acknowledged == 1 and report.complete
     assert "1 collision(s)" in report.line()
     assert courier.send(b"next")[0] == new[0]  # new messages follow on the new boot
+
+
+@pytest.mark.slow  # serve in a thread, a decoder loaded
+def test_a_sensor_without_a_nonce_is_not_told_to_drop_a_collided_message(
+        bundle, reference_dir, tmp_path, capsys):
+    """Other content under a written key: a sensor that sends its start's nonce hears
+    status 2 (collision); one that sends none (it would take any status for "done") hears
+    nothing, so it keeps the message. Both are counted."""
+    from walloc_edge.firmware_bridge.framing import FLAG_META, pack_meta
+    from walloc_edge.runtime import Encoder
+
+    encoder = Encoder(bundle, "numpy")
+    first, other = (encoder.encode(np.full((32, 32, 3), v, np.uint8)) for v in (10, 200))
+    port, out = free_port(), tmp_path / "received"
+    thread = threading.Thread(target=main, args=(
+        ["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
+         "--out", str(out), "--device", "cpu", "--count", "3"],))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while "listening" not in capsys.readouterr().out and time.monotonic() < deadline:
+        time.sleep(0.1)
+    reader = AckReader()
+
+    def send(frames, expect_ack):
+        conn.sendall(b"".join(frames))
+        conn.settimeout(5 if expect_ack else 2)
+        try:
+            return reader.feed(conn.recv(4096))
+        except socket.timeout:
+            return []
+
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        assert send(frames_for(first, 7, 1, 0), True) == [Ack(ACK_WRITTEN, 7, 1, 0)]
+        assert send(frames_for(other, 7, 1, 0), False) == []
+        with_nonce = pack_meta(other, {"nonce": "abc123"})
+        assert send(frames_for(with_nonce, 7, 1, 0, flags=FLAG_META), True) == [
+            Ack(ACK_COLLISION, 7, 1, 0)]
+    thread.join(timeout=30)
+    text = capsys.readouterr().out
+    assert "collisions 2" in text and text.count("COLLISION") == 2, text
+    assert len(outputs(out)) == 1
