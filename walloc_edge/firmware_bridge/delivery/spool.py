@@ -1,5 +1,7 @@
-"""A sensor's spool: each message kept on disk until the server acknowledges it; several
-processes may share one (each message file names its boot). No torch."""
+"""A sensor's spool: each message kept on disk until the server acknowledges it. Several
+processes may share one: message files are named by their boot (each process has its own),
+a start removes only the unfinished writes of processes that are gone, and a message that
+another process took off is forgotten. No torch."""
 import json
 import os
 import threading
@@ -32,8 +34,11 @@ class Spool:
         self.sizes = {}
         for path in self.folder.glob("*.msg"):
             key = self._key(path)
-            if key is not None:
-                self.sizes[key] = path.stat().st_size
+            try:
+                if key is not None:
+                    self.sizes[key] = path.stat().st_size
+            except FileNotFoundError:
+                pass  # acknowledged meanwhile (another process on this spool)
         for stale in self.folder.glob(".*.tmp-*"):  # a write its process did not finish
             if not _alive(stale.name.rsplit(".tmp-", 1)[1].split("-")[0]):
                 stale.unlink(missing_ok=True)  # (another live process's write is its own)
