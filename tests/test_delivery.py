@@ -20,8 +20,8 @@ from PIL import Image
 from helpers import free_port
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spool
-from walloc_edge.firmware_bridge.framing import (ACK_WRITTEN, Ack, AckReader, Keys,
-                                                 encode_ack, frames_for)
+from walloc_edge.firmware_bridge.framing import (ACK_COLLISION, ACK_WRITTEN, Ack, AckReader,
+                                                 Keys, encode_ack, frames_for)
 from walloc_edge.firmware_bridge.transports import open_link, open_receiver
 from walloc_edge.learning.datasets import load
 
@@ -95,8 +95,8 @@ def assert_exactly_once(out, expected):
     got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names}
     assert all(re.fullmatch(r"[0-9a-f]{16}-\d+-\d{6}-\d{8}T\d{6}Z-.+\.png", n) for n in names)
     assert got == expected
-    ledger = (out / "ledger.txt").read_text().split()
-    assert len(ledger[::2]) == len(set(ledger[::2])) == len(expected)
+    ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
+    assert len(ledger) == len(set(ledger)) == len(expected)
 
 
 @pytest.mark.slow  # serve in its own process, restarted
@@ -630,3 +630,238 @@ def test_a_really_full_disk(bundle, reference_dir, tmp_path):
         assert_exactly_once(out, {(sensor_id, f"p{i:02d}") for i in range(4)})
     finally:
         subprocess.run(["umount", "-l", str(out)], capture_output=True)
+
+
+def named_photos(folder, prefix, n, first):
+    """``n`` pictures PREFIX00.png, ...: every sensor's sources told apart by name and by
+    colour (the 27 colours ``first``, ``first`` + 1, ... of a palette far apart)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        k = first + i
+        colour = [30 + 100 * (k // 9), 30 + 100 * (k // 3 % 3), 30 + 100 * (k % 3)]
+        Image.fromarray(np.full((32, 40, 3), colour, np.uint8)).save(
+            folder / f"{prefix}{i:02d}.png")
+    return folder
+
+
+def assert_each_once_with_its_content(out, inputs, bundle):
+    """Every input came out exactly once, under its own name, and the ledger line of that
+    output holds the digest of that input's own bitstream (encoding is deterministic)."""
+    from walloc_edge.firmware_bridge.delivery import message_digest
+    from walloc_edge.runtime import Encoder
+    from walloc_edge.runtime.io import read_input
+
+    encoder = Encoder(bundle, "numpy")
+    b = encoder.bundle
+    digests = {p.stem: message_digest(encoder.encode(read_input(p, b.modality, b.channels)[0]))
+               for folder in inputs for p in folder.glob("*.png")}
+    names = outputs(out)
+    assert sorted(n.split("-", 4)[4].rsplit(".", 1)[0] for n in names) == sorted(digests)
+    lines = [line.split() for line in (out / "ledger.txt").read_text().splitlines()]
+    assert len({line[0] for line in lines}) == len(lines) == len(digests)
+    for key, name, digest, *_ in lines:
+        assert digest == f"digest={digests[name.split('-', 4)[4].rsplit('.', 1)[0]]}", name
+
+
+def serve_collisions(server):
+    return int(re.search(r"collisions (\d+)", server.stop()).group(1))
+
+
+@pytest.mark.slow  # serve in its own process
+def test_same_sensor_id_on_two_devices(bundle, reference_dir, tmp_path):
+    """Two devices (two state folders) given one --sensor-id send at once: each takes boot 1;
+    the server refuses the second's messages as collisions, that device sends them again
+    under a new boot, and every photo comes out exactly once."""
+    port, out = free_port(), tmp_path / "received"
+    server = Server(reference_dir, out, port)
+    inputs = [named_photos(tmp_path / f"in{i}", "ab"[i], 8, 8 * i) for i in range(2)]
+    procs = [sensor(bundle, inputs[i], "--to", f"tcp://127.0.0.1:{port}", "--sensor-id",
+                    "twin", "--ack-timeout", "5", state=tmp_path / f"device{i}")
+             for i in range(2)]
+    logs = [p.communicate(timeout=180)[0] for p in procs]
+    collisions = serve_collisions(server)
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0 and "8 acknowledged" in log, log
+    assert collisions >= 1 and any("collision(s)" in log for log in logs), logs
+    assert_each_once_with_its_content(out, inputs, bundle)
+
+
+@pytest.mark.slow  # serve in its own process
+def test_state_folder_restored_from_a_copy(bundle, reference_dir, tmp_path):
+    """A state folder restored from a backup starts the boot it had again, with other
+    photos: those collide, go out under a new boot, and nothing is lost."""
+    import shutil
+
+    port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
+    server = Server(reference_dir, out, port)
+    inputs = [named_photos(tmp_path / f"in{i}", "xyz"[i], n, first)
+              for i, (n, first) in enumerate(((1, 0), (5, 1), (5, 6)))]
+    runs = []
+    for i, folder in enumerate(inputs):
+        if i == 2:  # the backup taken after the first run comes back
+            shutil.rmtree(state)
+            shutil.copytree(tmp_path / "backup", state)
+        proc = sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", state=state)
+        runs.append(proc.communicate(timeout=120)[0])
+        assert proc.returncode == 0, runs[-1]
+        if i == 0:
+            shutil.copytree(state, tmp_path / "backup")
+    assert "boot 2" in runs[1] and "boot 2" in runs[2], runs
+    assert "5 acknowledged" in runs[2] and "collision(s)" in runs[2], runs[2]
+    assert serve_collisions(server) >= 1
+    assert_each_once_with_its_content(out, inputs, bundle)
+
+
+@pytest.mark.slow  # serve in its own process
+def test_four_processes_on_one_state_folder(bundle, reference_dir, tmp_path):
+    """Four streams start at once on one state folder: each takes its own boot (under the
+    lock), none deletes another's spool files, and every photo comes out exactly once."""
+    port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
+    server = Server(reference_dir, out, port)
+    inputs = [named_photos(tmp_path / f"in{i}", "abcd"[i], 5, 5 * i) for i in range(4)]
+    procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", state=state)
+             for folder in inputs]
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    collisions = serve_collisions(server)
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0 and "error" not in log, log
+    boots = [re.search(r"boot (\d+)", log).group(1) for log in logs]
+    assert sorted(boots) == ["1", "2", "3", "4"], logs
+    assert collisions == 0
+    assert_each_once_with_its_content(out, inputs, bundle)
+    assert not list(state.glob("spool/*/*.msg"))
+
+
+def test_ledger_tells_a_collision_from_a_resend(tmp_path):
+    """The same key with the same content (and start) is a resend; other content, or
+    another start of the sensor under a key or boot it has seen, is a collision; a line
+    without a digest matches any content. All of it survives a reopen."""
+    path = tmp_path / "ledger.txt"
+    path.write_text("aaaa-1-0 old.png\n")  # a line from a server that kept no digest
+    ledger = Ledger(path)
+    ledger.record("aaaa-2-0", "x.png", "d1", "n1")
+    ledger.record("aaaa-3-0", "", "d3")  # a sensor that sends no nonce
+    ledger.close()
+    ledger = Ledger(path)
+    assert ledger.collision("aaaa-1-0", "anything", "n9") is None
+    assert ledger.collision("aaaa-2-0", "d1", "n1") is None
+    assert "other content" in ledger.collision("aaaa-2-0", "d2", "n1")
+    assert "another start" in ledger.collision("aaaa-2-0", "d1", "n2")
+    assert "boot number" in ledger.collision("aaaa-2-7", "d7", "n2")
+    assert ledger.collision("aaaa-2-7", "d7", "n1") is None  # the same start, new key
+    assert ledger.collision("aaaa-2-7", "d7") is None
+    assert ledger.collision("aaaa-3-0", "d3", "n5") is None
+    assert "other content" in ledger.collision("aaaa-3-0", "d4")
+    assert ledger.collision("bbbb-2-0", "d2", "n2") is None
+
+
+def test_boots_are_taken_under_a_lock(tmp_path):
+    """Sixteen starts at once on one state folder: sixteen different boot numbers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        starts = list(pool.map(lambda _: Identity.start(tmp_path, "cam"), range(16)))
+    assert sorted(i.boot for i in starts) == list(range(1, 17))
+    assert len({i.nonce for i in starts}) == 16
+    renewed = starts[0].renew()
+    assert renewed.boot == 17 and renewed.sensor == starts[0].sensor
+    assert json.loads((tmp_path / "identity.json").read_text())["boots"] == {
+        renewed.name: 17}
+
+
+def test_spool_keeps_a_live_process_s_unfinished_write(tmp_path):
+    """A starting spool removes the temporaries of writers that are gone, not another live
+    process's write in progress."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    live = tmp_path / f".1-0.msg.tmp-{os.getppid()}-1"
+    gone = tmp_path / f".1-1.msg.tmp-{dead}-1"
+    live.write_bytes(b"half")
+    gone.write_bytes(b"half")
+    Spool(tmp_path)
+    assert live.exists() and not gone.exists()
+
+
+class FakeLink:
+    """A link with acknowledgements that keeps what is written (the test plays the server)."""
+    acks, max_payload, url = True, 60000, "fake://"
+
+    def __init__(self):
+        self.on_ack, self.written = None, []
+
+    def reconnect(self):
+        pass
+
+    def write(self, frames):
+        self.written.append(frames)
+
+    def close(self):
+        pass
+
+
+def test_courier_sends_a_collided_message_again_under_a_new_boot(tmp_path):
+    """A status the courier does not know keeps the message; a collision keeps it too,
+    moves it to a new boot (taken from the state folder) and sends it again; only a
+    written acknowledgement takes it off the spool."""
+    identity = Identity.start(tmp_path / "state", "cam")
+    link = FakeLink()
+    courier = Courier(link, identity, Spool(tmp_path / "spool"), log=lambda s: None)
+    courier.start()
+    key = courier.send(b"message", {"source": "a.png"})
+    assert courier.spool.get(key)[1] == {"source": "a.png", "nonce": identity.nonce}
+    link.on_ack(Ack(77, identity.sensor, *key))
+    assert courier.spool.keys() == [key]
+    link.on_ack(Ack(ACK_COLLISION, identity.sensor, *key))
+    new = (identity.boot + 1, 0)
+    assert courier.identity.boot == new[0] and courier.spool.keys() == [new]
+    message, meta = courier.spool.get(new)
+    assert message == b"message" and meta["nonce"] == courier.identity.nonce != identity.nonce
+    courier._pump(timeout=0.05)  # due at once
+    assert len(link.written) == 2
+    link.on_ack(Ack(ACK_COLLISION, identity.sensor, *key))  # a late repeat: nothing to do
+    link.on_ack(Ack(ACK_WRITTEN, identity.sensor, *new))
+    report = courier.finish(wait=1)
+    assert report.collisions == 1 and report.acknowledged == 1 and report.complete
+    assert "1 collision(s)" in report.line()
+    assert courier.send(b"next")[0] == new[0]  # new messages follow on the new boot
+
+
+@pytest.mark.slow  # serve in a thread, a decoder loaded
+def test_a_sensor_without_a_nonce_is_not_told_to_drop_a_collided_message(
+        bundle, reference_dir, tmp_path, capsys):
+    """Other content under a written key: a sensor that sends its start's nonce hears
+    status 2 (collision); one that sends none (it would take any status for "done") hears
+    nothing, so it keeps the message. Both are counted."""
+    from walloc_edge.firmware_bridge.framing import FLAG_META, pack_meta
+    from walloc_edge.runtime import Encoder
+
+    encoder = Encoder(bundle, "numpy")
+    first, other = (encoder.encode(np.full((32, 32, 3), v, np.uint8)) for v in (10, 200))
+    port, out = free_port(), tmp_path / "received"
+    thread = threading.Thread(target=main, args=(
+        ["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
+         "--out", str(out), "--device", "cpu", "--count", "3"],))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while "listening" not in capsys.readouterr().out and time.monotonic() < deadline:
+        time.sleep(0.1)
+    reader = AckReader()
+
+    def send(frames, expect_ack):
+        conn.sendall(b"".join(frames))
+        conn.settimeout(5 if expect_ack else 2)
+        try:
+            return reader.feed(conn.recv(4096))
+        except socket.timeout:
+            return []
+
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        assert send(frames_for(first, 7, 1, 0), True) == [Ack(ACK_WRITTEN, 7, 1, 0)]
+        assert send(frames_for(other, 7, 1, 0), False) == []
+        with_nonce = pack_meta(other, {"nonce": "abc123"})
+        assert send(frames_for(with_nonce, 7, 1, 0, flags=FLAG_META), True) == [
+            Ack(ACK_COLLISION, 7, 1, 0)]
+    thread.join(timeout=30)
+    text = capsys.readouterr().out
+    assert "collisions 2" in text and text.count("COLLISION") == 2, text
+    assert len(outputs(out)) == 1

@@ -12,7 +12,10 @@ EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims),
 write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
 rename), add a line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to
 the sensor (TCP, MQTT), which keeps it until then and sends it again after any restart. A
-message already in the ledger is acknowledged again and not written twice. A bad message is
+message already in the ledger is acknowledged again and not written twice; one with other
+content under a key the ledger holds (two starts of a sensor took the same boot: a shared
+--sensor-id, a copied or restored --state) is a collision, logged, counted and refused with
+its own status, and the sensor sends it again under a new boot. A bad message is
 logged with its sender and refused (the sensor is told); a message that cannot be written
 (a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what
 arrived.
@@ -93,7 +96,7 @@ def run(args):
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
     stats = receiver.stats
     print(f"{'decoded' if model.decoder else 'kept'} {handled}, rejected {rejected}, not "
-          f"written {failed}; frames "
+          f"written {failed}, collisions {handler.collisions}; frames "
           f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
           f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
           f"rate-limited {stats.rate_limited}, lost messages {stats.lost}, duplicates "

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 __all__ = ["SYNC", "ACK_SYNC", "VERSION", "MAX_PAYLOAD", "HEADER", "MAC_SIZE", "Frame",
            "FramingError", "frames_for", "encode_frame", "decode_frame", "FrameReader",
            "LinkStats", "Keys", "pack_meta", "unpack_meta", "encode_ack", "AckReader", "Ack",
-           "ACK_WRITTEN", "ACK_REJECTED", "FLAG_MAC", "FLAG_META"]
+           "ACK_WRITTEN", "ACK_REJECTED", "ACK_COLLISION", "FLAG_MAC", "FLAG_META"]
 
 SYNC = b"\xa5WLF"
 ACK_SYNC = b"\xa5WLA"
@@ -262,6 +262,7 @@ class FrameReader:
 
 ACK = struct.Struct("<4sBBQII")  # sync, version, status, sensor, boot, sequence
 ACK_WRITTEN, ACK_REJECTED = 0, 1  # written durably (or already), or refused for good
+ACK_COLLISION = 2  # other content holds this key: keep the message, send it under a new boot
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,17 @@
 """The server's per-message protocol, exactly once: a message is acknowledged only after its
 outputs are durable and the ledger names it, so the sensor, which keeps it until then and
 sends it again after any restart, never loses it; one already in the ledger is acknowledged
-again and not written twice. A bad message (corrupt, another model's, too large) is refused
+again and not written twice; one with other content under a key the ledger holds (a
+collision) is refused with its own status, so that the sensor sends it under a new boot. A bad
+message (corrupt, another model's, too large) is refused
 and the sensor told; one that cannot be written (a full disk) is not acknowledged, so the
 sensor keeps it."""
 import math
 import time
 from typing import TYPE_CHECKING, Callable
 
-from ..firmware_bridge.framing import ACK_REJECTED, ACK_WRITTEN, Keys
+from ..firmware_bridge.delivery import message_digest, start_nonce
+from ..firmware_bridge.framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Keys
 from ..firmware_bridge.loops import Rejected
 from ..runtime import Bitstream, Header, read_bitstream
 from ..runtime.modality import IMAGE
@@ -46,7 +49,8 @@ class Handler:
     (CRC, model id, the size it claims against ``max_pixels`` and ``max_samples``), decode
     or keep the latents, classify, write to ``outputs``, log, record in the ledger, then
     acknowledge (authenticated with the sensor's key from ``keys`` where given). A refused
-    message raises ``Rejected``; one not written raises its OSError, unacknowledged."""
+    message raises ``Rejected``; one not written raises its OSError, unacknowledged. A
+    collision is counted in ``collisions``."""
 
     def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
                  max_pixels: float = 64e6, max_samples: float = 64e6,
@@ -57,11 +61,17 @@ class Handler:
                              "dataset or a classifier")
         self.model, self.outputs, self.keys, self.log = model, outputs, keys, log
         self.limits = (max_pixels, max_samples, limit_names)
+        self.collisions = 0
 
     def _ack(self, received, status):
         received.ack(status, self.keys.keys.get(received.sensor) if self.keys else None)
 
     def __call__(self, received: "Received") -> None:
+        digest, nonce = message_digest(received.message), start_nonce(received.meta)
+        clash = self.outputs.collision(received.key, digest, nonce)
+        if clash:
+            self._collide(received, clash, nonce)
+            return
         if received.key in self.outputs:  # sent again: its outputs are already there
             self._ack(received, ACK_WRITTEN)
             self.log(f"{received.sender} {received.key}: already written; acknowledged again")
@@ -87,11 +97,25 @@ class Handler:
                   "captured": received.meta.get("time"), "bytes": len(received.message),
                   "decode_s": time.perf_counter() - start, **fields}
         self.outputs.log(record)
-        self.outputs.record(received.key, fields["file"])
+        self.outputs.record(received.key, fields["file"], digest, nonce)
         self._ack(received, ACK_WRITTEN)
         label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
         self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
                  f"{fields['file'] or 'a label'}{label}")
+
+    def _collide(self, received, why, nonce):
+        """Two messages under one key: never drop either. A sensor that sends its start's
+        nonce knows ACK_COLLISION (it sends the message again under a new boot); an older
+        one is not acknowledged at all, so that it keeps the message."""
+        self.collisions += 1
+        if nonce is not None:
+            self._ack(received, ACK_COLLISION)
+            what = "refused as a collision; the sensor sends it again under a new boot"
+        else:
+            what = "not acknowledged (this sensor does not know collisions; it keeps it)"
+        self.log(f"COLLISION {received.sender} {received.key}: {why} (two starts of sensor "
+                 f"{received.sensor:016x} took the same boot: a shared --sensor-id, a copied "
+                 f"or restored state folder); {what}")
 
     def _keep(self, stream: Bitstream, stem, size):
         """Decode, classify and keep one verified bitstream; returns the metrics fields."""

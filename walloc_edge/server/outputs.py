@@ -57,6 +57,11 @@ class Outputs:
         """Whether the message ``key`` was written (by this server or before a restart)."""
         return key in self.ledger
 
+    def collision(self, key: str, digest: str, nonce: "str | None") -> "str | None":
+        """Why the message ``key`` is another message than the one written under its key or
+        boot (see ``Ledger.collision``); None when it is new or sent again."""
+        return self.ledger.collision(key, digest, nonce)
+
     def stem(self, received: "Received") -> Path:
         """Where the outputs of a received message go, less their suffix."""
         return self.folder / output_stem(received)
@@ -74,9 +79,11 @@ class Outputs:
         self.metrics.write(json.dumps(record) + "\n")
         self.metrics.flush()
 
-    def record(self, key: str, file: "str | None") -> None:
-        """The message ``key`` is written (its outputs durable): a line of the ledger."""
-        self.ledger.record(key, Path(file).name if file else "")
+    def record(self, key: str, file: "str | None", digest: "str | None" = None,
+               nonce: "str | None" = None) -> None:
+        """The message ``key`` (content ``digest``, from the sensor start ``nonce``) is
+        written (its outputs durable): a line of the ledger."""
+        self.ledger.record(key, Path(file).name if file else "", digest, nonce)
 
     def close(self) -> None:
         self.metrics.close()

@@ -1,162 +1,22 @@
 """Delivery, the sensor's side: at least once, across restarts of either end; no torch.
 
-An :class:`Identity` (a 64-bit sensor id made once and kept in a state folder, and a boot
-number counted up at every start) names every message; a :class:`Spool` keeps each message
-on disk until the server acknowledges it; a :class:`Courier` sends, reconnects with backoff,
-and resends what is unacknowledged after its own restart or the server's. The server's side
+An ``Identity`` (``identity.py``: a 64-bit sensor id, a boot number, a nonce per start)
+names every message; a ``Spool`` (``spool.py``) keeps each message on disk until the server
+acknowledges it; a :class:`Courier` sends, reconnects with backoff, resends what is
+unacknowledged after its own restart or the server's, and sends a message again under a new
+boot when the server holds other content under its key (a collision). The server's side
 (``server.py``) acknowledges only once its outputs are durably written.
 """
-import hashlib
-import json
-import os
-import secrets
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...runtime.io import write_atomic
-from ..framing import ACK_REJECTED, ACK_WRITTEN
+from ..framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN
 from ..transports import Sender
+from .spool import SpoolFull
 
-__all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Report", "state_folder",
-           "sensor_number", "read_key"]
-
-
-def state_folder():
-    """Where a sensor keeps its identity and spool: $WALLOC_EDGE_STATE, else
-    $XDG_STATE_HOME/walloc-edge, else ~/.local/state/walloc-edge."""
-    if os.environ.get("WALLOC_EDGE_STATE"):
-        return Path(os.environ["WALLOC_EDGE_STATE"])
-    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    return Path(base) / "walloc-edge"
-
-
-def sensor_number(text):
-    """A sensor id from the command line: 16 hex digits as they are, any other name hashed."""
-    text = str(text).strip()
-    if len(text) == 16 and all(c in "0123456789abcdefABCDEF" for c in text):
-        return int(text, 16)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
-
-
-@dataclass(frozen=True)
-class Identity:
-    sensor: int   # 64-bit id, unique per device
-    boot: int     # counts the starts of this sensor: messages of two boots never collide
-
-    @property
-    def name(self):
-        return f"{self.sensor:016x}"
-
-    @classmethod
-    def start(cls, folder: "str | Path", sensor: "str | None" = None) -> "Identity":
-        """This start's identity: the id kept in ``folder``/identity.json (made at the first
-        start, random), or ``sensor`` (a name or 16 hex digits) when given, with the boot
-        number counted up and saved before anything is sent."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "identity.json"
-        saved = {}
-        if path.is_file():
-            try:
-                saved = json.loads(path.read_text())
-            except ValueError:
-                raise ValueError(f"{path} is damaged; remove it to make a new identity (the "
-                                 "server will see a new sensor)") from None
-        number = sensor_number(sensor) if sensor is not None else \
-            int(saved["sensor"], 16) if "sensor" in saved else secrets.randbits(64)
-        boots = saved.get("boots", {})
-        boot = int(boots.get(f"{number:016x}", 0)) + 1
-        boots[f"{number:016x}"] = boot
-        saved = {"sensor": saved.get("sensor", f"{number:016x}"), "boots": boots}
-        write_atomic(path, json.dumps(saved, indent=1).encode())
-        return cls(number, boot)
-
-
-class SpoolFull(Exception):
-    """The spool cannot take another message (policy "block" and nothing acknowledged)."""
-
-
-class Spool:
-    """Unacknowledged messages on disk, oldest first, at most ``max_bytes`` together.
-
-    Each is one file ``BOOT-SEQUENCE.msg`` (written atomically: a crash leaves it whole or
-    absent) holding a small JSON header line and the message. When a new message does not
-    fit, ``policy`` "drop-oldest" gives up the oldest ones (counted and returned, never
-    silently) and "block" raises SpoolFull, for the caller to wait for acknowledgements.
-    """
-
-    def __init__(self, folder, max_bytes=256 << 20, policy="drop-oldest"):
-        if policy not in ("drop-oldest", "block"):
-            raise ValueError(f"unknown spool policy {policy!r}; use drop-oldest or block")
-        self.folder, self.max_bytes, self.policy = Path(folder), max_bytes, policy
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.lock = threading.Lock()
-        self.sizes = {}
-        for path in self.folder.glob("*.msg"):
-            key = self._key(path)
-            if key is not None:
-                self.sizes[key] = path.stat().st_size
-        for stale in self.folder.glob(".*.tmp-*"):  # a write a crash interrupted
-            stale.unlink()
-        self.total = sum(self.sizes.values())  # bytes held, kept up to date
-
-    @staticmethod
-    def _key(path):
-        try:
-            boot, sequence = path.stem.split("-")
-            return int(boot), int(sequence)
-        except ValueError:
-            return None
-
-    def _path(self, key):
-        return self.folder / f"{key[0]}-{key[1]}.msg"
-
-    @property
-    def bytes(self):
-        return self.total
-
-    def __len__(self):
-        return len(self.sizes)
-
-    def keys(self):
-        with self.lock:
-            return sorted(self.sizes)
-
-    def add(self, key: "tuple[int, int]", message: bytes, meta: dict | None = None
-            ) -> "list[tuple[int, int]]":
-        """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
-        data = json.dumps(meta or {}).encode() + b"\n" + message
-        if len(data) > self.max_bytes:
-            raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
-                             f"({self.max_bytes:,} bytes); give the spool more room")
-        dropped = []
-        with self.lock:
-            while self.sizes and self.total + len(data) > self.max_bytes:
-                if self.policy == "block":
-                    raise SpoolFull(f"the spool holds {len(self.sizes)} unacknowledged "
-                                    f"message(s), {self.total:,} bytes")
-                oldest = min(self.sizes)
-                self._path(oldest).unlink(missing_ok=True)
-                self.total -= self.sizes.pop(oldest)
-                dropped.append(oldest)
-            write_atomic(self._path(key), data)
-            self.total += len(data) - self.sizes.get(key, 0)
-            self.sizes[key] = len(data)
-        return dropped
-
-    def get(self, key):
-        """(message, meta) kept under ``key``."""
-        head, _, message = self._path(key).read_bytes().partition(b"\n")
-        return message, json.loads(head or b"{}")
-
-    def remove(self, key):
-        with self.lock:
-            size = self.sizes.pop(key, None)
-            if size is not None:
-                self.total -= size
-                self._path(key).unlink(missing_ok=True)
+__all__ = ["Courier", "Report", "read_key"]
 
 
 @dataclass
@@ -167,6 +27,7 @@ class Report:
     acknowledged: int = 0   # written by the server (this run's and earlier runs' messages)
     rejected: int = 0       # refused for good by the server (bad bitstream, wrong model)
     dropped: int = 0        # given up because the spool was full (policy drop-oldest)
+    collisions: int = 0     # keys the server holds other content under: sent under a new boot
     unacknowledged: int = 0  # still in the spool at the end: sent again at the next start
     best_effort: bool = False  # a link with no way back (UDP, serial, file): nothing is known
 
@@ -179,6 +40,9 @@ class Report:
             parts.append(f"{self.rejected} rejected by the server")
         if self.dropped:
             parts.append(f"{self.dropped} dropped (spool full)")
+        if self.collisions:
+            parts.append(f"{self.collisions} collision(s) (another start sent under the same "
+                         "keys; sent again under a new boot)")
         if self.unacknowledged:
             parts.append(f"{self.unacknowledged} unacknowledged, kept in the spool")
         return "delivery: " + ", ".join(parts)
@@ -197,7 +61,9 @@ class Courier:
     first; so does a new courier over the same spool after a reboot. A message unanswered
     for ``ack_timeout`` seconds is sent again (the server may have been unable to write it).
     On a link without acknowledgements (UDP, serial, files) messages are sent once and not
-    spooled, and the report says so.
+    spooled, and the report says so. Over a link with acknowledgements every message carries
+    the start's nonce; when the server answers that other content holds its key (a
+    collision), the message is kept and sent again under a new boot (``identity.renew``).
     """
 
     def __init__(self, link, identity, spool, key=None, log=print, ack_timeout=30.0,
@@ -221,15 +87,52 @@ class Courier:
         key = (ack.boot, ack.sequence)
         with self.changed:  # taking it off the spool and counting it are one step
             if key not in self.spool.sizes:
+                self.sent_at.pop(key, None)
                 return  # a repeated acknowledgement
-            self.spool.remove(key)
-            self.sent_at.pop(key, None)
-            if ack.status == ACK_WRITTEN:
-                self.report.acknowledged += 1
-            elif ack.status == ACK_REJECTED:
-                self.report.rejected += 1
-                self.log(f"the server refused message {key[0]}-{key[1]} for good")
+            if ack.status == ACK_COLLISION:
+                self._rekey(key)
+            elif ack.status in (ACK_WRITTEN, ACK_REJECTED):
+                self.spool.remove(key)
+                self.sent_at.pop(key, None)
+                if ack.status == ACK_WRITTEN:
+                    self.report.acknowledged += 1
+                else:
+                    self.report.rejected += 1
+                    self.log(f"the server refused message {key[0]}-{key[1]} for good")
+            else:  # a status this sensor does not know: keep the message
+                self.log(f"the server answered message {key[0]}-{key[1]} with unknown "
+                         f"status {ack.status}; it stays in the spool")
+                return
             self.changed.notify_all()
+
+    def _next_key(self):
+        """The key (boot, sequence) of the next message and its boot's nonce, as one step
+        (a collision may move this courier to a new boot meanwhile)."""
+        with self.changed:
+            key = (self.identity.boot, self.sequence)
+            self.sequence += 1
+            return key, self.identity.nonce
+
+    def _rekey(self, old):
+        """The server holds other content under ``old``: keep the message under a new key,
+        of a new boot if ``old`` is of the current one, and mark it due at once (called with
+        ``changed`` held; the next pump sends it, not this acknowledgement's thread)."""
+        if old[0] == self.identity.boot:
+            self.identity = self.identity.renew()
+            self.sequence = 0
+        new = (self.identity.boot, self.sequence)
+        self.sequence += 1
+        try:
+            self.spool.move(old, new, {"nonce": self.identity.nonce})
+        except FileNotFoundError:
+            return  # another process on this spool took it over
+        self.report.collisions += 1
+        self.sent_at.pop(old, None)
+        self.sent_at[new] = float("-inf")  # due: past any ack_timeout
+        self.log(f"COLLISION: the server holds another message under {old[0]}-{old[1]} "
+                 f"(another start of sensor {self.identity.name} took boot {old[0]}: a shared "
+                 f"id, a copied or restored state folder); kept, and sent again as "
+                 f"{new[0]}-{new[1]} (boot {new[0]})")
 
     def start(self):
         """Connect, and send what an earlier run left unacknowledged."""
@@ -243,12 +146,12 @@ class Courier:
 
     def send(self, message: bytes, meta: dict | None = None) -> "tuple[int, int]":
         """Spool and send one new message; returns its key (boot, sequence)."""
-        key = (self.identity.boot, self.sequence)
-        self.sequence += 1
+        key, nonce = self._next_key()
         if not self.link.acks:
-            self.sender.send_as(key[1], message, meta)
+            self.sender.send_as(key[1], message, meta, boot=key[0])
             self.report.sent += 1
             return key
+        meta = {**(meta or {}), "nonce": nonce}
         self._maybe_reconnect()
         self._wait_for_window()
         while True:

@@ -1,46 +1,94 @@
 """Delivery, the server's side: exactly-once output over at-least-once delivery; no torch.
 
 A :class:`Ledger` remembers, on disk, which messages were written, so that a resent message
-is acknowledged again but not written twice; the server acknowledges only after its outputs
-are durably written. ``read_keys`` reads the keys that authenticate its sensors.
+is acknowledged again but not written twice, and one with other content under a key it
+holds (a collision: two starts of a sensor took the same boot) is told apart; the server
+acknowledges only after its outputs are durably written. ``read_keys`` reads the keys that
+authenticate its sensors.
 """
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 from ..framing import Keys
-from .sensor import sensor_number
+from .identity import sensor_number
 
-__all__ = ["Ledger", "read_keys"]
+__all__ = ["Ledger", "read_keys", "message_digest", "start_nonce"]
+
+
+def message_digest(message: bytes) -> str:
+    """What the ledger keeps of a message's content: enough to tell two messages apart."""
+    return hashlib.sha256(message).hexdigest()[:32]
+
+
+def start_nonce(meta: dict) -> "str | None":
+    """The sensor start's random nonce from a message's metadata (sensors that send one
+    understand a collision acknowledgement); None when absent or malformed."""
+    nonce = meta.get("nonce")
+    return nonce if isinstance(nonce, str) and re.fullmatch(r"[0-9a-f]{1,32}", nonce) else None
 
 
 class Ledger:
     """The server's memory of what it has written: one line per message key in a file
     (appended and synced after the outputs are durable), read back at start, so that a
     message resent after any restart is acknowledged but not written again. A line a full
-    disk or a crash cut short is not believed (it is taken off, or ignored at start)."""
+    disk or a crash cut short is not believed (it is taken off, or ignored at start).
+
+    A line is ``KEY [OUTPUT] digest=HEX [nonce=HEX]``: the content's digest, and the nonce
+    of the sensor start that sent it, tell the same message sent again from another message
+    under the same key (see :meth:`collision`)."""
 
     def __init__(self, path):
         self.path = Path(path)
-        self.done = set()
+        self.done = {}   # key -> (digest, nonce), either None where not known
+        self.boots = {}  # "SENSOR-BOOT" -> the nonce of the start that sent that boot
         if self.path.is_file():
             text = self.path.read_text(errors="replace")
             complete = text[:text.rfind("\n") + 1]
             for line in complete.splitlines():
-                if line.strip():
-                    self.done.add(line.split()[0])
+                fields = line.split()
+                if fields:
+                    known = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+                    self._remember(fields[0], known.get("digest"), known.get("nonce"))
             if len(complete) != len(text):  # a cut-short last line: drop it
                 with open(self.path, "r+b") as f:
                     f.truncate(len(complete.encode()))
         self.file = open(self.path, "ab")
 
+    def _remember(self, key, digest, nonce):
+        self.done[key] = (digest, nonce)
+        if nonce is not None:
+            self.boots.setdefault(key.rsplit("-", 1)[0], nonce)
+
     def __contains__(self, key):
         return key in self.done
 
-    def record(self, key, output=""):
+    def collision(self, key, digest, nonce=None):
+        """Why the message ``key`` with content ``digest``, from the sensor start ``nonce``,
+        is not the message the ledger holds (other content under that key, or its boot
+        taken by another start: a shared id, a copied or restored state folder); None when
+        it is new or the same message sent again."""
+        if key in self.done:
+            kept_digest, kept_nonce = self.done[key]
+            # a line without a digest (from a server that kept none) matches any content
+            if kept_digest is not None and kept_digest != digest:
+                return "other content is already written under this key"
+            if None not in (kept_nonce, nonce) and kept_nonce != nonce:
+                return "another start of this sensor already sent this key"
+            return None
+        kept_nonce = self.boots.get(key.rsplit("-", 1)[0])
+        if None not in (kept_nonce, nonce) and kept_nonce != nonce:
+            return "another start of this sensor already sent under this boot number"
+        return None
+
+    def record(self, key, output="", digest=None, nonce=None):
         at = self.file.tell()
+        line = " ".join([key, output] + [f"{name}={value}" for name, value in
+                                         (("digest", digest), ("nonce", nonce)) if value])
         try:
-            self.file.write(f"{key} {output}\n".encode())
+            self.file.write(f"{line}\n".encode())
             self.file.flush()
             os.fsync(self.file.fileno())
         except OSError:
@@ -49,11 +97,10 @@ class Ledger:
             except OSError:
                 pass
             raise
-        self.done.add(key)
+        self._remember(key, digest, nonce)
 
     def close(self):
         self.file.close()
-
 
 
 def read_keys(path):

@@ -1,0 +1,82 @@
+"""A sensor's identity: a 64-bit id made once and kept in a state folder, a boot number
+counted up at every start (under a lock: processes starting at once never share one), and a
+random nonce per start that lets the server tell apart two starts that took the same boot (a
+shared id, a copied or restored state folder); no torch."""
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...runtime.io import write_atomic
+
+__all__ = ["Identity", "state_folder", "sensor_number"]
+
+
+def state_folder():
+    """Where a sensor keeps its identity and spool: $WALLOC_EDGE_STATE, else
+    $XDG_STATE_HOME/walloc-edge, else ~/.local/state/walloc-edge."""
+    if os.environ.get("WALLOC_EDGE_STATE"):
+        return Path(os.environ["WALLOC_EDGE_STATE"])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "walloc-edge"
+
+
+def sensor_number(text):
+    """A sensor id from the command line: 16 hex digits as they are, any other name hashed."""
+    text = str(text).strip()
+    if len(text) == 16 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return int(text, 16)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class Identity:
+    sensor: int   # 64-bit id, unique per device
+    boot: int     # counts the starts of this sensor: messages of two boots never collide
+    # random per start, sent with each message: the server tells two starts that took the
+    # same boot apart (a shared id, a copied or restored state folder)
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
+    folder: "Path | None" = field(default=None, compare=False, repr=False)  # its state
+
+    @property
+    def name(self):
+        return f"{self.sensor:016x}"
+
+    @classmethod
+    def start(cls, folder: "str | Path", sensor: "str | None" = None,
+              after: int = 0) -> "Identity":
+        """This start's identity: the id kept in ``folder``/identity.json (made at the first
+        start, random), or ``sensor`` (a name or 16 hex digits) when given, with the boot
+        number counted up (past ``after``) and saved before anything is sent. Under a lock
+        on ``folder``/identity.lock, so that processes starting at once never share a
+        boot."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "identity.json"
+        with open(folder / "identity.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            saved = {}
+            if path.is_file():
+                try:
+                    saved = json.loads(path.read_text())
+                except ValueError:
+                    raise ValueError(f"{path} is damaged; remove it to make a new identity "
+                                     "(the server will see a new sensor)") from None
+            number = sensor_number(sensor) if sensor is not None else \
+                int(saved["sensor"], 16) if "sensor" in saved else secrets.randbits(64)
+            boots = saved.get("boots", {})
+            boot = max(int(boots.get(f"{number:016x}", 0)), after) + 1
+            boots[f"{number:016x}"] = boot
+            saved = {"sensor": saved.get("sensor", f"{number:016x}"), "boots": boots}
+            write_atomic(path, json.dumps(saved, indent=1).encode())
+        return cls(number, boot, folder=folder)
+
+    def renew(self) -> "Identity":
+        """A new boot of this sensor, with a new nonce (the server holds other messages under
+        this boot's keys); taken from the state folder like a start's, where there is one."""
+        if self.folder is None:
+            return Identity(self.sensor, self.boot + 1)
+        return Identity.start(self.folder, self.name, after=self.boot)

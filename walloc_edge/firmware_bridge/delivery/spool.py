@@ -1,0 +1,137 @@
+"""A sensor's spool: each message kept on disk until the server acknowledges it. Several
+processes may share one: message files are named by their boot (each process has its own),
+a start removes only the unfinished writes of processes that are gone, and a message that
+another process took off is forgotten. No torch."""
+import json
+import os
+import threading
+from pathlib import Path
+
+from ...runtime.io import write_atomic
+
+__all__ = ["Spool", "SpoolFull"]
+
+
+class SpoolFull(Exception):
+    """The spool cannot take another message (policy "block" and nothing acknowledged)."""
+
+
+class Spool:
+    """Unacknowledged messages on disk, oldest first, at most ``max_bytes`` together.
+
+    Each is one file ``BOOT-SEQUENCE.msg`` (written atomically: a crash leaves it whole or
+    absent) holding a small JSON header line and the message. When a new message does not
+    fit, ``policy`` "drop-oldest" gives up the oldest ones (counted and returned, never
+    silently) and "block" raises SpoolFull, for the caller to wait for acknowledgements.
+    """
+
+    def __init__(self, folder, max_bytes=256 << 20, policy="drop-oldest"):
+        if policy not in ("drop-oldest", "block"):
+            raise ValueError(f"unknown spool policy {policy!r}; use drop-oldest or block")
+        self.folder, self.max_bytes, self.policy = Path(folder), max_bytes, policy
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.sizes = {}
+        for path in self.folder.glob("*.msg"):
+            key = self._key(path)
+            try:
+                if key is not None:
+                    self.sizes[key] = path.stat().st_size
+            except FileNotFoundError:
+                pass  # acknowledged meanwhile (another process on this spool)
+        for stale in self.folder.glob(".*.tmp-*"):  # a write its process did not finish
+            if not _alive(stale.name.rsplit(".tmp-", 1)[1].split("-")[0]):
+                stale.unlink(missing_ok=True)  # (another live process's write is its own)
+        self.total = sum(self.sizes.values())  # bytes held, kept up to date
+
+    @staticmethod
+    def _key(path):
+        try:
+            boot, sequence = path.stem.split("-")
+            return int(boot), int(sequence)
+        except ValueError:
+            return None
+
+    def _path(self, key):
+        return self.folder / f"{key[0]}-{key[1]}.msg"
+
+    @property
+    def bytes(self):
+        return self.total
+
+    def __len__(self):
+        return len(self.sizes)
+
+    def keys(self):
+        with self.lock:
+            return sorted(self.sizes)
+
+    def add(self, key: "tuple[int, int]", message: bytes, meta: dict | None = None
+            ) -> "list[tuple[int, int]]":
+        """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
+        data = json.dumps(meta or {}).encode() + b"\n" + message
+        if len(data) > self.max_bytes:
+            raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
+                             f"({self.max_bytes:,} bytes); give the spool more room")
+        dropped = []
+        with self.lock:
+            while self.sizes and self.total + len(data) > self.max_bytes:
+                if self.policy == "block":
+                    raise SpoolFull(f"the spool holds {len(self.sizes)} unacknowledged "
+                                    f"message(s), {self.total:,} bytes")
+                oldest = min(self.sizes)
+                self._path(oldest).unlink(missing_ok=True)
+                self.total -= self.sizes.pop(oldest)
+                dropped.append(oldest)
+            write_atomic(self._path(key), data)
+            self.total += len(data) - self.sizes.get(key, 0)
+            self.sizes[key] = len(data)
+        return dropped
+
+    def get(self, key):
+        """(message, meta) kept under ``key``; FileNotFoundError (and the key forgotten) when
+        another process on this spool took it off (acknowledged, or sent under a new key)."""
+        try:
+            head, _, message = self._path(key).read_bytes().partition(b"\n")
+        except FileNotFoundError:
+            self.remove(key)
+            raise
+        return message, json.loads(head or b"{}")
+
+    def move(self, old, new, meta):
+        """Keep the message held under ``old`` under ``new`` instead, ``meta`` added to its
+        metadata; returns (message, metadata). Renamed first, so that a crash leaves it
+        under one key or the other, never both or neither."""
+        with self.lock:
+            try:
+                os.rename(self._path(old), self._path(new))
+            except FileNotFoundError:
+                self.total -= self.sizes.pop(old, 0)
+                raise
+            head, _, message = self._path(new).read_bytes().partition(b"\n")
+            meta = {**json.loads(head or b"{}"), **meta}
+            data = json.dumps(meta).encode() + b"\n" + message
+            write_atomic(self._path(new), data)
+            self.total += len(data) - self.sizes.pop(old)
+            self.sizes[new] = len(data)
+        return message, meta
+
+    def remove(self, key):
+        with self.lock:
+            size = self.sizes.pop(key, None)
+            if size is not None:
+                self.total -= size
+                self._path(key).unlink(missing_ok=True)
+
+
+def _alive(pid):
+    """Whether the process ``pid`` (a number as text) is running."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (ValueError, OverflowError):
+        return False  # not a writer's pid: nobody's file
+    except PermissionError:
+        pass  # another user's process
+    return True
