@@ -289,7 +289,8 @@ class Courier:
             try:
                 self._step()
             except Exception as e:  # noqa: BLE001 - the spool keeps the messages; go on
-                self.log(f"delivery: {type(e).__name__}: {e}; trying again")
+                self.log(f"sending failed ({type(e).__name__}: {e}); the spool keeps the "
+                         "messages, trying again")
                 self.stopping.wait(self.max_backoff)
 
     def _step(self):
