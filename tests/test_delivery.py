@@ -3,6 +3,7 @@ restarted, a sensor killed and restarted, a connection cut mid-message, a full d
 injected frames; property tests for the spool and the ledger. Loopback only, bounded."""
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +23,9 @@ from helpers import free_port
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spool
 from walloc_edge.firmware_bridge.framing import (ACK_COLLISION, ACK_WRITTEN, Ack, AckReader,
-                                                 Keys, encode_ack, frames_for)
+                                                 Keys, decode_frame, encode_ack, frames_for)
 from walloc_edge.firmware_bridge.transports import open_link, open_receiver
+from walloc_edge.firmware_bridge.transports.base import Link
 from walloc_edge.learning.datasets import load
 
 
@@ -865,3 +868,162 @@ def test_a_sensor_without_a_nonce_is_not_told_to_drop_a_collided_message(
     text = capsys.readouterr().out
     assert "collisions 2" in text and text.count("COLLISION") == 2, text
     assert len(outputs(out)) == 1
+
+
+class RacingLink(Link):
+    """Acknowledges each message inside ``write`` (before the caller goes on), from another
+    thread at once, late, twice, or (the first time) not at all: acknowledgements arrive
+    before, during and after the courier registers a message as in flight."""
+
+    acks = True
+
+    def __init__(self, seed=0):
+        super().__init__("racing:")
+        self.rng, self.seen = random.Random(seed), {}
+
+    def write(self, frames):
+        frame = decode_frame(frames[0])
+        key = (frame.boot, frame.sequence)
+        self.seen[key] = self.seen.get(key, 0) + 1
+        ack = Ack(ACK_WRITTEN, frame.sensor, frame.boot, frame.sequence)
+        mode = self.rng.choice(["inside", "thread", "late", "twice", "lost"])
+        if mode == "lost" and self.seen[key] == 1:
+            return  # sent again after the acknowledgement timeout
+        if mode in ("inside", "twice"):
+            self.on_ack(ack)
+        if mode in ("thread", "twice"):
+            threading.Thread(target=self.on_ack, args=(ack,)).start()
+        if mode == "late":
+            threading.Timer(0.02, self.on_ack, (ack,)).start()
+
+
+def test_in_flight_table_survives_racing_acknowledgements(tmp_path):
+    """300 messages through a window of 8 with acknowledgements racing the courier's
+    bookkeeping: no stale in-flight entry ever fills the window (send never stalls), and
+    every message is counted acknowledged exactly once."""
+    link, identity = RacingLink(), Identity(0x5EED, 1)
+    courier = Courier(link, identity, Spool(tmp_path / "spool"), log=lambda s: None,
+                      ack_timeout=0.3, window=8)
+    courier.start()
+    sending = threading.Thread(target=lambda: [courier.send(b"m%d" % i) for i in range(300)],
+                               daemon=True)
+    sending.start()
+    sending.join(timeout=60)
+    assert not sending.is_alive(), f"send() stalled: {len(courier.sent_at)} in flight"
+    report = courier.finish(wait=30)
+    assert report.acknowledged == 300 and report.unacknowledged == 0, report
+    assert courier.sent_at == {} and len(courier.spool) == 0
+    assert sorted(link.seen) == [(1, i) for i in range(300)]
+
+
+def test_quiet_sensor_resends_after_server_restart_within_backoff(tmp_path):
+    """Three messages received but never acknowledged (the server dies before writing
+    them); the server is back 2.5 s later and the sensor sends nothing new: the dropped
+    connection is noticed at once, and all three are acknowledged within the backoff
+    (at most 5 s), long before --ack-timeout."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    receiver, identity, logs = open_receiver(url), Identity(0xABC, 1), []
+    courier = Courier(open_link(url, identity.sensor), identity, Spool(tmp_path / "spool"),
+                      log=logs.append, ack_timeout=120)
+    courier.start()
+    for i in range(3):
+        courier.send(b"quiet %d" % i)
+    got = set()
+    for item in receiver.messages(timeout=5):
+        got.add(item.sequence)
+        if len(got) == 3:
+            break
+    assert got == {0, 1, 2}
+    receiver.stop()  # the server goes away; its connections close
+    time.sleep(2.5)
+    receiver, back = open_receiver(url), time.monotonic()
+    acknowledged = set()
+    for item in receiver.messages(timeout=10):
+        item.ack(ACK_WRITTEN)
+        acknowledged.add(item.sequence)
+        if len(acknowledged) == 3:
+            break
+    while courier.report.acknowledged < 3 and time.monotonic() - back < 10:
+        time.sleep(0.02)
+    took = time.monotonic() - back
+    report = courier.finish(wait=1)
+    receiver.stop()
+    assert report.acknowledged == 3 and report.unacknowledged == 0, (report, logs)
+    assert took < 5.5, f"recovered {took:.1f} s after the server was back"
+    assert any(line.startswith("link lost") for line in logs), logs
+
+
+def _lines_of(proc):
+    lines = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return lines
+
+
+def _wait_lines(lines, proc, condition, timeout=90):
+    deadline = time.monotonic() + timeout
+    while not condition(lines):
+        assert time.monotonic() < deadline and proc.poll() is None, "".join(lines)
+        time.sleep(0.05)
+
+
+def test_restarted_watch_sends_nothing_twice(bundle, reference_dir, tmp_path, capsys):
+    """`stream --watch`, stopped with Ctrl-C (exit 130) and started again, sends only the
+    file that changed and the new one, not the one merely touched nor the others: serve
+    writes each version once."""
+    inbox, state, link = photos(tmp_path / "in", 4), tmp_path / "state", tmp_path / "link"
+    sent = lambda lines: [line.split()[1].rstrip(":") for line in lines
+                          if line.startswith("sent ")]
+    runs = []
+    for n in (4, 2):
+        proc = sensor(bundle, "--watch", inbox, "--to", f"file://{link}", "--sensor-id",
+                      "cam", state=state)
+        lines = _lines_of(proc)
+        _wait_lines(lines, proc, lambda lines: len(sent(lines)) >= n)
+        time.sleep(2)  # four more polls: nothing else is sent
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130, "".join(lines)
+        runs.append(sorted(Path(p).name for p in sent(lines)))
+        os.utime(inbox / "p00.png")  # touched, the same content
+        photos(tmp_path / "other", 2, seed=9)
+        (tmp_path / "other" / "p00.png").replace(inbox / "p01.png")  # changed
+        (tmp_path / "other" / "p01.png").replace(inbox / "p04.png")  # new
+    assert runs == [["p00.png", "p01.png", "p02.png", "p03.png"], ["p01.png", "p04.png"]]
+    out = tmp_path / "received"
+    assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"file://{link}",
+                 "--out", str(out), "--device", "cpu"]) == 0
+    written = sorted(n.split("-", 4)[4] for n in outputs(out))
+    assert written == ["p00.png", "p01.png", "p01.png", "p02.png", "p03.png", "p04.png"]
+
+
+@pytest.mark.slow  # serve in its own process, restarted
+def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir, tmp_path):
+    """A `--watch` sensor with a quiet folder: what it spooled while serve was down (first
+    not started, then killed) is written within 10 s of serve listening, with no new file;
+    restarted, the sensor sends nothing twice."""
+    port, out, inbox = free_port(), tmp_path / "received", photos(tmp_path / "in", 6)
+    args = ("--watch", inbox, "--to", f"tcp://127.0.0.1:{port}", "--sensor-id", "watcher")
+    proc = sensor(bundle, *args, state=tmp_path / "state")
+    lines = _lines_of(proc)
+    _wait_lines(lines, proc, lambda lines: sum(line.startswith("sent ") for line in lines) >= 6)
+    server = Server(reference_dir, out, port)  # late: six messages wait in the spool
+    server.wait_for(lambda: server.written() >= 6, 10)
+    server.kill()
+    photos(tmp_path / "more", 3, seed=5)
+    for i in range(3):
+        (tmp_path / "more" / f"p{i:02d}.png").replace(inbox / f"q{i:02d}.png")
+    _wait_lines(lines, proc, lambda lines: sum(line.startswith("sent ") for line in lines) >= 9)
+    time.sleep(2)
+    server = Server(reference_dir, out, port)
+    server.wait_for(lambda: server.written() >= 3, 10)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130, "".join(lines)
+    again = sensor(bundle, *args, state=tmp_path / "state")
+    lines = _lines_of(again)
+    time.sleep(8)  # started, and several polls of the folder
+    again.send_signal(signal.SIGINT)
+    assert again.wait(timeout=30) == 130 and not any(line.startswith("sent ") for line in lines)
+    server.stop()
+    sensor_id = outputs(out)[0].split("-")[0]
+    assert_exactly_once(out, {(sensor_id, f"{c}{i:02d}") for c, n in (("p", 6), ("q", 3))
+                              for i in range(n)})

@@ -1,5 +1,6 @@
 """``walloc-edge stream``: the sensor's send loop (files, a watched folder, video), with
 nothing lost: every message is spooled on disk until the server acknowledges it; no torch."""
+import hashlib
 import sys
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def configure(p):
                    help="images or audio files to send, or folders of them (recursive)")
     p.add_argument("--to", required=True, metavar="URL", help=f"where to send: {SENDER_URLS}")
     p.add_argument("--watch", metavar="DIR",
-                   help="also send every file that appears in DIR (once complete) until Ctrl-C")
+                   help="also send every file that appears in DIR (once complete) until "
+                        "Ctrl-C; what was sent is kept in --state, so a restart sends only "
+                        "new or changed files")
     add_backend_options(p)
     p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
     add_video_options(p)
@@ -91,7 +94,11 @@ def run(args):
         if args.watch:
             if not Path(args.watch).is_dir():
                 raise ValueError(f"--watch {args.watch}: no such folder")
-            failed += watch_folder(encoder, courier, args.watch, args.coder, log=log)[1]
+            watched = Path(args.watch).resolve()  # what was sent from it, across restarts
+            record = Path(args.state) / "watch" / (
+                f"{identity.name}-{hashlib.sha256(str(watched).encode()).hexdigest()[:16]}.json")
+            failed += watch_folder(encoder, courier, watched, args.coder, log=log,
+                                   record=record)[1]
     except KeyboardInterrupt:
         stopped = True
     try:

@@ -6,12 +6,15 @@ or a plain ``transports`` sender); each message carries its source and capture t
 metadata. One input that cannot be read or encoded is skipped with one line; the batch goes
 on.
 """
+import hashlib
+import json
 import time
 from pathlib import Path
 
-from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input
+from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input, write_atomic
 
-__all__ = ["stream_files", "stream_frames", "watch_folder", "serve_messages", "Rejected"]
+__all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serve_messages",
+           "Rejected"]
 
 
 def _send_all(encoder, sender, items, coder, log):
@@ -49,42 +52,94 @@ def stream_frames(encoder, sender, frames, name, coder="rans", log=print):
     return _send_all(encoder, sender, items, coder, log)
 
 
+class WatchRecord:
+    """What a watched folder has had sent: name → size, time and sha256 of each file, kept
+    in ``path`` (JSON, written atomically; None: in memory only) once its message is
+    spooled, so that a restart sends only what is new or changed."""
+
+    def __init__(self, path=None):
+        self.path, self.files = (Path(path) if path else None), {}
+        if self.path and self.path.is_file():
+            try:
+                self.files = dict(json.loads(self.path.read_text())["files"])
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{self.path} is damaged; remove it to send the whole "
+                                 "folder again") from None
+
+    def version(self, name):
+        entry = self.files.get(name)
+        return entry and (entry["size"], entry["mtime_ns"])
+
+    def keep(self, name, version, digest, present):
+        """Record ``name`` as sent; files no longer in the folder (``present``) are left out."""
+        self.files = {n: e for n, e in self.files.items() if n in present}
+        self.files[name] = {"size": version[0], "mtime_ns": version[1], "sha256": digest}
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.path, json.dumps({"files": self.files}, indent=0).encode())
+
+
+def _digest(path):
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
 def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, stop=None,
-                 settle=2):
+                 settle=2, record=None):
     """Send every file that appears in ``folder`` (those there at the start too) until
-    ``stop()`` is true or Ctrl-C. A file is sent once it is complete: its size and time have
-    not changed for ``settle`` polls (a file written in bursts waits); one written in place
-    again later is sent again. Hidden and temporary files (".name", "*.tmp", "*.part") are
-    left alone, so a writer can write them and rename them into place."""
+    ``stop()`` is true; Ctrl-C is logged and passed on. A file is sent once it is complete:
+    its size and time have not changed for ``settle`` polls (a file written in bursts
+    waits); one written in place again later with other content is sent again. With
+    ``record`` (a JSON file) what was sent is remembered across restarts: only new or
+    changed files are sent (a file touched, its content the same, is not). Hidden and
+    temporary files (".name", "*.tmp", "*.part") are left alone, so a writer can write them
+    and rename them into place."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
     suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES | {".npy"}
-    sent_as, seen, totals = {}, {}, [0, 0]  # path → the (size, mtime) sent, last seen + count
+    sent = WatchRecord(record)
+    done = {name: sent.version(name) for name in sent.files}  # name → (size, mtime) handled
+    seen, totals = {}, [0, 0]  # name → the (size, mtime) last seen, and for how many polls
     try:
         while not (stop and stop()):
-            for path in sorted(folder.iterdir()):
-                if path.name.startswith(".") or path.suffix.lower() not in suffixes:
+            names = sorted(p.name for p in folder.iterdir())
+            for name in names:
+                path = folder / name
+                if name.startswith(".") or path.suffix.lower() not in suffixes:
                     continue
                 try:
                     stat = path.stat()
                 except FileNotFoundError:
                     continue
                 version = (stat.st_size, stat.st_mtime_ns)
-                if sent_as.get(path) == version:
+                if done.get(name) == version:
                     continue
-                last, count = seen.get(path, (None, 0))
+                last, count = seen.get(name, (None, 0))
                 count = count + 1 if last == version else 0
-                seen[path] = (version, count)
+                seen[name] = (version, count)
                 if count < settle - 1:  # still being written, or just appeared
                     continue
-                sent_as[path] = version
-                sent, failed = stream_files(encoder, sender, [path], coder, log)
-                totals[0] += sent
+                done[name] = version
+                try:
+                    digest = _digest(path)
+                except OSError:
+                    digest = None  # stream_files says why it cannot be read
+                if digest and digest == sent.files.get(name, {}).get("sha256"):
+                    sent.keep(name, version, digest, names)  # touched, not changed
+                    continue
+                n, failed = stream_files(encoder, sender, [path], coder, log)
+                totals[0] += n
                 totals[1] += failed
+                if n:
+                    sent.keep(name, version, digest, names)
             time.sleep(poll)
     except KeyboardInterrupt:
         log("stopped watching")
+        raise
     return tuple(totals)
 
 

@@ -56,30 +56,38 @@ class Courier:
     """Sends messages over a ``transports.Link`` so that each arrives at least once.
 
     Every message goes to the ``spool`` before it is sent and leaves it only when the server
-    acknowledges it. When the link breaks, the courier reconnects with backoff (``backoff``
-    seconds, doubling to ``max_backoff``) and sends again everything unacknowledged, oldest
-    first; so does a new courier over the same spool after a reboot. A message unanswered
-    for ``ack_timeout`` seconds is sent again (the server may have been unable to write it).
-    On a link without acknowledgements (UDP, serial, files) messages are sent once and not
-    spooled, and the report says so. Over a link with acknowledgements every message carries
-    the start's nonce; when the server answers that other content holds its key (a
-    collision), the message is kept and sent again under a new boot (``identity.renew``).
+    acknowledges it. From ``start()`` to ``finish()`` a thread of the courier's own owns the
+    link, so that nothing waits for new input: it sends what ``send()`` spooled, notices a
+    broken link (at once where the link reports it, as TCP does), reconnects with backoff
+    (``backoff`` seconds, doubling to ``max_backoff``) and then sends again everything
+    unacknowledged, oldest first, as a new courier over the same spool does after a reboot;
+    a message unanswered for ``ack_timeout`` seconds is sent again (the server may have been
+    unable to write it). On a link without acknowledgements (UDP, serial, files) messages are
+    sent once by ``send()`` and not spooled, and the report says so. Over a link with
+    acknowledgements every message carries the start's nonce; when the server answers that
+    other content holds its key (a collision), the message is kept and sent again under a
+    new boot (``identity.renew``).
     """
 
     def __init__(self, link, identity, spool, key=None, log=print, ack_timeout=30.0,
-                 backoff=0.2, max_backoff=5.0, window=64):
+                 backoff=0.2, max_backoff=5.0, window=64, tick=0.2):
         self.link, self.identity, self.spool, self.log = link, identity, spool, log
         self.ack_timeout, self.backoff, self.max_backoff = ack_timeout, backoff, max_backoff
-        self.window = window
+        self.window, self.tick = window, tick
         self.sender = Sender(link, identity.sensor, identity.boot, key)
         self.report = Report(best_effort=not link.acks)
-        self.sent_at = {}   # key → when last transmitted (this run)
+        # Under ``changed``: which spooled messages are in flight, and the counts. A key is
+        # registered before its message goes out, so an acknowledgement never comes too early.
+        self.sent_at = {}   # key → when last transmitted on this connection
+        self.fresh = set()  # spooled by send(), not transmitted yet (its first sending)
         self.sequence = 0
-        self.connected = False
-        self.delay, self.next_attempt = backoff, 0.0
-        self.down_since = None  # when the link was last found down (logged once an outage)
         self.changed = threading.Condition()
+        # The courier's thread alone uses these, and the link.
+        self.connected, self.outage = False, False
+        self.delay, self.next_attempt = backoff, 0.0
+        self.wake, self.stopping, self.worker = threading.Event(), threading.Event(), None
         link.on_ack = self._on_ack
+        link.on_down = self.wake.set
 
     def _on_ack(self, ack):
         if ack.sensor != self.identity.sensor:
@@ -115,8 +123,8 @@ class Courier:
 
     def _rekey(self, old):
         """The server holds other content under ``old``: keep the message under a new key,
-        of a new boot if ``old`` is of the current one, and mark it due at once (called with
-        ``changed`` held; the next pump sends it, not this acknowledgement's thread)."""
+        of a new boot if ``old`` is of the current one (called with ``changed`` held; the
+        courier's thread sends it, not this acknowledgement's thread)."""
         if old[0] == self.identity.boot:
             self.identity = self.identity.renew()
             self.sequence = 0
@@ -127,140 +135,151 @@ class Courier:
         except FileNotFoundError:
             return  # another process on this spool took it over
         self.report.collisions += 1
-        self.sent_at.pop(old, None)
-        self.sent_at[new] = float("-inf")  # due: past any ack_timeout
+        self.sent_at.pop(old, None)  # not in flight: due at the thread's next step
+        self.wake.set()
         self.log(f"COLLISION: the server holds another message under {old[0]}-{old[1]} "
                  f"(another start of sensor {self.identity.name} took boot {old[0]}: a shared "
                  f"id, a copied or restored state folder); kept, and sent again as "
                  f"{new[0]}-{new[1]} (boot {new[0]})")
 
     def start(self):
-        """Connect, and send what an earlier run left unacknowledged."""
-        if not self.link.acks:
+        """Start the courier's thread: it connects, and sends what an earlier run left
+        unacknowledged."""
+        if not self.link.acks or self.worker is not None:
             return
-        self._ensure_link(wait=False)
-        left = self.spool.keys()
-        if left:
-            self.log(f"resending {len(left)} message(s) left unacknowledged by an earlier run")
-        self._resend(left)
+        if len(self.spool):
+            self.log(f"resending {len(self.spool)} message(s) left unacknowledged by an "
+                     "earlier run")
+        self.worker = threading.Thread(target=self._run, name="courier", daemon=True)
+        self.worker.start()
 
     def send(self, message: bytes, meta: dict | None = None) -> "tuple[int, int]":
-        """Spool and send one new message; returns its key (boot, sequence)."""
+        """Spool one new message for the courier's thread to send; returns its key (boot,
+        sequence). With ``window`` messages in flight it first waits for acknowledgements,
+        so that a dead link is noticed early."""
         key, nonce = self._next_key()
         if not self.link.acks:
             self.sender.send_as(key[1], message, meta, boot=key[0])
             self.report.sent += 1
             return key
         meta = {**(meta or {}), "nonce": nonce}
-        self._maybe_reconnect()
-        self._wait_for_window()
+        self.start()
+        with self.changed:
+            while len(self.sent_at) >= self.window:
+                self.changed.wait(timeout=self.tick)
         while True:
             try:
                 dropped = self.spool.add(key, message, meta)
                 break
             except SpoolFull as e:
                 self.log(f"{e}: waiting for the server before taking more input")
-                self._pump(timeout=self.max_backoff)
-        for old in dropped:
-            self.report.dropped += 1
-            self.sent_at.pop(old, None)
-            self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
-        self.report.sent += 1
-        self._transmit(key, message, meta)
+                with self.changed:
+                    self.changed.wait(timeout=self.max_backoff)
+        with self.changed:
+            for old in dropped:
+                self.report.dropped += 1
+                self.sent_at.pop(old, None)
+                self.fresh.discard(old)
+                self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
+            self.fresh.add(key)
+            self.report.sent += 1
+        self.wake.set()
         return key
 
-    def _maybe_reconnect(self):
-        """While the link is down, try it again now and then (backoff doubling up to
-        ``max_backoff``); once back, send everything the spool holds."""
-        if self.connected or time.monotonic() < self.next_attempt:
-            return
-        if self._ensure_link(wait=False):
-            self.delay = self.backoff
-            self.log("link back; resending what is unacknowledged")
-            self._resend(self.spool.keys())
-        else:
-            self.next_attempt = time.monotonic() + self.delay
-            self.delay = min(2 * self.delay, self.max_backoff)
+    def _run(self):
+        while not self.stopping.is_set():
+            self.wake.wait(timeout=self.tick)
+            self.wake.clear()
+            try:
+                self._step()
+            except Exception as e:  # noqa: BLE001 - the spool keeps the messages; go on
+                self.log(f"sending failed ({type(e).__name__}: {e}); the spool keeps the "
+                         "messages, trying again")
+                self.stopping.wait(self.max_backoff)
 
-    def _wait_for_window(self):
-        """At most ``window`` messages in flight: beyond that, wait for acknowledgements (and
-        resend or reconnect as needed) so that a dead link is noticed early."""
-        while len(self.sent_at) >= self.window:
-            self._pump(timeout=self.max_backoff)
-
-    def _transmit(self, key, message, meta):
+    def _step(self):
+        """Notice a lost link, reconnect when due, and send what is due: everything after a
+        reconnection, what is new, and what has waited over ``ack_timeout``."""
+        if self.connected and not self.link.alive:
+            self._lost("closed by the other end")
         if not self.connected:
-            return  # it stays in the spool; sent again once the link is back
+            if not len(self.spool) or time.monotonic() < self.next_attempt or \
+                    not self._connect():
+                return
+        keys, now = self.spool.keys(), time.monotonic()
+        with self.changed:
+            due = [k for k in keys if k not in self.sent_at or
+                   now - self.sent_at[k] > self.ack_timeout]
+        for key in due:
+            if self.stopping.is_set() or not self._transmit(key):
+                return
+
+    def _transmit(self, key):
+        try:
+            message, meta = self.spool.get(key)
+        except FileNotFoundError:
+            return True  # acknowledged (or given up) meanwhile
+        with self.changed:
+            if key not in self.spool.sizes:
+                return True
+            self.sent_at[key] = time.monotonic()
+            self.report.resent += key not in self.fresh
+            self.fresh.discard(key)
         try:
             self.sender.send_as(key[1], message, meta, boot=key[0])
-            self.sent_at[key] = time.monotonic()
+            return True
         except OSError as e:
+            self._lost(e.strerror or str(e))
+            return False
+
+    def _lost(self, why):
+        with self.changed:
             self.connected = False
-            self.next_attempt = 0.0
-            self.log(f"link lost ({e.strerror or e}); reconnecting, the spool keeps the messages")
+            self.sent_at.clear()
+            self.changed.notify_all()
+        self.delay, self.next_attempt = self.backoff, 0.0
+        if len(self.spool) and not self.stopping.is_set():
+            self.outage = True
+            self.log(f"link lost ({why}); reconnecting, the spool keeps the messages")
 
-    def _resend(self, keys):
-        for key in keys:
-            if not self.connected:
-                return
-            try:
-                message, meta = self.spool.get(key)
-            except FileNotFoundError:
-                continue  # acknowledged meanwhile
-            self.report.resent += 1
-            self._transmit(key, message, meta)
-
-    def _ensure_link(self, wait=True):
-        """Connect if disconnected (one attempt, or with ``wait`` until ``max_backoff``)."""
-        delay = self.backoff
-        while not self.connected:
-            try:
-                self.link.reconnect()
-                self.connected, self.down_since = True, None
-                return True
-            except OSError as e:
-                if self.down_since is None:
-                    self.down_since = time.monotonic()
-                    self.log(f"cannot reach {self.link.url} ({e.strerror or e}); spooling and "
-                             "retrying")
-                if not wait:
-                    return False
-                time.sleep(delay)
-                delay = min(2 * delay, self.max_backoff)
-                if delay >= self.max_backoff:
-                    return False
+    def _connect(self):
+        """One attempt; on failure the next waits ``delay`` seconds, doubling to
+        ``max_backoff``."""
+        try:
+            self.link.reconnect()
+        except OSError as e:
+            if not self.outage:
+                self.outage = True
+                self.log(f"cannot reach {self.link.url} ({e.strerror or e}); spooling and "
+                         "retrying")
+            self.next_attempt = time.monotonic() + self.delay
+            self.delay = min(2 * self.delay, self.max_backoff)
+            return False
+        with self.changed:
+            self.connected = True
+            self.sent_at.clear()
+        if self.outage:
+            self.log("link back; resending what is unacknowledged")
+        self.outage, self.delay = False, self.backoff
         return True
 
-    def _pump(self, timeout):
-        """Wait up to ``timeout`` s for acknowledgements, reconnecting and resending what is
-        due: everything after a reconnection, and what has waited over ``ack_timeout``."""
-        was_connected = self.connected
-        if not self._ensure_link():
-            time.sleep(min(timeout, self.max_backoff))
-            return
-        due = self.spool.keys() if not was_connected else \
-            [k for k, t in list(self.sent_at.items())
-             if time.monotonic() - t > self.ack_timeout]
-        if not was_connected:
-            self.log("link back; resending what is unacknowledged")
-        self._resend(due)
-        with self.changed:
-            self.changed.wait(timeout=min(timeout, 0.5))
-
     def finish(self, wait: float = 60.0) -> Report:
-        """Wait up to ``wait`` seconds for every spooled message to be acknowledged; returns
-        the Report (unacknowledged ones stay in the spool for the next start)."""
+        """Wait up to ``wait`` seconds for every spooled message to be acknowledged, then stop
+        the courier's thread; returns the Report (unacknowledged ones stay in the spool for
+        the next start)."""
         deadline = time.monotonic() + wait
-        while self.link.acks and self._left() and time.monotonic() < deadline:
-            self._pump(timeout=min(1.0, max(0.05, deadline - time.monotonic())))
+        if self.link.acks:
+            self.start()
+            with self.changed:
+                while len(self.spool) and time.monotonic() < deadline:
+                    self.changed.wait(timeout=min(self.tick, deadline - time.monotonic()))
+            self.stopping.set()
+            self.wake.set()
+            self.worker.join(timeout=1)  # a write blocked on a stalled link ends at close()
         self.link.close()
         with self.changed:
             self.report.unacknowledged = len(self.spool) if self.link.acks else 0
         return self.report
-
-    def _left(self):
-        with self.changed:
-            return len(self.spool)
 
 
 def read_key(path):

@@ -79,13 +79,15 @@ class Received:
 class Link:
     """One way to a receiver: ``write(frames)`` sends the frames of one message (raising
     OSError when the link is down), ``acks`` says whether acknowledgements come back (they
-    are passed to ``on_ack``), ``reconnect()`` tries once to bring a broken link back."""
+    are passed to ``on_ack``), ``reconnect()`` tries once to bring a broken link back.
+    A link that notices by itself that it broke says so in ``alive`` and calls ``on_down``."""
 
     acks = False
+    alive = True
     max_payload = 60000
 
     def __init__(self, url):
-        self.url, self.on_ack = url, None
+        self.url, self.on_ack, self.on_down = url, None, None
 
     def reconnect(self):
         pass

@@ -29,6 +29,7 @@ class TcpLink(Link):
         """Connect (once); OSError if the receiver is not there."""
         sock = socket.create_connection(self.address, timeout=self.timeout)
         sock.settimeout(None)
+        _keepalive(sock)
         with self.lock:
             self._drop()
             self.sock = sock
@@ -45,12 +46,20 @@ class TcpLink(Link):
                 data = b""
             if not data:
                 with self.lock:
-                    if self.sock is sock:
+                    current = self.sock is sock
+                    if current:
                         self._drop()
+                if current and self.on_down:
+                    self.on_down()
                 return
             for ack in reader.feed(data):
                 if self.on_ack:
                     self.on_ack(ack)
+
+    @property
+    def alive(self):
+        """False from the moment the connection is found closed or broken."""
+        return self.sock is not None
 
     def write(self, frames):
         with self.lock:
@@ -77,6 +86,15 @@ class TcpLink(Link):
     def close(self):
         with self.lock:
             self._drop()
+
+
+def _keepalive(sock):
+    """Probe an idle connection so that a peer gone without a word (a power cut, a cable)
+    is noticed in about 25 s."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 10), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, name):  # Linux has them all; other systems some
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
 class TcpReceiver(Receiver):
