@@ -114,7 +114,7 @@ class Handler:
         else:
             what = "not acknowledged (this sensor does not know collisions; it keeps it)"
         self.log(f"COLLISION {received.sender} {received.key}: {why} (two starts of sensor "
-                 f"{received.sensor:016x} took the same boot: a shared --sensor-id, a copied "
+                 f"{received.sensor:016x} took the same boot: a shared sensor id, a copied "
                  f"or restored state folder); {what}")
 
     def _keep(self, stream: Bitstream, stem, size):
