@@ -5,7 +5,12 @@ from dataclasses import dataclass, field
 
 from .framing import LinkStats
 
-__all__ = ["Reassembler", "Reassembled"]
+__all__ = ["Reassembler", "Reassembled", "MESSAGE_OVERHEAD", "FRAGMENT_OVERHEAD"]
+
+# What Python holds beyond the payload bytes (objects, table entries), charged to the memory
+# account so that a flood of tiny fragments or messages cannot hide behind small payloads.
+MESSAGE_OVERHEAD = 1024
+FRAGMENT_OVERHEAD = 160
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,11 @@ class _Pending:
     flags: int = 0
     parts: dict = field(default_factory=dict)
     size: int = 0
+
+    @property
+    def held(self):
+        """Bytes this incomplete message costs, Python objects included."""
+        return MESSAGE_OVERHEAD + self.size + FRAGMENT_OVERHEAD * len(self.parts)
 
 
 @dataclass
@@ -48,7 +58,8 @@ class Reassembler:
     A message is lost when a sequence number between the first and the last one seen from a
     (sensor, boot) never completes (a receiver cannot know of messages after the last frame
     it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
-    ``max_pending_bytes`` in all (the oldest incomplete message is given up beyond either),
+    ``max_pending_bytes`` in all, objects counted (the oldest incomplete message is given up
+    beyond either; a receiver lowers the bound while complete messages take memory),
     messages of at most ``max_message`` bytes, and at most ``max_streams`` (sensor, boot)
     pairs remembered (the least recently heard is forgotten).
     """
@@ -88,6 +99,7 @@ class Reassembler:
             if message is not None:
                 self._drop(stream, frame.sequence, table)
             message = table[frame.sequence] = _Pending(frame.count)
+            self.pending_bytes += MESSAGE_OVERHEAD
             while len(table) > self.max_pending:
                 self._drop(stream, next(iter(table)), table)
         if frame.index in message.parts:
@@ -97,7 +109,7 @@ class Reassembler:
         message.parts[frame.index] = frame.payload
         message.flags |= frame.flags
         message.size += len(frame.payload)
-        self.pending_bytes += len(frame.payload)
+        self.pending_bytes += FRAGMENT_OVERHEAD + len(frame.payload)
         if message.size > self.max_message:
             self._drop(stream, frame.sequence, table)
             return None
@@ -105,7 +117,7 @@ class Reassembler:
         if frame.sequence not in table or len(message.parts) < message.count:
             return None
         del table[frame.sequence]
-        self.pending_bytes -= message.size
+        self.pending_bytes -= message.held
         data = b"".join(message.parts[i] for i in range(message.count))
         if not repeat:
             stream.delivered[frame.sequence] = True
@@ -118,7 +130,7 @@ class Reassembler:
 
     def _drop(self, stream, sequence, table=None):
         table = stream.pending if table is None else table
-        self.pending_bytes -= table.pop(sequence).size
+        self.pending_bytes -= table.pop(sequence).held
 
     def _bound_memory(self):
         """Give up the oldest incomplete messages (least recently heard streams first) while
