@@ -180,9 +180,10 @@ class Receiver:
     One memory account covers a message from its first fragment until the consumer of
     ``messages()`` asks for the next one: fragments being put together, complete messages
     queued, and those held by readers waiting for room in the queue. Together they stay
-    within ``limits.pending_bytes``: a reader whose fragment would not fit beside the
-    complete messages waits (a TCP sender is then not read: backpressure), and incomplete
-    messages are given up, oldest first, to make room (counted as lost).
+    within ``limits.pending_bytes``: a reader whose fragment would not fit waits while
+    complete messages are there to be handled (a TCP sender is then not read: backpressure);
+    with none, incomplete messages are given up, oldest first, to make room (counted as
+    lost).
     """
 
     def __init__(self, keys=None, limits=None):
@@ -229,9 +230,9 @@ class Receiver:
         completes a message to hand on, else None."""
         need = MESSAGE_OVERHEAD + FRAGMENT_OVERHEAD + len(frame.payload)
         with self.room:
-            while (self.complete_bytes + need > self.limits.pending_bytes and
-                   not self.stopped.is_set()):
-                self.room.wait(0.2)
+            while (self.held_bytes + need > self.limits.pending_bytes and
+                   self.complete_bytes and not self.stopped.is_set()):
+                self.room.wait(0.2)  # the handler makes room; with none to make, give up some
             if self.stopped.is_set():
                 return None
             self.reassembler.max_pending_bytes = self.limits.pending_bytes - self.complete_bytes

@@ -185,12 +185,17 @@ class TcpReceiver(Receiver):
                     return
                 now = time.monotonic()
                 if data:
-                    connection.heard = now
                     frames = reader.feed(data)
                     connection.framed |= bool(frames)
-                    started = (now if started is None or frames else started) \
-                        if reader.buffer else None
+                    if not reader.buffer:
+                        started = None
+                    elif started is None or frames:
+                        started = now
                     self._frames(sender, frames, reply)
+                    after = time.monotonic()  # time spent waiting for room is not its doing
+                    if started is not None:
+                        started += after - now
+                    now = connection.heard = after
                 elif now - connection.heard > self.limits.idle:
                     self.log(f"closed {sender}: silent for {self.limits.idle:g} s")
                     return
