@@ -47,6 +47,7 @@ def test_complete_flood_waits_within_the_account():
     for sender in senders:
         sender.join(5)
     assert len(got) == 80 and receiver.stats.lost == 0
+    assert receiver.complete_bytes == 0  # each handled message gave its bytes back
     assert cap // 2 < receiver.peak_bytes <= cap  # the flood filled the account, not more
 
 
@@ -108,6 +109,26 @@ def test_idle_and_trickling_connections_do_not_keep_a_sensor_out():
     assert _closed(idle[0]) and not _closed(extra)  # the oldest of 127.0.0.2 made room
     receiver.stop()
     for s in idle + tricklers + [extra]:
+        s.close()
+
+
+def test_a_host_whose_connections_all_send_refuses_more():
+    """Connections that have completed a frame keep their slots: a third from an address
+    allowed two is refused (and logged), not let in by closing one that sends."""
+    port = free_port()
+    logged = []
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append,
+                             limits=ReceiverLimits(per_host=2))
+    senders = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    for i, s in enumerate(senders):
+        s.sendall(frames_for(b"hi", 7, 1, i)[0])
+    assert len([next(receiver.messages(timeout=5)) for _ in senders]) == 2
+    third = socket.create_connection(("127.0.0.1", port))
+    third.settimeout(5)
+    assert third.recv(1) == b"" and not any(map(_closed, senders))
+    assert any("2 connections from 127.0.0.1 already open" in line for line in logged)
+    receiver.stop()
+    for s in senders + [third]:
         s.close()
 
 

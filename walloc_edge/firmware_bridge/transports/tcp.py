@@ -134,21 +134,21 @@ class TcpReceiver(Receiver):
             if connection is None:
                 conn.close()
                 continue
-            self._start(self._read, connection, f"tcp://{peer[0]}:{peer[1]}")
+            threading.Thread(target=self._read, args=(connection, f"tcp://{peer[0]}:{peer[1]}"),
+                             daemon=True).start()  # not kept: connections come and go
         self.server.close()
 
     def _admit(self, conn, host):
         """Take a slot for a new connection from ``host``, closing a silent one that never
         sent a frame if the slots are full; None (logged) if none can be freed."""
         with self.connections_lock:
-            for limit, mine in ((self.limits.per_host, lambda c: c.host == host),
-                                (self.limits.connections, lambda c: True)):
-                held = [c for c in self.open if mine(c)]
+            for limit, whose in ((self.limits.per_host, f"from {host} "),
+                                 (self.limits.connections, "")):
+                held = [c for c in self.open if not whose or c.host == host]
                 if len(held) < limit:
                     continue
                 idle = [c for c in held if not c.framed]
                 if not idle:
-                    whose = f"from {host} " if limit == self.limits.per_host else ""
                     self.log(f"refused tcp://{host}: {limit} connections {whose}already open")
                     return None
                 victim = min(idle, key=lambda c: c.heard)
