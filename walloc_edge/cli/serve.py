@@ -58,7 +58,7 @@ def configure(p):
                    help="TCP connections open at once; when all are taken, the one silent "
                         "the longest that never sent a whole frame is closed for a new one, "
                         "else the new one is refused")
-    p.add_argument("--max-connections-per-host", type=positive_int, default=32,
+    p.add_argument("--max-connections-per-host", type=positive_int, default=32, metavar="N",
                    help="TCP connections one source address may hold open (the same rule)")
     p.add_argument("--idle-timeout", type=positive_number, default=300,
                    help="close a TCP connection silent for this many seconds")
