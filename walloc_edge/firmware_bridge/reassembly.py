@@ -42,7 +42,7 @@ class _Stream:
     """What the reassembler knows of one (sensor, boot): the sequences seen and delivered."""
     first: int
     last: int
-    key: tuple = ()            # (sensor, boot)
+    key: tuple                 # (sensor, boot)
     delivered_count: int = 0
     pending: OrderedDict = field(default_factory=OrderedDict)    # sequence → _Pending
     delivered: OrderedDict = field(default_factory=OrderedDict)  # recent sequences
