@@ -559,8 +559,8 @@ def test_accept_survives_running_out_of_file_descriptors(bundle, reference_dir, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "walloc_edge.cli", "serve", str(reference_dir / "rgb_j3_l12.pth"),
          "--listen", f"tcp://127.0.0.1:{port}", "--out", str(out), "--device", "cpu",
-         "--count", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=few_fds)
+         "--count", "1", "--max-connections-per-host", "400"], stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, preexec_fn=few_fds)
     server = Server.__new__(Server)
     server.proc, server.lines = proc, []
     server.reading = threading.Thread(target=server._read, daemon=True)

@@ -58,11 +58,20 @@ def configure(p):
     p.add_argument("--max-samples", type=positive_number, default=64e6,
                    help="refuse audio claiming more samples (all channels), before decoding")
     p.add_argument("--max-connections", type=positive_int, default=256,
-                   help="TCP connections open at once; more are refused")
+                   help="TCP connections open at once; when all are taken, the one silent "
+                        "the longest that never sent a whole frame is closed for a new one, "
+                        "else the new one is refused")
+    p.add_argument("--max-connections-per-host", type=positive_int, default=32, metavar="N",
+                   help="TCP connections one source address may hold open (the same rule)")
     p.add_argument("--idle-timeout", type=positive_number, default=300,
                    help="close a TCP connection silent for this many seconds")
+    p.add_argument("--frame-timeout", type=positive_number, default=30,
+                   help="close a TCP connection whose frame is not whole this many seconds "
+                        "after its first byte (a 65 KB frame needs 2.2 KB/s)")
     p.add_argument("--max-pending-mb", type=positive_int, default=512,
-                   help="memory that incomplete messages of all senders may hold")
+                   help="memory that all messages hold from their first byte until handled: "
+                        "fragments, complete messages queued or waiting for the queue; "
+                        "readers wait, and incomplete messages are given up, to stay within")
     p.add_argument("--rate-limit", type=positive_number, metavar="N",
                    help="messages a second one sensor may send (bursts of 20); more are "
                         "dropped unacknowledged, so the sensor sends them again later "
@@ -82,8 +91,9 @@ def run(args):
     out = output_dir(args.out, "--out")
     with naming("--keys"):
         keys = read_keys(args.keys) if args.keys else None
-    limits = ReceiverLimits(connections=args.max_connections, idle=args.idle_timeout,
-                            pending_bytes=args.max_pending_mb << 20,
+    limits = ReceiverLimits(connections=args.max_connections,
+                            per_host=args.max_connections_per_host, idle=args.idle_timeout,
+                            frame=args.frame_timeout, pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)
     with Outputs(out, model, args.format, args.latents) as outputs:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,

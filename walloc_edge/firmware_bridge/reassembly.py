@@ -5,7 +5,12 @@ from dataclasses import dataclass, field
 
 from .framing import LinkStats
 
-__all__ = ["Reassembler", "Reassembled"]
+__all__ = ["Reassembler", "Reassembled", "MESSAGE_OVERHEAD", "FRAGMENT_OVERHEAD"]
+
+# What Python holds beyond the payload bytes (objects, table entries), charged to the memory
+# account so that a flood of tiny fragments or messages cannot hide behind small payloads.
+MESSAGE_OVERHEAD = 1024
+FRAGMENT_OVERHEAD = 160
 
 
 @dataclass(frozen=True)
@@ -26,12 +31,18 @@ class _Pending:
     parts: dict = field(default_factory=dict)
     size: int = 0
 
+    @property
+    def held(self):
+        """Bytes this incomplete message costs, Python objects included."""
+        return MESSAGE_OVERHEAD + self.size + FRAGMENT_OVERHEAD * len(self.parts)
+
 
 @dataclass
 class _Stream:
     """What the reassembler knows of one (sensor, boot): the sequences seen and delivered."""
     first: int
     last: int
+    key: tuple                 # (sensor, boot)
     delivered_count: int = 0
     pending: OrderedDict = field(default_factory=OrderedDict)    # sequence → _Pending
     delivered: OrderedDict = field(default_factory=OrderedDict)  # recent sequences
@@ -48,7 +59,9 @@ class Reassembler:
     A message is lost when a sequence number between the first and the last one seen from a
     (sensor, boot) never completes (a receiver cannot know of messages after the last frame
     it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
-    ``max_pending_bytes`` in all (the oldest incomplete message is given up beyond either),
+    ``max_pending_bytes`` in all, objects counted (the oldest incomplete message is given up
+    beyond either, in constant time; a receiver lowers the bound while complete messages
+    take memory),
     messages of at most ``max_message`` bytes, and at most ``max_streams`` (sensor, boot)
     pairs remembered (the least recently heard is forgotten).
     """
@@ -60,6 +73,7 @@ class Reassembler:
         self.max_pending_bytes, self.max_streams = max_pending_bytes, max_streams
         self.streams = OrderedDict()  # (sensor, boot) → _Stream, least recently heard first
         self.pending_bytes = 0
+        self.oldest = OrderedDict()   # (sensor, boot, repeat, sequence) of each incomplete one
         self.lost_forgotten = 0       # losses of streams no longer remembered
 
     def add(self, frame):
@@ -70,7 +84,7 @@ class Reassembler:
         key = (frame.sensor, frame.boot)
         stream = self.streams.get(key)
         if stream is None:
-            stream = self.streams[key] = _Stream(frame.sequence, frame.sequence)
+            stream = self.streams[key] = _Stream(frame.sequence, frame.sequence, key)
             while len(self.streams) > self.max_streams:
                 self._forget(next(iter(self.streams)))
         self.streams.move_to_end(key)
@@ -88,6 +102,8 @@ class Reassembler:
             if message is not None:
                 self._drop(stream, frame.sequence, table)
             message = table[frame.sequence] = _Pending(frame.count)
+            self.oldest[(*stream.key, repeat, frame.sequence)] = None
+            self.pending_bytes += MESSAGE_OVERHEAD
             while len(table) > self.max_pending:
                 self._drop(stream, next(iter(table)), table)
         if frame.index in message.parts:
@@ -97,7 +113,7 @@ class Reassembler:
         message.parts[frame.index] = frame.payload
         message.flags |= frame.flags
         message.size += len(frame.payload)
-        self.pending_bytes += len(frame.payload)
+        self.pending_bytes += FRAGMENT_OVERHEAD + len(frame.payload)
         if message.size > self.max_message:
             self._drop(stream, frame.sequence, table)
             return None
@@ -105,7 +121,8 @@ class Reassembler:
         if frame.sequence not in table or len(message.parts) < message.count:
             return None
         del table[frame.sequence]
-        self.pending_bytes -= message.size
+        del self.oldest[(*stream.key, repeat, frame.sequence)]
+        self.pending_bytes -= message.held
         data = b"".join(message.parts[i] for i in range(message.count))
         if not repeat:
             stream.delivered[frame.sequence] = True
@@ -118,17 +135,16 @@ class Reassembler:
 
     def _drop(self, stream, sequence, table=None):
         table = stream.pending if table is None else table
-        self.pending_bytes -= table.pop(sequence).size
+        self.pending_bytes -= table.pop(sequence).held
+        del self.oldest[(*stream.key, table is stream.repeats, sequence)]
 
     def _bound_memory(self):
-        """Give up the oldest incomplete messages (least recently heard streams first) while
-        they hold more than ``max_pending_bytes``."""
-        for stream in list(self.streams.values()):
-            for table in (stream.repeats, stream.pending):
-                while table and self.pending_bytes > self.max_pending_bytes:
-                    self._drop(stream, next(iter(table)), table)
-            if self.pending_bytes <= self.max_pending_bytes:
-                return
+        """Give up the oldest incomplete messages while they hold more than
+        ``max_pending_bytes``."""
+        while self.oldest and self.pending_bytes > self.max_pending_bytes:
+            sensor, boot, repeat, sequence = next(iter(self.oldest))
+            stream = self.streams[(sensor, boot)]
+            self._drop(stream, sequence, stream.repeats if repeat else stream.pending)
 
     def _forget(self, key):
         stream = self.streams.pop(key)

@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 from ..framing import (FLAG_META, Ack, FrameReader, Keys, LinkStats, encode_ack, frames_for,
                        pack_meta, unpack_meta)
-from ..reassembly import Reassembler
+from ..reassembly import FRAGMENT_OVERHEAD, MESSAGE_OVERHEAD, Reassembler
 
 
 class Address(NamedTuple):
@@ -146,8 +146,10 @@ class ReceiverLimits:
     """What one receiver lets senders hold (checked before the work is done)."""
     queue: int = 16                 # complete messages waiting for the handler
     connections: int = 256          # open TCP connections at once
+    per_host: int = 32              # ... from one source address
     idle: float = 300.0             # seconds a TCP connection may stay silent
-    pending_bytes: int = 512 << 20  # bytes held by incomplete messages, all senders together
+    frame: float = 30.0             # seconds a TCP frame may take from its first byte
+    pending_bytes: int = 512 << 20  # memory all messages hold, from first byte to handled
     message_bytes: int = 256 << 20  # the largest message
     rate: float = 0.0               # messages a second one sensor may send (0: no limit)
     burst: int = 20                 # ... in bursts of up to this many
@@ -175,7 +177,16 @@ class RateLimit:
 
 class Receiver:
     """Messages from one or more links through a bounded queue; ``stop()`` ends
-    ``messages()``. With ``keys``, only authenticated frames are taken."""
+    ``messages()``. With ``keys``, only authenticated frames are taken.
+
+    One memory account covers a message from its first fragment until the consumer of
+    ``messages()`` asks for the next one: fragments being put together, complete messages
+    queued, and those held by readers waiting for room in the queue. Together they stay
+    within ``limits.pending_bytes``: a reader whose fragment would not fit waits while
+    complete messages are there to be handled (a TCP sender is then not read: backpressure);
+    with none, incomplete messages are given up, oldest first, to make room (counted as
+    lost).
+    """
 
     def __init__(self, keys=None, limits=None):
         self.limits = limits or ReceiverLimits()
@@ -184,32 +195,70 @@ class Receiver:
         self.reassembler = Reassembler(self.stats, max_message=self.limits.message_bytes,
                                        max_pending_bytes=self.limits.pending_bytes)
         self.lock = threading.Lock()
+        self.room = threading.Condition(self.lock)  # notified when complete messages go
+        self.complete_bytes = 0  # complete messages not yet handled (queued or waiting)
+        self.peak_bytes = 0      # the most the account held at once
         self.queue = queue.Queue(maxsize=self.limits.queue)
         self.rate = RateLimit(self.limits.rate, self.limits.burst)
         self.stopped = threading.Event()
         self.threads = []
         self.address = None
 
+    @property
+    def held_bytes(self):
+        """What the memory account holds now: incomplete and complete messages."""
+        return self.reassembler.pending_bytes + self.complete_bytes
+
     def _frames(self, sender, frames, reply=None):
         """Reassemble ``frames``; complete messages go to the queue, blocking while it is
         full (the link is then not read: backpressure) until stopped."""
-        with self.lock:
-            done = [d for d in map(self.reassembler.add, frames) if d]
-            allowed = [self.rate.allows(d.sensor) for d in done]
-            self.stats.rate_limited += allowed.count(False)
-        for message, ok in zip(done, allowed):
-            if not ok or message.repeat and reply is None:
-                continue  # over its rate; or a repeat with no way back: nothing to answer
+        for frame in frames:
+            item = self._take(sender, frame, reply)
+            if item is not None and not self._put(item):
+                self._release(item[1])
+
+    def _put(self, item):
+        """Queue ``item``, waiting while the queue is full; False if stopped first."""
+        while not self.stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _take(self, sender, frame, reply):
+        """Add one frame, waiting for room in the account; (Received, its bytes) when it
+        completes a message to hand on, else None."""
+        need = MESSAGE_OVERHEAD + FRAGMENT_OVERHEAD + len(frame.payload)
+        with self.room:
+            while (self.held_bytes + need > self.limits.pending_bytes and
+                   self.complete_bytes and not self.stopped.is_set()):
+                self.room.wait(0.2)  # the handler makes room; with none to make, give up some
+            if self.stopped.is_set():
+                return None
+            self.reassembler.max_pending_bytes = self.limits.pending_bytes - self.complete_bytes
+            message = self.reassembler.add(frame)
+            self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+            if message is None:
+                return None
+            if not self.rate.allows(message.sensor):
+                self.stats.rate_limited += 1
+                return None
+            if message.repeat and reply is None:
+                return None  # a repeat with no way back: nothing to answer
             meta, data = unpack_meta(message.data) if message.flags & FLAG_META else \
                 ({}, message.data)
-            item = Received(sender, message.sensor, message.boot, message.sequence, data, meta,
-                            reply)
-            while not self.stopped.is_set():
-                try:
-                    self.queue.put(item, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
+            size = MESSAGE_OVERHEAD + len(data)
+            self.complete_bytes += size
+            self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
+                        reply), size
+
+    def _release(self, size):
+        with self.room:
+            self.complete_bytes -= size
+            self.room.notify_all()
 
     def _start(self, target, *args):
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -218,18 +267,25 @@ class Receiver:
 
     def messages(self, timeout=None):
         """Received messages as they complete; ends after ``stop()`` (or ``timeout`` seconds
-        without a message)."""
+        without a message). A message's bytes stay in the memory account until the next one
+        is asked for or the iteration ends: the consumer is done with it by then."""
         while not (self.stopped.is_set() and self.queue.empty()):
             try:
-                yield self.queue.get(timeout=0.1 if timeout is None else timeout)
+                received, size = self.queue.get(timeout=0.1 if timeout is None else timeout)
             except queue.Empty:
                 if timeout is not None:
                     return
+                continue
+            try:
+                yield received
+            finally:
+                self._release(size)
 
     def stop(self):
         self.stopped.set()
-        with self.lock:
+        with self.room:
             self.reassembler.finish()
+            self.room.notify_all()
 
 
 class StreamReceiver(Receiver):

@@ -97,8 +97,30 @@ def _keepalive(sock):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
 
 
+class _Connection:
+    """What the accept loop knows of one open connection, to choose whom to close."""
+
+    def __init__(self, sock, host):
+        self.sock, self.host = sock, host
+        self.heard = time.monotonic()  # its last byte (or its opening)
+        self.framed = False            # it has completed a frame: a client that sends
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class TcpReceiver(Receiver):
-    """Listens; a thread per connection reads frames and writes acknowledgements back."""
+    """Listens; a thread per connection reads frames and writes acknowledgements back.
+
+    Slow clients cannot hold the door: a frame must arrive whole within ``limits.frame``
+    seconds of its first byte and a connection may stay silent ``limits.idle`` seconds; one
+    source address may hold ``limits.per_host`` connections; and when the slots are all taken
+    (in all or of that address), the connection silent the longest that never completed a
+    frame is closed to let the new one in.
+    """
 
     def __init__(self, host, port, keys=None, limits=None, log=print):
         super().__init__(keys, limits)
@@ -106,7 +128,7 @@ class TcpReceiver(Receiver):
         self.server = socket.create_server((host, port), reuse_port=False)
         self.server.settimeout(0.2)
         self.address = self.server.getsockname()
-        self.connections = 0
+        self.open = {}  # _Connection → None, in opening order
         self.connections_lock = threading.Lock()
         self._start(self._accept)
 
@@ -126,18 +148,36 @@ class TcpReceiver(Receiver):
                 self.log(f"accept failed ({e}); retrying")
                 time.sleep(0.2)
                 continue
-            with self.connections_lock:
-                full = self.connections >= self.limits.connections
-                self.connections += not full
-            if full:
-                self.log(f"refused tcp://{peer[0]}:{peer[1]}: {self.limits.connections} "
-                         "connections already open")
+            connection = self._admit(conn, peer[0])
+            if connection is None:
                 conn.close()
                 continue
-            self._start(self._read, conn, f"tcp://{peer[0]}:{peer[1]}")
+            threading.Thread(target=self._read, args=(connection, f"tcp://{peer[0]}:{peer[1]}"),
+                             daemon=True).start()  # not kept: connections come and go
         self.server.close()
 
-    def _read(self, conn, sender):
+    def _admit(self, conn, host):
+        """Take a slot for a new connection from ``host``, closing a silent one that never
+        sent a frame if the slots are full; None (logged) if none can be freed."""
+        with self.connections_lock:
+            for limit, whose in ((self.limits.per_host, f"from {host} "),
+                                 (self.limits.connections, "")):
+                held = [c for c in self.open if not whose or c.host == host]
+                if len(held) < limit:
+                    continue
+                idle = [c for c in held if not c.framed]
+                if not idle:
+                    self.log(f"refused tcp://{host}: {limit} connections {whose}already open")
+                    return None
+                victim = min(idle, key=lambda c: c.heard)
+                del self.open[victim]
+                victim.close()
+            connection = _Connection(conn, host)
+            self.open[connection] = None
+        return connection
+
+    def _read(self, connection, sender):
+        conn = connection.sock
         reader = FrameReader(self.stats, self.keys)
         write_lock = threading.Lock()
 
@@ -150,25 +190,40 @@ class TcpReceiver(Receiver):
                     return False
 
         conn.settimeout(0.2)
-        last = time.monotonic()
+        started = None  # when the frame now arriving began
         try:
             while not self.stopped.is_set():
                 try:
                     data = conn.recv(1 << 16)
                 except socket.timeout:
-                    if time.monotonic() - last > self.limits.idle:
-                        self.log(f"closed {sender}: silent for {self.limits.idle:g} s")
-                        return
-                    continue
+                    data = None
                 except OSError:
                     return
-                if not data:
+                if data == b"":
                     return
-                last = time.monotonic()
-                self._frames(sender, reader.feed(data), reply)
+                now = time.monotonic()
+                if data:
+                    frames = reader.feed(data)
+                    connection.framed |= bool(frames)
+                    if not reader.buffer:
+                        started = None
+                    elif started is None or frames:
+                        started = now
+                    self._frames(sender, frames, reply)
+                    after = time.monotonic()  # time spent waiting for room is not its doing
+                    if started is not None:
+                        started += after - now
+                    now = connection.heard = after
+                elif now - connection.heard > self.limits.idle:
+                    self.log(f"closed {sender}: silent for {self.limits.idle:g} s")
+                    return
+                if started is not None and now - started > self.limits.frame:
+                    self.log(f"closed {sender}: a frame unfinished after "
+                             f"{self.limits.frame:g} s")
+                    return
         finally:
             with self.connections_lock:
-                self.connections -= 1
+                self.open.pop(connection, None)
             conn.close()
 
 

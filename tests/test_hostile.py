@@ -1,0 +1,209 @@
+"""Receivers under attack: floods of complete or incomplete messages stay within the memory
+account (and the process's RSS within it plus a stated margin), and idle or trickling
+connections cannot keep a sensor out. Loopback only, each case bounded in time."""
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+from helpers import free_port
+from walloc_edge.firmware_bridge.framing import frames_for
+from walloc_edge.firmware_bridge.transports import ReceiverLimits, open_receiver
+
+
+def _send(port, data, source="127.0.0.1"):
+    """Connect from ``source`` and send ``data`` (bytes, or chunks made as they go), in a
+    thread: the receiver may make it wait. Joined when the receiver has read it all."""
+    def run():
+        with socket.create_connection(("127.0.0.1", port), source_address=(source, 0)) as s:
+            for chunk in [data] if isinstance(data, bytes) else data:
+                s.sendall(chunk)
+            s.shutdown(socket.SHUT_WR)
+            s.recv(1)
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_complete_flood_waits_within_the_account():
+    """Eight senders flood 8 MB of complete messages at a slow handler with a 1 MB cap:
+    the readers wait (backpressure), nothing is lost, the account never goes over."""
+    port, cap = free_port(), 1 << 20
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", limits=ReceiverLimits(pending_bytes=cap))
+    senders = [_send(port, b"".join(f for i in range(10)
+                                    for f in frames_for(bytes(100000), sensor, 1, i)))
+               for sensor in range(8)]
+    got = set()
+    for item in receiver.messages(timeout=10):
+        assert receiver.held_bytes <= cap
+        got.add((item.sensor, item.sequence))
+        time.sleep(0.01)
+        if len(got) == 80:
+            break
+    receiver.stop()
+    for sender in senders:
+        sender.join(5)
+    assert len(got) == 80 and receiver.stats.lost == 0
+    assert receiver.complete_bytes == 0  # each handled message gave its bytes back
+    assert cap // 2 < receiver.peak_bytes <= cap  # the flood filled the account, not more
+
+
+def test_incomplete_flood_gives_up_the_oldest_within_the_account():
+    """First fragments of 400 never-finished messages (24 MB) against a 2 MB cap: the oldest
+    are given up and counted as lost; a good sensor's message still arrives."""
+    port, cap = free_port(), 2 << 20
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", limits=ReceiverLimits(pending_bytes=cap))
+    halves = [frames_for(bytes(120000), 1000 + s, 1, i)[0] for s in range(8) for i in range(50)]
+    floods = [_send(port, b"".join(halves[k::8]), f"127.0.0.{2 + k}") for k in range(8)]
+    for flood in floods:
+        flood.join(10)
+    good = _send(port, b"".join(frames_for(bytes(100000), 7, 1, 0)))
+    got = next(receiver.messages(timeout=5))
+    receiver.stop()
+    good.join(5)
+    assert (got.sensor, len(got.message)) == (7, 100000)
+    assert receiver.peak_bytes <= cap and receiver.stats.lost >= 300
+
+
+def test_idle_and_trickling_connections_do_not_keep_a_sensor_out():
+    """256 idle sockets (32 from each of 8 addresses) take every slot and 8 more trickle a
+    byte a second: a sensor still gets in at once (the idlest never-framed one is closed for
+    it), tricklers are closed at the frame deadline, and a 33rd connection from one address
+    closes that address's idlest never-framed one."""
+    port = free_port()
+    logged = []
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append,
+                             limits=ReceiverLimits(frame=2.0))
+    idle = [socket.create_connection(("127.0.0.1", port), source_address=(f"127.0.0.{2 + k}", 0))
+            for k in range(8) for _ in range(32)]
+    tricklers = [socket.create_connection(("127.0.0.1", port),
+                                          source_address=("127.0.0.20", 0)) for _ in range(8)]
+    for s in tricklers:
+        s.sendall(frames_for(b"slow", 9, 1, 0)[0][:1])
+    start = time.monotonic()
+    good = _send(port, b"".join(frames_for(b"good", 7, 1, 0)))
+    got = next(receiver.messages(timeout=5))
+    assert got.message == b"good" and time.monotonic() - start < 3
+    good.join(5)
+    for s in tricklers:  # a byte a second: below any frame's pace
+        s.settimeout(4)
+        data = b"x"
+        for _ in range(4):
+            try:
+                s.sendall(b"\x00")
+                data = s.recv(1)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            time.sleep(1)
+        assert data == b"", "a trickling connection outlived the frame deadline"
+    assert any("frame unfinished" in line for line in logged), logged
+    closed = sum(_closed(s) for s in idle)
+    assert closed >= 9  # the sensor's slot and the tricklers' took idle ones
+    extra = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.2", 0))
+    time.sleep(0.5)
+    assert _closed(idle[0]) and not _closed(extra)  # the oldest of 127.0.0.2 made room
+    receiver.stop()
+    for s in idle + tricklers + [extra]:
+        s.close()
+
+
+def test_a_host_whose_connections_all_send_refuses_more():
+    """Connections that have completed a frame keep their slots: a third from an address
+    allowed two is refused (and logged), not let in by closing one that sends."""
+    port = free_port()
+    logged = []
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append,
+                             limits=ReceiverLimits(per_host=2))
+    senders = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    for i, s in enumerate(senders):
+        s.sendall(frames_for(b"hi", 7, 1, i)[0])
+    assert len([next(receiver.messages(timeout=5)) for _ in senders]) == 2
+    third = socket.create_connection(("127.0.0.1", port))
+    third.settimeout(5)
+    assert third.recv(1) == b"" and not any(map(_closed, senders))
+    assert any("2 connections from 127.0.0.1 already open" in line for line in logged)
+    receiver.stop()
+    for s in senders + [third]:
+        s.close()
+
+
+def _closed(sock):
+    """Whether the other side closed ``sock`` (without waiting)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def _peak_rss_growth(flood, cap_mb):
+    """MB the peak RSS of a receiver process (a slow handler, --max-pending-mb ``cap_mb``) grows
+    by while ``flood(port)`` runs; the process runs under an address-space limit so that a
+    regression fails the test, not the machine."""
+    port = free_port()
+    code = textwrap.dedent(f"""
+        import re, sys, threading, time
+        from walloc_edge.firmware_bridge.transports import ReceiverLimits, open_receiver
+        def rss():
+            return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read())[1])
+        receiver = open_receiver("tcp://127.0.0.1:{port}",
+                                 limits=ReceiverLimits(pending_bytes={cap_mb} << 20))
+        done = threading.Event()
+        threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+        base = rss()
+        print("ready", flush=True)
+        while not done.is_set():
+            for item in receiver.messages(timeout=0.2):
+                time.sleep(0.005)
+        print("growth", (rss() - base) // 1024, receiver.peak_bytes >> 20, flush=True)
+    """)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.Popen(["prlimit", f"--as={4 << 30}", sys.executable, "-c", code],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        flood(port)
+        out, _ = proc.communicate("stop\n", timeout=60)
+    finally:
+        proc.kill()
+    growth, peak = map(int, out.split()[1:])
+    assert peak <= cap_mb
+    return growth
+
+
+def _margin_mb(connections):
+    """RSS beyond the account: the interpreter's and allocator's slack, and per connection
+    its thread and its reader's buffers (a 64 KB read and up to a frame and a half)."""
+    return 32 + 0.75 * connections
+
+
+def test_flood_keeps_rss_within_the_cap_and_margin():
+    """64 connections send 256 MB of complete 1 MB messages at a handler that takes 5 ms each;
+    then, with the cap at 16 MB, 16 send the first 200-byte fragments of 131,072
+    never-finished messages from 4096 sensors: the receiver's peak RSS grows by at most
+    --max-pending-mb plus the stated margin."""
+    message = bytes(1 << 20)
+
+    def complete(port):
+        senders = [_send(port, (b"".join(frames_for(message, s, 1, i)) for i in range(4)),
+                         f"127.0.0.{2 + s % 16}") for s in range(64)]
+        for sender in senders:
+            sender.join(60)
+
+    def incomplete(port):
+        floods = [_send(port, (frames_for(bytes(400), s, 1, i, max_payload=200)[0]
+                               for s in range(k, 4096, 16) for i in range(32)),
+                        f"127.0.0.{2 + k}") for k in range(16)]
+        for flood in floods:
+            flood.join(60)
+
+    for flood, cap, connections in ((complete, 32, 64), (incomplete, 16, 16)):
+        growth = _peak_rss_growth(flood, cap)
+        assert growth <= cap + _margin_mb(connections), flood.__name__
