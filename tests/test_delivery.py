@@ -75,7 +75,7 @@ class Server:
         self.proc.wait(timeout=10)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT)
+        self.proc.send_signal(signal.SIGTERM)  # as a service manager stops it
         self.proc.wait(timeout=30)
         self.reading.join(timeout=5)
         return "".join(self.lines)
@@ -819,7 +819,9 @@ def test_courier_sends_a_collided_message_again_under_a_new_boot(tmp_path):
     assert courier.identity.boot == new[0] and courier.spool.keys() == [new]
     message, meta = courier.spool.get(new)
     assert message == b"message" and meta["nonce"] == courier.identity.nonce != identity.nonce
-    courier._pump(timeout=0.05)  # due at once
+    deadline = time.monotonic() + 5  # due at once: the courier's thread sends it
+    while len(link.written) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert len(link.written) == 2
     link.on_ack(Ack(ACK_COLLISION, identity.sensor, *key))  # a late repeat: nothing to do
     link.on_ack(Ack(ACK_WRITTEN, identity.sensor, *new))
@@ -1027,3 +1029,81 @@ def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir,
     sensor_id = outputs(out)[0].split("-")[0]
     assert_exactly_once(out, {(sensor_id, f"{c}{i:02d}") for c, n in (("p", 6), ("q", 3))
                               for i in range(n)})
+
+
+@pytest.mark.slow  # serve in its own process, restarted
+def test_three_streams_on_one_device(bundle, reference_dir, tmp_path):
+    """Three `stream` processes with default options on one state folder (three cameras on
+    one device), 10 photos each, serve SIGKILLed mid-run and restarted: each process owns
+    its boot's spool entries, so every photo comes out exactly once and every stream ends
+    with its own 10 acknowledged and exit 0."""
+    port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
+    server = Server(reference_dir, out, port)
+    inputs = [named_photos(tmp_path / f"in{i}", "abc"[i], 10, 10 * i) for i in range(3)]
+    procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", state=state)
+             for folder in inputs]
+    server.wait_for(lambda: server.written() >= 6, 120)
+    server.kill()
+    time.sleep(1)
+    server = Server(reference_dir, out, port)
+    logs = [p.communicate(timeout=240)[0] for p in procs]
+    server.stop()
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0 and "delivery: 10 acknowledged, 10 new" in log, log
+        assert "error" not in log, log
+    assert_each_once_with_its_content(out, inputs, bundle)
+    assert not list(state.glob("spool/*/*.msg")) and not list(state.glob("spool/*/.*"))
+
+
+def test_a_spool_owns_its_boot_and_takes_over_a_gone_one(tmp_path):
+    """Two spools on one folder: each holds only its own boot's entries while both live; a
+    boot whose owner is gone (its lock free) is taken over by the next start."""
+    first = Spool(tmp_path, boot=1)
+    first.add((1, 0), b"one")
+    second = Spool(tmp_path, boot=2)
+    second.add((2, 0), b"two")
+    assert first.keys() == [(1, 0)] and second.keys() == [(2, 0)]
+    assert Spool(tmp_path, boot=3).keys() == []  # both owners live
+    first.held[1].close()  # its process gone: the OS frees its lock
+    first.held.clear()
+    third = Spool(tmp_path, boot=4)
+    assert third.keys() == [(1, 0)]
+    third.remove((1, 0))
+    third.close()
+    assert not (tmp_path / ".boot-1.lock").exists() and (tmp_path / ".boot-2.lock").exists()
+
+
+@pytest.mark.slow  # serve and a sensor in their own processes
+def test_serve_and_a_watching_stream_stop_on_sigterm_with_sigint_ignored(bundle, reference_dir,
+                                                                          tmp_path):
+    """Started as a script's background job starts them (SIGINT ignored), serve and
+    `stream --watch` stop on SIGTERM within a few seconds: the stream with its report and
+    exit 0 (everything acknowledged), serve with its final report and exit 0."""
+    port, out = free_port(), tmp_path / "received"
+    ignore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "walloc_edge.cli", "serve", str(reference_dir / "rgb_j3_l12.pth"),
+         "--listen", f"tcp://127.0.0.1:{port}", "--out", str(out), "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint)
+    assert serve.stdout.readline().startswith("listening")
+    watched = photos(tmp_path / "in", 3)
+    stream = subprocess.Popen(
+        [sys.executable, "-m", "walloc_edge.cli", "stream", str(bundle), "--watch", str(watched),
+         "--to", f"tcp://127.0.0.1:{port}", "--backend", "numpy", "--state", str(tmp_path / "s")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=ignore_sigint)
+    deadline = time.monotonic() + 120
+    while len(outputs(out)) < 3:
+        assert time.monotonic() < deadline and stream.poll() is None
+        time.sleep(0.1)
+    logs = []
+    for proc in (stream, serve):
+        proc.send_signal(signal.SIGINT)  # ignored, as a background job's is
+        time.sleep(0.5)
+        assert proc.poll() is None
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        logs.append(proc.communicate(timeout=20)[0])
+        assert time.monotonic() - started < 10, logs[-1]
+        assert proc.returncode == 0 and "Traceback" not in logs[-1], logs[-1]
+    assert "stopped (SIGTERM): delivery: 3 acknowledged, 3 new" in logs[0], logs[0]
+    assert re.search(r"decoded 3, rejected 0", logs[1]), logs[1]

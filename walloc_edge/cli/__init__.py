@@ -131,6 +131,11 @@ def main(argv=None):
             raise
         print(line, file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # before a command's own stop (a model still loading)
+        from ._stops import Stopped
+
+        print(f"walloc-edge {command}: stopped", file=sys.stderr)
+        return 0 if isinstance(e, Stopped) else 130
     except (ValueError, OSError) as e:  # user input: bad file, bad value
         if os.environ.get("WALLOC_EDGE_DEBUG"):
             raise

@@ -1,12 +1,15 @@
 """``walloc-edge serve``: the server's options and receive loop; what it does with each
 message (verify, decode, write durably, then acknowledge; never twice) is
 ``walloc_edge.server``."""
+import signal
+
 from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..server import Handler, Outputs, ServedModel
 from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
                       positive_number)
+from ._stops import stop_on
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
 write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
@@ -17,7 +20,8 @@ content under a key the ledger holds (two starts of a sensor took the same boot:
 --sensor-id, a copied or restored --state) is a collision, logged, counted and refused with
 its own status, and the sensor sends it again under a new boot. A bad message is
 logged with its sender and refused (the sensor is told); a message that cannot be written
-(a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what
+(a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C or SIGTERM (a service
+manager's stop) stops taking messages, lets the one being handled finish, and reports what
 arrived.
 
 Learning without decoding: --latents DIR writes each message's latents as a row of a
@@ -98,6 +102,7 @@ def run(args):
     with Outputs(out, model, args.format, args.latents) as outputs:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
                           limit_names=("--max-pixels", "--max-samples"))
+        stop_on(signal.SIGTERM)
         receiver = open_receiver(args.listen, keys, limits)
         if receiver.address or args.listen.startswith("mqtt"):
             print(f"listening on {args.listen} (model {model.model_id}"

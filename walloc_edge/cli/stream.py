@@ -1,6 +1,7 @@
 """``walloc-edge stream``: the sensor's send loop (files, a watched folder, video), with
 nothing lost: every message is spooled on disk until the server acknowledges it; no torch."""
 import hashlib
+import signal
 import sys
 from pathlib import Path
 
@@ -11,14 +12,22 @@ from ..runtime.coders import CODERS
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_video_options, input_files, naming,
                       positive_int, positive_number, sensor_encoder)
+from ._stops import Stopped, stop_on
+
+STOP_WAIT = 5  # seconds a stop by SIGTERM or SIGHUP waits for the last acknowledgements
 
 EXAMPLES = """Each input becomes one message (a .wlc in frames, docs/framing.md) named by this
 sensor's id, its boot number and a sequence number; the receiver is walloc-edge serve. Over
 TCP and MQTT each message stays in the spool (STATE/spool) until the server has written it
 and said so; the link is reconnected with backoff, and what is unacknowledged is sent again,
 also at the next start after a reboot. UDP, serial and files are best-effort (no way back).
+Several streams may run on one device with one state folder (two cameras): each start takes
+its own boot number and owns its spool entries; a start takes over those of a stream that
+is gone. SIGTERM and SIGHUP stop it as a service manager expects: no new input, a few
+seconds for the last acknowledgements, the report.
 Exit status: 0 when everything was delivered, 1 when an input was skipped or a message is
-still unacknowledged (it stays spooled) or was dropped, 130 after Ctrl-C.
+still unacknowledged (it stays spooled) or was dropped, 130 after Ctrl-C (SIGTERM, SIGHUP:
+0 or 1 as without them).
 
 examples:
   walloc-edge stream bundle/ photos/ --to tcp://10.0.0.2:9000
@@ -71,7 +80,7 @@ def run(args):
         key = read_key(args.key) if args.key else None
     identity = Identity.start(args.state, args.sensor_id)
     spool = Spool(Path(args.state) / "spool" / identity.name, args.spool_mb << 20,
-                  args.spool_full)
+                  args.spool_full, boot=identity.boot)
     if not args.inputs and not args.watch and args.video is None and not len(spool):
         raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
                          "of them (with none, stream only sends what its spool holds, and "
@@ -80,7 +89,8 @@ def run(args):
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout)
     log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder} "
         f"-> {args.to}")
-    failed, stopped = 0, False
+    stop_on(signal.SIGTERM, signal.SIGHUP)
+    failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
         courier.start()
         failed += stream_files(encoder, courier, [path for path, _ in files], args.coder,
@@ -99,14 +109,18 @@ def run(args):
                 f"{identity.name}-{hashlib.sha256(str(watched).encode()).hexdigest()[:16]}.json")
             failed += watch_folder(encoder, courier, watched, args.coder, log=log,
                                    record=record)[1]
-    except KeyboardInterrupt:
-        stopped = True
-    try:
-        report = courier.finish(wait=0 if stopped else args.wait)
-    except KeyboardInterrupt:
-        stopped, report = True, courier.finish(wait=0)
+    except KeyboardInterrupt as e:
+        stop = e
+    try:  # a service manager's stop lets what is in flight be acknowledged, briefly
+        report = courier.finish(wait=args.wait if stop is None else
+                                min(args.wait, STOP_WAIT) if isinstance(stop, Stopped) else 0)
+    except KeyboardInterrupt as e:
+        stop, report = stop or e, courier.finish(wait=0)
+    spool.close()
     if skipped:
         log(skipped)
-    log(("stopped: " if stopped else "") + report.line() +
-        (f"; {failed} input(s) skipped" if failed else ""))
-    return 130 if stopped else 0 if report.complete and not failed else 1
+    log((f"stopped ({stop}): " if isinstance(stop, Stopped) else "stopped: " if stop else "")
+        + report.line() + (f"; {failed} input(s) skipped" if failed else ""))
+    if stop is not None and not isinstance(stop, Stopped):
+        return 130
+    return 0 if report.complete and not failed else 1

@@ -1,7 +1,10 @@
 """A sensor's spool: each message kept on disk until the server acknowledges it. Several
-processes may share one: message files are named by their boot (each process has its own),
-a start removes only the unfinished writes of processes that are gone, and a message that
-another process took off is forgotten. No torch."""
+processes may share one (two cameras on one device): message files are named by their boot
+(each process has its own), a process owns its boot's entries under an OS lock and takes
+over those of a boot whose process is gone (its lock is free), a start removes only the
+unfinished writes of processes that are gone, and a message that another process took off
+is forgotten. No torch."""
+import fcntl
 import json
 import os
 import threading
@@ -25,17 +28,22 @@ class Spool:
     silently) and "block" raises SpoolFull, for the caller to wait for acknowledgements.
     """
 
-    def __init__(self, folder, max_bytes=256 << 20, policy="drop-oldest"):
+    def __init__(self, folder, max_bytes=256 << 20, policy="drop-oldest", boot=None):
+        """``boot``: this process's boot; it then holds only the entries of boots it owns
+        (its own, and those of processes that are gone). None: every entry is its own."""
         if policy not in ("drop-oldest", "block"):
             raise ValueError(f"unknown spool policy {policy!r}; use drop-oldest or block")
         self.folder, self.max_bytes, self.policy = Path(folder), max_bytes, policy
         self.folder.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
+        self.held = {}  # boot → its open lock file: this process owns the boot's entries
+        if boot is not None:
+            self.own(boot)
         self.sizes = {}
         for path in self.folder.glob("*.msg"):
             key = self._key(path)
             try:
-                if key is not None:
+                if key is not None and (boot is None or self.own(key[0], wait=False)):
                     self.sizes[key] = path.stat().st_size
             except FileNotFoundError:
                 pass  # acknowledged meanwhile (another process on this spool)
@@ -43,6 +51,31 @@ class Spool:
             if not _alive(stale.name.rsplit(".tmp-", 1)[1].split("-")[0]):
                 stale.unlink(missing_ok=True)  # (another live process's write is its own)
         self.total = sum(self.sizes.values())  # bytes held, kept up to date
+
+    def own(self, boot, wait=True):
+        """Own ``boot``'s entries, under an OS lock held until :meth:`close` (or the process
+        ends: a killed process's boots are free at once); False where another live process
+        holds it (``wait`` False)."""
+        if boot in self.held:
+            return True
+        lock = open(self.folder / f".boot-{boot}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            lock.close()
+            return False
+        self.held[boot] = lock
+        return True
+
+    def close(self):
+        """Give up the boots owned; the lock files of those left empty are removed."""
+        with self.lock:
+            kept = {boot for boot, _ in self.sizes}
+            for boot, lock in self.held.items():
+                if boot not in kept:
+                    Path(lock.name).unlink(missing_ok=True)
+                lock.close()
+            self.held.clear()
 
     @staticmethod
     def _key(path):
@@ -102,6 +135,7 @@ class Spool:
         """Keep the message held under ``old`` under ``new`` instead, ``meta`` added to its
         metadata; returns (message, metadata). Renamed first, so that a crash leaves it
         under one key or the other, never both or neither."""
+        self.own(new[0])
         with self.lock:
             try:
                 os.rename(self._path(old), self._path(new))
