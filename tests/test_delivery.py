@@ -787,7 +787,7 @@ def test_spool_keeps_a_live_process_s_unfinished_write(tmp_path):
 
 class FakeLink:
     """A link with acknowledgements that keeps what is written (the test plays the server)."""
-    acks, max_payload, url = True, 60000, "fake://"
+    acks, alive, max_payload, url = True, True, 60000, "fake://"
 
     def __init__(self):
         self.on_ack, self.written = None, []
