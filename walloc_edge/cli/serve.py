@@ -1,6 +1,8 @@
 """``walloc-edge serve``: the server's options and receive loop; what it does with each
 message (verify, decode, write durably, then acknowledge; never twice) is
 ``walloc_edge.server``."""
+import os
+
 from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
@@ -13,9 +15,11 @@ write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, 
 rename), add a line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to
 the sensor (TCP, MQTT), which keeps it until then and sends it again after any restart. A
 message already in the ledger is acknowledged again and not written twice. A bad message is
-logged with its sender and refused (the sensor is told); a message that cannot be written
-(a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C stops and reports what
-arrived.
+logged with its sender and refused (the sensor is told), as is one whose decode is
+estimated from its header to exceed --max-decode-mb or --max-decode-seconds; a message that
+cannot be written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are
+served in turn, so one sending heavy messages does not hold the others up. Ctrl-C stops and
+reports what arrived.
 
 Learning without decoding: --latents DIR writes each message's latents as a row of a
 latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
@@ -54,6 +58,14 @@ def configure(p):
                    help="refuse an image claiming more pixels, before decoding it")
     p.add_argument("--max-samples", type=positive_number, default=64e6,
                    help="refuse audio claiming more samples (all channels), before decoding")
+    p.add_argument("--max-decode-mb", type=positive_number, default=default_decode_mb(),
+                   help="refuse a message whose decode is estimated (from its header) to take "
+                        "more memory than this (default: half of this machine's memory, at "
+                        "most 4096)")
+    p.add_argument("--max-decode-seconds", type=positive_number, default=10,
+                   help="refuse a message whose decode is estimated to take longer on this "
+                        "machine (measured at start); one sensor's message then delays "
+                        "others by at most this")
     p.add_argument("--max-connections", type=positive_int, default=256,
                    help="TCP connections open at once; more are refused")
     p.add_argument("--idle-timeout", type=positive_number, default=300,
@@ -67,6 +79,15 @@ def configure(p):
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.epilog = EXAMPLES
+
+
+def default_decode_mb():
+    """Half of this machine's memory, at most 4 GB."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4096
+    return min(4096, memory // 2 ** 21)
 
 
 def run(args):
@@ -84,16 +105,21 @@ def run(args):
                             rate=args.rate_limit or 0.0)
     with Outputs(out, model, args.format, args.latents) as outputs:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
-                          limit_names=("--max-pixels", "--max-samples"))
+                          limit_names=("--max-pixels", "--max-samples"),
+                          max_decode_bytes=args.max_decode_mb * 2 ** 20,
+                          max_decode_seconds=args.max_decode_seconds,
+                          budget_names=("--max-decode-mb", "--max-decode-seconds"))
         receiver = open_receiver(args.listen, keys, limits)
         if receiver.address or args.listen.startswith("mqtt"):
             print(f"listening on {args.listen} (model {model.model_id}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
+        known = len(outputs.ledger.done)
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
+        written = len(outputs.ledger.done) - known  # the rest were acknowledged again
     stats = receiver.stats
-    print(f"{'decoded' if model.decoder else 'kept'} {handled}, rejected {rejected}, not "
-          f"written {failed}; frames "
+    print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "
+          f"written {failed}, acknowledged again {handled - written}; frames "
           f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
           f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
           f"rate-limited {stats.rate_limited}, lost messages {stats.lost}, duplicates "

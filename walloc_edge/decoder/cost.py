@@ -1,0 +1,142 @@
+"""What decoding a bitstream will cost, from its header alone: peak memory and seconds, so
+that a server can refuse a claim before it starts the work (a 191-byte message can claim
+minutes of CPU, a 33 KB one gigabytes).
+
+Memory follows the structure of the decode (``decoder.py``): the latents, the output, and
+either the whole network's activations (a signal of one tile) or, for a tiled image, its
+wavelet coefficients, one tile's activations, one band of coefficients copied for the
+synthesis and one synthesis block. Seconds and the activations per latent are measured once
+on this machine by decoding probes of zeros (:func:`calibrate`): time is linear in the
+latents each network call sees, plus a cost per call (what makes a thin image slow: one
+call per short tile), plus the synthesis per latent.
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import Header
+from ..runtime.modality import IMAGE
+
+__all__ = ["Cost", "Speed", "calibrate", "estimate"]
+
+SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
+OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
+FLOAT_OUTPUT_COPIES = 5  # an untiled output in float: the network's, denormalised, rounded…
+FALLBACK_BYTES_PER_LATENT = 64 << 10  # where peak memory cannot be read (no /proc): ~3x measured
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a decode is estimated to take: peak bytes beyond what the server holds already,
+    and seconds on this machine."""
+
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Speed:
+    """This machine's measured decode speed: seconds per network call and per latent it
+    sees, seconds per latent synthesised (a tiled image's), activation bytes per latent."""
+
+    per_call: float
+    per_latent: float
+    per_synthesis_latent: float
+    bytes_per_latent: float
+
+
+def _peak_rss():
+    """The process's peak resident memory since the last reset (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _timed(run, *args):
+    """(seconds, peak bytes over the resident memory before, or None) of ``run(*args)``."""
+    measured = _reset_peak()
+    before = _peak_rss() if measured else None
+    start = time.perf_counter()
+    run(*args)
+    seconds = time.perf_counter() - start
+    peak = _peak_rss() if measured else None
+    return seconds, (peak - before if before is not None and peak is not None else None)
+
+
+@torch.no_grad()
+def calibrate(decoder) -> Speed:
+    """Time the decoder network on a short and a long probe of zero latents (a thin and a
+    whole tile for images, 256 and 4,096 latents for audio), each once to warm up and once
+    timed, and the synthesis on a tile of coefficients."""
+    config = decoder.codec.config
+    if config.modality is IMAGE:
+        short, long = (1, decoder.tile), (decoder.tile, decoder.tile)
+    else:
+        short, long = (256,), (4096,)
+    probes = [torch.zeros(1, config.latent_dim, *shape, device=decoder.device)
+              for shape in (short, long)]
+    results = []
+    for z in probes:  # the first run warms up; its peak counts too (it may keep memory)
+        cold = _timed(decoder.codec.decode, z)[1]
+        seconds, warm = _timed(decoder.codec.decode, z)
+        results.append((seconds, max(cold or 0, warm or 0)))
+    (t1, _), (t2, peak) = results
+    n1, n2 = math.prod(short), math.prod(long)
+    per_latent = max(t2 - t1, 0.0) / (n2 - n1)
+    per_call = max(t1 - per_latent * n1, 0.0)
+    per_synthesis = 0.0
+    if config.modality is IMAGE:
+        subbands = config.channels * 4 ** decoder.codec.J
+        coefficients = torch.zeros(subbands, *long)
+        decoder._synthesize_bands(coefficients)
+        per_synthesis = _timed(decoder._synthesize_bands, coefficients)[0] / n2
+    per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
+    return Speed(per_call, per_latent, per_synthesis, per_byte)
+
+
+def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block) -> Cost:
+    """The cost of decoding a bitstream with ``header`` (already checked against the
+    decoder's model) on a machine of ``speed``, for a decoder whose tiles are
+    ``tile_spans(n, tile, overlap)`` and whose synthesis takes ``synthesis_block`` latents
+    at once."""
+    config = decoder.codec.config
+    sizes = header.latent_shape[1:]
+    latents = math.prod(sizes)
+    values = math.prod(n * header.block for n in sizes) * config.channels  # padded output
+    held = latents * config.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
+    if config.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
+        memory = held + speed.bytes_per_latent * latents + FLOAT_OUTPUT_COPIES * 4 * values
+        return Cost(int(memory), speed.per_call + speed.per_latent * latents)
+    h, w = sizes
+    rows = tile_spans(h, decoder.tile, decoder.overlap)
+    cols = tile_spans(w, decoder.tile, decoder.overlap)
+    tile_latents = (rows[0][1] - rows[0][0]) * (cols[0][1] - cols[0][0])
+    subbands = config.channels * 4 ** decoder.codec.J
+    pad = decoder.codec.iwt.g0_col.numel()
+    band_rows = h if h <= decoder.tile else decoder.tile + 2 * pad
+    width = max(decoder.tile, synthesis_block // (band_rows + 2 * pad) - 2 * pad)
+    block = (band_rows + 2 * pad) * (min(w, width) + 2 * pad)
+    memory = (held + 4 * (subbands + 1) * latents + OUTPUT_COPIES * values
+              + speed.bytes_per_latent * tile_latents
+              + (4 * subbands * band_rows * w if h > decoder.tile else 0)
+              + SYNTHESIS_COPIES * 4 * subbands * block)
+    calls = len(rows) * len(cols)
+    seconds = (calls * speed.per_call + calls * tile_latents * speed.per_latent
+               + latents * speed.per_synthesis_latent)
+    return Cost(int(memory), seconds)
