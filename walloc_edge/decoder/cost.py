@@ -8,7 +8,8 @@ wavelet coefficients, one tile's activations, one band of coefficients copied fo
 synthesis and one synthesis block. Seconds and the activations per latent are measured once
 on this machine by decoding probes of zeros (:func:`calibrate`): time is linear in the
 latents each network call sees, plus a cost per call (what makes a thin image slow: one
-call per short tile), plus the synthesis per latent.
+call per short tile), plus the synthesis per latent it takes in (with the latents a block
+is given beyond its edges, many for a thin image).
 """
 import math
 import time
@@ -82,30 +83,26 @@ def _timed(run, *args):
 @torch.no_grad()
 def calibrate(decoder) -> Speed:
     """Time the decoder network on a short and a long probe of zero latents (a thin and a
-    whole tile for images, 256 and 4,096 latents for audio), each once to warm up and once
-    timed, and the synthesis on a tile of coefficients."""
-    config = decoder.codec.config
+    whole tile for images, 256 and 4,096 latents for audio), each once to warm up and the
+    fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the peak memory of
+    decoding the long probe whole."""
+    codec, config = decoder.codec, decoder.codec.config
     if config.modality is IMAGE:
         short, long = (1, decoder.tile), (decoder.tile, decoder.tile)
     else:
         short, long = (256,), (4096,)
-    probes = [torch.zeros(1, config.latent_dim, *shape, device=decoder.device)
-              for shape in (short, long)]
-    results = []
-    for z in probes:  # the first run warms up; its peak counts too (it may keep memory)
-        cold = _timed(decoder.codec.decode, z)[1]
-        seconds, warm = _timed(decoder.codec.decode, z)
-        results.append((seconds, max(cold or 0, warm or 0)))
-    (t1, _), (t2, peak) = results
+    seconds = []
+    for shape in (short, long):
+        z = torch.zeros(1, config.latent_dim, *shape, device=decoder.device)
+        coefficients = codec.decoder(z)  # warms up
+        seconds.append(min(_timed(codec.decoder, z)[0] for _ in range(2)))
     n1, n2 = math.prod(short), math.prod(long)
-    per_latent = max(t2 - t1, 0.0) / (n2 - n1)
-    per_call = max(t1 - per_latent * n1, 0.0)
-    per_synthesis = 0.0
-    if config.modality is IMAGE:
-        subbands = config.channels * 4 ** decoder.codec.J
-        coefficients = torch.zeros(subbands, *long)
-        decoder._synthesize_bands(coefficients)
-        per_synthesis = _timed(decoder._synthesize_bands, coefficients)[0] / n2
+    per_latent = max(seconds[1] - seconds[0], 0.0) / (n2 - n1)
+    per_call = max(seconds[0] - per_latent * n1, 0.0)
+    codec.wavelet_synthesis(coefficients)
+    per_synthesis = _timed(codec.wavelet_synthesis, coefficients)[0] / n2
+    del coefficients
+    peak = max(_timed(codec.decode, z)[1] or 0, _timed(codec.decode, z)[1] or 0)
     per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
     return Speed(per_call, per_latent, per_synthesis, per_byte)
 
@@ -122,7 +119,8 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
     held = latents * config.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
     if config.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
         memory = held + speed.bytes_per_latent * latents + FLOAT_OUTPUT_COPIES * 4 * values
-        return Cost(int(memory), speed.per_call + speed.per_latent * latents)
+        return Cost(int(memory), speed.per_call + (speed.per_latent
+                                                    + speed.per_synthesis_latent) * latents)
     h, w = sizes
     rows = tile_spans(h, decoder.tile, decoder.overlap)
     cols = tile_spans(w, decoder.tile, decoder.overlap)
@@ -132,11 +130,13 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
     band_rows = h if h <= decoder.tile else decoder.tile + 2 * pad
     width = max(decoder.tile, synthesis_block // (band_rows + 2 * pad) - 2 * pad)
     block = (band_rows + 2 * pad) * (min(w, width) + 2 * pad)
+    blocks = (1 if h <= decoder.tile else -(-h // decoder.tile)) * (1 if w <= width else
+                                                                  -(-w // width))
     memory = (held + 4 * (subbands + 1) * latents + OUTPUT_COPIES * values
               + speed.bytes_per_latent * tile_latents
               + (4 * subbands * band_rows * w if h > decoder.tile else 0)
               + SYNTHESIS_COPIES * 4 * subbands * block)
     calls = len(rows) * len(cols)
     seconds = (calls * speed.per_call + calls * tile_latents * speed.per_latent
-               + latents * speed.per_synthesis_latent)
+               + blocks * block * speed.per_synthesis_latent)
     return Cost(int(memory), seconds)
