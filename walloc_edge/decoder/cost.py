@@ -75,6 +75,8 @@ def _timed(run, *args):
     before = _peak_rss() if measured else None
     start = time.perf_counter()
     run(*args)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # a GPU's work ends here, not when it is queued
     seconds = time.perf_counter() - start
     peak = _peak_rss() if measured else None
     return seconds, (peak - before if before is not None and peak is not None else None)
@@ -84,8 +86,9 @@ def _timed(run, *args):
 def calibrate(decoder) -> Speed:
     """Time the decoder network on a short and a long probe of zero latents (a thin and a
     whole tile for images, 256 and 4,096 latents for audio), each once to warm up and the
-    fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the peak memory of
-    decoding the long probe whole."""
+    fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the
+    peak memory of decoding the long probe whole (the host's: on a GPU the activations are
+    the GPU's)."""
     codec, config = decoder.codec, decoder.codec.config
     if config.modality is IMAGE:
         short, long = (1, decoder.tile), (decoder.tile, decoder.tile)

@@ -48,7 +48,7 @@ def check_budget(cost: "tuple[int, float]", max_bytes: float, max_seconds: float
                        f"{names[0]} {max_bytes / 2 ** 20:,.0f} MB")
     if seconds > max_seconds:
         raise Rejected(f"decoding it would take about {seconds:,.0f} s on this machine, "
-                       f"over {names[1]} {max_seconds:,.0f} s")
+                       f"over {names[1]} {max_seconds:g} s")
 
 
 def _say(line):
@@ -59,9 +59,10 @@ class Handler:
     """``handler(received)`` for each message of a receive loop (``serve_messages``): verify
     (CRC, model id, the size it claims against ``max_pixels`` and ``max_samples``, the
     decode's estimated peak memory and time against ``max_decode_bytes`` and
-    ``max_decode_seconds``), decode or keep the latents, classify, write to ``outputs``, log, record in the ledger, then
-    acknowledge (authenticated with the sensor's key from ``keys`` where given). A refused
-    message raises ``Rejected``; one not written raises its OSError, unacknowledged."""
+    ``max_decode_seconds``), decode or keep the latents, classify, write to ``outputs``,
+    log, record in the ledger, then acknowledge (authenticated with the sensor's key from
+    ``keys`` where given). A refused message raises ``Rejected``; one not written raises
+    its OSError, unacknowledged."""
 
     def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
                  max_pixels: float = 64e6, max_samples: float = 64e6,
