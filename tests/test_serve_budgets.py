@@ -104,8 +104,10 @@ class FakeReceiver:
 def test_sensors_take_turns():
     """A sensor's five queued messages do not hold another's up: it is served second, and
     each sensor's own messages keep their order."""
-    item = lambda sensor, sequence: SimpleNamespace(  # noqa: E731
-        sensor=sensor, sequence=sequence, key=f"{sensor}-{sequence}", sender="test")
+    def item(sensor, sequence):
+        return SimpleNamespace(sensor=sensor, sequence=sequence, key=f"{sensor}-{sequence}",
+                               sender="test")
+
     order = []
 
     def handle(received):
