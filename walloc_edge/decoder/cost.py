@@ -6,10 +6,10 @@ Memory follows the structure of the decode (``decoder.py``): the latents, the ou
 either the whole network's activations (a signal of one tile) or, for a tiled image, its
 wavelet coefficients, one tile's activations, one band of coefficients copied for the
 synthesis and one synthesis block. Seconds and the activations per latent are measured once
-on this machine by decoding probes of zeros (:func:`calibrate`): time is linear in the
-latents each network call sees, plus a cost per call (what makes a thin image slow: one
-call per short tile), plus the synthesis per latent it takes in (with the latents a block
-is given beyond its edges, many for a thin image).
+on this machine by decoding probes of zeros (:func:`calibrate`): a network call takes at
+least what a thin tile's does (what makes a thin image slow: one call per short tile) and
+more per latent beyond, and the synthesis a time per latent it takes in (with the latents
+a block is given beyond its edges, many for a thin image).
 """
 import math
 import time
@@ -39,13 +39,19 @@ class Cost:
 
 @dataclass(frozen=True)
 class Speed:
-    """This machine's measured decode speed: seconds per network call and per latent it
-    sees, seconds per latent synthesised (a tiled image's), activation bytes per latent."""
+    """This machine's measured decode speed: the seconds of a network call over the short
+    probe's latents and per latent more, seconds per latent synthesised, activation bytes
+    per latent."""
 
-    per_call: float
+    short_call: float
+    short_latents: int
     per_latent: float
     per_synthesis_latent: float
     bytes_per_latent: float
+
+    def call(self, latents: int) -> float:
+        """Seconds of one network call over ``latents`` (never less than the short one)."""
+        return self.short_call + self.per_latent * max(latents - self.short_latents, 0)
 
 
 def _peak_rss():
@@ -101,13 +107,12 @@ def calibrate(decoder) -> Speed:
         seconds.append(min(_timed(codec.decoder, z)[0] for _ in range(2)))
     n1, n2 = math.prod(short), math.prod(long)
     per_latent = max(seconds[1] - seconds[0], 0.0) / (n2 - n1)
-    per_call = max(seconds[0] - per_latent * n1, 0.0)
     codec.wavelet_synthesis(coefficients)
     per_synthesis = _timed(codec.wavelet_synthesis, coefficients)[0] / n2
     del coefficients
     peak = max(_timed(codec.decode, z)[1] or 0, _timed(codec.decode, z)[1] or 0)
     per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
-    return Speed(per_call, per_latent, per_synthesis, per_byte)
+    return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte)
 
 
 def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block) -> Cost:
@@ -122,8 +127,7 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
     held = latents * config.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
     if config.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
         memory = held + speed.bytes_per_latent * latents + FLOAT_OUTPUT_COPIES * 4 * values
-        return Cost(int(memory), speed.per_call + (speed.per_latent
-                                                    + speed.per_synthesis_latent) * latents)
+        return Cost(int(memory), speed.call(latents) + speed.per_synthesis_latent * latents)
     h, w = sizes
     rows = tile_spans(h, decoder.tile, decoder.overlap)
     cols = tile_spans(w, decoder.tile, decoder.overlap)
@@ -140,6 +144,6 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
               + (4 * subbands * band_rows * w if h > decoder.tile else 0)
               + SYNTHESIS_COPIES * 4 * subbands * block)
     calls = len(rows) * len(cols)
-    seconds = (calls * speed.per_call + calls * tile_latents * speed.per_latent
+    seconds = (calls * speed.call(tile_latents)
                + blocks * block * speed.per_synthesis_latent)
     return Cost(int(memory), seconds)
