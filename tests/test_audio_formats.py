@@ -114,3 +114,26 @@ def test_channels_are_matched_to_the_model(music, tmp_path):
     assert both.shape == (RATE, 2) and np.array_equal(both[:, 0], both[:, 1])
     with pytest.raises(ValueError, match="2 audio channels, and this model takes 6"):
         read_input(tmp_path / "stereo.wav", AUDIO, 6)
+
+
+def test_a_wav_whose_data_chunk_lies_is_refused(reference_dir, tmp_path, capsys):
+    """A WAV whose data chunk claims 4 GB but holds 1,000 bytes is not encoded as what it
+    holds: encode names the file and fails."""
+    import struct
+
+    from walloc_edge.codec import load
+    from walloc_edge.codec.sensor import write_bundle
+
+    fmt = struct.pack("<HHIIHH", 1, 2, RATE, RATE * 4, 4, 16)
+    body = (b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+            + struct.pack("<I", 0xFFFFFFF0) + bytes(1000))
+    (tmp_path / "liar.wav").write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    with pytest.raises(ValueError, match=r"liar.wav: its data chunk claims 4,294,967,280 "
+                                         r"bytes but the file holds 1,000"):
+        read_input(tmp_path / "liar.wav", AUDIO, 2)
+    write_bundle(load(reference_dir / "stereo_j4_l8.pth"), tmp_path / "bundle")
+    assert main(["encode", str(tmp_path / "bundle"), str(tmp_path / "liar.wav"), "-o",
+                 str(tmp_path / "wlc"), "--backend", "numpy"]) != 0
+    captured = capsys.readouterr()
+    assert "liar.wav: its data chunk claims" in captured.out + captured.err
+    assert not list((tmp_path / "wlc").glob("*.wlc"))

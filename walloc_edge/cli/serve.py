@@ -1,6 +1,7 @@
 """``walloc-edge serve``: the server's options and receive loop; what it does with each
 message (verify, decode, write durably, then acknowledge; never twice) is
 ``walloc_edge.server``."""
+import os
 import signal
 
 from ..firmware_bridge.delivery import read_keys
@@ -18,11 +19,13 @@ the sensor (TCP, MQTT), which keeps it until then and sends it again after any r
 message already in the ledger is acknowledged again and not written twice; one with other
 content under a key the ledger holds (two starts of a sensor took the same boot: a shared
 --sensor-id, a copied or restored --state) is a collision, logged, counted and refused with
-its own status, and the sensor sends it again under a new boot. A bad message is
-logged with its sender and refused (the sensor is told); a message that cannot be written
-(a full disk) is not acknowledged, so the sensor keeps it. Ctrl-C or SIGTERM (a service
-manager's stop) stops taking messages, lets the one being handled finish, and reports what
-arrived.
+its own status, and the sensor sends it again under a new boot. A bad message is logged
+with its sender and refused (the sensor is told), as is one whose decode is estimated from
+its header to exceed --max-decode-mb or --max-decode-seconds; a message that cannot be
+written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are served in
+turn, so one sending heavy messages does not hold the others up. Ctrl-C or SIGTERM (a
+service manager's stop) stops taking messages, lets the one being handled finish, and
+reports what arrived.
 
 Learning without decoding: --latents DIR writes each message's latents as a row of a
 latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
@@ -61,6 +64,14 @@ def configure(p):
                    help="refuse an image claiming more pixels, before decoding it")
     p.add_argument("--max-samples", type=positive_number, default=64e6,
                    help="refuse audio claiming more samples (all channels), before decoding")
+    p.add_argument("--max-decode-mb", type=positive_number, default=default_decode_mb(),
+                   help="refuse a message whose decode is estimated (from its header) to take "
+                        "more memory than this (default: half of this machine's memory, at "
+                        "most 4096)")
+    p.add_argument("--max-decode-seconds", type=positive_number, default=10,
+                   help="refuse a message whose decode is estimated to take longer on this "
+                        "machine (measured at start); one sensor's message then delays "
+                        "others by at most this")
     p.add_argument("--max-connections", type=positive_int, default=256,
                    help="TCP connections open at once; when all are taken, the one silent "
                         "the longest that never sent a whole frame is closed for a new one, "
@@ -85,6 +96,15 @@ def configure(p):
     p.epilog = EXAMPLES
 
 
+def default_decode_mb():
+    """Half of this machine's memory, at most 4 GB."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4096
+    return min(4096, memory // 2 ** 21)
+
+
 def run(args):
     if args.no_decode and not (args.latents or args.classify):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
@@ -101,17 +121,23 @@ def run(args):
                             rate=args.rate_limit or 0.0)
     with Outputs(out, model, args.format, args.latents) as outputs:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
-                          limit_names=("--max-pixels", "--max-samples"))
+                          limit_names=("--max-pixels", "--max-samples"),
+                          max_decode_bytes=args.max_decode_mb * 2 ** 20,
+                          max_decode_seconds=args.max_decode_seconds,
+                          budget_names=("--max-decode-mb", "--max-decode-seconds"))
         stop_on(signal.SIGTERM)
         receiver = open_receiver(args.listen, keys, limits)
         if receiver.address or args.listen.startswith("mqtt"):
             print(f"listening on {args.listen} (model {model.model_id}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
+        known = len(outputs.ledger.done)
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
+        written = len(outputs.ledger.done) - known  # the rest were acknowledged again
     stats = receiver.stats
-    print(f"{'decoded' if model.decoder else 'kept'} {handled}, rejected {rejected}, not "
-          f"written {failed}, collisions {handler.collisions}; frames "
+    print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "
+          f"written {failed}, acknowledged again {handled - written - handler.collisions}, "
+          f"collisions {handler.collisions}; frames "
           f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
           f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
           f"rate-limited {stats.rate_limited}, lost messages {stats.lost}, duplicates "

@@ -21,6 +21,7 @@ from ..codec.device import resolve_device
 from ..codec.sensor import model_id
 from ..runtime.modality import IMAGE
 from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
+from .cost import Cost, calibrate, estimate
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
 
@@ -69,6 +70,7 @@ class Decoder:
             raise ValueError(f"a tile of {tile} latents is too small for an overlap of {overlap}: "
                              f"use at least {3 * overlap + 1}")
         self.tile, self.overlap = tile, overlap
+        self.speed = None  # measured on first need (``calibrate``)
 
     def check(self, header: Header) -> None:
         if header.model_id != self.model_id:
@@ -79,6 +81,18 @@ class Decoder:
         if (header.modality, header.latent_dim, header.J, header.channels) != \
                 (c.modality, c.latent_dim, c.J, c.channels):
             raise BitstreamError("the bitstream's shape fields do not match its model id")
+
+    def calibrate(self) -> None:
+        """Measure this machine's decode speed (a second or two), which ``cost`` scales."""
+        self.speed = calibrate(self)
+
+    def cost(self, header: Header) -> "Cost":
+        """Peak memory and seconds that decoding a bitstream with ``header`` would take here,
+        from the header alone (refuses one this decoder cannot decode, as ``check``)."""
+        self.check(header)
+        if self.speed is None:
+            self.calibrate()
+        return estimate(self, header, self.speed, tile_spans, SYNTHESIS_BLOCK)
 
     def decode(self, blob: "bytes | Bitstream") -> np.ndarray:
         """The signal in ``blob`` (.wlc bytes, or a Bitstream already read), as the encoder

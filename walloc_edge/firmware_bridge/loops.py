@@ -9,6 +9,7 @@ on.
 import hashlib
 import json
 import time
+from collections import OrderedDict, deque
 from pathlib import Path
 
 from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input, write_atomic
@@ -148,34 +149,50 @@ class Rejected(Exception):
     is told not to send it again."""
 
 
-def serve_messages(receiver, handle, count=None, idle=None, log=print):
+def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=64):
     """Pass each received message to ``handle(received)`` until ``count`` messages, ``idle``
     seconds without one, or Ctrl-C. No single message stops the loop: a handler's
     ``Rejected`` or ValueError is logged with the sender and refused; any other failure
     (a full disk, a bug) is logged and the message left unacknowledged, so that the sender
-    keeps it and sends it again. Returns (handled, rejected, failed)."""
+    keeps it and sends it again. Sensors take turns: what has arrived (up to ``backlog``
+    messages) waits in a queue per sensor, and each turn handles the oldest message of the
+    next sensor, so one sensor's flood delays another's message by at most one message of
+    each sensor ahead of it; a sensor's own messages keep their order. Returns (handled,
+    rejected, failed)."""
     handled = rejected = failed = 0
+    waiting = OrderedDict()  # sensor → its messages in arrival order; the next turn first
+    held = 0
     last = time.monotonic()
     try:
         while count is None or handled + rejected < count:
-            got = False
-            for received in receiver.messages(timeout=0.2):
-                got, last = True, time.monotonic()
-                try:
-                    handle(received)
-                    handled += 1
-                except (Rejected, ValueError) as e:
-                    rejected += 1
-                    log(f"rejected message {received.key} from {received.sender}: {e}")
-                except Exception as e:  # noqa: BLE001 - serve must outlive any one message
-                    failed += 1
-                    log(f"could not handle message {received.key} from {received.sender} "
-                        f"({type(e).__name__}: {e}); not acknowledged, the sensor will send "
-                        "it again")
-                break
-            if not got and (receiver.stopped.is_set() or
-                            (idle is not None and time.monotonic() - last > idle)):
-                break
+            for received in receiver.messages(timeout=0 if held else 0.2):
+                waiting.setdefault(received.sensor, deque()).append(received)
+                held += 1
+                last = time.monotonic()
+                if held >= backlog:
+                    break
+            if not held:
+                if receiver.stopped.is_set() or \
+                        (idle is not None and time.monotonic() - last > idle):
+                    break
+                continue
+            sensor, queue = next(iter(waiting.items()))
+            received = queue.popleft()
+            held -= 1
+            del waiting[sensor]
+            if queue:
+                waiting[sensor] = queue  # its next message waits for the others' turns
+            try:
+                handle(received)
+                handled += 1
+            except (Rejected, ValueError) as e:
+                rejected += 1
+                log(f"rejected message {received.key} from {received.sender}: {e}")
+            except Exception as e:  # noqa: BLE001 - serve must outlive any one message
+                failed += 1
+                log(f"could not handle message {received.key} from {received.sender} "
+                    f"({type(e).__name__}: {e}); not acknowledged, the sensor will send "
+                    "it again")
     except KeyboardInterrupt:
         log("stopping")
     finally:

@@ -21,12 +21,13 @@ from .padding import padding_for
 if TYPE_CHECKING:
     from .bundle import Bundle
 
-__all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "BitstreamError", "Header",
+__all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "MAX_SAMPLE_RATE", "BitstreamError", "Header",
            "Bitstream", "write_bitstream", "read_bitstream", "read_latents"]
 
 MAGIC = b"\x89WLC"
 VERSION = 1
 MAX_LATENTS = 1 << 28           # a reader refuses more (256 MB of int8) unless told otherwise
+MAX_SAMPLE_RATE = 2 ** 20 - 1   # the most FLAC records; WAV's 32-bit byte rate holds it too
 MODALITY_CODES = (IMAGE, AUDIO)  # the header's modality byte indexes this
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.int16), 3: np.dtype(np.float32),
           4: np.dtype(np.float64)}
@@ -122,8 +123,9 @@ def write_bitstream(bundle: "Bundle", latents: np.ndarray, spec: dict, coder: st
                     cfg["J"], cfg["latent_bits"], cfg["latent_dim"], coder,
                     chosen.params(cfg["latent_bits"]), tile,
                     int(sample_rate or 0) if kind.has_rate else 0)
-    if not 0 <= header.sample_rate < 2 ** 32:
-        raise ValueError(f"sample rate {sample_rate} is out of range")
+    if not 0 <= header.sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample rate {sample_rate} is out of range (at most "
+                         f"{MAX_SAMPLE_RATE:,} Hz)")
     if header.latent_shape != latents.shape:
         raise ValueError(f"latents of shape {latents.shape} do not belong to an input of "
                          f"shape {header.shape} (expected {header.latent_shape})")
@@ -191,6 +193,9 @@ def _read_bitstream(data, max_latents):
     if offset > len(body):
         raise BitstreamError("header is truncated")
     sample_rate = _U32.unpack_from(body, axes_end)[0] if kind.has_rate else 0
+    if sample_rate > MAX_SAMPLE_RATE:
+        raise BitstreamError(f"sample rate {sample_rate:,} Hz is out of range (at most "
+                             f"{MAX_SAMPLE_RATE:,})")
     params = bytes(body[_FIXED.size:_FIXED.size + n_params])
     axes = [_AXIS.unpack_from(body, _FIXED.size + n_params + i * _AXIS.size)
             for i in range(ndim)]

@@ -87,6 +87,8 @@ def _read_audio(path):
     deeper or float layout (24/32-bit PCM, float32/64, Ogg/Vorbis), so that no layout is
     cut to the wrong scale. soundfile reads every format; without it, WAV goes through the
     standard library."""
+    if path.suffix.lower() == ".wav":
+        _check_wav_sizes(path)
     try:
         import soundfile
     except ImportError:
@@ -107,6 +109,31 @@ def _read_audio(path):
 
 
 SHALLOW_PCM = {"PCM_S8", "PCM_U8", "PCM_16"}  # read as int16 without loss
+
+
+def _check_wav_sizes(path):
+    """Refuse a RIFF WAV whose data chunk claims more bytes than the file holds: readers
+    take what is there without a word, and a clip cut short must not pass for whole."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"RIFF" or len(f.read(4)) != 4 or f.read(4) != b"WAVE":
+                return  # not RIFF (RF64, or not a WAV): the reader judges it
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return
+                name, length = head[:4], int.from_bytes(head[4:], "little")
+                if name == b"data":
+                    have = size - f.tell()
+                    if length > have:
+                        raise ValueError(f"{path}: its data chunk claims {length:,} bytes but "
+                                         f"the file holds {have:,} after it (cut short, or a "
+                                         "header that lies); repair or export it again")
+                    return
+                f.seek(length + (length & 1), os.SEEK_CUR)
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable WAV file ({e})") from None
 
 
 def _read_wav(path):

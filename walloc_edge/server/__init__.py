@@ -8,8 +8,9 @@
 The receive loop and the transports are the firmware bridge's. Nothing here imports torch
 when it loads: a server that keeps the latents of a sensor bundle runs without it.
 """
-from .handler import LIMIT_NAMES, Handler, check_size
+from .handler import BUDGET_NAMES, LIMIT_NAMES, Handler, check_budget, check_size
 from .model import ServedModel
 from .outputs import Outputs, output_stem
 
-__all__ = ["Handler", "ServedModel", "Outputs", "check_size", "output_stem", "LIMIT_NAMES"]
+__all__ = ["Handler", "ServedModel", "Outputs", "check_size", "check_budget", "output_stem",
+           "LIMIT_NAMES", "BUDGET_NAMES"]

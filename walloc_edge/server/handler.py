@@ -21,9 +21,10 @@ from .outputs import Outputs
 if TYPE_CHECKING:
     from ..firmware_bridge.transports import Received
 
-__all__ = ["Handler", "check_size", "LIMIT_NAMES"]
+__all__ = ["Handler", "check_size", "check_budget", "LIMIT_NAMES", "BUDGET_NAMES"]
 
 LIMIT_NAMES = ("the pixel limit", "the sample limit")  # how a refusal names each limit
+BUDGET_NAMES = ("the decode memory budget", "the decode time budget")
 
 
 def check_size(header: Header, max_pixels: float, max_samples: float,
@@ -40,28 +41,45 @@ def check_size(header: Header, max_pixels: float, max_samples: float,
                        f"{max_samples:,.0f}")
 
 
+def check_budget(cost: "tuple[int, float]", max_bytes: float, max_seconds: float,
+                 names: "tuple[str, str]" = BUDGET_NAMES) -> None:
+    """Refuse a decode whose estimated (peak bytes, seconds) exceed the budgets, before it
+    starts: one message's work is bounded whatever its shape claims."""
+    memory, seconds = cost
+    if memory > max_bytes:
+        raise Rejected(f"decoding it would take about {memory / 2 ** 20:,.0f} MB, over "
+                       f"{names[0]} {max_bytes / 2 ** 20:,.0f} MB")
+    if seconds > max_seconds:
+        raise Rejected(f"decoding it would take about {seconds:,.0f} s on this machine, "
+                       f"over {names[1]} {max_seconds:g} s")
+
+
 def _say(line):
     print(line, flush=True)
 
 
 class Handler:
     """``handler(received)`` for each message of a receive loop (``serve_messages``): verify
-    (CRC, model id, the size it claims against ``max_pixels`` and ``max_samples``), decode
-    or keep the latents, classify, write to ``outputs``, log, record in the ledger, then
-    acknowledge (authenticated with the sensor's key from ``keys`` where given). A refused
-    message raises ``Rejected``; one not written raises its OSError, unacknowledged. A
-    collision is counted in ``collisions``."""
+    (CRC, model id, the size it claims against ``max_pixels`` and ``max_samples``, the
+    decode's estimated peak memory and time against ``max_decode_bytes`` and
+    ``max_decode_seconds``), decode or keep the latents, classify, write to ``outputs``,
+    log, record in the ledger, then acknowledge (authenticated with the sensor's key from
+    ``keys`` where given). A refused message raises ``Rejected``; one not written raises
+    its OSError, unacknowledged. A collision is counted in ``collisions``."""
 
     def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
                  max_pixels: float = 64e6, max_samples: float = 64e6,
                  limit_names: "tuple[str, str]" = LIMIT_NAMES,
-                 log: "Callable[[str], None]" = _say):
+                 log: "Callable[[str], None]" = _say, max_decode_bytes: float = math.inf,
+                 max_decode_seconds: float = math.inf,
+                 budget_names: "tuple[str, str]" = BUDGET_NAMES):
         if model.decoder is None and model.classifier is None and outputs.dataset is None:
             raise ValueError("a server that does not decode keeps nothing without a latents "
                              "dataset or a classifier")
         self.model, self.outputs, self.keys, self.log = model, outputs, keys, log
         self.limits = (max_pixels, max_samples, limit_names)
         self.collisions = 0
+        self.budget = (max_decode_bytes, max_decode_seconds, budget_names)
 
     def _ack(self, received, status):
         received.ack(status, self.keys.keys.get(received.sensor) if self.keys else None)
@@ -82,6 +100,7 @@ class Handler:
             stream = read_bitstream(received.message)
             self.model.check(stream.header)
             check_size(stream.header, *self.limits)
+            check_budget(self.model.cost(stream.header), *self.budget)
             if self.model.decoder is None:
                 stream.latents()  # a bitstream that does not decode is refused here too
             fields = self._keep(stream, stem, len(received.message))

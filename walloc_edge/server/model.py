@@ -25,6 +25,7 @@ class ServedModel:
             from ..decoder import Decoder
 
             self.decoder = Decoder(model, device, **({} if tile is None else {"tile": tile}))
+            self.decoder.calibrate()  # once, at start: what each message's budget scales
         if self.decoder is not None:
             self.model_id = self.decoder.model_id
         elif Path(model, "encoder.json").is_file():  # a bundle: no torch needed
@@ -54,6 +55,19 @@ class ServedModel:
         if header.model_id != self.model_id:
             raise Rejected(f"made by model {header.model_id}, this server takes "
                            f"{self.model_id}")
+
+    def cost(self, header: Header) -> "tuple[int, float]":
+        """(peak bytes, seconds) that decoding a bitstream of this model with ``header``
+        would take on this machine, from the header alone; (0, 0) without a decoder. A
+        header this decoder cannot decode (shape fields that do not match the model) is
+        refused here."""
+        if self.decoder is None:
+            return 0, 0.0
+        try:
+            cost = self.decoder.cost(header)
+        except ValueError as e:
+            raise Rejected(str(e)) from None
+        return cost.bytes, cost.seconds
 
     def decode(self, stream: Bitstream) -> np.ndarray:
         """The signal of a verified bitstream."""

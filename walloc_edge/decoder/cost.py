@@ -1,0 +1,149 @@
+"""What decoding a bitstream will cost, from its header alone: peak memory and seconds, so
+that a server can refuse a claim before it starts the work (a 191-byte message can claim
+minutes of CPU, a 33 KB one gigabytes).
+
+Memory follows the structure of the decode (``decoder.py``): the latents, the output, and
+either the whole network's activations (a signal of one tile) or, for a tiled image, its
+wavelet coefficients, one tile's activations, one band of coefficients copied for the
+synthesis and one synthesis block. Seconds and the activations per latent are measured once
+on this machine by decoding probes of zeros (:func:`calibrate`): a network call takes at
+least what a thin tile's does (what makes a thin image slow: one call per short tile) and
+more per latent beyond, and the synthesis a time per latent it takes in (with the latents
+a block is given beyond its edges, many for a thin image).
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..runtime import Header
+from ..runtime.modality import IMAGE
+
+__all__ = ["Cost", "Speed", "calibrate", "estimate"]
+
+SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
+OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
+FLOAT_OUTPUT_COPIES = 5  # an untiled output in float: the network's, denormalised, rounded…
+FALLBACK_BYTES_PER_LATENT = 64 << 10  # where peak memory cannot be read (no /proc): ~3x measured
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a decode is estimated to take: peak bytes beyond what the server holds already,
+    and seconds on this machine."""
+
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Speed:
+    """This machine's measured decode speed: the seconds of a network call over the short
+    probe's latents and per latent more, seconds per latent synthesised, activation bytes
+    per latent."""
+
+    short_call: float
+    short_latents: int
+    per_latent: float
+    per_synthesis_latent: float
+    bytes_per_latent: float
+
+    def call(self, latents: int) -> float:
+        """Seconds of one network call over ``latents`` (never less than the short one)."""
+        return self.short_call + self.per_latent * max(latents - self.short_latents, 0)
+
+
+def _peak_rss():
+    """The process's peak resident memory since the last reset (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _timed(run, *args):
+    """(seconds, peak bytes over the resident memory before, or None) of ``run(*args)``."""
+    measured = _reset_peak()
+    before = _peak_rss() if measured else None
+    start = time.perf_counter()
+    run(*args)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()  # a GPU's work ends here, not when it is queued
+    seconds = time.perf_counter() - start
+    peak = _peak_rss() if measured else None
+    return seconds, (peak - before if before is not None and peak is not None else None)
+
+
+@torch.no_grad()
+def calibrate(decoder) -> Speed:
+    """Time the decoder network on a short and a long probe of zero latents (a thin and a
+    whole tile for images, 256 and 4,096 latents for audio), each once to warm up and the
+    fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the
+    peak memory of decoding the long probe whole (the host's: on a GPU the activations are
+    the GPU's)."""
+    codec, config = decoder.codec, decoder.codec.config
+    if config.modality is IMAGE:
+        short, long = (1, decoder.tile), (decoder.tile, decoder.tile)
+    else:
+        short, long = (256,), (4096,)
+    seconds = []
+    for shape in (short, long):
+        z = torch.zeros(1, config.latent_dim, *shape, device=decoder.device)
+        coefficients = codec.decoder(z)  # warms up
+        seconds.append(min(_timed(codec.decoder, z)[0] for _ in range(2)))
+    n1, n2 = math.prod(short), math.prod(long)
+    per_latent = max(seconds[1] - seconds[0], 0.0) / (n2 - n1)
+    codec.wavelet_synthesis(coefficients)
+    per_synthesis = _timed(codec.wavelet_synthesis, coefficients)[0] / n2
+    del coefficients
+    peak = max(_timed(codec.decode, z)[1] or 0, _timed(codec.decode, z)[1] or 0)
+    per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
+    return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte)
+
+
+def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block) -> Cost:
+    """The cost of decoding a bitstream with ``header`` (already checked against the
+    decoder's model) on a machine of ``speed``, for a decoder whose tiles are
+    ``tile_spans(n, tile, overlap)`` and whose synthesis takes ``synthesis_block`` latents
+    at once."""
+    config = decoder.codec.config
+    sizes = header.latent_shape[1:]
+    latents = math.prod(sizes)
+    values = math.prod(n * header.block for n in sizes) * config.channels  # padded output
+    held = latents * config.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
+    if config.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
+        memory = held + speed.bytes_per_latent * latents + FLOAT_OUTPUT_COPIES * 4 * values
+        return Cost(int(memory), speed.call(latents) + speed.per_synthesis_latent * latents)
+    h, w = sizes
+    rows = tile_spans(h, decoder.tile, decoder.overlap)
+    cols = tile_spans(w, decoder.tile, decoder.overlap)
+    tile_latents = (rows[0][1] - rows[0][0]) * (cols[0][1] - cols[0][0])
+    subbands = config.channels * 4 ** decoder.codec.J
+    pad = decoder.codec.iwt.g0_col.numel()
+    band_rows = h if h <= decoder.tile else decoder.tile + 2 * pad
+    width = max(decoder.tile, synthesis_block // (band_rows + 2 * pad) - 2 * pad)
+    block = (band_rows + 2 * pad) * (min(w, width) + 2 * pad)
+    blocks = (1 if h <= decoder.tile else -(-h // decoder.tile)) * (1 if w <= width else
+                                                                  -(-w // width))
+    memory = (held + 4 * (subbands + 1) * latents + OUTPUT_COPIES * values
+              + speed.bytes_per_latent * tile_latents
+              + (4 * subbands * band_rows * w if h > decoder.tile else 0)
+              + SYNTHESIS_COPIES * 4 * subbands * block)
+    calls = len(rows) * len(cols)
+    seconds = (calls * speed.call(tile_latents)
+               + blocks * block * speed.per_synthesis_latent)
+    return Cost(int(memory), seconds)
