@@ -207,3 +207,27 @@ def test_flood_keeps_rss_within_the_cap_and_margin():
     for flood, cap, connections in ((complete, 32, 64), (incomplete, 16, 16)):
         growth = _peak_rss_growth(flood, cap)
         assert growth <= cap + _margin_mb(connections), flood.__name__
+
+
+def test_messages_waiting_their_turn_stay_in_the_account():
+    """Serve's turns keep messages waiting (``hold``): their bytes stay in the receiver's
+    memory account until each is handled, and leave it then."""
+    from walloc_edge.firmware_bridge.loops import serve_messages
+
+    receiver = open_receiver(f"tcp://127.0.0.1:{free_port()}")
+    host, port = receiver.address
+    with socket.create_connection((host, port)) as conn:
+        for sensor in (1, 2):
+            for sequence in range(3):
+                conn.sendall(b"".join(frames_for(bytes(10_000), sensor, 1, sequence)))
+        deadline = time.monotonic() + 10
+        while receiver.queue.qsize() < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        accounted = []
+
+        def handle(received):
+            accounted.append(receiver.complete_bytes)
+
+        serve_messages(receiver, handle, count=6, log=lambda line: None)
+    assert accounted[0] >= 6 * 10_000  # all six held while the first is handled
+    assert accounted == sorted(accounted, reverse=True) and receiver.complete_bytes == 0

@@ -92,7 +92,7 @@ class FakeReceiver:
     def __init__(self, items):
         self.items, self.stopped = list(items), threading.Event()
 
-    def messages(self, timeout=None):
+    def messages(self, timeout=None, hold=False):
         while self.items:
             yield self.items.pop(0)
         self.stopped.set()
@@ -106,7 +106,7 @@ def test_sensors_take_turns():
     each sensor's own messages keep their order."""
     def item(sensor, sequence):
         return SimpleNamespace(sensor=sensor, sequence=sequence, key=f"{sensor}-{sequence}",
-                               sender="test")
+                               sender="test", release=lambda: None)
 
     order = []
 

@@ -157,15 +157,16 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=6
     keeps it and sends it again. Sensors take turns: what has arrived (up to ``backlog``
     messages) waits in a queue per sensor, and each turn handles the oldest message of the
     next sensor, so one sensor's flood delays another's message by at most one message of
-    each sensor ahead of it; a sensor's own messages keep their order. Returns (handled,
-    rejected, failed)."""
+    each sensor ahead of it; a sensor's own messages keep their order. Messages waiting their turn
+    stay in the receiver's memory account (``--max-pending-mb``) until handled. Returns
+    (handled, rejected, failed)."""
     handled = rejected = failed = 0
     waiting = OrderedDict()  # sensor → its messages in arrival order; the next turn first
     held = 0
     last = time.monotonic()
     try:
         while count is None or handled + rejected < count:
-            for received in receiver.messages(timeout=0 if held else 0.2):
+            for received in receiver.messages(timeout=0 if held else 0.2, hold=True):
                 waiting.setdefault(received.sensor, deque()).append(received)
                 held += 1
                 last = time.monotonic()
@@ -193,6 +194,8 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=6
                 log(f"could not handle message {received.key} from {received.sender} "
                     f"({type(e).__name__}: {e}); not acknowledged, the sensor will send "
                     "it again")
+            finally:
+                received.release()  # its bytes leave the receiver's memory account
     except KeyboardInterrupt:
         log("stopping")
     finally:

@@ -4,6 +4,7 @@ the plain sender, and the receiver base (bounded queue, limits, a rate limit per
 A scheme module (``tcp.py``, ``mqtt.py``, ...) holds its links and receiver and one
 :class:`Scheme`; ``transports/__init__.py`` lists the schemes in ``SCHEMES``.
 """
+import functools
 import queue
 import threading
 import time
@@ -61,6 +62,9 @@ class Received:
     message: bytes
     meta: dict = field(default_factory=dict)  # source file, capture time (when sent)
     reply: object = field(default=None, repr=False, compare=False)
+    # Takes the message's bytes off its receiver's memory account (later calls do nothing);
+    # with ``Receiver.messages(hold=True)`` the consumer calls it once done with the message.
+    release: object = field(default=lambda: None, repr=False, compare=False)
 
     @property
     def key(self):
@@ -253,33 +257,37 @@ class Receiver:
             self.complete_bytes += size
             self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
-                        reply), size
+                        reply, _once(functools.partial(self._release, size))), size
 
     def _release(self, size):
         with self.room:
             self.complete_bytes -= size
             self.room.notify_all()
-
     def _start(self, target, *args):
         thread = threading.Thread(target=target, args=args, daemon=True)
         thread.start()
         self.threads.append(thread)
 
-    def messages(self, timeout=None):
+    def messages(self, timeout=None, hold=False):
         """Received messages as they complete; ends after ``stop()`` (or ``timeout`` seconds
         without a message). A message's bytes stay in the memory account until the next one
-        is asked for or the iteration ends: the consumer is done with it by then."""
+        is asked for or the iteration ends: the consumer is done with it by then. With
+        ``hold`` they stay until the consumer calls ``received.release()``: a consumer that
+        keeps messages waiting (serve's turns) keeps them in the account."""
         while not (self.stopped.is_set() and self.queue.empty()):
             try:
-                received, size = self.queue.get(timeout=0.1 if timeout is None else timeout)
+                received, _ = self.queue.get(timeout=0.1 if timeout is None else timeout)
             except queue.Empty:
                 if timeout is not None:
                     return
                 continue
+            if hold:
+                yield received
+                continue
             try:
                 yield received
             finally:
-                self._release(size)
+                received.release()
 
     def stop(self):
         self.stopped.set()
@@ -304,3 +312,13 @@ class StreamReceiver(Receiver):
                     break
                 self._frames(name, reader.feed(data))
         self.stop()
+
+
+def _once(fn):
+    """``fn`` that runs on its first call only."""
+    done = threading.Lock()
+
+    def once():
+        if done.acquire(blocking=False):
+            fn()
+    return once
