@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..runtime.backends import BACKENDS
 from ..runtime.modality import IMAGE
 from .baseline_rows import audio_baselines, image_baselines
 from .coder_rows import coder_rows
@@ -14,6 +15,8 @@ from .sensor_rows import c_row, sensor_row
 from .torch_rows import load_codec, quality, torch_rows
 
 __all__ = ["run_bench"]
+
+REFERENCE_BACKEND = "onnxruntime"  # runs the validated graph: its latents check the others'
 
 
 def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, repeat=None,
@@ -44,9 +47,9 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
     rows = []
     with tempfile.TemporaryDirectory() as work:
         np.save(Path(work) / "input.npy", sample)
-        # onnxruntime first: its latents (the validated graph's) are the others' reference
-        for backend, n in ([("onnxruntime", t) for t in threads] + [("native", t) for t in threads]
-                           + [("litert", max(threads)), ("numpy", None)]):
+        order = sorted(BACKENDS.values(), key=lambda cls: cls.name != REFERENCE_BACKEND)
+        for backend, n in [(cls.name, t) for cls in order
+                           for t in (threads if cls.threaded else (None,))]:
             row = sensor_row(bundle, info, backend, n, Path(work), repeat, amount)
             rows.append(row)
             log(f"  {row['row']}: " + (f"{row['encode']['median']:.1f} {unit}/s"

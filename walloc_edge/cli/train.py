@@ -147,7 +147,7 @@ def _folder_data(args, config, crop):
     if not Path(args.data).is_dir():
         raise ValueError(f"--data {args.data}: no such folder (or use --data synthetic)")
     with naming("--data"):
-        files = data.data_files(args.data, data.IMAGE_FILES if image else data.AUDIO_FILES)
+        files = data.data_files(args.data, config.modality.inputs)
     with naming("--holdout"):
         train_files, val_files = data.split_files(files, held)
     if image:

@@ -11,14 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import synthetic_music
-from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
 __all__ = ["synthetic_music", "synthetic_audio", "dead_leaves", "data_files", "split_files",
-           "ImageFolder", "AudioFolder", "DeadLeaves", "SyntheticAudio", "Mixture",
-           "IMAGE_FILES", "AUDIO_FILES"]
-
-IMAGE_FILES = IMAGE_SUFFIXES | {".npy"}  # what the runtime reads, as training data too
-AUDIO_FILES = AUDIO_SUFFIXES
+           "ImageFolder", "AudioFolder", "DeadLeaves", "SyntheticAudio", "Mixture"]
 
 
 def _shaped_noise(length, rng, rate):

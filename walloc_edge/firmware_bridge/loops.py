@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict, deque
 from pathlib import Path
 
-from ..runtime.io import AUDIO_SUFFIXES, IMAGE_SUFFIXES, read_input, write_atomic
+from ..runtime.io import read_input, write_atomic
 
 __all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serve_messages",
            "Rejected"]
@@ -101,7 +101,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, sto
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
-    suffixes = IMAGE_SUFFIXES | AUDIO_SUFFIXES | {".npy"}
+    suffixes = encoder.bundle.modality.inputs  # what this sensor's model encodes
     sent = WatchRecord(record)
     done = {name: sent.version(name) for name in sent.files}  # name → (size, mtime) handled
     seen, totals = {}, [0, 0]  # name → the (size, mtime) last seen, and for how many polls

@@ -113,7 +113,7 @@ class Encoder:
             self.run_size = tuple(self.backend.static_shape)
         else:
             runs = getattr(self.backend, "run_interior", None)  # the backend's, per Modality
-            interior = tile or (runs[self.modality] if runs else self.modality.run_interior)
+            interior = tile or (runs or {}).get(self.modality, self.modality.run_interior)
             interior = max(self.block, interior // self.block * self.block)
             self.run_size = (interior + border,) * self.ndim
         # Latent blocks each run yields exactly (the rest of the run is border).

@@ -23,6 +23,7 @@ class Backend:
     graph = None  # the bundle graph it runs ("onnx", "litert"); None: it reads encoder.npz
     static_shape = None  # the one input shape of a static graph; None: any size
     takes_providers = False  # whether it runs on onnxruntime's execution providers
+    threaded = True  # whether ``threads`` changes how it runs (the bench times each count)
     providers = ()  # the execution providers it runs on, in order of preference
 
     def __init__(self, bundle, threads=None, providers=None):

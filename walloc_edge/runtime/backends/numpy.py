@@ -50,6 +50,7 @@ class NumpyBackend(Backend):
     (numpy's BLAS chooses its own threads)."""
 
     name = "numpy"
+    threaded = False  # numpy's own operations, whatever ``threads`` says
 
     @staticmethod
     def usable(bundle):

@@ -83,7 +83,7 @@ class RansCoder(Coder):
             values, own = _features(layout, X)
         if self.predictor == "planar":
             constant = np.zeros(C, bool)
-            rows = [np.array(PLANAR["audio" if layout.audio else "image"])] * C
+            rows = [np.array(PLANAR[len(layout.shape) - 1])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
             step = fit_step(layout.n)

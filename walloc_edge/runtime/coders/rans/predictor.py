@@ -10,9 +10,10 @@ ACTIVITY_EDGES = np.array([1, 3, 7, 15, 30])
 PREVIOUS_EDGES = np.array([2])
 CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
 
-# Fixed own-neighbour coefficients (Q8) of the "planar" predictor: W + N − NW for images,
-# the previous sample for audio. What firmware uses: no least-squares fit on the device.
-PLANAR = {"image": (256, 256, -256, 0), "audio": (256, 0, 0)}
+# Fixed own-neighbour coefficients (Q8) of the "planar" predictor, by the latents' spatial
+# axes: W + N − NW on a grid (images), the previous value along a line (audio). What
+# firmware uses: no least-squares fit on the device.
+PLANAR = {2: (256, 256, -256, 0), 1: (256, 0, 0)}
 
 
 def fit_taps(grams, s, n):
