@@ -164,7 +164,7 @@ class Fleet:
             lost = receiver.reassembler.lost_by_sensor()
             link = dataclasses.asdict(receiver.stats)
         link["queue"] = receiver.queue.qsize()
-        link["connections"] = getattr(receiver, "connections", None)  # TCP's alone
+        link["connections"] = receiver.connections
         link["lost_by_sensor"] = lost
         return link
 

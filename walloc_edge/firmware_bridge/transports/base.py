@@ -230,6 +230,11 @@ class Receiver:
         self.on_heartbeat = None
 
     @property
+    def connections(self):
+        """Connections open now; None where the link has none (UDP, serial, files, MQTT)."""
+        return None
+
+    @property
     def held_bytes(self):
         """What the memory account holds now: incomplete and complete messages."""
         return self.reassembler.pending_bytes + self.complete_bytes
