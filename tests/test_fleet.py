@@ -114,6 +114,9 @@ def test_a_heartbeat_is_a_frame_of_no_fragments_that_old_receivers_drop():
     """A heartbeat reads back through both receivers and never enters a message; without its
     flag (what a receiver older than heartbeats sees: a count of 0) it is a damaged frame,
     counted and dropped, and the messages around it arrive whole."""
+    assert encode_heartbeat(0x0123456789ABCDEF, 3, 7, {"spool": 3}).hex() == (  # docs/framing.md
+        "a5574c46" "02" "04" "efcdab8967452301" "03000000" "07000000" "0000" "0000" "0b00"
+        "fe93e71a" "7b2273706f6f6c223a337d" "bbadd4b9")
     status = {"spool": 3, "version": "0.1.0"}
     beat = encode_heartbeat(0x0123456789ABCDEF, 3, 7, status, KEY)
     frame = decode_frame(beat, Keys({0x0123456789ABCDEF: KEY}))
@@ -281,6 +284,7 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
     assert metrics[("walloc_edge_unauthenticated_frames_total", ())] == 2
     assert metrics[("walloc_edge_sensor_spool_messages", (("sensor", names[3]),))] == 3
     assert metrics[("walloc_edge_healthy", ())] == 1
+    assert ("walloc_edge_connections", ()) in metrics
 
     fleet = json.loads(server.get("fleet.json"))
     rows = {row["id"]: row for row in fleet["sensors"]}
