@@ -30,7 +30,7 @@ DECODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 HEARTBEAT_NUMBERS = ("spool", "spool_bytes", "in_flight", "dropped", "boot", "uptime")
 HEARTBEAT_TEXTS = ("version", "backend")
 THUMBNAIL = (160, 160)
-FAILED_WRITE_HOLDS = 300  # seconds a message not written keeps /healthz at 503 (none written since)
+FAILED_WRITE_HOLDS = 300  # seconds a failed write keeps /healthz at 503 (none written since)
 
 
 class Rate:
@@ -154,8 +154,8 @@ class Fleet:
                 record.heartbeat = {**status, "time": now, "number": beat.number}
 
     def link(self) -> dict:
-        """The receiver's counters (LinkStats), its queue depth and open connections, and
-        the messages lost per sensor id."""
+        """The receiver's counters (LinkStats), the bytes its memory account holds, its
+        queue depth and open connections, and the messages lost per sensor id."""
         if self.receiver is None:
             return {"lost_by_sensor": {}}
         receiver = self.receiver
@@ -163,6 +163,7 @@ class Fleet:
             receiver.reassembler.count_lost()
             lost = receiver.reassembler.lost_by_sensor()
             link = dataclasses.asdict(receiver.stats)
+            link["held_bytes"] = receiver.held_bytes
         link["queue"] = receiver.queue.qsize()
         link["connections"] = receiver.connections
         link["lost_by_sensor"] = lost

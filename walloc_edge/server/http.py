@@ -102,7 +102,9 @@ class FleetCollector:
                 yield CounterMetricFamily(f"walloc_edge_{name}", doc, value=link[field])
         gauges = {"lost": ("lost_messages", "messages never completed (a resend may complete "
                                             "one later)"),
-                  "queue": ("queue_depth", "complete messages waiting for the decoder"),
+                  "queue": ("queue_depth", "complete messages in the receiver's queue"),
+                  "held_bytes": ("held_bytes", "bytes messages hold from their first byte "
+                                               "until handled (the receiver's memory account)"),
                   "connections": ("connections", "open TCP connections")}
         for field, (name, doc) in gauges.items():
             if link.get(field) is not None:

@@ -45,6 +45,7 @@ function summary(fleet) {
                  ["frames", link.frames], ["corrupted", link.corrupted],
                  ["unauthenticated", link.unauthenticated], ["rate-limited", link.rate_limited],
                  ["lost", link.lost], ["heartbeats", link.heartbeats], ["queue", link.queue]];
+  if (link.held_bytes !== undefined) items.push(["held", size(link.held_bytes)]);
   if (link.connections !== null && link.connections !== undefined)
     items.push(["connections", link.connections]);
   const box = document.getElementById("summary");
