@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean broker cross
+.PHONY: demo test venv clean broker browser cross
 
 venv: $(STAMP)
 
@@ -28,6 +28,14 @@ broker:
 	    $$SUDO apt-get install -y -q mosquitto || \
 	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q mosquitto; }; }
 
+# The dashboard test loads serve --http's page in a real headless browser: Debian's chromium.
+browser:
+	@command -v chromium >/dev/null || \
+	  { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	    $$SUDO apt-get install -y -q chromium || \
+	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; } || \
+	    echo "chromium could not be installed: the dashboard test will skip"; }
+
 # The cross-compilation test (the firmware encoder on aarch64 and armhf under qemu-user):
 # Debian's cross compilers and qemu-user.
 cross:
@@ -39,7 +47,7 @@ cross:
 	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$PACKAGES; } || \
 	    echo "cross tools could not be installed: the cross-compilation test will skip"; }
 
-test: $(STAMP) broker cross
+test: $(STAMP) broker browser cross
 	$(PY) -m pytest -q
 
 clean:

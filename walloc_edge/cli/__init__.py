@@ -53,6 +53,7 @@ EXTRA_FOR = {
     "litert_torch": "export", "cv2": "camera", "paho": "bridge", "serial": "bridge",
     "soundfile": "runtime", "tqdm": "runtime", "onnxruntime": "runtime",
     "ai_edge_litert": "litert", "pyarrow": "learning", "ray": "ray",
+    "prometheus_client": "server",
 }
 
 

@@ -3,11 +3,14 @@ message (verify, decode, write durably, then acknowledge; never twice) is
 ``walloc_edge.server``."""
 import os
 import signal
+from contextlib import nullcontext
+from pathlib import Path
 
 from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..server import Handler, Outputs, ServedModel
+from ..server.fleet import Fleet
 from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
                       positive_number)
 from ._stops import stop_on
@@ -38,7 +41,9 @@ examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --no-decode \
       --latents received/latents --classify clf16.safetensors
   walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/
-  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json"""
+  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json
+  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --http 9100
+      (the dashboard on http://127.0.0.1:9100/, Prometheus metrics on /metrics)"""
 
 
 def configure(p):
@@ -93,6 +98,15 @@ def configure(p):
                         "(default: no limit)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
+    p.add_argument("--http", metavar="[HOST:]PORT",
+                   help="also serve a live dashboard (/), Prometheus metrics (/metrics) and "
+                        "health (/healthz: 503 when OUT cannot be written) here; HOST is "
+                        "127.0.0.1 unless given (beyond loopback, --http-token is required)")
+    p.add_argument("--http-token", metavar="TOKEN",
+                   help="require this token of every HTTP request but /healthz "
+                        "(Authorization: Bearer TOKEN, or ?token=TOKEN)")
+    p.add_argument("--http-token-file", metavar="FILE",
+                   help="read --http-token from this file (not shown in the process list)")
     p.epilog = EXAMPLES
 
 
@@ -105,9 +119,48 @@ def default_decode_mb():
     return min(4096, memory // 2 ** 21)
 
 
+def _http(args):
+    """(host, port, token) of --http, checked before anything loads; None without it."""
+    if args.http_token and args.http_token_file:
+        raise ValueError("give --http-token or --http-token-file, not both")
+    if (args.http_token or args.http_token_file) and not args.http:
+        raise ValueError("--http-token needs --http")
+    if not args.http:
+        return None
+    from ..server.http import is_loopback, parse_address
+
+    with naming("--http"):
+        host, port = parse_address(args.http)
+        loopback = is_loopback(host)
+    token = args.http_token
+    if args.http_token_file:
+        try:
+            token = Path(args.http_token_file).read_text().strip()
+        except OSError as e:
+            raise ValueError(f"--http-token-file {args.http_token_file}: cannot read "
+                             f"({e.strerror or e})") from None
+        if not token:
+            raise ValueError(f"--http-token-file {args.http_token_file} is empty")
+    if not loopback and not token:
+        raise ValueError(f"--http {args.http} is reachable from other machines: give "
+                         "--http-token (or --http-token-file) too")
+    return host, port, token
+
+
+def _dashboard(http, fleet):
+    """The HTTP side, bound (a port in use is one line), or nothing without --http."""
+    if http is None:
+        return nullcontext()
+    from ..server.http import Dashboard
+
+    with naming("--http"):
+        return Dashboard(fleet, *http)
+
+
 def run(args):
     if args.no_decode and not (args.latents or args.classify):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
+    http = _http(args)
     if not args.no_decode:
         check_device(args.device)
     model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
@@ -119,14 +172,22 @@ def run(args):
                             per_host=args.max_connections_per_host, idle=args.idle_timeout,
                             frame=args.frame_timeout, pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)
-    with Outputs(out, model, args.format, args.latents) as outputs:
+    fleet = Fleet(out) if http else None
+    with Outputs(out, model, args.format, args.latents) as outputs, \
+            _dashboard(http, fleet) as dashboard:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
                           limit_names=("--max-pixels", "--max-samples"),
                           max_decode_bytes=args.max_decode_mb * 2 ** 20,
                           max_decode_seconds=args.max_decode_seconds,
-                          budget_names=("--max-decode-mb", "--max-decode-seconds"))
+                          budget_names=("--max-decode-mb", "--max-decode-seconds"),
+                          fleet=fleet)
         stop_on(signal.SIGTERM)
         receiver = open_receiver(args.listen, keys, limits)
+        if dashboard:
+            fleet.watch(receiver)
+            dashboard.start()
+            print(f"dashboard on {dashboard.url} (metrics: /metrics, health: /healthz"
+                  f"{'; token required' if dashboard.token else ''})", flush=True)
         if receiver.address or args.listen.startswith("mqtt"):
             print(f"listening on {args.listen} (model {model.model_id}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",

@@ -1,10 +1,12 @@
 """``walloc-edge stream``: the sensor's send loop (files, a watched folder, video), with
 nothing lost: every message is spooled on disk until the server acknowledges it; no torch."""
+import argparse
 import hashlib
 import signal
 import sys
 from pathlib import Path
 
+from .. import __version__
 from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state_folder
 from ..firmware_bridge.loops import stream_files, stream_frames, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, open_link
@@ -66,7 +68,22 @@ def configure(p):
                    help="send a message again when unacknowledged for this many seconds")
     p.add_argument("--wait", type=positive_number, default=60,
                    help="at the end, wait this many seconds for the last acknowledgements")
+    p.add_argument("--heartbeat", type=seconds_or_off, default=30, metavar="SECONDS",
+                   help="send this sensor's status (spool depth, dropped, uptime, version, "
+                        "backend) every this many seconds over TCP and MQTT, never spooled; "
+                        "serve --http shows it; 0: never")
     p.epilog = EXAMPLES
+
+
+def seconds_or_off(text):
+    """A number of seconds, or 0 for never."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be 0 (never) or more")
+    return value
 
 
 def run(args):
@@ -86,7 +103,9 @@ def run(args):
                          "of them (with none, stream only sends what its spool holds, and "
                          "the spool is empty)")
     link = open_link(args.to, identity.sensor, ack_key=key)
-    courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout)
+    courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout,
+                      heartbeat=args.heartbeat, status={"version": __version__,
+                                                        "backend": encoder.backend.name})
     log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder} "
         f"-> {args.to}")
     stop_on(signal.SIGTERM, signal.SIGHUP)

@@ -10,7 +10,10 @@ any memory. A byte-stream receiver (:class:`FrameReader`) finds frames by their 
 and header CRC, so after corrupted, dropped or inserted bytes it resynchronises at the next
 good frame; a length is believed only once the header CRC vouches for it, and never beyond
 ``MAX_PAYLOAD``. A message may start with a metadata block (:func:`pack_meta`, flagged
-``FLAG_META``); ``reassembly.Reassembler`` joins the fragments of a message again.
+``FLAG_META``); ``reassembly.Reassembler`` joins the fragments of a message again. A
+heartbeat (:func:`encode_heartbeat`, flagged ``FLAG_HEARTBEAT``) is a frame of no fragments
+(index and count 0) holding a sensor's status: receivers older than heartbeats refuse a count
+of 0 as a damaged header, so they drop it and never take it for a message.
 
 The server's acknowledgement travels back as an :func:`encode_ack` record (TCP, MQTT).
 """
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 __all__ = ["SYNC", "ACK_SYNC", "VERSION", "MAX_PAYLOAD", "HEADER", "MAC_SIZE", "Frame",
            "FramingError", "frames_for", "encode_frame", "decode_frame", "FrameReader",
            "LinkStats", "Keys", "pack_meta", "unpack_meta", "encode_ack", "AckReader", "Ack",
-           "ACK_WRITTEN", "ACK_REJECTED", "ACK_COLLISION", "FLAG_MAC", "FLAG_META"]
+           "ACK_WRITTEN", "ACK_REJECTED", "ACK_COLLISION", "FLAG_MAC", "FLAG_META",
+           "FLAG_HEARTBEAT", "MAX_HEARTBEAT", "encode_heartbeat", "unpack_heartbeat"]
 
 SYNC = b"\xa5WLF"
 ACK_SYNC = b"\xa5WLA"
@@ -37,6 +41,8 @@ MAC_SIZE = 16                          # HMAC-SHA256, truncated to 128 bits
 OVERHEAD = HEADER.size + 8 + MAC_SIZE  # the two CRC32s and a MAC: the most a frame adds
 FLAG_MAC = 1                           # a MAC follows the payload CRC
 FLAG_META = 2                          # the message starts with a metadata block (first frame)
+FLAG_HEARTBEAT = 4                     # a sensor's status, not part of any message (count 0)
+MAX_HEARTBEAT = 4096                   # bytes of a heartbeat's status; a larger one is ignored
 _U32 = struct.Struct("<I")
 _META = struct.Struct("<H")  # the length of a metadata block
 
@@ -67,7 +73,10 @@ def _mac(key, header, payload):
 
 def encode_frame(frame: Frame, key: bytes | None = None) -> bytes:
     """The bytes of one frame; with ``key`` (bytes), authenticated by a MAC."""
-    if not 0 < frame.count <= 0xFFFF or not 0 <= frame.index < frame.count:
+    if frame.flags & FLAG_HEARTBEAT:
+        if frame.index or frame.count:
+            raise ValueError("a heartbeat has no fragments (index and count 0)")
+    elif not 0 < frame.count <= 0xFFFF or not 0 <= frame.index < frame.count:
         raise ValueError(f"fragment {frame.index} of {frame.count} is not valid")
     if len(frame.payload) > MAX_PAYLOAD:
         raise ValueError(f"frame payload of {len(frame.payload)} bytes exceeds {MAX_PAYLOAD}")
@@ -93,6 +102,27 @@ def frames_for(message, sensor, boot, sequence, max_payload=MAX_PAYLOAD, key=Non
     return [encode_frame(Frame(sensor, boot, sequence, i, count,
                                message[i * max_payload:(i + 1) * max_payload], flags), key)
             for i in range(count)]
+
+
+def encode_heartbeat(sensor: int, boot: int, number: int, status: dict,
+                     key: bytes | None = None) -> bytes:
+    """The frame of heartbeat ``number`` of a sensor's start: ``status`` as compact JSON."""
+    payload = json.dumps(status, separators=(",", ":")).encode()
+    if len(payload) > MAX_HEARTBEAT:
+        raise ValueError(f"a heartbeat's status is over {MAX_HEARTBEAT} bytes")
+    return encode_frame(Frame(sensor, boot, number & 0xFFFFFFFF, 0, 0, payload,
+                              FLAG_HEARTBEAT), key)
+
+
+def unpack_heartbeat(payload: bytes) -> dict:
+    """The status a heartbeat holds; {} when it is damaged or too large."""
+    if len(payload) > MAX_HEARTBEAT:
+        return {}
+    try:
+        status = json.loads(payload)
+    except ValueError:
+        return {}
+    return status if isinstance(status, dict) else {}
 
 
 def pack_meta(message, meta):
@@ -132,7 +162,8 @@ def _parse_header(data, offset=0):
     if _U32.unpack_from(data, offset + HEADER.size)[0] != zlib.crc32(header):
         return None
     sync, version, flags, sensor, boot, sequence, index, count, length = HEADER.unpack(header)
-    if sync != SYNC or version != VERSION or length > MAX_PAYLOAD or not index < count:
+    fragments = index == count == 0 if flags & FLAG_HEARTBEAT else index < count
+    if sync != SYNC or version != VERSION or length > MAX_PAYLOAD or not fragments:
         return None
     return header, (sensor, boot, sequence, index, count), flags, length
 
@@ -194,6 +225,7 @@ class LinkStats:
     rate_limited: int = 0    # messages dropped because their sensor was over --rate-limit
     messages: int = 0
     lost: int = 0            # messages never completed (sequence gaps and given-up partials)
+    heartbeats: int = 0      # heartbeat frames (a sensor's status; also counted in frames)
 
 
 class FrameReader:

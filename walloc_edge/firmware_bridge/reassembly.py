@@ -3,7 +3,7 @@ in bounded memory: what every receiver runs on the frames it reads (framing.py m
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from .framing import LinkStats
+from .framing import FLAG_HEARTBEAT, LinkStats
 
 __all__ = ["Reassembler", "Reassembled", "MESSAGE_OVERHEAD", "FRAGMENT_OVERHEAD"]
 
@@ -80,7 +80,9 @@ class Reassembler:
         """The message this frame completes (a :class:`Reassembled`), or None. Its
         ``repeat`` is True for a message delivered before and sent again whole (a sender that
         did not hear its acknowledgement): a receiver that can answer passes it on, so that
-        the sender hears it this time; others drop it."""
+        the sender hears it this time; others drop it. A heartbeat is part of no message."""
+        if frame.flags & FLAG_HEARTBEAT:
+            return None
         key = (frame.sensor, frame.boot)
         stream = self.streams.get(key)
         if stream is None:
@@ -159,6 +161,14 @@ class Reassembler:
         number of streams."""
         self.stats.lost = self.lost_forgotten + sum(s.lost for s in self.streams.values())
         return self.stats.lost
+
+    def lost_by_sensor(self):
+        """Messages lost so far per sensor id, over the (sensor, boot) pairs remembered (as
+        ``count_lost``, its cost grows with the number of streams)."""
+        lost = {}
+        for (sensor, _), stream in self.streams.items():
+            lost[sensor] = lost.get(sensor, 0) + stream.lost
+        return lost
 
     def finish(self):
         """Give up on every incomplete message."""

@@ -3,7 +3,9 @@
 - ``model.py``: what runs for the sensors' model (its id, the decoder, a latents classifier);
 - ``outputs.py``: where outputs go (file names, the latents dataset, metrics, the ledger);
 - ``handler.py``: the per-message protocol: verify, decode or keep the latents, classify,
-  write durably, record in the ledger, and only then acknowledge.
+  write durably, record in the ledger, and only then acknowledge;
+- ``fleet.py`` and ``http.py`` (with ``static/``): ``serve --http``, what the fleet did as a
+  live dashboard, Prometheus metrics and a health check.
 
 The receive loop and the transports are the firmware bridge's. Nothing here imports torch
 when it loads: a server that keeps the latents of a sensor bundle runs without it.

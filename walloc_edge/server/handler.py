@@ -20,6 +20,7 @@ from .outputs import Outputs
 
 if TYPE_CHECKING:
     from ..firmware_bridge.transports import Received
+    from .fleet import Fleet
 
 __all__ = ["Handler", "check_size", "check_budget", "LIMIT_NAMES", "BUDGET_NAMES"]
 
@@ -65,14 +66,16 @@ class Handler:
     ``max_decode_seconds``), decode or keep the latents, classify, write to ``outputs``,
     log, record in the ledger, then acknowledge (authenticated with the sensor's key from
     ``keys`` where given). A refused message raises ``Rejected``; one not written raises
-    its OSError, unacknowledged. A collision is counted in ``collisions``."""
+    its OSError, unacknowledged. A collision is counted in ``collisions``. Each outcome is
+    told to ``fleet`` (a ``Fleet``, for serve --http) where given."""
 
     def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
                  max_pixels: float = 64e6, max_samples: float = 64e6,
                  limit_names: "tuple[str, str]" = LIMIT_NAMES,
                  log: "Callable[[str], None]" = _say, max_decode_bytes: float = math.inf,
                  max_decode_seconds: float = math.inf,
-                 budget_names: "tuple[str, str]" = BUDGET_NAMES):
+                 budget_names: "tuple[str, str]" = BUDGET_NAMES,
+                 fleet: "Fleet | None" = None):
         if model.decoder is None and model.classifier is None and outputs.dataset is None:
             raise ValueError("a server that does not decode keeps nothing without a latents "
                              "dataset or a classifier")
@@ -80,6 +83,11 @@ class Handler:
         self.limits = (max_pixels, max_samples, limit_names)
         self.collisions = 0
         self.budget = (max_decode_bytes, max_decode_seconds, budget_names)
+        self.fleet = fleet
+
+    def _tell(self, outcome, received, **details):
+        if self.fleet is not None:
+            self.fleet.message(outcome, received, **details)
 
     def _ack(self, received, status):
         received.ack(status, self.keys.keys.get(received.sensor) if self.keys else None)
@@ -89,9 +97,11 @@ class Handler:
         clash = self.outputs.collision(received.key, digest, nonce)
         if clash:
             self._collide(received, clash, nonce)
+            self._tell("collision", received)
             return
         if received.key in self.outputs:  # sent again: its outputs are already there
             self._ack(received, ACK_WRITTEN)
+            self._tell("duplicate", received)
             self.log(f"{received.sender} {received.key}: already written; acknowledged again")
             return
         start = time.perf_counter()
@@ -104,10 +114,12 @@ class Handler:
             if self.model.decoder is None:
                 stream.latents()  # a bitstream that does not decode is refused here too
             fields = self._keep(stream, stem, len(received.message))
-        except OSError:
+        except OSError as e:
+            self._tell("not_written", received, error=e)
             raise  # not written (a full disk): not acknowledged, so the sensor keeps it
         except Exception as e:  # noqa: BLE001 - decoding is a function of the bytes alone
             self._ack(received, ACK_REJECTED)
+            self._tell("rejected", received)
             raise Rejected(e if isinstance(e, Rejected) else f"{type(e).__name__}: {e}") \
                 from None
         record = {"time": time.time(), "sender": received.sender, "key": received.key,
@@ -118,6 +130,7 @@ class Handler:
         self.outputs.log(record)
         self.outputs.record(received.key, fields["file"], digest, nonce)
         self._ack(received, ACK_WRITTEN)
+        self._tell("written", received, seconds=record["decode_s"], fields=fields)
         label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
         self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
                  f"{fields['file'] or 'a label'}{label}")

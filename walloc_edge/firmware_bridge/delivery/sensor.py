@@ -66,11 +66,15 @@ class Courier:
     sent once by ``send()`` and not spooled, and the report says so. Over a link with
     acknowledgements every message carries the start's nonce; when the server answers that
     other content holds its key (a collision), the message is kept and sent again under a
-    new boot (``identity.renew``).
+    new boot (``identity.renew``). Every ``heartbeat`` seconds (0: never) while it can reach
+    the server, the thread also sends a heartbeat: the spool's depth and bytes, what was
+    dropped, the boot, the uptime and ``status`` (e.g. version and backend), never spooled,
+    so that a server sees a spool filling before anything is dropped.
     """
 
     def __init__(self, link, identity, spool, key=None, log=print, ack_timeout=30.0,
-                 backoff=0.2, max_backoff=5.0, window=64, tick=0.2):
+                 backoff=0.2, max_backoff=5.0, window=64, tick=0.2, heartbeat=0.0,
+                 status=None):
         self.link, self.identity, self.spool, self.log = link, identity, spool, log
         self.ack_timeout, self.backoff, self.max_backoff = ack_timeout, backoff, max_backoff
         self.window, self.tick = window, tick
@@ -86,6 +90,8 @@ class Courier:
         self.connected, self.outage = False, False
         self.delay, self.next_attempt = backoff, 0.0
         self.wake, self.stopping, self.worker = threading.Event(), threading.Event(), None
+        self.heartbeat, self.status, self.beats = heartbeat, dict(status or {}), 0
+        self.started = self.next_beat = time.monotonic()
         link.on_ack = self._on_ack
         link.on_down = self.wake.set
 
@@ -202,10 +208,13 @@ class Courier:
         reconnection, what is new, and what has waited over ``ack_timeout``."""
         if self.connected and not self.link.alive:
             self._lost("closed by the other end")
+        beat = self.heartbeat and time.monotonic() >= self.next_beat
         if not self.connected:
-            if not len(self.spool) or time.monotonic() < self.next_attempt or \
+            if not (len(self.spool) or beat) or time.monotonic() < self.next_attempt or \
                     not self._connect():
                 return
+        if beat and not self._beat():
+            return
         keys, now = self.spool.keys(), time.monotonic()
         with self.changed:
             due = [k for k in keys if k not in self.sent_at or
@@ -213,6 +222,24 @@ class Courier:
         for key in due:
             if self.stopping.is_set() or not self._transmit(key):
                 return
+
+    def _beat(self):
+        """Send a heartbeat now (the next is due ``heartbeat`` seconds on); False when the
+        link broke."""
+        self.next_beat = time.monotonic() + self.heartbeat
+        with self.changed:
+            status = {**self.status, "spool": len(self.spool), "spool_bytes": self.spool.bytes,
+                      "in_flight": len(self.sent_at), "dropped": self.report.dropped,
+                      "boot": self.identity.boot,
+                      "uptime": round(time.monotonic() - self.started, 1)}
+            boot = self.identity.boot
+        try:
+            self.sender.beat(self.beats, status, boot)
+        except OSError as e:
+            self._lost(e.strerror or str(e))
+            return False
+        self.beats += 1
+        return True
 
     def _transmit(self, key):
         try:

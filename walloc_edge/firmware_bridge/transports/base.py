@@ -12,8 +12,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from ..framing import (FLAG_META, Ack, FrameReader, Keys, LinkStats, encode_ack, frames_for,
-                       pack_meta, unpack_meta)
+from ..framing import (FLAG_HEARTBEAT, FLAG_META, Ack, FrameReader, Keys, LinkStats,
+                       encode_ack, encode_heartbeat, frames_for, pack_meta, unpack_heartbeat,
+                       unpack_meta)
 from ..reassembly import FRAGMENT_OVERHEAD, MESSAGE_OVERHEAD, Reassembler
 
 
@@ -80,6 +81,17 @@ class Received:
                           self.sensor)
 
 
+@dataclass(frozen=True)
+class Heartbeat:
+    """A sensor's status as a receiver hands it to the server: not a message, so never
+    acknowledged nor recorded in the ledger."""
+    sender: str
+    sensor: int
+    boot: int
+    number: int          # counts the heartbeats of one start of the sensor
+    status: dict         # what the sensor says (delivery.Courier: spool, dropped, uptime...)
+
+
 class Link:
     """One way to a receiver: ``write(frames)`` sends the frames of one message (raising
     OSError when the link is down), ``acks`` says whether acknowledgements come back (they
@@ -135,6 +147,13 @@ class Sender:
         self.link.write(frames)
         self.bytes += sum(map(len, frames))
 
+    def beat(self, number, status, boot=None):
+        """Send heartbeat ``number`` with ``status`` (a dict); best effort, never spooled."""
+        frame = encode_heartbeat(self.sensor, self.boot if boot is None else boot, number,
+                                 status, self.key)
+        self.link.write([frame])
+        self.bytes += len(frame)
+
     def close(self):
         self.link.close()
 
@@ -189,7 +208,8 @@ class Receiver:
     within ``limits.pending_bytes``: a reader whose fragment would not fit waits while
     complete messages are there to be handled (a TCP sender is then not read: backpressure);
     with none, incomplete messages are given up, oldest first, to make room (counted as
-    lost).
+    lost). Heartbeats skip all this: each goes to ``on_heartbeat`` (when set) on the thread
+    that read it.
     """
 
     def __init__(self, keys=None, limits=None):
@@ -207,6 +227,12 @@ class Receiver:
         self.stopped = threading.Event()
         self.threads = []
         self.address = None
+        self.on_heartbeat = None
+
+    @property
+    def connections(self):
+        """Connections open now; None where the link has none (UDP, serial, files, MQTT)."""
+        return None
 
     @property
     def held_bytes(self):
@@ -217,9 +243,19 @@ class Receiver:
         """Reassemble ``frames``; complete messages go to the queue, blocking while it is
         full (the link is then not read: backpressure) until stopped."""
         for frame in frames:
+            if frame.flags & FLAG_HEARTBEAT:
+                self._heartbeat(sender, frame)
+                continue
             item = self._take(sender, frame, reply)
             if item is not None and not self._put(item):
                 self._release(item[1])
+
+    def _heartbeat(self, sender, frame):
+        with self.lock:
+            self.stats.heartbeats += 1
+        if self.on_heartbeat is not None:
+            self.on_heartbeat(Heartbeat(sender, frame.sensor, frame.boot, frame.sequence,
+                                        unpack_heartbeat(frame.payload)))
 
     def _put(self, item):
         """Queue ``item``, waiting while the queue is full; False if stopped first."""

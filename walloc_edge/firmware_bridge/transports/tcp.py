@@ -132,6 +132,10 @@ class TcpReceiver(Receiver):
         self.connections_lock = threading.Lock()
         self._start(self._accept)
 
+    @property
+    def connections(self):
+        return len(self.open)
+
     def _accept(self):
         while not self.stopped.is_set():
             try:
