@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import as_channels
 from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, save
 from walloc_edge.data import synthetic_music
@@ -14,6 +13,7 @@ from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, ModelMismatchError, ms_ssim, psnr
 from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.runtime import BitstreamError, read_bitstream
+from walloc_edge.export.validate import as_channels
 
 CONFIGS = {
     "gray": CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32),

@@ -25,7 +25,7 @@ COMMANDS = {
              "server"),
     "models": ("list the models shipped with walloc-edge", None),
     "info": ("describe a sensor bundle (no torch) or a model", None),
-    "export": ("write the sensor bundle (ONNX/TFLite/C encoders + encoder.json), validated "
+    "export": ("write the sensor bundle (ONNX/LiteRT/C encoders + encoder.json), validated "
                "against torch", "export"),
     "encode": ("sensor: encode images, audio, video or a camera into .wlc bitstreams", None),
     "stream": ("sensor: encode files, a watched folder, video or a camera and send them over "
@@ -85,7 +85,7 @@ def build_parser(command=None):
                "  camera    video files, cameras and RTSP streams (OpenCV)\n"
                "  bridge    serial and MQTT links\n"
                "  server    decode, serve, eval, train, demo: torch and the model weights\n"
-               "  export    export models to ONNX/TFLite/C (includes server)\n"
+               "  export    export models to ONNX/LiteRT/C (includes server)\n"
                "  learning  latents datasets (pyarrow); with server, classifiers\n"
                "  ray       datasets on Ray Data (includes learning)\n\n"
                "'walloc-edge COMMAND --help' explains each command, with examples.")

@@ -1,7 +1,7 @@
 """The codec's sensor form: raw sensor samples in, integer latents out, in one torch module,
 and the content of a sensor bundle (encoder.npz's arrays, encoder.json's metadata).
 
-The modules are what ``export`` turns into graphs (ONNX, TFLite); they compute the same
+The modules are what ``export`` turns into graphs (ONNX, LiteRT); they compute the same
 function as ``Codec.encode`` on normalised input, rearranged for speed on a CPU. They live
 with the codec (not with export) because the server side needs them too: ``eval`` encodes
 through the sensor runtime over the arrays written here, and so does training on latents.
@@ -99,7 +99,7 @@ class _SensorEncoder(nn.Module):
 class SensorEncoder2D(_SensorEncoder):
     """uint8 (1, H, W, C) → int (1, latent_dim, H/2^J, W/2^J); H, W multiples of 2^J.
 
-    ``planar=True`` (for TFLite) takes (1, C, H, W) instead and runs the row pass as one
+    ``planar=True`` (for LiteRT) takes (1, C, H, W) instead and runs the row pass as one
     grouped convolution and the column pass as a strided Conv2d, with no reshape between
     them, so that litert-torch's channel-last conversion (``to_channel_last_io``) leaves no
     transpose in the graph: NHWC in, NHWC out. The default runs the column pass as a Conv3d,

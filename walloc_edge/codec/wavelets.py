@@ -9,7 +9,7 @@ channels. Mode is pywt's ``periodization``:
     synthesis:  x[(2o + k − (F/2 − 1)) mod N] += c[o] · rec[k]
 
 for a filter of (even) length F. Only conv, pad, slice, concat and reshape are used, so the
-analysis exports cleanly to ONNX and TFLite.
+analysis exports cleanly to ONNX and LiteRT.
 
 Synthesis of J levels runs as a few polyphase convolutions instead of J cascaded ones: up to
 four levels along one axis are one linear, 2^g-periodic map, i.e. a convolution from the 2^g

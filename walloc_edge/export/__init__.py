@@ -1,4 +1,4 @@
-"""Encoder graphs for sensors (ONNX, TFLite, C) exported from the torch codec, validated.
+"""Encoder graphs for sensors (ONNX, LiteRT, C) exported from the torch codec, validated.
 
 ``export_bundle(model, out_dir, formats)`` writes the sensor bundle: the graphs,
 ``encoder.json`` and ``encoder.npz`` (their content: ``codec.sensor``), and validates every

@@ -12,15 +12,16 @@ from ..data import synthetic_music
 from ..data import SAMPLE_PHOTOS, sample_photo
 from ..runtime.modality import AUDIO, IMAGE
 
-__all__ = ["MIN_IDENTICAL", "MAX_DIFF", "random_sample", "image_inputs", "audio_inputs",
+__all__ = ["MIN_IDENTICAL", "MAX_DIFF", "as_channels", "random_sample", "image_inputs", "audio_inputs",
            "torch_latents", "compare", "validate"]
 
 MIN_IDENTICAL = 0.999
 MAX_DIFF = 1
 
 
-def _as_channels(photo, channels, seed=0):
-    """A real photo with ``channels`` bands: itself, its luminance, or band mixtures."""
+def as_channels(photo: np.ndarray, channels: int, seed: int = 0) -> np.ndarray:
+    """A real photo with ``channels`` bands, for gray and hyperspectral models: itself, its
+    luminance, or fixed random mixtures of its bands (what validation feeds them)."""
     if channels == 3:
         return photo
     rgb = photo.astype(np.float64)
@@ -52,7 +53,7 @@ def image_inputs(channels, sizes, photo_size=None, multiple=1, seed=0):
     rng = np.random.default_rng(seed)
     out = [(f"random {h}x{w}", random_sample(IMAGE, (h, w), channels, rng)) for h, w in sizes]
     for name in SAMPLE_PHOTOS:
-        photo = _as_channels(sample_photo(name), channels)
+        photo = as_channels(sample_photo(name), channels)
         h, w = photo_size or (photo.shape[0] // multiple * multiple,
                               photo.shape[1] // multiple * multiple)
         photo = _fit(photo, h, w)

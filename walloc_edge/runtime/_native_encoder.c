@@ -1,5 +1,5 @@
 /* The Python module around native_encoder.c: it only makes the library importable (and so
- * found by pip and importlib); native_backend.py calls its functions through ctypes. */
+ * found by pip and importlib); backends/native.py calls its functions through ctypes. */
 #include <Python.h>
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native_encoder",

@@ -120,7 +120,7 @@ class Encoder:
         self.run_blocks = tuple((n - border) // self.block for n in self.run_size)
         if min(self.run_blocks) < 1:
             raise ValueError(f"a {self.run_size} graph is too small for this model's "
-                             f"{border}-sample border; export a larger TFLite size")
+                             f"{border}-sample border; export a larger LiteRT size")
 
     def describe(self) -> str:
         """'onnxruntime (CPUExecutionProvider)', 'native (2 threads)': what runs the encoder."""

@@ -5,7 +5,7 @@
  * compander as a threshold search. The fused filter banks of the graphs cost ~480
  * multiply-adds per RGB pixel at J = 3, a convolution cascade ~216, lifting ~100: four
  * steps x[i] += c (y[i] + y[i +- 1]) per level and axis, the two scale factors and the
- * normalisation folded into the 1x1 weights and the bias (native_backend.py checks that the
+ * normalisation folded into the 1x1 weights and the bias (backends/native.py checks that the
  * model's filters factor so and computes the folding), so the transform runs on the raw
  * integers.
  *
@@ -28,7 +28,7 @@
  * its own rows), handed out as threads come free; each chunk writes only its own.
  *
  * Plain C99 with POSIX threads (no Python here): pip builds it with _native_encoder.c, which
- * only makes it importable, as an optional extension that native_backend.py calls through
+ * only makes it importable, as an optional extension that backends/native.py calls through
  * ctypes; tests/test_cross_compile.py builds it for ARM with a small test program.
  */
 #include "native_encoder.h"

@@ -1,13 +1,13 @@
 /* The runtime's C core (native_encoder.c): the sensor encoder, uint8 image or int16 audio in,
  * int8 latents out, on `threads` POSIX threads. Called by the Python runtime (ctypes,
- * native_backend.py, which folds the model) and by the C export's host program (the model
+ * backends/native.py, which folds the model) and by the C export's host program (the model
  * folded into walloc_model.h). */
 #ifndef WALLOC_NATIVE_ENCODER_H
 #define WALLOC_NATIVE_ENCODER_H
 
 #include <stdint.h>
 
-/* Bumped whenever a signature below changes (native_backend.py refuses another version). */
+/* Bumped whenever a signature below changes (backends/native.py refuses another version). */
 #define WALLOC_NATIVE_ABI 7
 
 int walloc_native_abi(void);
@@ -21,7 +21,7 @@ int walloc_native_quantize(const float *y, int64_t n, const double *thresholds,
  * col_of[x]) (raw: an image of raw_cols columns of `channels` uint8; the maps hold the
  * tile's wrap and reflections, so nothing is copied) → out (latent_dim, rows / 2^J,
  * cols / 2^J): the periodic packet transform of the tile. lifting: the four step
- * constants; weight (planes, latent_dim) and bias folded (native_backend.fold); thresholds:
+ * constants; weight (planes, latent_dim) and bias folded (backends.native.fold); thresholds:
  * the compander's, ascending. Memory: a few rows of floats a level and channel per
  * thread. Returns 0, -1 when memory runs out, -2 for J outside 1 .. 6. */
 int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64_t *row_of,
