@@ -1,14 +1,13 @@
 """``walloc-edge stream``: the sensor's send loop (files, a watched folder, video), with
 nothing lost: every message is spooled on disk until the server acknowledges it; no torch."""
 import argparse
-import hashlib
 import signal
 import sys
 from pathlib import Path
 
 from .. import __version__
 from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state_folder
-from ..firmware_bridge.loops import stream_files, stream_frames, watch_folder
+from ..firmware_bridge.loops import WatchRecord, stream_files, stream_frames, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, open_link
 from ..runtime.coders import CODERS
 from ..runtime.modality import IMAGE
@@ -96,8 +95,7 @@ def run(args):
     with naming("--key"):
         key = read_key(args.key) if args.key else None
     identity = Identity.start(args.state, args.sensor_id)
-    spool = Spool(Path(args.state) / "spool" / identity.name, args.spool_mb << 20,
-                  args.spool_full, boot=identity.boot)
+    spool = Spool.of(args.state, identity, args.spool_mb << 20, args.spool_full)
     if not args.inputs and not args.watch and args.video is None and not len(spool):
         raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
                          "of them (with none, stream only sends what its spool holds, and "
@@ -123,10 +121,8 @@ def run(args):
         if args.watch:
             if not Path(args.watch).is_dir():
                 raise ValueError(f"--watch {args.watch}: no such folder")
-            watched = Path(args.watch).resolve()  # what was sent from it, across restarts
-            record = Path(args.state) / "watch" / (
-                f"{identity.name}-{hashlib.sha256(str(watched).encode()).hexdigest()[:16]}.json")
-            failed += watch_folder(encoder, courier, watched, args.coder, log=log,
+            record = WatchRecord.path_in(args.state, identity.name, args.watch)
+            failed += watch_folder(encoder, courier, args.watch, args.coder, log=log,
                                    record=record)[1]
     except KeyboardInterrupt as e:
         stop = e

@@ -58,6 +58,14 @@ class WatchRecord:
     in ``path`` (JSON, written atomically; None: in memory only) once its message is
     spooled, so that a restart sends only what is new or changed."""
 
+    @staticmethod
+    def path_in(state, sensor, folder):
+        """Where sensor ``sensor`` (its name) keeps the record of ``folder`` in its state
+        folder: one per sensor and folder (another --sensor-id sends the folder again)."""
+        folder = Path(folder).resolve()
+        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
+        return Path(state) / "watch" / f"{sensor}-{digest}.json"
+
     def __init__(self, path=None):
         self.path, self.files = (Path(path) if path else None), {}
         if self.path and self.path.is_file():

@@ -52,6 +52,12 @@ class Spool:
                 stale.unlink(missing_ok=True)  # (another live process's write is its own)
         self.total = sum(self.sizes.values())  # bytes held, kept up to date
 
+    @classmethod
+    def of(cls, state, identity, max_bytes=256 << 20, policy="drop-oldest"):
+        """The spool of ``identity`` in the state folder ``state`` (STATE/spool/SENSOR),
+        owning the identity's boot."""
+        return cls(Path(state) / "spool" / identity.name, max_bytes, policy, identity.boot)
+
     def own(self, boot, wait=True):
         """Own ``boot``'s entries, under an OS lock held until :meth:`close` (or the process
         ends: a killed process's boots are free at once); False where another live process
