@@ -8,6 +8,7 @@ from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..server import Handler, Outputs, ServedModel
+from ..server.store import ObjectStore, is_object_store, open_store
 from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
                       positive_number)
 from ._stops import stop_on
@@ -46,11 +47,17 @@ def configure(p):
                                  "with --no-decode, also its sensor bundle folder)")
     p.add_argument("--listen", required=True, metavar="URL",
                    help=f"where to receive: {RECEIVER_URLS}")
-    p.add_argument("--out", required=True, help="folder for decoded files, metrics.jsonl and "
-                                                "ledger.txt (what was written)")
+    p.add_argument("--out", required=True,
+                   help="folder for decoded files, metrics.jsonl and ledger.txt (what was "
+                        "written), or an object store s3://BUCKET/PREFIX[?endpoint=URL] that "
+                        "several servers share (see docs/server.md)")
+    p.add_argument("--metrics", metavar="FILE",
+                   help="append each message's metrics line here (default: OUT/metrics.jsonl; "
+                        "with an object store as --out, metrics.jsonl in the current folder)")
     p.add_argument("--format", help="output format (see walloc-edge decode --help)")
     p.add_argument("--latents", metavar="DIR",
-                   help="also write each message's latents as a dataset row (Parquet) here")
+                   help="also write each message's latents as a dataset row (Parquet) here "
+                        "(a folder or s3://BUCKET/PREFIX)")
     p.add_argument("--no-decode", action="store_true",
                    help="do not decode: keep the latents only (needs --latents or --classify)")
     p.add_argument("--classify", metavar="CLF",
@@ -105,21 +112,32 @@ def default_decode_mb():
     return min(4096, memory // 2 ** 21)
 
 
+def object_store(target, option):
+    """The object store ``target`` names, opened (a probe write) before the model loads, so
+    that one that cannot be reached or written stops serve at once; other targets as given."""
+    if not target or not is_object_store(target):
+        return target
+    with naming(option):
+        return open_store(target)
+
+
 def run(args):
     if args.no_decode and not (args.latents or args.classify):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     if not args.no_decode:
         check_device(args.device)
+    out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
     model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                         tile=args.tile, classifier=args.classify)
-    out = output_dir(args.out, "--out")
+    if not isinstance(out, ObjectStore):
+        out = output_dir(out, "--out")
     with naming("--keys"):
         keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections,
                             per_host=args.max_connections_per_host, idle=args.idle_timeout,
                             frame=args.frame_timeout, pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)
-    with Outputs(out, model, args.format, args.latents) as outputs:
+    with Outputs(out, model, args.format, latents, args.metrics) as outputs:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
                           limit_names=("--max-pixels", "--max-samples"),
                           max_decode_bytes=args.max_decode_mb * 2 ** 20,
@@ -131,9 +149,8 @@ def run(args):
             print(f"listening on {args.listen} (model {model.model_id}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
-        known = len(outputs.ledger.done)
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
-        written = len(outputs.ledger.done) - known  # the rest were acknowledged again
+        written = outputs.written  # the rest were acknowledged again
     stats = receiver.stats
     print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "
           f"written {failed}, acknowledged again {handled - written - handler.collisions}, "
