@@ -1,6 +1,7 @@
 """Scale-out: servers sharing an MQTT subscription and an object store write each message
 once. A real S3 API on loopback (moto's server mode, started here) and a real mosquitto;
 two serve processes, one SIGKILLed mid-run; the store's idempotence and its refusals."""
+import io
 import os
 import re
 import signal
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -81,6 +83,29 @@ def test_the_store_writes_a_key_once_and_tells_a_collision(s3):
     first.close(), second.close()
 
 
+def test_latents_rows_go_to_the_store_and_another_model_is_refused(s3):
+    """A latents dataset in a store: dataset.json put once, a Parquet object per row named
+    by the message; opened for another model, a plain error."""
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from walloc_edge.server.store import ObjectStore, open_dataset
+
+    url = f"s3://{bucket(s3, 'latents')}/rows?endpoint={s3}"
+    fields = {"kind": "latents", "model": "m", "model_id": "abcd1234", "size": None}
+    dataset = open_dataset(url, fields)
+    where = dataset.add("00000000000000a1-1-000001", np.ones((4, 2, 2), np.int8), 99)
+    assert where == "s3://latents/rows/part-00000000000000a1-1-000001.parquet"
+    open_dataset(ObjectStore(url), fields)  # the same model: the dataset is shared
+    assert sorted(objects(s3, "latents")) == ["rows/dataset.json",
+                                              "rows/part-00000000000000a1-1-000001.parquet"]
+    row = pq.read_table(io.BytesIO(ObjectStore(url).get(
+        "part-00000000000000a1-1-000001.parquet"))).to_pylist()[0]
+    assert row["sent_bytes"] == 99 and row["shape"] == [4, 2, 2]
+    with pytest.raises(ValueError, match="holds latents of another model"):
+        open_dataset(url, {**fields, "model_id": "ffff0000"})
+
+
 def serve(reference_dir, url, out, *extra, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "walloc_edge.cli", "serve", str(reference_dir / "rgb_j3_l12.pth"),
@@ -98,7 +123,8 @@ def test_an_unreachable_or_unwritable_store_is_one_line(s3, reference_dir, tmp_p
                      str(tmp_path / "metrics.jsonl"))
         log = proc.communicate(timeout=120)[0]
         assert proc.returncode == 2, log
-        assert len(log.strip().splitlines()) == 1 and log.startswith("walloc-edge serve: error"), log
+        assert len(log.strip().splitlines()) == 1, log
+        assert log.startswith("walloc-edge serve: error"), log
         assert "--out s3://" in log and "cannot write there" in log, log
     assert not (tmp_path / "metrics.jsonl").exists()
     bucket(s3, "latents-elsewhere")
@@ -180,12 +206,13 @@ def test_two_servers_one_killed_write_each_message_once(s3, rgb_weights_bundle, 
         assert proc.returncode == 0 and "8 acknowledged, 8 new" in log, log
     keys = objects(s3, "fleet", "received/")
     pictures = [k for k in keys if k.endswith(".png")]
-    by_key = {}
-    for k in pictures:
-        by_key.setdefault(re.match(r"received/([0-9a-f]{16}-\d+-\d{6})-", k).group(1), []).append(k)
-    assert all(len(v) == 1 for v in by_key.values()), by_key
+    by_key = Counter(re.match(r"received/([0-9a-f]{16}-\d+-\d{6})-", k).group(1)
+                     for k in pictures)
+    assert set(by_key.values()) == {1}, by_key
     got = {(k.split("/")[1].split("-")[0], k.rsplit("-", 1)[1][:-4]) for k in pictures}
     assert len(pictures) == 24 and got == {(n, f"p{i:02d}") for n in names for i in range(8)}
     markers = [k for k in keys if re.fullmatch(r"received/ledger/[0-9a-f]{16}-\d+-\d+\.json", k)]
     assert len(markers) == 24
-    assert servers[1].written() >= 1 and servers[0].written() >= 3
+    # written once each, but for the one message a kill may cut between output and marker
+    assert 24 <= servers[0].written() + servers[1].written() <= 25
+    assert (tmp_path / "decoder2.jsonl").read_text().count("\n") == servers[1].written()

@@ -28,6 +28,12 @@ turn, so one sending heavy messages does not hold the others up. Ctrl-C or SIGTE
 service manager's stop) stops taking messages, lets the one being handled finish, and
 reports what arrived.
 
+Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
+messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
+AWS_ENDPOINT_URL or ?endpoint=URL) each output is one object named by its key, put whole,
+and the ledger is a marker object per key that every server asks, so each message is
+written once whichever server it reaches (docs/delivery.md).
+
 Learning without decoding: --latents DIR writes each message's latents as a row of a
 latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
 or with --no-decode instead of, the decoded file; --classify CLF labels each frame from its
@@ -39,7 +45,9 @@ examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --no-decode \
       --latents received/latents --classify clf16.safetensors
   walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/
-  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json"""
+  walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json
+  walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 \
+      --out s3://frames/site --metrics metrics.jsonl   # several servers, one store"""
 
 
 def configure(p):

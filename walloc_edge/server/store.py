@@ -164,6 +164,7 @@ class ObjectLedger(Ledger):
 def open_dataset(target: "str | Path | ObjectStore", fields: dict):
     """The latents dataset a server grows in ``target``: a folder, or an object store (a URL
     or one opened), with the dataset fields ``fields``."""
+    # imported here: the server loads without the learning side (test_architecture)
     from ..learning.datasets import FORMAT, VERSION, LiveDataset
 
     if not isinstance(target, ObjectStore) and not is_object_store(target):
