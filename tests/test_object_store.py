@@ -83,6 +83,24 @@ def test_the_store_writes_a_key_once_and_tells_a_collision(s3):
     first.close(), second.close()
 
 
+def test_a_store_that_stops_answering_is_an_os_error(s3):
+    """A store gone mid-run fails like a full disk (OSError): the handler then leaves the
+    message unacknowledged, and the sensor keeps it."""
+    from walloc_edge.server.store import ObjectStore
+
+    gone = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(),
+                                          verbose=False)
+    gone.start()
+    endpoint = "http://%s:%d" % gone.get_host_and_port()
+    store = ObjectStore(f"s3://{bucket(endpoint, 'gone')}/x?endpoint={endpoint}")
+    gone.stop()
+    with pytest.raises(OSError, match="cannot write it"):
+        store.put("a.png", b"picture")
+    with pytest.raises(OSError, match="cannot read it"):
+        store.get("ledger/a.json")
+    store.close()
+
+
 def test_latents_rows_go_to_the_store_and_another_model_is_refused(s3):
     """A latents dataset in a store: dataset.json put once, a Parquet object per row named
     by the message; opened for another model, a plain error."""

@@ -9,6 +9,7 @@ whether a message was written is asked of the store, and any number of servers b
 broker write each message once: a message redelivered to another server after a crash
 finds the marker, or, where the crash came between output and marker, writes the same
 bytes under the same name again."""
+import contextlib
 import json
 import shutil
 import tempfile
@@ -93,14 +94,18 @@ class ObjectStore:
             raise ValueError(f"{self.url}: cannot write there ({reason})") from None
 
     def put(self, name: str, data: bytes) -> str:
-        """``data`` as the object ``name`` (under the prefix), whole; returns its URL."""
-        self.fs.pipe_file(f"{self.root}/{name}", data)
+        """``data`` as the object ``name`` (under the prefix), whole; returns its URL. Any
+        failure is an OSError, as a full disk is: the message is then not acknowledged."""
+        with _as_os_error(f"{self.url}/{name}: cannot write it"):
+            self.fs.pipe_file(f"{self.root}/{name}", data)
         return f"{self.url}/{name}"
 
     def get(self, name: str) -> "bytes | None":
-        """The object ``name``, or None where there is none."""
+        """The object ``name``, or None where there is none; a store that cannot answer is an
+        OSError."""
         try:
-            return self.fs.cat_file(f"{self.root}/{name}")
+            with _as_os_error(f"{self.url}/{name}: cannot read it"):
+                return self.fs.cat_file(f"{self.root}/{name}")
         except FileNotFoundError:
             return None
 
@@ -117,6 +122,18 @@ class ObjectStore:
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _as_os_error(what):
+    """Errors of the store's client (an endpoint that stopped answering raises botocore's
+    own) as OSError, which the handler takes for "not written"."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the client's errors have no common base
+        raise OSError(f"{what} ({e})") from e
 
 
 class ObjectLedger(Ledger):
