@@ -23,7 +23,7 @@ from ..runtime import io
 __all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "open_store", "open_dataset",
            "is_object_store", "default_metrics"]
 
-SCHEMES = ("s3",)  # object stores through fsspec (each needs its fsspec implementation)
+SCHEMES = ("s3",)  # object stores, through fsspec and s3fs
 
 
 def is_object_store(target: "str | Path") -> bool:
@@ -70,13 +70,11 @@ class ObjectStore:
         try:
             import fsspec
 
-            options = {"skip_instance_cache": True}
-            if parts.scheme == "s3":
-                options["config_kwargs"] = {"connect_timeout": 10,
-                                            "retries": {"max_attempts": 3}}
-                if endpoint:
-                    options["client_kwargs"] = {"endpoint_url": endpoint}
-            self.fs = fsspec.filesystem(parts.scheme, **options)
+            # a store that does not answer fails in seconds, not after botocore's minute
+            config = {"connect_timeout": 10, "retries": {"max_attempts": 3}}
+            self.fs = fsspec.filesystem(parts.scheme, skip_instance_cache=True,
+                                        config_kwargs=config, client_kwargs=(
+                                            {"endpoint_url": endpoint} if endpoint else {}))
         except ImportError:
             raise ValueError(f"{url}: an object store needs s3fs (pip install "
                              "'walloc-edge[s3]')") from None
