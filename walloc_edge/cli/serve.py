@@ -11,6 +11,7 @@ from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
+from ..server.store import ObjectStore, is_object_store, open_store
 from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
                       positive_number)
 from ._stops import stop_on
@@ -30,6 +31,12 @@ turn, so one sending heavy messages does not hold the others up. Ctrl-C or SIGTE
 service manager's stop) stops taking messages, lets the one being handled finish, and
 reports what arrived.
 
+Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
+messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
+AWS_ENDPOINT_URL or ?endpoint=URL) each output is one object named by its key, put whole,
+and the ledger is a marker object per key that every server asks, so each message is
+written once whichever server it reaches (docs/delivery.md).
+
 Learning without decoding: --latents DIR writes each message's latents as a row of a
 latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
 or with --no-decode instead of, the decoded file; --classify CLF labels each frame from its
@@ -43,7 +50,9 @@ examples:
   walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --http 9100
-      (the dashboard on http://127.0.0.1:9100/, Prometheus metrics on /metrics)"""
+      (the dashboard on http://127.0.0.1:9100/, Prometheus metrics on /metrics)
+  walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 \
+      --out s3://frames/site --metrics metrics.jsonl   # several servers, one store"""
 
 
 def configure(p):
@@ -51,11 +60,17 @@ def configure(p):
                                  "with --no-decode, also its sensor bundle folder)")
     p.add_argument("--listen", required=True, metavar="URL",
                    help=f"where to receive: {RECEIVER_URLS}")
-    p.add_argument("--out", required=True, help="folder for decoded files, metrics.jsonl and "
-                                                "ledger.txt (what was written)")
+    p.add_argument("--out", required=True,
+                   help="folder for decoded files, metrics.jsonl and ledger.txt (what was "
+                        "written), or an object store s3://BUCKET/PREFIX[?endpoint=URL] that "
+                        "several servers share (see docs/server.md)")
+    p.add_argument("--metrics", metavar="FILE",
+                   help="append each message's metrics line here (default: OUT/metrics.jsonl; "
+                        "with an object store as --out, metrics.jsonl in the current folder)")
     p.add_argument("--format", help="output format (see walloc-edge decode --help)")
     p.add_argument("--latents", metavar="DIR",
-                   help="also write each message's latents as a dataset row (Parquet) here")
+                   help="also write each message's latents as a dataset row (Parquet) here "
+                        "(a folder or s3://BUCKET/PREFIX)")
     p.add_argument("--no-decode", action="store_true",
                    help="do not decode: keep the latents only (needs --latents or --classify)")
     p.add_argument("--classify", metavar="CLF",
@@ -157,15 +172,26 @@ def _dashboard(http, fleet):
         return Dashboard(fleet, *http)
 
 
+def object_store(target, option):
+    """The object store ``target`` names, opened (a probe write) before the model loads, so
+    that one that cannot be reached or written stops serve at once; other targets as given."""
+    if not target or not is_object_store(target):
+        return target
+    with naming(option):
+        return open_store(target)
+
+
 def run(args):
     if args.no_decode and not (args.latents or args.classify):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     http = _http(args)
     if not args.no_decode:
         check_device(args.device)
+    out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
     model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                         tile=args.tile, classifier=args.classify)
-    out = output_dir(args.out, "--out")
+    if not isinstance(out, ObjectStore):
+        out = output_dir(out, "--out")
     with naming("--keys"):
         keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections,
@@ -173,7 +199,7 @@ def run(args):
                             frame=args.frame_timeout, pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)
     fleet = Fleet(out) if http else None
-    with Outputs(out, model, args.format, args.latents) as outputs, \
+    with Outputs(out, model, args.format, latents, args.metrics) as outputs, \
             _dashboard(http, fleet) as dashboard:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
                           limit_names=("--max-pixels", "--max-samples"),
@@ -192,9 +218,8 @@ def run(args):
             print(f"listening on {args.listen} (model {model.model_id}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
-        known = len(outputs.ledger.done)
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
-        written = len(outputs.ledger.done) - known  # the rest were acknowledged again
+        written = outputs.written  # the rest were acknowledged again
     stats = receiver.stats
     print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "
           f"written {failed}, acknowledged again {handled - written - handler.collisions}, "

@@ -314,8 +314,6 @@ class LiveDataset:
     def add(self, name, latents, sent_bytes, label=-1, class_name="", source=""):
         """Write one row as ``part-NAME.parquet``; returns its path."""
         pa = _pyarrow()
-        from ..runtime.io import write_atomic
-
         table = pa.table({"index": [self.next_index], "label": [label],
                           "class_name": [class_name], "source": [source],
                           "shape": [list(latents.shape)],
@@ -323,7 +321,14 @@ class LiveDataset:
                           "sent_bytes": [sent_bytes]}, schema=schema())
         buffer = pa.BufferOutputStream()
         pa.parquet.write_table(table, buffer)
-        path = self.folder / f"part-{name}.parquet"
-        write_atomic(path, buffer.getvalue().to_pybytes())
+        path = self._put(f"part-{name}.parquet", buffer.getvalue().to_pybytes())
         self.next_index += 1
+        return path
+
+    def _put(self, name, data):
+        """``data`` as the dataset's file ``name``, whole; returns where it is."""
+        from ..runtime.io import write_atomic
+
+        path = self.folder / name
+        write_atomic(path, data)
         return path

@@ -76,10 +76,11 @@ class Sensor:
 class Fleet:
     """A thread-safe record of what serve receives: ``message()`` from the handler,
     ``heartbeat()`` from the receiver (``watch``), and ``snapshot()``, ``health()`` and
-    ``thumbnail()`` for the HTTP side. ``out`` is the output folder /healthz probes."""
+    ``thumbnail()`` for the HTTP side. ``out`` is the output folder (or object store) /healthz probes."""
 
-    def __init__(self, out: "str | Path", max_sensors: int = 1000):
-        self.out, self.max_sensors = Path(out), max_sensors
+    def __init__(self, out: "str | Path | ObjectStore", max_sensors: int = 1000):
+        self.out = out if hasattr(out, "probe") else Path(out)
+        self.max_sensors = max_sensors
         self.lock = threading.Lock()
         self.sensors = {}
         self.totals = dict.fromkeys(OUTCOMES, 0)
@@ -189,6 +190,12 @@ class Fleet:
         return True, "ok"
 
     def _probe(self):
+        if not isinstance(self.out, Path):  # an object store
+            try:
+                self.out.probe()
+            except ValueError as e:
+                return False, str(e)
+            return True, "ok"
         path = self.out / f".healthz-{os.getpid()}-{threading.get_ident()}"
         try:
             with open(path, "wb") as f:

@@ -1,17 +1,18 @@
 """Where the server's outputs go: OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> for each
 decoded message, a row per message in a latents dataset, a line per message in
-OUT/metrics.jsonl, and OUT/ledger.txt, the record of what was written."""
+OUT/metrics.jsonl, and OUT/ledger.txt, the record of what was written; or, with an object
+store as OUT, objects and marker objects (``store.py``)."""
 import json
 import re
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..firmware_bridge.delivery import Ledger
-from ..runtime import Header, io
+from ..runtime import Header
 from .model import ServedModel
+from .store import ObjectStore, default_metrics, open_dataset, open_store
 
 if TYPE_CHECKING:
     from ..firmware_bridge.transports import Received
@@ -32,26 +33,29 @@ def output_stem(received: "Received") -> str:
 
 
 class Outputs:
-    """The output folder of a server for ``model``: decoded files in ``fmt`` (default: the
-    modality's), the latents dataset in the folder ``latents`` (when given; its labels the
-    classifier's), metrics.jsonl and the ledger, read back at start so that a message sent
-    again is known. Each file is written whole (temporary name, fsync, rename) before the
-    ledger names it. A context manager: leaving it closes the log and the ledger."""
+    """The outputs of a server for ``model`` in ``folder``, a local folder or an object store
+    URL (see ``open_store``): decoded files in ``fmt`` (default: the modality's), the latents
+    dataset in the folder ``latents`` (when given; its labels the classifier's), the log
+    ``metrics`` (default: ``default_metrics``) and the ledger, read back at start (or, for an
+    object store, asked per message) so that a message sent again is known. Each file is
+    written whole (temporary name, fsync, rename; one PUT) before the ledger names it. A
+    context manager: leaving it closes the log and the ledger."""
 
-    def __init__(self, folder: "str | Path", model: ServedModel, fmt: "str | None" = None,
-                 latents: "str | Path | None" = None):
-        self.folder, self.fmt = Path(folder), fmt
+    def __init__(self, folder: "str | Path | ObjectStore", model: ServedModel,
+                 fmt: "str | None" = None, latents: "str | Path | ObjectStore | None" = None,
+                 metrics: "str | Path | None" = None):
+        self.store = folder if isinstance(folder, ObjectStore) else open_store(folder)
+        self.fmt = fmt
+        self.written = 0  # messages this server recorded
         self.dataset = None
         if latents:
-            from ..learning.datasets import LiveDataset
-
             labels = f"predicted by {model.classifier_name}" if model.classifier else "none"
-            self.dataset = LiveDataset(latents, {
+            self.dataset = open_dataset(latents, {
                 "kind": "latents", "model": model.name, "model_id": model.model_id,
                 "size": None, "resize": None, "classes": model.classes, "images": None,
                 "labels": labels})
-        self.ledger = Ledger(self.folder / "ledger.txt")
-        self.metrics = open(self.folder / "metrics.jsonl", "a")
+        self.ledger = self.store.ledger
+        self.metrics = open(metrics or default_metrics(self.store), "a")
 
     def __contains__(self, key: str) -> bool:
         """Whether the message ``key`` was written (by this server or before a restart)."""
@@ -62,14 +66,14 @@ class Outputs:
         boot (see ``Ledger.collision``); None when it is new or sent again."""
         return self.ledger.collision(key, digest, nonce)
 
-    def stem(self, received: "Received") -> Path:
+    def stem(self, received: "Received") -> PurePath:
         """Where the outputs of a received message go, less their suffix."""
-        return self.folder / output_stem(received)
+        return self.store.stem(output_stem(received))
 
-    def write_signal(self, signal: np.ndarray, header: Header, stem: Path) -> Path:
-        return io.write_signal(signal, header, stem, self.fmt)
+    def write_signal(self, signal: np.ndarray, header: Header, stem: PurePath) -> "Path | str":
+        return self.store.write_signal(signal, header, stem, self.fmt)
 
-    def add_latents(self, stem: Path, latents: np.ndarray, size: int, label: int = -1,
+    def add_latents(self, stem: PurePath, latents: np.ndarray, size: int, label: int = -1,
                     name: str = "") -> Path:
         """A dataset row of one message's latents (``size``: its bytes as sent)."""
         return self.dataset.add(stem.name, latents, size, label, name, stem.name)
@@ -83,11 +87,12 @@ class Outputs:
                nonce: "str | None" = None) -> None:
         """The message ``key`` (content ``digest``, from the sensor start ``nonce``) is
         written (its outputs durable): a line of the ledger."""
-        self.ledger.record(key, Path(file).name if file else "", digest, nonce)
+        self.ledger.record(key, PurePath(file).name if file else "", digest, nonce)
+        self.written += 1
 
     def close(self) -> None:
         self.metrics.close()
-        self.ledger.close()
+        self.store.close()
 
     def __enter__(self) -> "Outputs":
         return self

@@ -1,0 +1,215 @@
+"""Where a server's outputs are kept, chosen by what ``--out`` names: a local folder (each
+file written whole by rename, ``ledger.txt`` the record of what was written) or an object
+store, ``s3://BUCKET/PREFIX`` through fsspec and s3fs.
+
+In an object store each output is one object written by a single PUT of its complete
+bytes (an object appears whole or not at all) and named by the message's key, and the
+record of a written message is a small marker object beside it, put after the output; so
+whether a message was written is asked of the store, and any number of servers behind one
+broker write each message once: a message redelivered to another server after a crash
+finds the marker, or, where the crash came between output and marker, writes the same
+bytes under the same name again."""
+import contextlib
+import json
+import shutil
+import tempfile
+import uuid
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qs, urlsplit
+
+from ..firmware_bridge.delivery import Ledger
+from ..runtime import io
+
+__all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "open_store", "open_dataset",
+           "is_object_store", "default_metrics"]
+
+SCHEMES = ("s3",)  # object stores, through fsspec and s3fs
+
+
+def is_object_store(target: "str | Path") -> bool:
+    """Whether ``target`` names an object store (a URL) rather than a local folder."""
+    return urlsplit(str(target)).scheme in SCHEMES
+
+
+def open_store(target: "str | Path") -> "FolderStore | ObjectStore":
+    """The store ``target`` names: ``s3://BUCKET/PREFIX[?endpoint=URL]`` or a folder."""
+    return ObjectStore(str(target)) if is_object_store(target) else FolderStore(target)
+
+
+class FolderStore:
+    """Outputs as files in a local folder, the ledger in its ``ledger.txt``."""
+
+    def __init__(self, folder: "str | Path"):
+        self.folder = Path(folder)
+        self.ledger = Ledger(self.folder / "ledger.txt")
+
+    def stem(self, name: str) -> Path:
+        return self.folder / name
+
+    def write_signal(self, signal, header, stem: Path, fmt: "str | None") -> Path:
+        return io.write_signal(signal, header, stem, fmt)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+
+class ObjectStore:
+    """Outputs as objects under ``s3://BUCKET/PREFIX``; its ledger an :class:`ObjectLedger`.
+    The endpoint is S3's unless the URL says ``?endpoint=URL`` or the environment sets
+    ``AWS_ENDPOINT_URL`` (credentials as for any AWS client: the environment, ~/.aws).
+    Opening it writes and deletes a probe object, so a store that cannot be reached or
+    written is a ValueError before any message is taken."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        if not parts.netloc:
+            raise ValueError(f"{url}: give {parts.scheme}://BUCKET/PREFIX")
+        endpoint = parse_qs(parts.query).get("endpoint", [None])[0]
+        self.url = f"{parts.scheme}://{parts.netloc}{parts.path}".rstrip("/")
+        self.root = f"{parts.netloc}{parts.path}".rstrip("/")
+        try:
+            import fsspec
+
+            # a store that does not answer fails in seconds, not after botocore's minute
+            config = {"connect_timeout": 10, "retries": {"max_attempts": 3}}
+            self.fs = fsspec.filesystem(parts.scheme, skip_instance_cache=True,
+                                        config_kwargs=config, client_kwargs=(
+                                            {"endpoint_url": endpoint} if endpoint else {}))
+        except ImportError:
+            raise ValueError(f"{url}: an object store needs s3fs (pip install "
+                             "'walloc-edge[s3]')") from None
+        self.probe()
+        self.ledger = ObjectLedger(self)
+        self.scratch = Path(tempfile.mkdtemp(prefix="walloc-edge-serve-"))
+
+    def probe(self):
+        """Write and delete a small object; ValueError naming why the store is unusable."""
+        probe = f"{self.root}/.probe-{uuid.uuid4().hex}"
+        try:
+            self.fs.pipe_file(probe, b"probe")
+            self.fs.rm_file(probe)
+        except Exception as e:  # noqa: BLE001 - whatever the client raises, the store is unusable
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{self.url}: cannot write there ({reason})") from None
+
+    def put(self, name: str, data: bytes) -> str:
+        """``data`` as the object ``name`` (under the prefix), whole; returns its URL. Any
+        failure is an OSError, as a full disk is: the message is then not acknowledged."""
+        with _as_os_error(f"{self.url}/{name}: cannot write it"):
+            self.fs.pipe_file(f"{self.root}/{name}", data)
+        return f"{self.url}/{name}"
+
+    def get(self, name: str) -> "bytes | None":
+        """The object ``name``, or None where there is none; a store that cannot answer is an
+        OSError."""
+        try:
+            with _as_os_error(f"{self.url}/{name}: cannot read it"):
+                return self.fs.cat_file(f"{self.root}/{name}")
+        except FileNotFoundError:
+            return None
+
+    def stem(self, name: str) -> PurePosixPath:
+        return PurePosixPath(name)
+
+    def write_signal(self, signal, header, stem: PurePosixPath, fmt: "str | None") -> str:
+        """The signal's file, encoded in the scratch folder, then put whole."""
+        path = io.write_signal(signal, header, self.scratch / stem.name, fmt)
+        try:
+            return self.put(path.name, path.read_bytes())
+        finally:
+            path.unlink()
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _as_os_error(what):
+    """Errors of the store's client (an endpoint that stopped answering raises botocore's
+    own) as OSError, which the handler takes for "not written"."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the client's errors have no common base
+        raise OSError(f"{what} ({e})") from e
+
+
+class ObjectLedger(Ledger):
+    """A :class:`Ledger` kept in an object store, shared by every server that writes there:
+    ``PREFIX/ledger/KEY.json`` holds a written message's output name, digest and nonce, and
+    ``PREFIX/ledger/boots/SENSOR-BOOT.json`` the nonce of the sensor start that first sent
+    that boot. Markers never change once put, so what was read is kept in memory."""
+
+    def __init__(self, store: ObjectStore):
+        self.store, self.done, self.boots = store, {}, {}
+
+    def _look(self, key):
+        """Read the markers of ``key`` and of its boot from the store, where not known."""
+        if key not in self.done:
+            marker = self.store.get(f"ledger/{key}.json")
+            if marker is not None:
+                kept = json.loads(marker)
+                self._remember(key, kept.get("digest"), kept.get("nonce"))
+        boot = key.rsplit("-", 1)[0]
+        if boot not in self.boots:
+            marker = self.store.get(f"ledger/boots/{boot}.json")
+            if marker is not None:
+                self.boots[boot] = json.loads(marker)["nonce"]
+
+    def __contains__(self, key):
+        self._look(key)
+        return key in self.done
+
+    def collision(self, key, digest, nonce=None):
+        self._look(key)
+        return super().collision(key, digest, nonce)
+
+    def record(self, key, output="", digest=None, nonce=None):
+        self.store.put(f"ledger/{key}.json", json.dumps(
+            {"key": key, "output": output, "digest": digest, "nonce": nonce}).encode())
+        boot = key.rsplit("-", 1)[0]
+        if nonce is not None and boot not in self.boots:
+            self.store.put(f"ledger/boots/{boot}.json", json.dumps({"nonce": nonce}).encode())
+        self._remember(key, digest, nonce)
+
+    def close(self):
+        pass
+
+
+def open_dataset(target: "str | Path | ObjectStore", fields: dict):
+    """The latents dataset a server grows in ``target``: a folder, or an object store (a URL
+    or one opened), with the dataset fields ``fields``."""
+    # imported here: the server loads without the learning side (test_architecture)
+    from ..learning.datasets import FORMAT, VERSION, LiveDataset
+
+    if not isinstance(target, ObjectStore) and not is_object_store(target):
+        return LiveDataset(target, fields)
+
+    class ObjectDataset(LiveDataset):
+        """A :class:`LiveDataset` in an object store: dataset.json put once, a part per row."""
+
+        def __init__(self, store):
+            self.store = store
+            old = store.get("dataset.json")
+            if old is None:
+                store.put("dataset.json", (json.dumps(
+                    {"format": FORMAT, "version": VERSION, **fields}, indent=2) + "\n").encode())
+            elif json.loads(old).get("model_id") != fields["model_id"]:
+                model = json.loads(old)
+                raise ValueError(f"{store.url} holds latents of another model "
+                                 f"({model.get('model')}, {str(model.get('model_id'))[:8]}); "
+                                 "give another prefix")
+            self.next_index = 0  # rows are told apart by name: servers share the store
+
+        def _put(self, name, data):
+            return self.store.put(name, data)
+
+    return ObjectDataset(target if isinstance(target, ObjectStore) else ObjectStore(target))
+
+
+def default_metrics(store: "FolderStore | ObjectStore") -> Path:
+    """Where metrics.jsonl goes unless told: in the output folder, or, for an object store
+    (objects cannot be appended to), in the server's current folder."""
+    return store.folder / "metrics.jsonl" if isinstance(store, FolderStore) else \
+        Path("metrics.jsonl")
