@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from walloc_edge.data import sample_photo, synthetic_music
-from walloc_edge.runtime import (BitstreamError, Encoder, load_bundle, read_bitstream,
 from walloc_edge.export.validate import as_channels
+from walloc_edge.runtime import (BitstreamError, Encoder, load_bundle, read_bitstream,
                                  read_latents)
 
 

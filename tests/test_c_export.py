@@ -12,9 +12,8 @@ from walloc_edge.cli import main
 from walloc_edge.codec import CodecConfig, build, load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
-from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, as_channels
 from walloc_edge.runtime import Encoder, read_latents
-from walloc_edge.export.validate import as_channels
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,9 @@ from hypothesis import strategies as st
 
 from walloc_edge.cli import main
 from walloc_edge.data import sample_photo, synthetic_music
-from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, torch_latents
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, as_channels, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect, read_latents
 from walloc_edge.runtime.modality import IMAGE
-from walloc_edge.export.validate import as_channels
 
 BACKENDS = ("native", "onnxruntime", "litert", "numpy")
 

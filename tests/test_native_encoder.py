@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 
 from walloc_edge.data import sample_photo, synthetic_music
-from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL
+from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, as_channels
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.backends import native as native_backend
 from walloc_edge.runtime.bundle import load_bundle
 from walloc_edge.runtime.backends.numpy import quantizer_thresholds
-from walloc_edge.export.validate import as_channels
 
 pytestmark = pytest.mark.skipif(native_backend._LIB is None,
                                 reason=f"the C encoder is not built here: "

@@ -21,6 +21,7 @@ from PIL import Image
 if TYPE_CHECKING:
     from ..firmware_bridge.transports import Received, Receiver
     from ..firmware_bridge.transports.base import Heartbeat
+    from .store import ObjectStore
 
 __all__ = ["Fleet", "OUTCOMES", "OTHER", "DECODE_BUCKETS"]
 
@@ -76,7 +77,8 @@ class Sensor:
 class Fleet:
     """A thread-safe record of what serve receives: ``message()`` from the handler,
     ``heartbeat()`` from the receiver (``watch``), and ``snapshot()``, ``health()`` and
-    ``thumbnail()`` for the HTTP side. ``out`` is the output folder (or object store) /healthz probes."""
+    ``thumbnail()`` for the HTTP side. ``out`` is the output folder (or object store) that
+    /healthz probes."""
 
     def __init__(self, out: "str | Path | ObjectStore", max_sensors: int = 1000):
         self.out = out if hasattr(out, "probe") else Path(out)
