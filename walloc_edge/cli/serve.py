@@ -5,8 +5,8 @@ from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
 from ..server import Handler, Outputs, ServedModel
-from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
-                      positive_number)
+from ._shared import (add_decoder_options, check_device, decoder_choices, naming,
+                      naming_engine, output_dir, positive_int, positive_number)
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
 write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
@@ -74,8 +74,10 @@ def run(args):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     if not args.no_decode:
         check_device(args.device)
-    model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
-                        tile=args.tile, classifier=args.classify)
+    with naming_engine():
+        model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
+                            tile=args.tile, classifier=args.classify,
+                            decoder_options=decoder_choices(args))
     out = output_dir(args.out, "--out")
     with naming("--keys"):
         keys = read_keys(args.keys) if args.keys else None
@@ -88,6 +90,7 @@ def run(args):
         receiver = open_receiver(args.listen, keys, limits)
         if receiver.address or args.listen.startswith("mqtt"):
             print(f"listening on {args.listen} (model {model.model_id}"
+                  f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)

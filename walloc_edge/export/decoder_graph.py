@@ -1,0 +1,116 @@
+"""ONNX export of the decoder network: the part between the de-companding (``ToNormal``:
+its ``erfinv`` has no ONNX op) and the wavelet synthesis, with dynamic H/W (or L), validated
+against torch on inputs of other sizes than the traced one (decode agreement ≥ 45 dB)."""
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..decoder.network import in_channels, is_2d, split_decoder
+from ..runtime._quiet import quiet_output
+from ..runtime.modality import IMAGE
+from .onnx_graph import OPSET
+
+__all__ = ["MIN_AGREEMENT_DB", "export_decoder_graph", "agreement_db", "validate_decoder",
+           "export_decoder"]
+
+MIN_AGREEMENT_DB = 45.0  # PSNR of a decode through the graph against the fp32 torch decode
+
+
+def export_decoder_graph(network, path):
+    """Trace the decoder ``network`` (normal-valued latents → wavelet coefficients) with
+    symbolic sizes, write ``path``, check it with onnx.checker; returns the path."""
+    import onnx
+
+    channels = in_channels(network)
+    if is_2d(network):
+        example = torch.randn(1, channels, 16, 24)
+        dims = {2: torch.export.Dim("h", min=4, max=1 << 14),
+                3: torch.export.Dim("w", min=4, max=1 << 14)}
+    else:
+        example = torch.randn(1, channels, 66)
+        dims = {2: torch.export.Dim("l", min=8, max=1 << 24)}
+    name = _first_argument(network)  # what dynamic_shapes is keyed by
+    with torch.no_grad(), quiet_output():
+        program = torch.onnx.export(network, (example,), dynamo=True, opset_version=OPSET,
+                                    input_names=["normal"], output_names=["coefficients"],
+                                    dynamic_shapes={name: dims}, optimize=True, verbose=False)
+    program.save(str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+    return Path(path)
+
+
+def _first_argument(network):
+    import inspect
+
+    return next(iter(inspect.signature(network.forward).parameters))
+
+
+def agreement_db(x, reference):
+    """PSNR (dB) of ``x`` against ``reference``, signals in [-0.5, 0.5] (peak 1)."""
+    mse = float(np.mean((np.asarray(x, np.float64) - np.asarray(reference, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@torch.no_grad()
+def validate_decoder(codec, run):
+    """Decode latents through ``run`` (normal-valued latents as numpy → coefficients) and
+    through torch: random latents at two sizes and a real photo's; (passed, report)."""
+    from ..data import sample_photo
+    from .validate import _as_channels
+
+    cfg = codec.config
+    span = 2 ** (cfg.latent_bits - 1) - 1
+    rng = np.random.default_rng(0)
+    decompand, _ = split_decoder(codec.decoder)
+    image = cfg.modality is IMAGE
+    shapes = [(9, 13), (20, 16)] if image else [(37,), (150,)]
+    inputs = [(f"random latents {'x'.join(map(str, s))}",
+               torch.from_numpy(rng.integers(-span, span + 1, (1, cfg.latent_dim, *s)))
+               .float()) for s in shapes]
+    if image:
+        photo = _as_channels(sample_photo("astronaut"), cfg.channels)[:128, :192]
+        x = cfg.modality.to_model(torch.from_numpy(np.array(photo))[None])
+        inputs.append(("photo astronaut 128x192 latents", codec.encode(x)))
+    checks = []
+    for label, z in inputs:
+        normal = decompand(z)
+        mine = codec.clamp(codec._synthesize(torch.from_numpy(run(normal.numpy()))))
+        checks.append({"input": label,
+                       "agreement_db": round(agreement_db(mine, codec.decode(z)), 2)})
+    worst = min(c["agreement_db"] for c in checks)
+    passed = worst >= MIN_AGREEMENT_DB
+    return passed, {"status": "validated" if passed else "validation failed",
+                    "agreement_db": worst, "checks": checks}
+
+
+def export_decoder(codec, out_dir, log=print):
+    """decoder.onnx (the network, validated), decoder.npz (the synthesis filters) and
+    decoder.json (the compander constants, the report) in ``out_dir``: what a decode needs
+    beside the bundle's model id. Returns (passed, decoder.json's content)."""
+    import json
+
+    from ..codec.sensor import model_id
+    from ..runtime.backends import onnx_session
+    from ..runtime.io import write_atomic
+
+    out_dir = Path(out_dir)
+    decompand, network = split_decoder(codec.decoder)
+    path = export_decoder_graph(network, out_dir / "decoder.onnx")
+    session = onnx_session(path)
+    name = session.get_inputs()[0].name
+    passed, report = validate_decoder(codec, lambda x: session.run(None, {name: x})[0])
+    np.savez(out_dir / "decoder.npz", **{f"iwt.{k}": v.detach().cpu().double().numpy()
+                                         for k, v in codec.iwt.state_dict().items()})
+    meta = {"model_id": model_id(codec), "graph": path.name, "opset": OPSET,
+            "input": "normal-valued latents (after the de-companding), float32 NCHW / NCL",
+            "compander": {"scale": getattr(decompand, "scale", None),
+                          "latent_max": getattr(decompand, "latent_max", None),
+                          "normal": "scale * sqrt(2) * erfinv(2 * clip(z / (2 * latent_max) "
+                                    "+ 0.5, 1e-4, 1 - 1e-4) - 1)"},
+            "synthesis": {"wavelet": codec.config.wavelet, "J": codec.J,
+                          "filters": "decoder.npz"}, **report}
+    write_atomic(out_dir / "decoder.json", (json.dumps(meta, indent=2) + "\n").encode())
+    log(f"decoder onnx: {report['status']} — decodes agree with torch at "
+        f"{report['agreement_db']:.1f} dB PSNR (at least {MIN_AGREEMENT_DB:g})")
+    return passed, meta
