@@ -36,8 +36,16 @@ def decoder_for(args):
         decoder = Decoder(args.model, args.device, **decoder_choices(args),
                           **({} if args.tile is None else {"tile": args.tile}))
     if args.engine == "auto" or args.precision == "auto":
-        say(f"decoder: {decoder.engine_name} (auto)")
+        say(f"decoder: {decoder.engine_name} ({auto_line(decoder.engine)})")
     return decoder
+
+
+def auto_line(engine):
+    """How "auto" chose ``engine``: its probe's times, or the hardware's precision."""
+    if not engine.probe_seconds:
+        return "auto: the precision this hardware computes"
+    times = ", ".join(f"{name} {1e3 * s:.0f} ms" for name, s in engine.probe_seconds.items())
+    return f"auto: the fastest on a probe here; {times}"
 
 
 def decode_to_file(decoder, blob, stem, fmt, overwrite=True):

@@ -60,15 +60,16 @@ class Decoder:
     64, i.e. 512 pixels at J = 3); ``overlap``: the latents a tile's edge is let change
     before its pixels count (default 8); neighbours share three times that.
 
-    ``engine`` (torch, onnxruntime or auto) and ``precision`` (fp32, bf16, fp16 or auto)
-    choose what runs the decoder network (``decoder.engines``; auto: the fastest that holds
-    the quality bar here); ``providers``: onnxruntime's, as the sensor names them;
+    ``engine`` (torch, onnxruntime or auto) and ``precision`` (fp32, bf16, fp16 or auto;
+    default fp32, or auto for engine auto) choose what runs the decoder network
+    (``decoder.engines``; auto: the fastest here that holds the quality bar, measured on a
+    probe on the CPU); ``providers``: onnxruntime's, as the sensor names them;
     ``compile``: torch.compile the torch engine's network. ``engine_name`` says which runs.
     """
 
     def __init__(self, model: "torch.nn.Module | str | Path", device: str = "auto",
                  tile: int = DECODE_TILE, overlap: int = 8, engine: str = "torch",
-                 precision: str = "fp32", providers: "str | list[str] | None" = None,
+                 precision: "str | None" = None, providers: "str | list[str] | None" = None,
                  compile: bool = False):
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
