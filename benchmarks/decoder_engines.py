@@ -101,7 +101,7 @@ def main():
             outputs[label] = d.decode(blob)
         for _ in range(args.repeat):
             for label, d in live:
-                times[label].append(once(lambda: d.decode(blob))[0])
+                times[label].append(once(lambda d=d: d.decode(blob))[0])
         mp = size * size / 1e6
         reference = outputs["torch fp32"]
         base_psnr, base_speed = psnr(reference, photo), mp / np.median(times["torch fp32"])

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .network import in_channels, is_2d
+from .network import export_network, in_channels, is_2d
 
 __all__ = ["ENGINES", "PRECISIONS", "EngineError", "TorchEngine", "OnnxEngine", "make_engine",
            "precisions_here", "engines_here"]
@@ -110,7 +110,7 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The network exported to ONNX (``export.decoder_graph``), on onnxruntime's
+    """The network exported to ONNX (``network.export_network``), on onnxruntime's
     ``providers`` (default: the CPU). The network is exported once and kept in the user's
     cache, keyed by its weights and the torch version."""
 
@@ -141,8 +141,6 @@ class OnnxEngine:
 def _cached_graph(network):
     """decoder-<hash of the weights>.onnx in $XDG_CACHE_HOME/walloc-edge, exported (and
     validated) the first time."""
-    from ..export.decoder_graph import export_decoder_graph
-
     digest = hashlib.sha256(torch.__version__.encode())
     for name, value in network.state_dict().items():
         digest.update(name.encode())
@@ -152,7 +150,7 @@ def _cached_graph(network):
     if not path.is_file():
         home.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=home) as tmp:
-            export_decoder_graph(network, Path(tmp, "decoder.onnx"))
+            export_network(network, Path(tmp, "decoder.onnx"))
             _check_graph(network, Path(tmp, "decoder.onnx"))
             os.replace(Path(tmp, "decoder.onnx"), path)
     return path

@@ -1,49 +1,18 @@
-"""ONNX export of the decoder network: the part between the de-companding (``ToNormal``:
-its ``erfinv`` has no ONNX op) and the wavelet synthesis, with dynamic H/W (or L), validated
-against torch on inputs of other sizes than the traced one (decode agreement ≥ 45 dB)."""
+"""The decoder graph of a bundle: the decoder network in ONNX (``decoder.network``: between
+the de-companding and the wavelet synthesis, dynamic H/W or L), validated against torch on
+inputs of other sizes than the traced one (decode agreement ≥ 45 dB), with what the
+de-companding and the synthesis around it need."""
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..decoder.network import in_channels, is_2d, split_decoder
-from ..runtime._quiet import quiet_output
+from ..decoder.network import OPSET, export_network, split_decoder
 from ..runtime.modality import IMAGE
-from .onnx_graph import OPSET
 
-__all__ = ["MIN_AGREEMENT_DB", "export_decoder_graph", "agreement_db", "validate_decoder",
-           "export_decoder"]
+__all__ = ["MIN_AGREEMENT_DB", "agreement_db", "validate_decoder", "export_decoder"]
 
 MIN_AGREEMENT_DB = 45.0  # PSNR of a decode through the graph against the fp32 torch decode
-
-
-def export_decoder_graph(network, path):
-    """Trace the decoder ``network`` (normal-valued latents → wavelet coefficients) with
-    symbolic sizes, write ``path``, check it with onnx.checker; returns the path."""
-    import onnx
-
-    channels = in_channels(network)
-    if is_2d(network):
-        example = torch.randn(1, channels, 16, 24)
-        dims = {2: torch.export.Dim("h", min=4, max=1 << 14),
-                3: torch.export.Dim("w", min=4, max=1 << 14)}
-    else:
-        example = torch.randn(1, channels, 66)
-        dims = {2: torch.export.Dim("l", min=8, max=1 << 24)}
-    name = _first_argument(network)  # what dynamic_shapes is keyed by
-    with torch.no_grad(), quiet_output():
-        program = torch.onnx.export(network, (example,), dynamo=True, opset_version=OPSET,
-                                    input_names=["normal"], output_names=["coefficients"],
-                                    dynamic_shapes={name: dims}, optimize=True, verbose=False)
-    program.save(str(path))
-    onnx.checker.check_model(str(path), full_check=True)
-    return Path(path)
-
-
-def _first_argument(network):
-    import inspect
-
-    return next(iter(inspect.signature(network.forward).parameters))
 
 
 def agreement_db(x, reference):
@@ -96,7 +65,7 @@ def export_decoder(codec, out_dir, log=print):
 
     out_dir = Path(out_dir)
     decompand, network = split_decoder(codec.decoder)
-    path = export_decoder_graph(network, out_dir / "decoder.onnx")
+    path = export_network(network, out_dir / "decoder.onnx")
     session = onnx_session(path)
     name = session.get_inputs()[0].name
     passed, report = validate_decoder(codec, lambda x: session.run(None, {name: x})[0])
