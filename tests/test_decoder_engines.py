@@ -77,12 +77,16 @@ def test_unknown_or_unrunnable_choices_are_refused(reference):
             Decoder(codec, "cpu", precision=precision)
 
 
-def test_cli_names_the_option_and_exits_2(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["decode", "eval", "serve"])
+def test_cli_names_the_option_and_exits_2(command, tmp_path, capsys):
+    inputs = {"decode": [str(tmp_path / "x.wlc"), "-o", str(tmp_path)],
+              "eval": [str(tmp_path)],
+              "serve": ["--listen", "tcp://127.0.0.1:0", "--out", str(tmp_path)]}[command]
     for argv, option, listed in [(["--engine", "tensorflow"], "--engine", "onnxruntime"),
                                  (["--precision", "int4"], "--precision", "bf16")]:
-        code = main(["decode", "rgb-16x", str(tmp_path / "x.wlc"), "-o", str(tmp_path), *argv])
+        code = main([command, "rgb-16x", *inputs, *argv])
         err = capsys.readouterr().err.strip()
-        assert code == 2 and len(err.splitlines()) == 1
+        assert code == 2 and len(err.splitlines()) == 1, err
         assert option in err and listed in err
 
 
