@@ -102,6 +102,16 @@ def test_decode_command_says_what_auto_chose(cache, reference, tmp_path, capsys)
     assert "the fastest on a probe here" in line and "torch fp32" in line
 
 
+def test_audio_decoders_run_fp32_only():
+    """bf16 moves an audio decode's PSNR against the original by more than the bar allows."""
+    from walloc_edge.codec import CodecConfig, build
+
+    codec = build(CodecConfig("audio", channels=2, J=4, latent_dim=8, Nd=8)).eval()
+    with pytest.raises(EngineError, match="audio decoders run fp32 only"):
+        Decoder(codec, "cpu", precision="bf16")
+    assert Decoder(codec, "cpu", engine="torch", precision="auto").engine_name == "torch fp32"
+
+
 @pytest.mark.slow  # exports the encoder and decoder graphs (~30 s)
 def test_export_decoder_writes_a_validated_graph(tmp_path, capsys):
     assert main(["export", "rgb-16x", "--decoder", "--out", str(tmp_path)]) in (0, None)
