@@ -16,6 +16,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .network import export_network, in_channels, is_2d
@@ -132,10 +133,13 @@ class OnnxEngine:
         self.session = onnx_session(_cached_graph(network), threads, providers)
         self.input = self.session.get_inputs()[0].name
         self.providers = self.session.get_providers()
+        self.device = device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.session.run(None, {self.input: x.detach().float().cpu().numpy()})[0]
-        return torch.from_numpy(y).to(x.device)
+        """A batch one item at a time (the graph's batch size is 1)."""
+        x = x.detach().float().cpu().numpy()
+        y = [self.session.run(None, {self.input: item[None]})[0] for item in x]
+        return torch.from_numpy(np.concatenate(y)).to(self.device)
 
 
 def _cached_graph(network):
