@@ -69,19 +69,18 @@ def engines_here() -> "list[str]":
 
 
 class TorchEngine:
-    """The network in torch at ``precision`` (autocast on the network alone). ``channels_last``
-    (default: for a low precision on the CPU, where oneDNN's bf16 convolutions run faster
-    so; fp32 stays as the network is, bit for bit) runs a copy in that memory format;
-    ``compile``: torch.compile."""
+    """The network in torch at ``precision`` (autocast on the network alone).
+    ``channels_last`` runs a copy in that memory format: not the default, as on the
+    development CPU it measured no faster in bf16 and slower in fp32 at 2048²
+    (benchmarks/results/decoder_engines.md, the "(variant)" rows); ``compile``:
+    torch.compile."""
 
     name = "torch"
     probe_seconds = None  # set on the engine "auto" chose: what each candidate took
 
-    def __init__(self, network, device, precision="fp32", compile=False, channels_last=None):
+    def __init__(self, network, device, precision="fp32", compile=False, channels_last=False):
         self.precision, self.device = precision, device
         self.dtype = _DTYPES[precision]
-        if channels_last is None:
-            channels_last = device == "cpu" and precision != "fp32"
         self.channels_last = channels_last and is_2d(network)
         if self.channels_last:
             network = copy.deepcopy(network).to(memory_format=torch.channels_last)
