@@ -75,13 +75,13 @@ class Decoder:
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
         self.model_id = model_id(self.codec)
-        self._decompand, network = split_decoder(self.codec.decoder)
-        self.engine = make_engine(network, self.device, engine, precision, providers, compile)
-        self.engine_name = f"{self.engine.name} {self.engine.precision}"
         if tile <= 3 * overlap:
             raise ValueError(f"a tile of {tile} latents is too small for an overlap of {overlap}: "
                              f"use at least {3 * overlap + 1}")
         self.tile, self.overlap = tile, overlap
+        self._decompand, network = split_decoder(self.codec.decoder)
+        self.engine = make_engine(network, self.device, engine, precision, providers, compile)
+        self.engine_name = f"{self.engine.name} {self.engine.precision}"
 
     def check(self, header: Header) -> None:
         if header.model_id != self.model_id:
