@@ -70,10 +70,9 @@ def engines_here() -> "list[str]":
 
 class TorchEngine:
     """The network in torch at ``precision`` (autocast on the network alone).
-    ``channels_last`` runs a copy in that memory format: not the default, as on the
-    development CPU it measured no faster in bf16 and slower in fp32 at 2048²
-    (benchmarks/results/decoder_engines.md, the "(variant)" rows); ``compile``:
-    torch.compile."""
+    ``channels_last`` runs a copy in that memory format: not the default, as on the shared
+    development CPU it measured as often slower as faster (benchmarks/decoder_engines.py,
+    its "(variant)" rows); ``compile``: torch.compile."""
 
     name = "torch"
     probe_seconds = None  # set on the engine "auto" chose: what each candidate took
