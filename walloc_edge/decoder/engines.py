@@ -118,17 +118,26 @@ class OnnxEngine:
     probe_seconds = None
 
     def __init__(self, network, device, providers=None, threads=None):
-        import onnxruntime
+        import onnxruntime as ort
 
-        from ..runtime.backends import BackendError, onnx_session, resolve_providers
+        from ..runtime.backends import BackendError, resolve_providers
 
         if providers is None and device.startswith("cuda"):
             providers = "cuda,cpu"
         try:  # before exporting: a provider that is not here is the user's to fix
-            resolve_providers(providers, onnxruntime.get_available_providers())
+            chosen = resolve_providers(providers, ort.get_available_providers())
         except BackendError as e:
             raise EngineError("provider", f"{providers}: {e}") from None
-        self.session = onnx_session(_cached_graph(network), threads, providers)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        # Threads that spin on after a run take the cores from the torch synthesis that
+        # follows it (and on a shared machine from everyone else).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(_cached_graph(network)), options,
+                                            providers=chosen)
         self.input = self.session.get_inputs()[0].name
         self.providers = self.session.get_providers()
         self.device = device
