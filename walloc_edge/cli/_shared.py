@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["HelpFormatter", "progress", "say", "write_text", "output_dir", "input_files",
            "skipped_line", "positive_int", "positive_number", "thread_counts", "torch_device",
-           "check_device", "naming", "add_decoder_options", "add_backend_options",
+           "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine", "add_backend_options",
            "add_video_options", "sensor_encoder", "add_overwrite_option"]
 
 
@@ -156,6 +156,41 @@ def add_decoder_options(p):
                         "of this size (default 64: 512 pixels at J = 3). It bounds the "
                         "decoder's memory and time; tiles agree with a whole decode to about "
                         "53 dB PSNR")
+    p.add_argument("--engine", default="torch",
+                   help="what runs the decoder network: torch, onnxruntime (the network "
+                        "exported to ONNX once, kept in ~/.cache/walloc-edge), or auto: the "
+                        "fastest here of those that agree with fp32 torch at >= 45 dB PSNR "
+                        "(on the CPU measured on a small probe: torch in bf16 where the CPU "
+                        "has avx512_bf16/AMX, onnxruntime fp32, torch fp32; on CUDA torch "
+                        "bf16/fp16)")
+    p.add_argument("--precision",
+                   help="the decoder network's precision: fp32, bf16, fp16 (where the CPU or "
+                        "GPU computes it), or auto (default: fp32; auto with --engine auto). "
+                        "De-companding and wavelet synthesis stay fp32")
+    p.add_argument("--provider", metavar="LIST",
+                   help="onnxruntime execution providers of the decoder (--engine onnxruntime "
+                        "or auto), e.g. tensorrt,cuda,cpu (default: the CPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the torch engine's network (slow first decode; "
+                        "decodes without it, with a warning, where compiling fails)")
+
+
+def decoder_choices(args):
+    """The Decoder keywords that the decoder options name (--tile aside)."""
+    return {"engine": args.engine, "precision": args.precision,
+            "providers": args.provider, "compile": args.compile}
+
+
+@contextlib.contextmanager
+def naming_engine():
+    """Name the decoder option (--engine, --precision, --provider, --compile) that a
+    decoder EngineError is about."""
+    try:
+        yield
+    except ValueError as e:
+        if not hasattr(e, "option"):
+            raise
+        raise ValueError(f"--{e.option} {e.detail}") from None
 
 
 def add_backend_options(p):

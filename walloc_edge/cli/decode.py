@@ -5,8 +5,8 @@ from ..decoder import Decoder
 from ..runtime.files import distinct_names
 from ..runtime.io import write_signal
 from ..runtime import read_bitstream
-from ._shared import (add_decoder_options, add_overwrite_option, check_device, output_dir,
-                      progress, say)
+from ._shared import (add_decoder_options, add_overwrite_option, check_device,
+                      decoder_choices, naming_engine, output_dir, progress, say)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
 (exit status 1); the others are still decoded. Each output is written whole or not at all;
@@ -32,7 +32,20 @@ def configure(p):
 
 def decoder_for(args):
     check_device(args.device)
-    return Decoder(args.model, args.device, **({} if args.tile is None else {"tile": args.tile}))
+    with naming_engine():
+        decoder = Decoder(args.model, args.device, **decoder_choices(args),
+                          **({} if args.tile is None else {"tile": args.tile}))
+    if args.engine == "auto" or args.precision == "auto":
+        say(f"decoder: {decoder.engine_name} ({auto_line(decoder.engine)})")
+    return decoder
+
+
+def auto_line(engine):
+    """How "auto" chose ``engine``: its probe's times, or the hardware's precision."""
+    if not engine.probe_seconds:
+        return "auto: the precision this hardware computes"
+    times = ", ".join(f"{name} {1e3 * s:.0f} ms" for name, s in engine.probe_seconds.items())
+    return f"auto: the fastest on a probe here; {times}"
 
 
 def decode_to_file(decoder, blob, stem, fmt, overwrite=True):

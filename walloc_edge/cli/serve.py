@@ -12,8 +12,8 @@ from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_rec
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
 from ..server.store import ObjectStore, is_object_store, open_store
-from ._shared import (add_decoder_options, check_device, naming, output_dir, positive_int,
-                      positive_number)
+from ._shared import (add_decoder_options, check_device, decoder_choices, naming,
+                      naming_engine, output_dir, positive_int, positive_number)
 from ._stops import stop_on
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
@@ -188,8 +188,10 @@ def run(args):
     if not args.no_decode:
         check_device(args.device)
     out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
-    model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
-                        tile=args.tile, classifier=args.classify)
+    with naming_engine():
+        model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
+                            tile=args.tile, classifier=args.classify,
+                            decoder_options=decoder_choices(args))
     if not isinstance(out, ObjectStore):
         out = output_dir(out, "--out")
     with naming("--keys"):
@@ -216,6 +218,7 @@ def run(args):
                   f"{'; token required' if dashboard.token else ''})", flush=True)
         if receiver.address or args.listen.startswith("mqtt"):
             print(f"listening on {args.listen} (model {model.model_id}"
+                  f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
         handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)

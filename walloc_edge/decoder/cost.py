@@ -90,9 +90,9 @@ def _timed(run, *args):
 
 @torch.no_grad()
 def calibrate(decoder) -> Speed:
-    """Time the decoder network on a short and a long probe of zero latents (a thin and a
-    whole tile for images, 256 and 4,096 latents for audio), each once to warm up and the
-    fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the
+    """Time the decoder network, on the decoder's engine and precision, on a short and a
+    long probe of zero latents (a thin and a whole tile for images, 256 and 4,096 latents
+    for audio), each once to warm up and the fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the
     peak memory of decoding the long probe whole (the host's: on a GPU the activations are
     the GPU's)."""
     codec, config = decoder.codec, decoder.codec.config
@@ -103,14 +103,15 @@ def calibrate(decoder) -> Speed:
     seconds = []
     for shape in (short, long):
         z = torch.zeros(1, config.latent_dim, *shape, device=decoder.device)
-        coefficients = codec.decoder(z)  # warms up
-        seconds.append(min(_timed(codec.decoder, z)[0] for _ in range(2)))
+        coefficients = decoder._network(z)  # warms up
+        seconds.append(min(_timed(decoder._network, z)[0] for _ in range(2)))
     n1, n2 = math.prod(short), math.prod(long)
     per_latent = max(seconds[1] - seconds[0], 0.0) / (n2 - n1)
     codec.wavelet_synthesis(coefficients)
     per_synthesis = _timed(codec.wavelet_synthesis, coefficients)[0] / n2
     del coefficients
-    peak = max(_timed(codec.decode, z)[1] or 0, _timed(codec.decode, z)[1] or 0)
+    peak = max(_timed(decoder._decode_latents, z)[1] or 0,
+               _timed(decoder._decode_latents, z)[1] or 0)
     per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
     return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte)
 

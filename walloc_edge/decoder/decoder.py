@@ -22,6 +22,8 @@ from ..codec.sensor import model_id
 from ..runtime.modality import IMAGE
 from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 from .cost import Cost, calibrate, estimate
+from .engines import make_engine
+from .network import split_decoder
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
 
@@ -58,10 +60,18 @@ class Decoder:
     ``tile``: images with more latents than this a side decode in tiles of this size (default
     64, i.e. 512 pixels at J = 3); ``overlap``: the latents a tile's edge is let change
     before its pixels count (default 8); neighbours share three times that.
+
+    ``engine`` (torch, onnxruntime or auto) and ``precision`` (fp32, bf16, fp16 or auto;
+    default fp32, or auto for engine auto) choose what runs the decoder network
+    (``decoder.engines``; auto: the fastest here that holds the quality bar, measured on a
+    probe on the CPU); ``providers``: onnxruntime's, as the sensor names them;
+    ``compile``: torch.compile the torch engine's network. ``engine_name`` says which runs.
     """
 
     def __init__(self, model: "torch.nn.Module | str | Path", device: str = "auto",
-                 tile: int = DECODE_TILE, overlap: int = 8):
+                 tile: int = DECODE_TILE, overlap: int = 8, engine: str = "torch",
+                 precision: "str | None" = None, providers: "str | list[str] | None" = None,
+                 compile: bool = False):
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
@@ -71,6 +81,9 @@ class Decoder:
                              f"use at least {3 * overlap + 1}")
         self.tile, self.overlap = tile, overlap
         self.speed = None  # measured on first need (``calibrate``)
+        self._decompand, network = split_decoder(self.codec.decoder)
+        self.engine = make_engine(network, self.device, engine, precision, providers, compile)
+        self.engine_name = f"{self.engine.name} {self.engine.precision}"
 
     def check(self, header: Header) -> None:
         if header.model_id != self.model_id:
@@ -128,8 +141,13 @@ class Decoder:
         """(B, latent_dim, …) latents → (B, C, padded size…) in [-0.5, 0.5], or for a large
         image (B = 1) in uint8."""
         if not self._needs_tiles(z[0]):
-            return self.codec.decode(z)
+            return self.codec.clamp(self.codec._synthesize(self._network(z)))
         return self._decode_tiles(z)
+
+    def _network(self, z):
+        """Latents → wavelet coefficients: the de-companding in fp32 torch, the network on
+        the engine."""
+        return self.engine(self._decompand(z))
 
     def _decode_tiles(self, z):
         """(1, latent_dim, h, w) → (1, C, h·2^J, w·2^J) uint8. The decoder network runs tile
@@ -142,7 +160,7 @@ class Decoder:
         coefficients, weight = None, torch.zeros(h, w)
         for (ys, ye), row_ramp in zip(rows, row_ramps):
             for (xs, xe), col_ramp in zip(cols, col_ramps):
-                x = self.codec.decoder(z[:, :, ys:ye, xs:xe])[0].float().cpu()
+                x = self._network(z[:, :, ys:ye, xs:xe])[0].float().cpu()
                 if coefficients is None:
                     coefficients = x.new_zeros(len(x), h, w)
                 ramp = row_ramp[:, None] * col_ramp[None, :]

@@ -137,13 +137,14 @@ FORMAT_ALIASES = {"tflite": "litert"}
 def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
                   formats: "tuple[str, ...]" = ("onnx",),
                   static_shape: "tuple[int, ...] | None" = None,
-                  log: "Callable[[str], object]" = print) -> dict:
+                  log: "Callable[[str], object]" = print, decoder: bool = False) -> dict:
     """Write the bundle for ``codec`` into ``out_dir``; returns the encoder.json content.
 
     ``static_shape``: (H, W) for images or (L,) for audio, the LiteRT graph's fixed size.
     With no formats, only the weights and metadata are written: enough for the runtime's
-    numpy backend. Raises ExportError when a graph fails validation (the files stay for
-    inspection).
+    numpy backend. ``decoder``: also the decoder network as decoder.onnx, with what the
+    de-companding and synthesis around it need (``decoder_graph.export_decoder``). Raises
+    ExportError when a graph fails validation (the files stay for inspection).
     """
     formats = check_formats(formats, allow_none=True)
     encoder = sensor_encoder(codec)
@@ -165,6 +166,14 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
         if not passed:
             failures.append(fmt)
     metadata = write_bundle(codec, out_dir, encoder, graphs)
+    if decoder:
+        from .decoder_graph import MIN_AGREEMENT_DB, export_decoder
+
+        passed, report = export_decoder(codec, out_dir, log)
+        if not passed:
+            raise ExportError(f"the decoder graph failed validation (decodes agree with torch "
+                              f"at {report['agreement_db']:.1f} dB PSNR, fewer than "
+                              f"{MIN_AGREEMENT_DB:g}); see {out_dir / 'decoder.json'}")
     if failures:
         raise ExportError(f"{', '.join(failures)} failed validation (fewer than 99.9% of "
                           f"latents identical to torch, or a difference above 1); see "
