@@ -91,6 +91,11 @@ def configure(p):
                    help="messages a second one sensor may send (bursts of 20); more are "
                         "dropped unacknowledged, so the sensor sends them again later "
                         "(default: no limit)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="handle this many messages at once in threads (entropy decoding, "
+                        "decoding and writing overlap; each message is still acknowledged "
+                        "only once written and in the ledger), sharing the cores between "
+                        "them (default: 1, one at a time)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.epilog = EXAMPLES
@@ -132,7 +137,10 @@ def run(args):
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
         known = len(outputs.ledger.done)
-        handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        handled, rejected, failed = serve_messages(
+            receiver, handler, args.count, args.idle, workers=args.workers,
+            start_worker=lambda: model.use_threads(threads))
         written = len(outputs.ledger.done) - known  # the rest were acknowledged again
     stats = receiver.stats
     print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "
