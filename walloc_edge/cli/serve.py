@@ -64,10 +64,10 @@ def configure(p):
                    help="refuse an image claiming more pixels, before decoding it")
     p.add_argument("--max-samples", type=positive_number, default=64e6,
                    help="refuse audio claiming more samples (all channels), before decoding")
-    p.add_argument("--max-decode-mb", type=positive_number, default=default_decode_mb(),
+    p.add_argument("--max-decode-mb", type=positive_number,
                    help="refuse a message whose decode is estimated (from its header) to take "
                         "more memory than this (default: half of this machine's memory, at "
-                        "most 4096)")
+                        "most 4096, shared among the --workers)")
     p.add_argument("--max-decode-seconds", type=positive_number, default=10,
                    help="refuse a message whose decode is estimated to take longer on this "
                         "machine (measured at start); one sensor's message then delays "
@@ -127,7 +127,8 @@ def run(args):
     with Outputs(out, model, args.format, args.latents) as outputs:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
                           limit_names=("--max-pixels", "--max-samples"),
-                          max_decode_bytes=args.max_decode_mb * 2 ** 20,
+                          max_decode_bytes=(args.max_decode_mb or
+                                            default_decode_mb() / args.workers) * 2 ** 20,
                           max_decode_seconds=args.max_decode_seconds,
                           budget_names=("--max-decode-mb", "--max-decode-seconds"))
         stop_on(signal.SIGTERM)
