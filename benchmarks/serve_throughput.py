@@ -9,7 +9,9 @@ of 1024x1024 (crops of the bundled photos, resized) into a file link of their ow
 links are joined, one sensor after the other, and serve replays them on the CPU (its turns
 interleave the sensors), decoding to PNG and keeping latents only (--no-decode --latents).
 Messages/s: messages over the span between the first and the last message's metrics line
-(model loading and calibration left out).
+(model loading and calibration left out). Last, whether batching equal-shape 224x224 frames
+pays on the CPU: the decoder's ms per frame at batch sizes 1 to 8 (one torch thread, as a
+worker of two has on two cores; the best of several runs).
 """
 import argparse
 import contextlib
@@ -42,6 +44,29 @@ def frames(folder, count, side, seed):
         top, left = rng.integers(0, h - crop + 1), rng.integers(0, w - crop + 1)
         Image.fromarray(photo[top:top + crop, left:left + crop]).resize((side, side)).save(
             folder / f"f{i:04d}.png")
+
+
+def batch_ms(model, sizes=(1, 2, 4, 8), runs=12):
+    """Decoder ms per 224x224 frame at each batch size (best of ``runs`` frames' worth)."""
+    import time
+
+    import torch
+
+    from walloc_edge.decoder import Decoder
+
+    decoder = Decoder(model, "cpu")
+    torch.set_num_threads(1)
+    z = torch.randn(1, decoder.codec.config.latent_dim, 28, 28)
+    best = {}
+    with torch.no_grad():
+        for size in sizes * 2:  # twice round, so that no size only sees a cold start
+            batch = z.repeat(size, 1, 1, 1)
+            for _ in range(max(2, runs // size)):
+                start = time.perf_counter()
+                decoder.codec.decode(batch)
+                ms = 1e3 * (time.perf_counter() - start) / size
+                best[size] = min(best.get(size, ms), ms)
+    return best
 
 
 def main():
@@ -99,7 +124,12 @@ def main():
               f"{r['messages_per_s']:.1f} | "
               f"{r['messages_per_s'] / base[r['frames'], r['configuration']]:.2f} |"
               for r in rows]
-    publish(lines, {"machine": info, "rows": rows}, args.out, "serve_throughput")
+    batches = batch_ms(args.model)
+    lines += ["", "Batching equal-shape 224x224 frames on the CPU (decoder network and synthesis, "
+              "one torch thread): ms per frame " + ", ".join(
+                  f"{ms:.1f} at batch {size}" for size, ms in batches.items())]
+    publish(lines, {"machine": info, "rows": rows, "batch_ms_per_frame": batches}, args.out,
+            "serve_throughput")
 
 
 if __name__ == "__main__":
