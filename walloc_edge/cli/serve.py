@@ -23,9 +23,10 @@ its own status, and the sensor sends it again under a new boot. A bad message is
 with its sender and refused (the sensor is told), as is one whose decode is estimated from
 its header to exceed --max-decode-mb or --max-decode-seconds; a message that cannot be
 written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are served in
-turn, so one sending heavy messages does not hold the others up. Ctrl-C or SIGTERM (a
-service manager's stop) stops taking messages, lets the one being handled finish, and
-reports what arrived.
+turn, so one sending heavy messages does not hold the others up; --workers N handles N
+at once (decoding and writing overlap; each is still acknowledged only once written and in
+the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a service manager's stop)
+stops taking messages, lets those being handled finish, and reports what arrived.
 
 Learning without decoding: --latents DIR writes each message's latents as a row of a
 latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
