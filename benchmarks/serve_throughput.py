@@ -121,7 +121,7 @@ def main():
              "| frames | configuration | --workers | messages | messages/s | × --workers 1 |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {r['frames']} | {r['configuration']} | {r['workers']} | {r['messages']} | "
-              f"{r['messages_per_s']:.1f} | "
+              f"{r['messages_per_s']:.{1 if r['messages_per_s'] >= 10 else 2}f} | "
               f"{r['messages_per_s'] / base[r['frames'], r['configuration']]:.2f} |"
               for r in rows]
     batches = batch_ms(args.model)
