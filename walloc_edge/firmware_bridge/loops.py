@@ -270,12 +270,12 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=6
                         (idle is not None and time.monotonic() - last > idle and not flying):
                     break
                 continue
-            sensor, queue_ = next(iter(waiting.items()))
-            received = queue_.popleft()
+            sensor, pending = next(iter(waiting.items()))
+            received = pending.popleft()
             held -= 1
             del waiting[sensor]
-            if queue_:
-                waiting[sensor] = queue_  # its next message waits for the others' turns
+            if pending:
+                waiting[sensor] = pending  # its next message waits for the others' turns
             if pool:
                 pool.submit(received)
             else:
