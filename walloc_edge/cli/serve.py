@@ -27,9 +27,10 @@ its own status, and the sensor sends it again under a new boot. A bad message is
 with its sender and refused (the sensor is told), as is one whose decode is estimated from
 its header to exceed --max-decode-mb or --max-decode-seconds; a message that cannot be
 written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are served in
-turn, so one sending heavy messages does not hold the others up. Ctrl-C or SIGTERM (a
-service manager's stop) stops taking messages, lets the one being handled finish, and
-reports what arrived.
+turn, so one sending heavy messages does not hold the others up; --workers N handles N
+at once (decoding and writing overlap; each is still acknowledged only once written and in
+the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a service manager's stop)
+stops taking messages, lets those being handled finish, and reports what arrived.
 
 Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
 messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
@@ -84,10 +85,10 @@ def configure(p):
                    help="refuse an image claiming more pixels, before decoding it")
     p.add_argument("--max-samples", type=positive_number, default=64e6,
                    help="refuse audio claiming more samples (all channels), before decoding")
-    p.add_argument("--max-decode-mb", type=positive_number, default=default_decode_mb(),
+    p.add_argument("--max-decode-mb", type=positive_number,
                    help="refuse a message whose decode is estimated (from its header) to take "
                         "more memory than this (default: half of this machine's memory, at "
-                        "most 4096)")
+                        "most 4096, shared among the --workers)")
     p.add_argument("--max-decode-seconds", type=positive_number, default=10,
                    help="refuse a message whose decode is estimated to take longer on this "
                         "machine (measured at start); one sensor's message then delays "
@@ -111,6 +112,11 @@ def configure(p):
                    help="messages a second one sensor may send (bursts of 20); more are "
                         "dropped unacknowledged, so the sensor sends them again later "
                         "(default: no limit)")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="handle this many messages at once in threads (entropy decoding, "
+                        "decoding and writing overlap; each message is still acknowledged "
+                        "only once written and in the ledger), sharing the cores between "
+                        "them (default: 1, one at a time)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.add_argument("--http", metavar="[HOST:]PORT",
@@ -205,7 +211,8 @@ def run(args):
             _dashboard(http, fleet) as dashboard:
         handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
                           limit_names=("--max-pixels", "--max-samples"),
-                          max_decode_bytes=args.max_decode_mb * 2 ** 20,
+                          max_decode_bytes=(args.max_decode_mb or
+                                            default_decode_mb() / args.workers) * 2 ** 20,
                           max_decode_seconds=args.max_decode_seconds,
                           budget_names=("--max-decode-mb", "--max-decode-seconds"),
                           fleet=fleet)
@@ -221,7 +228,10 @@ def run(args):
                   f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
-        handled, rejected, failed = serve_messages(receiver, handler, args.count, args.idle)
+        threads = max(1, (os.cpu_count() or 1) // args.workers)
+        handled, rejected, failed = serve_messages(
+            receiver, handler, args.count, args.idle, workers=args.workers,
+            start_worker=lambda: model.use_threads(threads))
         written = outputs.written  # the rest were acknowledged again
     stats = receiver.stats
     print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "

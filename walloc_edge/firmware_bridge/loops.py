@@ -8,6 +8,8 @@ on.
 """
 import hashlib
 import json
+import queue
+import threading
 import time
 from collections import OrderedDict, deque
 from pathlib import Path
@@ -157,7 +159,88 @@ class Rejected(Exception):
     is told not to send it again."""
 
 
-def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=64):
+def _handle_one(handle, received, log):
+    """Run ``handle`` on one message; its outcome: 0 handled, 1 rejected, 2 failed. Its
+    bytes leave the receiver's memory account once it is handled."""
+    try:
+        handle(received)
+        return 0
+    except (Rejected, ValueError) as e:
+        log(f"rejected message {received.key} from {received.sender}: {e}")
+        return 1
+    except Exception as e:  # noqa: BLE001 - serve must outlive any one message
+        log(f"could not handle message {received.key} from {received.sender} "
+            f"({type(e).__name__}: {e}); not acknowledged, the sensor will send "
+            "it again")
+        return 2
+    finally:
+        received.release()  # its bytes leave the receiver's memory account
+
+
+class _Workers:
+    """``n`` threads handling messages at once for ``serve_messages``. At most ``n`` are in
+    flight (the receive loop waits for a free worker, so the bounded queue and the
+    receiver's memory account push back as with one), and never two copies of one key: a
+    copy that arrives while its first is in flight is dropped unacknowledged (the first's
+    acknowledgement answers the sensor; were it lost, the sensor sends it again). Handlers
+    finish, and acknowledge, in any order."""
+
+    def __init__(self, handle, n, log, start=None):
+        self.handle, self.log = handle, log
+        self.free = threading.Semaphore(n)
+        self.todo = queue.Queue()
+        self.done = threading.Condition()
+        self.busy = set()  # keys in flight
+        self.counts = [0, 0, 0]  # handled, rejected, failed
+        self.threads = [threading.Thread(target=self._work, args=(start,), daemon=True,
+                                         name=f"serve-worker-{i}") for i in range(n)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, received):
+        self.free.acquire()  # backpressure: wait for a free worker
+        with self.done:
+            if received.key in self.busy:
+                self.free.release()
+                received.release()
+                self.log(f"message {received.key} from {received.sender} is being handled "
+                         "already; this copy is not acknowledged")
+                return
+            self.busy.add(received.key)
+        self.todo.put(received)
+
+    def settled(self):
+        """Messages handled or rejected, and those in flight."""
+        with self.done:
+            return self.counts[0] + self.counts[1], len(self.busy)
+
+    def wait(self):
+        """Until a message in flight is settled."""
+        with self.done:
+            if self.busy:
+                self.done.wait(0.2)
+
+    def _work(self, start):
+        if start is not None:
+            start()
+        while (received := self.todo.get()) is not None:
+            outcome = _handle_one(self.handle, received, self.log)
+            with self.done:
+                self.counts[outcome] += 1
+                self.busy.discard(received.key)
+                self.done.notify_all()
+            self.free.release()
+
+    def close(self):
+        """Let every message in flight finish."""
+        for _ in self.threads:
+            self.todo.put(None)
+        for thread in self.threads:
+            thread.join()
+
+
+def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=64, workers=1,
+                   start_worker=None):
     """Pass each received message to ``handle(received)`` until ``count`` messages, ``idle``
     seconds without one, or Ctrl-C. No single message stops the loop: a handler's
     ``Rejected`` or ValueError is logged with the sender and refused; any other failure
@@ -166,14 +249,24 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=6
     messages) waits in a queue per sensor, and each turn handles the oldest message of the
     next sensor, so one sensor's flood delays another's message by at most one message of
     each sensor ahead of it; a sensor's own messages keep their order. Messages waiting their turn
-    stay in the receiver's memory account (``--max-pending-mb``) until handled. Returns
+    stay in the receiver's memory account (``--max-pending-mb``) until handled. With
+    ``workers`` > 1 that many threads handle messages at once (``handle`` must be
+    thread-safe; ``start_worker()`` runs first in each), and a sensor's messages are taken
+    in order but may finish in any order; stopping lets those in flight finish. Returns
     (handled, rejected, failed)."""
-    handled = rejected = failed = 0
+    counts = [0, 0, 0]  # handled, rejected, failed
+    pool = _Workers(handle, workers, log, start_worker) if workers > 1 else None
     waiting = OrderedDict()  # sensor → its messages in arrival order; the next turn first
     held = 0
     last = time.monotonic()
     try:
-        while count is None or handled + rejected < count:
+        while True:
+            settled, flying = pool.settled() if pool else (counts[0] + counts[1], 0)
+            if count is not None and settled >= count:
+                break
+            if count is not None and settled + flying >= count:
+                pool.wait()  # enough in flight: one may yet fail and need another
+                continue
             for received in receiver.messages(timeout=0 if held else 0.2, hold=True):
                 waiting.setdefault(received.sensor, deque()).append(received)
                 held += 1
@@ -182,30 +275,24 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=6
                     break
             if not held:
                 if receiver.stopped.is_set() or \
-                        (idle is not None and time.monotonic() - last > idle):
+                        (idle is not None and time.monotonic() - last > idle and not flying):
                     break
                 continue
-            sensor, queue = next(iter(waiting.items()))
-            received = queue.popleft()
+            sensor, pending = next(iter(waiting.items()))
+            received = pending.popleft()
             held -= 1
             del waiting[sensor]
-            if queue:
-                waiting[sensor] = queue  # its next message waits for the others' turns
-            try:
-                handle(received)
-                handled += 1
-            except (Rejected, ValueError) as e:
-                rejected += 1
-                log(f"rejected message {received.key} from {received.sender}: {e}")
-            except Exception as e:  # noqa: BLE001 - serve must outlive any one message
-                failed += 1
-                log(f"could not handle message {received.key} from {received.sender} "
-                    f"({type(e).__name__}: {e}); not acknowledged, the sensor will send "
-                    "it again")
-            finally:
-                received.release()  # its bytes leave the receiver's memory account
+            if pending:
+                waiting[sensor] = pending  # its next message waits for the others' turns
+            if pool:
+                pool.submit(received)
+            else:
+                counts[_handle_one(handle, received, log)] += 1
     except KeyboardInterrupt:
         log("stopping")
     finally:
+        if pool:
+            pool.close()  # acknowledgements go out through the receiver: before it stops
+            counts = pool.counts
         receiver.stop()
-    return handled, rejected, failed
+    return tuple(counts)

@@ -7,6 +7,7 @@ message (corrupt, another model's, too large) is refused
 and the sensor told; one that cannot be written (a full disk) is not acknowledged, so the
 sensor keeps it."""
 import math
+import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -67,7 +68,11 @@ class Handler:
     log, record in the ledger, then acknowledge (authenticated with the sensor's key from
     ``keys`` where given). A refused message raises ``Rejected``; one not written raises
     its OSError, unacknowledged. A collision is counted in ``collisions``. Each outcome is
-    told to ``fleet`` (a ``Fleet``, for serve --http) where given."""
+    told to ``fleet`` (a ``Fleet``, for serve --http) where given. Thread-safe for messages
+    of distinct keys (``serve_messages`` never hands one key to two workers): the ledger,
+    metrics and acknowledgements are serialised under ``lock``, and a boot's start nonce is
+    claimed while its messages are in flight, so that two starts sharing a boot collide even
+    when neither is in the ledger yet."""
 
     def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
                  max_pixels: float = 64e6, max_samples: float = 64e6,
@@ -84,6 +89,9 @@ class Handler:
         self.collisions = 0
         self.budget = (max_decode_bytes, max_decode_seconds, budget_names)
         self.fleet = fleet
+        self.lock = threading.Lock()
+        self.flying = {}  # "SENSOR-BOOT" -> [start nonce, messages of it in flight]
+        self.rows = threading.Lock()  # the latents dataset numbers its rows
 
     def _tell(self, outcome, received, **details):
         if self.fleet is not None:
@@ -94,16 +102,36 @@ class Handler:
 
     def __call__(self, received: "Received") -> None:
         digest, nonce = message_digest(received.message), start_nonce(received.meta)
-        clash = self.outputs.collision(received.key, digest, nonce)
-        if clash:
-            self._collide(received, clash, nonce)
-            self._tell("collision", received)
-            return
-        if received.key in self.outputs:  # sent again: its outputs are already there
-            self._ack(received, ACK_WRITTEN)
-            self._tell("duplicate", received)
-            self.log(f"{received.sender} {received.key}: already written; acknowledged again")
-            return
+        boot = received.key.rsplit("-", 1)[0]
+        with self.lock:
+            clash = self.outputs.collision(received.key, digest, nonce) or \
+                self._boot_taken(boot, nonce)
+            if clash:
+                self._collide(received, clash, nonce)
+                self._tell("collision", received)
+                return
+            if received.key in self.outputs:  # sent again: its outputs are already there
+                self._ack(received, ACK_WRITTEN)
+                self._tell("duplicate", received)
+                self.log(f"{received.sender} {received.key}: already written; acknowledged "
+                         "again")
+                return
+            self.flying.setdefault(boot, [nonce, 0])[1] += 1
+        try:
+            self._write(received, digest, nonce)
+        finally:
+            with self.lock:
+                self.flying[boot][1] -= 1
+                if not self.flying[boot][1]:
+                    del self.flying[boot]
+
+    def _boot_taken(self, boot, nonce):
+        kept = self.flying.get(boot, [None])[0]
+        if None not in (kept, nonce) and kept != nonce:
+            return "another start of this sensor is sending under this boot number"
+        return None
+
+    def _write(self, received, digest, nonce):
         start = time.perf_counter()
         stem = self.outputs.stem(received)
         try:
@@ -127,9 +155,10 @@ class Handler:
                   "sequence": received.sequence, "source": received.meta.get("source"),
                   "captured": received.meta.get("time"), "bytes": len(received.message),
                   "decode_s": time.perf_counter() - start, **fields}
-        self.outputs.log(record)
-        self.outputs.record(received.key, fields["file"], digest, nonce)
-        self._ack(received, ACK_WRITTEN)
+        with self.lock:
+            self.outputs.log(record)
+            self.outputs.record(received.key, fields["file"], digest, nonce)
+            self._ack(received, ACK_WRITTEN)
         self._tell("written", received, seconds=record["decode_s"], fields=fields)
         label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
         self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
@@ -164,6 +193,8 @@ class Handler:
             label, name, confidence = self.model.classify(latents)
             fields.update(label=name, confidence=confidence)
         if self.outputs.dataset is not None:
-            fields["latents"] = str(self.outputs.add_latents(stem, latents, size, label, name))
+            with self.rows:
+                fields["latents"] = str(self.outputs.add_latents(stem, latents, size, label,
+                                                                 name))
         fields.setdefault("file", fields.get("latents"))
         return fields

@@ -72,6 +72,14 @@ class ServedModel:
             raise Rejected(str(e)) from None
         return cost.bytes, cost.seconds
 
+    def use_threads(self, threads: int) -> None:
+        """Let torch use ``threads`` threads for what the calling thread decodes or classifies
+        (serve's workers share the cores)."""
+        if self.decoder is not None or self.classifier is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+
     def decode(self, stream: Bitstream) -> np.ndarray:
         """The signal of a verified bitstream."""
         return self.decoder.decode(stream)

@@ -1,0 +1,142 @@
+"""serve with several workers: acknowledged only after the ledger names the message, in
+whatever order the workers finish; a copy of a message in flight is not written twice; and
+with three sensors streaming through a server killed and restarted, every photo exactly
+once."""
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import free_port
+from walloc_edge.firmware_bridge.loops import serve_messages
+from walloc_edge.firmware_bridge.transports.base import Received
+from walloc_edge.runtime import Encoder
+from walloc_edge.server import Handler, Outputs, ServedModel
+
+
+class Replay:
+    """A receiver that hands over ``first`` at once, then ``late`` once ``ready()``."""
+
+    def __init__(self, first, late, ready):
+        self.batches, self.ready = [first, late], ready
+        self.stopped = threading.Event()
+
+    def messages(self, timeout=0.2, hold=False):
+        if len(self.batches) == 2 or (self.batches and self.ready()):
+            yield from self.batches.pop(0)
+            if not self.batches:
+                self.stopped.set()
+        else:
+            time.sleep(timeout)
+
+    def stop(self):
+        self.stopped.set()
+
+
+def test_workers_acknowledge_after_the_ledger_and_never_write_twice(rgb_weights_bundle,
+                                                                   reference_dir, tmp_path):
+    model = ServedModel(str(reference_dir / "rgb_j3_l12.pth"), device="cpu")
+    decode = model.decode
+    # the first message (the one 48 pixels wide) stays in flight while the others pass it
+    model.decode = lambda stream: (time.sleep(1.5 if stream.header.shape[1] == 48 else 0.05),
+                                   decode(stream))[1]
+    encoder = Encoder(rgb_weights_bundle, backend="numpy")
+    rng = np.random.default_rng(0)
+    out, acks, released = tmp_path / "out", [], []
+    out.mkdir()
+
+    def message(sensor, sequence, blob):
+        key = f"{sensor:016x}-1-{sequence}"
+
+        def reply(frame, to):  # the ledger on disk must name it already
+            acks.append((key, key in (out / "ledger.txt").read_text()))
+            return True
+        return Received("test", sensor, 1, sequence, blob, {"source": f"s{sensor}-{sequence}"},
+                        reply, lambda: released.append(key))
+
+    blobs = {(s, q): encoder.encode(rng.integers(0, 256, (32, 48 if (s, q) == (1, 0) else 40,
+                                                          3), dtype=np.uint8))
+             for s in (1, 2, 3) for q in (0, 1)}
+    first = [message(s, q, b) for (s, q), b in blobs.items()]
+    first.insert(1, message(1, 0, blobs[1, 0]))  # a copy while the first is in flight
+    with Outputs(out, model) as outputs:
+        late = [message(1, 0, blobs[1, 0])]  # a copy once the first is written
+        receiver = Replay(first, late, lambda: f"{1:016x}-1-0" in outputs)
+        result = serve_messages(receiver, Handler(model, outputs, log=lambda line: None),
+                                workers=3, log=lambda line: None)
+    assert result == (7, 0, 0)  # the copy in flight is dropped, unacknowledged
+    assert len(released) == 8  # every message's bytes left the memory account
+    assert all(on_disk for _, on_disk in acks)
+    assert sorted(key for key, _ in acks) == sorted(
+        [f"{s:016x}-1-{q}" for s, q in blobs] + [f"{1:016x}-1-0"])
+    assert len(list(out.glob("*.png"))) == 6
+    ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
+    assert len(ledger) == len(set(ledger)) == 6
+
+
+def photos(folder, n, seed):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(
+            folder / f"p{i:02d}.png")
+    return folder
+
+
+class Server:
+    """`walloc-edge serve --workers 3` in its own process, its output lines collected."""
+
+    def __init__(self, reference_dir, out, port):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "walloc_edge.cli", "serve",
+             str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
+             "--out", str(out), "--device", "cpu", "--workers", "3"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
+        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
+
+    def wait_for(self, condition, timeout):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
+            time.sleep(0.05)
+
+
+@pytest.mark.slow  # serve in its own process, killed and restarted
+def test_workers_through_a_server_killed_and_restarted(rgb_weights_bundle, reference_dir,
+                                                       tmp_path):
+    port, out = free_port(), tmp_path / "received"
+    server = Server(reference_dir, out, port)
+    names = [f"{s:016x}" for s in (0xA1, 0xB2, 0xC3)]
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "walloc_edge.cli", "stream", str(rgb_weights_bundle),
+         str(photos(tmp_path / f"in{i}", 8, i)), "--to", f"tcp://127.0.0.1:{port}",
+         "--sensor-id", name, "--backend", "numpy", "--state", str(tmp_path / f"state{i}")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i, name in enumerate(names)]
+    server.wait_for(lambda: sum(" -> " in line for line in server.lines) >= 5, 120)
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(timeout=10)
+    time.sleep(1)
+    server = Server(reference_dir, out, port)
+    for proc in procs:
+        log = proc.communicate(timeout=180)[0]
+        assert proc.returncode == 0 and "delivery: 8 acknowledged, 8 new" in log, log
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=30)
+    names_out = sorted(p.name for p in out.glob("*.png"))
+    assert len(names_out) == len(set(names_out)) == 24, names_out
+    got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names_out}
+    assert got == {(n, f"p{i:02d}") for n in names for i in range(8)}
+    assert all(re.fullmatch(r"[0-9a-f]{16}-\d+-\d{6}-\d{8}T\d{6}Z-.+\.png", n) for n in names_out)
+    ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
+    assert len(ledger) == len(set(ledger)) == 24
+    assert not any(list((tmp_path / f"state{i}" / "spool" / n).glob("*.msg"))
+                   for i, n in enumerate(names))  # every spool emptied
