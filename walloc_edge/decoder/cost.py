@@ -89,11 +89,12 @@ def _timed(run, *args):
 
 
 def calibrate(decoder) -> Speed:
-    """Time the decoder network (of a torch ``Decoder`` under no_grad, or a bundle's), on the decoder's engine and precision, on a short and a
-    long probe of zero latents (a thin and a whole tile for images, 256 and 4,096 latents
-    for audio), each once to warm up and the fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the
-    peak memory of decoding the long probe whole (the host's: on a GPU the activations are
-    the GPU's)."""
+    """Time the decoder network (of a torch ``Decoder`` under no_grad, or a bundle's), on
+    the decoder's engine and precision, on a short and a long probe of zero latents (a thin
+    and a whole tile for images, 256 and 4,096 latents for audio), each once to warm up and
+    the fastest of two timed; the wavelet synthesis of the long probe's coefficients; and
+    the peak memory of decoding the long probe whole (the host's: on a GPU the activations
+    are the GPU's)."""
     if decoder.modality is IMAGE:
         short, long = (1, decoder.tile), (decoder.tile, decoder.tile)
     else:

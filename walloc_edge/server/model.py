@@ -14,9 +14,10 @@ __all__ = ["ServedModel"]
 class ServedModel:
     """``model`` (an embedded name, a model file, or its sensor bundle folder) as the server
     needs it. For a bundle it needs no torch: without ``decode`` it runs no decoder, with
-    it the bundle's decoder graph (``decoder.bundle``). ``classifier``: a file from ``walloc-edge classify train``, which
-    must classify latents of this model. ``decoder_options``: the Decoder's engine keywords
-    (engine, precision, providers, compile; for a bundle onnxruntime fp32 only)."""
+    it the bundle's decoder graph (``decoder.bundle``). ``classifier``: a file from
+    ``walloc-edge classify train``, which must classify latents of this model.
+    ``decoder_options``: the Decoder's engine keywords (engine, precision, providers,
+    compile; for a bundle onnxruntime fp32 only)."""
 
     def __init__(self, model: str, decode: bool = True, device: str = "auto",
                  tile: "int | None" = None, classifier: "str | None" = None,
