@@ -61,6 +61,23 @@ def test_the_decoder_stands_on_the_codec_and_the_runtime_only():
         assert ours <= {"decoder", "codec", "runtime"}, (path, ours)
 
 
+TORCH_FREE_DECODER = {"bundle", "numeric", "tiles", "errors", "cost"}
+
+
+def test_the_bundle_decoder_imports_no_torch_even_lazily():
+    """A decode server runs a bundle's decoder graph where torch is not installed
+    (walloc-edge[decode]): decoder/bundle.py and all it imports of the decoder stand on the
+    runtime and numpy, and import nothing torch-side, not even inside a function."""
+    for name in sorted(TORCH_FREE_DECODER):
+        path = PACKAGE / "decoder" / f"{name}.py"
+        ours, theirs = imports(path)
+        assert ours <= {"decoder", "runtime"}, (path, ours)
+        assert not theirs & TORCH_SIDE, (path, theirs)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node.module in TORCH_FREE_DECODER, (path, node.module)
+
+
 def test_evaluation_stands_on_the_decoder_the_codec_and_the_runtime_only():
     for path in modules("evaluation"):
         ours, _ = imports(path)

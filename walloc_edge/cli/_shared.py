@@ -8,7 +8,7 @@ from pathlib import Path
 
 __all__ = ["HelpFormatter", "progress", "say", "write_text", "output_dir", "input_files",
            "skipped_line", "positive_int", "positive_number", "thread_counts", "torch_device",
-           "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine", "add_backend_options",
+           "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine", "is_bundle", "add_backend_options",
            "add_video_options", "sensor_encoder", "add_overwrite_option"]
 
 
@@ -156,13 +156,14 @@ def add_decoder_options(p):
                         "of this size (default 64: 512 pixels at J = 3). It bounds the "
                         "decoder's memory and time; tiles agree with a whole decode to about "
                         "53 dB PSNR")
-    p.add_argument("--engine", default="torch",
+    p.add_argument("--engine",
                    help="what runs the decoder network: torch, onnxruntime (the network "
                         "exported to ONNX once, kept in ~/.cache/walloc-edge), or auto: the "
                         "fastest here of those that agree with fp32 torch at >= 45 dB PSNR "
                         "(on the CPU measured on a small probe: torch in bf16 where the CPU "
                         "has avx512_bf16/AMX, onnxruntime fp32, torch fp32; on CUDA torch "
-                        "bf16/fp16)")
+                        "bf16/fp16). Default: torch; onnxruntime for a bundle folder as MODEL "
+                        "(its decoder graph, no torch needed)")
     p.add_argument("--precision",
                    help="the decoder network's precision: fp32, bf16, fp16 (where the CPU or "
                         "GPU computes it), or auto (default: fp32; auto with --engine auto). "
@@ -176,9 +177,16 @@ def add_decoder_options(p):
 
 
 def decoder_choices(args):
-    """The Decoder keywords that the decoder options name (--tile aside)."""
-    return {"engine": args.engine, "precision": args.precision,
+    """The Decoder keywords that the decoder options name (--tile aside); a bundle folder
+    as MODEL decodes with its decoder graph on onnxruntime unless --engine says otherwise."""
+    engine = args.engine or ("onnxruntime" if is_bundle(args.model) else "torch")
+    return {"engine": engine, "precision": args.precision,
             "providers": args.provider, "compile": args.compile}
+
+
+def is_bundle(model):
+    """Whether MODEL names a sensor bundle folder (not a model name or file)."""
+    return Path(model, "encoder.json").is_file()
 
 
 @contextlib.contextmanager

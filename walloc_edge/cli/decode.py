@@ -1,12 +1,12 @@
-"""``walloc-edge decode``: .wlc bitstreams → signals with the torch decoder (server side)."""
+"""``walloc-edge decode``: .wlc bitstreams → signals with the torch decoder, or a bundle's
+decoder graph without torch (server side)."""
 from pathlib import Path
 
-from ..decoder import Decoder
 from ..runtime.files import distinct_names
 from ..runtime.io import write_signal
 from ..runtime import read_bitstream
 from ._shared import (add_decoder_options, add_overwrite_option, check_device,
-                      decoder_choices, naming_engine, output_dir, progress, say)
+                      decoder_choices, is_bundle, naming_engine, output_dir, progress, say)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
 (exit status 1); the others are still decoded. Each output is written whole or not at all;
@@ -15,12 +15,15 @@ apart (a/x.wlc, b/x.wlc -> x.png, x-2.png).
 
 examples:
   walloc-edge decode rgb-16x wlc/*.wlc -o decoded/
-  walloc-edge decode stereo-5x clip.wlc --format flac -o decoded/"""
+  walloc-edge decode stereo-5x clip.wlc --format flac -o decoded/
+  walloc-edge decode bundle/ wlc/*.wlc -o decoded/   # bundle/: export --decoder; no torch"""
 
 
 def configure(p):
     p.add_argument("model", help="the model that encoded the bitstreams: an embedded name "
-                                 "(walloc-edge models), a .safetensors file or a reference .pth")
+                                 "(walloc-edge models), a .safetensors file, a reference .pth, "
+                                 "or its bundle folder exported with --decoder (decodes on "
+                                 "onnxruntime, no torch needed)")
     p.add_argument("inputs", nargs="+", metavar="IN.wlc", help=".wlc bitstreams")
     p.add_argument("-o", "--out", required=True, help="folder for the decoded files (created)")
     p.add_argument("--format", help="png, tiff or npy for images (default png; npy for other "
@@ -31,10 +34,17 @@ def configure(p):
 
 
 def decoder_for(args):
+    tile = {} if args.tile is None else {"tile": args.tile}
+    if is_bundle(args.model):  # its decoder graph: no torch
+        from ..decoder.bundle import BundleDecoder
+
+        with naming_engine():
+            return BundleDecoder(args.model, **decoder_choices(args), **tile)
+    from ..decoder import Decoder
+
     check_device(args.device)
     with naming_engine():
-        decoder = Decoder(args.model, args.device, **decoder_choices(args),
-                          **({} if args.tile is None else {"tile": args.tile}))
+        decoder = Decoder(args.model, args.device, **decoder_choices(args), **tile)
     if args.engine == "auto" or args.precision == "auto":
         say(f"decoder: {decoder.engine_name} ({auto_line(decoder.engine)})")
     return decoder

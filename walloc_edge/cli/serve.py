@@ -12,7 +12,7 @@ from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_rec
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
 from ..server.store import ObjectStore, is_object_store, open_store
-from ._shared import (add_decoder_options, check_device, decoder_choices, naming,
+from ._shared import (add_decoder_options, check_device, decoder_choices, is_bundle, naming,
                       naming_engine, output_dir, positive_int, positive_number)
 from ._stops import stop_on
 
@@ -41,8 +41,9 @@ written once whichever server it reaches (docs/delivery.md).
 Learning without decoding: --latents DIR writes each message's latents as a row of a
 latents dataset (walloc-edge dataset's format; durable before the acknowledgement) beside,
 or with --no-decode instead of, the decoded file; --classify CLF labels each frame from its
-latents and logs the label in metrics.jsonl. With --no-decode and a bundle as MODEL the
-server runs no decoder and needs no torch (--classify needs torch).
+latents and logs the label in metrics.jsonl. With a bundle as MODEL the server needs no
+torch: it decodes with the bundle's decoder graph (export --decoder) on onnxruntime, or
+with --no-decode runs no decoder (--classify needs torch).
 
 examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/
@@ -57,8 +58,9 @@ examples:
 
 
 def configure(p):
-    p.add_argument("model", help="the model the sensors encode with (embedded name or file; "
-                                 "with --no-decode, also its sensor bundle folder)")
+    p.add_argument("model", help="the model the sensors encode with (embedded name or file), "
+                                 "or its sensor bundle folder (to decode, exported with "
+                                 "--decoder; no torch needed)")
     p.add_argument("--listen", required=True, metavar="URL",
                    help=f"where to receive: {RECEIVER_URLS}")
     p.add_argument("--out", required=True,
@@ -191,7 +193,7 @@ def run(args):
     if args.no_decode and not (args.latents or args.classify):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     http = _http(args)
-    if not args.no_decode:
+    if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
     out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
     with naming_engine():

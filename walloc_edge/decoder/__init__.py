@@ -7,7 +7,7 @@ import importlib
 
 __all__ = ["Decoder", "ModelMismatchError", "ms_ssim", "psnr", "si_sdr", "mel_distance",
            "to_signal"]
-_HOME = {"Decoder": "decoder", "ModelMismatchError": "decoder", "to_signal": "decoder",
+_HOME = {"Decoder": "decoder", "ModelMismatchError": "errors", "to_signal": "decoder",
          "ms_ssim": "metrics", "psnr": "metrics", "si_sdr": "metrics", "mel_distance": "metrics"}
 
 

@@ -12,10 +12,9 @@ more per latent beyond, and the synthesis a time per latent it takes in (with th
 a block is given beyond its edges, many for a thin image).
 """
 import math
+import sys
 import time
 from dataclasses import dataclass
-
-import torch
 
 from ..runtime import Header
 from ..runtime.modality import IMAGE
@@ -81,34 +80,34 @@ def _timed(run, *args):
     before = _peak_rss() if measured else None
     start = time.perf_counter()
     run(*args)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    torch = sys.modules.get("torch")  # loaded by a torch decoder; a bundle's runs without
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.synchronize()  # a GPU's work ends here, not when it is queued
     seconds = time.perf_counter() - start
     peak = _peak_rss() if measured else None
     return seconds, (peak - before if before is not None and peak is not None else None)
 
 
-@torch.no_grad()
 def calibrate(decoder) -> Speed:
-    """Time the decoder network, on the decoder's engine and precision, on a short and a
-    long probe of zero latents (a thin and a whole tile for images, 256 and 4,096 latents
-    for audio), each once to warm up and the fastest of two timed; the wavelet synthesis of the long probe's coefficients; and the
-    peak memory of decoding the long probe whole (the host's: on a GPU the activations are
-    the GPU's)."""
-    codec, config = decoder.codec, decoder.codec.config
-    if config.modality is IMAGE:
+    """Time the decoder network (of a torch ``Decoder`` under no_grad, or a bundle's), on
+    the decoder's engine and precision, on a short and a long probe of zero latents (a thin
+    and a whole tile for images, 256 and 4,096 latents for audio), each once to warm up and
+    the fastest of two timed; the wavelet synthesis of the long probe's coefficients; and
+    the peak memory of decoding the long probe whole (the host's: on a GPU the activations
+    are the GPU's)."""
+    if decoder.modality is IMAGE:
         short, long = (1, decoder.tile), (decoder.tile, decoder.tile)
     else:
         short, long = (256,), (4096,)
     seconds = []
     for shape in (short, long):
-        z = torch.zeros(1, config.latent_dim, *shape, device=decoder.device)
+        z = decoder._zeros(shape)
         coefficients = decoder._network(z)  # warms up
         seconds.append(min(_timed(decoder._network, z)[0] for _ in range(2)))
     n1, n2 = math.prod(short), math.prod(long)
     per_latent = max(seconds[1] - seconds[0], 0.0) / (n2 - n1)
-    codec.wavelet_synthesis(coefficients)
-    per_synthesis = _timed(codec.wavelet_synthesis, coefficients)[0] / n2
+    decoder._synthesis(coefficients)
+    per_synthesis = _timed(decoder._synthesis, coefficients)[0] / n2
     del coefficients
     peak = max(_timed(decoder._decode_latents, z)[1] or 0,
                _timed(decoder._decode_latents, z)[1] or 0)
@@ -121,20 +120,19 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
     decoder's model) on a machine of ``speed``, for a decoder whose tiles are
     ``tile_spans(n, tile, overlap)`` and whose synthesis takes ``synthesis_block`` latents
     at once."""
-    config = decoder.codec.config
     sizes = header.latent_shape[1:]
     latents = math.prod(sizes)
-    values = math.prod(n * header.block for n in sizes) * config.channels  # padded output
-    held = latents * config.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
-    if config.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
+    values = math.prod(n * header.block for n in sizes) * decoder.channels  # padded output
+    held = latents * decoder.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
+    if decoder.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
         memory = held + speed.bytes_per_latent * latents + FLOAT_OUTPUT_COPIES * 4 * values
         return Cost(int(memory), speed.call(latents) + speed.per_synthesis_latent * latents)
     h, w = sizes
     rows = tile_spans(h, decoder.tile, decoder.overlap)
     cols = tile_spans(w, decoder.tile, decoder.overlap)
     tile_latents = (rows[0][1] - rows[0][0]) * (cols[0][1] - cols[0][0])
-    subbands = config.channels * 4 ** decoder.codec.J
-    pad = decoder.codec.iwt.g0_col.numel()
+    subbands = decoder.channels * 4 ** decoder.J
+    pad = decoder.taps
     band_rows = h if h <= decoder.tile else decoder.tile + 2 * pad
     width = max(decoder.tile, synthesis_block // (band_rows + 2 * pad) - 2 * pad)
     block = (band_rows + 2 * pad) * (min(w, width) + 2 * pad)

@@ -10,7 +10,6 @@ network sees (benchmarks/decoder_tiles.py measures it). Memory is the image in u
 its coefficients in float (as many values as pixels), one tile's activations and one band
 (benchmarks/decoder_memory.py).
 """
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +22,11 @@ from ..runtime.modality import IMAGE
 from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 from .cost import Cost, calibrate, estimate
 from .engines import make_engine
+from .errors import ModelMismatchError
 from .network import split_decoder
+from .tiles import DECODE_TILE, SYNTHESIS_BLOCK, periodic_blocks, ramp, tile_spans
 
 __all__ = ["Decoder", "ModelMismatchError", "to_signal", "DECODE_TILE", "tile_spans"]
-
-DECODE_TILE = 64  # latents per tile side that the decoder runs at once
-SYNTHESIS_BLOCK = 64 * 2048  # latents the wavelet synthesis of a tiled decode takes at once
-
-
-class ModelMismatchError(ValueError):
-    """A bitstream made by another model than the decoder's."""
 
 
 def _to_raw(x, modality):
@@ -76,6 +70,10 @@ class Decoder:
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
         self.model_id = model_id(self.codec)
+        config = self.codec.config  # what the cost estimate reads, as of every decoder
+        self.modality, self.channels, self.latent_dim = \
+            config.modality, config.channels, config.latent_dim
+        self.J, self.taps = self.codec.J, next(self.codec.iwt.buffers()).numel()  # g0
         if tile <= 3 * overlap:
             raise ValueError(f"a tile of {tile} latents is too small for an overlap of {overlap}: "
                              f"use at least {3 * overlap + 1}")
@@ -97,7 +95,8 @@ class Decoder:
 
     def calibrate(self) -> None:
         """Measure this machine's decode speed (a second or two), which ``cost`` scales."""
-        self.speed = calibrate(self)
+        with torch.no_grad():
+            self.speed = calibrate(self)
 
     def cost(self, header: Header) -> "Cost":
         """Peak memory and seconds that decoding a bitstream with ``header`` would take here,
@@ -144,6 +143,13 @@ class Decoder:
             return self.codec.clamp(self.codec._synthesize(self._network(z)))
         return self._decode_tiles(z)
 
+    def _zeros(self, shape):
+        """Latents of zeros (a calibration probe)."""
+        return torch.zeros(1, self.latent_dim, *shape, device=self.device)
+
+    def _synthesis(self, coefficients):
+        return self.codec.wavelet_synthesis(coefficients)
+
     def _network(self, z):
         """Latents → wavelet coefficients: the de-companding in fp32 torch, the network on
         the engine."""
@@ -155,17 +161,17 @@ class Decoder:
         turns those into pixels a band of rows at a time, wrapping around the image."""
         _, _, h, w = z.shape
         rows, cols = tile_spans(h, self.tile, self.overlap), tile_spans(w, self.tile, self.overlap)
-        row_ramps = [_ramp(rows, i, self.overlap) for i in range(len(rows))]
-        col_ramps = [_ramp(cols, j, self.overlap) for j in range(len(cols))]
+        row_ramps = [torch.from_numpy(ramp(rows, i, self.overlap)) for i in range(len(rows))]
+        col_ramps = [torch.from_numpy(ramp(cols, j, self.overlap)) for j in range(len(cols))]
         coefficients, weight = None, torch.zeros(h, w)
         for (ys, ye), row_ramp in zip(rows, row_ramps):
             for (xs, xe), col_ramp in zip(cols, col_ramps):
                 x = self._network(z[:, :, ys:ye, xs:xe])[0].float().cpu()
                 if coefficients is None:
                     coefficients = x.new_zeros(len(x), h, w)
-                ramp = row_ramp[:, None] * col_ramp[None, :]
-                coefficients[:, ys:ye, xs:xe] += x * ramp
-                weight[ys:ye, xs:xe] += ramp
+                fade = row_ramp[:, None] * col_ramp[None, :]
+                coefficients[:, ys:ye, xs:xe] += x * fade
+                weight[ys:ye, xs:xe] += fade
         coefficients /= weight
         return self._synthesize_bands(coefficients)
 
@@ -180,56 +186,13 @@ class Decoder:
         B, (_, h, w) = 2 ** self.codec.J, coefficients.shape
         pad = self.codec.iwt.g0_col.numel()
         out = torch.empty(1, self.codec.config.channels, h * B, w * B, dtype=torch.uint8)
-        for top, bottom, rows, row_cut in _periodic_blocks(h, self.tile, pad):
+        for top, bottom, rows, row_cut in periodic_blocks(h, self.tile, pad):
             band = coefficients[:, rows]
             width = max(self.tile, SYNTHESIS_BLOCK // (len(band[0]) + 2 * pad) - 2 * pad)
-            for left, right, cols, col_cut in _periodic_blocks(w, width, pad):
+            for left, right, cols, col_cut in periodic_blocks(w, width, pad):
                 x = self.codec.wavelet_synthesis(band[None, :, :, cols].to(self.device))
                 x = x[0, :, row_cut * B:(row_cut + bottom - top) * B,
                       col_cut * B:(col_cut + right - left) * B]
                 out[0, :, top * B:bottom * B, left * B:right * B] = \
                     _to_raw(self.codec.clamp(x).cpu(), IMAGE)
         return out
-
-
-def _periodic_blocks(n, size, pad):
-    """Blocks of at most ``size`` of an axis of ``n`` latents that wraps around: (start, end,
-    the indices to take, where the block starts in them). One block that spans the axis
-    needs no latents beyond it (the synthesis itself wraps); others take ``pad`` a side."""
-    if n <= size:
-        return [(0, n, slice(None), 0)]
-    return [(s, min(s + size, n), torch.arange(s - pad, min(s + size, n) + pad) % n, pad)
-            for s in range(0, n, size)]
-
-
-def tile_spans(n, tile, overlap):
-    """(start, end) latent ranges covering [0, n): as few tiles as ``tile`` allows, each cut
-    down to the smallest equal size that lets neighbours share 3·overlap latents (an
-    ``overlap`` each tile drops at its edge, and one to cross-fade over), evenly spaced."""
-    if n <= tile:
-        return [(0, n)]
-    count = math.ceil((n - 3 * overlap) / (tile - 3 * overlap))
-    size = math.ceil((n - 3 * overlap) / count) + 3 * overlap
-    return [(s, s + size) for s in (round(i * (n - size) / (count - 1)) for i in range(count))]
-
-
-def _ramp(spans, i, margin):
-    """Weights along one axis of tile i's latents. Where it shares latents with a neighbour,
-    the ``margin`` nearest its own edge (which the edge disturbs) get no weight, and the rest
-    fades linearly into the neighbour's."""
-    start, end = spans[i]
-    r = torch.ones(end - start)
-    if i > 0:
-        shared = spans[i - 1][1] - start
-        r[:shared] = _fade_in(shared, margin)
-    if i < len(spans) - 1:
-        shared = end - spans[i + 1][0]
-        r[len(r) - shared:] = torch.minimum(r[len(r) - shared:],
-                                            _fade_in(shared, margin).flip(0))
-    return r
-
-
-def _fade_in(n, margin):
-    """0 over the first ``margin`` of ``n`` latents, 1 over the last ``margin``, linear
-    between."""
-    return ((torch.arange(n) + 0.5 - margin) / max(n - 2 * margin, 1)).clamp(0, 1)

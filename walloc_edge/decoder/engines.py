@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import EngineError
 from .network import export_network, in_channels, is_2d
 
 __all__ = ["ENGINES", "PRECISIONS", "EngineError", "TorchEngine", "OnnxEngine", "make_engine",
@@ -29,16 +30,6 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags whose instructions make a low precision faster than fp32 (Linux /proc/cpuinfo).
 _CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
-
-
-class EngineError(ValueError):
-    """An engine, precision or provider that is unknown or cannot run here. ``option`` says
-    which choice ("engine", "precision", "provider", "compile"); ``detail`` starts with the
-    value chosen."""
-
-    def __init__(self, option, detail):
-        super().__init__(f"{option} {detail}")
-        self.option, self.detail = option, detail
 
 
 def _cpu_flags():

@@ -26,7 +26,7 @@ def validate_decoder(codec, run):
     """Decode latents through ``run`` (normal-valued latents as numpy → coefficients) and
     through torch: random latents at two sizes and a real photo's; (passed, report)."""
     from ..data import sample_photo
-    from .validate import _as_channels
+    from .validate import as_channels
 
     cfg = codec.config
     span = 2 ** (cfg.latent_bits - 1) - 1
@@ -38,7 +38,7 @@ def validate_decoder(codec, run):
                torch.from_numpy(rng.integers(-span, span + 1, (1, cfg.latent_dim, *s)))
                .float()) for s in shapes]
     if image:
-        photo = _as_channels(sample_photo("astronaut"), cfg.channels)[:128, :192]
+        photo = as_channels(sample_photo("astronaut"), cfg.channels)[:128, :192]
         x = cfg.modality.to_model(torch.from_numpy(np.array(photo))[None])
         inputs.append(("photo astronaut 128x192 latents", codec.encode(x)))
     checks = []
@@ -69,8 +69,11 @@ def export_decoder(codec, out_dir, log=print):
     session = onnx_session(path)
     name = session.get_inputs()[0].name
     passed, report = validate_decoder(codec, lambda x: session.run(None, {name: x})[0])
-    np.savez(out_dir / "decoder.npz", **{f"iwt.{k}": v.detach().cpu().double().numpy()
-                                         for k, v in codec.iwt.state_dict().items()})
+    filters = {"iwt": codec.iwt, **({"post": codec.post} if getattr(codec, "post_filter", False)
+                                    else {})}  # an audio codec's post-filter follows synthesis
+    np.savez(out_dir / "decoder.npz", **{f"{m}.{k}": v.detach().cpu().double().numpy()
+                                         for m, module in filters.items()
+                                         for k, v in module.state_dict().items()})
     meta = {"model_id": model_id(codec), "graph": path.name, "opset": OPSET,
             "input": "normal-valued latents (after the de-companding), float32 NCHW / NCL",
             "compander": {"scale": getattr(decompand, "scale", None),

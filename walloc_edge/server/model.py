@@ -12,22 +12,29 @@ __all__ = ["ServedModel"]
 
 
 class ServedModel:
-    """``model`` (an embedded name, a model file, or with ``decode=False`` also its sensor
-    bundle folder) as the server needs it. Without ``decode`` it runs no decoder, and for a
-    bundle needs no torch. ``classifier``: a file from ``walloc-edge classify train``, which
-    must classify latents of this model. ``decoder_options``: the Decoder's engine keywords
-    (engine, precision, providers, compile)."""
+    """``model`` (an embedded name, a model file, or its sensor bundle folder) as the server
+    needs it. For a bundle it needs no torch: without ``decode`` it runs no decoder, with
+    it the bundle's decoder graph (``decoder.bundle``). ``classifier``: a file from
+    ``walloc-edge classify train``, which must classify latents of this model.
+    ``decoder_options``: the Decoder's engine keywords (engine, precision, providers,
+    compile; for a bundle onnxruntime fp32 only)."""
 
     def __init__(self, model: str, decode: bool = True, device: str = "auto",
                  tile: "int | None" = None, classifier: "str | None" = None,
                  decoder_options: "dict | None" = None):
         self.name, self.classifier_name = str(model), classifier
         self.decoder = None
-        if decode:
+        if decode and Path(model, "encoder.json").is_file():  # its decoder graph: no torch
+            from ..decoder.bundle import BundleDecoder
+
+            self.decoder = BundleDecoder(model, **({} if tile is None else {"tile": tile}),
+                                         **(decoder_options or {}))
+        elif decode:
             from ..decoder import Decoder
 
             self.decoder = Decoder(model, device, **({} if tile is None else {"tile": tile}),
                                    **(decoder_options or {}))
+        if decode:
             self.decoder.calibrate()  # once, at start: what each message's budget scales
         if self.decoder is not None:
             self.model_id = self.decoder.model_id
