@@ -234,13 +234,5 @@ def run(args):
         handled, rejected, failed = serve_messages(
             receiver, handler, args.count, args.idle, workers=args.workers,
             start_worker=lambda: model.use_threads(threads))
-        written = outputs.written  # the rest were acknowledged again
-    stats = receiver.stats
-    print(f"{'decoded' if model.decoder else 'kept'} {written}, rejected {rejected}, not "
-          f"written {failed}, acknowledged again {handled - written - handler.collisions}, "
-          f"collisions {handler.collisions}; frames "
-          f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes skipped), "
-          f"old-version {stats.old_version}, unauthenticated {stats.unauthenticated}, "
-          f"rate-limited {stats.rate_limited}, lost messages {stats.lost}, duplicates "
-          f"{stats.duplicates}")
+    print(handler.summary(handled, rejected, failed, receiver.stats))
     return 0

@@ -93,6 +93,19 @@ class Handler:
         self.flying = {}  # "SENSOR-BOOT" -> [start nonce, messages of it in flight]
         self.rows = threading.Lock()  # the latents dataset numbers its rows
 
+    def summary(self, handled: int, rejected: int, failed: int, stats) -> str:
+        """serve's last line: what the receive loop's ``handled`` messages came to (written,
+        acknowledged again, collisions), ``rejected`` and ``failed`` (not written), and the
+        receiver's ``stats`` (frames, corruption, authentication, rate, losses)."""
+        written = self.outputs.written
+        return (f"{'decoded' if self.model.decoder else 'kept'} {written}, rejected "
+                f"{rejected}, not written {failed}, acknowledged again "
+                f"{handled - written - self.collisions}, collisions {self.collisions}; frames "
+                f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes "
+                f"skipped), old-version {stats.old_version}, unauthenticated "
+                f"{stats.unauthenticated}, rate-limited {stats.rate_limited}, lost messages "
+                f"{stats.lost}, duplicates {stats.duplicates}")
+
     def _tell(self, outcome, received, **details):
         if self.fleet is not None:
             self.fleet.message(outcome, received, **details)
