@@ -37,6 +37,7 @@ def options(**kw):
     return TrainOptions(**{**base, **kw})
 
 
+@pytest.mark.slow  # trains for tens of seconds on a 2-core machine
 def test_short_seeded_run_learns(tmp_path):
     validation = [Pictures().pictures[0]]
     codec, history, stopped = train(TINY, Pictures(), validation, tmp_path / "m.safetensors",
@@ -64,6 +65,7 @@ class InterruptAt(Pictures):
         return super().sample(rng)
 
 
+@pytest.mark.slow  # trains for tens of seconds on a 2-core machine
 def test_ctrl_c_then_resume_equals_one_run(tmp_path):
     opts = options(steps=12, save_every=100, val_every=6)
     whole, _, _ = train(TINY, Pictures(), [], tmp_path / "a.safetensors", opts,
@@ -114,6 +116,7 @@ def test_train_command(tmp_path, capsys):
     assert "not in" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains for tens of seconds on a 2-core machine
 def test_train_on_synthetic_audio_ends_with_an_eval(tmp_path, capsys):
     out = tmp_path / "mono.safetensors"
     assert main(["train", "--preset", "mono-4x", "--data", "synthetic", "--out", str(out),
@@ -149,6 +152,7 @@ def test_scaled_latents_keep_the_reconstruction(config):
     assert torch.allclose(out_after, out_before, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.slow  # trains for tens of seconds on a 2-core machine
 def test_fine_tune_from_a_model_with_a_latent_gain(tmp_path, capsys):
     start = tmp_path / "start.safetensors"
     args = ["train", "--preset", "mono-4x", "--data", "synthetic", "--steps", "2", "--batch",
