@@ -185,8 +185,8 @@ def make_engine(network, device, engine="torch", precision=None, providers=None,
                 compile=False):
     """The engine ``engine`` at ``precision`` (default: fp32, or auto for engine auto) for
     ``network`` on ``device``; low precisions for image decoders only (audio's PSNR moves by
-    more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x). "auto" picks the fastest here of those that hold the quality
-    bar: on a GPU, torch in bf16 (else fp16); on the CPU, measured once on a small probe
+    more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x). "auto" picks the
+    fastest here of those that hold the quality bar: on a GPU, torch in bf16 (else fp16); on the CPU, measured once on a small probe
     among torch in each low precision the CPU computes, onnxruntime fp32 (where installed)
     and torch fp32."""
     if engine not in ENGINES:
