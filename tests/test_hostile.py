@@ -231,3 +231,47 @@ def test_messages_waiting_their_turn_stay_in_the_account():
         serve_messages(receiver, handle, count=6, log=lambda line: None)
     assert accounted[0] >= 6 * 10_000  # all six held while the first is handled
     assert accounted == sorted(accounted, reverse=True) and receiver.complete_bytes == 0
+
+
+def test_metadata_nested_thousands_deep_is_dropped_not_raised():
+    """JSON nested past Python's recursion limit in a message's metadata or a heartbeat is
+    damaged metadata ({}), not an error that kills a receiving thread (paho's loop)."""
+    from walloc_edge.firmware_bridge.framing import pack_meta, unpack_heartbeat, unpack_meta
+
+    deep = b"[" * 3000 + b"]" * 3000
+    packed = pack_meta(b"message", {})
+    size = len(deep).to_bytes(2, "little")
+    assert unpack_meta(size + deep + b"message") == ({}, b"message")
+    assert unpack_heartbeat(deep[:500] + deep[-500:]) == {}
+    assert unpack_meta(packed) == ({}, b"message")
+
+
+def test_a_server_that_accepts_and_closes_is_not_hammered():
+    """A link that connects and is found closed at once (a full server shedding the
+    connection): the courier waits, doubling its delay, instead of reconnecting in a loop."""
+    from walloc_edge.firmware_bridge.delivery import Courier, Identity, Spool
+    from walloc_edge.firmware_bridge.transports import Link
+
+    class Shedding(Link):
+        acks, alive = True, False
+
+        def __init__(self):
+            super().__init__("shed:")
+            self.attempts = 0
+
+        def reconnect(self):
+            self.attempts += 1
+
+        def write(self, frames):
+            raise OSError("closed")
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        link = Shedding()
+        courier = Courier(link, Identity(1, 1), Spool(folder), log=lambda line: None,
+                          backoff=0.05, max_backoff=0.8, tick=0.01)
+        courier.send(b"message")
+        time.sleep(2)
+        courier.finish(wait=0)
+    assert 3 <= link.attempts <= 10, link.attempts  # 0.05, 0.1, 0.2, 0.4, 0.8, 0.8 …

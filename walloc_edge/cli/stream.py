@@ -90,6 +90,8 @@ def run(args):
     if args.video is not None and encoder.bundle.modality is not IMAGE:
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
     files, skipped = input_files(args, encoder.bundle.modality)
+    if args.watch and not Path(args.watch).is_dir():
+        raise ValueError(f"--watch {args.watch}: no such folder")
     log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.to == "-" else \
         (lambda line: print(line, flush=True))
     with naming("--key"):
@@ -119,8 +121,6 @@ def run(args):
             failed += stream_frames(encoder, courier, source.frames(args.fps, args.frames),
                                     source.name, args.coder, log)[1]
         if args.watch:
-            if not Path(args.watch).is_dir():
-                raise ValueError(f"--watch {args.watch}: no such folder")
             record = WatchRecord.path_in(args.state, identity.name, args.watch)
             failed += watch_folder(encoder, courier, args.watch, args.coder, log=log,
                                    record=record)[1]

@@ -120,7 +120,7 @@ def unpack_heartbeat(payload: bytes) -> dict:
         return {}
     try:
         status = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return {}
     return status if isinstance(status, dict) else {}
 
@@ -141,7 +141,7 @@ def unpack_meta(data):
     (size,) = _META.unpack_from(data)
     try:
         meta = json.loads(data[_META.size:_META.size + size])
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
         return {}, data[_META.size + size:]
     return (meta if isinstance(meta, dict) else {}), data[_META.size + size:]
 

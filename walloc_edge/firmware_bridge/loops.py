@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 from pathlib import Path
 
 from ..runtime.io import read_input, write_atomic
+from .delivery.spool import signals_deferred
 
 __all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serve_messages",
            "Rejected"]
@@ -142,11 +143,12 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, sto
                 if digest and digest == sent.files.get(name, {}).get("sha256"):
                     sent.keep(name, version, digest, names)  # touched, not changed
                     continue
-                n, failed = stream_files(encoder, sender, [path], coder, log)
+                with signals_deferred():  # spooled and recorded as one step
+                    n, failed = stream_files(encoder, sender, [path], coder, log)
+                    if n:
+                        sent.keep(name, version, digest, names)
                 totals[0] += n
                 totals[1] += failed
-                if n:
-                    sent.keep(name, version, digest, names)
             time.sleep(poll)
     except KeyboardInterrupt:
         log("stopped watching")
@@ -291,8 +293,13 @@ def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=6
     except KeyboardInterrupt:
         log("stopping")
     finally:
-        if pool:
-            pool.close()  # acknowledgements go out through the receiver: before it stops
+        try:
+            if pool:
+                pool.close()  # acknowledgements go out through the receiver: before it stops
+                counts = pool.counts
+        except KeyboardInterrupt:  # a stop while the workers finish: they finish all the same
+            pool.close()
             counts = pool.counts
-        receiver.stop()
+        finally:
+            receiver.stop()
     return tuple(counts)

@@ -146,7 +146,7 @@ class Fleet:
         now = time.time()
         status = {k: beat.status[k] for k in HEARTBEAT_NUMBERS
                   if isinstance(beat.status.get(k), (int, float)) and
-                  not isinstance(beat.status[k], bool) and math.isfinite(beat.status[k])}
+                  not isinstance(beat.status[k], bool) and _finite(beat.status[k])}
         status.update({k: beat.status[k][:64] for k in HEARTBEAT_TEXTS
                        if isinstance(beat.status.get(k), str)})
         with self.lock:
@@ -265,3 +265,12 @@ class Fleet:
         with self.lock:
             record.thumbnail = (path, data.getvalue())
         return data.getvalue()
+
+
+def _finite(number):
+    """Whether a heartbeat's number is one to show: finite, and an integer of sane size
+    (math.isfinite raises on a 400-digit one)."""
+    try:
+        return math.isfinite(number)
+    except OverflowError:
+        return False

@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ..firmware_bridge.delivery import message_digest, start_nonce
-from ..firmware_bridge.framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Keys
+from ..firmware_bridge.framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Keys, LinkStats
 from ..firmware_bridge.loops import Rejected
 from ..runtime import Bitstream, Header, read_bitstream
 from ..runtime.modality import IMAGE
@@ -93,7 +93,7 @@ class Handler:
         self.flying = {}  # "SENSOR-BOOT" -> [start nonce, messages of it in flight]
         self.rows = threading.Lock()  # the latents dataset numbers its rows
 
-    def summary(self, handled: int, rejected: int, failed: int, stats) -> str:
+    def summary(self, handled: int, rejected: int, failed: int, stats: LinkStats) -> str:
         """serve's last line: what the receive loop's ``handled`` messages came to (written,
         acknowledged again, collisions), ``rejected`` and ``failed`` (not written), and the
         receiver's ``stats`` (frames, corruption, authentication, rate, losses)."""
@@ -155,10 +155,10 @@ class Handler:
             if self.model.decoder is None:
                 stream.latents()  # a bitstream that does not decode is refused here too
             fields = self._keep(stream, stem, len(received.message))
-        except OSError as e:
-            self._tell("not_written", received, error=e)
-            raise  # not written (a full disk): not acknowledged, so the sensor keeps it
         except Exception as e:  # noqa: BLE001 - decoding is a function of the bytes alone
+            if _of_this_machine(e):  # a full disk, no memory: not acknowledged, so that
+                self._tell("not_written", received, error=e)  # the sensor keeps the
+                raise  # message and sends it again
             self._ack(received, ACK_REJECTED)
             self._tell("rejected", received)
             raise Rejected(e if isinstance(e, Rejected) else f"{type(e).__name__}: {e}") \
@@ -168,9 +168,9 @@ class Handler:
                   "sequence": received.sequence, "source": received.meta.get("source"),
                   "captured": received.meta.get("time"), "bytes": len(received.message),
                   "decode_s": time.perf_counter() - start, **fields}
-        with self.lock:
-            self.outputs.log(record)
+        with self.lock:  # in the ledger first: a metrics line is only of a written message
             self.outputs.record(received.key, fields["file"], digest, nonce)
+            self.outputs.log(record)
             self._ack(received, ACK_WRITTEN)
         self._tell("written", received, seconds=record["decode_s"], fields=fields)
         label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
@@ -211,3 +211,11 @@ class Handler:
                                                                  name))
         fields.setdefault("file", fields.get("latents"))
         return fields
+
+
+def _of_this_machine(error):
+    """Whether ``error`` comes of this server's state, not of the message: a full disk or
+    store (OSError), or memory running out (MemoryError; torch's and onnxruntime's own
+    out-of-memory errors say so in their message)."""
+    return isinstance(error, (OSError, MemoryError)) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower())

@@ -216,6 +216,7 @@ class Dashboard:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    timeout = 10  # seconds a client may keep its connection (and a thread) idle
     server_version = "walloc-edge"
 
     def do_GET(self):  # noqa: N802 - http.server's name

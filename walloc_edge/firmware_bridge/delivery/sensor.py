@@ -104,10 +104,17 @@ class Courier:
                 self.sent_at.pop(key, None)
                 return  # a repeated acknowledgement
             if ack.status == ACK_COLLISION:
-                self._rekey(key)
+                try:
+                    self._rekey(key)
+                except OSError as e:  # a full card: it stays under its key, sent again later
+                    self.log(f"COLLISION on {key[0]}-{key[1]}, and the message could not be "
+                             f"moved to a new boot ({e.strerror or e}); kept, tried again")
+                    self.sent_at.pop(key, None)
+                    return
             elif ack.status in (ACK_WRITTEN, ACK_REJECTED):
                 self.spool.remove(key)
                 self.sent_at.pop(key, None)
+                self.delay = self.backoff  # the link works
                 if ack.status == ACK_WRITTEN:
                     self.report.acknowledged += 1
                 else:
@@ -213,6 +220,8 @@ class Courier:
             if not (len(self.spool) or beat) or time.monotonic() < self.next_attempt or \
                     not self._connect():
                 return
+        if self.stopping.is_set():
+            return  # connected while finish() gave up waiting: finish closes the link
         if beat and not self._beat():
             return
         keys, now = self.spool.keys(), time.monotonic()
@@ -264,8 +273,11 @@ class Courier:
             self.connected = False
             self.sent_at.clear()
             self.changed.notify_all()
-        self.delay, self.next_attempt = self.backoff, 0.0
-        if len(self.spool) and not self.stopping.is_set():
+        # The next attempt after ``delay``, doubling until an acknowledgement shows the link
+        # works: a server that accepts and closes at once is not hammered.
+        self.next_attempt = time.monotonic() + self.delay
+        self.delay = min(2 * self.delay, self.max_backoff)
+        if len(self.spool) and not self.stopping.is_set() and not self.outage:
             self.outage = True
             self.log(f"link lost ({why}); reconnecting, the spool keeps the messages")
 
@@ -287,7 +299,7 @@ class Courier:
             self.sent_at.clear()
         if self.outage:
             self.log("link back; resending what is unacknowledged")
-        self.outage, self.delay = False, self.backoff
+        self.outage = False
         return True
 
     def finish(self, wait: float = 60.0) -> Report:
@@ -302,7 +314,8 @@ class Courier:
                     self.changed.wait(timeout=min(self.tick, deadline - time.monotonic()))
             self.stopping.set()
             self.wake.set()
-            self.worker.join(timeout=1)  # a write blocked on a stalled link ends at close()
+            self.worker.join(timeout=15)  # a connection attempt or a write on a stalled link
+            # ends by its own timeout; one still blocked then ends at close()
         self.link.close()
         with self.changed:
             self.report.unacknowledged = len(self.spool) if self.link.acks else 0

@@ -6,6 +6,7 @@ holds (a collision: two starts of a sensor took the same boot) is told apart; th
 acknowledges only after its outputs are durably written. ``read_keys`` reads the keys that
 authenticate its sensors.
 """
+import errno
 import hashlib
 import json
 import os
@@ -55,7 +56,7 @@ class Ledger:
             if len(complete) != len(text):  # a cut-short last line: drop it
                 with open(self.path, "r+b") as f:
                     f.truncate(len(complete.encode()))
-        self.file = open(self.path, "ab")
+        self.file = open(self.path, "ab", buffering=0)  # a failed line leaves nothing behind
 
     def _remember(self, key, digest, nonce):
         self.done[key] = (digest, nonce)
@@ -84,16 +85,17 @@ class Ledger:
         return None
 
     def record(self, key, output="", digest=None, nonce=None):
-        at = self.file.tell()
+        at = os.lseek(self.file.fileno(), 0, os.SEEK_END)
         line = " ".join([key, output] + [f"{name}={value}" for name, value in
                                          (("digest", digest), ("nonce", nonce)) if value])
+        data = f"{line}\n".encode()
         try:
-            self.file.write(f"{line}\n".encode())
-            self.file.flush()
+            if os.write(self.file.fileno(), data) != len(data):
+                raise OSError(errno.ENOSPC, "the ledger line was cut short")
             os.fsync(self.file.fileno())
         except OSError:
             try:
-                self.file.truncate(at)
+                os.ftruncate(self.file.fileno(), at)  # no part of it stays
             except OSError:
                 pass
             raise

@@ -4,15 +4,35 @@ processes may share one (two cameras on one device): message files are named by 
 over those of a boot whose process is gone (its lock is free), a start removes only the
 unfinished writes of processes that are gone, and a message that another process took off
 is forgotten. No torch."""
+import contextlib
 import fcntl
 import json
 import os
+import signal
 import threading
 from pathlib import Path
 
 from ...runtime.io import write_atomic
 
-__all__ = ["Spool", "SpoolFull"]
+__all__ = ["Spool", "SpoolFull", "signals_deferred"]
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """A block a stop (Ctrl-C, SIGTERM, SIGHUP) does not cut in two: the signals wait, and
+    arrive when it ends. For steps that must be whole, e.g. a message spooled and counted,
+    or spooled and recorded as sent. Only the main thread takes signals; elsewhere this
+    does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 class SpoolFull(Exception):
@@ -48,7 +68,13 @@ class Spool:
             except FileNotFoundError:
                 pass  # acknowledged meanwhile (another process on this spool)
         for stale in self.folder.glob(".*.tmp-*"):  # a write its process did not finish
-            if not _alive(stale.name.rsplit(".tmp-", 1)[1].split("-")[0]):
+            name, _, writer = stale.name[1:].partition(".tmp-")
+            key = self._key(Path(name))
+            if key is not None and boot is not None:  # its boot's owner is gone: ours now
+                gone = self.own(key[0], wait=False)  # (a pid may be another container's)
+            else:
+                gone = not _alive(writer.split("-")[0])
+            if gone:
                 stale.unlink(missing_ok=True)  # (another live process's write is its own)
         self.total = sum(self.sizes.values())  # bytes held, kept up to date
 
@@ -113,7 +139,7 @@ class Spool:
             raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
                              f"({self.max_bytes:,} bytes); give the spool more room")
         dropped = []
-        with self.lock:
+        with signals_deferred(), self.lock:
             while self.sizes and self.total + len(data) > self.max_bytes:
                 if self.policy == "block":
                     raise SpoolFull(f"the spool holds {len(self.sizes)} unacknowledged "
@@ -148,11 +174,14 @@ class Spool:
             except FileNotFoundError:
                 self.total -= self.sizes.pop(old, 0)
                 raise
+            self.total -= self.sizes.pop(old)  # under its new key from here on, whatever
+            self.sizes[new] = self._path(new).stat().st_size  # happens to the rewrite
+            self.total += self.sizes[new]
             head, _, message = self._path(new).read_bytes().partition(b"\n")
             meta = {**json.loads(head or b"{}"), **meta}
             data = json.dumps(meta).encode() + b"\n" + message
             write_atomic(self._path(new), data)
-            self.total += len(data) - self.sizes.pop(old)
+            self.total += len(data) - self.sizes[new]
             self.sizes[new] = len(data)
         return message, meta
 

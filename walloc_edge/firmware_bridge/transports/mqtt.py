@@ -128,9 +128,9 @@ class MqttReceiver(Receiver):
     TOPIC/ack/SENSOR. The session is persistent: messages published while this server is
     away wait at the broker."""
 
-    def __init__(self, url, host, port, topic, options, keys=None, limits=None):
+    def __init__(self, url, host, port, topic, options, keys=None, limits=None, log=print):
         super().__init__(keys, limits)
-        self.topic = topic
+        self.topic, self.log = topic, log
         base = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
         self.ack_base = base
         default_id = "walloc-edge-serve-" + hashlib.sha1(
@@ -145,8 +145,12 @@ class MqttReceiver(Receiver):
         return info.rc == 0
 
     def _on_message(self, client, userdata, message):
-        frames = FrameReader(self.stats, self.keys).feed(message.payload)
-        self._frames(f"mqtt:{message.topic}", frames, self._reply)
+        try:
+            frames = FrameReader(self.stats, self.keys).feed(message.payload)
+            self._frames(f"mqtt:{message.topic}", frames, self._reply)
+        except Exception as e:  # noqa: BLE001 - paho's loop thread must outlive any message
+            self.stats.corrupted += 1
+            self.log(f"dropped a message on {message.topic} ({type(e).__name__}: {e})")
 
     def stop(self):
         super().stop()
@@ -162,7 +166,7 @@ def open_link(url, address, sensor, ack_key):
 
 def open_receiver(url, address, keys, limits, log):
     return MqttReceiver(url, address.host, address.port, address.path, address.options, keys,
-                        limits)
+                        limits, log)
 
 
 SCHEME = Scheme(

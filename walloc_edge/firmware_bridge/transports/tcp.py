@@ -52,9 +52,18 @@ class TcpLink(Link):
                 if current and self.on_down:
                     self.on_down()
                 return
-            for ack in reader.feed(data):
-                if self.on_ack:
-                    self.on_ack(ack)
+            try:
+                for ack in reader.feed(data):
+                    if self.on_ack:
+                        self.on_ack(ack)
+            except Exception:  # noqa: BLE001 - an acknowledgement not taken: the link goes down,
+                with self.lock:  # and the courier sends again what is unacknowledged
+                    current = self.sock is sock
+                    if current:
+                        self._drop()
+                if current and self.on_down:
+                    self.on_down()
+                return
 
     @property
     def alive(self):
@@ -208,7 +217,7 @@ class TcpReceiver(Receiver):
                 now = time.monotonic()
                 if data:
                     frames = reader.feed(data)
-                    connection.framed |= bool(frames)
+                    connection.framed |= any(f.count for f in frames)  # not heartbeats
                     if not reader.buffer:
                         started = None
                     elif started is None or frames:
