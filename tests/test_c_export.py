@@ -87,6 +87,7 @@ def test_c_refuses_wrong_input(rgb_bundle):
     assert result.returncode == 2 and "C = 3" in result.stderr
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
     """Firmware path: the C program frames its .wlc; walloc-edge serve reads and decodes it."""
     photo = sample_photo("coffee")[:40, :56]

@@ -286,6 +286,7 @@ def test_injected_frames_are_rejected_and_do_not_block(tmp_path):
     assert receiver.stats.unauthenticated == 10
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_serve_refuses_unauthenticated_sensors(bundle, reference_dir, tmp_path, capsys):
     """End to end with keys: the keyed sensor is written, a sensor without a key is not."""
     keys = tmp_path / "keys.json"
@@ -305,6 +306,7 @@ def test_serve_refuses_unauthenticated_sensors(bundle, reference_dir, tmp_path, 
     assert len(outputs(out)) == 2
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_crafted_messages_never_stop_serve(bundle, reference_dir, tmp_path, capsys):
     """A valid-CRC .wlc with fields pointing past its end (once a struct.error that ended
     serve), junk, and a valid one claiming more pixels than --max-pixels: each is refused
@@ -969,6 +971,7 @@ def _wait_lines(lines, proc, condition, timeout=90):
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_restarted_watch_sends_nothing_twice(bundle, reference_dir, tmp_path, capsys):
     """`stream --watch`, stopped with Ctrl-C (exit 130) and started again, sends only the
     file that changed and the new one, not the one merely touched nor the others: serve

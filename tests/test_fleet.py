@@ -229,6 +229,7 @@ def jsonl(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir, tmp_path):
     """Three sensors (keys set) stream 4 photos each, and a fourth starts with 3 messages in
     its spool: /metrics parses and its counters equal metrics.jsonl; the fourth's heartbeat
@@ -327,6 +328,7 @@ def test_http_beyond_loopback_needs_a_token(reference_dir, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "--http-token" in err, err
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_http_on_a_port_in_use_is_one_line(reference_dir, tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]

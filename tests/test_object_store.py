@@ -83,6 +83,7 @@ def test_the_store_writes_a_key_once_and_tells_a_collision(s3):
     first.close(), second.close()
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_a_store_that_stops_answering_is_an_os_error(s3):
     """A store gone mid-run fails like a full disk (OSError): the handler then leaves the
     message unacknowledged, and the sensor keeps it."""
@@ -131,6 +132,7 @@ def serve(reference_dir, url, out, *extra, env=None):
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_an_unreachable_or_unwritable_store_is_one_line(s3, reference_dir, tmp_path):
     """No endpoint listening, or a bucket that does not exist: one line naming --out, exit
     2, before any message is taken, and nothing left in the store."""

@@ -37,6 +37,7 @@ def forged(bundle, shape, sample_rate=0, dtype="uint8"):
                            sample_rate=sample_rate)
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_hostile_claims_are_refused_and_a_good_sensor_goes_on(rgb_weights_bundle,
                                                               reference_dir, tmp_path):
     """A thin 8 x 2,000,000 claim and a 4096 x 4096 one (inside --max-pixels) are refused
@@ -120,6 +121,7 @@ def test_sensors_take_turns():
     assert order == ["1-0", "2-0", "1-1", "2-1", "1-2", "1-3", "1-4"]
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_decoded_counts_only_what_was_written(rgb_weights_bundle, reference_dir, tmp_path,
                                               capsys):
     """The same message read again by a second serve on the same folder is acknowledged

@@ -39,6 +39,7 @@ class Replay:
         self.stopped.set()
 
 
+@pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_workers_acknowledge_after_the_ledger_and_never_write_twice(rgb_weights_bundle,
                                                                    reference_dir, tmp_path):
     model = ServedModel(str(reference_dir / "rgb_j3_l12.pth"), device="cpu")
