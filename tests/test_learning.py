@@ -208,3 +208,39 @@ def test_serve_keeps_and_labels_latents_without_decoding(classifier, bundle, ima
     assert main(["serve", str(bundle), "--listen", str(link), "--out", str(out),
                  "--no-decode"]) == 2
     assert "--no-decode keeps nothing" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_data(images, bundle, tmp_path_factory):
+    """56-pixel squares: 16x latents (12 x 7 x 7), pixels resized to 14 (as many values) and
+    the full 56 x 56 pixels."""
+    root = tmp_path_factory.mktemp("small")
+    for name, extra in (("latents", []), ("resized", ["--resize", "14"]),
+                        ("full", ["--resize", "56"])):
+        assert main(["dataset", str(bundle), str(images), "--out", str(root / name),
+                     "--size", "56", *extra]) == 0
+    return root
+
+
+@pytest.mark.parametrize("family", ["cnn", "vit"])
+def test_classifiers_take_any_grid_with_one_budget(small_data, latents_data, family, tmp_path,
+                                                   capsys):
+    """At 56 px every input is cut into a 7 x 7 grid; latents and the resized pixels (the
+    same number of values) get the same parameter count; a classifier meets only inputs of
+    its grid."""
+    capsys.readouterr()
+    counts = {}
+    for name in ("latents", "resized", "full"):
+        out = tmp_path / f"{name}.safetensors"
+        assert main(["classify", "train", str(small_data / name), "--out", str(out),
+                     "--epochs", "1", "--batch", "8", "--val", "0.25", "--model", family,
+                     "--json", str(tmp_path / f"{name}.json")]) == 0
+        assert f"{family} on a 7x7 grid" in capsys.readouterr().out
+        counts[name] = json.loads((tmp_path / f"{name}.json").read_text())["parameters"]
+        assert main(["classify", "eval", str(out), str(small_data / name)]) == 0
+    assert counts["latents"] - counts["resized"] == 18 < counts["full"] - counts["latents"]
+    # (the input normalisation of 12 channels against 3)
+    assert main(["classify", "eval", str(tmp_path / "latents.safetensors"),
+                 str(latents_data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "12 x 28 x 28" in err and "12 x 7 x 7 (a 7 x 7 grid)" in err

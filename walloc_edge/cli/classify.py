@@ -4,9 +4,10 @@ import json
 from . import Parser
 from ._shared import HelpFormatter, positive_int, positive_number, progress, say, write_text
 
-EXAMPLES = """The classifier family is the same for latents and pixels (a patchifying stem, then
-identical residual stages; see walloc_edge/learning/classifier.py), so a latents model and
-a pixels model at the same operating point have the same budget. Recipes (--augment):
+EXAMPLES = """Both classifier families (--model cnn or vit) are the same for latents and pixels:
+a stem cuts every input into a grid of patches of equal image area (--grid, by default the
+source side / 8), then identical layers (see walloc_edge/learning/classifier.py), so a
+latents model and a pixels model at the same operating point have the same budget. Recipes (--augment):
 flips (the stored rows, flipped at random) and paper (random resized crops and flips of the
 images in pixel space, encoded on the fly by the model's sensor encoder or resized: the WaLLoC
 paper's recipe; needs the images the dataset was made from).
@@ -14,6 +15,7 @@ paper's recipe; needs the images the dataset was made from).
 examples:
   walloc-edge classify train data/latents-16x --out clf16.safetensors
   walloc-edge classify train data/pixels-56 --out clf56.safetensors --augment paper --seed 1
+  walloc-edge classify train data/latents-112 --out vit.safetensors --model vit --registers 4
   walloc-edge classify eval clf16.safetensors data/latents-16x --json eval.json \\
       --confusion confusion.png"""
 
@@ -31,6 +33,13 @@ def configure(p):
     t.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
     t.add_argument("--augment", choices=("flips", "paper"), default="flips",
                    help="flips, or paper (pixel-space crops and flips, encoded on the fly)")
+    t.add_argument("--model", choices=("cnn", "vit"), default="cnn",
+                   help="the classifier family: cnn, or vit (an isotropic patch transformer)")
+    t.add_argument("--grid", type=positive_int,
+                   help="patches per side the stem cuts every input into (default: the "
+                        "source side / 8; it must divide the input's side)")
+    t.add_argument("--registers", type=int, default=0, metavar="N",
+                   help="register tokens of the vit family")
     t.add_argument("--val", type=positive_number, default=0.2, metavar="FRACTION",
                    help="share of each class held out for validation")
     t.add_argument("--split-seed", type=int, default=0,
@@ -69,12 +78,15 @@ def _train(args):
     model, report = train_classifier(
         info, table, epochs=args.epochs, seed=args.seed, augment=args.augment,
         val_fraction=args.val, split_seed=args.split_seed, batch=args.batch,
-        threads=args.threads, progress=lambda items: progress(items, "training", "epoch"),
+        arch=args.model, grid=args.grid, threads=args.threads,
+        **({"registers": args.registers} if args.model == "vit" else {}), progress=lambda items: progress(items, "training", "epoch"),
         log=say)
     model.config["trained_on"] = {"images": info.images, "rows": info.rows, "val": args.val,
                                   "split_seed": args.split_seed}
     save_classifier(model, args.out)
-    print(f"wrote {args.out}: {report['parameters']:,} parameters, validation top-1 "
+    cfg = model.config
+    print(f"wrote {args.out}: {cfg['arch']} on a {cfg['grid']}x{cfg['grid']} grid, "
+          f"{report['parameters']:,} parameters, validation top-1 "
           f"{report['top1']:.1%}, top-5 {report['top5']:.1%} on {report['val_images']} images "
           f"({report['train_seconds']:.0f} s)")
     if args.json:
@@ -89,9 +101,10 @@ def _evaluate(args):
     model = load_classifier(args.classifier)
     cfg = model.config
     info, table = load(args.data)
-    check_compatible(model, args.classifier, args.data, info.kind, info.model, info.model_id,
-                     info.classes)
     data, labels = arrays(table, info.kind)
+    shape = (data.shape[3], *data.shape[1:3]) if info.kind == "pixels" else data.shape[1:]
+    check_compatible(model, args.classifier, args.data, info.kind, info.model, info.model_id,
+                     info.classes, info.fields.get("latents", "rounded"), shape)
     trained = cfg.get("trained_on", {})
     rows = "every row"
     if not args.all and (trained.get("images"), trained.get("rows")) == (info.images, info.rows):
@@ -101,9 +114,6 @@ def _evaluate(args):
     import torch
 
     x = as_input(data, info.kind)
-    if tuple(x.shape[1:3]) != (cfg["in_channels"], cfg["in_size"]):
-        raise ValueError(f"{args.data}'s rows are {tuple(x.shape[1:])}, the classifier takes "
-                         f"{cfg['in_channels']} x {cfg['in_size']} x {cfg['in_size']}")
     report = evaluate_classifier(model, x, torch.from_numpy(labels), len(info.classes))
     print(f"{len(labels)} images ({rows}): top-1 {report['top1']:.1%}, top-5 "
           f"{report['top5']:.1%}, {report['inference_ms_per_image']:.2f} ms per image")
