@@ -244,3 +244,34 @@ def test_classifiers_take_any_grid_with_one_budget(small_data, latents_data, fam
                  str(latents_data)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "12 x 28 x 28" in err and "12 x 7 x 7 (a 7 x 7 grid)" in err
+
+
+def test_continuous_latents_are_recorded_and_checked(images, bundle, reference_dir, small_data,
+                                                     tmp_path, capsys):
+    """--continuous stores the encoder's latents before rounding (they round to what the
+    sensor runtime sends); a classifier trained on them is refused rounded latents, by eval
+    and by serve --classify, in one line."""
+    from walloc_edge.server.model import ServedModel
+
+    out = tmp_path / "continuous"
+    assert main(["dataset", str(reference_dir / "rgb_j3_l12.pth"), str(images), "--out",
+                 str(out), "--size", "56", "--continuous"]) == 0
+    info, table = load(out)
+    data, _ = arrays(table, info.kind)
+    rounded = arrays(load(small_data / "latents")[1], "latents")[0]
+    assert info.latents == "continuous" and data.dtype == np.float32
+    assert data.shape == rounded.shape and np.abs(data - rounded).max() <= 0.5 + 1e-3
+    assert (np.round(data) == rounded).mean() > 0.99 and (data != np.round(data)).any()
+    clf = tmp_path / "c.safetensors"
+    assert main(["classify", "train", str(out), "--out", str(clf), "--epochs", "1",
+                 "--batch", "8", "--val", "0.25"]) == 0
+    assert main(["classify", "eval", str(clf), str(out)]) == 0
+    capsys.readouterr()
+    assert main(["classify", "eval", str(clf), str(small_data / "latents")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds rounded latents" in err and "continuous" in err
+    with pytest.raises(ValueError, match="rounded latents, but .* on continuous latents"):
+        ServedModel(str(bundle), decode=False, classifier=str(clf))
+    assert main(["dataset", str(bundle), str(images), "--out", str(tmp_path / "x"),
+                 "--continuous"]) == 2
+    assert "not a bundle" in capsys.readouterr().err

@@ -19,9 +19,10 @@ import torch
 import torch.nn.functional as F
 
 from .classifier import build_classifier
-from .datasets import arrays, prepare
+from .datasets import Converter, arrays, prepare
 
 __all__ = ["split", "train_classifier", "evaluate_classifier", "confusion_png", "Inputs",
+           "ContinuousConverter", "sensor_latents",
            "RECIPES", "BUDGETS"]
 
 RECIPES = ("flips", "paper")
@@ -47,18 +48,51 @@ def as_input(data, kind):
     return x.permute(0, 3, 1, 2).contiguous() if kind == "pixels" else x
 
 
+def sensor_latents(model, continuous=False):
+    """The torch sensor encoder of ``model`` (uint8 (N, S, S, 3) → latents, batched), or
+    (``continuous``) the same math up to its rounding: latent_max · erf(y), clipped, as the
+    WaLLoC paper's notebooks train on."""
+    from ..codec import load
+    from ..codec.sensor import sensor_encoder
+
+    encoder = sensor_encoder(load(model)).eval()
+    if continuous:
+        encoder._quantize = lambda y: torch.clamp(encoder.latent_max * torch.erf(y),
+                                                  -encoder.clip, encoder.clip)
+    return encoder
+
+
+class ContinuousConverter(Converter):
+    """A dataset converter writing the encoder's continuous latents (float32) of ``model``;
+    ``sent_bytes`` stays what a sensor sends (the .wlc of the rounded latents)."""
+
+    def __init__(self, bundle, size, model, backend="numpy"):
+        super().__init__(bundle, size, None, backend)
+        self.model, self._torch = model, None
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_torch": None}
+
+    @torch.no_grad()
+    def __call__(self, image):
+        shape, _, sent = super().__call__(image)
+        if self._torch is None:
+            self._torch = sensor_latents(self.model, continuous=True)
+        latents = self._torch(torch.from_numpy(np.ascontiguousarray(image))[None])[0]
+        return shape, latents.numpy().astype(np.float32).tobytes(), sent
+
+
 class Inputs:
     """What a classifier of ``info``'s kind takes, made from uint8 images (N, S, S, 3): the
-    latents of the dataset's model (its sensor encoder, batched) or the pictures resized to
+    latents of the dataset's model (its sensor encoder, batched; continuous or rounded as
+    the dataset's) or the pictures resized to
     the dataset's N × N (area averaging, rounded to uint8 like the stored ones)."""
 
     def __init__(self, info):
         self.kind = info.kind
         if self.kind == "latents":
-            from ..codec import load
-            from ..codec.sensor import sensor_encoder
-
-            self.encoder = sensor_encoder(load(info.model)).eval()
+            continuous = info.fields.get("latents") == "continuous"
+            self.encoder = sensor_latents(info.model, continuous)
         else:
             self.size = info.resize
 
