@@ -275,3 +275,46 @@ def test_continuous_latents_are_recorded_and_checked(images, bundle, reference_d
     assert main(["dataset", str(bundle), str(images), "--out", str(tmp_path / "x"),
                  "--continuous"]) == 2
     assert "not a bundle" in capsys.readouterr().err
+
+
+def test_sweep_writes_rows_a_table_and_a_plot_and_resumes(images, bundle, tmp_path, capsys):
+    """Sizes 112 and 56, the four inputs, one seed, one epoch: a JSON row per run, the
+    table and the SVG; run again, every run is kept."""
+    out, rows_file = tmp_path / "sweep", tmp_path / "sweep.json"
+    argv = ["classify", "sweep", str(images), "--out", str(out), "--sizes", "112,56",
+            "--epochs", "1", "--batch", "8", "--latents-16x", str(bundle), "--json",
+            str(rows_file), "--table", str(tmp_path / "sweep.md")]
+    assert main(argv) == 0
+    rows = json.loads(rows_file.read_text())
+    assert [(r["size"], r["input"]) for r in rows] == [
+        (size, kind) for size in (56, 112)
+        for kind in ("latents-16x", "latents-4x", "resized", "full")]
+    for row in rows:
+        assert {"size", "input", "model", "seed", "top1", "top5", "bytes_per_image",
+                "train_s"} <= set(row) and 0 <= row["top1"] <= 1
+    by = {(r["size"], r["input"]): r for r in rows}
+    assert by[56, "latents-16x"]["values_per_image"] == by[56, "resized"]["values_per_image"]
+    assert by[112, "latents-4x"]["values_per_image"] == 4 * by[112, "resized"]["values_per_image"]
+    assert by[112, "full"]["values_per_image"] == 16 * by[112, "resized"]["values_per_image"]
+    assert (out / "sweep.svg").read_text().startswith("<svg")
+    assert "| 112 | full | cnn |" in (tmp_path / "sweep.md").read_text()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "kept 8 finished runs of 8" in capsys.readouterr().out
+    assert json.loads(rows_file.read_text()) == rows
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--sizes", "60"], "--sizes 60 is not a multiple of 8"),
+    (["--latents-16x", "stereo-5x"], "stereo-5x is not an RGB image model"),
+    (["FLAT"], "has no class subfolders"),
+])
+def test_sweep_refuses_bad_input_in_one_line(images, bundle, tmp_path, capsys, argv, needle):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (32, 32)).save(flat / "a.png")
+    folder = str(flat) if argv == ["FLAT"] else str(images)
+    options = [] if argv == ["FLAT"] else argv
+    assert main(["classify", "sweep", folder, "--out", str(tmp_path / "o"), *options]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1

@@ -44,30 +44,34 @@ def configure(p):
     p.epilog = EXAMPLES
 
 
-def _bundle(model, folder):
-    """(bundle folder, model name) for MODEL: a bundle as it is, or the model's encoder
-    written to ``folder`` (numpy backend weights; needs torch to read the model)."""
-    if (Path(model) / "encoder.json").is_file():
-        return Path(model), Path(model).name
-    from ..codec import load
-    from ..codec.sensor import write_bundle
+def image_bundle(model, folder):
+    """(bundle folder, model name, Bundle) for MODEL, which must be an RGB image model: a
+    bundle as it is, or the model's encoder written to ``folder`` (numpy backend weights;
+    needs torch to read the model)."""
+    from ..runtime import load_bundle
+    from ..runtime.modality import IMAGE
 
-    write_bundle(load(model), folder)
-    return Path(folder), model
+    if (Path(model) / "encoder.json").is_file():
+        path, name = Path(model), Path(model).name
+    else:
+        from ..codec import load
+        from ..codec.sensor import write_bundle
+
+        write_bundle(load(model), folder)
+        path, name = Path(folder), model
+    bundle = load_bundle(path)
+    if bundle.modality is not IMAGE or bundle.config["channels"] != 3:
+        raise ValueError(f"{model} is not an RGB image model; datasets are made from RGB "
+                         "photos")
+    return path, name, bundle
 
 
 def run(args):
     from ..learning.datasets import Converter, convert
-    from ..runtime import load_bundle
-    from ..runtime.modality import IMAGE
 
     with tempfile.TemporaryDirectory(prefix="walloc-edge-dataset-") as tmp:
-        folder, name = _bundle(args.model, tmp)
-        bundle = load_bundle(folder)
+        folder, name, bundle = image_bundle(args.model, tmp)
         cfg = bundle.config
-        if bundle.modality is not IMAGE or cfg["channels"] != 3:
-            raise ValueError(f"{args.model} is not an RGB image model; datasets are made "
-                             "from RGB photos")
         side = -(-args.size // bundle.block)
         latent_values = cfg["latent_dim"] * side * side
         kind = "pixels" if args.resize else "latents"
