@@ -165,6 +165,8 @@ def _train(args):
 
     if args.val >= 1:
         raise ValueError(f"--val {args.val} must be a fraction below 1")
+    if args.registers and args.model != "vit":
+        raise ValueError("--registers are tokens of the vit family (--model vit)")
     info, table = load(args.data)
     model, report = train_classifier(
         info, table, epochs=args.epochs, seed=args.seed, augment=args.augment,
