@@ -318,3 +318,24 @@ def test_sweep_refuses_bad_input_in_one_line(images, bundle, tmp_path, capsys, a
     assert main(["classify", "sweep", folder, "--out", str(tmp_path / "o"), *options]) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("family", ["cnn", "vit"])
+@pytest.mark.parametrize("grid, side", [(7, 7), (14, 14), (28, 28), (7, 14)])
+def test_predict_takes_frames_of_the_grid_and_larger(family, grid, side):
+    """What serve --classify runs: one frame of the training size or larger is classified
+    whole; a smaller one is refused in plain words."""
+    import torch
+
+    from walloc_edge.learning.classifier import build_classifier, predict
+    from walloc_edge.learning.training import BUDGETS
+
+    model = build_classifier({"in_channels": 12, "in_size": side, "grid": grid,
+                              "classes": ["a", "b"], "arch": family, **BUDGETS[family]}).eval()
+    assert model(torch.zeros(2, 12, side, side)).shape == (2, 2)
+    for frame in (side, side + 5, 2 * side):
+        label, p = predict(model, np.ones((12, frame, frame), np.int8))
+        assert label in (0, 1) and 0.5 <= p <= 1
+    if family == "cnn" and grid >= 14:
+        with pytest.raises(ValueError, match="too small for the classifier"):
+            predict(model, np.ones((12, side // 4, side // 4), np.int8))
