@@ -78,11 +78,11 @@ def _configure_sweep(sub):
                                    "runs are kept in OUT: run it again to resume.")
     s.add_argument("images", help="a folder with one subfolder of images per class")
     s.add_argument("--out", required=True, help="the folder of the datasets and runs")
-    s.add_argument("--sizes", type=positive_ints, default=(224, 112, 56),
+    s.add_argument("--sizes", type=positive_ints, default="224,112,56",
                    help="source sizes in pixels, multiples of the models' block (8)")
-    s.add_argument("--inputs", type=_inputs, default=("latents-16x", "latents-4x", "resized",
-                                                      "full"), help="which inputs to compare")
-    s.add_argument("--models", type=_families, default=("cnn",),
+    s.add_argument("--inputs", type=_inputs, default="latents-16x,latents-4x,resized,full",
+                   help="which inputs to compare")
+    s.add_argument("--models", type=_families, default="cnn",
                    help="classifier families (cnn, vit)")
     s.add_argument("--seeds", type=positive_int, default=1, help="seeds per run")
     s.add_argument("--epochs", type=positive_int, default=15, help="passes over the data")
@@ -98,7 +98,7 @@ def _configure_sweep(sub):
 
 
 SWEEP_EXAMPLES = """examples:
-  walloc-edge classify sweep imagenette/train --out sweep/ --sizes 112,56 --seeds 3 \
+  walloc-edge classify sweep imagenette/train --out sweep/ --sizes 112,56 --seeds 3 \\
       --json sweep.json
   walloc-edge classify sweep photos/ --out sweep/ --models cnn,vit --epochs 5"""
 
