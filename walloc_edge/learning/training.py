@@ -22,8 +22,7 @@ from .classifier import build_classifier
 from .datasets import Converter, arrays, prepare
 
 __all__ = ["split", "train_classifier", "evaluate_classifier", "confusion_png", "Inputs",
-           "ContinuousConverter", "sensor_latents",
-           "RECIPES", "BUDGETS"]
+           "ContinuousConverter", "sensor_latents", "RECIPES", "BUDGETS"]
 
 RECIPES = ("flips", "paper")
 # What each family is at every input (the budget rule: the same grid, width and depth).
