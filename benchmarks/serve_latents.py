@@ -40,15 +40,15 @@ CONFIGURATIONS = {
 
 def untrained_classifier(model, path):
     from walloc_edge.codec import encoder_arrays, load
-    from walloc_edge.learning.classifier import Classifier, save_classifier
+    from walloc_edge.learning.classifier import build_classifier, save_classifier
     from walloc_edge.runtime.bundle import model_id
 
     codec = load(model)
     side = 224 // 2 ** codec.config.J
-    save_classifier(Classifier({"kind": "latents", "model": model, "model_id": model_id(
+    save_classifier(build_classifier({"kind": "latents", "model": model, "model_id": model_id(
         codec.config.to_dict(), encoder_arrays(codec)), "in_channels": codec.config.latent_dim,
         "in_size": side, "classes": [str(i) for i in range(10)],
-        "widths": [32, 64, 128, 256]}), path)
+        "arch": "cnn", "grid": side, "widths": [32, 64, 128, 256]}), path)
 
 
 def main():

@@ -208,3 +208,134 @@ def test_serve_keeps_and_labels_latents_without_decoding(classifier, bundle, ima
     assert main(["serve", str(bundle), "--listen", str(link), "--out", str(out),
                  "--no-decode"]) == 2
     assert "--no-decode keeps nothing" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def small_data(images, bundle, tmp_path_factory):
+    """56-pixel squares: 16x latents (12 x 7 x 7), pixels resized to 14 (as many values) and
+    the full 56 x 56 pixels."""
+    root = tmp_path_factory.mktemp("small")
+    for name, extra in (("latents", []), ("resized", ["--resize", "14"]),
+                        ("full", ["--resize", "56"])):
+        assert main(["dataset", str(bundle), str(images), "--out", str(root / name),
+                     "--size", "56", *extra]) == 0
+    return root
+
+
+@pytest.mark.parametrize("family", ["cnn", "vit"])
+def test_classifiers_take_any_grid_with_one_budget(small_data, latents_data, family, tmp_path,
+                                                   capsys):
+    """At 56 px every input is cut into a 7 x 7 grid; latents and the resized pixels (the
+    same number of values) get the same parameter count; a classifier meets only inputs of
+    its grid."""
+    capsys.readouterr()
+    counts = {}
+    for name in ("latents", "resized", "full"):
+        out = tmp_path / f"{name}.safetensors"
+        assert main(["classify", "train", str(small_data / name), "--out", str(out),
+                     "--epochs", "1", "--batch", "8", "--val", "0.25", "--model", family,
+                     "--json", str(tmp_path / f"{name}.json")]) == 0
+        assert f"{family} on a 7x7 grid" in capsys.readouterr().out
+        counts[name] = json.loads((tmp_path / f"{name}.json").read_text())["parameters"]
+        assert main(["classify", "eval", str(out), str(small_data / name)]) == 0
+    assert counts["latents"] - counts["resized"] == 18 < counts["full"] - counts["latents"]
+    # (the input normalisation of 12 channels against 3)
+    assert main(["classify", "eval", str(tmp_path / "latents.safetensors"),
+                 str(latents_data)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "12 x 28 x 28" in err and "12 x 7 x 7 (a 7 x 7 grid)" in err
+
+
+def test_continuous_latents_are_recorded_and_checked(images, bundle, reference_dir, small_data,
+                                                     tmp_path, capsys):
+    """--continuous stores the encoder's latents before rounding (they round to what the
+    sensor runtime sends); a classifier trained on them is refused rounded latents, by eval
+    and by serve --classify, in one line."""
+    from walloc_edge.server.model import ServedModel
+
+    out = tmp_path / "continuous"
+    assert main(["dataset", str(reference_dir / "rgb_j3_l12.pth"), str(images), "--out",
+                 str(out), "--size", "56", "--continuous"]) == 0
+    info, table = load(out)
+    data, _ = arrays(table, info.kind)
+    rounded = arrays(load(small_data / "latents")[1], "latents")[0]
+    assert info.latents == "continuous" and data.dtype == np.float32
+    assert data.shape == rounded.shape and np.abs(data - rounded).max() <= 0.5 + 1e-3
+    assert (np.round(data) == rounded).mean() > 0.99 and (data != np.round(data)).any()
+    clf = tmp_path / "c.safetensors"
+    assert main(["classify", "train", str(out), "--out", str(clf), "--epochs", "1",
+                 "--batch", "8", "--val", "0.25"]) == 0
+    assert main(["classify", "eval", str(clf), str(out)]) == 0
+    capsys.readouterr()
+    assert main(["classify", "eval", str(clf), str(small_data / "latents")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds rounded latents" in err and "continuous" in err
+    with pytest.raises(ValueError, match="rounded latents, but .* on continuous latents"):
+        ServedModel(str(bundle), decode=False, classifier=str(clf))
+    assert main(["dataset", str(bundle), str(images), "--out", str(tmp_path / "x"),
+                 "--continuous"]) == 2
+    assert "not a bundle" in capsys.readouterr().err
+
+
+def test_sweep_writes_rows_a_table_and_a_plot_and_resumes(images, bundle, tmp_path, capsys):
+    """Sizes 112 and 56, the four inputs, one seed, one epoch: a JSON row per run, the
+    table and the SVG; run again, every run is kept."""
+    out, rows_file = tmp_path / "sweep", tmp_path / "sweep.json"
+    argv = ["classify", "sweep", str(images), "--out", str(out), "--sizes", "112,56",
+            "--epochs", "1", "--batch", "8", "--latents-16x", str(bundle), "--json",
+            str(rows_file), "--table", str(tmp_path / "sweep.md")]
+    assert main(argv) == 0
+    rows = json.loads(rows_file.read_text())
+    assert [(r["size"], r["input"]) for r in rows] == [
+        (size, kind) for size in (56, 112)
+        for kind in ("latents-16x", "latents-4x", "resized", "full")]
+    for row in rows:
+        assert {"size", "input", "model", "seed", "top1", "top5", "bytes_per_image",
+                "train_s"} <= set(row) and 0 <= row["top1"] <= 1
+    by = {(r["size"], r["input"]): r for r in rows}
+    assert by[56, "latents-16x"]["values_per_image"] == by[56, "resized"]["values_per_image"]
+    assert by[112, "latents-4x"]["values_per_image"] == 4 * by[112, "resized"]["values_per_image"]
+    assert by[112, "full"]["values_per_image"] == 16 * by[112, "resized"]["values_per_image"]
+    assert (out / "sweep.svg").read_text().startswith("<svg")
+    assert "| 112 | full | cnn |" in (tmp_path / "sweep.md").read_text()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "kept 8 finished runs of 8" in capsys.readouterr().out
+    assert json.loads(rows_file.read_text()) == rows
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--sizes", "60"], "--sizes 60 is not a multiple of 8"),
+    (["--latents-16x", "stereo-5x"], "stereo-5x is not an RGB image model"),
+    (["FLAT"], "has no class subfolders"),
+])
+def test_sweep_refuses_bad_input_in_one_line(images, bundle, tmp_path, capsys, argv, needle):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (32, 32)).save(flat / "a.png")
+    folder = str(flat) if argv == ["FLAT"] else str(images)
+    options = [] if argv == ["FLAT"] else argv
+    assert main(["classify", "sweep", folder, "--out", str(tmp_path / "o"), *options]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("family", ["cnn", "vit"])
+@pytest.mark.parametrize("grid, side", [(7, 7), (14, 14), (28, 28), (7, 14)])
+def test_predict_takes_frames_of_the_grid_and_larger(family, grid, side):
+    """What serve --classify runs: one frame of the training size or larger is classified
+    whole; a smaller one is refused in plain words."""
+    import torch
+
+    from walloc_edge.learning.classifier import build_classifier, predict
+    from walloc_edge.learning.training import BUDGETS
+
+    model = build_classifier({"in_channels": 12, "in_size": side, "grid": grid,
+                              "classes": ["a", "b"], "arch": family, **BUDGETS[family]}).eval()
+    assert model(torch.zeros(2, 12, side, side)).shape == (2, 2)
+    for frame in (side, side + 5, 2 * side):
+        label, p = predict(model, np.ones((12, frame, frame), np.int8))
+        assert label in (0, 1) and 0.5 <= p <= 1
+    if family == "cnn" and grid >= 14:
+        with pytest.raises(ValueError, match="too small for the classifier"):
+            predict(model, np.ones((12, side // 4, side // 4), np.int8))

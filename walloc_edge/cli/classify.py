@@ -1,12 +1,16 @@
 """``walloc-edge classify train|eval``: classifiers on latents (or pixels) datasets."""
+import argparse
 import json
+import math
 
 from . import Parser
-from ._shared import HelpFormatter, positive_int, positive_number, progress, say, write_text
+from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress, say,
+                      write_text)
 
-EXAMPLES = """The classifier family is the same for latents and pixels (a patchifying stem, then
-identical residual stages; see walloc_edge/learning/classifier.py), so a latents model and
-a pixels model at the same operating point have the same budget. Recipes (--augment):
+EXAMPLES = """Both classifier families (--model cnn or vit) are the same for latents and pixels:
+a stem cuts every input into a grid of patches of equal image area (--grid, by default the
+source side / 8), then identical layers (see walloc_edge/learning/classifier.py), so a
+latents model and a pixels model at the same operating point have the same budget. Recipes (--augment):
 flips (the stored rows, flipped at random) and paper (random resized crops and flips of the
 images in pixel space, encoded on the fly by the model's sensor encoder or resized: the WaLLoC
 paper's recipe; needs the images the dataset was made from).
@@ -14,13 +18,15 @@ paper's recipe; needs the images the dataset was made from).
 examples:
   walloc-edge classify train data/latents-16x --out clf16.safetensors
   walloc-edge classify train data/pixels-56 --out clf56.safetensors --augment paper --seed 1
+  walloc-edge classify train data/latents-112 --out vit.safetensors --model vit --registers 4
   walloc-edge classify eval clf16.safetensors data/latents-16x --json eval.json \\
       --confusion confusion.png"""
 
 
 def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser,
-                           help="train (a classifier on a dataset) or eval (one on a dataset)")
+                           help="train (a classifier on a dataset), eval (one on a dataset) "
+                                "or sweep (latents against pixels on an image folder)")
     t = sub.add_parser("train", help="train a classifier on a dataset",
                        formatter_class=HelpFormatter, epilog=EXAMPLES,
                        description="Train a classifier on a dataset from walloc-edge dataset; "
@@ -31,6 +37,13 @@ def configure(p):
     t.add_argument("--seed", type=int, default=0, help="seed of the weights and batches")
     t.add_argument("--augment", choices=("flips", "paper"), default="flips",
                    help="flips, or paper (pixel-space crops and flips, encoded on the fly)")
+    t.add_argument("--model", choices=("cnn", "vit"), default="cnn",
+                   help="the classifier family: cnn, or vit (an isotropic patch transformer)")
+    t.add_argument("--grid", type=positive_int,
+                   help="patches per side the stem cuts every input into (default: the "
+                        "source side / 8; it must divide the input's side)")
+    t.add_argument("--registers", type=int, default=0, metavar="N",
+                   help="register tokens of the vit family")
     t.add_argument("--val", type=positive_number, default=0.2, metavar="FRACTION",
                    help="share of each class held out for validation")
     t.add_argument("--split-seed", type=int, default=0,
@@ -51,11 +64,98 @@ def configure(p):
     e.add_argument("--json", help="write top-1, top-5, per-class accuracy and the confusion "
                                   "matrix here")
     e.add_argument("--confusion", metavar="PNG", help="draw the confusion matrix here")
+    _configure_sweep(sub)
     p.epilog = EXAMPLES
 
 
+def _configure_sweep(sub):
+    s = sub.add_parser("sweep", help="accuracy against bytes sent: latents, resized and full "
+                                     "pixels at several sizes, with equal budgets",
+                       formatter_class=HelpFormatter, epilog=SWEEP_EXAMPLES,
+                       description="For each source size S: classifiers on 16x latents, 4x "
+                                   "latents, pixels resized to S/4 and full S x S pixels, all "
+                                   "cut into an S/8 grid, for each family and seed. Finished "
+                                   "runs are kept in OUT: run it again to resume.")
+    s.add_argument("images", help="a folder with one subfolder of images per class")
+    s.add_argument("--out", required=True, help="the folder of the datasets and runs")
+    s.add_argument("--sizes", type=positive_ints, default="224,112,56",
+                   help="source sizes in pixels, multiples of the models' block (8)")
+    s.add_argument("--inputs", type=_inputs, default="latents-16x,latents-4x,resized,full",
+                   help="which inputs to compare")
+    s.add_argument("--models", type=_families, default="cnn",
+                   help="classifier families (cnn, vit)")
+    s.add_argument("--seeds", type=positive_int, default=1, help="seeds per run")
+    s.add_argument("--epochs", type=positive_int, default=15, help="passes over the data")
+    s.add_argument("--batch", type=positive_int, default=128, help="images per step")
+    s.add_argument("--latents-16x", dest="model16", default="rgb-16x", metavar="MODEL",
+                   help="the 16x model (a name, a model file or a sensor bundle)")
+    s.add_argument("--latents-4x", dest="model4", default="rgb-4x", metavar="MODEL",
+                   help="the 4x model")
+    s.add_argument("--threads", type=positive_int, help="torch threads (default: all cores)")
+    s.add_argument("--json", help="write one row per run here")
+    s.add_argument("--table", metavar="MD", help="write the Markdown table here")
+    s.add_argument("--plot", metavar="SVG", help="write the plot here (default: OUT/sweep.svg)")
+
+
+SWEEP_EXAMPLES = """examples:
+  walloc-edge classify sweep imagenette/train --out sweep/ --sizes 112,56 --seeds 3 \\
+      --json sweep.json
+  walloc-edge classify sweep photos/ --out sweep/ --models cnn,vit --epochs 5"""
+
+
+def positive_ints(text):
+    return tuple(positive_int(part) for part in text.split(","))
+
+
+def _choices(allowed):
+    def parse(text):
+        picked = tuple(part.strip() for part in text.split(","))
+        bad = [p for p in picked if p not in allowed]
+        if bad:
+            raise argparse.ArgumentTypeError(f"{', '.join(bad)}: choose among "
+                                             f"{', '.join(allowed)}")
+        return picked
+    return parse
+
+
+_inputs = _choices(("latents-16x", "latents-4x", "resized", "full"))
+_families = _choices(("cnn", "vit"))
+
+
 def run(args):
-    return _train(args) if args.action == "train" else _evaluate(args)
+    return {"train": _train, "eval": _evaluate, "sweep": _sweep}[args.action](args)
+
+
+def _sweep(args):
+    import tempfile
+
+    from ..learning.datasets import find_images
+    from ..learning.sweep import make_datasets, plan, run_all, svg_plot, table
+    from .dataset import image_bundle
+
+    find_images(args.images)
+    with tempfile.TemporaryDirectory(prefix="walloc-edge-sweep-") as tmp:
+        bundles = {kind: image_bundle(model, f"{tmp}/{kind}")
+                   for kind, model in (("latents-16x", args.model16), ("latents-4x", args.model4))
+                   if kind in args.inputs or kind == "latents-16x"}
+        for _, name, bundle in bundles.values():
+            step = math.lcm(8, bundle.block)  # whole blocks, and an S/8 grid of patches
+            bad = [size for size in args.sizes if size % step]
+            if bad:
+                raise ValueError(f"--sizes {bad[0]} is not a multiple of {step} ({name} "
+                                 f"encodes blocks of {bundle.block} pixels; the classifiers "
+                                 "cut S/8 x S/8 patches)")
+        out = output_dir(args.out, "--out")
+        make_datasets(args.images, out, args.sizes, args.inputs, bundles, log=say,
+                      progress=lambda jobs: progress(jobs, "converting", "image"))
+    runs = plan(args.sizes, args.inputs, args.models, args.seeds)
+    rows = run_all(runs, out, args.epochs, args.batch, args.threads, log=say)
+    print(table(rows), end="")
+    if args.json:
+        write_text(args.json, json.dumps(rows, indent=2) + "\n")
+    if args.table:
+        write_text(args.table, table(rows))
+    write_text(args.plot or out / "sweep.svg", svg_plot(rows))
 
 
 def _train(args):
@@ -65,16 +165,21 @@ def _train(args):
 
     if args.val >= 1:
         raise ValueError(f"--val {args.val} must be a fraction below 1")
+    if args.registers and args.model != "vit":
+        raise ValueError("--registers are tokens of the vit family (--model vit)")
     info, table = load(args.data)
     model, report = train_classifier(
         info, table, epochs=args.epochs, seed=args.seed, augment=args.augment,
         val_fraction=args.val, split_seed=args.split_seed, batch=args.batch,
-        threads=args.threads, progress=lambda items: progress(items, "training", "epoch"),
+        arch=args.model, grid=args.grid, threads=args.threads,
+        **({"registers": args.registers} if args.model == "vit" else {}), progress=lambda items: progress(items, "training", "epoch"),
         log=say)
     model.config["trained_on"] = {"images": info.images, "rows": info.rows, "val": args.val,
                                   "split_seed": args.split_seed}
     save_classifier(model, args.out)
-    print(f"wrote {args.out}: {report['parameters']:,} parameters, validation top-1 "
+    cfg = model.config
+    print(f"wrote {args.out}: {cfg['arch']} on a {cfg['grid']}x{cfg['grid']} grid, "
+          f"{report['parameters']:,} parameters, validation top-1 "
           f"{report['top1']:.1%}, top-5 {report['top5']:.1%} on {report['val_images']} images "
           f"({report['train_seconds']:.0f} s)")
     if args.json:
@@ -89,9 +194,10 @@ def _evaluate(args):
     model = load_classifier(args.classifier)
     cfg = model.config
     info, table = load(args.data)
-    check_compatible(model, args.classifier, args.data, info.kind, info.model, info.model_id,
-                     info.classes)
     data, labels = arrays(table, info.kind)
+    shape = (data.shape[3], *data.shape[1:3]) if info.kind == "pixels" else data.shape[1:]
+    check_compatible(model, args.classifier, args.data, info.kind, info.model, info.model_id,
+                     info.classes, info.fields.get("latents", "rounded"), shape)
     trained = cfg.get("trained_on", {})
     rows = "every row"
     if not args.all and (trained.get("images"), trained.get("rows")) == (info.images, info.rows):
@@ -101,9 +207,6 @@ def _evaluate(args):
     import torch
 
     x = as_input(data, info.kind)
-    if tuple(x.shape[1:3]) != (cfg["in_channels"], cfg["in_size"]):
-        raise ValueError(f"{args.data}'s rows are {tuple(x.shape[1:])}, the classifier takes "
-                         f"{cfg['in_channels']} x {cfg['in_size']} x {cfg['in_size']}")
     report = evaluate_classifier(model, x, torch.from_numpy(labels), len(info.classes))
     print(f"{len(labels)} images ({rows}): top-1 {report['top1']:.1%}, top-5 "
           f"{report['top5']:.1%}, {report['inference_ms_per_image']:.2f} ms per image")

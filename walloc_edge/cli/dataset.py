@@ -14,6 +14,7 @@ resized to N x N pixels (area averaging). 224 x 224 RGB at 16x has as many laten
 examples:
   walloc-edge dataset rgb-16x imagenette/train --out data/latents-16x
   walloc-edge dataset rgb-16x imagenette/train --resize 56 --out data/pixels-56
+  walloc-edge dataset rgb-16x imagenette/train --continuous --out data/c16  (before rounding)
   walloc-edge dataset rgb-16x photos/ --out data/l16 --engine ray     (Ray Data; RAY_ADDRESS
                                                                       joins a cluster)
   walloc-edge dataset bundle/ photos/ --out data/l16                 (a sensor bundle: no torch)"""
@@ -26,6 +27,9 @@ def configure(p):
     p.add_argument("--out", required=True, help="the dataset folder to write")
     p.add_argument("--resize", type=positive_int, metavar="N",
                    help="write N x N pixels instead of latents (the baseline)")
+    p.add_argument("--continuous", action="store_true",
+                   help="write the encoder's continuous latents (before rounding, float32) "
+                        "instead of what sensors send; needs the model, not a bundle")
     p.add_argument("--size", type=positive_int, default=224,
                    help="side of the square each image is brought to")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
@@ -40,30 +44,34 @@ def configure(p):
     p.epilog = EXAMPLES
 
 
-def _bundle(model, folder):
-    """(bundle folder, model name) for MODEL: a bundle as it is, or the model's encoder
-    written to ``folder`` (numpy backend weights; needs torch to read the model)."""
-    if (Path(model) / "encoder.json").is_file():
-        return Path(model), Path(model).name
-    from ..codec import load
-    from ..codec.sensor import write_bundle
+def image_bundle(model, folder):
+    """(bundle folder, model name, Bundle) for MODEL, which must be an RGB image model: a
+    bundle as it is, or the model's encoder written to ``folder`` (numpy backend weights;
+    needs torch to read the model)."""
+    from ..runtime import load_bundle
+    from ..runtime.modality import IMAGE
 
-    write_bundle(load(model), folder)
-    return Path(folder), model
+    if (Path(model) / "encoder.json").is_file():
+        path, name = Path(model), Path(model).name
+    else:
+        from ..codec import load
+        from ..codec.sensor import write_bundle
+
+        write_bundle(load(model), folder)
+        path, name = Path(folder), model
+    bundle = load_bundle(path)
+    if bundle.modality is not IMAGE or bundle.config["channels"] != 3:
+        raise ValueError(f"{model} is not an RGB image model; datasets are made from RGB "
+                         "photos")
+    return path, name, bundle
 
 
 def run(args):
     from ..learning.datasets import Converter, convert
-    from ..runtime import load_bundle
-    from ..runtime.modality import IMAGE
 
     with tempfile.TemporaryDirectory(prefix="walloc-edge-dataset-") as tmp:
-        folder, name = _bundle(args.model, tmp)
-        bundle = load_bundle(folder)
+        folder, name, bundle = image_bundle(args.model, tmp)
         cfg = bundle.config
-        if bundle.modality is not IMAGE or cfg["channels"] != 3:
-            raise ValueError(f"{args.model} is not an RGB image model; datasets are made "
-                             "from RGB photos")
         side = -(-args.size // bundle.block)
         latent_values = cfg["latent_dim"] * side * side
         kind = "pixels" if args.resize else "latents"
@@ -73,9 +81,19 @@ def run(args):
         else:
             say(f"{name} latents of {args.size}x{args.size} images: {cfg['latent_dim']}x{side}"
                 f"x{side} = {latent_values:,} values per image")
-        converter = Converter(folder, args.size, args.resize, args.backend)
         info = {"kind": kind, "model": name, "model_id": bundle.model_id, "size": args.size,
                 "resize": args.resize}
+        if args.continuous:
+            if args.resize or folder == Path(args.model):
+                raise ValueError("--continuous writes latents of a model (its torch encoder): "
+                                 "give a model, not a bundle, and no --resize")
+            from ..learning.training import ContinuousConverter
+
+            converter = ContinuousConverter(folder, args.size, args.model, args.backend)
+        else:
+            converter = Converter(folder, args.size, args.resize, args.backend)
+        if not args.resize:
+            info["latents"] = "continuous" if args.continuous else "rounded"
         try:
             meta = convert(args.images, args.out, converter, info, args.engine,
                            args.skip_unreadable, args.overwrite,

@@ -8,8 +8,10 @@ renamed into place, so an interrupted or failed conversion leaves nothing under 
 
 Rows (``SCHEMA``): ``index`` (the image's place in the sorted file list), ``label``,
 ``class_name``, ``source`` (its path under the image folder), ``shape`` and ``data`` (int8
-latents (latent_dim, h, w) or uint8 pixels (N, N, 3), C-order bytes), ``sent_bytes`` (what a
-sensor sends for it: the .wlc with rans, or the resized picture as PNG).
+latents (latent_dim, h, w), float32 for the encoder's continuous latents before rounding
+(``latents`` "continuous" in dataset.json), or uint8 pixels (N, N, 3), C-order bytes),
+``sent_bytes`` (what a sensor sends for it: the .wlc with rans, or the resized picture as
+PNG).
 
 Images of any size are first brought to ``size`` × ``size`` (224 by default): resized so the
 shorter side is ``size`` (bicubic), then the centre square is cut.
@@ -277,13 +279,15 @@ def load(folder):
 
 def arrays(table, kind):
     """(data as a numpy array (N, *shape), labels (N,)) of rows that share one shape: int8
-    latents, or (``kind`` "pixels") uint8 pictures."""
+    latents (float32 where they are continuous: four bytes a value), or (``kind`` "pixels")
+    uint8 pictures."""
     shapes = {tuple(s) for s in table.column("shape").to_pylist()}
     if len(shapes) != 1:
         raise ValueError(f"the dataset's rows have {len(shapes)} different shapes")
     (shape,) = shapes
-    dtype = np.uint8 if kind == "pixels" else np.int8
     blob = b"".join(table.column("data").to_pylist())
+    wide = len(table) and len(blob) == 4 * len(table) * int(np.prod(shape))
+    dtype = np.uint8 if kind == "pixels" else np.float32 if wide else np.int8
     data = np.frombuffer(blob, dtype).reshape(len(table), *shape)
     return data, np.asarray(table.column("label").to_pylist(), np.int64)
 

@@ -18,13 +18,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classifier import Classifier
-from .datasets import arrays, prepare
+from .classifier import build_classifier
+from .datasets import Converter, arrays, prepare
 
 __all__ = ["split", "train_classifier", "evaluate_classifier", "confusion_png", "Inputs",
-           "RECIPES"]
+           "ContinuousConverter", "sensor_latents", "RECIPES", "BUDGETS"]
 
 RECIPES = ("flips", "paper")
+# What each family is at every input (the budget rule: the same grid, width and depth).
+BUDGETS = {"cnn": {"widths": [32, 64, 128, 256]},
+           "vit": {"width": 128, "depth": 4, "heads": 4, "registers": 0}}
 
 
 def split(labels, fraction, seed=0):
@@ -44,18 +47,51 @@ def as_input(data, kind):
     return x.permute(0, 3, 1, 2).contiguous() if kind == "pixels" else x
 
 
+def sensor_latents(model, continuous=False):
+    """The torch sensor encoder of ``model`` (uint8 (N, S, S, 3) → latents, batched), or
+    (``continuous``) the same math up to its rounding: latent_max · erf(y), clipped, as the
+    WaLLoC paper's notebooks train on."""
+    from ..codec import load
+    from ..codec.sensor import sensor_encoder
+
+    encoder = sensor_encoder(load(model)).eval()
+    if continuous:
+        encoder._quantize = lambda y: torch.clamp(encoder.latent_max * torch.erf(y),
+                                                  -encoder.clip, encoder.clip)
+    return encoder
+
+
+class ContinuousConverter(Converter):
+    """A dataset converter writing the encoder's continuous latents (float32) of ``model``;
+    ``sent_bytes`` stays what a sensor sends (the .wlc of the rounded latents)."""
+
+    def __init__(self, bundle, size, model, backend="numpy"):
+        super().__init__(bundle, size, None, backend)
+        self.model, self._torch = model, None
+
+    def __getstate__(self):
+        return {**super().__getstate__(), "_torch": None}
+
+    @torch.no_grad()
+    def __call__(self, image):
+        shape, _, sent = super().__call__(image)
+        if self._torch is None:
+            self._torch = sensor_latents(self.model, continuous=True)
+        latents = self._torch(torch.from_numpy(np.ascontiguousarray(image))[None])[0]
+        return shape, latents.numpy().astype(np.float32).tobytes(), sent
+
+
 class Inputs:
     """What a classifier of ``info``'s kind takes, made from uint8 images (N, S, S, 3): the
-    latents of the dataset's model (its sensor encoder, batched) or the pictures resized to
+    latents of the dataset's model (its sensor encoder, batched; continuous or rounded as
+    the dataset's) or the pictures resized to
     the dataset's N × N (area averaging, rounded to uint8 like the stored ones)."""
 
     def __init__(self, info):
         self.kind = info.kind
         if self.kind == "latents":
-            from ..codec import load
-            from ..codec.sensor import sensor_encoder
-
-            self.encoder = sensor_encoder(load(info.model)).eval()
+            continuous = info.fields.get("latents") == "continuous"
+            self.encoder = sensor_latents(info.model, continuous)
         else:
             self.size = info.resize
 
@@ -110,10 +146,12 @@ def source_images(info, table, indices, progress=None):
 
 
 def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fraction=0.2,
-                     split_seed=0, batch=128, lr=2e-3, widths=(32, 64, 128, 256),
-                     threads=None, progress=None, log=print):
-    """Train a Classifier on a dataset (``info``, rows ``table``); returns (model, report)
-    with the validation metrics, the per-epoch history, times and the parameter count."""
+                     split_seed=0, batch=128, lr=2e-3, arch="cnn", grid=None, threads=None,
+                     progress=None, log=print, **shape):
+    """Train a classifier of family ``arch`` on a dataset (``info``, rows ``table``) at
+    ``grid`` × ``grid`` patches (default: the source side / 8); returns (model, report) with
+    the validation metrics, the per-epoch history, times and the parameter count. ``shape``
+    overrides the family's budget (``BUDGETS``), the same for every input."""
     if augment not in RECIPES:
         raise ValueError(f"unknown recipe {augment!r}; use {' or '.join(RECIPES)}")
     if threads:
@@ -134,12 +172,16 @@ def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fracti
     else:
         x_train = as_input(data[train_idx], info.kind)
         sample = x_train[:2]
+    if arch not in BUDGETS:
+        raise ValueError(f"unknown classifier family {arch!r}; use {' or '.join(BUDGETS)}")
     config = {"kind": info.kind, "model": info.model, "model_id": info.model_id,
               "resize": info.fields.get("resize"), "size": info.size,
               "in_channels": sample.shape[1], "in_size": sample.shape[2],
-              "classes": info.classes, "widths": list(widths),
-              "recipe": augment, "epochs": epochs, "seed": seed}
-    model = Classifier(config)
+              "grid": grid or info.size // 8, "classes": info.classes, "arch": arch,
+              **BUDGETS[arch], **shape, "recipe": augment, "epochs": epochs, "seed": seed}
+    if info.kind == "latents":
+        config["latents"] = info.fields.get("latents", "rounded")
+    model = build_classifier(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     steps = epochs * math.ceil(len(train_idx) / batch)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps,
