@@ -1060,7 +1060,8 @@ def test_three_streams_on_one_device(bundle, reference_dir, tmp_path):
 
 def test_a_spool_owns_its_boot_and_takes_over_a_gone_one(tmp_path):
     """Two spools on one folder: each holds only its own boot's entries while both live; a
-    boot whose owner is gone (its lock free) is taken over by the next start."""
+    boot whose owner is gone (its lock free) is taken over by the next start, or by a
+    running spool when it looks again (``adopt``)."""
     first = Spool(tmp_path, boot=1)
     first.add((1, 0), b"one")
     second = Spool(tmp_path, boot=2)
@@ -1070,7 +1071,11 @@ def test_a_spool_owns_its_boot_and_takes_over_a_gone_one(tmp_path):
     first.held[1].close()  # its process gone: the OS frees its lock
     first.held.clear()
     third = Spool(tmp_path, boot=4)
-    assert third.keys() == [(1, 0)]
+    assert third.keys() == [(1, 0)]  # taken over at its start
+    second.held[2].close()  # the second goes too: the running third takes its entry
+    second.held.clear()
+    assert third.adopt() == 1 and third.keys() == [(1, 0), (2, 0)]
+    assert third.adopt() == 0
     third.remove((1, 0))
     third.close()
     assert not (tmp_path / ".boot-1.lock").exists() and (tmp_path / ".boot-2.lock").exists()

@@ -18,6 +18,8 @@ from .spool import SpoolFull
 
 __all__ = ["Courier", "Report", "read_key"]
 
+ADOPT_EVERY = 30  # seconds between looks for spool entries of streams that are gone
+
 
 @dataclass
 class Report:
@@ -92,6 +94,7 @@ class Courier:
         self.wake, self.stopping, self.worker = threading.Event(), threading.Event(), None
         self.heartbeat, self.status, self.beats = heartbeat, dict(status or {}), 0
         self.started = self.next_beat = time.monotonic()
+        self.next_adopt = self.started + ADOPT_EVERY  # the spool adopted at its start
         link.on_ack = self._on_ack
         link.on_down = self.wake.set
 
@@ -215,6 +218,10 @@ class Courier:
         reconnection, what is new, and what has waited over ``ack_timeout``."""
         if self.connected and not self.link.alive:
             self._lost("closed by the other end")
+        if time.monotonic() >= self.next_adopt:  # what another stream here left behind
+            self.next_adopt = time.monotonic() + ADOPT_EVERY
+            if self.spool.adopt():
+                self.log("took over message(s) a stream that is gone left in the spool")
         beat = self.heartbeat and time.monotonic() >= self.next_beat
         if not self.connected:
             if not (len(self.spool) or beat) or time.monotonic() < self.next_attempt or \

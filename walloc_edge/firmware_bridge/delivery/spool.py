@@ -59,14 +59,9 @@ class Spool:
         self.held = {}  # boot → its open lock file: this process owns the boot's entries
         if boot is not None:
             self.own(boot)
-        self.sizes = {}
-        for path in self.folder.glob("*.msg"):
-            key = self._key(path)
-            try:
-                if key is not None and (boot is None or self.own(key[0], wait=False)):
-                    self.sizes[key] = path.stat().st_size
-            except FileNotFoundError:
-                pass  # acknowledged meanwhile (another process on this spool)
+        self.sizes, self.total = {}, 0  # the entries held, and their bytes
+        self.shared = boot is not None
+        self.adopt()
         for stale in self.folder.glob(".*.tmp-*"):  # a write its process did not finish
             name, _, writer = stale.name[1:].partition(".tmp-")
             key = self._key(Path(name))
@@ -76,7 +71,25 @@ class Spool:
                 gone = not _alive(writer.split("-")[0])
             if gone:
                 stale.unlink(missing_ok=True)  # (another live process's write is its own)
-        self.total = sum(self.sizes.values())  # bytes held, kept up to date
+
+    def adopt(self) -> int:
+        """Take in the entries of boots this spool owns or can own now (their process is
+        gone: at the start, and whenever asked, so that a stream that outlives another one
+        on this device sends what that one left); returns how many were new."""
+        found = 0
+        for path in self.folder.glob("*.msg"):
+            key = self._key(path)
+            if key is None or key in self.sizes or \
+                    (self.shared and not self.own(key[0], wait=False)):
+                continue
+            with self.lock:
+                try:
+                    self.sizes[key] = path.stat().st_size
+                except FileNotFoundError:
+                    continue  # acknowledged meanwhile (another process on this spool)
+                self.total += self.sizes[key]
+                found += 1
+        return found
 
     @classmethod
     def of(cls, state, identity, max_bytes=256 << 20, policy="drop-oldest"):
