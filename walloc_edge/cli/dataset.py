@@ -92,8 +92,6 @@ def run(args):
             converter = ContinuousConverter(folder, args.size, args.model, args.backend)
         else:
             converter = Converter(folder, args.size, args.resize, args.backend)
-        if not args.resize:
-            info["latents"] = "continuous" if args.continuous else "rounded"
         try:
             meta = convert(args.images, args.out, converter, info, args.engine,
                            args.skip_unreadable, args.overwrite,

@@ -101,6 +101,12 @@ class Converter:
         self.bundle, self.size, self.resize, self.backend = str(bundle), size, resize, backend
         self._encoder = None
 
+    @property
+    def latents(self):
+        """Which latents its rows hold ("rounded": what sensors send), None for pixels; the
+        dataset records it, and classifiers trained on it check it."""
+        return None if self.resize else "rounded"
+
     def __getstate__(self):
         return {**self.__dict__, "_encoder": None}
 
@@ -174,7 +180,9 @@ def convert(root, out, converter, info, engine="local", skip_unreadable=False,
         skipped = [rel for index, rel, _ in jobs if index not in written]
         if not written:
             raise ValueError(f"{root}: no image could be read")
-        meta = DatasetInfo({"format": FORMAT, "version": VERSION, **info, "classes": classes,
+        latents = {"latents": converter.latents} if converter.latents else {}
+        meta = DatasetInfo({"format": FORMAT, "version": VERSION, **info, **latents,
+                            "classes": classes,
                             "rows": len(written), "images": str(Path(root).resolve()),
                             "crop": f"shorter side resized to {converter.size}, centre "
                                     f"{converter.size}x{converter.size}"})

@@ -57,8 +57,6 @@ def make_datasets(images, out, sizes, inputs, bundles, log=print, progress=None)
             resize = {"resized": size // 4, "full": size}.get(kind)
             info = {"kind": "pixels" if resize else "latents", "model": name,
                     "model_id": bundle.model_id, "size": size, "resize": resize}
-            if not resize:
-                info["latents"] = "rounded"
             log(f"making the {size} px {kind} dataset")
             convert(images, folder, Converter(path, size, resize), info, overwrite=True,
                     progress=progress)

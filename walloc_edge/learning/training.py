@@ -69,6 +69,8 @@ class ContinuousConverter(Converter):
         super().__init__(bundle, size, None, backend)
         self.model, self._torch = model, None
 
+    latents = "continuous"
+
     def __getstate__(self):
         return {**super().__getstate__(), "_torch": None}
 
