@@ -43,7 +43,8 @@ def test_hostile_claims_are_refused_and_a_good_sensor_goes_on(rgb_weights_bundle
     """A thin 8 x 2,000,000 claim and a 4096 x 4096 one (inside --max-pixels) are refused
     before decoding (the attacker hears ACK_REJECTED, the log names the budget); serve, kept
     under 6 GB of address space, stays up and writes a good sensor's next message within
-    15 s."""
+    15 s. (The test model decodes fast, so its time budget is set low: what is checked is
+    that a claim over the budget is refused, whatever the machine's speed.)"""
     thin = forged(rgb_weights_bundle, (8, 2_000_000, 3))
     square = forged(rgb_weights_bundle, (4096, 4096, 3))
     good = Encoder(rgb_weights_bundle, "numpy").encode(np.zeros((32, 40, 3), np.uint8))
@@ -51,7 +52,8 @@ def test_hostile_claims_are_refused_and_a_good_sensor_goes_on(rgb_weights_bundle
     proc = subprocess.Popen(
         ["prlimit", "--as=6000000000", sys.executable, "-m", "walloc_edge.cli", "serve",
          str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
-         "--out", str(out), "--device", "cpu"],
+         "--out", str(out), "--device", "cpu",
+         "--max-decode-seconds", "2"],  # the test model is small: 4096² takes ~9 s on a quiet CPU
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
