@@ -45,25 +45,22 @@ class TcpLink(Link):
             except OSError:
                 data = b""
             if not data:
-                with self.lock:
-                    current = self.sock is sock
-                    if current:
-                        self._drop()
-                if current and self.on_down:
-                    self.on_down()
-                return
+                return self._down(sock)
             try:
                 for ack in reader.feed(data):
                     if self.on_ack:
                         self.on_ack(ack)
             except Exception:  # noqa: BLE001 - an acknowledgement not taken: the link goes down,
-                with self.lock:  # and the courier sends again what is unacknowledged
-                    current = self.sock is sock
-                    if current:
-                        self._drop()
-                if current and self.on_down:
-                    self.on_down()
-                return
+                return self._down(sock)  # and the courier sends again what is unacknowledged
+
+    def _down(self, sock):
+        """``sock`` found closed or broken: drop it, if still the current one, and say so."""
+        with self.lock:
+            current = self.sock is sock
+            if current:
+                self._drop()
+        if current and self.on_down:
+            self.on_down()
 
     @property
     def alive(self):
