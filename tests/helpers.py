@@ -2,6 +2,7 @@
 so that no test file imports another."""
 import socket
 import textwrap
+import time
 
 # Prepended to the code of a subprocess (python -c) that must run as on a sensor without
 # torch: every import of torch fails there, lazy ones included.
@@ -20,3 +21,11 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(condition, timeout=10.0, explain=lambda: ""):
+    """Poll ``condition`` until it holds; fail with ``explain()`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, explain()
+        time.sleep(0.01)
