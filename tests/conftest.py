@@ -32,23 +32,23 @@ def stereo_golden():
     return dict(np.load(REFERENCE / "stereo_j4_l8.npz"))
 
 
-# Exported bundles of small models, once per run: (codec, bundle folder) with ONNX and
-# LiteRT graphs (LiteRT at the static size given). An export is kept in pytest's cache
-# (.pytest_cache/) under a key of everything it depends on: the model, the size, the code
-# that writes and validates bundles, and the versions of the exporting packages; so the
-# inner loop re-exports only what changed, and a fresh clone (CI) exports everything.
+# Exported bundles of small models, once per run. An export is kept in pytest's cache
+# (.pytest_cache/) under a key of everything it depends on: the model, the formats and
+# options, the code that writes and validates bundles, and the versions of the exporting
+# packages; so the inner loop re-exports only what changed, and a fresh clone (CI) exports
+# everything.
 
 EXPORT_CODE = [ROOT / "walloc_edge" / "export", ROOT / "walloc_edge" / "codec",
-               ROOT / "walloc_edge" / "runtime"]
+               ROOT / "walloc_edge" / "runtime", ROOT / "walloc_edge" / "decoder"]
 
 
-def _export_key(codec, static):
+def _export_key(codec, formats, options):
     import hashlib
     from importlib.metadata import version
 
     from walloc_edge.codec.sensor import model_id
 
-    h = hashlib.sha256(f"{model_id(codec)} {static}".encode())
+    h = hashlib.sha256(f"{model_id(codec)} {sorted(formats)} {sorted(options.items())}".encode())
     for folder in EXPORT_CODE:
         for path in sorted(folder.rglob("*")):
             if path.suffix in (".py", ".c", ".h"):
@@ -58,22 +58,33 @@ def _export_key(codec, static):
     return h.hexdigest()[:16]
 
 
-def _export(config, tmp_path_factory, name, codec, static):
+@pytest.fixture(scope="session")
+def exported(pytestconfig, tmp_path_factory):
+    """``exported(name, codec, formats, **options)``: a fresh copy of the bundle that
+    ``export_bundle`` writes (tests may write beside it), exported once per code change."""
     from walloc_edge.export import export_bundle
 
-    out = tmp_path_factory.mktemp(name)
-    if getattr(config, "cache", None) is None:  # pytest -p no:cacheprovider
-        export_bundle(codec, out, ("onnx", "litert"), static_shape=static, log=lambda s: None)
-        return codec, out
-    kept = config.cache.mkdir("bundles") / f"{name}-{_export_key(codec, static)}"
-    if not (kept / "encoder.json").is_file():
-        shutil.rmtree(kept, ignore_errors=True)
-        part = kept.with_name(kept.name + ".part")
-        shutil.rmtree(part, ignore_errors=True)
-        export_bundle(codec, part, ("onnx", "litert"), static_shape=static, log=lambda s: None)
-        part.rename(kept)
-    shutil.copytree(kept, out, dirs_exist_ok=True)  # tests may write beside the bundle
-    return codec, out
+    def export(name, codec, formats=("onnx", "litert"), **options):
+        out = tmp_path_factory.mktemp(name)
+        if getattr(pytestconfig, "cache", None) is None:  # pytest -p no:cacheprovider
+            export_bundle(codec, out, formats, log=lambda s: None, **options)
+            return out
+        kept = pytestconfig.cache.mkdir("bundles") / \
+            f"{name}-{_export_key(codec, formats, options)}"
+        if not (kept / "encoder.json").is_file():
+            # Each process exports to its own folder (pytest -n runs several at once); the
+            # first to finish keeps its export, the others drop theirs.
+            part = kept.with_name(f"{kept.name}.part-{os.getpid()}")
+            shutil.rmtree(part, ignore_errors=True)
+            export_bundle(codec, part, formats, log=lambda s: None, **options)
+            try:
+                part.rename(kept)
+            except OSError:  # another process kept its export first
+                shutil.rmtree(part)
+        shutil.copytree(kept, out, dirs_exist_ok=True)
+        return out
+
+    return export
 
 
 def _seeded(config, seed=0):
@@ -88,11 +99,11 @@ def _seeded(config, seed=0):
 
 
 @pytest.fixture(scope="session")
-def rgb(pytestconfig, tmp_path_factory, reference_dir):
+def rgb(exported, reference_dir):
     from walloc_edge.codec import load
 
-    return _export(pytestconfig, tmp_path_factory, "rgb", load(reference_dir / "rgb_j3_l12.pth"),
-                   (128, 96))
+    codec = load(reference_dir / "rgb_j3_l12.pth")
+    return codec, exported("rgb", codec, static_shape=(128, 96))
 
 
 @pytest.fixture(scope="session")
@@ -113,35 +124,35 @@ def rgb_weights_bundle(tmp_path_factory, reference_dir):
 
 
 @pytest.fixture(scope="session")
-def stereo(pytestconfig, tmp_path_factory, reference_dir):
+def stereo(exported, reference_dir):
     from walloc_edge.codec import load
 
-    return _export(pytestconfig, tmp_path_factory, "stereo",
-                   load(reference_dir / "stereo_j4_l8.pth"), (1024,))
+    codec = load(reference_dir / "stereo_j4_l8.pth")
+    return codec, exported("stereo", codec, static_shape=(1024,))
 
 
 @pytest.fixture(scope="session")
-def gray(pytestconfig, tmp_path_factory):
+def gray(exported):
     from walloc_edge.codec import CodecConfig
 
-    return _export(pytestconfig, tmp_path_factory, "gray",
-                   _seeded(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)), (64, 64))
+    codec = _seeded(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32))
+    return codec, exported("gray", codec, static_shape=(64, 64))
 
 
 @pytest.fixture(scope="session")
-def cube(pytestconfig, tmp_path_factory):
+def cube(exported):
     from walloc_edge.codec import CodecConfig
 
-    config = CodecConfig("image", channels=31, J=1, latent_dim=16, Nd=32)
-    return _export(pytestconfig, tmp_path_factory, "cube", _seeded(config), (64, 64))
+    codec = _seeded(CodecConfig("image", channels=31, J=1, latent_dim=16, Nd=32))
+    return codec, exported("cube", codec, static_shape=(64, 64))
 
 
 @pytest.fixture(scope="session")
-def mono(pytestconfig, tmp_path_factory):
+def mono(exported):
     from walloc_edge.codec import CodecConfig
 
-    config = CodecConfig("audio", channels=1, J=3, latent_dim=4, Nd=8)
-    return _export(pytestconfig, tmp_path_factory, "mono", _seeded(config), (512,))
+    codec = _seeded(CodecConfig("audio", channels=1, J=3, latent_dim=4, Nd=8))
+    return codec, exported("mono", codec, static_shape=(512,))
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 the default, and the fixed-memory one, --fixed) give the ONNX graph's latents (the numpy
 backend's for audio), the core exactly the native backend's, and its .wlc is read by the
 Python runtime."""
+import json
 import subprocess
 
 import numpy as np
@@ -16,22 +17,20 @@ from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, as_channels
 from walloc_edge.runtime import Encoder, read_latents
 
 
-@pytest.fixture(scope="module")
-def rgb_bundle(tmp_path_factory, reference_dir):
-    out = tmp_path_factory.mktemp("c")
-    meta = export_bundle(load(reference_dir / "rgb_j3_l12.pth"), out, ("onnx", "c"),
-                         log=lambda s: None)
+def validated(bundle):
+    meta = json.loads((bundle / "encoder.json").read_text())
     assert meta["graphs"]["c"]["status"] == "validated"
-    return out
+    return bundle
 
 
 @pytest.fixture(scope="module")
-def stereo_bundle(tmp_path_factory, reference_dir):
-    out = tmp_path_factory.mktemp("c-audio")
-    meta = export_bundle(load(reference_dir / "stereo_j4_l8.pth"), out, ("c",),
-                         log=lambda s: None)
-    assert meta["graphs"]["c"]["status"] == "validated"
-    return out
+def rgb_bundle(exported, reference_dir):
+    return validated(exported("c", load(reference_dir / "rgb_j3_l12.pth"), ("onnx", "c")))
+
+
+@pytest.fixture(scope="module")
+def stereo_bundle(exported, reference_dir):
+    return validated(exported("c-audio", load(reference_dir / "stereo_j4_l8.pth"), ("c",)))
 
 
 def run_c(bundle, sample, mode="--latents", *coder, rate=None, options=()):

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers import free_port, wait_for
+from helpers import Serve, free_port, photos, sensor, wait_for
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spool
 from walloc_edge.firmware_bridge.framing import (ACK_COLLISION, ACK_WRITTEN, Ack, AckReader,
@@ -29,62 +29,9 @@ from walloc_edge.firmware_bridge.transports.base import Link
 from walloc_edge.learning.datasets import load
 
 
-def photos(folder, n, seed=0, size=(32, 40)):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
-            folder / f"p{i:02d}.png")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def bundle(rgb_weights_bundle):
     return rgb_weights_bundle
-
-
-class Server:
-    """`walloc-edge serve` in its own process, its output lines collected."""
-
-    def __init__(self, reference_dir, out, port, *extra):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "walloc_edge.cli", "serve",
-             str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
-             "--out", str(out), "--device", "cpu", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.reading = threading.Thread(target=self._read, daemon=True)
-        self.reading.start()
-        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def written(self):
-        return sum(" -> " in line for line in self.lines)
-
-    def wait_for(self, condition, timeout):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)  # as a service manager stops it
-        self.proc.wait(timeout=30)
-        self.reading.join(timeout=5)
-        return "".join(self.lines)
-
-
-def sensor(bundle, *argv, state):
-    return subprocess.Popen([sys.executable, "-m", "walloc_edge.cli", "stream", str(bundle),
-                             *map(str, argv), "--backend", "numpy", "--state", str(state)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def outputs(out):
@@ -107,7 +54,7 @@ def test_server_killed_and_restarted(bundle, reference_dir, tmp_path):
     """Three sensors x 8 photos while serve is SIGKILLed after 5 and restarted: each photo
     comes out exactly once, and every sensor reports all of its messages acknowledged."""
     port, out = free_port(), tmp_path / "received"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     names = [f"{s:016x}" for s in (0xA1, 0xB2, 0xC3)]
     procs = [sensor(bundle, photos(tmp_path / f"in{i}", 8, seed=i), "--to",
                     f"tcp://127.0.0.1:{port}", "--sensor-id", name,  # default options
@@ -115,7 +62,7 @@ def test_server_killed_and_restarted(bundle, reference_dir, tmp_path):
     server.wait_for(lambda: server.written() >= 5, 120)
     server.kill()
     time.sleep(1)
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     logs = [p.communicate(timeout=180)[0] for p in procs]
     for proc, log in zip(procs, logs):
         assert proc.returncode == 0, log
@@ -139,7 +86,7 @@ def test_sensor_killed_and_restarted(bundle, reference_dir, tmp_path):
     first.send_signal(signal.SIGKILL)  # a power cut: no goodbye
     first.wait(timeout=10)
     assert len(list(state.glob("spool/*/*.msg"))) == 6
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     again = sensor(bundle, "--to", f"tcp://127.0.0.1:{port}", "--sensor-id", "cam",
                    state=state)
     log = again.communicate(timeout=120)[0]
@@ -200,7 +147,7 @@ class CuttingProxy:
 @pytest.mark.slow  # serve in its own process, restarted
 def test_connection_cut_mid_message(bundle, reference_dir, tmp_path):
     port, out = free_port(), tmp_path / "received"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     proxy = CuttingProxy(port, cut=2500)  # inside the second or third message
     proc = sensor(bundle, photos(tmp_path / "in", 6, size=(48, 64)), "--to",
                   f"tcp://127.0.0.1:{proxy.port}", "--sensor-id", "cut",  # default options
@@ -413,19 +360,6 @@ def test_old_version_frames_are_refused_by_name(tmp_path, capsys):
     assert receiver.stats.old_version == 3 and receiver.stats.corrupted == 0
 
 
-class MqttServer(Server):
-    def __init__(self, reference_dir, out, url, *extra):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "walloc_edge.cli", "serve",
-             str(reference_dir / "rgb_j3_l12.pth"), "--listen", url, "--out", str(out),
-             "--device", "cpu", *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        self.reading = threading.Thread(target=self._read, daemon=True)
-        self.reading.start()
-        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
-
-
 @pytest.mark.slow  # serve in its own process, restarted
 def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mosquitto):
     """Two sensors publish before any server subscribes; serve starts late, the broker is
@@ -441,12 +375,12 @@ def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mo
                         "--sensor-id", name, "--ack-timeout", "3", "--wait", "120",
                         state=tmp_path / f"state{i}") for i, name in enumerate(names)]
         time.sleep(3)  # the sensors publish into the void: nobody subscribes yet
-        server = MqttServer(reference_dir, out, shared)
+        server = Serve.reference(reference_dir, out, shared)
         server.wait_for(lambda: server.written() >= 3, 120)
         broker.restart()
         server.wait_for(lambda: server.written() >= 6, 120)
         server.kill()
-        server = MqttServer(reference_dir, out, shared)
+        server = Serve.reference(reference_dir, out, shared)
         logs = [p.communicate(timeout=240)[0] for p in procs]
         server.stop()
     finally:
@@ -491,7 +425,7 @@ def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys, 
     try:
         base = f"mqtts://cam:s3cret@127.0.0.1:{port}/site/tls"
         out = tmp_path / "received"
-        server = MqttServer(reference_dir, out, f"{base}?ca={ca}&client=tls-server")
+        server = Serve.reference(reference_dir, out, f"{base}?ca={ca}&client=tls-server")
         proc = sensor(bundle, photos(tmp_path / "in", 3), "--to", f"{base}?ca={ca}",
                       "--sensor-id", "tls-cam", state=tmp_path / "state")
         log = proc.communicate(timeout=120)[0]
@@ -538,8 +472,8 @@ def test_fragment_floods_are_bounded():
     joiner = Reassembler(max_pending_bytes=1 << 20, max_streams=1000)
     chunk = bytes(30000)
     start = time.perf_counter()
-    for sensor in range(5000):  # each sends the first fragment of a 2-fragment message
-        joiner.add(Frame(sensor, 1, 0, 0, 2, chunk))
+    for sensor_id in range(5000):  # each sends the first fragment of a 2-fragment message
+        joiner.add(Frame(sensor_id, 1, 0, 0, 2, chunk))
         assert joiner.pending_bytes <= 1 << 20
     assert len(joiner.streams) == 1000
     first_half = time.perf_counter() - start
@@ -558,16 +492,8 @@ def test_accept_survives_running_out_of_file_descriptors(bundle, reference_dir, 
     def few_fds():
         resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "walloc_edge.cli", "serve", str(reference_dir / "rgb_j3_l12.pth"),
-         "--listen", f"tcp://127.0.0.1:{port}", "--out", str(out), "--device", "cpu",
-         "--count", "1", "--max-connections-per-host", "400"], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, preexec_fn=few_fds)
-    server = Server.__new__(Server)
-    server.proc, server.lines = proc, []
-    server.reading = threading.Thread(target=server._read, daemon=True)
-    server.reading.start()
-    server.wait_for(lambda: any(line.startswith("listening") for line in server.lines), 60)
+    server = Serve.reference(reference_dir, out, port, "--count", "1",
+                             "--max-connections-per-host", "400", preexec_fn=few_fds)
     flood = []
     for _ in range(400):
         try:
@@ -580,7 +506,7 @@ def test_accept_survives_running_out_of_file_descriptors(bundle, reference_dir, 
     result = sensor(bundle, photos(tmp_path / "in", 1), "--to", f"tcp://127.0.0.1:{port}",
                     "--sensor-id", "survivor", state=tmp_path / "state")
     log = result.communicate(timeout=120)[0]
-    proc.wait(timeout=60)
+    server.proc.wait(timeout=60)
     assert result.returncode == 0 and "1 acknowledged" in log, log + "".join(server.lines)
     assert len(outputs(out)) == 1
 
@@ -612,7 +538,7 @@ def test_a_really_full_disk(bundle, reference_dir, tmp_path):
         pytest.skip("mounting a tmpfs is not permitted here (needs root)")
     try:
         port = free_port()
-        server = Server(reference_dir, out, port)
+        server = Serve.reference(reference_dir, out, port)
         filler = out / "filler"
         fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
         try:
@@ -678,7 +604,7 @@ def test_same_sensor_id_on_two_devices(bundle, reference_dir, tmp_path):
     the server refuses the second's messages as collisions, that device sends them again
     under a new boot, and every photo comes out exactly once."""
     port, out = free_port(), tmp_path / "received"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     inputs = [named_photos(tmp_path / f"in{i}", "ab"[i], 8, 8 * i) for i in range(2)]
     procs = [sensor(bundle, inputs[i], "--to", f"tcp://127.0.0.1:{port}", "--sensor-id",
                     "twin", "--ack-timeout", "5", state=tmp_path / f"device{i}")
@@ -698,7 +624,7 @@ def test_state_folder_restored_from_a_copy(bundle, reference_dir, tmp_path):
     import shutil
 
     port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     inputs = [named_photos(tmp_path / f"in{i}", "xyz"[i], n, first)
               for i, (n, first) in enumerate(((1, 0), (5, 1), (5, 6)))]
     runs = []
@@ -722,10 +648,10 @@ def test_four_processes_on_one_state_folder(bundle, reference_dir, tmp_path):
     """Four streams start at once on one state folder: each takes its own boot (under the
     lock), none deletes another's spool files, and every photo comes out exactly once."""
     port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     inputs = [named_photos(tmp_path / f"in{i}", "abcd"[i], 5, 5 * i) for i in range(4)]
-    procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", state=state)
-             for folder in inputs]
+    procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", "--wait", "200",
+                    state=state) for folder in inputs]  # --wait: a restart on a busy machine
     logs = [p.communicate(timeout=240)[0] for p in procs]
     collisions = serve_collisions(server)
     for proc, log in zip(procs, logs):
@@ -1009,7 +935,7 @@ def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir,
     proc = sensor(bundle, *args, state=tmp_path / "state")
     lines = _lines_of(proc)
     _wait_lines(lines, proc, lambda lines: sum(line.startswith("sent ") for line in lines) >= 6)
-    server = Server(reference_dir, out, port)  # late: six messages wait in the spool
+    server = Serve.reference(reference_dir, out, port)  # late: six messages wait in the spool
     server.wait_for(lambda: server.written() >= 6, 10)
     server.kill()
     photos(tmp_path / "more", 3, seed=5)
@@ -1017,7 +943,7 @@ def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir,
         (tmp_path / "more" / f"p{i:02d}.png").replace(inbox / f"q{i:02d}.png")
     _wait_lines(lines, proc, lambda lines: sum(line.startswith("sent ") for line in lines) >= 9)
     time.sleep(2)
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     server.wait_for(lambda: server.written() >= 3, 10)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 130, "".join(lines)
@@ -1039,14 +965,14 @@ def test_three_streams_on_one_device(bundle, reference_dir, tmp_path):
     its boot's spool entries, so every photo comes out exactly once and every stream ends
     with its own 10 acknowledged and exit 0."""
     port, out, state = free_port(), tmp_path / "received", tmp_path / "state"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     inputs = [named_photos(tmp_path / f"in{i}", "abc"[i], 10, 10 * i) for i in range(3)]
-    procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", state=state)
-             for folder in inputs]
+    procs = [sensor(bundle, folder, "--to", f"tcp://127.0.0.1:{port}", "--wait", "200",
+                    state=state) for folder in inputs]  # --wait: a restart on a busy machine
     server.wait_for(lambda: server.written() >= 6, 120)
     server.kill()
     time.sleep(1)
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port)
     logs = [p.communicate(timeout=240)[0] for p in procs]
     server.stop()
     for proc, log in zip(procs, logs):

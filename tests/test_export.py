@@ -57,7 +57,7 @@ def test_sensor_module_matches_codec(name):
 
 
 # One image and one audio model in the inner loop; every configuration in CI.
-@pytest.mark.parametrize("name", [n if n in ("rgb", "stereo") else
+@pytest.mark.parametrize("name", [n if n == "rgb" else
                                   pytest.param(n, marks=pytest.mark.slow) for n in CONFIGS])
 def test_onnx_and_litert_parity(name, tmp_path):
     codec = seeded(CONFIGS[name], seed=1)

@@ -8,18 +8,15 @@ import socket
 import struct
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import zlib
 
-import numpy as np
 import pytest
-from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from helpers import free_port
+from helpers import Serve, free_port, photos, sensor
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Identity, Spool
 from walloc_edge.firmware_bridge.framing import (FLAG_HEARTBEAT, HEADER, FrameReader, Keys,
@@ -36,39 +33,14 @@ KEY = bytes(range(16))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def photos(folder, n, seed=0, size=(32, 40)):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
-            folder / f"p{i:02d}.png")
-    return folder
-
-
-class Server:
-    """`walloc-edge serve --http` in its own process, its output lines collected."""
+class Server(Serve):
+    """``walloc-edge serve --http`` on the reference model: its pages and metrics."""
 
     def __init__(self, reference_dir, out, port, http, *extra):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "walloc_edge.cli", "serve",
-             str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
-             "--out", str(out), "--device", "cpu", "--http", str(http), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        super().__init__(reference_dir / "rgb_j3_l12.pth", "--listen",
+                         f"tcp://127.0.0.1:{port}", "--out", out, "--device", "cpu",
+                         "--http", http, *extra)
         self.url = f"http://127.0.0.1:{http}/"
-        self.lines = []
-        self.reading = threading.Thread(target=self._read, daemon=True)
-        self.reading.start()
-        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def wait_for(self, condition, timeout):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
 
     def get(self, path):
         with urllib.request.urlopen(self.url + path, timeout=10) as response:
@@ -79,18 +51,6 @@ class Server:
         text = self.get("metrics").decode()
         return {(s.name, tuple(sorted(s.labels.items()))): s.value
                 for family in text_string_to_metric_families(text) for s in family.samples}
-
-    def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=30)
-        self.reading.join(timeout=5)
-        return "".join(self.lines)
-
-
-def sensor(bundle, *argv, state):
-    return subprocess.Popen([sys.executable, "-m", "walloc_edge.cli", "stream", str(bundle),
-                             *map(str, argv), "--backend", "numpy", "--state", str(state)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def dump_dom(url, profile):

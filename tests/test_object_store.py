@@ -7,15 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections import Counter
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from helpers import free_port
+from helpers import Serve, free_port, photos, sensor
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -155,38 +152,6 @@ def test_an_unreachable_or_unwritable_store_is_one_line(s3, reference_dir, tmp_p
     assert objects(s3, "latents-elsewhere") == []  # the probe of --out left nothing
 
 
-class Server:
-    """``walloc-edge serve`` in its own process, its output lines collected."""
-
-    def __init__(self, *argv, env):
-        self.proc = serve(*argv, env=env)
-        self.lines = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 90)
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def written(self):
-        return sum(" -> " in line for line in self.lines)
-
-    def wait_for(self, condition, timeout):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
-
-
-def photos(folder, n, seed):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(
-            folder / f"p{i:02d}.png")
-    return folder
-
-
 @pytest.mark.slow  # two servers in their own processes, one killed
 def test_two_servers_one_killed_write_each_message_once(s3, rgb_weights_bundle, reference_dir,
                                                        tmp_path, mosquitto):
@@ -203,14 +168,11 @@ def test_two_servers_one_killed_write_each_message_once(s3, rgb_weights_bundle, 
     servers = []
     try:
         for name in ("decoder1", "decoder2"):
-            servers.append(Server(reference_dir, shared + name, out, "--metrics",
-                                  str(tmp_path / f"{name}.jsonl"), env=env))
-        procs = [subprocess.Popen(
-            [sys.executable, "-m", "walloc_edge.cli", "stream", str(rgb_weights_bundle),
-             str(photos(tmp_path / f"in{i}", 8, seed=i)), "--to", topic, "--sensor-id", name,
-             "--ack-timeout", "3", "--wait", "120", "--backend", "numpy", "--state",
-             str(tmp_path / f"state{i}")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True) for i, name in enumerate(names)]
+            servers.append(Serve.reference(reference_dir, out, shared + name, "--metrics",
+                                           tmp_path / f"{name}.jsonl", env=env))
+        procs = [sensor(rgb_weights_bundle, photos(tmp_path / f"in{i}", 8, seed=i), "--to",
+                        topic, "--sensor-id", name, "--ack-timeout", "3", "--wait", "120",
+                        state=tmp_path / f"state{i}") for i, name in enumerate(names)]
         servers[0].wait_for(lambda: servers[0].written() >= 3, 120)
         servers[0].proc.send_signal(signal.SIGKILL)
         servers[0].proc.wait(timeout=10)

@@ -3,17 +3,13 @@ whatever order the workers finish; a copy of a message in flight is not written 
 with three sensors streaming through a server killed and restarted, every photo exactly
 once."""
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from helpers import free_port
+from helpers import Serve, free_port, photos, sensor
 from walloc_edge.firmware_bridge.loops import serve_messages
 from walloc_edge.firmware_bridge.transports.base import Received
 from walloc_edge.runtime import Encoder
@@ -81,57 +77,23 @@ def test_workers_acknowledge_after_the_ledger_and_never_write_twice(rgb_weights_
     assert len(ledger) == len(set(ledger)) == 6
 
 
-def photos(folder, n, seed):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)).save(
-            folder / f"p{i:02d}.png")
-    return folder
-
-
-class Server:
-    """`walloc-edge serve --workers 3` in its own process, its output lines collected."""
-
-    def __init__(self, reference_dir, out, port):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "walloc_edge.cli", "serve",
-             str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"tcp://127.0.0.1:{port}",
-             "--out", str(out), "--device", "cpu", "--workers", "3"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines = []
-        threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
-        self.wait_for(lambda: any(line.startswith("listening") for line in self.lines), 60)
-
-    def wait_for(self, condition, timeout):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline and self.proc.poll() is None, "".join(self.lines)
-            time.sleep(0.05)
-
-
 @pytest.mark.slow  # serve in its own process, killed and restarted
 def test_workers_through_a_server_killed_and_restarted(rgb_weights_bundle, reference_dir,
                                                        tmp_path):
     port, out = free_port(), tmp_path / "received"
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port, "--workers", "3")
     names = [f"{s:016x}" for s in (0xA1, 0xB2, 0xC3)]
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "walloc_edge.cli", "stream", str(rgb_weights_bundle),
-         str(photos(tmp_path / f"in{i}", 8, i)), "--to", f"tcp://127.0.0.1:{port}",
-         "--sensor-id", name, "--backend", "numpy", "--state", str(tmp_path / f"state{i}")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i, name in enumerate(names)]
-    server.wait_for(lambda: sum(" -> " in line for line in server.lines) >= 5, 120)
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(timeout=10)
+    procs = [sensor(rgb_weights_bundle, photos(tmp_path / f"in{i}", 8, i), "--to",
+                    f"tcp://127.0.0.1:{port}", "--sensor-id", name, state=tmp_path / f"state{i}")
+             for i, name in enumerate(names)]
+    server.wait_for(lambda: server.written() >= 5, 120)
+    server.kill()
     time.sleep(1)
-    server = Server(reference_dir, out, port)
+    server = Serve.reference(reference_dir, out, port, "--workers", "3")
     for proc in procs:
         log = proc.communicate(timeout=180)[0]
         assert proc.returncode == 0 and "delivery: 8 acknowledged, 8 new" in log, log
-    server.proc.send_signal(signal.SIGTERM)
-    server.proc.wait(timeout=30)
+    server.stop()
     names_out = sorted(p.name for p in out.glob("*.png"))
     assert len(names_out) == len(set(names_out)) == 24, names_out
     got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names_out}

@@ -31,20 +31,18 @@ def test_runtime_and_bridge_import_and_work_without_torch():
     assert out.strip() == "(3, 8, 8) False"
 
 
-def test_encoder_and_bitstream_without_torch(tmp_path, reference_dir):
+def test_encoder_and_bitstream_without_torch(exported, reference_dir):
     """A sensor with no torch: every backend encodes a photo, and the .wlc parses."""
     from walloc_edge.codec import load
-    from walloc_edge.export import export_bundle
 
-    export_bundle(load(reference_dir / "rgb_j3_l12.pth"), tmp_path, ("onnx", "litert"),
-                  log=lambda s: None)
+    bundle = exported("rgb-any-size", load(reference_dir / "rgb_j3_l12.pth"))
     out = run_without_torch(f"""
         import numpy as np
         from walloc_edge.data import sample_photo
         from walloc_edge.runtime import Encoder, read_latents
         photo = sample_photo("coffee")[:150, :201]
         for backend in ("onnxruntime", "litert", "numpy"):
-            encoder = Encoder({str(tmp_path)!r}, backend)
+            encoder = Encoder({str(bundle)!r}, backend)
             for coder in ("rans", "webp"):
                 header, latents = read_latents(encoder.encode(photo, coder=coder))
                 assert np.array_equal(latents, encoder.latents(photo)), backend
