@@ -70,7 +70,8 @@ class Handler:
     its OSError, unacknowledged. A collision is counted in ``collisions``. Each outcome is
     told to ``fleet`` (a ``Fleet``, for serve --http) where given. Thread-safe for messages
     of distinct keys (``serve_messages`` never hands one key to two workers): the ledger,
-    metrics and acknowledgements are serialised under ``lock``, and a boot's start nonce is
+    metrics and acknowledgements are serialised under ``lock`` (the ledger's records under
+    its own, outside it, as an object store's requests are), and a boot's start nonce is
     claimed while its messages are in flight, so that two starts sharing a boot collide even
     when neither is in the ledger yet."""
 
@@ -116,6 +117,7 @@ class Handler:
     def __call__(self, received: "Received") -> None:
         digest, nonce = message_digest(received.message), start_nonce(received.meta)
         boot = received.key.rsplit("-", 1)[0]
+        self.outputs.fetch(received.key)  # an object store's requests outside the lock
         with self.lock:
             clash = self.outputs.collision(received.key, digest, nonce) or \
                 self._boot_taken(boot, nonce)
@@ -168,8 +170,10 @@ class Handler:
                   "sequence": received.sequence, "source": received.meta.get("source"),
                   "captured": received.meta.get("time"), "bytes": len(received.message),
                   "decode_s": time.perf_counter() - start, **fields}
-        with self.lock:  # in the ledger first: a metrics line is only of a written message
-            self.outputs.record(received.key, fields["file"], digest, nonce)
+        # In the ledger first: a metrics line and an acknowledgement are only of a written
+        # message (the ledger serialises its own records).
+        self.outputs.record(received.key, fields["file"], digest, nonce)
+        with self.lock:
             self.outputs.log(record)
             self._ack(received, ACK_WRITTEN)
         self._tell("written", received, seconds=record["decode_s"], fields=fields)

@@ -4,6 +4,7 @@ OUT/metrics.jsonl, and OUT/ledger.txt, the record of what was written; or, with 
 store as OUT, objects and marker objects (``store.py``)."""
 import json
 import re
+import threading
 import time
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ class Outputs:
         self.store = folder if isinstance(folder, ObjectStore) else open_store(folder)
         self.fmt = fmt
         self.written = 0  # messages this server recorded
+        self.counting = threading.Lock()
         self.dataset = None
         if latents:
             labels = f"predicted by {model.classifier_name}" if model.classifier else "none"
@@ -56,6 +58,11 @@ class Outputs:
                 "labels": labels})
         self.ledger = self.store.ledger
         self.metrics = open(metrics or default_metrics(self.store), "a")
+
+    def fetch(self, key: str) -> None:
+        """Ask the store what it holds of ``key`` now, so that the questions below are
+        answered from memory (an object store answers over the network)."""
+        self.ledger.fetch(key)
 
     def __contains__(self, key: str) -> bool:
         """Whether the message ``key`` was written (by this server or before a restart)."""
@@ -88,7 +95,8 @@ class Outputs:
         """The message ``key`` (content ``digest``, from the sensor start ``nonce``) is
         written (its outputs durable): a line of the ledger."""
         self.ledger.record(key, PurePath(file).name if file else "", digest, nonce)
-        self.written += 1
+        with self.counting:
+            self.written += 1
 
     def close(self) -> None:
         self.metrics.close()

@@ -139,12 +139,15 @@ class ObjectLedger(Ledger):
     """A :class:`Ledger` kept in an object store, shared by every server that writes there:
     ``PREFIX/ledger/KEY.json`` holds a written message's output name, digest and nonce, and
     ``PREFIX/ledger/boots/SENSOR-BOOT.json`` the nonce of the sensor start that first sent
-    that boot. Markers never change once put, so what was read is kept in memory."""
+    that boot. Markers never change once put, so what was read is kept in memory; serve
+    fetches a key's markers before taking its handler's lock, so that no worker waits on
+    another's requests."""
 
     def __init__(self, store: ObjectStore):
         self.store, self.done, self.boots = store, {}, {}
+        self.fetched = set()  # keys whose markers were asked of the store
 
-    def _look(self, key):
+    def fetch(self, key):
         """Read the markers of ``key`` and of its boot from the store, where not known."""
         if key not in self.done:
             marker = self.store.get(f"ledger/{key}.json")
@@ -155,7 +158,12 @@ class ObjectLedger(Ledger):
         if boot not in self.boots:
             marker = self.store.get(f"ledger/boots/{boot}.json")
             if marker is not None:
-                self.boots[boot] = json.loads(marker)["nonce"]
+                self.boots.setdefault(boot, json.loads(marker)["nonce"])
+        self.fetched.add(key)
+
+    def _look(self, key):
+        if key not in self.fetched:
+            self.fetch(key)
 
     def __contains__(self, key):
         self._look(key)

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 from ..framing import Keys
@@ -45,6 +46,7 @@ class Ledger:
         self.path = Path(path)
         self.done = {}   # key -> (digest, nonce), either None where not known
         self.boots = {}  # "SENSOR-BOOT" -> the nonce of the start that sent that boot
+        self.lock = threading.Lock()  # serve's workers record at once
         if self.path.is_file():
             text = self.path.read_text(errors="replace")
             complete = text[:text.rfind("\n") + 1]
@@ -62,6 +64,10 @@ class Ledger:
         self.done[key] = (digest, nonce)
         if nonce is not None:
             self.boots.setdefault(key.rsplit("-", 1)[0], nonce)
+
+    def fetch(self, key):
+        """Learn what there is to know of ``key`` before it is asked about; a file ledger
+        has it all in memory (an object store's asks the store)."""
 
     def __contains__(self, key):
         return key in self.done
@@ -85,21 +91,22 @@ class Ledger:
         return None
 
     def record(self, key, output="", digest=None, nonce=None):
-        at = os.lseek(self.file.fileno(), 0, os.SEEK_END)
         line = " ".join([key, output] + [f"{name}={value}" for name, value in
                                          (("digest", digest), ("nonce", nonce)) if value])
         data = f"{line}\n".encode()
-        try:
-            if os.write(self.file.fileno(), data) != len(data):
-                raise OSError(errno.ENOSPC, "the ledger line was cut short")
-            os.fsync(self.file.fileno())
-        except OSError:
+        with self.lock:
+            at = os.lseek(self.file.fileno(), 0, os.SEEK_END)
             try:
-                os.ftruncate(self.file.fileno(), at)  # no part of it stays
+                if os.write(self.file.fileno(), data) != len(data):
+                    raise OSError(errno.ENOSPC, "the ledger line was cut short")
+                os.fsync(self.file.fileno())
             except OSError:
-                pass
-            raise
-        self._remember(key, digest, nonce)
+                try:
+                    os.ftruncate(self.file.fileno(), at)  # no part of it stays
+                except OSError:
+                    pass
+                raise
+            self._remember(key, digest, nonce)
 
     def close(self):
         self.file.close()
