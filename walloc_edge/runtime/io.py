@@ -200,6 +200,9 @@ def _sync_folder(folder):
         os.close(fd)
 
 
+PNG_LEVEL = 1
+
+
 def write_signal(signal, header, stem, fmt=None, overwrite=True):
     """Write a decoded signal next to ``stem`` in ``fmt`` (default: PNG for gray/RGB images,
     NPY for other band counts, WAV for audio: 16-bit PCM for int16 input, 32-bit float for
@@ -232,7 +235,10 @@ def _write(f, signal, header, fmt):
         from PIL import Image
 
         picture = signal.squeeze(-1) if signal.ndim == 3 and header.channels == 1 else signal
-        Image.fromarray(picture).save(f, format=fmt.upper())
+        # zlib level 1: a decoded photo's PNG about 9% larger than at PIL's default 6, and
+        # written 3-4x faster (at 224x224 it cost a server about as much as the decode)
+        options = {"compress_level": PNG_LEVEL} if fmt == "png" else {}
+        Image.fromarray(picture).save(f, format=fmt.upper(), **options)
         return
     rate = header.sample_rate or 44100
     audio = signal.reshape(len(signal), -1)
