@@ -16,6 +16,13 @@ class Coder:
 
     name = None
     max_bits = 8
+    levels = ()  # the names ``at_level`` takes (rans: how hard its encoder works)
+
+    def at_level(self, level):
+        """This coder writing at ``level`` (None: its default)."""
+        if level is not None:
+            raise ValueError(f"the {self.name} coder has no levels")
+        return self
 
     def params(self, bits):
         return b""
