@@ -15,8 +15,9 @@ CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
 # firmware uses: no least-squares fit on the device.
 PLANAR = {2: (256, 256, -256, 0), 1: (256, 0, 0)}
 # Those of the "fastest" level: 7/16 W + 7/16 N + 2/16 NE smooths the latents' noise, which
-# W + N − NW amplifies (on photos 9% larger than the fitted predictors; planar 21%).
-FIXED = {2: (112, 112, 0, 32), 1: (256, 0, 0)}
+# W + N − NW amplifies (on photos 9% larger than the fitted predictors; planar 21%);
+# audio: half the previous sample.
+FIXED = {2: (112, 112, 0, 32), 1: (128, 0, 0)}
 
 
 def fit_taps(grams, s, n):
@@ -62,26 +63,27 @@ def fit_all_taps(grams):
     that of its own system."""
     shared, cross, own_gram = grams
     C, K = own_gram.shape[:2]
-    R = 3 * C
-    full = np.empty((C, K + R, K + R))  # per channel: [[own, cross], [crossᵀ, shared]]
-    full[:, :K, :K] = own_gram
-    full[:, :K, K:] = cross
-    full[:, K:, :K] = cross.transpose(0, 2, 1)
-    full[:, K:, K:] = shared
     m = np.minimum(np.arange(C), MAX_EARLIER)
-    F = K + 3 * int(m.max())
-    index = np.zeros((C, F), np.int64)  # each channel's features within `full`, then padding
-    index[:, :K] = np.arange(K)
-    for c in range(C):
-        picked = K + (np.arange(c - m[c], c) + C * np.arange(3)[:, None]).ravel()
-        index[c, K:K + len(picked)] = picked
-    valid = np.arange(F) < (K + 3 * m)[:, None]                                   # (C, F)
-    rows = np.arange(C)[:, None, None]
-    gram = np.where(valid[:, :, None] & valid[:, None, :],
-                    full[rows, index[:, :, None], index[:, None, :]], np.eye(F))
+    E = int(m.max())
+    # pick[c]: the rows of V (values, west, north of channels c − m … c − 1), then padding
+    offsets = np.arange(-E, 0)[None, :] + np.arange(C)[:, None]                   # (C, E)
+    pick = (offsets[:, None, :] + C * np.arange(3)[None, :, None]).reshape(C, 3 * E)
+    used = np.tile(offsets >= 0, 3)                                              # (C, 3E)
+    order = np.argsort(~used, axis=1, kind="stable")  # each channel's taps first, in order
+    pick = np.take_along_axis(np.where(used, pick, 0), order, 1)
+    used = np.take_along_axis(used, order, 1)
+    channel = np.arange(C)[:, None]
+    F = K + 3 * E
+    gram = np.zeros((C, F, F))
+    gram[:, :K, :K] = own_gram
+    gram[:, :K, K:] = cross[channel[:, :, None], np.arange(K)[:, None], pick[:, None, :]]
+    gram[:, K:, :K] = gram[:, :K, K:].transpose(0, 2, 1)
+    gram[:, K:, K:] = shared[pick[:, :, None], pick[:, None, :]]
+    valid = np.concatenate([np.ones((C, K), bool), used], axis=1)                # (C, F)
+    gram = np.where(valid[:, :, None] & valid[:, None, :], gram, np.eye(F))
     gram[:, np.arange(F), np.arange(F)] += 1e-6
-    target = np.where(valid, full[np.arange(C)[:, None], index, K + np.arange(C)[:, None]], 0)
-    beta = np.linalg.solve(gram, target[..., None])[..., 0]
+    target = np.concatenate([cross[np.arange(C), :, np.arange(C)], shared[pick, channel]], 1)
+    beta = np.linalg.solve(gram, np.where(valid, target, 0)[..., None])[..., 0]
     q = np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
     return [q[c, :K + 3 * m[c]] for c in range(C)]
 
