@@ -210,6 +210,7 @@ def _read_bitstream(data, max_latents):
                     latent_dim, names[coder_id], params, tuple(t for _, t in axes), sample_rate)
     if bits > get_coder(header.coder).max_bits:
         raise BitstreamError(f"the {header.coder} coder does not take {bits}-bit latents")
+    get_coder(header.coder).check_params(params)
     count = math.prod(header.latent_shape)
     if count > max_latents:
         raise BitstreamError(f"the bitstream claims {count} latents, more than the limit of "

@@ -27,6 +27,10 @@ class Coder:
     def params(self, bits):
         return b""
 
+    def check_params(self, params):
+        """Raise BitstreamError where a reader cannot use coder parameters ``params`` (the
+        header's), before any tile is decoded."""
+
     def encode(self, latents, bits, threads=1):
         if latents.size == 0:
             return b""

@@ -75,6 +75,9 @@ class RansCoder(Coder):
     def params(self, bits):
         return levels.params(self.version, self.level)
 
+    def check_params(self, params):
+        levels.level_of(params)
+
     def _encode(self, latents, bits, threads):
         payload = self._encode_rans(latents, bits, threads)
         if self.version < 5:
