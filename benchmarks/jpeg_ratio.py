@@ -4,11 +4,12 @@ round, so that a shared machine's drifting load falls on all alike; the ratios o
 medians, and per round.
 
     python benchmarks/jpeg_ratio.py BUNDLE [--size 2048] [--rounds 31] [--threads 1,2]
-        [--backend native] [--level best] [--photo PATH] [--out benchmarks/results]
+        [--backend native] [--levels best,fast,fastest] [--photo PATH] [--out DIR]
 
 Equal cores: our encoder on N threads (each of --threads) codes one frame while N JPEG
 (WebP) encodes of the same frame run at once, one a thread, as a device with N cores would
-run them; a ratio is our frames a second over theirs. The input is the bench's (the bundled
+run them; a ratio is our frames a second over theirs. Each rans level of --levels is
+measured so, one after another. The input is the bench's (the bundled
 astronaut photo resized, bicubic, to SIZE x SIZE) or --photo (a file, used as it is). JPEG
 and WebP are Pillow's (libjpeg-turbo, libwebp) at the quality whose file is closest in size
 to ours (``walloc_edge.bench.alternating_at_equal_cores``, what the bench's ratio columns
@@ -34,7 +35,7 @@ def main():
     p.add_argument("--rounds", type=int, default=31)
     p.add_argument("--threads", default="1,2")
     p.add_argument("--backend", default="native")
-    p.add_argument("--level")
+    p.add_argument("--levels", default="best")
     p.add_argument("--out")
     p.add_argument("--stem", default="jpeg_ratio")
     args = p.parse_args()
@@ -46,20 +47,30 @@ def main():
         sample = np.asarray(photo.convert("RGB"))
     encoders = {int(n): Encoder(args.bundle, args.backend, threads=int(n))
                 for n in args.threads.split(",")}
-    rounds = alternating_at_equal_cores(encoders, sample, args.rounds, args.level)
     mp = sample.shape[0] * sample.shape[1] / 1e6
-    level = args.level or "best"
-    result = {"machine": machine(), "backend": {n: e.describe() for n, e in encoders.items()},
+    m = machine()
+    result = {"machine": m, "backend": {n: e.describe() for n, e in encoders.items()},
               "shape": list(sample.shape), "photo": args.photo, "rounds": args.rounds,
-              "level": level, **{k: v for k, v in rounds.items() if k != "cores"}, "cores": {}}
-    m = result["machine"]
+              "levels": {}}
     lines = [f"End to end against size-matched JPEG and WebP at equal cores, interleaved "
              f"({m['cpu']}, {m['cores']} cores, ISA {' '.join(m['isa'])}); "
              f"{sample.shape[1]}x{sample.shape[0]} RGB ({args.photo or 'astronaut, resized'}),"
-             f" rans level {level}, {args.rounds} rounds", "",
-             "| cores | ours: uint8 → .wlc (MP/s) | JPEG (MP/s, N at once) | WebP (MP/s, N at "
-             "once) | ours ÷ JPEG | quartiles per round | ours ÷ WebP |",
-             "|---|---|---|---|---|---|---|"]
+             f" {args.rounds} rounds; backend {encoders[max(encoders)].describe()}", "",
+             "| rans level | cores | ours: uint8 → .wlc (MP/s) | JPEG (MP/s, N at once) | "
+             "WebP (MP/s, N at once) | ours ÷ JPEG | quartiles per round | ours ÷ WebP | "
+             ".wlc bytes | JPEG | WebP |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for level in args.levels.split(","):
+        result["levels"][level] = measure(encoders, sample, args.rounds, level, mp, lines)
+    publish(lines, result, args.out, args.stem)
+
+
+def measure(encoders, sample, rounds, level, mp, lines):
+    """One level's rounds against the baselines: its entry of the result, and its table
+    rows appended to ``lines``."""
+    rounds = alternating_at_equal_cores(encoders, sample, rounds, level)
+    result = {**{k: v for k, v in rounds.items() if k != "cores"}, "cores": {}}
+    sizes = (f"{result['wlc_bytes']:,} | q{result['quality']}: {result['jpeg_bytes']:,} | "
+             f"q{result['webp_quality']}: {result['webp_bytes']:,}")
     for n, times in rounds["cores"].items():
         per_round = times["jpeg"] / (n * times["ours"])
         entry = {"ours_MPps": mp / np.median(times["ours"]),
@@ -70,14 +81,11 @@ def main():
                  "webp_ratio": equal_cores(times, n, "webp"),
                  "seconds": {k: v.tolist() for k, v in times.items()}}
         result["cores"][n] = entry
-        lines.append(f"| {n} | {entry['ours_MPps']:.1f} | {entry['jpeg_MPps']:.1f} | "
+        lines.append(f"| {level} | {n} | {entry['ours_MPps']:.1f} | {entry['jpeg_MPps']:.1f} | "
                      f"{entry['webp_MPps']:.1f} | **{entry['ratio']:.3f}** | "
                      f"{entry['ratio_quartiles'][0]:.3f}–{entry['ratio_quartiles'][1]:.3f} | "
-                     f"{entry['webp_ratio']:.3f} |")
-    lines += ["", f"Sizes: .wlc {result['wlc_bytes']:,} bytes; JPEG q{result['quality']} "
-              f"{result['jpeg_bytes']:,}; WebP q{result['webp_quality']} "
-              f"{result['webp_bytes']:,}. Backend: {encoders[max(encoders)].describe()}."]
-    publish(lines, result, args.out, args.stem)
+                     f"{entry['webp_ratio']:.3f} | {sizes} |")
+    return result
 
 
 if __name__ == "__main__":
