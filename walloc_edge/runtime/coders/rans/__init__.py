@@ -109,7 +109,7 @@ class RansCoder(Coder):
             rows = [np.array(FIXED[len(layout.shape) - 1])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
-            step = fit_step(layout.n, levels.FIT_SAMPLES[self.level])
+            step = fit_step(layout.n, levels.fit_samples(self.level, C))
             positions = np.arange(0, layout.n, step)
             grams = (native.grams(layout, buffer, positions, threads) if fast else
                      numpy_grams(*_fit_features(values, own, step)))
