@@ -36,7 +36,7 @@ import numpy as np
 
 from ...errors import BitstreamError
 from ..base import Coder
-from . import levels, lzma_mode, native
+from . import levels as rans_levels, lzma_mode, native
 from .layout import Layout
 from .model import PREC, SCALE, Model, laplace_prior, refresh_steps
 from .payload import CONSTANT, LOWER, MODE_LZMA, MODE_RANS, Payload
@@ -53,19 +53,19 @@ class RansCoder(Coder):
 
     name = "rans"
     max_bits = 8
-    levels = levels.LEVELS
+    levels = rans_levels.LEVELS
 
     def __init__(self, predictor="fitted", level=None):
         if predictor not in ("fitted", "planar"):
             raise ValueError(f"unknown rans predictor {predictor!r}")
         self.predictor = predictor
-        self.level = levels.check_level(level)
-        if predictor == "planar" and self.level != levels.DEFAULT:
+        self.level = rans_levels.check_level(level)
+        if predictor == "planar" and self.level != rans_levels.DEFAULT:
             raise ValueError("the planar rans predictor has no levels")
         self.version = 5 if predictor == "fitted" else 3
 
     def at_level(self, level):
-        level = levels.check_level(level)
+        level = rans_levels.check_level(level)
         if level == self.level:
             return self
         other = RansCoder(self.predictor, level)
@@ -73,10 +73,10 @@ class RansCoder(Coder):
         return other
 
     def params(self, bits):
-        return levels.params(self.version, self.level)
+        return rans_levels.params(self.version, self.level)
 
     def check_params(self, params):
-        levels.level_of(params)
+        rans_levels.level_of(params)
 
     def _encode(self, latents, bits, threads):
         payload = self._encode_rans(latents, bits, threads)
@@ -109,7 +109,7 @@ class RansCoder(Coder):
             rows = [np.array(FIXED[len(layout.shape) - 1])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
-            step = fit_step(layout.n, levels.fit_samples(self.level, C))
+            step = fit_step(layout.n, rans_levels.fit_samples(self.level, C))
             positions = np.arange(0, layout.n, step)
             grams = (native.grams(layout, buffer, positions, threads) if fast else
                      numpy_grams(*_fit_features(values, own, step)))
@@ -143,7 +143,7 @@ class RansCoder(Coder):
             states=states[coded], words=words).pack()
 
     def _decode(self, payload, shape, bits, params):
-        version, _ = levels.level_of(params)
+        version, _ = rans_levels.level_of(params)
         clip = (1 << (bits - 1)) - 1
         if version >= 5:
             if not len(payload) or payload[0] not in (MODE_RANS, MODE_LZMA):
