@@ -108,8 +108,8 @@ def run(args):
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout,
                       heartbeat=args.heartbeat, status={"version": __version__,
                                                         "backend": encoder.backend.name})
-    log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder} "
-        f"-> {args.to}")
+    log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder}"
+        f"{f' (level {level})' if level else ''} -> {args.to}")
     stop_on(signal.SIGTERM, signal.SIGHUP)
     failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
