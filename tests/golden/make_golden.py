@@ -4,8 +4,9 @@
 
 Inputs: a 61x77 crop of the bundled coffee photo (RGB, sizes not multiples of 8) encoded by
 the reference checkpoint tests/reference/rgb_j3_l12, and 3001 samples of synthetic stereo
-music (float32) encoded by tests/reference/stereo_j4_l8; one file per coder. Regenerate only
-when the format version changes.
+music (float32) encoded by tests/reference/stereo_j4_l8; one file per coder, and one per
+rans level other than the default in rans-LEVEL/. Regenerate only when the format version
+changes.
 """
 import tempfile
 from pathlib import Path
@@ -17,6 +18,7 @@ from walloc_edge.data import synthetic_music
 from walloc_edge.data import sample_photo
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import Encoder
+from walloc_edge.runtime.coders.rans.levels import LEVELS
 
 HERE = Path(__file__).parent
 REFERENCE = HERE.parent / "reference"
@@ -38,6 +40,10 @@ def main():
                 rate = 44100 if name.startswith("stereo") else 0
                 (HERE / f"{name}.{coder}.wlc").write_bytes(encoder.encode(x, coder=coder,
                                                                           sample_rate=rate))
+            for level in LEVELS[1:]:
+                (HERE / f"rans-{level}").mkdir(exist_ok=True)
+                (HERE / f"rans-{level}" / f"{name}.rans.wlc").write_bytes(
+                    encoder.encode(x, sample_rate=rate, level=level))
 
 
 if __name__ == "__main__":

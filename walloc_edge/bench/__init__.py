@@ -6,12 +6,14 @@ runtime (give ``--bundle`` exported on a workstation); rows that need torch (the
 encoder, decoding and PSNR) or a runtime that is not installed show as skipped, with why.
 
 Method: one warm-up run, then ``repeat`` timed runs per row; medians with min–max, and
-per-frame latency p50/p90. End to end (uint8 frame → .wlc bytes with rans) alternates, for
-images, with a size-matched JPEG encode round by round in the row's process, so the ratio
-of the two ("÷ JPEG, alternating") holds on a shared machine whose load drifts between
-rows. Peak memory is the resident set above what the process held just before the row,
-sampled every 2 ms. Inputs: the bundled astronaut photo resized to
-2048×2048 (1024×1024 with ``quick``); audio models: 10 s of generated stereo music.
+per-frame latency p50/p90. End to end (uint8 frame → .wlc bytes with rans, at the bench's
+level) alternates, for images, with size-matched JPEG and WebP encodes round by round in the
+row's process, at equal cores: a row of N threads against N JPEG (WebP) encodes at once, one
+a core, so the ratios ("÷ JPEG", "÷ WebP", frames a second at equal cores) hold on a
+shared machine whose load drifts between rows. Peak memory is the resident set above what
+the process held just before the row, sampled every 2 ms. Inputs: the bundled astronaut
+photo resized to 2048×2048 (1024×1024 with ``quick``); audio models: 10 s of generated
+stereo music.
 
 Rooms: ``machine`` (what it ran on), ``timing`` (the timing loop, the alternating JPEG
 comparison, peak memory, a fresh process per measurement: the benchmark scripts use these
@@ -22,7 +24,8 @@ Markdown, SVG).
 from .machine import machine
 from .report import markdown, print_table, svg_plot
 from .run import run_bench
-from .timing import PeakMemory, alternating_with_jpeg, in_fresh_process, once, timed
+from .timing import (PeakMemory, alternating_at_equal_cores, equal_cores, in_fresh_process,
+                     once, timed)
 
 __all__ = ["run_bench", "machine", "markdown", "svg_plot", "print_table", "timed", "once",
-           "PeakMemory", "alternating_with_jpeg", "in_fresh_process"]
+           "PeakMemory", "alternating_at_equal_cores", "equal_cores", "in_fresh_process"]

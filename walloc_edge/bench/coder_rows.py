@@ -4,10 +4,14 @@ from .timing import speed, timed
 __all__ = ["coder_rows"]
 
 
-def coder_rows(latents, bits, amount, repeat, coders):
-    """Encode and decode speed of each entropy coder on the latents of the input: rans with
-    its C loops (where built) and with the numpy reference, the WebP and PNG mosaics."""
+def coder_rows(latents, bits, amount, repeat, coders, level=None):
+    """Encode and decode speed of each entropy coder on the latents of the input: rans (at
+    ``level``) with its C loops (where built) and with the numpy reference, the WebP and PNG
+    mosaics."""
     from ..runtime.coders.rans import native
+
+    rans = coders["rans"].at_level(level)
+    named = "" if rans is coders["rans"] else f", level {rans.level}"
 
     def row(label, coder, status="measured"):
         payload = coder.encode(latents, bits)
@@ -20,8 +24,8 @@ def coder_rows(latents, bits, amount, repeat, coders):
 
     status = "measured" if native.available() else f"measured; C: {native.reason()}"
     with native.turned_off():
-        rows = [row("rans coder (numpy)", coders["rans"], status)]
+        rows = [row(f"rans coder (numpy{named})", rans, status)]
     if native.available():  # first, so that the coder column reads the C loops
-        rows.insert(0, row("rans coder (C)", coders["rans"]))
+        rows.insert(0, row(f"rans coder (C{named})", rans))
     return rows + [row("webp mosaic coder (libwebp)", coders["webp"]),
                    row("png mosaic coder (zlib)", coders["png"])]

@@ -14,6 +14,7 @@ def _cells(row, unit):
             "" if not e else f"{e['p50_ms']:.0f}/{e['p90_ms']:.0f}",
             "/".join(f"{coders[c]:.1f}" for c in ("rans", "webp", "png")) if coders else "",
             fmt(row.get("end_to_end"), "{:.1f}"), fmt(row.get("jpeg_share"), "{:.3f}×"),
+            fmt(row.get("webp_share"), "{:.3f}×"),
             fmt(row.get("peak_MB"), "{:.0f}"),
             "" if not d else f"{d['median']:.2f}",
             fmt(row.get("compression_ratio"), "{:.1f}"), fmt(row.get("psnr"), "{:.2f}")]
@@ -21,7 +22,8 @@ def _cells(row, unit):
 
 def _headers(unit):
     return ["row", "status", "file MB", f"encode {unit}/s (min-max)", "p50/p90 ms",
-            f"rans/webp/png {unit}/s", f"end-to-end {unit}/s", "÷ JPEG, alternating",
+            f"rans/webp/png {unit}/s", f"end-to-end {unit}/s", "÷ JPEG, equal cores",
+            "÷ WebP, equal cores",
             "peak MB", f"decode {unit}/s",
             "ratio", "PSNR dB"]
 
@@ -38,7 +40,8 @@ def print_table(result):
     table = [_headers(unit)] + [_cells(r, unit) for r in result["rows"]]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     print(_machine_line(result["machine"]))
-    print(f"input {'x'.join(map(str, result['input']['shape']))}, median of {result['repeat']}")
+    print(f"input {'x'.join(map(str, result['input']['shape']))}, median of {result['repeat']}"
+          f", rans level {result.get('level', 'best')}")
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
 
@@ -49,7 +52,7 @@ def markdown(result, command):
     lines = [f"Machine: {_machine_line(result['machine'])}", "",
              f"Input: {'x'.join(map(str, result['input']['shape']))} "
              f"{result['input']['dtype']}; median of {result['repeat']} timed runs after a "
-             "warm-up", "",
+             f"warm-up; rans level {result.get('level', 'best')}", "",
              "| " + " | ".join(_headers(unit)) + " |", "|" + "---|" * len(_headers(unit))]
     lines += ["| " + " | ".join(_cells(r, unit)) + " |" for r in result["rows"]]
     lines += ["", f"Command: `{command}`"]

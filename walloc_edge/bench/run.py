@@ -20,9 +20,10 @@ REFERENCE_BACKEND = "onnxruntime"  # runs the validated graph: its latents check
 
 
 def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, repeat=None,
-              log=print):
+              log=print, level=None):
     """Measure every row; returns {"machine", "unit", "input", "rows", …}. ``size`` and
-    ``repeat`` override the input side and the timed runs that ``quick`` picks."""
+    ``repeat`` override the input side and the timed runs that ``quick`` picks; ``level``
+    is the rans level (None: its default) of the end-to-end and coder rows."""
     from ..runtime import CODERS, load_bundle, write_bitstream
 
     repeat = repeat or (3 if quick else 7)
@@ -50,7 +51,7 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         order = sorted(BACKENDS.values(), key=lambda cls: cls.name != REFERENCE_BACKEND)
         for backend, n in [(cls.name, t) for cls in order
                            for t in (threads if cls.threaded else (None,))]:
-            row = sensor_row(bundle, info, backend, n, Path(work), repeat, amount)
+            row = sensor_row(bundle, info, backend, n, Path(work), repeat, amount, level)
             rows.append(row)
             log(f"  {row['row']}: " + (f"{row['encode']['median']:.1f} {unit}/s"
                                        if "encode" in row else row["status"]))
@@ -60,10 +61,11 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
             raw.write_bytes(np.ascontiguousarray(sample).tobytes())
             rows += [c_row(bundle, raw, sample.shape, repeat, amount, latents, fixed)
                      for fixed in (False, True)]
-    coding_rows = coder_rows(latents, info.latent_bits, amount, repeat, CODERS)
+    coding_rows = coder_rows(latents, info.latent_bits, amount, repeat, CODERS, level)
     # per coder, its first row: the C loops of rans where they are built
     coding = {row["coder"]: row["encode"]["median"] for row in reversed(coding_rows)}
-    blob = write_bitstream(info, latents, {"shape": sample.shape, "dtype": sample.dtype}, "rans")
+    blob = write_bitstream(info, latents, {"shape": sample.shape, "dtype": sample.dtype}, "rans",
+                           level=level)
     scores = quality(codec, blob, sample, torch_reason)
     for row in rows:
         if "encode" in row:
@@ -74,4 +76,5 @@ def run_bench(bundle=None, model=None, quick=False, threads=(1, 2), size=None, r
         audio_baselines(sample, amount, repeat, len(blob))
     return {"machine": machine(), "unit": unit, "repeat": repeat,
             "input": {"shape": list(sample.shape), "dtype": str(sample.dtype)},
-            "model_id": info.model_id, "rows": rows}
+            "model_id": info.model_id, "level": CODERS["rans"].at_level(level).level,
+            "rows": rows}

@@ -6,18 +6,19 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime.backends import BACKENDS
-from .timing import PeakMemory, alternating_with_jpeg, in_fresh_process, speed, timed
+from .timing import (PeakMemory, alternating_at_equal_cores, equal_cores, in_fresh_process,
+                     speed, timed)
 
 __all__ = ["sensor_row", "c_row", "measure_backend"]
 
 
-def sensor_row(bundle, info, backend, threads, work, repeat, amount):
+def sensor_row(bundle, info, backend, threads, work, repeat, amount, level=None):
     """One backend measured in a fresh process (no torch there), so that its memory and
-    threads are its own."""
+    threads are its own; end to end with rans at ``level``."""
     name = f"{backend}, {threads} thread{'s' * (threads != 1)}" if threads else backend
     try:
         measured = in_fresh_process(measure_backend, str(bundle), backend, threads, str(work),
-                                    repeat, amount)
+                                    repeat, amount, level)
     except Exception as e:  # whatever ended its process: this row says so, the others go on
         return {"row": name, "kind": "sensor", "status": f"failed: {type(e).__name__}: {e}"}
     row = {"row": name, "kind": "sensor", **measured}
@@ -30,10 +31,11 @@ def sensor_row(bundle, info, backend, threads, work, repeat, amount):
     return row
 
 
-def measure_backend(bundle, backend, threads, work, repeat, amount):
+def measure_backend(bundle, backend, threads, work, repeat, amount, level=None):
     """Speed, latency and peak memory of one backend (run in its own process): the input
     is ``work``/input.npy; the first backend's latents, saved there, are the others'
-    reference."""
+    reference. End to end (rans at ``level``) against JPEG and WebP on as many cores as the
+    encoder's threads."""
     from ..runtime import Encoder
     from ..runtime.backends import BackendError
 
@@ -52,11 +54,14 @@ def measure_backend(bundle, backend, threads, work, repeat, amount):
     same = float((np.load(reference) == latents).mean())
     row = {"encode": speed(times, amount), "peak_MB": memory.mb, "identical_latents": same}
     if sample.ndim == 3 and sample.shape[2] in (1, 3):
-        rounds = alternating_with_jpeg(encoder, sample, repeat)
-        end_to_end = rounds["ours"]
-        row["jpeg_share"] = float(np.median(rounds["jpeg"]) / np.median(end_to_end))
+        cores = encoder.threads
+        rounds = alternating_at_equal_cores({cores: encoder}, sample, repeat, level)
+        times = rounds["cores"][cores]
+        end_to_end = times["ours"]
+        row.update(cores=cores, jpeg_share=equal_cores(times, cores, "jpeg"),
+                   webp_share=equal_cores(times, cores, "webp"))
     else:
-        end_to_end = timed(lambda: encoder.encode(sample, coder="rans"), repeat)
+        end_to_end = timed(lambda: encoder.encode(sample, coder="rans", level=level), repeat)
     return {**row, "end_to_end": speed(end_to_end, amount)["median"]}
 
 

@@ -1,6 +1,6 @@
 """How the bench and the benchmark scripts measure: one timing loop (a warm-up run, then
-timed runs), the alternating comparison with JPEG, a peak-memory sampler, and a fresh
-process per measurement so that its memory and threads are its own."""
+timed runs), the alternating comparison with JPEG and WebP at equal cores, a peak-memory
+sampler, and a fresh process per measurement so that its memory and threads are its own."""
 import io
 import multiprocessing
 import os
@@ -10,8 +10,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-__all__ = ["once", "timed", "speed", "PeakMemory", "alternating_with_jpeg", "in_fresh_process",
-           "pillow_bytes", "size_matched"]
+__all__ = ["once", "timed", "speed", "PeakMemory", "alternating_at_equal_cores", "equal_cores",
+           "in_fresh_process", "pillow_bytes", "size_matched"]
 
 
 def once(fn, clock=time.perf_counter):
@@ -79,24 +79,68 @@ def _quiet():
     os.dup2(devnull, 2)
 
 
-def alternating_with_jpeg(encoder, sample, rounds):
-    """End to end (``sample``, uint8 H x W x 1 or 3 → .wlc with rans) against Pillow's JPEG
-    at the quality whose file is closest in size, one of each a round, so that a shared
-    machine's drifting load falls on both alike: {"ours", "jpeg": seconds a round,
-    "quality", "wlc_bytes", "jpeg_bytes"}."""
+def alternating_at_equal_cores(encoders, sample, rounds, level=None):
+    """End to end (``sample``, uint8 H x W x 1 or 3 → .wlc with rans at ``level``) against
+    Pillow's JPEG and WebP at the qualities whose files are closest in size, at equal cores:
+    for each ``encoders`` entry (cores → an Encoder on that many threads), one frame of ours
+    against that many JPEG (and WebP) encodes of the frame at once, one a process (Pillow's
+    WebP holds the GIL), as a device with that many cores would run them. One of each a
+    round, alternating, so that a shared machine's drifting load falls on all alike:
+    {"cores": {N: {"ours", "jpeg", "webp": seconds a round}}, "quality", "webp_quality",
+    "wlc_bytes", "jpeg_bytes", "webp_bytes"}; ``equal_cores`` makes the ratios."""
     from PIL import Image
 
     image = Image.fromarray(sample if sample.shape[2] == 3 else sample[..., 0])
-    size = len(encoder.encode(sample, coder="rans"))  # both warm up here
-    quality = size_matched(lambda q: len(pillow_bytes(image, "JPEG", quality=q)),
-                           range(1, 96), size)
-    jpeg_bytes = len(pillow_bytes(image, "JPEG", quality=quality))
-    ours, theirs = [], []
-    for _ in range(rounds):
-        ours.append(once(lambda: encoder.encode(sample, coder="rans"))[0])
-        theirs.append(once(lambda: pillow_bytes(image, "JPEG", quality=quality))[0])
-    return {"ours": np.array(ours), "jpeg": np.array(theirs), "quality": quality,
-            "wlc_bytes": size, "jpeg_bytes": jpeg_bytes}
+    first = next(iter(encoders.values()))
+    size = len(first.encode(sample, coder="rans", level=level))  # both warm up here
+    qualities = {fmt: size_matched(lambda q: len(pillow_bytes(image, fmt, quality=q)), span,
+                                   size)
+                 for fmt, span in (("JPEG", range(1, 96)), ("WEBP", range(0, 101)))}
+    result = {"cores": {n: {"ours": [], "jpeg": [], "webp": []} for n in encoders},
+              "quality": qualities["JPEG"], "webp_quality": qualities["WEBP"], "wlc_bytes": size,
+              "jpeg_bytes": len(pillow_bytes(image, "JPEG", quality=qualities["JPEG"])),
+              "webp_bytes": len(pillow_bytes(image, "WEBP", quality=qualities["WEBP"]))}
+    pools = {n: ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=_hold, initargs=(image,))
+             for n in encoders if n > 1}
+    try:
+        for n, pool in pools.items():  # started and warm before any round
+            list(pool.map(_encode_held, [("JPEG", qualities["JPEG"])] * n))
+        for _ in range(rounds):
+            for n, encoder in encoders.items():
+                times = result["cores"][n]
+                times["ours"].append(once(lambda: encoder.encode(sample, coder="rans",
+                                                                 level=level))[0])
+                for fmt in ("JPEG", "WEBP"):
+                    job = (fmt, qualities[fmt])
+                    times[fmt.lower()].append(once(
+                        (lambda: pillow_bytes(image, fmt, quality=job[1])) if n == 1 else
+                        (lambda: list(pools[n].map(_encode_held, [job] * n))))[0])
+    finally:
+        for pool in pools.values():
+            pool.shutdown()
+    for times in result["cores"].values():
+        for key in times:
+            times[key] = np.array(times[key])
+    return result
+
+
+_HELD = []  # a baseline worker's image, encoded again and again
+
+
+def _hold(image):
+    _HELD.append(image)
+
+
+def _encode_held(job):
+    fmt, quality = job
+    return len(pillow_bytes(_HELD[0], fmt, quality=quality))
+
+
+def equal_cores(times, cores, baseline):
+    """Our frames a second ÷ ``baseline``'s ("jpeg", "webp") on ``cores`` cores, from one
+    entry of ``alternating_at_equal_cores``'s "cores": ratio of the medians."""
+    return float(np.median(times[baseline]) / (cores * np.median(times["ours"])))
 
 
 def pillow_bytes(image, fmt, **options):

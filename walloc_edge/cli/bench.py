@@ -3,6 +3,7 @@ import json
 import sys
 
 from ..bench import markdown, print_table, run_bench, svg_plot
+from ..runtime.coders import CODERS
 from ._shared import thread_counts, write_text
 
 EXAMPLES = """Rows: each backend (onnxruntime per thread count, LiteRT/XNNPACK, numpy), the
@@ -23,6 +24,8 @@ def configure(p):
                                                         "(about a minute on 2 cores)")
     p.add_argument("--threads", default=(1, 2), type=thread_counts, metavar="LIST",
                    help="onnxruntime thread counts, comma-separated")
+    p.add_argument("--level", choices=CODERS["rans"].levels,
+                   help="the rans level of the end-to-end and coder rows (default: best)")
     p.add_argument("--json", help="write the results as JSON")
     p.add_argument("--markdown", help="write the table as Markdown")
     p.add_argument("--plot", help="write a bar chart of the throughputs (SVG)")
@@ -35,7 +38,8 @@ def run(args):
         from ..zoo import DEFAULT_IMAGE_MODEL
 
         model = DEFAULT_IMAGE_MODEL
-    result = run_bench(args.bundle, model, quick=args.quick, threads=args.threads)
+    result = run_bench(args.bundle, model, quick=args.quick, threads=args.threads,
+                       level=args.level)
     print_table(result)
     command = "walloc-edge " + " ".join(sys.argv[1:])
     if args.json:

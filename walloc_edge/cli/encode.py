@@ -5,8 +5,9 @@ import time
 from ..runtime.coders import CODERS
 from ..runtime.io import read_input, write_atomic
 from ..runtime.modality import IMAGE
-from ._shared import (add_backend_options, add_overwrite_option, add_video_options,
-                      input_files, output_dir, progress, say, sensor_encoder)
+from ._shared import (add_backend_options, add_level_option, add_overwrite_option,
+                      add_video_options, coder_level, input_files, output_dir, progress, say,
+                      sensor_encoder)
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
@@ -31,6 +32,7 @@ def configure(p):
     p.add_argument("-o", "--out", required=True, help="folder for the .wlc files (created)")
     add_backend_options(p)
     p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
+    add_level_option(p)
     add_video_options(p)
     add_overwrite_option(p)
     p.epilog = EXAMPLES
@@ -39,6 +41,7 @@ def configure(p):
 def run(args):
     if not args.inputs and args.video is None:
         raise ValueError("give INPUT files or folders, --video SOURCE, or both")
+    level = coder_level(args)  # a level the coder lacks is refused before any work
     encoder = sensor_encoder(args)
     b = encoder.bundle
     if args.video is not None and b.modality is not IMAGE:
@@ -48,7 +51,8 @@ def run(args):
         raise ValueError(f"no {b.modality} files in {' '.join(args.inputs)}"
                          + (f" ({skipped})" if skipped else ""))
     out = output_dir(args.out)
-    print(f"encoding with {encoder.describe()} + {args.coder} into {out}")
+    print(f"encoding with {encoder.describe()} + {args.coder}"
+          f"{f' (level {level})' if level else ''} into {out}")
     totals = {"done": 0, "failed": 0, "in": 0, "out": 0}
     for path, name in progress(files, "encoding"):
         try:
@@ -86,7 +90,7 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals):
     try:
         if target.exists() and not args.overwrite:
             raise FileExistsError(f"{target} exists (--overwrite replaces it)")
-        blob = encoder.encode(sample, coder=args.coder, sample_rate=rate)
+        blob = encoder.encode(sample, coder=args.coder, sample_rate=rate, level=args.level)
         seconds = time.perf_counter() - start
         target.parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place
         write_atomic(target, blob)

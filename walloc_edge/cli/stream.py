@@ -11,8 +11,8 @@ from ..firmware_bridge.loops import WatchRecord, stream_files, stream_frames, wa
 from ..firmware_bridge.transports import SENDER_URLS, open_link
 from ..runtime.coders import CODERS
 from ..runtime.modality import IMAGE
-from ._shared import (add_backend_options, add_video_options, input_files, naming,
-                      positive_int, positive_number, sensor_encoder)
+from ._shared import (add_backend_options, add_level_option, add_video_options, coder_level,
+                      input_files, naming, positive_int, positive_number, sensor_encoder)
 from ._stops import Stopped, stop_on
 
 STOP_WAIT = 5  # seconds a stop by SIGTERM or SIGHUP waits for the last acknowledgements
@@ -49,6 +49,7 @@ def configure(p):
                         "new or changed files")
     add_backend_options(p)
     p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
+    add_level_option(p)
     add_video_options(p)
     p.add_argument("--sensor-id", metavar="ID",
                    help="this sensor's identity: 16 hex digits, or a name (hashed to 64 "
@@ -86,6 +87,7 @@ def seconds_or_off(text):
 
 
 def run(args):
+    level = coder_level(args)  # a level the coder lacks is refused before any work
     encoder = sensor_encoder(args)
     if args.video is not None and encoder.bundle.modality is not IMAGE:
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
@@ -106,24 +108,24 @@ def run(args):
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout,
                       heartbeat=args.heartbeat, status={"version": __version__,
                                                         "backend": encoder.backend.name})
-    log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder} "
-        f"-> {args.to}")
+    log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder}"
+        f"{f' (level {level})' if level else ''} -> {args.to}")
     stop_on(signal.SIGTERM, signal.SIGHUP)
     failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
         courier.start()
         failed += stream_files(encoder, courier, [path for path, _ in files], args.coder,
-                               log)[1]
+                               log, level)[1]
         if args.video is not None:
             from ..runtime.sources import VideoSource
 
             source = VideoSource(args.video)
             failed += stream_frames(encoder, courier, source.frames(args.fps, args.frames),
-                                    source.name, args.coder, log)[1]
+                                    source.name, args.coder, log, level)[1]
         if args.watch:
             record = WatchRecord.path_in(args.state, identity.name, args.watch)
             failed += watch_folder(encoder, courier, args.watch, args.coder, log=log,
-                                   record=record)[1]
+                                   record=record, level=level)[1]
     except KeyboardInterrupt as e:
         stop = e
     try:  # a service manager's stop lets what is in flight be acknowledged, briefly

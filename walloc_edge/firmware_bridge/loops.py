@@ -21,14 +21,15 @@ __all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serv
            "Rejected"]
 
 
-def _send_all(encoder, sender, items, coder, log):
+def _send_all(encoder, sender, items, coder, log, level=None):
     """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
-    rate); one that cannot be read or encoded is skipped with a line. (sent, failed)."""
+    rate), with ``coder`` at ``level``; one that cannot be read or encoded is skipped with a
+    line. (sent, failed)."""
     sent = failed = 0
     for what, source, read in items:
         try:
             sample, rate = read()
-            blob = encoder.encode(sample, coder=coder, sample_rate=rate)
+            blob = encoder.encode(sample, coder=coder, sample_rate=rate, level=level)
         except (ValueError, OSError, MemoryError) as e:  # MemoryError: a header that lies
             failed += 1
             log(f"skipped {e}" if str(e).startswith(str(what)) else f"skipped {what}: {e}")
@@ -40,20 +41,20 @@ def _send_all(encoder, sender, items, coder, log):
     return sent, failed
 
 
-def stream_files(encoder, sender, paths, coder="rans", log=print):
+def stream_files(encoder, sender, paths, coder="rans", log=print, level=None):
     """Encode each file and send its .wlc; returns (sent, failed)."""
     b = encoder.bundle
     items = ((path, Path(path).name,
               lambda path=path: read_input(path, b.modality, b.channels)) for path in paths)
-    return _send_all(encoder, sender, items, coder, log)
+    return _send_all(encoder, sender, items, coder, log, level)
 
 
-def stream_frames(encoder, sender, frames, name, coder="rans", log=print):
+def stream_frames(encoder, sender, frames, name, coder="rans", log=print, level=None):
     """Encode each video frame and send its .wlc; returns (sent, failed). Ctrl-C ends the
     frames (the capture is released) and is passed on."""
     items = ((f"{name} frame {i}", f"{name}-{i:06d}", lambda frame=frame: (frame, 0))
              for i, frame in enumerate(frames))
-    return _send_all(encoder, sender, items, coder, log)
+    return _send_all(encoder, sender, items, coder, log, level)
 
 
 class WatchRecord:
@@ -100,7 +101,7 @@ def _digest(path):
 
 
 def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, stop=None,
-                 settle=2, record=None):
+                 settle=2, record=None, level=None):
     """Send every file that appears in ``folder`` (those there at the start too) until
     ``stop()`` is true; Ctrl-C is logged and passed on. A file is sent once it is complete:
     its size and time have not changed for ``settle`` polls (a file written in bursts
@@ -144,7 +145,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, sto
                     sent.keep(name, version, digest, names)  # touched, not changed
                     continue
                 with signals_deferred():  # spooled and recorded as one step
-                    n, failed = stream_files(encoder, sender, [path], coder, log)
+                    n, failed = stream_files(encoder, sender, [path], coder, log, level)
                     if n:
                         sent.keep(name, version, digest, names)
                 totals[0] += n

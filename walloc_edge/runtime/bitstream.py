@@ -109,11 +109,12 @@ class Bitstream:
 
 def write_bitstream(bundle: "Bundle", latents: np.ndarray, spec: dict, coder: str = "rans",
                     tile: "tuple[int, ...] | None" = None, sample_rate: int = 0,
-                    threads: int = 1) -> bytes:
+                    threads: int = 1, level: "str | None" = None) -> bytes:
     """.wlc bytes for ``latents`` of an input with ``spec`` ({"shape", "dtype"}) encoded by
-    ``bundle``'s model, coded tile by tile with ``coder`` (on up to ``threads`` threads)."""
+    ``bundle``'s model, coded tile by tile with ``coder`` at its ``level`` (rans: "best",
+    the default, "fast", "fastest") on up to ``threads`` threads."""
     cfg = bundle.config
-    chosen = get_coder(coder)
+    chosen = get_coder(coder).at_level(level)
     if cfg["latent_bits"] > chosen.max_bits:
         raise ValueError(f"the {coder} coder takes latents of at most {chosen.max_bits} bits; "
                          f"this model's are {cfg['latent_bits']}: use the raw coder")
@@ -209,6 +210,7 @@ def _read_bitstream(data, max_latents):
                     latent_dim, names[coder_id], params, tuple(t for _, t in axes), sample_rate)
     if bits > get_coder(header.coder).max_bits:
         raise BitstreamError(f"the {header.coder} coder does not take {bits}-bit latents")
+    get_coder(header.coder).check_params(params)
     count = math.prod(header.latent_shape)
     if count > max_latents:
         raise BitstreamError(f"the bitstream claims {count} latents, more than the limit of "

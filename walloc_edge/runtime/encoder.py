@@ -141,13 +141,14 @@ class Encoder:
         return self._latents(sample)
 
     def encode(self, x: np.ndarray, coder: str = "rans", tile: int | None = None,
-               sample_rate: int = 0) -> bytes:
-        """.wlc bytes for ``x`` (see docs/bitstream.md); audio may record its sample rate."""
+               sample_rate: int = 0, level: str | None = None) -> bytes:
+        """.wlc bytes for ``x`` (see docs/bitstream.md); audio may record its sample rate.
+        ``level``: how hard the coder works (rans: "best", the default, "fast", "fastest")."""
         from .bitstream import write_bitstream
 
         sample, spec = as_sensor_sample(x, self.modality, self.bundle.channels)
         return write_bitstream(self.bundle, self._latents(sample), spec, coder, tile,
-                               sample_rate, self.threads)
+                               sample_rate, self.threads, level)
 
     def _latents(self, sample):
         sizes = sample.shape[:-1]

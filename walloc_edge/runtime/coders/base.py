@@ -16,9 +16,20 @@ class Coder:
 
     name = None
     max_bits = 8
+    levels = ()  # the names ``at_level`` takes (rans: how hard its encoder works)
+
+    def at_level(self, level):
+        """This coder writing at ``level`` (None: its default)."""
+        if level is not None:
+            raise ValueError(f"the {self.name} coder has no levels")
+        return self
 
     def params(self, bits):
         return b""
+
+    def check_params(self, params):
+        """Raise BitstreamError where a reader cannot use coder parameters ``params`` (the
+        header's), before any tile is decoded."""
 
     def encode(self, latents, bits, threads=1):
         if latents.size == 0:

@@ -23,6 +23,10 @@ numpy operation per step for all of them (this module: the readable reference), 
 (``native``: the same bytes, where the extension is built). The payload's fields:
 ``payload.Payload``.
 
+Levels (``levels``, like zstd's): ``best`` (the default), ``fast`` and ``fastest`` spend less
+on choosing the predictors; they write the same payload, and the coder parameters record
+the level.
+
 Model versions: 5 (the fitted predictor, with constant channels, and a mode byte per tile:
 rANS, or for latents that repeat, such as a pure tone's, LZMA — ``lzma_mode``), 4 (the same
 without the mode byte) and 3 (what the "planar" predictor and the C firmware encoder write)
@@ -32,38 +36,54 @@ import numpy as np
 
 from ...errors import BitstreamError
 from ..base import Coder
-from . import lzma_mode, native
+from . import levels as rans_levels, lzma_mode, native
 from .layout import Layout
 from .model import PREC, SCALE, Model, laplace_prior, refresh_steps
-from .payload import CONSTANT, LOWER, MODE_LZMA, MODE_RANS, VERSIONS, Payload
-from .predictor import (CONTEXTS, MAX_EARLIER, PLANAR, Contexts, coefficient_row, fit_step,
-                        fit_taps, numpy_grams, prediction)
+from .payload import CONSTANT, LOWER, MODE_LZMA, MODE_RANS, Payload
+from .predictor import (CONTEXTS, FIXED, MAX_EARLIER, PLANAR, Contexts, coefficient_row,
+                        fit_all_taps, fit_step, fit_taps, numpy_grams, prediction)
 
 __all__ = ["RansCoder"]
 
 
 class RansCoder(Coder):
-    """``predictor``: "fitted" (least squares per tile, the default; model version 5) or
-    "planar" (fixed coefficients, what the C encoder writes; version 3). Both decode with
-    the same decoder."""
+    """``predictor``: "fitted" (chosen per tile as ``level`` says, the default; model
+    version 5) or "planar" (fixed coefficients, what the C encoder writes; version 3). All
+    decode with the same decoder."""
 
     name = "rans"
     max_bits = 8
+    levels = rans_levels.LEVELS
 
-    def __init__(self, predictor="fitted"):
+    def __init__(self, predictor="fitted", level=None):
         if predictor not in ("fitted", "planar"):
             raise ValueError(f"unknown rans predictor {predictor!r}")
         self.predictor = predictor
+        self.level = rans_levels.check_level(level)
+        if predictor == "planar" and self.level != rans_levels.DEFAULT:
+            raise ValueError("the planar rans predictor has no levels")
         self.version = 5 if predictor == "fitted" else 3
 
+    def at_level(self, level):
+        level = rans_levels.check_level(level)
+        if level == self.level:
+            return self
+        other = RansCoder(self.predictor, level)
+        other.name, other.wire_id = self.name, self.wire_id
+        return other
+
     def params(self, bits):
-        return bytes([PREC, self.version])
+        return rans_levels.params(self.version, self.level)
+
+    def check_params(self, params):
+        rans_levels.level_of(params)
 
     def _encode(self, latents, bits, threads):
         payload = self._encode_rans(latents, bits, threads)
         if self.version < 5:
             return payload
-        if latents.ndim == 2 and lzma_mode.available():  # audio: try copying repeats
+        if latents.ndim == 2 and self.level == "best" and lzma_mode.available():
+            # audio: try copying repeats
             copied = lzma_mode.compress(latents)
             if len(copied) < len(payload):
                 return bytes([MODE_LZMA]) + copied
@@ -84,13 +104,17 @@ class RansCoder(Coder):
         if self.predictor == "planar":
             constant = np.zeros(C, bool)
             rows = [np.array(PLANAR[len(layout.shape) - 1])] * C
+        elif self.level == "fastest":
+            constant = X.min(axis=1) == X.max(axis=1)
+            rows = [np.array(FIXED[len(layout.shape) - 1])] * C
         else:
             constant = X.min(axis=1) == X.max(axis=1)
-            step = fit_step(layout.n)
+            step = fit_step(layout.n, rans_levels.fit_samples(self.level, C))
             positions = np.arange(0, layout.n, step)
             grams = (native.grams(layout, buffer, positions, threads) if fast else
                      numpy_grams(*_fit_features(values, own, step)))
-            rows = list(fit_taps(grams, -(-layout.n // step), layout.n))
+            rows = (list(fit_taps(grams, -(-layout.n // step), layout.n))
+                    if self.level == "best" else fit_all_taps(grams))
         contexts = Contexts(clip)
         refresh = refresh_steps(layout.steps)
         if fast:
@@ -119,11 +143,8 @@ class RansCoder(Coder):
             states=states[coded], words=words).pack()
 
     def _decode(self, payload, shape, bits, params):
-        if len(params) != 2 or params[0] != PREC or params[1] not in VERSIONS:
-            raise BitstreamError(f"rans parameters {bytes(params).hex()} are not ones this "
-                                 f"reader knows (0f03, 0f04, 0f05)")
+        version, _ = rans_levels.level_of(params)
         clip = (1 << (bits - 1)) - 1
-        version = params[1]
         if version >= 5:
             if not len(payload) or payload[0] not in (MODE_RANS, MODE_LZMA):
                 raise BitstreamError("rans payload names no mode this reader knows")
@@ -208,7 +229,7 @@ def _frequencies(model, tables, symbols, refresh):
     flat = tables * model.symbols + symbols
     freq = np.empty(flat.size, np.uint64)
     cum = np.empty(flat.size, np.uint64)
-    bounds = np.array([0] + refresh + [steps]) * lanes
+    bounds = np.array([0, *refresh, steps]) * lanes
     for t0, t1 in zip(bounds[:-1], bounds[1:]):
         freq[t0:t1] = model.freq.ravel()[flat[t0:t1]]
         cum[t0:t1] = model.cum.ravel()[flat[t0:t1]]

@@ -36,6 +36,7 @@ typedef struct {
     int64_t *touched;          /* per table: symbols counted since the last refresh */
 } Model;
 
+VECTOR_CLONES
 static void rebuild(Model *m, int64_t t) {
     const int64_t A = m->symbols, *counts = m->counts + t * A;
     uint32_t *freq = m->freq + t * A, *cum = m->cum + t * A;
@@ -44,15 +45,17 @@ static void rebuild(Model *m, int64_t t) {
     const double inverse = 1.0 / (double)total;
     for (int64_t s = 0; s < A; s++) {
         /* counts[s] * (SCALE - A) / total, exactly: a division costs more than the rest of
-         * this loop, so a multiply by the inverse, then corrected by one where it rounded */
+         * this loop, so a multiply by the inverse, then corrected by one where it rounded
+         * (without branches: the loop vectorises) */
         const int64_t a = counts[s] * (int64_t)(SCALE - A);
         int64_t q = (int64_t)((double)a * inverse);
-        if (q * total > a) q--;
-        else if ((q + 1) * total <= a) q++;
+        q -= q * total > a;
+        q += (q + 1) * total <= a;
         freq[s] = (uint32_t)(1 + q);
-        sum += freq[s];
-        if (counts[s] > counts[best]) best = s;  /* the first of equal maxima, as argmax */
+        sum += 1 + q;
     }
+    for (int64_t s = 1; s < A; s++)
+        if (counts[s] > counts[best]) best = s;  /* the first of equal maxima, as argmax */
     freq[best] += (uint32_t)(SCALE - sum);
     uint32_t running = 0;
     for (int64_t s = 0; s < A; s++) { cum[s] = running; running += freq[s]; }
@@ -524,7 +527,7 @@ typedef struct {
     const int64_t *prior, *refresh_at;
     const uint32_t *coded; /* (C, n): table << 8 | symbol */
     uint64_t *state;
-    uint16_t *words;     /* channel c's words at c * steps * groups */
+    uint16_t *words;     /* channel c's words at c * (steps * groups + 1): a spare slot each */
     int64_t *step_start; /* (C, steps + 1): where each step's words begin, backwards */
 } Encoding;
 
@@ -552,30 +555,42 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
      * (channel c, part g) starts at step c (audio) or c + g * region (images, a wavefront)
      * and then codes its part's latents in order, one a step (images: its strip row by
      * row), as layout.py's Layout.schedule. */
+    const uint32_t nothing = SCALE << 16;  /* "nothing": frequency 2^15, cumulative 0 */
     for (int64_t t = 0, next = 0; t < steps; t++) {
         if (next < e->refreshes && e->refresh_at[next] == t) {
             refresh(&m);
             next++;
         }
-        for (int64_t j = 0; j < lanes; j++) {
-            int64_t l = l0 + j, c = l / G, g = l % G, p = -1;
-            int64_t local = e->audio ? t - c : t - c - g * region;
-            if (e->constant[c] || local < 0) {
-            } else if (e->audio) {
-                if (local < region && g * region + local < width) p = g * region + local;
-            } else if (row[j] < e->rows) {  /* the next latent of the strip */
-                if (g * region + col[j] < width) p = row[j] * width + g * region + col[j];
-                if (!col[j] && row[j] + AHEAD < e->rows) {  /* lanes leap a row each region */
-                    const int64_t q = c * n + (row[j] + AHEAD) * width + g * region;
-                    __builtin_prefetch(e->coded + q);
-                    __builtin_prefetch(e->coded + q + region - 1);
-                }
-                if (++col[j] == region) col[j] = 0, row[j]++;
+        uint32_t *out = entry + t * lanes;
+        for (int64_t c = c0, j = 0; c < c1; c++) {
+            const uint32_t *coded = e->coded + c * n;
+            if (e->constant[c] || t < c) {
+                for (int64_t g = 0; g < G; g++) out[j++] = nothing;
+                continue;
             }
-            const uint32_t packed = p < 0 ? (uint32_t)e->tables << 8 : e->coded[c * n + p];
-            const int64_t tab = packed >> 8, symbol = packed & 0xFF, k = tab * A + symbol;
-            entry[t * lanes + j] = m.freq[k] << 16 | m.cum[k];
-            count(&m, tab, symbol);
+            for (int64_t g = 0; g < G; g++, j++) {
+                int64_t local = e->audio ? t - c : t - c - g * region, p = -1;
+                if (local < 0) {
+                } else if (e->audio) {
+                    if (local < region && g * region + local < width) p = g * region + local;
+                } else if (row[j] < e->rows) {  /* the next latent of the strip */
+                    if (g * region + col[j] < width) p = row[j] * width + g * region + col[j];
+                    if (!col[j] && row[j] + AHEAD < e->rows) {  /* a row each region */
+                        const int64_t q = (row[j] + AHEAD) * width + g * region;
+                        __builtin_prefetch(coded + q);
+                        __builtin_prefetch(coded + q + region - 1);
+                    }
+                    if (++col[j] == region) col[j] = 0, row[j]++;
+                }
+                if (p < 0) {
+                    out[j] = nothing;
+                    continue;
+                }
+                const uint32_t packed = coded[p];
+                const int64_t tab = packed >> 8, symbol = packed & 0xFF, k = tab * A + symbol;
+                out[j] = m.freq[k] << 16 | m.cum[k];
+                count(&m, tab, symbol);
+            }
         }
     }
     /* Backwards, each step's words appended per channel, in lane order. x / f in double
@@ -585,18 +600,25 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     for (int64_t j = 0; j < lanes; j++) e->state[l0 + j] = LOWER;
     for (int64_t t = steps - 1; t >= 0; t--) {
         for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + t] = written[c - c0];
-        for (int64_t j = 0; j < lanes; j++) {
-            const int64_t l = l0 + j, c = l / G;
-            uint32_t fc = entry[t * lanes + j];
-            uint64_t f = fc >> 16, x = e->state[l];
-            if (x >= (f << (32 - PREC))) {  /* at most one word a latent: room for all */
-                e->words[c * steps * G + written[c - c0]++] = (uint16_t)(x & 0xFFFF);
-                x >>= 16;
+        for (int64_t c = c0, j = 0; c < c1; c++) {
+            uint16_t *words = e->words + c * (steps * G + 1);
+            int64_t w = written[c - c0];
+            for (int64_t g = 0; g < G; g++, j++) {
+                const uint32_t fc = entry[t * lanes + j];
+                const uint64_t f = fc >> 16;
+                if (f == SCALE) continue;  /* a symbol with every slot leaves the state */
+                uint64_t x = e->state[l0 + j];
+                /* at most one word a latent (room for all), written without a branch: */
+                const int emit = x >= (f << (32 - PREC));  /* which is hard to predict */
+                words[w] = (uint16_t)(x & 0xFFFF);
+                w += emit;
+                x >>= 16 * emit;
+                uint64_t q = (uint64_t)((double)x / (double)f);
+                if (q * f > x) q--;
+                else if ((q + 1) * f <= x) q++;
+                e->state[l0 + j] = x + q * (SCALE - f) + (fc & 0xFFFF);
             }
-            uint64_t q = (uint64_t)((double)x / (double)f);
-            if (q * f > x) q--;
-            else if ((q + 1) * f <= x) q++;
-            e->state[l] = x + q * (SCALE - f) + (fc & 0xFFFF);
+            written[c - c0] = w;
         }
     }
     for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + steps] = written[c - c0];
@@ -615,7 +637,7 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
     const int64_t C = groups ? lanes / groups : 0;
     Encoding e = {steps, lanes, groups, region, rows, width, n, tables, reach, refreshes, audio,
                   constant, prior, refresh_at, coded, state,
-                  malloc(sizeof(uint16_t) * (size_t)(steps * lanes + 1)),
+                  malloc(sizeof(uint16_t) * (size_t)(C * (steps * groups + 1) + 1)),
                   malloc(sizeof(int64_t) * (size_t)(C * (steps + 1) + 1))};
     int64_t out = -1;
     if (e.words && e.step_start && !walloc_parallel(encode_channels, &e, C, 1, threads, 0)) {
@@ -629,7 +651,7 @@ int64_t walloc_rans_encode(int64_t steps, int64_t lanes, int audio, int64_t grou
                     out = -1;
                     break;
                 }
-                memcpy(words + out, e.words + c * steps * groups + begin,
+                memcpy(words + out, e.words + c * (steps * groups + 1) + begin,
                        sizeof(uint16_t) * (size_t)(end - begin));
                 out += end - begin;
             }

@@ -1,5 +1,7 @@
 """The adaptive probability model: frequencies per (channel, context) table, in integers only,
 learned identically by encoder and decoder from the latents already coded."""
+import functools
+
 import numpy as np
 
 PREC = 15                # probabilities in units of 2^-15
@@ -11,14 +13,16 @@ HALVE_AT = 1 << 22       # counts of a context are halved past this total (keeps
 REFRESH = 16             # steps between frequency refreshes, at least (then t / 8)
 
 
+@functools.lru_cache(maxsize=8)
 def refresh_steps(steps):
     """Steps before which the frequencies are rebuilt: 1, 2, 4, 8, then every 16 steps
-    until step 128, then every t / 8 steps (the counts change less as they grow)."""
+    until step 128, then every t / 8 steps (the counts change less as they grow). Kept for
+    the last tile sizes seen (a sensor's are all one): building it is a python loop."""
     out, t = [], 1
     while t < steps:
         out.append(t)
         t += t if t < REFRESH else max(REFRESH, t // 8)
-    return out
+    return tuple(out)
 
 
 def laplace_prior(reach):

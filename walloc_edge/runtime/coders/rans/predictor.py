@@ -14,6 +14,10 @@ CONTEXTS = (len(ACTIVITY_EDGES) + 1) * (len(PREVIOUS_EDGES) + 1)  # per channel
 # axes: W + N − NW on a grid (images), the previous value along a line (audio). What
 # firmware uses: no least-squares fit on the device.
 PLANAR = {2: (256, 256, -256, 0), 1: (256, 0, 0)}
+# Those of the "fastest" level: 7/16 W + 7/16 N + 2/16 NE smooths the latents' noise, which
+# W + N − NW amplifies (on photos 9% larger than the fitted predictors; planar 21%);
+# audio: half the previous sample.
+FIXED = {2: (112, 112, 0, 32), 1: (128, 0, 0)}
 
 
 def fit_taps(grams, s, n):
@@ -51,6 +55,39 @@ def fit_taps(grams, s, n):
         yield min(options, key=lambda option: option[0])[1]
 
 
+def fit_all_taps(grams):
+    """Per channel c: Q8 coefficients over its K own taps and the taps of all its m =
+    min(c, MAX_EARLIER) earlier channels (no choice of m), by least squares from the Gram
+    matrices (``numpy_grams``) in one batched solve: the ``fast`` level's fit. Each
+    channel's system is padded to one size with identity rows, which leave its solution
+    that of its own system."""
+    shared, cross, own_gram = grams
+    C, K = own_gram.shape[:2]
+    m = np.minimum(np.arange(C), MAX_EARLIER)
+    E = int(m.max())
+    # pick[c]: the rows of V (values, west, north of channels c − m … c − 1), then padding
+    offsets = np.arange(-E, 0)[None, :] + np.arange(C)[:, None]                   # (C, E)
+    pick = (offsets[:, None, :] + C * np.arange(3)[None, :, None]).reshape(C, 3 * E)
+    used = np.tile(offsets >= 0, 3)                                              # (C, 3E)
+    order = np.argsort(~used, axis=1, kind="stable")  # each channel's taps first, in order
+    pick = np.take_along_axis(np.where(used, pick, 0), order, 1)
+    used = np.take_along_axis(used, order, 1)
+    channel = np.arange(C)[:, None]
+    F = K + 3 * E
+    gram = np.zeros((C, F, F))
+    gram[:, :K, :K] = own_gram
+    gram[:, :K, K:] = cross[channel[:, :, None], np.arange(K)[:, None], pick[:, None, :]]
+    gram[:, K:, :K] = gram[:, :K, K:].transpose(0, 2, 1)
+    gram[:, K:, K:] = shared[pick[:, :, None], pick[:, None, :]]
+    valid = np.concatenate([np.ones((C, K), bool), used], axis=1)                # (C, F)
+    gram = np.where(valid[:, :, None] & valid[:, None, :], gram, np.eye(F))
+    gram[:, np.arange(F), np.arange(F)] += 1e-6
+    target = np.concatenate([cross[np.arange(C), :, np.arange(C)], shared[pick, channel]], 1)
+    beta = np.linalg.solve(gram, np.where(valid, target, 0)[..., None])[..., 0]
+    q = np.clip(np.round(beta * (1 << COEF_BITS)), -32767, 32767).astype(np.int64)
+    return [q[c, :K + 3 * m[c]] for c in range(C)]
+
+
 def numpy_grams(O, V):
     """The fit's Gram matrices from its features, O (C, K, s) the own neighbours and V
     (3C, s) the values, west and north neighbours (float64): V·Vᵀ (3C, 3C), O·Vᵀ
@@ -59,9 +96,9 @@ def numpy_grams(O, V):
     return V @ V.T, O @ V.T, O @ O.transpose(0, 2, 1)
 
 
-def fit_step(n):
-    """Positions between two latents the fit looks at (about FIT_SAMPLES a channel)."""
-    return max(1, n // FIT_SAMPLES)
+def fit_step(n, samples=FIT_SAMPLES):
+    """Positions between two latents the fit looks at (about ``samples`` a channel)."""
+    return max(1, n // samples)
 
 
 def _bits_per_latent(mean_square):
