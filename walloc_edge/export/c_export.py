@@ -26,7 +26,8 @@ __all__ = ["write_c_sources", "build_c", "c_runner", "compiler"]
 
 SOURCES = Path(__file__).with_name("c_source")
 CORE = [Path(__file__).parent.parent / "runtime" / name
-        for name in ("native_encoder.c", "native_encoder.h", "native_parallel.h")]
+        for name in ("native_encoder.c", "native_encoder.h", "native_parallel.h",
+                     "native_transform.h")]
 
 
 def _initializer(values, number):
