@@ -182,7 +182,7 @@ typedef float sample;
 typedef float coef;
 #define STEP(c, p) ((c) * (p))
 #define LOAD(L, v) ((float)(v))
-#define ACC_SAMPLES(latents) ((latents) * SPAN)
+#define ACC_SAMPLES(model) ((model)->latent_dim * SPAN)
 #include "native_transform.h"
 
 /* --- the whole encoder --------------------------------------------------------------- */

@@ -88,31 +88,69 @@ static int8_t quantize_key(uint32_t key, const Table *g, int64_t clip) {
     return (int8_t)(b + (g->keys[b] <= key) + (g->keys[b + 1] <= key) - clip);
 }
 
-/* The folded model in integers: weight (planes, 3, latent_dim) as w_hi, w_lo, w_r; shifts
+/* The folded model in integers: weight (planes, 3, latent_pad) as w_hi, w_lo, w_r; shifts
  * (planes, 2) as sh, d; bias (latent_dim); the compander's table. */
 typedef struct {
-    int64_t planes, latent_dim;
-    const int16_t *weight;
+    int64_t planes, latent_dim, latent_pad;
+    const int16_t *weight; /* (planes, 3, latent_pad) */
     const int32_t *shifts, *bias;
     int lo_shift;
     int64_t clip;
     Table table;
 } Model;
 
-/* The 1x1 on SPAN positions at a time: blocks of LB latents at PB positions stay in vector
- * registers (16 int32: one AVX-512 register, two AVX2 ones) while KB planes pass. */
+/* The latents of n accumulators (the two sums and the bias, as the file's comment says);
+ * the table's lookup vectorises (a gather and two comparisons). */
+VECTOR_CLONES
+static void quantize_row(const uint32_t *restrict hi, const int32_t *restrict lo,
+                         int lo_shift, int32_t bias, const Table *g, int64_t clip, int64_t n,
+                         int8_t *restrict out) {
+    if (!g->cells) {
+        for (int64_t i = 0; i < n; i++)
+            out[i] = quantize_key((hi[i] + (uint32_t)(lo[i] >> lo_shift) + (uint32_t)bias) ^
+                                  SIGN, g, clip);
+        return;
+    }
+    const uint32_t start = g->lo, last = (uint32_t)(g->cells - 1);
+    const int shift = g->shift;
+    const int32_t *restrict base = g->base, c = (int32_t)clip;
+    const uint32_t *restrict keys = g->keys;
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t key = (hi[i] + (uint32_t)(lo[i] >> lo_shift) + (uint32_t)bias) ^ SIGN;
+        uint32_t cell = key < start ? 0 : (key - start) >> shift;
+        cell = cell < last ? cell : last;
+        const int32_t b = base[cell];
+        out[i] = (int8_t)(b + (keys[b] <= key) + (keys[b + 1] <= key) - c);
+    }
+}
+
+/* The 1x1 on SPAN positions at a time: first each plane's two int16 (hi, lo) for the span,
+ * then blocks of LB latents at PB positions stay in vector registers (16 int32: one AVX-512
+ * register, two AVX2 ones) while KB planes pass. */
 #define LB 6
 #define PB 16
 #define KB 16
 #define SPAN 256
 typedef int32_t vi16 __attribute__((vector_size(64)));
 typedef uint32_t vu16 __attribute__((vector_size(64)));
+typedef int16_t vh16 __attribute__((vector_size(32)));
+
+/* Plane k's n values of x as its two int16, hi = x >> sh and lo = (x >> d) & mask. */
+VECTOR_CLONES
+static void split_plane(const int32_t *restrict x, int64_t n, int32_t sh, int32_t d,
+                        int16_t *restrict hi, int16_t *restrict lo) {
+    const int32_t mask = (int32_t)(((uint32_t)1 << (sh - d)) - 1);
+    for (int64_t i = 0; i < n; i++) {
+        hi[i] = (int16_t)(x[i] >> sh);
+        lo[i] = (int16_t)((x[i] >> d) & mask);
+    }
+}
 
 VECTOR_CLONES
-static void project_block(const int32_t *x, int64_t stride, const Model *mo, int64_t l0,
+static void project_block(const int16_t *top, const int16_t *low, const Model *mo, int64_t l0,
                           int64_t k0, int64_t k1, uint32_t *restrict hi,
                           int32_t *restrict lo) {
-    const int64_t L = mo->latent_dim;
+    const int64_t L = mo->latent_pad;
     vu16 a[LB];
     vi16 e[LB];
     for (int l = 0; l < LB; l++) {
@@ -121,15 +159,13 @@ static void project_block(const int32_t *x, int64_t stride, const Model *mo, int
     }
     for (int64_t k = k0; k < k1; k++) {
         const int16_t *w = mo->weight + 3 * k * L + l0;
-        const int32_t sh = mo->shifts[2 * k], d = mo->shifts[2 * k + 1];
-        const int32_t mask = (int32_t)(((uint32_t)1 << (sh - d)) - 1);
-        vi16 in, top, low;
-        memcpy(&in, x + k * stride, sizeof in);
-        top = in >> sh;
-        low = (in >> d) & mask;
+        vh16 t16, r16;
+        memcpy(&t16, top + k * SPAN, sizeof t16);
+        memcpy(&r16, low + k * SPAN, sizeof r16);
+        const vi16 t = __builtin_convertvector(t16, vi16), r = __builtin_convertvector(r16, vi16);
         for (int l = 0; l < LB; l++) {
-            a[l] += (uint32_t)w[l] * (vu16)top;
-            e[l] += (int32_t)w[L + l] * top + (int32_t)w[2 * L + l] * low;
+            a[l] += (uint32_t)w[l] * (vu16)t;
+            e[l] += (int32_t)w[L + l] * t + (int32_t)w[2 * L + l] * r;
         }
     }
     for (int l = 0; l < LB; l++) {
@@ -139,46 +175,43 @@ static void project_block(const int32_t *x, int64_t stride, const Model *mo, int
 }
 
 /* Latents of positions 0 .. n - 1 of x (planes, stride) → out[l * out_stride + i]; acc:
- * 2 latent_dim SPAN int32 of scratch (the two sums). */
+ * ACC_SAMPLES(mo) int32 of scratch (the two sums, then each plane's two int16). The 1x1
+ * runs in whole blocks: the last block's positions past n read zeros, and the weights
+ * are padded to whole blocks of latents (their sums are not read). */
 static void project(const Model *mo, const int32_t *x, int64_t stride, int64_t n, int8_t *out,
                     int64_t out_stride, int32_t *acc) {
-    const int64_t L = mo->latent_dim, P = mo->planes;
+    const int64_t L = mo->latent_pad, P = mo->planes;
     uint32_t *hi = (uint32_t *)acc;
     int32_t *lo = acc + L * SPAN;
+    int16_t *top = (int16_t *)(lo + L * SPAN), *low = top + P * SPAN;
     for (int64_t q0 = 0; q0 < n; q0 += SPAN) {
-        const int64_t span = q0 + SPAN < n ? SPAN : n - q0;
+        const int64_t span = q0 + SPAN < n ? SPAN : n - q0, whole = (span + PB - 1) / PB * PB;
         memset(acc, 0, sizeof(int32_t) * (size_t)(2 * L * SPAN));
-        for (int64_t k0 = 0; k0 < P; k0 += KB) {
-            const int64_t k1 = k0 + KB < P ? k0 + KB : P;
-            for (int64_t l0 = 0; l0 < L; l0 += LB)
-                for (int64_t i0 = 0; i0 < span; i0 += PB) {
-                    int64_t nl = l0 + LB < L ? LB : L - l0, m = i0 + PB < span ? PB : span - i0;
-                    const int64_t at = l0 * SPAN + i0;
-                    if (nl == LB && m == PB) {
-                        project_block(x + q0 + i0, stride, mo, l0, k0, k1, hi + at, lo + at);
-                        continue;
-                    }
-                    for (int64_t k = k0; k < k1; k++) { /* the last latents or positions */
-                        const int16_t *w = mo->weight + 3 * k * L + l0;
-                        const int32_t sh = mo->shifts[2 * k], d = mo->shifts[2 * k + 1];
-                        const int32_t mask = (int32_t)(((uint32_t)1 << (sh - d)) - 1);
-                        for (int64_t l = 0; l < nl; l++)
-                            for (int64_t i = 0; i < m; i++) {
-                                const int32_t v = x[k * stride + q0 + i0 + i];
-                                const int32_t top = v >> sh, low = (v >> d) & mask;
-                                hi[at + l * SPAN + i] += (uint32_t)w[l] * (uint32_t)top;
-                                lo[at + l * SPAN + i] += w[L + l] * top + w[2 * L + l] * low;
-                            }
-                    }
-                }
+        for (int64_t k = 0; k < P; k++) {
+            split_plane(x + k * stride + q0, span, mo->shifts[2 * k], mo->shifts[2 * k + 1],
+                        top + k * SPAN, low + k * SPAN);
+            memset(top + k * SPAN + span, 0, sizeof(int16_t) * (size_t)(whole - span));
+            memset(low + k * SPAN + span, 0, sizeof(int16_t) * (size_t)(whole - span));
         }
-        for (int64_t l = 0; l < L; l++)
-            for (int64_t i = 0; i < span; i++) {
-                const uint32_t key = (hi[l * SPAN + i] + (uint32_t)(lo[l * SPAN + i] >>
-                                      mo->lo_shift) + (uint32_t)mo->bias[l]) ^ SIGN;
-                out[l * out_stride + q0 + i] = quantize_key(key, &mo->table, mo->clip);
-            }
+        for (int64_t k0 = 0; k0 < P; k0 += KB)
+            for (int64_t l0 = 0; l0 < L; l0 += LB)
+                for (int64_t i0 = 0; i0 < whole; i0 += PB)
+                    project_block(top + i0, low + i0, mo, l0, k0, k0 + KB < P ? k0 + KB : P,
+                                  hi + l0 * SPAN + i0, lo + l0 * SPAN + i0);
+        for (int64_t l = 0; l < mo->latent_dim; l++)
+            quantize_row(hi + l * SPAN, lo + l * SPAN, mo->lo_shift, mo->bias[l], &mo->table,
+                         mo->clip, span, out + l * out_stride + q0);
     }
+}
+
+/* The model's weights padded with zeros to whole blocks of LB latents (mo->latent_pad). */
+static int16_t *pad_weights(Model *mo, const int16_t *weight) {
+    const int64_t L = mo->latent_dim, pad = (L + LB - 1) / LB * LB;
+    int16_t *w = calloc((size_t)(3 * mo->planes * pad), sizeof(int16_t));
+    for (int64_t k = 0; w && k < 3 * mo->planes; k++)
+        memcpy(w + k * pad, weight + k * L, sizeof(int16_t) * (size_t)L);
+    mo->weight = w, mo->latent_pad = pad;
+    return w;
 }
 
 /* --- the transform (native_transform.h), in int32 -------------------------------------- */
@@ -187,7 +220,7 @@ typedef int32_t sample;
 typedef int32_t coef;
 #define STEP(c, p) ((int32_t)(((int64_t)(c) * (p) + ((int64_t)1 << 29)) >> 30))
 #define LOAD(L, v) (((int32_t)(v) - (L)->offset) * (L)->scale)
-#define ACC_SAMPLES(latents) (2 * (latents) * SPAN)
+#define ACC_SAMPLES(model) ((2 * (model)->latent_pad + (model)->planes) * SPAN)
 #include "native_transform.h"
 
 /* --- the whole encoder --------------------------------------------------------------- */
@@ -217,16 +250,18 @@ int walloc_fixed_encode_image(const uint8_t *raw, int64_t raw_cols, const int64_
                               int8_t *out, int threads) {
     if (J < 1 || J > MAX_J) return -2;
     const Lifting steps = lifting_of(scaling);
-    Model model = {channels << (2 * J), latent_dim, weight, shifts, bias, scaling[6], clip,
+    Model model = {channels << (2 * J), latent_dim, 0, NULL, shifts, bias, scaling[6], clip,
                    {0}};
+    int16_t *padded = pad_weights(&model, weight);
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
     Image im = {raw, raw_cols, row_of, col_of, rows, channels,
                 {NULL, NULL, channels << J, cols, J, stride, &steps, &model, out,
                  rows_out * w, 0, NULL}};
-    int status = table_init(&model.table, thresholds, n_thresholds) ||
+    int status = !padded || table_init(&model.table, thresholds, n_thresholds) ||
                  walloc_parallel(image_rows, &im, rows_out, walloc_chunk(rows_out, threads, 2),
                                  threads, image_samples(&im)) ? -1 : 0;
     table_free(&model.table);
+    free(padded);
     return status;
 }
 
@@ -237,18 +272,20 @@ int walloc_fixed_encode_audio(const int16_t *raw, const int64_t *at, int64_t sam
                               const int32_t *thresholds, int64_t n_thresholds, int64_t clip,
                               int8_t *out, int threads) {
     const Lifting steps = lifting_of(scaling);
-    Model model = {channels << J, latent_dim, weight, shifts, bias, scaling[6], clip, {0}};
+    Model model = {channels << J, latent_dim, 0, NULL, shifts, bias, scaling[6], clip, {0}};
+    int16_t *padded = pad_weights(&model, weight);
     const int64_t w = samples >> J, stride = w + 2;
     int32_t *sub = malloc(sizeof(int32_t) * (size_t)(model.planes * w + 1));
     Rows rp = {raw, at, channels, samples, J, w, &steps, &model, out, stride, 1, sub};
-    int status = !sub || table_init(&model.table, thresholds, n_thresholds) ||
+    int status = !sub || !padded || table_init(&model.table, thresholds, n_thresholds) ||
                  walloc_parallel(audio_channels, &rp, channels, 1, threads, 2 * samples) ||
                  walloc_parallel(audio_spans, &rp, (w + SPAN - 1) / SPAN, 1, threads,
-                                 ACC_SAMPLES(latent_dim)) ? -1 : 0;
+                                 ACC_SAMPLES(&model)) ? -1 : 0;
     for (int64_t l = 0; l < latent_dim && !status; l++) /* the zero padding's latents */
         out[l * stride] = out[l * stride + stride - 1] =
             quantize_key((uint32_t)bias[l] ^ SIGN, &model.table, clip);
     free(sub);
+    free(padded);
     table_free(&model.table);
     return status;
 }

@@ -6,7 +6,7 @@
  *   coef            a lifting step's constant, in the same way;
  *   STEP(c, p)      a step's product c * p (the fixed core rounds it in integers);
  *   LOAD(L, v)      an input value (uint8 pixel or int16 sample) as a sample;
- *   ACC_SAMPLES(l)  the scratch samples project needs for l latents;
+ *   ACC_SAMPLES(m)  the scratch samples project needs for model m;
  *   Model, project(model, x, stride, n, out, out_stride, acc) and PB, SPAN: its 1x1.
  * Samples are 4 bytes (walloc_parallel's scratch is counted in floats). */
 #ifndef WALLOC_NATIVE_TRANSFORM_H
@@ -240,7 +240,7 @@ static int64_t image_samples(const Image *im) {
     const Rows *w = &im->width;
     const int64_t C = im->channels, n = w->cols;
     return C * cascade_samples(w->J, n) + (C << w->J) * n + 2 * n +
-           w->model->planes * w->stride + ACC_SAMPLES(w->model->latent_dim);
+           w->model->planes * w->stride + ACC_SAMPLES(w->model);
 }
 
 /* A chunk, block rows [begin, end): their rows and the halo's through the column cascades,
