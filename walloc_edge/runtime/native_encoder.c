@@ -181,7 +181,7 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
 typedef float sample;
 typedef float coef;
 #define STEP(c, p) ((c) * (p))
-#define LOAD(L, v) ((float)(v))
+#define LOAD(L, v) ((void)(L), (float)(v))
 #define ACC_SAMPLES(model) ((model)->latent_dim * SPAN)
 #include "native_transform.h"
 
