@@ -1,4 +1,4 @@
-"""The fixed-point core (the ``fixed`` backend) against torch and against the float core
+"""The fixed-point core (the ``fixed-point`` backend) against torch and against the float core
 (``native``) on real photos and real music: the share of identical latents and the largest
 difference, then speed, both cores on the same thread counts, timed alternately.
 
@@ -26,7 +26,7 @@ from walloc_edge.runtime.modality import AUDIO, IMAGE
 from report import publish
 
 MODELS = ("rgb-16x", "rgb-4x", "stereo-5x", "mono-4x")
-CORES = ("fixed", "native")
+CORES = ("fixed-point", "native")
 
 
 def measure(model, photos, music, threads, repeat):
@@ -46,7 +46,7 @@ def measure(model, photos, music, threads, repeat):
                 t[0] += c["identical"] * reference.size
                 t[1] += reference.size
                 t[2] = max(t[2], c["max_diff"])
-        scale = fixed_scales(encoders["fixed"].backend.model)
+        scale = fixed_scales(encoders["fixed-point"].backend.model)
         amount = (inputs[0].shape[0] * (inputs[0].shape[1] if image else 1)) / 1e6
         speed = {}
         for n in threads:
@@ -96,9 +96,9 @@ def main():
                  f"fixed / native, {n} thread{'s' * (n > 1)}" for n in args.threads) + " |",
              "|---" * (8 + len(args.threads)) + "|"]
     for model, r in results.items():
-        fx, nt, s = r["parity"]["fixed"], r["parity"]["native"], r["scaling"]
-        speeds = [f"{sp['fixed']:.1f} / {sp['native']:.1f} {r['unit']} "
-                  f"({sp['fixed'] / sp['native']:.2f}x)" for sp in r["speed"].values()]
+        fx, nt, s = r["parity"]["fixed-point"], r["parity"]["native"], r["scaling"]
+        speeds = [f"{sp['fixed-point']:.1f} / {sp['native']:.1f} {r['unit']} "
+                  f"({sp['fixed-point'] / sp['native']:.2f}x)" for sp in r["speed"].values()]
         lines.append(f"| {model} | {fx['latents']:,} | {fx['identical']:.5%} | "
                      f"{fx['max_diff']} | {nt['identical']:.5%} | {nt['max_diff']} | "
                      f"{s['F']} | {s['G']} | " + " | ".join(speeds) + " |")

@@ -14,7 +14,7 @@ from walloc_edge.codec import load
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime import load_bundle
-from walloc_edge.runtime.backends import FixedBackend, NativeBackend
+from walloc_edge.runtime.backends import FixedPointBackend, NativeBackend
 
 pytestmark = pytest.mark.slow
 TARGETS = {"aarch64": ("aarch64-linux-gnu-gcc", "qemu-aarch64"),
@@ -115,7 +115,7 @@ def test_cross_compiled_fixed_core_gives_the_same_latents(target, rgb, stereo, m
     for (_, bundle), sample, dims in [(rgb, photo, ["304", "456", "3"]),
                                       (stereo, music, ["20480", "2"]),
                                       (mono, np.ascontiguousarray(music[:, :1]), ["20480", "1"])]:
-        backend = FixedBackend(load_bundle(bundle), threads=2)
+        backend = FixedPointBackend(load_bundle(bundle), threads=2)
         here = backend.run(sample[None])[0]
         write_fixed_params(backend, tmp_path / "params.bin")
         (tmp_path / "raw.bin").write_bytes(sample.tobytes())

@@ -2,7 +2,7 @@
 another order, so a latent on a quantisation threshold may differ by one: within the
 exporters' tolerance), the same whatever the thread count or tiling, for images (RGB, gray,
 hyperspectral) and audio (stereo, mono); the next backend where the extension is off. The
-fixed backend (the same encoder in integers) within the same tolerance, overflowing on no
+fixed-point backend (the same encoder in integers) within the same tolerance, overflowing on no
 input."""
 import os
 import subprocess
@@ -14,7 +14,7 @@ import pytest
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, as_channels
 from walloc_edge.runtime import Encoder
-from walloc_edge.runtime.backends import fixed as fixed_backend
+from walloc_edge.runtime.backends import fixed_point as fixed_backend
 from walloc_edge.runtime.backends import native as native_backend
 from walloc_edge.runtime.bundle import load_bundle
 from walloc_edge.runtime.backends.numpy import quantizer_thresholds
@@ -143,12 +143,12 @@ def test_fixed_point_core_images(rgb, gray, cube):
     """The integer core: within tolerance of numpy on photos and on inputs at the ends of
     the range (where an overflow would show), the same whatever the threads or tiles."""
     for name, size in [("astronaut", (512, 512)), ("coffee", (33, 71))]:
-        check(rgb[1], sample_photo(name)[:size[0], :size[1]], backend="fixed")
+        check(rgb[1], sample_photo(name)[:size[0], :size[1]], backend="fixed-point")
     for x in _extremes((96, 80, 3), np.uint8, 0):
-        check(rgb[1], x, runs=({"threads": 2},), backend="fixed")
+        check(rgb[1], x, runs=({"threads": 2},), backend="fixed-point")
     photo = sample_photo("astronaut")[:203, :150]
-    check(gray[1], as_channels(photo, 1)[..., 0], runs=({"tile": 64},), backend="fixed")
-    check(cube[1], as_channels(photo, 31), runs=({"threads": 2},), backend="fixed")
+    check(gray[1], as_channels(photo, 1)[..., 0], runs=({"tile": 64},), backend="fixed-point")
+    check(cube[1], as_channels(photo, 31), runs=({"threads": 2},), backend="fixed-point")
 
 
 def test_fixed_point_core_audio(stereo, mono):
@@ -156,9 +156,9 @@ def test_fixed_point_core_audio(stereo, mono):
         for n in (100_000, 37):
             pcm = synthetic_music(n, channels, seed=n)
             check(bundle, pcm[:, 0] if channels == 1 else pcm,
-                  runs=({"threads": 2}, {"tile": 4096}), backend="fixed")
+                  runs=({"threads": 2}, {"tile": 4096}), backend="fixed-point")
         for x in _extremes((5000, channels), np.int16, 1):
-            check(bundle, x[:, 0] if channels == 1 else x, runs=(), backend="fixed")
+            check(bundle, x[:, 0] if channels == 1 else x, runs=(), backend="fixed-point")
 
 
 def test_the_fixed_compander_counts_thresholds_exactly():
@@ -181,6 +181,6 @@ def test_the_fixed_compander_counts_thresholds_exactly():
 
 
 def test_the_fixed_backend_is_never_auto(rgb_bundle):
-    """auto takes the float core (or the next backend); the fixed one only when named."""
-    assert Encoder(rgb_bundle).backend.name != "fixed"
-    assert isinstance(Encoder(rgb_bundle, "fixed").backend, fixed_backend.FixedBackend)
+    """auto takes the float core (or the next backend); the fixed-point one only when named."""
+    assert Encoder(rgb_bundle).backend.name != "fixed-point"
+    assert isinstance(Encoder(rgb_bundle, "fixed-point").backend, fixed_backend.FixedPointBackend)

@@ -1,4 +1,4 @@
-"""The ``fixed`` backend: the native encoder in integers only (``runtime/native_fixed.c``).
+"""The ``fixed-point`` backend: the native encoder in integers only (``runtime/native_fixed.c``).
 
 The same lifting transform as the ``native`` backend, in int32 with Q30 constants; the 1×1
 in int16×int16→int32 products; the compander as int32 thresholds. Here the float model
@@ -17,7 +17,7 @@ from ..modality import IMAGE, modality
 from .base import Backend
 from .native import _LIB, LIFTING, NativeBackend, fold
 
-__all__ = ["FixedBackend", "fold_fixed"]
+__all__ = ["FixedPointBackend", "fold_fixed"]
 
 Q = 30  # the lifting constants' fractional bits
 VALUE_BITS = 30  # every lifted value stays below 2^30 (so a + b fits int32)
@@ -144,10 +144,10 @@ def fold_fixed(arrays, config, compander):
             "thresholds": thresholds.astype(np.int32), "F": F, "G": G}
 
 
-class FixedBackend(NativeBackend):
+class FixedPointBackend(NativeBackend):
     """``run(raw)`` as the native backend's, computed in integers only (native_fixed.c)."""
 
-    name = "fixed"
+    name = "fixed-point"
 
     def __init__(self, bundle, threads=None, providers=None):
         Backend.__init__(self, bundle, threads, providers)
