@@ -54,7 +54,7 @@ def responses(J):
     each final band's response at position 0 (bands in channel order: the first level's
     choice most significant), inner the largest L1 norm of any value the levels compute,
     dc each band's gain on a constant."""
-    n = 16 << J  # wider than any response (about 8·2^J samples)
+    n = 10 << J  # wider than any response (at most 8 (2^J - 1) + 1 samples)
     bands, inner = [np.eye(n)], 1.0
     for _ in range(J):
         split = [_lift_rows(b) for b in bands]
