@@ -1,6 +1,6 @@
 /* The fixed-point core: the sensor encoder of native_encoder.c in integers only, for devices
  * without an FPU (and SIMD lanes of integers). Same transform and streaming
- * (native_transform.h); backends/fixed.py folds the model into the integers below and proves
+ * (native_transform.h); backends/fixed_point.py folds the model into the integers below and proves
  * that none of them overflows.
  *
  * Scaling and rounding (every shift arithmetic, every rounding a floor unless it says so):
@@ -88,15 +88,21 @@ static int8_t quantize_key(uint32_t key, const Table *g, int64_t clip) {
     return (int8_t)(b + (g->keys[b] <= key) + (g->keys[b + 1] <= key) - clip);
 }
 
-/* The folded model in integers: weight (planes, 3, latent_pad) as w_hi, w_lo, w_r; shifts
+/* One block: hi/lo (LB rows of SPAN sums) gain the planes k0 .. k1 of pairs (rows of SPAN)
+ * times the paired weights w (planes, 2, latent_pad) of latents l0 .. l0 + LB. */
+typedef void (*Block)(const uint32_t *pairs, const uint32_t *w, int64_t L, int64_t k0,
+                      int64_t k1, uint32_t *hi, int32_t *lo);
+
+/* The folded model in integers: weight (from w_hi, w_lo, w_r, paired); shifts
  * (planes, 2) as sh, d; bias (latent_dim); the compander's table. */
 typedef struct {
     int64_t planes, latent_dim, latent_pad;
-    const int16_t *weight; /* (planes, 3, latent_pad) */
+    const uint32_t *weight; /* paired: (planes, 2, latent_pad), see pad_weights */
     const int32_t *shifts, *bias;
     int lo_shift;
     int64_t clip;
     Table table;
+    Block block; /* the 1x1's kernel for this CPU */
 } Model;
 
 /* The latents of n accumulators (the two sums and the bias, as the file's comment says);
@@ -124,33 +130,31 @@ static void quantize_row(const uint32_t *restrict hi, const int32_t *restrict lo
     }
 }
 
-/* The 1x1 on SPAN positions at a time: first each plane's two int16 (hi, lo) for the span,
- * then blocks of LB latents at PB positions stay in vector registers (16 int32: one AVX-512
- * register, two AVX2 ones) while KB planes pass. */
+/* The 1x1 on SPAN positions at a time: first each plane's two int16 for the span, paired
+ * in an int32 (hi in the low half, lo in the high half), then blocks of LB latents at PB
+ * positions stay in vector registers while KB planes pass. The weights are paired the same
+ * way: (w_hi, 0) and (w_lo, w_r), so that each sum gains a pair's two products at once, what
+ * x86's pmaddwd computes (used where the CPU has AVX-512BW or AVX2; elsewhere the same
+ * integers by shifts and multiplies, vectorised by the compiler). */
 #define LB 6
 #define PB 16
 #define KB 16
 #define SPAN 256
 typedef int32_t vi16 __attribute__((vector_size(64)));
 typedef uint32_t vu16 __attribute__((vector_size(64)));
-typedef int16_t vh16 __attribute__((vector_size(32)));
 
-/* Plane k's n values of x as its two int16, hi = x >> sh and lo = (x >> d) & mask. */
+/* Plane k's n values of x as pairs: hi = x >> sh, lo = (x >> d) & mask. */
 VECTOR_CLONES
 static void split_plane(const int32_t *restrict x, int64_t n, int32_t sh, int32_t d,
-                        int16_t *restrict hi, int16_t *restrict lo) {
+                        uint32_t *restrict pairs) {
     const int32_t mask = (int32_t)(((uint32_t)1 << (sh - d)) - 1);
-    for (int64_t i = 0; i < n; i++) {
-        hi[i] = (int16_t)(x[i] >> sh);
-        lo[i] = (int16_t)((x[i] >> d) & mask);
-    }
+    for (int64_t i = 0; i < n; i++)
+        pairs[i] = (uint32_t)(uint16_t)(x[i] >> sh) | (uint32_t)((x[i] >> d) & mask) << 16;
 }
 
 VECTOR_CLONES
-static void project_block(const int16_t *top, const int16_t *low, const Model *mo, int64_t l0,
-                          int64_t k0, int64_t k1, uint32_t *restrict hi,
-                          int32_t *restrict lo) {
-    const int64_t L = mo->latent_pad;
+static void block_portable(const uint32_t *pairs, const uint32_t *w, int64_t L, int64_t k0,
+                           int64_t k1, uint32_t *restrict hi, int32_t *restrict lo) {
     vu16 a[LB];
     vi16 e[LB];
     for (int l = 0; l < LB; l++) {
@@ -158,14 +162,15 @@ static void project_block(const int16_t *top, const int16_t *low, const Model *m
         memcpy(&e[l], lo + l * SPAN, sizeof e[l]);
     }
     for (int64_t k = k0; k < k1; k++) {
-        const int16_t *w = mo->weight + 3 * k * L + l0;
-        vh16 t16, r16;
-        memcpy(&t16, top + k * SPAN, sizeof t16);
-        memcpy(&r16, low + k * SPAN, sizeof r16);
-        const vi16 t = __builtin_convertvector(t16, vi16), r = __builtin_convertvector(r16, vi16);
+        const uint32_t *wk = w + 2 * k * L;
+        vi16 in;
+        memcpy(&in, pairs + k * SPAN, sizeof in);
+        const vi16 top = (vi16)((vu16)in << 16) >> 16, low = in >> 16;
         for (int l = 0; l < LB; l++) {
-            a[l] += (uint32_t)w[l] * (vu16)t;
-            e[l] += (int32_t)w[L + l] * t + (int32_t)w[2 * L + l] * r;
+            const int32_t w_hi = (int16_t)(wk[l] & 0xffff);
+            const int32_t w_lo = (int16_t)(wk[L + l] & 0xffff), w_r = (int16_t)(wk[L + l] >> 16);
+            a[l] += (uint32_t)w_hi * (vu16)top;
+            e[l] += w_lo * top + w_r * low;
         }
     }
     for (int l = 0; l < LB; l++) {
@@ -174,43 +179,111 @@ static void project_block(const int16_t *top, const int16_t *low, const Model *m
     }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#include <immintrin.h>
+#define PMADDWD 1
+
+__attribute__((target("avx512bw")))
+static void block_avx512(const uint32_t *pairs, const uint32_t *w, int64_t L, int64_t k0,
+                         int64_t k1, uint32_t *hi, int32_t *lo) {
+    __m512i a[LB], e[LB];
+    for (int l = 0; l < LB; l++) {
+        a[l] = _mm512_loadu_si512(hi + l * SPAN);
+        e[l] = _mm512_loadu_si512(lo + l * SPAN);
+    }
+    for (int64_t k = k0; k < k1; k++) {
+        const uint32_t *wk = w + 2 * k * L;
+        const __m512i in = _mm512_loadu_si512(pairs + k * SPAN);
+        for (int l = 0; l < LB; l++) {
+            a[l] = _mm512_add_epi32(a[l], _mm512_madd_epi16(in, _mm512_set1_epi32((int)wk[l])));
+            e[l] = _mm512_add_epi32(e[l],
+                                    _mm512_madd_epi16(in, _mm512_set1_epi32((int)wk[L + l])));
+        }
+    }
+    for (int l = 0; l < LB; l++) {
+        _mm512_storeu_si512(hi + l * SPAN, a[l]);
+        _mm512_storeu_si512(lo + l * SPAN, e[l]);
+    }
+}
+
+__attribute__((target("avx2")))
+static void block_avx2(const uint32_t *pairs, const uint32_t *w, int64_t L, int64_t k0,
+                       int64_t k1, uint32_t *hi, int32_t *lo) {
+    for (int half = 0; half < PB; half += 8) { /* 8 positions: 12 registers of sums */
+        __m256i a[LB], e[LB];
+        for (int l = 0; l < LB; l++) {
+            a[l] = _mm256_loadu_si256((const __m256i *)(hi + l * SPAN + half));
+            e[l] = _mm256_loadu_si256((const __m256i *)(lo + l * SPAN + half));
+        }
+        for (int64_t k = k0; k < k1; k++) {
+            const uint32_t *wk = w + 2 * k * L;
+            const __m256i in = _mm256_loadu_si256((const __m256i *)(pairs + k * SPAN + half));
+            for (int l = 0; l < LB; l++) {
+                a[l] = _mm256_add_epi32(a[l],
+                                        _mm256_madd_epi16(in, _mm256_set1_epi32((int)wk[l])));
+                e[l] = _mm256_add_epi32(e[l],
+                                        _mm256_madd_epi16(in, _mm256_set1_epi32((int)wk[L + l])));
+            }
+        }
+        for (int l = 0; l < LB; l++) {
+            _mm256_storeu_si256((__m256i *)(hi + l * SPAN + half), a[l]);
+            _mm256_storeu_si256((__m256i *)(lo + l * SPAN + half), e[l]);
+        }
+    }
+}
+#endif
+
+/* The block kernel for this CPU. */
+static Block block_kernel(void) {
+#ifdef PMADDWD
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512bw")) return block_avx512;
+    if (__builtin_cpu_supports("avx2")) return block_avx2;
+#endif
+    return block_portable;
+}
+
 /* Latents of positions 0 .. n - 1 of x (planes, stride) → out[l * out_stride + i]; acc:
- * ACC_SAMPLES(mo) int32 of scratch (the two sums, then each plane's two int16). The 1x1
- * runs in whole blocks: the last block's positions past n read zeros, and the weights
- * are padded to whole blocks of latents (their sums are not read). */
+ * ACC_SAMPLES(mo) int32 of scratch (the two sums, then each plane's pairs). The 1x1 runs
+ * in whole blocks: the last block's positions past n read zeros, and the weights are
+ * padded to whole blocks of latents (their sums are not read). */
 static void project(const Model *mo, const int32_t *x, int64_t stride, int64_t n, int8_t *out,
                     int64_t out_stride, int32_t *acc) {
     const int64_t L = mo->latent_pad, P = mo->planes;
-    uint32_t *hi = (uint32_t *)acc;
+    uint32_t *hi = (uint32_t *)acc, *pairs = (uint32_t *)acc + 2 * L * SPAN;
     int32_t *lo = acc + L * SPAN;
-    int16_t *top = (int16_t *)(lo + L * SPAN), *low = top + P * SPAN;
     for (int64_t q0 = 0; q0 < n; q0 += SPAN) {
         const int64_t span = q0 + SPAN < n ? SPAN : n - q0, whole = (span + PB - 1) / PB * PB;
         memset(acc, 0, sizeof(int32_t) * (size_t)(2 * L * SPAN));
         for (int64_t k = 0; k < P; k++) {
             split_plane(x + k * stride + q0, span, mo->shifts[2 * k], mo->shifts[2 * k + 1],
-                        top + k * SPAN, low + k * SPAN);
-            memset(top + k * SPAN + span, 0, sizeof(int16_t) * (size_t)(whole - span));
-            memset(low + k * SPAN + span, 0, sizeof(int16_t) * (size_t)(whole - span));
+                        pairs + k * SPAN);
+            memset(pairs + k * SPAN + span, 0, sizeof(uint32_t) * (size_t)(whole - span));
         }
         for (int64_t k0 = 0; k0 < P; k0 += KB)
             for (int64_t l0 = 0; l0 < L; l0 += LB)
                 for (int64_t i0 = 0; i0 < whole; i0 += PB)
-                    project_block(top + i0, low + i0, mo, l0, k0, k0 + KB < P ? k0 + KB : P,
-                                  hi + l0 * SPAN + i0, lo + l0 * SPAN + i0);
+                    mo->block(pairs + i0, mo->weight + l0, L, k0, k0 + KB < P ? k0 + KB : P,
+                              hi + l0 * SPAN + i0, lo + l0 * SPAN + i0);
         for (int64_t l = 0; l < mo->latent_dim; l++)
             quantize_row(hi + l * SPAN, lo + l * SPAN, mo->lo_shift, mo->bias[l], &mo->table,
                          mo->clip, span, out + l * out_stride + q0);
     }
 }
 
-/* The model's weights padded with zeros to whole blocks of LB latents (mo->latent_pad). */
-static int16_t *pad_weights(Model *mo, const int16_t *weight) {
+/* The model's weights (planes, 3, latent_dim) paired, (w_hi, 0) and (w_lo, w_r) as int16 in
+ * an int32 (planes, 2, latent_pad), padded with zeros to whole blocks of LB latents. */
+static uint32_t *pad_weights(Model *mo, const int16_t *weight) {
     const int64_t L = mo->latent_dim, pad = (L + LB - 1) / LB * LB;
-    int16_t *w = calloc((size_t)(3 * mo->planes * pad), sizeof(int16_t));
-    for (int64_t k = 0; w && k < 3 * mo->planes; k++)
-        memcpy(w + k * pad, weight + k * L, sizeof(int16_t) * (size_t)L);
-    mo->weight = w, mo->latent_pad = pad;
+    uint32_t *w = calloc((size_t)(2 * mo->planes * pad), sizeof(uint32_t));
+    for (int64_t k = 0; w && k < mo->planes; k++)
+        for (int64_t l = 0; l < L; l++) {
+            const int16_t *v = weight + 3 * k * L + l;
+            w[2 * k * pad + l] = (uint16_t)v[0];
+            w[(2 * k + 1) * pad + l] =
+                (uint32_t)(uint16_t)v[L] | (uint32_t)(uint16_t)v[2 * L] << 16;
+        }
+    mo->weight = w, mo->latent_pad = pad, mo->block = block_kernel();
     return w;
 }
 
@@ -251,8 +324,8 @@ int walloc_fixed_encode_image(const uint8_t *raw, int64_t raw_cols, const int64_
     if (J < 1 || J > MAX_J) return -2;
     const Lifting steps = lifting_of(scaling);
     Model model = {channels << (2 * J), latent_dim, 0, NULL, shifts, bias, scaling[6], clip,
-                   {0}};
-    int16_t *padded = pad_weights(&model, weight);
+                   {0}, NULL};
+    uint32_t *padded = pad_weights(&model, weight);
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
     Image im = {raw, raw_cols, row_of, col_of, rows, channels,
                 {NULL, NULL, channels << J, cols, J, stride, &steps, &model, out,
@@ -272,8 +345,9 @@ int walloc_fixed_encode_audio(const int16_t *raw, const int64_t *at, int64_t sam
                               const int32_t *thresholds, int64_t n_thresholds, int64_t clip,
                               int8_t *out, int threads) {
     const Lifting steps = lifting_of(scaling);
-    Model model = {channels << J, latent_dim, 0, NULL, shifts, bias, scaling[6], clip, {0}};
-    int16_t *padded = pad_weights(&model, weight);
+    Model model = {channels << J, latent_dim, 0, NULL, shifts, bias, scaling[6], clip, {0},
+                   NULL};
+    uint32_t *padded = pad_weights(&model, weight);
     const int64_t w = samples >> J, stride = w + 2;
     int32_t *sub = malloc(sizeof(int32_t) * (size_t)(model.planes * w + 1));
     Rows rp = {raw, at, channels, samples, J, w, &steps, &model, out, stride, 1, sub};
