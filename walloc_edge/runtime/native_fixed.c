@@ -1,7 +1,7 @@
 /* The fixed-point core: the sensor encoder of native_encoder.c in integers only, for devices
  * without an FPU (and SIMD lanes of integers). Same transform and streaming
- * (native_transform.h); backends/fixed_point.py folds the model into the integers below and proves
- * that none of them overflows.
+ * (native_transform.h); backends/fixed_point.py folds the model into the integers below
+ * and proves that none of them overflows.
  *
  * Scaling and rounding (every shift arithmetic, every rounding a floor unless it says so):
  *   input     int32 x = (v - offset) << F: pixels centred on 128, PCM as it is; F is the
@@ -20,7 +20,10 @@
  *   compander acc against the int32 thresholds ceil(t_k 2^G): the latent is the count of
  *             thresholds <= acc, less clip (a table lookup and two comparisons, as the float
  *             core's grid, on unsigned keys acc ^ 2^31).
- * Plain C99 with POSIX threads; built into the same extension as native_encoder.c. */
+ * Every kernel computes the same integers (pmaddwd on x86, the compiler's vectors elsewhere),
+ * so the latents are the same on every CPU. Plain C99 with POSIX threads (and x86
+ * intrinsics where GCC targets x86-64 Linux); built into the same extension as
+ * native_encoder.c. */
 #include "native_encoder.h"
 #include "native_parallel.h"
 

@@ -11,9 +11,9 @@ from .native import NativeBackend
 from .numpy import NumpyBackend
 from .onnxruntime import OnnxBackend, onnx_session, resolve_providers
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "NativeBackend", "FixedPointBackend", "OnnxBackend",
-           "LiteRTBackend", "NumpyBackend", "make_backend", "available_backends", "onnx_session",
-           "litert_runner", "resolve_providers"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "NativeBackend", "FixedPointBackend",
+           "OnnxBackend", "LiteRTBackend", "NumpyBackend", "make_backend", "available_backends",
+           "onnx_session", "litert_runner", "resolve_providers"]
 
 # fixed-point comes last: auto never takes it (numpy runs wherever it could).
 BACKENDS = {cls.name: cls for cls in (NativeBackend, OnnxBackend, LiteRTBackend, NumpyBackend,
