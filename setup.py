@@ -13,8 +13,10 @@ setup(ext_modules=[
               extra_compile_args=C99 + ["-pthread"], extra_link_args=["-pthread"],
               optional=True),
     Extension("walloc_edge.runtime._native_encoder",
-              ["walloc_edge/runtime/_native_encoder.c", "walloc_edge/runtime/native_encoder.c"],
+              ["walloc_edge/runtime/_native_encoder.c", "walloc_edge/runtime/native_encoder.c",
+               "walloc_edge/runtime/native_fixed.c"],
               depends=["walloc_edge/runtime/native_encoder.h",
-                       "walloc_edge/runtime/native_parallel.h"],
+                       "walloc_edge/runtime/native_parallel.h",
+                       "walloc_edge/runtime/native_transform.h"],
               extra_compile_args=C99 + ["-pthread"], extra_link_args=["-pthread"],
               optional=True)])

@@ -1,8 +1,11 @@
 """The C export: compiled with the system compiler, both its encoders (the runtime's core,
 the default, and the fixed-memory one, --fixed) give the ONNX graph's latents (the numpy
-backend's for audio), the core exactly the native backend's, and its .wlc is read by the
-Python runtime."""
+backend's for audio), the core exactly the native backend's (--fixed-point: the
+fixed-point backend's), and its .wlc is read by the Python runtime. Built with
+-DWALLOC_FIXED_POINT, it has no float at all and gives the same latents within tolerance."""
 import json
+import platform
+import shutil
 import subprocess
 
 import numpy as np
@@ -179,3 +182,65 @@ def test_c_audio_wlc_decodes_to_wav(stereo_bundle, reference_dir, tmp_path, code
     import wave
     with wave.open(str(tmp_path / "clip.wav")) as w:
         assert (w.getframerate(), w.getnframes(), w.getnchannels()) == (22050, 20000, 2)
+
+
+def test_c_fixed_point_core_is_the_fixed_point_backend(rgb_bundle, stereo_bundle):
+    """--fixed-point: the runtime's integer core, the fixed-point backend's latents exactly."""
+    photo = sample_photo("coffee")[:301, :457]
+    expected = Encoder(rgb_bundle, "fixed-point").latents(photo)
+    for options in (("--fixed-point",), ("--fixed-point", "--threads", "2")):
+        c = np.frombuffer(run_c(rgb_bundle, photo, options=options), np.int8)
+        assert np.array_equal(c.reshape(expected.shape), expected), options
+    pcm = synthetic_music(1000, 2, seed=3)
+    expected = Encoder(stereo_bundle, "fixed-point").latents(pcm)
+    c = np.frombuffer(run_c(stereo_bundle, pcm, rate=16000, options=("--fixed-point",)), np.int8)
+    assert np.array_equal(c.reshape(expected.shape), expected)
+
+
+def _fixed_point_build(bundle, tmp_path):
+    """The bundle's C folder built with -DWALLOC_FIXED_POINT (and on x86-64 gcc with
+    -mgeneral-regs-only, which refuses any float operation)."""
+    folder = tmp_path / bundle.name
+    shutil.copytree(bundle, folder)
+    flags = "-O2 -std=c99 -Wall -Wextra -DWALLOC_FIXED_POINT"
+    if platform.machine() == "x86_64" and shutil.which("gcc"):
+        flags += " -mgeneral-regs-only"
+    subprocess.run(["make", "-s", "-B", "-C", str(folder / "c"), "CC=gcc", f"CFLAGS={flags}"],
+                   check=True, capture_output=True)
+    return folder
+
+
+def test_c_fixed_point_build_has_no_float(rgb_bundle, stereo_bundle, tmp_path):
+    """-DWALLOC_FIXED_POINT: both integer encoders, within tolerance of the float ones."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc here")
+    photo = sample_photo("astronaut")[:203, :150]
+    pcm = synthetic_music(5000, 2, seed=4)
+    for bundle, sample, rate in ((rgb_bundle, photo, None), (stereo_bundle, pcm, 16000)):
+        built = _fixed_point_build(bundle, tmp_path)
+        numpy = Encoder(bundle, "numpy").latents(sample)
+        for options in ((), ("--fixed",), ("--fixed-point",)):
+            c = np.frombuffer(run_c(built, sample, rate=rate, options=options), np.int8)
+            diff = np.abs(c.reshape(numpy.shape).astype(int) - numpy)
+            assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF, options
+
+
+def test_c_fixed_point_encoder_builds_for_a_core_without_fpu(rgb_bundle, tmp_path):
+    """The fixed-memory encoder for a Cortex-M0 (soft float, compiled only): no call to the
+    float emulation (__aeabi_f*, __aeabi_d*), where the float build has them."""
+    gcc, nm = "arm-linux-gnueabihf-gcc", "arm-linux-gnueabihf-nm"
+    if shutil.which(gcc) is None or shutil.which(nm) is None:
+        pytest.skip(f"{gcc} not installed (make cross installs it)")
+    (tmp_path / "gnu").mkdir()
+    (tmp_path / "gnu" / "stubs-soft.h").write_text("")  # glibc's headers for a soft ABI
+    calls = {}
+    for variant, define in (("fixed", ["-DWALLOC_FIXED_POINT"]), ("float", [])):
+        obj = tmp_path / f"{variant}.o"
+        subprocess.run([gcc, "-Os", "-std=c99", "-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft",
+                        "-DWALLOC_MAX_WIDTH=64", "-isystem", str(tmp_path), *define, "-c",
+                        str(rgb_bundle / "c" / "walloc_encoder.c"), "-o", str(obj)],
+                       check=True, capture_output=True)
+        undefined = subprocess.run([nm, "-u", str(obj)], check=True, capture_output=True,
+                                   text=True).stdout.split()
+        calls[variant] = {u for u in undefined if u.startswith(("__aeabi_f", "__aeabi_d"))}
+    assert calls["fixed"] == set() and calls["float"]

@@ -1,7 +1,9 @@
 """The native backend (the C encoder): the numpy backend's latents (its float sums run in
 another order, so a latent on a quantisation threshold may differ by one: within the
 exporters' tolerance), the same whatever the thread count or tiling, for images (RGB, gray,
-hyperspectral) and audio (stereo, mono); the next backend where the extension is off."""
+hyperspectral) and audio (stereo, mono); the next backend where the extension is off. The
+fixed-point backend (the same encoder in integers) within the same tolerance, overflowing on no
+input."""
 import os
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import pytest
 from walloc_edge.data import sample_photo, synthetic_music
 from walloc_edge.export.validate import MAX_DIFF, MIN_IDENTICAL, as_channels
 from walloc_edge.runtime import Encoder
+from walloc_edge.runtime.backends import fixed_point as fixed_backend
 from walloc_edge.runtime.backends import native as native_backend
 from walloc_edge.runtime.bundle import load_bundle
 from walloc_edge.runtime.backends.numpy import quantizer_thresholds
@@ -22,15 +25,15 @@ pytestmark = pytest.mark.skipif(native_backend._LIB is None,
 
 
 def check(bundle, sample, runs=({"threads": 1}, {"threads": 2}, {"threads": 3},
-                                 {"tile": 128})):
+                                 {"tile": 128}), backend="native"):
     """Native latents within tolerance of the numpy backend's, identical over ``runs``."""
-    native = Encoder(bundle, "native", threads=1).latents(sample)
+    native = Encoder(bundle, backend, threads=1).latents(sample)
     reference = Encoder(bundle, "numpy").latents(sample)
     assert native.shape == reference.shape and native.dtype == np.int8
     diff = np.abs(native.astype(int) - reference)
     assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
     for kw in runs:
-        assert np.array_equal(Encoder(bundle, "native", **kw).latents(sample), native), kw
+        assert np.array_equal(Encoder(bundle, backend, **kw).latents(sample), native), kw
 
 
 def test_photos(rgb):
@@ -122,3 +125,62 @@ _BIOR44_LO = [0.0, 0.03782845550726404, -0.023849465019556843, -0.11062440441843
 _BIOR44_HI = [0.0, -0.06453888262869706, 0.04068941760916406, 0.41809227322161724,
               -0.7884856164055829, 0.41809227322161724, 0.04068941760916406,
               -0.06453888262869706, 0.0, 0.0]
+
+
+def _extremes(shape, dtype, seed):
+    """Inputs at the ends of their range: noise, and squares of both extremes at periods
+    1 .. 2^5 along the first axis (the patterns that drive high bands to their largest)."""
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(seed)
+    yield rng.integers(info.min, info.max + 1, shape, dtype=dtype)
+    for period in (1, 2, 4, 8, 32):
+        square = (np.arange(shape[0]) // period) % 2 == 1
+        yield np.where(square.reshape(-1, *[1] * (len(shape) - 1)), info.max,
+                       info.min).astype(dtype) + np.zeros(shape, dtype)
+
+
+def test_fixed_point_core_images(rgb, gray, cube):
+    """The integer core: within tolerance of numpy on photos and on inputs at the ends of
+    the range (where an overflow would show), the same whatever the threads or tiles."""
+    for name, size in [("astronaut", (512, 512)), ("coffee", (33, 71))]:
+        check(rgb[1], sample_photo(name)[:size[0], :size[1]], backend="fixed-point")
+    for x in _extremes((96, 80, 3), np.uint8, 0):
+        check(rgb[1], x, runs=({"threads": 2},), backend="fixed-point")
+    photo = sample_photo("astronaut")[:203, :150]
+    check(gray[1], as_channels(photo, 1)[..., 0], runs=({"tile": 64},), backend="fixed-point")
+    check(cube[1], as_channels(photo, 31), runs=({"threads": 2},), backend="fixed-point")
+
+
+def test_fixed_point_core_audio(stereo, mono):
+    for (_, bundle), channels in [(stereo, 2), (mono, 1)]:
+        for n in (100_000, 37):
+            pcm = synthetic_music(n, channels, seed=n)
+            check(bundle, pcm[:, 0] if channels == 1 else pcm,
+                  runs=({"threads": 2}, {"tile": 4096}), backend="fixed-point")
+        for x in _extremes((5000, channels), np.int16, 1):
+            check(bundle, x[:, 0] if channels == 1 else x, runs=(), backend="fixed-point")
+
+
+def test_the_fixed_compander_counts_thresholds_exactly():
+    """The integer compander (a table and two comparisons, or a binary search where the
+    thresholds are too close) counts the int32 thresholds <= acc, less clip: on each
+    threshold, one either side, the ends of its range and at random."""
+    rng = np.random.default_rng(2)
+    for t in (np.round(quantizer_thresholds(8, 127.5) * 2 ** 29),
+              np.sort(rng.choice(2 ** 31 - 3, 40, replace=False) - 2 ** 30),
+              np.array([-5, 0, 1, 9]), np.array([7])):
+        t = np.ascontiguousarray(t, np.int32)
+        clip = len(t) // 2
+        acc = np.concatenate([t, t - 1, t + 1, [-(2 ** 31 - 3), 2 ** 31 - 4, 0],
+                              rng.integers(-2 ** 31 + 3, 2 ** 31 - 3, 10_000)])
+        acc = np.ascontiguousarray(np.clip(acc, -(2 ** 31 - 3), 2 ** 31 - 4), np.int32)
+        out = np.empty(len(acc), np.int8)
+        assert native_backend._LIB.walloc_fixed_quantize(acc, len(acc), t, len(t), clip,
+                                                         out) == 0
+        assert np.array_equal(out, np.searchsorted(t, acc, "right") - clip)
+
+
+def test_the_fixed_backend_is_never_auto(rgb_bundle):
+    """auto takes the float core (or the next backend); the fixed-point one only when named."""
+    assert Encoder(rgb_bundle).backend.name != "fixed-point"
+    assert isinstance(Encoder(rgb_bundle, "fixed-point").backend, fixed_backend.FixedPointBackend)

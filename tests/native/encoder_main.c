@@ -1,13 +1,15 @@
-/* A test program around native_encoder.c, for running it where Python is not (under
- * qemu-user, cross-compiled): the folded model from a parameter file, raw samples from a
- * file, int8 latents to a file.
+/* A test program around native_encoder.c and native_fixed.c, for running them where Python
+ * is not (under qemu-user, cross-compiled): the folded model from a parameter file, raw
+ * samples from a file, int8 latents to a file.
  *
- *   encoder_main image PARAMS RAW ROWS COLS CHANNELS OUT THREADS
- *   encoder_main audio PARAMS RAW SAMPLES CHANNELS OUT THREADS
+ *   encoder_main image|image-fixed PARAMS RAW ROWS COLS CHANNELS OUT THREADS
+ *   encoder_main audio|audio-fixed PARAMS RAW SAMPLES CHANNELS OUT THREADS
  *
  * PARAMS (little-endian, as tests/test_cross_compile.py writes it): int64 J, latent_dim,
- * planes, thresholds, clip; float32 lifting[4], weight[planes * latent_dim], bias[latent_dim];
- * float64 thresholds[thresholds]. */
+ * planes, thresholds, clip; then for the float core float32 lifting[4],
+ * weight[planes * latent_dim], bias[latent_dim], float64 thresholds[thresholds]; for the
+ * fixed core int32 scaling[7], int16 weight[planes * 3 * latent_dim], int32
+ * shifts[planes * 2], bias[latent_dim], thresholds[thresholds]. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,8 +30,9 @@ static void *slurp(const char *path, size_t *size) {
 }
 
 int main(int argc, char **argv) {
-    int image = argc == 9 && !strcmp(argv[1], "image");
-    if (!image && !(argc == 8 && !strcmp(argv[1], "audio"))) {
+    int image = argc == 9 && !strncmp(argv[1], "image", 5);
+    int fixed = strstr(argv[1], "-fixed") != NULL;
+    if (!image && !(argc == 8 && !strncmp(argv[1], "audio", 5))) {
         fprintf(stderr, "usage: see the comment at the top of encoder_main.c\n");
         return 2;
     }
@@ -51,7 +54,18 @@ int main(int argc, char **argv) {
     int64_t *cols = malloc((size_t)b * sizeof(int64_t));
     for (int64_t i = 0; i < a; i++) rows[i] = i; /* the input read as it is */
     for (int64_t i = 0; i < b; i++) cols[i] = i;
-    int status = image
+    const int32_t *scaling = (const int32_t *)(p + sizeof head);
+    const int16_t *fweight = (const int16_t *)(scaling + 7);
+    const int32_t *shifts = (const int32_t *)(fweight + planes * 3 * L);
+    const int32_t *fbias = shifts + planes * 2, *fthresholds = fbias + L;
+    int status = fixed && image
+        ? walloc_fixed_encode_image(raw, b, rows, cols, a, b, channels, J, scaling, fweight,
+                                    shifts, fbias, L, fthresholds, n_thresholds, clip, out,
+                                    threads)
+        : fixed ? walloc_fixed_encode_audio(raw, rows, a, channels, J, scaling, fweight, shifts,
+                                            fbias, L, fthresholds, n_thresholds, clip, out,
+                                            threads)
+        : image
         ? walloc_native_encode_image(raw, b, rows, cols, a, b, channels, J, lifting, weight, bias,
                                      L, thresholds, n_thresholds, clip, out, threads)
         : walloc_native_encode_audio(raw, rows, a, channels, J, lifting, weight, bias, L,

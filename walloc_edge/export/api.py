@@ -123,7 +123,12 @@ def _c(job, graphs):
     passed, report = validate(c_runner(program, step, not job.image), job.codec, inputs)
     fixed_passed, fixed = validate(c_runner(program, step, not job.image, fixed=True),
                                    job.codec, inputs)
-    return {**info, **report, "fixed": fixed}, passed and fixed_passed
+    extra = {"fixed": fixed}
+    if "#define WALLOC_FIXED_CORE 1" in (folder / "walloc_model.h").read_text():
+        core_passed, extra["fixed_point"] = validate(
+            c_runner(program, step, not job.image, fixed_point=True), job.codec, inputs)
+        fixed_passed = fixed_passed and core_passed
+    return {**info, **report, **extra}, passed and fixed_passed
 
 
 # Format name: the function that writes and validates its graph, (job, graphs so far) →

@@ -40,128 +40,6 @@
 
 int walloc_native_abi(void) { return WALLOC_NATIVE_ABI; }
 
-/* The four lifting steps: odd += c0 (even + next even), even += c1 (previous odd + odd),
- * odd += c2 (…), even += c3 (…), indices periodic. */
-typedef struct {
-    float c[4];
-} Lifting;
-
-/* --- one DWT level, by lifting ------------------------------------------------------- */
-
-/* One level on a row y of 2m samples (periodic): its even samples lifted into s, its odd
- * ones into d (m each). The first two steps read y, so the split costs no pass of its own. */
-VECTOR_CLONES
-static void split_lift_row(const float *restrict y, float *restrict s, float *restrict d,
-                           int64_t m, const Lifting *L) {
-    const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
-    for (int64_t i = 0; i < m - 1; i++) d[i] = y[2 * i + 1] + c0 * (y[2 * i] + y[2 * i + 2]);
-    d[m - 1] = y[2 * m - 1] + c0 * (y[2 * m - 2] + y[0]);
-    s[0] = y[0] + c1 * (d[m - 1] + d[0]);
-    for (int64_t i = 1; i < m; i++) s[i] = y[2 * i] + c1 * (d[i - 1] + d[i]);
-    for (int64_t i = 0; i < m - 1; i++) d[i] += c2 * (s[i] + s[i + 1]);
-    d[m - 1] += c2 * (s[m - 1] + s[0]);
-    s[0] += c3 * (d[m - 1] + d[0]);
-    for (int64_t i = 1; i < m; i++) s[i] += c3 * (d[i - 1] + d[i]);
-}
-
-/* --- the column levels, streamed (images) ------------------------------------------- */
-
-/* A stream is not periodic, so each chunk feeds its block rows HALO(J) rows of their
- * neighbours before and after (source rows modulo the run's, so the run stays periodic):
- * the latents of a block row depend on no more (4 (2^J - 1) rows to a side), so they are
- * the periodic transform's, the same sums in the same order; the halo's outputs are
- * dropped. */
-#define HALO(J) ((int64_t)4 << (J))
-#define MAX_J 6
-
-/* One level's lifter on its stream of rows (n floats): slot k % 3 holds index k's even and
- * odd row while they are lifted; index i - 1's four steps finish when row 2i + 2 arrives. */
-typedef struct {
-    float *even[3], *odd[3];
-    int64_t pushed;
-} Lifter;
-
-/* The J column levels of one channel: lifter (1 << level) - 1 + band, band the low/high
- * choice per level so far. The last level writes its index `first + b` (b in [0, blocks))
- * to rows band of `bands` (n floats each) and says so in `ready` (b, else -1); the halo's
- * outputs go to `spare` (two rows). */
-typedef struct {
-    Lifter lifter[(1 << MAX_J) - 1];
-    int64_t J, n, first, blocks, ready;
-    const Lifting *lifting;
-    float *bands, *spare;
-} Cascade;
-
-static Lifter *lifter(Cascade *c, int64_t level, int64_t band) {
-    return &c->lifter[((int64_t)1 << level) - 1 + band];
-}
-
-/* Where a lifter's next row goes. */
-static float *next_row(const Lifter *f) {
-    return (f->pushed & 1 ? f->odd : f->even)[f->pushed / 2 % 3];
-}
-
-/* The four steps that finish index i - 1 once row 2i + 2 (e1) is in: e0, o0 index i's even
- * and odd rows (→ its first two steps), ep, op index i - 1's (op keeps its final odd row,
- * which index i's last step reads), oq the final odd row of i - 2; the final rows of i - 1
- * also go to s_out and d_out. Each value the same sum as split_lift_row's, step by step. */
-VECTOR_CLONES
-static void lift_step(float *restrict e0, float *restrict o0, const float *restrict e1,
-                      const float *restrict ep, float *restrict op, const float *restrict oq,
-                      float *restrict s_out, float *restrict d_out, int64_t n,
-                      const Lifting *L) {
-    const float c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
-    for (int64_t k = 0; k < n; k++) {
-        const float d = o0[k] + c0 * (e0[k] + e1[k]), s = e0[k] + c1 * (op[k] + d);
-        const float dp = op[k] + c2 * (ep[k] + s);
-        s_out[k] = ep[k] + c3 * (oq[k] + dp);
-        d_out[k] = op[k] = dp;
-        o0[k] = d, e0[k] = s;
-    }
-}
-
-/* A row has gone to next_row(lifter (level, band)): when it completes a step, the level's
- * index i - 1 goes on into the next level's lifters (or the block row's bands). */
-static void advance(Cascade *c, int64_t level, int64_t band) {
-    Lifter *f = lifter(c, level, band);
-    const int64_t j = f->pushed++, n = c->n, last = level + 1 == c->J;
-    if (j < 2 || j & 1) return;
-    const int64_t i = j / 2 - 1, b = i - 1 - c->first;
-    float *s_out = c->spare, *d_out = c->spare + n;
-    if (i >= 1 && !last)
-        s_out = next_row(lifter(c, level + 1, 2 * band)),
-        d_out = next_row(lifter(c, level + 1, 2 * band + 1));
-    else if (i >= 1 && b >= 0 && b < c->blocks)
-        s_out = c->bands + 2 * band * n, d_out = s_out + n, c->ready = b;
-    lift_step(f->even[i % 3], f->odd[i % 3], f->even[(i + 1) % 3], f->even[(i + 2) % 3],
-              f->odd[(i + 2) % 3], f->odd[(i + 1) % 3], s_out, d_out, n, c->lifting);
-    if (i >= 1 && !last) {
-        advance(c, level + 1, 2 * band);
-        advance(c, level + 1, 2 * band + 1);
-    }
-}
-
-/* Scratch floats of one cascade: 6 rows a lifter, two spare. */
-static int64_t cascade_floats(int64_t J, int64_t n) {
-    return (6 * (((int64_t)1 << J) - 1) + 2) * n;
-}
-
-/* A cascade over rows of n floats whose last level keeps blocks [0, blocks) of its stream
- * after `first` (the halo's), writing them to `bands`; its slots in `scratch`. */
-static void cascade_init(Cascade *c, int64_t J, int64_t n, int64_t first, int64_t blocks,
-                         const Lifting *lifting, float *bands, float *scratch) {
-    const int64_t lifters = ((int64_t)1 << J) - 1;
-    *c = (Cascade){.J = J, .n = n, .first = first, .blocks = blocks, .ready = -1,
-                   .lifting = lifting, .bands = bands, .spare = scratch + 6 * lifters * n};
-    memset(scratch, 0, sizeof(float) * (size_t)cascade_floats(J, n)); /* the start's steps
-                                                                          read them: finite */
-    for (int64_t k = 0; k < lifters; k++)
-        for (int s = 0; s < 3; s++) {
-            c->lifter[k].even[s] = scratch + (6 * k + 2 * s) * n;
-            c->lifter[k].odd[s] = scratch + (6 * k + 2 * s + 1) * n;
-        }
-}
-
 /* --- the 1x1 encoder and the compander ----------------------------------------------- */
 
 /* The latent of pre-activation y: the number of thresholds <= y (numpy's searchsorted,
@@ -298,175 +176,14 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
     }
 }
 
-/* --- the J levels along the width, then the 1x1 ------------------------------------- */
+/* --- the transform (native_transform.h), in floats ------------------------------------ */
 
-/* A row of plane p (cols floats) through J levels along the width → its subbands in
- * channel order (c * 4^J + width and height bits interleaved per level, width first),
- * planes of `stride` >= cols / 2^J floats (a multiple of PB, so the 1x1 runs in whole
- * blocks); then the 1x1 writes latents (latent_dim, out_stride) at edge + position. Audio
- * uses the same levels on each channel's samples at[0 .. cols) of `audio` (interleaved
- * int16), into the shared subbands `sub` (c * 2^J + band, stride cols / 2^J). */
-typedef struct {
-    const int16_t *audio;
-    const int64_t *at;
-    int64_t planes, cols, J, stride;
-    const Lifting *lifting;
-    const Model *model;
-    int8_t *out;              /* (latent_dim, out_stride) */
-    int64_t out_stride, edge;
-    float *sub;               /* audio: the subbands, shared by the threads */
-} Rows;
-
-/* x[i] = in[i * C], int16: a constant stride for the usual channel counts, so it
- * vectorises (to_floats does the same for uint8). */
-VECTOR_CLONES
-static void pcm_to_floats(float *restrict x, const int16_t *restrict in, int64_t n, int64_t C) {
-    if (C == 2)
-        for (int64_t i = 0; i < n; i++) x[i] = in[2 * i];
-    else if (C == 1)
-        for (int64_t i = 0; i < n; i++) x[i] = in[i];
-    else
-        for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
-}
-
-/* Bits of v spread to the even bit positions (bit i to bit 2i). */
-static int64_t spread(int64_t v) {
-    int64_t out = 0;
-    for (int i = 0; v >> i; i++) out |= ((v >> i) & 1) << (2 * i);
-    return out;
-}
-
-/* Plane p's row (cols floats) through the J levels along the width, into its subbands of
- * sub (planes of c->stride floats): subband rw is channel first + rw (audio: plane p is
- * channel c) or first + 2 spread(rw) (images: p = (c, height band h)). */
-static void width_levels(const Rows *c, const float *row, int64_t p, float *buffer[2],
-                         float *sub) {
-    const int64_t J = c->J, bands = (int64_t)1 << J;
-    const int64_t first = c->audio ? p * bands : (p / bands) * bands * bands + spread(p % bands);
-    for (int64_t level = 0, m = c->cols / 2; level < J; level++, m /= 2) {
-        const float *from = level ? buffer[level & 1] : row;
-        for (int64_t band = 0; band < (int64_t)1 << level; band++) {
-            float *s, *d;
-            if (level == J - 1) { /* the last level writes the subbands */
-                int64_t even = 2 * band, odd = even + 1;
-                s = sub + (first + (c->audio ? even : 2 * spread(even))) * c->stride;
-                d = sub + (first + (c->audio ? odd : 2 * spread(odd))) * c->stride;
-            } else {
-                s = buffer[!(level & 1)] + 2 * band * m, d = s + m;
-            }
-            split_lift_row(from + 2 * band * m, s, d, m, c->lifting);
-        }
-    }
-}
-
-/* --- images: the whole encoder, block row by block row --------------------------------- */
-
-/* The run of rows x cols pixels (channels bytes each) whose pixel (r, x) is the source's
- * (row_of[r], col_of[x]); the width levels and the 1x1 as `width` says (its out the
- * latents (latent_dim, rows / 2^J, cols / 2^J)). */
-typedef struct {
-    const uint8_t *raw;
-    int64_t raw_cols;
-    const int64_t *row_of, *col_of;
-    int64_t rows, channels;
-    Rows width;
-} Image;
-
-/* Whether idx[0 .. n) is one rising run (a run's samples read at a constant stride: all
- * but the runs at the input's edges, which wrap or reflect). */
-static int is_run(const int64_t *idx, int64_t n) {
-    for (int64_t i = 1; i < n; i++)
-        if (idx[i] != idx[0] + i) return 0;
-    return 1;
-}
-
-/* x[i] = in[i * C]: a constant stride for the usual channel counts, so it vectorises. */
-VECTOR_CLONES
-static void to_floats(float *restrict x, const uint8_t *restrict in, int64_t n, int64_t C) {
-    if (C == 3)
-        for (int64_t i = 0; i < n; i++) x[i] = in[3 * i];
-    else if (C == 1)
-        for (int64_t i = 0; i < n; i++) x[i] = in[i];
-    else
-        for (int64_t i = 0; i < n; i++) x[i] = in[i * C];
-}
-
-/* Scratch floats of a thread encoding image chunks: a cascade a channel, the block row's
- * bands, two rows for the width levels, the subbands, the 1x1's sums. */
-static int64_t image_floats(const Image *im) {
-    const Rows *w = &im->width;
-    const int64_t C = im->channels, n = w->cols;
-    return C * cascade_floats(w->J, n) + (C << w->J) * n + 2 * n +
-           w->model->planes * w->stride + w->model->latent_dim * SPAN;
-}
-
-/* A chunk, block rows [begin, end): their rows and the halo's through the column cascades,
- * and each block row, as it completes, through the width levels and the 1x1. */
-static int image_rows(void *ctx, int64_t begin, int64_t end, float *scratch) {
-    const Image *im = ctx;
-    const Rows *w = &im->width;
-    const int64_t rows = im->rows, C = im->channels, n = w->cols, J = w->J, B = (int64_t)1 << J;
-    const int64_t halo = HALO(J), blocks_w = n >> J;
-    Cascade *cc = malloc(sizeof(Cascade) * (size_t)C);
-    float *bands = scratch + C * cascade_floats(J, n), *rows_w = bands + C * B * n;
-    float *buffer[2] = {rows_w, rows_w + n}, *sub = rows_w + 2 * n;
-    float *acc = sub + w->model->planes * w->stride;
-    if (!cc) return -1;
-    for (int64_t ch = 0; ch < C; ch++)
-        cascade_init(&cc[ch], J, n, halo >> J, end - begin, w->lifting, bands + ch * B * n,
-                     scratch + ch * cascade_floats(J, n));
-    if (w->stride > blocks_w) /* the padding the 1x1's blocks read: zeros, never written */
-        for (int64_t k = 0; k < w->model->planes; k++)
-            memset(sub + k * w->stride + blocks_w, 0,
-                   sizeof(float) * (size_t)(w->stride - blocks_w));
-    const int run = is_run(im->col_of, n);
-    for (int64_t r = begin * B - halo; r < end * B + halo; r++) {
-        const uint8_t *in = im->raw + im->row_of[(r % rows + rows) % rows] * im->raw_cols * C;
-        for (int64_t ch = 0; ch < C; ch++) {
-            float *x = next_row(lifter(&cc[ch], 0, 0));
-            if (run) to_floats(x, in + im->col_of[0] * C + ch, n, C);
-            else for (int64_t i = 0; i < n; i++) x[i] = in[im->col_of[i] * C + ch];
-            advance(&cc[ch], 0, 0);
-        }
-        const int64_t b = cc[0].ready;
-        if (b < 0) continue;
-        for (int64_t ch = 0; ch < C; ch++) cc[ch].ready = -1;
-        for (int64_t p = 0; p < C * B; p++) width_levels(w, bands + p * n, p, buffer, sub);
-        project(w->model, sub, w->stride, blocks_w, w->out + (begin + b) * blocks_w,
-                w->out_stride, acc);
-    }
-    free(cc);
-    return 0;
-}
-
-/* Audio, a work item a channel: its samples at[0 .. cols) as floats, through the J levels
- * into the shared subbands c->sub. Scratch: 2 cols floats. */
-static int audio_channels(void *ctx, int64_t begin, int64_t end, float *scratch) {
-    const Rows *c = ctx;
-    const int64_t cols = c->cols, C = c->planes;
-    float *buffer[2] = {scratch, scratch + cols};
-    const int run = is_run(c->at, cols);
-    for (int64_t p = begin; p < end; p++) {
-        if (run)
-            pcm_to_floats(buffer[0], c->audio + c->at[0] * C + p, cols, C);
-        else
-            for (int64_t i = 0; i < cols; i++) buffer[0][i] = c->audio[c->at[i] * C + p];
-        width_levels(c, buffer[0], p, buffer, c->sub);
-    }
-    return 0;
-}
-
-/* Audio, a work item SPAN positions: their latents from c->sub. Scratch: as project. */
-static int audio_spans(void *ctx, int64_t begin, int64_t end, float *acc) {
-    const Rows *c = ctx;
-    const int64_t w = c->cols >> c->J;
-    for (int64_t item = begin; item < end; item++) {
-        const int64_t q0 = item * SPAN, n = q0 + SPAN < w ? SPAN : w - q0;
-        project(c->model, c->sub + q0, c->stride, n, c->out + c->edge + q0, c->out_stride,
-                acc);
-    }
-    return 0;
-}
+typedef float sample;
+typedef float coef;
+#define STEP(c, p) ((c) * (p))
+#define LOAD(L, v) ((void)(L), (float)(v))
+#define ACC_SAMPLES(model) ((model)->latent_dim * SPAN)
+#include "native_transform.h"
 
 /* --- the whole encoder --------------------------------------------------------------- */
 
@@ -486,7 +203,7 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                                const double *thresholds, int64_t n_thresholds, int64_t clip,
                                int8_t *out, int threads) {
     if (J < 1 || J > MAX_J) return -2;
-    const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
+    const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}, 0, 1};
     Model model = {channels << (2 * J), latent_dim, weight, bias, thresholds, n_thresholds,
                    clip, {0}};
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
@@ -495,7 +212,7 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                  rows_out * w, 0, NULL}};
     int status = grid_init(&model.grid, thresholds, n_thresholds) ||
                  walloc_parallel(image_rows, &im, rows_out, walloc_chunk(rows_out, threads, 2),
-                                 threads, image_floats(&im)) ? -1 : 0;
+                                 threads, image_samples(&im)) ? -1 : 0;
     grid_free(&model.grid);
     return status;
 }
@@ -505,7 +222,7 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
                                const float *weight, const float *bias, int64_t latent_dim,
                                const double *thresholds, int64_t n_thresholds, int64_t clip,
                                int8_t *out, int threads) {
-    const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}};
+    const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}, 0, 1};
     Model model = {channels << J, latent_dim, weight, bias, thresholds, n_thresholds, clip,
                    {0}};
     const int64_t w = samples >> J, stride = w + 2;

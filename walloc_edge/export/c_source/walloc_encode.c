@@ -1,9 +1,12 @@
 /* Host program around the C encoders (this file may allocate; the fixed encoder does not).
  *
- * walloc_encode [--threads N] [--fixed] MODE ...: the latents come from the runtime's C core
- * (native_encoder.c, lifting; N threads, default 1; the whole input in memory, and a few
- * rows of floats per thread), or with --fixed from the fixed-memory encoder
- * (walloc_encoder.c, for devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Modes:
+ * walloc_encode [--threads N] [--fixed | --fixed-point] MODE ...: the latents come from the
+ * runtime's C core (native_encoder.c, lifting; N threads, default 1; the whole input in
+ * memory, and a few rows of floats per thread), with --fixed-point from its integer twin
+ * (native_fixed.c: no float), or with --fixed from the fixed-memory encoder
+ * (walloc_encoder.c, for devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Built
+ * with -DWALLOC_FIXED_POINT (make CFLAGS+=-DWALLOC_FIXED_POINT), the program has no float at
+ * all: the fixed-memory encoder in integers by default, or --fixed-point. Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
  *   walloc_encode --latents IN.raw H W C OUT.raw   int8 latents out, (latent_dim, h, w) order
@@ -219,12 +222,13 @@ static long reflected(long p, long size, long before) {
     return i >= size ? period - i : i;
 }
 
-#if WALLOC_CORE
-/* The latents by the runtime's C core: the input reflect-padded to multiples of 2^J (read
- * in place through each padded row's and column's source index), then the periodic packet
- * transform of the whole (what the Python runtime computes). */
+#if WALLOC_CORE || WALLOC_FIXED_CORE
+/* The latents by the runtime's C core (with `integers` its fixed-point twin): the input
+ * reflect-padded to multiples of 2^J (read in place through each padded row's and column's
+ * source index), then the periodic packet transform of the whole (what the Python runtime
+ * computes). */
 static int core_latents(const void *input, const long *size, long c, int8_t *latents,
-                        int threads) {
+                        int threads, int integers) {
     long before[2] = {0, 0}, after[2] = {0, 0}, padded[2] = {size[0], size[1]};
     for (int a = 0; a < (WALLOC_AUDIO ? 1 : 2); a++) {
         walloc_padding(size[a], &before[a], &after[a]);
@@ -239,7 +243,23 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
     for (long i = 0; i < padded[0]; i++) row_of[i] = reflected(i, size[0], before[0]);
     for (long j = 0; j < padded[1]; j++)
         col_of[j] = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
-    int status = WALLOC_AUDIO
+    int status = -1;
+#if WALLOC_FIXED_CORE
+    if (integers)
+        status = WALLOC_AUDIO
+        ? walloc_fixed_encode_audio(input, row_of, padded[0], c, WALLOC_J, walloc_fixed_scaling,
+                                    &walloc_fixed_weight[0][0][0], &walloc_fixed_shifts[0][0],
+                                    walloc_fixed_bias, WALLOC_LATENT_DIM, walloc_fixed_thresholds,
+                                    WALLOC_THRESHOLDS, WALLOC_CLIP, latents, threads)
+        : walloc_fixed_encode_image(input, size[1], row_of, col_of, padded[0], padded[1], c,
+                                    WALLOC_J, walloc_fixed_scaling, &walloc_fixed_weight[0][0][0],
+                                    &walloc_fixed_shifts[0][0], walloc_fixed_bias,
+                                    WALLOC_LATENT_DIM, walloc_fixed_thresholds, WALLOC_THRESHOLDS,
+                                    WALLOC_CLIP, latents, threads);
+#endif
+#if WALLOC_CORE
+    if (!integers)
+        status = WALLOC_AUDIO
         ? walloc_native_encode_audio(input, row_of, padded[0], c, WALLOC_J,
                                      walloc_core_lifting, &walloc_core_weight[0][0],
                                      walloc_core_bias, WALLOC_LATENT_DIM,
@@ -250,6 +270,7 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
                                      walloc_core_bias, WALLOC_LATENT_DIM,
                                      walloc_core_thresholds, WALLOC_THRESHOLDS, WALLOC_CLIP,
                                      latents, threads);
+#endif
     free(row_of); free(col_of);
     return status;
 }
@@ -263,10 +284,12 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
 
 int main(int argc, char **argv) {
     const char *program = argv[0];
-    int threads = 1, fixed = !WALLOC_CORE;
-    while (argc > 2 && (!strcmp(argv[1], "--threads") || !strcmp(argv[1], "--fixed"))) {
-        int shift = strcmp(argv[1], "--fixed") ? 2 : 1;
-        if (shift == 1) fixed = 1;
+    int threads = 1, fixed = !WALLOC_CORE, integers = 0;
+    while (argc > 2 && (!strcmp(argv[1], "--threads") || !strcmp(argv[1], "--fixed") ||
+                        !strcmp(argv[1], "--fixed-point"))) {
+        int shift = strcmp(argv[1], "--threads") ? 1 : 2;
+        if (!strcmp(argv[1], "--fixed")) fixed = 1;
+        else if (shift == 1) integers = 1, fixed = 0;
         else if ((threads = atoi(argv[2])) < 1) {
             fprintf(stderr, "--threads needs a number >= 1\n");
             return 2;
@@ -281,8 +304,13 @@ int main(int argc, char **argv) {
     if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
                                  strcmp(argv[1], "--frames")) ||
         (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans"))) {
-        fprintf(stderr, "usage: %s [--threads N] [--fixed] --latents|--wlc|--frames IN.raw "
-                INPUT " OUT [rans|raw]\n", program);
+        fprintf(stderr, "usage: %s [--threads N] [--fixed | --fixed-point] "
+                "--latents|--wlc|--frames IN.raw " INPUT " OUT [rans|raw]\n", program);
+        return 2;
+    }
+    if (integers && !WALLOC_FIXED_CORE) {
+        fprintf(stderr, "--fixed-point: this model has no fixed-point core (its filters do "
+                "not lift, or its range is past int32); use --fixed\n");
         return 2;
     }
     crc_init();
@@ -298,11 +326,11 @@ int main(int argc, char **argv) {
     int16_t *pcm = read_input(argv[2], (size_t)size[0] * c * sizeof *pcm);
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * wb);
     int failed = !latents;
-#if WALLOC_CORE
-    if (!fixed && !failed) failed = core_latents(pcm, size, c, latents, threads);
+#if WALLOC_CORE || WALLOC_FIXED_CORE
+    if (!fixed && !failed) failed = core_latents(pcm, size, c, latents, threads, integers);
 #endif
     if (fixed && !failed) {
-        float *work = malloc((size_t)walloc_audio_workspace(size[0]) * sizeof *work);
+        walloc_sample *work = malloc((size_t)walloc_audio_workspace(size[0]) * sizeof *work);
         failed = !work || walloc_encode_audio(pcm, size[0], work, latents);
         free(work);
     }
@@ -319,8 +347,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }
-#if WALLOC_CORE
-    if (!fixed && core_latents(image, size, c, latents, threads)) {
+#if WALLOC_CORE || WALLOC_FIXED_CORE
+    if (!fixed && core_latents(image, size, c, latents, threads, integers)) {
         fprintf(stderr, "out of memory\n");
         return 1;
     }

@@ -6,17 +6,24 @@
 
 #include "walloc_model.h"
 
+/* The encoder's samples: int32 in the -DWALLOC_FIXED_POINT build (no float at all). */
+#ifdef WALLOC_FIXED_POINT
+typedef int32_t walloc_sample;
+#else
+typedef float walloc_sample;
+#endif
+
 /* (before, after) reflect padding of an axis of `size` samples to a multiple of 2^J. */
 void walloc_padding(long size, long *before, long *after);
 
 #if WALLOC_AUDIO
-/* Floats of workspace walloc_encode_audio needs for n frames: (padded n) x (channels + 1). */
+/* Samples of workspace walloc_encode_audio needs for n frames: (padded n) x (channels + 1). */
 long walloc_audio_workspace(long n);
 
 /* Encode n frames of int16 PCM (WALLOC_CHANNELS interleaved samples a frame) into latents
  * (int8, latent_dim x (ceil(n/2^J) + 2), in that order), using `work` (see above).
  * Returns 0. */
-int walloc_encode_audio(const int16_t *pcm, long n, float *work, int8_t *latents);
+int walloc_encode_audio(const int16_t *pcm, long n, walloc_sample *work, int8_t *latents);
 #else
 /* Encode an h x w image (uint8, rows of w pixels of WALLOC_CHANNELS interleaved values)
  * into latents (int8, latent_dim x ceil(h/2^J) x ceil(w/2^J), in that order).

@@ -5,16 +5,19 @@ One module per backend, each a :class:`~.base.Backend` (``base.py`` spells the c
 here and one entry in ``BACKENDS``.
 """
 from .base import Backend, BackendError
+from .fixed_point import FixedPointBackend
 from .litert import LiteRTBackend, litert_runner
 from .native import NativeBackend
 from .numpy import NumpyBackend
 from .onnxruntime import OnnxBackend, onnx_session, resolve_providers
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "NativeBackend", "OnnxBackend",
-           "LiteRTBackend", "NumpyBackend", "make_backend", "available_backends", "onnx_session",
-           "litert_runner", "resolve_providers"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "NativeBackend", "FixedPointBackend",
+           "OnnxBackend", "LiteRTBackend", "NumpyBackend", "make_backend", "available_backends",
+           "onnx_session", "litert_runner", "resolve_providers"]
 
-BACKENDS = {cls.name: cls for cls in (NativeBackend, OnnxBackend, LiteRTBackend, NumpyBackend)}
+# fixed-point comes last: auto never takes it (numpy runs wherever it could).
+BACKENDS = {cls.name: cls for cls in (NativeBackend, OnnxBackend, LiteRTBackend, NumpyBackend,
+                                      FixedPointBackend)}
 
 
 def available_backends(bundle) -> "list[str]":

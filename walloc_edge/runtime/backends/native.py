@@ -21,7 +21,7 @@ from .numpy import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
-ABI = 7  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
+ABI = 8  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
 MAX_IMAGE_J = 6  # MAX_J in native_encoder.c: the column cascade's levels
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
@@ -92,11 +92,11 @@ def _lifting_scales(lo, hi):
     return low.mean(), high.mean()
 
 
-def fold(arrays, config, compander):
+def fold(arrays, config, compander, dtype=np.float32):
     """The C encoder's model from a bundle's arrays (encoder.npz), its config and compander:
-    lifting (4,), weight (planes, latent_dim) and bias (latent_dim,) float32, thresholds
-    float64. ValueError for filters that do not lift as CDF 9/7. (The C export writes the
-    same into walloc_model.h.)"""
+    lifting (4,) float32, weight (planes, latent_dim) and bias (latent_dim,) in ``dtype``
+    (float64: what the fixed core rounds to integers), thresholds float64. ValueError for
+    filters that do not lift as CDF 9/7. (The C export writes the same into walloc_model.h.)"""
     m = modality(config["modality"])
     J, L, axes = config["J"], config["latent_dim"], m.spatial_axes
     suffix = "_row" if axes == 2 else ""
@@ -114,8 +114,8 @@ def fold(arrays, config, compander):
     S = np.tile(_per_subband(*scales, J, axes), config["channels"])
     dc = np.tile(_per_subband(lo.sum(), hi.sum(), J, axes), config["channels"])
     return {"lifting": LIFTING.astype(np.float32),
-            "weight": np.ascontiguousarray((W * S / (m.divisor * scale)).T, np.float32),
-            "bias": np.ascontiguousarray((b - m.offset * W @ dc) / scale, np.float32),
+            "weight": np.ascontiguousarray((W * S / (m.divisor * scale)).T, dtype),
+            "bias": np.ascontiguousarray((b - m.offset * W @ dc) / scale, dtype),
             "thresholds": quantizer_thresholds(config["latent_bits"], compander["latent_max"])}
 
 
