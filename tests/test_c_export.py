@@ -244,3 +244,16 @@ def test_c_fixed_point_encoder_builds_for_a_core_without_fpu(rgb_bundle, tmp_pat
                                    text=True).stdout.split()
         calls[variant] = {u for u in undefined if u.startswith(("__aeabi_f", "__aeabi_d"))}
     assert calls["fixed"] == set() and calls["float"]
+
+
+def test_an_installed_package_ships_what_the_export_copies():
+    """The runtime's C files that the export copies are package data (a wheel has them)."""
+    import tomllib
+    from pathlib import Path
+
+    from walloc_edge.export.c_export import CORE
+
+    root = Path(__file__).parent.parent
+    shipped = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["walloc_edge.runtime"]
+    assert {path.name for path in CORE} <= set(shipped)
