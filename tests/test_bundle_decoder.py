@@ -166,3 +166,10 @@ def test_a_bundle_without_a_decoder_graph_is_refused(rgb_weights_bundle):
 
     with pytest.raises(BundleError, match="no decoder graph"):
         BundleDecoder(rgb_weights_bundle)
+
+
+def test_info_says_whether_a_bundles_decoder_runs_here(rgb_weights_bundle, capsys):
+    from walloc_edge.cli import main
+
+    assert main(["info", str(rgb_weights_bundle)]) in (0, None)
+    assert "decoder      none here: no decoder graph (decoder.onnx" in capsys.readouterr().out
