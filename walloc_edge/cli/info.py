@@ -76,12 +76,10 @@ def _bundle_decoder(path):
 def _decoder_engines(audio):
     """[{engine, precision, device, runs, why_not}] for the model's torch decoder: every row
     of the engine table on the CPU (and a CUDA GPU where torch sees one)."""
-    import torch
-
-    from ..decoder.engines import choices_here
+    from ..decoder.engines import choices_here, devices_here
 
     rows = []
-    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+    for device in devices_here():
         for engine, precision, why in choices_here(device):
             if audio and precision != "fp32":
                 why = "audio decoders run fp32 only"

@@ -2,7 +2,8 @@
 (``export_bundle(..., decoder=True)``), with no torch: a decode server installs onnxruntime
 and numpy only. The de-companding and the wavelet synthesis run in numpy (``numeric``),
 the decoder network on onnxruntime, large images in the torch ``Decoder``'s tiles and
-synthesis blocks (``tiles``), so both decode alike (≥ 45 dB PSNR apart; measured ~100)."""
+synthesis blocks (``tiles``), so both decode alike (≥ 45 dB PSNR apart; measured ~100).
+Equal-shape frames (not tiled) go through the network as one batch."""
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ..runtime.modality import IMAGE
 from .base import DecoderBase, to_signal
 from .errors import EngineError
 from .numeric import packet_synthesis, post_filter, to_normal
-from .session import open_session, resolve_providers
+from .session import open_session, resolve_providers, takes_one
 from .tiles import DECODE_TILE
 
 __all__ = ["BundleDecoder", "DECODER_FILES", "to_signal"]
@@ -64,6 +65,7 @@ class BundleDecoder(DecoderBase):
         self._set_tiles(tile, overlap)
         self.session = _session(path / "decoder.onnx", providers, threads)
         self.input = self.session.get_inputs()[0].name
+        self.batches = not takes_one(self.session)
         self.engine_name = "onnxruntime fp32"
 
     def zeros(self, shape: "tuple[int, ...]") -> np.ndarray:
@@ -77,9 +79,12 @@ class BundleDecoder(DecoderBase):
         return self.session.run(None, {self.input: normal})[0]
 
     def synthesis(self, coefficients: np.ndarray) -> np.ndarray:
-        """(1, subbands, …) coefficients → (1, C, …) signal (unclamped)."""
-        x = packet_synthesis(coefficients[0], self.filters, self.J)
-        return (x if self.post is None else post_filter(x, *self.post))[None]
+        """(B, subbands, …) coefficients → (B, C, …) signal (unclamped), an item at a time."""
+        out = []
+        for item in coefficients:
+            x = packet_synthesis(item, self.filters, self.J)
+            out.append(x if self.post is None else post_filter(x, *self.post))
+        return np.stack(out)
 
     def clamp(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x, -0.5, 0.5)

@@ -24,11 +24,11 @@ import torch
 
 from .errors import EngineError
 from .network import export_network, in_channels, is_2d
-from .session import open_session, resolve_providers
+from .session import open_session, resolve_providers, takes_one
 
 __all__ = ["ENGINES", "PRECISIONS", "REGISTRY", "EngineKind", "EngineError", "TorchEngine",
            "OnnxEngine", "make_engine", "precisions_here", "engines_here", "why_not",
-           "choices_here"]
+           "devices_here", "choices_here"]
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags whose instructions make a low precision faster than fp32 (Linux /proc/cpuinfo).
@@ -107,20 +107,22 @@ class OnnxEngine:
         chosen = resolve_providers(providers)  # first: a provider not here is the user's
         self.session = open_session(_cached_graph(network), chosen, threads)
         self.input = self.session.get_inputs()[0].name
+        self.batch_of_one = takes_one(self.session)
         self.providers = self.session.get_providers()
         self.device = device
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch one item at a time (the graph's batch size is 1)."""
+        """A batch in one run (one item at a time where the graph's batch size is 1)."""
         x = x.detach().float().cpu().numpy()
-        y = [self.session.run(None, {self.input: item[None]})[0] for item in x]
+        y = [self.session.run(None, {self.input: items})[0] for items in
+             (x if self.batch_of_one else [x])]
         return torch.from_numpy(np.concatenate(y)).to(self.device)
 
 
 def _cached_graph(network):
     """decoder-<hash of the weights>.onnx in $XDG_CACHE_HOME/walloc-edge, exported (and
     validated) the first time."""
-    digest = hashlib.sha256(torch.__version__.encode())
+    digest = hashlib.sha256(torch.__version__.encode() + b" batch")  # a graph of any batch
     for name, value in network.state_dict().items():
         digest.update(name.encode())
         digest.update(value.detach().cpu().float().numpy().tobytes())
@@ -210,6 +212,11 @@ def why_not(engine: str, precision: str, device: str = "cpu") -> "str | None":
         flags = "" if device.startswith("cuda") else f" ({', '.join(_CPU_FLAGS[precision])})"
         return f"this {kind_of} has no {precision} instructions{flags}"
     return None
+
+
+def devices_here() -> "list[str]":
+    """The CPU, and a CUDA GPU where torch sees one."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def choices_here(device: str = "cpu") -> "list[tuple[str, str, str | None]]":

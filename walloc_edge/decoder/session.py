@@ -1,6 +1,6 @@
 """The onnxruntime session a decoder graph runs in (no torch: the bundle decoder and the
 torch decoder's onnxruntime engine share it)."""
-__all__ = ["resolve_providers", "open_session"]
+__all__ = ["resolve_providers", "open_session", "takes_one"]
 
 
 def resolve_providers(providers: "str | list[str] | None") -> "list[str]":
@@ -31,3 +31,9 @@ def open_session(path, providers: "list[str]", threads: "int | None" = None):
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def takes_one(session) -> bool:
+    """Whether the session's graph takes a batch of one only (a graph exported with its
+    batch fixed), so that a batch runs an item at a time."""
+    return session.get_inputs()[0].shape[0] == 1
