@@ -9,11 +9,13 @@ encoded once by the sensor runtime; 2048² decodes in tiles (64 latents a side).
 engine/precision decodes it ``repeat`` times, the engines taking turns (so that a busy
 machine slows them alike); MP/s is the median. Agreement: PSNR (dB) of the decode against
 the fp32 torch decode; ΔPSNR: its PSNR against the original minus fp32 torch's. The bar
-for an engine to be offered: agreement ≥ 45 dB, |ΔPSNR| ≤ 0.05 dB. Rows marked
-"(variant)" are not offered choices: the torch engine in channels-last memory format, to
-show what it does here.
+for an engine to be offered: agreement ≥ 45 dB, |ΔPSNR| ≤ 0.05 dB. The load average at
+the start and the end is printed (a shared machine's other jobs slow every engine). Rows
+marked "(variant)" are not offered choices: the torch engine in channels-last memory
+format, to show what it does here.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -23,15 +25,15 @@ from walloc_edge.bench import machine
 from walloc_edge.bench.timing import once
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.engines import (EngineError, TorchEngine, engines_here,
+from walloc_edge.decoder.engines import (REGISTRY, EngineError, TorchEngine, engines_here,
                                          precisions_here)
 from walloc_edge.decoder.network import split_decoder
 from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.export.validate import _fit
 from report import publish
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16",
-         "amx_fp16", "amx_tile")
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni",
+         "amx_bf16", "amx_fp16", "amx_int8", "amx_tile")
 
 
 def cpu_flags():
@@ -47,7 +49,7 @@ def cpu_flags():
 def candidates(codec, compile_too):
     """[(label, Decoder or the reason it does not run here)]."""
     out = []
-    pairs = [(e, p) for e in ("torch", "onnxruntime") for p in ("fp32", "bf16", "fp16")]
+    pairs = [(e, p) for e, kind in REGISTRY.items() for p in kind.precisions]
     for engine, precision in pairs:
         label = f"{engine} {precision}"
         try:
@@ -69,6 +71,12 @@ def candidates(codec, compile_too):
     return out, auto.engine_name
 
 
+def load_of():
+    """The machine's load average (1, 5, 15 minutes), as ``uptime`` prints it: a shared
+    machine's other jobs slow every engine, the engines taking turns share it alike."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def photo_of(size):
     photo = sample_photo("astronaut")
     return np.ascontiguousarray(_fit(photo, size, size))
@@ -84,6 +92,8 @@ def main():
     args = p.parse_args()
     torch.set_grad_enabled(False)
     info = machine()
+    start_load = load_of()
+    print(f"load average (1, 5, 15 min): {start_load}", flush=True)
     codec = Decoder(args.model, "cpu").codec
     decoders, auto = candidates(codec, args.compile)
     encoder = runtime_encoder(codec)
@@ -114,7 +124,8 @@ def main():
                 row["not_here"] = d
             rows.append(row)
             print(row, flush=True)
-    lines = [f"Decoder engines, model `{args.model}`, {info['cpu']} ({info['cores']} cores; "
+    lines = [f"Decoder engines, model `{args.model}`, {info['cpu']} ({info['cores']} cores, "
+             f"load average at the start {start_load}, at the end {load_of()}; "
              f"flags: {', '.join(cpu_flags()) or 'none of ' + ', '.join(FLAGS)}), torch "
              f"{info['versions']['torch']}, onnxruntime {info['versions']['onnxruntime']}, "
              f"{torch.get_num_threads()} torch threads; {time.strftime('%Y-%m-%d')}. "

@@ -18,7 +18,8 @@ MIN_AGREEMENT_DB, MAX_PSNR_CHANGE_DB = 45.0, 0.05
 def offered():
     """(engine, precision) pairs that run here."""
     pairs = [("torch", p) for p in precisions_here("cpu")]
-    return pairs + [("onnxruntime", "fp32")] if "onnxruntime" in engines_here() else pairs
+    return pairs + [("onnxruntime", "fp32"), ("onnxruntime", "int8")] \
+        if "onnxruntime" in engines_here() else pairs
 
 
 @pytest.fixture(scope="module")
@@ -133,3 +134,13 @@ def test_info_lists_the_engines_that_run_here_and_why_not_the_others(capsys):
     rows = json.loads(capsys.readouterr().out)["decoder_engines"]
     assert {(r["engine"], r["precision"]) for r in rows if r["runs"]} == set(offered())
     assert all(r["why_not"] for r in rows if not r["runs"])
+
+
+def test_int8_is_onnxruntimes_and_for_images_only(reference):
+    with pytest.raises(EngineError, match="the torch engine runs fp32, bf16, fp16 only"):
+        Decoder(reference[2].codec, "cpu", engine="torch", precision="int8")
+    from walloc_edge.codec import CodecConfig, build
+
+    codec = build(CodecConfig("audio", channels=2, J=4, latent_dim=8, Nd=8)).eval()
+    with pytest.raises(EngineError, match="audio decoders run fp32 only"):
+        Decoder(codec, "cpu", engine="onnxruntime", precision="int8")

@@ -8,11 +8,7 @@ benchmarks/decoder_engines.py): its decode agrees with the fp32 torch decode at 
 PSNR and moves PSNR against the original by ≤ 0.05 dB.
 """
 import copy
-import hashlib
 import importlib.util
-import math
-import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,7 +19,8 @@ import numpy as np
 import torch
 
 from .errors import EngineError
-from .network import export_network, in_channels, is_2d
+from .graphs import cached_graph
+from .network import in_channels, is_2d
 from .session import open_session, resolve_providers, takes_one
 
 __all__ = ["ENGINES", "PRECISIONS", "REGISTRY", "EngineKind", "EngineError", "TorchEngine",
@@ -93,23 +90,22 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The network exported to ONNX (``network.export_network``), on onnxruntime's
-    ``providers`` (default: the CPU). The network is exported once and kept in the user's
-    cache, keyed by its weights and the torch version."""
+    """The network exported to ONNX (``network.export_network``; in int8, that graph
+    quantised: ``graphs``), on onnxruntime's ``providers`` (default: the CPU). The graphs are
+    made once and kept in the user's cache."""
 
     name = "onnxruntime"
-    precision = "fp32"
     probe_seconds = None
 
-    def __init__(self, network, device, providers=None, threads=None):
+    def __init__(self, network, device, providers=None, threads=None, precision="fp32"):
         if providers is None and device.startswith("cuda"):
             providers = "cuda,cpu"
         chosen = resolve_providers(providers)  # first: a provider not here is the user's
-        self.session = open_session(_cached_graph(network), chosen, threads)
+        self.session = open_session(cached_graph(network, precision), chosen, threads)
         self.input = self.session.get_inputs()[0].name
         self.batch_of_one = takes_one(self.session)
         self.providers = self.session.get_providers()
-        self.device = device
+        self.device, self.precision = device, precision
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """A batch in one run (one item at a time where the graph's batch size is 1)."""
@@ -117,47 +113,6 @@ class OnnxEngine:
         y = [self.session.run(None, {self.input: items})[0] for items in
              (x if self.batch_of_one else [x])]
         return torch.from_numpy(np.concatenate(y)).to(self.device)
-
-
-def _cached_graph(network):
-    """decoder-<hash of the weights>.onnx in $XDG_CACHE_HOME/walloc-edge, exported (and
-    validated) the first time."""
-    digest = hashlib.sha256(torch.__version__.encode() + b" batch")  # a graph of any batch
-    for name, value in network.state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().float().numpy().tobytes())
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "walloc-edge")
-    path = home / f"decoder-{digest.hexdigest()[:16]}.onnx"
-    if not path.is_file():
-        home.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=home) as tmp:
-            try:
-                export_network(network, Path(tmp, "decoder.onnx"))
-            except Exception as e:  # the exporter fails in many ways, none of them the user's
-                raise EngineError("engine", f"onnxruntime: the decoder network does not export "
-                                  f"to ONNX here ({type(e).__name__}: {e}); use the torch "
-                                  "engine") from None
-            _check_graph(network, Path(tmp, "decoder.onnx"))
-            os.replace(Path(tmp, "decoder.onnx"), path)
-    return path
-
-
-def _check_graph(network, path):
-    """The graph's coefficients agree with torch's (≥ 45 dB SNR on a small random input; fp32
-    onnxruntime reaches ~110), else it is not kept."""
-    from ..runtime.backends import onnx_session
-
-    x = torch.randn(1, in_channels(network), *((12, 20) if is_2d(network) else (70,)),
-                    generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = network(x).numpy()
-    session = onnx_session(path)
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    snr = 10 * math.log10(float(expected.var()) / max(float(((got - expected) ** 2).mean()),
-                                                       1e-30))
-    if snr < 45:
-        raise EngineError("engine", f"onnxruntime: the exported decoder graph agrees with "
-                          f"torch to only {snr:.1f} dB; use the torch engine")
 
 
 @dataclass(frozen=True)
@@ -185,13 +140,14 @@ REGISTRY = {kind.name: kind for kind in (
     EngineKind("torch", ("fp32", "bf16", "fp16"), False, True, lambda: None,
                lambda network, device, precision, providers, compile:
                TorchEngine(network, device, precision, compile)),
-    EngineKind("onnxruntime", ("fp32",), True, False, _onnx_missing,
+    EngineKind("onnxruntime", ("fp32", "int8"), True, False, _onnx_missing,
                lambda network, device, precision, providers, compile:
-               OnnxEngine(network, device, providers)),
+               OnnxEngine(network, device, providers, precision=precision)),
 )}
 ENGINES = ("auto", *REGISTRY)
 PRECISIONS = ("auto", *dict.fromkeys(p for kind in REGISTRY.values() for p in kind.precisions))
-_PREFERRED = ("bf16", "fp16", "fp32")  # without a measurement, the low precision first
+# Without a measurement: a low float precision first, int8 only when asked for.
+_PREFERRED = ("bf16", "fp16", "fp32", "int8")
 
 
 def engines_here() -> "list[str]":
@@ -207,7 +163,7 @@ def why_not(engine: str, precision: str, device: str = "cpu") -> "str | None":
         return f"the {engine} engine runs {', '.join(kind.precisions)} only"
     if kind.missing():
         return kind.missing()
-    if precision not in precisions_here(device):
+    if not _computes(precision, device):
         kind_of = "GPU" if device.startswith("cuda") else "CPU"
         flags = "" if device.startswith("cuda") else f" ({', '.join(_CPU_FLAGS[precision])})"
         return f"this {kind_of} has no {precision} instructions{flags}"
@@ -229,11 +185,11 @@ def make_engine(network, device, engine="torch", precision=None, providers=None,
                 compile=False):
     """The engine ``engine`` at ``precision`` (default: fp32, or auto for engine auto) for
     ``network`` on ``device``; low precisions for image decoders only (audio's PSNR moves by
-    more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x). "auto" picks among
-    the table's engines (those taking onnxruntime ``providers`` where given) the fastest
-    here of those that hold the quality bar: on a GPU, the first engine in its preferred
-    precision (bf16, else fp16); on the CPU, measured once on a small probe among every
-    engine and precision that runs here."""
+    more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x; int8 is measured on
+    photos alone). "auto" picks among the table's engines (those taking onnxruntime
+    ``providers`` where given) the fastest here of those that hold the quality bar: on a
+    GPU, the first engine in its preferred precision (bf16, else fp16); on the CPU, measured
+    once on a small probe among every engine and precision that runs here."""
     if engine not in ENGINES:
         raise EngineError("engine", f"{engine!r} is unknown; choose from {', '.join(ENGINES)}")
     precision = precision or ("auto" if engine == "auto" else "fp32")
@@ -248,34 +204,46 @@ def make_engine(network, device, engine="torch", precision=None, providers=None,
         [kind for kind in REGISTRY.values() if kind.providers or not providers]
     if len(kinds) == 1:
         _check_kind(kinds[0], precision)
-    here = precisions_here(device) if is_2d(network) else ["fp32"]
-    if precision not in ("auto", "fp32") and not is_2d(network):
+    image = is_2d(network)
+    if precision not in ("auto", "fp32") and not image:
         raise EngineError("precision", f"{precision}: audio decoders run fp32 only (in "
                           f"{precision} the PSNR against the original moves by more than "
                           "0.05 dB); available: auto, fp32")
-    if precision not in ("auto", "fp32") and precision not in here:
+    if precision != "auto" and not _computes(precision, device):
         kind = "GPU" if device.startswith("cuda") else "CPU"
         raise EngineError("precision", f"{precision} does not run on this {kind} (it has no "
                           f"{precision} instructions); available here: "
-                          f"{', '.join(['auto', *here])}")
-
-    def runnable(kind):
-        return [p for p in _PREFERRED if p in kind.precisions and p in here
-                and precision in ("auto", p)]
-
-    if len(kinds) == 1 or device != "cpu":  # nothing to measure
-        kind = kinds[0]
-        return kind.build(network, device, runnable(kind)[0], providers, compile)
-    options = []
-    for kind in kinds:
-        if (compile and not kind.compiles) or kind.missing():
-            continue
-        for p in runnable(kind):
-            try:
-                options.append(kind.build(network, device, p, providers, compile))
-            except EngineError as e:  # auto goes on with the others
-                warnings.warn(f"auto leaves out {e}", stacklevel=2)
+                          f"{', '.join(['auto', *precisions_here(device)])}")
+    if len(kinds) > 1:  # auto: those installed here (and that compile, if asked to)
+        kinds = [kind for kind in kinds if not kind.missing() and (kind.compiles or not compile)]
+    pairs = [(kind, p) for kind in kinds for p in _PREFERRED if p in kind.precisions
+             and precision in ("auto", p) and (p == "fp32" or image and _computes(p, device))]
+    if not pairs:
+        raise EngineError("precision", f"{precision}: no engine installed here runs it; "
+                          f"available: {', '.join(_runs_here(device))}")
+    if engine != "auto" or device != "cpu":  # nothing to measure
+        kind, p = pairs[0]
+        return kind.build(network, device, p, providers, compile)
+    options, refused = [], []
+    for kind, p in pairs:
+        try:
+            options.append(kind.build(network, device, p, providers, compile))
+        except EngineError as e:  # auto goes on with the others
+            refused.append(e)
+            warnings.warn(f"auto leaves out {e}", stacklevel=2)
+    if not options:
+        raise refused[0]
     return fastest(options, network)
+
+
+def _computes(precision, device):
+    """Whether ``device`` computes ``precision``: the low float precisions need instructions
+    for them; fp32 and int8 run anywhere."""
+    return precision not in _CPU_FLAGS or precision in precisions_here(device)
+
+
+def _runs_here(device):
+    return ["auto", *dict.fromkeys(p for name, p, why in choices_here(device) if why is None)]
 
 
 def _check_kind(kind, precision):
