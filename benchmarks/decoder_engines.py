@@ -28,6 +28,7 @@ from walloc_edge.decoder import Decoder, psnr
 from walloc_edge.decoder.engines import (REGISTRY, EngineError, TorchEngine, engines_here,
                                          precisions_here)
 from walloc_edge.decoder.network import split_decoder
+from walloc_edge.decoder.tiles import DECODE_TILE
 from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.export.validate import _fit
 from report import publish
@@ -87,6 +88,12 @@ def main():
     p.add_argument("model", nargs="?", default="rgb-16x")
     p.add_argument("--sizes", default="224,512,2048")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--large-repeat", type=int,
+                   help="decodes timed at the sizes decoded in tiles (default: --repeat); 0 "
+                        "times the one decode that is compared (no warm-up: at 2048² it is "
+                        "a small part of a decode)")
+    p.add_argument("--tiled-variants", action="store_true",
+                   help="the (variant) rows at the sizes decoded in tiles too")
     p.add_argument("--compile", action="store_true", help="also torch.compile'd engines")
     p.add_argument("--out")
     args = p.parse_args()
@@ -101,11 +108,16 @@ def main():
     for size in (int(s) for s in args.sizes.split(",")):
         photo = photo_of(size)
         blob = encoder.encode(photo)
-        live = [(label, d) for label, d in decoders if isinstance(d, Decoder)]
+        tiled = size // 2 ** codec.J > DECODE_TILE
+        repeat = args.large_repeat if tiled and args.large_repeat is not None else args.repeat
+        live = [(label, d) for label, d in decoders if isinstance(d, Decoder)
+                and ("(variant)" not in label or not tiled or args.tiled_variants)]
         outputs, times = {}, {label: [] for label, _ in live}
-        for label, d in live:  # warm-up, and the output compared
-            outputs[label] = d.decode(blob)
-        for _ in range(args.repeat):
+        for label, d in live:  # warm-up, and the output compared (timed where repeat is 0)
+            seconds, outputs[label] = once(lambda d=d: d.decode(blob))
+            if not repeat:
+                times[label].append(seconds)
+        for _ in range(repeat):
             for label, d in live:
                 times[label].append(once(lambda d=d: d.decode(blob))[0])
         mp = size * size / 1e6
@@ -113,6 +125,8 @@ def main():
         base_psnr, base_speed = psnr(reference, photo), mp / np.median(times["torch fp32"])
         for label, d in decoders:
             row = {"size": size, "engine": label}
+            if label not in times and isinstance(d, Decoder):
+                continue
             if isinstance(d, Decoder):
                 speed = mp / float(np.median(times[label]))
                 row.update(mp_per_s=speed, speedup=speed / base_speed,
@@ -142,9 +156,13 @@ def main():
         lines.append(f"| {size} | {r['engine']} | {r['mp_per_s']:.2f} | {r['speedup']:.2f} | "
                      f"{agreement} | {r['delta_psnr_db']:+.3f} | "
                      f"{'holds' if r['holds_bar'] else 'FAILS'} |")
+    large = args.repeat if args.large_repeat is None else args.large_repeat
     lines += ["", "Agreement: PSNR of the decode against the fp32 torch decode of the same run; "
               "ΔPSNR: its PSNR against the original minus fp32 torch's. MP/s: median of "
-              f"{args.repeat} decodes (.wlc → pixels), engines taking turns."]
+              f"{args.repeat} decodes (.wlc → pixels), engines taking turns"
+              + (f"; at sizes decoded in tiles {large or 'one'} decode{'s' if large != 1 else ''}"
+                 f"{' (the one compared, no warm-up)' if not large else ''}"
+                 if large != args.repeat else "") + "."]
     publish(lines, rows, args.out, "decoder_engines")
 
 
