@@ -9,11 +9,13 @@ encoded once by the sensor runtime; 2048² decodes in tiles (64 latents a side).
 engine/precision decodes it ``repeat`` times, the engines taking turns (so that a busy
 machine slows them alike); MP/s is the median. Agreement: PSNR (dB) of the decode against
 the fp32 torch decode; ΔPSNR: its PSNR against the original minus fp32 torch's. The bar
-for an engine to be offered: agreement ≥ 45 dB, |ΔPSNR| ≤ 0.05 dB. Rows marked
-"(variant)" are not offered choices: the torch engine in channels-last memory format, to
-show what it does here.
+for an engine to be offered: agreement ≥ 45 dB, |ΔPSNR| ≤ 0.05 dB. The load average at
+the start and the end is printed (a shared machine's other jobs slow every engine). Rows
+marked "(variant)" are not offered choices: the torch engine in channels-last memory
+format, to show what it does here.
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -23,15 +25,16 @@ from walloc_edge.bench import machine
 from walloc_edge.bench.timing import once
 from walloc_edge.data import sample_photo
 from walloc_edge.decoder import Decoder, psnr
-from walloc_edge.decoder.engines import (EngineError, TorchEngine, engines_here,
+from walloc_edge.decoder.engines import (REGISTRY, EngineError, TorchEngine, engines_here,
                                          precisions_here)
 from walloc_edge.decoder.network import split_decoder
+from walloc_edge.decoder.tiles import DECODE_TILE
 from walloc_edge.evaluation.evaluate import runtime_encoder
 from walloc_edge.export.validate import _fit
 from report import publish
 
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16",
-         "amx_fp16", "amx_tile")
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni",
+         "amx_bf16", "amx_fp16", "amx_int8", "amx_tile")
 
 
 def cpu_flags():
@@ -47,7 +50,7 @@ def cpu_flags():
 def candidates(codec, compile_too):
     """[(label, Decoder or the reason it does not run here)]."""
     out = []
-    pairs = [(e, p) for e in ("torch", "onnxruntime") for p in ("fp32", "bf16", "fp16")]
+    pairs = [(e, p) for e, kind in REGISTRY.items() for p in kind.precisions]
     for engine, precision in pairs:
         label = f"{engine} {precision}"
         try:
@@ -69,6 +72,12 @@ def candidates(codec, compile_too):
     return out, auto.engine_name
 
 
+def load_of():
+    """The machine's load average (1, 5, 15 minutes), as ``uptime`` prints it: a shared
+    machine's other jobs slow every engine, the engines taking turns share it alike."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def photo_of(size):
     photo = sample_photo("astronaut")
     return np.ascontiguousarray(_fit(photo, size, size))
@@ -79,11 +88,19 @@ def main():
     p.add_argument("model", nargs="?", default="rgb-16x")
     p.add_argument("--sizes", default="224,512,2048")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--large-repeat", type=int,
+                   help="decodes timed at the sizes decoded in tiles (default: --repeat); 0 "
+                        "times the one decode that is compared (no warm-up: at 2048² it is "
+                        "a small part of a decode)")
+    p.add_argument("--tiled-variants", action="store_true",
+                   help="the (variant) rows at the sizes decoded in tiles too")
     p.add_argument("--compile", action="store_true", help="also torch.compile'd engines")
     p.add_argument("--out")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     info = machine()
+    start_load = load_of()
+    print(f"load average (1, 5, 15 min): {start_load}", flush=True)
     codec = Decoder(args.model, "cpu").codec
     decoders, auto = candidates(codec, args.compile)
     encoder = runtime_encoder(codec)
@@ -91,11 +108,16 @@ def main():
     for size in (int(s) for s in args.sizes.split(",")):
         photo = photo_of(size)
         blob = encoder.encode(photo)
-        live = [(label, d) for label, d in decoders if isinstance(d, Decoder)]
+        tiled = size // 2 ** codec.J > DECODE_TILE
+        repeat = args.large_repeat if tiled and args.large_repeat is not None else args.repeat
+        live = [(label, d) for label, d in decoders if isinstance(d, Decoder)
+                and ("(variant)" not in label or not tiled or args.tiled_variants)]
         outputs, times = {}, {label: [] for label, _ in live}
-        for label, d in live:  # warm-up, and the output compared
-            outputs[label] = d.decode(blob)
-        for _ in range(args.repeat):
+        for label, d in live:  # warm-up, and the output compared (timed where repeat is 0)
+            seconds, outputs[label] = once(lambda d=d: d.decode(blob))
+            if not repeat:
+                times[label].append(seconds)
+        for _ in range(repeat):
             for label, d in live:
                 times[label].append(once(lambda d=d: d.decode(blob))[0])
         mp = size * size / 1e6
@@ -103,6 +125,8 @@ def main():
         base_psnr, base_speed = psnr(reference, photo), mp / np.median(times["torch fp32"])
         for label, d in decoders:
             row = {"size": size, "engine": label}
+            if label not in times and isinstance(d, Decoder):
+                continue
             if isinstance(d, Decoder):
                 speed = mp / float(np.median(times[label]))
                 row.update(mp_per_s=speed, speedup=speed / base_speed,
@@ -114,7 +138,8 @@ def main():
                 row["not_here"] = d
             rows.append(row)
             print(row, flush=True)
-    lines = [f"Decoder engines, model `{args.model}`, {info['cpu']} ({info['cores']} cores; "
+    lines = [f"Decoder engines, model `{args.model}`, {info['cpu']} ({info['cores']} cores, "
+             f"load average at the start {start_load}, at the end {load_of()}; "
              f"flags: {', '.join(cpu_flags()) or 'none of ' + ', '.join(FLAGS)}), torch "
              f"{info['versions']['torch']}, onnxruntime {info['versions']['onnxruntime']}, "
              f"{torch.get_num_threads()} torch threads; {time.strftime('%Y-%m-%d')}. "
@@ -131,9 +156,13 @@ def main():
         lines.append(f"| {size} | {r['engine']} | {r['mp_per_s']:.2f} | {r['speedup']:.2f} | "
                      f"{agreement} | {r['delta_psnr_db']:+.3f} | "
                      f"{'holds' if r['holds_bar'] else 'FAILS'} |")
+    large = args.repeat if args.large_repeat is None else args.large_repeat
     lines += ["", "Agreement: PSNR of the decode against the fp32 torch decode of the same run; "
               "ΔPSNR: its PSNR against the original minus fp32 torch's. MP/s: median of "
-              f"{args.repeat} decodes (.wlc → pixels), engines taking turns."]
+              f"{args.repeat} decodes (.wlc → pixels), engines taking turns"
+              + (f"; at sizes decoded in tiles {large or 'one'} decode{'s' if large != 1 else ''}"
+                 f"{' (the one compared, no warm-up)' if not large else ''}"
+                 if large != args.repeat else "") + "."]
     publish(lines, rows, args.out, "decoder_engines")
 
 

@@ -61,7 +61,7 @@ def test_the_decoder_stands_on_the_codec_and_the_runtime_only():
         assert ours <= {"decoder", "codec", "runtime"}, (path, ours)
 
 
-TORCH_FREE_DECODER = {"bundle", "numeric", "tiles", "errors", "cost"}
+TORCH_FREE_DECODER = {"bundle", "base", "session", "numeric", "tiles", "errors", "cost"}
 
 
 def test_the_bundle_decoder_imports_no_torch_even_lazily():

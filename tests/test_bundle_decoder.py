@@ -166,3 +166,36 @@ def test_a_bundle_without_a_decoder_graph_is_refused(rgb_weights_bundle):
 
     with pytest.raises(BundleError, match="no decoder graph"):
         BundleDecoder(rgb_weights_bundle)
+
+
+def test_info_says_whether_a_bundles_decoder_runs_here(rgb_weights_bundle, capsys):
+    from walloc_edge.cli import main
+
+    assert main(["info", str(rgb_weights_bundle)]) in (0, None)
+    assert "decoder      none here: no decoder graph (decoder.onnx" in capsys.readouterr().out
+
+
+def test_equal_shape_frames_decode_in_one_batch(tmp_path):
+    """A bundle's decoder graph takes any batch: equal-shape frames go through it at once and
+    decode as they do one at a time."""
+    from walloc_edge.codec import CodecConfig, build
+    from walloc_edge.decoder.bundle import BundleDecoder
+    from walloc_edge.export import export_bundle
+
+    torch.manual_seed(0)
+    codec = build(CodecConfig("image", channels=3, J=2, latent_dim=4, Nd=32)).eval()
+    export_bundle(codec, tmp_path, (), decoder=True, log=lambda s: None)
+    decoder = BundleDecoder(tmp_path)
+    assert decoder.batches
+    photo = sample_photo("astronaut")
+    encoder = Encoder(tmp_path, "numpy")
+    blobs = [encoder.encode(photo[y:y + 48, 40:104]) for y in (0, 100, 200)]
+    blobs.append(encoder.encode(photo[:40, :40]))  # a shape of its own
+    calls = []
+    run = decoder.session.run
+    decoder.session.run = lambda out, feed: calls.append(next(iter(feed.values())).shape) or \
+        run(out, feed)
+    together = decoder.decode_many(blobs)
+    assert sorted(shape[0] for shape in calls) == [1, 3]
+    for blob, batched in zip(blobs, together):  # (a batch's kernels may round otherwise)
+        assert np.abs(batched.astype(int) - decoder.decode(blob)).max() <= 1

@@ -18,7 +18,8 @@ MIN_AGREEMENT_DB, MAX_PSNR_CHANGE_DB = 45.0, 0.05
 def offered():
     """(engine, precision) pairs that run here."""
     pairs = [("torch", p) for p in precisions_here("cpu")]
-    return pairs + [("onnxruntime", "fp32")] if "onnxruntime" in engines_here() else pairs
+    return pairs + [("onnxruntime", "fp32"), ("onnxruntime", "int8")] \
+        if "onnxruntime" in engines_here() else pairs
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,28 @@ def test_export_decoder_writes_a_validated_graph(tmp_path, capsys):
     meta = json.loads((tmp_path / "decoder.json").read_text())
     assert meta["status"] == "validated" and meta["agreement_db"] >= MIN_AGREEMENT_DB
     assert (tmp_path / "decoder.onnx").is_file() and (tmp_path / "decoder.npz").is_file()
+
+
+def test_info_lists_the_engines_that_run_here_and_why_not_the_others(capsys):
+    assert main(["info", "rgb-16x"]) in (0, None)
+    out = capsys.readouterr().out
+    [line] = [line for line in out.splitlines() if line.startswith("engines      cpu:")]
+    assert set(line.split(": ", 1)[1].split(" (and auto)")[0].split(", ")) == \
+        {" ".join(pair) for pair in offered()}
+    for precision in ("bf16", "fp16"):
+        if precision not in precisions_here("cpu"):
+            assert f"not torch {precision}: this CPU has no {precision} instructions" in out
+    assert main(["info", "rgb-16x", "--json"]) in (0, None)
+    rows = json.loads(capsys.readouterr().out)["decoder_engines"]
+    assert {(r["engine"], r["precision"]) for r in rows if r["runs"]} == set(offered())
+    assert all(r["why_not"] for r in rows if not r["runs"])
+
+
+def test_int8_is_onnxruntimes_and_for_images_only(reference):
+    with pytest.raises(EngineError, match="the torch engine runs fp32, bf16, fp16 only"):
+        Decoder(reference[2].codec, "cpu", engine="torch", precision="int8")
+    from walloc_edge.codec import CodecConfig, build
+
+    codec = build(CodecConfig("audio", channels=2, J=4, latent_dim=8, Nd=8)).eval()
+    with pytest.raises(EngineError, match="audio decoders run fp32 only"):
+        Decoder(codec, "cpu", engine="onnxruntime", precision="int8")

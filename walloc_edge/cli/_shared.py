@@ -166,7 +166,8 @@ def add_decoder_options(p):
                         "(its decoder graph, no torch needed)")
     p.add_argument("--precision",
                    help="the decoder network's precision: fp32, bf16, fp16 (where the CPU or "
-                        "GPU computes it), or auto (default: fp32; auto with --engine auto). "
+                        "GPU computes it), int8 (onnxruntime: its MatMuls quantised), or auto "
+                        "(default: fp32; auto with --engine auto). "
                         "De-companding and wavelet synthesis stay fp32")
     p.add_argument("--provider", metavar="LIST",
                    help="onnxruntime execution providers of the decoder (--engine onnxruntime "

@@ -1,4 +1,5 @@
-"""``walloc-edge info``: what a sensor bundle or a model holds."""
+"""``walloc-edge info``: what a sensor bundle or a model holds, and which decoder engines
+and precisions run on this machine (and why the others do not)."""
 import json
 from pathlib import Path
 
@@ -29,8 +30,9 @@ def _bundle_info(args):
     bundle = load_bundle(args.target)
     meta, c = bundle.meta, bundle.config
     usable = available_backends(bundle)
+    decoder = _bundle_decoder(bundle.path)
     if args.json:
-        print(json.dumps({**meta, "usable_backends": usable}, indent=2))
+        print(json.dumps({**meta, "usable_backends": usable, "decoder": decoder}, indent=2))
         return
     graphs = ", ".join(f"{fmt} ({info.get('file') or info.get('program')})"  # C: a program
                        for fmt, info in meta.get("graphs", {}).items())
@@ -51,6 +53,39 @@ def _bundle_info(args):
 
     print("rans coder   " + ("C loops (native)" if native.available() else
                              f"numpy ({native.reason()})"))
+    print("decoder      " + ("onnxruntime fp32 (decoder.onnx): runs here" if decoder["runs"]
+                             else f"none here: {decoder['why_not']}"))
+
+
+def _bundle_decoder(path):
+    """Whether the bundle's decoder graph runs here, and if not why (torch-free)."""
+    import importlib.util
+
+    from ..decoder.bundle import DECODER_FILES
+
+    missing = [name for name in DECODER_FILES if not (path / name).is_file()]
+    if missing:
+        why = f"no decoder graph ({', '.join(missing)} missing; export it with --decoder)"
+    elif importlib.util.find_spec("onnxruntime") is None:
+        why = "onnxruntime is not installed (pip install 'walloc-edge[decode]')"
+    else:
+        why = None
+    return {"engine": "onnxruntime", "precision": "fp32", "runs": why is None, "why_not": why}
+
+
+def _decoder_engines(audio):
+    """[{engine, precision, device, runs, why_not}] for the model's torch decoder: every row
+    of the engine table on the CPU (and a CUDA GPU where torch sees one)."""
+    from ..decoder.engines import choices_here, devices_here
+
+    rows = []
+    for device in devices_here():
+        for engine, precision, why in choices_here(device):
+            if audio and precision != "fp32":
+                why = "audio decoders run fp32 only"
+            rows.append({"engine": engine, "precision": precision, "device": device,
+                         "runs": why is None, "why_not": why})
+    return rows
 
 
 def _model_info(args):
@@ -68,6 +103,7 @@ def _model_info(args):
         "latent_range": 2 ** (c.latent_bits - 1) - 1,
         "encoder_parameters": count(model.encoder),
         "decoder_parameters": count(model.decoder) + (count(model.post) if c.post_filter else 0),
+        "decoder_engines": _decoder_engines(c.modality.spatial_axes != 2),
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -82,3 +118,10 @@ def _model_info(args):
           f"{' (one 1x1 conv)' if c.lightweight_encode else f' (Ne={c.Ne})'}")
     print(f"decoder      {info['decoder_parameters']:,} parameters (Nd={c.Nd}"
           f"{', post filter' if c.post_filter else ''})")
+    for device in dict.fromkeys(r["device"] for r in info["decoder_engines"]):
+        rows = [r for r in info["decoder_engines"] if r["device"] == device]
+        runs = ", ".join(f"{r['engine']} {r['precision']}" for r in rows if r["runs"])
+        print(f"engines      {device}: {runs} (and auto)")
+        for r in rows:
+            if not r["runs"]:
+                print(f"             not {r['engine']} {r['precision']}: {r['why_not']}")

@@ -2,47 +2,27 @@
 (``export_bundle(..., decoder=True)``), with no torch: a decode server installs onnxruntime
 and numpy only. The de-companding and the wavelet synthesis run in numpy (``numeric``),
 the decoder network on onnxruntime, large images in the torch ``Decoder``'s tiles and
-synthesis blocks (``tiles``), so both decode alike (≥ 45 dB PSNR apart; measured ~100)."""
+synthesis blocks (``tiles``), so both decode alike (≥ 45 dB PSNR apart; measured ~100).
+Equal-shape frames (not tiled) go through the network as one batch."""
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ..runtime import Bitstream, BitstreamError, Header, read_bitstream
 from ..runtime.bundle import BundleError, load_bundle
 from ..runtime.modality import IMAGE
-from .cost import Cost, calibrate, estimate
-from .errors import EngineError, ModelMismatchError
+from .base import DecoderBase, to_signal
+from .errors import EngineError
 from .numeric import packet_synthesis, post_filter, to_normal
-from .tiles import DECODE_TILE, SYNTHESIS_BLOCK, periodic_blocks, ramp, tile_spans
+from .session import open_session, resolve_providers, takes_one
+from .tiles import DECODE_TILE
 
 __all__ = ["BundleDecoder", "DECODER_FILES", "to_signal"]
 
 DECODER_FILES = ("decoder.onnx", "decoder.npz", "decoder.json")
 
 
-def to_signal(x: np.ndarray, header: Header) -> np.ndarray:
-    """Decoder output (C, H, W) / (C, L) in [-0.5, 0.5] (or already raw samples) → numpy
-    like the encoded input (float input back as floats in [-1, 1])."""
-    raw = _to_raw(x, header.modality) if x.dtype.kind == "f" else x
-    out = np.moveaxis(raw, 0, -1)
-    if header.dtype.kind == "f":
-        out = (out / header.modality.peak).astype(header.dtype)
-    return out.reshape(header.shape)
-
-
-def _to_raw(x, modality):
-    full = np.iinfo(modality.dtype)
-    return np.clip(np.round(modality.denormalise(x)), full.min, full.max).astype(modality.dtype)
-
-
-def _crop(x, sizes):
-    """The centre ``sizes`` of (C, …) ``x`` (the encoder padded around it)."""
-    return x[(slice(None), *(slice((n - s) // 2, (n - s) // 2 + s)
-                             for n, s in zip(x.shape[1:], sizes)))]
-
-
-class BundleDecoder:
+class BundleDecoder(DecoderBase):
     """The decoder of the bundle folder ``bundle``, on onnxruntime's ``providers`` (as the
     sensor names them; default the CPU) with ``threads`` (default: all cores). ``tile`` and
     ``overlap`` as the torch ``Decoder``'s. ``engine`` and ``precision`` are accepted as the
@@ -82,111 +62,41 @@ class BundleDecoder:
         compander = meta["compander"]
         self.compander = None if compander["scale"] is None else \
             (compander["scale"], compander["latent_max"])
-        if tile <= 3 * overlap:
-            raise ValueError(f"a tile of {tile} latents is too small for an overlap of {overlap}: "
-                             f"use at least {3 * overlap + 1}")
-        self.tile, self.overlap = tile, overlap
+        self._set_tiles(tile, overlap)
         self.session = _session(path / "decoder.onnx", providers, threads)
         self.input = self.session.get_inputs()[0].name
+        self.batches = not takes_one(self.session)
         self.engine_name = "onnxruntime fp32"
-        self.speed = None  # measured on first need (``calibrate``)
 
-    def check(self, header: Header) -> None:
-        if header.model_id != self.model_id:
-            raise ModelMismatchError(
-                f"this bitstream was made by model {header.model_id}, this decoder is model "
-                f"{self.model_id}: decode it with the model that encoded it")
-        if (header.modality, header.latent_dim, header.J, header.channels) != \
-                (self.modality, self.latent_dim, self.J, self.channels):
-            raise BitstreamError("the bitstream's shape fields do not match its model id")
-
-    def calibrate(self) -> None:
-        """Measure this machine's decode speed (a second or two), which ``cost`` scales."""
-        self.speed = calibrate(self)
-
-    def cost(self, header: Header) -> Cost:
-        """Peak memory and seconds that decoding a bitstream with ``header`` would take here,
-        from the header alone (refuses one this decoder cannot decode, as ``check``)."""
-        self.check(header)
-        if self.speed is None:
-            self.calibrate()
-        return estimate(self, header, self.speed, tile_spans, SYNTHESIS_BLOCK)
-
-    def decode(self, blob: "bytes | Bitstream") -> np.ndarray:
-        """The signal in ``blob`` (.wlc bytes, or a Bitstream already read), as the encoder
-        was given it."""
-        return self.decode_many([blob])[0]
-
-    def decode_many(self, blobs: "list[bytes | Bitstream]") -> "list[np.ndarray]":
-        """Decode several bitstreams (bytes or Bitstream), one at a time."""
-        streams = [b if isinstance(b, Bitstream) else read_bitstream(b) for b in blobs]
-        for s in streams:
-            self.check(s.header)
-        out = []
-        for s in streams:
-            x = self._decode_latents(s.latents()[None])[0]
-            out.append(to_signal(_crop(x, s.header.sizes), s.header))
-        return out
-
-    def _zeros(self, shape):
+    def zeros(self, shape: "tuple[int, ...]") -> np.ndarray:
         """Latents of zeros (a calibration probe)."""
         return np.zeros((1, self.latent_dim, *shape), np.float32)
 
-    def _network(self, z):
-        """(1, latent_dim, …) latents → (1, subbands, …) wavelet coefficients."""
+    def network(self, z: np.ndarray) -> np.ndarray:
+        """(B, latent_dim, …) latents → (B, subbands, …) wavelet coefficients."""
         normal = np.asarray(z, np.float32) if self.compander is None else \
             to_normal(z, *self.compander)
         return self.session.run(None, {self.input: normal})[0]
 
-    def _synthesis(self, coefficients):
-        """(1, subbands, …) coefficients → (1, C, …) signal (unclamped)."""
-        x = packet_synthesis(coefficients[0], self.filters, self.J)
-        return (x if self.post is None else post_filter(x, *self.post))[None]
+    def synthesis(self, coefficients: np.ndarray) -> np.ndarray:
+        """(B, subbands, …) coefficients → (B, C, …) signal (unclamped), an item at a time."""
+        out = []
+        for item in coefficients:
+            x = packet_synthesis(item, self.filters, self.J)
+            out.append(x if self.post is None else post_filter(x, *self.post))
+        return np.stack(out)
 
-    def _needs_tiles(self, z):
-        return z.ndim == 3 and max(z.shape[1:]) > self.tile
+    def clamp(self, x: np.ndarray) -> np.ndarray:
+        return np.clip(x, -0.5, 0.5)
 
-    def _decode_latents(self, z):
-        """(1, latent_dim, …) latents → (1, C, padded size…) in [-0.5, 0.5], or for a large
-        image in uint8."""
-        if not self._needs_tiles(z[0]):
-            return np.clip(self._synthesis(self._network(z)), -0.5, 0.5)
-        return self._decode_tiles(z)
+    def _batch(self, latents):
+        return np.stack(latents)
 
-    def _decode_tiles(self, z):
-        """As the torch ``Decoder``'s: the network tile by tile, cross-faded into the whole
-        image's coefficients, then synthesis a band of rows at a time."""
-        _, _, h, w = z.shape
-        rows, cols = tile_spans(h, self.tile, self.overlap), tile_spans(w, self.tile, self.overlap)
-        row_ramps = [ramp(rows, i, self.overlap) for i in range(len(rows))]
-        col_ramps = [ramp(cols, j, self.overlap) for j in range(len(cols))]
-        coefficients, weight = None, np.zeros((h, w), np.float32)
-        for (ys, ye), row_ramp in zip(rows, row_ramps):
-            for (xs, xe), col_ramp in zip(cols, col_ramps):
-                x = self._network(z[:, :, ys:ye, xs:xe])[0]
-                if coefficients is None:
-                    coefficients = np.zeros((len(x), h, w), np.float32)
-                fade = row_ramp[:, None] * col_ramp[None, :]
-                coefficients[:, ys:ye, xs:xe] += x * fade
-                weight[ys:ye, xs:xe] += fade
-        coefficients /= weight
-        return self._synthesize_bands(coefficients)
+    def _to_numpy(self, x):
+        return x
 
-    def _synthesize_bands(self, coefficients):
-        """(subbands, h, w) → (1, C, h·2^J, w·2^J) uint8 in the torch ``Decoder``'s blocks
-        (each given ``taps`` latents beyond its edges, wrapping around)."""
-        B, (_, h, w), pad = 2 ** self.J, coefficients.shape, self.taps
-        out = np.empty((1, self.channels, h * B, w * B), np.uint8)
-        for top, bottom, rows, row_cut in periodic_blocks(h, self.tile, pad):
-            band = coefficients[:, rows]
-            width = max(self.tile, SYNTHESIS_BLOCK // (len(band[0]) + 2 * pad) - 2 * pad)
-            for left, right, cols, col_cut in periodic_blocks(w, width, pad):
-                x = packet_synthesis(band[:, :, cols], self.filters, self.J)
-                x = x[:, row_cut * B:(row_cut + bottom - top) * B,
-                      col_cut * B:(col_cut + right - left) * B]
-                out[0, :, top * B:bottom * B, left * B:right * B] = \
-                    _to_raw(np.clip(x, -0.5, 0.5), IMAGE)
-        return out
+    def _block_synthesis(self, coefficients):
+        return packet_synthesis(coefficients, self.filters, self.J)
 
 
 def _check_choices(engine, precision, compile):
@@ -202,23 +112,9 @@ def _check_choices(engine, precision, compile):
 
 
 def _session(path, providers, threads):
-    """An onnxruntime session whose threads do not spin after a run (they would take the
-    cores from the numpy synthesis that follows)."""
-    from ..runtime.backends import BackendError, resolve_providers
-
     try:
-        import onnxruntime as ort
+        chosen = resolve_providers(providers)
     except ImportError:
         raise BundleError("a bundle's decoder needs onnxruntime: pip install "
                           "'walloc-edge[decode]'") from None
-    try:
-        chosen = resolve_providers(providers, ort.get_available_providers())
-    except BackendError as e:
-        raise EngineError("provider", f"{providers}: {e}") from None
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=chosen)
+    return open_session(path, chosen, threads)

@@ -89,31 +89,31 @@ def _timed(run, *args):
 
 
 def calibrate(decoder) -> Speed:
-    """Time the decoder network (of a torch ``Decoder`` under no_grad, or a bundle's), on
-    the decoder's engine and precision, on a short and a long probe of zero latents (a thin
-    and a whole tile for images, 256 and 4,096 latents for audio), each once to warm up and
-    the fastest of two timed; the wavelet synthesis of the long probe's coefficients; and
-    the peak memory of decoding the long probe whole (the host's: on a GPU the activations
-    are the GPU's)."""
+    """Time the stages of ``decoder`` (a ``base.DecoderBase``: its ``zeros``, ``network``,
+    ``synthesis`` and ``decode_latents``) on its engine and precision: the network on a
+    short and a long probe of zero latents (a thin and a whole tile for images, 256 and
+    4,096 latents for audio), each once to warm up and the fastest of two timed; the
+    synthesis of the long probe's coefficients; and the peak memory of decoding the long
+    probe whole (the host's: on a GPU the activations are the GPU's)."""
     if decoder.modality is IMAGE:
         short, long = (1, decoder.tile), (decoder.tile, decoder.tile)
     else:
         short, long = (256,), (4096,)
     seconds = []
     for shape in (short, long):
-        z = decoder._zeros(shape)
-        coefficients = decoder._network(z)  # warms up
-        seconds.append(min(_timed(decoder._network, z)[0] for _ in range(2)))
+        z = decoder.zeros(shape)
+        coefficients = decoder.network(z)  # warms up
+        seconds.append(min(_timed(decoder.network, z)[0] for _ in range(2)))
     n1, n2 = math.prod(short), math.prod(long)
     # Timings on a busy machine can make the short probe look as slow as the long one: the
     # long probe's own time bounds the cost of its latents from below (an underestimate would
     # let a heavy claim in).
     per_latent = max(seconds[1] - seconds[0], seconds[1] / 2) / (n2 - n1)
-    decoder._synthesis(coefficients)
-    per_synthesis = _timed(decoder._synthesis, coefficients)[0] / n2
+    decoder.synthesis(coefficients)
+    per_synthesis = _timed(decoder.synthesis, coefficients)[0] / n2
     del coefficients
-    peak = max(_timed(decoder._decode_latents, z)[1] or 0,
-               _timed(decoder._decode_latents, z)[1] or 0)
+    peak = max(_timed(decoder.decode_latents, z)[1] or 0,
+               _timed(decoder.decode_latents, z)[1] or 0)
     per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
     return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte)
 

@@ -4,29 +4,30 @@ stay fp32 torch. Precision is placed there and nowhere else: bf16 over the whole
 agrees with fp32 to only ~23 dB, over the network alone to ~55 dB (rgb-16x).
 
 Every engine offered holds the quality bar (tests/test_decoder_engines.py,
-benchmarks/decoder_engines.py): its decode agrees with the fp32 torch decode at ≥ 45 dB
-PSNR and moves PSNR against the original by ≤ 0.05 dB.
+benchmarks/decoder_engines.py, benchmarks/decoder_int8.py): its decode agrees with the fp32
+torch decode at ≥ 45 dB PSNR and moves PSNR against the original by ≤ 0.05 dB. The engines
+are a table (``REGISTRY``): a new one is a row, which ``make_engine``, ``auto`` and
+``walloc-edge info`` take up.
 """
 import copy
-import hashlib
-import math
-import os
-import tempfile
+import importlib.util
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 
 from .errors import EngineError
-from .network import export_network, in_channels, is_2d
+from .graphs import cached_graph
+from .network import in_channels, is_2d
+from .session import open_session, resolve_providers
 
-__all__ = ["ENGINES", "PRECISIONS", "EngineError", "TorchEngine", "OnnxEngine", "make_engine",
-           "precisions_here", "engines_here"]
+__all__ = ["ENGINES", "PRECISIONS", "REGISTRY", "EngineKind", "EngineError", "TorchEngine",
+           "OnnxEngine", "make_engine", "precisions_here", "engines_here", "why_not",
+           "devices_here", "choices_here"]
 
-ENGINES = ("auto", "torch", "onnxruntime")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # CPU flags whose instructions make a low precision faster than fp32 (Linux /proc/cpuinfo).
 _CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
@@ -47,16 +48,6 @@ def precisions_here(device: str) -> "list[str]":
         return ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
     flags = _cpu_flags()
     return ["fp32"] + [p for p, needs in _CPU_FLAGS.items() if flags & set(needs)]
-
-
-def engines_here() -> "list[str]":
-    """The engines installed here (onnxruntime and onnx are optional)."""
-    import importlib.util
-
-    have = ["torch"]
-    if all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx", "onnxscript")):
-        have.append("onnxruntime")
-    return have
 
 
 class TorchEngine:
@@ -100,136 +91,168 @@ class TorchEngine:
 
 
 class OnnxEngine:
-    """The network exported to ONNX (``network.export_network``), on onnxruntime's
-    ``providers`` (default: the CPU). The network is exported once and kept in the user's
-    cache, keyed by its weights and the torch version."""
+    """The network exported to ONNX (``network.export_network``; in int8, that graph
+    quantised: ``graphs``), on onnxruntime's ``providers`` (default: the CPU). The graphs are
+    made once and kept in the user's cache."""
 
     name = "onnxruntime"
-    precision = "fp32"
     probe_seconds = None
 
-    def __init__(self, network, device, providers=None, threads=None):
-        import onnxruntime as ort
-
-        from ..runtime.backends import BackendError, resolve_providers
-
+    def __init__(self, network, device, providers=None, threads=None, precision="fp32"):
         if providers is None and device.startswith("cuda"):
             providers = "cuda,cpu"
-        try:  # before exporting: a provider that is not here is the user's to fix
-            chosen = resolve_providers(providers, ort.get_available_providers())
-        except BackendError as e:
-            raise EngineError("provider", f"{providers}: {e}") from None
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        # Threads that spin on after a run take the cores from the torch synthesis that
-        # follows it (and on a shared machine from everyone else).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(_cached_graph(network)), options,
-                                            providers=chosen)
+        chosen = resolve_providers(providers)  # first: a provider not here is the user's
+        self.session = open_session(cached_graph(network, precision), chosen, threads)
         self.input = self.session.get_inputs()[0].name
         self.providers = self.session.get_providers()
-        self.device = device
+        self.device, self.precision = device, precision
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch one item at a time (the graph's batch size is 1)."""
+        """A batch in one run (the graph takes any batch)."""
         x = x.detach().float().cpu().numpy()
-        y = [self.session.run(None, {self.input: item[None]})[0] for item in x]
-        return torch.from_numpy(np.concatenate(y)).to(self.device)
+        return torch.from_numpy(self.session.run(None, {self.input: x})[0]).to(self.device)
 
 
-def _cached_graph(network):
-    """decoder-<hash of the weights>.onnx in $XDG_CACHE_HOME/walloc-edge, exported (and
-    validated) the first time."""
-    digest = hashlib.sha256(torch.__version__.encode())
-    for name, value in network.state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().float().numpy().tobytes())
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "walloc-edge")
-    path = home / f"decoder-{digest.hexdigest()[:16]}.onnx"
-    if not path.is_file():
-        home.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=home) as tmp:
-            try:
-                export_network(network, Path(tmp, "decoder.onnx"))
-            except Exception as e:  # the exporter fails in many ways, none of them the user's
-                raise EngineError("engine", f"onnxruntime: the decoder network does not export "
-                                  f"to ONNX here ({type(e).__name__}: {e}); use the torch "
-                                  "engine") from None
-            _check_graph(network, Path(tmp, "decoder.onnx"))
-            os.replace(Path(tmp, "decoder.onnx"), path)
-    return path
+@dataclass(frozen=True)
+class EngineKind:
+    """A row of the engine table: the ``precisions`` it can run (the hardware may compute
+    fewer, ``precisions_here``), whether it takes onnxruntime ``providers`` and torch's
+    ``compile``, ``missing()``: why it is not installed here (None where it is), and
+    ``build(network, device, precision, providers, compile)``."""
+
+    name: str
+    precisions: "tuple[str, ...]"
+    providers: bool
+    compiles: bool
+    missing: "Callable[[], str | None]"
+    build: Callable
 
 
-def _check_graph(network, path):
-    """The graph's coefficients agree with torch's (≥ 45 dB SNR on a small random input; fp32
-    onnxruntime reaches ~110), else it is not kept."""
-    from ..runtime.backends import onnx_session
+def _onnx_missing():
+    if all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnx", "onnxscript")):
+        return None
+    return "not installed here (it needs onnxruntime, onnx and onnxscript)"
 
-    x = torch.randn(1, in_channels(network), *((12, 20) if is_2d(network) else (70,)),
-                    generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        expected = network(x).numpy()
-    session = onnx_session(path)
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
-    snr = 10 * math.log10(float(expected.var()) / max(float(((got - expected) ** 2).mean()),
-                                                       1e-30))
-    if snr < 45:
-        raise EngineError("engine", f"onnxruntime: the exported decoder graph agrees with "
-                          f"torch to only {snr:.1f} dB; use the torch engine")
+
+REGISTRY = {kind.name: kind for kind in (
+    EngineKind("torch", ("fp32", "bf16", "fp16"), False, True, lambda: None,
+               lambda network, device, precision, providers, compile:
+               TorchEngine(network, device, precision, compile)),
+    EngineKind("onnxruntime", ("fp32", "int8"), True, False, _onnx_missing,
+               lambda network, device, precision, providers, compile:
+               OnnxEngine(network, device, providers, precision=precision)),
+)}
+ENGINES = ("auto", *REGISTRY)
+PRECISIONS = ("auto", *dict.fromkeys(p for kind in REGISTRY.values() for p in kind.precisions))
+# Without a measurement: a low float precision first, int8 only when asked for.
+_PREFERRED = ("bf16", "fp16", "fp32", "int8")
+
+
+def engines_here() -> "list[str]":
+    """The engines installed here (onnxruntime and onnx are optional)."""
+    return [name for name, kind in REGISTRY.items() if kind.missing() is None]
+
+
+def why_not(engine: str, precision: str, device: str = "cpu") -> "str | None":
+    """Why ``engine`` at ``precision`` does not run on ``device`` here, or None if it does
+    (for image decoders: audio ones run fp32 only)."""
+    kind = REGISTRY[engine]
+    if precision not in kind.precisions:
+        return f"the {engine} engine runs {', '.join(kind.precisions)} only"
+    if kind.missing():
+        return kind.missing()
+    if not _computes(precision, device):
+        kind_of = "GPU" if device.startswith("cuda") else "CPU"
+        flags = "" if device.startswith("cuda") else f" ({', '.join(_CPU_FLAGS[precision])})"
+        return f"this {kind_of} has no {precision} instructions{flags}"
+    return None
+
+
+def devices_here() -> "list[str]":
+    """The CPU, and a CUDA GPU where torch sees one."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def choices_here(device: str = "cpu") -> "list[tuple[str, str, str | None]]":
+    """(engine, precision, why it does not run here or None) for every row of the table."""
+    return [(name, p, why_not(name, p, device)) for name, kind in REGISTRY.items()
+            for p in kind.precisions]
 
 
 def make_engine(network, device, engine="torch", precision=None, providers=None,
                 compile=False):
     """The engine ``engine`` at ``precision`` (default: fp32, or auto for engine auto) for
     ``network`` on ``device``; low precisions for image decoders only (audio's PSNR moves by
-    more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x). "auto" picks the
-    fastest here of those that hold the quality bar: on a GPU, torch in bf16 (else fp16); on the CPU, measured once on a small probe
-    among torch in each low precision the CPU computes, onnxruntime fp32 (where installed)
-    and torch fp32."""
+    more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x; int8 is measured on
+    photos alone). "auto" picks among the table's engines (those taking onnxruntime
+    ``providers`` where given) the fastest here of those that hold the quality bar: on a
+    GPU, the first engine in its preferred precision (bf16, else fp16); on the CPU, measured
+    once on a small probe among every engine and precision that runs here."""
     if engine not in ENGINES:
         raise EngineError("engine", f"{engine!r} is unknown; choose from {', '.join(ENGINES)}")
     precision = precision or ("auto" if engine == "auto" else "fp32")
     if precision not in PRECISIONS:
         raise EngineError("precision", f"{precision!r} is unknown; choose from "
                           f"{', '.join(PRECISIONS)}")
-    if engine == "torch" and providers:
-        raise EngineError("provider", f"{providers}: the torch engine takes no onnxruntime "
-                          "providers; use engine onnxruntime or auto")
-    here = precisions_here(device) if is_2d(network) else ["fp32"]
-    if engine == "onnxruntime" or (engine == "auto" and providers):
-        if precision not in ("auto", "fp32"):
-            raise EngineError("precision", f"{precision}: the onnxruntime engine runs fp32 "
-                              "only; available: auto, fp32")
-        if "onnxruntime" not in engines_here():
-            raise EngineError("engine", f"onnxruntime: not installed here (it needs "
-                              f"onnxruntime, onnx and onnxscript); available: "
-                              f"{', '.join(['auto', *engines_here()])}")
-        return OnnxEngine(network, device, providers)
-    if precision not in ("auto", "fp32") and not is_2d(network):
+    if engine != "auto" and providers and not REGISTRY[engine].providers:
+        takers = [name for name, kind in REGISTRY.items() if kind.providers]
+        raise EngineError("provider", f"{providers}: the {engine} engine takes no onnxruntime "
+                          f"providers; use engine {' or '.join([*takers, 'auto'])}")
+    kinds = [REGISTRY[engine]] if engine != "auto" else \
+        [kind for kind in REGISTRY.values() if kind.providers or not providers]
+    if len(kinds) == 1:
+        _check_kind(kinds[0], precision)
+    image = is_2d(network)
+    if precision not in ("auto", "fp32") and not image:
         raise EngineError("precision", f"{precision}: audio decoders run fp32 only (in "
                           f"{precision} the PSNR against the original moves by more than "
                           "0.05 dB); available: auto, fp32")
-    if precision not in ("auto", "fp32") and precision not in here:
+    if precision != "auto" and not _computes(precision, device):
         kind = "GPU" if device.startswith("cuda") else "CPU"
         raise EngineError("precision", f"{precision} does not run on this {kind} (it has no "
                           f"{precision} instructions); available here: "
-                          f"{', '.join(['auto', *here])}")
-    low = [p for p in ("bf16", "fp16") if p in here]
-    if engine == "torch" or device != "cpu":
-        if precision == "auto":
-            precision = low[0] if low else "fp32"
-        return TorchEngine(network, device, precision, compile)
-    options = [TorchEngine(network, device, p, compile)
-               for p in ([*low, "fp32"] if precision == "auto" else [precision])]
-    if precision in ("auto", "fp32") and not compile and "onnxruntime" in engines_here():
+                          f"{', '.join(['auto', *precisions_here(device)])}")
+    if len(kinds) > 1:  # auto: those installed here (and that compile, if asked to)
+        kinds = [kind for kind in kinds if not kind.missing() and (kind.compiles or not compile)]
+    pairs = [(kind, p) for kind in kinds for p in _PREFERRED if p in kind.precisions
+             and precision in ("auto", p) and (p == "fp32" or image and _computes(p, device))]
+    if not pairs:
+        raise EngineError("precision", f"{precision}: no engine installed here runs it; "
+                          f"available: {', '.join(_runs_here(device))}")
+    if engine != "auto" or device != "cpu":  # nothing to measure
+        kind, p = pairs[0]
+        return kind.build(network, device, p, providers, compile)
+    options, refused = [], []
+    for kind, p in pairs:
         try:
-            options.append(OnnxEngine(network, device))
-        except EngineError as e:  # auto goes on with the torch engine
+            options.append(kind.build(network, device, p, providers, compile))
+        except EngineError as e:  # auto goes on with the others
+            refused.append(e)
             warnings.warn(f"auto leaves out {e}", stacklevel=2)
+    if not options:
+        raise refused[0]
     return fastest(options, network)
+
+
+def _computes(precision, device):
+    """Whether ``device`` computes ``precision``: the low float precisions need instructions
+    for them; fp32 and int8 run anywhere."""
+    return precision not in _CPU_FLAGS or precision in precisions_here(device)
+
+
+def _runs_here(device):
+    return ["auto", *dict.fromkeys(p for name, p, why in choices_here(device) if why is None)]
+
+
+def _check_kind(kind, precision):
+    """Refuse a precision the engine cannot run, or an engine not installed here."""
+    if precision not in ("auto", *kind.precisions):
+        raise EngineError("precision", f"{precision}: the {kind.name} engine runs "
+                          f"{', '.join(kind.precisions)} only; available: "
+                          f"{', '.join(['auto', *kind.precisions])}")
+    if kind.missing():
+        raise EngineError("engine", f"{kind.name}: {kind.missing()}; available: "
+                          f"{', '.join(['auto', *engines_here()])}")
 
 
 def fastest(engines, network, repeat=2):

@@ -36,17 +36,18 @@ def in_channels(network):
 
 def export_network(network, path):
     """Trace the decoder ``network`` (normal-valued latents → wavelet coefficients) with
-    symbolic sizes, write ``path``, check it with onnx.checker; returns the path."""
+    symbolic sizes and batch, write ``path``, check it with onnx.checker; returns the path."""
     import onnx
 
     channels = in_channels(network)
-    if is_2d(network):
-        example = torch.randn(1, channels, 16, 24)
-        dims = {2: torch.export.Dim("h", min=4, max=1 << 14),
+    batch = {0: torch.export.Dim("batch", min=1, max=1 << 10)}
+    if is_2d(network):  # a batch of 2 traced, so that the batch is not taken for a constant 1
+        example = torch.randn(2, channels, 16, 24)
+        dims = {**batch, 2: torch.export.Dim("h", min=4, max=1 << 14),
                 3: torch.export.Dim("w", min=4, max=1 << 14)}
     else:
-        example = torch.randn(1, channels, 66)
-        dims = {2: torch.export.Dim("l", min=8, max=1 << 24)}
+        example = torch.randn(2, channels, 66)
+        dims = {**batch, 2: torch.export.Dim("l", min=8, max=1 << 24)}
     name = next(iter(inspect.signature(network.forward).parameters))  # dynamic_shapes' key
     with torch.no_grad(), quiet_output():
         program = torch.onnx.export(network, (example,), dynamo=True, opset_version=OPSET,
