@@ -65,8 +65,8 @@ def write_c_sources(metadata, arrays, out_dir):
                          f"{cfg['latent_bits']}-bit latents")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("walloc_encoder.c", "walloc_encoder.h", "walloc_rans.c", "walloc_rans.h",
-                 "walloc_encode.c", "Makefile"):
+    for name in ("walloc_encoder.c", "walloc_encoder.h", "walloc_rans.c", "walloc_rans_fit.c",
+                 "walloc_rans.h", "walloc_encode.c", "Makefile"):
         shutil.copyfile(SOURCES / name, out / name)
     for path in CORE:
         shutil.copyfile(path, out / path.name)

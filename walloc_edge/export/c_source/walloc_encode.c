@@ -1,12 +1,15 @@
 /* Host program around the C encoders (this file may allocate; the fixed encoder does not).
  *
- * walloc_encode [--threads N] [--fixed | --fixed-point] MODE ...: the latents come from the
+ * walloc_encode [--threads N] [--fixed | --fixed-point] [--level L] MODE ...: the latents come from the
  * runtime's C core (native_encoder.c, lifting; N threads, default 1; the whole input in
  * memory, and a few rows of floats per thread), with --fixed-point from its integer twin
  * (native_fixed.c: no float), or with --fixed from the fixed-memory encoder
  * (walloc_encoder.c, for devices without an OS: rows of WALLOC_MAX_WIDTH, a few MB). Built
  * with -DWALLOC_FIXED_POINT (make CFLAGS+=-DWALLOC_FIXED_POINT), the program has no float at
- * all: the fixed-memory encoder in integers by default, or --fixed-point. Modes:
+ * all: the fixed-memory encoder in integers by default, or --fixed-point. --level: the rans
+ * coder's level, as the Python coder's (best, fast, fastest: the same bytes); without it
+ * the planar predictor (model version 3, what firmware writes). A build with no float has
+ * the fastest level only (best and fast fit in double). Modes:
  *
  * Image models (INPUT = H W C: raw uint8 H x W x C, rows of interleaved pixels):
  *   walloc_encode --latents IN.raw H W C OUT.raw   int8 latents out, (latent_dim, h, w) order
@@ -89,7 +92,7 @@ static void put_u32(uint32_t v) {
 /* Header and coded tiles as docs/bitstream.md specifies. Images: size = {H, W} and latents
  * (latent_dim, hb, wb); audio: size = {L}, hb = 1 and latents (latent_dim, wb). */
 static void write_wlc(const int8_t *latents, const long *size, long hb, long wb,
-                      uint32_t rate, int rans) {
+                      uint32_t rate, int rans, int level) {
     static const uint8_t model_id[16] = WALLOC_MODEL_ID;
     crc = 0;
     put("\x89WLC", 4);
@@ -105,9 +108,12 @@ static void write_wlc(const int8_t *latents, const long *size, long hb, long wb,
     put_u16(WALLOC_CHANNELS);
     put_u8(rans ? 1 : 0);      /* coder: rans or raw */
     if (rans) {
-        put_u8(2);             /* coder parameters: probability bits, model version */
+        /* coder parameters: probability bits, model version, the level but for best */
+        int levelled = level > WALLOC_RANS_BEST;
+        put_u8((uint8_t)(2 + levelled));
         put_u8(WALLOC_RANS_PREC);
-        put_u8(WALLOC_RANS_MODEL_VERSION);
+        put_u8(WALLOC_RANS_MODEL_VERSION(level));
+        if (levelled) put_u8((uint8_t)level);
     } else {
         put_u8(0);
     }
@@ -128,8 +134,8 @@ static void write_wlc(const int8_t *latents, const long *size, long hb, long wb,
             long length = WALLOC_LATENT_DIM * th * tw;
             if (rans) {
                 length = WALLOC_AUDIO
-                    ? walloc_rans_encode_audio(tile, tw, payload, sizeof payload)
-                    : walloc_rans_encode(tile, th, tw, payload, sizeof payload);
+                    ? walloc_rans_encode_audio(tile, tw, level, payload, sizeof payload)
+                    : walloc_rans_encode(tile, th, tw, level, payload, sizeof payload);
                 if (length < 0) { fprintf(stderr, "rans: tile too large\n"); exit(1); }
             }
             put_u32((uint32_t)length);
@@ -176,7 +182,8 @@ static void write_frames(FILE *f, const uint8_t *message, size_t n, uint64_t sen
 }
 
 /* --rans-tile: `rows` x `width` latents per channel (audio: rows = 0, width = l). */
-static int rans_tile(const char *in_path, long rows, long width, const char *out_path) {
+static int rans_tile(const char *in_path, long rows, long width, int level,
+                     const char *out_path) {
     size_t n = (size_t)WALLOC_LATENT_DIM * (rows ? rows : 1) * width;
     FILE *in = fopen(in_path, "rb");
     if (n > sizeof tile || !in || fread(tile, 1, n, in) != n) {
@@ -184,8 +191,8 @@ static int rans_tile(const char *in_path, long rows, long width, const char *out
         return 1;
     }
     fclose(in);
-    long size = rows ? walloc_rans_encode(tile, rows, width, payload, sizeof payload)
-                     : walloc_rans_encode_audio(tile, width, payload, sizeof payload);
+    long size = rows ? walloc_rans_encode(tile, rows, width, level, payload, sizeof payload)
+                     : walloc_rans_encode_audio(tile, width, level, payload, sizeof payload);
     FILE *out = fopen(out_path, "wb");
     if (size < 0 || !out) return 1;
     fwrite(payload, 1, (size_t)size, out);
@@ -276,6 +283,24 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
 }
 #endif
 
+/* --level NAME's number, or -1 after saying on stderr why there is none. */
+static int level_number(const char *name) {
+    static const char *names[] = {"best", "fast", "fastest"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(name, names[i])) continue;
+#ifdef WALLOC_FIXED_POINT
+        if (i != WALLOC_RANS_FASTEST) {
+            fprintf(stderr, "--level %s fits its predictors in float; this build has no "
+                    "float (-DWALLOC_FIXED_POINT): use --level fastest\n", name);
+            return -1;
+        }
+#endif
+        return i;
+    }
+    fprintf(stderr, "unknown --level %s; choose from best, fast, fastest\n", name);
+    return -1;
+}
+
 #if WALLOC_AUDIO
 #define INPUT "L C RATE"
 #else
@@ -284,13 +309,15 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
 
 int main(int argc, char **argv) {
     const char *program = argv[0];
-    int threads = 1, fixed = !WALLOC_CORE, integers = 0;
+    int threads = 1, fixed = !WALLOC_CORE, integers = 0, level = WALLOC_RANS_PLANAR;
     while (argc > 2 && (!strcmp(argv[1], "--threads") || !strcmp(argv[1], "--fixed") ||
-                        !strcmp(argv[1], "--fixed-point"))) {
-        int shift = strcmp(argv[1], "--threads") ? 1 : 2;
+                        !strcmp(argv[1], "--fixed-point") || !strcmp(argv[1], "--level"))) {
+        int shift = strcmp(argv[1], "--threads") && strcmp(argv[1], "--level") ? 1 : 2;
         if (!strcmp(argv[1], "--fixed")) fixed = 1;
         else if (shift == 1) integers = 1, fixed = 0;
-        else if ((threads = atoi(argv[2])) < 1) {
+        else if (!strcmp(argv[1], "--level")) {
+            if ((level = level_number(argv[2])) < 0) return 2;
+        } else if ((threads = atoi(argv[2])) < 1) {
             fprintf(stderr, "--threads needs a number >= 1\n");
             return 2;
         }
@@ -298,13 +325,13 @@ int main(int argc, char **argv) {
         argv += shift;
     }
     if (argc == 6 - WALLOC_AUDIO && !strcmp(argv[1], "--rans-tile"))
-        return WALLOC_AUDIO ? rans_tile(argv[2], 0, atol(argv[3]), argv[4])
-                            : rans_tile(argv[2], atol(argv[3]), atol(argv[4]), argv[5]);
+        return WALLOC_AUDIO ? rans_tile(argv[2], 0, atol(argv[3]), level, argv[4])
+                            : rans_tile(argv[2], atol(argv[3]), atol(argv[4]), level, argv[5]);
     int rans = argc < 8 || strcmp(argv[7], "raw");
     if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
                                  strcmp(argv[1], "--frames")) ||
         (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans"))) {
-        fprintf(stderr, "usage: %s [--threads N] [--fixed | --fixed-point] "
+        fprintf(stderr, "usage: %s [--threads N] [--fixed | --fixed-point] [--level L] "
                 "--latents|--wlc|--frames IN.raw " INPUT " OUT [rans|raw]\n", program);
         return 2;
     }
@@ -367,7 +394,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "--latents")) {
         fwrite(latents, 1, (size_t)WALLOC_LATENT_DIM * hb * wb, out);
     } else {
-        write_wlc(latents, size, hb, wb, (uint32_t)rate, rans);
+        write_wlc(latents, size, hb, wb, (uint32_t)rate, rans, level);
         if (!strcmp(argv[1], "--wlc"))
             fwrite(buffer, 1, used, out);
         else

@@ -1,15 +1,21 @@
-/* The `rans` entropy coder in C99 (encoder side), with the fixed "planar" predictor.
+/* The `rans` entropy coder in C99 (encoder side), at the Python coder's levels.
  *
  * Writes the payload the Python decoder reads (walloc_edge/runtime/coders/rans/payload.py;
- * docs/bitstream.md): prediction within each channel (no least-squares fit on the device):
- * W + N - NW for images, the previous sample for audio; residuals wrapped into the latent
- * range, adaptive integer frequencies per (channel, activity, previous-channel residual)
- * context refreshed at the same steps as the Python coder, tables spanning the tile's
- * residual range, and interleaved rANS. Images: one lane per (channel, column strip), the
- * strips a wavefront (strip g starts g x width steps after strip g - 1) so that every latent
- * keeps its whole causal context. Audio: one lane per (channel, run of samples), each run
- * starting without history. Given the same latents it writes the same bytes as
- * RansCoder("planar"). Static memory only, sized by WALLOC_RANS_MAX_LATENTS (one tile).
+ * docs/bitstream.md): prediction by Q8 coefficients over each latent's own neighbours (W, N,
+ * NW, NE for images, the three previous samples for audio) and the value, west and north of
+ * up to 16 earlier channels; residuals wrapped into the latent range, adaptive integer
+ * frequencies per (channel, activity, previous-channel residual) context refreshed at the
+ * same steps as the Python coder, tables spanning the tile's residual range, and interleaved
+ * rANS. The coefficients: fixed ("planar": W + N - NW, model version 3, what firmware wrote
+ * before levels; "fastest": 7/16 W + 7/16 N + 2/16 NE, half the previous sample for audio),
+ * or fitted by least squares ("best", "fast": walloc_rans_fit.c). Version 5 (every level)
+ * also sends constant channels as their value. Images: one lane per (channel, column strip),
+ * the strips a wavefront (strip g starts g x width steps after strip g - 1) so that every
+ * latent keeps its whole causal context. Audio: one lane per (channel, run of samples), each
+ * run starting without history. Given the same latents it writes the same bytes as
+ * RansCoder("planar") and RansCoder(level=...) (the fit in double: the same coefficients as
+ * numpy's unless a coefficient x 256 lies within rounding of a half). Static memory only,
+ * sized by WALLOC_RANS_MAX_LATENTS (one tile), but for the fit's.
  */
 #include "walloc_rans.h"
 
@@ -32,6 +38,9 @@
 #define TABLES (WALLOC_LATENT_DIM * CONTEXTS)
 #define MAX_LANES (TARGET_LANES > WALLOC_LATENT_DIM ? TARGET_LANES : WALLOC_LATENT_DIM)
 #define MAX_STEPS (WALLOC_RANS_MAX_LATENTS + WALLOC_LATENT_DIM + WALLOC_TILE)
+#define K WALLOC_RANS_OWN
+#define CONSTANT 0x80  /* a channel's taps byte (version 5): all its latents are one value */
+#define MODE_RANS 0    /* version 5: a tile's first byte */
 
 static const long activity_edges[5] = {1, 3, 7, 15, 30};
 
@@ -45,6 +54,9 @@ static uint8_t touched[TABLES];
 static uint32_t state[MAX_LANES];
 static uint16_t words[WALLOC_RANS_MAX_LATENTS + MAX_LANES];
 static long chunk_start[MAX_STEPS], chunk_length[MAX_STEPS];
+static int16_t coef[WALLOC_LATENT_DIM][WALLOC_RANS_MAX_TAPS];  /* per channel, Q8 */
+static uint8_t earlier[WALLOC_LATENT_DIM];   /* m: the earlier channels predicting it */
+static uint8_t constant[WALLOC_LATENT_DIM];  /* version 5: all its latents are one value */
 
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
@@ -57,6 +69,7 @@ static long rows, width, groups, strip, A;
 /* Index (channel * n + position) of the latent that `lane` codes at step t, or -1. */
 static long latent_at(long lane, long t) {
     long c = lane / groups, g = lane % groups, local = t - c;
+    if (constant[c]) return -1;
     if (!rows) {
         long p = g * strip + local;
         return local < 0 || local >= strip || p >= width ? -1 : c * width + p;
@@ -75,31 +88,49 @@ static long activity_bucket(long activity) {
 
 static long absolute(long v) { return v < 0 ? -v : v; }
 
-/* Residual and table of every latent; returns the residuals' reach. Images: prediction
- * W + N - NW, activity |W - NW| + |N - NW|. Audio: prediction a, the previous sample in the
- * run, activity |a - b| + |b - c| over the three previous samples (zero before the run). */
+/* Latent p's k-th own neighbour in channel x (0 outside the tile or before the run):
+ * W, N, NW, NE for images; the previous, second and third previous sample for audio. */
+static long own(const int8_t *x, long p, long k) {
+    if (!rows) return p % strip > k ? x[p - 1 - k] : 0;
+    long col = p % width, north = p >= width;
+    switch (k) {
+    case 0: return col > 0 ? x[p - 1] : 0;
+    case 1: return north ? x[p - width] : 0;
+    case 2: return col > 0 && north ? x[p - width - 1] : 0;
+    default: return north && col + 1 < width ? x[p - width + 1] : 0;
+    }
+}
+
+/* A Q8 sum as a latent: rounded (floor of (acc + 128) / 256) and clipped. */
+static long prediction(long acc) {
+    long a = acc + 128, pred = a >= 0 ? a / 256 : -((-a + 255) / 256);
+    return pred > WALLOC_CLIP ? WALLOC_CLIP : pred < -WALLOC_CLIP ? -WALLOC_CLIP : pred;
+}
+
+/* Residual and table of every latent under the channels' coefficients; returns the
+ * residuals' reach. Activity: |W - NW| + |N - NW| for images, |a - b| + |b - c| over the
+ * three previous samples for audio. A constant channel's residuals are zero. */
 static long residuals(const int8_t *latents, long n) {
     long reach = 0;
     for (long c = 0; c < WALLOC_LATENT_DIM; c++) {
         const int8_t *x = latents + c * n;
+        const int16_t *w = coef[c];
+        long m = earlier[c];
         for (long p = 0; p < n; p++) {
-            long pred, activity;
-            if (rows) {
-                long col = p % width;
-                long west = col > 0 ? x[p - 1] : 0, north = p >= width ? x[p - width] : 0;
-                long nw = col > 0 && p >= width ? x[p - width - 1] : 0;
-                pred = west + north - nw;
-                activity = absolute(west - nw) + absolute(north - nw);
-            } else {
-                long run = p % strip;
-                long a = run > 0 ? x[p - 1] : 0, b = run > 1 ? x[p - 2] : 0;
-                long d = run > 2 ? x[p - 3] : 0;
-                pred = a;
-                activity = absolute(a - b) + absolute(b - d);
+            long a = own(x, p, 0), b = own(x, p, 1), d = own(x, p, 2), r = 0;
+            if (!constant[c]) {
+                long acc = 0;
+                for (long k = 0; k < K; k++) acc += w[k] * own(x, p, k);
+                for (long j = 0; j < m; j++) {
+                    const int8_t *y = latents + (c - m + j) * n;
+                    acc += w[K + j] * y[p] + w[K + m + j] * own(y, p, 0) +
+                           w[K + 2 * m + j] * own(y, p, 1);
+                }
+                r = ((x[p] - prediction(acc) + WALLOC_CLIP) % A_MAX + A_MAX) % A_MAX
+                    - WALLOC_CLIP;
             }
-            if (pred > WALLOC_CLIP) pred = WALLOC_CLIP;
-            if (pred < -WALLOC_CLIP) pred = -WALLOC_CLIP;
-            long r = ((x[p] - pred + WALLOC_CLIP) % A_MAX + A_MAX) % A_MAX - WALLOC_CLIP;
+            long activity = rows ? absolute(a - d) + absolute(b - d)
+                                 : absolute(a - b) + absolute(b - d);
             long previous = c > 0 ? absolute(residual[(c - 1) * n + p]) : 0;
             residual[c * n + p] = (int16_t)r;
             if (absolute(r) > reach) reach = absolute(r);
@@ -154,7 +185,7 @@ static uint8_t *put32(uint8_t *p, uint32_t v) {
 }
 
 /* Code the tile whose layout is set (rows, width, groups, strip): payload into out. */
-static long code(const int8_t *latents, long n, uint8_t *out, long capacity) {
+static long code(const int8_t *latents, long n, long version, uint8_t *out, long capacity) {
     const long C = WALLOC_LATENT_DIM;
     long lanes = groups * C;
     long steps = rows ? (C - 1) + (groups - 1) * strip + rows * strip : strip + C - 1;
@@ -212,21 +243,29 @@ static long code(const int8_t *latents, long n, uint8_t *out, long capacity) {
         chunk_length[t] = used - chunk_start[t];
     }
 
-    /* Own-neighbour taps in Q8: W, N, NW, NE for images; the three previous for audio. */
-    static const int16_t image_taps[4] = {256, 256, -256, 0}, audio_taps[3] = {256, 0, 0};
-    const int16_t *taps = rows ? image_taps : audio_taps;
-    long K = rows ? 4 : 3;
-    long size = 5 + C + 2 * K * C + 4 * lanes + 2 * used;
-    if (size > capacity) return -1;
-    uint8_t *q = put32(out, (uint32_t)strip);
-    *q++ = (uint8_t)reach;
-    for (long c = 0; c < C; c++) *q++ = 0;  /* no earlier-channel taps */
-    for (long c = 0; c < C; c++)
-        for (long k = 0; k < K; k++) {
-            *q++ = (uint8_t)((uint16_t)taps[k] & 0xFF);
-            *q++ = (uint8_t)((uint16_t)taps[k] >> 8);
+    long v5 = version == 5, size = 5 + C + 2 * used + v5;
+    for (long c = 0; c < C; c++) {
+        if (constant[c]) {
+            size += 1;
+            continue;
         }
-    for (long lane = 0; lane < lanes; lane++) q = put32(q, state[lane]);
+        size += 2 * (K + 3 * earlier[c]) + 4 * groups;
+    }
+    if (size > capacity) return -1;
+    uint8_t *q = out;
+    if (v5) *q++ = MODE_RANS;
+    q = put32(q, (uint32_t)strip);
+    *q++ = (uint8_t)reach;
+    for (long c = 0; c < C; c++) *q++ = constant[c] ? CONSTANT : earlier[c];
+    for (long c = 0; c < C; c++)
+        if (constant[c]) *q++ = (uint8_t)latents[c * n];
+    for (long c = 0; c < C; c++)
+        for (long k = 0; k < K + 3 * earlier[c] && !constant[c]; k++) {
+            *q++ = (uint8_t)((uint16_t)coef[c][k] & 0xFF);
+            *q++ = (uint8_t)((uint16_t)coef[c][k] >> 8);
+        }
+    for (long lane = 0; lane < lanes; lane++)
+        if (!constant[lane / groups]) q = put32(q, state[lane]);
     for (long t = 0; t < steps; t++)
         for (long k = 0; k < chunk_length[t]; k++) {
             uint16_t v = words[chunk_start[t] + k];
@@ -246,21 +285,53 @@ static void choose_groups(long n, long most) {
     groups = ceil_div(width, strip);
 }
 
-long walloc_rans_encode(const int8_t *latents, long h, long w, uint8_t *out, long capacity) {
+/* The channels' coefficients at `level` (rows, width, strip set): 0, -1 (no memory) or -2
+ * (no such level in this build). */
+static int predictors(const int8_t *latents, long n, int level) {
+    static const int16_t planar[2][4] = {{256, 256, -256, 0}, {256, 0, 0, 0}};
+    static const int16_t fixed[2][4] = {{112, 112, 0, 32}, {128, 0, 0, 0}};
+    for (long c = 0; c < WALLOC_LATENT_DIM; c++) {
+        const int8_t *x = latents + c * n;
+        long p = 1;
+        while (level != WALLOC_RANS_PLANAR && p < n && x[p] == x[0]) p++;
+        constant[c] = level != WALLOC_RANS_PLANAR && p == n;
+        earlier[c] = 0;
+        for (long k = 0; k < K; k++)
+            coef[c][k] = (level == WALLOC_RANS_PLANAR ? planar : fixed)[!rows][k];
+    }
+    if (level == WALLOC_RANS_PLANAR || level == WALLOC_RANS_FASTEST) return 0;
+#ifdef WALLOC_FIXED_POINT
+    return -2;
+#else
+    return walloc_rans_fit(latents, n, level, constant, own, coef, earlier);
+#endif
+}
+
+static long encode_tile(const int8_t *latents, long n, int level, uint8_t *out,
+                        long capacity) {
+    if (level < WALLOC_RANS_PLANAR || level > WALLOC_RANS_FASTEST) return -2;
+    int status = predictors(latents, n, level);
+    if (status) return status;
+    return code(latents, n, WALLOC_RANS_MODEL_VERSION(level), out, capacity);
+}
+
+long walloc_rans_encode(const int8_t *latents, long h, long w, int level, uint8_t *out,
+                        long capacity) {
     long n = h * w;
     if (WALLOC_LATENT_DIM * n > WALLOC_RANS_MAX_LATENTS) return -1;
     if (n == 0) return 0;
     rows = h;
     width = w;
     choose_groups(n, w / 2 > 1 ? w / 2 : 1);  /* column strips at least 2 wide */
-    return code(latents, n, out, capacity);
+    return encode_tile(latents, n, level, out, capacity);
 }
 
-long walloc_rans_encode_audio(const int8_t *latents, long l, uint8_t *out, long capacity) {
+long walloc_rans_encode_audio(const int8_t *latents, long l, int level, uint8_t *out,
+                              long capacity) {
     if (WALLOC_LATENT_DIM * l > WALLOC_RANS_MAX_LATENTS) return -1;
     if (l == 0) return 0;
     rows = 0;
     width = l;
     choose_groups(l, l);
-    return code(latents, l, out, capacity);
+    return encode_tile(latents, l, level, out, capacity);
 }
