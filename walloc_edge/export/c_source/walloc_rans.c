@@ -20,6 +20,9 @@
 #include "walloc_rans.h"
 
 #include <string.h>
+#ifdef WALLOC_LZMA
+#include <lzma.h>
+#endif
 
 #include "walloc_model.h"
 
@@ -326,6 +329,31 @@ long walloc_rans_encode(const int8_t *latents, long h, long w, int level, uint8_
     return encode_tile(latents, n, level, out, capacity);
 }
 
+#ifdef WALLOC_LZMA
+/* Mode LZMA (lzma_mode.py): the tile's latents as a raw LZMA2 stream (preset 6, a 64 KiB
+ * window), after its mode byte, into out; its length, or -1 where it does not fit. */
+static long lzma_tile(const int8_t *latents, long n, uint8_t *out, long capacity) {
+    lzma_options_lzma options;
+    if (capacity < 1 || lzma_lzma_preset(&options, 6)) return -1;
+    options.dict_size = 1 << 16;
+    lzma_filter filters[] = {{LZMA_FILTER_LZMA2, &options},
+                             {LZMA_VLI_UNKNOWN, NULL}};
+    lzma_stream stream = LZMA_STREAM_INIT;
+    if (lzma_raw_encoder(&stream, filters) != LZMA_OK) return -1;
+    stream.next_in = (const uint8_t *)latents;
+    stream.avail_in = (size_t)n;
+    stream.next_out = out + 1;
+    stream.avail_out = (size_t)capacity - 1;
+    lzma_ret status = lzma_code(&stream, LZMA_FINISH);
+    long size = status == LZMA_STREAM_END ? 1 + (long)stream.total_out : -1;
+    lzma_end(&stream);
+    out[0] = 1;  /* MODE_LZMA */
+    return size;
+}
+#endif
+
+/* Audio tiles at "best" also try mode LZMA where it is built in (-DWALLOC_LZMA, -llzma: the
+ * Makefile finds it) and keep the shorter, as the Python coder does. */
 long walloc_rans_encode_audio(const int8_t *latents, long l, int level, uint8_t *out,
                               long capacity) {
     if (WALLOC_LATENT_DIM * l > WALLOC_RANS_MAX_LATENTS) return -1;
@@ -333,5 +361,16 @@ long walloc_rans_encode_audio(const int8_t *latents, long l, int level, uint8_t 
     rows = 0;
     width = l;
     choose_groups(l, l);
-    return encode_tile(latents, l, level, out, capacity);
+    long size = encode_tile(latents, l, level, out, capacity);
+#ifdef WALLOC_LZMA
+    static uint8_t copied[2 * WALLOC_RANS_MAX_LATENTS + 1024];
+    if (size >= 0 && level == WALLOC_RANS_BEST) {
+        long other = lzma_tile(latents, WALLOC_LATENT_DIM * l, copied, sizeof copied);
+        if (other >= 0 && other < size) {
+            memcpy(out, copied, (size_t)other);
+            size = other;
+        }
+    }
+#endif
+    return size;
 }
