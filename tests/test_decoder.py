@@ -141,6 +141,29 @@ def test_decode_and_eval_commands(codecs, tmp_path, capsys):
     assert "mean" in capsys.readouterr().out
 
 
+def test_a_bitstream_from_a_newer_walloc_edge(codecs, tmp_path, capsys):
+    """Alone it is exit 2 with one line on stderr; among decodable ones it is skipped (1)."""
+    import struct
+    import zlib
+
+    model = tmp_path / "rgb.safetensors"
+    save(codecs["rgb"], model)
+    blob = runtime_encoder(codecs["rgb"]).encode(np.zeros((16, 16, 3), np.uint8))
+    fixed = struct.calcsize("<4sBBBB16sBBBHHBB")  # the header through the parameter length
+    body = blob[:-4]
+    body = body[:fixed - 1] + bytes([3, 15, 5, 9]) + body[fixed + body[fixed - 1]:]  # level 9
+    (tmp_path / "new.wlc").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    (tmp_path / "old.wlc").write_bytes(blob)
+    capsys.readouterr()
+    assert main(["decode", str(model), str(tmp_path / "new.wlc"), "-o", str(tmp_path / "a"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "made by a newer walloc-edge" in err, err
+    assert main(["decode", str(model), str(tmp_path / "new.wlc"), str(tmp_path / "old.wlc"),
+                 "-o", str(tmp_path / "b"), "--device", "cpu"]) == 1
+    assert (tmp_path / "b" / "old.png").exists()
+
+
 def test_too_small_tile_is_a_usage_error(codecs, tmp_path, capsys):
     model = tmp_path / "rgb.safetensors"
     save(codecs["rgb"], model)

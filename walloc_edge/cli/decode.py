@@ -1,15 +1,20 @@
 """``walloc-edge decode``: .wlc bitstreams → signals with the torch decoder, or a bundle's
 decoder graph without torch (server side)."""
+import sys
 from pathlib import Path
 
 from ..runtime.files import distinct_names
 from ..runtime.io import write_signal
 from ..runtime import read_bitstream
+from ..runtime.errors import NewerBitstreamError
 from ._shared import (add_decoder_options, add_overwrite_option, check_device,
                       decoder_choices, is_bundle, naming_engine, output_dir, progress, say)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
-(exit status 1); the others are still decoded. Each output is written whole or not at all;
+(exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
+or model version this one does not know) is reported on stderr and skipped too; when every
+input is such a one, nothing here can decode them: exit status 2 (upgrade walloc-edge).
+Each output is written whole or not at all;
 an existing one is not replaced without --overwrite, and inputs that share a name keep
 apart (a/x.wlc, b/x.wlc -> x.png, x-2.png).
 
@@ -68,12 +73,16 @@ def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
 def run(args):
     decoder = decoder_for(args)
     out = output_dir(args.out)
-    failed = 0
+    failed = newer = 0
     named = distinct_names([(Path(p), Path(Path(p).stem)) for p in args.inputs])
     for path, name in progress(named, "decoding"):
         try:
             signal, target = decode_to_file(decoder, path.read_bytes(), out / name,
                                             args.format, args.overwrite)
+        except NewerBitstreamError as e:
+            newer += 1
+            print(f"skipped {path}: {e}", file=sys.stderr)
+            continue
         except FileExistsError as e:
             failed += 1
             say(f"skipped {path}: {e} (--overwrite replaces it)")
@@ -83,4 +92,6 @@ def run(args):
             say(f"skipped {path}: {e}")
             continue
         say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
-    return 1 if failed else 0
+    if newer == len(named):
+        return 2
+    return 1 if failed or newer else 0

@@ -17,7 +17,7 @@ The coder parameters record the level: ``0f 05`` for ``best`` (what every versio
 ``0f 05 <level>`` for the others, so a reader too old for a level says so instead of
 misreading it.
 """
-from ...errors import BitstreamError
+from ...errors import BitstreamError, NewerBitstreamError
 from .model import PREC
 from .payload import VERSIONS
 from .predictor import FIT_SAMPLES as BEST_FIT_SAMPLES
@@ -63,7 +63,7 @@ def level_of(params):
     version = params[1]
     level = params[2] if len(params) == 3 else 0
     if version > max(VERSIONS) or level >= len(LEVELS):
-        raise BitstreamError(
+        raise NewerBitstreamError(
             f"this rans bitstream was made by a newer walloc-edge (model version {version}, "
             f"level {level}; this one reads versions {', '.join(map(str, VERSIONS))} and "
             f"levels {', '.join(f'{i} ({n})' for i, n in enumerate(LEVELS))}): upgrade "
