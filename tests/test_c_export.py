@@ -124,6 +124,56 @@ def test_c_rans_bytes_equal_the_python_coder(rgb_bundle, tmp_path):
                                             python.params(8)), latents)
 
 
+LEVELS = ("best", "fast", "fastest")
+
+
+def rans_tiles(program, vectors, tmp_path):
+    """For each level, the C host program's rans payload of each tile of ``vectors``,
+    against RansCoder(level=...)'s."""
+    from walloc_edge.runtime.coders.rans import RansCoder
+
+    for level in LEVELS:
+        python = RansCoder(level=level)
+        for latents in vectors:
+            src, dst = tmp_path / "tile.lat", tmp_path / "tile.rans"
+            src.write_bytes(latents.tobytes())
+            subprocess.run([str(program), "--level", level, "--rans-tile", str(src),
+                            *map(str, latents.shape[1:]), str(dst)], check=True)
+            assert dst.read_bytes() == python.encode(latents, 8), (level, latents.shape)
+
+
+def test_c_rans_levels_write_the_python_coders_bytes(rgb_bundle, tmp_path):
+    rng = np.random.default_rng(0)
+    real = Encoder(rgb_bundle, "numpy").latents(sample_photo("astronaut"))[:, :64, :64]
+    flat = rng.integers(-3, 4, (12, 20, 30)).astype(np.int8)
+    flat[2] = 5  # a constant channel among coded ones
+    rans_tiles(rgb_bundle / "c" / "walloc_encode",
+               [np.ascontiguousarray(real), flat, np.zeros((12, 1, 1), np.int8),
+                np.clip(np.round(rng.normal(0, 30, (12, 17, 23))), -127, 127).astype(np.int8)],
+               tmp_path)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_c_wlc_at_each_level_is_the_python_runtimes(rgb_bundle, stereo_bundle, level):
+    """Byte for byte, image and audio: the C core's latents (the native backend's) coded
+    at the level in the C-written tiles."""
+    photo = sample_photo("coffee")[:150, :201]
+    assert run_c(rgb_bundle, photo, "--wlc", options=("--level", level)) == \
+        Encoder(rgb_bundle, "native").encode(photo, tile=(64, 64), level=level)
+    pcm = synthetic_music(9000, 2, seed=5)
+    assert run_c(stereo_bundle, pcm, "--wlc", rate=16000, options=("--level", level)) == \
+        Encoder(stereo_bundle, "native").encode(pcm, tile=(1024,), sample_rate=16000,
+                                                level=level)
+
+
+def test_c_unknown_level_is_one_line(rgb_bundle):
+    result = subprocess.run([str(rgb_bundle / "c" / "walloc_encode"), "--level", "quick",
+                             "--wlc", "in.raw", "1", "1", "3", "out.wlc"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "unknown --level quick; choose from best, fast, fastest"
+
+
 def test_c_rans_wlc_and_frames_decode_in_python(rgb_bundle):
     photo = sample_photo("coffee")[:301, :457]
     header, latents = read_latents(run_c(rgb_bundle, photo, "--wlc"))
@@ -166,6 +216,8 @@ def test_c_audio_rans_bytes_equal_the_python_coder(stereo_bundle, tmp_path):
         assert dst.read_bytes() == python.encode(latents, 8)
         assert np.array_equal(python.decode(dst.read_bytes(), latents.shape, 8,
                                             python.params(8)), latents)
+    tone = np.tile(real[:, :441], (1, 6))  # repeats: "best" codes it by LZMA where built in
+    rans_tiles(build / "walloc_encode", [real, vectors[2], vectors[4], tone], tmp_path)
 
 
 @pytest.mark.parametrize("coder", ["rans", "raw"])
