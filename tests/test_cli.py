@@ -1,8 +1,11 @@
 """The console script, called in-process as a user would call it."""
 import json
+import subprocess
+import sys
 
 import pytest
 
+from helpers import BLOCK_TORCH
 from walloc_edge.cli import main
 
 
@@ -78,3 +81,21 @@ def test_defaults_are_shown_one_way():
         text = parser.format_help()
         assert "[default:" not in text and "(default: None)" not in text, name
     assert "(default: rans)" in dict(all_parsers())["encode"].format_help()
+
+
+def test_info_of_a_path_that_is_not_there_says_so(capsys):
+    """A mistyped bundle path is named, not taken for a model that needs torch."""
+    assert main(["info", "no/such/bundle"]) == 2
+    assert "no/such/bundle: no such bundle folder or model file" in capsys.readouterr().err
+
+
+def test_a_missing_torch_points_a_server_at_the_torch_free_install(tmp_path):
+    """Without torch, decode names [server] and the torch-free way ([decode] and a bundle);
+    train, which has no torch-free way, names the CPU wheel only."""
+    for argv, torch_free in ((["decode", "rgb-16x", "x.wlc", "-o", str(tmp_path)], True),
+                             (["train", "--synthetic", "--out", str(tmp_path / "m")], False)):
+        code = BLOCK_TORCH + f"from walloc_edge.cli import main; raise SystemExit(main({argv!r}))"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "pip install 'walloc-edge[server]'" in done.stderr and "whl/cpu" in done.stderr
+        assert ("walloc-edge[decode]" in done.stderr) == torch_free, done.stderr

@@ -58,6 +58,8 @@ EXTRA_FOR = {
 
 
 SENSOR_COMMANDS = ("encode", "stream")
+# Commands that also run without torch on a bundle exported with --decoder ([decode]).
+BUNDLE_COMMANDS = ("serve", "decode")
 
 
 def _chosen_command(argv):
@@ -85,6 +87,9 @@ def build_parser(command=None):
                "  camera    video files, cameras and RTSP streams (OpenCV)\n"
                "  bridge    serial and MQTT links\n"
                "  server    decode, serve, eval, train, demo: torch and the model weights\n"
+               "  decode    decode and serve without torch, from a bundle exported with "
+               "--decoder\n"
+               "  s3        serve --out s3://BUCKET/PREFIX (an object store, through s3fs)\n"
                "  export    export models to ONNX/LiteRT/C (includes server)\n"
                "  learning  latents datasets (pyarrow); with server, classifiers\n"
                "  ray       datasets on Ray Data (includes learning)\n\n"
@@ -92,7 +97,8 @@ def build_parser(command=None):
     parser.add_argument("--version", action="version", version=f"walloc-edge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, (summary, extra) in COMMANDS.items():
-        shown = summary + (f" (needs [{extra}])" if extra else
+        shown = summary + (" (needs [server]; [decode] runs a bundle without torch)"
+                           if name in BUNDLE_COMMANDS else f" (needs [{extra}])" if extra else
                            " (no torch)" if name in SENSOR_COMMANDS else "")
         p = sub.add_parser(name, help=shown, description=shown, formatter_class=HelpFormatter)
         if name == command:
@@ -112,8 +118,14 @@ def _missing_extra(command, error):
         return None
     if extra == "server" and COMMANDS.get(command, (None, None))[1] == "export":
         extra = "export"
-    return (f"walloc-edge {command}: needs {root}, which is not installed here: "
+    line = (f"walloc-edge {command}: needs {root}, which is not installed here: "
             f"pip install 'walloc-edge[{extra}]'")
+    if root == "torch":
+        line += " (a CPU machine: install torch's CPU wheel first, from " \
+                "https://download.pytorch.org/whl/cpu)"
+    if command in BUNDLE_COMMANDS and extra == "server":
+        line += "; or, without torch, 'walloc-edge[decode]' and a bundle exported with --decoder"
+    return line
 
 
 def main(argv=None):

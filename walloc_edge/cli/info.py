@@ -18,8 +18,11 @@ def configure(p):
 
 
 def run(args):
-    if Path(args.target).is_dir():
+    target = Path(args.target)
+    if target.is_dir():
         return _bundle_info(args)
+    if not target.exists() and (len(target.parts) > 1 or target.suffix):
+        raise ValueError(f"{args.target}: no such bundle folder or model file")
     return _model_info(args)
 
 
