@@ -1039,3 +1039,21 @@ def test_serve_and_a_watching_stream_stop_on_sigterm_with_sigint_ignored(bundle,
         assert proc.returncode == 0 and "Traceback" not in logs[-1], logs[-1]
     assert "stopped (SIGTERM): delivery: 3 acknowledged, 3 new" in logs[0], logs[0]
     assert re.search(r"decoded 3, rejected 0", logs[1]), logs[1]
+
+
+def test_an_unanswered_message_waits_longer_each_time(tmp_path):
+    """A server that holds a message without answering (a long queue) gets it again after
+    ack_timeout, then after twice that, four times…: not once per ack_timeout."""
+    identity = Identity.start(tmp_path / "state", "cam")
+    link = FakeLink()
+    courier = Courier(link, identity, Spool(tmp_path / "spool"), log=lambda s: None,
+                      ack_timeout=0.1, tick=0.01)
+    courier.start()
+    courier.send(b"message")
+    time.sleep(1.4)  # at a fixed timeout: ~14 copies; doubling: sent at 0, .1, .3, .7 (1.5)
+    copies = len(link.written)
+    key = (identity.boot, 0)
+    link.on_ack(Ack(ACK_WRITTEN, identity.sensor, *key))
+    report = courier.finish(wait=1)
+    assert 2 <= copies <= 5, copies
+    assert report.acknowledged == 1 and courier.timeouts == {}

@@ -19,6 +19,7 @@ from .spool import SpoolFull
 __all__ = ["Courier", "Report", "read_key"]
 
 ADOPT_EVERY = 30  # seconds between looks for spool entries of streams that are gone
+MAX_TIMEOUT_FACTOR = 8  # a message sent again waits up to this many ack timeouts
 
 
 @dataclass
@@ -46,7 +47,8 @@ class Report:
             parts.append(f"{self.collisions} collision(s) (another start sent under the same "
                          "keys; sent again under a new boot)")
         if self.unacknowledged:
-            parts.append(f"{self.unacknowledged} unacknowledged, kept in the spool")
+            parts.append(f"{self.unacknowledged} unacknowledged, kept in the spool (sent "
+                         "again at the next start; a busy server may need a longer --wait)")
         return "delivery: " + ", ".join(parts)
 
     @property
@@ -64,7 +66,9 @@ class Courier:
     (``backoff`` seconds, doubling to ``max_backoff``) and then sends again everything
     unacknowledged, oldest first, as a new courier over the same spool does after a reboot;
     a message unanswered for ``ack_timeout`` seconds is sent again (the server may have been
-    unable to write it). On a link without acknowledgements (UDP, serial, files) messages are
+    unable to write it), and each time it is sent again it waits twice as long (to 8
+    ``ack_timeout``), so that a server with a long queue is not flooded with copies of what
+    it holds. On a link without acknowledgements (UDP, serial, files) messages are
     sent once by ``send()`` and not spooled, and the report says so. Over a link with
     acknowledgements every message carries the start's nonce; when the server answers that
     other content holds its key (a collision), the message is kept and sent again under a
@@ -85,6 +89,7 @@ class Courier:
         # Under ``changed``: which spooled messages are in flight, and the counts. A key is
         # registered before its message goes out, so an acknowledgement never comes too early.
         self.sent_at = {}   # key → when last transmitted on this connection
+        self.timeouts = {}  # key → how many times its acknowledgement did not come in time
         self.fresh = set()  # spooled by send(), not transmitted yet (its first sending)
         self.sequence = 0
         self.changed = threading.Condition()
@@ -105,6 +110,7 @@ class Courier:
         with self.changed:  # taking it off the spool and counting it are one step
             if key not in self.spool.sizes:
                 self.sent_at.pop(key, None)
+                self.timeouts.pop(key, None)
                 return  # a repeated acknowledgement
             if ack.status == ACK_COLLISION:
                 try:
@@ -117,12 +123,14 @@ class Courier:
             elif ack.status in (ACK_WRITTEN, ACK_REJECTED):
                 self.spool.remove(key)
                 self.sent_at.pop(key, None)
+                self.timeouts.pop(key, None)
                 self.delay = self.backoff  # the link works
                 if ack.status == ACK_WRITTEN:
                     self.report.acknowledged += 1
                 else:
                     self.report.rejected += 1
-                    self.log(f"the server refused message {key[0]}-{key[1]} for good")
+                    self.log(f"the server refused message {key[0]}-{key[1]} for good (the "
+                             "server's log says why: e.g. a bitstream of another model)")
             else:  # a status this sensor does not know: keep the message
                 self.log(f"the server answered message {key[0]}-{key[1]} with unknown "
                          f"status {ack.status}; it stays in the spool")
@@ -152,6 +160,7 @@ class Courier:
             return  # another process on this spool took it over
         self.report.collisions += 1
         self.sent_at.pop(old, None)  # not in flight: due at the thread's next step
+        self.timeouts.pop(old, None)
         self.wake.set()
         self.log(f"COLLISION: the server holds another message under {old[0]}-{old[1]} "
                  f"(another start of sensor {self.identity.name} took boot {old[0]}: a shared "
@@ -195,6 +204,7 @@ class Courier:
             for old in dropped:
                 self.report.dropped += 1
                 self.sent_at.pop(old, None)
+                self.timeouts.pop(old, None)
                 self.fresh.discard(old)
                 self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
             self.fresh.add(key)
@@ -234,7 +244,8 @@ class Courier:
         keys, now = self.spool.keys(), time.monotonic()
         with self.changed:
             due = [k for k in keys if k not in self.sent_at or
-                   now - self.sent_at[k] > self.ack_timeout]
+                   now - self.sent_at[k] > self.ack_timeout * min(2 ** self.timeouts.get(k, 0),
+                                                                  MAX_TIMEOUT_FACTOR)]
         for key in due:
             if self.stopping.is_set() or not self._transmit(key):
                 return
@@ -265,6 +276,8 @@ class Courier:
         with self.changed:
             if key not in self.spool.sizes:
                 return True
+            if key in self.sent_at:  # unanswered on this connection: wait longer next time
+                self.timeouts[key] = self.timeouts.get(key, 0) + 1
             self.sent_at[key] = time.monotonic()
             self.report.resent += key not in self.fresh
             self.fresh.discard(key)
