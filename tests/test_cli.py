@@ -99,3 +99,10 @@ def test_a_missing_torch_points_a_server_at_the_torch_free_install(tmp_path):
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "pip install 'walloc-edge[server]'" in done.stderr and "whl/cpu" in done.stderr
         assert ("walloc-edge[decode]" in done.stderr) == torch_free, done.stderr
+
+
+def test_decode_of_files_that_are_not_there_makes_nothing(tmp_path, capsys):
+    out = tmp_path / "decoded"
+    assert main(["decode", "rgb-16x", str(tmp_path / "a.wlc"), str(tmp_path / "b.wlc"),
+                 "-o", str(out)]) == 2
+    assert "no such file: " in capsys.readouterr().err and not out.exists()

@@ -71,6 +71,10 @@ def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
 
 
 def run(args):
+    missing = [p for p in args.inputs if not Path(p).is_file()]
+    if len(missing) == len(args.inputs):  # nothing to decode: no model loaded, no folder made
+        raise ValueError(f"no such file: {', '.join(missing[:3])}"
+                         f"{' …' if len(missing) > 3 else ''}")
     decoder = decoder_for(args)
     out = output_dir(args.out)
     failed = newer = 0
@@ -86,6 +90,10 @@ def run(args):
         except FileExistsError as e:
             failed += 1
             say(f"skipped {path}: {e} (--overwrite replaces it)")
+            continue
+        except FileNotFoundError:
+            failed += 1
+            say(f"skipped {path}: no such file")
             continue
         except (OSError, ValueError) as e:
             failed += 1
