@@ -71,11 +71,11 @@ def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
 
 
 def run(args):
+    decoder = decoder_for(args)  # checks the decoder's options first
     missing = [p for p in args.inputs if not Path(p).is_file()]
-    if len(missing) == len(args.inputs):  # nothing to decode: no model loaded, no folder made
+    if len(missing) == len(args.inputs):  # nothing to decode: no folder made
         raise ValueError(f"no such file: {', '.join(missing[:3])}"
                          f"{' …' if len(missing) > 3 else ''}")
-    decoder = decoder_for(args)
     out = output_dir(args.out)
     failed = newer = 0
     named = distinct_names([(Path(p), Path(Path(p).stem)) for p in args.inputs])
