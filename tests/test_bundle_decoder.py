@@ -175,6 +175,7 @@ def test_info_says_whether_a_bundles_decoder_runs_here(rgb_weights_bundle, capsy
     assert "decoder      none here: no decoder graph (decoder.onnx" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # exports a decoder graph of its own
 def test_equal_shape_frames_decode_in_one_batch(tmp_path):
     """A bundle's decoder graph takes any batch: equal-shape frames go through it at once and
     decode as they do one at a time."""

@@ -72,6 +72,7 @@ def test_info_names_the_c_program(rgb_bundle, capsys):
     assert "c (c/walloc_encode)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # exports and compiles a second model (the rgb one stays in the inner loop)
 def test_gray_model_in_c(tmp_path):
     torch.manual_seed(0)
     codec = build(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)).eval()

@@ -156,6 +156,7 @@ def test_onnx_and_litert_arrangements_agree():
     assert_parity(b.permute(0, 3, 1, 2).numpy(), a.numpy().astype(int))
 
 
+@pytest.mark.slow  # exports another transform depth
 def test_deeper_transform_validates_on_photos_cropped_to_blocks(tmp_path):
     """J = 4: photos (e.g. 400x600) are cropped to multiples of 16 for validation."""
     codec = seeded(CodecConfig("image", channels=3, J=4, latent_dim=24, Nd=32))

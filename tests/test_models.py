@@ -24,8 +24,8 @@ def test_models_command_lists_them(capsys):
     assert set(listed) == set(embedded_models())
 
 
-@pytest.mark.parametrize("name", [n if n == "rgb-16x" else pytest.param(n, marks=pytest.mark.slow)
-                                  for n in sorted(embedded_models())])  # the rest in CI
+@pytest.mark.slow  # exports each shipped model (test_export exports the reference one)
+@pytest.mark.parametrize("name", sorted(embedded_models()))
 def test_export_by_name(name, tmp_path, capsys):
     assert main(["export", name, "--format", "onnx", "--out", str(tmp_path)]) == 0
     assert "validated" in capsys.readouterr().out

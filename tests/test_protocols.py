@@ -76,7 +76,7 @@ def test_audio_metrics():
                                                         rng.normal(size=clean.shape))
 
 
-@pytest.mark.parametrize("protocol", ["default", "paper"])
+@pytest.mark.parametrize("protocol", ["default", pytest.param("paper", marks=pytest.mark.slow)])
 def test_opus_and_flac_baselines_at_the_model_size(stereo, protocol):
     """``baselines``: Opus is coded at a size near the .wlc's and scored on the same scale as
     the model's row; FLAC's ratio is that of the lossless 16-bit file."""

@@ -31,6 +31,7 @@ def test_runtime_and_bridge_import_and_work_without_torch():
     assert out.strip() == "(3, 8, 8) False"
 
 
+@pytest.mark.slow  # every backend and coder in a process of its own (test_sensor_cli runs one)
 def test_encoder_and_bitstream_without_torch(exported, reference_dir):
     """A sensor with no torch: every backend encodes a photo, and the .wlc parses."""
     from walloc_edge.codec import load
