@@ -263,6 +263,7 @@ def _fixed_point_build(bundle, tmp_path):
     return folder
 
 
+@pytest.mark.slow  # cross-compiles for a Cortex-M0 (make cross)
 def test_c_fixed_point_build_has_no_float(rgb_bundle, stereo_bundle, tmp_path):
     """-DWALLOC_FIXED_POINT: both integer encoders, within tolerance of the float ones."""
     if shutil.which("gcc") is None:
