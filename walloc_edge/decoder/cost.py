@@ -27,7 +27,7 @@ from ..runtime import Header
 from ..runtime.io import write_atomic
 from ..runtime.modality import IMAGE
 
-__all__ = ["Cost", "Speed", "calibrate", "cached_calibration", "estimate"]
+__all__ = ["Cost", "Speed", "cached_calibration", "calibrate", "estimate"]
 
 SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
 OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
