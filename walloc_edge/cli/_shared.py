@@ -148,7 +148,8 @@ def naming(option):
         raise ValueError(f"{option} {e}") from None
 
 
-def add_decoder_options(p):
+def add_decoder_options(p, engine="torch"):
+    """The decoder options; ``engine``: the command's default engine (decoder_choices')."""
     p.add_argument("--device", default="auto", type=torch_device,
                    help="decoder device: auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--tile", type=positive_int, metavar="LATENTS",
@@ -162,7 +163,7 @@ def add_decoder_options(p):
                         "fastest here of those that agree with fp32 torch at >= 45 dB PSNR "
                         "(on the CPU measured on a small probe: torch in bf16 where the CPU "
                         "has avx512_bf16/AMX, onnxruntime fp32, torch fp32; on CUDA torch "
-                        "bf16/fp16). Default: torch; onnxruntime for a bundle folder as MODEL "
+                        f"bf16/fp16). Default: {engine}; onnxruntime for a bundle folder as MODEL "
                         "(its decoder graph, no torch needed)")
     p.add_argument("--precision",
                    help="the decoder network's precision: fp32, bf16, fp16 (where the CPU or "
@@ -177,10 +178,11 @@ def add_decoder_options(p):
                         "decodes without it, with a warning, where compiling fails)")
 
 
-def decoder_choices(args):
-    """The Decoder keywords that the decoder options name (--tile aside); a bundle folder
-    as MODEL decodes with its decoder graph on onnxruntime unless --engine says otherwise."""
-    engine = args.engine or ("onnxruntime" if is_bundle(args.model) else "torch")
+def decoder_choices(args, engine="torch"):
+    """The Decoder keywords that the decoder options name (--tile aside), ``engine`` unless
+    --engine says otherwise; a bundle folder as MODEL decodes with its decoder graph on
+    onnxruntime."""
+    engine = args.engine or ("onnxruntime" if is_bundle(args.model) else engine)
     return {"engine": engine, "precision": args.precision,
             "providers": args.provider, "compile": args.compile}
 

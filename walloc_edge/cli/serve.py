@@ -16,6 +16,10 @@ from ._shared import (add_decoder_options, check_device, decoder_choices, is_bun
                       naming_engine, output_dir, positive_int, positive_number)
 from ._stops import stop_on
 
+# A server decodes for hours: the fastest engine that holds the quality bar pays back its
+# start-up probe (about a second) at once; decode and eval keep torch fp32, the reference.
+ENGINE = "auto"
+
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
 write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
 rename), add a line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to
@@ -79,7 +83,7 @@ def configure(p):
     p.add_argument("--classify", metavar="CLF",
                    help="label each frame from its latents with this classifier (walloc-edge "
                         "classify train) and log it in metrics.jsonl")
-    add_decoder_options(p)
+    add_decoder_options(p, engine=ENGINE)
     p.add_argument("--keys", metavar="FILE",
                    help="JSON {SENSOR: HEX KEY, ...}: take only frames authenticated by the "
                         "sending sensor's key (default: no authentication)")
@@ -199,7 +203,7 @@ def run(args):
     with naming_engine():
         model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                             tile=args.tile, classifier=args.classify,
-                            decoder_options=decoder_choices(args))
+                            decoder_options=decoder_choices(args, ENGINE))
     if not isinstance(out, ObjectStore):
         out = output_dir(out, "--out")
     with naming("--keys"):

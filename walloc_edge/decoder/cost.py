@@ -9,17 +9,25 @@ synthesis and one synthesis block. Seconds and the activations per latent are me
 on this machine by decoding probes of zeros (:func:`calibrate`): a network call takes at
 least what a thin tile's does (what makes a thin image slow: one call per short tile) and
 more per latent beyond, and the synthesis a time per latent it takes in (with the latents
-a block is given beyond its edges, many for a thin image).
+a block is given beyond its edges, many for a thin image). A server starts often and its
+calibration takes seconds, so :func:`cached_calibration` keeps each measurement in the
+user's cache, per model, engine and precision, device, tile, CPU and thread count.
 """
+import importlib.metadata
+import json
 import math
+import os
+import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 from ..runtime import Header
+from ..runtime.io import write_atomic
 from ..runtime.modality import IMAGE
 
-__all__ = ["Cost", "Speed", "calibrate", "estimate"]
+__all__ = ["Cost", "Speed", "cached_calibration", "calibrate", "estimate"]
 
 SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
 OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
@@ -116,6 +124,89 @@ def calibrate(decoder) -> Speed:
                _timed(decoder.decode_latents, z)[1] or 0)
     per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
     return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte)
+
+
+def calibration_file() -> Path:
+    """calibration.json in $XDG_CACHE_HOME/walloc-edge (else ~/.cache/walloc-edge)."""
+    home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(home, "walloc-edge", "calibration.json")
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(package):
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _calibration_key(decoder) -> str:
+    """What a measured speed holds for: the model, engine and precision, device and
+    execution providers, tile, CPU (and GPU), thread count and the libraries' versions."""
+    torch = sys.modules.get("torch")
+    device = str(getattr(decoder, "device", "cpu"))
+    hardware = [_cpu_model()]
+    if torch is not None and device.startswith("cuda"):
+        hardware.append(torch.cuda.get_device_name(torch.device(device)))
+    engine = getattr(decoder, "engine", None)
+    providers = getattr(engine, "providers", None) or \
+        getattr(getattr(decoder, "session", None), "get_providers", lambda: None)()
+    threads = torch.get_num_threads() if torch is not None else os.cpu_count()
+    versions = [f"{name} {_version(name)}" for name in ("walloc-edge", "torch", "onnxruntime")
+                if name == "walloc-edge" or name in sys.modules]
+    return " | ".join(map(str, (decoder.model_id, decoder.engine_name, device, providers,
+                                f"tile {decoder.tile}", *hardware, f"{threads} threads",
+                                *versions)))
+
+
+def _read_calibrations(path):
+    """The cache's {key: Speed fields}; empty where it is missing or not such a file."""
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _as_speed(entry):
+    """The Speed a cache entry holds, or None where it is not one (a corrupt file)."""
+    names = [f.name for f in fields(Speed)]
+    if not isinstance(entry, dict) or sorted(entry) != sorted(names) or not all(
+            isinstance(entry[n], (int, float)) and entry[n] > 0 for n in names):
+        return None
+    return Speed(**{n: entry[n] for n in names})
+
+
+def cached_calibration(decoder) -> Speed:
+    """``decoder.speed``, measured (``decoder.calibrate()``) once per model, engine and
+    precision, device, tile, CPU and thread count: a measurement kept in
+    :func:`calibration_file` is read back; a missing or corrupt one is measured and the file
+    rewritten (atomically: servers starting at once each leave a whole file). Delete the
+    file to measure again (after a hardware change, say)."""
+    path, key = calibration_file(), _calibration_key(decoder)
+    decoder.speed = _as_speed(_read_calibrations(path).get(key))
+    if decoder.speed is not None:
+        return decoder.speed
+    decoder.calibrate()
+    speed = decoder.speed
+    entries = _read_calibrations(path)
+    entries[key] = asdict(speed)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(entries, indent=1).encode())
+    except OSError:  # a cache that cannot be written costs a measurement at each start
+        pass
+    return speed
 
 
 def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block) -> Cost:

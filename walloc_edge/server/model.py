@@ -34,8 +34,10 @@ class ServedModel:
 
             self.decoder = Decoder(model, device, **({} if tile is None else {"tile": tile}),
                                    **(decoder_options or {}))
-        if decode:
-            self.decoder.calibrate()  # once, at start: what each message's budget scales
+        if decode:  # what each message's budget scales: measured once, then kept
+            from ..decoder.cost import cached_calibration
+
+            cached_calibration(self.decoder)
         if self.decoder is not None:
             self.model_id = self.decoder.model_id
         elif Path(model, "encoder.json").is_file():  # a bundle: no torch needed
