@@ -136,7 +136,7 @@ def test_decode_and_serve_a_bundle_without_torch(rgb16, tmp_path):
 
     port = free_port()
     server = without_torch("serve", rgb16, "--listen", f"tcp://127.0.0.1:{port}", "--out",
-                           tmp_path / "srv", "--count", "1")
+                           tmp_path / "srv", "--count", "1", "--workers", "2")
     lines, listening = [], threading.Event()
 
     def read():

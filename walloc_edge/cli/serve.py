@@ -203,7 +203,8 @@ def run(args):
     with naming_engine():
         model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                             tile=args.tile, classifier=args.classify,
-                            decoder_options=decoder_choices(args, ENGINE))
+                            decoder_options=decoder_choices(args, ENGINE),
+                            threads=max(1, (os.cpu_count() or 1) // args.workers))
     if not isinstance(out, ObjectStore):
         out = output_dir(out, "--out")
     with naming("--keys"):
@@ -234,9 +235,8 @@ def run(args):
                   f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
                   f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
                   flush=True)
-        threads = max(1, (os.cpu_count() or 1) // args.workers)
         handled, rejected, failed = serve_messages(
             receiver, handler, args.count, args.idle, workers=args.workers,
-            start_worker=lambda: model.use_threads(threads))
+            start_worker=model.use_threads)
     print(handler.summary(handled, rejected, failed, receiver.stats))
     return 0

@@ -40,13 +40,15 @@ class Decoder(DecoderBase):
     default fp32, or auto for engine auto) choose what runs the decoder network
     (``decoder.engines``; auto: the fastest here that holds the quality bar, measured on a
     probe on the CPU); ``providers``: onnxruntime's, as the sensor names them;
-    ``compile``: torch.compile the torch engine's network. ``engine_name`` says which runs.
+    ``compile``: torch.compile the torch engine's network; ``threads``: an onnxruntime
+    engine's (default: all cores; torch's are set by ``torch.set_num_threads``).
+    ``engine_name`` says which runs.
     """
 
     def __init__(self, model: "torch.nn.Module | str | Path", device: str = "auto",
                  tile: int = DECODE_TILE, overlap: int = 8, engine: str = "torch",
                  precision: "str | None" = None, providers: "str | list[str] | None" = None,
-                 compile: bool = False):
+                 compile: bool = False, threads: "int | None" = None):
         self.device = resolve_device(device)
         self.codec = model if isinstance(model, torch.nn.Module) else load(model)
         self.codec = self.codec.to(self.device).eval()
@@ -58,7 +60,8 @@ class Decoder(DecoderBase):
         self._set_tiles(tile, overlap)
         self.batches = self.device != "cpu"
         self._decompand, network = split_decoder(self.codec.decoder)
-        self.engine = make_engine(network, self.device, engine, precision, providers, compile)
+        self.engine = make_engine(network, self.device, engine, precision, providers, compile,
+                                  threads)
         self.engine_name = f"{self.engine.name} {self.engine.precision}"
 
     @torch.no_grad()

@@ -118,7 +118,8 @@ class EngineKind:
     """A row of the engine table: the ``precisions`` it can run (the hardware may compute
     fewer, ``precisions_here``), whether it takes onnxruntime ``providers`` and torch's
     ``compile``, ``missing()``: why it is not installed here (None where it is), and
-    ``build(network, device, precision, providers, compile)``."""
+    ``build(network, device, precision, providers, compile, threads)`` (``threads``: an
+    onnxruntime session's; torch's are the calling thread's, ``torch.set_num_threads``)."""
 
     name: str
     precisions: "tuple[str, ...]"
@@ -136,11 +137,11 @@ def _onnx_missing():
 
 REGISTRY = {kind.name: kind for kind in (
     EngineKind("torch", ("fp32", "bf16", "fp16"), False, True, lambda: None,
-               lambda network, device, precision, providers, compile:
+               lambda network, device, precision, providers, compile, threads:
                TorchEngine(network, device, precision, compile)),
     EngineKind("onnxruntime", ("fp32", "int8"), True, False, _onnx_missing,
-               lambda network, device, precision, providers, compile:
-               OnnxEngine(network, device, providers, precision=precision)),
+               lambda network, device, precision, providers, compile, threads:
+               OnnxEngine(network, device, providers, threads, precision)),
 )}
 ENGINES = ("auto", *REGISTRY)
 PRECISIONS = ("auto", *dict.fromkeys(p for kind in REGISTRY.values() for p in kind.precisions))
@@ -180,14 +181,15 @@ def choices_here(device: str = "cpu") -> "list[tuple[str, str, str | None]]":
 
 
 def make_engine(network, device, engine="torch", precision=None, providers=None,
-                compile=False):
+                compile=False, threads=None):
     """The engine ``engine`` at ``precision`` (default: fp32, or auto for engine auto) for
     ``network`` on ``device``; low precisions for image decoders only (audio's PSNR moves by
     more than 0.05 dB in bf16: 0.07 on synthetic music with stereo-5x; int8 is measured on
     photos alone). "auto" picks among the table's engines (those taking onnxruntime
     ``providers`` where given) the fastest here of those that hold the quality bar: on a
     GPU, the first engine in its preferred precision (bf16, else fp16); on the CPU, measured
-    once on a small probe among every engine and precision that runs here."""
+    once on a small probe among every engine and precision that runs here, on ``threads``
+    (onnxruntime's; default all cores) as it will decode."""
     if engine not in ENGINES:
         raise EngineError("engine", f"{engine!r} is unknown; choose from {', '.join(ENGINES)}")
     precision = precision or ("auto" if engine == "auto" else "fp32")
@@ -221,11 +223,11 @@ def make_engine(network, device, engine="torch", precision=None, providers=None,
                           f"available: {', '.join(_runs_here(device))}")
     if engine != "auto" or device != "cpu":  # nothing to measure
         kind, p = pairs[0]
-        return kind.build(network, device, p, providers, compile)
+        return kind.build(network, device, p, providers, compile, threads)
     options, refused = [], []
     for kind, p in pairs:
         try:
-            options.append(kind.build(network, device, p, providers, compile))
+            options.append(kind.build(network, device, p, providers, compile, threads))
         except EngineError as e:  # auto goes on with the others
             refused.append(e)
             warnings.warn(f"auto leaves out {e}", stacklevel=2)

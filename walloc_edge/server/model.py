@@ -17,23 +17,27 @@ class ServedModel:
     it the bundle's decoder graph (``decoder.bundle``). ``classifier``: a file from
     ``walloc-edge classify train``, which must classify latents of this model.
     ``decoder_options``: the Decoder's engine keywords (engine, precision, providers,
-    compile; for a bundle onnxruntime fp32 only)."""
+    compile; for a bundle onnxruntime fp32 only). ``threads``: what each message is decoded
+    and classified on (serve's workers share the cores), the engine chosen and measured on
+    as many (default: all cores)."""
 
     def __init__(self, model: str, decode: bool = True, device: str = "auto",
                  tile: "int | None" = None, classifier: "str | None" = None,
-                 decoder_options: "dict | None" = None):
+                 decoder_options: "dict | None" = None, threads: "int | None" = None):
         self.name, self.classifier_name = str(model), classifier
-        self.decoder = None
-        if decode and Path(model, "encoder.json").is_file():  # its decoder graph: no torch
+        self.decoder, self.classifier, self.threads = None, None, threads
+        options = {**({} if tile is None else {"tile": tile}), **(decoder_options or {}),
+                   "threads": threads}
+        self.torch_free = Path(model, "encoder.json").is_file()  # a bundle's decoder graph
+        if decode and self.torch_free:
             from ..decoder.bundle import BundleDecoder
 
-            self.decoder = BundleDecoder(model, **({} if tile is None else {"tile": tile}),
-                                         **(decoder_options or {}))
+            self.decoder = BundleDecoder(model, **options)
         elif decode:
             from ..decoder import Decoder
 
-            self.decoder = Decoder(model, device, **({} if tile is None else {"tile": tile}),
-                                   **(decoder_options or {}))
+            self.use_threads()  # auto measures the torch engines as they will run
+            self.decoder = Decoder(model, device, **options)
         if decode:  # what each message's budget scales: measured once, then kept
             from ..decoder.cost import cached_calibration
 
@@ -49,7 +53,6 @@ class ServedModel:
             from ..codec.sensor import model_id
 
             self.model_id = model_id(load(model))
-        self.classifier = None
         if classifier:
             from ..learning.classifier import check_compatible, load_classifier
 
@@ -81,13 +84,13 @@ class ServedModel:
             raise Rejected(str(e)) from None
         return cost.bytes, cost.seconds
 
-    def use_threads(self, threads: int) -> None:
-        """Let torch use ``threads`` threads for what the calling thread decodes or classifies
-        (serve's workers share the cores)."""
-        if self.decoder is not None or self.classifier is not None:
+    def use_threads(self) -> None:
+        """Let torch use ``threads`` for what the calling thread decodes or classifies (a
+        bundle's decoder runs on onnxruntime: its session was made with them)."""
+        if self.threads and (not self.torch_free or self.classifier is not None):
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(self.threads)
 
     def decode(self, stream: Bitstream) -> np.ndarray:
         """The signal of a verified bitstream."""
