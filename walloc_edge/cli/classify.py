@@ -4,6 +4,7 @@ import json
 import math
 
 from . import Parser
+from .classify_probe import configure_probe, run_probe
 from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress, say,
                       write_text)
 
@@ -25,8 +26,9 @@ examples:
 
 def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser,
-                           help="train (a classifier on a dataset), eval (one on a dataset) "
-                                "or sweep (latents against pixels on an image folder)")
+                           help="train (a classifier on a dataset), eval (one on a dataset), "
+                                "sweep (latents against pixels on an image folder) or probe "
+                                "(a detail-reading task made from photos)")
     t = sub.add_parser("train", help="train a classifier on a dataset",
                        formatter_class=HelpFormatter, epilog=EXAMPLES,
                        description="Train a classifier on a dataset from walloc-edge dataset; "
@@ -65,6 +67,7 @@ def configure(p):
                                   "matrix here")
     e.add_argument("--confusion", metavar="PNG", help="draw the confusion matrix here")
     _configure_sweep(sub)
+    configure_probe(sub)
     p.epilog = EXAMPLES
 
 
@@ -123,7 +126,8 @@ _families = _choices(("cnn", "vit"))
 
 
 def run(args):
-    return {"train": _train, "eval": _evaluate, "sweep": _sweep}[args.action](args)
+    return {"train": _train, "eval": _evaluate, "sweep": _sweep,
+            "probe": run_probe}[args.action](args)
 
 
 def _sweep(args):
