@@ -34,6 +34,10 @@ def configure_probe(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of the digits and places")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use N of the photos (a seeded choice; default: all)")
+    p.add_argument("--per-photo", type=positive_int, default=1, metavar="K",
+                   help="images made from each photo, each with another digit (at most 10; "
+                        "with 10 a photo tells nothing of the class, so remembering photos "
+                        "cannot score)")
 
 
 def run_probe(args):
@@ -41,7 +45,7 @@ def run_probe(args):
 
     try:
         counts = make_probe(args.photos, args.out, args.size, args.glyph_size, args.contrast,
-                            args.seed, args.limit,
+                            args.seed, args.limit, args.per_photo,
                             progress=lambda jobs: progress(jobs, "probe", "image"))
     except ValueError as e:
         raise ValueError(_option(str(e))) from None
@@ -53,7 +57,7 @@ def run_probe(args):
 def _option(message):
     """The library's message with the option that set the refused value named."""
     for word, option in (("a glyph of", "--glyph-size"), ("contrast", "--contrast"),
-                         ("size", "--size")):
+                         ("size", "--size"), ("per photo", "--per-photo")):
         if message.startswith(word):
             return f"{option}: {message}"
     return message

@@ -86,15 +86,20 @@ def find_photos(root):
 
 
 def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
-               progress=None):
+               per_photo=1, progress=None):
     """Write the probe of the photos under ``photos`` into folder ``out`` (OUT/DIGIT/NNNNN.png,
     ready for ``classify sweep`` or ``dataset``); returns {digit: images}. Every photo is
-    used once (the first ``limit`` of a seeded shuffle where given); the digits are dealt
-    evenly in a seeded order, and each image's place depends only on ``seed`` and its
-    number, so the same inputs give the same set. ``out`` is built in a sibling folder and
+    used (the first ``limit`` of a seeded shuffle where given) ``per_photo`` times, each
+    time with another digit: with 10, a photo says nothing of the class, so a classifier
+    cannot score by remembering photos and must read. The digits are dealt evenly in a
+    seeded order, and each image's place depends only on ``seed`` and its number, so the
+    same inputs give the same set. ``out`` is built in a sibling folder and
     renamed into place: an interrupted run leaves nothing under its name."""
     if not 0 < contrast <= 1:
         raise ValueError(f"contrast {contrast} must be above 0 and at most 1")
+    if not 1 <= per_photo <= 10:
+        raise ValueError(f"per photo {per_photo} must be 1 to 10 (a photo shows each digit "
+                         "at most once)")
     if size < 8:
         raise ValueError(f"size {size} is too small (at least 8 pixels)")
     glyph_mask("8", glyph)  # a glyph too small is refused before any work
@@ -107,8 +112,11 @@ def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
     order = np.random.default_rng([seed, 0]).permutation(len(files))
     if limit is not None:
         order = order[:limit]
-    digits = np.resize(np.arange(10), len(order))
-    np.random.default_rng([seed, 1]).shuffle(digits)
+    # the i-th photo (in the shuffled order) gets the digits i, i + 1, … (mod 10) of a
+    # seeded permutation: as many images of each digit as the count allows
+    turn = np.arange(len(order))[:, None] + np.arange(per_photo)[None, :]
+    digits = np.random.default_rng([seed, 1]).permutation(10)[turn % 10].ravel()
+    order = np.repeat(order, per_photo)
     partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     counts = dict.fromkeys(CLASSES, 0)
