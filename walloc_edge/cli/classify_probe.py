@@ -31,6 +31,10 @@ def configure_probe(sub):
                    help="height of the digit in pixels (at least 5)")
     p.add_argument("--contrast", type=positive_number, default=1.0,
                    help="ink against plate, 0 to 1 (1: black on white or white on black)")
+    p.add_argument("--ink", choices=("solid", "hatched"), default="solid",
+                   help="solid (a dark digit on a light plate or the reverse), or hatched (a "
+                        "one-pixel checkerboard digit on a grey plate of its mean: any resize "
+                        "to half the side or less erases it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the digits and places")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use N of the photos (a seeded choice; default: all)")
@@ -45,13 +49,13 @@ def run_probe(args):
 
     try:
         counts = make_probe(args.photos, args.out, args.size, args.glyph_size, args.contrast,
-                            args.seed, args.limit, args.per_photo,
+                            args.seed, args.limit, args.per_photo, args.ink,
                             progress=lambda jobs: progress(jobs, "probe", "image"))
     except ValueError as e:
         raise ValueError(_option(str(e))) from None
     print(f"wrote {sum(counts.values())} images to {args.out} (10 classes, "
           f"{min(counts.values())} to {max(counts.values())} each; {args.size} px, digits "
-          f"{args.glyph_size} px high, contrast {args.contrast:g})")
+          f"{args.glyph_size} px high, {args.ink} ink, contrast {args.contrast:g})")
 
 
 def _option(message):

@@ -21,9 +21,10 @@ import numpy as np
 from ..runtime.io import IMAGE_SUFFIXES
 from .datasets import prepare
 
-__all__ = ["CLASSES", "SEGMENTS", "glyph_mask", "find_photos", "probe_image", "make_probe"]
+__all__ = ["CLASSES", "INKS", "SEGMENTS", "glyph_mask", "find_photos", "probe_image", "make_probe"]
 
 CLASSES = tuple(str(d) for d in range(10))
+INKS = ("solid", "hatched")
 # Seven segments: a (top), b (top right), c (bottom right), d (bottom), e (bottom left),
 # f (top left), g (middle).
 SEGMENTS = {"0": "abcdef", "1": "bc", "2": "abdeg", "3": "abcdg", "4": "bcfg",
@@ -51,10 +52,13 @@ def glyph_mask(digit, height):
     return big.reshape(height, SUPERSAMPLE, width, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def probe_image(photo, digit, glyph, contrast, rng):
+def probe_image(photo, digit, glyph, contrast, rng, ink="solid"):
     """``photo`` (uint8 (S, S, 3)) with a plate showing ``digit`` pasted at a place ``rng``
-    draws. The plate is light where the photo around it is dark and dark where it is light,
-    so it is easy to find; reading it is what needs detail."""
+    draws. ``ink`` "solid": the plate is light where the photo around it is dark and dark
+    where it is light, the digit the opposite, so it is easy to find; reading it is what
+    needs detail. "hatched": a mid-grey plate, the digit drawn as a one-pixel checkerboard
+    whose mean is that grey, so that any average of 2 × 2 pixels or more (a resize to half
+    the side or less) erases it and only the finest detail shows it."""
     mask = glyph_mask(digit, glyph)
     margin = max(1, glyph // 5)
     ph, pw = mask.shape[0] + 2 * margin, mask.shape[1] + 2 * margin
@@ -64,6 +68,15 @@ def probe_image(photo, digit, glyph, contrast, rng):
     top, left = int(rng.integers(0, side - ph + 1)), int(rng.integers(0, side - pw + 1))
     out = photo.astype(np.float32)
     region = out[top:top + ph, left:left + pw]
+    if ink == "hatched":
+        y, x = np.indices((ph, pw))
+        checker = np.where((top + y + left + x) % 2, 1.0, -1.0).astype(np.float32)
+        shade = np.full((ph, pw), 0.5, np.float32)
+        shade[margin:margin + mask.shape[0], margin:margin + mask.shape[1]] += \
+            mask * checker[margin:margin + mask.shape[0], margin:margin + mask.shape[1]] \
+            * contrast / 2
+        region[:] = 255 * shade[..., None]
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     light = region.mean() < 128
     plate, ink = (0.5 + contrast / 2, 0.5 - contrast / 2) if light else \
         (0.5 - contrast / 2, 0.5 + contrast / 2)
@@ -86,7 +99,7 @@ def find_photos(root):
 
 
 def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
-               per_photo=1, progress=None):
+               per_photo=1, ink="solid", progress=None):
     """Write the probe of the photos under ``photos`` into folder ``out`` (OUT/DIGIT/NNNNN.png,
     ready for ``classify sweep`` or ``dataset``); returns {digit: images}. Every photo is
     used (the first ``limit`` of a seeded shuffle where given) ``per_photo`` times, each
@@ -95,6 +108,8 @@ def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
     seeded order, and each image's place depends only on ``seed`` and its number, so the
     same inputs give the same set. ``out`` is built in a sibling folder and
     renamed into place: an interrupted run leaves nothing under its name."""
+    if ink not in INKS:
+        raise ValueError(f"ink {ink!r} is not one of {', '.join(INKS)}")
     if not 0 < contrast <= 1:
         raise ValueError(f"contrast {contrast} must be above 0 and at most 1")
     if not 1 <= per_photo <= 10:
@@ -126,7 +141,7 @@ def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
         jobs = list(enumerate(zip(order.tolist(), digits.tolist())))
         for number, (index, digit) in (progress(jobs) if progress else jobs):
             image = probe_image(prepare(files[index], size), CLASSES[digit], glyph, contrast,
-                                np.random.default_rng([seed, 2, number]))
+                                np.random.default_rng([seed, 2, number]), ink)
             (partial / CLASSES[digit] / f"{number:05d}.png").write_bytes(_png(image))
             counts[CLASSES[digit]] += 1
         if out.exists():
