@@ -49,6 +49,21 @@ def test_the_plate_is_the_only_change_and_contrast_sets_its_ink():
     assert (light[rows.min(), cols.min()] == 0).all()
 
 
+def test_a_resize_erases_a_hatched_digit_but_not_a_solid_one():
+    """What the probe measures: a hatched digit is gone after the sweep's resize to a
+    quarter of the side (a box average), a solid one leaves a blob behind."""
+    photo = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def quarter(image):
+        return np.asarray(Image.fromarray(image).resize((16, 16), Image.BOX)).astype(int)
+
+    for ink, erased in (("hatched", True), ("solid", False)):
+        one, eight = (probe_image(photo, d, 16, 1.0, np.random.default_rng(2), ink)
+                      for d in ("1", "8"))
+        assert np.abs(one.astype(int) - eight).max() >= 127  # full pixels tell them apart
+        assert (np.abs(quarter(one) - quarter(eight)).max() <= 16) == erased  # edges leak a little
+
+
 def test_make_probe_is_balanced_deterministic_and_readable_by_datasets(photos, tmp_path):
     counts = make_probe(photos, tmp_path / "a", size=32, glyph=7, seed=5)
     assert sorted(counts) == list(CLASSES) and sum(counts.values()) == 23
