@@ -96,8 +96,8 @@ def test_a_failed_probe_leaves_nothing(photos, tmp_path):
     (["MISSING", "OUT"], "no such folder"),
     (["EMPTY", "OUT"], "no images"),
     (["PHOTOS", "OUT", "--glyph-size", "4"], "--glyph-size: a glyph of 4 pixels is too small"),
-    (["PHOTOS", "OUT", "--size", "16", "--glyph-size", "16"], "--glyph-size: a glyph of 16 "
-                                                                "pixels does not fit"),
+    (["PHOTOS", "OUT", "--size", "16", "--glyph-size", "16"],
+     "--glyph-size: a glyph of 16 pixels does not fit"),
     (["PHOTOS", "OUT", "--contrast", "1.5"], "--contrast: contrast 1.5 must be"),
     (["PHOTOS", "TAKEN"], "exists and is not an empty folder"),
     (["PHOTOS", "OUT", "--contrast", "x"], "'x' is not a number"),

@@ -4,9 +4,9 @@ import json
 import math
 
 from . import Parser
-from .classify_probe import configure_probe, run_probe
 from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress, say,
                       write_text)
+from .classify_probe import configure_probe, run_probe
 
 EXAMPLES = """Both classifier families (--model cnn or vit) are the same for latents and pixels:
 a stem cuts every input into a grid of patches of equal image area (--grid, by default the

@@ -1,15 +1,18 @@
-"""``walloc-edge classify probe``: the detail probe (walloc_edge/learning/probe.py) as an image
-folder that ``classify sweep`` and ``dataset`` take."""
+"""``walloc-edge classify probe``: the detail probe (walloc_edge/learning/probe.py) as an
+image folder that ``classify sweep`` and ``dataset`` take."""
 from ._shared import HelpFormatter, positive_int, positive_number, progress
 
-PROBE_EXAMPLES = """The probe asks whether a classifier can read a digit a few pixels high, pasted on a
-plate at a random place in each photo (ten classes, one per digit). Tune --glyph-size and
---contrast until full pixels beat resized ones by a clear margin (a quick one-seed sweep),
-then compare latents: how much of that gap do they recover?
+PROBE_EXAMPLES = """The probe asks whether a classifier can read a digit pasted on a plate at a
+random place in each photo (ten classes, one per digit) from detail that resizing removes.
+Tune --glyph-size, --contrast and --ink until full pixels beat resized ones by a clear margin
+(a one-seed sweep of resized and full), then compare latents: how much of that gap do they
+recover? (On Imagenette at 112 px, solid digits of 8 and 12 px were not learnt from 4,000
+photos in 15 epochs, full pixels or resized; hatched ones of 24 px were.)
 
 examples:
-  walloc-edge classify probe imagenette/train probe/ --size 112 --glyph-size 8
-  walloc-edge classify sweep probe/ --out probe-sweep/ --sizes 112 --seeds 3 --epochs 15"""
+  walloc-edge classify probe imagenette/train probe/ --size 112 --glyph-size 24 --ink hatched
+  walloc-edge classify sweep probe/ --out probe-sweep/ --sizes 112 --inputs resized,full
+  walloc-edge classify sweep probe/ --out probe-sweep/ --sizes 112 --seeds 3"""
 
 
 def configure_probe(sub):
