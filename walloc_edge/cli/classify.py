@@ -98,6 +98,9 @@ def _configure_sweep(sub):
     s.add_argument("--json", help="write one row per run here")
     s.add_argument("--table", metavar="MD", help="write the Markdown table here")
     s.add_argument("--plot", metavar="SVG", help="write the plot here (default: OUT/sweep.svg)")
+    s.add_argument("--finished-only", action="store_true",
+                   help="train nothing: write the table, JSON and plot of the runs OUT holds "
+                        "(while a sweep still runs, or one that was stopped)")
 
 
 SWEEP_EXAMPLES = """examples:
@@ -150,10 +153,12 @@ def _sweep(args):
                                  f"encodes blocks of {bundle.block} pixels; the classifiers "
                                  "cut S/8 x S/8 patches)")
         out = output_dir(args.out, "--out")
-        make_datasets(args.images, out, args.sizes, args.inputs, bundles, log=say,
-                      progress=lambda jobs: progress(jobs, "converting", "image"))
+        if not args.finished_only:
+            make_datasets(args.images, out, args.sizes, args.inputs, bundles, log=say,
+                          progress=lambda jobs: progress(jobs, "converting", "image"))
     runs = plan(args.sizes, args.inputs, args.models, args.seeds)
-    rows = run_all(runs, out, args.epochs, args.batch, args.threads, log=say)
+    rows = run_all(runs, out, args.epochs, args.batch, args.threads, log=say,
+                   train=not args.finished_only)
     print(table(rows), end="")
     if args.json:
         write_text(args.json, json.dumps(rows, indent=2) + "\n")
