@@ -36,8 +36,10 @@ def configure_probe(sub):
                    help="ink against plate, 0 to 1 (1: black on white or white on black)")
     p.add_argument("--ink", choices=("solid", "hatched"), default="solid",
                    help="solid (a dark digit on a light plate or the reverse), or hatched (a "
-                        "one-pixel checkerboard digit on a grey plate of its mean: any resize "
-                        "to half the side or less erases it)")
+                        "checkerboard digit on a grey plate of its mean: a resize by 2 x --cell "
+                        "or a multiple of it erases it)")
+    p.add_argument("--cell", type=positive_int, default=1, metavar="PIXELS",
+                   help="side of the checkerboard's squares of --ink hatched")
     p.add_argument("--seed", type=int, default=0, help="seed of the digits and places")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="use N of the photos (a seeded choice; default: all)")
@@ -52,13 +54,14 @@ def run_probe(args):
 
     try:
         counts = make_probe(args.photos, args.out, args.size, args.glyph_size, args.contrast,
-                            args.seed, args.limit, args.per_photo, args.ink,
+                            args.seed, args.limit, args.per_photo, args.ink, args.cell,
                             progress=lambda jobs: progress(jobs, "probe", "image"))
     except ValueError as e:
         raise ValueError(_option(str(e))) from None
+    ink = f"hatched ink in cells of {args.cell} px" if args.ink == "hatched" else "solid ink"
     print(f"wrote {sum(counts.values())} images to {args.out} (10 classes, "
           f"{min(counts.values())} to {max(counts.values())} each; {args.size} px, digits "
-          f"{args.glyph_size} px high, {args.ink} ink, contrast {args.contrast:g})")
+          f"{args.glyph_size} px high, {ink}, contrast {args.contrast:g})")
 
 
 def _option(message):

@@ -52,13 +52,14 @@ def glyph_mask(digit, height):
     return big.reshape(height, SUPERSAMPLE, width, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def probe_image(photo, digit, glyph, contrast, rng, ink="solid"):
+def probe_image(photo, digit, glyph, contrast, rng, ink="solid", cell=1):
     """``photo`` (uint8 (S, S, 3)) with a plate showing ``digit`` pasted at a place ``rng``
     draws. ``ink`` "solid": the plate is light where the photo around it is dark and dark
     where it is light, the digit the opposite, so it is easy to find; reading it is what
-    needs detail. "hatched": a mid-grey plate, the digit drawn as a one-pixel checkerboard
-    whose mean is that grey, so that any average of 2 × 2 pixels or more (a resize to half
-    the side or less) erases it and only the finest detail shows it."""
+    needs detail. "hatched": a mid-grey plate, the digit drawn as a checkerboard of
+    ``cell``-pixel squares whose mean is that grey, so that a box average over 2 × ``cell``
+    pixels or a multiple of it (a resize by that factor) erases it and only detail finer
+    than that shows it."""
     mask = glyph_mask(digit, glyph)
     margin = max(1, glyph // 5)
     ph, pw = mask.shape[0] + 2 * margin, mask.shape[1] + 2 * margin
@@ -70,7 +71,8 @@ def probe_image(photo, digit, glyph, contrast, rng, ink="solid"):
     region = out[top:top + ph, left:left + pw]
     if ink == "hatched":
         y, x = np.indices((ph, pw))
-        checker = np.where((top + y + left + x) % 2, 1.0, -1.0).astype(np.float32)
+        checker = np.where(((top + y) // cell + (left + x) // cell) % 2, 1.0,
+                           -1.0).astype(np.float32)
         shade = np.full((ph, pw), 0.5, np.float32)
         shade[margin:margin + mask.shape[0], margin:margin + mask.shape[1]] += \
             mask * checker[margin:margin + mask.shape[0], margin:margin + mask.shape[1]] \
@@ -99,7 +101,7 @@ def find_photos(root):
 
 
 def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
-               per_photo=1, ink="solid", progress=None):
+               per_photo=1, ink="solid", cell=1, progress=None):
     """Write the probe of the photos under ``photos`` into folder ``out`` (OUT/DIGIT/NNNNN.png,
     ready for ``classify sweep`` or ``dataset``); returns {digit: images}. Every photo is
     used (the first ``limit`` of a seeded shuffle where given) ``per_photo`` times, each
@@ -110,6 +112,8 @@ def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
     renamed into place: an interrupted run leaves nothing under its name."""
     if ink not in INKS:
         raise ValueError(f"ink {ink!r} is not one of {', '.join(INKS)}")
+    if cell < 1:
+        raise ValueError(f"cell {cell} must be at least 1 pixel")
     if not 0 < contrast <= 1:
         raise ValueError(f"contrast {contrast} must be above 0 and at most 1")
     if not 1 <= per_photo <= 10:
@@ -141,7 +145,7 @@ def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
         jobs = list(enumerate(zip(order.tolist(), digits.tolist())))
         for number, (index, digit) in (progress(jobs) if progress else jobs):
             image = probe_image(prepare(files[index], size), CLASSES[digit], glyph, contrast,
-                                np.random.default_rng([seed, 2, number]), ink)
+                                np.random.default_rng([seed, 2, number]), ink, cell)
             (partial / CLASSES[digit] / f"{number:05d}.png").write_bytes(_png(image))
             counts[CLASSES[digit]] += 1
         if out.exists():
