@@ -30,11 +30,11 @@ def configure_probe(sub):
     p.add_argument("--size", type=positive_int, default=112,
                    help="side of the square images written, in pixels (make the sweep's "
                         "--sizes this, or a fraction of it)")
-    p.add_argument("--glyph-size", type=positive_int, default=8, metavar="PIXELS",
+    p.add_argument("--glyph-size", type=positive_int, default=24, metavar="PIXELS",
                    help="height of the digit in pixels (at least 5)")
     p.add_argument("--contrast", type=positive_number, default=1.0,
                    help="ink against plate, 0 to 1 (1: black on white or white on black)")
-    p.add_argument("--ink", choices=("solid", "hatched"), default="solid",
+    p.add_argument("--ink", choices=("solid", "hatched"), default="hatched",
                    help="solid (a dark digit on a light plate or the reverse), or hatched (a "
                         "checkerboard digit on a grey plate of its mean: a resize by 2 x --cell "
                         "or a multiple of it erases it)")

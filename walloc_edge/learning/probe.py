@@ -7,10 +7,12 @@ in it; the digit is the class (ten classes, as many photos each as the photos al
 digits are drawn here (no font, no download), so the set is the same on every machine for
 the same photos and seed. A meter, a plate or a label read by a fleet's camera is this task.
 
-``glyph`` (the digit's height in pixels) and ``contrast`` (ink against plate, 0 to 1) set
-how much detail the task needs: a digit a few pixels high is legible at ``size`` but not
-after resizing to ``size``/4, so full pixels beat resized ones there, and a classifier on
-latents shows how much of that gap latents recover.
+``glyph`` (the digit's height in pixels), ``ink`` and ``contrast`` (ink against plate, 0 to
+1) set how much detail the task needs. Hatched ink (the default) draws the digit as a fine
+checkerboard on a plate of its mean grey, which a resize to ``size``/4 erases, so full
+pixels beat resized ones there, and a classifier on latents shows how much of that gap
+latents recover. Solid ink is the plainer task, but small solid digits were not learnt from
+a few thousand photos, full pixels or resized (docs/learning.md).
 """
 import os
 import shutil
@@ -100,8 +102,8 @@ def find_photos(root):
     return photos
 
 
-def make_probe(photos, out, size=112, glyph=8, contrast=1.0, seed=0, limit=None,
-               per_photo=1, ink="solid", cell=1, progress=None):
+def make_probe(photos, out, size=112, glyph=24, contrast=1.0, seed=0, limit=None,
+               per_photo=1, ink="hatched", cell=1, progress=None):
     """Write the probe of the photos under ``photos`` into folder ``out`` (OUT/DIGIT/NNNNN.png,
     ready for ``classify sweep`` or ``dataset``); returns {digit: images}. Every photo is
     used (the first ``limit`` of a seeded shuffle where given) ``per_photo`` times, each
