@@ -302,6 +302,10 @@ def test_sweep_writes_rows_a_table_and_a_plot_and_resumes(images, bundle, tmp_pa
     assert main(argv) == 0
     assert "kept 8 finished runs of 8" in capsys.readouterr().out
     assert json.loads(rows_file.read_text()) == rows
+    wider = ["--sizes", "224,112,56", "--models", "cnn,vit", "--seeds", "2", "--finished-only"]
+    assert main(argv + wider) == 0  # trains nothing, makes no dataset: reports what is done
+    assert "kept 8 finished runs of 48" in capsys.readouterr().out
+    assert json.loads(rows_file.read_text()) == rows and not (out / "data" / "224").exists()
 
 
 @pytest.mark.parametrize("argv, needle", [

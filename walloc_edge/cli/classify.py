@@ -6,6 +6,7 @@ import math
 from . import Parser
 from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress, say,
                       write_text)
+from .classify_probe import configure_probe, run_probe
 
 EXAMPLES = """Both classifier families (--model cnn or vit) are the same for latents and pixels:
 a stem cuts every input into a grid of patches of equal image area (--grid, by default the
@@ -25,8 +26,9 @@ examples:
 
 def configure(p):
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=Parser,
-                           help="train (a classifier on a dataset), eval (one on a dataset) "
-                                "or sweep (latents against pixels on an image folder)")
+                           help="train (a classifier on a dataset), eval (one on a dataset), "
+                                "sweep (latents against pixels on an image folder) or probe "
+                                "(a detail-reading task made from photos)")
     t = sub.add_parser("train", help="train a classifier on a dataset",
                        formatter_class=HelpFormatter, epilog=EXAMPLES,
                        description="Train a classifier on a dataset from walloc-edge dataset; "
@@ -65,6 +67,7 @@ def configure(p):
                                   "matrix here")
     e.add_argument("--confusion", metavar="PNG", help="draw the confusion matrix here")
     _configure_sweep(sub)
+    configure_probe(sub)
     p.epilog = EXAMPLES
 
 
@@ -95,6 +98,9 @@ def _configure_sweep(sub):
     s.add_argument("--json", help="write one row per run here")
     s.add_argument("--table", metavar="MD", help="write the Markdown table here")
     s.add_argument("--plot", metavar="SVG", help="write the plot here (default: OUT/sweep.svg)")
+    s.add_argument("--finished-only", action="store_true",
+                   help="train nothing: write the table, JSON and plot of the runs OUT holds "
+                        "(while a sweep still runs, or one that was stopped)")
 
 
 SWEEP_EXAMPLES = """examples:
@@ -123,7 +129,8 @@ _families = _choices(("cnn", "vit"))
 
 
 def run(args):
-    return {"train": _train, "eval": _evaluate, "sweep": _sweep}[args.action](args)
+    return {"train": _train, "eval": _evaluate, "sweep": _sweep,
+            "probe": run_probe}[args.action](args)
 
 
 def _sweep(args):
@@ -146,10 +153,12 @@ def _sweep(args):
                                  f"encodes blocks of {bundle.block} pixels; the classifiers "
                                  "cut S/8 x S/8 patches)")
         out = output_dir(args.out, "--out")
-        make_datasets(args.images, out, args.sizes, args.inputs, bundles, log=say,
-                      progress=lambda jobs: progress(jobs, "converting", "image"))
+        if not args.finished_only:
+            make_datasets(args.images, out, args.sizes, args.inputs, bundles, log=say,
+                          progress=lambda jobs: progress(jobs, "converting", "image"))
     runs = plan(args.sizes, args.inputs, args.models, args.seeds)
-    rows = run_all(runs, out, args.epochs, args.batch, args.threads, log=say)
+    rows = run_all(runs, out, args.epochs, args.batch, args.threads, log=say,
+                   train=not args.finished_only)
     print(table(rows), end="")
     if args.json:
         write_text(args.json, json.dumps(rows, indent=2) + "\n")

@@ -62,8 +62,9 @@ def make_datasets(images, out, sizes, inputs, bundles, log=print, progress=None)
                     progress=progress)
 
 
-def run_all(runs, out, epochs, batch=128, threads=None, log=print):
-    """Train and score every run ``out/runs`` does not hold yet; returns every row."""
+def run_all(runs, out, epochs, batch=128, threads=None, log=print, train=True):
+    """Train and score every run ``out/runs`` does not hold yet; returns every row (with
+    ``train`` False, trains nothing and returns the rows of the finished runs)."""
     import torch
 
     from .training import train_classifier
@@ -81,6 +82,8 @@ def run_all(runs, out, epochs, batch=128, threads=None, log=print):
                 rows[run.name] = row
     if rows:
         log(f"kept {len(rows)} finished runs of {len(runs)}")
+    if not train:
+        return [rows[run.name] for run in runs if run.name in rows]
     for number, run in enumerate(runs, 1):
         if run.name in rows:
             continue
