@@ -222,7 +222,7 @@ def small_data(images, bundle, tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("family", ["cnn", "vit"])
+@pytest.mark.parametrize("family", ["cnn", pytest.param("vit", marks=pytest.mark.slow)])
 def test_classifiers_take_any_grid_with_one_budget(small_data, latents_data, family, tmp_path,
                                                    capsys):
     """At 56 px every input is cut into a 7 x 7 grid; latents and the resized pixels (the
