@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
-from ..firmware_bridge.transports import RECEIVER_URLS, ReceiverLimits, open_receiver
+from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, open_receiver,
+                                           parse_url)
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
 from ..server.store import ObjectStore, is_object_store, open_store
@@ -197,6 +198,8 @@ def run(args):
     if args.no_decode and not (args.latents or args.classify):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     http = _http(args)
+    with naming("--listen"):
+        parse_url(args.listen)  # a mistyped URL before any output is made
     if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
     out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
