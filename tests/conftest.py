@@ -3,6 +3,7 @@ bundles of small models that many test files encode with (exported once per run)
 MQTT brokers. Helpers that tests call by name are in helpers.py."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -153,6 +154,15 @@ def mono(exported):
 
     codec = _seeded(CodecConfig("audio", channels=1, J=3, latent_dim=4, Nd=8))
     return codec, exported("mono", codec, static_shape=(512,))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children():
+    """Tests stop serve and stream with Ctrl-C's signal. Run from a script's background job
+    (or nohup) pytest starts with SIGINT ignored, which its children would inherit (and
+    then, rightly, not stop on it): they get Python's default handling back."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -70,6 +70,7 @@ def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
         assert rows["onnxruntime, 1 thread"]["encode"]["median"] > 0
         assert rows["numpy"]["identical_latents"] == 1.0
         assert rows["native, 1 thread"]["identical_latents"] >= {MIN_IDENTICAL}
+        assert rows["fixed-point, 1 thread"]["identical_latents"] >= {MIN_IDENTICAL}
         assert rows["litert, 1 thread"]["status"].startswith("skipped")  # no .tflite exported
         assert "torch" in rows["torch decoder"]["status"]
         assert any(r["kind"] == "baseline" and r["compression_ratio"] > 1 for r in rows.values())
@@ -77,4 +78,4 @@ def test_bench_on_a_sensor_without_torch(tmp_path, reference_dir):
         assert all(name in text for name in rows) and "<rect" in svg_plot(result)
         print(len(rows), "torch" in sys.modules)
     """)
-    assert out.strip() == "15 False"  # 6 sensor rows, 4 coders, 2 torch (skipped), 3 baselines
+    assert out.strip() == "16 False"  # 7 sensor rows, 4 coders, 2 torch (skipped), 3 baselines
