@@ -82,7 +82,7 @@ def test_unknown_or_unrunnable_choices_are_refused(reference):
 def test_cli_names_the_option_and_exits_2(command, tmp_path, capsys):
     inputs = {"decode": [str(tmp_path / "x.wlc"), "-o", str(tmp_path)],
               "eval": [str(tmp_path)],
-              "serve": ["--listen", "tcp://127.0.0.1:0", "--out", str(tmp_path)]}[command]
+              "serve": ["--listen", "tcp://127.0.0.1:9000", "--out", str(tmp_path)]}[command]
     for argv, option, listed in [(["--engine", "tensorflow"], "--engine", "onnxruntime"),
                                  (["--precision", "int4"], "--precision", "bf16")]:
         code = main([command, "rgb-16x", *inputs, *argv])
