@@ -9,12 +9,10 @@ whatever the input: ``native_fixed.c`` spells the scaling and rounding. Not the 
 """
 import ctypes
 import math
-import os
 
 import numpy as np
 
 from ..modality import IMAGE, modality
-from .base import Backend
 from .native import _LIB, LIFTING, NativeBackend, fold
 
 __all__ = ["FixedPointBackend", "fold_fixed"]
@@ -148,31 +146,13 @@ class FixedPointBackend(NativeBackend):
     """``run(raw)`` as the native backend's, computed in integers only (native_fixed.c)."""
 
     name = "fixed-point"
+    core = "fixed"
 
-    def __init__(self, bundle, threads=None, providers=None):
-        Backend.__init__(self, bundle, threads, providers)
-        cfg = bundle.config
-        self.image = bundle.modality is IMAGE
-        self.J, self.latent_dim = cfg["J"], cfg["latent_dim"]
-        self.threads = threads or os.cpu_count() or 1
-        self.detail = f"int32/int16, {self.threads} thread" + "s" * (self.threads > 1)
-        self.clip = 2 ** (cfg["latent_bits"] - 1) - 1
-        self.model = fold_fixed(bundle.arrays(), cfg, bundle.meta["compander"])
+    def _fold(self, bundle):
+        self.model = fold_fixed(bundle.arrays(), bundle.config, bundle.meta["compander"])
+        self.detail = f"int32/int16, {self.detail}"
 
-    def _run(self, sample, index):
-        block, mo = 1 << self.J, self.model
-        common = (self.J, mo["scaling"], mo["weight"], mo["shifts"], mo["bias"],
-                  self.latent_dim, mo["thresholds"], len(mo["thresholds"]), self.clip)
-        shape = [len(i) for i in index]
-        C = sample.shape[-1]
-        if self.image:
-            (H, W) = shape
-            out = np.empty((self.latent_dim, H // block, W // block), np.int8)
-            status = _LIB.walloc_fixed_encode_image(
-                sample, sample.shape[1], *index, H, W, C, *common, out, self.threads)
-        else:
-            (n,) = shape
-            out = np.empty((self.latent_dim, n // block + 2), np.int8)
-            status = _LIB.walloc_fixed_encode_audio(sample, *index, n, C, *common, out,
-                                                    self.threads)
-        return status, out
+    def _model_args(self):
+        mo = self.model
+        return (mo["scaling"], mo["weight"], mo["shifts"], mo["bias"], self.latent_dim,
+                mo["thresholds"], len(mo["thresholds"]), self.clip)

@@ -143,16 +143,24 @@ class NativeBackend(Backend):
 
     def __init__(self, bundle, threads=None, providers=None):
         super().__init__(bundle, threads, providers)
-        arrays = bundle.arrays()
         cfg = bundle.config
         self.image = bundle.modality is IMAGE
         self.J, self.latent_dim = cfg["J"], cfg["latent_dim"]
         self.threads = threads or os.cpu_count() or 1
         self.detail = f"{self.threads} thread" + "s" * (self.threads > 1)
         self.clip = 2 ** (cfg["latent_bits"] - 1) - 1
-        folded = fold(arrays, cfg, bundle.meta["compander"])
+        self._fold(bundle)
+
+    def _fold(self, bundle):
+        """Keep the model as the C core takes it (folded filters, 1x1 and thresholds)."""
+        folded = fold(bundle.arrays(), bundle.config, bundle.meta["compander"])
         self.lifting, self.weight, self.bias = folded["lifting"], folded["weight"], folded["bias"]
         self.thresholds = folded["thresholds"]
+
+    def _model_args(self):
+        """The C core's arguments between J and the output: the folded model."""
+        return (self.lifting, self.weight, self.bias, self.latent_dim, self.thresholds,
+                len(self.thresholds), self.clip)
 
     def run(self, raw):
         return self.run_at(raw[0], [np.arange(n) for n in raw.shape[1:-1]])[None]
@@ -169,20 +177,21 @@ class NativeBackend(Backend):
             raise ValueError(f"the native encoder refused this run (status {status})")
         return out
 
+    core = "native"  # the C entry points walloc_<core>_encode_image and _audio
+
     def _run(self, sample, index):
         block = 1 << self.J
-        common = (self.J, self.lifting, self.weight, self.bias, self.latent_dim,
-                  self.thresholds, len(self.thresholds), self.clip)
+        common = (self.J, *self._model_args())
         shape = [len(i) for i in index]
         C = sample.shape[-1]
         if self.image:
             (H, W) = shape
             out = np.empty((self.latent_dim, H // block, W // block), np.int8)
-            status = _LIB.walloc_native_encode_image(
+            status = getattr(_LIB, f"walloc_{self.core}_encode_image")(
                 sample, sample.shape[1], *index, H, W, C, *common, out, self.threads)
         else:
             (n,) = shape
             out = np.empty((self.latent_dim, n // block + 2), np.int8)
-            status = _LIB.walloc_native_encode_audio(sample, *index, n, C, *common, out,
-                                                     self.threads)
+            status = getattr(_LIB, f"walloc_{self.core}_encode_audio")(
+                sample, *index, n, C, *common, out, self.threads)
         return status, out
