@@ -42,7 +42,7 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
                                int8_t *out, int threads);
 
 /* The fixed-point core (native_fixed.c, whose comment spells the scaling and rounding), the
- * model folded into integers by backends/fixed.py: scaling (7): the lifting constants in
+ * model folded into integers by backends/fixed_point.py: scaling (7): the lifting constants in
  * Q30, the input's offset and shift, the second sum's shift; weight (planes, 3, latent_dim):
  * each plane's three int16 weights per latent; shifts (planes, 2); bias (latent_dim) and
  * thresholds (ascending) in the accumulator's scale. The rest as for the float core. */
