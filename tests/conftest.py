@@ -9,10 +9,17 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-import pytest
+# Under ``pytest -n N`` each of the N processes (and what it starts) gets its share of the
+# cores for torch's and OpenMP's thread pools: N pools of every core thrash (the inner loop
+# took 69 s so on this 2-core machine, 53 s with shares). Set before torch is imported.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
-from helpers import free_port
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from helpers import free_port  # noqa: E402
 
 REFERENCE = Path(__file__).parent / "reference"
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,20 +50,37 @@ EXPORT_CODE = [ROOT / "walloc_edge" / "export", ROOT / "walloc_edge" / "codec",
                ROOT / "walloc_edge" / "runtime", ROOT / "walloc_edge" / "decoder"]
 
 
-def _export_key(codec, formats, options):
+def _code_digest():
+    """A hash of the code that exports and of the exporting packages' versions."""
     import hashlib
     from importlib.metadata import version
 
-    from walloc_edge.codec.sensor import model_id
-
-    h = hashlib.sha256(f"{model_id(codec)} {sorted(formats)} {sorted(options.items())}".encode())
+    h = hashlib.sha256()
     for folder in EXPORT_CODE:
         for path in sorted(folder.rglob("*")):
             if path.suffix in (".py", ".c", ".h"):
                 h.update(path.read_bytes())
     for package in ("torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-litert"):
         h.update(version(package).encode())
-    return h.hexdigest()[:16]
+    return h.hexdigest()
+
+
+def _export_key(codec, formats, options):
+    import hashlib
+
+    from walloc_edge.codec.sensor import model_id
+
+    key = f"{model_id(codec)} {sorted(formats)} {sorted(options.items())} {_code_digest()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def kept_cache(pytestconfig, tmp_path_factory):
+    """A user cache folder (for ``XDG_CACHE_HOME``: the decoder engines' exported graphs)
+    kept in pytest's cache per code change, like the ``exported`` bundles."""
+    if getattr(pytestconfig, "cache", None) is None:  # pytest -p no:cacheprovider
+        return tmp_path_factory.mktemp("cache")
+    return pytestconfig.cache.mkdir(f"user-cache-{_code_digest()[:16]}")
 
 
 @pytest.fixture(scope="session")

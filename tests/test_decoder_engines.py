@@ -23,10 +23,11 @@ def offered():
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A cache of its own for the onnxruntime engine's exported graph (exported once)."""
+def cache(kept_cache):
+    """A cache of its own for the onnxruntime engine's exported graphs (exported once per
+    code change)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    mp.setenv("XDG_CACHE_HOME", str(kept_cache))
     yield
     mp.undo()
 

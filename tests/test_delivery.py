@@ -831,7 +831,7 @@ def test_in_flight_table_survives_racing_acknowledgements(tmp_path):
     every message is counted acknowledged exactly once."""
     link, identity = RacingLink(), Identity(0x5EED, 1)
     courier = Courier(link, identity, Spool(tmp_path / "spool"), log=lambda s: None,
-                      ack_timeout=0.3, window=8)
+                      ack_timeout=0.1, window=8)
     courier.start()
     sending = threading.Thread(target=lambda: [courier.send(b"m%d" % i) for i in range(300)],
                                daemon=True)

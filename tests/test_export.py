@@ -88,11 +88,10 @@ def test_onnx_and_litert_parity(name, exported):
     assert_parity(run_litert(static_in), torch_latents(codec, static_in))
 
 
-def test_reference_checkpoint_exports_with_exact_latents(tmp_path, reference_dir, rgb_golden):
+def test_reference_checkpoint_exports_with_exact_latents(exported, reference_dir, rgb_golden):
     """Graph latents equal those the reference package computed (golden file)."""
-    codec = load(reference_dir / "rgb_j3_l12.pth")
-    export_bundle(codec, tmp_path, ("onnx",), log=lambda *_: None)
-    session = onnx_session(tmp_path / "encoder.onnx")
+    bundle = exported("rgb-onnx", load(reference_dir / "rgb_j3_l12.pth"), ("onnx",))
+    session = onnx_session(bundle / "encoder.onnx")
     for photo in ("astronaut", "coffee"):
         raw = rgb_golden[f"{photo}/image"][None]
         latents = session.run(None, {"image": raw})[0]
@@ -129,7 +128,7 @@ def test_fused_filter_bank_support():
 
 def test_cli_export_and_errors(tmp_path, reference_dir, capsys):
     model = str(reference_dir / "rgb_j3_l12.pth")
-    assert main(["export", model, "--out", str(tmp_path / "b")]) == 0
+    assert main(["export", model, "--format", "onnx", "--out", str(tmp_path / "b")]) == 0
     out = capsys.readouterr().out
     assert "onnx: validated" in out and (tmp_path / "b" / "encoder.onnx").is_file()
     assert main(["export", model, "--format", "onnx,jpeg", "--out", str(tmp_path)]) == 2

@@ -76,7 +76,7 @@ def test_idle_and_trickling_connections_do_not_keep_a_sensor_out():
     port = free_port()
     logged = []
     receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append,
-                             limits=ReceiverLimits(frame=2.0))
+                             limits=ReceiverLimits(frame=1.0))
     idle = [socket.create_connection(("127.0.0.1", port), source_address=(f"127.0.0.{2 + k}", 0))
             for k in range(8) for _ in range(32)]
     tricklers = [socket.create_connection(("127.0.0.1", port),

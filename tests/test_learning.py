@@ -154,7 +154,7 @@ def test_the_paper_recipe_encodes_crops_on_the_fly(latents_data, reference_dir, 
     info.fields["model"] = str(reference_dir / "rgb_j3_l12.pth")  # the bundle's model
     images = source_images(info, table, [0, 1])
     stored, _ = arrays(table, "latents")
-    assert torch.equal(Inputs(info)(images), torch.from_numpy(stored[:2]).float())
+    assert torch.equal(Inputs(info)(images), torch.tensor(stored[:2], dtype=torch.float32))
     _, report = train_classifier(info, table, epochs=1, augment="paper", val_fraction=0.25,
                                  batch=8, log=lambda s: None)
     assert report["val_images"] == 6 and 0 <= report["top1"] <= 1
