@@ -1,5 +1,5 @@
 """The onnxruntime engine's graphs of a decoder network, kept in the user's cache (keyed by
-the weights and the torch version): the network exported to ONNX (fp32) and that graph
+the weights and the torch and walloc-edge versions): the network exported to ONNX (fp32) and that graph
 quantised to int8. Each is checked against torch before it is kept.
 
 int8: dynamic quantisation (weights int8, activations quantised per call) of the MatMuls
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .. import __version__
 from ..runtime._quiet import quiet_output
 from .errors import EngineError
 from .network import export_network, in_channels, is_2d
@@ -28,7 +29,8 @@ MIN_SNR_DB = {"fp32": 45.0, "int8": 35.0}  # coefficients against torch's (see c
 def cached_graph(network, precision: str = "fp32") -> Path:
     """decoder-<hash of the weights>[-int8].onnx in $XDG_CACHE_HOME/walloc-edge, made (and
     checked) the first time."""
-    digest = hashlib.sha256(torch.__version__.encode() + b" batch")  # a graph of any batch
+    # a graph of any batch, made by this torch and this walloc-edge
+    digest = hashlib.sha256(f"{torch.__version__} {__version__} batch".encode())
     for name, value in network.state_dict().items():
         digest.update(name.encode())
         digest.update(value.detach().cpu().float().numpy().tobytes())
