@@ -103,3 +103,22 @@ def test_workers_through_a_server_killed_and_restarted(rgb_weights_bundle, refer
     assert len(ledger) == len(set(ledger)) == 24
     assert not any(list((tmp_path / f"state{i}" / "spool" / n).glob("*.msg"))
                    for i, n in enumerate(names))  # every spool emptied
+
+
+def test_workers_log_whole_lines(capfd):
+    """Workers, connections and couriers log from threads of their own: every line comes out
+    whole (print writes a line and its newline separately, so lines ran together and a
+    reader counting them missed one)."""
+    from walloc_edge.runtime.console import say
+
+    def talk(k):
+        for i in range(400):
+            say(f"worker {k} line {i}")
+
+    threads = [threading.Thread(target=talk, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = capfd.readouterr().out.splitlines()
+    assert sorted(lines) == sorted(f"worker {k} line {i}" for k in range(8) for i in range(400))

@@ -32,10 +32,11 @@ its own status, and the sensor sends it again under a new boot. A bad message is
 with its sender and refused (the sensor is told), as is one whose decode is estimated from
 its header to exceed --max-decode-mb or --max-decode-seconds; a message that cannot be
 written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are served in
-turn, so one sending heavy messages does not hold the others up; --workers N handles N
-at once (decoding and writing overlap; each is still acknowledged only once written and in
-the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a service manager's stop)
-stops taking messages, lets those being handled finish, and reports what arrived.
+turn, so one sending heavy messages does not hold the others up; --workers N (default:
+one per core) handles N at once (decoding and writing overlap; each is still acknowledged
+only once written and in the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a
+service manager's stop) stops taking messages, lets those being handled finish, and reports
+what arrived.
 
 Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
 messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
@@ -119,11 +120,12 @@ def configure(p):
                    help="messages a second one sensor may send (bursts of 20); more are "
                         "dropped unacknowledged, so the sensor sends them again later "
                         "(default: no limit)")
-    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+    p.add_argument("--workers", type=positive_int, default=usable_cores(), metavar="N",
                    help="handle this many messages at once in threads (entropy decoding, "
                         "decoding and writing overlap; each message is still acknowledged "
                         "only once written and in the ledger), sharing the cores between "
-                        "them (default: 1, one at a time)")
+                        "them (default: one per core this process may use, %(default)s "
+                        "here; 1 handles one message at a time on every core)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.add_argument("--http", metavar="[HOST:]PORT",
@@ -136,6 +138,14 @@ def configure(p):
     p.add_argument("--http-token-file", metavar="FILE",
                    help="read --http-token from this file (not shown in the process list)")
     p.epilog = EXAMPLES
+
+
+def usable_cores():
+    """The cores this process may run on (a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def default_decode_mb():
@@ -207,7 +217,7 @@ def run(args):
         model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                             tile=args.tile, classifier=args.classify,
                             decoder_options=decoder_choices(args, ENGINE),
-                            threads=max(1, (os.cpu_count() or 1) // args.workers))
+                            threads=max(1, usable_cores() // args.workers))
     if not isinstance(out, ObjectStore):
         out = output_dir(out, "--out")
     with naming("--keys"):

@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict, deque
 from pathlib import Path
 
+from ..runtime.console import say
 from ..runtime.io import read_input, write_atomic
 from .delivery.spool import signals_deferred
 
@@ -41,7 +42,7 @@ def _send_all(encoder, sender, items, coder, log, level=None):
     return sent, failed
 
 
-def stream_files(encoder, sender, paths, coder="rans", log=print, level=None):
+def stream_files(encoder, sender, paths, coder="rans", log=say, level=None):
     """Encode each file and send its .wlc; returns (sent, failed)."""
     b = encoder.bundle
     items = ((path, Path(path).name,
@@ -49,7 +50,7 @@ def stream_files(encoder, sender, paths, coder="rans", log=print, level=None):
     return _send_all(encoder, sender, items, coder, log, level)
 
 
-def stream_frames(encoder, sender, frames, name, coder="rans", log=print, level=None):
+def stream_frames(encoder, sender, frames, name, coder="rans", log=say, level=None):
     """Encode each video frame and send its .wlc; returns (sent, failed). Ctrl-C ends the
     frames (the capture is released) and is passed on."""
     items = ((f"{name} frame {i}", f"{name}-{i:06d}", lambda frame=frame: (frame, 0))
@@ -100,7 +101,7 @@ def _digest(path):
     return sha.hexdigest()
 
 
-def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=print, stop=None,
+def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=None,
                  settle=2, record=None, level=None):
     """Send every file that appears in ``folder`` (those there at the start too) until
     ``stop()`` is true; Ctrl-C is logged and passed on. A file is sent once it is complete:
@@ -242,7 +243,7 @@ class _Workers:
             thread.join()
 
 
-def serve_messages(receiver, handle, count=None, idle=None, log=print, backlog=64, workers=1,
+def serve_messages(receiver, handle, count=None, idle=None, log=say, backlog=64, workers=1,
                    start_worker=None):
     """Pass each received message to ``handle(received)`` until ``count`` messages, ``idle``
     seconds without one, or Ctrl-C. No single message stops the loop: a handler's

@@ -15,6 +15,7 @@ from ..firmware_bridge.delivery import message_digest, start_nonce
 from ..firmware_bridge.framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Keys, LinkStats
 from ..firmware_bridge.loops import Rejected
 from ..runtime import Bitstream, Header, read_bitstream
+from ..runtime.console import say
 from ..runtime.modality import IMAGE
 from .model import ServedModel
 from .outputs import Outputs
@@ -56,10 +57,6 @@ def check_budget(cost: "tuple[int, float]", max_bytes: float, max_seconds: float
                        f"over {names[1]} {max_seconds:g} s")
 
 
-def _say(line):
-    print(line, flush=True)
-
-
 class Handler:
     """``handler(received)`` for each message of a receive loop (``serve_messages``): verify
     (CRC, model id, the size it claims against ``max_pixels`` and ``max_samples``, the
@@ -78,7 +75,7 @@ class Handler:
     def __init__(self, model: ServedModel, outputs: Outputs, keys: "Keys | None" = None,
                  max_pixels: float = 64e6, max_samples: float = 64e6,
                  limit_names: "tuple[str, str]" = LIMIT_NAMES,
-                 log: "Callable[[str], None]" = _say, max_decode_bytes: float = math.inf,
+                 log: "Callable[[str], None]" = say, max_decode_bytes: float = math.inf,
                  max_decode_seconds: float = math.inf,
                  budget_names: "tuple[str, str]" = BUDGET_NAMES,
                  fleet: "Fleet | None" = None):

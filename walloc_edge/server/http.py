@@ -20,6 +20,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily,
                                             HistogramMetricFamily)
 
+from ..runtime.console import say
 from .fleet import Fleet
 
 __all__ = ["Dashboard", "parse_address", "is_loopback"]
@@ -172,7 +173,7 @@ class Dashboard:
     ``close()`` (a context manager). ``token``: what every path but /healthz needs."""
 
     def __init__(self, fleet: Fleet, host: str, port: int, token: "str | None" = None,
-                 log=print):
+                 log=say):
         self.fleet, self.token, self.log = fleet, token, log
         self.registry = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):

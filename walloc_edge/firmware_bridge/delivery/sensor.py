@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...runtime.console import say
 from ..framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN
 from ..transports import Sender
 from .spool import SpoolFull
@@ -78,7 +79,7 @@ class Courier:
     so that a server sees a spool filling before anything is dropped.
     """
 
-    def __init__(self, link, identity, spool, key=None, log=print, ack_timeout=30.0,
+    def __init__(self, link, identity, spool, key=None, log=say, ack_timeout=30.0,
                  backoff=0.2, max_backoff=5.0, window=64, tick=0.2, heartbeat=0.0,
                  status=None):
         self.link, self.identity, self.spool, self.log = link, identity, spool, log

@@ -13,6 +13,7 @@ keep ``stats`` and never raise on bad bytes; ``received.ack(status)`` answers th
 """
 from urllib.parse import parse_qs, urlparse
 
+from ...runtime.console import say
 from ..framing import Keys
 from . import file, mqtt, serial, stdio, tcp, udp
 from .base import Address, Link, Received, Receiver, ReceiverLimits, Scheme, Sender
@@ -73,7 +74,7 @@ def open_sender(url: str, sensor: int = 0, boot: int = 0, key: bytes | None = No
 
 
 def open_receiver(url: str, keys: Keys | None = None, limits: ReceiverLimits | None = None,
-                  log=print) -> Receiver:
+                  log=say) -> Receiver:
     """A receiver listening on / reading from ``url``; ``keys`` (a framing.Keys) makes it
     take only authenticated frames."""
     scheme, address = _resolve(url)

@@ -7,6 +7,7 @@ import socket
 import time
 from pathlib import Path
 
+from ...runtime.console import say
 from ..framing import AckReader, FrameReader
 from .base import Address, Link, Receiver, Scheme, url_port
 
@@ -128,7 +129,7 @@ class MqttReceiver(Receiver):
     TOPIC/ack/SENSOR. The session is persistent: messages published while this server is
     away wait at the broker."""
 
-    def __init__(self, url, host, port, topic, options, keys=None, limits=None, log=print):
+    def __init__(self, url, host, port, topic, options, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.topic, self.log = topic, log
         base = topic.split("/", 2)[2] if topic.startswith("$share/") else topic

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 
+from ...runtime.console import say
 from ..framing import AckReader, FrameReader
 from .base import Address, Link, Receiver, Scheme, url_port
 
@@ -128,7 +129,7 @@ class TcpReceiver(Receiver):
     frame is closed to let the new one in.
     """
 
-    def __init__(self, host, port, keys=None, limits=None, log=print):
+    def __init__(self, host, port, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.log = log
         self.server = socket.create_server((host, port), reuse_port=False)
