@@ -3,7 +3,8 @@ time (--workers 1) and with several workers, against a baseline serve in the sam
 
     python benchmarks/serve_throughput.py [--model rgb-16x] [--count 40] [--large-count 4]
                                           [--workers 1 2 3] [--repeat 3]
-                                          [--baseline PATH] [--out benchmarks/results]
+                                          [--sizes 224 1024] [--baseline PATH]
+                                          [--out benchmarks/results] [--name serve_throughput]
 
 Three sensors (walloc-edge stream, rans) each encode COUNT frames of 224x224 and LARGE_COUNT
 of 1024x1024 (crops of the bundled photos, resized) into a file link of their own; the three
@@ -88,6 +89,8 @@ def encode(work, args):
                             str(work / "bundle")]) == 0
     links = {}
     for side, count in ((224, args.count), (1024, args.large_count)):
+        if side not in args.sizes:
+            continue
         links[side] = link = work / f"{side}.frames"
         with open(link, "wb") as joined:
             for s in range(3):
@@ -128,9 +131,12 @@ def main():
     p.add_argument("--large-count", type=int, default=4, help="1024x1024 frames per sensor")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     p.add_argument("--repeat", type=int, default=3, help="runs of each serve, alternating")
+    p.add_argument("--sizes", type=int, nargs="+", choices=(224, 1024), default=[224, 1024],
+                   help="frame sides to replay")
     p.add_argument("--baseline", metavar="PATH",
                    help="also run the walloc_edge package at PATH (a checkout) as the baseline")
     p.add_argument("--out")
+    p.add_argument("--name", default="serve_throughput", help="the result files' name")
     args = p.parse_args()
     info = machine()
     print(f"CPU: {info['cpu']}, {info['cores']} cores ({', '.join(info['isa'])}); "
@@ -184,7 +190,7 @@ def main():
                   f"{ms:.1f} at batch {size}" for size, ms in batches.items())]
     publish(lines, {"machine": info, "rows": rows, "load_average": loads,
                     "batch_ms_per_frame": batches}, args.out,
-            "serve_throughput")
+            args.name)
 
 
 if __name__ == "__main__":

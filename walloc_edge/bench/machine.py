@@ -21,7 +21,8 @@ def machine():
             if key.strip() in ("flags", "Features"):
                 flags = set(value.split())
                 info["isa"] = sorted(flags & {"avx2", "avx512f", "fma", "sse4_2", "neon",
-                                              "asimd", "sve"})
+                                              "asimd", "sve", "avx512_bf16", "avx512_vnni",
+                                              "amx_bf16", "amx_int8"})
     except OSError:
         pass
     versions = {}
