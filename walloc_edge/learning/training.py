@@ -79,7 +79,9 @@ class ContinuousConverter(Converter):
         shape, _, sent = super().__call__(image)
         if self._torch is None:
             self._torch = sensor_latents(self.model, continuous=True)
-        latents = self._torch(torch.from_numpy(np.ascontiguousarray(image))[None])[0]
+        # torch warns on read-only arrays (a decoded file's may be): copied only then
+        pixels = np.require(image, requirements=("C", "W"))
+        latents = self._torch(torch.from_numpy(pixels)[None])[0]
         return shape, latents.numpy().astype(np.float32).tobytes(), sent
 
 
