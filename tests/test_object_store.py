@@ -80,6 +80,82 @@ def test_the_store_writes_a_key_once_and_tells_a_collision(s3):
     first.close(), second.close()
 
 
+def test_servers_racing_for_a_key_never_overwrite_each_other(s3):
+    """Two servers that both found a key free (each asked the store before the other wrote):
+    outputs and markers are put only where no object has the name, so the second learns
+    from the store what the first wrote: the same bytes or message are acknowledged; other
+    bytes under the output's name are not written (OSError: not acknowledged), and other
+    content under a recorded key is a collision."""
+    from walloc_edge.firmware_bridge.delivery import RecordedElsewhere
+    from walloc_edge.runtime import Header
+    from walloc_edge.runtime.modality import IMAGE
+    from walloc_edge.server.store import ObjectStore
+
+    url = f"s3://{bucket(s3, 'race')}/run?endpoint={s3}"
+    first, second = ObjectStore(url), ObjectStore(url)
+    key = "00000000000000b2-1-7"
+    second.ledger.fetch(key)  # asked while the key was free
+    header = Header(IMAGE, "0" * 32, (8, 8, 3), np.dtype(np.uint8), 3, 8, 12, "raw", b"",
+                    (0, 0))
+    picture = np.full((8, 8, 3), 40, np.uint8)
+    stem = first.stem("00000000000000b2-1-000007")
+    written = first.write_signal(picture, header, stem, None)
+    assert second.write_signal(picture, header, stem, None) == written  # the same bytes
+    with pytest.raises(OSError, match="already holds other content"):
+        second.write_signal(picture + 1, header, stem, None)
+    assert first.get(written.rsplit("/", 1)[1]) == second.get(written.rsplit("/", 1)[1])
+    first.ledger.record(key, written.rsplit("/", 1)[1], "d1", "n1")
+    with pytest.raises(RecordedElsewhere) as same:
+        second.ledger.record(key, written.rsplit("/", 1)[1], "d1", "n1")
+    assert same.value.collision is None
+    with pytest.raises(RecordedElsewhere) as other:
+        second.ledger.record(key, "elsewhere.png", "d2", "n2")
+    assert "other content" in other.value.collision
+    assert other.value.output == written.rsplit("/", 1)[1]
+    first.close(), second.close()
+
+
+@pytest.mark.slow  # a torch decoder loaded for it
+def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_weights_bundle,
+                                                                       reference_dir):
+    """Two servers' handlers, the second having asked the store before the first wrote: for
+    other content under the key the second refuses a collision and takes its output back
+    (the store keeps only the first's); for the same message it acknowledges it."""
+    from walloc_edge.firmware_bridge.framing import ACK_COLLISION, ACK_WRITTEN
+    from walloc_edge.firmware_bridge.transports.base import Received
+    from walloc_edge.runtime import Encoder
+    from walloc_edge.server import Handler, Outputs, ServedModel
+
+    model = ServedModel(str(reference_dir / "rgb_j3_l12.pth"), device="cpu")
+    encoder = Encoder(rgb_weights_bundle, backend="numpy")
+    rng = np.random.default_rng(1)
+    blobs = [encoder.encode(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)) for _ in "ab"]
+    url = f"s3://{bucket(s3, 'handlers')}/run?endpoint={s3}"
+    acks, logs = [], []
+
+    def message(sequence, blob, source, nonce):
+        return Received("test", 0xC3, 1, sequence, blob, {"source": source, "nonce": nonce},
+                        lambda frame, to: True, lambda: None)
+
+    with Outputs(url, model) as one, Outputs(url, model) as other:
+        handlers = [Handler(model, outputs, log=logs.append) for outputs in (one, other)]
+        for handler in handlers:
+            handler._ack = lambda received, status: acks.append((received.meta["source"],
+                                                                 status))
+        for sequence in (0, 1):
+            other.fetch(f"{0xC3:016x}-1-{sequence}")  # asked while the keys were free
+        other.fetch = lambda key: None  # and its workers go on from there
+        handlers[0](message(0, blobs[0], "a", "1"))
+        handlers[1](message(0, blobs[1], "b", "2"))  # other content, another start
+        handlers[0](message(1, blobs[0], "c", "1"))
+        handlers[1](message(1, blobs[0], "c", "1"))  # the same message, redelivered
+    assert acks == [("a", ACK_WRITTEN), ("b", ACK_COLLISION), ("c", ACK_WRITTEN),
+                    ("c", ACK_WRITTEN)], logs
+    assert any(line.startswith("COLLISION") for line in logs), logs
+    assert sorted(name.rsplit("-", 1)[-1] for name in objects(s3, "handlers", "run/")
+                  if name.endswith(".png")) == ["a.png", "c.png"]
+
+
 @pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_a_store_that_stops_answering_is_an_os_error(s3):
     """A store gone mid-run fails like a full disk (OSError): the handler then leaves the

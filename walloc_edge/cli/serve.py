@@ -32,11 +32,10 @@ its own status, and the sensor sends it again under a new boot. A bad message is
 with its sender and refused (the sensor is told), as is one whose decode is estimated from
 its header to exceed --max-decode-mb or --max-decode-seconds; a message that cannot be
 written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are served in
-turn, so one sending heavy messages does not hold the others up; --workers N (default:
-one per core) handles N at once (decoding and writing overlap; each is still acknowledged
-only once written and in the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a
-service manager's stop) stops taking messages, lets those being handled finish, and reports
-what arrived.
+turn, so one sending heavy messages does not hold the others up; --workers N handles N
+at once (decoding and writing overlap; each is still acknowledged only once written and in
+the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a service manager's stop)
+stops taking messages, lets those being handled finish, and reports what arrived.
 
 Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
 messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
@@ -120,12 +119,13 @@ def configure(p):
                    help="messages a second one sensor may send (bursts of 20); more are "
                         "dropped unacknowledged, so the sensor sends them again later "
                         "(default: no limit)")
-    p.add_argument("--workers", type=positive_int, default=usable_cores(), metavar="N",
+    p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="handle this many messages at once in threads (entropy decoding, "
                         "decoding and writing overlap; each message is still acknowledged "
-                        "only once written and in the ledger), sharing the cores between "
-                        "them (default: one per core this process may use, %(default)s "
-                        "here; 1 handles one message at a time on every core)")
+                        "only once written and in the ledger), sharing the cores and the "
+                        "decode budgets between them: a message is then refused sooner "
+                        "(default: 1, one at a time on every core; one per core, "
+                        f"{usable_cores()} here, suits many small frames)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
     p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
     p.add_argument("--http", metavar="[HOST:]PORT",
@@ -141,7 +141,8 @@ def configure(p):
 
 
 def usable_cores():
-    """The cores this process may run on (a container's or taskset's share, not the host's)."""
+    """The cores this process may run on (taskset's or a cpuset's share; a CPU quota such as
+    docker --cpus is not seen)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

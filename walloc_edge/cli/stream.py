@@ -10,6 +10,7 @@ from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state
 from ..firmware_bridge.loops import WatchRecord, stream_files, stream_frames, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, open_link
 from ..runtime.coders import CODERS
+from ..runtime.console import say
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_level_option, add_video_options, coder_level,
                       input_files, naming, positive_int, positive_number, sensor_encoder)
@@ -94,8 +95,7 @@ def run(args):
     files, skipped = input_files(args, encoder.bundle.modality)
     if args.watch and not Path(args.watch).is_dir():
         raise ValueError(f"--watch {args.watch}: no such folder")
-    log = (lambda line: print(line, file=sys.stderr, flush=True)) if args.to == "-" else \
-        (lambda line: print(line, flush=True))
+    log = (lambda line: say(line, sys.stderr)) if args.to == "-" else say
     with naming("--key"):
         key = read_key(args.key) if args.key else None
     identity = Identity.start(args.state, args.sensor_id)

@@ -9,8 +9,12 @@ __all__ = ["say"]
 _LOCK = threading.Lock()
 
 
-def say(line: str) -> None:
-    """``line`` and its newline in one write, flushed (stdout looked up at each call)."""
+def say(line: str, stream=None) -> None:
+    """``line`` and its newline in one write to ``stream`` (default: stdout, looked up at each
+    call), flushed; nothing where there is no stream (pythonw, a closed stdout)."""
+    stream = stream or sys.stdout
+    if stream is None:
+        return
     with _LOCK:
-        sys.stdout.write(f"{line}\n")
-        sys.stdout.flush()
+        stream.write(f"{line}\n")
+        stream.flush()

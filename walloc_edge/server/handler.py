@@ -9,9 +9,10 @@ sensor keeps it."""
 import math
 import threading
 import time
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Callable
 
-from ..firmware_bridge.delivery import message_digest, start_nonce
+from ..firmware_bridge.delivery import RecordedElsewhere, message_digest, start_nonce
 from ..firmware_bridge.framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Keys, LinkStats
 from ..firmware_bridge.loops import Rejected
 from ..runtime import Bitstream, Header, read_bitstream
@@ -169,7 +170,11 @@ class Handler:
                   "decode_s": time.perf_counter() - start, **fields}
         # In the ledger first: a metrics line and an acknowledgement are only of a written
         # message (the ledger serialises its own records).
-        self.outputs.record(received.key, fields["file"], digest, nonce)
+        try:
+            self.outputs.record(received.key, fields["file"], digest, nonce)
+        except RecordedElsewhere as e:
+            self._recorded_elsewhere(received, e, fields["file"], nonce)
+            return
         with self.lock:
             self.outputs.log(record)
             self._ack(received, ACK_WRITTEN)
@@ -177,6 +182,22 @@ class Handler:
         label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
         self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
                  f"{fields['file'] or 'a label'}{label}")
+
+    def _recorded_elsewhere(self, received, elsewhere, file, nonce):
+        """Another server sharing the store recorded this key while this one wrote it: the
+        same message is acknowledged as written; another one is a collision, and its output,
+        which no record names, is taken back (never one the other server's record names)."""
+        if elsewhere.collision is not None and file and \
+                PurePath(file).name != PurePath(elsewhere.output or "").name:
+            self.outputs.discard(file)
+        with self.lock:
+            if elsewhere.collision is not None:
+                self._collide(received, elsewhere.collision, nonce)
+            else:
+                self._ack(received, ACK_WRITTEN)
+                self.log(f"{received.sender} {received.key}: written by another server "
+                         "meanwhile; acknowledged")
+        self._tell("duplicate" if elsewhere.collision is None else "collision", received)
 
     def _collide(self, received, why, nonce):
         """Two messages under one key: never drop either. A sensor that sends its start's

@@ -98,6 +98,11 @@ class Outputs:
         with self.counting:
             self.written += 1
 
+    def discard(self, file: str) -> None:
+        """Take back an output no record names: its message lost the race for its key to
+        another server sharing the object store (``RecordedElsewhere``)."""
+        self.store.remove(PurePath(file).name)
+
     def close(self) -> None:
         self.metrics.close()
         self.store.close()

@@ -8,7 +8,11 @@ record of a written message is a small marker object beside it, put after the ou
 whether a message was written is asked of the store, and any number of servers behind one
 broker write each message once: a message redelivered to another server after a crash
 finds the marker, or, where the crash came between output and marker, writes the same
-bytes under the same name again."""
+bytes under the same name again. Outputs and markers are put only where no object has the
+name yet (a conditional PUT, If-None-Match), so two servers handling one key at the same
+moment cannot overwrite each other: the second learns it from the store (the same bytes, or
+the same message: acknowledged; other content: not acknowledged, or refused as a collision).
+"""
 import contextlib
 import json
 import shutil
@@ -17,7 +21,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, urlsplit
 
-from ..firmware_bridge.delivery import Ledger
+from ..firmware_bridge.delivery import Ledger, RecordedElsewhere
 from ..runtime import io
 
 __all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "open_store", "open_dataset",
@@ -83,21 +87,28 @@ class ObjectStore:
         self.scratch = Path(tempfile.mkdtemp(prefix="walloc-edge-serve-"))
 
     def probe(self):
-        """Write and delete a small object; ValueError naming why the store is unusable."""
+        """Write (as outputs are: a conditional PUT) and delete a small object; ValueError
+        naming why the store is unusable."""
         probe = f"{self.root}/.probe-{uuid.uuid4().hex}"
         try:
-            self.fs.pipe_file(probe, b"probe")
+            self.fs.pipe_file(probe, b"probe", mode="create")
             self.fs.rm_file(probe)
         except Exception as e:  # noqa: BLE001 - whatever the client raises, the store is unusable
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ValueError(f"{self.url}: cannot write there ({reason})") from None
 
-    def put(self, name: str, data: bytes) -> str:
+    def put(self, name: str, data: bytes, exclusive: bool = False) -> str:
         """``data`` as the object ``name`` (under the prefix), whole; returns its URL. Any
-        failure is an OSError, as a full disk is: the message is then not acknowledged."""
+        failure is an OSError, as a full disk is: the message is then not acknowledged.
+        ``exclusive``: only where there is no such object yet, else FileExistsError."""
         with _as_os_error(f"{self.url}/{name}: cannot write it"):
-            self.fs.pipe_file(f"{self.root}/{name}", data)
+            self.fs.pipe_file(f"{self.root}/{name}", data,
+                              mode="create" if exclusive else "overwrite")
         return f"{self.url}/{name}"
+
+    def remove(self, name: str) -> None:
+        with _as_os_error(f"{self.url}/{name}: cannot remove it"):
+            self.fs.rm_file(f"{self.root}/{name}")
 
     def get(self, name: str) -> "bytes | None":
         """The object ``name``, or None where there is none; a store that cannot answer is an
@@ -112,10 +123,20 @@ class ObjectStore:
         return PurePosixPath(name)
 
     def write_signal(self, signal, header, stem: PurePosixPath, fmt: "str | None") -> str:
-        """The signal's file, encoded in the scratch folder, then put whole."""
+        """The signal's file, encoded in the scratch folder, then put whole where no object
+        has its name; one that has is this output only if its bytes are these (put before a
+        crash, or by a server handling the same message), else an OSError: not written."""
         path = io.write_signal(signal, header, self.scratch / stem.name, fmt)
         try:
-            return self.put(path.name, path.read_bytes())
+            data = path.read_bytes()
+            try:
+                return self.put(path.name, data, exclusive=True)
+            except FileExistsError:
+                if self.get(path.name) == data:
+                    return f"{self.url}/{path.name}"
+                raise OSError(f"{self.url}/{path.name} already holds other content (another "
+                              "server wrote another message under this name); not "
+                              "overwritten") from None
         finally:
             path.unlink()
 
@@ -146,6 +167,7 @@ class ObjectLedger(Ledger):
     def __init__(self, store: ObjectStore):
         self.store, self.done, self.boots = store, {}, {}
         self.fetched = set()  # keys whose markers were asked of the store
+        self.outputs = {}  # key -> the output its marker names
 
     def fetch(self, key):
         """Read the markers of ``key`` and of its boot from the store, where not known."""
@@ -154,6 +176,7 @@ class ObjectLedger(Ledger):
             if marker is not None:
                 kept = json.loads(marker)
                 self._remember(key, kept.get("digest"), kept.get("nonce"))
+                self.outputs[key] = kept.get("output", "")
         boot = key.rsplit("-", 1)[0]
         if boot not in self.boots:
             marker = self.store.get(f"ledger/boots/{boot}.json")
@@ -174,8 +197,20 @@ class ObjectLedger(Ledger):
         return super().collision(key, digest, nonce)
 
     def record(self, key, output="", digest=None, nonce=None):
-        self.store.put(f"ledger/{key}.json", json.dumps(
-            {"key": key, "output": output, "digest": digest, "nonce": nonce}).encode())
+        """The marker of ``key``, put only where none is yet: one that is (another server
+        recorded the key since it was fetched) raises RecordedElsewhere, saying whether its
+        message is ours."""
+        try:
+            self.store.put(f"ledger/{key}.json", json.dumps(
+                {"key": key, "output": output, "digest": digest, "nonce": nonce}).encode(),
+                exclusive=True)
+        except FileExistsError:
+            self.done.pop(key, None)
+            self.fetch(key)
+            kept = self.outputs.get(key)
+            raise RecordedElsewhere(key, self.collision(key, digest, nonce),
+                                    kept) from None
+        self.outputs[key] = output
         boot = key.rsplit("-", 1)[0]
         if nonce is not None and boot not in self.boots:
             self.store.put(f"ledger/boots/{boot}.json", json.dumps({"nonce": nonce}).encode())

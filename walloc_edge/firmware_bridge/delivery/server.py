@@ -32,6 +32,16 @@ def start_nonce(meta: dict) -> "str | None":
     return nonce if isinstance(nonce, str) and re.fullmatch(r"[0-9a-f]{1,32}", nonce) else None
 
 
+class RecordedElsewhere(Exception):
+    """Another server recorded the key first (servers sharing one store): ``collision`` says
+    why its message is another message than ours, or is None when it is the same message;
+    ``output`` is the output its record names."""
+
+    def __init__(self, key, collision, output=None):
+        super().__init__(f"{key}: recorded by another server meanwhile")
+        self.key, self.collision, self.output = key, collision, output
+
+
 class Ledger:
     """The server's memory of what it has written: one line per message key in a file
     (appended and synced after the outputs are durable), read back at start, so that a
