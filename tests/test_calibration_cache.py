@@ -51,6 +51,29 @@ def test_another_engine_or_thread_count_is_measured_again(cache, monkeypatch):
     assert again.measured == 1 and len(json.loads(cache.read_text())) == 3
 
 
+def test_an_onnxruntime_session_on_other_threads_is_measured_again(cache):
+    """A torch-free server's workers each run a session on their share of the cores: a
+    speed measured on all of them does not hold for one."""
+    ort = pytest.importorskip("onnxruntime")
+
+    class Session:
+        def __init__(self, threads):
+            self.options = ort.SessionOptions()
+            self.options.intra_op_num_threads = threads
+
+        def get_session_options(self):
+            return self.options
+
+        def get_providers(self):
+            return ["CPUExecutionProvider"]
+
+    for threads, measured in ((1, 1), (3, 1), (3, 0)):
+        probe = Probe()
+        probe.engine_name, probe.session = "onnxruntime fp32", Session(threads)
+        cached_calibration(probe)
+        assert probe.measured == measured, threads
+
+
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", "null"])
 def test_a_corrupt_cache_is_ignored_and_rewritten(cache, text):
     cache.parent.mkdir(parents=True)

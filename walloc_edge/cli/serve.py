@@ -10,6 +10,7 @@ from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, open_receiver,
                                            parse_url)
+from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
 from ..server.store import ObjectStore, is_object_store, open_store
@@ -242,15 +243,15 @@ def run(args):
         if dashboard:
             fleet.watch(receiver)
             dashboard.start()
-            print(f"dashboard on {dashboard.url} (metrics: /metrics, health: /healthz"
-                  f"{'; token required' if dashboard.token else ''})", flush=True)
+            say(f"dashboard on {dashboard.url} (metrics: /metrics, health: /healthz"
+                f"{'; token required' if dashboard.token else ''})")
         if receiver.address or args.listen.startswith("mqtt"):
-            print(f"listening on {args.listen} (model {model.model_id}"
-                  f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
-                  f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop",
-                  flush=True)
+            # the receiver's threads log already: whole lines
+            say(f"listening on {args.listen} (model {model.model_id}"
+                f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
+                f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop")
         handled, rejected, failed = serve_messages(
             receiver, handler, args.count, args.idle, workers=args.workers,
             start_worker=model.use_threads)
-    print(handler.summary(handled, rejected, failed, receiver.stats))
+    say(handler.summary(handled, rejected, failed, receiver.stats))
     return 0

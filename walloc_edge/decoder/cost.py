@@ -159,13 +159,17 @@ def _calibration_key(decoder) -> str:
     if torch is not None and device.startswith("cuda"):
         hardware.append(torch.cuda.get_device_name(torch.device(device)))
     engine = getattr(decoder, "engine", None)
+    session = getattr(engine, "session", None) or getattr(decoder, "session", None)
     providers = getattr(engine, "providers", None) or \
-        getattr(getattr(decoder, "session", None), "get_providers", lambda: None)()
-    threads = torch.get_num_threads() if torch is not None else os.cpu_count()
+        getattr(session, "get_providers", lambda: None)()
+    threads = [f"{torch.get_num_threads()} torch"] if torch is not None else []
+    if session is not None:  # a session of a server's worker runs on its share of the cores
+        threads.append(f"{session.get_session_options().intra_op_num_threads or os.cpu_count()}"
+                       " onnxruntime")
     versions = [f"{name} {_version(name)}" for name in ("walloc-edge", "torch", "onnxruntime")
                 if name == "walloc-edge" or name in sys.modules]
     return " | ".join(map(str, (decoder.model_id, decoder.engine_name, device, providers,
-                                f"tile {decoder.tile}", *hardware, f"{threads} threads",
+                                f"tile {decoder.tile}", *hardware, f"{', '.join(threads)} threads",
                                 *versions)))
 
 
