@@ -124,10 +124,7 @@ class Handler:
                 self._tell("collision", received)
                 return
             if received.key in self.outputs:  # sent again: its outputs are already there
-                self._ack(received, ACK_WRITTEN)
-                self._tell("duplicate", received)
-                self.log(f"{received.sender} {received.key}: already written; acknowledged "
-                         "again")
+                self._written_before(received, "already written; acknowledged again")
                 return
             self.flying.setdefault(boot, [nonce, 0])[1] += 1
         try:
@@ -191,13 +188,18 @@ class Handler:
                 PurePath(file).name != PurePath(elsewhere.output or "").name:
             self.outputs.discard(file)
         with self.lock:
-            if elsewhere.collision is not None:
-                self._collide(received, elsewhere.collision, nonce)
+            if elsewhere.collision is None:
+                self._written_before(received, "written by another server meanwhile; "
+                                               "acknowledged")
             else:
-                self._ack(received, ACK_WRITTEN)
-                self.log(f"{received.sender} {received.key}: written by another server "
-                         "meanwhile; acknowledged")
-        self._tell("duplicate" if elsewhere.collision is None else "collision", received)
+                self._collide(received, elsewhere.collision, nonce)
+                self._tell("collision", received)
+
+    def _written_before(self, received, how):
+        """A message whose outputs are already there: acknowledged as written again."""
+        self._ack(received, ACK_WRITTEN)
+        self._tell("duplicate", received)
+        self.log(f"{received.sender} {received.key}: {how}")
 
     def _collide(self, received, why, nonce):
         """Two messages under one key: never drop either. A sensor that sends its start's

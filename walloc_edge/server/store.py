@@ -167,7 +167,6 @@ class ObjectLedger(Ledger):
     def __init__(self, store: ObjectStore):
         self.store, self.done, self.boots = store, {}, {}
         self.fetched = set()  # keys whose markers were asked of the store
-        self.outputs = {}  # key -> the output its marker names
 
     def fetch(self, key):
         """Read the markers of ``key`` and of its boot from the store, where not known."""
@@ -176,7 +175,6 @@ class ObjectLedger(Ledger):
             if marker is not None:
                 kept = json.loads(marker)
                 self._remember(key, kept.get("digest"), kept.get("nonce"))
-                self.outputs[key] = kept.get("output", "")
         boot = key.rsplit("-", 1)[0]
         if boot not in self.boots:
             marker = self.store.get(f"ledger/boots/{boot}.json")
@@ -205,12 +203,10 @@ class ObjectLedger(Ledger):
                 {"key": key, "output": output, "digest": digest, "nonce": nonce}).encode(),
                 exclusive=True)
         except FileExistsError:
-            self.done.pop(key, None)
-            self.fetch(key)
-            kept = self.outputs.get(key)
+            kept = json.loads(self.store.get(f"ledger/{key}.json"))
+            self._remember(key, kept.get("digest"), kept.get("nonce"))
             raise RecordedElsewhere(key, self.collision(key, digest, nonce),
-                                    kept) from None
-        self.outputs[key] = output
+                                    kept.get("output")) from None
         boot = key.rsplit("-", 1)[0]
         if nonce is not None and boot not in self.boots:
             self.store.put(f"ledger/boots/{boot}.json", json.dumps({"nonce": nonce}).encode())
