@@ -117,10 +117,11 @@ def test_servers_racing_for_a_key_never_overwrite_each_other(s3):
 
 @pytest.mark.slow  # a torch decoder loaded for it
 def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_weights_bundle,
-                                                                       reference_dir):
+                                                                       reference_dir, tmp_path):
     """Two servers' handlers, the second having asked the store before the first wrote: for
-    other content under the key the second refuses a collision and takes its output back
-    (the store keeps only the first's); for the same message it acknowledges it."""
+    other content under the key the second refuses a collision and takes its output and its
+    latents row back (the store keeps only the first's); for the same message it
+    acknowledges it (one row)."""
     from walloc_edge.firmware_bridge.framing import ACK_COLLISION, ACK_WRITTEN
     from walloc_edge.firmware_bridge.transports.base import Received
     from walloc_edge.runtime import Encoder
@@ -131,13 +132,15 @@ def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_w
     rng = np.random.default_rng(1)
     blobs = [encoder.encode(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)) for _ in "ab"]
     url = f"s3://{bucket(s3, 'handlers')}/run?endpoint={s3}"
+    rows = f"s3://{bucket(s3, 'rows')}/run?endpoint={s3}"
     acks, logs = [], []
 
     def message(sequence, blob, source, nonce):
         return Received("test", 0xC3, 1, sequence, blob, {"source": source, "nonce": nonce},
                         lambda frame, to: True, lambda: None)
 
-    with Outputs(url, model) as one, Outputs(url, model) as other:
+    with Outputs(url, model, latents=rows, metrics=tmp_path / "one.jsonl") as one, \
+            Outputs(url, model, latents=rows, metrics=tmp_path / "other.jsonl") as other:
         handlers = [Handler(model, outputs, log=logs.append) for outputs in (one, other)]
         for handler in handlers:
             handler._ack = lambda received, status: acks.append((received.meta["source"],
@@ -154,6 +157,8 @@ def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_w
     assert any(line.startswith("COLLISION") for line in logs), logs
     assert sorted(name.rsplit("-", 1)[-1] for name in objects(s3, "handlers", "run/")
                   if name.endswith(".png")) == ["a.png", "c.png"]
+    assert sorted(name.rsplit("-", 1)[-1] for name in objects(s3, "rows", "run/")
+                  if name.endswith(".parquet")) == ["a.parquet", "c.parquet"]
 
 
 @pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
@@ -175,6 +180,36 @@ def test_a_store_that_stops_answering_is_an_os_error(s3):
     store.close()
 
 
+def test_a_store_that_refuses_conditional_writes_is_refused_at_start(s3, monkeypatch):
+    """Exactly-once across servers rests on If-None-Match: a store whose API refuses it is
+    refused when opened, one line naming the URL and the store's reason."""
+    import fsspec
+
+    from walloc_edge.server.store import ObjectStore
+
+    opened = fsspec.filesystem
+
+    def without_conditional_puts(*args, **kwargs):
+        fs = opened(*args, **kwargs)
+        plain = fs.pipe_file
+
+        def pipe_file(path, data, mode="overwrite", **kw):
+            if mode == "create":
+                raise NotImplementedError("A header you provided implies functionality that "
+                                          "is not implemented (If-None-Match)")
+            return plain(path, data, mode=mode, **kw)
+
+        fs.pipe_file = pipe_file
+        return fs
+
+    monkeypatch.setattr(fsspec, "filesystem", without_conditional_puts)
+    url = f"s3://{bucket(s3, 'plain')}/run?endpoint={s3}"
+    with pytest.raises(ValueError, match=r"^s3://plain/run: cannot write there \(A header "
+                                         r"you provided implies"):
+        ObjectStore(url)
+    assert objects(s3, "plain") == []
+
+
 def test_latents_rows_go_to_the_store_and_another_model_is_refused(s3):
     """A latents dataset in a store: dataset.json put once, a Parquet object per row named
     by the message; opened for another model, a plain error."""
@@ -194,6 +229,13 @@ def test_latents_rows_go_to_the_store_and_another_model_is_refused(s3):
     row = pq.read_table(io.BytesIO(ObjectStore(url).get(
         "part-00000000000000a1-1-000001.parquet"))).to_pylist()[0]
     assert row["sent_bytes"] == 99 and row["shape"] == [4, 2, 2]
+    racing = open_dataset(url, fields)  # another server: its rows count from 0 as well
+    racing.add("00000000000000a1-1-000002", np.ones((4, 2, 2), np.int8), 5)
+    assert racing.add("00000000000000a1-1-000001", np.ones((4, 2, 2), np.int8), 99) == where
+    with pytest.raises(OSError, match="already holds another row"):
+        racing.add("00000000000000a1-1-000001", np.zeros((4, 2, 2), np.int8), 99)
+    assert pq.read_table(io.BytesIO(ObjectStore(url).get(
+        "part-00000000000000a1-1-000001.parquet"))).to_pylist()[0]["data"] == bytes([1] * 16)
     with pytest.raises(ValueError, match="holds latents of another model"):
         open_dataset(url, {**fields, "model_id": "ffff0000"})
 

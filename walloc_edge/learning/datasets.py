@@ -344,3 +344,8 @@ class LiveDataset:
         path = self.folder / name
         write_atomic(path, data)
         return path
+
+    def remove(self, name):
+        """Take back the row ``name`` (its message was not recorded: see the server's
+        ``Outputs.take_back``)."""
+        (self.folder / name).unlink(missing_ok=True)

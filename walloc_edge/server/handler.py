@@ -9,7 +9,6 @@ sensor keeps it."""
 import math
 import threading
 import time
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Callable
 
 from ..firmware_bridge.delivery import RecordedElsewhere, message_digest, start_nonce
@@ -170,7 +169,7 @@ class Handler:
         try:
             self.outputs.record(received.key, fields["file"], digest, nonce)
         except RecordedElsewhere as e:
-            self._recorded_elsewhere(received, e, fields["file"], nonce)
+            self._recorded_elsewhere(received, e, fields, nonce)
             return
         with self.lock:
             self.outputs.log(record)
@@ -180,13 +179,12 @@ class Handler:
         self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "
                  f"{fields['file'] or 'a label'}{label}")
 
-    def _recorded_elsewhere(self, received, elsewhere, file, nonce):
+    def _recorded_elsewhere(self, received, elsewhere, fields, nonce):
         """Another server sharing the store recorded this key while this one wrote it: the
-        same message is acknowledged as written; another one is a collision, and its output,
-        which no record names, is taken back (never one the other server's record names)."""
-        if elsewhere.collision is not None and file and \
-                PurePath(file).name != PurePath(elsewhere.output or "").name:
-            self.outputs.discard(file)
+        same message is acknowledged as written; another one is a collision, and its outputs,
+        which no record names, are taken back (never the other server's)."""
+        if elsewhere.collision is not None:
+            self.outputs.take_back(fields, elsewhere.output)
         with self.lock:
             if elsewhere.collision is None:
                 self._written_before(received, "written by another server meanwhile; "

@@ -242,9 +242,35 @@ def open_dataset(target: "str | Path | ObjectStore", fields: dict):
             self.next_index = 0  # rows are told apart by name: servers share the store
 
         def _put(self, name, data):
-            return self.store.put(name, data)
+            """The row put where no object has its name; one that has is this row only if
+            it holds the same values (put before a crash, or by a server handling the same
+            message; ``index`` counts one server's rows and may differ), else an OSError:
+            not written, as for a decoded output."""
+            try:
+                return self.store.put(name, data, exclusive=True)
+            except FileExistsError:
+                if _same_row(self.store.get(name), data):
+                    return f"{self.store.url}/{name}"
+                raise OSError(f"{self.store.url}/{name} already holds another row (another "
+                              "server kept another message under this name); not "
+                              "overwritten") from None
+
+        def remove(self, name):
+            self.store.remove(name)
 
     return ObjectDataset(target if isinstance(target, ObjectStore) else ObjectStore(target))
+
+
+def _same_row(kept: "bytes | None", data: bytes) -> bool:
+    """Whether two one-row Parquet parts hold the same row but for its ``index``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if kept is None:
+        return False
+    kept, ours = (pq.read_table(pa.BufferReader(b)).drop_columns(["index"])
+                  for b in (kept, data))
+    return kept.equals(ours)
 
 
 def default_metrics(store: "FolderStore | ObjectStore") -> Path:
