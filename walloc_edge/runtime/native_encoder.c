@@ -160,7 +160,8 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
                 for (int64_t i0 = 0; i0 < span; i0 += PB) {
                     int64_t nl = l0 + LB < L ? LB : L - l0, m = i0 + PB < span ? PB : span - i0;
                     float *a = acc + l0 * SPAN + i0;
-                    if (nl == LB && m == PB) {
+                    if (nl == LB && (m == PB || q0 + i0 + PB <= stride)) { /* the planes'
+                        padding read and its sums left unused: whole blocks to the end */
                         project_block(x + q0 + i0, stride, mo->weight, L, l0, k0, k1, a);
                         continue;
                     }
