@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path, PurePath
 
 import numpy as np
 import pytest
@@ -116,8 +117,10 @@ def test_servers_racing_for_a_key_never_overwrite_each_other(s3):
 
 
 @pytest.mark.slow  # a torch decoder loaded for it
+@pytest.mark.parametrize("rows_in", ["the store", "own folders"])
 def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_weights_bundle,
-                                                                       reference_dir, tmp_path):
+                                                                       reference_dir, tmp_path,
+                                                                       rows_in):
     """Two servers' handlers, the second having asked the store before the first wrote: for
     other content under the key the second refuses a collision and takes its output and its
     latents row back (the store keeps only the first's); for the same message it
@@ -131,16 +134,17 @@ def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_w
     encoder = Encoder(rgb_weights_bundle, backend="numpy")
     rng = np.random.default_rng(1)
     blobs = [encoder.encode(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8)) for _ in "ab"]
-    url = f"s3://{bucket(s3, 'handlers')}/run?endpoint={s3}"
-    rows = f"s3://{bucket(s3, 'rows')}/run?endpoint={s3}"
+    url = f"s3://{bucket(s3, 'handlers')}/{tmp_path.name}?endpoint={s3}"
+    rows = [f"s3://{bucket(s3, 'rows')}/{tmp_path.name}?endpoint={s3}"] * 2 \
+        if rows_in == "the store" else [tmp_path / "one", tmp_path / "other"]
     acks, logs = [], []
 
     def message(sequence, blob, source, nonce):
         return Received("test", 0xC3, 1, sequence, blob, {"source": source, "nonce": nonce},
                         lambda frame, to: True, lambda: None)
 
-    with Outputs(url, model, latents=rows, metrics=tmp_path / "one.jsonl") as one, \
-            Outputs(url, model, latents=rows, metrics=tmp_path / "other.jsonl") as other:
+    with Outputs(url, model, latents=rows[0], metrics=tmp_path / "one.jsonl") as one, \
+            Outputs(url, model, latents=rows[1], metrics=tmp_path / "other.jsonl") as other:
         handlers = [Handler(model, outputs, log=logs.append) for outputs in (one, other)]
         for handler in handlers:
             handler._ack = lambda received, status: acks.append((received.meta["source"],
@@ -155,10 +159,16 @@ def test_the_server_that_loses_the_race_for_a_key_is_told_by_the_store(s3, rgb_w
     assert acks == [("a", ACK_WRITTEN), ("b", ACK_COLLISION), ("c", ACK_WRITTEN),
                     ("c", ACK_WRITTEN)], logs
     assert any(line.startswith("COLLISION") for line in logs), logs
-    assert sorted(name.rsplit("-", 1)[-1] for name in objects(s3, "handlers", "run/")
+    assert sorted(name.rsplit("-", 1)[-1] for name in objects(s3, "handlers", tmp_path.name)
                   if name.endswith(".png")) == ["a.png", "c.png"]
-    assert sorted(name.rsplit("-", 1)[-1] for name in objects(s3, "rows", "run/")
-                  if name.endswith(".parquet")) == ["a.parquet", "c.parquet"]
+    if rows_in == "the store":
+        kept = objects(s3, "rows", tmp_path.name)
+    else:  # each server's own rows: the loser keeps only the message it shares
+        assert sorted(p.name.rsplit("-", 1)[-1] for p in rows[0].glob("*.parquet")) == \
+            ["a.parquet", "c.parquet"]
+        kept = [p.name for p in rows[1].glob("*.parquet")]
+    assert sorted(name.rsplit("-", 1)[-1] for name in kept if name.endswith(".parquet")) == \
+        ["a.parquet", "c.parquet"] if rows_in == "the store" else ["c.parquet"]
 
 
 @pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
@@ -234,10 +244,35 @@ def test_latents_rows_go_to_the_store_and_another_model_is_refused(s3):
     assert racing.add("00000000000000a1-1-000001", np.ones((4, 2, 2), np.int8), 99) == where
     with pytest.raises(OSError, match="already holds another row"):
         racing.add("00000000000000a1-1-000001", np.zeros((4, 2, 2), np.int8), 99)
+    ObjectStore(url).put("part-00000000000000a1-1-000003.parquet", b"")  # no row at all
+    with pytest.raises(OSError, match="already holds another row"):
+        racing.add("00000000000000a1-1-000003", np.ones((4, 2, 2), np.int8), 99)
     assert pq.read_table(io.BytesIO(ObjectStore(url).get(
         "part-00000000000000a1-1-000001.parquet"))).to_pylist()[0]["data"] == bytes([1] * 16)
     with pytest.raises(ValueError, match="holds latents of another model"):
         open_dataset(url, {**fields, "model_id": "ffff0000"})
+
+
+def test_a_race_loser_takes_back_its_own_row_never_the_winners(s3, tmp_path):
+    """Another message recorded under the key by another server: in a shared store the row
+    under the winner's name is the winner's (a conditional PUT let no other in) and stays;
+    in this server's own latents folder a row of that name is the loser's and goes."""
+    pytest.importorskip("pyarrow")
+    from types import SimpleNamespace
+
+    from walloc_edge.server import Outputs
+
+    model = SimpleNamespace(classifier=None, name="m", model_id="abcd1234", classes=None)
+    url = f"s3://{bucket(s3, 'loser')}/run?endpoint={s3}"
+    latents = np.ones((4, 2, 2), np.int8)
+    for rows, kept in ((f"s3://{bucket(s3, 'loser-rows')}/run?endpoint={s3}", 1),
+                       (tmp_path / "own", 0)):
+        with Outputs(url, model, latents=rows, metrics=tmp_path / "m.jsonl") as outputs:
+            stem = outputs.stem(SimpleNamespace(sensor=0xD4, boot=1, sequence=3, meta={}))
+            row = str(outputs.add_latents(stem, latents, 9))
+            outputs.take_back({"file": row, "latents": row}, f"part-{stem.name}.parquet")
+            assert (outputs.dataset.store.get(PurePath(row).name) is not None
+                    if kept else not Path(row).exists())
 
 
 def serve(reference_dir, url, out, *extra, env=None):

@@ -345,6 +345,8 @@ class LiveDataset:
         write_atomic(path, data)
         return path
 
+    shared = False  # a local folder: one server's rows
+
     def remove(self, name):
         """Take back the row ``name`` (its message was not recorded: see the server's
         ``Outputs.take_back``)."""

@@ -147,7 +147,10 @@ static void project_block(const float *x, int64_t stride, const float *weight, i
 }
 
 /* Latents of positions 0 .. n - 1 of x (planes, stride) → out[l * out_stride + i]; acc:
- * latent_dim * SPAN floats of scratch. */
+ * latent_dim * SPAN floats of scratch. Each plane of x is readable to the next whole block
+ * of PB positions past n (images pad each plane to whole blocks; audio's planes run on into
+ * the next, the last into a block of zeros), so the last positions run as a whole block, its
+ * extra sums unused. */
 static void project(const Model *mo, const float *x, int64_t stride, int64_t n, int8_t *out,
                     int64_t out_stride, float *acc) {
     const int64_t L = mo->latent_dim, P = mo->planes;
@@ -160,12 +163,11 @@ static void project(const Model *mo, const float *x, int64_t stride, int64_t n, 
                 for (int64_t i0 = 0; i0 < span; i0 += PB) {
                     int64_t nl = l0 + LB < L ? LB : L - l0, m = i0 + PB < span ? PB : span - i0;
                     float *a = acc + l0 * SPAN + i0;
-                    if (nl == LB && (m == PB || q0 + i0 + PB <= stride)) { /* the planes'
-                        padding read and its sums left unused: whole blocks to the end */
+                    if (nl == LB) {
                         project_block(x + q0 + i0, stride, mo->weight, L, l0, k0, k1, a);
                         continue;
                     }
-                    for (int64_t k = k0; k < k1; k++) /* the last latents or positions */
+                    for (int64_t k = k0; k < k1; k++) /* the last latents */
                         for (int64_t l = 0; l < nl; l++)
                             for (int64_t i = 0; i < m; i++)
                                 a[l * SPAN + i] += mo->weight[k * L + l0 + l] *
@@ -227,7 +229,8 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
     Model model = {channels << J, latent_dim, weight, bias, thresholds, n_thresholds, clip,
                    {0}};
     const int64_t w = samples >> J, stride = w + 2;
-    float *sub = malloc(sizeof(float) * (size_t)(model.planes * w + 1));
+    float *sub = malloc(sizeof(float) * (size_t)(model.planes * w + PB)); /* see project */
+    if (sub) memset(sub + model.planes * w, 0, sizeof(float) * PB);
     Rows rp = {raw, at, channels, samples, J, w, &steps, &model, out, stride, 1, sub};
     int status = !sub || grid_init(&model.grid, thresholds, n_thresholds) ||
                  walloc_parallel(audio_channels, &rp, channels, 1, threads, 2 * samples) ||

@@ -98,19 +98,20 @@ class Outputs:
         with self.counting:
             self.written += 1
 
-    def take_back(self, fields: dict, kept: "str | None") -> None:
+    def take_back(self, fields: dict, winner_output: "str | None") -> None:
         """Take back the outputs (``fields`` "file", "latents") of a message that lost the
         race for its key to another message, recorded by another server sharing the store
-        (``RecordedElsewhere``) with the output ``kept``: each output but those of the
-        recorded message, whose names are the same (one object per name: a conditional PUT
-        never let the loser overwrite them)."""
-        kept = PurePath(kept or "")
-        theirs = {kept.name, f"part-{kept.stem}.parquet"}
+        (``RecordedElsewhere``) with the output ``winner_output``: each output but those of
+        the recorded message, which have the same names in the shared store and dataset (one
+        object per name: a conditional PUT never let the loser overwrite them). A latents
+        folder of this server's own holds none of the winner's rows."""
+        winner = PurePath(winner_output or "")
+        theirs = {winner.name, f"part-{winner.stem}.parquet"}
         latents = fields.get("latents")
         if fields.get("file") and fields["file"] != latents and \
                 PurePath(fields["file"]).name not in theirs:
             self.store.remove(PurePath(fields["file"]).name)
-        if latents and PurePath(latents).name not in theirs:
+        if latents and (not self.dataset.shared or PurePath(latents).name not in theirs):
             self.dataset.remove(PurePath(latents).name)
 
     def close(self) -> None:

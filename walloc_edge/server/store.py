@@ -249,11 +249,15 @@ def open_dataset(target: "str | Path | ObjectStore", fields: dict):
             try:
                 return self.store.put(name, data, exclusive=True)
             except FileExistsError:
-                if _same_row(self.store.get(name), data):
-                    return f"{self.store.url}/{name}"
-                raise OSError(f"{self.store.url}/{name} already holds another row (another "
-                              "server kept another message under this name); not "
-                              "overwritten") from None
+                kept = self.store.get(name)
+            if kept is not None and _same_row(kept, data):
+                return f"{self.store.url}/{name}"
+            raise OSError(f"{self.store.url}/{name} " + (
+                "was removed while this row was put" if kept is None else
+                "already holds another row (another server kept another message under "
+                "this name, or the object is no row)") + "; not overwritten")
+
+        shared = True  # other servers may write here (see Outputs.take_back)
 
         def remove(self, name):
             self.store.remove(name)
@@ -261,15 +265,17 @@ def open_dataset(target: "str | Path | ObjectStore", fields: dict):
     return ObjectDataset(target if isinstance(target, ObjectStore) else ObjectStore(target))
 
 
-def _same_row(kept: "bytes | None", data: bytes) -> bool:
-    """Whether two one-row Parquet parts hold the same row but for its ``index``."""
+def _same_row(kept: bytes, data: bytes) -> bool:
+    """Whether two one-row Parquet parts hold the same row but for its ``index``; an object
+    that is no such part is another row."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if kept is None:
+    try:
+        kept, ours = (pq.read_table(pa.BufferReader(b)).drop_columns(["index"])
+                      for b in (kept, data))
+    except (pa.ArrowException, KeyError, ValueError):
         return False
-    kept, ours = (pq.read_table(pa.BufferReader(b)).drop_columns(["index"])
-                  for b in (kept, data))
     return kept.equals(ours)
 
 
