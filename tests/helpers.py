@@ -13,14 +13,21 @@ from PIL import Image
 
 # Prepended to the code of a subprocess (python -c) that must run as on a sensor without
 # torch: every import of torch fails there, lazy ones included.
-BLOCK_TORCH = textwrap.dedent("""
-    import sys
-    class BlockTorch:
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ModuleNotFoundError("torch is blocked in this test", name="torch")
-    sys.meta_path.insert(0, BlockTorch())
-""")
+def blocking(module):
+    """Python code that makes importing ``module`` (or its submodules) fail as if it were
+    not installed."""
+    return textwrap.dedent(f"""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == {module!r} or name.startswith({module + "."!r}):
+                    raise ModuleNotFoundError({module + " is blocked in this test"!r},
+                                              name={module!r})
+        sys.meta_path.insert(0, Block())
+    """)
+
+
+BLOCK_TORCH = blocking("torch")
 
 
 def free_port():

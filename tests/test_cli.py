@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import BLOCK_TORCH
+from helpers import BLOCK_TORCH, blocking
 from walloc_edge.cli import main
 
 
@@ -113,3 +113,30 @@ def test_serve_refuses_a_bad_listen_url_before_making_outputs(tmp_path, capsys):
     assert main(["serve", "rgb-16x", "--listen", "bogus://x", "--out", str(out)]) == 2
     assert "--listen bogus://x: unknown transport" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_serve_refuses_a_store_url_it_cannot_write_rather_than_making_a_folder(tmp_path,
+                                                                              capsys,
+                                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for option in ("--out", "--latents"):
+        extra = ["--out", "received"] if option == "--latents" else []
+        assert main(["serve", "rgb-16x", "--listen", "tcp://127.0.0.1:9", option,
+                     "gs://frames/site", *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"{option} gs://frames/site: no store for gs:// here" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_without_pyarrow_refuses_latents_before_taking_a_message(tmp_path):
+    """--latents needs pyarrow: said at start, one line naming the extra, nothing made (a
+    server that found out at its first message would take it and then not keep it)."""
+    argv = ["serve", "rgb-16x", "--listen", "tcp://127.0.0.1:9", "--out", "received",
+            "--latents", "rows"]
+    code = blocking("pyarrow") + f"from walloc_edge.cli import main; raise SystemExit(main({argv!r}))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("walloc-edge serve: needs pyarrow, which is not installed "
+                                   "here: pip install 'walloc-edge[learning]'"), done.stderr
+    assert list(tmp_path.iterdir()) == []

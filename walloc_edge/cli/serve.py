@@ -13,7 +13,7 @@ from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, open_re
 from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
-from ..server.store import ObjectStore, is_object_store, open_store
+from ..server.store import ObjectStore, is_object_store, local, open_store
 from ._shared import (add_decoder_options, check_device, decoder_choices, is_bundle, naming,
                       naming_engine, output_dir, positive_int, positive_number)
 from ._stops import stop_on
@@ -72,7 +72,7 @@ def configure(p):
     p.add_argument("--out", required=True,
                    help="folder for decoded files, metrics.jsonl and ledger.txt (what was "
                         "written), or an object store s3://BUCKET/PREFIX[?endpoint=URL] that "
-                        "several servers share (see docs/server.md)")
+                        "several servers share (see docs/delivery.md)")
     p.add_argument("--metrics", metavar="FILE",
                    help="append each message's metrics line here (default: OUT/metrics.jsonl; "
                         "with an object store as --out, metrics.jsonl in the current folder)")
@@ -199,10 +199,10 @@ def _dashboard(http, fleet):
 
 def object_store(target, option):
     """The object store ``target`` names, opened (a probe write) before the model loads, so
-    that one that cannot be reached or written stops serve at once; other targets as given."""
-    if not target or not is_object_store(target):
-        return target
+    that one that cannot be reached or written stops serve at once; a folder as given."""
     with naming(option):
+        if not target or not is_object_store(target):
+            return target and local(target)
         return open_store(target)
 
 
@@ -214,7 +214,15 @@ def run(args):
         parse_url(args.listen)  # a mistyped URL before any output is made
     if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
+    if args.latents:
+        from ..learning.datasets import require_pyarrow
+
+        require_pyarrow()  # before a store or the model is opened
     out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
+    if isinstance(latents, ObjectStore) and not isinstance(out, ObjectStore):
+        say("note: --latents is an object store, --out a local folder: fine for one server; "
+            "servers sharing the latents store need --out in a store too, whose ledger they "
+            "share (docs/delivery.md)")
     with naming_engine():
         model = ServedModel(args.model, decode=not args.no_decode, device=args.device,
                             tile=args.tile, classifier=args.classify,

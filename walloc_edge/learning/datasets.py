@@ -44,6 +44,12 @@ def _pyarrow():
     return pyarrow
 
 
+def require_pyarrow():
+    """Fail now, naming pyarrow, where it is not installed: a dataset a server grows checks
+    when it opens, before any message could be taken and then not kept."""
+    _pyarrow()
+
+
 def schema():
     """The rows' Arrow schema (a function: pyarrow is imported only when it is needed)."""
     pa = _pyarrow()

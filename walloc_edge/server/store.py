@@ -25,7 +25,7 @@ from ..firmware_bridge.delivery import Ledger, RecordedElsewhere
 from ..runtime import io
 
 __all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "open_store", "open_dataset",
-           "is_object_store", "default_metrics"]
+           "is_object_store", "local", "default_metrics"]
 
 SCHEMES = ("s3",)  # object stores, through fsspec and s3fs
 
@@ -37,7 +37,17 @@ def is_object_store(target: "str | Path") -> bool:
 
 def open_store(target: "str | Path") -> "FolderStore | ObjectStore":
     """The store ``target`` names: ``s3://BUCKET/PREFIX[?endpoint=URL]`` or a folder."""
-    return ObjectStore(str(target)) if is_object_store(target) else FolderStore(target)
+    return ObjectStore(str(target)) if is_object_store(target) else FolderStore(local(target))
+
+
+def local(target: "str | Path") -> "str | Path":
+    """``target``, a local folder; a URL of a store this server cannot write (gs://, s3a://)
+    is a ValueError rather than a folder of that name."""
+    scheme = urlsplit(str(target)).scheme
+    if "://" in str(target) and scheme not in SCHEMES:
+        raise ValueError(f"{target}: no store for {scheme}:// here (give "
+                         f"{' or '.join(f'{s}://BUCKET/PREFIX' for s in SCHEMES)}, or a folder)")
+    return target
 
 
 class FolderStore:
@@ -220,10 +230,11 @@ def open_dataset(target: "str | Path | ObjectStore", fields: dict):
     """The latents dataset a server grows in ``target``: a folder, or an object store (a URL
     or one opened), with the dataset fields ``fields``."""
     # imported here: the server loads without the learning side (test_architecture)
-    from ..learning.datasets import FORMAT, VERSION, LiveDataset
+    from ..learning.datasets import FORMAT, VERSION, LiveDataset, require_pyarrow
 
+    require_pyarrow()
     if not isinstance(target, ObjectStore) and not is_object_store(target):
-        return LiveDataset(target, fields)
+        return LiveDataset(local(target), fields)
 
     class ObjectDataset(LiveDataset):
         """A :class:`LiveDataset` in an object store: dataset.json put once, a part per row."""
