@@ -4,7 +4,8 @@ installed as a user would, then the venv's size on disk.
     python benchmarks/install_sizes.py [--out benchmarks/results]
 
 Variants: the bare package (numpy backend), [runtime] (onnxruntime), [litert], [runtime,
-camera] (OpenCV), and the server ([server]: CPU torch first, then the weights from ./models).
+camera] (OpenCV), the server ([server]: CPU torch first, then the weights from ./models),
+and the torch-free decode server ([decode]; with MQTT, an object store and latents rows).
 An empty venv (pip and setuptools alone) is measured too, so the package's own share shows.
 """
 import argparse
@@ -25,6 +26,8 @@ VARIANTS = {  # name: pip install arguments after the first (torch) step, if any
     "walloc-edge[runtime,camera]": [f"{ROOT}[runtime,camera]"],
     "walloc-edge[server] + walloc-edge-models": ["torch==2.13.0", "&&", str(ROOT / "models"),
                                                  f"{ROOT}[server]"],
+    "walloc-edge[decode]": [f"{ROOT}[decode]"],
+    "walloc-edge[decode,bridge,s3,learning]": [f"{ROOT}[decode,bridge,s3,learning]"],
 }
 
 
