@@ -140,3 +140,18 @@ def test_serve_without_pyarrow_refuses_latents_before_taking_a_message(tmp_path)
     assert done.stderr.strip() == ("walloc-edge serve: needs pyarrow, which is not installed "
                                    "here: pip install 'walloc-edge[learning]'"), done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stream_without_paho_says_so_before_making_its_state(tmp_path, rgb_bundle):
+    """A sensor without [bridge] asked for MQTT: one line naming the extra, and no identity
+    or boot number used up for a run that never started."""
+    argv = ["stream", str(rgb_bundle), str(tmp_path / "in"), "--to", "mqtt://127.0.0.1/cams",
+            "--state", str(tmp_path / "state")]
+    (tmp_path / "in").mkdir()
+    code = blocking("paho") + f"from walloc_edge.cli import main; raise SystemExit(main({argv!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("walloc-edge stream: error: MQTT links need paho-mqtt: pip "
+                                   "install 'walloc-edge[bridge]'"), done.stderr
+    assert not (tmp_path / "state").exists()

@@ -12,7 +12,18 @@ from ..framing import AckReader, FrameReader
 from .base import Address, Link, Receiver, Scheme, url_port
 
 
+def _paho():
+    """paho's client module; a ValueError naming the extra where it is not installed (said
+    when the URL is read, before a sensor or server makes any state)."""
+    try:
+        import paho.mqtt.client as mqtt
+    except ImportError:
+        raise ValueError("MQTT links need paho-mqtt: pip install 'walloc-edge[bridge]'") from None
+    return mqtt
+
+
 def parse(url, parsed, options):
+    _paho()
     port = url_port(url, parsed)
     topic = parsed.path.lstrip("/")
     if not parsed.hostname or not topic:
@@ -26,10 +37,7 @@ def parse(url, parsed, options):
 def _mqtt_client(url, host, port, options, client_id):
     """A connected paho client with a persistent session: the broker keeps this client's
     subscriptions and queued QoS-1 messages while it is away."""
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise ValueError("MQTT links need paho-mqtt: pip install 'walloc-edge[bridge]'") from None
+    mqtt = _paho()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
         "client", client_id), clean_session=False)
     client.reconnect_delay_set(min_delay=1, max_delay=10)

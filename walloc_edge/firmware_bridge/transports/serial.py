@@ -4,7 +4,18 @@ from ..framing import FrameReader
 from .base import Address, OneWayLink, Receiver, Scheme, whole_number
 
 
+def _pyserial():
+    """pyserial; a ValueError naming the extra where it is not installed (said when the URL
+    is read, before a sensor or server makes any state)."""
+    try:
+        import serial
+    except ImportError:
+        raise ValueError("serial links need pyserial: pip install 'walloc-edge[bridge]'") from None
+    return serial
+
+
 def parse(url, parsed, options):
+    _pyserial()
     whole_number(url, options, "baud", 921600)
     if not parsed.path:
         raise ValueError(f"{url}: give a device, e.g. serial:///dev/ttyUSB0?baud=921600")
@@ -12,10 +23,7 @@ def parse(url, parsed, options):
 
 
 def _serial_port(url, path, options):
-    try:
-        import serial
-    except ImportError:
-        raise ValueError("serial links need pyserial: pip install 'walloc-edge[bridge]'") from None
+    serial = _pyserial()
     try:
         return serial.Serial(path, int(options.get("baud", 921600)), timeout=0.2)
     except (serial.SerialException, OSError) as e:
