@@ -2,7 +2,7 @@
 way to judge a change to the C core on a shared machine, where load drifts between runs.
 
     python benchmarks/native_ab.py BUNDLE --base OLD.so [--new NEW.so] [--widths 512,2048,4096]
-        [--threads 1] [--rounds 15] [--out benchmarks/results]
+        [--threads 1] [--rounds 15] [--out benchmarks/results] [--stem NAME]
 
 OLD.so (NEW.so: default, the installed extension) is a build of
 walloc_edge/runtime/native_encoder.c and native_fixed.c from another commit, e.g.
@@ -51,6 +51,7 @@ def main():
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--out")
+    p.add_argument("--stem", help="the results' file name (default native_ab_<threads>t)")
     args = p.parse_args()
     if native._LIB is None:
         p.error(f"the native core is not loaded here ({native._REASON})")
@@ -81,7 +82,7 @@ def main():
                      f"{'identical' if same else 'DIFFER'} |")
     native._LIB = installed
     publish(lines, {"machine": m, "threads": args.threads, "rounds": args.rounds,
-                    "rows": rows}, args.out, f"native_ab_{args.threads}t")
+                    "rows": rows}, args.out, args.stem or f"native_ab_{args.threads}t")
 
 
 if __name__ == "__main__":
