@@ -152,6 +152,7 @@ def test_stream_without_paho_says_so_before_making_its_state(tmp_path, rgb_bundl
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == ("walloc-edge stream: error: MQTT links need paho-mqtt: pip "
-                                   "install 'walloc-edge[bridge]'"), done.stderr
+    assert done.stderr.strip() == ("walloc-edge stream: error: mqtt://127.0.0.1/cams: MQTT "
+                                   "links need paho-mqtt: pip install 'walloc-edge[bridge]'"), \
+        done.stderr
     assert not (tmp_path / "state").exists()

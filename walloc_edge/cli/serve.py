@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..firmware_bridge.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
-from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, open_receiver,
-                                           parse_url)
+from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, check_url,
+                                           open_receiver)
 from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
@@ -211,7 +211,7 @@ def run(args):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     http = _http(args)
     with naming("--listen"):
-        parse_url(args.listen)  # a mistyped URL before any output is made
+        check_url(args.listen)  # a mistyped URL or a missing library before any output
     if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
     if args.latents:

@@ -8,7 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state_folder
 from ..firmware_bridge.loops import WatchRecord, stream_files, stream_frames, watch_folder
-from ..firmware_bridge.transports import SENDER_URLS, open_link, parse_url
+from ..firmware_bridge.transports import SENDER_URLS, check_url, open_link
 from ..runtime.coders import CODERS
 from ..runtime.console import say
 from ..runtime.modality import IMAGE
@@ -98,7 +98,7 @@ def run(args):
     log = (lambda line: say(line, sys.stderr)) if args.to == "-" else say
     with naming("--key"):
         key = read_key(args.key) if args.key else None
-    parse_url(args.to)  # a mistyped URL or a missing transport library before any state
+    check_url(args.to)  # a mistyped URL or a missing transport library before any state
     identity = Identity.start(args.state, args.sensor_id)
     spool = Spool.of(args.state, identity, args.spool_mb << 20, args.spool_full)
     if not args.inputs and not args.watch and args.video is None and not len(spool):

@@ -1,9 +1,10 @@
 """Transports for framed messages, one module per URL scheme: TCP, UDP (fragmented to an
 MTU), serial, MQTT, files, and ``-`` for stdout/stdin.
 
-``SCHEMES`` lists them; :func:`parse_url`, :func:`open_link`, :func:`open_sender`,
-:func:`open_receiver` and the URL help (``SENDER_URLS``, ``RECEIVER_URLS``) are read off it,
-so a new transport is a module with a :class:`~.base.Scheme` and one line here.
+``SCHEMES`` lists them; :func:`parse_url`, :func:`check_url`, :func:`open_link`,
+:func:`open_sender`, :func:`open_receiver` and the URL help (``SENDER_URLS``,
+``RECEIVER_URLS``) are read off it, so a new transport is a module with a
+:class:`~.base.Scheme` and one line here.
 
 Senders (:func:`open_link`) write the frames of one message and, on TCP and MQTT, hear the
 server's acknowledgements back (``on_ack``); the delivery layer (``delivery.Courier``) spools
@@ -19,8 +20,8 @@ from . import file, mqtt, serial, stdio, tcp, udp
 from .base import Address, Link, Received, Receiver, ReceiverLimits, Scheme, Sender
 
 __all__ = ["SCHEMES", "Scheme", "Address", "Link", "Received", "Receiver", "Sender",
-           "ReceiverLimits", "parse_url", "open_link", "open_sender", "open_receiver",
-           "SENDER_URLS", "RECEIVER_URLS"]
+           "ReceiverLimits", "parse_url", "check_url", "open_link", "open_sender",
+           "open_receiver", "SENDER_URLS", "RECEIVER_URLS"]
 
 SCHEMES = {"tcp": tcp.SCHEME, "udp": udp.SCHEME, "serial": serial.SCHEME, "mqtt": mqtt.SCHEME,
            "file": file.SCHEME, "stdio": stdio.SCHEME}
@@ -50,6 +51,15 @@ def _resolve(url):
 def parse_url(url: str) -> Address:
     """(scheme, host, port, path, options) of a transport URL; ValueError naming the fix."""
     return _resolve(url)[1]
+
+
+def check_url(url: str) -> Address:
+    """``parse_url``, and a ValueError naming the extra to install where the transport's
+    library is missing: what a sensor or server asks before it makes any state."""
+    scheme, address = _resolve(url)
+    if scheme.library is not None:
+        scheme.library(url)
+    return address
 
 
 def open_link(url: str, sensor: int = 0, ack_key: bytes | None = None) -> Link:

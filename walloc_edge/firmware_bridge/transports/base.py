@@ -36,6 +36,7 @@ class Scheme:
     link: "Callable | None"  # (url, Address, sensor, ack_key) -> Link; None: receive only
     send_help: str       # its URL form in `stream --to` help ("" with no link)
     receive_help: str    # its URL form in `serve --listen` help
+    library: "Callable | None" = None  # (url) -> its library; ValueError naming the extra
 
 
 def url_port(url, parsed):

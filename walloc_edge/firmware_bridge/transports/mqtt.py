@@ -12,18 +12,17 @@ from ..framing import AckReader, FrameReader
 from .base import Address, Link, Receiver, Scheme, url_port
 
 
-def _paho():
-    """paho's client module; a ValueError naming the extra where it is not installed (said
-    when the URL is read, before a sensor or server makes any state)."""
+def _paho(url):
+    """paho's client module; a ValueError naming the extra where it is not installed."""
     try:
         import paho.mqtt.client as mqtt
     except ImportError:
-        raise ValueError("MQTT links need paho-mqtt: pip install 'walloc-edge[bridge]'") from None
+        raise ValueError(f"{url}: MQTT links need paho-mqtt: pip install "
+                         "'walloc-edge[bridge]'") from None
     return mqtt
 
 
 def parse(url, parsed, options):
-    _paho()
     port = url_port(url, parsed)
     topic = parsed.path.lstrip("/")
     if not parsed.hostname or not topic:
@@ -37,7 +36,7 @@ def parse(url, parsed, options):
 def _mqtt_client(url, host, port, options, client_id):
     """A connected paho client with a persistent session: the broker keeps this client's
     subscriptions and queued QoS-1 messages while it is away."""
-    mqtt = _paho()
+    mqtt = _paho(url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
         "client", client_id), clean_session=False)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
@@ -179,7 +178,7 @@ def open_receiver(url, address, keys, limits, log):
 
 
 SCHEME = Scheme(
-    names=("mqtt", "mqtts"), parse=parse, receiver=open_receiver, link=open_link,
+    names=("mqtt", "mqtts"), parse=parse, receiver=open_receiver, link=open_link, library=_paho,
     send_help="mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC or mqtts://...:8883/TOPIC[?ca=FILE] "
               "(TLS)",
     receive_help="mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC or mqtts://... (TLS, ?ca=FILE), "

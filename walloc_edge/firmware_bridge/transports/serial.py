@@ -4,18 +4,17 @@ from ..framing import FrameReader
 from .base import Address, OneWayLink, Receiver, Scheme, whole_number
 
 
-def _pyserial():
-    """pyserial; a ValueError naming the extra where it is not installed (said when the URL
-    is read, before a sensor or server makes any state)."""
+def _pyserial(url):
+    """pyserial; a ValueError naming the extra where it is not installed."""
     try:
         import serial
     except ImportError:
-        raise ValueError("serial links need pyserial: pip install 'walloc-edge[bridge]'") from None
+        raise ValueError(f"{url}: serial links need pyserial: pip install "
+                         "'walloc-edge[bridge]'") from None
     return serial
 
 
 def parse(url, parsed, options):
-    _pyserial()
     whole_number(url, options, "baud", 921600)
     if not parsed.path:
         raise ValueError(f"{url}: give a device, e.g. serial:///dev/ttyUSB0?baud=921600")
@@ -23,7 +22,7 @@ def parse(url, parsed, options):
 
 
 def _serial_port(url, path, options):
-    serial = _pyserial()
+    serial = _pyserial(url)
     try:
         return serial.Serial(path, int(options.get("baud", 921600)), timeout=0.2)
     except (serial.SerialException, OSError) as e:
@@ -59,4 +58,4 @@ def open_receiver(url, address, keys, limits, log):
 
 SERIAL_URL = "serial:///dev/ttyUSB0[?baud=921600]"
 SCHEME = Scheme(names=("serial",), parse=parse, receiver=open_receiver, link=open_link,
-                send_help=SERIAL_URL, receive_help=SERIAL_URL)
+                send_help=SERIAL_URL, receive_help=SERIAL_URL, library=_pyserial)
