@@ -312,6 +312,13 @@ class LiveDataset:
     name, fsync, rename) before the message is acknowledged, so a restart loses nothing and
     reading the folder at any time gives every row written so far."""
 
+    shared = False  # a local folder: one server's rows (see the server's Outputs.take_back)
+
+    @staticmethod
+    def row_name(name):
+        """The file of the row of message ``name``."""
+        return f"part-{name}.parquet"
+
     def __init__(self, folder, fields):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -339,7 +346,7 @@ class LiveDataset:
                           "sent_bytes": [sent_bytes]}, schema=schema())
         buffer = pa.BufferOutputStream()
         pa.parquet.write_table(table, buffer)
-        path = self._put(f"part-{name}.parquet", buffer.getvalue().to_pybytes())
+        path = self._put(self.row_name(name), buffer.getvalue().to_pybytes())
         self.next_index += 1
         return path
 
@@ -350,8 +357,6 @@ class LiveDataset:
         path = self.folder / name
         write_atomic(path, data)
         return path
-
-    shared = False  # a local folder: one server's rows
 
     def remove(self, name):
         """Take back the row ``name`` (its message was not recorded: see the server's

@@ -106,13 +106,15 @@ class Outputs:
         object per name: a conditional PUT never let the loser overwrite them). A latents
         folder of this server's own holds none of the winner's rows."""
         winner = PurePath(winner_output or "")
-        theirs = {winner.name, f"part-{winner.stem}.parquet"}
         latents = fields.get("latents")
         if fields.get("file") and fields["file"] != latents and \
-                PurePath(fields["file"]).name not in theirs:
+                PurePath(fields["file"]).name != winner.name:
             self.store.remove(PurePath(fields["file"]).name)
-        if latents and (not self.dataset.shared or PurePath(latents).name not in theirs):
-            self.dataset.remove(PurePath(latents).name)
+        if latents:
+            row = PurePath(latents).name  # the winner's output may be its row or a file
+            if not self.dataset.shared or row not in (winner.name,
+                                                      self.dataset.row_name(winner.stem)):
+                self.dataset.remove(row)
 
     def close(self) -> None:
         self.metrics.close()

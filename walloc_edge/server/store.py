@@ -116,6 +116,22 @@ class ObjectStore:
                               mode="create" if exclusive else "overwrite")
         return f"{self.url}/{name}"
 
+    def put_once(self, name: str, data: bytes, same=bytes.__eq__,
+                 taken: str = "other content") -> str:
+        """``data`` as the object ``name`` where no object has that name yet (a conditional
+        PUT); one that has is this output only if ``same(kept, data)`` (put before a crash,
+        or by a server handling the same message), else an OSError saying it holds
+        ``taken``: not written, so not acknowledged. Returns the object's URL."""
+        try:
+            return self.put(name, data, exclusive=True)
+        except FileExistsError:
+            kept = self.get(name)
+        if kept is not None and same(kept, data):
+            return f"{self.url}/{name}"
+        raise OSError(f"{self.url}/{name} " + ("was removed while it was put" if kept is None
+                                               else f"already holds {taken}") +
+                      "; not overwritten")
+
     def remove(self, name: str) -> None:
         with _as_os_error(f"{self.url}/{name}: cannot remove it"):
             self.fs.rm_file(f"{self.root}/{name}")
@@ -138,15 +154,8 @@ class ObjectStore:
         crash, or by a server handling the same message), else an OSError: not written."""
         path = io.write_signal(signal, header, self.scratch / stem.name, fmt)
         try:
-            data = path.read_bytes()
-            try:
-                return self.put(path.name, data, exclusive=True)
-            except FileExistsError:
-                if self.get(path.name) == data:
-                    return f"{self.url}/{path.name}"
-                raise OSError(f"{self.url}/{path.name} already holds other content (another "
-                              "server wrote another message under this name); not "
-                              "overwritten") from None
+            return self.put_once(path.name, path.read_bytes(), taken=(
+                "other content (another server wrote another message under this name)"))
         finally:
             path.unlink()
 
@@ -239,6 +248,8 @@ def open_dataset(target: "str | Path | ObjectStore", fields: dict):
     class ObjectDataset(LiveDataset):
         """A :class:`LiveDataset` in an object store: dataset.json put once, a part per row."""
 
+        shared = True  # other servers may write here (see Outputs.take_back)
+
         def __init__(self, store):
             self.store = store
             old = store.get("dataset.json")
@@ -253,22 +264,11 @@ def open_dataset(target: "str | Path | ObjectStore", fields: dict):
             self.next_index = 0  # rows are told apart by name: servers share the store
 
         def _put(self, name, data):
-            """The row put where no object has its name; one that has is this row only if
-            it holds the same values (put before a crash, or by a server handling the same
-            message; ``index`` counts one server's rows and may differ), else an OSError:
-            not written, as for a decoded output."""
-            try:
-                return self.store.put(name, data, exclusive=True)
-            except FileExistsError:
-                kept = self.store.get(name)
-            if kept is not None and _same_row(kept, data):
-                return f"{self.store.url}/{name}"
-            raise OSError(f"{self.store.url}/{name} " + (
-                "was removed while this row was put" if kept is None else
-                "already holds another row (another server kept another message under "
-                "this name, or the object is no row)") + "; not overwritten")
-
-        shared = True  # other servers may write here (see Outputs.take_back)
+            """The row put once, as a decoded output is; a row already there with the same
+            values is this one (``index`` counts one server's rows and may differ)."""
+            return self.store.put_once(name, data, same=_same_row, taken=(
+                "another row (another server kept another message under this name, or the "
+                "object is no row)"))
 
         def remove(self, name):
             self.store.remove(name)
