@@ -28,18 +28,19 @@ int walloc_rans_abi(void) { return WALLOC_RANS_ABI; }
 #define HALVE_AT (1ll << 22)
 #define AHEAD 2 /* rows of latents the encoder fetches ahead of its lanes */
 
-/* Frequencies of every (channel, context) table; table `tables` is "nothing". */
+/* Frequencies of every (channel, context) table; table `tables` is "nothing". A table's
+ * counts grow as latents are counted; its frequencies change only when it is rebuilt. */
 typedef struct {
-    int64_t tables, symbols;
-    int64_t *counts, *totals;  /* (tables, symbols), (tables) */
+    int64_t tables, symbols, first, last; /* tables [first, last) are used */
+    int64_t *counts, *totals;  /* (tables, symbols); (tables): the counts' sum when rebuilt */
     uint32_t *freq, *cum;      /* (tables + 1, symbols) */
-    int64_t *touched;          /* per table: symbols counted since the last refresh */
+    uint32_t *packed;          /* (tables + 1, symbols): freq << 16 | cum, one load for both */
 } Model;
 
 VECTOR_CLONES
 static void rebuild(Model *m, int64_t t) {
     const int64_t A = m->symbols, *counts = m->counts + t * A;
-    uint32_t *freq = m->freq + t * A, *cum = m->cum + t * A;
+    uint32_t *freq = m->freq + t * A, *cum = m->cum + t * A, *packed = m->packed + t * A;
     int64_t sum = 0, best = 0;
     const int64_t total = m->totals[t];
     const double inverse = 1.0 / (double)total;
@@ -58,20 +59,24 @@ static void rebuild(Model *m, int64_t t) {
         if (counts[s] > counts[best]) best = s;  /* the first of equal maxima, as argmax */
     freq[best] += (uint32_t)(SCALE - sum);
     uint32_t running = 0;
-    for (int64_t s = 0; s < A; s++) { cum[s] = running; running += freq[s]; }
+    for (int64_t s = 0; s < A; s++) {
+        cum[s] = running;
+        packed[s] = freq[s] << 16 | running;
+        running += freq[s];
+    }
 }
 
 /* The model of `tables` tables over `symbols` symbols, each starting from `prior`: tables
  * [first, last) ready (the others are never read), and the "nothing" table. */
 static int model_init(Model *m, int64_t tables, int64_t symbols, const int64_t *prior,
                       int64_t first, int64_t last) {
-    m->tables = tables; m->symbols = symbols;
-    m->counts = malloc(sizeof(int64_t) * tables * symbols);
-    m->totals = malloc(sizeof(int64_t) * tables);
+    m->tables = tables; m->symbols = symbols; m->first = first; m->last = last;
+    m->counts = calloc((size_t)(tables * symbols + 1), sizeof(int64_t));
+    m->totals = calloc((size_t)tables + 1, sizeof(int64_t));
     m->freq = calloc((size_t)(tables + 1) * symbols, sizeof(uint32_t));
     m->cum = calloc((size_t)(tables + 1) * symbols, sizeof(uint32_t));
-    m->touched = calloc((size_t)tables, sizeof(int64_t));
-    if (!m->counts || !m->totals || !m->freq || !m->cum || !m->touched) return -1;
+    m->packed = calloc((size_t)(tables + 1) * symbols, sizeof(uint32_t));
+    if (!m->counts || !m->totals || !m->freq || !m->cum || !m->packed) return -1;
     int64_t total = 0;
     for (int64_t s = 0; s < symbols; s++) total += prior[s];
     for (int64_t t = first; t < last; t++) {
@@ -80,36 +85,39 @@ static int model_init(Model *m, int64_t tables, int64_t symbols, const int64_t *
         rebuild(m, t);
     }
     m->freq[tables * symbols] = SCALE;  /* nothing: symbol 0 with every slot */
-    for (int64_t s = 1; s < symbols; s++) m->cum[tables * symbols + s] = SCALE;
+    m->packed[tables * symbols] = SCALE << 16;
+    for (int64_t s = 1; s < symbols; s++)
+        m->cum[tables * symbols + s] = SCALE, m->packed[tables * symbols + s] = SCALE;
     return 0;
 }
 
 static void model_free(Model *m) {
-    free(m->counts); free(m->totals); free(m->freq); free(m->cum); free(m->touched);
+    free(m->counts); free(m->totals); free(m->freq); free(m->cum); free(m->packed);
 }
 
+/* One latent counted: only its count changes (a table's total is summed when it is
+ * refreshed: one store a latent, not three). */
 static inline void count(Model *m, int64_t table, int64_t symbol) {
-    if (table >= m->tables) return;
-    m->counts[table * m->symbols + symbol] += INCREMENT;
-    m->totals[table] += INCREMENT;
-    m->touched[table] = 1;
+    if (table < m->tables) m->counts[table * m->symbols + symbol] += INCREMENT;
 }
 
-/* After counting one refresh interval: halve the tables past HALVE_AT, rebuild the touched. */
+/* After counting one refresh interval: the tables counted in since their last rebuild
+ * (their sum changed: every count adds) halved past HALVE_AT and rebuilt. */
 static void refresh(Model *m) {
     const int64_t A = m->symbols;
-    for (int64_t t = 0; t < m->tables; t++) {
-        if (!m->touched[t]) continue;
-        if (m->totals[t] > HALVE_AT) {
-            int64_t total = 0;
+    for (int64_t t = m->first; t < m->last; t++) {
+        int64_t total = 0;
+        for (int64_t s = 0; s < A; s++) total += m->counts[t * A + s];
+        if (total == m->totals[t]) continue;
+        if (total > HALVE_AT) {
+            total = 0;
             for (int64_t s = 0; s < A; s++) {
                 m->counts[t * A + s] = (m->counts[t * A + s] + 1) / 2;
                 total += m->counts[t * A + s];
             }
-            m->totals[t] = total;
         }
+        m->totals[t] = total;
         rebuild(m, t);
-        m->touched[t] = 0;
     }
 }
 
@@ -380,6 +388,8 @@ typedef struct {
     int32_t *residual;  /* (C, n) */
     uint32_t *coded;    /* (C, n) */
     int64_t *reach;     /* per channel; then reach[C], the tile's */
+    int32_t *activity32, *previous32; /* the context tables in int32 */
+    int32_t *zeros;     /* a line of zeros: channel 0's "previous residuals" */
 } Residuals;
 
 /* The layout's lines of channel c: (lines, latents a line, buffer stride of a line, the
@@ -462,27 +472,33 @@ static int residual_channels(void *ctx, int64_t c0, int64_t c1, float *acc) {
     return 0;
 }
 
+/* Each latent's table << 8 | symbol. In int32 (the context tables' copies in Residuals):
+ * the loop vectorises, its lookups as gathers. */
+VECTOR_CLONES
 static int table_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     (void)unused;
     Residuals *r = ctx;
     const int64_t n = r->n, span = SPAN(r), *own = r->own_offset;
+    const int32_t *activity_context = r->activity32, *previous_context = r->previous32;
+    const int32_t reach = (int32_t)r->reach[r->C], audio = r->audio;
     for (int64_t c = c0; c < c1; c++)
         for (int64_t line = 0; line < LINES(r); line++) {
             int64_t p0 = line * span, m = p0 + span < n ? span : n - p0;
             if (m <= 0) break;
             const int32_t *here = r->buffer + (c + 1) * r->stride + FIRST(r) +
                                   line * LINE_STRIDE(r);
-            const int32_t *before = c ? r->residual + (c - 1) * n + p0 : NULL;
+            const int32_t *before = c ? r->residual + (c - 1) * n + p0 : r->zeros;
             const int32_t *res = r->residual + c * n + p0;
+            const int32_t *x0 = here + own[0], *x1 = here + own[1], *x2 = here + own[2];
+            const int32_t first = (int32_t)(c * r->contexts);
             uint32_t *out = r->coded + c * n + p0;
             for (int64_t i = 0; i < m; i++) {
-                const int32_t *o = here + i;
-                int64_t a0 = o[own[0]], a1 = o[own[1]], a2 = o[own[2]];
-                int64_t activity = r->audio ? llabs(a0 - a1) + llabs(a1 - a2)
-                                            : llabs(a0 - a2) + llabs(a1 - a2);
-                int64_t table = c * r->contexts + r->activity_context[activity] +
-                                r->previous_context[before ? abs(before[i]) : 0];
-                out[i] = (uint32_t)(table << 8 | (res[i] + r->reach[r->C]));
+                const int32_t a0 = x0[i], a1 = x1[i], a2 = x2[i];
+                const int32_t activity = audio ? abs(a0 - a1) + abs(a1 - a2)
+                                               : abs(a0 - a2) + abs(a1 - a2);
+                const int32_t table = first + activity_context[activity] +
+                                      previous_context[abs(before[i])];
+                out[i] = (uint32_t)table << 8 | (uint32_t)(res[i] + reach);
             }
         }
     return 0;
@@ -496,17 +512,25 @@ int64_t walloc_rans_residuals(int64_t C, int64_t n, int audio, int64_t rows, int
                               const int64_t *previous_context, uint32_t *coded, int threads) {
     int64_t *reach = calloc((size_t)C + 1, sizeof(int64_t)), out = -1;
     int32_t *residual = malloc(sizeof(int32_t) * (size_t)(C * n + 1));
+    int64_t span = audio ? region : width;
+    int32_t *activity32 = malloc(sizeof(int32_t) * (size_t)(4 * clip + 1));
+    int32_t *previous32 = malloc(sizeof(int32_t) * (size_t)(clip + 1));
+    int32_t *zeros = calloc((size_t)(span > 0 ? span : 1), sizeof(int32_t));
     Residuals r = {C, n, rows, width, groups, region, stride, K, clip, contexts, audio,
                    own_offset, activity_context, previous_context, buffer, coefs, constant,
-                   residual, coded, reach};
-    int64_t span = audio ? region : width;
-    if (reach && residual &&
+                   residual, coded, reach, activity32, previous32, zeros};
+    if (reach && residual && activity32 && previous32 && zeros &&
         !walloc_parallel(residual_channels, &r, C, 1, threads, span > 0 ? span : 1)) {
         for (int64_t c = 0; c < C; c++) reach[C] = reach[c] > reach[C] ? reach[c] : reach[C];
+        for (int64_t a = 0; a <= 4 * clip; a++) activity32[a] = (int32_t)activity_context[a];
+        for (int64_t a = 0; a <= clip; a++) previous32[a] = (int32_t)previous_context[a];
         if (!walloc_parallel(table_channels, &r, C, 1, threads, 0)) out = reach[C];
     }
     free(reach);
     free(residual);
+    free(activity32);
+    free(previous32);
+    free(zeros);
     return out;
 }
 
@@ -537,7 +561,7 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     const int64_t A = 2 * e->reach + 1, G = e->groups, l0 = c0 * G, lanes = (c1 - c0) * G;
     const int64_t steps = e->steps, n = e->n, region = e->region, width = e->width;
     Model m;
-    /* (steps, lanes): each latent's frequency << 16 | cumulative frequency, in coding order */
+    /* (steps, lanes): each latent's Model.packed (its frequencies), in coding order */
     uint32_t *entry = malloc(sizeof(uint32_t) * (size_t)(steps * lanes + 1));
     int64_t *row = calloc((size_t)lanes + 1, sizeof(int64_t));
     int64_t *col = calloc((size_t)lanes + 1, sizeof(int64_t));
@@ -588,7 +612,7 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
                 }
                 const uint32_t packed = coded[p];
                 const int64_t tab = packed >> 8, symbol = packed & 0xFF, k = tab * A + symbol;
-                out[j] = m.freq[k] << 16 | m.cum[k];
+                out[j] = m.packed[k];
                 count(&m, tab, symbol);
             }
         }
