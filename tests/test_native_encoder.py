@@ -7,6 +7,7 @@ input."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,18 @@ def test_the_fixed_backend_is_never_auto(rgb_bundle):
     """auto takes the float core (or the next backend); the fixed-point one only when named."""
     assert Encoder(rgb_bundle).backend.name != "fixed-point"
     assert isinstance(Encoder(rgb_bundle, "fixed-point").backend, fixed_backend.FixedPointBackend)
+
+
+def test_the_one_pass_width_lifting_is_the_four_passes_bit_for_bit(tmp_path):
+    """split_lift_row_avx512 computes split_lift_passes' floats on every row it takes,
+    checked in C on this CPU (it runs only where the CPU has AVX-512)."""
+    runtime = Path(native_backend.__file__).parents[1]
+    program = tmp_path / "width_lifting"
+    subprocess.run(["gcc", "-O3", "-std=c99", "-pthread", "-I", str(runtime),
+                    str(Path(__file__).parent / "native" / "width_lifting.c"), "-o",
+                    str(program), "-lm"], check=True)
+    out = subprocess.run([str(program)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+    if out.stdout.strip() == "unavailable":
+        pytest.skip("this CPU has no AVX-512: the one-pass width lifting does not run here")
+    assert out.stdout.strip() == "262 rows identical"

@@ -21,9 +21,10 @@
  * so nothing larger than a few rows a level is kept and the subbands never go to memory
  * (audio: each channel's levels along the signal, then the 1x1 on runs of positions).
  * Loops are written so the compiler vectorises them (-O3): a row's first two lifting steps
- * read its interleaved samples (the split costs no pass of its own), a column level's four
- * steps run in one sweep along the row, the 1x1 keeps 12 sums in vector registers while
- * 16 planes stream past, and the compander's threshold search is a table lookup and two
+ * read its interleaved samples (the split costs no pass of its own; on AVX-512 a width
+ * level's four steps run in one pass, split_lift_row_avx512), a column level's four steps
+ * run in one sweep along the row, the 1x1 keeps 12 sums in vector registers while 16
+ * planes stream past, and the compander's threshold search is a table lookup and two
  * comparisons. Work goes over POSIX threads in chunks of block rows (each chunk streams
  * its own rows), handed out as threads come free; each chunk writes only its own.
  *
@@ -186,6 +187,73 @@ typedef float coef;
 #define STEP(c, p) ((c) * (p))
 #define LOAD(L, v) ((void)(L), (float)(v))
 #define ACC_SAMPLES(model) ((model)->latent_dim * SPAN)
+
+#ifdef WALLOC_X86_CLONES
+#include <immintrin.h>
+
+/* A width level's four lifting steps in one pass, in AVX-512 registers: split_lift_row's
+ * values (the same sums in the same order), its four passes over the row's halves made
+ * one. Per 16 outputs two loads, two permutes (even and odd samples apart), four
+ * alignments and two stores, where the four passes load about twelve times and store
+ * four. Block k's last two steps read block k + 1's first two (s1 at i + 1, d0 at i - 1 of
+ * the next step), so round k loads block k + 1, lifts its first two steps and finishes
+ * block k - 1. The row is periodic: past its end the loads wrap to its start (whole
+ * blocks, as m is a multiple of 16), and before block 0 stand d0 and d2 of index -1. */
+typedef int32_t v16i __attribute__((vector_size(64)));
+
+/* [a1 .. a15, b0] and [a15, b0 .. b14]: a's neighbours one lane up and down, as valignd
+ * (a general shuffle compiles to a two-source permute). */
+__attribute__((target("arch=x86-64-v4")))
+static v16 up(v16 a, v16 b) {
+    return (v16)_mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512((__m512)b),
+                                                        _mm512_castps_si512((__m512)a), 1));
+}
+
+__attribute__((target("arch=x86-64-v4")))
+static v16 down(v16 a, v16 b) {
+    return (v16)_mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512((__m512)b),
+                                                        _mm512_castps_si512((__m512)a), 15));
+}
+
+__attribute__((target("arch=x86-64-v4")))
+static void split_lift_row_avx512(const float *restrict y, float *restrict s,
+                                  float *restrict d, int64_t m, const coef c[4]) {
+    const v16i evens = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const v16i odds = evens + 1;
+    const v16 c0 = (v16){0} + c[0], c1 = (v16){0} + c[1], c2 = (v16){0} + c[2],
+              c3 = (v16){0} + c[3];
+    const float d0_2 = y[2 * m - 3] + c[0] * (y[2 * m - 4] + y[2 * m - 2]),
+                d0_1 = y[2 * m - 1] + c[0] * (y[2 * m - 2] + y[0]),
+                d0_0 = y[1] + c[0] * (y[0] + y[2]);
+    const float s1_1 = y[2 * m - 2] + c[1] * (d0_2 + d0_1), s1_0 = y[0] + c[1] * (d0_1 + d0_0);
+    v16 lo, hi, E, O, D0 = {0}, S1 = {0}, D2 = {0};
+    D0[15] = d0_1, D2[15] = d0_1 + c[2] * (s1_1 + s1_0); /* index -1 */
+    memcpy(&lo, y, sizeof lo);
+    memcpy(&hi, y + 16, sizeof hi);
+    E = __builtin_shuffle(lo, hi, evens), O = __builtin_shuffle(lo, hi, odds);
+    for (int64_t k = 0; k <= m / 16; k++) {
+        const float *next = y + (32 * (k + 1) < 2 * m ? 32 * (k + 1) : 32 * (k + 1) - 2 * m);
+        memcpy(&lo, next, sizeof lo);
+        memcpy(&hi, next + 16, sizeof hi);
+        const v16 En = __builtin_shuffle(lo, hi, evens), On = __builtin_shuffle(lo, hi, odds);
+        const v16 D0k = O + c0 * (E + up(E, En));
+        const v16 S1k = E + c1 * (down(D0, D0k) + D0k);
+        if (k) {
+            const v16 D2k = D0 + c2 * (S1 + up(S1, S1k));
+            const v16 S3 = S1 + c3 * (down(D2, D2k) + D2k);
+            memcpy(s + 16 * (k - 1), &S3, sizeof S3);
+            memcpy(d + 16 * (k - 1), &D2k, sizeof D2k);
+            D2 = D2k;
+        }
+        D0 = D0k, S1 = S1k, E = En, O = On;
+    }
+}
+
+/* split_lift_row in one pass where the CPU has AVX-512 and the row is whole blocks. */
+#define SPLIT_LIFT_ROW_FAST(y, s, d, m, L)                                                 \
+    ((m) >= 32 && (m) % 16 == 0 && __builtin_cpu_supports("avx512f") &&                   \
+     (split_lift_row_avx512(y, s, d, m, (L)->c), 1))
+#endif
 #include "native_transform.h"
 
 /* --- the whole encoder --------------------------------------------------------------- */

@@ -12,6 +12,7 @@
  * chosen at load time. ISO C (-std=c99) contracts no multiply-add, so every build computes
  * the same floats. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define WALLOC_X86_CLONES 1
 #define VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define VECTOR_CLONES

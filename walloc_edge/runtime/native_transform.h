@@ -26,10 +26,11 @@ typedef struct {
 /* --- one DWT level, by lifting ------------------------------------------------------- */
 
 /* One level on a row y of 2m samples (periodic): its even samples lifted into s, its odd
- * ones into d (m each). The first two steps read y, so the split costs no pass of its own. */
+ * ones into d (m each), a pass a step. The first two steps read y, so the split costs no
+ * pass of its own. */
 VECTOR_CLONES
-static void split_lift_row(const sample *restrict y, sample *restrict s, sample *restrict d,
-                           int64_t m, const Lifting *L) {
+static void split_lift_passes(const sample *restrict y, sample *restrict s,
+                              sample *restrict d, int64_t m, const Lifting *L) {
     const coef c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
     for (int64_t i = 0; i < m - 1; i++) d[i] = y[2 * i + 1] + STEP(c0, y[2 * i] + y[2 * i + 2]);
     d[m - 1] = y[2 * m - 1] + STEP(c0, y[2 * m - 2] + y[0]);
@@ -39,6 +40,16 @@ static void split_lift_row(const sample *restrict y, sample *restrict s, sample 
     d[m - 1] += STEP(c2, s[m - 1] + s[0]);
     s[0] += STEP(c3, d[m - 1] + d[0]);
     for (int64_t i = 1; i < m; i++) s[i] += STEP(c3, d[i - 1] + d[i]);
+}
+
+/* split_lift_passes, or the includer's faster form of it (SPLIT_LIFT_ROW_FAST: the same
+ * values) where it takes the row. */
+static void split_lift_row(const sample *restrict y, sample *restrict s, sample *restrict d,
+                           int64_t m, const Lifting *L) {
+#ifdef SPLIT_LIFT_ROW_FAST
+    if (SPLIT_LIFT_ROW_FAST(y, s, d, m, L)) return;
+#endif
+    split_lift_passes(y, s, d, m, L);
 }
 
 /* --- the column levels, streamed (images) ------------------------------------------- */
