@@ -12,7 +12,7 @@ from walloc_edge.cli import main
 from walloc_edge.data import synthetic_music
 from walloc_edge.decoder import Decoder, psnr
 from walloc_edge.evaluation.evaluate import runtime_encoder
-from walloc_edge.runtime.io import read_input
+from walloc_edge.runtime.io import read_input, read_source
 from walloc_edge.runtime.modality import AUDIO
 
 RATE = 44100
@@ -114,6 +114,11 @@ def test_channels_are_matched_to_the_model(music, tmp_path):
     assert both.shape == (RATE, 2) and np.array_equal(both[:, 0], both[:, 1])
     with pytest.raises(ValueError, match="2 audio channels, and this model takes 6"):
         read_input(tmp_path / "stereo.wav", AUDIO, 6)
+    source = read_source(tmp_path / "mono.wav", AUDIO, 2)  # what encode reports of it
+    assert source.raw_bytes == RATE * 2 and source.sample.shape == (RATE, 2)
+    assert source.note == "mono, put on all 2 channels: it decodes as 2"
+    assert read_source(tmp_path / "stereo.wav", AUDIO, 1).note == "2 channel(s) mixed to mono"
+    assert read_source(tmp_path / "stereo.wav", AUDIO, 2).note is None
 
 
 def test_a_wav_whose_data_chunk_lies_is_refused(reference_dir, tmp_path, capsys):

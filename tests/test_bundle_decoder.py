@@ -200,3 +200,21 @@ def test_equal_shape_frames_decode_in_one_batch(tmp_path):
     assert sorted(shape[0] for shape in calls) == [1, 3]
     for blob, batched in zip(blobs, together):  # (a batch's kernels may round otherwise)
         assert np.abs(batched.astype(int) - decoder.decode(blob)).max() <= 1
+
+
+def test_the_decoder_package_without_torch_names_the_bundle_decoder():
+    """Without torch, ``from walloc_edge.decoder import BundleDecoder`` works and asking for
+    the torch Decoder says what to install and what to use instead."""
+    code = BLOCK_TORCH + textwrap.dedent("""
+        from walloc_edge.decoder import BundleDecoder, psnr
+        try:
+            from walloc_edge.decoder import Decoder
+        except ModuleNotFoundError as e:
+            print(e)
+        assert 'torch' not in sys.modules
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "needs torch (pip install 'walloc-edge[server]')" in done.stdout
+    assert "BundleDecoder('bundle/')" in done.stdout

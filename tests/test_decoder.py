@@ -139,6 +139,16 @@ def test_decode_and_eval_commands(codecs, tmp_path, capsys):
     assert len(result["files"]) == 2 and result["mean"]["dimensionality_reduction"] == 16
     assert all(r["compression_ratio"] > 1 and 0 < r["ms_ssim"] <= 1 for r in result["files"])
     assert "mean" in capsys.readouterr().out
+    (wlc / "later").mkdir()  # a folder: its .wlc files, recursively, in their places
+    (wlc / "later" / "a.wlc").write_bytes((wlc / "a.wlc").read_bytes())
+    assert main(["decode", str(model), str(wlc), "-o", str(tmp_path / "all"),
+                 "--device", "cpu"]) == 1  # junk.wlc
+    assert sorted(str(p.relative_to(tmp_path / "all")) for p in
+                  (tmp_path / "all").rglob("*.png")) == ["a.png", "later/a.png"]
+    assert main(["decode", str(model), str(wlc), "-o", str(tmp_path / "wav"),
+                 "--format", "wav", "--device", "cpu"]) == 2  # refused before any work
+    assert "--format wav: image is written as png" in capsys.readouterr().err
+    assert not (tmp_path / "wav").exists()
 
 
 def test_a_bitstream_from_a_newer_walloc_edge(codecs, tmp_path, capsys):

@@ -179,3 +179,17 @@ def test_litert_image_graph_is_nhwc_without_transposes(tmp_path):
     assert list(interpreter.get_input_details()[0]["shape"]) == [1, 64, 96, 3]
     assert list(interpreter.get_output_details()[0]["shape"]) == [1, 8, 12, 12]
     assert meta["graphs"]["litert"]["latent_layout"] == "NHWC"
+
+
+def test_a_later_export_of_the_same_model_keeps_the_earlier_graphs(tmp_path):
+    """Exporting the decoder (or any format) into a bundle folder afterwards keeps the
+    graphs made before for the same model; another model's are not kept, and said so."""
+    codec, other = seeded(CONFIGS["gray"]), seeded(CONFIGS["gray"], seed=1)
+    lines = []
+    export_bundle(codec, tmp_path, ("onnx",), log=lines.append)
+    export_bundle(codec, tmp_path, (), log=lines.append)  # weights only, as --decoder alone
+    graphs = json.loads((tmp_path / "encoder.json").read_text())["graphs"]
+    assert list(graphs) == ["onnx"] and graphs["onnx"]["file"] == "encoder.onnx"
+    export_bundle(other, tmp_path, (), log=lines.append)
+    assert json.loads((tmp_path / "encoder.json").read_text())["graphs"] == {}
+    assert "held a bundle of another model" in lines[-1] and "(onnx)" in lines[-1]

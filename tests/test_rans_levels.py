@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from walloc_edge.cli import main
+from walloc_edge.data import synthetic_music
 from walloc_edge.runtime import BitstreamError, Encoder, read_bitstream, read_latents
 from walloc_edge.runtime.coders import CODERS
 from walloc_edge.runtime.coders.rans import RansCoder, native
@@ -161,3 +162,16 @@ def test_encode_at_a_level(rgb_bundle, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.endswith("--level applies to the rans coder, not --coder png"), err
     assert len(err.splitlines()) == 1
+
+
+def test_fastest_on_audio_says_what_it_costs(stereo, tmp_path, capsys):
+    """--level fastest is taken for audio, with a note that it is about twice best's size."""
+    import soundfile
+
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, synthetic_music(4096, 2, seed=1), 44100, subtype="PCM_16")
+    for level, noted in (("fastest", True), ("fast", False)):
+        assert main(["encode", str(stereo[1]), str(clip), "-o", str(tmp_path / level),
+                     "--level", level]) == 0
+        out = capsys.readouterr().out
+        assert ("note: --level fastest makes audio about twice the size" in out) == noted

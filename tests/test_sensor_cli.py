@@ -136,6 +136,26 @@ def test_bad_urls(rgb_bundle, tmp_path, capsys, url, needle):
                    needle)
 
 
+def test_encode_counts_the_inputs_own_samples_and_says_how_it_fitted_them(
+        rgb_bundle, tmp_path, capsys):
+    """A gray or RGBA photo is fitted to an RGB model, and said so; the ratio counts the
+    file's own 8-bit samples (a gray photo's one channel), and an input too small to shrink
+    is "larger", not "0.0x smaller"."""
+    gray, rgba = tmp_path / "gray.png", tmp_path / "rgba.png"
+    Image.fromarray(photo(4)[..., 0]).save(gray)
+    Image.fromarray(np.dstack([photo(5), photo(6)[..., :1]])).save(rgba)
+    Image.fromarray(photo(7, (1, 1))).save(tmp_path / "tiny.png")
+    out = tmp_path / "wlc"
+    assert main(["encode", str(rgb_bundle), str(gray), str(rgba), str(tmp_path / "tiny.png"),
+                 "-o", str(out)]) == 0
+    lines = {line.split(" -> ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    size = (out / "gray.wlc").stat().st_size
+    assert f"({40 * 56 / size:.1f}x smaller)" in lines[str(gray)]
+    assert "note: gray, encoded as RGB: it decodes as RGB" in lines[str(gray)]
+    assert "note: its alpha channel is not encoded" in lines[str(rgba)]
+    assert "x larger than its 3 bytes of samples" in lines[str(tmp_path / "tiny.png")]
+
+
 def test_missing_inputs_and_empty_folders(rgb_bundle, tmp_path, capsys):
     one_line_error(capsys, ["encode", str(rgb_bundle), str(tmp_path / "nope"), "-o",
                             str(tmp_path / "o")], "nope: no such file or folder")

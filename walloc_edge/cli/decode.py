@@ -3,22 +3,25 @@ decoder graph without torch (server side)."""
 import sys
 from pathlib import Path
 
-from ..runtime.files import distinct_names
+from ..runtime.files import distinct_names, expand_inputs
 from ..runtime.io import write_signal
 from ..runtime import read_bitstream
 from ..runtime.errors import NewerBitstreamError
 from ._shared import (add_decoder_options, add_overwrite_option, check_device,
-                      decoder_choices, is_bundle, naming_engine, output_dir, progress, say)
+                      decoder_choices, is_bundle, naming_engine, output_dir, progress, say,
+                      skipped_line)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
 (exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
 or model version this one does not know) is reported on stderr and skipped too; when every
 input is such a one, nothing here can decode them: exit status 2 (upgrade walloc-edge).
 Each output is written whole or not at all;
-an existing one is not replaced without --overwrite, and inputs that share a name keep
-apart (a/x.wlc, b/x.wlc -> x.png, x-2.png).
+an existing one is not replaced without --overwrite. A folder's .wlc files (searched
+recursively) keep their place below it (wlc/a/1.wlc -> OUT/a/1.png); inputs that share a
+name keep apart (a/x.wlc, b/x.wlc given as files -> x.png, x-2.png).
 
 examples:
+  walloc-edge decode rgb-16x wlc/ -o decoded/
   walloc-edge decode rgb-16x wlc/*.wlc -o decoded/
   walloc-edge decode stereo-5x clip.wlc --format flac -o decoded/
   walloc-edge decode bundle/ wlc/*.wlc -o decoded/   # bundle/: export --decoder; no torch"""
@@ -29,7 +32,8 @@ def configure(p):
                                  "(walloc-edge models), a .safetensors file, a reference .pth, "
                                  "or its bundle folder exported with --decoder (decodes on "
                                  "onnxruntime, no torch needed)")
-    p.add_argument("inputs", nargs="+", metavar="IN.wlc", help=".wlc bitstreams")
+    p.add_argument("inputs", nargs="+", metavar="IN.wlc",
+                   help=".wlc bitstreams, or folders of them (searched recursively)")
     p.add_argument("-o", "--out", required=True, help="folder for the decoded files (created)")
     p.add_argument("--format", help="png, tiff or npy for images (default png; npy for other "
                                     "band counts); wav, flac or npy for audio (default wav)")
@@ -72,17 +76,30 @@ def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
 
 def run(args):
     decoder = decoder_for(args)  # checks the decoder's options first
-    missing = [p for p in args.inputs if not Path(p).is_file()]
-    if len(missing) == len(args.inputs):  # nothing to decode: no folder made
-        raise ValueError(f"no such file: {', '.join(missing[:3])}"
-                         f"{' …' if len(missing) > 3 else ''}")
+    formats = decoder.modality.output_formats
+    if args.format is not None and args.format not in formats:
+        raise ValueError(f"--format {args.format}: {decoder.modality} is written as "
+                         f"{', '.join(formats)}")
+    files, skipped = [], {}
+    for item in args.inputs:  # a missing one is reported with the others' failures
+        if Path(item).is_dir() or Path(item).is_file():
+            found, also = expand_inputs([item], {".wlc"}, "bitstreams")
+            files += found
+            skipped.update({k: skipped.get(k, 0) + n for k, n in also.items()})
+        else:
+            files.append((Path(item), Path(Path(item).stem)))
+    if not any(path.is_file() for path, _ in files):  # nothing to decode: no folder made
+        raise ValueError(f"no .wlc files in {', '.join(args.inputs[:3])}"
+                         f"{' …' if len(args.inputs) > 3 else ''}")
     out = output_dir(args.out)
     failed = newer = 0
-    named = distinct_names([(Path(p), Path(Path(p).stem)) for p in args.inputs])
+    named = distinct_names(files)
     for path, name in progress(named, "decoding"):
         try:
-            signal, target = decode_to_file(decoder, path.read_bytes(), out / name,
-                                            args.format, args.overwrite)
+            blob = path.read_bytes()
+            (out / name).parent.mkdir(parents=True, exist_ok=True)  # a folder's place kept
+            signal, target = decode_to_file(decoder, blob, out / name, args.format,
+                                            args.overwrite)
         except NewerBitstreamError as e:
             newer += 1
             print(f"skipped {path}: {e}", file=sys.stderr)
@@ -93,13 +110,15 @@ def run(args):
             continue
         except FileNotFoundError:
             failed += 1
-            say(f"skipped {path}: no such file")
+            say(f"skipped {path}: no such file or folder")
             continue
         except (OSError, ValueError) as e:
             failed += 1
             say(f"skipped {path}: {e}")
             continue
         say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
+    if skipped:
+        print(skipped_line(skipped))
     if newer == len(named):
         return 2
     return 1 if failed or newer else 0

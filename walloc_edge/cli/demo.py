@@ -21,6 +21,8 @@ def configure(p):
 
 
 def run(args):
+    import torch  # noqa: F401  (the demo decodes with torch: without it, the line naming the extra)
+
     models = embedded_models()
     if args.model == DEFAULT_IMAGE_MODEL and DEFAULT_IMAGE_MODEL not in models:
         raise ValueError(f"the embedded model {DEFAULT_IMAGE_MODEL} is not installed: "

@@ -3,16 +3,17 @@ import math
 import time
 
 from ..runtime.coders import CODERS
-from ..runtime.io import read_input, write_atomic
+from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_level_option, add_overwrite_option,
-                      add_video_options, coder_level, input_files, output_dir, progress, say,
-                      sensor_encoder)
+                      add_video_options, coder_level, input_files, level_note, output_dir,
+                      progress, say, sensor_encoder)
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
 a-jpg.wlc, a-png.wlc). An existing .wlc is not replaced without --overwrite. Video frames
-are OUT/NAME-000000.wlc, ... An unreadable or unsupported input is reported and skipped;
+are OUT/NAME-000000.wlc, ... A path that does not exist stops the command before any work
+(a typo); an unreadable or unsupported input is reported and skipped;
 the rest are still encoded, and the exit status is 1. Each .wlc is written whole or not at
 all.
 
@@ -51,24 +52,27 @@ def run(args):
         raise ValueError(f"no {b.modality} files in {' '.join(args.inputs)}"
                          + (f" ({skipped})" if skipped else ""))
     out = output_dir(args.out)
+    if level_note(level, b.modality):
+        print(level_note(level, b.modality))
     print(f"encoding with {encoder.describe()} + {args.coder}"
           f"{f' (level {level})' if level else ''} into {out}")
     totals = {"done": 0, "failed": 0, "in": 0, "out": 0}
     for path, name in progress(files, "encoding"):
         try:
-            sample, rate = read_input(path, b.modality, b.channels)
+            source = read_source(path, b.modality, b.channels)
         except ValueError as e:
             totals["failed"] += 1
             say(f"skipped {e}" if str(e).startswith(str(path)) else f"skipped {path}: {e}")
             continue
-        _encode_one(encoder, args, sample, rate, path, out / name, totals)
+        _encode_one(encoder, args, source.sample, source.rate, path, out / name, totals,
+                    source.raw_bytes, source.note)
     if args.video is not None:
         _encode_video(encoder, args, out, totals)
     if skipped:
         print(skipped)
     if totals["done"]:
         print(f"encoded {totals['done']} input(s): {totals['in']:,} -> {totals['out']:,} bytes "
-              f"({totals['in'] / max(totals['out'], 1):.1f}x) in {out}")
+              f"({ratio(totals['in'], totals['out'])}) in {out}")
     return 1 if totals["failed"] else 0
 
 
@@ -84,7 +88,9 @@ def _encode_video(encoder, args, out, totals):
         print(f"stopped: {source.name} after {totals['done']} input(s)")
 
 
-def _encode_one(encoder, args, sample, rate, what, stem, totals):
+def _encode_one(encoder, args, sample, rate, what, stem, totals, raw_bytes=None, note=None):
+    """Encode one sample to STEM.wlc; its ratio counted against ``raw_bytes`` (the input's
+    own samples: default, the sample's), ``note`` (how it was fitted to the model) said."""
     target = stem.with_name(stem.name + ".wlc")
     start = time.perf_counter()
     try:
@@ -98,10 +104,18 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals):
         totals["failed"] += 1
         say(f"skipped {what}: {e}")
         return
+    raw_bytes = sample.nbytes if raw_bytes is None else raw_bytes
     totals["done"] += 1
-    totals["in"] += sample.nbytes
+    totals["in"] += raw_bytes
     totals["out"] += len(blob)
     kind = encoder.bundle.modality
     amount, unit = math.prod(sample.shape[:kind.spatial_axes]), kind.unit
-    say(f"{what} -> {target}  {len(blob):,} bytes ({sample.nbytes / len(blob):.1f}x smaller)"
-        f"  {amount / 1e6 / seconds:.1f} {unit}/s")
+    say(f"{what} -> {target}  {len(blob):,} bytes ({ratio(raw_bytes, len(blob))})"
+        f"  {amount / 1e6 / seconds:.1f} {unit}/s" + (f"  (note: {note})" if note else ""))
+
+
+def ratio(raw, coded):
+    """How much smaller ``coded`` bytes are than ``raw`` ones, in words."""
+    if coded >= raw:
+        return f"{coded / raw:.1f}x larger than its {raw:,} bytes of samples"
+    return f"{raw / coded:.1f}x smaller"

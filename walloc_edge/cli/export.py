@@ -1,5 +1,6 @@
 """``walloc-edge export``: a model's sensor encoder as a bundle, each graph validated."""
 import sys
+from pathlib import Path
 
 from ..codec import load
 from ..export import ExportError, export_bundle
@@ -58,4 +59,5 @@ def run(args):
     except ExportError as e:
         print(f"walloc-edge export: failed: {e}", file=sys.stderr)
         return 1
-    print(f"model id {meta['model_id']}; wrote {args.out}/encoder.json")
+    print(f"model id {meta['model_id']}; wrote {Path(args.out) / 'encoder.json'}"
+          + (f" (graphs: {', '.join(meta['graphs'])})" if meta["graphs"] else ""))

@@ -13,7 +13,8 @@ from ..runtime.coders import CODERS
 from ..runtime.console import say
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_level_option, add_video_options, coder_level,
-                      input_files, naming, positive_int, positive_number, sensor_encoder)
+                      input_files, level_note, naming, positive_int, positive_number,
+                      sensor_encoder)
 from ._stops import Stopped, stop_on
 
 STOP_WAIT = 5  # seconds a stop by SIGTERM or SIGHUP waits for the last acknowledgements
@@ -96,6 +97,8 @@ def run(args):
     if args.watch and not Path(args.watch).is_dir():
         raise ValueError(f"--watch {args.watch}: no such folder")
     log = (lambda line: say(line, sys.stderr)) if args.to == "-" else say
+    if level_note(level, encoder.bundle.modality):
+        log(level_note(level, encoder.bundle.modality))
     with naming("--key"):
         key = read_key(args.key) if args.key else None
     check_url(args.to)  # a mistyped URL or a missing transport library before any state

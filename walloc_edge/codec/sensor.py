@@ -189,7 +189,10 @@ def sensor_encoder(codec, target="onnx"):
         return SensorEncoder1D(codec).eval()
     if target != "litert":
         return SensorEncoder2D(codec).eval()
-    import litert_torch
+    from ..runtime._quiet import quiet_output
+
+    with quiet_output():  # its import logs (absl, oneDNN) to stderr
+        import litert_torch
 
     # NHWC in and NHWC latents (1, H/2^J, W/2^J, latent_dim) out, without transposes.
     return litert_torch.to_channel_last_io(SensorEncoder2D(codec, planar=True).eval(),

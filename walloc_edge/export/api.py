@@ -1,4 +1,5 @@
 """export_bundle: write and validate the sensor bundle for a codec."""
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..codec.sensor import bundle_arrays, bundle_metadata, sensor_encoder, write_bundle
+from ..codec.sensor import (bundle_arrays, bundle_metadata, model_id, sensor_encoder,
+                            write_bundle)
 from ..runtime.modality import IMAGE
 from .validate import audio_inputs, image_inputs, random_sample, validate
 
@@ -163,13 +165,15 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(codec, encoder, out_dir, tuple(static_shape), audio_length, log)
-    graphs, failures = {}, []
+    earlier, failures = _earlier_graphs(out_dir, codec, formats, log), []
+    graphs = {}
     for fmt in (f for f in FORMATS if f in formats):
         report, passed = EXPORTERS[fmt](job, graphs)
         log(_summary(fmt, report))
         graphs[fmt] = report
         if not passed:
             failures.append(fmt)
+    graphs = {f: graphs.get(f) or earlier[f] for f in FORMATS if f in graphs or f in earlier}
     metadata = write_bundle(codec, out_dir, encoder, graphs)
     if decoder:
         from .decoder_graph import MIN_AGREEMENT_DB, export_decoder
@@ -184,6 +188,28 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
                           f"latents identical to torch, or a difference above 1); see "
                           f"{out_dir / 'encoder.json'}")
     return metadata
+
+
+def _earlier_graphs(out_dir, codec, formats, log):
+    """The graphs an earlier export of this same model left in ``out_dir`` that this one
+    does not make again, so that exporting the decoder (or another format) afterwards keeps
+    them in encoder.json; none where the folder held another model's bundle (said)."""
+    try:
+        old = json.loads((out_dir / "encoder.json").read_text())
+        graphs = dict(old["graphs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if old.get("model_id") != model_id(codec):
+        if graphs:
+            log(f"note: {out_dir} held a bundle of another model ({old.get('model_id')}); "
+                f"its graphs ({', '.join(graphs)}) are not kept")
+        return {}
+    kept = {}
+    for fmt, report in graphs.items():
+        name = isinstance(report, dict) and (report.get("file") or report.get("folder"))
+        if fmt not in formats and isinstance(name, str) and (out_dir / name).exists():
+            kept[fmt] = report
+    return kept
 
 
 def _summary(fmt, report):

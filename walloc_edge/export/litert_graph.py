@@ -14,7 +14,8 @@ __all__ = ["export_litert", "litert_runner"]
 
 def export_litert(encoder, example, path):
     try:
-        import litert_torch
+        with quiet_output():  # its import logs (absl, oneDNN) to stderr
+            import litert_torch
     except ImportError:
         raise ValueError("LiteRT export needs litert-torch: pip install 'walloc-edge[export]'") \
             from None

@@ -286,6 +286,13 @@ class FrameReader:
             self.stats.frames += 1
             frames.append(Frame(*fields, payload, flags))
 
+    def finish(self):
+        """The stream has ended: what the buffer holds is a frame cut short (counted as a
+        corrupted frame) or noise; either way skipped, not silently forgotten."""
+        self.stats.corrupted += self.buffer.startswith(SYNC)
+        self.stats.skipped_bytes += len(self.buffer)
+        self.buffer.clear()
+
     def _drop_v1(self):
         self.stats.old_version += 1
         self.stats.skipped_bytes += V1_HEADER.size + 4

@@ -24,8 +24,9 @@ __all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serv
 
 def _send_all(encoder, sender, items, coder, log, level=None):
     """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
-    rate), with ``coder`` at ``level``; one that cannot be read or encoded is skipped with a
-    line. (sent, failed)."""
+    rate), with ``coder`` at ``level``, through the Courier ``sender`` (a line each: "sent",
+    or "queued" where the courier's thread sends it and waits for its acknowledgement); one
+    that cannot be read or encoded is skipped with a line. (sent, failed)."""
     sent = failed = 0
     for what, source, read in items:
         try:
@@ -37,8 +38,8 @@ def _send_all(encoder, sender, items, coder, log, level=None):
             continue
         key = sender.send(blob, {"source": source, "time": time.time()})
         sent += 1
-        log(f"sent {what}: {len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}"
-                                                   if key else ""))
+        log(f"{'queued' if sender.spools else 'sent'} {what}: "
+            f"{len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}" if key else ""))
     return sent, failed
 
 

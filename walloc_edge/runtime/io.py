@@ -11,18 +11,31 @@ import os
 import threading
 import wave
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from .modality import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Modality
 
-__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "read_input", "write_signal", "match_channels",
-           "atomic_file", "write_atomic"]
+__all__ = ["IMAGE_SUFFIXES", "AUDIO_SUFFIXES", "Source", "read_source", "read_input",
+           "write_signal", "match_channels", "atomic_file", "write_atomic"]
 
 
-def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[np.ndarray, int]":
-    """(sample, sample rate) in ``path`` for a model of ``modality`` with ``channels``
-    channels; the rate is 0 for images."""
+class Source(NamedTuple):
+    """An input as a model takes it: ``sample`` and ``rate`` (0 for images); ``raw_bytes``,
+    the size of the file's own samples (8-bit pixels of its channels, 16-bit PCM of its
+    channels: what a compression ratio is counted against); ``note``, how the sample was
+    made to fit the model's channels (gray made RGB, alpha dropped, mono put on every
+    channel), or None."""
+    sample: np.ndarray
+    rate: int
+    raw_bytes: int
+    note: "str | None"
+
+
+def read_source(path: "str | Path", modality: Modality, channels: int) -> Source:
+    """The :class:`Source` in ``path`` for a model of ``modality`` with ``channels``
+    channels."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -31,11 +44,24 @@ def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[
         raise ValueError(f"{path}: not {modality.noun} this model takes (use "
                          f"{', '.join(sorted(modality.inputs))})")
     if suffix == ".npy":
-        return _read_npy(path), 0
+        cube = _read_npy(path)
+        return Source(cube, 0, cube.nbytes, None)
     if suffix in IMAGE_SUFFIXES:
-        return _read_image(path, channels), 0
+        return _read_image(path, channels)
     samples, rate = _read_audio(path)
-    return match_channels(samples, channels, path), rate
+    have = samples.shape[1]
+    note = None if have == channels else \
+        f"{have} channel(s) mixed to mono" if channels == 1 else \
+        f"mono, put on all {channels} channels: it decodes as {channels}"
+    return Source(match_channels(samples, channels, path), rate, samples.shape[0] * have * 2,
+                  note)
+
+
+def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[np.ndarray, int]":
+    """(sample, sample rate) in ``path`` for a model of ``modality`` with ``channels``
+    channels; the rate is 0 for images."""
+    source = read_source(path, modality, channels)
+    return source.sample, source.rate
 
 
 def _read_image(path, channels):
@@ -46,13 +72,24 @@ def _read_image(path, channels):
             if im.mode.startswith("I") or im.mode == "F":
                 raise ValueError(f"{path}: {im.mode} (16-bit or float) images are not "
                                  "supported; save it as 8-bit")
-            if channels in (1, 3):
-                return np.asarray(im.convert("L" if channels == 1 else "RGB"))
-            return np.asarray(im)
+            bands = im.getbands()
+            raw = im.width * im.height * len(bands)
+            if channels not in (1, 3):
+                return Source(np.asarray(im), 0, raw, None)
+            sample = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     except Image.DecompressionBombError as e:
         raise ValueError(f"{path}: refused as a likely decompression bomb ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image ({e})") from None
+    color = [b for b in bands if b not in ("A", "a")]
+    note = []
+    if channels == 3 and len(color) == 1 and im.mode != "P":
+        note.append("gray, encoded as RGB: it decodes as RGB")
+    if channels == 1 and len(color) > 1:
+        note.append(f"{im.mode}, encoded as gray")
+    if len(color) < len(bands):
+        note.append("its alpha channel is not encoded")
+    return Source(sample, 0, raw, "; ".join(note) or None)
 
 
 def _read_npy(path):

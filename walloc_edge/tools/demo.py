@@ -68,7 +68,8 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
     log("4/4 measure and write the pictures")
     picture = out / f"{photo_name}-side-by-side.png"
     Image.fromarray(side_by_side(photo, reconstruction)).save(picture)
-    Image.fromarray(reconstruction).save(out / f"{photo_name}-decoded.png")
+    decoded_png = out / f"{photo_name}-decoded.png"
+    Image.fromarray(reconstruction).save(decoded_png)
     megapixels = photo.shape[0] * photo.shape[1] / 1e6
     report = {
         "model": str(model),
@@ -83,7 +84,8 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
         "encode_with_rans_MPps": megapixels / encode_s,
         "decode_MPps": megapixels / decode_s,
         "decoder_device": decoder.device,
-        "files": {"bitstream": str(wlc), "side_by_side": str(picture), "bundle": str(out / "bundle")},
+        "files": {"bitstream": str(wlc), "decoded": str(decoded_png), "side_by_side": str(picture),
+                  "bundle": str(out / "bundle")},
     }
     log("")
     log(f"  dimensionality reduction  {report['dimensionality_reduction']:.0f}x "
@@ -95,9 +97,9 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
         f"{report['encode_with_rans_MPps']:.1f} MP/s with rans coding")
     log(f"  torch decoder ({decoder.device})       {report['decode_MPps']:.2f} MP/s")
     log("")
-    log(f"  wrote {wlc}, {picture}")
-    log("        (original | reconstruction | error x4), and the bundle in "
-        f"{out / 'bundle'}")
+    log(f"  wrote {wlc}, {decoded_png},")
+    log(f"        {picture} (original | reconstruction | error x4),")
+    log(f"        and the bundle in {out / 'bundle'}")
     if audio_model is not None:
         report["audio"] = _audio_demo(audio_model, out, log)
     return report
@@ -139,5 +141,6 @@ def _audio_demo(model, out, log):
     log(f"  {report['dimensionality_reduction']:.2f}x fewer values, compression ratio "
         f"{report['compression_ratio']:.1f}, PSNR {report['psnr']:.2f} dB; encode "
         f"{report['encode_MSps']:.1f} MS/s, decode {report['decode_MSps']:.2f} MS/s")
-    log(f"  wrote {original} and {decoded}")
+    log(f"  wrote {out / 'music.wlc'}, {original} and {decoded},")
+    log(f"        and the bundle in {out / 'audio-bundle'}")
     return report

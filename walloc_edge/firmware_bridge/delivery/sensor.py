@@ -179,6 +179,12 @@ class Courier:
         self.worker = threading.Thread(target=self._run, name="courier", daemon=True)
         self.worker.start()
 
+    @property
+    def spools(self) -> bool:
+        """Whether ``send`` queues a message in the spool for the courier's thread (a link
+        with acknowledgements) rather than sending it at once."""
+        return self.link.acks
+
     def send(self, message: bytes, meta: dict | None = None) -> "tuple[int, int]":
         """Spool one new message for the courier's thread to send; returns its key (boot,
         sequence). With ``window`` messages in flight it first waits for acknowledgements,

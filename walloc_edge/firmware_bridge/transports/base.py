@@ -346,6 +346,7 @@ class StreamReceiver(Receiver):
             while not self.stopped.is_set():
                 data = source.read(1 << 16)
                 if not data:
+                    reader.finish()  # a last frame cut short is counted, not dropped unseen
                     break
                 self._frames(name, reader.feed(data))
         self.stop()
