@@ -116,7 +116,7 @@ def test_channels_are_matched_to_the_model(music, tmp_path):
         read_input(tmp_path / "stereo.wav", AUDIO, 6)
     source = read_source(tmp_path / "mono.wav", AUDIO, 2)  # what encode reports of it
     assert source.raw_bytes == RATE * 2 and source.sample.shape == (RATE, 2)
-    assert source.note == "mono, put on all 2 channels: it decodes as 2"
+    assert source.note == "mono, put on all 2 channels: it decodes as 2 channels"
     assert read_source(tmp_path / "stereo.wav", AUDIO, 1).note == "2 channel(s) mixed to mono"
     assert read_source(tmp_path / "stereo.wav", AUDIO, 2).note is None
 

@@ -190,6 +190,12 @@ def test_a_later_export_of_the_same_model_keeps_the_earlier_graphs(tmp_path):
     export_bundle(codec, tmp_path, (), log=lines.append)  # weights only, as --decoder alone
     graphs = json.loads((tmp_path / "encoder.json").read_text())["graphs"]
     assert list(graphs) == ["onnx"] and graphs["onnx"]["file"] == "encoder.onnx"
+    meta = json.loads((tmp_path / "encoder.json").read_text())
+    meta["graphs"]["onnx"]["status"] = "validation failed"  # a failed graph is not kept
+    (tmp_path / "encoder.json").write_text(json.dumps(meta))
+    export_bundle(codec, tmp_path, (), log=lines.append)
+    assert json.loads((tmp_path / "encoder.json").read_text())["graphs"] == {}
+    export_bundle(codec, tmp_path, ("onnx",), log=lines.append)
     export_bundle(other, tmp_path, (), log=lines.append)
     assert json.loads((tmp_path / "encoder.json").read_text())["graphs"] == {}
     assert "held a bundle of another model" in lines[-1] and "(onnx)" in lines[-1]

@@ -9,7 +9,7 @@
 
 int main(void) {
 #ifdef WALLOC_X86_CLONES
-    if (!__builtin_cpu_supports("avx512f")) {
+    if (!__builtin_cpu_supports("x86-64-v4")) {
         puts("unavailable");
         return 0;
     }

@@ -71,35 +71,48 @@ def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
     """.wlc bytes → the decoded signal, written next to ``stem``; (signal, path)."""
     stream = read_bitstream(blob)
     signal = decoder.decode(stream)
+    Path(stem).parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place
     return signal, write_signal(signal, stream.header, stem, fmt, overwrite)
+
+
+def check_format(fmt, decoder):
+    """--format against what the decoder's signals can be written as: refused before any
+    work, not file by file."""
+    formats = decoder.modality.output_formats
+    if fmt is not None and fmt not in formats:
+        raise ValueError(f"--format {fmt}: {decoder.modality} is written as "
+                         f"{', '.join(formats)}")
+    if fmt in ("png", "tiff") and decoder.channels not in (1, 3):
+        raise ValueError(f"--format {fmt}: this model's images have {decoder.channels} bands; "
+                         "write them as npy")
 
 
 def run(args):
     decoder = decoder_for(args)  # checks the decoder's options first
-    formats = decoder.modality.output_formats
-    if args.format is not None and args.format not in formats:
-        raise ValueError(f"--format {args.format}: {decoder.modality} is written as "
-                         f"{', '.join(formats)}")
-    files, skipped = [], {}
+    check_format(args.format, decoder)
+    files, skipped, missing = [], {}, []
     for item in args.inputs:  # a missing one is reported with the others' failures
         if Path(item).is_dir() or Path(item).is_file():
             found, also = expand_inputs([item], {".wlc"}, "bitstreams")
             files += found
             skipped.update({k: skipped.get(k, 0) + n for k, n in also.items()})
         else:
+            missing.append(item)
             files.append((Path(item), Path(Path(item).stem)))
-    if not any(path.is_file() for path, _ in files):  # nothing to decode: no folder made
+    if len(missing) == len(args.inputs):  # nothing to decode: no folder made
+        raise ValueError(f"no such file or folder: {', '.join(missing[:3])}"
+                         f"{' …' if len(missing) > 3 else ''}")
+    if not any(path.is_file() for path, _ in files):
         raise ValueError(f"no .wlc files in {', '.join(args.inputs[:3])}"
-                         f"{' …' if len(args.inputs) > 3 else ''}")
+                         f"{' …' if len(args.inputs) > 3 else ''}"
+                         + (f" ({skipped_line(skipped)})" if skipped else ""))
     out = output_dir(args.out)
     failed = newer = 0
     named = distinct_names(files)
     for path, name in progress(named, "decoding"):
         try:
-            blob = path.read_bytes()
-            (out / name).parent.mkdir(parents=True, exist_ok=True)  # a folder's place kept
-            signal, target = decode_to_file(decoder, blob, out / name, args.format,
-                                            args.overwrite)
+            signal, target = decode_to_file(decoder, path.read_bytes(), out / name,
+                                            args.format, args.overwrite)
         except NewerBitstreamError as e:
             newer += 1
             print(f"skipped {path}: {e}", file=sys.stderr)

@@ -192,8 +192,9 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
 
 def _earlier_graphs(out_dir, codec, formats, log):
     """The graphs an earlier export of this same model left in ``out_dir`` that this one
-    does not make again, so that exporting the decoder (or another format) afterwards keeps
-    them in encoder.json; none where the folder held another model's bundle (said)."""
+    does not make again and that passed their validation, so that exporting the decoder (or
+    another format) afterwards keeps them in encoder.json; none where the folder held
+    another model's bundle (said)."""
     try:
         old = json.loads((out_dir / "encoder.json").read_text())
         graphs = dict(old["graphs"])
@@ -206,8 +207,10 @@ def _earlier_graphs(out_dir, codec, formats, log):
         return {}
     kept = {}
     for fmt, report in graphs.items():
+        fmt = FORMAT_ALIASES.get(fmt, fmt)  # older bundles name the LiteRT graph "tflite"
         name = isinstance(report, dict) and (report.get("file") or report.get("folder"))
-        if fmt not in formats and isinstance(name, str) and (out_dir / name).exists():
+        if (fmt in FORMATS and fmt not in formats and isinstance(name, str) and
+                (out_dir / name).exists() and report.get("status") != "validation failed"):
             kept[fmt] = report
     return kept
 

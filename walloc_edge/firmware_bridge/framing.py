@@ -287,11 +287,16 @@ class FrameReader:
             frames.append(Frame(*fields, payload, flags))
 
     def finish(self):
-        """The stream has ended: what the buffer holds is a frame cut short (counted as a
-        corrupted frame) or noise; either way skipped, not silently forgotten."""
-        self.stats.corrupted += self.buffer.startswith(SYNC)
-        self.stats.skipped_bytes += len(self.buffer)
-        self.buffer.clear()
+        """The stream has ended, so a frame the buffer still waits for will never complete:
+        counted as corrupted and skipped, and the whole frames behind it (a frame cut short
+        in the middle of a capture) returned, as ``feed`` returns frames."""
+        frames = []
+        while self.buffer:
+            self.stats.corrupted += self.buffer.startswith(SYNC)
+            self.stats.skipped_bytes += 1
+            del self.buffer[:1]
+            frames += self.feed(b"")
+        return frames
 
     def _drop_v1(self):
         self.stats.old_version += 1

@@ -52,7 +52,7 @@ def read_source(path: "str | Path", modality: Modality, channels: int) -> Source
     have = samples.shape[1]
     note = None if have == channels else \
         f"{have} channel(s) mixed to mono" if channels == 1 else \
-        f"mono, put on all {channels} channels: it decodes as {channels}"
+        f"mono, put on all {channels} channels: it decodes as {channels} channels"
     return Source(match_channels(samples, channels, path), rate, samples.shape[0] * have * 2,
                   note)
 
@@ -72,23 +72,29 @@ def _read_image(path, channels):
             if im.mode.startswith("I") or im.mode == "F":
                 raise ValueError(f"{path}: {im.mode} (16-bit or float) images are not "
                                  "supported; save it as 8-bit")
-            bands = im.getbands()
-            raw = im.width * im.height * len(bands)
+            # its colour samples a pixel (a palette image's: its palette's), alpha not encoded
+            palette = im.mode in ("P", "PA")
+            mode = im.palette.mode if palette and im.palette else im.mode
+            colours = Image.getmodebands(mode) - ("A" in mode)
+            alpha = "A" in im.mode or "A" in mode or "transparency" in im.info
+            label = "a palette image" if palette else im.mode
             if channels not in (1, 3):
-                return Source(np.asarray(im), 0, raw, None)
+                return Source(np.asarray(im), 0, np.asarray(im).nbytes, None)
             sample = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     except Image.DecompressionBombError as e:
         raise ValueError(f"{path}: refused as a likely decompression bomb ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise ValueError(f"{path}: not a readable image ({e})") from None
-    color = [b for b in bands if b not in ("A", "a")]
     note = []
-    if channels == 3 and len(color) == 1 and im.mode != "P":
+    if channels == 3 and colours == 1:
         note.append("gray, encoded as RGB: it decodes as RGB")
-    if channels == 1 and len(color) > 1:
-        note.append(f"{im.mode}, encoded as gray")
-    if len(color) < len(bands):
+    elif channels == 1 and colours > 1:
+        note.append(f"{label}, encoded as gray")
+    elif channels == 3 and mode not in ("RGB", "RGBA"):
+        note.append(f"{label}, converted to RGB")
+    if alpha:
         note.append("its alpha channel is not encoded")
+    raw = im.width * im.height * colours
     return Source(sample, 0, raw, "; ".join(note) or None)
 
 

@@ -249,9 +249,10 @@ static void split_lift_row_avx512(const float *restrict y, float *restrict s,
     }
 }
 
-/* split_lift_row in one pass where the CPU has AVX-512 and the row is whole blocks. */
+/* split_lift_row in one pass where the CPU has what the function is built for (x86-64-v4:
+ * AVX-512 F, BW, DQ, VL) and the row is whole blocks. */
 #define SPLIT_LIFT_ROW_FAST(y, s, d, m, L)                                                 \
-    ((m) >= 32 && (m) % 16 == 0 && __builtin_cpu_supports("avx512f") &&                   \
+    ((m) >= 32 && (m) % 16 == 0 && __builtin_cpu_supports("x86-64-v4") &&                 \
      (split_lift_row_avx512(y, s, d, m, (L)->c), 1))
 #endif
 #include "native_transform.h"

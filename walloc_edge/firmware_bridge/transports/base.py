@@ -345,8 +345,8 @@ class StreamReceiver(Receiver):
         with source:
             while not self.stopped.is_set():
                 data = source.read(1 << 16)
-                if not data:
-                    reader.finish()  # a last frame cut short is counted, not dropped unseen
+                if not data:  # a frame cut short is counted, and what follows it read
+                    self._frames(name, reader.finish())
                     break
                 self._frames(name, reader.feed(data))
         self.stop()
