@@ -934,14 +934,14 @@ def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir,
     args = ("--watch", inbox, "--to", f"tcp://127.0.0.1:{port}", "--sensor-id", "watcher")
     proc = sensor(bundle, *args, state=tmp_path / "state")
     lines = _lines_of(proc)
-    _wait_lines(lines, proc, lambda lines: sum(line.startswith("sent ") for line in lines) >= 6)
+    _wait_lines(lines, proc, lambda lines: sum(line.startswith("queued ") for line in lines) >= 6)
     server = Serve.reference(reference_dir, out, port)  # late: six messages wait in the spool
     server.wait_for(lambda: server.written() >= 6, 10)
     server.kill()
     photos(tmp_path / "more", 3, seed=5)
     for i in range(3):
         (tmp_path / "more" / f"p{i:02d}.png").replace(inbox / f"q{i:02d}.png")
-    _wait_lines(lines, proc, lambda lines: sum(line.startswith("sent ") for line in lines) >= 9)
+    _wait_lines(lines, proc, lambda lines: sum(line.startswith("queued ") for line in lines) >= 9)
     time.sleep(2)
     server = Serve.reference(reference_dir, out, port)
     server.wait_for(lambda: server.written() >= 3, 10)
@@ -951,7 +951,7 @@ def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir,
     lines = _lines_of(again)
     time.sleep(8)  # started, and several polls of the folder
     again.send_signal(signal.SIGINT)
-    assert again.wait(timeout=30) == 130 and not any(line.startswith("sent ") for line in lines)
+    assert again.wait(timeout=30) == 130 and not any(line.startswith("queued ") for line in lines)
     server.stop()
     sensor_id = outputs(out)[0].split("-")[0]
     assert_exactly_once(out, {(sensor_id, f"{c}{i:02d}") for c, n in (("p", 6), ("q", 3))

@@ -72,6 +72,7 @@ def test_turned_off_auto_takes_the_next_backend(rgb_bundle):
     quantizer_thresholds(8, 127.5), quantizer_thresholds(8, 200.0), quantizer_thresholds(4, 7.5),
     np.sort(np.random.default_rng(1).standard_normal(40)),  # uneven gaps
     np.array([-1.0, 0.0, 1e-7, 1.0]),  # a gap too small for a table: the binary search
+    np.linspace(1000, 1001, 50),  # far from 0 for their gaps
     np.array([0.5])])
 def test_the_compander_counts_thresholds_as_numpy_does(thresholds):
     """The C compander (a table lookup and two comparisons where the thresholds allow)

@@ -348,6 +348,8 @@ def test_two_servers_one_killed_write_each_message_once(s3, rgb_weights_bundle, 
     assert len(pictures) == 24 and got == {(n, f"p{i:02d}") for n in names for i in range(8)}
     markers = [k for k in keys if re.fullmatch(r"received/ledger/[0-9a-f]{16}-\d+-\d+\.json", k)]
     assert len(markers) == 24
-    # written once each, but for the one message a kill may cut between output and marker
-    assert 24 <= servers[0].written() + servers[1].written() <= 25
+    # Written once each, as the bucket shows; the servers' own counts (their "->" lines) may
+    # differ by the one message the kill cut: between output and marker (written again by
+    # the other: 25), or between marker and line (written, not said: 23).
+    assert 23 <= servers[0].written() + servers[1].written() <= 25
     assert (tmp_path / "decoder2.jsonl").read_text().count("\n") == servers[1].written()
