@@ -79,7 +79,8 @@ def _read_image(path, channels):
             alpha = "A" in im.mode or "A" in mode or "transparency" in im.info
             label = "a palette image" if palette else im.mode
             if channels not in (1, 3):
-                return Source(np.asarray(im), 0, np.asarray(im).nbytes, None)
+                bands = np.asarray(im)
+                return Source(bands, 0, bands.nbytes, None)
             sample = np.asarray(im.convert("L" if channels == 1 else "RGB"))
     except Image.DecompressionBombError as e:
         raise ValueError(f"{path}: refused as a likely decompression bomb ({e})") from None
