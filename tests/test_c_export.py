@@ -84,10 +84,22 @@ def test_gray_model_in_c(tmp_path):
     assert (c == onnx_free).mean() >= MIN_IDENTICAL
 
 
-def test_c_refuses_wrong_input(rgb_bundle):
-    result = subprocess.run([str(rgb_bundle / "c" / "walloc_encode"), "--latents", "x", "4",
-                             "4", "1", "y"], capture_output=True, text=True)
-    assert result.returncode == 2 and "C = 3" in result.stderr
+def test_c_refuses_wrong_input(rgb_bundle, tmp_path):
+    """Each mistake one line: the channels, a file of another size than H x W x C (other
+    dimensions), a file that is not there, two encoders, an unknown coder, a bad --boot."""
+    program = str(rgb_bundle / "c" / "walloc_encode")
+    raw = tmp_path / "in.raw"
+    raw.write_bytes(bytes(40 * 56 * 3))
+    for argv, code, needle in (
+            (["--latents", "x", "4", "4", "1", "y"], 2, "C = 3"),
+            (["--wlc", raw, "40", "50", "3", "y"], 2, "holds 6720 bytes, and H x W x C needs 6000"),
+            (["--wlc", tmp_path / "nope.raw", "40", "56", "3", "y"], 1, "No such file"),
+            (["--fixed", "--fixed-point", "--wlc", raw, "40", "56", "3", "y"], 2, "choose one"),
+            (["--wlc", raw, "40", "56", "3", "y", "zstd"], 2, "unknown coder zstd"),
+            (["--boot", "-1", "--frames", raw, "40", "56", "3", "y"], 2, "--boot needs a number")):
+        result = subprocess.run([program, *map(str, argv)], capture_output=True, text=True)
+        assert result.returncode == code and needle in result.stderr, (argv, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
@@ -95,13 +107,15 @@ def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
     """Firmware path: the C program frames its .wlc; walloc-edge serve reads and decodes it."""
     photo = sample_photo("coffee")[:40, :56]
     link = tmp_path / "link.frames"
-    link.write_bytes(run_c(rgb_bundle, photo, "--frames"))
+    link.write_bytes(run_c(rgb_bundle, photo, "--frames") +  # two captures, numbered apart
+                     run_c(rgb_bundle, photo[:32], "--frames", options=("--sequence", "1")))
     out = tmp_path / "received"
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
                  "--out", str(out), "--device", "cpu"]) == 0
-    assert "decoded 1, rejected 0" in capsys.readouterr().out
+    assert "decoded 2, rejected 0" in capsys.readouterr().out
     from PIL import Image
     assert np.asarray(Image.open(out / "0000000000000000-0-000000.png")).shape == photo.shape
+    assert np.asarray(Image.open(out / "0000000000000000-0-000001.png")).shape == (32, 56, 3)
 
 
 def test_c_rans_bytes_equal_the_python_coder(rgb_bundle, tmp_path):

@@ -269,6 +269,26 @@ def test_stream_to_serve(tmp_path, rgb_weights_bundle, reference_dir, capsys):
     assert [line["source"] for line in lines] == ["coffee.png", "astronaut.png"]
 
 
+def test_one_key_twice_in_a_capture(tmp_path, rgb_weights_bundle, reference_dir, capsys):
+    """A capture holding one message twice (a resend) writes it once; one holding two
+    different messages under one key (two captures numbered alike, appended) says COLLISION
+    and counts it, instead of dropping the second as a duplicate."""
+    from walloc_edge.data import sample_photo
+    from walloc_edge.runtime import Encoder
+
+    encoder = Encoder(rgb_weights_bundle, "numpy")
+    one, other = (encoder.encode(sample_photo(name)[:64, :96]) for name in ("coffee", "astronaut"))
+    model = str(reference_dir / "rgb_j3_l12.pth")
+    for case, second, written, collisions in (("resend", one, 1, 0), ("clash", other, 1, 1)):
+        capture = tmp_path / f"{case}.frames"
+        capture.write_bytes(b"".join(frames_for(one, 9, 0, 0) + frames_for(second, 9, 0, 0)))
+        assert main(["serve", model, "--listen", str(capture), "--out", str(tmp_path / case),
+                     "--device", "cpu"]) == 0
+        text = capsys.readouterr().out
+        assert len(list((tmp_path / case).glob("*.png"))) == written
+        assert f"collisions {collisions}" in text and ("COLLISION" in text) == bool(collisions)
+
+
 def test_serial_over_a_pseudo_terminal():
     """Both directions over a pty pair: our serial receiver on the terminal side fed from
     the controller side, and our serial sender read back on the controller side."""

@@ -79,8 +79,10 @@ class Reassembler:
     def add(self, frame):
         """The message this frame completes (a :class:`Reassembled`), or None. Its
         ``repeat`` is True for a message delivered before and sent again whole (a sender that
-        did not hear its acknowledgement): a receiver that can answer passes it on, so that
-        the sender hears it this time; others drop it. A heartbeat is part of no message."""
+        did not hear its acknowledgement, or another message under a key already used): a
+        receiver passes it on, so that the sender hears its acknowledgement this time and the
+        server finds a collision (another message's content under the key) and says so. A
+        heartbeat is part of no message."""
         if frame.flags & FLAG_HEARTBEAT:
             return None
         key = (frame.sensor, frame.boot)

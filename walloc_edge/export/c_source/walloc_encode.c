@@ -1,6 +1,7 @@
 /* Host program around the C encoders (this file may allocate; the fixed encoder does not).
  *
- * walloc_encode [--threads N] [--fixed | --fixed-point] [--level L] MODE ...: the latents come from the
+ * walloc_encode [--threads N] [--fixed | --fixed-point] [--level L] [--boot B --sequence S]
+ *     MODE ...: the latents come from the
  * runtime's C core (native_encoder.c, lifting; N threads, default 1; the whole input in
  * memory, and a few rows of floats per thread), with --fixed-point from its integer twin
  * (native_fixed.c: no float), or with --fixed from the fixed-memory encoder
@@ -17,9 +18,12 @@
  *                                                  a .wlc the Python decoder reads (rans coder
  *                                                  with the planar predictor by default)
  *   walloc_encode --frames IN.raw H W C OUT [rans|raw]
- *                                                  that .wlc in wire frames (docs/framing.md),
- *                                                  stream 0, sequence 0: what a device sends
- *                                                  over a serial line or a socket
+ *                                                  that .wlc in wire frames (docs/framing.md)
+ *                                                  as message S of boot B (--boot, --sequence;
+ *                                                  default 0 0): what a device sends over a
+ *                                                  serial line or a socket. A device numbers
+ *                                                  its messages; two captures under one
+ *                                                  number are a collision to the server
  *   walloc_encode --rans-tile IN.lat H W OUT       rans payload of one tile of int8 latents
  *                                                  (latent_dim, H, W): for test vectors
  * Audio models take INPUT = L C RATE instead (raw little-endian int16 PCM, L frames of C
@@ -200,12 +204,24 @@ static int rans_tile(const char *in_path, long rows, long width, int level,
     return 0;
 }
 
-/* Read `n` bytes of `path` into a new buffer, or exit with a message. */
-static void *read_input(const char *path, size_t n) {
-    void *data = malloc(n ? n : 1);
+/* The `n` bytes of `path` (a file of exactly that size: another size means other
+ * dimensions than the ones given) in a new buffer, or exit with a message. */
+static void *read_input(const char *path, size_t n, const char *dims) {
     FILE *in = fopen(path, "rb");
-    if (!data || !in || fread(data, 1, n, in) != n) {
-        fprintf(stderr, "%s: cannot read %zu bytes\n", path, n);
+    if (!in) {
+        perror(path);
+        exit(1);
+    }
+    long size = fseek(in, 0, SEEK_END) ? -1 : ftell(in); /* -1: a pipe, read as it comes */
+    if (size >= 0 && size != (long)n) {
+        fprintf(stderr, "%s: the file holds %ld bytes, and %s needs %zu: give its own "
+                "dimensions\n", path, size, dims, n);
+        exit(2);
+    }
+    if (size >= 0) rewind(in);
+    void *data = malloc(n ? n : 1);
+    if (!data || fread(data, 1, n, in) != n) {
+        fprintf(stderr, "%s: holds fewer than the %zu bytes %s needs\n", path, n, dims);
         exit(1);
     }
     fclose(in);
@@ -310,16 +326,33 @@ static int level_number(const char *name) {
 int main(int argc, char **argv) {
     const char *program = argv[0];
     int threads = 1, fixed = !WALLOC_CORE, integers = 0, level = WALLOC_RANS_PLANAR;
+    int cores_named = 0;
+    unsigned long key[2] = {0, 0}; /* --boot, --sequence */
     while (argc > 2 && (!strcmp(argv[1], "--threads") || !strcmp(argv[1], "--fixed") ||
-                        !strcmp(argv[1], "--fixed-point") || !strcmp(argv[1], "--level"))) {
-        int shift = strcmp(argv[1], "--threads") && strcmp(argv[1], "--level") ? 1 : 2;
+                        !strcmp(argv[1], "--fixed-point") || !strcmp(argv[1], "--level") ||
+                        !strcmp(argv[1], "--boot") || !strcmp(argv[1], "--sequence"))) {
+        int shift = strcmp(argv[1], "--fixed") && strcmp(argv[1], "--fixed-point") ? 2 : 1;
+        if (shift == 1 && cores_named++) {
+            fprintf(stderr, "--fixed and --fixed-point name two encoders: choose one\n");
+            return 2;
+        }
         if (!strcmp(argv[1], "--fixed")) fixed = 1;
         else if (shift == 1) integers = 1, fixed = 0;
         else if (!strcmp(argv[1], "--level")) {
             if ((level = level_number(argv[2])) < 0) return 2;
-        } else if ((threads = atoi(argv[2])) < 1) {
-            fprintf(stderr, "--threads needs a number >= 1\n");
-            return 2;
+        } else if (!strcmp(argv[1], "--threads")) {
+            if ((threads = atoi(argv[2])) < 1) {
+                fprintf(stderr, "--threads needs a number >= 1\n");
+                return 2;
+            }
+        } else {
+            char *end;
+            unsigned long v = strtoul(argv[2], &end, 10);
+            if (*end || !*argv[2] || argv[2][0] == '-' || v > 0xFFFFFFFFul) {
+                fprintf(stderr, "%s needs a number from 0 to 4294967295\n", argv[1]);
+                return 2;
+            }
+            key[!strcmp(argv[1], "--sequence")] = v;
         }
         argc -= shift;
         argv += shift;
@@ -329,10 +362,14 @@ int main(int argc, char **argv) {
                             : rans_tile(argv[2], atol(argv[3]), atol(argv[4]), level, argv[5]);
     int rans = argc < 8 || strcmp(argv[7], "raw");
     if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
-                                 strcmp(argv[1], "--frames")) ||
-        (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans"))) {
+                                 strcmp(argv[1], "--frames"))) {
         fprintf(stderr, "usage: %s [--threads N] [--fixed | --fixed-point] [--level L] "
-                "--latents|--wlc|--frames IN.raw " INPUT " OUT [rans|raw]\n", program);
+                "[--boot B --sequence S] --latents|--wlc|--frames IN.raw " INPUT
+                " OUT [rans|raw]\n", program);
+        return 2;
+    }
+    if (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans")) {
+        fprintf(stderr, "unknown coder %s; choose rans or raw\n", argv[7]);
         return 2;
     }
     if (integers && !WALLOC_FIXED_CORE) {
@@ -350,7 +387,7 @@ int main(int argc, char **argv) {
     }
 #if WALLOC_AUDIO
     long hb = 1, wb = blocks(size[0]) + 2;  /* latents (latent_dim, L/2^J + 2) */
-    int16_t *pcm = read_input(argv[2], (size_t)size[0] * c * sizeof *pcm);
+    int16_t *pcm = read_input(argv[2], (size_t)size[0] * c * sizeof *pcm, "L x C int16");
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * wb);
     int failed = !latents;
 #if WALLOC_CORE || WALLOC_FIXED_CORE
@@ -368,7 +405,7 @@ int main(int argc, char **argv) {
     free(pcm);
 #else
     long hb = blocks(size[0]), wb = blocks(size[1]);
-    uint8_t *image = read_input(argv[2], (size_t)size[0] * size[1] * c);
+    uint8_t *image = read_input(argv[2], (size_t)size[0] * size[1] * c, "H x W x C");
     int8_t *latents = malloc((size_t)WALLOC_LATENT_DIM * hb * wb);
     if (!latents) {
         fprintf(stderr, "out of memory\n");
@@ -398,7 +435,8 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[1], "--wlc"))
             fwrite(buffer, 1, used, out);
         else
-            write_frames(out, buffer, used, WALLOC_SENSOR_ID, 0, 0);
+            write_frames(out, buffer, used, WALLOC_SENSOR_ID, (uint32_t)key[0],
+                         (uint32_t)key[1]);
     }
     fclose(out);
     free(buffer);

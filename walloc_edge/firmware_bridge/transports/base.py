@@ -286,8 +286,6 @@ class Receiver:
             if not self.rate.allows(message.sensor):
                 self.stats.rate_limited += 1
                 return None
-            if message.repeat and reply is None:
-                return None  # a repeat with no way back: nothing to answer
             meta, data = unpack_meta(message.data) if message.flags & FLAG_META else \
                 ({}, message.data)
             size = MESSAGE_OVERHEAD + len(data)
