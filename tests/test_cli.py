@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import BLOCK_TORCH, blocking
+from helpers import BLOCK_TORCH, blocking, free_port
 from walloc_edge.cli import main
 
 
@@ -113,6 +113,25 @@ def test_serve_refuses_a_bad_listen_url_before_making_outputs(tmp_path, capsys):
     assert main(["serve", "rgb-16x", "--listen", "bogus://x", "--out", str(out)]) == 2
     assert "--listen bogus://x: unknown transport" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_serve_on_a_port_in_use_makes_no_outputs(tmp_path, capsys):
+    """A --listen or --http port another program holds: one line, and no output folder
+    (nor its ledger and metrics) left behind."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for i, argv in enumerate((["--listen", f"tcp://127.0.0.1:{port}"],
+                                  ["--listen", f"tcp://127.0.0.1:{free_port()}", "--http",
+                                   str(port)])):
+            out = tmp_path / f"received{i}"
+            assert main(["serve", "rgb-16x", *argv, "--out", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert len(err.strip().splitlines()) == 1 and str(port) in err, err
+            assert not out.exists()
 
 
 def test_serve_refuses_a_store_url_it_cannot_write_rather_than_making_a_folder(tmp_path,

@@ -757,6 +757,26 @@ def test_courier_sends_a_collided_message_again_under_a_new_boot(tmp_path):
     assert courier.send(b"next")[0] == new[0]  # new messages follow on the new boot
 
 
+def test_a_courier_with_heartbeats_says_its_last_status_as_it_stops(tmp_path):
+    """A stream that ends with everything acknowledged sends a last heartbeat (spool 0), so
+    that a dashboard does not keep showing the spool of its previous heartbeat."""
+    from walloc_edge.firmware_bridge.framing import FLAG_HEARTBEAT, unpack_heartbeat
+
+    identity = Identity.start(tmp_path / "state", "cam")
+    link = FakeLink()
+    courier = Courier(link, identity, Spool(tmp_path / "spool"), log=lambda s: None,
+                      heartbeat=3600)
+    courier.start()
+    key = courier.send(b"message")
+    wait_for(lambda: len(link.written) == 2)  # the first heartbeat and the message
+    link.on_ack(Ack(ACK_WRITTEN, identity.sensor, *key))
+    assert courier.finish(wait=5).complete
+    frames = [decode_frame(f) for written in link.written for f in
+              (written if isinstance(written, list) else [written])]
+    assert frames[-1].flags & FLAG_HEARTBEAT  # after the message: the last status
+    assert unpack_heartbeat(frames[-1].payload)["spool"] == 0
+
+
 @pytest.mark.slow  # serve in a thread, a decoder loaded
 def test_a_sensor_without_a_nonce_is_not_told_to_drop_a_collided_message(
         bundle, reference_dir, tmp_path, capsys):

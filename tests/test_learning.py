@@ -168,6 +168,24 @@ def test_eval_refuses_a_dataset_of_another_kind_or_model(classifier, images, tmp
     capsys.readouterr()
     assert main(["classify", "eval", str(path), str(tmp_path / "other")]) == 2
     assert "make the dataset with that model" in capsys.readouterr().err
+    assert main(["dataset", "rgb-16x", str(images), "--out", str(tmp_path / "pixels"),
+                 "--size", str(SIZE), "--resize", "56"]) == 0
+    capsys.readouterr()
+    assert main(["classify", "eval", str(path), str(tmp_path / "pixels")]) == 2
+    assert "holds pixels, but" in capsys.readouterr().err  # the kind, not the model
+
+
+def test_mistakes_found_before_the_work(latents_data, images, tmp_path, capsys):
+    """A dataset --size the model cannot cut into blocks, and a classifier --out no folder
+    can be made for, are one line each before any conversion or training."""
+    assert main(["dataset", "rgb-16x", str(images), "--out", str(tmp_path / "d"),
+                 "--size", "100"]) == 2
+    assert "--size 100 is not a multiple of 8" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert main(["classify", "train", str(latents_data), "--out",
+                 str(tmp_path / "file" / "clf.safetensors"), "--epochs", "50"]) == 2
+    assert "cannot make its folder" in capsys.readouterr().err
 
 
 def test_torch_dataset(latents_data):

@@ -2,6 +2,7 @@
 import argparse
 import json
 import math
+from pathlib import Path
 
 from . import Parser
 from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress, say,
@@ -176,6 +177,11 @@ def _train(args):
         raise ValueError(f"--val {args.val} must be a fraction below 1")
     if args.registers and args.model != "vit":
         raise ValueError("--registers are tokens of the vit family (--model vit)")
+    try:  # the output's folder before the training, not after it
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out {args.out}: cannot make its folder "
+                         f"({e.strerror or e})") from None
     info, table = load(args.data)
     model, report = train_classifier(
         info, table, epochs=args.epochs, seed=args.seed, augment=args.augment,

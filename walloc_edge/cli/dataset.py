@@ -31,7 +31,8 @@ def configure(p):
                    help="write the encoder's continuous latents (before rounding, float32) "
                         "instead of what sensors send; needs the model, not a bundle")
     p.add_argument("--size", type=positive_int, default=224,
-                   help="side of the square each image is brought to")
+                   help="side of the square each image is brought to (for latents a multiple "
+                        "of the model's block, 8 for the RGB models)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: Ray Data (pip install 'walloc-edge[ray]')")
     p.add_argument("--backend", default="numpy",
@@ -72,6 +73,11 @@ def run(args):
     with tempfile.TemporaryDirectory(prefix="walloc-edge-dataset-") as tmp:
         folder, name, bundle = image_bundle(args.model, tmp)
         cfg = bundle.config
+        if args.size % bundle.block and not args.resize:
+            below = args.size // bundle.block * bundle.block
+            raise ValueError(f"--size {args.size} is not a multiple of {bundle.block} ({name} "
+                             f"encodes blocks of {bundle.block} pixels): use "
+                             f"{below or bundle.block} or {below + bundle.block}")
         side = -(-args.size // bundle.block)
         latent_values = cfg["latent_dim"] * side * side
         kind = "pixels" if args.resize else "latents"

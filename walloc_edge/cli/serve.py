@@ -228,38 +228,42 @@ def run(args):
                             tile=args.tile, classifier=args.classify,
                             decoder_options=decoder_choices(args, ENGINE),
                             threads=max(1, usable_cores() // args.workers))
-    if not isinstance(out, ObjectStore):
-        out = output_dir(out, "--out")
     with naming("--keys"):
         keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections,
                             per_host=args.max_connections_per_host, idle=args.idle_timeout,
                             frame=args.frame_timeout, pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)
+    stop_on(signal.SIGTERM)
+    # listening and the dashboard bound first: a port in use or a broker that is down is
+    # said before any output is made (what arrives meanwhile waits, unacknowledged)
+    receiver = open_receiver(args.listen, keys, limits)
     fleet = Fleet(out) if http else None
-    with Outputs(out, model, args.format, latents, args.metrics) as outputs, \
-            _dashboard(http, fleet) as dashboard:
-        handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
-                          limit_names=("--max-pixels", "--max-samples"),
-                          max_decode_bytes=(args.max_decode_mb or
-                                            default_decode_mb() / args.workers) * 2 ** 20,
-                          max_decode_seconds=args.max_decode_seconds,
-                          budget_names=("--max-decode-mb", "--max-decode-seconds"),
-                          fleet=fleet)
-        stop_on(signal.SIGTERM)
-        receiver = open_receiver(args.listen, keys, limits)
-        if dashboard:
-            fleet.watch(receiver)
-            dashboard.start()
-            say(f"dashboard on {dashboard.url} (metrics: /metrics, health: /healthz"
-                f"{'; token required' if dashboard.token else ''})")
-        if receiver.address or args.listen.startswith("mqtt"):
-            # the receiver's threads log already: whole lines
-            say(f"listening on {args.listen} (model {model.model_id}"
-                f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
-                f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop")
-        handled, rejected, failed = serve_messages(
-            receiver, handler, args.count, args.idle, workers=args.workers,
-            start_worker=model.use_threads)
+    try:
+        with _dashboard(http, fleet) as dashboard, \
+                Outputs(out if isinstance(out, ObjectStore) else output_dir(out, "--out"),
+                        model, args.format, latents, args.metrics) as outputs:
+            handler = Handler(model, outputs, keys, args.max_pixels, args.max_samples,
+                              limit_names=("--max-pixels", "--max-samples"),
+                              max_decode_bytes=(args.max_decode_mb or
+                                                default_decode_mb() / args.workers) * 2 ** 20,
+                              max_decode_seconds=args.max_decode_seconds,
+                              budget_names=("--max-decode-mb", "--max-decode-seconds"),
+                              fleet=fleet)
+            if dashboard:
+                fleet.watch(receiver)
+                dashboard.start()
+                say(f"dashboard on {dashboard.url} (metrics: /metrics, health: /healthz"
+                    f"{'; token required' if dashboard.token else ''})")
+            if receiver.address or args.listen.startswith("mqtt"):
+                # the receiver's threads log already: whole lines
+                say(f"listening on {args.listen} (model {model.model_id}"
+                    f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
+                    f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop")
+            handled, rejected, failed = serve_messages(
+                receiver, handler, args.count, args.idle, workers=args.workers,
+                start_worker=model.use_threads)
+    finally:
+        receiver.stop()
     say(handler.summary(handled, rejected, failed, receiver.stats))
     return 0

@@ -177,7 +177,12 @@ def check_compatible(model, name, data, kind, data_model, model_id, classes=None
     ``model_id``, and, where given, ``classes`` in their order and inputs of ``shape``
     (C, H, W)."""
     cfg = model.config
-    if (kind, model_id) != (cfg["kind"], cfg["model_id"]):
+    if kind != cfg["kind"]:
+        make = "without --resize" if cfg["kind"] == "latents" else "with --resize"
+        raise ValueError(f"{data} holds {kind}, but {name} was trained on {cfg['kind']}; "
+                         f"make the dataset {make}, or evaluate a classifier trained on "
+                         f"{kind}")
+    if model_id != cfg["model_id"]:
         raise ValueError(f"{data} holds {kind} of model {data_model} ({model_id[:8]}), but "
                          f"{name} was trained on {cfg['kind']} of {cfg['model']} "
                          f"({cfg['model_id'][:8]}); make the dataset with that model, or "

@@ -343,6 +343,8 @@ class Courier:
             self.wake.set()
             self.worker.join(timeout=15)  # a connection attempt or a write on a stalled link
             # ends by its own timeout; one still blocked then ends at close()
+            if self.heartbeat and self.connected and not self.worker.is_alive():
+                self._beat()  # the last status (what stays in the spool), not a stale one
         self.link.close()
         with self.changed:
             self.report.unacknowledged = len(self.spool) if self.link.acks else 0
