@@ -17,13 +17,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import Serve, free_port, photos, sensor
+from walloc_edge import __version__
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Identity, Spool
+from walloc_edge.firmware_bridge.delivery.identity import sensor_number
 from walloc_edge.firmware_bridge.framing import (FLAG_HEARTBEAT, HEADER, FrameReader, Keys,
                                                  LinkStats, decode_frame, encode_heartbeat,
                                                  frames_for, unpack_heartbeat)
 from walloc_edge.firmware_bridge.reassembly import Reassembler
 from walloc_edge.firmware_bridge.transports import Received, open_receiver
+from walloc_edge.firmware_bridge.transports.base import Heartbeat
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.io import read_input
 from walloc_edge.server.fleet import Fleet
@@ -129,6 +132,28 @@ def test_fleet_caps_the_sensors_it_tracks(tmp_path):
     assert rows["other"]["messages"]["written"] == 2 and rows[f"{2:016x}"]["bytes"] == 20
 
 
+def test_a_heartbeat_shows_in_metrics_and_fleet_json(tmp_path):
+    """A sensor's last heartbeat: its spool depth as a gauge, its version, backend and name
+    as the info metric's labels, and unknown fields left out."""
+    fleet = Fleet(tmp_path)
+    status = {"spool": 3, "spool_bytes": 1200, "version": "1.0", "backend": "native",
+              "name": "gate-cam", "secret": "not kept"}
+    fleet.heartbeat(Heartbeat("tcp 127.0.0.1", 0xA1, 1, 0, status))
+    with Dashboard(fleet, "127.0.0.1", 0) as dashboard:
+        dashboard.start()
+        with urllib.request.urlopen(dashboard.url + "metrics", timeout=10) as r:
+            text = r.read().decode()
+        with urllib.request.urlopen(dashboard.url + "fleet.json", timeout=10) as r:
+            [row] = json.loads(r.read())["sensors"]
+    metrics = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    sensor = f"{0xA1:016x}"
+    assert metrics[("walloc_edge_sensor_spool_messages", (("sensor", sensor),))] == 3
+    assert metrics[("walloc_edge_sensor_info", (("backend", "native"), ("name", "gate-cam"),
+                                                ("sensor", sensor), ("version", "1.0")))] == 1
+    assert row["heartbeat"]["name"] == "gate-cam" and "secret" not in row["heartbeat"]
+
+
 def test_healthz_says_503_when_the_output_cannot_be_written(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -197,7 +222,8 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
     counted and dropped; the dashboard, in headless chromium, shows every sensor and its
     latest frame, which loads as a JPEG."""
     port, http, out = free_port(), free_port(), tmp_path / "received"
-    names = [f"{s:016x}" for s in (0xA1, 0xB2, 0xC3, 0xD4)]
+    given = ["00000000000000a1", "00000000000000b2", "gate-cam", "00000000000000d4"]
+    names = [f"{sensor_number(s):016x}" for s in given]  # the third: a name, hashed
     key_file = tmp_path / "sensor.key"
     key_file.write_text(KEY.hex())
     (tmp_path / "keys.json").write_text(json.dumps({n: KEY.hex() for n in names}))
@@ -214,7 +240,7 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
     server = Server(reference_dir, out, port, http, "--keys", tmp_path / "keys.json")
     procs = [sensor(bundle, photos(tmp_path / f"in{i}", 4, seed=i), "--to",
                     f"tcp://127.0.0.1:{port}", "--sensor-id", name, "--key", key_file,
-                    state=tmp_path / f"state{i}") for i, name in enumerate(names[:3])]
+                    state=tmp_path / f"state{i}") for i, name in enumerate(given[:3])]
     procs.append(sensor(bundle, "--to", f"tcp://127.0.0.1:{port}", "--sensor-id", names[3],
                         "--key", key_file, state=spooled))
     with socket.create_connection(("127.0.0.1", port)) as conn:  # not authenticated
@@ -243,16 +269,22 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
     for outcome in ("rejected", "not_written", "duplicate", "collision"):
         assert metrics[("walloc_edge_messages_total", (("outcome", outcome),))] == 0
     assert metrics[("walloc_edge_unauthenticated_frames_total", ())] == 2
-    assert metrics[("walloc_edge_sensor_spool_messages", (("sensor", names[3]),))] == 3
+    # the fourth's heartbeats: 3 spooled as it started, none once all were acknowledged
+    assert metrics[("walloc_edge_sensor_spool_messages", (("sensor", names[3]),))] == 0
     assert metrics[("walloc_edge_healthy", ())] == 1
     assert ("walloc_edge_connections", ()) in metrics
 
     fleet = json.loads(server.get("fleet.json"))
     rows = {row["id"]: row for row in fleet["sensors"]}
     assert set(rows) == set(names)  # 0xbad's heartbeat was dropped
-    assert rows[names[3]]["heartbeat"]["spool"] == 3
+    assert rows[names[3]]["heartbeat"]["spool"] == 0 and rows[names[3]]["heartbeat"]["number"] >= 1
     assert rows[names[0]]["heartbeat"]["spool"] != 99  # the forged one was dropped
     assert all(rows[n]["heartbeat"]["backend"] == "numpy" for n in names)
+    assert rows[names[2]]["heartbeat"]["name"] == "gate-cam"  # shown beside its id
+    assert "name" not in rows[names[0]]["heartbeat"]  # an id given as hex is no name
+    info = (("backend", "numpy"), ("name", "gate-cam"), ("sensor", names[2]),
+            ("version", __version__))
+    assert metrics[("walloc_edge_sensor_info", info)] == 1
     assert server.get("healthz") == b"ok\n"
     for name in names:
         assert server.get(f"frame/{name}.jpg")[:2] == b"\xff\xd8"  # a JPEG
@@ -267,6 +299,7 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
         assert f'data-sensor="{name}"' in dom, dom
         assert f'src="frame/{name}.jpg?n=' in dom, dom
     assert dom.count('data-loaded="true"') == len(names), dom
+    assert 'data-name="gate-cam"' in dom, dom
     assert "healthy" in dom and "<polyline" in dom
 
 

@@ -88,6 +88,13 @@ def seconds_or_off(text):
     return value
 
 
+def _name(sensor_id, identity):
+    """The heartbeat's "name": a --sensor-id that is a name (not the id's own 16 hex
+    digits), for dashboards to show beside the id it hashes to."""
+    given = str(sensor_id or "").strip()
+    return {"name": given} if given and given.lower() != identity.name else {}
+
+
 def run(args):
     level = coder_level(args)  # a level the coder lacks is refused before any work
     encoder = sensor_encoder(args)
@@ -111,7 +118,8 @@ def run(args):
     link = open_link(args.to, identity.sensor, ack_key=key)
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout,
                       heartbeat=args.heartbeat, status={"version": __version__,
-                                                        "backend": encoder.backend.name})
+                                                        "backend": encoder.backend.name,
+                                                        **_name(args.sensor_id, identity)})
     log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder}"
         f"{f' (level {level})' if level else ''} -> {args.to}")
     stop_on(signal.SIGTERM, signal.SIGHUP)

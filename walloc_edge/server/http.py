@@ -128,9 +128,9 @@ class FleetCollector:
                                       "a sensor's messages never completed", labels=["sensor"]),
             "last_seen": GaugeMetricFamily("walloc_edge_sensor_last_seen_timestamp_seconds",
                                            "when a sensor was last heard", labels=["sensor"]),
-            "info": GaugeMetricFamily("walloc_edge_sensor_info", "a sensor's version and "
-                                      "backend (its last heartbeat)",
-                                      labels=["sensor", "version", "backend"]),
+            "info": GaugeMetricFamily("walloc_edge_sensor_info", "a sensor's version, "
+                                      "backend and name (its last heartbeat)",
+                                      labels=["sensor", "version", "backend", "name"]),
         }
         beats = {k: GaugeMetricFamily(f"walloc_edge_{name}", doc, labels=["sensor"])
                  for k, (name, doc) in HEARTBEAT_GAUGES.items()}
@@ -146,7 +146,8 @@ class FleetCollector:
                     gauge.add_metric(sensor, beat[k])
             if beat:
                 family["info"].add_metric(sensor + [beat.get("version", ""),
-                                                    beat.get("backend", "")], 1)
+                                                    beat.get("backend", ""),
+                                                    beat.get("name", "")], 1)
         yield from family.values()
         yield from beats.values()
 

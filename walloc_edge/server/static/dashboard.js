@@ -140,6 +140,11 @@ function table(fleet) {
     cell("lost").textContent = String(sensor.lost);
     cell("rejected").textContent = String(sensor.rejected);
     cell("heartbeat").textContent = heartbeatText(sensor.heartbeat, fleet.time);
+    const name = sensor.heartbeat && sensor.heartbeat.name;  // the --sensor-id it was given
+    if (name && tr.cells[0].dataset.name !== name) {
+      tr.cells[0].dataset.name = name;
+      tr.cells[0].replaceChildren(element("code", sensor.id), element("span", " " + name));
+    }
     tr.classList.toggle("quiet", fleet.time - sensor.last_seen > QUIET_S);
     tr.classList.toggle("filling", Boolean(sensor.heartbeat && sensor.heartbeat.spool > 0));
     frameCell(cell("frame"), sensor);
