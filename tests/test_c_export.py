@@ -92,7 +92,8 @@ def test_c_refuses_wrong_input(rgb_bundle, tmp_path):
     raw.write_bytes(bytes(40 * 56 * 3))
     for argv, code, needle in (
             (["--latents", "x", "4", "4", "1", "y"], 2, "C = 3"),
-            (["--wlc", raw, "40", "50", "3", "y"], 2, "holds 6720 bytes, and H x W x C needs 6000"),
+            (["--wlc", raw, "40", "50", "3", "y"], 2, "holds more than the 6000 bytes H x W x C"),
+            (["--wlc", raw, "40", "60", "3", "y"], 2, "holds fewer than the 7200 bytes"),
             (["--wlc", tmp_path / "nope.raw", "40", "56", "3", "y"], 1, "No such file"),
             (["--fixed", "--fixed-point", "--wlc", raw, "40", "56", "3", "y"], 2, "choose one"),
             (["--wlc", raw, "40", "56", "3", "y", "zstd"], 2, "unknown coder zstd"),

@@ -272,18 +272,20 @@ def test_stream_to_serve(tmp_path, rgb_weights_bundle, reference_dir, capsys):
 def test_one_key_twice_in_a_capture(tmp_path, rgb_weights_bundle, reference_dir, capsys):
     """A capture holding one message twice (a resend) writes it once; one holding two
     different messages under one key (two captures numbered alike, appended) says COLLISION
-    and counts it, instead of dropping the second as a duplicate."""
+    and counts it, instead of dropping the second as a duplicate, with one worker or two
+    (the second copy waits for the first: nothing would send it again)."""
     from walloc_edge.data import sample_photo
     from walloc_edge.runtime import Encoder
 
     encoder = Encoder(rgb_weights_bundle, "numpy")
     one, other = (encoder.encode(sample_photo(name)[:64, :96]) for name in ("coffee", "astronaut"))
     model = str(reference_dir / "rgb_j3_l12.pth")
-    for case, second, written, collisions in (("resend", one, 1, 0), ("clash", other, 1, 1)):
+    for case, second, written, collisions, workers in (
+            ("resend", one, 1, 0, "1"), ("clash", other, 1, 1, "1"), ("clash2", other, 1, 1, "2")):
         capture = tmp_path / f"{case}.frames"
         capture.write_bytes(b"".join(frames_for(one, 9, 0, 0) + frames_for(second, 9, 0, 0)))
         assert main(["serve", model, "--listen", str(capture), "--out", str(tmp_path / case),
-                     "--device", "cpu"]) == 0
+                     "--device", "cpu", "--workers", workers]) == 0
         text = capsys.readouterr().out
         assert len(list((tmp_path / case).glob("*.png"))) == written
         assert f"collisions {collisions}" in text and ("COLLISION" in text) == bool(collisions)

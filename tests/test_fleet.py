@@ -252,7 +252,9 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
         assert proc.returncode == 0, log
     lines = jsonl(out)
     assert len(lines) == 15
-    server.wait_for(lambda: server.metrics()[("walloc_edge_heartbeats_total", ())] >= 4, 10)
+    spool_of = ("walloc_edge_sensor_spool_messages", (("sensor", names[3]),))
+    server.wait_for(lambda: server.metrics()[("walloc_edge_heartbeats_total", ())] >= 4 and
+                    server.metrics().get(spool_of) == 0, 10)  # its last heartbeat is read
 
     metrics = server.metrics()
     assert metrics[("walloc_edge_messages_total", (("outcome", "written"),))] == len(lines)
@@ -270,7 +272,7 @@ def test_dashboard_and_metrics_while_three_sensors_stream(bundle, reference_dir,
         assert metrics[("walloc_edge_messages_total", (("outcome", outcome),))] == 0
     assert metrics[("walloc_edge_unauthenticated_frames_total", ())] == 2
     # the fourth's heartbeats: 3 spooled as it started, none once all were acknowledged
-    assert metrics[("walloc_edge_sensor_spool_messages", (("sensor", names[3]),))] == 0
+    assert metrics[spool_of] == 0
     assert metrics[("walloc_edge_healthy", ())] == 1
     assert ("walloc_edge_connections", ()) in metrics
 

@@ -188,7 +188,8 @@ class _Workers:
     flight (the receive loop waits for a free worker, so the bounded queue and the
     receiver's memory account push back as with one), and never two copies of one key: a
     copy that arrives while its first is in flight is dropped unacknowledged (the first's
-    acknowledgement answers the sensor; were it lost, the sensor sends it again). Handlers
+    acknowledgement answers the sensor; were it lost, the sensor sends it again), or, on a
+    link with no way back (nothing would send it again), waits for the first. Handlers
     finish, and acknowledge, in any order."""
 
     def __init__(self, handle, n, log, start=None):
@@ -206,6 +207,9 @@ class _Workers:
     def submit(self, received):
         self.free.acquire()  # backpressure: wait for a free worker
         with self.done:
+            while received.key in self.busy and received.reply is None:
+                self.done.wait(0.2)  # no way back, so nothing sends it again: after the first
+                # (a true copy is acknowledged again, other content found a collision)
             if received.key in self.busy:
                 self.free.release()
                 received.release()

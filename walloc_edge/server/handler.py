@@ -109,7 +109,8 @@ class Handler:
             self.fleet.message(outcome, received, **details)
 
     def _ack(self, received, status):
-        received.ack(status, self.keys.keys.get(received.sensor) if self.keys else None)
+        """Answer the sender; False where the link has no way back."""
+        return received.ack(status, self.keys.keys.get(received.sensor) if self.keys else None)
 
     def __call__(self, received: "Received") -> None:
         digest, nonce = message_digest(received.message), start_nonce(received.meta)
@@ -194,8 +195,10 @@ class Handler:
                 self._tell("collision", received)
 
     def _written_before(self, received, how):
-        """A message whose outputs are already there: acknowledged as written again."""
-        self._ack(received, ACK_WRITTEN)
+        """A message whose outputs are already there: acknowledged as written again (where
+        the link has a way back)."""
+        if not self._ack(received, ACK_WRITTEN):
+            how = how.replace("; acknowledged again", " (a copy; nothing to answer on this link)")
         self._tell("duplicate", received)
         self.log(f"{received.sender} {received.key}: {how}")
 
@@ -204,7 +207,10 @@ class Handler:
         nonce knows ACK_COLLISION (it sends the message again under a new boot); an older
         one is not acknowledged at all, so that it keeps the message."""
         self.collisions += 1
-        if nonce is not None:
+        if received.reply is None:
+            what = ("not written, and this link has no way back to say so: number the "
+                    "captures apart (walloc_encode --boot/--sequence)")
+        elif nonce is not None:
             self._ack(received, ACK_COLLISION)
             what = "refused as a collision; the sensor sends it again under a new boot"
         else:

@@ -36,7 +36,8 @@ LINK_COUNTERS = {  # LinkStats field: (metric, help)
     "skipped_bytes": ("skipped_bytes", "bytes thrown away while resynchronising"),
     "old_version": ("old_version_frames", "version-1 frames, refused"),
     "unauthenticated": ("unauthenticated_frames", "frames without a valid MAC, dropped"),
-    "duplicates": ("duplicate_frames", "frames received again, dropped"),
+    "duplicates": ("duplicate_frames", "frames received again (a message already delivered is "
+                                       "handed on once more: answered, or found a collision)"),
     "rate_limited": ("rate_limited_messages", "messages over a sensor's rate, dropped"),
     "messages": ("received_messages", "messages reassembled"),
     "heartbeats": ("heartbeats", "heartbeats received"),

@@ -212,17 +212,21 @@ static void *read_input(const char *path, size_t n, const char *dims) {
         perror(path);
         exit(1);
     }
-    long size = fseek(in, 0, SEEK_END) ? -1 : ftell(in); /* -1: a pipe, read as it comes */
-    if (size >= 0 && size != (long)n) {
-        fprintf(stderr, "%s: the file holds %ld bytes, and %s needs %zu: give its own "
-                "dimensions\n", path, size, dims, n);
-        exit(2);
-    }
-    if (size >= 0) rewind(in);
     void *data = malloc(n ? n : 1);
-    if (!data || fread(data, 1, n, in) != n) {
-        fprintf(stderr, "%s: holds fewer than the %zu bytes %s needs\n", path, n, dims);
+    if (!data) {
+        fprintf(stderr, "out of memory for %zu bytes of input\n", n);
         exit(1);
+    }
+    size_t got = fread(data, 1, n, in);
+    int more = got == n && fgetc(in) != EOF; /* a file or a pipe: whatever it holds */
+    if (ferror(in)) {
+        perror(path);
+        exit(1);
+    }
+    if (got != n || more) {
+        fprintf(stderr, "%s: holds %s than the %zu bytes %s needs: give its own "
+                "dimensions\n", path, more ? "more" : "fewer", n, dims);
+        exit(2);
     }
     fclose(in);
     return data;
@@ -327,7 +331,7 @@ int main(int argc, char **argv) {
     const char *program = argv[0];
     int threads = 1, fixed = !WALLOC_CORE, integers = 0, level = WALLOC_RANS_PLANAR;
     int cores_named = 0;
-    unsigned long key[2] = {0, 0}; /* --boot, --sequence */
+    unsigned long long key[2] = {0, 0}; /* --boot, --sequence */
     while (argc > 2 && (!strcmp(argv[1], "--threads") || !strcmp(argv[1], "--fixed") ||
                         !strcmp(argv[1], "--fixed-point") || !strcmp(argv[1], "--level") ||
                         !strcmp(argv[1], "--boot") || !strcmp(argv[1], "--sequence"))) {
@@ -347,8 +351,8 @@ int main(int argc, char **argv) {
             }
         } else {
             char *end;
-            unsigned long v = strtoul(argv[2], &end, 10);
-            if (*end || !*argv[2] || argv[2][0] == '-' || v > 0xFFFFFFFFul) {
+            unsigned long long v = strtoull(argv[2], &end, 10);
+            if (*end || argv[2][0] < '0' || argv[2][0] > '9' || v > 0xFFFFFFFFull) {
                 fprintf(stderr, "%s needs a number from 0 to 4294967295\n", argv[1]);
                 return 2;
             }

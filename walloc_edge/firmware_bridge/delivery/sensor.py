@@ -229,6 +229,9 @@ class Courier:
                 self.log(f"sending failed ({type(e).__name__}: {e}); the spool keeps the "
                          "messages, trying again")
                 self.stopping.wait(self.max_backoff)
+        if self.heartbeat and self.connected:
+            self._beat()  # the last status (what stays in the spool), not a stale one; here,
+            # so that finish's join bounds it like any send of this thread
 
     def _step(self):
         """Notice a lost link, reconnect when due, and send what is due: everything after a
@@ -343,8 +346,6 @@ class Courier:
             self.wake.set()
             self.worker.join(timeout=15)  # a connection attempt or a write on a stalled link
             # ends by its own timeout; one still blocked then ends at close()
-            if self.heartbeat and self.connected and not self.worker.is_alive():
-                self._beat()  # the last status (what stays in the spool), not a stale one
         self.link.close()
         with self.changed:
             self.report.unacknowledged = len(self.spool) if self.link.acks else 0
