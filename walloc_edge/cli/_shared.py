@@ -256,9 +256,9 @@ def level_note(level, modality):
     from ..runtime.modality import AUDIO
 
     if level == "fastest" and modality is AUDIO:
-        return ("note: --level fastest makes audio about twice the size of --level best "
+        return ("note: --level fastest makes audio 1.5-1.7 times the size of --level best "
                 "(its fixed predictors see nothing of how music's channels predict each "
-                "other); --level fast is 1% larger than best")
+                "other); --level fast is about 1% larger than best")
     return None
 
 
