@@ -156,6 +156,24 @@ def test_encode_counts_the_inputs_own_samples_and_says_how_it_fitted_them(
     assert "x larger than its 3 bytes of samples" in lines[str(tmp_path / "tiny.png")]
 
 
+def test_info_reads_a_bitstreams_header_without_torch(rgb_bundle, tmp_path):
+    """`info x.wlc`: the header, verified, without torch; a corrupted one is one line."""
+    import json
+
+    path = tmp_path / "a.wlc"
+    blob = Encoder(rgb_bundle, "numpy").encode(photo(8), level="fast")
+    path.write_bytes(blob)
+    done = run_blocked("info", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    fields = json.loads(done.stdout)
+    assert fields["shape"] == [40, 56, 3] and fields["bytes"] == len(blob)
+    assert fields["coder"] == "rans" and fields["level"] == "fast"
+    assert fields["model_id"] == Encoder(rgb_bundle).bundle.model_id
+    path.write_bytes(blob[:-3])
+    done = run_blocked("info", str(path))
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_missing_inputs_and_empty_folders(rgb_bundle, tmp_path, capsys):
     one_line_error(capsys, ["encode", str(rgb_bundle), str(tmp_path / "nope"), "-o",
                             str(tmp_path / "o")], "nope: no such file or folder")

@@ -1,18 +1,19 @@
-"""``walloc-edge info``: what a sensor bundle or a model holds, and which decoder engines
-and precisions run on this machine (and why the others do not)."""
+"""``walloc-edge info``: what a sensor bundle, a model or a .wlc bitstream holds, and which
+decoder engines and precisions run on this machine (and why the others do not)."""
 import json
 from pathlib import Path
 
 EXAMPLES = """examples:
   walloc-edge info bundle/          a sensor bundle (works without torch)
-  walloc-edge info rgb-16x          an embedded model (needs [server])"""
+  walloc-edge info rgb-16x          an embedded model (needs [server])
+  walloc-edge info photo.wlc        a bitstream's header, verified (works without torch)"""
 
 
 def configure(p):
     p.add_argument("target", metavar="BUNDLE_OR_MODEL",
                    help="a sensor bundle folder (from walloc-edge export), an embedded model "
-                        "name (walloc-edge models), a .safetensors model, or a reference X.pth "
-                        "with X.json beside it")
+                        "name (walloc-edge models), a .safetensors model, a reference X.pth "
+                        "with X.json beside it, or a .wlc bitstream")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     p.epilog = EXAMPLES
 
@@ -21,9 +22,42 @@ def run(args):
     target = Path(args.target)
     if target.is_dir():
         return _bundle_info(args)
+    if target.suffix.lower() == ".wlc" and target.is_file():
+        return _bitstream_info(args)
     if not target.exists() and (len(target.parts) > 1 or target.suffix):
         raise ValueError(f"{args.target}: no such bundle folder or model file")
     return _model_info(args)
+
+
+def _bitstream_info(args):
+    """A .wlc's header (its CRC and structure verified; the payload is not decoded)."""
+    from ..runtime import read_bitstream
+    from ..runtime.coders.rans.levels import level_of
+
+    blob = Path(args.target).read_bytes()
+    h = read_bitstream(blob).header
+    level = level_of(h.coder_params)[1] if h.coder == "rans" else None
+    values = 1
+    for n in h.shape:
+        values *= n
+    fields = {"file": args.target, "bytes": len(blob), "model_id": h.model_id,
+              "modality": str(h.modality), "shape": list(h.shape), "dtype": str(h.dtype),
+              "J": h.J, "latent_dim": h.latent_dim, "latent_bits": h.latent_bits,
+              "coder": h.coder, "level": level, "tile": list(h.tile),
+              "sample_rate": h.sample_rate,
+              f"bits_per_{h.modality.per}": 8 * len(blob) / (values // h.channels)}
+    if args.json:
+        print(json.dumps(fields, indent=2))
+        return
+    per = f"bits_per_{h.modality.per}"
+    print(f"bitstream    {args.target}, {len(blob):,} bytes (verified)")
+    print(f"model id     {h.model_id}")
+    print(f"signal       {h.modality} {' x '.join(map(str, h.shape))} {h.dtype}"
+          + (f", {h.sample_rate} Hz" if h.sample_rate else ""))
+    print(f"latents      {h.latent_dim} channels, {h.latent_bits}-bit, J={h.J}, tiles of "
+          f"{' x '.join(map(str, h.tile))}")
+    print(f"coder        {h.coder}" + (f", level {level}" if level else "")
+          + f"; {fields[per]:.3f} {per.replace('_', ' ')}")
 
 
 def _bundle_info(args):
