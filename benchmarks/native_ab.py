@@ -16,7 +16,6 @@ one run of the core, wider ones several (their borders read through the core's r
 path). Per round, one encode with each build; their latents are compared every round.
 """
 import argparse
-import ctypes
 
 import numpy as np
 from PIL import Image
@@ -26,27 +25,18 @@ from walloc_edge.bench.timing import once
 from walloc_edge.data import sample_photo
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.backends import native
+from ab import add_build_options, builds as ab_builds
 from report import publish
 
 ENTRY_POINTS = ("walloc_native_encode_image", "walloc_native_encode_audio",
                 "walloc_native_quantize")
 
 
-def library(path):
-    """The build at ``path`` with the installed one's signatures."""
-    lib = ctypes.CDLL(path)
-    for name in ENTRY_POINTS:
-        getattr(lib, name).restype = getattr(native._LIB, name).restype
-        getattr(lib, name).argtypes = getattr(native._LIB, name).argtypes
-    return lib
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
-    p.add_argument("--base", required=True, help="the build to compare against (.so)")
-    p.add_argument("--new", help="the build under test (default: the installed extension)")
+    add_build_options(p)
     p.add_argument("--widths", default="512,2048,4096")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=15)
@@ -55,7 +45,7 @@ def main():
     args = p.parse_args()
     if native._LIB is None:
         p.error(f"the native core is not loaded here ({native._REASON})")
-    builds = {"base": library(args.base), "new": library(args.new) if args.new else native._LIB}
+    builds = ab_builds(args, native._LIB, ENTRY_POINTS)
     encoder = Encoder(args.bundle, "native", threads=args.threads)
     photo = np.asarray(Image.fromarray(sample_photo("astronaut")).resize(
         (2048, 2048), Image.BICUBIC).convert("RGB"))

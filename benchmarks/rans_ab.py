@@ -18,30 +18,21 @@ and the two C steps on their own (``residuals``, ``encode``); the payloads are c
 every round: they must be the same bytes.
 """
 import argparse
-import ctypes
 
 import numpy as np
-from PIL import Image
 
 from walloc_edge.bench import machine
+from walloc_edge.bench.inputs import bench_input
 from walloc_edge.bench.timing import once
-from walloc_edge.data import sample_photo
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.coders.rans import RansCoder, native
+from walloc_edge.runtime.modality import IMAGE
+from ab import add_build_options, builds as ab_builds
 from report import publish
 
 ENTRY_POINTS = ("walloc_rans_decode", "walloc_rans_grams", "walloc_rans_residuals",
                 "walloc_rans_encode")
 STEPS = ("residuals", "encode")  # the C steps timed on their own
-
-
-def library(path):
-    """The build at ``path`` with the installed one's signatures."""
-    lib = ctypes.CDLL(path)
-    for name in ENTRY_POINTS:
-        getattr(lib, name).restype = getattr(native._LIB, name).restype
-        getattr(lib, name).argtypes = getattr(native._LIB, name).argtypes
-    return lib
 
 
 def recorded_calls(coder, latents):
@@ -67,8 +58,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle")
-    p.add_argument("--base", required=True, help="the build to compare against (.so)")
-    p.add_argument("--new", help="the build under test (default: the installed extension)")
+    add_build_options(p)
     p.add_argument("--levels", default="best,fast")
     p.add_argument("--rounds", type=int, default=21)
     p.add_argument("--out")
@@ -76,9 +66,8 @@ def main():
     args = p.parse_args()
     if native._LIB is None:
         p.error(f"the rans C loops are not loaded here ({native.reason()})")
-    builds = {"base": library(args.base), "new": library(args.new) if args.new else native._LIB}
-    photo = np.asarray(Image.fromarray(sample_photo("astronaut")).resize(
-        (2048, 2048), Image.BICUBIC).convert("RGB"))
+    builds = ab_builds(args, native._LIB, ENTRY_POINTS)
+    photo, _, _ = bench_input(IMAGE, 3, quick=False, size=2048)
     latents = Encoder(args.bundle, "native", threads=1).latents(photo)
     m = machine()
     lines = [f"rans C loops, two builds alternating ({m['cpu']}, {m['cores']} cores, ISA "

@@ -90,15 +90,10 @@ def check_format(fmt, decoder):
 def run(args):
     decoder = decoder_for(args)  # checks the decoder's options first
     check_format(args.format, decoder)
-    files, skipped, missing = [], {}, []
-    for item in args.inputs:  # a missing one is reported with the others' failures
-        if Path(item).is_dir() or Path(item).is_file():
-            found, also = expand_inputs([item], {".wlc"}, "bitstreams")
-            files += found
-            skipped.update({k: skipped.get(k, 0) + n for k, n in also.items()})
-        else:
-            missing.append(item)
-            files.append((Path(item), Path(Path(item).stem)))
+    missing = [item for item in args.inputs if not Path(item).exists()]
+    files, skipped = expand_inputs([i for i in args.inputs if i not in missing], {".wlc"},
+                                   "bitstreams")
+    files += [(Path(item), Path(Path(item).stem)) for item in missing]  # reported, skipped
     if len(missing) == len(args.inputs):  # nothing to decode: no folder made
         raise ValueError(f"no such file or folder: {', '.join(missing[:3])}"
                          f"{' …' if len(missing) > 3 else ''}")

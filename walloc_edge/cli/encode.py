@@ -52,8 +52,9 @@ def run(args):
         raise ValueError(f"no {b.modality} files in {' '.join(args.inputs)}"
                          + (f" ({skipped})" if skipped else ""))
     out = output_dir(args.out)
-    if level_note(level, b.modality):
-        print(level_note(level, b.modality))
+    note = level_note(level, b.modality)
+    if note:
+        print(note)
     print(f"encoding with {encoder.describe()} + {args.coder}"
           f"{f' (level {level})' if level else ''} into {out}")
     totals = {"done": 0, "failed": 0, "in": 0, "out": 0}

@@ -1,6 +1,7 @@
 """``walloc-edge info``: what a sensor bundle, a model or a .wlc bitstream holds, and which
 decoder engines and precisions run on this machine (and why the others do not)."""
 import json
+import math
 from pathlib import Path
 
 EXAMPLES = """examples:
@@ -37,15 +38,12 @@ def _bitstream_info(args):
     blob = Path(args.target).read_bytes()
     h = read_bitstream(blob).header
     level = level_of(h.coder_params)[1] if h.coder == "rans" else None
-    values = 1
-    for n in h.shape:
-        values *= n
     fields = {"file": args.target, "bytes": len(blob), "model_id": h.model_id,
               "modality": str(h.modality), "shape": list(h.shape), "dtype": str(h.dtype),
               "J": h.J, "latent_dim": h.latent_dim, "latent_bits": h.latent_bits,
               "coder": h.coder, "level": level, "tile": list(h.tile),
               "sample_rate": h.sample_rate,
-              f"bits_per_{h.modality.per}": 8 * len(blob) / (values // h.channels)}
+              f"bits_per_{h.modality.per}": 8 * len(blob) / math.prod(h.sizes)}
     if args.json:
         print(json.dumps(fields, indent=2))
         return

@@ -104,8 +104,9 @@ def run(args):
     if args.watch and not Path(args.watch).is_dir():
         raise ValueError(f"--watch {args.watch}: no such folder")
     log = (lambda line: say(line, sys.stderr)) if args.to == "-" else say
-    if level_note(level, encoder.bundle.modality):
-        log(level_note(level, encoder.bundle.modality))
+    note = level_note(level, encoder.bundle.modality)
+    if note:
+        log(note)
     with naming("--key"):
         key = read_key(args.key) if args.key else None
     check_url(args.to)  # a mistyped URL or a missing transport library before any state

@@ -124,7 +124,7 @@ class Handler:
                 self._tell("collision", received)
                 return
             if received.key in self.outputs:  # sent again: its outputs are already there
-                self._written_before(received, "already written; acknowledged again")
+                self._written_before(received, "already written", "acknowledged again")
                 return
             self.flying.setdefault(boot, [nonce, 0])[1] += 1
         try:
@@ -188,19 +188,19 @@ class Handler:
             self.outputs.take_back(fields, elsewhere.output)
         with self.lock:
             if elsewhere.collision is None:
-                self._written_before(received, "written by another server meanwhile; "
-                                               "acknowledged")
+                self._written_before(received, "written by another server meanwhile",
+                                     "acknowledged")
             else:
                 self._collide(received, elsewhere.collision, nonce)
                 self._tell("collision", received)
 
-    def _written_before(self, received, how):
-        """A message whose outputs are already there: acknowledged as written again (where
-        the link has a way back)."""
-        if not self._ack(received, ACK_WRITTEN):
-            how = how.replace("; acknowledged again", " (a copy; nothing to answer on this link)")
+    def _written_before(self, received, how, answered):
+        """A message whose outputs are already there (``how``): acknowledged as written
+        (``answered`` says so) where the link has a way back."""
+        said = f"; {answered}" if self._ack(received, ACK_WRITTEN) else \
+            " (a copy; nothing to answer on this link)"
         self._tell("duplicate", received)
-        self.log(f"{received.sender} {received.key}: {how}")
+        self.log(f"{received.sender} {received.key}: {how}{said}")
 
     def _collide(self, received, why, nonce):
         """Two messages under one key: never drop either. A sensor that sends its start's
