@@ -197,8 +197,10 @@ typedef float coef;
  * alignments and two stores, where the four passes load about twelve times and store
  * four. Block k's last two steps read block k + 1's first two (s1 at i + 1, d0 at i - 1 of
  * the next step), so round k loads block k + 1, lifts its first two steps and finishes
- * block k - 1. The row is periodic: past its end the loads wrap to its start (whole
- * blocks, as m is a multiple of 16), and before block 0 stand d0 and d2 of index -1. */
+ * block k - 1. The row is periodic: the loads read it as repeated (a block that runs past
+ * its end continues at its start), and before block 0 stand d0 and d2 of index -1. A last
+ * block that is not whole stores only its outputs (lanes past m are the periodic row's
+ * next values, computed and dropped), so any row length of 16 pairs or more takes it. */
 typedef int32_t v16i __attribute__((vector_size(64)));
 
 /* [a1 .. a15, b0] and [a15, b0 .. b14]: a's neighbours one lane up and down, as valignd
@@ -215,34 +217,62 @@ static v16 down(v16 a, v16 b) {
                                                         _mm512_castps_si512((__m512)a), 15));
 }
 
+/* Samples 32 j .. 32 j + 31 of the row y (2m samples, m >= 16) repeated, even ones in E,
+ * odd ones in O. A block over the row's end is its last r samples (masked loads, which
+ * read nothing past it) followed by its first 32 - r, moved up r lanes by a permute. */
+__attribute__((target("arch=x86-64-v4")))
+static void load_pairs(const float *y, int64_t m, int64_t j, v16 *E, v16 *O) {
+    const v16i lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    int64_t at = 32 * j;
+    while (at >= 2 * m) at -= 2 * m;
+    v16 lo, hi;
+    if (at + 32 <= 2 * m) {
+        memcpy(&lo, y + at, sizeof lo);
+        memcpy(&hi, y + at + 16, sizeof hi);
+    } else {
+        const int r = (int)(2 * m - at); /* 1 .. 31 samples before the end */
+        const __mmask16 tail_lo = (__mmask16)(r >= 16 ? 0xFFFF : (1u << r) - 1),
+                        tail_hi = (__mmask16)(r <= 16 ? 0 : (1u << (r - 16)) - 1);
+        const __m512 first = _mm512_loadu_ps(y), second = _mm512_loadu_ps(y + 16);
+        const __m512i from_lo = (__m512i)((lane - r) & 31), from_hi = (__m512i)((lane + 16 - r) & 31);
+        lo = (v16)_mm512_mask_loadu_ps(_mm512_permutex2var_ps(first, from_lo, second), tail_lo,
+                                       y + at);
+        hi = (v16)_mm512_mask_loadu_ps(_mm512_permutex2var_ps(first, from_hi, second), tail_hi,
+                                       y + at + 16);
+    }
+    *E = __builtin_shuffle(lo, hi, lane * 2), *O = __builtin_shuffle(lo, hi, lane * 2 + 1);
+}
+
+/* Lanes [0, count) of v to out. */
+__attribute__((target("arch=x86-64-v4")))
+static void store_lanes(float *out, v16 v, int64_t count) {
+    if (count >= 16) memcpy(out, &v, sizeof v);
+    else _mm512_mask_storeu_ps(out, (__mmask16)((1u << count) - 1), (__m512)v);
+}
+
 __attribute__((target("arch=x86-64-v4")))
 static void split_lift_row_avx512(const float *restrict y, float *restrict s,
                                   float *restrict d, int64_t m, const coef c[4]) {
-    const v16i evens = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    const v16i odds = evens + 1;
     const v16 c0 = (v16){0} + c[0], c1 = (v16){0} + c[1], c2 = (v16){0} + c[2],
               c3 = (v16){0} + c[3];
     const float d0_2 = y[2 * m - 3] + c[0] * (y[2 * m - 4] + y[2 * m - 2]),
                 d0_1 = y[2 * m - 1] + c[0] * (y[2 * m - 2] + y[0]),
                 d0_0 = y[1] + c[0] * (y[0] + y[2]);
     const float s1_1 = y[2 * m - 2] + c[1] * (d0_2 + d0_1), s1_0 = y[0] + c[1] * (d0_1 + d0_0);
-    v16 lo, hi, E, O, D0 = {0}, S1 = {0}, D2 = {0};
+    v16 E, O, D0 = {0}, S1 = {0}, D2 = {0};
     D0[15] = d0_1, D2[15] = d0_1 + c[2] * (s1_1 + s1_0); /* index -1 */
-    memcpy(&lo, y, sizeof lo);
-    memcpy(&hi, y + 16, sizeof hi);
-    E = __builtin_shuffle(lo, hi, evens), O = __builtin_shuffle(lo, hi, odds);
-    for (int64_t k = 0; k <= m / 16; k++) {
-        const float *next = y + (32 * (k + 1) < 2 * m ? 32 * (k + 1) : 32 * (k + 1) - 2 * m);
-        memcpy(&lo, next, sizeof lo);
-        memcpy(&hi, next + 16, sizeof hi);
-        const v16 En = __builtin_shuffle(lo, hi, evens), On = __builtin_shuffle(lo, hi, odds);
+    load_pairs(y, m, 0, &E, &O);
+    const int64_t blocks = (m + 15) / 16;
+    for (int64_t k = 0; k <= blocks; k++) {
+        v16 En, On;
+        load_pairs(y, m, k + 1, &En, &On);
         const v16 D0k = O + c0 * (E + up(E, En));
         const v16 S1k = E + c1 * (down(D0, D0k) + D0k);
         if (k) {
             const v16 D2k = D0 + c2 * (S1 + up(S1, S1k));
             const v16 S3 = S1 + c3 * (down(D2, D2k) + D2k);
-            memcpy(s + 16 * (k - 1), &S3, sizeof S3);
-            memcpy(d + 16 * (k - 1), &D2k, sizeof D2k);
+            store_lanes(s + 16 * (k - 1), S3, m - 16 * (k - 1));
+            store_lanes(d + 16 * (k - 1), D2k, m - 16 * (k - 1));
             D2 = D2k;
         }
         D0 = D0k, S1 = S1k, E = En, O = On;
@@ -250,9 +280,9 @@ static void split_lift_row_avx512(const float *restrict y, float *restrict s,
 }
 
 /* split_lift_row in one pass where the CPU has what the function is built for (x86-64-v4:
- * AVX-512 F, BW, DQ, VL) and the row is whole blocks. */
+ * AVX-512 F, BW, DQ, VL) and the row has 16 pairs or more. */
 #define SPLIT_LIFT_ROW_FAST(y, s, d, m, L)                                                 \
-    ((m) >= 32 && (m) % 16 == 0 && __builtin_cpu_supports("x86-64-v4") &&                 \
+    ((m) >= 16 && __builtin_cpu_supports("x86-64-v4") &&                                   \
      (split_lift_row_avx512(y, s, d, m, (L)->c), 1))
 #endif
 #include "native_transform.h"
