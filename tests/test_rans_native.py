@@ -25,6 +25,8 @@ def latent_cases():
     walk = lambda shape, s=0.5: np.clip(np.round(rng.standard_normal(shape).cumsum(-1) * s),  # noqa: E731
                                         -127, 127).astype(np.int8)
     yield walk((12, 37, 41))                     # an image tile, several strips
+    yield walk((12, 96, 100), 1)                 # 9 strips a channel: the rANS pass's 8
+    yield walk((4, 64, 300))                     # lanes at once and the rest (18 strips)
     yield walk((48, 28, 28), 2)                  # many channels, wide residuals
     yield walk((108, 1725))                      # stereo-5x audio, earlier-channel taps
     yield walk((2, 9000))                        # audio, several runs

@@ -555,6 +555,41 @@ typedef struct {
     int64_t *step_start; /* (C, steps + 1): where each step's words begin, backwards */
 } Encoding;
 
+#ifdef WALLOC_X86_CLONES
+#include <immintrin.h>
+
+/* encode_channels' backward step on `count` lanes of one channel (a multiple of 8), 8 at a
+ * time in AVX-512: the same states and words. The words of the lanes that emit are packed
+ * in lane order (a compress) and stored as many as there are. The quotient needs no
+ * correction here: x < 2^32 and f <= 2^15 are exact in double, and x / f is an integer or
+ * at least 1 / f >= 2^-15 from one, far more than the division's error (2^-53 x / f <
+ * 2^-21), so its truncation is floor(x / f). Returns where the channel's words go on. */
+__attribute__((target("arch=x86-64-v4")))
+static int64_t push_lanes_avx512(const uint32_t *entry, uint64_t *state, uint16_t *words,
+                                 int64_t w, int64_t count) {
+    const __m256i scale = _mm256_set1_epi32((int)SCALE), low = _mm256_set1_epi32(0xFFFF);
+    for (int64_t j = 0; j < count; j += 8) {
+        const __m256i fc = _mm256_loadu_si256((const __m256i *)(entry + j));
+        const __m256i f = _mm256_srli_epi32(fc, 16);
+        const __mmask8 active = _mm256_cmpneq_epi32_mask(f, scale);
+        __m256i x = _mm512_cvtepi64_epi32(_mm512_loadu_si512(state + j)); /* x < 2^32 */
+        const __mmask8 emit = _mm256_mask_cmpge_epu32_mask(active, x,
+                                                            _mm256_slli_epi32(f, 32 - PREC));
+        const __m128i out = _mm256_cvtepi32_epi16(_mm256_maskz_compress_epi32(emit, x));
+        const int n = __builtin_popcount(emit);
+        _mm_mask_storeu_epi16(words + w, (__mmask8)((1u << n) - 1), out);
+        w += n;
+        x = _mm256_mask_srli_epi32(x, emit, x, 16);
+        const __m256i q = _mm512_cvttpd_epu32(
+            _mm512_div_pd(_mm512_cvtepu32_pd(x), _mm512_cvtepu32_pd(f)));
+        x = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_mullo_epi32(q, _mm256_sub_epi32(scale, f))),
+                             _mm256_and_si256(fc, low));
+        _mm512_mask_storeu_epi64(state + j, active, _mm512_cvtepu32_epi64(x));
+    }
+    return w;
+}
+#endif
+
 static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
     (void)unused;
     Encoding *e = ctx;
@@ -622,12 +657,22 @@ static int encode_channels(void *ctx, int64_t c0, int64_t c1, float *unused) {
      * rounded up: a 64-bit integer division costs more than the rest of the step, and
      * independent lanes keep the floating divider busy. */
     for (int64_t j = 0; j < lanes; j++) e->state[l0 + j] = LOWER;
+#ifdef WALLOC_X86_CLONES
+    const int wide = __builtin_cpu_supports("x86-64-v4");
+#endif
     for (int64_t t = steps - 1; t >= 0; t--) {
         for (int64_t c = c0; c < c1; c++) e->step_start[c * (steps + 1) + t] = written[c - c0];
         for (int64_t c = c0, j = 0; c < c1; c++) {
             uint16_t *words = e->words + c * (steps * G + 1);
-            int64_t w = written[c - c0];
-            for (int64_t g = 0; g < G; g++, j++) {
+            int64_t w = written[c - c0], g = 0;
+#ifdef WALLOC_X86_CLONES
+            if (wide) {
+                g = G / 8 * 8;
+                w = push_lanes_avx512(entry + t * lanes + j, e->state + l0 + j, words, w, g);
+                j += g;
+            }
+#endif
+            for (; g < G; g++, j++) {
                 const uint32_t fc = entry[t * lanes + j];
                 const uint64_t f = fc >> 16;
                 if (f == SCALE) continue;  /* a symbol with every slot leaves the state */
