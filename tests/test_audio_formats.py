@@ -121,6 +121,21 @@ def test_channels_are_matched_to_the_model(music, tmp_path):
     assert read_source(tmp_path / "stereo.wav", AUDIO, 2).note is None
 
 
+def test_float_audio_beyond_full_scale_is_clipped_and_said(tmp_path):
+    """A float file above full scale is clipped to it (as 16-bit PCM would be), and the note
+    says how much of it and its peak, rather than losing it without a word."""
+    import soundfile
+
+    x = np.zeros((RATE, 2), np.float32)
+    x[:100] = 1.4
+    soundfile.write(tmp_path / "loud.wav", x, RATE, subtype="FLOAT")
+    source = read_source(tmp_path / "loud.wav", AUDIO, 2)
+    assert source.note == ("0.23% of its samples are beyond full scale (peak 1.40): clipped "
+                           "to it, as 16-bit PCM would be")
+    soundfile.write(tmp_path / "fine.wav", x / 2, RATE, subtype="FLOAT")
+    assert read_source(tmp_path / "fine.wav", AUDIO, 2).note is None
+
+
 def test_a_wav_whose_data_chunk_lies_is_refused(reference_dir, tmp_path, capsys):
     """A WAV whose data chunk claims 4 GB but holds 1,000 bytes is not encoded as what it
     holds: encode names the file and fails."""

@@ -10,7 +10,7 @@ from PIL import Image
 
 from helpers import BLOCK_TORCH
 from walloc_edge.cli import main
-from walloc_edge.runtime import Encoder, read_latents
+from walloc_edge.runtime import Encoder, read_bitstream, read_latents
 from walloc_edge.runtime.backends import BackendError, resolve_providers
 
 
@@ -154,6 +154,53 @@ def test_encode_counts_the_inputs_own_samples_and_says_how_it_fitted_them(
     assert "note: gray, encoded as RGB: it decodes as RGB" in lines[str(gray)]
     assert "note: its alpha channel is not encoded" in lines[str(rgba)]
     assert "x larger than its 3 bytes of samples" in lines[str(tmp_path / "tiny.png")]
+
+
+def test_encode_turns_a_photo_upright_and_says_what_it_leaves_out(rgb_bundle, tmp_path,
+                                                                    capsys):
+    """A JPEG whose EXIF says "rotated 90°" is encoded upright, as viewers show it; of a
+    multi-page TIFF only the first page is encoded: both said."""
+    from walloc_edge.runtime.io import ORIENTATION
+
+    turned, pages = tmp_path / "turned.jpg", tmp_path / "pages.tif"
+    exif = Image.Exif()
+    exif[ORIENTATION] = 6
+    Image.fromarray(photo(9, (40, 56))).save(turned, exif=exif)
+    Image.fromarray(photo(10)).save(pages, save_all=True,
+                                    append_images=[Image.fromarray(photo(11))])
+    out = tmp_path / "wlc"
+    assert main(["encode", str(rgb_bundle), str(turned), str(pages), "-o", str(out)]) == 0
+    lines = {line.split(" -> ")[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "note: turned upright as its EXIF orientation says" in lines[str(turned)]
+    assert "note: the first of its 2 frames or pages only" in lines[str(pages)]
+    assert read_bitstream((out / "turned.wlc").read_bytes()).header.shape == (56, 40, 3)
+
+
+def test_a_damaged_bundle_is_one_line_and_info_says_so(rgb_bundle, tmp_path):
+    """encoder.npz cut short (a copy interrupted) or another model's: encode refuses in one
+    line, and info says the weights are damaged instead of listing usable backends."""
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(rgb_bundle, bundle)
+    Image.fromarray(photo(12)).save(tmp_path / "a.png")
+    weights = bundle / "encoder.npz"
+    blob = weights.read_bytes()
+    for damaged in (blob[:1000], None):
+        if damaged is None:  # the right size and format, other weights
+            arrays = dict(np.load(rgb_bundle / "encoder.npz"))
+            arrays["encoder_bias"] = arrays["encoder_bias"] + 1
+            np.savez(weights, **arrays)
+        else:
+            weights.write_bytes(damaged)
+        done = run_blocked("encode", str(bundle), str(tmp_path / "a.png"), "-o",
+                           str(tmp_path / "out"))
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, \
+            done.stderr
+        assert "export the bundle or copy it again" in done.stderr
+        info = run_blocked("info", str(bundle))
+        assert info.returncode == 0 and "none usable here" in info.stdout, info.stdout
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_info_reads_a_bitstreams_header_without_torch(rgb_bundle, tmp_path):

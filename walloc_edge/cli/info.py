@@ -27,6 +27,9 @@ def run(args):
         return _bitstream_info(args)
     if not target.exists() and (len(target.parts) > 1 or target.suffix):
         raise ValueError(f"{args.target}: no such bundle folder or model file")
+    if target.is_file() and target.suffix.lower() not in (".safetensors", ".pth"):
+        raise ValueError(f"{args.target}: not a bundle folder, a model file (.safetensors, "
+                         ".pth) or a bitstream (.wlc); info reads those")
     return _model_info(args)
 
 
@@ -34,16 +37,26 @@ def _bitstream_info(args):
     """A .wlc's header (its CRC and structure verified; the payload is not decoded)."""
     from ..runtime import read_bitstream
     from ..runtime.coders.rans.levels import level_of
+    from ..runtime.coders.rans.payload import VERSIONS
 
     blob = Path(args.target).read_bytes()
     h = read_bitstream(blob).header
-    level = level_of(h.coder_params)[1] if h.coder == "rans" else None
+    version, level = level_of(h.coder_params) if h.coder == "rans" else (None, None)
     fields = {"file": args.target, "bytes": len(blob), "model_id": h.model_id,
               "modality": str(h.modality), "shape": list(h.shape), "dtype": str(h.dtype),
               "J": h.J, "latent_dim": h.latent_dim, "latent_bits": h.latent_bits,
-              "coder": h.coder, "level": level, "tile": list(h.tile),
-              "sample_rate": h.sample_rate,
+              "coder": h.coder, "rans_version": version, "level": level,
+              "tile": list(h.tile), "sample_rate": h.sample_rate,
               f"bits_per_{h.modality.per}": 8 * len(blob) / math.prod(h.sizes)}
+    if h.modality.per == "sample":  # audio: per channel's sample, and per frame of them all
+        fields["bits_per_frame"] = fields["bits_per_sample"]
+        fields["bits_per_sample"] /= h.channels
+    if version is not None and version < max(VERSIONS):  # no levels then
+        fields["level"] = level = None
+        how = ("no level: what the C encoder, RansCoder('planar') and earlier walloc-edge "
+               "write" if version == 3 else "no level: an earlier walloc-edge's format")
+    else:
+        how = f"level {level}" if level else None
     if args.json:
         print(json.dumps(fields, indent=2))
         return
@@ -54,20 +67,30 @@ def _bitstream_info(args):
           + (f", {h.sample_rate} Hz" if h.sample_rate else ""))
     print(f"latents      {h.latent_dim} channels, {h.latent_bits}-bit, J={h.J}, tiles of "
           f"{' x '.join(map(str, h.tile))}")
-    print(f"coder        {h.coder}" + (f", level {level}" if level else "")
-          + f"; {fields[per]:.3f} {per.replace('_', ' ')}")
+    rate = f"{fields[per]:.3f} {per.replace('_', ' ')}"
+    if "bits_per_frame" in fields:
+        rate += f" of a channel ({fields['bits_per_frame']:.3f} per frame of {h.channels})"
+    print(f"coder        {h.coder}" + (f", model version {version}" if version else "")
+          + (f" ({how})" if how else "") + f"; {rate}")
 
 
 def _bundle_info(args):
     from ..runtime import load_bundle
     from ..runtime.backends import NativeBackend, available_backends
+    from ..runtime.bundle import BundleError
 
     bundle = load_bundle(args.target)
     meta, c = bundle.meta, bundle.config
-    usable = available_backends(bundle)
-    decoder = _bundle_decoder(bundle.path)
+    try:
+        bundle.arrays()
+        damaged = None
+    except BundleError as e:
+        damaged = str(e)
+    usable = [] if damaged else available_backends(bundle)
+    decoder = _bundle_decoder(bundle)
     if args.json:
-        print(json.dumps({**meta, "usable_backends": usable, "decoder": decoder}, indent=2))
+        print(json.dumps({**meta, "weights_damaged": damaged, "usable_backends": usable,
+                          "decoder": decoder}, indent=2))
         return
     graphs = ", ".join(f"{fmt} ({info.get('file') or info.get('program')})"  # C: a program
                        for fmt, info in meta.get("graphs", {}).items())
@@ -83,7 +106,7 @@ def _bundle_info(args):
         if "native" not in usable:
             print(f"             not native: {NativeBackend.usable(bundle)}")
     else:
-        print("backends     none usable here: re-export the bundle (encoder.npz is missing)")
+        print(f"backends     none usable here: {damaged or 're-export the bundle'}")
     from ..runtime.coders.rans import native
 
     print("rans coder   " + ("C loops (native)" if native.available() else
@@ -92,20 +115,32 @@ def _bundle_info(args):
                              else f"none here: {decoder['why_not']}"))
 
 
-def _bundle_decoder(path):
+def _bundle_decoder(bundle):
     """Whether the bundle's decoder graph runs here, and if not why (torch-free)."""
     import importlib.util
 
     from ..decoder.bundle import DECODER_FILES
 
+    path = bundle.path
     missing = [name for name in DECODER_FILES if not (path / name).is_file()]
     if missing:
         why = f"no decoder graph ({', '.join(missing)} missing; export it with --decoder)"
+    elif (of := _decoder_model(path)) != bundle.model_id:
+        why = (f"decoder.json is of model {of}, not this bundle's; export the model again "
+               "with --decoder")
     elif importlib.util.find_spec("onnxruntime") is None:
         why = "onnxruntime is not installed (pip install 'walloc-edge[decode]')"
     else:
         why = None
     return {"engine": "onnxruntime", "precision": "fp32", "runs": why is None, "why_not": why}
+
+
+def _decoder_model(path):
+    """The model id decoder.json names (None where it is unreadable)."""
+    try:
+        return json.loads((path / "decoder.json").read_text()).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _decoder_engines(audio):

@@ -2,6 +2,7 @@
 the model id that names a model everywhere (bundle, bitstream, decoder)."""
 import hashlib
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,12 +84,24 @@ class Bundle:
         return self.path / info["file"], info
 
     def arrays(self) -> "dict[str, np.ndarray]":
-        """encoder.npz: weights and filters (see docs/sensor-bundle.md)."""
+        """encoder.npz: weights and filters (see docs/sensor-bundle.md), checked against the
+        model id (a copy cut short, or another model's file, is refused, not encoded
+        with)."""
         path = self.path / self.meta.get("weights", "encoder.npz")
         if not path.is_file():
             raise BundleError(f"{path} is missing; re-export the bundle")
-        with np.load(path) as npz:
-            return dict(npz)
+        try:
+            with np.load(path) as npz:
+                arrays = dict(npz)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise BundleError(f"{path} is damaged ({e}); export the bundle or copy it "
+                              "again") from None
+        model = {k: v for k, v in arrays.items() if k.startswith(("encoder_", "wt."))}
+        if model_id(self.config, model) != self.model_id:
+            raise BundleError(f"{path} is not the weights of model {self.model_id} that "
+                              f"{self.path / 'encoder.json'} names (another model's, or "
+                              "changed); export the bundle or copy it again")
+        return arrays
 
 
 def load_bundle(path: "str | Path") -> Bundle:

@@ -50,11 +50,14 @@ def read_source(path: "str | Path", modality: Modality, channels: int) -> Source
         return _read_image(path, channels)
     samples, rate = _read_audio(path)
     have = samples.shape[1]
-    note = None if have == channels else \
-        f"{have} channel(s) mixed to mono" if channels == 1 else \
-        f"mono, put on all {channels} channels: it decodes as {channels} channels"
+    notes = [] if have == channels else \
+        [f"{have} channel(s) mixed to mono"] if channels == 1 else \
+        [f"mono, put on all {channels} channels: it decodes as {channels} channels"]
+    if samples.dtype.kind == "f" and (over := np.abs(samples) > 1).any():
+        notes.append(f"{over.mean():.2%} of its samples are beyond full scale (peak "
+                     f"{np.abs(samples).max():.2f}): clipped to it, as 16-bit PCM would be")
     return Source(match_channels(samples, channels, path), rate, samples.shape[0] * have * 2,
-                  note)
+                  "; ".join(notes) or None)
 
 
 def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[np.ndarray, int]":
@@ -64,14 +67,23 @@ def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[
     return source.sample, source.rate
 
 
+ORIENTATION = 0x0112  # the EXIF tag
+
+
 def _read_image(path, channels):
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             if im.mode.startswith("I") or im.mode == "F":
-                raise ValueError(f"{path}: {im.mode} (16-bit or float) images are not "
-                                 "supported; save it as 8-bit")
+                depth = "float" if im.mode == "F" else "16-bit" if ";16" in im.mode else \
+                    "32-bit integer"
+                raise ValueError(f"{path}: {depth} images ({im.mode}) are not supported; "
+                                 "save it as 8-bit")
+            frames = getattr(im, "n_frames", 1)  # a multi-page TIFF, an animation: frame 0
+            turned = im.getexif().get(ORIENTATION, 1) not in (1, None)
+            if turned:  # as a viewer shows it: a phone's photo upright
+                im = ImageOps.exif_transpose(im)
             # its colour samples a pixel (a palette image's: its palette's), alpha not encoded
             palette = im.mode in ("P", "PA")
             mode = im.palette.mode if palette and im.palette else im.mode
@@ -95,6 +107,10 @@ def _read_image(path, channels):
         note.append(f"{label}, converted to RGB")
     if alpha:
         note.append("its alpha channel is not encoded")
+    if turned:
+        note.append("turned upright as its EXIF orientation says")
+    if frames > 1:
+        note.append(f"the first of its {frames} frames or pages only")
     raw = im.width * im.height * colours
     return Source(sample, 0, raw, "; ".join(note) or None)
 

@@ -20,9 +20,14 @@ def litert_runner(path, threads=None):
                            "pip install 'walloc-edge[litert]'") from None
     from .._quiet import quiet_output
 
-    with quiet_output():  # the XNNPACK delegate announces itself on stderr
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+    try:
+        with quiet_output():  # the XNNPACK delegate announces itself on stderr
+            interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BackendError(f"{path} could not be loaded by LiteRT ({first}); export the "
+                           "bundle or copy it again") from None
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
 
