@@ -1,7 +1,9 @@
 # Two entry points, each doing all set-up on a fresh machine:
 #   make demo   the main job       make test   the test suite
 # torch==2.13.0 is installed first and on its own: a bare torch requirement on an empty
-# environment would pull a multi-GB CUDA build.
+# environment would pull a multi-GB CUDA build. The package index this project's machines use
+# serves the CPU wheel for the pin; from public PyPI, install it first from
+# https://download.pytorch.org/whl/cpu (as the README shows), then run make.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python

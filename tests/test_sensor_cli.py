@@ -203,6 +203,22 @@ def test_a_damaged_bundle_is_one_line_and_info_says_so(rgb_bundle, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_info_names_a_decoder_graph_of_another_model(rgb_bundle, tmp_path):
+    """A folder that kept another model's decoder.* (a second export into it): info says
+    the decoder is another model's rather than "runs here"."""
+    import json
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(rgb_bundle, bundle)
+    for name in ("decoder.onnx", "decoder.npz"):
+        (bundle / name).write_bytes(b"x")
+    (bundle / "decoder.json").write_text(json.dumps({"model_id": "0" * 32}))
+    info = run_blocked("info", str(bundle))
+    assert info.returncode == 0, info.stderr
+    assert f"decoder.json is of model {'0' * 32}, not this bundle's" in info.stdout
+
+
 def test_info_reads_a_bitstreams_header_without_torch(rgb_bundle, tmp_path):
     """`info x.wlc`: the header, verified, without torch; a corrupted one is one line."""
     import json

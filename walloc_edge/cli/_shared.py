@@ -210,9 +210,10 @@ def add_backend_options(p):
 
     p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
                    help="what runs the sensor encoder (native: the C core, built at install "
-                        "where a C compiler is found); auto takes the first of "
-                        f"{', '.join(BACKENDS)} that can run the bundle here (walloc-edge info "
-                        "says which and why)")
+                        "where a C compiler is found; fixed-point: the same in integers, only "
+                        "when named); auto takes the first of "
+                        f"{', '.join(b for b in BACKENDS if b != 'fixed-point')} that can run "
+                        "the bundle here (walloc-edge info says which and why)")
     p.add_argument("--provider", metavar="LIST",
                    help="onnxruntime execution providers in order of preference, e.g. "
                         "tensorrt,cuda,cpu on a Jetson (default: the CPU)")

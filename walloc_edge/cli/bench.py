@@ -6,8 +6,9 @@ from ..bench import markdown, print_table, run_bench, svg_plot
 from ..runtime.coders import CODERS
 from ._shared import thread_counts, write_text
 
-EXAMPLES = """Rows: each backend (onnxruntime per thread count, LiteRT/XNNPACK, numpy), the
-torch encoder and decoder, and JPEG / WebP (size-matched) and PNG. Every number is measured
+EXAMPLES = """Rows: each backend (native, fixed-point, onnxruntime and LiteRT/XNNPACK per thread
+count; numpy), the end to end path (latents and rans) against JPEG and WebP at equal cores,
+the torch encoder and decoder, and JPEG / WebP (size-matched) and PNG. Every number is measured
 in the run; a backend missing here shows as skipped, with why.
 
 examples:
@@ -23,7 +24,7 @@ def configure(p):
     p.add_argument("--quick", action="store_true", help="a 1024x1024 input and 3 runs per row "
                                                         "(about a minute on 2 cores)")
     p.add_argument("--threads", default=(1, 2), type=thread_counts, metavar="LIST",
-                   help="onnxruntime thread counts, comma-separated")
+                   help="thread counts of the threaded backends' rows, comma-separated")
     p.add_argument("--level", choices=CODERS["rans"].levels,
                    help="the rans level of the end-to-end and coder rows (default: best)")
     p.add_argument("--json", help="write the results as JSON")

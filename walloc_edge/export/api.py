@@ -166,6 +166,8 @@ def export_bundle(codec: torch.nn.Module, out_dir: "str | Path",
     out_dir.mkdir(parents=True, exist_ok=True)
     job = _Job(codec, encoder, out_dir, tuple(static_shape), audio_length, log)
     earlier, failures = _earlier_graphs(out_dir, codec, formats, log), []
+    if not decoder:
+        _note_another_decoder(out_dir, codec, log)
     graphs = {}
     for fmt in (f for f in FORMATS if f in formats):
         report, passed = EXPORTERS[fmt](job, graphs)
@@ -213,6 +215,18 @@ def _earlier_graphs(out_dir, codec, formats, log):
                 (out_dir / name).exists() and report.get("status") != "validation failed"):
             kept[fmt] = report
     return kept
+
+
+def _note_another_decoder(out_dir, codec, log):
+    """Say so where ``out_dir`` holds another model's decoder graph, which this export does
+    not replace (decode and info refuse it; the files are the user's to delete)."""
+    try:
+        other = json.loads((out_dir / "decoder.json").read_text()).get("model_id")
+    except (OSError, ValueError, AttributeError):
+        return
+    if other and other != model_id(codec):
+        log(f"note: {out_dir}'s decoder graph (decoder.onnx, decoder.npz, decoder.json) is of "
+            f"another model ({other}); export with --decoder to replace it, or delete it")
 
 
 def _summary(fmt, report):
