@@ -177,8 +177,9 @@ def test_encode_turns_a_photo_upright_and_says_what_it_leaves_out(rgb_bundle, tm
 
 
 def test_a_damaged_bundle_is_one_line_and_info_says_so(rgb_bundle, tmp_path):
-    """encoder.npz cut short (a copy interrupted) or another model's: encode refuses in one
-    line, and info says the weights are damaged instead of listing usable backends."""
+    """encoder.npz cut short (a copy interrupted) or another model's: the backends that
+    read it refuse in one line, info says why and lists the graph's backend, which auto
+    then takes; a graph cut short is one line too."""
     import shutil
 
     bundle = tmp_path / "bundle"
@@ -194,13 +195,23 @@ def test_a_damaged_bundle_is_one_line_and_info_says_so(rgb_bundle, tmp_path):
         else:
             weights.write_bytes(damaged)
         done = run_blocked("encode", str(bundle), str(tmp_path / "a.png"), "-o",
-                           str(tmp_path / "out"))
+                           str(tmp_path / "none"), "--backend", "native")
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, \
             done.stderr
         assert "export the bundle or copy it again" in done.stderr
-        info = run_blocked("info", str(bundle))
-        assert info.returncode == 0 and "none usable here" in info.stdout, info.stdout
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+        assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
+        info = run_blocked("info", str(bundle))  # the graph runs without encoder.npz
+        assert info.returncode == 0 and "usable here: onnxruntime" in info.stdout, info.stdout
+        assert "weights      " in info.stdout and "copy it again" in info.stdout
+        out = tmp_path / f"out-{damaged is None}"
+        done = run_blocked("encode", str(bundle), str(tmp_path / "a.png"), "-o", str(out))
+        assert done.returncode == 0 and (out / "a.wlc").is_file(), done.stderr  # the graph
+    graph = bundle / "encoder.onnx"
+    graph.write_bytes(graph.read_bytes()[:5000])
+    done = run_blocked("encode", str(bundle), str(tmp_path / "a.png"), "-o",
+                       str(tmp_path / "out2"), "--backend", "onnxruntime")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "could not be loaded by onnxruntime" in done.stderr
 
 
 def test_info_names_a_decoder_graph_of_another_model(rgb_bundle, tmp_path):

@@ -27,9 +27,9 @@ def run(args):
         return _bitstream_info(args)
     if not target.exists() and (len(target.parts) > 1 or target.suffix):
         raise ValueError(f"{args.target}: no such bundle folder or model file")
-    if target.is_file() and target.suffix.lower() not in (".safetensors", ".pth"):
+    if target.is_file() and target.suffix.lower() not in (".safetensors", ".pth", ".pt"):
         raise ValueError(f"{args.target}: not a bundle folder, a model file (.safetensors, "
-                         ".pth) or a bitstream (.wlc); info reads those")
+                         ".pth, .pt) or a bitstream (.wlc); info reads those")
     return _model_info(args)
 
 
@@ -48,9 +48,9 @@ def _bitstream_info(args):
               "coder": h.coder, "rans_version": version, "level": level,
               "tile": list(h.tile), "sample_rate": h.sample_rate,
               f"bits_per_{h.modality.per}": 8 * len(blob) / math.prod(h.sizes)}
-    if h.modality.per == "sample":  # audio: per channel's sample, and per frame of them all
-        fields["bits_per_frame"] = fields["bits_per_sample"]
-        fields["bits_per_sample"] /= h.channels
+    if h.modality.per == "sample":  # audio: per frame (a sample of every channel), and per
+        fields["bits_per_frame"] = fields.pop("bits_per_sample")  # one channel's sample
+        fields["bits_per_channel_sample"] = fields["bits_per_frame"] / h.channels
     if version is not None and version < max(VERSIONS):  # no levels then
         fields["level"] = level = None
         how = ("no level: what the C encoder, RansCoder('planar') and earlier walloc-edge "
@@ -60,7 +60,7 @@ def _bitstream_info(args):
     if args.json:
         print(json.dumps(fields, indent=2))
         return
-    per = f"bits_per_{h.modality.per}"
+    per = "bits_per_channel_sample" if "bits_per_frame" in fields else f"bits_per_{h.modality.per}"
     print(f"bitstream    {args.target}, {len(blob):,} bytes (verified)")
     print(f"model id     {h.model_id}")
     print(f"signal       {h.modality} {' x '.join(map(str, h.shape))} {h.dtype}"
@@ -69,7 +69,7 @@ def _bitstream_info(args):
           f"{' x '.join(map(str, h.tile))}")
     rate = f"{fields[per]:.3f} {per.replace('_', ' ')}"
     if "bits_per_frame" in fields:
-        rate += f" of a channel ({fields['bits_per_frame']:.3f} per frame of {h.channels})"
+        rate += f" ({fields['bits_per_frame']:.3f} per frame of {h.channels} channels)"
     print(f"coder        {h.coder}" + (f", model version {version}" if version else "")
           + (f" ({how})" if how else "") + f"; {rate}")
 
@@ -77,19 +77,14 @@ def _bitstream_info(args):
 def _bundle_info(args):
     from ..runtime import load_bundle
     from ..runtime.backends import NativeBackend, available_backends
-    from ..runtime.bundle import BundleError
 
     bundle = load_bundle(args.target)
     meta, c = bundle.meta, bundle.config
-    try:
-        bundle.arrays()
-        damaged = None
-    except BundleError as e:
-        damaged = str(e)
-    usable = [] if damaged else available_backends(bundle)
+    weights = bundle.weights_problem
+    usable = available_backends(bundle)
     decoder = _bundle_decoder(bundle)
     if args.json:
-        print(json.dumps({**meta, "weights_damaged": damaged, "usable_backends": usable,
+        print(json.dumps({**meta, "weights_problem": weights, "usable_backends": usable,
                           "decoder": decoder}, indent=2))
         return
     graphs = ", ".join(f"{fmt} ({info.get('file') or info.get('program')})"  # C: a program
@@ -101,12 +96,14 @@ def _bundle_info(args):
           f"(inputs are padded to multiples of {bundle.block})")
     print(f"latents      {c['latent_dim']} channels, {c['latent_bits']}-bit")
     print(f"graphs       {graphs or 'none (the numpy backend runs encoder.npz)'}")
+    if weights:
+        print(f"weights      {weights}")
     if usable:
         print(f"backends     usable here: {', '.join(usable)} (auto takes {usable[0]})")
-        if "native" not in usable:
+        if "native" not in usable and NativeBackend.usable(bundle) != weights:
             print(f"             not native: {NativeBackend.usable(bundle)}")
     else:
-        print(f"backends     none usable here: {damaged or 're-export the bundle'}")
+        print("backends     none usable here: export the bundle again")
     from ..runtime.coders.rans import native
 
     print("rans coder   " + ("C loops (native)" if native.available() else
@@ -126,8 +123,8 @@ def _bundle_decoder(bundle):
     if missing:
         why = f"no decoder graph ({', '.join(missing)} missing; export it with --decoder)"
     elif (of := _decoder_model(path)) != bundle.model_id:
-        why = (f"decoder.json is of model {of}, not this bundle's; export the model again "
-               "with --decoder")
+        why = ("decoder.json " + (f"is of model {of}, not this bundle's" if of else
+                                  "is not readable") + "; export the model again with --decoder")
     elif importlib.util.find_spec("onnxruntime") is None:
         why = "onnxruntime is not installed (pip install 'walloc-edge[decode]')"
     else:

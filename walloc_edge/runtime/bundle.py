@@ -1,5 +1,6 @@
 """Reading a sensor bundle (``walloc-edge export``'s output directory) without torch, and
 the model id that names a model everywhere (bundle, bitstream, decoder)."""
+import functools
 import hashlib
 import json
 import zipfile
@@ -82,6 +83,15 @@ class Bundle:
             raise BundleError(f"{self.path} has no {fmt} graph (it has: {have}); export the "
                               f"model into it again with that format (walloc-edge export)")
         return self.path / info["file"], info
+
+    @functools.cached_property
+    def weights_problem(self) -> "str | None":
+        """Why encoder.npz cannot be used (missing, damaged, another model's), or None."""
+        try:
+            self.arrays()
+        except BundleError as e:
+            return str(e)
+        return None
 
     def arrays(self) -> "dict[str, np.ndarray]":
         """encoder.npz: weights and filters (see docs/sensor-bundle.md), checked against the

@@ -53,11 +53,11 @@ def read_source(path: "str | Path", modality: Modality, channels: int) -> Source
     notes = [] if have == channels else \
         [f"{have} channel(s) mixed to mono"] if channels == 1 else \
         [f"mono, put on all {channels} channels: it decodes as {channels} channels"]
-    if samples.dtype.kind == "f" and (over := np.abs(samples) > 1).any():
+    matched = match_channels(samples, channels, path)
+    if matched.dtype.kind == "f" and (over := np.abs(matched) > 1).any():  # what is encoded
         notes.append(f"{over.mean():.2%} of its samples are beyond full scale (peak "
-                     f"{np.abs(samples).max():.2f}): clipped to it, as 16-bit PCM would be")
-    return Source(match_channels(samples, channels, path), rate, samples.shape[0] * have * 2,
-                  "; ".join(notes) or None)
+                     f"{np.abs(matched).max():.2f}): clipped to it, as 16-bit PCM would be")
+    return Source(matched, rate, samples.shape[0] * have * 2, "; ".join(notes) or None)
 
 
 def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[np.ndarray, int]":
@@ -68,6 +68,18 @@ def read_input(path: "str | Path", modality: Modality, channels: int) -> "tuple[
 
 
 ORIENTATION = 0x0112  # the EXIF tag
+
+
+def _orientation(im):
+    """The EXIF orientation tag (1: upright), quietly: a damaged EXIF block reads as none."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return im.getexif().get(ORIENTATION, 1)
+        except Exception:  # Pillow's parser on a corrupt block: no orientation to apply
+            return 1
 
 
 def _read_image(path, channels):
@@ -81,7 +93,7 @@ def _read_image(path, channels):
                 raise ValueError(f"{path}: {depth} images ({im.mode}) are not supported; "
                                  "save it as 8-bit")
             frames = getattr(im, "n_frames", 1)  # a multi-page TIFF, an animation: frame 0
-            turned = im.getexif().get(ORIENTATION, 1) not in (1, None)
+            turned = _orientation(im) in range(2, 9)
             if turned:  # as a viewer shows it: a phone's photo upright
                 im = ImageOps.exif_transpose(im)
             # its colour samples a pixel (a palette image's: its palette's), alpha not encoded

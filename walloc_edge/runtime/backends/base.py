@@ -52,6 +52,7 @@ def graph_missing(bundle, fmt):
 
 
 def weights_missing(bundle):
-    """Why a backend that computes from encoder.npz cannot: the bundle has none."""
+    """Why a backend that computes from encoder.npz cannot: the bundle has none, or it is
+    damaged (``Bundle.weights_problem``); the graph backends may still run."""
     path = bundle.path / bundle.meta.get("weights", "encoder.npz")
-    return None if path.is_file() else "the bundle has no encoder.npz"
+    return bundle.weights_problem if path.is_file() else "the bundle has no encoder.npz"

@@ -62,9 +62,11 @@ def onnx_session(path, threads=None, providers=None):
     if threads:
         options.intra_op_num_threads = threads
     chosen = resolve_providers(providers, ort.get_available_providers())
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
     try:
         return ort.InferenceSession(str(path), options, providers=chosen)
-    except Exception as e:  # onnxruntime's own classes: InvalidProtobuf, Fail, …
+    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile) as e:  # the file
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendError(f"{path} could not be loaded by onnxruntime ({first}); export the "
                            "bundle or copy it again") from None
