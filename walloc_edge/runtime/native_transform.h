@@ -72,7 +72,6 @@ static int64_t pitch(int64_t n) { return n + 80; }
  * odd row while they are lifted; index i - 1's four steps finish when row 2i + 2 arrives. */
 typedef struct {
     sample *even[3], *odd[3];
-    const sample *final_odd; /* the final odd row of the index it lifted last */
     int64_t pushed;
 } Lifter;
 
@@ -97,33 +96,14 @@ static sample *next_row(const Lifter *f) {
 }
 
 /* The four steps that finish index i - 1 once row 2i + 2 (e1) is in: e0, o0 index i's even
- * and odd rows (→ its first two steps), ep, op index i - 1's, oq the final odd row of
- * i - 2; the final rows of i - 1 go to s_out and d_out. Each value the same sum as
- * split_lift_row's, step by step. Index i's last step reads i - 1's final odd row: from
- * d_out, which the next level leaves as it is until then (see advance). */
+ * and odd rows (→ its first two steps), ep, op index i - 1's (op keeps its final odd row,
+ * which index i's last step reads), oq the final odd row of i - 2; the final rows of i - 1
+ * also go to s_out and d_out. Each value the same sum as split_lift_row's, step by step. */
 VECTOR_CLONES
 static void lift_step(sample *restrict e0, sample *restrict o0, const sample *restrict e1,
-                      const sample *restrict ep, const sample *restrict op,
-                      const sample *restrict oq, sample *restrict s_out,
-                      sample *restrict d_out, int64_t n, const Lifting *L) {
-    const coef c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
-    for (int64_t k = 0; k < n; k++) {
-        const sample d = o0[k] + STEP(c0, e0[k] + e1[k]), s = e0[k] + STEP(c1, op[k] + d);
-        const sample dp = op[k] + STEP(c2, ep[k] + s);
-        s_out[k] = ep[k] + STEP(c3, oq[k] + dp);
-        d_out[k] = dp;
-        o0[k] = d, e0[k] = s;
-    }
-}
-
-/* lift_step where d_out would be oq (the last level writes each block row's bands over the
- * last's) or is dropped: i - 1's final odd row stays in op. */
-VECTOR_CLONES
-static void lift_step_in_place(sample *restrict e0, sample *restrict o0,
-                               const sample *restrict e1, const sample *restrict ep,
-                               sample *restrict op, const sample *restrict oq,
-                               sample *restrict s_out, sample *restrict d_out, int64_t n,
-                               const Lifting *L) {
+                      const sample *restrict ep, sample *restrict op, const sample *restrict oq,
+                      sample *restrict s_out, sample *restrict d_out, int64_t n,
+                      const Lifting *L) {
     const coef c0 = L->c[0], c1 = L->c[1], c2 = L->c[2], c3 = L->c[3];
     for (int64_t k = 0; k < n; k++) {
         const sample d = o0[k] + STEP(c0, e0[k] + e1[k]), s = e0[k] + STEP(c1, op[k] + d);
@@ -135,28 +115,20 @@ static void lift_step_in_place(sample *restrict e0, sample *restrict o0,
 }
 
 /* A row has gone to next_row(lifter (level, band)): when it completes a step, the level's
- * index i - 1 goes on into the next level's lifters (or the block row's bands). The next
- * level lifts a row in place only once its next row is in, after this lifter has read
- * it as its final odd row (lift_step), so d_out keeps that row and op need not. */
+ * index i - 1 goes on into the next level's lifters (or the block row's bands). */
 static void advance(Cascade *c, int64_t level, int64_t band) {
     Lifter *f = lifter(c, level, band);
     const int64_t j = f->pushed++, n = c->n, last = level + 1 == c->J;
     if (j < 2 || j & 1) return;
     const int64_t i = j / 2 - 1, b = i - 1 - c->first;
-    sample *s_out = c->spare, *d_out = c->spare + pitch(n), *op = f->odd[(i + 2) % 3];
-    sample *e0 = f->even[i % 3], *o0 = f->odd[i % 3];
-    const sample *e1 = f->even[(i + 1) % 3], *ep = f->even[(i + 2) % 3], *oq = f->final_odd;
-    if (i >= 1 && !last) {
-        s_out = next_row(lifter(c, level + 1, 2 * band));
+    sample *s_out = c->spare, *d_out = c->spare + pitch(n);
+    if (i >= 1 && !last)
+        s_out = next_row(lifter(c, level + 1, 2 * band)),
         d_out = next_row(lifter(c, level + 1, 2 * band + 1));
-        lift_step(e0, o0, e1, ep, op, oq, s_out, d_out, n, c->lifting);
-        f->final_odd = d_out;
-    } else {
-        if (i >= 1 && b >= 0 && b < c->blocks)
-            s_out = c->bands + 2 * band * n, d_out = s_out + n, c->ready = b;
-        lift_step_in_place(e0, o0, e1, ep, op, oq, s_out, d_out, n, c->lifting);
-        f->final_odd = op;
-    }
+    else if (i >= 1 && b >= 0 && b < c->blocks)
+        s_out = c->bands + 2 * band * n, d_out = s_out + n, c->ready = b;
+    lift_step(f->even[i % 3], f->odd[i % 3], f->even[(i + 1) % 3], f->even[(i + 2) % 3],
+              f->odd[(i + 2) % 3], f->odd[(i + 1) % 3], s_out, d_out, n, c->lifting);
     if (i >= 1 && !last) {
         advance(c, level + 1, 2 * band);
         advance(c, level + 1, 2 * band + 1);
@@ -178,13 +150,11 @@ static void cascade_init(Cascade *c, int64_t J, int64_t n, int64_t first, int64_
                    .spare = scratch + 6 * lifters * pitch(n)};
     memset(scratch, 0, sizeof(sample) * (size_t)cascade_samples(J, n)); /* the start's steps
                                                                           read them: finite */
-    for (int64_t k = 0; k < lifters; k++) {
+    for (int64_t k = 0; k < lifters; k++)
         for (int s = 0; s < 3; s++) {
             c->lifter[k].even[s] = scratch + (6 * k + 2 * s) * pitch(n);
             c->lifter[k].odd[s] = scratch + (6 * k + 2 * s + 1) * pitch(n);
         }
-        c->lifter[k].final_odd = c->lifter[k].odd[1]; /* what index 0's step reads: zeros */
-    }
 }
 
 /* --- the J levels along the width, then the 1x1 ------------------------------------- */
