@@ -273,8 +273,9 @@ static void load_pairs(const float *y, int64_t m, int64_t j, v16 *E, v16 *O) {
         const __m512i from_lo = (__m512i)((lane - r) & 31), from_hi = (__m512i)((lane + 16 - r) & 31);
         lo = (v16)_mm512_mask_loadu_ps(_mm512_permutex2var_ps(first, from_lo, second), tail_lo,
                                        y + at);
-        hi = (v16)_mm512_mask_loadu_ps(_mm512_permutex2var_ps(first, from_hi, second), tail_hi,
-                                       y + at + 16);
+        hi = (v16)_mm512_permutex2var_ps(first, from_hi, second);
+        if (tail_hi) /* (no pointer past the row's end otherwise) */
+            hi = (v16)_mm512_mask_loadu_ps((__m512)hi, tail_hi, y + at + 16);
     }
     *E = __builtin_shuffle(lo, hi, lane * 2), *O = __builtin_shuffle(lo, hi, lane * 2 + 1);
 }
