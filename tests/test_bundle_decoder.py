@@ -160,6 +160,31 @@ def test_decode_and_serve_a_bundle_without_torch(rgb16, tmp_path):
     assert psnr(expected, np.array(Image.open(written))) >= MIN_DB
 
 
+@pytest.mark.slow  # exports rgb-16x's decoder graph; four processes
+def test_a_damaged_decoder_graph_is_one_line_and_info_says_so(rgb16, tmp_path):
+    """decoder.npz or decoder.onnx cut short (a copy interrupted), on a server without
+    torch: decode refuses in one line naming the file, and info says the decoder does not
+    run, and why."""
+    import shutil
+
+    blob = Encoder(rgb16, "numpy").encode(sample_photo("astronaut")[:64, :64])
+    (tmp_path / "a.wlc").write_bytes(blob)
+    for name in ("decoder.npz", "decoder.onnx"):
+        bundle = tmp_path / name.replace(".", "-")
+        shutil.copytree(rgb16, bundle)
+        damaged = bundle / name
+        damaged.write_bytes(damaged.read_bytes()[:damaged.stat().st_size // 2])
+        decode = without_torch("decode", bundle, tmp_path / "a.wlc", "-o", tmp_path / "out")
+        out, _ = decode.communicate(timeout=120)
+        assert decode.returncode == 2 and len(out.strip().splitlines()) == 1, out
+        assert name in out and "again" in out, out
+        info = without_torch("info", bundle)
+        out, _ = info.communicate(timeout=120)
+        line = [x for x in out.splitlines() if x.startswith("decoder")]
+        assert info.returncode == 0 and line and "none here" in line[0], out
+        assert name in line[0], out
+
+
 def test_a_bundle_without_a_decoder_graph_is_refused(rgb_weights_bundle):
     from walloc_edge.decoder.bundle import BundleDecoder
     from walloc_edge.runtime import BundleError

@@ -128,8 +128,20 @@ def _bundle_decoder(bundle):
     elif importlib.util.find_spec("onnxruntime") is None:
         why = "onnxruntime is not installed (pip install 'walloc-edge[decode]')"
     else:
-        why = None
+        why = _decoder_loads(path)
     return {"engine": "onnxruntime", "precision": "fp32", "runs": why is None, "why_not": why}
+
+
+def _decoder_loads(path):
+    """None where the bundle's decoder loads (its files read, its graph opened), else why."""
+    from ..decoder.bundle import BundleDecoder
+    from ..runtime.bundle import BundleError
+
+    try:
+        BundleDecoder(path, threads=1)
+    except BundleError as e:
+        return str(e)
+    return None
 
 
 def _decoder_model(path):

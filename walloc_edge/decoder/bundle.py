@@ -5,6 +5,7 @@ the decoder network on onnxruntime, large images in the torch ``Decoder``'s tile
 synthesis blocks (``tiles``), so both decode alike (≥ 45 dB PSNR apart; measured ~100).
 Equal-shape frames (not tiled) go through the network as one batch."""
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,13 @@ class BundleDecoder(DecoderBase):
                               "missing): export it with its decoder, or decode with the model")
         _check_choices(engine, precision, compile)
         self.bundle = load_bundle(path)
-        meta = json.loads((path / "decoder.json").read_text())
+        try:
+            meta = json.loads((path / "decoder.json").read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not an object")
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise BundleError(f"{path / 'decoder.json'} is not readable JSON ({e}); export the "
+                              "bundle's decoder again") from None
         if meta.get("model_id") != self.bundle.model_id:
             raise BundleError(f"{path}: decoder.json is of model {meta.get('model_id')}, the "
                               f"bundle of {self.bundle.model_id}: export the bundle again")
@@ -50,8 +57,12 @@ class BundleDecoder(DecoderBase):
         self.model_id, self.modality = self.bundle.model_id, self.bundle.modality
         self.channels, self.latent_dim, self.J = \
             config["channels"], config["latent_dim"], config["J"]
-        with np.load(path / "decoder.npz") as npz:
-            self.filters = dict(npz)
+        try:
+            with np.load(path / "decoder.npz") as npz:
+                self.filters = dict(npz)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise BundleError(f"{path / 'decoder.npz'} is damaged ({e}); export the bundle's "
+                              "decoder again or copy it again") from None
         self.post = None
         if config.get("post_filter"):
             if "post.weight" not in self.filters:

@@ -30,7 +30,16 @@ def open_session(path, providers: "list[str]", threads: "int | None" = None):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=providers)
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    try:
+        return ort.InferenceSession(str(path), options, providers=providers)
+    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile) as e:  # the file
+        from ..runtime.bundle import BundleError
+
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BundleError(f"{path} could not be loaded by onnxruntime ({first}); export the "
+                          "bundle again or copy it again") from None
 
 
 def takes_one(session) -> bool:
