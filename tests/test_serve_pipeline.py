@@ -122,3 +122,27 @@ def test_workers_log_whole_lines(capfd):
         t.join()
     lines = capfd.readouterr().out.splitlines()
     assert sorted(lines) == sorted(f"worker {k} line {i}" for k in range(8) for i in range(400))
+
+
+def test_a_second_server_on_one_output_folder_refuses_to_start(reference_dir, tmp_path):
+    """Two servers writing one folder would each miss what the other records (the ledger is
+    read at start) and write a message twice: the second refuses in one line naming the
+    first's pid, before taking any message; once the first is killed (its lock goes with
+    it), a server starts there again."""
+    import subprocess
+    import sys
+
+    first = Serve.reference(reference_dir, tmp_path / "out", free_port())
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "walloc_edge.cli", "serve",
+             reference_dir / "rgb_j3_l12.pth", "--listen", f"tcp://127.0.0.1:{free_port()}",
+             "--out", tmp_path / "out" / ".", "--device", "cpu"],
+            capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stdout + second.stderr
+        [line] = second.stderr.strip().splitlines()
+        assert f"another walloc-edge serve (pid {first.proc.pid})" in line, line
+    finally:
+        first.kill()
+    again = Serve.reference(reference_dir, tmp_path / "out", free_port())
+    again.kill()

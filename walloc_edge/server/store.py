@@ -15,6 +15,7 @@ the same message: acknowledged; other content: not acknowledged, or refused as a
 """
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -51,10 +52,14 @@ def local(target: "str | Path") -> "str | Path":
 
 
 class FolderStore:
-    """Outputs as files in a local folder, the ledger in its ``ledger.txt``."""
+    """Outputs as files in a local folder, the ledger in its ``ledger.txt``. One server a
+    folder: a second would not see what the first records (the ledger is read at start),
+    so it refuses while the first holds the folder's lock (servers that share outputs
+    share an object store)."""
 
     def __init__(self, folder: "str | Path"):
         self.folder = Path(folder)
+        self.held = _hold(self.folder)
         self.ledger = Ledger(self.folder / "ledger.txt")
 
     def stem(self, name: str) -> Path:
@@ -65,6 +70,33 @@ class FolderStore:
 
     def close(self) -> None:
         self.ledger.close()
+        if self.held:
+            self.held.close()  # the lock goes with it
+
+
+def _hold(folder: Path):
+    """The lock file of a folder of outputs, locked for this process (where the system has
+    flock: a lock the kernel drops when the process dies, so a killed server leaves none
+    behind); ValueError naming the holder while another serve has it."""
+    try:
+        import fcntl
+    except ImportError:  # not on this system: one server a folder is then the user's care
+        return None
+    held = open(folder / ".serve.lock", "a+")
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        held.seek(0)
+        holder = held.read().strip() or "unknown"
+        held.close()
+        raise ValueError(f"{folder}: another walloc-edge serve (pid {holder}) writes its "
+                         "outputs here; give each server its own --out (servers that share "
+                         "outputs share an object store, docs/delivery.md)") from None
+    held.seek(0)
+    held.truncate()
+    held.write(f"{os.getpid()}\n")
+    held.flush()
+    return held
 
 
 class ObjectStore:
