@@ -129,6 +129,8 @@ def test_out_naming_a_file(rgb_bundle, tmp_path, capsys):
     ("udp://127.0.0.1:9000?mtu=abc", "mtu=abc is not a whole number"),
     ("tcp://127.0.0.1:99999", "port must be a number in 1..65535"),
     ("file:///tmp/", "names a folder; name a file in it"),
+    ("mqtt://127.0.0.1:1883/frames/#", "a topic with a wildcard (+ or #) is not one topic"),
+    ("mqtt://127.0.0.1:1883/frames/+", "a topic with a wildcard (+ or #) is not one topic"),
 ])
 def test_bad_urls(rgb_bundle, tmp_path, capsys, url, needle):
     Image.fromarray(photo(0)).save(tmp_path / "a.png")
@@ -174,6 +176,17 @@ def test_encode_turns_a_photo_upright_and_says_what_it_leaves_out(rgb_bundle, tm
     assert "note: turned upright as its EXIF orientation says" in lines[str(turned)]
     assert "note: the first of its 2 frames or pages only" in lines[str(pages)]
     assert read_bitstream((out / "turned.wlc").read_bytes()).header.shape == (56, 40, 3)
+
+
+def test_a_long_file_name_is_encoded(rgb_bundle, tmp_path):
+    """A legal name near the file system's 255 bytes: its temporary name must stay legal
+    too (before, the whole run stopped at it)."""
+    name = "p" * 240 + ".png"
+    Image.fromarray(photo(13)).save(tmp_path / name)
+    out = tmp_path / "wlc"
+    assert main(["encode", str(rgb_bundle), str(tmp_path / name), "-o", str(out)]) == 0
+    assert (out / ("p" * 240 + ".wlc")).is_file()
+    assert [p.name for p in out.iterdir()] == ["p" * 240 + ".wlc"]
 
 
 def test_a_damaged_bundle_is_one_line_and_info_says_so(rgb_bundle, tmp_path):

@@ -39,8 +39,13 @@ def _bitstream_info(args):
     from ..runtime.coders.rans.levels import level_of
     from ..runtime.coders.rans.payload import VERSIONS
 
+    from ..runtime.errors import BitstreamError
+
     blob = Path(args.target).read_bytes()
-    h = read_bitstream(blob).header
+    try:
+        h = read_bitstream(blob).header
+    except BitstreamError as e:
+        raise BitstreamError(f"{args.target}: {e}") from None
     version, level = level_of(h.coder_params) if h.coder == "rans" else (None, None)
     fields = {"file": args.target, "bytes": len(blob), "model_id": h.model_id,
               "modality": str(h.modality), "shape": list(h.shape), "dtype": str(h.dtype),

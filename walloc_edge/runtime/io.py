@@ -7,6 +7,7 @@ L×C audio as int16 for 8/16-bit PCM, as float in [-1, 1] for deeper and float l
 raises ``ValueError`` naming the file and what to do about it.
 """
 import contextlib
+import hashlib
 import os
 import threading
 import wave
@@ -240,7 +241,9 @@ def atomic_file(path):
     and the folder synced, so that the file appears under its name whole or not at all (a
     crash, Ctrl-C or a full disk leaves no partial file behind)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    name = path.name if len(path.name.encode()) <= 200 else \
+        hashlib.sha256(path.name.encode()).hexdigest()[:32]  # a long name's: under 255 bytes
+    tmp = path.with_name(f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as f:
             yield f

@@ -328,7 +328,7 @@ static void split_lift_row_avx512(const float *restrict y, float *restrict s,
 
 int walloc_native_quantize(const float *y, int64_t n, const double *thresholds,
                            int64_t n_thresholds, int64_t clip, int8_t *out) {
-    Model model = {0, 0, NULL, NULL, thresholds, n_thresholds, clip, {0}};
+    Model model = {.thresholds = thresholds, .n_thresholds = n_thresholds, .clip = clip};
     const int status = grid_init(&model.grid, thresholds, n_thresholds);
     if (!status) quantize_row(y, 0.0f, &model, n, out);
     grid_free(&model.grid);
@@ -343,8 +343,9 @@ int walloc_native_encode_image(const uint8_t *raw, int64_t raw_cols, const int64
                                int8_t *out, int threads) {
     if (J < 1 || J > MAX_J) return -2;
     const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}, 0, 1};
-    Model model = {channels << (2 * J), latent_dim, weight, bias, thresholds, n_thresholds,
-                   clip, {0}};
+    Model model = {.planes = channels << (2 * J), .latent_dim = latent_dim, .weight = weight,
+                   .bias = bias, .thresholds = thresholds, .n_thresholds = n_thresholds,
+                   .clip = clip};
     const int64_t rows_out = rows >> J, w = cols >> J, stride = (w + PB - 1) / PB * PB;
     Image im = {raw, raw_cols, row_of, col_of, rows, channels,
                 {NULL, NULL, channels << J, cols, J, stride, &steps, &model, out,
@@ -362,8 +363,9 @@ int walloc_native_encode_audio(const int16_t *raw, const int64_t *at, int64_t sa
                                const double *thresholds, int64_t n_thresholds, int64_t clip,
                                int8_t *out, int threads) {
     const Lifting steps = {{lifting[0], lifting[1], lifting[2], lifting[3]}, 0, 1};
-    Model model = {channels << J, latent_dim, weight, bias, thresholds, n_thresholds, clip,
-                   {0}};
+    Model model = {.planes = channels << J, .latent_dim = latent_dim, .weight = weight,
+                   .bias = bias, .thresholds = thresholds, .n_thresholds = n_thresholds,
+                   .clip = clip};
     const int64_t w = samples >> J, stride = w + 2;
     float *sub = malloc(sizeof(float) * (size_t)(model.planes * w + PB)); /* see project */
     if (sub) memset(sub + model.planes * w, 0, sizeof(float) * PB);

@@ -28,6 +28,12 @@ def parse(url, parsed, options):
     if not parsed.hostname or not topic:
         raise ValueError(f"{url}: give a broker and a topic, e.g. "
                          "mqtt://127.0.0.1:1883/sensors/cam1")
+    named = topic.split("/", 2)[2] if topic.startswith("$share/") and topic.count("/") >= 2 \
+        else topic
+    if "#" in url or "+" in named.split("/"):
+        raise ValueError(f"{url}: a topic with a wildcard (+ or #) is not one topic; each "
+                         "server and sensor names one (sensors reply on TOPIC/ack/…), and "
+                         "servers share one with mqtt://BROKER/$share/GROUP/TOPIC")
     tls = parsed.scheme == "mqtts"
     options.update(tls=tls, username=parsed.username, password=parsed.password)
     return Address("mqtt", parsed.hostname, port or (8883 if tls else 1883), topic, options)
