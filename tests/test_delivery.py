@@ -22,8 +22,9 @@ from PIL import Image
 from helpers import Serve, free_port, photos, sensor, wait_for
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spool
-from walloc_edge.firmware_bridge.framing import (ACK_COLLISION, ACK_WRITTEN, Ack, AckReader,
-                                                 Keys, decode_frame, encode_ack, frames_for)
+from walloc_edge.firmware_bridge.framing import (ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Ack,
+                                                 AckReader, Keys, decode_frame, encode_ack,
+                                                 frames_for)
 from walloc_edge.firmware_bridge.transports import open_link, open_receiver
 from walloc_edge.firmware_bridge.transports.base import Link
 from walloc_edge.learning.datasets import load
@@ -755,6 +756,34 @@ def test_courier_sends_a_collided_message_again_under_a_new_boot(tmp_path):
     assert report.collisions == 1 and report.acknowledged == 1 and report.complete
     assert "1 collision(s)" in report.line()
     assert courier.send(b"next")[0] == new[0]  # new messages follow on the new boot
+
+
+def test_a_message_refused_for_good_is_set_aside_not_deleted(tmp_path):
+    """A refusal may come from a server's setting (its model, its decode limit): the
+    message leaves the queue but is kept in the spool's refused/ folder, said in the log,
+    and sent again once moved back; refused/ keeps the spool's size, its oldest given up
+    (and said)."""
+    identity = Identity.start(tmp_path / "state", "cam")
+    link, lines = FakeLink(), []
+    spool = Spool(tmp_path / "spool", max_bytes=150)
+    courier = Courier(link, identity, spool, log=lines.append)
+    courier.start()
+    first = courier.send(b"x" * 60)
+    wait_for(lambda: len(link.written) == 1)
+    link.on_ack(Ack(ACK_REJECTED, identity.sensor, *first))
+    kept = tmp_path / "spool" / "refused" / f"{first[0]}-{first[1]}.msg"
+    assert courier.spool.keys() == [] and kept.is_file()
+    assert f"kept in {kept.parent}" in lines[-1] and "to send it again" in lines[-1]
+    second = courier.send(b"y" * 60)
+    wait_for(lambda: len(link.written) == 2)
+    link.on_ack(Ack(ACK_REJECTED, identity.sensor, *second))  # both over 150 bytes
+    assert not kept.exists() and "1 older refused message(s) given up" in lines[-1]
+    report = courier.finish(wait=1)
+    assert report.rejected == 2
+    later = tmp_path / "spool" / "refused" / f"{second[0]}-{second[1]}.msg"
+    later.rename(tmp_path / "spool" / later.name)  # the server fixed: back into the queue
+    again = Spool(tmp_path / "spool")
+    assert again.keys() == [second] and again.get(second)[0] == b"y" * 60
 
 
 def test_a_courier_with_heartbeats_says_its_last_status_as_it_stops(tmp_path):

@@ -122,6 +122,8 @@ class Courier:
                     self.sent_at.pop(key, None)
                     return
             elif ack.status in (ACK_WRITTEN, ACK_REJECTED):
+                kept, dropped = (None, 0) if ack.status == ACK_WRITTEN else \
+                    self.spool.refuse(key)
                 self.spool.remove(key)
                 self.sent_at.pop(key, None)
                 self.timeouts.pop(key, None)
@@ -131,7 +133,12 @@ class Courier:
                 else:
                     self.report.rejected += 1
                     self.log(f"the server refused message {key[0]}-{key[1]} for good (the "
-                             "server's log says why: e.g. a bitstream of another model)")
+                             "server's log says why: e.g. a bitstream of another model, or "
+                             "over its decode limit)"
+                             + (f"; kept in {kept.parent} (move it back into {self.spool.folder}"
+                                " to send it again)" if kept else "")
+                             + (f"; {dropped} older refused message(s) given up to stay "
+                                "under the spool's size" if dropped else ""))
             else:  # a status this sensor does not know: keep the message
                 self.log(f"the server answered message {key[0]}-{key[1]} with unknown "
                          f"status {ack.status}; it stays in the spool")

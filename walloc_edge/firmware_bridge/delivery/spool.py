@@ -39,6 +39,9 @@ class SpoolFull(Exception):
     """The spool cannot take another message (policy "block" and nothing acknowledged)."""
 
 
+REFUSED = "refused"  # the spool's messages a server refused for good
+
+
 class Spool:
     """Unacknowledged messages on disk, oldest first, at most ``max_bytes`` together.
 
@@ -204,6 +207,35 @@ class Spool:
             if size is not None:
                 self.total -= size
                 self._path(key).unlink(missing_ok=True)
+
+    def refuse(self, key):
+        """Set aside a message the server refused for good (another model's, over its
+        decode limit): moved to REFUSED (``refused/`` in the spool), out of the queue but
+        kept, since a server's setting may be the cause; moved back into the spool folder,
+        it is sent again at the next start. REFUSED keeps at most ``max_bytes``, its oldest
+        given up first. Returns (where it went or None, how many old ones were given
+        up)."""
+        with self.lock:
+            size = self.sizes.pop(key, None)
+            if size is None:
+                return None, 0
+            self.total -= size
+            refused = self.folder / REFUSED
+            refused.mkdir(exist_ok=True)
+            target = refused / self._path(key).name
+            try:
+                os.replace(self._path(key), target)
+            except FileNotFoundError:
+                return None, 0
+            kept = sorted(refused.glob("*.msg"), key=lambda p: p.stat().st_mtime)
+            total, dropped = sum(p.stat().st_size for p in kept), 0
+            for old in kept[:-1]:
+                if total <= self.max_bytes:
+                    break
+                total -= old.stat().st_size
+                old.unlink(missing_ok=True)
+                dropped += 1
+            return target, dropped
 
 
 def _alive(pid):
