@@ -391,6 +391,25 @@ def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mo
     assert_exactly_once(out, {(n, f"p{i:02d}") for n in names for i in range(6)})
 
 
+def test_a_server_says_when_its_broker_is_gone_and_back(mosquitto):
+    """The broker stops: the receiver logs it once and says why it is down (serve's
+    /healthz answers 503 with it); back, it subscribes again and says so."""
+    broker = mosquitto()
+    lines = []
+    receiver = open_receiver(f"mqtt://127.0.0.1:{broker.port}/site/cams", log=lines.append)
+    try:
+        assert receiver.down is None
+        broker.stop()
+        wait_for(lambda: receiver.down is not None, 20)
+        assert "the MQTT broker is unreachable" in receiver.down
+        assert [line for line in lines if line.startswith("lost the broker")] == lines
+        broker.start()
+        wait_for(lambda: receiver.down is None, 30)
+        assert lines[-1].startswith("the broker is back") and len(lines) == 2, lines
+    finally:
+        receiver.stop()
+
+
 def make_tls(folder):
     """A private CA and a certificate for 127.0.0.1 signed by it (openssl)."""
     def run(*argv):

@@ -26,7 +26,7 @@ from walloc_edge.firmware_bridge.framing import (FLAG_HEARTBEAT, HEADER, FrameRe
                                                  frames_for, unpack_heartbeat)
 from walloc_edge.firmware_bridge.reassembly import Reassembler
 from walloc_edge.firmware_bridge.transports import Received, open_receiver
-from walloc_edge.firmware_bridge.transports.base import Heartbeat
+from walloc_edge.firmware_bridge.transports.base import Heartbeat, Receiver
 from walloc_edge.runtime import Encoder
 from walloc_edge.runtime.io import read_input
 from walloc_edge.server.fleet import Fleet
@@ -180,6 +180,12 @@ def test_healthz_says_503_when_the_output_cannot_be_written(tmp_path):
         assert health() == (503, "the last message could not be written (No space left on "
                                  "device)\n")
         fleet.message("written", received(5), seconds=0.1, fields={"file": None})
+        assert health()[0] == 200
+        link = Receiver()  # an MQTT server whose broker is gone
+        fleet.watch(link)
+        link.down = "the MQTT broker is unreachable (connection lost); reconnecting"
+        assert health() == (503, link.down + "\n")
+        link.down = None
         assert health()[0] == 200
 
 

@@ -173,11 +173,13 @@ class Fleet:
         return link
 
     def health(self) -> "tuple[bool, str]":
-        """(healthy, why): receiving, the output folder takes a small write (probed at most
-        once a second), and no message failed to be written since the last one was, in the
-        last FAILED_WRITE_HOLDS seconds."""
+        """(healthy, why): receiving (an MQTT server: connected to its broker), the output
+        folder takes a small write (probed at most once a second), and no message failed to
+        be written since the last one was, in the last FAILED_WRITE_HOLDS seconds."""
         if self.receiver is not None and self.receiver.stopped.is_set():
             return False, "not receiving"
+        if self.receiver is not None and self.receiver.down:
+            return False, self.receiver.down
         now = time.time()
         with self.lock:
             failed = self.failed_at > self.written_at and now - self.failed_at < \

@@ -226,6 +226,7 @@ class Receiver:
         self.queue = queue.Queue(maxsize=self.limits.queue)
         self.rate = RateLimit(self.limits.rate, self.limits.burst)
         self.stopped = threading.Event()
+        self.down = None  # why messages cannot reach it now (a broker gone), or None
         self.threads = []
         self.address = None
         self.on_heartbeat = None

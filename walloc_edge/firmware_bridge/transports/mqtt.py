@@ -6,6 +6,7 @@ import hashlib
 import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ...runtime.console import say
 from ..framing import AckReader, FrameReader
@@ -149,10 +150,25 @@ class MqttReceiver(Receiver):
         self.ack_base = base
         default_id = "walloc-edge-serve-" + hashlib.sha1(
             f"{socket.gethostname()}:{topic}".encode()).hexdigest()[:12]
+        self.url = url
         self.client = _mqtt_client(url, host, port, options, client_id=default_id)
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.subscribe(topic, qos=1)
+
+    def _on_connect(self, client, *args):
+        client.subscribe(self.topic, qos=1)
+        if self.down:
+            self.down = None
+            self.log(f"the broker is back ({_shown(self.url)}): subscribed again")
+
+    def _on_disconnect(self, client, userdata, flags, reason, *args):
+        if self.stopped.is_set() or self.down:
+            return
+        self.down = f"the MQTT broker is unreachable ({reason}); reconnecting"
+        self.log(f"lost the broker ({_shown(self.url)}: {reason}); reconnecting: messages "
+                 "wait at the broker, or in the sensors' spools")
 
     def _reply(self, data, sensor):
         info = self.client.publish(f"{self.ack_base}/ack/{sensor:016x}", data, qos=1)
@@ -170,6 +186,14 @@ class MqttReceiver(Receiver):
         super().stop()
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def _shown(url):
+    """``url`` without a password in it, for the log."""
+    parsed = urlsplit(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
 
 
 def open_link(url, address, sensor, ack_key):
