@@ -211,6 +211,23 @@ def test_full_disk_is_not_acknowledged_and_resumes(kept, bundle, reference_dir, 
         assert not list(out.glob("*.png")) and len(load(out / "latents")[1]) == 4
 
 
+def test_serve_says_what_the_link_threw_away(tmp_path):
+    """Garbage on the port and a sensor without the key leave a line in serve's log (at
+    most one every few seconds), not only counters."""
+    from walloc_edge.firmware_bridge.loops import serve_messages
+
+    key, port, lines = bytes(range(32)), free_port(), []
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", keys=Keys({7: key}))
+    with socket.create_connection(("127.0.0.1", port)) as peer:
+        peer.sendall(b"GET / HTTP/1.1\r\n\r\n" + bytes(1000))
+        peer.sendall(b"".join(frames_for(b"no key", 7, 1, 0)))
+        peer.sendall(b"".join(frames_for(b"real", 7, 1, 1, key=key)))
+        handled = serve_messages(receiver, lambda received: None, count=1, log=lines.append)
+    assert handled[0] == 1
+    [line] = [line for line in lines if line.startswith("the link threw away")]
+    assert "1 frame(s) failed authentication" in line and "that were no frames" in line, line
+
+
 def test_injected_frames_are_rejected_and_do_not_block(tmp_path):
     """With keys configured, frames forged under a real sensor's id (no key, or a wrong one)
     are dropped; the real sensor's messages still arrive."""

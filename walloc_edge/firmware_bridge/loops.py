@@ -249,6 +249,40 @@ class _Workers:
             thread.join()
 
 
+TROUBLE_EVERY = 10.0  # seconds between lines on what the link threw away
+
+
+class _LinkTrouble:
+    """What the receiver threw away since the last line (frames that failed
+    authentication or their CRC, bytes that were no frames, messages over a sensor's rate),
+    said in one line at most every TROUBLE_EVERY seconds, so that garbage on the port or a
+    sensor with the wrong key shows in the log, not only in the counters."""
+
+    WHAT = (("unauthenticated", "frame(s) failed authentication (a sensor without the key, "
+                                "or with another)"),
+            ("corrupted", "corrupted frame(s)"),
+            ("skipped_bytes", "byte(s) that were no frames (noise, or another protocol)"),
+            ("old_version", "frame(s) of the old version 1"),
+            ("rate_limited", "message(s) over --rate-limit"))
+
+    def __init__(self, stats, log):
+        self.stats, self.log, self.next = stats, log, 0.0  # stats None: nothing to say
+        self.seen = {name: getattr(stats, name, 0) for name, _ in self.WHAT}
+
+    def check(self, now, last=False):
+        if self.stats is None or (now < self.next and not last):
+            return
+        news = []
+        for name, what in self.WHAT:
+            count = getattr(self.stats, name) - self.seen[name]
+            if count > 0:
+                news.append(f"{count:,} {what}")
+                self.seen[name] += count
+        if news:
+            self.log("the link threw away " + "; ".join(news))
+            self.next = now + TROUBLE_EVERY
+
+
 def serve_messages(receiver, handle, count=None, idle=None, log=say, backlog=64, workers=1,
                    start_worker=None):
     """Pass each received message to ``handle(received)`` until ``count`` messages, ``idle``
@@ -269,8 +303,10 @@ def serve_messages(receiver, handle, count=None, idle=None, log=say, backlog=64,
     waiting = OrderedDict()  # sensor → its messages in arrival order; the next turn first
     held = 0
     last = time.monotonic()
+    trouble = _LinkTrouble(getattr(receiver, "stats", None), log)  # (a test's stand-in)
     try:
         while True:
+            trouble.check(time.monotonic())
             settled, flying = pool.settled() if pool else (counts[0] + counts[1], 0)
             if count is not None and settled >= count:
                 break
@@ -310,4 +346,5 @@ def serve_messages(receiver, handle, count=None, idle=None, log=say, backlog=64,
             counts = pool.counts
         finally:
             receiver.stop()
+            trouble.check(time.monotonic(), last=True)
     return tuple(counts)

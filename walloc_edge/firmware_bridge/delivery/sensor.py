@@ -49,7 +49,9 @@ class Report:
                          "keys; sent again under a new boot)")
         if self.unacknowledged:
             parts.append(f"{self.unacknowledged} unacknowledged, kept in the spool (sent "
-                         "again at the next start; a busy server may need a longer --wait)")
+                         "again at the next start; a busy server may need a longer --wait; "
+                         "a server that takes only signed frames drops those without its "
+                         "key, and its log says so)")
         return "delivery: " + ", ".join(parts)
 
     @property
