@@ -55,11 +55,11 @@ examples:
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --no-decode \
       --latents received/latents --classify clf16.safetensors
-  walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 --out received/
+  walloc-edge serve rgb-16x --listen 'mqtt://broker/$share/decoders/sensors/cam1' --out received/
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --keys keys.json
   walloc-edge serve rgb-16x --listen tcp://0.0.0.0:9000 --out received/ --http 9100
       (the dashboard on http://127.0.0.1:9100/, Prometheus metrics on /metrics)
-  walloc-edge serve rgb-16x --listen mqtt://broker/$share/decoders/sensors/cam1 \
+  walloc-edge serve rgb-16x --listen 'mqtt://broker/$share/decoders/sensors/cam1' \
       --out s3://frames/site --metrics metrics.jsonl   # several servers, one store"""
 
 
