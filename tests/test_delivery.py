@@ -818,8 +818,18 @@ def test_a_message_refused_for_good_is_set_aside_not_deleted(tmp_path):
     assert report.rejected == 2
     later = tmp_path / "spool" / "refused" / f"{second[0]}-{second[1]}.msg"
     later.rename(tmp_path / "spool" / later.name)  # the server fixed: back into the queue
-    again = Spool(tmp_path / "spool")
+    again = Spool(tmp_path / "spool", max_bytes=150)
     assert again.keys() == [second] and again.get(second)[0] == b"y" * 60
+    early, late, third = (9, 0), (9, 1), (9, 2)  # spooled in this order, refused as
+    again.add(early, b"e" * 60)                   # late, early, third: the cap gives up
+    time.sleep(0.05)                              # the earliest refusal (late), not the
+    again.add(late, b"l" * 60)                    # earliest spooled
+    again.refuse(late)
+    again.refuse(early)
+    again.add(third, b"t" * 60)
+    kept, dropped = again.refuse(third)
+    refused = sorted(p.name for p in (tmp_path / "spool" / "refused").iterdir())
+    assert kept.name == "9-2.msg" and dropped == 1 and refused == ["9-0.msg", "9-2.msg"]
 
 
 def test_a_courier_with_heartbeats_says_its_last_status_as_it_stops(tmp_path):

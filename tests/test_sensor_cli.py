@@ -129,8 +129,8 @@ def test_out_naming_a_file(rgb_bundle, tmp_path, capsys):
     ("udp://127.0.0.1:9000?mtu=abc", "mtu=abc is not a whole number"),
     ("tcp://127.0.0.1:99999", "port must be a number in 1..65535"),
     ("file:///tmp/", "names a folder; name a file in it"),
-    ("mqtt://127.0.0.1:1883/frames/#", "a topic with a wildcard (+ or #) is not one topic"),
-    ("mqtt://127.0.0.1:1883/frames/+", "a topic with a wildcard (+ or #) is not one topic"),
+    ("mqtt://127.0.0.1:1883/frames/#", "+ and # are MQTT's wildcards, not a topic's name"),
+    ("mqtt://127.0.0.1:1883/frames/+", "+ and # are MQTT's wildcards, not a topic's name"),
 ])
 def test_bad_urls(rgb_bundle, tmp_path, capsys, url, needle):
     Image.fromarray(photo(0)).save(tmp_path / "a.png")

@@ -141,7 +141,7 @@ def test_a_second_server_on_one_output_folder_refuses_to_start(reference_dir, tm
             capture_output=True, text=True, timeout=120)
         assert second.returncode == 2, second.stdout + second.stderr
         [line] = second.stderr.strip().splitlines()
-        assert f"another walloc-edge serve (pid {first.proc.pid})" in line, line
+        assert f"another walloc-edge serve (pid {first.proc.pid} on " in line, line
     finally:
         first.kill()
     again = Serve.reference(reference_dir, tmp_path / "out", free_port())

@@ -146,6 +146,8 @@ def _decoder_loads(path):
         BundleDecoder(path, threads=1)
     except BundleError as e:
         return str(e)
+    except Exception as e:  # noqa: BLE001 - whatever stops it loading: info says, not crashes
+        return f"the decoder does not load ({type(e).__name__}: {e}); export it again"
     return None
 
 

@@ -13,7 +13,7 @@ from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, check_u
 from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
-from ..server.store import ObjectStore, is_object_store, local, open_store
+from ..server.store import ObjectStore, hold, is_object_store, local, open_store
 from ._shared import (add_decoder_options, check_device, decoder_choices, is_bundle, naming,
                       naming_engine, output_dir, positive_int, positive_number)
 from ._stops import stop_on
@@ -219,6 +219,9 @@ def run(args):
 
         require_pyarrow()  # before a store or the model is opened
     out, latents = object_store(args.out, "--out"), object_store(args.latents, "--latents")
+    if not isinstance(out, ObjectStore) and Path(out).is_dir():
+        with naming("--out"):  # another serve on it: said before the model and the link
+            hold(out)
     if isinstance(latents, ObjectStore) and not isinstance(out, ObjectStore):
         say("note: --latents is an object store, --out a local folder: fine for one server; "
             "servers sharing the latents store need --out in a store too, whose ledger they "

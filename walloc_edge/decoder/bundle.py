@@ -70,9 +70,13 @@ class BundleDecoder(DecoderBase):
                                   "the bundle's decoder again")
             self.post = self.filters["post.weight"], self.filters["post.bias"]
         self.taps = self.filters["iwt.g0_col" if self.modality is IMAGE else "iwt.g0"].size
-        compander = meta["compander"]
-        self.compander = None if compander["scale"] is None else \
-            (compander["scale"], compander["latent_max"])
+        try:
+            compander = meta["compander"]
+            self.compander = None if compander["scale"] is None else \
+                (compander["scale"], compander["latent_max"])
+        except (KeyError, TypeError):
+            raise BundleError(f"{path / 'decoder.json'} lacks the compander's settings; export "
+                              "the bundle's decoder again") from None
         self._set_tiles(tile, overlap)
         self.session = _session(path / "decoder.onnx", providers, threads)
         self.input = self.session.get_inputs()[0].name

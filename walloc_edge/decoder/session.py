@@ -34,7 +34,8 @@ def open_session(path, providers: "list[str]", threads: "int | None" = None):
 
     try:
         return ort.InferenceSession(str(path), options, providers=providers)
-    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile) as e:  # the file
+    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile, state.InvalidArgument,
+            state.Fail, state.NotImplemented) as e:  # the file, or a graph this one cannot run
         from ..runtime.bundle import BundleError
 
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -267,7 +267,7 @@ class _LinkTrouble:
 
     def __init__(self, stats, log):
         self.stats, self.log, self.next = stats, log, 0.0  # stats None: nothing to say
-        self.seen = {name: getattr(stats, name, 0) for name, _ in self.WHAT}
+        self.seen = dict.fromkeys((name for name, _ in self.WHAT), 0)  # since it opened
 
     def check(self, now, last=False):
         if self.stats is None or (now < self.next and not last):

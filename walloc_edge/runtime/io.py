@@ -241,8 +241,8 @@ def atomic_file(path):
     and the folder synced, so that the file appears under its name whole or not at all (a
     crash, Ctrl-C or a full disk leaves no partial file behind)."""
     path = Path(path)
-    name = path.name if len(path.name.encode()) <= 200 else \
-        hashlib.sha256(path.name.encode()).hexdigest()[:32]  # a long name's: under 255 bytes
+    name = path.name if len(os.fsencode(path.name)) <= 200 else \
+        hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]  # a long name: under 255 bytes
     tmp = path.with_name(f".{name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         with open(tmp, "wb") as f:

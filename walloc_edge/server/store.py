@@ -16,6 +16,7 @@ the same message: acknowledged; other content: not acknowledged, or refused as a
 import contextlib
 import json
 import os
+import socket
 import shutil
 import tempfile
 import uuid
@@ -25,7 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 from ..firmware_bridge.delivery import Ledger, RecordedElsewhere
 from ..runtime import io
 
-__all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "open_store", "open_dataset",
+__all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "hold", "open_store", "open_dataset",
            "is_object_store", "local", "default_metrics"]
 
 SCHEMES = ("s3",)  # object stores, through fsspec and s3fs
@@ -59,8 +60,12 @@ class FolderStore:
 
     def __init__(self, folder: "str | Path"):
         self.folder = Path(folder)
-        self.held = _hold(self.folder)
-        self.ledger = Ledger(self.folder / "ledger.txt")
+        hold(self.folder)
+        try:
+            self.ledger = Ledger(self.folder / "ledger.txt")
+        except BaseException:
+            release(self.folder)
+            raise
 
     def stem(self, name: str) -> Path:
         return self.folder / name
@@ -70,33 +75,49 @@ class FolderStore:
 
     def close(self) -> None:
         self.ledger.close()
-        if self.held:
-            self.held.close()  # the lock goes with it
+        release(self.folder)
 
 
-def _hold(folder: Path):
-    """The lock file of a folder of outputs, locked for this process (where the system has
-    flock: a lock the kernel drops when the process dies, so a killed server leaves none
-    behind); ValueError naming the holder while another serve has it."""
+_HELD = {}  # the output folders this process holds: real path → its open lock file
+
+
+def hold(folder: "str | Path") -> None:
+    """Lock the output folder ``folder`` (existing) for this process, once however often
+    asked: a lock the kernel drops when the process dies, so a killed server leaves none
+    behind (flock; where the system has none, or its file system cannot lock, one server a
+    folder is the user's care). ValueError naming the holder while another serve has it."""
     try:
         import fcntl
-    except ImportError:  # not on this system: one server a folder is then the user's care
-        return None
-    held = open(folder / ".serve.lock", "a+")
+    except ImportError:
+        return
+    key = os.path.realpath(folder)
+    if key in _HELD:
+        return
+    held = open(Path(folder) / ".serve.lock", "a+")
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         held.seek(0)
         holder = held.read().strip() or "unknown"
         held.close()
-        raise ValueError(f"{folder}: another walloc-edge serve (pid {holder}) writes its "
-                         "outputs here; give each server its own --out (servers that share "
-                         "outputs share an object store, docs/delivery.md)") from None
+        raise ValueError(f"{folder}: another walloc-edge serve ({holder}) writes its outputs "
+                         "here; give each server its own --out (servers that share outputs "
+                         "share an object store, docs/delivery.md)") from None
+    except OSError:  # a file system without locks (NFS without lockd): not held
+        held.close()
+        return
     held.seek(0)
     held.truncate()
-    held.write(f"{os.getpid()}\n")
+    held.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     held.flush()
-    return held
+    _HELD[key] = held
+
+
+def release(folder: "str | Path") -> None:
+    """Give up the lock ``hold`` took on ``folder`` (closing its file drops it)."""
+    held = _HELD.pop(os.path.realpath(folder), None)
+    if held is not None:
+        held.close()
 
 
 class ObjectStore:

@@ -138,7 +138,8 @@ class Courier:
                              "server's log says why: e.g. a bitstream of another model, or "
                              "over its decode limit)"
                              + (f"; kept in {kept.parent} (move it back into {self.spool.folder}"
-                                " to send it again)" if kept else "")
+                                " to send it again)" if kept else
+                                "; it could not be kept (the card is full?)")
                              + (f"; {dropped} older refused message(s) given up to stay "
                                 "under the spool's size" if dropped else ""))
             else:  # a status this sensor does not know: keep the message

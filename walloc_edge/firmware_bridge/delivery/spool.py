@@ -213,27 +213,36 @@ class Spool:
         decode limit): moved to REFUSED (``refused/`` in the spool), out of the queue but
         kept, since a server's setting may be the cause; moved back into the spool folder,
         it is sent again at the next start. REFUSED keeps at most ``max_bytes``, its oldest
-        given up first. Returns (where it went or None, how many old ones were given
-        up)."""
+        refusals given up first (never this one). Returns (where it went, how many old
+        ones were given up), or (None, 0) and the message deleted as before where it could
+        not be set aside (a full card)."""
         with self.lock:
-            size = self.sizes.pop(key, None)
-            if size is None:
+            if key not in self.sizes:
                 return None, 0
-            self.total -= size
             refused = self.folder / REFUSED
-            refused.mkdir(exist_ok=True)
             target = refused / self._path(key).name
             try:
+                refused.mkdir(exist_ok=True)
                 os.replace(self._path(key), target)
-            except FileNotFoundError:
+                os.utime(target)  # refused now: the newest of the folder
+            except OSError:
+                self._path(key).unlink(missing_ok=True)
+                self.total -= self.sizes.pop(key)
                 return None, 0
-            kept = sorted(refused.glob("*.msg"), key=lambda p: p.stat().st_mtime)
-            total, dropped = sum(p.stat().st_size for p in kept), 0
-            for old in kept[:-1]:
-                if total <= self.max_bytes:
+            self.total -= self.sizes.pop(key)
+            kept = []
+            for path in refused.glob("*.msg"):
+                try:
+                    kept.append((path.stat().st_mtime, path.stat().st_size, path))
+                except FileNotFoundError:
+                    continue  # taken meanwhile (moved back by hand)
+            kept.sort()
+            total, dropped = sum(size for _, size, _ in kept), 0
+            for _, size, path in kept:
+                if total <= self.max_bytes or path == target:
                     break
-                total -= old.stat().st_size
-                old.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
+                total -= size
                 dropped += 1
             return target, dropped
 

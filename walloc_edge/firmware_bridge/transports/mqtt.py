@@ -31,8 +31,8 @@ def parse(url, parsed, options):
                          "mqtt://127.0.0.1:1883/sensors/cam1")
     named = topic.split("/", 2)[2] if topic.startswith("$share/") and topic.count("/") >= 2 \
         else topic
-    if "#" in url or "+" in named.split("/"):
-        raise ValueError(f"{url}: a topic with a wildcard (+ or #) is not one topic; each "
+    if "#" in url or "+" in named:
+        raise ValueError(f"{url}: + and # are MQTT's wildcards, not a topic's name; each "
                          "server and sensor names one (sensors reply on TOPIC/ack/…), and "
                          "servers share one with mqtt://BROKER/$share/GROUP/TOPIC")
     tls = parsed.scheme == "mqtts"
@@ -157,7 +157,12 @@ class MqttReceiver(Receiver):
         self.client.on_disconnect = self._on_disconnect
         self.client.subscribe(topic, qos=1)
 
-    def _on_connect(self, client, *args):
+    def _on_connect(self, client, userdata, flags, reason, *args):
+        if reason.is_failure:  # the broker answered, and refused: still down
+            if self.down is None or "refused" not in self.down:
+                self.down = f"the MQTT broker refuses this server ({reason})"
+                self.log(f"{_shown(self.url)}: {self.down}; trying again")
+            return
         client.subscribe(self.topic, qos=1)
         if self.down:
             self.down = None

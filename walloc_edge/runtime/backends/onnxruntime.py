@@ -66,7 +66,8 @@ def onnx_session(path, threads=None, providers=None):
 
     try:
         return ort.InferenceSession(str(path), options, providers=chosen)
-    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile) as e:  # the file
+    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile, state.InvalidArgument,
+            state.Fail, state.NotImplemented) as e:  # the file, or a graph this one cannot run
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BackendError(f"{path} could not be loaded by onnxruntime ({first}); export the "
                            "bundle or copy it again") from None
