@@ -140,11 +140,10 @@ def _bundle_decoder(bundle):
 def _decoder_loads(path):
     """None where the bundle's decoder loads (its files read, its graph opened), else why."""
     from ..decoder.bundle import BundleDecoder
-    from ..runtime.bundle import BundleError
 
     try:
         BundleDecoder(path, threads=1)
-    except BundleError as e:
+    except ValueError as e:  # BundleError, a graph's BackendError
         return str(e)
     except Exception as e:  # noqa: BLE001 - whatever stops it loading: info says, not crashes
         return f"the decoder does not load ({type(e).__name__}: {e}); export it again"

@@ -30,17 +30,9 @@ def open_session(path, providers: "list[str]", threads: "int | None" = None):
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    from ..runtime.backends.onnxruntime import open_graph
 
-    try:
-        return ort.InferenceSession(str(path), options, providers=providers)
-    except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile, state.InvalidArgument,
-            state.Fail, state.NotImplemented) as e:  # the file, or a graph this one cannot run
-        from ..runtime.bundle import BundleError
-
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BundleError(f"{path} could not be loaded by onnxruntime ({first}); export the "
-                          "bundle again or copy it again") from None
+    return open_graph(path, options, providers)
 
 
 def takes_one(session) -> bool:

@@ -96,7 +96,11 @@ class Bundle:
     def arrays(self) -> "dict[str, np.ndarray]":
         """encoder.npz: weights and filters (see docs/sensor-bundle.md), checked against the
         model id (a copy cut short, or another model's file, is refused, not encoded
-        with)."""
+        with); read once, a new dict each call."""
+        return dict(self._checked_arrays)
+
+    @functools.cached_property
+    def _checked_arrays(self) -> "dict[str, np.ndarray]":
         path = self.path / self.meta.get("weights", "encoder.npz")
         if not path.is_file():
             raise BundleError(f"{path} is missing; re-export the bundle")

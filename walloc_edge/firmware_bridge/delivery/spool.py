@@ -219,6 +219,7 @@ class Spool:
         with self.lock:
             if key not in self.sizes:
                 return None, 0
+            self.total -= self.sizes.pop(key)  # out of the queue, kept or not
             refused = self.folder / REFUSED
             target = refused / self._path(key).name
             try:
@@ -227,9 +228,7 @@ class Spool:
                 os.utime(target)  # refused now: the newest of the folder
             except OSError:
                 self._path(key).unlink(missing_ok=True)
-                self.total -= self.sizes.pop(key)
                 return None, 0
-            self.total -= self.sizes.pop(key)
             kept = []
             for path in refused.glob("*.msg"):
                 try:

@@ -1,7 +1,7 @@
 """What every backend is: the contract the :class:`~walloc_edge.runtime.Encoder` relies on,
 so that a new way to run the sensor encoder is one module with one class in ``BACKENDS``."""
 
-__all__ = ["Backend", "BackendError", "graph_missing", "weights_missing"]
+__all__ = ["Backend", "BackendError", "graph_damaged", "graph_missing", "weights_missing"]
 
 
 class BackendError(ValueError):
@@ -44,6 +44,15 @@ class Backend:
     def run(self, raw):
         """The integer latents of one run ``raw`` (see the class)."""
         raise NotImplementedError("each backend computes the latents its own way")
+
+
+def graph_damaged(path, runtime, error):
+    """The BackendError for a graph file ``runtime`` cannot load (a copy cut short, a
+    format it cannot read): one line naming the file and the fix."""
+    text = str(error).strip()
+    first = text.splitlines()[0] if text else type(error).__name__
+    return BackendError(f"{path} could not be loaded by {runtime} ({first}); export the "
+                        "bundle or copy it again")
 
 
 def graph_missing(bundle, fmt):

@@ -4,7 +4,7 @@ import importlib.util
 
 import numpy as np
 
-from .base import Backend, BackendError, graph_missing
+from .base import Backend, BackendError, graph_damaged, graph_missing
 
 __all__ = ["LiteRTBackend", "litert_runner"]
 
@@ -25,9 +25,7 @@ def litert_runner(path, threads=None):
             interpreter = Interpreter(model_path=str(path), num_threads=threads)
             interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BackendError(f"{path} could not be loaded by LiteRT ({first}); export the "
-                           "bundle or copy it again") from None
+        raise graph_damaged(path, "LiteRT", e) from None
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
 

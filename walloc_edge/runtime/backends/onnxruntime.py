@@ -2,7 +2,7 @@
 providers asked for (a GPU, TensorRT on a Jetson); any size."""
 import importlib.util
 
-from .base import Backend, BackendError, graph_missing
+from .base import Backend, BackendError, graph_damaged, graph_missing
 
 __all__ = ["OnnxBackend", "PROVIDER_NAMES", "onnx_session", "resolve_providers"]
 
@@ -61,16 +61,20 @@ def onnx_session(path, threads=None, providers=None):
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    chosen = resolve_providers(providers, ort.get_available_providers())
+    return open_graph(path, options, resolve_providers(providers, ort.get_available_providers()))
+
+
+def open_graph(path, options, providers):
+    """``onnxruntime.InferenceSession`` of the graph at ``path``; a file onnxruntime cannot
+    load (cut short, or a graph this version cannot run) is a BackendError in one line."""
+    import onnxruntime as ort
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
     try:
-        return ort.InferenceSession(str(path), options, providers=chosen)
+        return ort.InferenceSession(str(path), options, providers=providers)
     except (state.InvalidProtobuf, state.InvalidGraph, state.NoSuchFile, state.InvalidArgument,
-            state.Fail, state.NotImplemented) as e:  # the file, or a graph this one cannot run
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BackendError(f"{path} could not be loaded by onnxruntime ({first}); export the "
-                           "bundle or copy it again") from None
+            state.Fail, state.NotImplemented) as e:
+        raise graph_damaged(path, "onnxruntime", e) from None
 
 
 class OnnxBackend(Backend):
