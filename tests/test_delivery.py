@@ -380,10 +380,12 @@ def test_old_version_frames_are_refused_by_name(tmp_path, capsys):
 
 @pytest.mark.slow  # serve in its own process, restarted
 def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mosquitto):
-    """Two sensors publish before any server subscribes; serve starts late, the broker is
-    restarted mid-run, serve is restarted: every photo comes out exactly once, and the
-    sensors hear the server's own acknowledgement (not only the broker's PUBACK)."""
+    """Two sensors start before their broker, then publish before any server subscribes;
+    serve starts late, the broker is restarted mid-run, serve is restarted: every photo
+    comes out exactly once, and the sensors hear the server's own acknowledgement (not only
+    the broker's PUBACK)."""
     broker = mosquitto(persistent=True)
+    broker.stop()  # its port kept: the sensors boot first, spool and keep trying
     topic = f"mqtt://127.0.0.1:{broker.port}/site/cams"
     shared = f"mqtt://127.0.0.1:{broker.port}/$share/decoders/site/cams?client=decoder1"
     out = tmp_path / "received"
@@ -392,6 +394,8 @@ def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mo
         procs = [sensor(bundle, photos(tmp_path / f"in{i}", 6, seed=i), "--to", topic,
                         "--sensor-id", name, "--ack-timeout", "3", "--wait", "120",
                         state=tmp_path / f"state{i}") for i, name in enumerate(names)]
+        time.sleep(3)
+        broker.start()
         time.sleep(3)  # the sensors publish into the void: nobody subscribes yet
         server = Serve.reference(reference_dir, out, shared)
         server.wait_for(lambda: server.written() >= 3, 120)

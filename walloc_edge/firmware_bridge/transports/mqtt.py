@@ -40,18 +40,26 @@ def parse(url, parsed, options):
     return Address("mqtt", parsed.hostname, port or (8883 if tls else 1883), topic, options)
 
 
-def _mqtt_client(url, host, port, options, client_id):
-    """A connected paho client with a persistent session: the broker keeps this client's
-    subscriptions and queued QoS-1 messages while it is away."""
+def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True):
+    """A paho client with a persistent session: the broker keeps this client's
+    subscriptions and queued QoS-1 messages while it is away. ``callbacks`` (on_connect,
+    on_message, ...) are set before it connects. ``wait``: connected now, or
+    ValueError (a server starts only with its broker); otherwise paho keeps trying in the
+    background from the start (a sensor that boots before its broker spools meanwhile)."""
     mqtt = _paho(url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
         "client", client_id), clean_session=False)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     _mqtt_security(client, url, options)
-    try:
-        client.connect(host, port, keepalive=30)
-    except OSError as e:
-        raise ValueError(f"{url}: cannot reach the broker ({e.strerror or e})") from None
+    for name, callback in callbacks.items():
+        setattr(client, name, callback)
+    if wait:
+        try:
+            client.connect(host, port, keepalive=30)
+        except OSError as e:
+            raise ValueError(f"{url}: cannot reach the broker ({e.strerror or e})") from None
+    else:
+        client.connect_async(host, port, keepalive=30)
     client.loop_start()
     return client
 
@@ -91,12 +99,11 @@ class MqttLink(Link):
         self.topic = topic
         self.ack_topic = f"{topic}/ack/{sensor:016x}"
         self.reader_key = ack_key
-        self.client = _mqtt_client(url, host, port, options,
-                                   client_id=f"walloc-edge-sensor-{sensor:016x}")
         self.refused = None
-        self.client.on_message = self._on_message
-        self.client.on_connect = self._on_connect
-        self.client.subscribe(self.ack_topic, qos=1)
+        self.client = _mqtt_client(
+            url, host, port, options, client_id=f"walloc-edge-sensor-{sensor:016x}",
+            callbacks={"on_connect": self._on_connect, "on_message": self._on_message},
+            wait=False)
 
     def _on_connect(self, client, userdata, flags, reason, properties):
         if getattr(reason, "is_failure", False):
@@ -151,11 +158,9 @@ class MqttReceiver(Receiver):
         default_id = "walloc-edge-serve-" + hashlib.sha1(
             f"{socket.gethostname()}:{topic}".encode()).hexdigest()[:12]
         self.url = url
-        self.client = _mqtt_client(url, host, port, options, client_id=default_id)
-        self.client.on_message = self._on_message
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.subscribe(topic, qos=1)
+        self.client = _mqtt_client(url, host, port, options, client_id=default_id, callbacks={
+            "on_connect": self._on_connect, "on_message": self._on_message,
+            "on_disconnect": self._on_disconnect})
 
     def _on_connect(self, client, userdata, flags, reason, *args):
         if reason.is_failure:  # the broker answered, and refused: still down
@@ -202,7 +207,7 @@ def _shown(url):
 
 
 def open_link(url, address, sensor, ack_key):
-    """Connected at once; paho keeps it connected."""
+    """Connecting from the start, in the background; paho keeps it connected."""
     return MqttLink(url, address.host, address.port, address.path, address.options, sensor,
                     ack_key)
 
