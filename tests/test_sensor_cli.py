@@ -20,7 +20,8 @@ def photo(seed, size=(40, 56)):
 
 @pytest.fixture
 def photo_tree(tmp_path):
-    """photos/a.png, photos/sub/b.jpg, photos/sub/a.png (same stem), notes.txt, .hidden.png"""
+    """photos/a.png, photos/sub/b.jpg, photos/sub/a.png (same stem), notes.txt, .hidden.png,
+    .thumbnails/c.png"""
     root = tmp_path / "photos"
     (root / "sub").mkdir(parents=True)
     Image.fromarray(photo(0)).save(root / "a.png")
@@ -29,6 +30,8 @@ def photo_tree(tmp_path):
     (root / "notes.txt").write_text("not a photo")
     (root / "sub" / "table.csv").write_text("1,2")
     Image.fromarray(photo(3)).save(root / ".hidden.png")
+    (root / ".thumbnails").mkdir()
+    Image.fromarray(photo(4)).save(root / ".thumbnails" / "c.png")
     return root
 
 
@@ -38,7 +41,8 @@ def test_encode_a_folder_recursively(rgb_bundle, photo_tree, tmp_path, capsys):
     text = capsys.readouterr().out
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.wlc"))
     assert written == ["a.wlc", "sub/a.wlc", "sub/b.wlc"]  # same stems stay apart
-    assert "skipped 2 file(s)" in text and "not images (.txt)" in text and "(.csv)" in text
+    assert ("skipped in the folders: 1 hidden (.name), 1 hidden folder(s), not searched, "
+            "1 not images (.csv), 1 not images (.txt)") in text
     assert f"encoding with {Encoder(rgb_bundle).describe()}" in text  # auto says what it took
     header, latents = read_latents((out / "sub" / "a.wlc").read_bytes())
     assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(photo(2)))

@@ -79,12 +79,12 @@ def add_overwrite_option(p):
 
 
 def skipped_line(skipped):
-    """'skipped 3 files: 2 not images (.txt), 1 not images (.csv)' or ''."""
+    """'skipped in the folders: 1 hidden (.name), 2 not images (.txt)' or ''; a file given
+    by name is never skipped so."""
     if not skipped:
         return ""
-    total = sum(skipped.values())
-    return (f"skipped {total} file(s) in the folders: " +
-            ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
+    return "skipped in the folders: " + ", ".join(
+        f"{n} {reason}" for reason, n in sorted(skipped.items()))
 
 
 def positive_int(text):

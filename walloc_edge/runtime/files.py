@@ -1,5 +1,6 @@
 """Inputs found in folders, and output names that never collide: what encoding or decoding
 many files at once needs (torch-free, so that a sensor encodes whole folders)."""
+import os
 from pathlib import Path
 
 __all__ = ["expand_inputs", "distinct_names"]
@@ -9,20 +10,31 @@ def expand_inputs(inputs, suffixes, what):
     """Files named in ``inputs``, folders searched recursively for ``suffixes``.
 
     Returns (files, skipped): files as (path, relative output name without suffix) pairs,
-    skipped as {reason: count} for what a folder held that this model does not take.
-    Missing inputs raise ValueError naming them.
+    skipped as {reason: count} for what a folder held that this model does not take, and
+    its hidden files and folders (".name": a writer's temporary files, a tool's state),
+    which are not searched. Missing inputs raise ValueError naming them.
     """
     files, skipped = [], {}
+
+    def skip(reason):
+        skipped[reason] = skipped.get(reason, 0) + 1
+
     for item in map(Path, inputs):
         if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file()):
-                if path.name.startswith("."):
-                    continue
-                if path.suffix.lower() in suffixes:
-                    files.append((path, path.relative_to(item).with_suffix("")))
-                else:
-                    reason = f"not {what} ({path.suffix or 'no suffix'})"
-                    skipped[reason] = skipped.get(reason, 0) + 1
+            for top, folders, names in os.walk(item):
+                for name in [f for f in folders if f.startswith(".")]:
+                    folders.remove(name)
+                    skip("hidden folder(s), not searched")
+                folders.sort()
+                for path in sorted(Path(top) / name for name in names):
+                    if path.name.startswith("."):
+                        skip("hidden (.name)")
+                    elif not path.is_file():
+                        continue
+                    elif path.suffix.lower() in suffixes:
+                        files.append((path, path.relative_to(item).with_suffix("")))
+                    else:
+                        skip(f"not {what} ({path.suffix or 'no suffix'})")
         elif item.is_file():
             files.append((item, Path(item.stem)))
         else:
