@@ -9,7 +9,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test venv clean broker browser cross
+.PHONY: demo test venv ext clean broker browser cross
 
 venv: $(STAMP)
 
@@ -20,7 +20,18 @@ $(STAMP): pyproject.toml models/pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e ./models -e '.[all]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The C extensions, built in place again when their sources change (an editable install
+# builds them once; without this, tests would run the old C after an edit).
+C_SOURCES := setup.py $(wildcard walloc_edge/runtime/*.[ch] walloc_edge/runtime/coders/rans/*.c)
+EXT       := $(VENV)/.extensions
+
+ext: $(EXT)
+
+$(EXT): $(STAMP) $(C_SOURCES)
+	$(PY) setup.py --quiet build_ext --inplace
+	touch $(EXT)
+
+demo: $(EXT)
 	$(VENV)/bin/walloc-edge demo
 
 # The MQTT tests start a real broker: Debian's mosquitto package.
@@ -49,7 +60,7 @@ cross:
 	    { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q $$PACKAGES; } || \
 	    echo "cross tools could not be installed: the cross-compilation test will skip"; }
 
-test: $(STAMP) broker browser cross
+test: $(EXT) broker browser cross
 	$(PY) -m pytest -q
 
 clean:

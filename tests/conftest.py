@@ -25,6 +25,22 @@ REFERENCE = Path(__file__).parent / "reference"
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_sessionstart(session):
+    """Refuse to test C that is not the sources': an in-place extension older than a C
+    source or header it is built from (an edit since the build) would be tested instead."""
+    runtime = ROOT / "walloc_edge" / "runtime"
+    extensions = {runtime / "coders" / "rans" / "_native": [
+                      runtime / "coders" / "rans" / "_native.c", runtime / "native_parallel.h"],
+                  runtime / "_native_encoder": [*runtime.glob("*.[ch]")]}
+    for stem, sources in extensions.items():
+        for built in stem.parent.glob(f"{stem.name}.*.so"):
+            newest = max(sources, key=lambda p: p.stat().st_mtime)
+            if newest.stat().st_mtime > built.stat().st_mtime:
+                pytest.exit(f"{newest.relative_to(ROOT)} changed since {built.name} was "
+                            "built: run make ext (or .venv/bin/python setup.py build_ext "
+                            "--inplace)", returncode=4)
+
+
 @pytest.fixture(scope="session")
 def reference_dir():
     return REFERENCE

@@ -25,6 +25,27 @@ def test_interrupted_write_leaves_nothing_under_the_final_name(tmp_path, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_folder_that_cannot_be_synced_is_an_error_unless_unsupported(tmp_path, monkeypatch):
+    """The rename is durable only once its folder is synced: an I/O error there raises (so
+    serve does not acknowledge), while a file system without folder syncs is let be."""
+    import errno
+    real = os.fsync
+
+    def fsync_failing(code):
+        def fsync(fd):
+            if os.path.isdir(f"/proc/self/fd/{fd}"):
+                raise OSError(code, os.strerror(code))
+            return real(fd)
+        return fsync
+
+    monkeypatch.setattr(os, "fsync", fsync_failing(errno.EIO))
+    with pytest.raises(OSError, match="Input/output"):
+        write_atomic(tmp_path / "a.wlc", b"x")
+    monkeypatch.setattr(os, "fsync", fsync_failing(errno.EINVAL))
+    write_atomic(tmp_path / "b.wlc", b"y")
+    assert (tmp_path / "b.wlc").read_bytes() == b"y"
+
+
 def test_encode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, tmp_path, capsys):
     Image.fromarray(photo(0)).save(tmp_path / "a.png")
     Image.fromarray(photo(1)).save(tmp_path / "a.jpg", quality=95)

@@ -7,6 +7,7 @@ L×C audio as int16 for 8/16-bit PCM, as float in [-1, 1] for deeper and float l
 raises ``ValueError`` naming the file and what to do about it.
 """
 import contextlib
+import errno
 import hashlib
 import os
 import threading
@@ -263,14 +264,19 @@ def write_atomic(path, data):
 
 
 def _sync_folder(folder):
+    """The rename made durable. A file system that cannot sync a folder (EINVAL, ENOTSUP,
+    EBADF: some network and FUSE mounts, and platforms without folder fds) is let be;
+    any other failure (EIO, a disk gone) raises, so that nothing is acknowledged that a
+    crash could lose."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
-        return
+        return  # no folder fds here (Windows)
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as e:
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
     finally:
         os.close(fd)
 
