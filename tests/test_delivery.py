@@ -21,7 +21,8 @@ from PIL import Image
 
 from helpers import Serve, free_port, photos, sensor, wait_for
 from walloc_edge.cli import main
-from walloc_edge.firmware_bridge.delivery import Courier, Identity, Ledger, Spool
+from walloc_edge.firmware_bridge.delivery import Courier, Identity, Spool
+from walloc_edge.server.delivery import Ledger
 from walloc_edge.firmware_bridge.framing import (ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Ack,
                                                  AckReader, Keys, decode_frame, encode_ack,
                                                  frames_for)
@@ -619,7 +620,7 @@ def named_photos(folder, prefix, n, first):
 def assert_each_once_with_its_content(out, inputs, bundle):
     """Every input came out exactly once, under its own name, and the ledger line of that
     output holds the digest of that input's own bitstream (encoding is deterministic)."""
-    from walloc_edge.firmware_bridge.delivery import message_digest
+    from walloc_edge.server.delivery import message_digest
     from walloc_edge.runtime import Encoder
     from walloc_edge.runtime.io import read_input
 

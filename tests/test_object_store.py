@@ -87,7 +87,7 @@ def test_servers_racing_for_a_key_never_overwrite_each_other(s3):
     from the store what the first wrote: the same bytes or message are acknowledged; other
     bytes under the output's name are not written (OSError: not acknowledged), and other
     content under a recorded key is a collision."""
-    from walloc_edge.firmware_bridge.delivery import RecordedElsewhere
+    from walloc_edge.server.delivery import RecordedElsewhere
     from walloc_edge.runtime import Header
     from walloc_edge.runtime.modality import IMAGE
     from walloc_edge.server.store import ObjectStore

@@ -6,7 +6,7 @@ import signal
 from contextlib import nullcontext
 from pathlib import Path
 
-from ..firmware_bridge.delivery import read_keys
+from ..server.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, check_url,
                                            open_receiver)

@@ -4,6 +4,8 @@
 - ``outputs.py``: where outputs go (file names, the latents dataset, metrics, the ledger);
 - ``store.py``: what keeps them: a local folder, or an object store that several servers
   share (objects and ledger markers by message key);
+- ``delivery.py``: the ledger that makes outputs exactly-once over at-least-once delivery,
+  and the keys file that authenticates sensors;
 - ``handler.py``: the per-message protocol: verify, decode or keep the latents, classify,
   write durably, record in the ledger, and only then acknowledge;
 - ``fleet.py`` and ``http.py`` (with ``static/``): ``serve --http``, what the fleet did as a

@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable
 
-from ..firmware_bridge.delivery import RecordedElsewhere, message_digest, start_nonce
+from .delivery import RecordedElsewhere, message_digest, start_nonce
 from ..firmware_bridge.framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN, Keys, LinkStats
 from ..firmware_bridge.loops import Rejected
 from ..runtime import Bitstream, Header, read_bitstream

@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, urlsplit
 
-from ..firmware_bridge.delivery import Ledger, RecordedElsewhere
+from .delivery import Ledger, RecordedElsewhere
 from ..runtime import io
 
 __all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "hold", "open_store", "open_dataset",

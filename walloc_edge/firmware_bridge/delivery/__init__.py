@@ -1,9 +1,8 @@
-"""At-least-once delivery with exactly-once output: the sensor's side in ``identity.py``,
-``spool.py`` and ``sensor.py`` (the courier), the server's (ledger, keys) in ``server.py``."""
+"""At-least-once delivery, the sensor's side: ``identity.py``, ``spool.py`` and ``sensor.py``
+(the courier). The server's side (the ledger that makes outputs exactly-once, the keys
+file) is ``walloc_edge.server.delivery``."""
 from .identity import Identity, state_folder
 from .sensor import Courier, Report, read_key
-from .server import Ledger, RecordedElsewhere, message_digest, read_keys, start_nonce
 from .spool import Spool, SpoolFull
 
-__all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Ledger", "RecordedElsewhere", "Report",
-           "state_folder", "read_key", "read_keys", "message_digest", "start_nonce"]
+__all__ = ["Identity", "Spool", "SpoolFull", "Courier", "Report", "state_folder", "read_key"]

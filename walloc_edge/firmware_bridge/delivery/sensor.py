@@ -5,7 +5,7 @@ names every message; a ``Spool`` (``spool.py``) keeps each message on disk until
 acknowledges it; a :class:`Courier` sends, reconnects with backoff, resends what is
 unacknowledged after its own restart or the server's, and sends a message again under a new
 boot when the server holds other content under its key (a collision). The server's side
-(``server.py``) acknowledges only once its outputs are durably written.
+(``walloc_edge.server.delivery``) acknowledges only once its outputs are durably written.
 """
 import threading
 import time

@@ -14,10 +14,10 @@ import re
 import threading
 from pathlib import Path
 
-from ..framing import Keys
-from .identity import sensor_number
+from ..firmware_bridge.delivery.identity import sensor_number
+from ..firmware_bridge.framing import Keys
 
-__all__ = ["Ledger", "read_keys", "message_digest", "start_nonce"]
+__all__ = ["Ledger", "RecordedElsewhere", "read_keys", "message_digest", "start_nonce"]
 
 
 def message_digest(message: bytes) -> str:
