@@ -1,5 +1,5 @@
 """``walloc-edge demo``: the main job on the embedded models and a bundled photo."""
-from ..tools.demo import run_demo
+from ..demo import run_demo
 from ..zoo import DEFAULT_AUDIO_MODEL, DEFAULT_IMAGE_MODEL, embedded_models
 
 EXAMPLES = """Exports the model's sensor encoder to ONNX (validated), encodes a bundled photo

@@ -13,7 +13,7 @@ __all__ = ["run_demo"]
 
 
 def _median_seconds(fn, repeat=3):
-    from ..bench import timed
+    from .bench import timed
 
     return float(np.median(timed(fn, repeat)))
 
@@ -31,12 +31,12 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
     ``audio_model`` on a generated music clip when given; returns the report (a dict)."""
     from PIL import Image
 
-    from ..codec import load
-    from ..data import sample_photo
-    from ..decoder import Decoder, ms_ssim, psnr
-    from ..export import export_bundle
-    from ..runtime import Encoder
-    from ..runtime.modality import IMAGE
+    from .codec import load
+    from .data import sample_photo
+    from .decoder import Decoder, ms_ssim, psnr
+    from .export import export_bundle
+    from .runtime import Encoder
+    from .runtime.modality import IMAGE
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,13 +107,13 @@ def run_demo(model, out, photo_name="astronaut", audio_model=None, log=print):
 
 def _audio_demo(model, out, log):
     """The same path for 5 s of generated stereo music; writes both WAV files."""
-    from ..codec import load
-    from ..data import synthetic_music
-    from ..decoder import Decoder, psnr
-    from ..runtime.io import write_signal
-    from ..export import export_bundle
-    from ..runtime import Encoder, read_bitstream
-    from ..runtime.modality import AUDIO
+    from .codec import load
+    from .data import synthetic_music
+    from .decoder import Decoder, psnr
+    from .runtime.io import write_signal
+    from .export import export_bundle
+    from .runtime import Encoder, read_bitstream
+    from .runtime.modality import AUDIO
 
     codec = load(model)
     if codec.config.modality is not AUDIO:
