@@ -302,6 +302,13 @@ def test_sensor_cli_without_torch(rgb_bundle, photo_tree, tmp_path):
     assert result.returncode == 0 and "sent 3 message(s)" in result.stdout, result.stderr
 
 
+def test_info_on_a_name_that_is_nothing_says_so_without_torch(tmp_path):
+    result = run_blocked("info", "rgb16x", cwd=tmp_path)  # a typo of rgb-16x
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "rgb16x: no such bundle folder or embedded model (embedded: rgb-16x" in \
+        result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("argv, extra", [
     (["decode", "rgb-16x", "x.wlc", "-o", "out"], "server"),
     (["eval", "rgb-16x", "photos/"], "server"),

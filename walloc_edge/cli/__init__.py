@@ -73,6 +73,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def choices_of(self, command):
+        """The parser of ``command`` (this one when None)."""
+        sub = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)),
+                   None)
+        return sub.choices[command] if sub and command in sub.choices else self
+
 
 def build_parser(command=None):
     """The argument parser; only ``command``'s own options are configured (importing its
@@ -133,7 +139,10 @@ def main(argv=None):
     command = _chosen_command(argv)
     try:
         parser = build_parser(command if command in COMMANDS else None)
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the command's parser, which points to its own --help
+            parser.choices_of(args.command).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
         if args.command is None:
             parser.print_help()
             return 2

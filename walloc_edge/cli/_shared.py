@@ -19,8 +19,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
     examples stay readable."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in action.help:
+        default = action.default
+        if default in (None, False, argparse.SUPPRESS) or default == [] or \
+                "default" in (action.help or ""):
             return action.help
+        if isinstance(default, (tuple, list)):  # a parsed list: shown as it is typed
+            return f"{action.help} (default: {','.join(map(str, default))})"
         return super()._get_help_string(action)
 
 

@@ -30,6 +30,15 @@ def run(args):
     if target.is_file() and target.suffix.lower() not in (".safetensors", ".pth", ".pt"):
         raise ValueError(f"{args.target}: not a bundle folder, a model file (.safetensors, "
                          ".pth, .pt) or a bitstream (.wlc); info reads those")
+    if not target.exists():  # a name: said here, before torch is needed
+        from ..zoo import embedded_models, weights_installed
+
+        if not weights_installed():
+            raise ValueError(f"{args.target}: no such bundle folder here, and no embedded "
+                             "models are installed (they come with 'walloc-edge[server]')")
+        if args.target not in embedded_models():
+            raise ValueError(f"{args.target}: no such bundle folder or embedded model "
+                             f"(embedded: {', '.join(embedded_models())})")
     return _model_info(args)
 
 
