@@ -239,16 +239,6 @@ static long blocks(long size) {
     return (size + before + after) / WALLOC_BLOCK;
 }
 
-/* Source index of padded position p on an axis of `size` samples padded by `before`
- * (numpy's "reflect", as the Python runtime pads). */
-static long reflected(long p, long size, long before) {
-    long i = p - before, period = 2 * (size - 1);
-    if (size == 1) return 0;
-    i %= period;
-    if (i < 0) i += period;
-    return i >= size ? period - i : i;
-}
-
 #if WALLOC_CORE || WALLOC_FIXED_CORE
 /* The latents by the runtime's C core (with `integers` its fixed-point twin): the input
  * reflect-padded to multiples of 2^J (read in place through each padded row's and column's
@@ -267,9 +257,9 @@ static int core_latents(const void *input, const long *size, long c, int8_t *lat
         free(row_of); free(col_of);
         return -1;
     }
-    for (long i = 0; i < padded[0]; i++) row_of[i] = reflected(i, size[0], before[0]);
+    for (long i = 0; i < padded[0]; i++) row_of[i] = walloc_reflect(i, size[0], before[0]);
     for (long j = 0; j < padded[1]; j++)
-        col_of[j] = WALLOC_AUDIO ? 0 : reflected(j, size[1], before[1]);
+        col_of[j] = WALLOC_AUDIO ? 0 : walloc_reflect(j, size[1], before[1]);
     int status = -1;
 #if WALLOC_FIXED_CORE
     if (integers)

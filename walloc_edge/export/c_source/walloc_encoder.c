@@ -52,9 +52,7 @@ typedef float weight_t;
 #define PCM(v) ((float)(v))
 #endif
 
-/* Source index of padded position p on an axis of `size` samples padded by `before`
- * (reflection of period 2 (size - 1), as numpy's "reflect"). */
-static long reflect(long p, long size, long before) {
+long walloc_reflect(long p, long size, long before) {
     long i = p - before;
     if (size == 1) return 0;
     long period = 2 * (size - 1);
@@ -120,7 +118,7 @@ int walloc_encode_audio(const int16_t *pcm, long n, walloc_sample *work, int8_t 
     walloc_sample *scratch = work + WALLOC_CHANNELS * len;
     for (long c = 0; c < WALLOC_CHANNELS; c++)
         for (long p = 0; p < len; p++)
-            work[c * len + p] = PCM(pcm[reflect(p, n, before) * WALLOC_CHANNELS + c]);
+            work[c * len + p] = PCM(pcm[walloc_reflect(p, n, before) * WALLOC_CHANNELS + c]);
     for (long level = 0; level < WALLOC_J; level++)
         dwt_level(work, (long)WALLOC_CHANNELS << level, len >> level, scratch);
     /* Subband k of channel c now lies at work[(c * 2^J + k) * lb], lb samples long. */
@@ -155,7 +153,7 @@ static void row_pass(const uint8_t *image, long h, long w, long r, long hp, long
                      long top) {
     long slot = wrap(r, RING);
     if (ring_row[slot] == r) return;
-    long src_row = reflect(wrap(r, hp), h, top);
+    long src_row = walloc_reflect(wrap(r, hp), h, top);
     long wb = wp / B;
     for (long c = 0; c < WALLOC_CHANNELS; c++) {
         for (long m = 0; m < wb; m++) {
@@ -181,7 +179,7 @@ int walloc_encode_image(const uint8_t *image, long h, long w, int8_t *latents) {
     if (wp > WALLOC_MAX_WIDTH) return -1;
     for (long i = 0; i < RING; i++) ring_row[i] = LONG_MIN;
     for (long k = 0; k < wp + RING; k++)
-        source_col[k] = reflect(wrap(k - WALLOC_LEFT, wp), w, left_pad);
+        source_col[k] = walloc_reflect(wrap(k - WALLOC_LEFT, wp), w, left_pad);
     for (long bh = 0; bh < hb; bh++) {
         long first = B * bh - WALLOC_LEFT;  /* padded row of the first tap */
         for (long r = first; r < first + RING; r++)

@@ -16,6 +16,10 @@ typedef float walloc_sample;
 /* (before, after) reflect padding of an axis of `size` samples to a multiple of 2^J. */
 void walloc_padding(long size, long *before, long *after);
 
+/* Source index of padded position p on an axis of `size` samples padded by `before`
+ * (reflection of period 2 (size - 1), as numpy's "reflect" and the Python runtime pad). */
+long walloc_reflect(long p, long size, long before);
+
 #if WALLOC_AUDIO
 /* Samples of workspace walloc_encode_audio needs for n frames: (padded n) x (channels + 1). */
 long walloc_audio_workspace(long n);

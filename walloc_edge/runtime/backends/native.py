@@ -21,8 +21,8 @@ from .numpy import quantizer_thresholds
 
 __all__ = ["NativeBackend", "fold"]
 
-ABI = 8  # WALLOC_NATIVE_ABI in native_encoder.c: the signatures below
-MAX_IMAGE_J = 6  # MAX_J in native_encoder.c: the column cascade's levels
+ABI = 8  # WALLOC_NATIVE_ABI in native_encoder.h: the signatures below
+MAX_IMAGE_J = 6  # MAX_J in native_transform.h: the column cascade's levels
 _F32 = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _F64 = np.ctypeslib.ndpointer(np.float64, flags="C_CONTIGUOUS")
 _I8 = np.ctypeslib.ndpointer(np.int8, flags="C_CONTIGUOUS")
