@@ -2,29 +2,19 @@
 (the bench's machine line, and the benchmark scripts' headers)."""
 import os
 import platform
-from pathlib import Path
+
+from ..runtime.cpu import cpu_flags, cpu_model
 
 __all__ = ["machine"]
 
 
 def machine():
     """What the numbers were measured on."""
+    flags = cpu_flags()
     info = {"system": platform.system(), "architecture": platform.machine(),
-            "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "python": platform.python_version(), "isa": []}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        for line in text.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() in ("model name", "Model") and info["cpu"] in ("", platform.machine()):
-                info["cpu"] = value.strip()
-            if key.strip() in ("flags", "Features"):
-                flags = set(value.split())
-                info["isa"] = sorted(flags & {"avx2", "avx512f", "fma", "sse4_2", "neon",
-                                              "asimd", "sve", "avx512_bf16", "avx512_vnni",
-                                              "amx_bf16", "amx_int8"})
-    except OSError:
-        pass
+            "cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
+            "isa": sorted(flags & {"avx2", "avx512f", "fma", "sse4_2", "neon", "asimd", "sve",
+                                   "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8"})}
     versions = {}
     for module in ("numpy", "onnxruntime", "ai_edge_litert", "torch", "PIL"):
         try:

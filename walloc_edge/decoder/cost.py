@@ -17,13 +17,13 @@ import importlib.metadata
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from ..runtime import Header
+from ..runtime.cpu import cpu_model
 from ..runtime.io import write_atomic
 from ..runtime.modality import IMAGE
 
@@ -132,17 +132,6 @@ def calibration_file() -> Path:
     return Path(home, "walloc-edge", "calibration.json")
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _version(package):
     try:
         return importlib.metadata.version(package)
@@ -155,7 +144,7 @@ def _calibration_key(decoder) -> str:
     execution providers, tile, CPU (and GPU), thread count and the libraries' versions."""
     torch = sys.modules.get("torch")
     device = str(getattr(decoder, "device", "cpu"))
-    hardware = [_cpu_model()]
+    hardware = [cpu_model()]
     if torch is not None and device.startswith("cuda"):
         hardware.append(torch.cuda.get_device_name(torch.device(device)))
     engine = getattr(decoder, "engine", None)

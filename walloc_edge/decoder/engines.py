@@ -14,11 +14,11 @@ import importlib.util
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 
+from ..runtime.cpu import cpu_flags
 from .errors import EngineError
 from .graphs import cached_graph
 from .network import in_channels, is_2d
@@ -33,20 +33,11 @@ _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 _CPU_FLAGS = {"bf16": ("avx512_bf16", "amx_bf16"), "fp16": ("avx512_fp16", "amx_fp16")}
 
 
-def _cpu_flags():
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    return {f for line in text.splitlines() if line.split(":")[0].strip() == "flags"
-            for f in line.split(":", 1)[1].split()}
-
-
 def precisions_here(device: str) -> "list[str]":
     """The torch precisions this device computes in hardware (fp32 always)."""
     if device.startswith("cuda"):
         return ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])
-    flags = _cpu_flags()
+    flags = cpu_flags()
     return ["fp32"] + [p for p, needs in _CPU_FLAGS.items() if flags & set(needs)]
 
 
