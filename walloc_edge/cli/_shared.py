@@ -6,7 +6,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-__all__ = ["HelpFormatter", "progress", "say", "write_text", "output_dir", "input_files",
+__all__ = ["HelpFormatter", "progress", "write_text", "output_dir", "input_files",
            "skipped_line", "positive_int", "positive_number", "thread_counts", "torch_device",
            "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine", "is_bundle", "add_backend_options",
            "add_video_options", "sensor_encoder", "add_overwrite_option"]
@@ -37,15 +37,6 @@ def progress(items, what, unit="file"):
     except ImportError:
         return items
     return tqdm(items, desc=what, unit=unit, file=sys.stderr, leave=False, disable=None)
-
-
-def say(line):
-    """Print a line without breaking a progress bar."""
-    try:
-        from tqdm import tqdm
-        tqdm.write(line)
-    except ImportError:
-        print(line)
 
 
 def write_text(path, text):

@@ -4,8 +4,9 @@ import json
 import math
 from pathlib import Path
 
+from ..runtime.console import say
 from . import Parser
-from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress, say,
+from ._shared import (HelpFormatter, output_dir, positive_int, positive_number, progress,
                       write_text)
 from .classify_probe import configure_probe, run_probe
 

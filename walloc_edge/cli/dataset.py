@@ -2,7 +2,8 @@
 import tempfile
 from pathlib import Path
 
-from ._shared import positive_int, progress, say
+from ..runtime.console import say
+from ._shared import positive_int, progress
 
 EXAMPLES = """Images of any size are brought to SIZE x SIZE first: resized (bicubic) so that the
 shorter side is SIZE, then the centre square is cut. Latents are computed by the sensor

@@ -6,9 +6,10 @@ from pathlib import Path
 from ..runtime.files import distinct_names, expand_inputs
 from ..runtime.io import write_signal
 from ..runtime import read_bitstream
+from ..runtime.console import say
 from ..runtime.errors import NewerBitstreamError
 from ._shared import (add_decoder_options, add_overwrite_option, check_device,
-                      decoder_choices, is_bundle, naming_engine, output_dir, progress, say,
+                      decoder_choices, is_bundle, naming_engine, output_dir, progress,
                       skipped_line)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped

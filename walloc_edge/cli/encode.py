@@ -3,11 +3,12 @@ import math
 import time
 
 from ..runtime.coders import CODERS
+from ..runtime.console import say
 from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_level_option, add_overwrite_option,
                       add_video_options, coder_level, input_files, level_note, output_dir,
-                      progress, say, sensor_encoder)
+                      progress, sensor_encoder)
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->

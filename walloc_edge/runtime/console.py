@@ -1,6 +1,7 @@
-"""Log lines to stdout whole. Serve's workers, a receiver's connections and a courier log
-from threads of their own, and ``print`` writes a line and its newline in two writes, so two
-threads' lines could run together (and a reader counting lines would miss one)."""
+"""Log lines to stdout whole, and around progress bars. Serve's workers, a receiver's
+connections and a courier log from threads of their own, and ``print`` writes a line and
+its newline in two writes, so two threads' lines could run together (and a reader counting
+lines would miss one); and a line printed under a tqdm bar would be broken by it."""
 import sys
 import threading
 
@@ -15,6 +16,10 @@ def say(line: str, stream=None) -> None:
     stream = stream or sys.stdout
     if stream is None:
         return
+    tqdm = sys.modules.get("tqdm")  # bars exist only where it was imported
     with _LOCK:
-        stream.write(f"{line}\n")
+        if tqdm is not None and tqdm.tqdm._instances:
+            tqdm.tqdm.write(line, file=stream)  # clears the bars, writes, redraws them
+        else:
+            stream.write(f"{line}\n")
         stream.flush()
