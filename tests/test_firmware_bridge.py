@@ -369,6 +369,8 @@ def test_watch_sends_new_files_once_complete(tmp_path, rgb_weights_bundle):
     sent = []
 
     class Collect:
+        spools = False
+
         def send(self, message, meta):
             sent.append(message)
 
@@ -405,6 +407,8 @@ def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weig
     sent = []
 
     class Collect:
+        spools = False
+
         def send(self, message, meta):
             sent.append((meta["source"], read_bitstream(message).header.shape))
 

@@ -24,7 +24,7 @@ __all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serv
 
 def _send_all(encoder, sender, items, coder, log, level=None):
     """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
-    rate), with ``coder`` at ``level``, through ``sender`` (anything with ``send``; a line
+    rate), with ``coder`` at ``level``, through ``sender`` (a Sender or a Courier; a line
     each: "sent", or "queued" where a Courier's thread sends it and waits for its
     acknowledgement); one
     that cannot be read or encoded is skipped with a line. (sent, failed)."""
@@ -39,7 +39,7 @@ def _send_all(encoder, sender, items, coder, log, level=None):
             continue
         key = sender.send(blob, {"source": source, "time": time.time()})
         sent += 1
-        log(f"{'queued' if getattr(sender, 'spools', False) else 'sent'} {what}: "
+        log(f"{'queued' if sender.spools else 'sent'} {what}: "
             f"{len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}" if key else ""))
     return sent, failed
 

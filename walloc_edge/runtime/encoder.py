@@ -112,7 +112,7 @@ class Encoder:
         if self.backend.static_shape:
             self.run_size = tuple(self.backend.static_shape)
         else:
-            runs = getattr(self.backend, "run_interior", None)  # the backend's, per Modality
+            runs = self.backend.run_interior  # the backend's, per Modality
             interior = tile or (runs or {}).get(self.modality, self.modality.run_interior)
             interior = max(self.block, interior // self.block * self.block)
             self.run_size = (interior + border,) * self.ndim
@@ -124,7 +124,7 @@ class Encoder:
 
     def describe(self) -> str:
         """'onnxruntime (CPUExecutionProvider)', 'native (2 threads)': what runs the encoder."""
-        detail = getattr(self.backend, "detail", "") or ", ".join(self.backend.providers)
+        detail = self.backend.detail or ", ".join(self.backend.providers)
         return self.backend.name + (f" ({detail})" if detail else "")
 
     @property
@@ -155,7 +155,7 @@ class Encoder:
         pads = self.padding(sizes)
         padded = [n + a + b for n, (a, b) in zip(sizes, pads)]
         sources = [reflect_indices(n, a, b) for n, (a, b) in zip(sizes, pads)]
-        if hasattr(self.backend, "run_at"):  # it reads runs in place: one contiguous copy
+        if self.backend.run_at is not None:  # it reads runs in place: one contiguous copy
             sample = np.ascontiguousarray(sample)
         if self._fits_one_run(padded):
             return self._run(sample, sources)
@@ -164,7 +164,7 @@ class Encoder:
     def _run(self, sample, index):
         """The backend's latents of the run sample[np.ix_(*index)]: read in place where the
         backend can (native), else gathered here."""
-        if hasattr(self.backend, "run_at"):
+        if self.backend.run_at is not None:
             return self.backend.run_at(sample, index)
         return self.backend.run(gather(sample, index)[None])[0]
 

@@ -132,6 +132,8 @@ class Sender:
     """Frames and writes messages over a link, numbering them: the plain, unacknowledged
     sender (``delivery.Courier`` adds spooling, acknowledgements and resending)."""
 
+    spools = False  # whether send() only queues the message (a Courier: its thread sends it)
+
     def __init__(self, link, sensor=0, boot=0, key=None):
         self.link, self.sensor, self.boot, self.key = link, sensor, boot, key
         self.sequence = self.bytes = 0

@@ -14,9 +14,7 @@ class Backend:
     ``static_shape`` when the backend has one) and returns the integer latents
     (1, latent_dim, …); the Encoder handles any other size by tiling.
 
-    Every backend is built as ``cls(bundle, threads=None, providers=None)``. A backend may
-    also have ``run_at(sample, index)`` (it reads runs in place), ``run_interior`` (its run
-    size per modality) and ``detail`` (what ``Encoder.describe()`` shows beside its name).
+    Every backend is built as ``cls(bundle, threads=None, providers=None)``.
     """
 
     name: str  # its key in BACKENDS and the name Encoder(backend=...) takes
@@ -25,6 +23,12 @@ class Backend:
     takes_providers = False  # whether it runs on onnxruntime's execution providers
     threaded = True  # whether ``threads`` changes how it runs (the bench times each count)
     providers = ()  # the execution providers it runs on, in order of preference
+    detail = ""  # what Encoder.describe() shows beside its name (default: the providers)
+    run_interior = None  # {Modality: run size} where it prefers runs of its own size
+    # run_at(sample, index): the latents of the run that ``index`` (row and column indices,
+    # reflections included) reads of ``sample`` in place, without a copy; None: it takes
+    # copies (run).
+    run_at = None
 
     def __init__(self, bundle, threads=None, providers=None):
         """Checks what all backends share; a subclass then loads its graph or weights for
