@@ -110,6 +110,55 @@ def test_claims_beyond_the_limit_are_refused(valid_streams):
         read_bitstream(valid_streams[0], max_latents=100)
 
 
+def claim(stream, shape, tile):
+    """``stream``'s header made to claim ``shape`` in tiles of ``tile`` latents, and a
+    4-byte length (0) for all but one of at most 1,000 tiles: a small file that claims much
+    (its tile table short)."""
+    import dataclasses
+
+    from walloc_edge.runtime.bitstream import _pack_header
+
+    header = dataclasses.replace(read_bitstream(stream).header, shape=shape, tile=tile)
+    return _with_crc(_pack_header(header) + bytes(4 * min(header.tile_count() - 1, 1000)))
+
+
+def test_many_tiles_and_a_reader_s_own_limits_are_refused_before_the_tile_table(
+        valid_streams):
+    """A 32000 x 40000 claim in tiles of one latent (20 million tiles, 4 bytes each on the
+    wire) is refused by its tile count; a reader's ``accept`` sees the header before any
+    tile (here the table is short: accept's refusal comes first)."""
+    with pytest.raises(BitstreamError, match="20,000,000 tiles, more than the limit"):
+        read_bitstream(claim(valid_streams[0], (32000, 40000, 3), (1, 1)))
+    big = claim(valid_streams[0], (32000, 40000, 3), (256, 256))
+    seen = []
+
+    def accept(header):
+        seen.append(header.shape)
+        raise ValueError("over this reader's limit")
+
+    with pytest.raises(ValueError, match="over this reader's limit"):
+        read_bitstream(big, accept=accept)
+    assert seen == [(32000, 40000, 3)]
+    with pytest.raises(BitstreamError, match="shorter than its tile table"):
+        read_bitstream(big)
+
+
+def test_decode_skips_a_claim_beyond_this_machine_s_memory(valid_streams, reference_dir,
+                                                           tmp_path, capsys, monkeypatch):
+    """A 595 KB file could claim a 1.3-gigapixel image: decode estimates the memory from the
+    header and skips it with one line, before allocating (here the machine has 2 GiB free)."""
+    from walloc_edge.cli import main
+    from walloc_edge.decoder import cost
+
+    monkeypatch.setattr(cost, "available_memory", lambda: 2 << 30)
+    (tmp_path / "bomb.wlc").write_bytes(claim(valid_streams[0], (32768, 40000, 3), (256, 256)))
+    assert main(["decode", str(reference_dir / "rgb_j3_l12.pth"), str(tmp_path / "bomb.wlc"),
+                 "-o", str(tmp_path / "out")]) == 1
+    out = capsys.readouterr().out
+    assert "bomb.wlc: decoding its 32768x40000x3 image would take about" in out, out
+    assert "more than the 2.0 GiB available here" in out and not list((tmp_path / "out").iterdir())
+
+
 # --- golden files -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,bundle_fixture", [("rgb_j3_l12", "rgb"),

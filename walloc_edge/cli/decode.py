@@ -1,5 +1,6 @@
 """``walloc-edge decode``: .wlc bitstreams → signals with the torch decoder, or a bundle's
 decoder graph without torch (server side)."""
+import math
 import sys
 from pathlib import Path
 
@@ -70,10 +71,30 @@ def auto_line(engine):
 
 def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
     """.wlc bytes → the decoded signal, written next to ``stem``; (signal, path)."""
-    stream = read_bitstream(blob)
+    stream = read_bitstream(blob, accept=lambda header: check_memory(decoder, header))
     signal = decoder.decode(stream)
     Path(stem).parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place
     return signal, write_signal(signal, stream.header, stem, fmt, overwrite)
+
+
+def check_memory(decoder, header):
+    """Refuse (ValueError) a bitstream whose decode would need more memory than this machine
+    has available, before anything is allocated: a file of a few hundred KB can claim a
+    gigapixel image. Only a claim whose output alone is a sizeable share of the memory is
+    estimated (which measures the decoder once, kept in the user's cache)."""
+    from ..decoder.cost import available_memory, cached_calibration
+
+    available = available_memory()
+    if available is None or 16 * 4 * math.prod(header.shape) < available:
+        return
+    if decoder.speed is None:
+        cached_calibration(decoder)
+    need = decoder.cost(header).bytes
+    if need > available:
+        raise ValueError(f"decoding its {'x'.join(map(str, header.shape))} "
+                         f"{header.modality} would take about {need / 2 ** 30:,.1f} GiB of "
+                         f"memory, more than the {available / 2 ** 30:,.1f} GiB available "
+                         "here")
 
 
 def check_format(fmt, decoder):
@@ -124,6 +145,10 @@ def run(args):
         except (OSError, ValueError) as e:
             failed += 1
             say(f"skipped {path}: {e}")
+            continue
+        except MemoryError:
+            failed += 1
+            say(f"skipped {path}: this machine has not the memory to decode it")
             continue
         say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
     if skipped:

@@ -27,7 +27,7 @@ from ..runtime.cpu import cpu_model
 from ..runtime.io import write_atomic
 from ..runtime.modality import IMAGE
 
-__all__ = ["Cost", "Speed", "cached_calibration", "calibrate", "estimate"]
+__all__ = ["Cost", "Speed", "available_memory", "cached_calibration", "calibrate", "estimate"]
 
 SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
 OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
@@ -59,6 +59,19 @@ class Speed:
     def call(self, latents: int) -> float:
         """Seconds of one network call over ``latents`` (never less than the short one)."""
         return self.short_call + self.per_latent * max(latents - self.short_latents, 0)
+
+
+def available_memory() -> "int | None":
+    """Bytes this machine can give a process now without swapping (Linux's MemAvailable),
+    else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def _peak_rss():

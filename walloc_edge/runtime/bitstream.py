@@ -9,7 +9,7 @@ import math
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = ["MAGIC", "VERSION", "MAX_LATENTS", "MAX_SAMPLE_RATE", "BitstreamError
 MAGIC = b"\x89WLC"
 VERSION = 1
 MAX_LATENTS = 1 << 28           # a reader refuses more (256 MB of int8) unless told otherwise
+MAX_TILES = 1 << 18             # and more tiles (each costs a decode call: a few µs to ms)
 MAX_SAMPLE_RATE = 2 ** 20 - 1   # the most FLAC records; WAV's 32-bit byte rate holds it too
 MODALITY_CODES = (IMAGE, AUDIO)  # the header's modality byte indexes this
 DTYPES = {1: np.dtype(np.uint8), 2: np.dtype(np.int16), 3: np.dtype(np.float32),
@@ -78,11 +79,12 @@ class Header:
         edge = 2 * self.modality.edge_latents
         return (self.latent_dim, *[-(-n // self.block) + edge for n in self.sizes])
 
-    def tiles(self) -> "list[tuple[slice, ...]]":
-        """Slices of each tile of the latent array, in raster order."""
+    def tiles(self) -> "Iterator[tuple[slice, ...]]":
+        """Slices of each tile of the latent array, in raster order (made as they are
+        asked for: a header may claim many)."""
         spans = [[slice(s, min(s + t, n)) for s in range(0, n, t)]
                  for n, t in zip(self.latent_shape[1:], self.tile)]
-        return [(slice(None), *pick) for pick in itertools.product(*spans)]
+        return ((slice(None), *pick) for pick in itertools.product(*spans))
 
     def tile_count(self) -> int:
         return math.prod(-(-n // t) for n, t in zip(self.latent_shape[1:], self.tile))
@@ -103,7 +105,8 @@ class Bitstream:
             try:
                 out[index] = coder.decode(payload, shape, h.latent_bits, h.coder_params)
             except BitstreamError as e:
-                raise BitstreamError(f"tile {index[1:]}: {e}") from None
+                at = " x ".join(f"{i.start}:{i.stop}" for i in index[1:])
+                raise BitstreamError(f"the tile of latents {at}: {e}") from None
         return out
 
 
@@ -150,16 +153,19 @@ def _pack_header(h):
     return fixed + h.coder_params + axes + rate
 
 
-def read_bitstream(data: bytes, max_latents: int = MAX_LATENTS) -> "Bitstream":
+def read_bitstream(data: bytes, max_latents: int = MAX_LATENTS,
+                   accept: "Callable[[Header], None] | None" = None) -> "Bitstream":
     """Parse and verify .wlc bytes (CRC, structure, sizes); entropy decoding is left to
-    :meth:`Bitstream.latents`. Raises BitstreamError on anything malformed."""
+    :meth:`Bitstream.latents`. Raises BitstreamError on anything malformed. ``accept(header)``
+    runs once the header is read, before the tile table: a reader with limits of its own
+    (a server's size and memory budgets) raises there, having spent nothing on the tiles."""
     try:
-        return _read_bitstream(data, max_latents)
+        return _read_bitstream(data, max_latents, accept)
     except struct.error as e:  # a field that points past the end: malformed all the same
         raise BitstreamError(f"a field of the bitstream points past its end ({e})") from None
 
 
-def _read_bitstream(data, max_latents):
+def _read_bitstream(data, max_latents, accept):
     data = memoryview(bytes(data))
     if len(data) < _FIXED.size + _U32.size:
         raise BitstreamError(f"{len(data)} bytes is too short for a .wlc bitstream")
@@ -215,10 +221,16 @@ def _read_bitstream(data, max_latents):
     if count > max_latents:
         raise BitstreamError(f"the bitstream claims {count} latents, more than the limit of "
                              f"{max_latents}")
-    if header.tile_count() * _U32.size > len(body) - offset:
+    tiles = header.tile_count()
+    if tiles > MAX_TILES:
+        raise BitstreamError(f"the bitstream claims {tiles:,} tiles, more than the limit of "
+                             f"{MAX_TILES:,} (its tile size is {header.tile})")
+    if accept is not None:
+        accept(header)
+    if tiles * _U32.size > len(body) - offset:
         raise BitstreamError("payload is shorter than its tile table")
     payloads = []
-    for _ in range(header.tile_count()):
+    for _ in range(tiles):
         if offset + _U32.size > len(body):
             raise BitstreamError("payload is truncated")
         n = _U32.unpack_from(body, offset)[0]

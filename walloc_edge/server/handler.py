@@ -141,14 +141,19 @@ class Handler:
             return "another start of this sensor is sending under this boot number"
         return None
 
+    def _acceptable(self, header):
+        """Refuses (Rejected) what the header alone shows this server will not decode: another
+        model, a size over the limits, a decode over the budgets; before the tile table is
+        read, so a message that claims much costs nothing."""
+        self.model.check(header)
+        check_size(header, *self.limits)
+        check_budget(self.model.cost(header), *self.budget)
+
     def _write(self, received, digest, nonce):
         start = time.perf_counter()
         stem = self.outputs.stem(received)
         try:
-            stream = read_bitstream(received.message)
-            self.model.check(stream.header)
-            check_size(stream.header, *self.limits)
-            check_budget(self.model.cost(stream.header), *self.budget)
+            stream = read_bitstream(received.message, accept=self._acceptable)
             if self.model.decoder is None:
                 stream.latents()  # a bitstream that does not decode is refused here too
             fields = self._keep(stream, stem, len(received.message))
