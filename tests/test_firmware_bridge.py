@@ -138,6 +138,21 @@ def test_duplicates_and_reordering():
     assert out == dict(enumerate(msgs)) and stats.duplicates == 5 and stats.lost == 0
 
 
+def test_one_key_over_two_connections_stays_two_messages():
+    """Two devices under one key (a shared sensor id, a copied state folder) send different
+    messages over two connections, their fragments interleaved: each comes out whole, the
+    second as a repeat (for the server's collision check), never one made of both."""
+    first, second = bytes(range(256)) * 7, bytes(range(255, -1, -1)) * 7
+    a, b = (frames_for(m, 5, 1, 0, 700) for m in (first, second))
+    assert len(a) == len(b) == 3
+    joiner = Reassembler(LinkStats())
+    order = [("b", b[0]), ("a", a[0]), ("a", a[1]), ("b", b[1]), ("b", b[2]), ("a", a[2])]
+    done = [joiner.add(decode_frame(frame), source) for source, frame in order]
+    done = [d for d in done if d is not None]
+    assert [(d.data, d.repeat) for d in done] == [(second, False), (first, True)]
+    assert joiner.count_lost() == 0 and joiner.pending_bytes == 0
+
+
 def test_lost_frames_are_counted():
     msgs = messages(10)
     frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 4, 0, i, 100000)]

@@ -39,25 +39,31 @@ class _Pending:
 
 @dataclass
 class _Stream:
-    """What the reassembler knows of one (sensor, boot): the sequences seen and delivered."""
+    """What the reassembler knows of one (sensor, boot): the sequences seen and delivered.
+    Incomplete messages are kept by (sequence, source): fragments join only those that came
+    the same way."""
     first: int
     last: int
     key: tuple                 # (sensor, boot)
     delivered_count: int = 0
-    pending: OrderedDict = field(default_factory=OrderedDict)    # sequence → _Pending
+    pending: OrderedDict = field(default_factory=OrderedDict)    # (sequence, source) → _Pending
     delivered: OrderedDict = field(default_factory=OrderedDict)  # recent sequences
     repeats: OrderedDict = field(default_factory=OrderedDict)    # delivered, coming again
 
     @property
     def lost(self):
-        return self.last - self.first + 1 - self.delivered_count - len(self.pending)
+        waiting = {sequence for sequence, _ in self.pending if sequence not in self.delivered}
+        return self.last - self.first + 1 - self.delivered_count - len(waiting)
 
 
 class Reassembler:
     """Messages out of frames: fragments in any order, duplicates dropped, losses counted.
 
-    A message is lost when a sequence number between the first and the last one seen from a
-    (sensor, boot) never completes (a receiver cannot know of messages after the last frame
+    Fragments are joined only with those from the same ``source`` (a connection): two
+    devices sending under one key (a shared sensor id, a copied state folder) over two
+    connections make two messages, which the server tells apart as a collision, never one
+    message of both. A message is lost when a sequence number between the first and the last
+    one seen from a (sensor, boot) never completes (a receiver cannot know of messages after the last frame
     it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
     ``max_pending_bytes`` in all, objects counted (the oldest incomplete message is given up
     beyond either, in constant time; a receiver lowers the bound while complete messages
@@ -73,11 +79,13 @@ class Reassembler:
         self.max_pending_bytes, self.max_streams = max_pending_bytes, max_streams
         self.streams = OrderedDict()  # (sensor, boot) → _Stream, least recently heard first
         self.pending_bytes = 0
-        self.oldest = OrderedDict()   # (sensor, boot, repeat, sequence) of each incomplete one
+        self.oldest = OrderedDict()   # (sensor, boot, repeat, (sequence, source)) of each
+        # incomplete one, oldest first
         self.lost_forgotten = 0       # losses of streams no longer remembered
 
-    def add(self, frame):
-        """The message this frame completes (a :class:`Reassembled`), or None. Its
+    def add(self, frame, source=None):
+        """The message this frame (from ``source``) completes (a :class:`Reassembled`), or
+        None. Its
         ``repeat`` is True for a message delivered before and sent again whole (a sender that
         did not hear its acknowledgement, or another message under a key already used): a
         receiver passes it on, so that the sender hears its acknowledgement this time and the
@@ -94,24 +102,26 @@ class Reassembler:
         self.streams.move_to_end(key)
         stream.first, stream.last = min(stream.first, frame.sequence), \
             max(stream.last, frame.sequence)
-        return self._add(stream, frame)
+        return self._add(stream, frame, (frame.sequence, source))
 
-    def _add(self, stream, frame):
-        repeat = frame.sequence in stream.delivered
-        if repeat:
+    def _add(self, stream, frame, key):
+        delivered = frame.sequence in stream.delivered
+        if delivered:
             self.stats.duplicates += 1
-        table = stream.repeats if repeat else stream.pending
-        message = table.get(frame.sequence)
+        # A message under way stays in its table when another source's under the same
+        # sequence is delivered meanwhile.
+        table = stream.pending if key in stream.pending or not delivered else stream.repeats
+        message = table.get(key)
         if message is None or message.count != frame.count:  # new, or counts disagree
             if message is not None:
-                self._drop(stream, frame.sequence, table)
-            message = table[frame.sequence] = _Pending(frame.count)
-            self.oldest[(*stream.key, repeat, frame.sequence)] = None
+                self._drop(stream, key, table)
+            message = table[key] = _Pending(frame.count)
+            self.oldest[(*stream.key, table is stream.repeats, key)] = None
             self.pending_bytes += MESSAGE_OVERHEAD
             while len(table) > self.max_pending:
                 self._drop(stream, next(iter(table)), table)
         if frame.index in message.parts:
-            if not repeat:
+            if not delivered:
                 self.stats.duplicates += 1
             return None
         message.parts[frame.index] = frame.payload
@@ -119,15 +129,16 @@ class Reassembler:
         message.size += len(frame.payload)
         self.pending_bytes += FRAGMENT_OVERHEAD + len(frame.payload)
         if message.size > self.max_message:
-            self._drop(stream, frame.sequence, table)
+            self._drop(stream, key, table)
             return None
         self._bound_memory()
-        if frame.sequence not in table or len(message.parts) < message.count:
+        if key not in table or len(message.parts) < message.count:
             return None
-        del table[frame.sequence]
-        del self.oldest[(*stream.key, repeat, frame.sequence)]
+        del table[key]
+        del self.oldest[(*stream.key, table is stream.repeats, key)]
         self.pending_bytes -= message.held
         data = b"".join(message.parts[i] for i in range(message.count))
+        repeat = frame.sequence in stream.delivered  # before it, or meanwhile by another source
         if not repeat:
             stream.delivered[frame.sequence] = True
             while len(stream.delivered) > self.window:
@@ -137,24 +148,23 @@ class Reassembler:
         return Reassembled(frame.sensor, frame.boot, frame.sequence, message.flags, data,
                            repeat)
 
-    def _drop(self, stream, sequence, table=None):
-        table = stream.pending if table is None else table
-        self.pending_bytes -= table.pop(sequence).held
-        del self.oldest[(*stream.key, table is stream.repeats, sequence)]
+    def _drop(self, stream, key, table):
+        self.pending_bytes -= table.pop(key).held
+        del self.oldest[(*stream.key, table is stream.repeats, key)]
 
     def _bound_memory(self):
         """Give up the oldest incomplete messages while they hold more than
         ``max_pending_bytes``."""
         while self.oldest and self.pending_bytes > self.max_pending_bytes:
-            sensor, boot, repeat, sequence = next(iter(self.oldest))
+            sensor, boot, repeat, key = next(iter(self.oldest))
             stream = self.streams[(sensor, boot)]
-            self._drop(stream, sequence, stream.repeats if repeat else stream.pending)
+            self._drop(stream, key, stream.repeats if repeat else stream.pending)
 
     def _forget(self, key):
         stream = self.streams.pop(key)
         for table in (stream.repeats, stream.pending):
-            for sequence in list(table):
-                self._drop(stream, sequence, table)
+            for key in list(table):
+                self._drop(stream, key, table)
         self.lost_forgotten += stream.lost
 
     def count_lost(self):
@@ -176,7 +186,7 @@ class Reassembler:
         """Give up on every incomplete message."""
         for stream in self.streams.values():
             for table in (stream.repeats, stream.pending):
-                for sequence in list(table):
-                    self._drop(stream, sequence, table)
+                for key in list(table):
+                    self._drop(stream, key, table)
         self.count_lost()
 

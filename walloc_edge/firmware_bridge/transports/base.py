@@ -282,7 +282,7 @@ class Receiver:
             if self.stopped.is_set():
                 return None
             self.reassembler.max_pending_bytes = self.limits.pending_bytes - self.complete_bytes
-            message = self.reassembler.add(frame)
+            message = self.reassembler.add(frame, sender)  # joined per connection
             self.peak_bytes = max(self.peak_bytes, self.held_bytes)
             if message is None:
                 return None
