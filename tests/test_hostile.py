@@ -70,9 +70,9 @@ def test_incomplete_flood_gives_up_the_oldest_within_the_account():
 
 def test_idle_and_trickling_connections_do_not_keep_a_sensor_out():
     """256 idle sockets (32 from each of 8 addresses) take every slot and 8 more trickle a
-    byte a second: a sensor still gets in at once (the idlest never-framed one is closed for
-    it), tricklers are closed at the frame deadline, and a 33rd connection from one address
-    closes that address's idlest never-framed one."""
+    byte a second: a sensor still gets in at once (the idlest that never completed a message
+    is closed for it), tricklers are closed at the frame deadline, and a 33rd connection
+    from one address closes that address's idlest one."""
     port = free_port()
     logged = []
     receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append,
@@ -109,6 +109,28 @@ def test_idle_and_trickling_connections_do_not_keep_a_sensor_out():
     assert _closed(idle[0]) and not _closed(extra)  # the oldest of 127.0.0.2 made room
     receiver.stop()
     for s in idle + tricklers + [extra]:
+        s.close()
+
+
+def test_connections_that_send_a_first_fragment_do_not_keep_a_sensor_out():
+    """256 connections (32 from each of 8 addresses) each send the first frame of a message
+    they never finish: they hold no slot against a sensor, which gets in and is heard."""
+    port = free_port()
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}")
+    holders = []
+    for k in range(256):
+        s = socket.create_connection(("127.0.0.1", port),
+                                     source_address=(f"127.0.0.{2 + k // 32}", 0))
+        s.sendall(frames_for(bytes(3000), 100 + k, 1, 0, 1400)[0])
+        holders.append(s)
+    time.sleep(0.5)  # every holder's frame read
+    good = _send(port, b"".join(frames_for(b"good", 7, 1, 0)))
+    got = next(receiver.messages(timeout=5))
+    assert got.message == b"good"
+    good.join(5)
+    receiver.stop()
+    assert sum(map(_closed, holders)) >= 1  # one made room
+    for s in holders:
         s.close()
 
 

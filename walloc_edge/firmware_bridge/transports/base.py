@@ -245,14 +245,20 @@ class Receiver:
 
     def _frames(self, sender, frames, reply=None):
         """Reassemble ``frames``; complete messages go to the queue, blocking while it is
-        full (the link is then not read: backpressure) until stopped."""
+        full (the link is then not read: backpressure) until stopped. Returns how many
+        messages they completed."""
+        completed = 0
         for frame in frames:
             if frame.flags & FLAG_HEARTBEAT:
                 self._heartbeat(sender, frame)
                 continue
             item = self._take(sender, frame, reply)
-            if item is not None and not self._put(item):
+            if item is None:
+                continue
+            completed += 1
+            if not self._put(item):
                 self._release(item[1])
+        return completed
 
     def _heartbeat(self, sender, frame):
         with self.lock:

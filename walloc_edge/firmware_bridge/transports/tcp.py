@@ -110,7 +110,7 @@ class _Connection:
     def __init__(self, sock, host):
         self.sock, self.host = sock, host
         self.heard = time.monotonic()  # its last byte (or its opening)
-        self.framed = False            # it has completed a frame: a client that sends
+        self.delivered = False         # it has completed a message: a client that sends
 
     def close(self):
         try:
@@ -126,7 +126,8 @@ class TcpReceiver(Receiver):
     seconds of its first byte and a connection may stay silent ``limits.idle`` seconds; one
     source address may hold ``limits.per_host`` connections; and when the slots are all taken
     (in all or of that address), the connection silent the longest that never completed a
-    frame is closed to let the new one in.
+    message is closed to let the new one in (a frame, or heartbeats, are not enough to hold
+    a slot; with ``keys`` only an authenticated sensor completes one).
     """
 
     def __init__(self, host, port, keys=None, limits=None, log=say):
@@ -168,15 +169,16 @@ class TcpReceiver(Receiver):
         self.server.close()
 
     def _admit(self, conn, host):
-        """Take a slot for a new connection from ``host``, closing a silent one that never
-        sent a frame if the slots are full; None (logged) if none can be freed."""
+        """Take a slot for a new connection from ``host``, closing the most silent one that
+        never completed a message if the slots are full; None (logged) if none can be
+        freed."""
         with self.connections_lock:
             for limit, whose in ((self.limits.per_host, f"from {host} "),
                                  (self.limits.connections, "")):
                 held = [c for c in self.open if not whose or c.host == host]
                 if len(held) < limit:
                     continue
-                idle = [c for c in held if not c.framed]
+                idle = [c for c in held if not c.delivered]
                 if not idle:
                     self.log(f"refused tcp://{host}: {limit} connections {whose}already open")
                     return None
@@ -215,12 +217,12 @@ class TcpReceiver(Receiver):
                 now = time.monotonic()
                 if data:
                     frames = reader.feed(data)
-                    connection.framed |= any(f.count for f in frames)  # not heartbeats
                     if not reader.buffer:
                         started = None
                     elif started is None or frames:
                         started = now
-                    self._frames(sender, frames, reply)
+                    if self._frames(sender, frames, reply):
+                        connection.delivered = True
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
                         started += after - now
