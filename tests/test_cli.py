@@ -80,7 +80,34 @@ def test_defaults_are_shown_one_way():
     for name, parser in all_parsers():
         text = parser.format_help()
         assert "[default:" not in text and "(default: None)" not in text, name
+        assert "(default: [])" not in text and "(default: (" not in text, name
     assert "(default: rans)" in dict(all_parsers())["encode"].format_help()
+    assert "(default: 1,2)" in dict(all_parsers())["bench"].format_help()
+
+
+def test_an_unknown_option_points_to_its_command_s_help(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "--size", "3"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.strip() == ("walloc-edge bench: error: unrecognized "
+                                               "arguments: --size 3 (see walloc-edge bench "
+                                               "--help)")
+
+
+def test_a_reader_that_stops_reading_is_no_error():
+    """walloc-edge info MODEL | head -1: the pipe closes early; no error line, status 141."""
+    proc = subprocess.Popen([sys.executable, "-m", "walloc_edge.cli", "info", "rgb-16x",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 141 and proc.stderr.read() == b""
+
+
+def test_an_output_folder_that_cannot_be_made_is_named(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["serve", "rgb-16x", "--listen", "tcp://127.0.0.1:9", "--out",
+                 str(tmp_path / "file" / "sub")]) == 2
+    assert f"--out {tmp_path}/file/sub: cannot create it (Not a directory)" in \
+        capsys.readouterr().err
 
 
 def test_info_of_a_path_that_is_not_there_says_so(capsys):

@@ -158,6 +158,9 @@ def main(argv=None):
 
         print(f"walloc-edge {command}: stopped", file=sys.stderr)
         return 0 if isinstance(e, Stopped) else 130
+    except BrokenPipeError:  # its reader stopped reading (| head): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own
+        return 141  # flush at exit would raise again); 128 + SIGPIPE, as a shell's tools
     except (ValueError, OSError) as e:  # user input: bad file, bad value
         if os.environ.get("WALLOC_EDGE_DEBUG"):
             raise

@@ -55,7 +55,10 @@ def output_dir(path, option="-o/--out"):
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {path} is a file; give a folder (it is created if "
                          "missing)")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file on the way, no permission, a read-only file system
+        raise ValueError(f"{option} {path}: cannot create it ({e.strerror or e})") from None
     return path
 
 

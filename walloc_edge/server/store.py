@@ -93,7 +93,10 @@ def hold(folder: "str | Path") -> None:
     key = os.path.realpath(folder)
     if key in _HELD:
         return
-    held = open(Path(folder) / ".serve.lock", "a+")
+    try:
+        held = open(Path(folder) / ".serve.lock", "a+")
+    except OSError as e:
+        raise ValueError(f"{folder}: cannot write there ({e.strerror or e})") from None
     try:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
