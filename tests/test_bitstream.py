@@ -110,16 +110,15 @@ def test_claims_beyond_the_limit_are_refused(valid_streams):
         read_bitstream(valid_streams[0], max_latents=100)
 
 
-def claim(stream, shape, tile):
-    """``stream``'s header made to claim ``shape`` in tiles of ``tile`` latents, and a
-    4-byte length (0) for all but one of at most 1,000 tiles: a small file that claims much
-    (its tile table short)."""
-    import dataclasses
-
-    from walloc_edge.runtime.bitstream import _pack_header
-
-    header = dataclasses.replace(read_bitstream(stream).header, shape=shape, tile=tile)
-    return _with_crc(_pack_header(header) + bytes(4 * min(header.tile_count() - 1, 1000)))
+def claim(stream, size, tile):
+    """The image ``stream``'s header made to claim ``size`` (H, W) in tiles of ``tile``
+    latents (the axis fields at byte 33 + P, docs/bitstream.md), and a 4-byte length (0)
+    for all but one of at most 1,000 tiles: a small file that claims much, its tile table
+    short."""
+    P = stream[32]
+    axes = struct.pack("<IIII", size[0], tile[0], size[1], tile[1])
+    tiles = -(-size[0] // 8 // tile[0]) * -(-size[1] // 8 // tile[1])
+    return _with_crc(stream[:33 + P] + axes + bytes(4 * min(tiles - 1, 1000)))
 
 
 def test_many_tiles_and_a_reader_s_own_limits_are_refused_before_the_tile_table(
@@ -128,8 +127,8 @@ def test_many_tiles_and_a_reader_s_own_limits_are_refused_before_the_tile_table(
     wire) is refused by its tile count; a reader's ``accept`` sees the header before any
     tile (here the table is short: accept's refusal comes first)."""
     with pytest.raises(BitstreamError, match="20,000,000 tiles, more than the limit"):
-        read_bitstream(claim(valid_streams[0], (32000, 40000, 3), (1, 1)))
-    big = claim(valid_streams[0], (32000, 40000, 3), (256, 256))
+        read_bitstream(claim(valid_streams[0], (32000, 40000), (1, 1)))
+    big = claim(valid_streams[0], (32000, 40000), (256, 256))
     seen = []
 
     def accept(header):
@@ -151,7 +150,7 @@ def test_decode_skips_a_claim_beyond_this_machine_s_memory(valid_streams, refere
     from walloc_edge.decoder import cost
 
     monkeypatch.setattr(cost, "available_memory", lambda: 2 << 30)
-    (tmp_path / "bomb.wlc").write_bytes(claim(valid_streams[0], (32768, 40000, 3), (256, 256)))
+    (tmp_path / "bomb.wlc").write_bytes(claim(valid_streams[0], (32768, 40000), (256, 256)))
     assert main(["decode", str(reference_dir / "rgb_j3_l12.pth"), str(tmp_path / "bomb.wlc"),
                  "-o", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
