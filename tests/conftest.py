@@ -38,7 +38,8 @@ def pytest_sessionstart(session):
             if newest.stat().st_mtime > built.stat().st_mtime:
                 pytest.exit(f"{newest.relative_to(ROOT)} changed since {built.name} was "
                             "built: run make ext (or .venv/bin/python setup.py build_ext "
-                            "--inplace)", returncode=4)
+                            "--inplace); where it ran, read its compiler's errors: a build "
+                            "that fails keeps the old extension", returncode=4)
 
 
 @pytest.fixture(scope="session")

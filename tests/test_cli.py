@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from helpers import BLOCK_TORCH, blocking, free_port
+from helpers import BLOCK_TORCH, blocking, free_port, photos
 from walloc_edge.cli import main
 
 
@@ -202,3 +202,17 @@ def test_stream_without_paho_says_so_before_making_its_state(tmp_path, rgb_bundl
                                    "links need paho-mqtt: pip install 'walloc-edge[bridge]'"), \
         done.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_a_sensor_whose_broker_is_not_up_spools_and_says_why(tmp_path, rgb_bundle, capsys):
+    """No broker on the port yet (a sensor that boots first): stream starts, spools the
+    message and says why it cannot send it, instead of exiting at once."""
+    photos(tmp_path / "in", 1)
+    argv = ["stream", str(rgb_bundle), str(tmp_path / "in"), "--to",
+            f"mqtt://127.0.0.1:{free_port()}/cams", "--state", str(tmp_path / "state"),
+            "--backend", "numpy", "--wait", "1"]
+    assert main(argv) == 1  # a message left in the spool
+    out = capsys.readouterr().out
+    assert "queued " in out and "p00.png" in out
+    assert "(Connection refused); spooling and retrying" in out, out
+    assert "1 unacknowledged, kept in the spool" in out

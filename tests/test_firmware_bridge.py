@@ -153,6 +153,24 @@ def test_one_key_over_two_connections_stays_two_messages():
     assert joiner.count_lost() == 0 and joiner.pending_bytes == 0
 
 
+def test_a_message_resent_over_a_new_connection_counts_once():
+    """A link cut mid-message: the courier sends it whole again over a new connection. It
+    is delivered once; what the old connection left is a repeat (never counted as lost, even
+    once the sequence leaves the window of recent ones) and is given up when that
+    connection closes."""
+    joiner = Reassembler(LinkStats(), window=4)
+    first = frames_for(bytes(range(256)) * 7, 5, 1, 0, 700)
+    assert joiner.add(decode_frame(first[0]), "old") is None
+    done = [joiner.add(decode_frame(f), "new") for f in first]
+    assert done[-1] is not None and not done[-1].repeat
+    for sequence in range(1, 10):  # sequence 0 leaves the window of 4
+        assert joiner.add(decode_frame(frames_for(b"x", 5, 1, sequence)[0]), "new")
+    assert joiner.count_lost() == 0 and joiner.lost_by_sensor() == {5: 0}
+    assert joiner.pending_bytes > 0
+    joiner.forget_source("old")
+    assert joiner.pending_bytes == 0 and joiner.count_lost() == 0
+
+
 def test_lost_frames_are_counted():
     msgs = messages(10)
     frames = [f for i, m in enumerate(msgs) for f in frames_for(m, 4, 0, i, 100000)]

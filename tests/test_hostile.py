@@ -135,7 +135,7 @@ def test_connections_that_send_a_first_fragment_do_not_keep_a_sensor_out():
 
 
 def test_a_host_whose_connections_all_send_refuses_more():
-    """Connections that have completed a frame keep their slots: a third from an address
+    """Connections that have completed a message keep their slots: a third from an address
     allowed two is refused (and logged), not let in by closing one that sends."""
     port = free_port()
     logged = []

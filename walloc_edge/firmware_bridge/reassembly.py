@@ -52,7 +52,7 @@ class _Stream:
 
     @property
     def lost(self):
-        waiting = {sequence for sequence, _ in self.pending if sequence not in self.delivered}
+        waiting = {sequence for sequence, _ in self.pending}  # never a delivered one
         return self.last - self.first + 1 - self.delivered_count - len(waiting)
 
 
@@ -105,12 +105,10 @@ class Reassembler:
         return self._add(stream, frame, (frame.sequence, source))
 
     def _add(self, stream, frame, key):
-        delivered = frame.sequence in stream.delivered
-        if delivered:
+        repeat = frame.sequence in stream.delivered
+        if repeat:
             self.stats.duplicates += 1
-        # A message under way stays in its table when another source's under the same
-        # sequence is delivered meanwhile.
-        table = stream.pending if key in stream.pending or not delivered else stream.repeats
+        table = stream.repeats if repeat else stream.pending
         message = table.get(key)
         if message is None or message.count != frame.count:  # new, or counts disagree
             if message is not None:
@@ -121,7 +119,7 @@ class Reassembler:
             while len(table) > self.max_pending:
                 self._drop(stream, next(iter(table)), table)
         if frame.index in message.parts:
-            if not delivered:
+            if not repeat:
                 self.stats.duplicates += 1
             return None
         message.parts[frame.index] = frame.payload
@@ -135,11 +133,11 @@ class Reassembler:
         if key not in table or len(message.parts) < message.count:
             return None
         del table[key]
-        del self.oldest[(*stream.key, table is stream.repeats, key)]
+        del self.oldest[(*stream.key, repeat, key)]
         self.pending_bytes -= message.held
         data = b"".join(message.parts[i] for i in range(message.count))
-        repeat = frame.sequence in stream.delivered  # before it, or meanwhile by another source
         if not repeat:
+            self._now_repeats(stream, frame.sequence)
             stream.delivered[frame.sequence] = True
             while len(stream.delivered) > self.window:
                 stream.delivered.popitem(last=False)
@@ -147,6 +145,24 @@ class Reassembler:
             self.stats.messages += 1
         return Reassembled(frame.sensor, frame.boot, frame.sequence, message.flags, data,
                            repeat)
+
+    def _now_repeats(self, stream, sequence):
+        """``sequence`` was just delivered: what other sources have under way under it is a
+        repeat from now on (pending holds only what was never delivered)."""
+        for key in [k for k in stream.pending if k[0] == sequence]:
+            message = stream.pending.pop(key)
+            del self.oldest[(*stream.key, False, key)]
+            stream.repeats[key] = message
+            self.oldest[(*stream.key, True, key)] = None
+            while len(stream.repeats) > self.max_pending:
+                self._drop(stream, next(iter(stream.repeats)), stream.repeats)
+
+    def forget_source(self, source):
+        """Give up what ``source`` (a connection now closed) had under way: it cannot
+        complete, and a sender that reconnects sends the whole message again."""
+        for sensor, boot, repeat, key in [k for k in self.oldest if k[3][1] == source]:
+            stream = self.streams[(sensor, boot)]
+            self._drop(stream, key, stream.repeats if repeat else stream.pending)
 
     def _drop(self, stream, key, table):
         self.pending_bytes -= table.pop(key).held

@@ -263,11 +263,15 @@ def write_atomic(path, data):
         f.write(data)
 
 
+# A folder sync that fails so means the rename may not survive a crash; other failures are
+# file systems that cannot sync a folder at all (EINVAL, ENOTSUP, ENOSYS, EACCES: some
+# network, FUSE and shared-folder mounts), where a rename is as durable as it gets.
+_SYNC_FAILED = {errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def _sync_folder(folder):
-    """The rename made durable. A file system that cannot sync a folder (EINVAL, ENOTSUP,
-    EBADF: some network and FUSE mounts, and platforms without folder fds) is let be;
-    any other failure (EIO, a disk gone) raises, so that nothing is acknowledged that a
-    crash could lose."""
+    """The rename made durable; OSError where the sync failed (so that nothing is
+    acknowledged that a crash could lose), nothing where the file system has no such sync."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
@@ -275,7 +279,7 @@ def _sync_folder(folder):
     try:
         os.fsync(fd)
     except OSError as e:
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+        if e.errno in _SYNC_FAILED:
             raise
     finally:
         os.close(fd)

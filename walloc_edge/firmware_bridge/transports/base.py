@@ -243,11 +243,10 @@ class Receiver:
         """What the memory account holds now: incomplete and complete messages."""
         return self.reassembler.pending_bytes + self.complete_bytes
 
-    def _frames(self, sender, frames, reply=None):
+    def _frames(self, sender, frames, reply=None, completed=None):
         """Reassemble ``frames``; complete messages go to the queue, blocking while it is
-        full (the link is then not read: backpressure) until stopped. Returns how many
-        messages they completed."""
-        completed = 0
+        full (the link is then not read: backpressure) until stopped. ``completed()`` is
+        told of each message as it completes, before the wait."""
         for frame in frames:
             if frame.flags & FLAG_HEARTBEAT:
                 self._heartbeat(sender, frame)
@@ -255,10 +254,16 @@ class Receiver:
             item = self._take(sender, frame, reply)
             if item is None:
                 continue
-            completed += 1
+            if completed is not None:
+                completed()
             if not self._put(item):
                 self._release(item[1])
-        return completed
+
+    def _closed(self, sender):
+        """``sender``'s connection closed: what it had under way cannot complete."""
+        with self.room:
+            self.reassembler.forget_source(sender)
+            self.room.notify_all()
 
     def _heartbeat(self, sender, frame):
         with self.lock:

@@ -96,7 +96,7 @@ class MqttLink(Link):
 
     def __init__(self, url, host, port, topic, options, sensor, ack_key=None):
         super().__init__(url)
-        self.topic = topic
+        self.topic, self.address = topic, (host, port)
         self.ack_topic = f"{topic}/ack/{sensor:016x}"
         self.reader_key = ack_key
         self.refused = None
@@ -124,9 +124,18 @@ class MqttLink(Link):
             while not self.client.is_connected() and time.monotonic() < deadline:
                 time.sleep(0.05)
         if not self.client.is_connected():
-            why = f"the broker refused the connection: {self.refused}" if self.refused else \
-                "the broker is not connected"
-            raise ConnectionError(f"{self.url}: {why}")
+            raise ConnectionError(f"the broker refused the connection: {self.refused}"
+                                  if self.refused else self._why_not())
+
+    def _why_not(self):
+        """Why the broker is not connected (a line), as far as one TCP connection can tell:
+        paho retries in its thread without saying."""
+        try:
+            socket.create_connection(self.address, timeout=2).close()
+        except OSError as e:
+            reason = e.strerror or str(e)
+            return f"{self.address[0]}: {reason}" if isinstance(e, socket.gaierror) else reason
+        return "its port answers, but no MQTT session yet"
 
     def write(self, frames):
         if not self.client.is_connected():

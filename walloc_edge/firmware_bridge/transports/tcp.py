@@ -112,6 +112,9 @@ class _Connection:
         self.heard = time.monotonic()  # its last byte (or its opening)
         self.delivered = False         # it has completed a message: a client that sends
 
+    def completed(self):
+        self.delivered = True
+
     def close(self):
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
@@ -221,8 +224,7 @@ class TcpReceiver(Receiver):
                         started = None
                     elif started is None or frames:
                         started = now
-                    if self._frames(sender, frames, reply):
-                        connection.delivered = True
+                    self._frames(sender, frames, reply, connection.completed)
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
                         started += after - now
@@ -238,6 +240,7 @@ class TcpReceiver(Receiver):
             with self.connections_lock:
                 self.open.pop(connection, None)
             conn.close()
+            self._closed(sender)
 
 
 def open_link(url, address, sensor, ack_key):

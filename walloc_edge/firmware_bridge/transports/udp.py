@@ -51,7 +51,8 @@ class UdpReceiver(Receiver):
                 continue
             with self.lock:
                 self.stats.frames += 1
-            self._frames(f"udp://{peer[0]}:{peer[1]}", [frame])
+            self._frames(f"udp://{peer[0]}", [frame])  # by host: fragments join whatever
+            # port each left from (no connection to keep them apart; a NAT may change it)
         self.sock.close()
 
 
