@@ -135,6 +135,7 @@ def test_out_naming_a_file(rgb_bundle, tmp_path, capsys):
     ("file:///tmp/", "names a folder; name a file in it"),
     ("mqtt://127.0.0.1:1883/frames/#", "+ and # are MQTT's wildcards, not a topic's name"),
     ("mqtt://127.0.0.1:1883/frames/+", "+ and # are MQTT's wildcards, not a topic's name"),
+    ("127.0.0.1:9000", "looks like HOST:PORT: give tcp://127.0.0.1:9000"),  # not a file
 ])
 def test_bad_urls(rgb_bundle, tmp_path, capsys, url, needle):
     Image.fromarray(photo(0)).save(tmp_path / "a.png")

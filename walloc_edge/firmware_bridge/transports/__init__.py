@@ -12,6 +12,8 @@ and resends on top of them. Receivers (:func:`open_receiver`) yield ``Received``
 until stopped, through a bounded queue (a slow decoder stops the reading, not the memory),
 keep ``stats`` and never raise on bad bytes; ``received.ack(status)`` answers the sender.
 """
+import re
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from ...runtime.console import say
@@ -37,6 +39,9 @@ RECEIVER_URLS = _listing([s.receive_help for s in SCHEMES.values()])
 
 def _resolve(url):
     """(SCHEMES entry, Address) of ``url``; ValueError naming the fix."""
+    if re.fullmatch(r"[\w.-]+:\d+", url) and not Path(url).exists():  # the usual slip
+        raise ValueError(f"{url} looks like HOST:PORT: give tcp://{url} (or udp://{url}); "
+                         f"a file of that name is file://{Path(url).absolute()}")
     parsed = urlparse(url)
     name = "-" if url == "-" else parsed.scheme
     for scheme in SCHEMES.values():
