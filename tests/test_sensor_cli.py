@@ -303,11 +303,21 @@ def test_sensor_cli_without_torch(rgb_bundle, photo_tree, tmp_path):
     assert result.returncode == 0 and "sent 3 message(s)" in result.stdout, result.stderr
 
 
-def test_info_on_a_name_that_is_nothing_says_so_without_torch(tmp_path):
-    result = run_blocked("info", "rgb16x", cwd=tmp_path)  # a typo of rgb-16x
+@pytest.mark.parametrize("argv, said", [
+    (["info", "rgb16x"], "rgb16x: no such bundle folder or embedded model (embedded: rgb-16x"),
+    (["decode", "rgb16x", "x.wlc", "-o", "out"], "rgb16x: no such bundle folder or embedded"),
+    (["decode", "no/bundle", "x.wlc", "-o", "out"], "no/bundle: no such bundle folder or "
+                                                    "model file"),
+    (["serve", "no/bundle", "--listen", "tcp://127.0.0.1:9", "--out", "out"],
+     "no/bundle: no such bundle folder or model file"),
+])
+def test_a_model_that_is_nothing_is_said_so_without_torch(tmp_path, argv, said):
+    """A typo (of rgb-16x, of a bundle's path) on a torch-free machine is named as such,
+    not taken for a model that needs torch."""
+    result = run_blocked(*argv, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "rgb16x: no such bundle folder or embedded model (embedded: rgb-16x" in \
-        result.stderr, result.stderr
+    assert said in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("argv, extra", [

@@ -8,7 +8,8 @@ from pathlib import Path
 
 __all__ = ["HelpFormatter", "progress", "write_text", "output_dir", "input_files",
            "skipped_line", "positive_int", "positive_number", "thread_counts", "torch_device",
-           "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine", "is_bundle", "add_backend_options",
+           "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine",
+           "check_model", "is_bundle", "add_backend_options",
            "add_video_options", "sensor_encoder", "add_overwrite_option"]
 
 
@@ -183,6 +184,24 @@ def decoder_choices(args, engine="torch"):
     engine = args.engine or ("onnxruntime" if is_bundle(args.model) else engine)
     return {"engine": engine, "precision": args.precision,
             "providers": args.provider, "compile": args.compile}
+
+
+def check_model(model):
+    """A MODEL argument that names nothing here (a mistyped path, bundle or model name) is
+    said so, before anything needs torch to load it: ValueError naming what exists."""
+    path = Path(model)
+    if path.exists():
+        return
+    if len(path.parts) > 1 or path.suffix:
+        raise ValueError(f"{model}: no such bundle folder or model file")
+    from ..zoo import embedded_models, weights_installed
+
+    if not weights_installed():
+        raise ValueError(f"{model}: no such bundle folder here, and no embedded models are "
+                         "installed (they come with 'walloc-edge[server]')")
+    if model not in embedded_models():
+        raise ValueError(f"{model}: no such bundle folder or embedded model (embedded: "
+                         f"{', '.join(embedded_models())})")
 
 
 def is_bundle(model):

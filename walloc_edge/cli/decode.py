@@ -9,7 +9,7 @@ from ..runtime.io import write_signal
 from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.errors import NewerBitstreamError
-from ._shared import (add_decoder_options, add_overwrite_option, check_device,
+from ._shared import (add_decoder_options, add_overwrite_option, check_device, check_model,
                       decoder_choices, is_bundle, naming_engine, output_dir, progress,
                       skipped_line)
 
@@ -45,6 +45,7 @@ def configure(p):
 
 
 def decoder_for(args):
+    check_model(args.model)  # a typo is said as such, not as a missing torch
     tile = {} if args.tile is None else {"tile": args.tile}
     if is_bundle(args.model):  # its decoder graph: no torch
         from ..decoder.bundle import BundleDecoder

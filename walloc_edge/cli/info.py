@@ -4,6 +4,8 @@ import json
 import math
 from pathlib import Path
 
+from ._shared import check_model
+
 EXAMPLES = """examples:
   walloc-edge info bundle/          a sensor bundle (works without torch)
   walloc-edge info rgb-16x          an embedded model (needs [server])
@@ -25,20 +27,10 @@ def run(args):
         return _bundle_info(args)
     if target.suffix.lower() == ".wlc" and target.is_file():
         return _bitstream_info(args)
-    if not target.exists() and (len(target.parts) > 1 or target.suffix):
-        raise ValueError(f"{args.target}: no such bundle folder or model file")
     if target.is_file() and target.suffix.lower() not in (".safetensors", ".pth", ".pt"):
         raise ValueError(f"{args.target}: not a bundle folder, a model file (.safetensors, "
                          ".pth, .pt) or a bitstream (.wlc); info reads those")
-    if not target.exists():  # a name: said here, before torch is needed
-        from ..zoo import embedded_models, weights_installed
-
-        if not weights_installed():
-            raise ValueError(f"{args.target}: no such bundle folder here, and no embedded "
-                             "models are installed (they come with 'walloc-edge[server]')")
-        if args.target not in embedded_models():
-            raise ValueError(f"{args.target}: no such bundle folder or embedded model "
-                             f"(embedded: {', '.join(embedded_models())})")
+    check_model(args.target)
     return _model_info(args)
 
 

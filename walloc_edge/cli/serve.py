@@ -14,8 +14,9 @@ from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
 from ..server.store import ObjectStore, hold, is_object_store, local, open_store
-from ._shared import (add_decoder_options, check_device, decoder_choices, is_bundle, naming,
-                      naming_engine, output_dir, positive_int, positive_number)
+from ._shared import (add_decoder_options, check_device, check_model, decoder_choices,
+                      is_bundle, naming, naming_engine, output_dir, positive_int,
+                      positive_number)
 from ._stops import stop_on
 
 # A server decodes for hours: the fastest engine that holds the quality bar pays back its
@@ -212,6 +213,7 @@ def run(args):
     http = _http(args)
     with naming("--listen"):
         check_url(args.listen)  # a mistyped URL or a missing library before any output
+    check_model(args.model)
     if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
     if args.latents:
