@@ -216,3 +216,21 @@ def test_a_sensor_whose_broker_is_not_up_spools_and_says_why(tmp_path, rgb_bundl
     assert "queued " in out and "p00.png" in out
     assert "(Connection refused); spooling and retrying" in out, out
     assert "1 unacknowledged, kept in the spool" in out
+
+
+def test_an_output_folder_that_cannot_be_written_is_said_before_the_work(
+        tmp_path, capsys, monkeypatch, rgb_bundle):
+    """A read-only --out (here os.access says so, as it does on a read-only mount even for
+    root) is one line before any input is encoded, not an errno per file after."""
+    import os
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(out) else
+                        real(p, mode))
+    photos(tmp_path / "in", 1)
+    assert main(["encode", str(rgb_bundle), str(tmp_path / "in"), "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert f"-o/--out {out}: cannot write there" in captured.err
+    assert "p00" not in captured.out

@@ -3,6 +3,7 @@ output folders, naming the option a refused value came from. Imports nothing hea
 sensor commands use it without torch."""
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def output_dir(path, option="-o/--out"):
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file on the way, no permission, a read-only file system
         raise ValueError(f"{option} {path}: cannot create it ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK):  # said before the work, not file by file after it
+        raise ValueError(f"{option} {path}: cannot write there (read-only, or not yours)")
     return path
 
 
