@@ -465,3 +465,39 @@ def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weig
                           log=lambda s: None, stop=stop)
     assert totals == (2, 0)
     assert sent == [("shot.png", (32, 40, 3)), ("shot.png", (48, 48, 3))]
+
+
+def test_watch_says_a_file_cut_short_is_tried_again(tmp_path, rgb_weights_bundle):
+    """A writer that pauses longer than the settling polls: the half-written file cannot be
+    read and is said to be tried again when it changes, and the whole file is then sent."""
+    from PIL import Image
+
+    from walloc_edge.data import sample_photo
+    from walloc_edge.firmware_bridge.loops import watch_folder
+    from walloc_edge.runtime import Encoder
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    png = io.BytesIO()
+    Image.fromarray(sample_photo("coffee")[:32, :40]).save(png, format="PNG")
+    data, sent, lines, polls = png.getvalue(), [], [], []
+
+    class Collect:
+        spools = False
+
+        def send(self, message, meta):
+            sent.append(meta["source"])
+
+    def stop():
+        polls.append(1)
+        if len(polls) == 1:
+            (folder / "shot.png").write_bytes(data[:len(data) // 2])
+        elif len(polls) == 8:  # long after the settling polls
+            (folder / "shot.png").write_bytes(data)
+        return len(polls) > 14
+
+    totals = watch_folder(Encoder(rgb_weights_bundle, "numpy"), Collect(), folder, poll=0.01,
+                          log=lines.append, stop=stop)
+    assert sent == ["shot.png"] and totals == (1, 0)  # its last try sent it
+    skipped = [line for line in lines if line.startswith("skipped")]
+    assert len(skipped) == 1 and skipped[0].endswith("; tried again when the file changes")

@@ -112,14 +112,16 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     ``record`` (a JSON file) what was sent is remembered across restarts: only new or
     changed files are sent (a file touched, its content the same, is not). Hidden and
     temporary files (".name", "*.tmp", "*.part") are left alone, so a writer can write them
-    and rename them into place."""
+    and rename them into place. Returns (sent, failed): failed counts the files whose last
+    try could not be read or encoded (a later try that sends it takes it off)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
     suffixes = encoder.bundle.modality.inputs  # what this sensor's model encodes
     sent = WatchRecord(record)
     done = {name: sent.version(name) for name in sent.files}  # name → (size, mtime) handled
-    seen, totals = {}, [0, 0]  # name → the (size, mtime) last seen, and for how many polls
+    seen, sent_count, failing = {}, 0, set()  # name → the (size, mtime) last seen, and for
+    # how many polls; how many sent; the names whose last try failed
     try:
         while not (stop and stop()):
             names = sorted(p.name for p in folder.iterdir())
@@ -147,17 +149,21 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
                 if digest and digest == sent.files.get(name, {}).get("sha256"):
                     sent.keep(name, version, digest, names)  # touched, not changed
                     continue
+                def retried(line):  # a writer may pause longer than the settling polls
+                    log(f"{line}; tried again when the file changes" if
+                        line.startswith("skipped ") else line)
+
                 with signals_deferred():  # spooled and recorded as one step
-                    n, failed = stream_files(encoder, sender, [path], coder, log, level)
+                    n, failed = stream_files(encoder, sender, [path], coder, retried, level)
                     if n:
                         sent.keep(name, version, digest, names)
-                totals[0] += n
-                totals[1] += failed
+                sent_count += n
+                (failing.add if failed else failing.discard)(name)
             time.sleep(poll)
     except KeyboardInterrupt:
         log("stopped watching")
         raise
-    return tuple(totals)
+    return sent_count, len(failing)
 
 
 class Rejected(Exception):
