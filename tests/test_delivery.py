@@ -225,8 +225,12 @@ def test_serve_says_what_the_link_threw_away(tmp_path):
         peer.sendall(b"".join(frames_for(b"real", 7, 1, 1, key=key)))
         handled = serve_messages(receiver, lambda received: None, count=1, log=lines.append)
     assert handled[0] == 1
-    [line] = [line for line in lines if line.startswith("the link threw away")]
-    assert "1 frame(s) failed authentication" in line and "that were no frames" in line, line
+    said = [line for line in lines if line.startswith("the link threw away")]
+    # one line, or two where a tick fell between the garbage and the frame without the key
+    # (the second is the last word at the end, not another within the interval)
+    assert 1 <= len(said) <= 2, lines
+    assert "1 frame(s) failed authentication" in " ".join(said), said
+    assert "that were no frames" in " ".join(said), said
 
 
 def test_injected_frames_are_rejected_and_do_not_block(tmp_path):

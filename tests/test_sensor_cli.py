@@ -336,3 +336,33 @@ def test_torch_commands_name_their_extra(argv, extra, tmp_path):
     err = result.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"pip install 'walloc-edge[{extra}]'" in err and "torch" in err
+
+
+def test_a_second_run_with_the_same_inputs_sends_only_what_changed(rgb_bundle, tmp_path,
+                                                                   capsys):
+    """Restarting an interrupted stream with the same INPUT sends no second copy of what an
+    earlier run sent (its spool holds those); a changed file is sent, and --again sends all."""
+    from walloc_edge.firmware_bridge.transports import open_receiver
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(photo(i)).save(folder / f"p{i}.png")
+    frames = tmp_path / "frames.bin"
+
+    def run(*extra):
+        argv = ["stream", str(rgb_bundle), str(folder), "--to", f"file://{frames}",
+                "--state", str(tmp_path / "state"), "--backend", "numpy", *extra]
+        assert main(argv) == 0
+        return capsys.readouterr().out
+
+    def sources():
+        return [m.meta["source"] for m in open_receiver(str(frames)).messages(timeout=0.5)]
+
+    run()
+    assert "skipped 2 input(s) this sensor sent before, unchanged" in run()
+    assert sorted(sources()) == ["p0.png", "p1.png"]
+    Image.fromarray(photo(5)).save(folder / "p1.png")
+    run()
+    run("--again")
+    assert sorted(sources()) == ["p0.png", "p0.png", "p1.png", "p1.png", "p1.png"]

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..firmware_bridge.delivery import Courier, Identity, Spool, read_key, state_folder
-from ..firmware_bridge.loops import WatchRecord, stream_files, stream_frames, watch_folder
+from ..firmware_bridge.delivery import (Courier, Identity, SentRecord, Spool, read_key,
+                                        state_folder)
+from ..firmware_bridge.loops import stream_frames, stream_inputs, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, check_url, open_link
 from ..runtime.coders import CODERS
 from ..runtime.console import say
@@ -24,6 +25,8 @@ sensor's id, its boot number and a sequence number; the receiver is walloc-edge 
 TCP and MQTT each message stays in the spool (STATE/spool) until the server has written it
 and said so; the link is reconnected with backoff, and what is unacknowledged is sent again,
 also at the next start after a reboot. UDP, serial and files are best-effort (no way back).
+Files this sensor sent before, unchanged, are skipped and counted (--again sends them), so
+running an interrupted stream again with the same INPUT sends no second copy.
 Several streams may run on one device with one state folder (two cameras): each start takes
 its own boot number and owns its spool entries; a start takes over those of a stream that
 is gone. SIGTERM and SIGHUP stop it as a service manager expects: no new input, a few
@@ -45,6 +48,10 @@ def configure(p):
     p.add_argument("inputs", nargs="*", default=[], metavar="INPUT",
                    help="images or audio files to send, or folders of them (recursive)")
     p.add_argument("--to", required=True, metavar="URL", help=f"where to send: {SENDER_URLS}")
+    p.add_argument("--again", action="store_true",
+                   help="send the INPUT files even where an earlier run of this sensor sent "
+                        "them unchanged (default: they are skipped, and said so, so that "
+                        "restarting an interrupted run sends no second copy)")
     p.add_argument("--watch", metavar="DIR",
                    help="also send every file that appears in DIR (once complete) until "
                         "Ctrl-C; what was sent is kept in --state, so a restart sends only "
@@ -127,8 +134,14 @@ def run(args):
     failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
         courier.start()
-        failed += stream_files(encoder, courier, [path for path, _ in files], args.coder,
-                               log, level)[1]
+        record = None if args.again else SentRecord(
+            SentRecord.inputs_in(args.state, identity.name))
+        _, failures, earlier = stream_inputs(encoder, courier, [path for path, _ in files],
+                                             record, args.coder, log, level)
+        failed += failures
+        if earlier:
+            log(f"skipped {earlier} input(s) this sensor sent before, unchanged (--again "
+                "sends them anew)")
         if args.video is not None:
             from ..runtime.sources import VideoSource
 
@@ -136,7 +149,7 @@ def run(args):
             failed += stream_frames(encoder, courier, source.frames(args.fps, args.frames),
                                     source.name, args.coder, log, level)[1]
         if args.watch:
-            record = WatchRecord.path_in(args.state, identity.name, args.watch)
+            record = SentRecord.path_in(args.state, identity.name, args.watch)
             failed += watch_folder(encoder, courier, args.watch, args.coder, log=log,
                                    record=record, level=level)[1]
     except KeyboardInterrupt as e:

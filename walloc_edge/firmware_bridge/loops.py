@@ -6,8 +6,6 @@ or a plain ``transports`` sender); each message carries its source and capture t
 metadata. One input that cannot be read or encoded is skipped with one line; the batch goes
 on.
 """
-import hashlib
-import json
 import queue
 import threading
 import time
@@ -15,10 +13,11 @@ from collections import OrderedDict, deque
 from pathlib import Path
 
 from ..runtime.console import say
-from ..runtime.io import read_input, write_atomic
+from ..runtime.io import read_input
+from .delivery.sent import SentRecord, file_digest
 from .delivery.spool import signals_deferred
 
-__all__ = ["stream_files", "stream_frames", "watch_folder", "WatchRecord", "serve_messages",
+__all__ = ["stream_files", "stream_inputs", "stream_frames", "watch_folder", "serve_messages",
            "Rejected"]
 
 
@@ -44,6 +43,29 @@ def _send_all(encoder, sender, items, coder, log, level=None):
     return sent, failed
 
 
+def stream_inputs(encoder, sender, paths, record, coder="rans", log=say, level=None):
+    """``stream_files`` for the files given to a run, skipping those ``record`` (a
+    SentRecord, or None to send them all) holds as sent unchanged by an earlier run:
+    restarting an interrupted run with the same inputs sends what is new, never a second
+    copy of what its spool already holds. Returns (sent, failed, skipped)."""
+    sent = failed = skipped = 0
+    for path in paths:
+        name = str(Path(path).resolve())
+        try:
+            if record is not None and record.unchanged(name, Path(path)):
+                skipped += 1
+                continue
+            stat, digest = Path(path).stat(), file_digest(path)
+        except OSError:
+            stat = digest = None  # stream_files says why it cannot be read
+        with signals_deferred():  # spooled and recorded as one step
+            n, f = stream_files(encoder, sender, [path], coder, log, level)
+            if n and record is not None and stat is not None:
+                record.keep(name, (stat.st_size, stat.st_mtime_ns), digest)
+        sent, failed = sent + n, failed + f
+    return sent, failed, skipped
+
+
 def stream_files(encoder, sender, paths, coder="rans", log=say, level=None):
     """Encode each file and send its .wlc; returns (sent, failed)."""
     b = encoder.bundle
@@ -58,49 +80,6 @@ def stream_frames(encoder, sender, frames, name, coder="rans", log=say, level=No
     items = ((f"{name} frame {i}", f"{name}-{i:06d}", lambda frame=frame: (frame, 0))
              for i, frame in enumerate(frames))
     return _send_all(encoder, sender, items, coder, log, level)
-
-
-class WatchRecord:
-    """What a watched folder has had sent: name → size, time and sha256 of each file, kept
-    in ``path`` (JSON, written atomically; None: in memory only) once its message is
-    spooled, so that a restart sends only what is new or changed."""
-
-    @staticmethod
-    def path_in(state, sensor, folder):
-        """Where sensor ``sensor`` (its name) keeps the record of ``folder`` in its state
-        folder: one per sensor and folder (another --sensor-id sends the folder again)."""
-        folder = Path(folder).resolve()
-        digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
-        return Path(state) / "watch" / f"{sensor}-{digest}.json"
-
-    def __init__(self, path=None):
-        self.path, self.files = (Path(path) if path else None), {}
-        if self.path and self.path.is_file():
-            try:
-                self.files = dict(json.loads(self.path.read_text())["files"])
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{self.path} is damaged; remove it to send the whole "
-                                 "folder again") from None
-
-    def version(self, name):
-        entry = self.files.get(name)
-        return entry and (entry["size"], entry["mtime_ns"])
-
-    def keep(self, name, version, digest, present):
-        """Record ``name`` as sent; files no longer in the folder (``present``) are left out."""
-        self.files = {n: e for n, e in self.files.items() if n in present}
-        self.files[name] = {"size": version[0], "mtime_ns": version[1], "sha256": digest}
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(self.path, json.dumps({"files": self.files}, indent=0).encode())
-
-
-def _digest(path):
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=None,
@@ -118,7 +97,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
     suffixes = encoder.bundle.modality.inputs  # what this sensor's model encodes
-    sent = WatchRecord(record)
+    sent = SentRecord(record)
     done = {name: sent.version(name) for name in sent.files}  # name → (size, mtime) handled
     seen, sent_count, failing = {}, 0, set()  # name → the (size, mtime) last seen, and for
     # how many polls; how many sent; the names whose last try failed
@@ -143,7 +122,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
                     continue
                 done[name] = version
                 try:
-                    digest = _digest(path)
+                    digest = file_digest(path)
                 except OSError:
                     digest = None  # stream_files says why it cannot be read
                 if digest and digest == sent.files.get(name, {}).get("sha256"):
