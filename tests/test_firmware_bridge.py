@@ -501,3 +501,51 @@ def test_watch_says_a_file_cut_short_is_tried_again(tmp_path, rgb_weights_bundle
     assert sent == ["shot.png"] and totals == (1, 0)  # its last try sent it
     skipped = [line for line in lines if line.startswith("skipped")]
     assert len(skipped) == 1 and skipped[0].endswith("; tried again when the file changes")
+
+
+def test_the_sent_record_survives_crashes_formats_and_a_second_writer(tmp_path):
+    """The journal of what a sensor sent: a last line cut short by a crash (or without its
+    newline) costs that file only, never the record; the earlier one-object format is read;
+    two streams on one state folder keep each other's lines through a rewrite; entries of
+    files gone are dropped where names are paths."""
+    import json
+
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+
+    path = tmp_path / "sent.jsonl"
+    first = SentRecord(path)
+    first.keep("/a", (1, 2), "x")
+    with open(path, "a") as f:
+        f.write('{"name": "/b", "si')  # a crash mid-line
+    again = SentRecord(path)
+    assert set(again.files) == {"/a"}
+    again.keep("/c", (3, 4), "y")
+    with open(path, "a") as f:
+        f.write(json.dumps({"name": "/d", "size": 5, "mtime_ns": 6, "sha256": "z"}))  # no \n
+    third = SentRecord(path)
+    third.keep("/e", (7, 8), "w")
+    assert set(SentRecord(path).files) == {"/a", "/c", "/d", "/e"}
+
+    other = SentRecord(path)  # a second stream, loaded before the first rewrites
+    for i in range(200):  # enough lines for a rewrite
+        third.keep("/e", (7, i), "w")
+    other.keep("/f", (9, 9), "v")
+    for i in range(200):
+        third.keep("/e", (8, i), "w")
+    assert set(SentRecord(path).files) == {"/a", "/c", "/d", "/e", "/f"}
+    assert SentRecord(path).holds("/e", (8, 199), "w") and not SentRecord(path).holds(
+        "/e", (8, 199), "other content")
+
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"files": {"a.png": {"size": 1, "mtime_ns": 2,
+                                                   "sha256": "x"}}}, indent=0))
+    assert SentRecord(old).version("a.png") == (1, 2)
+    assert json.loads(old.read_text().splitlines()[0])["name"] == "a.png"  # a journal now
+
+    kept = tmp_path / "there.png"
+    kept.write_bytes(b"")
+    inputs = tmp_path / "inputs.jsonl"
+    record = SentRecord(inputs)
+    record.keep(str(kept), (0, 0), "x")
+    record.keep(str(tmp_path / "gone.png"), (0, 0), "y")
+    assert set(SentRecord(inputs, prune_missing=True).files) == {str(kept)}

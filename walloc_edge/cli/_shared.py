@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["HelpFormatter", "progress", "write_text", "output_dir", "input_files",
@@ -61,8 +62,12 @@ def output_dir(path, option="-o/--out"):
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:  # a file on the way, no permission, a read-only file system
         raise ValueError(f"{option} {path}: cannot create it ({e.strerror or e})") from None
-    if not os.access(path, os.W_OK):  # said before the work, not file by file after it
-        raise ValueError(f"{option} {path}: cannot write there (read-only, or not yours)")
+    try:  # said before the work, not file by file after it; a probe, since permission
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".probe-")  # bits can tell wrong
+    except OSError as e:  # (capabilities, CIFS and FUSE mounts)
+        raise ValueError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 

@@ -50,8 +50,9 @@ def configure(p):
     p.add_argument("--to", required=True, metavar="URL", help=f"where to send: {SENDER_URLS}")
     p.add_argument("--again", action="store_true",
                    help="send the INPUT files even where an earlier run of this sensor sent "
-                        "them unchanged (default: they are skipped, and said so, so that "
-                        "restarting an interrupted run sends no second copy)")
+                        "them with the same size, time and content (default: those are "
+                        "skipped, and said so, so that restarting an interrupted run sends "
+                        "no second copy)")
     p.add_argument("--watch", metavar="DIR",
                    help="also send every file that appears in DIR (once complete) until "
                         "Ctrl-C; what was sent is kept in --state, so a restart sends only "
@@ -134,10 +135,10 @@ def run(args):
     failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
         courier.start()
-        record = None if args.again else SentRecord(
-            SentRecord.inputs_in(args.state, identity.name))
+        record = SentRecord(SentRecord.inputs_in(args.state, identity.name),
+                            prune_missing=True) if files else None
         _, failures, earlier = stream_inputs(encoder, courier, [path for path, _ in files],
-                                             record, args.coder, log, level)
+                                             record, args.coder, log, level, args.again)
         failed += failures
         if earlier:
             log(f"skipped {earlier} input(s) this sensor sent before, unchanged (--again "

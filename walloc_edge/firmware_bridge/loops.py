@@ -43,25 +43,28 @@ def _send_all(encoder, sender, items, coder, log, level=None):
     return sent, failed
 
 
-def stream_inputs(encoder, sender, paths, record, coder="rans", log=say, level=None):
-    """``stream_files`` for the files given to a run, skipping those ``record`` (a
-    SentRecord, or None to send them all) holds as sent unchanged by an earlier run:
-    restarting an interrupted run with the same inputs sends what is new, never a second
-    copy of what its spool already holds. Returns (sent, failed, skipped)."""
+def stream_inputs(encoder, sender, paths, record, coder="rans", log=say, level=None,
+                  again=False):
+    """``stream_files`` for the files given to a run, recording each in ``record`` (a
+    SentRecord, or None) once spooled and skipping those it holds as sent with the same
+    size, time and content (unless ``again``): restarting an interrupted run with the same
+    inputs sends what is new, never a second copy of what its spool already holds.
+    Returns (sent, failed, skipped)."""
     sent = failed = skipped = 0
     for path in paths:
         name = str(Path(path).resolve())
         try:
-            if record is not None and record.unchanged(name, Path(path)):
-                skipped += 1
-                continue
-            stat, digest = Path(path).stat(), file_digest(path)
+            stat = Path(path).stat()
+            version, digest = (stat.st_size, stat.st_mtime_ns), file_digest(path)
         except OSError:
-            stat = digest = None  # stream_files says why it cannot be read
+            version = digest = None  # stream_files says why it cannot be read
+        if record is not None and digest and not again and record.holds(name, version, digest):
+            skipped += 1
+            continue
         with signals_deferred():  # spooled and recorded as one step
             n, f = stream_files(encoder, sender, [path], coder, log, level)
-            if n and record is not None and stat is not None:
-                record.keep(name, (stat.st_size, stat.st_mtime_ns), digest)
+            if n and record is not None and digest:
+                record.keep(name, version, digest)
         sent, failed = sent + n, failed + f
     return sent, failed, skipped
 

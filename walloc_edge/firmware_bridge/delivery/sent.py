@@ -1,9 +1,15 @@
 """What a sensor has sent of its files, so that a restart sends only what is new or
 changed: a watched folder's, and the INPUT files of its runs (``stream``)."""
+import contextlib
 import hashlib
 import json
 import os
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: one stream a state folder
+    fcntl = None
 
 from ...runtime.io import write_atomic
 
@@ -31,63 +37,88 @@ class SentRecord:
         digest = hashlib.sha256(str(folder).encode()).hexdigest()[:16]
         return Path(state) / "watch" / f"{sensor}-{digest}.json"
 
-    def __init__(self, path=None):
+    def __init__(self, path=None, prune_missing=False):
+        """The record in ``path``; ``prune_missing``: names are absolute paths, and those
+        no longer there are dropped (an INPUT record would grow forever otherwise)."""
         self.path, self.files, self.lines = (Path(path) if path else None), {}, 0
-        if self.path and self.path.is_file():
-            self._load(self.path.read_text())
+        if self.path is None:
+            return
+        with self._locked():
+            self.files, self.lines, damaged = self._read()
+            if prune_missing:
+                self.files = {n: e for n, e in self.files.items() if os.path.exists(n)}
+            if damaged or self.lines > len(self.files):
+                self._write()
 
-    def _load(self, text):
-        if text.lstrip().startswith('{"files"') or text.lstrip().startswith("{\n"):
-            try:  # the earlier format, one JSON object: rewritten as a journal
-                self.files = dict(json.loads(text)["files"])
+    @contextlib.contextmanager
+    def _locked(self):
+        """Several streams may share a state folder: appends and rewrites one at a time
+        (flock, where the system has it)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _read(self):
+        """(files, lines, whether to rewrite it) of the journal on disk: the earlier format
+        (one JSON object) is read and rewritten; a last line cut short by a crash (its file is
+        sent again) or without its newline is rewritten, so that appends never join it."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return {}, 0, False
+        damaged = ValueError(f"{self.path} is damaged; remove it to send the files again")
+        if text.lstrip().startswith(("{\n", '{"files"')):
+            try:
+                return dict(json.loads(text)["files"]), 0, True
             except (ValueError, KeyError, TypeError):
-                raise ValueError(f"{self.path} is damaged; remove it to send the files "
-                                 "again") from None
-            return self._compact()
-        lines = text.splitlines()
+                raise damaged from None
+        files, lines = {}, text.splitlines()
         for i, line in enumerate(lines):
             try:
                 entry = json.loads(line)
-                self.files[entry.pop("name")] = entry
+                files[entry.pop("name")] = entry
             except (ValueError, KeyError, TypeError, AttributeError):
-                if i == len(lines) - 1 and not text.endswith("\n"):
-                    return self._compact()  # a line cut short by a crash: its file is sent
-                    # again, and the journal rewritten without it (appends go after it)
-                raise ValueError(f"{self.path} is damaged; remove it to send the files "
-                                 "again") from None
-        self.lines = len(lines)
+                if i < len(lines) - 1 or text.endswith("\n"):
+                    raise damaged from None
+        return files, len(lines), not text.endswith("\n") and bool(text)
 
     def version(self, name):
         entry = self.files.get(name)
         return entry and (entry["size"], entry["mtime_ns"])
 
-    def unchanged(self, name, path):
-        """Whether ``path`` is what was sent as ``name``: the same size and time, or the
-        same content (a file touched)."""
-        stat = path.stat()
-        if self.version(name) == (stat.st_size, stat.st_mtime_ns):
-            return True
-        return name in self.files and self.files[name].get("sha256") == file_digest(path)
+    def holds(self, name, version, digest):
+        """Whether ``name`` was sent with this size and time and this content (an INPUT
+        file: a new capture to the same path, even of the same content, is sent)."""
+        entry = self.files.get(name)
+        return bool(entry) and self.version(name) == tuple(version) and \
+            entry["sha256"] == digest
 
     def keep(self, name, version, digest, present=None):
         """Record ``name`` as sent; files no longer in the folder (not in ``present``, when
-        given) are left out."""
-        if present is not None:
-            self.files = {n: e for n, e in self.files.items() if n in present}
-        self.files[name] = {"size": version[0], "mtime_ns": version[1], "sha256": digest}
+        given) are left out, on disk too."""
+        entry = {"size": version[0], "mtime_ns": version[1], "sha256": digest}
+        gone = set() if present is None else set(self.files) - set(present)
+        for n in gone:
+            del self.files[n]
+        self.files[name] = entry
         if self.path is None:
             return
-        if self.lines > 2 * len(self.files) + 64:
-            return self._compact()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"name": name, **self.files[name]}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        self.lines += 1
+        with self._locked():
+            if gone or self.lines > 2 * len(self.files) + 64:
+                # another stream on this state folder may have appended: theirs are kept
+                on_disk, _, _ = self._read()
+                self.files = {**{n: e for n, e in on_disk.items() if n not in gone},
+                              **self.files}
+                return self._write()
+            with open(self.path, "a") as f:
+                f.write(json.dumps({"name": name, **entry}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            self.lines += 1
 
-    def _compact(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def _write(self):
         write_atomic(self.path, "".join(json.dumps({"name": n, **e}) + "\n"
                                         for n, e in self.files.items()).encode())
         self.lines = len(self.files)

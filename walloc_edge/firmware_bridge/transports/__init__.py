@@ -39,7 +39,8 @@ RECEIVER_URLS = _listing([s.receive_help for s in SCHEMES.values()])
 
 def _resolve(url):
     """(SCHEMES entry, Address) of ``url``; ValueError naming the fix."""
-    if re.fullmatch(r"[\w.-]+:\d+", url) and not Path(url).exists():  # the usual slip
+    if re.fullmatch(r"[\w.-]+:\d+", url):  # the usual slip (even where such a file exists:
+        # an earlier slip may have made it)
         raise ValueError(f"{url} looks like HOST:PORT: give tcp://{url} (or udp://{url}); "
                          f"a file of that name is file://{Path(url).absolute()}")
     parsed = urlparse(url)
