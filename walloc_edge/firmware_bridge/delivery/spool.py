@@ -21,10 +21,12 @@ STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 @contextlib.contextmanager
 def signals_deferred():
-    """A block a stop (Ctrl-C, SIGTERM, SIGHUP) does not cut in two: the signals wait, and
-    arrive when it ends. For steps that must be whole, e.g. a message spooled and counted,
-    or spooled and recorded as sent. Only the main thread takes signals; elsewhere this
-    does nothing."""
+    """A block a stop (Ctrl-C, SIGTERM, SIGHUP) should not cut in two: the main thread
+    blocks the signals until it ends. For steps that must be whole, e.g. a message spooled
+    and counted, or spooled and recorded as sent. Elsewhere this does nothing. Not a
+    guarantee: the kernel may hand the signal to another thread (the courier's, a BLAS
+    pool's), and Python then runs its handler in the main thread, inside the block; what
+    that costs is the same as a crash there (docs/delivery.md: one file sent again)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
