@@ -205,8 +205,9 @@ def check_model(model):
     from ..zoo import embedded_models, weights_installed
 
     if not weights_installed():
-        raise ValueError(f"{model}: no such bundle folder here, and no embedded models are "
-                         "installed (they come with 'walloc-edge[server]')")
+        raise ValueError(f"{model}: no such bundle folder here, and the embedded models "
+                         "are not installed: pip install 'walloc-edge[server]' (a bundle "
+                         "exported with --decoder decodes without them)")
     if model not in embedded_models():
         raise ValueError(f"{model}: no such bundle folder or embedded model (embedded: "
                          f"{', '.join(embedded_models())})")
