@@ -61,29 +61,27 @@ class Speed:
         return self.short_call + self.per_latent * max(latents - self.short_latents, 0)
 
 
+def _proc_bytes(path, field):
+    """A "Field:  N kB" line of a Linux /proc file, in bytes; None elsewhere."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def available_memory() -> "int | None":
     """Bytes this machine can give a process now without swapping (Linux's MemAvailable),
     else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def _peak_rss():
     """The process's peak resident memory since the last reset (Linux), else None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_bytes("/proc/self/status", "VmHWM")
 
 
 def _reset_peak():

@@ -61,12 +61,22 @@ def stream_inputs(encoder, sender, paths, record, coder="rans", log=say, level=N
         if record is not None and digest and not again and record.holds(name, version, digest):
             skipped += 1
             continue
-        with signals_deferred():  # spooled and recorded as one step
-            n, f = stream_files(encoder, sender, [path], coder, log, level)
-            if n and record is not None and digest:
-                record.keep(name, version, digest)
+        n, f = _send_recorded(encoder, sender, path, record, name, version, digest, coder,
+                              log, level)
         sent, failed = sent + n, failed + f
     return sent, failed, skipped
+
+
+def _send_recorded(encoder, sender, path, record, name, version, digest, coder, log, level,
+                   present=None):
+    """``path`` sent and, once spooled, kept in ``record`` (a SentRecord, or None) as
+    ``name`` with its ``version`` and ``digest``, as one step (as far as signals_deferred
+    holds a stop back); (sent, failed)."""
+    with signals_deferred():
+        n, failed = stream_files(encoder, sender, [path], coder, log, level)
+        if n and record is not None and digest:
+            record.keep(name, version, digest, present)
+    return n, failed
 
 
 def stream_files(encoder, sender, paths, coder="rans", log=say, level=None):
@@ -104,6 +114,11 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     done = {name: sent.version(name) for name in sent.files}  # name → (size, mtime) handled
     seen, sent_count, failing = {}, 0, set()  # name → the (size, mtime) last seen, and for
     # how many polls; how many sent; the names whose last try failed
+
+    def retried(line):  # a writer may pause longer than the settling polls
+        log(f"{line}; tried again when the file changes" if line.startswith("skipped ") else
+            line)
+
     try:
         while not (stop and stop()):
             names = sorted(p.name for p in folder.iterdir())
@@ -131,14 +146,8 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
                 if digest and digest == sent.files.get(name, {}).get("sha256"):
                     sent.keep(name, version, digest, names)  # touched, not changed
                     continue
-                def retried(line):  # a writer may pause longer than the settling polls
-                    log(f"{line}; tried again when the file changes" if
-                        line.startswith("skipped ") else line)
-
-                with signals_deferred():  # spooled and recorded as one step
-                    n, failed = stream_files(encoder, sender, [path], coder, retried, level)
-                    if n:
-                        sent.keep(name, version, digest, names)
+                n, failed = _send_recorded(encoder, sender, path, sent, name, version,
+                                           digest, coder, retried, level, present=names)
                 sent_count += n
                 (failing.add if failed else failing.discard)(name)
             time.sleep(poll)
