@@ -57,8 +57,13 @@ def test_encode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, tmp_pa
     before = (out / "a-png.wlc").read_bytes()
     (out / "a-png.wlc").write_bytes(b"kept")
     capsys.readouterr()
-    assert main(argv) == 1  # both exist: reported and skipped
-    assert "exists (--overwrite replaces it)" in capsys.readouterr().out
+    assert main(argv) == 0  # a run again: both outputs are newer than their inputs
+    assert "kept 2 existing output(s)" in capsys.readouterr().out
+    assert (out / "a-png.wlc").read_bytes() == b"kept"
+    make_older(out / "a-png.wlc", than=tmp_path / "a.png")  # the input changed since
+    assert main(argv) == 1
+    said = capsys.readouterr().out
+    assert "a-png.wlc exists and is older than" in said and "kept 1 existing" in said
     assert (out / "a-png.wlc").read_bytes() == b"kept"
     assert main(argv + ["--overwrite"]) == 0
     assert (out / "a-png.wlc").read_bytes() == before
@@ -66,6 +71,7 @@ def test_encode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, tmp_pa
 
 def test_decode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, reference_dir,
                                                               tmp_path, capsys):
+    from walloc_edge.decoder import Decoder
     from walloc_edge.runtime import Encoder
 
     encoder = Encoder(rgb_bundle, "numpy")
@@ -80,10 +86,22 @@ def test_decode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, refere
     first = (out / "x.png").read_bytes()
     (out / "x.png").write_bytes(b"kept")
     capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:  # judged from the header: nothing decoded
+        patch.setattr(Decoder, "decode", lambda *a, **k: pytest.fail("decoded"))
+        assert main(argv) == 0  # a run again: both outputs are newer than their inputs
+    assert "kept 2 existing output(s)" in capsys.readouterr().out
+    assert (out / "x.png").read_bytes() == b"kept"
+    make_older(out / "x.png", than=tmp_path / "a" / "x.wlc")
     assert main(argv) == 1
-    assert "exists (--overwrite replaces it)" in capsys.readouterr().out
+    assert "x.png exists and is older than" in capsys.readouterr().out
     assert (out / "x.png").read_bytes() == b"kept"
     assert main(argv + ["--overwrite"]) == 0 and (out / "x.png").read_bytes() == first
+
+
+def make_older(path, than):
+    """Give ``path`` a time before ``than``'s, as if its input had changed since."""
+    stamp = than.stat().st_mtime_ns
+    os.utime(path, ns=(stamp - 10**9, stamp - 10**9))
 
 
 def bomb_png(path, width=100_000, height=100_000):

@@ -81,8 +81,31 @@ def input_files(args, modality):
 
 def add_overwrite_option(p):
     p.add_argument("--overwrite", action="store_true",
-                   help="replace outputs that exist (default: an existing output is left as "
-                        "it is, and its input reported and skipped)")
+                   help="replace outputs that exist (default: an output newer than its "
+                        "input is kept, as a run again after a stop wants; one older than "
+                        "its input is left as it is and the input reported as failed)")
+
+
+def kept_output(target, source, overwrite):
+    """Whether ``target`` exists and is kept: it is newer than its ``source`` file (the
+    output of an earlier run, say one that was stopped). One older than its source, or
+    whose source is no file (a camera), is a FileExistsError: the input changed since it was
+    made, and replacing it is --overwrite's to say, not a rerun's."""
+    if overwrite or not target.exists():
+        return False
+    try:
+        if source is not None and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
+            return True
+    except OSError:  # the source went away: not ours to judge
+        pass
+    older = f" and is older than {source}" if source is not None else ""
+    raise FileExistsError(f"{target} exists{older} (--overwrite replaces it)")
+
+
+def kept_line(kept):
+    """The summary of outputs kept by ``kept_output``, or ''."""
+    return (f"kept {kept} existing output(s), each newer than its input (--overwrite "
+            "replaces them)") if kept else ""
 
 
 def skipped_line(skipped):

@@ -5,20 +5,21 @@ import sys
 from pathlib import Path
 
 from ..runtime.files import distinct_names, expand_inputs
-from ..runtime.io import write_signal
+from ..runtime.io import signal_path, write_signal
 from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.errors import NewerBitstreamError
 from ._shared import (add_decoder_options, add_overwrite_option, check_device, check_model,
-                      decoder_choices, is_bundle, naming_engine, output_dir, progress,
-                      skipped_line)
+                      decoder_choices, is_bundle, kept_line, kept_output, naming_engine,
+                      output_dir, progress, skipped_line)
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
 (exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
 or model version this one does not know) is reported on stderr and skipped too; when every
 input is such a one, nothing here can decode them: exit status 2 (upgrade walloc-edge).
 Each output is written whole or not at all;
-an existing one is not replaced without --overwrite. A folder's .wlc files (searched
+an existing one newer than its .wlc is kept (a run again after a stop decodes only what is
+missing); one older than its .wlc is not replaced without --overwrite, and counts as failed. A folder's .wlc files (searched
 recursively) keep their place below it (wlc/a/1.wlc -> OUT/a/1.png); inputs that share a
 name keep apart (a/x.wlc, b/x.wlc given as files -> x.png, x-2.png).
 
@@ -70,9 +71,21 @@ def auto_line(engine):
     return f"auto: the fastest on a probe here; {times}"
 
 
-def decode_to_file(decoder, blob, stem, fmt, overwrite=True):
-    """.wlc bytes → the decoded signal, written next to ``stem``; (signal, path)."""
-    stream = read_bitstream(blob, accept=lambda header: check_memory(decoder, header))
+def decode_to_file(decoder, source, stem, fmt, overwrite=True):
+    """The .wlc file ``source`` → its signal, written next to ``stem``: (signal, path), or
+    (None, path) for an output kept as it is (``kept_output``), judged from the header
+    before any decode."""
+    judged = {}
+
+    def accept(header):
+        judged["path"] = signal_path(header, stem, fmt)
+        judged["kept"] = kept_output(judged["path"], source, overwrite)
+        if not judged["kept"]:
+            check_memory(decoder, header)
+
+    stream = read_bitstream(source.read_bytes(), accept=accept)
+    if judged["kept"]:
+        return None, judged["path"]
     signal = decoder.decode(stream)
     Path(stem).parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place
     return signal, write_signal(signal, stream.header, stem, fmt, overwrite)
@@ -125,19 +138,20 @@ def run(args):
                          f"{' …' if len(args.inputs) > 3 else ''}"
                          + (f" ({skipped_line(skipped)})" if skipped else ""))
     out = output_dir(args.out)
-    failed = newer = 0
+    failed = newer = kept = 0
     named = distinct_names(files)
     for path, name in progress(named, "decoding"):
         try:
-            signal, target = decode_to_file(decoder, path.read_bytes(), out / name,
-                                            args.format, args.overwrite)
+            signal, target = decode_to_file(decoder, path, out / name, args.format,
+                                            args.overwrite)
         except NewerBitstreamError as e:
             newer += 1
             print(f"skipped {path}: {e}", file=sys.stderr)
             continue
         except FileExistsError as e:
             failed += 1
-            say(f"skipped {path}: {e} (--overwrite replaces it)")
+            say(f"skipped {path}: {e}" + ("" if "--overwrite" in str(e)
+                                          else " (--overwrite replaces it)"))
             continue
         except FileNotFoundError:
             failed += 1
@@ -151,9 +165,14 @@ def run(args):
             failed += 1
             say(f"skipped {path}: this machine has not the memory to decode it")
             continue
+        if signal is None:
+            kept += 1
+            continue
         say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
     if skipped:
         print(skipped_line(skipped))
+    if kept:
+        print(kept_line(kept))
     if newer == len(named):
         return 2
     return 1 if failed or newer else 0

@@ -7,12 +7,14 @@ from ..runtime.console import say
 from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
 from ._shared import (add_backend_options, add_level_option, add_overwrite_option,
-                      add_video_options, coder_level, input_files, level_note, output_dir,
-                      progress, sensor_encoder)
+                      add_video_options, coder_level, input_files, kept_line, kept_output,
+                      level_note, output_dir, progress, sensor_encoder)
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
-a-jpg.wlc, a-png.wlc). An existing .wlc is not replaced without --overwrite. Video frames
+a-jpg.wlc, a-png.wlc). An existing .wlc newer than its input is kept (a
+run again after a stop encodes only what is missing); one older than its input is not
+replaced without --overwrite, and counts as failed. Video frames
 are OUT/NAME-000000.wlc, ... A path that does not exist stops the command before any work
 (a typo); an unreadable or unsupported input is reported and skipped;
 the rest are still encoded, and the exit status is 1. Each .wlc is written whole or not at
@@ -58,10 +60,17 @@ def run(args):
         print(note)
     print(f"encoding with {encoder.describe()} + {args.coder}"
           f"{f' (level {level})' if level else ''} into {out}")
-    totals = {"done": 0, "failed": 0, "in": 0, "out": 0}
+    totals = {"done": 0, "failed": 0, "kept": 0, "in": 0, "out": 0}
     for path, name in progress(files, "encoding"):
-        try:
+        try:  # an output kept is decided before the input is read
+            if kept_output(wlc_name(out / name), path, args.overwrite):
+                totals["kept"] += 1
+                continue
             source = read_source(path, b.modality, b.channels)
+        except FileExistsError as e:
+            totals["failed"] += 1
+            say(f"skipped {path}: {e}")
+            continue
         except ValueError as e:
             totals["failed"] += 1
             say(f"skipped {e}" if str(e).startswith(str(path)) else f"skipped {path}: {e}")
@@ -72,6 +81,8 @@ def run(args):
         _encode_video(encoder, args, out, totals)
     if skipped:
         print(skipped)
+    if totals["kept"]:
+        print(kept_line(totals["kept"]))
     if totals["done"]:
         print(f"encoded {totals['done']} input(s): {totals['in']:,} -> {totals['out']:,} bytes "
               f"({ratio(totals['in'], totals['out'])}) in {out}")
@@ -90,14 +101,18 @@ def _encode_video(encoder, args, out, totals):
         print(f"stopped: {source.name} after {totals['done']} input(s)")
 
 
+def wlc_name(stem):
+    return stem.with_name(stem.name + ".wlc")
+
+
 def _encode_one(encoder, args, sample, rate, what, stem, totals, raw_bytes=None, note=None):
     """Encode one sample to STEM.wlc; its ratio counted against ``raw_bytes`` (the input's
     own samples: default, the sample's), ``note`` (how it was fitted to the model) said."""
-    target = stem.with_name(stem.name + ".wlc")
+    target = wlc_name(stem)
     start = time.perf_counter()
     try:
-        if target.exists() and not args.overwrite:
-            raise FileExistsError(f"{target} exists (--overwrite replaces it)")
+        if target.exists() and not args.overwrite:  # a video frame's (a file's output
+            raise FileExistsError(f"{target} exists (--overwrite replaces it)")  # was judged)
         blob = encoder.encode(sample, coder=args.coder, sample_rate=rate, level=args.level)
         seconds = time.perf_counter() - start
         target.parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place

@@ -293,6 +293,18 @@ def write_signal(signal, header, stem, fmt=None, overwrite=True):
     NPY for other band counts, WAV for audio: 16-bit PCM for int16 input, 32-bit float for
     float input); returns the path. The file appears whole or not at all; without
     ``overwrite`` an existing one is a FileExistsError."""
+    path = signal_path(header, stem, fmt)
+    if not overwrite and path.exists():
+        raise FileExistsError(f"{path} exists")
+    with atomic_file(path) as f:
+        _write(f, signal, header, path.suffix[1:])
+    return path
+
+
+def signal_path(header, stem, fmt=None):
+    """The file ``write_signal`` writes for a bitstream of ``header``: known before its
+    decode, so an output there can be judged first; ValueError for a format its signal
+    cannot be written as."""
     stem = Path(stem)
     channels = header.channels
     if fmt is None:
@@ -304,12 +316,7 @@ def write_signal(signal, header, stem, fmt=None, overwrite=True):
                          f"{', '.join(header.modality.output_formats)}")
     if fmt in ("png", "tiff") and channels not in (1, 3):
         raise ValueError(f"a {channels}-band image cannot be a {fmt}; write it as npy")
-    path = stem.with_name(stem.name + "." + fmt)
-    if not overwrite and path.exists():
-        raise FileExistsError(f"{path} exists")
-    with atomic_file(path) as f:
-        _write(f, signal, header, fmt)
-    return path
+    return stem.with_name(stem.name + "." + fmt)
 
 
 def _write(f, signal, header, fmt):
