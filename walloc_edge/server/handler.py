@@ -92,17 +92,20 @@ class Handler:
         self.rows = threading.Lock()  # the latents dataset numbers its rows
 
     def summary(self, handled: int, rejected: int, failed: int, stats: LinkStats) -> str:
-        """serve's last line: what the receive loop's ``handled`` messages came to (written,
-        acknowledged again, collisions), ``rejected`` and ``failed`` (not written), and the
-        receiver's ``stats`` (frames, corruption, authentication, rate, losses)."""
+        """serve's last two lines: what the receive loop's ``handled`` messages came to
+        (written, acknowledged again, collisions), ``rejected`` and ``failed`` (not
+        written); then the receiver's ``stats`` (frames, corruption, authentication, rate,
+        losses)."""
         written = self.outputs.written
         return (f"{'decoded' if self.model.decoder else 'kept'} {written}, rejected "
                 f"{rejected}, not written {failed}, acknowledged again "
-                f"{handled - written - self.collisions}, collisions {self.collisions}; frames "
-                f"{stats.frames}, corrupted {stats.corrupted} ({stats.skipped_bytes} bytes "
-                f"skipped), old-version {stats.old_version}, unauthenticated "
-                f"{stats.unauthenticated}, rate-limited {stats.rate_limited}, lost messages "
-                f"{stats.lost}, duplicates {stats.duplicates}")
+                f"{handled - written - self.collisions} (sent again after they were written), "
+                f"collisions {self.collisions}\n"
+                f"frames {stats.frames} ({stats.duplicates} of them again: dropped, or a "
+                f"written message's answered again), corrupted {stats.corrupted} "
+                f"({stats.skipped_bytes} bytes skipped), old-version {stats.old_version}, "
+                f"unauthenticated {stats.unauthenticated}, rate-limited "
+                f"{stats.rate_limited}, lost messages {stats.lost}")
 
     def _tell(self, outcome, received, **details):
         if self.fleet is not None:
