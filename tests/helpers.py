@@ -1,5 +1,6 @@
 """Helpers that several test files call by name (fixtures live in conftest.py): one copy,
 so that no test file imports another."""
+import re
 import signal
 import socket
 import subprocess
@@ -28,6 +29,19 @@ def blocking(module):
 
 
 BLOCK_TORCH = blocking("torch")
+
+
+OUTPUT_NAME = re.compile(r"(?:(?P<name>.+?)-)?(?P<sensor>[0-9a-f]{16})-(?P<boot>\d+)-"
+                         r"(?P<sequence>\d{6})(?:-(?P<captured>\d{8}T\d{6}Z))?"
+                         r"(?:-(?P<source>.+?))?(?P<suffix>\.[a-z]+)?")
+
+
+def output_parts(name):
+    """The fields of a server's output name, [NAME-]SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE]
+    (.EXT), as a dict; AssertionError for a name not so made."""
+    match = OUTPUT_NAME.fullmatch(name)
+    assert match, f"{name} is not an output name"
+    return match.groupdict()
 
 
 def free_port():

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers import Serve, free_port, photos, sensor, wait_for
+from helpers import Serve, free_port, output_parts, photos, sensor, wait_for
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Spool
 from walloc_edge.server.delivery import Ledger
@@ -44,8 +44,9 @@ def assert_exactly_once(out, expected):
     """Every expected (sensor, source) came out once, and the ledger agrees."""
     names = outputs(out)
     assert len(names) == len(set(names)) == len(expected), names
-    got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names}
-    assert all(re.fullmatch(r"[0-9a-f]{16}-\d+-\d{6}-\d{8}T\d{6}Z-.+\.png", n) for n in names)
+    parts = [output_parts(n) for n in names]
+    assert all(p["captured"] and p["suffix"] == ".png" for p in parts), names
+    got = {(p["sensor"], p["source"]) for p in parts}
     assert got == expected
     ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
     assert len(ledger) == len(set(ledger)) == len(expected)
@@ -95,9 +96,9 @@ def test_sensor_killed_and_restarted(bundle, reference_dir, tmp_path):
     assert again.returncode == 0 and "resending 6 message(s)" in log, log
     assert "6 acknowledged" in log and "boot 2" in log, log
     server.stop()
-    sensor_id = outputs(out)[0].split("-")[0]
+    sensor_id = output_parts(outputs(out)[0])["sensor"]
     assert_exactly_once(out, {(sensor_id, f"p{i:02d}") for i in range(6)})
-    assert all(name.split("-")[1] == "1" for name in outputs(out))  # boot 1's messages
+    assert all(output_parts(name)["boot"] == "1" for name in outputs(out))  # boot 1's messages
 
 
 class CuttingProxy:
@@ -158,7 +159,7 @@ def test_connection_cut_mid_message(bundle, reference_dir, tmp_path):
     assert proc.returncode == 0 and "6 acknowledged" in log, log
     assert proxy.cuts >= 2  # it did have to reconnect
     server.stop()
-    sensor_id = outputs(out)[0].split("-")[0]
+    sensor_id = output_parts(outputs(out)[0])["sensor"]
     assert_exactly_once(out, {(sensor_id, f"p{i:02d}") for i in range(6)})
 
 
@@ -603,7 +604,7 @@ def test_a_really_full_disk(bundle, reference_dir, tmp_path):
         log = proc.communicate(timeout=120)[0]
         server.stop()
         assert proc.returncode == 0 and "4 acknowledged" in log, log
-        sensor_id = outputs(out)[0].split("-")[0]
+        sensor_id = output_parts(outputs(out)[0])["sensor"]
         assert_exactly_once(out, {(sensor_id, f"p{i:02d}") for i in range(4)})
     finally:
         subprocess.run(["umount", "-l", str(out)], capture_output=True)
@@ -633,11 +634,11 @@ def assert_each_once_with_its_content(out, inputs, bundle):
     digests = {p.stem: message_digest(encoder.encode(read_input(p, b.modality, b.channels)[0]))
                for folder in inputs for p in folder.glob("*.png")}
     names = outputs(out)
-    assert sorted(n.split("-", 4)[4].rsplit(".", 1)[0] for n in names) == sorted(digests)
+    assert sorted(output_parts(n)["source"] for n in names) == sorted(digests)
     lines = [line.split() for line in (out / "ledger.txt").read_text().splitlines()]
     assert len({line[0] for line in lines}) == len(lines) == len(digests)
     for key, name, digest, *_ in lines:
-        assert digest == f"digest={digests[name.split('-', 4)[4].rsplit('.', 1)[0]]}", name
+        assert digest == f"digest={digests[output_parts(name)['source']]}", name
 
 
 def serve_collisions(server):
@@ -1025,7 +1026,7 @@ def test_restarted_watch_sends_nothing_twice(bundle, reference_dir, tmp_path, ca
     out = tmp_path / "received"
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"file://{link}",
                  "--out", str(out), "--device", "cpu"]) == 0
-    written = sorted(n.split("-", 4)[4] for n in outputs(out))
+    written = sorted(output_parts(n)["source"] + ".png" for n in outputs(out))
     assert written == ["p00.png", "p01.png", "p01.png", "p02.png", "p03.png", "p04.png"]
 
 
@@ -1057,7 +1058,7 @@ def test_quiet_watch_sensor_delivers_after_serve_restarts(bundle, reference_dir,
     again.send_signal(signal.SIGINT)
     assert again.wait(timeout=30) == 130 and not any(line.startswith("queued ") for line in lines)
     server.stop()
-    sensor_id = outputs(out)[0].split("-")[0]
+    sensor_id = output_parts(outputs(out)[0])["sensor"]
     assert_exactly_once(out, {(sensor_id, f"{c}{i:02d}") for c, n in (("p", 6), ("q", 3))
                               for i in range(n)})
 

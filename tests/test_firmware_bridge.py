@@ -302,6 +302,32 @@ def test_stream_to_serve(tmp_path, rgb_weights_bundle, reference_dir, capsys):
     assert [line["source"] for line in lines] == ["coffee.png", "astronaut.png"]
 
 
+def test_outputs_are_named_by_the_sensor_name_and_the_folders_of_its_files(rgb_weights_bundle,
+                                                                          reference_dir, tmp_path):
+    """A --sensor-id given as a name, and a file's folders below the folder streamed, are
+    in the server's output names (beside the id, which alone keeps sensors apart)."""
+    from PIL import Image
+    from walloc_edge.data import sample_photo
+    from walloc_edge.firmware_bridge.delivery.identity import sensor_number
+
+    inputs = tmp_path / "in"
+    for folder in ("garden", "gate"):
+        (inputs / folder).mkdir(parents=True)
+        Image.fromarray(sample_photo("coffee")[:32, :48]).save(inputs / folder / "shot.png")
+    link = tmp_path / "link.frames"
+    assert main(["stream", str(rgb_weights_bundle), str(inputs), "--to", f"file://{link}",
+                 "--backend", "numpy", "--sensor-id", "cam 1",
+                 "--state", str(tmp_path / "state")]) == 0
+    out = tmp_path / "received"
+    assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
+                 "--out", str(out), "--device", "cpu"]) == 0
+    sensor = f"{sensor_number('cam 1'):016x}"
+    names = sorted(re.sub(r"-\d{8}T\d{6}Z-", "-T-", p.name) for p in out.glob("*.png"))
+    assert names == [f"cam_1-{sensor}-1-000000-T-garden_shot.png",
+                     f"cam_1-{sensor}-1-000001-T-gate_shot.png"], names
+
+
+
 def test_one_key_twice_in_a_capture(tmp_path, rgb_weights_bundle, reference_dir, capsys):
     """A capture holding one message twice (a resend) writes it once; one holding two
     different messages under one key (two captures numbered alike, appended) says COLLISION

@@ -2,14 +2,13 @@
 whatever order the workers finish; a copy of a message in flight is not written twice; and
 with three sensors streaming through a server killed and restarted, every photo exactly
 once."""
-import re
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from helpers import Serve, free_port, photos, sensor
+from helpers import Serve, free_port, output_parts, photos, sensor
 from walloc_edge.firmware_bridge.loops import serve_messages
 from walloc_edge.firmware_bridge.transports.base import Received
 from walloc_edge.runtime import Encoder
@@ -96,9 +95,10 @@ def test_workers_through_a_server_killed_and_restarted(rgb_weights_bundle, refer
     server.stop()
     names_out = sorted(p.name for p in out.glob("*.png"))
     assert len(names_out) == len(set(names_out)) == 24, names_out
-    got = {(n.split("-")[0], n.split("-", 4)[4].rsplit(".", 1)[0]) for n in names_out}
+    parts = [output_parts(n) for n in names_out]
+    got = {(p["sensor"], p["source"]) for p in parts}
     assert got == {(n, f"p{i:02d}") for n in names for i in range(8)}
-    assert all(re.fullmatch(r"[0-9a-f]{16}-\d+-\d{6}-\d{8}T\d{6}Z-.+\.png", n) for n in names_out)
+    assert all(p["captured"] and p["suffix"] == ".png" for p in parts), names_out
     ledger = [line.split()[0] for line in (out / "ledger.txt").read_text().splitlines()]
     assert len(ledger) == len(set(ledger)) == 24
     assert not any(list((tmp_path / f"state{i}" / "spool" / n).glob("*.msg"))

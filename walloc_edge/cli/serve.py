@@ -24,7 +24,7 @@ from ._stops import stop_on
 ENGINE = "auto"
 
 EXAMPLES = """Each message: verify the .wlc (CRC, model id, the size it claims), decode it,
-write OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
+write OUT/[NAME-]SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> whole (temporary name, fsync,
 rename), add a line to OUT/metrics.jsonl and OUT/ledger.txt, and only then acknowledge it to
 the sensor (TCP, MQTT), which keeps it until then and sends it again after any restart. A
 message already in the ledger is acknowledged again and not written twice; one with other

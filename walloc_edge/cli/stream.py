@@ -137,8 +137,10 @@ def run(args):
         courier.start()
         record = SentRecord(SentRecord.inputs_in(args.state, identity.name),
                             prune_missing=True) if files else None
-        _, failures, earlier = stream_inputs(encoder, courier, [path for path, _ in files],
-                                             record, args.coder, log, level, args.again)
+        sources = [(path, name.with_name(name.name + path.suffix).as_posix())  # a/1.jpg
+                   for path, name in files]  # (a folder's files keep their folders' names)
+        _, failures, earlier = stream_inputs(encoder, courier, sources, record, args.coder,
+                                             log, level, args.again)
         failed += failures
         if earlier:
             log(f"skipped {earlier} input(s) this sensor sent before, unchanged (--again "

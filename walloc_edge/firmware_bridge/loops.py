@@ -43,15 +43,16 @@ def _send_all(encoder, sender, items, coder, log, level=None):
     return sent, failed
 
 
-def stream_inputs(encoder, sender, paths, record, coder="rans", log=say, level=None,
+def stream_inputs(encoder, sender, files, record, coder="rans", log=say, level=None,
                   again=False):
-    """``stream_files`` for the files given to a run, recording each in ``record`` (a
+    """``stream_files`` for the (path, source name) ``files`` given to a run (a folder's
+    files named with their folders below it), recording each in ``record`` (a
     SentRecord, or None) once spooled and skipping those it holds as sent with the same
     size, time and content (unless ``again``): restarting an interrupted run with the same
     inputs sends what is new, never a second copy of what its spool already holds.
     Returns (sent, failed, skipped)."""
     sent = failed = skipped = 0
-    for path in paths:
+    for path, source in files:
         name = str(Path(path).resolve())
         try:
             stat = Path(path).stat()
@@ -61,29 +62,33 @@ def stream_inputs(encoder, sender, paths, record, coder="rans", log=say, level=N
         if record is not None and digest and not again and record.holds(name, version, digest):
             skipped += 1
             continue
-        n, f = _send_recorded(encoder, sender, path, record, name, version, digest, coder,
-                              log, level)
+        n, f = _send_recorded(encoder, sender, (path, source), record, name, version,
+                              digest, coder, log, level)
         sent, failed = sent + n, failed + f
     return sent, failed, skipped
 
 
-def _send_recorded(encoder, sender, path, record, name, version, digest, coder, log, level,
+def _send_recorded(encoder, sender, file, record, name, version, digest, coder, log, level,
                    present=None):
-    """``path`` sent and, once spooled, kept in ``record`` (a SentRecord, or None) as
+    """``file`` (path, source name) sent and, once spooled, kept in ``record`` (a
+    SentRecord, or None) as
     ``name`` with its ``version`` and ``digest``, as one step (as far as signals_deferred
     holds a stop back); (sent, failed)."""
     with signals_deferred():
-        n, failed = stream_files(encoder, sender, [path], coder, log, level)
+        n, failed = stream_files(encoder, sender, [file], coder, log, level)
         if n and record is not None and digest:
             record.keep(name, version, digest, present)
     return n, failed
 
 
-def stream_files(encoder, sender, paths, coder="rans", log=say, level=None):
-    """Encode each file and send its .wlc; returns (sent, failed)."""
+def stream_files(encoder, sender, files, coder="rans", log=say, level=None):
+    """Encode each file of ``files``, (path, source name) pairs or paths (named so), and
+    send its .wlc with the source name (a server names its output after it); returns (sent,
+    failed)."""
     b = encoder.bundle
-    items = ((path, Path(path).name,
-              lambda path=path: read_input(path, b.modality, b.channels)) for path in paths)
+    files = [file if isinstance(file, tuple) else (file, Path(file).name) for file in files]
+    items = ((path, source, lambda path=path: read_input(path, b.modality, b.channels))
+             for path, source in files)
     return _send_all(encoder, sender, items, coder, log, level)
 
 
@@ -146,7 +151,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
                 if digest and digest == sent.files.get(name, {}).get("sha256"):
                     sent.keep(name, version, digest, names)  # touched, not changed
                     continue
-                n, failed = _send_recorded(encoder, sender, path, sent, name, version,
+                n, failed = _send_recorded(encoder, sender, (path, name), sent, name, version,
                                            digest, coder, retried, level, present=names)
                 sent_count += n
                 (failing.add if failed else failing.discard)(name)

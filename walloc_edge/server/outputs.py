@@ -1,5 +1,5 @@
-"""Where the server's outputs go: OUT/SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> for each
-decoded message, a row per message in a latents dataset, a line per message in
+"""Where the server's outputs go: OUT/[NAME-]SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE].<ext> for
+each decoded message, a row per message in a latents dataset, a line per message in
 OUT/metrics.jsonl, and OUT/ledger.txt, the record of what was written; or, with an object
 store as OUT, objects and marker objects (``store.py``)."""
 import json
@@ -22,15 +22,26 @@ __all__ = ["Outputs", "output_stem"]
 
 
 def output_stem(received: "Received") -> str:
-    """SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE]: which sensor, which message, when it was
-    captured (UTC) and which source file, where the sensor said."""
-    parts = [f"{received.sensor:016x}", str(received.boot), f"{received.sequence:06d}"]
+    """[NAME-]SENSOR-BOOT-SEQUENCE[-CAPTURED][-SOURCE]: which sensor (the name it was given,
+    and its id, which alone keeps names apart), which message, when it was captured (UTC)
+    and which source file (its folders below the sensor's input joined by "_"), where the
+    sensor said."""
+    name = _safe(received.meta.get("name"), 32)
+    parts = [name] if name else []
+    parts += [f"{received.sensor:016x}", str(received.boot), f"{received.sequence:06d}"]
     captured = received.meta.get("time")
     if isinstance(captured, (int, float)) and 0 < captured < 2 ** 34:
         parts.append(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(captured)))
-    source = str(received.meta.get("source", ""))
-    source = re.sub(r"[^A-Za-z0-9_.+-]", "_", source.rsplit(".", 1)[0])[:64].strip("._")
+    source = _safe(str(received.meta.get("source", "")).rsplit(".", 1)[0], 64)
     return "-".join(parts + ([source] if source else []))
+
+
+def _safe(text, limit):
+    """``text`` as part of a file name: what is not a letter, digit or ``_.+-`` becomes
+    "_", at most ``limit`` characters, no leading or trailing dots."""
+    if not isinstance(text, str):
+        return ""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)[:limit].strip("._")
 
 
 class Outputs:

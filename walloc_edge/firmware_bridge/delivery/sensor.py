@@ -78,7 +78,8 @@ class Courier:
     new boot (``identity.renew``). Every ``heartbeat`` seconds (0: never) while it can reach
     the server, the thread also sends a heartbeat: the spool's depth and bytes, what was
     dropped, the boot, the uptime and ``status`` (e.g. version and backend), never spooled,
-    so that a server sees a spool filling before anything is dropped.
+    so that a server sees a spool filling before anything is dropped. A "name" in
+    ``status`` (the --sensor-id a sensor was given) goes with each message too.
     """
 
     def __init__(self, link, identity, spool, key=None, log=say, ack_timeout=30.0,
@@ -200,6 +201,8 @@ class Courier:
         sequence). With ``window`` messages in flight it first waits for acknowledgements,
         so that a dead link is noticed early."""
         key, nonce = self._next_key()
+        if "name" in self.status:  # the --sensor-id given, a server names outputs by it
+            meta = {**(meta or {}), "name": self.status["name"]}
         if not self.link.acks:
             self.sender.send_as(key[1], message, meta, boot=key[0])
             self.report.sent += 1
