@@ -418,6 +418,30 @@ def test_mqtt_late_server_and_broker_restart(bundle, reference_dir, tmp_path, mo
     assert_exactly_once(out, {(n, f"p{i:02d}") for n in names for i in range(6)})
 
 
+@pytest.mark.slow  # serve in its own process
+def test_same_sensor_id_on_two_devices_over_mqtt(bundle, reference_dir, tmp_path, mosquitto):
+    """Over MQTT, too, two devices given one --sensor-id lose nothing: each process hears
+    only the answers to its own messages (its own reply topic), so one never takes the
+    other's "written" for its own message under the same key (it did: 8 of 10 lost)."""
+    broker = mosquitto()
+    topic = f"mqtt://127.0.0.1:{broker.port}/site/cams"
+    out = tmp_path / "received"
+    server = Serve.reference(reference_dir, out, topic)
+    try:
+        inputs = [named_photos(tmp_path / f"in{i}", "ab"[i], 6, 6 * i) for i in range(2)]
+        procs = [sensor(bundle, inputs[i], "--to", topic, "--sensor-id", "twin",
+                        "--ack-timeout", "3", "--wait", "120", state=tmp_path / f"device{i}")
+                 for i in range(2)]
+        logs = [p.communicate(timeout=180)[0] for p in procs]
+        collisions = serve_collisions(server)
+    finally:
+        broker.stop()
+    for proc, log in zip(procs, logs):
+        assert proc.returncode == 0 and "6 acknowledged" in log, log
+    assert collisions >= 1, logs
+    assert_each_once_with_its_content(out, inputs, bundle)
+
+
 def test_a_server_says_when_its_broker_is_gone_and_back(mosquitto):
     """The broker stops: the receiver logs it once and says why it is down (serve's
     /healthz answers 503 with it); back, it subscribes again and says so."""

@@ -79,7 +79,7 @@ class Received:
         if self.reply is None:
             return False
         return self.reply(encode_ack(Ack(status, self.sensor, self.boot, self.sequence), key),
-                          self.sensor)
+                          self)
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,14 @@ class Link:
     """One way to a receiver: ``write(frames)`` sends the frames of one message (raising
     OSError when the link is down), ``acks`` says whether acknowledgements come back (they
     are passed to ``on_ack``), ``reconnect()`` tries once to bring a broken link back.
-    A link that notices by itself that it broke says so in ``alive`` and calls ``on_down``."""
+    A link that notices by itself that it broke says so in ``alive`` and calls ``on_down``.
+    ``reply_meta`` goes with each message sent over it, so that the answer reaches this link
+    and no other (MQTT: the reply topic of this process alone)."""
 
     acks = False
     alive = True
     max_payload = 60000
+    reply_meta: dict = {}
 
     def __init__(self, url):
         self.url, self.on_ack, self.on_down = url, None, None
@@ -144,6 +147,7 @@ class Sender:
 
     def send_as(self, sequence, message, meta=None, boot=None):
         """Send ``message`` as message ``sequence`` of ``boot`` (default: this one)."""
+        meta = {**(meta or {}), **self.link.reply_meta}  # this link's, not the spool's
         data = pack_meta(message, meta) if meta else message
         frames = frames_for(data, self.sensor, self.boot if boot is None else boot, sequence,
                             self.link.max_payload, self.key, FLAG_META if meta else 0)

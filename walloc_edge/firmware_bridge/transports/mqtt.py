@@ -1,8 +1,13 @@
 """mqtt://[USER[:PASS]@]BROKER[:1883]/TOPIC and mqtts:// (TLS), with paho-mqtt: one QoS-1
-publish per message; acknowledgements come back on TOPIC/ack/SENSOR. A receiver may use a
-shared subscription (``/$share/GROUP/TOPIC``) so that several servers split one topic's
-messages between them."""
+publish per message; acknowledgements come back on TOPIC/ack/SENSOR/REPLY, the reply topic
+of the sending process alone (a random token it sends with each message): two processes
+under one sensor id (two streams on a device, two devices given one --sensor-id) each take
+only the answers to their own messages. A receiver may use a shared subscription
+(``/$share/GROUP/TOPIC``) so that several servers split one topic's messages between
+them."""
 import hashlib
+import re
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -40,15 +45,15 @@ def parse(url, parsed, options):
     return Address("mqtt", parsed.hostname, port or (8883 if tls else 1883), topic, options)
 
 
-def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True):
-    """A paho client with a persistent session: the broker keeps this client's
-    subscriptions and queued QoS-1 messages while it is away. ``callbacks`` (on_connect,
+def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True, persistent=True):
+    """A paho client, with a ``persistent`` session (the broker keeps its subscriptions and
+    queued QoS-1 messages while it is away) or a clean one. ``callbacks`` (on_connect,
     on_message, ...) are set before it connects. ``wait``: connected now, or
     ValueError (a server starts only with its broker); otherwise paho keeps trying in the
     background from the start (a sensor that boots before its broker spools meanwhile)."""
     mqtt = _paho(url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
-        "client", client_id), clean_session=False)
+        "client", client_id), clean_session=not persistent)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     _mqtt_security(client, url, options)
     for name, callback in callbacks.items():
@@ -90,20 +95,26 @@ def _mqtt_security(client, url, options):
 
 class MqttLink(Link):
     """One QoS-1 publish per message (so that a shared subscription hands whole messages to
-    servers); acknowledgements come back on TOPIC/ack/SENSOR from the server."""
+    servers); acknowledgements come back from the server on this process's own reply topic,
+    TOPIC/ack/SENSOR/REPLY. Its client id is this process's too, with a clean session (two
+    processes under one id would knock each other off the broker; an answer published while
+    it was away is made up for by sending the message again, which the server answers
+    again), unless ?client=ID names one to keep a persistent session."""
 
     acks = True
 
     def __init__(self, url, host, port, topic, options, sensor, ack_key=None):
         super().__init__(url)
         self.topic, self.address = topic, (host, port)
-        self.ack_topic = f"{topic}/ack/{sensor:016x}"
+        token = secrets.token_hex(8)
+        self.reply_meta = {"reply": token}
+        self.ack_topic = f"{topic}/ack/{sensor:016x}/{token}"
         self.reader_key = ack_key
         self.refused = None
         self.client = _mqtt_client(
-            url, host, port, options, client_id=f"walloc-edge-sensor-{sensor:016x}",
+            url, host, port, options, client_id=f"walloc-edge-sensor-{sensor:016x}-{token}",
             callbacks={"on_connect": self._on_connect, "on_message": self._on_message},
-            wait=False)
+            wait=False, persistent="client" in options)
 
     def _on_connect(self, client, userdata, flags, reason, properties):
         if getattr(reason, "is_failure", False):
@@ -155,9 +166,10 @@ class MqttLink(Link):
 
 
 class MqttReceiver(Receiver):
-    """Each MQTT message holds the frames of one message; acknowledgements go to
-    TOPIC/ack/SENSOR. The session is persistent: messages published while this server is
-    away wait at the broker."""
+    """Each MQTT message holds the frames of one message; acknowledgements go to the
+    sender's reply topic, TOPIC/ack/SENSOR/REPLY (TOPIC/ack/SENSOR for a sender with no
+    reply token: an earlier walloc-edge). The session is persistent: messages published
+    while this server is away wait at the broker."""
 
     def __init__(self, url, host, port, topic, options, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
@@ -189,8 +201,12 @@ class MqttReceiver(Receiver):
         self.log(f"lost the broker ({_shown(self.url)}: {reason}); reconnecting: messages "
                  "wait at the broker, or in the sensors' spools")
 
-    def _reply(self, data, sensor):
-        info = self.client.publish(f"{self.ack_base}/ack/{sensor:016x}", data, qos=1)
+    def _reply(self, data, received):
+        token = received.meta.get("reply")
+        topic = f"{self.ack_base}/ack/{received.sensor:016x}"
+        if isinstance(token, str) and REPLY_TOKEN.fullmatch(token):
+            topic += f"/{token}"
+        info = self.client.publish(topic, data, qos=1)
         return info.rc == 0
 
     def _on_message(self, client, userdata, message):
@@ -205,6 +221,9 @@ class MqttReceiver(Receiver):
         super().stop()
         self.client.loop_stop()
         self.client.disconnect()
+
+
+REPLY_TOKEN = re.compile(r"[0-9a-f]{1,32}")  # a topic level; never a wildcard or a "/"
 
 
 def _shown(url):

@@ -197,7 +197,7 @@ class TcpReceiver(Receiver):
         reader = FrameReader(self.stats, self.keys)
         write_lock = threading.Lock()
 
-        def reply(data, sensor):
+        def reply(data, received):  # this connection is the way back
             with write_lock:
                 try:
                     conn.sendall(data)
