@@ -44,6 +44,24 @@ def output_parts(name):
     return match.groupdict()
 
 
+class FakeLink:
+    """A link with acknowledgements that keeps what is written (the test plays the server)."""
+    reply_meta = {}
+    acks, alive, max_payload, url = True, True, 60000, "fake://"
+
+    def __init__(self):
+        self.on_ack, self.written = None, []
+
+    def reconnect(self):
+        pass
+
+    def write(self, frames):
+        self.written.append(frames)
+
+    def close(self):
+        pass
+
+
 def free_port():
     """A TCP port on loopback that nothing listens on now."""
     with socket.socket() as s:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from helpers import Serve, free_port, output_parts, photos, sensor, wait_for
+from helpers import FakeLink, Serve, free_port, output_parts, photos, sensor, wait_for
 from walloc_edge.cli import main
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Spool
 from walloc_edge.server.delivery import Ledger
@@ -782,23 +782,6 @@ def test_spool_keeps_a_live_process_s_unfinished_write(tmp_path):
     gone.write_bytes(b"half")
     Spool(tmp_path)
     assert live.exists() and not gone.exists()
-
-
-class FakeLink:
-    """A link with acknowledgements that keeps what is written (the test plays the server)."""
-    acks, alive, max_payload, url = True, True, 60000, "fake://"
-
-    def __init__(self):
-        self.on_ack, self.written = None, []
-
-    def reconnect(self):
-        pass
-
-    def write(self, frames):
-        self.written.append(frames)
-
-    def close(self):
-        pass
 
 
 def test_courier_sends_a_collided_message_again_under_a_new_boot(tmp_path):

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..runtime.console import say
 from ..runtime.io import read_input
 from .delivery.sent import SentRecord, file_digest
-from .delivery.spool import signals_deferred
+from .delivery.spool import MessageTooLarge, signals_deferred
 
 __all__ = ["stream_files", "stream_inputs", "stream_frames", "watch_folder", "serve_messages",
            "Rejected"]
@@ -36,7 +36,12 @@ def _send_all(encoder, sender, items, coder, log, level=None):
             failed += 1
             log(f"skipped {e}" if str(e).startswith(str(what)) else f"skipped {what}: {e}")
             continue
-        key = sender.send(blob, {"source": source, "time": time.time()})
+        try:
+            key = sender.send(blob, {"source": source, "time": time.time()})
+        except MessageTooLarge as e:
+            failed += 1
+            log(f"skipped {what}: {e}")
+            continue
         sent += 1
         log(f"{'queued' if sender.spools else 'sent'} {what}: "
             f"{len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}" if key else ""))

@@ -2,6 +2,7 @@
 counted up at every start (under a lock: processes starting at once never share one), and a
 random nonce per start that lets the server tell apart two starts that took the same boot (a
 shared id, a copied or restored state folder); no torch."""
+import errno
 import fcntl
 import hashlib
 import json
@@ -13,6 +14,11 @@ from pathlib import Path
 from ...runtime.io import write_atomic
 
 __all__ = ["Identity", "state_folder", "sensor_number"]
+
+# Room kept in the state folder for saving the identity when its disk is full (with the
+# spool's messages, say): a sensor that could not count up its boot could not start, and
+# so could never deliver what fills the disk.
+RESERVE, RESERVE_BYTES = ".reserve", 64 << 10
 
 
 def state_folder():
@@ -71,7 +77,7 @@ class Identity:
             boot = max(int(boots.get(f"{number:016x}", 0)), after) + 1
             boots[f"{number:016x}"] = boot
             saved = {"sensor": saved.get("sensor", f"{number:016x}"), "boots": boots}
-            write_atomic(path, json.dumps(saved, indent=1).encode())
+            _save(path, json.dumps(saved, indent=1).encode())
         return cls(number, boot, folder=folder)
 
     def renew(self) -> "Identity":
@@ -80,3 +86,30 @@ class Identity:
         if self.folder is None:
             return Identity(self.sensor, self.boot + 1)
         return Identity.start(self.folder, self.name, after=self.boot)
+
+
+def _save(path, data):
+    """``data`` written to ``path``, the folder's reserve given up for it where the disk is
+    full (ValueError, saying so, where that is not room enough); the reserve made again
+    where there is room."""
+    reserve = path.parent / RESERVE
+    for last in (False, True):
+        try:
+            write_atomic(path, data)
+            break
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            if last or not reserve.exists():
+                raise ValueError(f"{path.parent}: the disk is full ({e.strerror}); this "
+                                 "sensor cannot count up its boot. Free some room there (its "
+                                 "spool keeps the unsent messages in spool/)") from None
+            reserve.unlink()
+    if not reserve.exists():
+        try:
+            with open(reserve, "wb") as f:
+                f.write(bytes(RESERVE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            reserve.unlink(missing_ok=True)  # no room yet: made at a later start

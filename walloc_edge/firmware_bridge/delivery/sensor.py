@@ -15,7 +15,7 @@ from pathlib import Path
 from ...runtime.console import say
 from ..framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN
 from ..transports import Sender
-from .spool import SpoolFull
+from .spool import SpoolDamaged, SpoolFull
 
 __all__ = ["Courier", "Report", "read_key"]
 
@@ -95,6 +95,8 @@ class Courier:
         self.sent_at = {}   # key → when last transmitted on this connection
         self.timeouts = {}  # key → how many times its acknowledgement did not come in time
         self.fresh = set()  # spooled by send(), not transmitted yet (its first sending)
+        self.hold = {}  # key → not sent before then: moved after a collision, backing off
+        self.collision_delay = backoff  # doubling with each collision, to ``max_backoff``
         self.sequence = 0
         self.changed = threading.Condition()
         # The courier's thread alone uses these, and the link.
@@ -130,8 +132,10 @@ class Courier:
                 self.spool.remove(key)
                 self.sent_at.pop(key, None)
                 self.timeouts.pop(key, None)
+                self.hold.pop(key, None)
                 self.delay = self.backoff  # the link works
                 if ack.status == ACK_WRITTEN:
+                    self.collision_delay = self.backoff
                     self.report.acknowledged += 1
                 else:
                     self.report.rejected += 1
@@ -170,9 +174,14 @@ class Courier:
             self.spool.move(old, new, {"nonce": self.identity.nonce})
         except FileNotFoundError:
             return  # another process on this spool took it over
+        if old[0] != self.identity.boot:
+            self.spool.release(old[0])
         self.report.collisions += 1
-        self.sent_at.pop(old, None)  # not in flight: due at the thread's next step
-        self.timeouts.pop(old, None)
+        self.sent_at.pop(old, None)  # not in flight: due after a pause that doubles with
+        self.timeouts.pop(old, None)  # each collision (a server answering nothing else
+        self.hold.pop(old, None)  # is not flooded, nor the card worn by new boots)
+        self.hold[new] = time.monotonic() + self.collision_delay
+        self.collision_delay = min(2 * self.collision_delay, self.max_backoff)
         self.wake.set()
         self.log(f"COLLISION: the server holds another message under {old[0]}-{old[1]} "
                  f"(another start of sensor {self.identity.name} took boot {old[0]}: a shared "
@@ -225,6 +234,7 @@ class Courier:
                 self.report.dropped += 1
                 self.sent_at.pop(old, None)
                 self.timeouts.pop(old, None)
+                self.hold.pop(old, None)
                 self.fresh.discard(old)
                 self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
             self.fresh.add(key)
@@ -266,9 +276,10 @@ class Courier:
             return
         keys, now = self.spool.keys(), time.monotonic()
         with self.changed:
-            due = [k for k in keys if k not in self.sent_at or
-                   now - self.sent_at[k] > self.ack_timeout * min(2 ** self.timeouts.get(k, 0),
-                                                                  MAX_TIMEOUT_FACTOR)]
+            due = [k for k in keys if self.hold.get(k, now) <= now and (
+                k not in self.sent_at or
+                now - self.sent_at[k] > self.ack_timeout * min(2 ** self.timeouts.get(k, 0),
+                                                               MAX_TIMEOUT_FACTOR))]
         for key in due:
             if self.stopping.is_set() or not self._transmit(key):
                 return
@@ -296,6 +307,9 @@ class Courier:
             message, meta = self.spool.get(key)
         except FileNotFoundError:
             return True  # acknowledged (or given up) meanwhile
+        except SpoolDamaged as e:
+            self.log(str(e))
+            return True
         with self.changed:
             if key not in self.spool.sizes:
                 return True

@@ -5,6 +5,7 @@ over those of a boot whose process is gone (its lock is free), a start removes o
 unfinished writes of processes that are gone, and a message that another process took off
 is forgotten. No torch."""
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from ...runtime.io import write_atomic
 
-__all__ = ["Spool", "SpoolFull", "signals_deferred"]
+__all__ = ["Spool", "SpoolFull", "SpoolDamaged", "MessageTooLarge", "signals_deferred"]
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
@@ -38,10 +39,22 @@ def signals_deferred():
 
 
 class SpoolFull(Exception):
-    """The spool cannot take another message (policy "block" and nothing acknowledged)."""
+    """The spool cannot take another message (policy "block" and nothing acknowledged, or
+    its disk full with nothing left to give up)."""
+
+
+class MessageTooLarge(ValueError):
+    """A message larger than the whole spool: that input cannot be sent; the others can."""
+
+
+class SpoolDamaged(Exception):
+    """A spool file that is not one (its header line no JSON object: a card's corruption, a
+    hand edit): set aside in DAMAGED, not sent, so that it does not hold up the others."""
 
 
 REFUSED = "refused"  # the spool's messages a server refused for good
+DAMAGED = "damaged"  # spool files that could not be read as messages
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 
 
 class Spool:
@@ -49,8 +62,9 @@ class Spool:
 
     Each is one file ``BOOT-SEQUENCE.msg`` (written atomically: a crash leaves it whole or
     absent) holding a small JSON header line and the message. When a new message does not
-    fit, ``policy`` "drop-oldest" gives up the oldest ones (counted and returned, never
-    silently) and "block" raises SpoolFull, for the caller to wait for acknowledgements.
+    fit, or the disk is full, ``policy`` "drop-oldest" gives up the oldest ones (counted and
+    returned, never silently) and "block" raises SpoolFull, for the caller to wait for
+    acknowledgements.
     """
 
     def __init__(self, folder, max_bytes=256 << 20, policy="drop-oldest", boot=None):
@@ -154,22 +168,40 @@ class Spool:
         """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
         data = json.dumps(meta or {}).encode() + b"\n" + message
         if len(data) > self.max_bytes:
-            raise ValueError(f"a {len(data):,}-byte message is larger than the whole spool "
-                             f"({self.max_bytes:,} bytes); give the spool more room")
+            raise MessageTooLarge(f"its {len(data):,}-byte message is larger than the whole "
+                                  f"spool ({self.max_bytes:,} bytes; --spool-mb)")
         dropped = []
         with signals_deferred(), self.lock:
             while self.sizes and self.total + len(data) > self.max_bytes:
-                if self.policy == "block":
-                    raise SpoolFull(f"the spool holds {len(self.sizes)} unacknowledged "
-                                    f"message(s), {self.total:,} bytes")
-                oldest = min(self.sizes)
-                self._path(oldest).unlink(missing_ok=True)
-                self.total -= self.sizes.pop(oldest)
-                dropped.append(oldest)
-            write_atomic(self._path(key), data)
+                dropped.append(self._give_up_oldest(f"the spool holds {len(self.sizes)} "
+                                                    "unacknowledged message(s), "
+                                                    f"{self.total:,} bytes"))
+            while True:
+                try:
+                    write_atomic(self._path(key), data)
+                    break
+                except OSError as e:  # the disk is full before the spool is
+                    if e.errno not in DISK_FULL:
+                        raise
+                    if not self.sizes:
+                        raise SpoolFull(f"the disk is full ({e.strerror}) and the spool "
+                                        "holds nothing to give up") from None
+                    dropped.append(self._give_up_oldest(
+                        f"the disk is full ({e.strerror}); the spool holds "
+                        f"{len(self.sizes)} unacknowledged message(s)"))
             self.total += len(data) - self.sizes.get(key, 0)
             self.sizes[key] = len(data)
         return dropped
+
+    def _give_up_oldest(self, why):
+        """Make room (called with ``lock`` held): the oldest message given up under
+        "drop-oldest" and its key returned; SpoolFull(``why``) under "block"."""
+        if self.policy == "block":
+            raise SpoolFull(why)
+        oldest = min(self.sizes)
+        self._path(oldest).unlink(missing_ok=True)
+        self.total -= self.sizes.pop(oldest)
+        return oldest
 
     def get(self, key):
         """(message, meta) kept under ``key``; FileNotFoundError (and the key forgotten) when
@@ -179,7 +211,18 @@ class Spool:
         except FileNotFoundError:
             self.remove(key)
             raise
-        return message, json.loads(head or b"{}")
+        try:
+            meta = json.loads(head or b"{}")
+        except ValueError as e:
+            meta = e
+        if not isinstance(meta, dict):
+            with self.lock:
+                where, _ = self._set_aside(key, DAMAGED)
+            raise SpoolDamaged(f"spool file {self._path(key).name} is damaged (its header is "
+                               "no JSON object); "
+                               + (f"set aside in {where.parent}, not sent" if where else
+                                  "deleted: it could not be set aside (the card is full?)"))
+        return message, meta
 
     def move(self, old, new, meta):
         """Keep the message held under ``old`` under ``new`` instead, ``meta`` added to its
@@ -219,33 +262,50 @@ class Spool:
         ones were given up), or (None, 0) and the message deleted as before where it could
         not be set aside (a full card)."""
         with self.lock:
-            if key not in self.sizes:
-                return None, 0
-            self.total -= self.sizes.pop(key)  # out of the queue, kept or not
-            refused = self.folder / REFUSED
-            target = refused / self._path(key).name
+            return self._set_aside(key, REFUSED)
+
+    def _set_aside(self, key, folder):
+        """``refuse``'s work, into the spool's subfolder ``folder`` (``lock`` held)."""
+        if key not in self.sizes:
+            return None, 0
+        self.total -= self.sizes.pop(key)  # out of the queue, kept or not
+        aside = self.folder / folder
+        target = aside / self._path(key).name
+        try:
+            aside.mkdir(exist_ok=True)
+            os.replace(self._path(key), target)
+            os.utime(target)  # set aside now: the newest of the folder
+        except OSError:
+            self._path(key).unlink(missing_ok=True)
+            return None, 0
+        kept = []
+        for path in aside.glob("*.msg"):
             try:
-                refused.mkdir(exist_ok=True)
-                os.replace(self._path(key), target)
-                os.utime(target)  # refused now: the newest of the folder
-            except OSError:
-                self._path(key).unlink(missing_ok=True)
-                return None, 0
-            kept = []
-            for path in refused.glob("*.msg"):
-                try:
-                    kept.append((path.stat().st_mtime, path.stat().st_size, path))
-                except FileNotFoundError:
-                    continue  # taken meanwhile (moved back by hand)
-            kept.sort()
-            total, dropped = sum(size for _, size, _ in kept), 0
-            for _, size, path in kept:
-                if total <= self.max_bytes or path == target:
-                    break
-                path.unlink(missing_ok=True)
-                total -= size
-                dropped += 1
-            return target, dropped
+                kept.append((path.stat().st_mtime, path.stat().st_size, path))
+            except FileNotFoundError:
+                continue  # taken meanwhile (moved back by hand)
+        kept.sort()
+        total, dropped = sum(size for _, size, _ in kept), 0
+        for _, size, path in kept:
+            if total <= self.max_bytes or path == target:
+                break
+            path.unlink(missing_ok=True)
+            total -= size
+            dropped += 1
+        return target, dropped
+
+    def release(self, boot):
+        """Give up owning ``boot`` (one this process no longer sends under: a boot left
+        behind by a collision) where it holds no entries: its lock file closed and removed,
+        so that a sensor answered with collisions again and again does not hold a file open
+        for each boot it went through."""
+        with self.lock:
+            lock = self.held.get(boot)
+            if lock is None or any(b == boot for b, _ in self.sizes):
+                return
+            Path(lock.name).unlink(missing_ok=True)
+            lock.close()
+            del self.held[boot]
 
 
 def _alive(pid):

@@ -1,0 +1,149 @@
+"""The sensor under failures of its own side: a damaged spool file, a message larger than
+the spool, a full disk (the spool's and the state folder's), a server that answers every
+message with a collision. Each once stopped delivery or the sensor itself."""
+import errno
+import os
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers import FakeLink, wait_for
+from walloc_edge.firmware_bridge.delivery import Courier, Identity, Spool
+from walloc_edge.firmware_bridge.delivery import identity as identity_module
+from walloc_edge.firmware_bridge.delivery import spool as spool_module
+from walloc_edge.firmware_bridge.delivery.spool import SpoolFull
+from walloc_edge.firmware_bridge.framing import ACK_COLLISION, ACK_WRITTEN, Ack, decode_frame
+from walloc_edge.firmware_bridge.loops import stream_files
+
+
+def keys_written(link):
+    """(boot, sequence) of each message the link was given, in order."""
+    return [(f.boot, f.sequence) for frames in link.written
+            for f in [decode_frame(frames[0])]]
+
+
+def test_a_damaged_spool_file_is_set_aside_and_the_rest_delivered(tmp_path):
+    """A spool file whose header is no JSON (a card's corruption) was read first at every
+    step and stopped every send after it, new captures included."""
+    identity = Identity.start(tmp_path / "state", "cam")
+    spool = Spool(tmp_path / "spool")
+    for sequence in range(3):
+        spool.add((identity.boot, sequence), b"message %d" % sequence, {"nonce": "n"})
+    (tmp_path / "spool" / f"{identity.boot}-0.msg").write_bytes(b"\xff\xfe garbage")
+    link, lines = FakeLink(), []
+    courier = Courier(link, identity, spool, log=lines.append)
+    courier.start()
+    wait_for(lambda: len(link.written) == 2, explain=lambda: lines)
+    assert keys_written(link) == [(identity.boot, 1), (identity.boot, 2)]
+    damaged = tmp_path / "spool" / "damaged" / f"{identity.boot}-0.msg"
+    assert damaged.read_bytes() == b"\xff\xfe garbage"
+    assert any("is damaged" in line and "set aside" in line for line in lines), lines
+    for sequence in (1, 2):
+        link.on_ack(Ack(ACK_WRITTEN, identity.sensor, identity.boot, sequence))
+    assert courier.finish(wait=2).complete
+
+
+def photo(size, seed):
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_a_message_larger_than_the_spool_skips_that_input_only(rgb_weights_bundle, tmp_path):
+    """Such a message ended the whole run (and, under --watch, every run after it)."""
+    from walloc_edge.runtime import Encoder
+
+    for name, size in (("a", 32), ("b", 256), ("c", 32)):
+        Image.fromarray(photo(size, len(name) + size)).save(tmp_path / f"{name}.png")
+    identity = Identity.start(tmp_path / "state", "cam")
+    link, lines = FakeLink(), []
+    courier = Courier(link, identity, Spool(tmp_path / "spool", max_bytes=8000),
+                      log=lambda line: None)
+    paths = [tmp_path / f"{name}.png" for name in "abc"]
+    sent, failed = stream_files(Encoder(rgb_weights_bundle, "numpy"), courier, paths,
+                                log=lines.append)
+    assert (sent, failed) == (2, 1), lines
+    assert any("b.png" in line and "larger than the whole spool" in line
+               and "--spool-mb" in line for line in lines), lines
+    courier.finish(wait=0)
+
+
+def full_after(n):
+    """A write_atomic for the spool whose disk holds ``n`` messages, then is full."""
+    real = spool_module.write_atomic
+
+    def write(path, data):
+        if len(list(path.parent.glob("*.msg"))) >= n:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+    return write
+
+
+def test_a_full_disk_under_the_spool_follows_its_policy(tmp_path, monkeypatch):
+    """The disk filling before the spool's own limit ended the sensor with ENOSPC; now it
+    is the spool being full: the oldest given up (drop-oldest) or SpoolFull (block)."""
+    monkeypatch.setattr(spool_module, "write_atomic", full_after(2))
+    spool = Spool(tmp_path / "drop")
+    assert spool.add((1, 0), b"a") == [] and spool.add((1, 1), b"b") == []
+    assert spool.add((1, 2), b"c") == [(1, 0)]
+    assert spool.keys() == [(1, 1), (1, 2)] and spool.get((1, 2))[0] == b"c"
+    blocking = Spool(tmp_path / "block", policy="block")
+    blocking.add((1, 0), b"a")
+    blocking.add((1, 1), b"b")
+    with pytest.raises(SpoolFull, match="the disk is full"):
+        blocking.add((1, 2), b"c")
+    assert blocking.keys() == [(1, 0), (1, 1)]
+
+
+def test_a_full_disk_still_lets_a_sensor_start(tmp_path, monkeypatch):
+    """A sensor must count up its boot to start, and the disk its spool filled had no room
+    for that: it could never start again to deliver what fills it. The state folder keeps
+    a reserve for it; with none left it says what to do in one line."""
+    state = tmp_path / "state"
+    first = Identity.start(state, "cam")
+    assert (state / ".reserve").stat().st_size == identity_module.RESERVE_BYTES
+    real = identity_module.write_atomic
+
+    def full_while_reserved(path, data):  # the reserve's room is all there is
+        if (state / ".reserve").exists():
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(path, data)
+
+    monkeypatch.setattr(identity_module, "write_atomic", full_while_reserved)
+    second = Identity.start(state, "cam")  # saved once the reserve was given up
+    assert second.boot == first.boot + 1
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(identity_module, "write_atomic", full)
+    with pytest.raises(ValueError, match="the disk is full .*Free some room"):
+        Identity.start(state, "cam")
+
+
+class CollidingLink(FakeLink):
+    """A server that answers every message with a collision."""
+
+    def write(self, frames):
+        super().write(frames)
+        frame = decode_frame(frames[0])
+        threading.Timer(0.01, self.on_ack, [Ack(ACK_COLLISION, frame.sensor, frame.boot,
+                                                frame.sequence)]).start()
+
+
+def test_collisions_again_and_again_back_off_and_hold_no_file_per_boot(tmp_path):
+    """Answered with collisions only, a sensor took a new boot (writing and syncing its
+    identity) thousands of times a second and held a lock file open for each, until it ran
+    out of file descriptors. Now each collision waits twice as long as the one before."""
+    identity = Identity.start(tmp_path / "state", "cam")
+    link = CollidingLink()
+    courier = Courier(link, identity, Spool(tmp_path / "spool", boot=identity.boot),
+                      log=lambda line: None, backoff=0.1, max_backoff=5.0)
+    courier.start()
+    courier.send(b"message")
+    threading.Event().wait(2.0)
+    sends = len(link.written)  # at 0, then 0.1, 0.3, 0.7, 1.5 s later: five or six
+    assert 3 <= sends <= 7, sends
+    locks = list((tmp_path / "spool").glob(".boot-*.lock"))
+    assert len(locks) <= 2, locks
+    courier.finish(wait=0)
