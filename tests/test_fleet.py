@@ -201,12 +201,26 @@ def test_a_token_guards_everything_but_healthz(tmp_path):
             except urllib.error.HTTPError as e:
                 return e.code
 
-        assert [status(p) for p in ("", "metrics", "fleet.json", "dashboard.js")] == [401] * 4
+        assert [status(p) for p in ("", "metrics", "fleet.json", "frame/x.jpg")] == [401] * 4
+        assert status("dashboard.js") == status("dashboard.css") == 200  # code, no data
         assert status("metrics", {"Authorization": "Bearer s3cret"}) == 200
         assert status("metrics", {"Authorization": "Bearer wrong"}) == 401
         assert status("?token=s3cret") == 200 and status("fleet.json?token=s3cret") == 200
         assert status("healthz") == 200
         assert status(f"frame/{1:016x}.jpg?token=s3cret") == 404  # no frame yet
+
+
+def test_the_dashboard_behind_a_token_works_in_a_browser(tmp_path):
+    """The address docs/fleet.md gives, http://server:9100/?token=TOKEN, showed a blank page:
+    the browser asked for the page's script and style without the token, and got 401s."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make browser installs it)")
+    fleet = Fleet(tmp_path)
+    fleet.message("written", received(0xA1), seconds=0.01, fields={"file": None})
+    with Dashboard(fleet, "127.0.0.1", 0, token="s3cret") as dashboard:
+        dashboard.start()
+        dom = dump_dom(dashboard.url + "?token=s3cret", tmp_path / "chromium")
+    assert f'data-sensor="{0xA1:016x}"' in dom and "<polyline" in dom, dom
 
 
 # serve --http with sensors ------------------------------------------------------------------

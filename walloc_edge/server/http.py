@@ -3,7 +3,8 @@
 ``/healthz`` (200 or 503, never behind the token: a probe carries none), ``/`` the dashboard
 (``static/``: a page and a script polling ``/fleet.json``; no CDN, nothing from outside),
 ``/frame/SENSOR.jpg`` each sensor's latest frame. With a token every other path needs
-``Authorization: Bearer TOKEN`` or ``?token=TOKEN``."""
+``Authorization: Bearer TOKEN`` or ``?token=TOKEN``, but the page's script and style (no
+data in them: a browser loads them without the page's query)."""
 import hmac
 import ipaddress
 import json
@@ -228,6 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/healthz":
             healthy, why = dashboard.fleet.health()
             return self._send(200 if healthy else 503, why.encode() + b"\n", "text/plain")
+        if url.path in FILES and url.path != "/":  # the page's script and style: no data,
+            return self._static(url.path)  # and a browser asks for them without the token
         if not dashboard.allows(self.headers.get("Authorization"), parse_qs(url.query)):
             return self._send(401, b"a token is needed: Authorization: Bearer TOKEN or "
                                    b"?token=TOKEN\n", "text/plain",
@@ -244,11 +247,14 @@ class _Handler(BaseHTTPRequestHandler):
             if data is None:
                 return self._send(404, b"no frame\n", "text/plain")
             return self._send(200, data, "image/jpeg", {"Cache-Control": "no-store"})
-        if url.path in FILES:
-            name, kind = FILES[url.path]
-            return self._send(200, (STATIC / name).read_bytes(), kind, {
-                "Content-Security-Policy": "default-src 'self'; img-src 'self'"})
+        if url.path == "/":
+            return self._static(url.path)
         self._send(404, b"not found\n", "text/plain")
+
+    def _static(self, path):
+        name, kind = FILES[path]
+        self._send(200, (STATIC / name).read_bytes(), kind, {
+            "Content-Security-Policy": "default-src 'self'; img-src 'self'"})
 
     def _send(self, status, body, kind, headers=None):
         self.send_response(status)
