@@ -529,6 +529,70 @@ def test_watch_says_a_file_cut_short_is_tried_again(tmp_path, rgb_weights_bundle
     assert len(skipped) == 1 and skipped[0].endswith("; tried again when the file changes")
 
 
+def test_watch_outlives_fifos_symlink_loops_and_its_folder_moving(tmp_path,
+                                                                   rgb_weights_bundle):
+    """A FIFO named like a photo blocked the watcher for good (its reader waits for a
+    writer); a symlink loop, or the folder moved away, ended the stream. Each is now said
+    once and the photos around them are sent, the folder's when it is back."""
+    from PIL import Image
+
+    from walloc_edge.data import sample_photo
+    from walloc_edge.firmware_bridge.loops import watch_folder
+    from walloc_edge.runtime import Encoder
+
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    os.mkfifo(folder / "a_fifo.png")
+    os.symlink("loop.png", folder / "loop.png")
+    Image.fromarray(sample_photo("coffee")[:32, :40]).save(folder / "b.png")
+    sent, lines, polls = [], [], []
+
+    class Collect:
+        spools = False
+
+        def send(self, message, meta):
+            sent.append(meta["source"])
+
+    def stop():
+        polls.append(1)
+        if len(polls) == 5:
+            folder.rename(tmp_path / "away")
+        elif len(polls) == 9:
+            (tmp_path / "away").rename(folder)
+            Image.fromarray(sample_photo("astronaut")[:32, :40]).save(folder / "c.png")
+        return len(polls) > 16
+
+    totals = watch_folder(Encoder(rgb_weights_bundle, "numpy"), Collect(), folder, poll=0.01,
+                          log=lines.append, stop=stop)
+    assert sent == ["b.png", "c.png"] and totals == (2, 0), lines
+    said = "\n".join(lines)
+    assert said.count("a_fifo.png: not a regular file") == 1, said
+    assert said.count("loop.png: Too many levels of symbolic links") == 1, said
+    assert said.count("watching for it to come back") == 1 and f"{folder} is back" in said
+
+
+def test_one_stream_a_watched_folder_and_sensor(rgb_weights_bundle, tmp_path, capsys):
+    """Two streams of one sensor watching one folder each sent every file (each read the
+    record before the other wrote it): the second is refused, naming the first."""
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+    from walloc_edge.firmware_bridge.delivery.identity import sensor_number
+    from walloc_edge.firmware_bridge.delivery.sent import claim_watch
+
+    (tmp_path / "camera").mkdir()
+    record = SentRecord.path_in(tmp_path / "state", f"{sensor_number('cam'):016x}",
+                                tmp_path / "camera")
+    first = claim_watch(record)
+    try:
+        code = main(["stream", str(rgb_weights_bundle), "--watch", str(tmp_path / "camera"),
+                     "--to", f"file://{tmp_path / 'link'}", "--sensor-id", "cam",
+                     "--state", str(tmp_path / "state")])
+        err = capsys.readouterr().err
+        assert code == 2 and f"already watches that folder (pid {os.getpid()})" in err, err
+    finally:
+        first.close()
+    claim_watch(record).close()  # free once the first is gone
+
+
 def test_the_sent_record_survives_crashes_formats_and_a_second_writer(tmp_path):
     """The journal of what a sensor sent: a last line cut short by a crash (or without its
     newline) costs that file only, never the record; the earlier one-object format is read;

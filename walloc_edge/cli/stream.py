@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..firmware_bridge.delivery import (Courier, Identity, SentRecord, Spool, read_key,
                                         state_folder)
+from ..firmware_bridge.delivery.sent import claim_watch
 from ..firmware_bridge.loops import stream_frames, stream_inputs, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, check_url, open_link
 from ..runtime.coders import CODERS
@@ -119,6 +120,8 @@ def run(args):
         key = read_key(args.key) if args.key else None
     check_url(args.to)  # a mistyped URL or a missing transport library before any state
     identity = Identity.start(args.state, args.sensor_id)
+    claim = claim_watch(SentRecord.path_in(args.state, identity.name, args.watch)) \
+        if args.watch else None  # one stream a folder and sensor
     spool = Spool.of(args.state, identity, args.spool_mb << 20, args.spool_full)
     if not args.inputs and not args.watch and args.video is None and not len(spool):
         raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
@@ -163,6 +166,8 @@ def run(args):
     except KeyboardInterrupt as e:
         stop, report = stop or e, courier.finish(wait=0)
     spool.close()
+    if claim is not None:
+        claim.close()
     if skipped:
         log(skipped)
     log((f"stopped ({stop}): " if isinstance(stop, Stopped) else "stopped: " if stop else "")

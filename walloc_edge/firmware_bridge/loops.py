@@ -9,6 +9,7 @@ on.
 import queue
 import threading
 import time
+from stat import S_ISREG
 from collections import OrderedDict, deque
 from pathlib import Path
 
@@ -114,8 +115,10 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     ``record`` (a JSON file) what was sent is remembered across restarts: only new or
     changed files are sent (a file touched, its content the same, is not). Hidden and
     temporary files (".name", "*.tmp", "*.part") are left alone, so a writer can write them
-    and rename them into place. Returns (sent, failed): failed counts the files whose last
-    try could not be read or encoded (a later try that sends it takes it off)."""
+    and rename them into place; what is no regular file (a FIFO, whose reader would wait for
+    good; a symlink loop) is skipped, said once; a folder that goes away (moved, unmounted)
+    is waited for. Returns (sent, failed): failed counts the files whose last try could not
+    be read or encoded (a later try that sends it takes it off)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
@@ -129,9 +132,25 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
         log(f"{line}; tried again when the file changes" if line.startswith("skipped ") else
             line)
 
+    unreadable, away = set(), None  # names said to be no file to send; why the folder is
+
+    def absent(why):  # away, said once: a folder moved or unmounted may come back
+        nonlocal away
+        if why != away:
+            log(f"cannot read {folder} ({why}); watching for it to come back")
+        away = why
+
     try:
         while not (stop and stop()):
-            names = sorted(p.name for p in folder.iterdir())
+            try:
+                names = sorted(p.name for p in folder.iterdir())
+            except OSError as e:
+                absent(e.strerror or str(e))
+                time.sleep(poll)
+                continue
+            if away is not None:
+                log(f"{folder} is back")
+                away = None
             for name in names:
                 path = folder / name
                 if name.startswith(".") or path.suffix.lower() not in suffixes:
@@ -140,6 +159,15 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
                     stat = path.stat()
                 except FileNotFoundError:
                     continue
+                except OSError as e:  # a symlink loop, a dangling mount: said once
+                    stat = e
+                if isinstance(stat, OSError) or not S_ISREG(stat.st_mode):
+                    if name not in unreadable:  # a FIFO would block its reader for good
+                        unreadable.add(name)
+                        log(f"skipped {path}: " + (stat.strerror or str(stat) if isinstance(
+                            stat, OSError) else "not a regular file"))
+                    continue
+                unreadable.discard(name)
                 version = (stat.st_size, stat.st_mtime_ns)
                 if done.get(name) == version:
                     continue

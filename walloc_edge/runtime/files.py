@@ -37,6 +37,8 @@ def expand_inputs(inputs, suffixes, what):
                         skip(f"not {what} ({path.suffix or 'no suffix'})")
         elif item.is_file():
             files.append((item, Path(item.stem)))
+        elif item.exists():
+            raise ValueError(f"{item}: not a regular file or folder")
         else:
             raise ValueError(f"{item}: no such file or folder")
     return files, skipped

@@ -13,7 +13,7 @@ except ImportError:  # Windows: one stream a state folder
 
 from ...runtime.io import write_atomic
 
-__all__ = ["SentRecord", "file_digest"]
+__all__ = ["SentRecord", "file_digest", "claim_watch"]
 
 
 class SentRecord:
@@ -131,3 +131,29 @@ def file_digest(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             sha.update(block)
     return sha.hexdigest()
+
+
+def claim_watch(record):
+    """The watch of the folder whose record is ``record`` (``SentRecord.path_in``) claimed
+    for this process: an open file holding an OS lock until it is closed (or the process
+    ends). A second stream of one sensor watching one folder would send every file a
+    second time (each reads the record before the other has written it): ValueError,
+    naming the first's process, where another holds it."""
+    record = Path(record)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    claim = open(record.with_name(record.name + ".watching"), "a+")
+    if fcntl is None:
+        return claim
+    try:
+        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        claim.seek(0)
+        holder = claim.read().strip() or "another process"
+        claim.close()
+        raise ValueError(f"this sensor already watches that folder (pid {holder}): a second "
+                         "stream would send every file in it again; stop it first, or give "
+                         "this one another --sensor-id or --state") from None
+    claim.truncate(0)
+    claim.write(str(os.getpid()))
+    claim.flush()
+    return claim
