@@ -221,6 +221,13 @@ def check_model(model):
     """A MODEL argument that names nothing here (a mistyped path, bundle or model name) is
     said so, before anything needs torch to load it: ValueError naming what exists."""
     path = Path(model)
+    if path.is_dir() and not is_bundle(path):
+        raise ValueError(f"{model}: a folder, but no bundle (no encoder.json in it); give a "
+                         "bundle folder from walloc-edge export, a model file or an embedded "
+                         "model's name")
+    if path.is_file() and path.suffix not in (".safetensors", ".pth", ".pt"):
+        raise ValueError(f"{model}: not a model file (.safetensors, or a reference .pth); "
+                         "give one, a bundle folder or an embedded model's name")
     if path.exists():
         return
     if len(path.parts) > 1 or path.suffix:

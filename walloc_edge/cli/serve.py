@@ -13,7 +13,7 @@ from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, check_u
 from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
-from ..server.store import ObjectStore, hold, is_object_store, local, open_store
+from ..server.store import ObjectStore, hold, is_object_store, local, open_store, release
 from ._shared import (add_decoder_options, check_device, check_model, decoder_choices,
                       is_bundle, naming, naming_engine, output_dir, positive_int,
                       positive_number)
@@ -36,8 +36,8 @@ its header to exceed --max-decode-mb or --max-decode-seconds; a message that can
 written (a full disk) is not acknowledged, so the sensor keeps it. Sensors are served in
 turn, so one sending heavy messages does not hold the others up; --workers N handles N
 at once (decoding and writing overlap; each is still acknowledged only once written and in
-the ledger, in whatever order they finish). Ctrl-C or SIGTERM (a service manager's stop)
-stops taking messages, lets those being handled finish, and reports what arrived.
+the ledger, in whatever order they finish). Ctrl-C, SIGTERM (a service manager's stop) or
+SIGHUP stops taking messages, lets those being handled finish, and reports what arrived.
 
 Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
 messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
@@ -224,6 +224,10 @@ def run(args):
     if not isinstance(out, ObjectStore) and Path(out).is_dir():
         with naming("--out"):  # another serve on it: said before the model and the link
             hold(out)
+    if latents and not isinstance(latents, ObjectStore):  # one server a latents folder
+        latents = output_dir(latents, "--latents")  # too (each numbers its rows)
+        with naming("--latents"):
+            hold(latents)
     if isinstance(latents, ObjectStore) and not isinstance(out, ObjectStore):
         say("note: --latents is an object store, --out a local folder: fine for one server; "
             "servers sharing the latents store need --out in a store too, whose ledger they "
@@ -239,7 +243,7 @@ def run(args):
                             per_host=args.max_connections_per_host, idle=args.idle_timeout,
                             frame=args.frame_timeout, pending_bytes=args.max_pending_mb << 20,
                             rate=args.rate_limit or 0.0)
-    stop_on(signal.SIGTERM)
+    stop_on(signal.SIGTERM, signal.SIGHUP)
     # listening and the dashboard bound first: a port in use or a broker that is down is
     # said before any output is made (what arrives meanwhile waits, unacknowledged)
     receiver = open_receiver(args.listen, keys, limits)
@@ -270,5 +274,7 @@ def run(args):
                 start_worker=model.use_threads)
     finally:
         receiver.stop()
+        if latents and not isinstance(latents, ObjectStore):
+            release(latents)
     say(handler.summary(handled, rejected, failed, receiver.stats))
     return 0

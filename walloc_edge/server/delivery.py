@@ -124,13 +124,24 @@ class Ledger:
 
 def read_keys(path):
     """The server's keys file: JSON {sensor id (16 hex digits or a name): hex key}."""
+    shape = 'give JSON {"SENSOR": "HEX KEY", ...}'
     try:
         table = json.loads(Path(path).read_text())
-        keys = {sensor_number(sensor): bytes.fromhex(key) for sensor, key in table.items()}
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
-    except (ValueError, AttributeError):
-        raise ValueError(f"{path}: give JSON {{\"SENSOR\": \"HEX KEY\", ...}}") from None
+    except ValueError:
+        raise ValueError(f"{path}: not JSON; {shape}") from None
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: {shape}")
+    keys = {}
+    for sensor, key in table.items():
+        try:
+            keys[sensor_number(sensor)] = bytes.fromhex(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: the key of {sensor} is not hex; {shape}") from None
+        if len(keys[sensor_number(sensor)]) < 16:  # as a sensor's --key file
+            raise ValueError(f"{path}: the key of {sensor} is "
+                             f"{len(keys[sensor_number(sensor)])} bytes; use at least 16")
     if not keys:
         raise ValueError(f"{path} lists no sensor")
     return Keys(keys)

@@ -85,7 +85,8 @@ def hold(folder: "str | Path") -> None:
     """Lock the output folder ``folder`` (existing) for this process, once however often
     asked: a lock the kernel drops when the process dies, so a killed server leaves none
     behind (flock; where the system has none, or its file system cannot lock, one server a
-    folder is the user's care). ValueError naming the holder while another serve has it."""
+    folder is the user's care). ValueError naming the holder while another serve has it.
+    Held, what a killed server left half-written there (its temporary files) is removed."""
     try:
         import fcntl
     except ImportError:
@@ -103,9 +104,9 @@ def hold(folder: "str | Path") -> None:
         held.seek(0)
         holder = held.read().strip() or "unknown"
         held.close()
-        raise ValueError(f"{folder}: another walloc-edge serve ({holder}) writes its outputs "
-                         "here; give each server its own --out (servers that share outputs "
-                         "share an object store, docs/delivery.md)") from None
+        raise ValueError(f"{folder}: another walloc-edge serve ({holder}) writes here; give "
+                         "each server its own folder (servers that share outputs share an "
+                         "object store, docs/delivery.md)") from None
     except OSError:  # a file system without locks (NFS without lockd): not held
         held.close()
         return
@@ -114,6 +115,9 @@ def hold(folder: "str | Path") -> None:
     held.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     held.flush()
     _HELD[key] = held
+    for stale in Path(folder).glob(".*.tmp-*"):  # atomic_file's, of a server gone
+        if not stale.name.split(".tmp-", 1)[1].startswith(f"{os.getpid()}-"):
+            stale.unlink(missing_ok=True)
 
 
 def release(folder: "str | Path") -> None:
