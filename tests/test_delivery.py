@@ -851,7 +851,8 @@ def test_a_message_refused_for_good_is_set_aside_not_deleted(tmp_path):
 
 def test_a_courier_with_heartbeats_says_its_last_status_as_it_stops(tmp_path):
     """A stream that ends with everything acknowledged sends a last heartbeat (spool 0), so
-    that a dashboard does not keep showing the spool of its previous heartbeat."""
+    that a dashboard does not keep showing the spool of its previous heartbeat; it says the
+    sensor stopped, which a dashboard shows instead of "quiet" (a crash sends none)."""
     from walloc_edge.firmware_bridge.framing import FLAG_HEARTBEAT, unpack_heartbeat
 
     identity = Identity.start(tmp_path / "state", "cam")
@@ -866,7 +867,9 @@ def test_a_courier_with_heartbeats_says_its_last_status_as_it_stops(tmp_path):
     frames = [decode_frame(f) for written in link.written for f in
               (written if isinstance(written, list) else [written])]
     assert frames[-1].flags & FLAG_HEARTBEAT  # after the message: the last status
-    assert unpack_heartbeat(frames[-1].payload)["spool"] == 0
+    last = unpack_heartbeat(frames[-1].payload)
+    assert last["spool"] == 0 and last["state"] == "stopped"
+    assert "state" not in unpack_heartbeat(frames[0].payload)
 
 
 @pytest.mark.slow  # serve in a thread, a decoder loaded

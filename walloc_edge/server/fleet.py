@@ -29,7 +29,8 @@ OUTCOMES = ("written", "rejected", "not_written", "duplicate", "collision")
 OTHER = "other"  # the sensors beyond the cap, together
 DECODE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 HEARTBEAT_NUMBERS = ("spool", "spool_bytes", "in_flight", "dropped", "boot", "uptime")
-HEARTBEAT_TEXTS = ("version", "backend", "name")  # name: the --sensor-id a sensor was given
+HEARTBEAT_TEXTS = ("version", "backend", "name", "state")  # name: the --sensor-id a sensor
+# was given; state: "stopped" in the last heartbeat of a sensor that stopped cleanly
 THUMBNAIL = (160, 160)
 FAILED_WRITE_HOLDS = 300  # seconds a failed write keeps /healthz at 503 (none written since)
 

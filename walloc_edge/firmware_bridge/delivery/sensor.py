@@ -78,7 +78,8 @@ class Courier:
     new boot (``identity.renew``). Every ``heartbeat`` seconds (0: never) while it can reach
     the server, the thread also sends a heartbeat: the spool's depth and bytes, what was
     dropped, the boot, the uptime and ``status`` (e.g. version and backend), never spooled,
-    so that a server sees a spool filling before anything is dropped. A "name" in
+    so that a server sees a spool filling before anything is dropped; the last, as it
+    stops, says "state": "stopped" (a dashboard tells it from one gone quiet). A "name" in
     ``status`` (the --sensor-id a sensor was given) goes with each message too.
     """
 
@@ -292,7 +293,8 @@ class Courier:
             status = {**self.status, "spool": len(self.spool), "spool_bytes": self.spool.bytes,
                       "in_flight": len(self.sent_at), "dropped": self.report.dropped,
                       "boot": self.identity.boot,
-                      "uptime": round(time.monotonic() - self.started, 1)}
+                      "uptime": round(time.monotonic() - self.started, 1),
+                      **({"state": "stopped"} if self.stopping.is_set() else {})}
             boot = self.identity.boot
         try:
             self.sender.beat(self.beats, status, boot)

@@ -145,7 +145,10 @@ function table(fleet) {
       tr.cells[0].dataset.name = name;
       tr.cells[0].replaceChildren(element("code", sensor.id), element("span", " " + name));
     }
-    tr.classList.toggle("quiet", fleet.time - sensor.last_seen > QUIET_S);
+    const beat = sensor.heartbeat;  // its last word was that it stopped (not a crash)
+    const stopped = Boolean(beat && beat.state === "stopped" && beat.time >= sensor.last_seen - 1);
+    tr.classList.toggle("stopped", stopped);
+    tr.classList.toggle("quiet", !stopped && fleet.time - sensor.last_seen > QUIET_S);
     tr.classList.toggle("filling", Boolean(sensor.heartbeat && sensor.heartbeat.spool > 0));
     frameCell(cell("frame"), sensor);
   }
