@@ -32,9 +32,10 @@ Several streams may run on one device with one state folder (two cameras): each 
 its own boot number and owns its spool entries; a start takes over those of a stream that
 is gone. SIGTERM and SIGHUP stop it as a service manager expects: no new input, a few
 seconds for the last acknowledgements, the report.
-Exit status: 0 when everything was delivered, 1 when an input was skipped or a message is
-still unacknowledged (it stays spooled) or was dropped, 130 after Ctrl-C (SIGTERM, SIGHUP:
-0 or 1 as without them).
+Exit status: 0 when everything was delivered (inputs sent before, unchanged, are no
+failure; nor is an empty spool with nothing else to send), 1 when an input could not be
+read, encoded or spooled, or a message is still unacknowledged (it stays spooled) or was
+dropped, 130 after Ctrl-C (SIGTERM, SIGHUP: 0 or 1 as without them).
 
 examples:
   walloc-edge stream bundle/ photos/ --to tcp://10.0.0.2:9000
@@ -124,9 +125,10 @@ def run(args):
         if args.watch else None  # one stream a folder and sensor
     spool = Spool.of(args.state, identity, args.spool_mb << 20, args.spool_full)
     if not args.inputs and not args.watch and args.video is None and not len(spool):
-        raise ValueError("give INPUT files or folders, --watch DIR, --video SOURCE, or some "
-                         "of them (with none, stream only sends what its spool holds, and "
-                         "the spool is empty)")
+        spool.close()  # a start that only empties the spool (after a reboot): done
+        log(f"sensor {identity.name}: the spool is empty, nothing to send (INPUT files or "
+            "folders, --watch DIR or --video SOURCE send more)")
+        return 0
     link = open_link(args.to, identity.sensor, ack_key=key)
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout,
                       heartbeat=args.heartbeat, status={"version": __version__,
@@ -171,7 +173,8 @@ def run(args):
     if skipped:
         log(skipped)
     log((f"stopped ({stop}): " if isinstance(stop, Stopped) else "stopped: " if stop else "")
-        + report.line() + (f"; {failed} input(s) skipped" if failed else ""))
+        + report.line() + (f"; {failed} input(s) could not be read, encoded or spooled"
+                           if failed else ""))
     if stop is not None and not isinstance(stop, Stopped):
         return 130
     return 0 if report.complete and not failed else 1
