@@ -79,3 +79,45 @@ def test_bad_models_and_latents_folders_are_one_line_naming_them(reference_dir, 
             f"another walloc-edge serve (pid {first.proc.pid} on " in line, line
     finally:
         first.kill()
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--idle", "-5"], "--idle: -5 must be more than 0"),
+    (["--http", "PORT"], "--listen tcp://127.0.0.1:PORT takes that port"),
+])
+def test_bad_serve_options_are_one_line(argv, said, reference_dir, tmp_path, capsys):
+    """--idle -5 was taken, and serve ended at once with status 0; --http on the port its
+    own --listen takes said only "Address already in use"."""
+    port = str(free_port())
+    argv = [a.replace("PORT", port) for a in argv]
+    try:
+        code = main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen",
+                     f"tcp://127.0.0.1:{port}", "--out", str(tmp_path / "out"), "--device",
+                     "cpu", *argv])
+    except SystemExit as e:  # argparse's
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and said.replace("PORT", port) in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_says_how_long_and_how_fast_and_counts_heartbeats(reference_dir,
+                                                                      tmp_path, capsys):
+    """Its last lines: the messages (and the time and rate they took), then the frames,
+    heartbeats among them said as such."""
+    from walloc_edge.firmware_bridge.framing import encode_heartbeat, frames_for
+    from walloc_edge.firmware_bridge.transports import open_sender
+
+    link = tmp_path / "link.frames"
+    with open_sender(str(link), sensor=7) as sender:
+        sender.send(b"not a bitstream")
+    with open(link, "ab") as f:
+        f.write(encode_heartbeat(7, 1, 0, {"spool": 0}))
+        f.write(b"".join(frames_for(b"x" * 10, 7, 1, 5, 60000)) * 2)  # sent again: its
+        # frame counted again, the message handed on (and refused) again
+    assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    messages, frames = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert messages.startswith("decoded 0, rejected 3,") and " s, 0.00 written a second" in \
+        messages, messages
+    assert frames.startswith("frames 4 (heartbeats 1; again 1: dropped"), frames

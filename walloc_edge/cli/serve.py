@@ -3,6 +3,7 @@ message (verify, decode, write durably, then acknowledge; never twice) is
 ``walloc_edge.server``."""
 import os
 import signal
+import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -129,7 +130,8 @@ def configure(p):
                         "(default: 1, one at a time on every core; one per core, "
                         f"{usable_cores()} here, suits many small frames)")
     p.add_argument("--count", type=positive_int, help="stop after this many messages")
-    p.add_argument("--idle", type=float, help="stop after this many seconds without a message")
+    p.add_argument("--idle", type=positive_number,
+                   help="stop after this many seconds without a message")
     p.add_argument("--http", metavar="[HOST:]PORT",
                    help="also serve a live dashboard (/), Prometheus metrics (/metrics) and "
                         "health (/healthz: 503 when OUT cannot be written) here; HOST is "
@@ -212,7 +214,10 @@ def run(args):
         raise ValueError("--no-decode keeps nothing without --latents or --classify")
     http = _http(args)
     with naming("--listen"):
-        check_url(args.listen)  # a mistyped URL or a missing library before any output
+        listen = check_url(args.listen)  # a mistyped URL or a missing library first
+    if http and listen.scheme == "tcp" and http[1] == listen.port:
+        raise ValueError(f"--http {args.http}: --listen {args.listen} takes that port; give "
+                         "the dashboard another")
     check_model(args.model)
     if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
@@ -269,6 +274,7 @@ def run(args):
                 say(f"listening on {args.listen} (model {model.model_id}"
                     f"{f', decoder {model.decoder.engine_name}' if model.decoder else ''}"
                     f"{', authenticated senders only' if keys else ''}); Ctrl-C to stop")
+            started = time.monotonic()
             handled, rejected, failed = serve_messages(
                 receiver, handler, args.count, args.idle, workers=args.workers,
                 start_worker=model.use_threads)
@@ -276,5 +282,6 @@ def run(args):
         receiver.stop()
         if latents and not isinstance(latents, ObjectStore):
             release(latents)
-    say(handler.summary(handled, rejected, failed, receiver.stats))
+    say(handler.summary(handled, rejected, failed, receiver.stats,
+                        time.monotonic() - started))
     return 0

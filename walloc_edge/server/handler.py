@@ -91,20 +91,22 @@ class Handler:
         self.flying = {}  # "SENSOR-BOOT" -> [start nonce, messages of it in flight]
         self.rows = threading.Lock()  # the latents dataset numbers its rows
 
-    def summary(self, handled: int, rejected: int, failed: int, stats: LinkStats) -> str:
+    def summary(self, handled: int, rejected: int, failed: int, stats: LinkStats,
+                seconds: float) -> str:
         """serve's last two lines: what the receive loop's ``handled`` messages came to
         (written, acknowledged again, collisions), ``rejected`` and ``failed`` (not
-        written); then the receiver's ``stats`` (frames, corruption, authentication, rate,
-        losses)."""
+        written), in ``seconds``; then the receiver's ``stats`` (frames, heartbeats,
+        corruption, authentication, rate, losses)."""
         written = self.outputs.written
         return (f"{'decoded' if self.model.decoder else 'kept'} {written}, rejected "
                 f"{rejected}, not written {failed}, acknowledged again "
                 f"{handled - written - self.collisions} (sent again after they were written), "
-                f"collisions {self.collisions}\n"
-                f"frames {stats.frames} ({stats.duplicates} of them again: dropped, or a "
-                f"written message's answered again), corrupted {stats.corrupted} "
-                f"({stats.skipped_bytes} bytes skipped), old-version {stats.old_version}, "
-                f"unauthenticated {stats.unauthenticated}, rate-limited "
+                f"collisions {self.collisions}; {seconds:,.1f} s, "
+                f"{written / max(seconds, 1e-9):,.2f} written a second\n"
+                f"frames {stats.frames} (heartbeats {stats.heartbeats}; again "
+                f"{stats.duplicates}: dropped, or a written message's answered again), corrupted "
+                f"{stats.corrupted} ({stats.skipped_bytes} bytes skipped), old-version "
+                f"{stats.old_version}, unauthenticated {stats.unauthenticated}, rate-limited "
                 f"{stats.rate_limited}, lost messages {stats.lost}")
 
     def _tell(self, outcome, received, **details):

@@ -192,7 +192,10 @@ class Dashboard:
 
     @property
     def url(self) -> str:
+        """Where to open it: bound to every address, as this machine's name."""
         host, port = self.server.server_address[:2]
+        if host in ("0.0.0.0", "::"):
+            host = socket.gethostname()
         return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def allows(self, authorization: "str | None", query: dict) -> bool:

@@ -197,6 +197,8 @@ class MqttReceiver(Receiver):
     def _on_disconnect(self, client, userdata, flags, reason, *args):
         if self.stopped.is_set() or self.down:
             return
+        if str(reason) == "Unspecified error":  # paho's words for a connection that broke
+            reason = "the connection broke"
         self.down = f"the MQTT broker is unreachable ({reason}); reconnecting"
         self.log(f"lost the broker ({_shown(self.url)}: {reason}); reconnecting: messages "
                  "wait at the broker, or in the sensors' spools")
