@@ -413,6 +413,21 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     print(f"{len(got)} messages over MQTT in {seconds:.2f} s, split {per_server}")
 
 
+class Sink:
+    """A sender that keeps what it is given, (message, meta) pairs, and says each spooled."""
+    spools = False
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, message, meta, spooled=lambda key: None):
+        self.sent.append((message, meta))
+        spooled(None)
+
+    def sources(self):
+        return [meta["source"] for _, meta in self.sent]
+
+
 def test_watch_sends_new_files_once_complete(tmp_path, rgb_weights_bundle):
     """--watch: files already there and files that appear later are each sent once."""
     from PIL import Image
@@ -425,14 +440,7 @@ def test_watch_sends_new_files_once_complete(tmp_path, rgb_weights_bundle):
     folder = tmp_path / "camera"
     folder.mkdir()
     Image.fromarray(sample_photo("coffee")[:32, :40]).save(folder / "first.png")
-    sent = []
-
-    class Collect:
-        spools = False
-
-        def send(self, message, meta):
-            sent.append(message)
-
+    sink = Sink()
     polls = []
 
     def stop():  # a new photo appears after two polls; stop after eight
@@ -442,10 +450,11 @@ def test_watch_sends_new_files_once_complete(tmp_path, rgb_weights_bundle):
             (folder / "notes.txt").write_text("not a photo")
         return len(polls) > 8
 
-    totals = watch_folder(Encoder(bundle, "numpy"), Collect(), folder, poll=0.01,
+    totals = watch_folder(Encoder(bundle, "numpy"), sink, folder, poll=0.01,
                           log=lambda s: None, stop=stop)
     assert totals == (2, 0)
-    assert [read_bitstream(m).header.shape for m in sent] == [(32, 40, 3), (48, 48, 3)]
+    assert [read_bitstream(m).header.shape for m, _ in sink.sent] == [(32, 40, 3),
+                                                                        (48, 48, 3)]
 
 
 def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weights_bundle):
@@ -463,14 +472,7 @@ def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weig
     png = io.BytesIO()
     Image.fromarray(sample_photo("coffee")[:32, :40]).save(png, format="PNG")
     data = png.getvalue()
-    sent = []
-
-    class Collect:
-        spools = False
-
-        def send(self, message, meta):
-            sent.append((meta["source"], read_bitstream(message).header.shape))
-
+    sink = Sink()
     polls = []
 
     def stop():
@@ -487,10 +489,11 @@ def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weig
             os.utime(folder / "shot.png", ns=(time.time_ns(), time.time_ns() + 10 ** 9))
         return n > 14
 
-    totals = watch_folder(Encoder(bundle, "numpy"), Collect(), folder, poll=0.01,
+    totals = watch_folder(Encoder(bundle, "numpy"), sink, folder, poll=0.01,
                           log=lambda s: None, stop=stop)
     assert totals == (2, 0)
-    assert sent == [("shot.png", (32, 40, 3)), ("shot.png", (48, 48, 3))]
+    assert [(meta["source"], read_bitstream(m).header.shape) for m, meta in sink.sent] \
+        == [("shot.png", (32, 40, 3)), ("shot.png", (48, 48, 3))]
 
 
 def test_watch_says_a_file_cut_short_is_tried_again(tmp_path, rgb_weights_bundle):
@@ -506,13 +509,7 @@ def test_watch_says_a_file_cut_short_is_tried_again(tmp_path, rgb_weights_bundle
     folder.mkdir()
     png = io.BytesIO()
     Image.fromarray(sample_photo("coffee")[:32, :40]).save(png, format="PNG")
-    data, sent, lines, polls = png.getvalue(), [], [], []
-
-    class Collect:
-        spools = False
-
-        def send(self, message, meta):
-            sent.append(meta["source"])
+    data, sink, lines, polls = png.getvalue(), Sink(), [], []
 
     def stop():
         polls.append(1)
@@ -522,9 +519,9 @@ def test_watch_says_a_file_cut_short_is_tried_again(tmp_path, rgb_weights_bundle
             (folder / "shot.png").write_bytes(data)
         return len(polls) > 14
 
-    totals = watch_folder(Encoder(rgb_weights_bundle, "numpy"), Collect(), folder, poll=0.01,
+    totals = watch_folder(Encoder(rgb_weights_bundle, "numpy"), sink, folder, poll=0.01,
                           log=lines.append, stop=stop)
-    assert sent == ["shot.png"] and totals == (1, 0)  # its last try sent it
+    assert sink.sources() == ["shot.png"] and totals == (1, 0)  # its last try sent it
     skipped = [line for line in lines if line.startswith("skipped")]
     assert len(skipped) == 1 and skipped[0].endswith("; tried again when the file changes")
 
@@ -545,13 +542,7 @@ def test_watch_outlives_fifos_symlink_loops_and_its_folder_moving(tmp_path,
     os.mkfifo(folder / "a_fifo.png")
     os.symlink("loop.png", folder / "loop.png")
     Image.fromarray(sample_photo("coffee")[:32, :40]).save(folder / "b.png")
-    sent, lines, polls = [], [], []
-
-    class Collect:
-        spools = False
-
-        def send(self, message, meta):
-            sent.append(meta["source"])
+    sink, lines, polls = Sink(), [], []
 
     def stop():
         polls.append(1)
@@ -562,9 +553,9 @@ def test_watch_outlives_fifos_symlink_loops_and_its_folder_moving(tmp_path,
             Image.fromarray(sample_photo("astronaut")[:32, :40]).save(folder / "c.png")
         return len(polls) > 16
 
-    totals = watch_folder(Encoder(rgb_weights_bundle, "numpy"), Collect(), folder, poll=0.01,
+    totals = watch_folder(Encoder(rgb_weights_bundle, "numpy"), sink, folder, poll=0.01,
                           log=lines.append, stop=stop)
-    assert sent == ["b.png", "c.png"] and totals == (2, 0), lines
+    assert sink.sources() == ["b.png", "c.png"] and totals == (2, 0), lines
     said = "\n".join(lines)
     assert said.count("a_fifo.png: not a regular file") == 1, said
     assert said.count("loop.png: Too many levels of symbolic links") == 1, said

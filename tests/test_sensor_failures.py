@@ -147,3 +147,32 @@ def test_collisions_again_and_again_back_off_and_hold_no_file_per_boot(tmp_path)
     locks = list((tmp_path / "spool").glob(".boot-*.lock"))
     assert len(locks) <= 2, locks
     courier.finish(wait=0)
+
+
+def test_a_stop_taken_by_another_thread_waits_for_the_deferred_step(tmp_path):
+    """A message spooled and its file recorded as sent are one step: a Ctrl-C between them
+    sends that file again at the next run. The stop signals were blocked in the main thread
+    only, so a signal the kernel handed to another thread (the courier's, a BLAS pool's)
+    still cut the step. Now the step holds back Python's handlers, whichever thread takes
+    the signal, and the stop comes as the step ends."""
+    import signal
+    import time
+
+    from walloc_edge.firmware_bridge.delivery.spool import signals_deferred
+
+    steps = []
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)  # a CLI run in this
+    try:  # process may have left its own
+        with pytest.raises(KeyboardInterrupt):
+            with signals_deferred():
+                steps.append("spooled")
+                stopper = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGINT))
+                stopper.start()
+                stopper.join()
+                time.sleep(0.2)  # the handler would have run by now
+                steps.append("recorded")
+            steps.append("after the step")
+        assert steps == ["spooled", "recorded"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, earlier)

@@ -16,18 +16,18 @@ from pathlib import Path
 from ..runtime.console import say
 from ..runtime.io import read_input
 from .delivery.sent import SentRecord, file_digest
-from .delivery.spool import MessageTooLarge, signals_deferred
+from .delivery.spool import MessageTooLarge
 
 __all__ = ["stream_files", "stream_inputs", "stream_frames", "watch_folder", "serve_messages",
            "Rejected"]
 
 
-def _send_all(encoder, sender, items, coder, log, level=None):
+def _send_all(encoder, sender, items, coder, log, level=None, spooled=None):
     """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
     rate), with ``coder`` at ``level``, through ``sender`` (a Sender or a Courier; a line
     each: "sent", or "queued" where a Courier's thread sends it and waits for its
-    acknowledgement); one
-    that cannot be read or encoded is skipped with a line. (sent, failed)."""
+    acknowledgement), ``spooled(key)`` called in one step with the spooling; one that
+    cannot be read or encoded is skipped with a line. (sent, failed)."""
     sent = failed = 0
     for what, source, read in items:
         try:
@@ -38,7 +38,8 @@ def _send_all(encoder, sender, items, coder, log, level=None):
             log(f"skipped {e}" if str(e).startswith(str(what)) else f"skipped {what}: {e}")
             continue
         try:
-            key = sender.send(blob, {"source": source, "time": time.time()})
+            meta = {"source": source, "time": time.time()}
+            key = sender.send(blob, meta, spooled) if spooled else sender.send(blob, meta)
         except MessageTooLarge as e:
             failed += 1
             log(f"skipped {what}: {e}")
@@ -76,26 +77,25 @@ def stream_inputs(encoder, sender, files, record, coder="rans", log=say, level=N
 
 def _send_recorded(encoder, sender, file, record, name, version, digest, coder, log, level,
                    present=None):
-    """``file`` (path, source name) sent and, once spooled, kept in ``record`` (a
-    SentRecord, or None) as
-    ``name`` with its ``version`` and ``digest``, as one step (as far as signals_deferred
-    holds a stop back); (sent, failed)."""
-    with signals_deferred():
-        n, failed = stream_files(encoder, sender, [file], coder, log, level)
-        if n and record is not None and digest:
+    """``file`` (path, source name) sent and, in one step with its spooling (no stop
+    between them), kept in ``record`` (a SentRecord, or None) as ``name`` with its
+    ``version`` and ``digest``; (sent, failed)."""
+    def spooled(key):
+        if record is not None and digest:
             record.keep(name, version, digest, present)
-    return n, failed
+
+    return stream_files(encoder, sender, [file], coder, log, level, spooled)
 
 
-def stream_files(encoder, sender, files, coder="rans", log=say, level=None):
+def stream_files(encoder, sender, files, coder="rans", log=say, level=None, spooled=None):
     """Encode each file of ``files``, (path, source name) pairs or paths (named so), and
-    send its .wlc with the source name (a server names its output after it); returns (sent,
-    failed)."""
+    send its .wlc with the source name (a server names its output after it), calling
+    ``spooled(key)`` in one step with each spooling; returns (sent, failed)."""
     b = encoder.bundle
     files = [file if isinstance(file, tuple) else (file, Path(file).name) for file in files]
     items = ((path, source, lambda path=path: read_input(path, b.modality, b.channels))
              for path, source in files)
-    return _send_all(encoder, sender, items, coder, log, level)
+    return _send_all(encoder, sender, items, coder, log, level, spooled)
 
 
 def stream_frames(encoder, sender, frames, name, coder="rans", log=say, level=None):

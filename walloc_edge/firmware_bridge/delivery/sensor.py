@@ -15,7 +15,7 @@ from pathlib import Path
 from ...runtime.console import say
 from ..framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN
 from ..transports import Sender
-from .spool import SpoolDamaged, SpoolFull
+from .spool import SpoolDamaged, SpoolFull, signals_deferred
 
 __all__ = ["Courier", "Report", "read_key"]
 
@@ -206,16 +206,20 @@ class Courier:
         with acknowledgements) rather than sending it at once."""
         return self.link.acks
 
-    def send(self, message: bytes, meta: dict | None = None) -> "tuple[int, int]":
+    def send(self, message: bytes, meta: dict | None = None,
+             spooled=lambda key: None) -> "tuple[int, int]":
         """Spool one new message for the courier's thread to send; returns its key (boot,
         sequence). With ``window`` messages in flight it first waits for acknowledgements,
-        so that a dead link is noticed early."""
+        so that a dead link is noticed early. ``spooled(key)`` is called in one step with
+        the spooling (a stop does not fall between them: e.g. the file recorded as sent);
+        on a link without acknowledgements, once the message is sent."""
         key, nonce = self._next_key()
         if "name" in self.status:  # the --sensor-id given, a server names outputs by it
             meta = {**(meta or {}), "name": self.status["name"]}
         if not self.link.acks:
             self.sender.send_as(key[1], message, meta, boot=key[0])
             self.report.sent += 1
+            spooled(key)
             return key
         meta = {**(meta or {}), "nonce": nonce}
         self.start()
@@ -224,7 +228,9 @@ class Courier:
                 self.changed.wait(timeout=self.tick)
         while True:
             try:
-                dropped = self.spool.add(key, message, meta)
+                with signals_deferred():  # never waits: the waits are outside
+                    dropped = self.spool.add(key, message, meta)
+                    spooled(key)
                 break
             except SpoolFull as e:
                 self.log(f"{e}: waiting for the server before taking more input")

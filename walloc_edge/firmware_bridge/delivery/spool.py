@@ -20,22 +20,38 @@ __all__ = ["Spool", "SpoolFull", "SpoolDamaged", "MessageTooLarge", "signals_def
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
 
+_deferring = False  # a signals_deferred block is open (in the main thread)
+
+
 @contextlib.contextmanager
 def signals_deferred():
-    """A block a stop (Ctrl-C, SIGTERM, SIGHUP) should not cut in two: the main thread
-    blocks the signals until it ends. For steps that must be whole, e.g. a message spooled
-    and counted, or spooled and recorded as sent. Elsewhere this does nothing. Not a
-    guarantee: the kernel may hand the signal to another thread (the courier's, a BLAS
-    pool's), and Python then runs its handler in the main thread, inside the block; what
-    that costs is the same as a crash there (docs/delivery.md: one file sent again)."""
-    if threading.current_thread() is not threading.main_thread():
+    """A block a stop (Ctrl-C, SIGTERM, SIGHUP) must not cut in two, e.g. a message spooled
+    and counted, or spooled and recorded as sent: a stop that comes meanwhile takes effect
+    as the block ends. Python runs signal handlers in the main thread whichever thread the
+    kernel hands a signal to (the courier's, a BLAS pool's), so the handlers are what is
+    held back: each replaced for the block's length by one that notes the signal, which is
+    raised again at its end. A block must be short and never wait (a Ctrl-C held back could
+    not interrupt it). Reentrant; outside the main thread, where handlers cannot be set,
+    it does nothing."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread() or _deferring:
         yield
         return
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    pending, before = [], {}
+    for signum in STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler not in (signal.SIG_IGN, None):  # None: set outside Python; let be
+            before[signum] = handler
+            signal.signal(signum, lambda number, frame: pending.append(number))
+    _deferring = True
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        _deferring = False
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 class SpoolFull(Exception):
