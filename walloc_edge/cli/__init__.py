@@ -73,11 +73,12 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    commands = None  # the top parser's subparsers (build_parser)
+
     def choices_of(self, command):
         """The parser of ``command`` (this one when None)."""
-        sub = next((a for a in self._actions if isinstance(a, argparse._SubParsersAction)),
-                   None)
-        return sub.choices[command] if sub and command in sub.choices else self
+        known = self.commands.choices if self.commands else {}
+        return known.get(command, self)
 
 
 def build_parser(command=None):
@@ -101,7 +102,8 @@ def build_parser(command=None):
                "  ray       datasets on Ray Data (includes learning)\n\n"
                "'walloc-edge COMMAND --help' explains each command, with examples.")
     parser.add_argument("--version", action="version", version=f"walloc-edge {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub = parser.commands = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                                  parser_class=Parser)
     for name, (summary, extra) in COMMANDS.items():
         shown = summary + (" (needs [server]; [decode] runs a bundle without torch)"
                            if name in BUNDLE_COMMANDS else f" (needs [{extra}])" if extra else
