@@ -442,6 +442,32 @@ def test_same_sensor_id_on_two_devices_over_mqtt(bundle, reference_dir, tmp_path
     assert_each_once_with_its_content(out, inputs, bundle)
 
 
+def test_an_mqtt_sensor_hears_a_server_older_than_reply_topics(mosquitto):
+    """A server from before reply topics answers on TOPIC/ack/SENSOR: a sensor still hears
+    it there (it listened only on its own reply topic, so sensors upgraded before their
+    servers resent everything until their spools overflowed)."""
+    import paho.mqtt.client as mqtt
+
+    broker = mosquitto()
+    link = open_link(f"mqtt://127.0.0.1:{broker.port}/site/cams", 0x1234)
+    heard = []
+    link.on_ack = heard.append
+    old_server = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    old_server.connect("127.0.0.1", broker.port)
+    old_server.loop_start()
+    try:
+        ack = Ack(ACK_WRITTEN, 0x1234, 1, 0)
+        deadline = time.monotonic() + 20
+        while not heard and time.monotonic() < deadline:  # until the link has subscribed
+            old_server.publish("site/cams/ack/0000000000001234", encode_ack(ack), qos=1)
+            time.sleep(0.2)
+        assert heard[:1] == [ack]
+    finally:
+        old_server.loop_stop()
+        old_server.disconnect()
+        link.close()
+
+
 def test_a_server_says_when_its_broker_is_gone_and_back(mosquitto):
     """The broker stops: the receiver logs it once and says why it is down (serve's
     /healthz answers 503 with it); back, it subscribes again and says so."""

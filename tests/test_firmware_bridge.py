@@ -327,7 +327,6 @@ def test_outputs_are_named_by_the_sensor_name_and_the_folders_of_its_files(rgb_w
                      f"cam_1-{sensor}-1-000001-T-gate_shot.png"], names
 
 
-
 def test_one_key_twice_in_a_capture(tmp_path, rgb_weights_bundle, reference_dir, capsys):
     """A capture holding one message twice (a resend) writes it once; one holding two
     different messages under one key (two captures numbered alike, appended) says COLLISION

@@ -55,16 +55,20 @@ def test_encode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, tmp_pa
     assert main(argv) == 0
     assert sorted(p.name for p in out.iterdir()) == ["a-jpg.wlc", "a-png.wlc"]
     before = (out / "a-png.wlc").read_bytes()
-    (out / "a-png.wlc").write_bytes(b"kept")
+    stamp = (out / "a-png.wlc").stat().st_mtime_ns
     capsys.readouterr()
     assert main(argv) == 0  # a run again: both outputs are newer than their inputs
     assert "kept 2 existing output(s)" in capsys.readouterr().out
-    assert (out / "a-png.wlc").read_bytes() == b"kept"
+    assert (out / "a-png.wlc").stat().st_mtime_ns == stamp  # not written again
+    (out / "a-png.wlc").write_bytes(b"another model's")  # newer, but not this model's
+    assert main(argv) == 1
+    said = capsys.readouterr().out
+    assert "a-png.wlc exists, not made by this model" in said and "kept 1 existing" in said
+    (out / "a-png.wlc").write_bytes(before)
     make_older(out / "a-png.wlc", than=tmp_path / "a.png")  # the input changed since
     assert main(argv) == 1
     said = capsys.readouterr().out
     assert "a-png.wlc exists and is older than" in said and "kept 1 existing" in said
-    assert (out / "a-png.wlc").read_bytes() == b"kept"
     assert main(argv + ["--overwrite"]) == 0
     assert (out / "a-png.wlc").read_bytes() == before
 

@@ -13,7 +13,7 @@ from helpers import FakeLink, wait_for
 from walloc_edge.firmware_bridge.delivery import Courier, Identity, Spool
 from walloc_edge.firmware_bridge.delivery import identity as identity_module
 from walloc_edge.firmware_bridge.delivery import spool as spool_module
-from walloc_edge.firmware_bridge.delivery.spool import SpoolFull
+from walloc_edge.firmware_bridge.delivery.spool import NotSpooled, SpoolFull
 from walloc_edge.firmware_bridge.framing import ACK_COLLISION, ACK_WRITTEN, Ack, decode_frame
 from walloc_edge.firmware_bridge.loops import stream_files
 
@@ -42,7 +42,9 @@ def test_a_damaged_spool_file_is_set_aside_and_the_rest_delivered(tmp_path):
     assert any("is damaged" in line and "set aside" in line for line in lines), lines
     for sequence in (1, 2):
         link.on_ack(Ack(ACK_WRITTEN, identity.sensor, identity.boot, sequence))
-    assert courier.finish(wait=2).complete
+    report = courier.finish(wait=2)  # a message not delivered: no complete run
+    assert report.acknowledged == 2 and report.damaged == 1 and not report.complete
+    assert "1 damaged in the spool" in report.line()
 
 
 def photo(size, seed):
@@ -95,6 +97,36 @@ def test_a_full_disk_under_the_spool_follows_its_policy(tmp_path, monkeypatch):
     assert blocking.keys() == [(1, 0), (1, 1)]
 
 
+def test_a_disk_full_of_something_else_skips_the_input_and_keeps_the_spool(tmp_path,
+                                                                           monkeypatch):
+    """A disk filled by something else, so full that giving up the spool's messages cannot
+    make room for the new one. It emptied the whole spool without a word (not counted, not said), reported the run
+    complete, then waited forever for acknowledgements. Now nothing is given up, that one
+    input is not sent, and its sequence number is used by the next message (a gap would
+    count as a message lost on the server)."""
+    from collections import namedtuple
+
+    identity = Identity.start(tmp_path / "state", "cam")
+    spool = Spool(tmp_path / "spool")
+    lines = []
+    courier = Courier(FakeLink(), identity, spool, log=lines.append)
+    kept = [courier.send(b"a" * 100), courier.send(b"b" * 100)]
+    real = spool_module.write_atomic
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(spool_module, "write_atomic", full)
+    monkeypatch.setattr(spool_module.shutil, "disk_usage",
+                        lambda path: namedtuple("Usage", "total used free")(10**9, 10**9, 0))
+    with pytest.raises(NotSpooled, match="would not make room"):
+        courier.send(b"c" * 1000)  # more than giving up both would free
+    assert spool.keys() == kept and courier.report.dropped == 0
+    monkeypatch.setattr(spool_module, "write_atomic", real)
+    assert courier.send(b"d") == (kept[1][0], kept[1][1] + 1)
+    courier.finish(wait=0)
+
+
 def test_a_full_disk_still_lets_a_sensor_start(tmp_path, monkeypatch):
     """A sensor must count up its boot to start, and the disk its spool filled had no room
     for that: it could never start again to deliver what fills it. The state folder keeps
@@ -122,13 +154,25 @@ def test_a_full_disk_still_lets_a_sensor_start(tmp_path, monkeypatch):
 
 
 class CollidingLink(FakeLink):
-    """A server that answers every message with a collision."""
+    """A server that answers every message with a collision (from its own thread, a moment
+    later, as a server's answers come; none once closed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.answers = []
 
     def write(self, frames):
         super().write(frames)
         frame = decode_frame(frames[0])
-        threading.Timer(0.01, self.on_ack, [Ack(ACK_COLLISION, frame.sensor, frame.boot,
-                                                frame.sequence)]).start()
+        answer = threading.Timer(0.01, self.on_ack, [Ack(ACK_COLLISION, frame.sensor,
+                                                         frame.boot, frame.sequence)])
+        self.answers.append(answer)
+        answer.start()
+
+    def close(self):
+        for answer in self.answers:
+            answer.cancel()
+            answer.join()
 
 
 def test_collisions_again_and_again_back_off_and_hold_no_file_per_boot(tmp_path):

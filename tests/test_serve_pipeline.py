@@ -146,4 +146,3 @@ def test_a_second_server_on_one_output_folder_refuses_to_start(reference_dir, tm
         first.kill()
     again = Serve.reference(reference_dir, tmp_path / "out", free_port())
     again.kill()
-

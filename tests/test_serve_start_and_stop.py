@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -14,9 +15,10 @@ from walloc_edge.cli import main
 
 def test_sighup_stops_serve_cleanly_and_a_killed_server_s_half_writes_are_cleared(
         reference_dir, tmp_path):
-    """SIGHUP (a closed terminal, a service manager's reload) ended serve at once, with no
-    summary and temporary files left in its folders for good: it stops as SIGTERM does now,
-    and a start clears what a killed server left half-written in --out and --latents."""
+    """SIGHUP (a closed terminal) ended serve at once, with no summary and temporary files
+    left in its folders for good: it stops as SIGTERM does now (unless it was ignored at the
+    start, as nohup asks), and a start clears what a killed server left half-written in
+    --out and --latents."""
     out, latents = tmp_path / "out", tmp_path / "latents"
     for folder in (out, latents):
         folder.mkdir()
@@ -28,6 +30,12 @@ def test_sighup_stops_serve_cleanly_and_a_killed_server_s_half_writes_are_cleare
     server.reading.join(timeout=5)
     said = "".join(server.lines)
     assert "stopping" in said and "decoded 0, rejected 0" in said, said
+    nohup = Serve.reference(reference_dir, tmp_path / "out2", free_port(),  # SIGHUP ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    nohup.proc.send_signal(signal.SIGHUP)  # as nohup asks: not a stop
+    time.sleep(1)
+    assert nohup.proc.poll() is None
+    assert "decoded 0" in nohup.stop()
 
 
 @pytest.mark.parametrize("keys, said", [

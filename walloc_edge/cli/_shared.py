@@ -86,20 +86,25 @@ def add_overwrite_option(p):
                         "its input is left as it is and the input reported as failed)")
 
 
-def kept_output(target, source, overwrite):
+def kept_output(target, source, overwrite, same=lambda target: True):
     """Whether ``target`` exists and is kept: it is newer than its ``source`` file (the
-    output of an earlier run, say one that was stopped). One older than its source, or
-    whose source is no file (a camera), is a FileExistsError: the input changed since it was
-    made, and replacing it is --overwrite's to say, not a rerun's."""
+    output of an earlier run, say one that was stopped) and ``same(target)`` (e.g. made by
+    this model). One older than its source, or made otherwise, is a FileExistsError: the
+    input or the settings changed since it was made, and replacing it is --overwrite's to
+    say, not a rerun's."""
     if overwrite or not target.exists():
         return False
     try:
-        if source is not None and target.stat().st_mtime_ns >= source.stat().st_mtime_ns:
-            return True
-    except OSError:  # the source went away: not ours to judge
-        pass
-    older = f" and is older than {source}" if source is not None else ""
-    raise FileExistsError(f"{target} exists{older} (--overwrite replaces it)")
+        newer = target.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    except OSError:  # the source went away meanwhile: it is said as it is read
+        return False
+    if not newer:
+        raise FileExistsError(f"{target} exists and is older than {source} (--overwrite "
+                              "replaces it)")
+    if not same(target):
+        raise FileExistsError(f"{target} exists, not made by this model (--overwrite "
+                              "replaces it)")
+    return True
 
 
 def kept_line(kept):

@@ -1,8 +1,9 @@
-"""Stops like a service: SIGTERM (systemd, ``docker stop``, Kubernetes), and SIGHUP for a
-sensor, end a long-running command the way Ctrl-C does: it stops taking input, finishes or
-leaves unacknowledged what is in flight (never half-written), and prints its report. They
-do so whatever dispositions the process inherited (even ignored); an inherited ignored
-SIGINT stays ignored, as a script's background job or ``nohup`` asks."""
+"""Stops like a service: SIGTERM (systemd, ``docker stop``, Kubernetes) and SIGHUP (a
+closed terminal) end a long-running command the way Ctrl-C does: it stops taking input,
+finishes or leaves unacknowledged what is in flight (never half-written), and prints its
+report. SIGTERM does so whatever disposition the process inherited (even ignored); an
+inherited ignored SIGINT or SIGHUP stays ignored, as a script's background job or
+``nohup`` asks."""
 import signal
 import threading
 
@@ -28,6 +29,8 @@ def stop_on(*signums):
         return
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signums = (signal.SIGINT, *signums)
+    signums = tuple(s for s in signums  # nohup's wish
+                    if s != signal.SIGHUP or signal.getsignal(s) is not signal.SIG_IGN)
 
     def stop(signum, frame):
         for taken in signums:

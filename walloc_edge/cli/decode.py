@@ -17,9 +17,9 @@ EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported
 (exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
 or model version this one does not know) is reported on stderr and skipped too; when every
 input is such a one, nothing here can decode them: exit status 2 (upgrade walloc-edge).
-Each output is written whole or not at all;
-an existing one newer than its .wlc is kept (a run again after a stop decodes only what is
-missing); one older than its .wlc is not replaced without --overwrite, and counts as failed. A folder's .wlc files (searched
+Each output is written whole or not at all; an existing one newer than its .wlc is kept (a
+run again after a stop decodes only what is missing); one older than its .wlc is not
+replaced without --overwrite, and counts as failed. A folder's .wlc files (searched
 recursively) keep their place below it (wlc/a/1.wlc -> OUT/a/1.png); inputs that share a
 name keep apart (a/x.wlc, b/x.wlc given as files -> x.png, x-2.png).
 
@@ -78,6 +78,7 @@ def decode_to_file(decoder, source, stem, fmt, overwrite=True):
     judged = {}
 
     def accept(header):
+        decoder.check(header)  # another model's bitstream is refused, never "kept"
         judged["path"] = signal_path(header, stem, fmt)
         judged["kept"] = kept_output(judged["path"], source, overwrite)
         if not judged["kept"]:

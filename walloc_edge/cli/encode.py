@@ -3,6 +3,7 @@ import math
 import time
 
 from ..runtime.coders import CODERS
+from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
@@ -61,9 +62,16 @@ def run(args):
     print(f"encoding with {encoder.describe()} + {args.coder}"
           f"{f' (level {level})' if level else ''} into {out}")
     totals = {"done": 0, "failed": 0, "kept": 0, "in": 0, "out": 0}
+
+    def same_model(target):  # an output kept is this model's
+        try:
+            return read_bitstream(target.read_bytes()).header.model_id == b.model_id
+        except (OSError, ValueError):  # unreadable, or no bitstream: not this run's
+            return False
+
     for path, name in progress(files, "encoding"):
         try:  # an output kept is decided before the input is read
-            if kept_output(wlc_name(out / name), path, args.overwrite):
+            if kept_output(wlc_name(out / name), path, args.overwrite, same_model):
                 totals["kept"] += 1
                 continue
             source = read_source(path, b.modality, b.channels)
@@ -111,8 +119,8 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals, raw_bytes=None,
     target = wlc_name(stem)
     start = time.perf_counter()
     try:
-        if target.exists() and not args.overwrite:  # a video frame's (a file's output
-            raise FileExistsError(f"{target} exists (--overwrite replaces it)")  # was judged)
+        if target.exists() and not args.overwrite:  # (a file's output was judged already:
+            raise FileExistsError(f"{target} exists (--overwrite replaces it)")  # a frame's)
         blob = encoder.encode(sample, coder=args.coder, sample_rate=rate, level=args.level)
         seconds = time.perf_counter() - start
         target.parent.mkdir(parents=True, exist_ok=True)  # a folder's input keeps its place

@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import __version__
 from ..firmware_bridge.delivery import (Courier, Identity, SentRecord, Spool, read_key,
                                         state_folder)
+from ..firmware_bridge.delivery.identity import keep_reserve
 from ..firmware_bridge.delivery.sent import claim_watch
 from ..firmware_bridge.loops import stream_frames, stream_inputs, watch_folder
 from ..firmware_bridge.transports import SENDER_URLS, check_url, open_link
@@ -168,6 +169,7 @@ def run(args):
     except KeyboardInterrupt as e:
         stop, report = stop or e, courier.finish(wait=0)
     spool.close()
+    keep_reserve(args.state)  # where acknowledgements made room on a full card
     if claim is not None:
         claim.close()
     if skipped:

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..runtime.console import say
 from ..runtime.io import read_input
 from .delivery.sent import SentRecord, file_digest
-from .delivery.spool import MessageTooLarge
+from .delivery.spool import NotSpooled
 
 __all__ = ["stream_files", "stream_inputs", "stream_frames", "watch_folder", "serve_messages",
            "Rejected"]
@@ -40,7 +40,7 @@ def _send_all(encoder, sender, items, coder, log, level=None, spooled=None):
         try:
             meta = {"source": source, "time": time.time()}
             key = sender.send(blob, meta, spooled) if spooled else sender.send(blob, meta)
-        except MessageTooLarge as e:
+        except NotSpooled as e:
             failed += 1
             log(f"skipped {what}: {e}")
             continue
@@ -116,7 +116,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     changed files are sent (a file touched, its content the same, is not). Hidden and
     temporary files (".name", "*.tmp", "*.part") are left alone, so a writer can write them
     and rename them into place; what is no regular file (a FIFO, whose reader would wait for
-    good; a symlink loop) is skipped, said once; a folder that goes away (moved, unmounted)
+    good; a symlink loop) is skipped, said once; a folder that goes away (moved, deleted)
     is waited for. Returns (sent, failed): failed counts the files whose last try could not
     be read or encoded (a later try that sends it takes it off)."""
     folder = Path(folder)

@@ -26,22 +26,29 @@ def output_stem(received: "Received") -> str:
     and its id, which alone keeps names apart), which message, when it was captured (UTC)
     and which source file (its folders below the sensor's input joined by "_"), where the
     sensor said."""
-    name = _safe(received.meta.get("name"), 32)
-    parts = [name] if name else []
+    name = _safe(received.meta.get("name"), 32, "-")  # one field: its "-" made "_", and
+    parts = [name] if name and not SENSOR_ID.fullmatch(name) else []  # never an id's look
     parts += [f"{received.sensor:016x}", str(received.boot), f"{received.sequence:06d}"]
     captured = received.meta.get("time")
     if isinstance(captured, (int, float)) and 0 < captured < 2 ** 34:
         parts.append(time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(captured)))
-    source = _safe(str(received.meta.get("source", "")).rsplit(".", 1)[0], 64)
+    source = _safe(str(received.meta.get("source", "")).rsplit(".", 1)[0], -64)
     return "-".join(parts + ([source] if source else []))
 
 
-def _safe(text, limit):
-    """``text`` as part of a file name: what is not a letter, digit or ``_.+-`` becomes
-    "_", at most ``limit`` characters, no leading or trailing dots."""
+SENSOR_ID = re.compile(r"[0-9a-fA-F]{16}")
+
+
+def _safe(text, limit, also=""):
+    """``text`` as part of a file name: what is not a letter, digit or ``_.+-`` (less
+    ``also``) becomes "_"; its first ``limit`` characters (its last, for a negative one:
+    a deep path keeps its file's name); no leading or trailing dots."""
     if not isinstance(text, str):
         return ""
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)[:limit].strip("._")
+    text = re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+    for character in also:
+        text = text.replace(character, "_")
+    return (text[:limit] if limit > 0 else text[limit:]).strip("._")
 
 
 class Outputs:

@@ -1,8 +1,10 @@
 """At-least-once delivery, the sensor's side: ``identity.py``, ``spool.py``, ``sensor.py``
-(the courier) and ``sent.py`` (what was sent of its files, so a restart sends no copy). The server's side (the ledger that makes outputs exactly-once, the keys
-file) is ``walloc_edge.server.delivery``."""
+(the courier; ``report.py``, what it delivered) and ``sent.py`` (what was sent of its files,
+so a restart sends no copy). The server's side (the ledger that makes outputs exactly-once,
+the keys file) is ``walloc_edge.server.delivery``."""
 from .identity import Identity, state_folder
-from .sensor import Courier, Report, read_key
+from .report import Report
+from .sensor import Courier, read_key
 from .sent import SentRecord
 from .spool import Spool, SpoolFull
 

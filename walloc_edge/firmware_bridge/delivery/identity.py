@@ -105,11 +105,20 @@ def _save(path, data):
                                  "sensor cannot count up its boot. Free some room there (its "
                                  "spool keeps the unsent messages in spool/)") from None
             reserve.unlink()
-    if not reserve.exists():
-        try:
-            with open(reserve, "wb") as f:
-                f.write(bytes(RESERVE_BYTES))
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError:
-            reserve.unlink(missing_ok=True)  # no room yet: made at a later start
+    keep_reserve(path.parent)
+
+
+def keep_reserve(state):
+    """Make the state folder ``state``'s reserve where it is missing and there is room
+    (at a start, and as a stream ends: its acknowledgements may have made room). Random
+    bytes: a compressing file system keeps their room."""
+    reserve = Path(state) / RESERVE
+    if reserve.exists():
+        return
+    try:
+        with open(reserve, "wb") as f:
+            f.write(os.urandom(RESERVE_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError:
+        reserve.unlink(missing_ok=True)  # no room yet

@@ -9,54 +9,18 @@ boot when the server holds other content under its key (a collision). The server
 """
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ...runtime.console import say
 from ..framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN
 from ..transports import Sender
-from .spool import SpoolDamaged, SpoolFull, signals_deferred
+from .report import Report
+from .spool import NotSpooled, SpoolDamaged, SpoolFull, signals_deferred
 
-__all__ = ["Courier", "Report", "read_key"]
+__all__ = ["Courier", "read_key"]
 
 ADOPT_EVERY = 30  # seconds between looks for spool entries of streams that are gone
 MAX_TIMEOUT_FACTOR = 8  # a message sent again waits up to this many ack timeouts
-
-
-@dataclass
-class Report:
-    """What a sensor run delivered (counts of messages)."""
-    sent: int = 0           # new messages of this run put on the link
-    resent: int = 0         # transmissions of earlier messages (after a restart or timeout)
-    acknowledged: int = 0   # written by the server (this run's and earlier runs' messages)
-    rejected: int = 0       # refused for good by the server (bad bitstream, wrong model)
-    dropped: int = 0        # given up because the spool was full (policy drop-oldest)
-    collisions: int = 0     # keys the server holds other content under: sent under a new boot
-    unacknowledged: int = 0  # still in the spool at the end: sent again at the next start
-    best_effort: bool = False  # a link with no way back (UDP, serial, file): nothing is known
-
-    def line(self):
-        if self.best_effort:
-            return f"sent {self.sent} message(s) best-effort (this link has no acknowledgements)"
-        parts = [f"{self.acknowledged} acknowledged", f"{self.sent} new",
-                 f"{self.resent} resent"]
-        if self.rejected:
-            parts.append(f"{self.rejected} rejected by the server")
-        if self.dropped:
-            parts.append(f"{self.dropped} dropped (spool full)")
-        if self.collisions:
-            parts.append(f"{self.collisions} collision(s) (another start sent under the same "
-                         "keys; sent again under a new boot)")
-        if self.unacknowledged:
-            parts.append(f"{self.unacknowledged} unacknowledged, kept in the spool (sent "
-                         "again at the next start; a busy server may need a longer --wait; "
-                         "a server that takes only signed frames drops those without its "
-                         "key, and its log says so)")
-        return "delivery: " + ", ".join(parts)
-
-    @property
-    def complete(self):
-        return self.best_effort or not (self.unacknowledged or self.dropped or self.rejected)
 
 
 class Courier:
@@ -97,6 +61,7 @@ class Courier:
         self.timeouts = {}  # key → how many times its acknowledgement did not come in time
         self.fresh = set()  # spooled by send(), not transmitted yet (its first sending)
         self.hold = {}  # key → not sent before then: moved after a collision, backing off
+        self.taken = set()  # keys send() took and has not spooled yet
         self.collision_delay = backoff  # doubling with each collision, to ``max_backoff``
         self.sequence = 0
         self.changed = threading.Condition()
@@ -156,10 +121,12 @@ class Courier:
 
     def _next_key(self):
         """The key (boot, sequence) of the next message and its boot's nonce, as one step
-        (a collision may move this courier to a new boot meanwhile)."""
+        (a collision may move this courier to a new boot meanwhile); the key counts as
+        taken, not spooled, until ``send`` says otherwise."""
         with self.changed:
             key = (self.identity.boot, self.sequence)
             self.sequence += 1
+            self.taken.add(key)
             return key, self.identity.nonce
 
     def _rekey(self, old):
@@ -175,8 +142,6 @@ class Courier:
             self.spool.move(old, new, {"nonce": self.identity.nonce})
         except FileNotFoundError:
             return  # another process on this spool took it over
-        if old[0] != self.identity.boot:
-            self.spool.release(old[0])
         self.report.collisions += 1
         self.sent_at.pop(old, None)  # not in flight: due after a pause that doubles with
         self.timeouts.pop(old, None)  # each collision (a server answering nothing else
@@ -213,19 +178,23 @@ class Courier:
         so that a dead link is noticed early. ``spooled(key)`` is called in one step with
         the spooling (a stop does not fall between them: e.g. the file recorded as sent);
         on a link without acknowledgements, once the message is sent."""
-        key, nonce = self._next_key()
         if "name" in self.status:  # the --sensor-id given, a server names outputs by it
             meta = {**(meta or {}), "name": self.status["name"]}
         if not self.link.acks:
+            key, _ = self._next_key()
+            self.taken.discard(key)  # nothing to own: never spooled
             self.sender.send_as(key[1], message, meta, boot=key[0])
             self.report.sent += 1
             spooled(key)
             return key
-        meta = {**(meta or {}), "nonce": nonce}
+        self.spool.check_size(len(self.spool.entry(message, {  # NotSpooled before a key
+            **(meta or {}), "nonce": self.identity.nonce})))  # is used up (a gap: "lost")
         self.start()
         with self.changed:
             while len(self.sent_at) >= self.window:
                 self.changed.wait(timeout=self.tick)
+        key, nonce = self._next_key()
+        meta = {**(meta or {}), "nonce": nonce}
         while True:
             try:
                 with signals_deferred():  # never waits: the waits are outside
@@ -236,18 +205,30 @@ class Courier:
                 self.log(f"{e}: waiting for the server before taking more input")
                 with self.changed:
                     self.changed.wait(timeout=self.max_backoff)
+            except NotSpooled as e:  # a disk full of something else
+                with self.changed:
+                    self._dropped(e.dropped)
+                    self.taken.discard(key)
+                    if self.sequence == key[1] + 1 and self.identity.boot == key[0]:
+                        self.sequence -= 1  # the key given back: no gap
+                raise
         with self.changed:
-            for old in dropped:
-                self.report.dropped += 1
-                self.sent_at.pop(old, None)
-                self.timeouts.pop(old, None)
-                self.hold.pop(old, None)
-                self.fresh.discard(old)
-                self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
+            self._dropped(dropped)
+            self.taken.discard(key)
             self.fresh.add(key)
             self.report.sent += 1
         self.wake.set()
         return key
+
+    def _dropped(self, keys):
+        """The spool gave up ``keys`` to make room (called with ``changed`` held)."""
+        for old in keys:
+            self.report.dropped += 1
+            self.sent_at.pop(old, None)
+            self.timeouts.pop(old, None)
+            self.hold.pop(old, None)
+            self.fresh.discard(old)
+            self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
 
     def _run(self):
         while not self.stopping.is_set():
@@ -272,6 +253,7 @@ class Courier:
             self.next_adopt = time.monotonic() + ADOPT_EVERY
             if self.spool.adopt():
                 self.log("took over message(s) a stream that is gone left in the spool")
+        self._release_boots()
         beat = self.heartbeat and time.monotonic() >= self.next_beat
         if not self.connected:
             if not (len(self.spool) or beat) or time.monotonic() < self.next_attempt or \
@@ -290,6 +272,16 @@ class Courier:
         for key in due:
             if self.stopping.is_set() or not self._transmit(key):
                 return
+
+    def _release_boots(self):
+        """Give up owning the boots this courier no longer sends under and holds nothing of
+        (left behind by collisions, or adopted and delivered), so that collisions again and
+        again do not keep a lock file open for each boot they went through."""
+        with self.changed:
+            busy = {boot for boot, _ in self.spool.keys()} | \
+                {boot for boot, _ in self.taken} | {self.identity.boot}
+            for boot in set(self.spool.held) - busy:
+                self.spool.release(boot)
 
     def _beat(self):
         """Send a heartbeat now (the next is due ``heartbeat`` seconds on); False when the
@@ -317,6 +309,8 @@ class Courier:
             return True  # acknowledged (or given up) meanwhile
         except SpoolDamaged as e:
             self.log(str(e))
+            with self.changed:
+                self.report.damaged += 1
             return True
         with self.changed:
             if key not in self.spool.sizes:

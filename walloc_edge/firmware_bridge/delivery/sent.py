@@ -148,9 +148,10 @@ def claim_watch(record):
         fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         claim.seek(0)
-        holder = claim.read().strip() or "another process"
+        holder = claim.read().strip()
         claim.close()
-        raise ValueError(f"this sensor already watches that folder (pid {holder}): a second "
+        raise ValueError(f"this sensor already watches that folder "
+                         f"({f'pid {holder}' if holder else 'another stream'}): a second "
                          "stream would send every file in it again; stop it first, or give "
                          "this one another --sensor-id or --state") from None
     claim.truncate(0)

@@ -9,13 +9,14 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import signal
 import threading
 from pathlib import Path
 
 from ...runtime.io import write_atomic
 
-__all__ = ["Spool", "SpoolFull", "SpoolDamaged", "MessageTooLarge", "signals_deferred"]
+__all__ = ["Spool", "SpoolFull", "SpoolDamaged", "NotSpooled", "signals_deferred"]
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
 
@@ -59,8 +60,14 @@ class SpoolFull(Exception):
     its disk full with nothing left to give up)."""
 
 
-class MessageTooLarge(ValueError):
-    """A message larger than the whole spool: that input cannot be sent; the others can."""
+class NotSpooled(ValueError):
+    """A message this spool cannot take at all (larger than the whole spool; a disk full
+    that giving up every message would not make room on): that input cannot be sent, the
+    others can. ``dropped``: the keys given up trying (none but where the disk misled)."""
+
+    def __init__(self, message, dropped=()):
+        super().__init__(message)
+        self.dropped = list(dropped)
 
 
 class SpoolDamaged(Exception):
@@ -182,10 +189,8 @@ class Spool:
     def add(self, key: "tuple[int, int]", message: bytes, meta: dict | None = None
             ) -> "list[tuple[int, int]]":
         """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
-        data = json.dumps(meta or {}).encode() + b"\n" + message
-        if len(data) > self.max_bytes:
-            raise MessageTooLarge(f"its {len(data):,}-byte message is larger than the whole "
-                                  f"spool ({self.max_bytes:,} bytes; --spool-mb)")
+        data = self.entry(message, meta)
+        self.check_size(len(data))
         dropped = []
         with signals_deferred(), self.lock:
             while self.sizes and self.total + len(data) > self.max_bytes:
@@ -199,15 +204,30 @@ class Spool:
                 except OSError as e:  # the disk is full before the spool is
                     if e.errno not in DISK_FULL:
                         raise
-                    if not self.sizes:
-                        raise SpoolFull(f"the disk is full ({e.strerror}) and the spool "
-                                        "holds nothing to give up") from None
-                    dropped.append(self._give_up_oldest(
-                        f"the disk is full ({e.strerror}); the spool holds "
-                        f"{len(self.sizes)} unacknowledged message(s)"))
+                    why = f"the disk is full ({e.strerror})"
+                    if self.policy == "block" and self.sizes:  # acknowledgements make room
+                        raise SpoolFull(f"{why}; the spool holds {len(self.sizes)} "
+                                        "unacknowledged message(s)") from None
+                    if not self.sizes or \
+                            shutil.disk_usage(self.folder).free + self.total < len(data):
+                        raise NotSpooled(f"{why}, and giving up what the spool holds would "
+                                         "not make room for it (what else fills the disk?)",
+                                         dropped) from None  # the rest of the spool kept
+                    dropped.append(self._give_up_oldest(why))
             self.total += len(data) - self.sizes.get(key, 0)
             self.sizes[key] = len(data)
         return dropped
+
+    @staticmethod
+    def entry(message, meta):
+        """The bytes a message and its ``meta`` take in the spool."""
+        return json.dumps(meta or {}).encode() + b"\n" + message
+
+    def check_size(self, size):
+        """NotSpooled for an entry of ``size`` bytes that could never fit."""
+        if size > self.max_bytes:
+            raise NotSpooled(f"its {size:,}-byte message is larger than the whole spool "
+                             f"({self.max_bytes:,} bytes; --spool-mb)")
 
     def _give_up_oldest(self, why):
         """Make room (called with ``lock`` held): the oldest message given up under

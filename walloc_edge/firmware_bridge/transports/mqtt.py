@@ -96,32 +96,45 @@ def _mqtt_security(client, url, options):
 class MqttLink(Link):
     """One QoS-1 publish per message (so that a shared subscription hands whole messages to
     servers); acknowledgements come back from the server on this process's own reply topic,
-    TOPIC/ack/SENSOR/REPLY. Its client id is this process's too, with a clean session (two
-    processes under one id would knock each other off the broker; an answer published while
-    it was away is made up for by sending the message again, which the server answers
-    again), unless ?client=ID names one to keep a persistent session."""
+    TOPIC/ack/SENSOR/REPLY (and on TOPIC/ack/SENSOR from a server older than reply topics,
+    which answers every process of a sensor there). Its client id is this process's too,
+    with a clean session (two processes under one id would knock each other off the broker;
+    an answer published while it was away is made up for by sending the message again,
+    which the server answers again), unless ?client=ID names one: a persistent session,
+    whose reply token is made from that id (the same topic at every start). A lost
+    connection is said at once (``alive``, ``on_down``), so that what is unacknowledged is
+    sent again as soon as the broker is back."""
 
     acks = True
 
     def __init__(self, url, host, port, topic, options, sensor, ack_key=None):
         super().__init__(url)
         self.topic, self.address = topic, (host, port)
-        token = secrets.token_hex(8)
+        named = options.get("client")
+        token = hashlib.sha256(named.encode()).hexdigest()[:16] if named else \
+            secrets.token_hex(8)
         self.reply_meta = {"reply": token}
-        self.ack_topic = f"{topic}/ack/{sensor:016x}/{token}"
+        self.ack_topics = (f"{topic}/ack/{sensor:016x}/{token}", f"{topic}/ack/{sensor:016x}")
         self.reader_key = ack_key
         self.refused = None
         self.client = _mqtt_client(
             url, host, port, options, client_id=f"walloc-edge-sensor-{sensor:016x}-{token}",
-            callbacks={"on_connect": self._on_connect, "on_message": self._on_message},
-            wait=False, persistent="client" in options)
+            callbacks={"on_connect": self._on_connect, "on_message": self._on_message,
+                       "on_disconnect": self._on_disconnect},
+            wait=False, persistent=bool(named))
 
     def _on_connect(self, client, userdata, flags, reason, properties):
         if getattr(reason, "is_failure", False):
             self.refused = str(reason)  # e.g. "Not authorized": retrying will not help
             return
         self.refused = None
-        client.subscribe(self.ack_topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.ack_topics])
+        self.alive = True
+
+    def _on_disconnect(self, client, userdata, flags, reason, *args):
+        self.alive = False
+        if self.on_down:
+            self.on_down()
 
     def _on_message(self, client, userdata, message):
         for ack in AckReader(self.reader_key).feed(message.payload):
