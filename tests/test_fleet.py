@@ -218,14 +218,16 @@ def test_the_dashboard_behind_a_token_works_in_a_browser(tmp_path):
         pytest.skip("chromium is not installed (make browser installs it)")
     fleet = Fleet(tmp_path)
     fleet.message("written", received(0xA1), seconds=0.01, fields={"file": None})
-    fleet.heartbeat(Heartbeat("tcp 127.0.0.1", 0xB2, 1, 0, {"spool": 0, "state": "stopped"}))
+    fleet.heartbeat(Heartbeat("tcp 127.0.0.1", 0xB2, 1, 0, {"spool": 0, "state": "stopped",
+                                                            "dropped": 3}))
     with Dashboard(fleet, "127.0.0.1", 0, token="s3cret") as dashboard:
         dashboard.start()
         dom = dump_dom(dashboard.url + "?token=s3cret", tmp_path / "chromium")
     assert f'data-sensor="{0xA1:016x}"' in dom and "<polyline" in dom, dom
     rows = {row.split('data-sensor="')[1][:16]: row.split(">")[0]
             for row in dom.split("<tr")[1:] if 'data-sensor="' in row}
-    assert 'class="stopped"' in rows[f"{0xB2:016x}"], rows  # its last word: stopped
+    assert 'class="stopped dropping"' in rows[f"{0xB2:016x}"], rows  # its last word:
+    # stopped, having given up messages
     assert "stopped" not in rows[f"{0xA1:016x}"], rows
 
 

@@ -143,3 +143,46 @@ def test_one_bad_input_does_not_stop_the_batch(rgb_bundle, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["a.wlc", "e.wlc"]
     assert "decompression bomb" in text and "c-huge.npy: not a readable .npy" in text
     assert "d-cut.png" in text and "encoded 2 input(s)" in text
+
+
+def test_an_input_copied_in_with_an_older_time_is_not_kept_as_encoded(rgb_bundle, tmp_path,
+                                                                      capsys):
+    """cp -p, rsync -a and unzip give a new file an old time: its .wlc looked newer and was
+    kept, holding the old picture. The input's change time says it changed."""
+    Image.fromarray(photo(0)).save(tmp_path / "a.png")
+    out = tmp_path / "wlc"
+    argv = ["encode", str(rgb_bundle), str(tmp_path / "a.png"), "-o", str(out)]
+    assert main(argv) == 0
+    stamp = (out / "a.wlc").stat().st_mtime_ns
+    Image.fromarray(photo(1)).save(tmp_path / "b.png")
+    os.utime(tmp_path / "b.png", ns=(stamp - 10**9, stamp - 10**9))  # an older time
+    os.replace(tmp_path / "b.png", tmp_path / "a.png")
+    capsys.readouterr()
+    assert main(argv) == 1
+    assert "a.wlc exists and is older than" in capsys.readouterr().out
+
+
+def test_a_full_output_disk_stops_the_batch_in_one_line(rgb_bundle, tmp_path, capsys,
+                                                        monkeypatch):
+    """Every input after the disk filled would fail the same way: the batch stops, says
+    what was written and that a run again finishes it (it was a raw errno)."""
+    import errno
+
+    from walloc_edge.cli import encode as encode_command
+
+    for i in range(3):
+        Image.fromarray(photo(i)).save(tmp_path / f"p{i}.png")
+    real, written = encode_command.write_atomic, []
+
+    def filling(path, data):
+        if written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(encode_command, "write_atomic", filling)
+    code = main(["encode", str(rgb_bundle), str(tmp_path), "-o", str(tmp_path / "wlc")])
+    said = capsys.readouterr()
+    assert code == 2 and "encoded 1 input(s)" in said.out, said
+    assert said.err.count("\n") == 1 and "the disk is full (No space left on device)" in \
+        said.err and "Errno" not in said.err, said.err

@@ -42,7 +42,7 @@ def test_encode_a_folder_recursively(rgb_bundle, photo_tree, tmp_path, capsys):
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*.wlc"))
     assert written == ["a.wlc", "sub/a.wlc", "sub/b.wlc"]  # same stems stay apart
     assert ("skipped in the folders: 1 hidden (.name), 1 hidden folder(s), not searched, "
-            "1 not images (.csv), 1 not images (.txt)") in text
+            "2 not images (.csv, .txt)") in text
     assert f"encoding with {Encoder(rgb_bundle).describe()}" in text  # auto says what it took
     header, latents = read_latents((out / "sub" / "a.wlc").read_bytes())
     assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(photo(2)))

@@ -220,3 +220,99 @@ def test_a_stop_taken_by_another_thread_waits_for_the_deferred_step(tmp_path):
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         signal.signal(signal.SIGINT, earlier)
+
+
+class DownLink(FakeLink):
+    """A server that cannot be reached: nothing is ever in flight."""
+
+    def reconnect(self):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+def test_an_input_whose_message_the_spool_gave_up_is_sent_by_a_run_again(
+        rgb_weights_bundle, tmp_path):
+    """A full spool gave up the oldest messages, and their files stayed recorded as sent:
+    running the same command again skipped them, said "sent before", and ended 0. Now the
+    record forgets them, and the run again sends them."""
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+    from walloc_edge.firmware_bridge.loops import stream_inputs
+    from walloc_edge.runtime import Encoder
+
+    paths = []
+    for i in range(4):
+        Image.fromarray(photo(32, i)).save(tmp_path / f"p{i}.png")
+        paths.append((tmp_path / f"p{i}.png", f"p{i}.png"))
+    encoder = Encoder(rgb_weights_bundle, "numpy")
+    size = len(encoder.encode(photo(32, 0)))
+    identity = Identity.start(tmp_path / "state", "cam")
+    record = SentRecord(tmp_path / "record.jsonl")
+    courier = Courier(DownLink(), identity, Spool(tmp_path / "spool", max_bytes=2 * size + 400),
+                      log=lambda line: None, on_dropped=record.forget)
+    assert stream_inputs(encoder, courier, paths, record) == (4, 0, 0)
+    assert courier.report.dropped == 2
+    assert sorted(SentRecord(tmp_path / "record.jsonl").files) == \
+        sorted(str(p.resolve()) for p, _ in paths[2:])  # on disk too
+    courier.finish(wait=0)
+    again = Courier(DownLink(), Identity.start(tmp_path / "state", "cam"),
+                    Spool(tmp_path / "spool2"), log=lambda line: None)
+    assert stream_inputs(encoder, again, paths, SentRecord(tmp_path / "record.jsonl")) == \
+        (2, 0, 2)  # the two given up are sent; the two spooled are not again
+    again.finish(wait=0)
+
+
+def test_a_full_spool_waits_for_the_answers_to_messages_in_flight(tmp_path):
+    """A server that is up but busy: drop-oldest gave up messages it was writing (the
+    sensor said "dropped", the server wrote them all). Messages in flight are given up
+    last: with only those left the sensor waits for their answers."""
+    identity = Identity.start(tmp_path / "state", "cam")
+    link = FakeLink()
+    courier = Courier(link, identity, Spool(tmp_path / "spool", max_bytes=300),
+                      log=lambda line: None, ack_timeout=60)
+    first, second = courier.send(b"a" * 100), courier.send(b"b" * 100)
+    wait_for(lambda: len(link.written) == 2)  # both in flight
+    threading.Timer(0.5, link.on_ack, [Ack(ACK_WRITTEN, identity.sensor, *first)]).start()
+    third = courier.send(b"c" * 100)  # waits for the first's answer
+    assert courier.report.dropped == 0 and courier.spool.keys() == [second, third]
+    courier.finish(wait=0)
+
+
+def test_a_record_that_cannot_be_written_leaves_its_journal_whole(tmp_path, monkeypatch):
+    """A full card while the journal of sent files is appended to ended the stream with a
+    raw errno, and left a line cut short that the next line was joined to. Now the line is
+    taken back, the file counted as not recorded (said at the end), and the next one is
+    recorded whole."""
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+    from walloc_edge.firmware_bridge.delivery import sent as sent_module
+
+    record = SentRecord(tmp_path / "record.jsonl")
+    record.keep("a", (1, 1), "aa")
+    real = os.write
+    monkeypatch.setattr(sent_module.os, "write", lambda fd, data: real(fd, data[:10]))
+    record.keep("b", (2, 2), "bb")  # a short write: the disk is full
+    monkeypatch.setattr(sent_module.os, "write", real)
+    record.keep("c", (3, 3), "cc")
+    assert len(record.unsaved) == 1 and record.unsaved[0].startswith("b (")
+    assert sorted(SentRecord(tmp_path / "record.jsonl").files) == ["a", "c"]
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["--to", "tcp://127.0.0.1:9", "--state", "{tmp}/nowhere"],
+     "no sensor state there (no identity.json)"),
+    (["{tmp}", "--to", "tcp://127.0.0.1:9", "--sensor-id", " "],
+     "--sensor-id: give a name or 16 hex digits"),
+    (["{tmp}", "--to", "tcp://127.0.0.1:9", "--state", "{tmp}/afile"],
+     "--state {tmp}/afile: cannot keep a sensor's state there"),
+    (["--watch", "{tmp}/afile", "--to", "tcp://127.0.0.1:9"], "a file, not a folder"),
+])
+def test_bad_stream_arguments_are_one_line(argv, said, rgb_weights_bundle, tmp_path, capsys):
+    from walloc_edge.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    try:
+        code = main(["stream", str(rgb_weights_bundle), *argv])
+    except SystemExit as e:  # argparse's
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and said.replace("{tmp}", str(tmp_path)) in err, \
+        err

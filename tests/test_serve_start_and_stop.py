@@ -23,7 +23,9 @@ def test_sighup_stops_serve_cleanly_and_a_killed_server_s_half_writes_are_cleare
     for folder in (out, latents):
         folder.mkdir()
         (folder / ".part-x.parquet.tmp-999999999-1").write_bytes(b"half")  # a server gone
-    server = Serve.reference(reference_dir, out, free_port(), "--latents", latents)
+    server = Serve.reference(reference_dir, out, free_port(), "--latents", latents,
+                             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    # (as a terminal starts it, even where pytest itself runs under nohup)
     assert not list(out.glob(".*.tmp-*")) and not list(latents.glob(".*.tmp-*"))
     server.proc.send_signal(signal.SIGHUP)
     assert server.proc.wait(timeout=30) == 0

@@ -3,6 +3,7 @@ output folders, naming the option a refused value came from. Imports nothing hea
 sensor commands use it without torch."""
 import argparse
 import contextlib
+import errno
 import os
 import sys
 import tempfile
@@ -94,17 +95,26 @@ def kept_output(target, source, overwrite, same=lambda target: True):
     say, not a rerun's."""
     if overwrite or not target.exists():
         return False
-    try:
-        newer = target.stat().st_mtime_ns >= source.stat().st_mtime_ns
+    try:  # its change time too: a file copied in with an older time (cp -p, rsync -a,
+        stat = source.stat()  # unzip) is changed now
+        newer = target.stat().st_mtime_ns >= max(stat.st_mtime_ns, stat.st_ctime_ns)
     except OSError:  # the source went away meanwhile: it is said as it is read
         return False
     if not newer:
-        raise FileExistsError(f"{target} exists and is older than {source} (--overwrite "
-                              "replaces it)")
+        raise FileExistsError(f"{target} exists and is older than {source} (or its last "
+                              "change) (--overwrite replaces it)")
     if not same(target):
         raise FileExistsError(f"{target} exists, not made by this model (--overwrite "
                               "replaces it)")
     return True
+
+
+class DiskFull(Exception):
+    """An output folder's disk is full: a batch stops (every other input would fail)."""
+
+
+def is_disk_full(error):
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def kept_line(kept):
@@ -118,8 +128,14 @@ def skipped_line(skipped):
     by name is never skipped so."""
     if not skipped:
         return ""
+    grouped = {}  # "not images (.txt)", "not images (.wlc)" -> 2 not images (.txt, .wlc)
+    for reason, n in sorted(skipped.items()):
+        what, _, detail = reason.partition(" (")
+        count, details = grouped.get(what, (0, []))
+        grouped[what] = (count + n, details + ([detail.rstrip(")")] if detail else []))
     return "skipped in the folders: " + ", ".join(
-        f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        f"{n} {what}" + (f" ({', '.join(details)})" if details else "")
+        for what, (n, details) in grouped.items())
 
 
 def positive_int(text):

@@ -1,6 +1,7 @@
 """``walloc-edge decode``: .wlc bitstreams → signals with the torch decoder, or a bundle's
 decoder graph without torch (server side)."""
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -9,9 +10,10 @@ from ..runtime.io import signal_path, write_signal
 from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.errors import NewerBitstreamError
-from ._shared import (add_decoder_options, add_overwrite_option, check_device, check_model,
-                      decoder_choices, is_bundle, kept_line, kept_output, naming_engine,
-                      output_dir, progress, skipped_line)
+from ._shared import (DiskFull, add_decoder_options, add_overwrite_option, check_device,
+                      check_model, decoder_choices, is_bundle, is_disk_full, kept_line,
+                      kept_output, naming_engine, output_dir, progress, skipped_line)
+from ._stops import Stopped, stop_on
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
 (exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
@@ -139,41 +141,65 @@ def run(args):
                          f"{' …' if len(args.inputs) > 3 else ''}"
                          + (f" ({skipped_line(skipped)})" if skipped else ""))
     out = output_dir(args.out)
-    failed = newer = kept = 0
+    counts = {"failed": 0, "newer": 0, "kept": 0, "done": 0}
     named = distinct_names(files)
-    for path, name in progress(named, "decoding"):
-        try:
-            signal, target = decode_to_file(decoder, path, out / name, args.format,
-                                            args.overwrite)
-        except NewerBitstreamError as e:
-            newer += 1
-            print(f"skipped {path}: {e}", file=sys.stderr)
-            continue
-        except FileExistsError as e:
-            failed += 1
-            say(f"skipped {path}: {e}" + ("" if "--overwrite" in str(e)
-                                          else " (--overwrite replaces it)"))
-            continue
-        except FileNotFoundError:
-            failed += 1
-            say(f"skipped {path}: no such file or folder")
-            continue
-        except (OSError, ValueError) as e:
-            failed += 1
-            say(f"skipped {path}: {e}")
-            continue
-        except MemoryError:
-            failed += 1
-            say(f"skipped {path}: this machine has not the memory to decode it")
-            continue
-        if signal is None:
-            kept += 1
-            continue
-        say(f"{path} -> {target}  {'x'.join(map(str, signal.shape))} {signal.dtype}")
+    stop_on(signal.SIGTERM, signal.SIGHUP)
+    try:
+        for path, name in progress(named, "decoding"):
+            _decode_one(decoder, args, path, out / name, counts)
+    except (KeyboardInterrupt, DiskFull) as e:
+        _summary(counts, skipped)
+        if isinstance(e, DiskFull):
+            raise ValueError(f"-o {out}: the disk is full ({e}); the rest was not decoded "
+                             "(a run again, with room, decodes what is missing)") from None
+        print(f"stopped ({e or 'Ctrl-C'}): a run again decodes what is missing")
+        return 1 if isinstance(e, Stopped) else 130
+    _summary(counts, skipped)
+    if counts["newer"] == len(named):
+        return 2
+    return 1 if counts["failed"] or counts["newer"] else 0
+
+
+def _decode_one(decoder, args, path, stem, counts):
+    """One .wlc decoded to its file, or said why not (a line); ``counts`` kept."""
+    try:
+        decoded, target = decode_to_file(decoder, path, stem, args.format, args.overwrite)
+    except NewerBitstreamError as e:
+        counts["newer"] += 1
+        print(f"skipped {path}: {e}", file=sys.stderr)
+        return
+    except FileExistsError as e:
+        counts["failed"] += 1
+        say(f"skipped {path}: {e}" + ("" if "--overwrite" in str(e)
+                                      else " (--overwrite replaces it)"))
+        return
+    except FileNotFoundError:
+        counts["failed"] += 1
+        say(f"skipped {path}: no such file or folder")
+        return
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFull(e.strerror) from None
+        counts["failed"] += 1
+        say(f"skipped {path}: {e.strerror or e}")
+        return
+    except ValueError as e:
+        counts["failed"] += 1
+        say(f"skipped {path}: {e}")
+        return
+    except MemoryError:
+        counts["failed"] += 1
+        say(f"skipped {path}: this machine has not the memory to decode it")
+        return
+    if decoded is None:
+        counts["kept"] += 1
+        return
+    counts["done"] += 1
+    say(f"{path} -> {target}  {'x'.join(map(str, decoded.shape))} {decoded.dtype}")
+
+
+def _summary(counts, skipped):
     if skipped:
         print(skipped_line(skipped))
-    if kept:
-        print(kept_line(kept))
-    if newer == len(named):
-        return 2
-    return 1 if failed or newer else 0
+    if counts["kept"]:
+        print(kept_line(counts["kept"]))

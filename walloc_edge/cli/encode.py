@@ -1,5 +1,6 @@
 """``walloc-edge encode``: the sensor runtime on files, folders, video or a camera; no torch."""
 import math
+import signal
 import time
 
 from ..runtime.coders import CODERS
@@ -7,19 +8,21 @@ from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
-from ._shared import (add_backend_options, add_level_option, add_overwrite_option,
+from ._shared import (DiskFull, add_backend_options, add_level_option, add_overwrite_option,
                       add_video_options, coder_level, input_files, kept_line, kept_output,
-                      level_note, output_dir, progress, sensor_encoder)
+                      level_note, is_disk_full, output_dir, progress, sensor_encoder)
+from ._stops import Stopped, stop_on
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
-a-jpg.wlc, a-png.wlc). An existing .wlc newer than its input is kept (a
-run again after a stop encodes only what is missing); one older than its input is not
-replaced without --overwrite, and counts as failed. Video frames
-are OUT/NAME-000000.wlc, ... A path that does not exist stops the command before any work
-(a typo); an unreadable or unsupported input is reported and skipped;
-the rest are still encoded, and the exit status is 1. Each .wlc is written whole or not at
-all.
+a-jpg.wlc, a-png.wlc). An existing .wlc of this model newer than its input (its time and
+its last change) is kept: a run again after a stop encodes only what is missing; another
+is not replaced without --overwrite, and counts as failed. Video frames are
+OUT/NAME-000000.wlc, ... A path that does not exist stops the command before any work (a
+typo); an unreadable or unsupported input is reported and skipped; the rest are still
+encoded, and the exit status is 1. A full disk stops the batch (exit status 2); Ctrl-C,
+SIGTERM or SIGHUP stop it after the file being written (130 after Ctrl-C, else 1). Each
+.wlc is written whole or not at all.
 
 examples:
   walloc-edge encode bundle/ photos/ -o wlc/
@@ -69,24 +72,38 @@ def run(args):
         except (OSError, ValueError):  # unreadable, or no bitstream: not this run's
             return False
 
-    for path, name in progress(files, "encoding"):
-        try:  # an output kept is decided before the input is read
-            if kept_output(wlc_name(out / name), path, args.overwrite, same_model):
-                totals["kept"] += 1
+    stop_on(signal.SIGTERM, signal.SIGHUP)
+    try:
+        for path, name in progress(files, "encoding"):
+            try:  # an output kept is decided before the input is read
+                if kept_output(wlc_name(out / name), path, args.overwrite, same_model):
+                    totals["kept"] += 1
+                    continue
+                source = read_source(path, b.modality, b.channels)
+            except FileExistsError as e:
+                totals["failed"] += 1
+                say(f"skipped {path}: {e}")
                 continue
-            source = read_source(path, b.modality, b.channels)
-        except FileExistsError as e:
-            totals["failed"] += 1
-            say(f"skipped {path}: {e}")
-            continue
-        except ValueError as e:
-            totals["failed"] += 1
-            say(f"skipped {e}" if str(e).startswith(str(path)) else f"skipped {path}: {e}")
-            continue
-        _encode_one(encoder, args, source.sample, source.rate, path, out / name, totals,
-                    source.raw_bytes, source.note)
-    if args.video is not None:
-        _encode_video(encoder, args, out, totals)
+            except ValueError as e:
+                totals["failed"] += 1
+                say(f"skipped {e}" if str(e).startswith(str(path)) else f"skipped {path}: {e}")
+                continue
+            _encode_one(encoder, args, source.sample, source.rate, path, out / name, totals,
+                        source.raw_bytes, source.note)
+        if args.video is not None:
+            _encode_video(encoder, args, out, totals)
+    except (KeyboardInterrupt, DiskFull) as e:
+        _summary(totals, skipped, out)
+        if isinstance(e, DiskFull):
+            raise ValueError(f"-o {out}: the disk is full ({e}); the rest was not encoded "
+                             "(a run again, with room, encodes what is missing)") from None
+        print(f"stopped ({e or 'Ctrl-C'}): a run again encodes what is missing")
+        return 1 if isinstance(e, Stopped) else 130
+    _summary(totals, skipped, out)
+    return 1 if totals["failed"] else 0
+
+
+def _summary(totals, skipped, out):
     if skipped:
         print(skipped)
     if totals["kept"]:
@@ -94,7 +111,6 @@ def run(args):
     if totals["done"]:
         print(f"encoded {totals['done']} input(s): {totals['in']:,} -> {totals['out']:,} bytes "
               f"({ratio(totals['in'], totals['out'])}) in {out}")
-    return 1 if totals["failed"] else 0
 
 
 def _encode_video(encoder, args, out, totals):
@@ -128,6 +144,12 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals, raw_bytes=None,
     except (ValueError, FileExistsError) as e:
         totals["failed"] += 1
         say(f"skipped {what}: {e}")
+        return
+    except OSError as e:
+        if is_disk_full(e):
+            raise DiskFull(e.strerror) from None
+        totals["failed"] += 1
+        say(f"skipped {what}: cannot write {target} ({e.strerror or e})")
         return
     raw_bytes = sample.nbytes if raw_bytes is None else raw_bytes
     totals["done"] += 1

@@ -57,14 +57,14 @@ def configure(p):
                         "skipped, and said so, so that restarting an interrupted run sends "
                         "no second copy)")
     p.add_argument("--watch", metavar="DIR",
-                   help="also send every file that appears in DIR (once complete) until "
-                        "Ctrl-C; what was sent is kept in --state, so a restart sends only "
-                        "new or changed files")
+                   help="also send every file that appears in DIR (once complete; not in "
+                        "its subfolders) until Ctrl-C; what was sent is kept in --state, so "
+                        "a restart sends only new or changed files")
     add_backend_options(p)
     p.add_argument("--coder", default="rans", choices=list(CODERS), help="entropy coder")
     add_level_option(p)
     add_video_options(p)
-    p.add_argument("--sensor-id", metavar="ID",
+    p.add_argument("--sensor-id", metavar="ID", type=sensor_id,
                    help="this sensor's identity: 16 hex digits, or a name (hashed to 64 "
                         "bits) (default: one made at the first start and kept in --state)")
     p.add_argument("--state", metavar="DIR", default=str(state_folder()),
@@ -86,6 +86,14 @@ def configure(p):
                         "backend) every this many seconds over TCP and MQTT, never spooled; "
                         "serve --http shows it; 0: never")
     p.epilog = EXAMPLES
+
+
+def sensor_id(text):
+    """A --sensor-id: not empty (every device started with an empty variable would share
+    the id of the empty name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("give a name or 16 hex digits, not an empty one")
+    return text.strip()
 
 
 def seconds_or_off(text):
@@ -113,7 +121,13 @@ def run(args):
         raise ValueError(f"--video needs an image model; {args.bundle} is an audio bundle")
     files, skipped = input_files(args, encoder.bundle.modality)
     if args.watch and not Path(args.watch).is_dir():
-        raise ValueError(f"--watch {args.watch}: no such folder")
+        raise ValueError(f"--watch {args.watch}: " + ("a file, not a folder" if Path(
+            args.watch).exists() else "no such folder"))
+    if not args.inputs and not args.watch and args.video is None and \
+            not (Path(args.state) / "identity.json").is_file():
+        raise ValueError(f"--state {args.state}: no sensor state there (no identity.json), "
+                         "so no spool to send from; check the path (a first run needs INPUT "
+                         "files or folders, --watch DIR or --video SOURCE)")
     log = (lambda line: say(line, sys.stderr)) if args.to == "-" else say
     note = level_note(level, encoder.bundle.modality)
     if note:
@@ -121,7 +135,8 @@ def run(args):
     with naming("--key"):
         key = read_key(args.key) if args.key else None
     check_url(args.to)  # a mistyped URL or a missing transport library before any state
-    identity = Identity.start(args.state, args.sensor_id)
+    with naming("--state"):
+        identity = Identity.start(args.state, args.sensor_id)
     claim = claim_watch(SentRecord.path_in(args.state, identity.name, args.watch)) \
         if args.watch else None  # one stream a folder and sensor
     spool = Spool.of(args.state, identity, args.spool_mb << 20, args.spool_full)
@@ -131,21 +146,26 @@ def run(args):
             "folders, --watch DIR or --video SOURCE send more)")
         return 0
     link = open_link(args.to, identity.sensor, ack_key=key)
+    records = []  # this run's records of its files: what the spool gives up is forgotten
     courier = Courier(link, identity, spool, key, log=log, ack_timeout=args.ack_timeout,
                       heartbeat=args.heartbeat, status={"version": __version__,
                                                         "backend": encoder.backend.name,
-                                                        **_name(args.sensor_id, identity)})
+                                                        **_name(args.sensor_id, identity)},
+                      on_dropped=lambda keys: [r.forget(keys) for r in records])
     log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder}"
         f"{f' (level {level})' if level else ''} -> {args.to}")
     stop_on(signal.SIGTERM, signal.SIGHUP)
     failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
-        courier.start()
-        record = SentRecord(SentRecord.inputs_in(args.state, identity.name),
+        inputs = SentRecord(SentRecord.inputs_in(args.state, identity.name),
                             prune_missing=True) if files else None
+        watched = SentRecord(SentRecord.path_in(args.state, identity.name, args.watch)) \
+            if args.watch else None
+        records += [r for r in (inputs, watched) if r is not None]  # (a run again sends
+        courier.start()  # what was given up)
         sources = [(path, name.with_name(name.name + path.suffix).as_posix())  # a/1.jpg
                    for path, name in files]  # (a folder's files keep their folders' names)
-        _, failures, earlier = stream_inputs(encoder, courier, sources, record, args.coder,
+        _, failures, earlier = stream_inputs(encoder, courier, sources, inputs, args.coder,
                                              log, level, args.again)
         failed += failures
         if earlier:
@@ -158,9 +178,8 @@ def run(args):
             failed += stream_frames(encoder, courier, source.frames(args.fps, args.frames),
                                     source.name, args.coder, log, level)[1]
         if args.watch:
-            record = SentRecord.path_in(args.state, identity.name, args.watch)
             failed += watch_folder(encoder, courier, args.watch, args.coder, log=log,
-                                   record=record, level=level)[1]
+                                   record=watched, level=level)[1]
     except KeyboardInterrupt as e:
         stop = e
     try:  # a service manager's stop lets what is in flight be acknowledged, briefly
@@ -170,6 +189,10 @@ def run(args):
         stop, report = stop or e, courier.finish(wait=0)
     spool.close()
     keep_reserve(args.state)  # where acknowledgements made room on a full card
+    unsaved = [line for r in records for line in r.unsaved]
+    if unsaved:
+        log(f"{len(unsaved)} input(s) sent could not be recorded as sent, so a run again sends "
+            f"them a second time: {', '.join(unsaved[:3])}{' …' if len(unsaved) > 3 else ''}")
     if claim is not None:
         claim.close()
     if skipped:

@@ -82,7 +82,7 @@ def _send_recorded(encoder, sender, file, record, name, version, digest, coder, 
     ``version`` and ``digest``; (sent, failed)."""
     def spooled(key):
         if record is not None and digest:
-            record.keep(name, version, digest, present)
+            record.keep(name, version, digest, present, key)
 
     return stream_files(encoder, sender, [file], coder, log, level, spooled)
 
@@ -112,8 +112,9 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     ``stop()`` is true; Ctrl-C is logged and passed on. A file is sent once it is complete:
     its size and time have not changed for ``settle`` polls (a file written in bursts
     waits); one written in place again later with other content is sent again. With
-    ``record`` (a JSON file) what was sent is remembered across restarts: only new or
-    changed files are sent (a file touched, its content the same, is not). Hidden and
+    ``record`` (a SentRecord, or its file) what was sent is remembered across restarts:
+    only new or changed files are sent (a file touched, its content the same, is not).
+    Subfolders are not watched. Hidden and
     temporary files (".name", "*.tmp", "*.part") are left alone, so a writer can write them
     and rename them into place; what is no regular file (a FIFO, whose reader would wait for
     good; a symlink loop) is skipped, said once; a folder that goes away (moved, deleted)
@@ -123,7 +124,7 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     if not folder.is_dir():
         raise ValueError(f"{folder}: no such folder")
     suffixes = encoder.bundle.modality.inputs  # what this sensor's model encodes
-    sent = SentRecord(record)
+    sent = record if isinstance(record, SentRecord) else SentRecord(record)
     done = {name: sent.version(name) for name in sent.files}  # name → (size, mtime) handled
     seen, sent_count, failing = {}, 0, set()  # name → the (size, mtime) last seen, and for
     # how many polls; how many sent; the names whose last try failed

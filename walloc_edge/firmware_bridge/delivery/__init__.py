@@ -2,9 +2,9 @@
 (the courier; ``report.py``, what it delivered) and ``sent.py`` (what was sent of its files,
 so a restart sends no copy). The server's side (the ledger that makes outputs exactly-once,
 the keys file) is ``walloc_edge.server.delivery``."""
-from .identity import Identity, state_folder
+from .identity import Identity, read_key, state_folder
 from .report import Report
-from .sensor import Courier, read_key
+from .sensor import Courier
 from .sent import SentRecord
 from .spool import Spool, SpoolFull
 

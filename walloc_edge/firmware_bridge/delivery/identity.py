@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ...runtime.io import write_atomic
 
-__all__ = ["Identity", "state_folder", "sensor_number"]
+__all__ = ["Identity", "state_folder", "sensor_number", "read_key"]
 
 # Room kept in the state folder for saving the identity when its disk is full (with the
 # spool's messages, say): a sensor that could not count up its boot could not start, and
@@ -60,7 +60,11 @@ class Identity:
         on ``folder``/identity.lock, so that processes starting at once never share a
         boot."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file of that name, no permission, a read-only card
+            raise ValueError(f"{folder}: cannot keep a sensor's state there "
+                             f"({e.strerror or e})") from None
         path = folder / "identity.json"
         with open(folder / "identity.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -122,3 +126,18 @@ def keep_reserve(state):
             os.fsync(f.fileno())
     except OSError:
         reserve.unlink(missing_ok=True)  # no room yet
+
+
+def read_key(path):
+    """A sensor's key file: the key as hex (at least 16 bytes), on one line."""
+    try:
+        text = Path(path).read_text().strip()
+        key = bytes.fromhex(text)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    except ValueError:
+        raise ValueError(f"{path}: not a hex key; make one with: python -c 'import "
+                         "secrets; print(secrets.token_hex(32))'") from None
+    if len(key) < 16:
+        raise ValueError(f"{path}: {len(key)} bytes is too short; use at least 16")
+    return key

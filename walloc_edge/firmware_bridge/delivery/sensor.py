@@ -9,7 +9,6 @@ boot when the server holds other content under its key (a collision). The server
 """
 import threading
 import time
-from pathlib import Path
 
 from ...runtime.console import say
 from ..framing import ACK_COLLISION, ACK_REJECTED, ACK_WRITTEN
@@ -17,7 +16,7 @@ from ..transports import Sender
 from .report import Report
 from .spool import NotSpooled, SpoolDamaged, SpoolFull, signals_deferred
 
-__all__ = ["Courier", "read_key"]
+__all__ = ["Courier"]
 
 ADOPT_EVERY = 30  # seconds between looks for spool entries of streams that are gone
 MAX_TIMEOUT_FACTOR = 8  # a message sent again waits up to this many ack timeouts
@@ -49,7 +48,7 @@ class Courier:
 
     def __init__(self, link, identity, spool, key=None, log=say, ack_timeout=30.0,
                  backoff=0.2, max_backoff=5.0, window=64, tick=0.2, heartbeat=0.0,
-                 status=None):
+                 status=None, on_dropped=lambda keys: None):
         self.link, self.identity, self.spool, self.log = link, identity, spool, log
         self.ack_timeout, self.backoff, self.max_backoff = ack_timeout, backoff, max_backoff
         self.window, self.tick = window, tick
@@ -70,6 +69,7 @@ class Courier:
         self.delay, self.next_attempt = backoff, 0.0
         self.wake, self.stopping, self.worker = threading.Event(), threading.Event(), None
         self.heartbeat, self.status, self.beats = heartbeat, dict(status or {}), 0
+        self.on_dropped = on_dropped  # told the keys the spool gave up (their files unsent)
         self.started = self.next_beat = time.monotonic()
         self.next_adopt = self.started + ADOPT_EVERY  # the spool adopted at its start
         link.on_ack = self._on_ack
@@ -197,11 +197,17 @@ class Courier:
         meta = {**(meta or {}), "nonce": nonce}
         while True:
             try:
+                with self.changed:  # answers due soon: given up last (spare), or waited for
+                    now = time.monotonic()
+                    spare = {k for k, at in self.sent_at.items()
+                             if now - at <= self.ack_timeout}
                 with signals_deferred():  # never waits: the waits are outside
-                    dropped = self.spool.add(key, message, meta)
+                    dropped = self.spool.add(key, message, meta, spare)
                     spooled(key)
                 break
             except SpoolFull as e:
+                with self.changed:
+                    self._dropped(e.dropped)
                 self.log(f"{e}: waiting for the server before taking more input")
                 with self.changed:
                     self.changed.wait(timeout=self.max_backoff)
@@ -222,6 +228,8 @@ class Courier:
 
     def _dropped(self, keys):
         """The spool gave up ``keys`` to make room (called with ``changed`` held)."""
+        if keys:
+            self.on_dropped(keys)
         for old in keys:
             self.report.dropped += 1
             self.sent_at.pop(old, None)
@@ -379,19 +387,3 @@ class Courier:
         with self.changed:
             self.report.unacknowledged = len(self.spool) if self.link.acks else 0
         return self.report
-
-
-def read_key(path):
-    """A sensor's key file: the key as hex (at least 16 bytes), on one line."""
-    try:
-        text = Path(path).read_text().strip()
-        key = bytes.fromhex(text)
-    except OSError as e:
-        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
-    except ValueError:
-        raise ValueError(f"{path}: not a hex key; make one with: python -c 'import "
-                         "secrets; print(secrets.token_hex(32))'") from None
-    if len(key) < 16:
-        raise ValueError(f"{path}: {len(key)} bytes is too short; use at least 16")
-    return key
-

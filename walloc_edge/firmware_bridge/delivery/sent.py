@@ -1,6 +1,7 @@
 """What a sensor has sent of its files, so that a restart sends only what is new or
 changed: a watched folder's, and the INPUT files of its runs (``stream``)."""
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -41,6 +42,7 @@ class SentRecord:
         """The record in ``path``; ``prune_missing``: names are absolute paths, and those
         no longer there are dropped (an INPUT record would grow forever otherwise)."""
         self.path, self.files, self.lines = (Path(path) if path else None), {}, 0
+        self.unsaved = []  # files sent that could not be recorded (a full disk), and why
         if self.path is None:
             return
         with self._locked():
@@ -95,28 +97,64 @@ class SentRecord:
         return bool(entry) and self.version(name) == tuple(version) and \
             entry["sha256"] == digest
 
-    def keep(self, name, version, digest, present=None):
-        """Record ``name`` as sent; files no longer in the folder (not in ``present``, when
-        given) are left out, on disk too."""
-        entry = {"size": version[0], "mtime_ns": version[1], "sha256": digest}
+    def keep(self, name, version, digest, present=None, key=None):
+        """Record ``name`` as sent (as message ``key``, (boot, sequence), where given);
+        files no longer in the folder (not in ``present``, when given) are left out, on
+        disk too."""
+        entry = {"size": version[0], "mtime_ns": version[1], "sha256": digest,
+                 **({"key": f"{key[0]}-{key[1]}"} if key else {})}
         gone = set() if present is None else set(self.files) - set(present)
         for n in gone:
             del self.files[n]
         self.files[name] = entry
         if self.path is None:
             return
-        with self._locked():
-            if gone or self.lines > 2 * len(self.files) + 64:
-                # another stream on this state folder may have appended: theirs are kept
+        try:
+            with self._locked():
+                if gone or self.lines > 2 * len(self.files) + 64:
+                    # another stream on this state folder may have appended: theirs are kept
+                    on_disk, _, _ = self._read()
+                    self.files = {**{n: e for n, e in on_disk.items() if n not in gone},
+                                  **self.files}
+                    return self._write()
+                self._append({"name": name, **entry})
+        except OSError as e:  # a full card: the file is spooled, sent, just not recorded
+            self.unsaved.append(f"{name} ({e.strerror or e})")
+
+    def _append(self, line):
+        """One line added to the journal, synced; none (the journal as it was) where the
+        write fails, so that a later line is never joined to a part of this one."""
+        data = (json.dumps(line) + "\n").encode()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            start = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                if os.write(fd, data) != len(data):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a short write
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, start)
+                raise
+        finally:
+            os.close(fd)
+        self.lines += 1
+
+    def forget(self, keys):
+        """The files sent as the messages ``keys`` are not sent after all (the spool gave
+        them up, full): left out of the record, on disk too, so that a run again sends
+        them."""
+        wanted = {f"{boot}-{sequence}" for boot, sequence in keys}
+        gone = {n for n, e in self.files.items() if e.get("key") in wanted}
+        if self.path is not None:
+            with self._locked():
                 on_disk, _, _ = self._read()
-                self.files = {**{n: e for n, e in on_disk.items() if n not in gone},
-                              **self.files}
-                return self._write()
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"name": name, **entry}) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            self.lines += 1
+                gone |= {n for n, e in on_disk.items() if e.get("key") in wanted}
+                if gone:
+                    self.files = {n: e for n, e in {**on_disk, **self.files}.items()
+                                  if n not in gone}
+                    self._write()
+        for name in gone:
+            self.files.pop(name, None)
 
     def _write(self):
         write_atomic(self.path, "".join(json.dumps({"name": n, **e}) + "\n"

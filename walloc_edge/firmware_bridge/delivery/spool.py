@@ -56,8 +56,12 @@ def signals_deferred():
 
 
 class SpoolFull(Exception):
-    """The spool cannot take another message (policy "block" and nothing acknowledged, or
-    its disk full with nothing left to give up)."""
+    """The spool cannot take another message now (policy "block", or what it holds is in
+    flight): the caller waits for acknowledgements. ``dropped``: the keys given up trying."""
+
+    def __init__(self, message, dropped=()):
+        super().__init__(message)
+        self.dropped = list(dropped)
 
 
 class NotSpooled(ValueError):
@@ -186,17 +190,18 @@ class Spool:
         with self.lock:
             return sorted(self.sizes)
 
-    def add(self, key: "tuple[int, int]", message: bytes, meta: dict | None = None
-            ) -> "list[tuple[int, int]]":
-        """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up."""
+    def add(self, key: "tuple[int, int]", message: bytes, meta: dict | None = None,
+            spare=frozenset()) -> "list[tuple[int, int]]":
+        """Keep ``message`` under ``key`` (boot, sequence); returns the keys given up, never
+        one of ``spare`` (messages in flight, which the server is likely writing now: with
+        only those to give up, SpoolFull, for the caller to wait for their answers)."""
         data = self.entry(message, meta)
         self.check_size(len(data))
         dropped = []
         with signals_deferred(), self.lock:
             while self.sizes and self.total + len(data) > self.max_bytes:
-                dropped.append(self._give_up_oldest(f"the spool holds {len(self.sizes)} "
-                                                    "unacknowledged message(s), "
-                                                    f"{self.total:,} bytes"))
+                self._give_up_oldest(f"the spool holds {len(self.sizes)} unacknowledged "
+                                     f"message(s), {self.total:,} bytes", spare, dropped)
             while True:
                 try:
                     write_atomic(self._path(key), data)
@@ -207,13 +212,13 @@ class Spool:
                     why = f"the disk is full ({e.strerror})"
                     if self.policy == "block" and self.sizes:  # acknowledgements make room
                         raise SpoolFull(f"{why}; the spool holds {len(self.sizes)} "
-                                        "unacknowledged message(s)") from None
+                                        "unacknowledged message(s)", dropped) from None
                     if not self.sizes or \
                             shutil.disk_usage(self.folder).free + self.total < len(data):
                         raise NotSpooled(f"{why}, and giving up what the spool holds would "
                                          "not make room for it (what else fills the disk?)",
                                          dropped) from None  # the rest of the spool kept
-                    dropped.append(self._give_up_oldest(why))
+                    self._give_up_oldest(why, spare, dropped)
             self.total += len(data) - self.sizes.get(key, 0)
             self.sizes[key] = len(data)
         return dropped
@@ -229,15 +234,19 @@ class Spool:
             raise NotSpooled(f"its {size:,}-byte message is larger than the whole spool "
                              f"({self.max_bytes:,} bytes; --spool-mb)")
 
-    def _give_up_oldest(self, why):
-        """Make room (called with ``lock`` held): the oldest message given up under
-        "drop-oldest" and its key returned; SpoolFull(``why``) under "block"."""
+    def _give_up_oldest(self, why, spare, dropped):
+        """Make room (called with ``lock`` held): under "drop-oldest" the oldest message not
+        in ``spare`` given up, its key added to ``dropped``; SpoolFull(``why``) under
+        "block", or where only ``spare`` ones are left."""
         if self.policy == "block":
-            raise SpoolFull(why)
-        oldest = min(self.sizes)
+            raise SpoolFull(why, dropped)
+        candidates = [k for k in self.sizes if k not in spare]
+        if not candidates:
+            raise SpoolFull(f"{why}, all in flight", dropped)
+        oldest = min(candidates)
         self._path(oldest).unlink(missing_ok=True)
         self.total -= self.sizes.pop(oldest)
-        return oldest
+        dropped.append(oldest)
 
     def get(self, key):
         """(message, meta) kept under ``key``; FileNotFoundError (and the key forgotten) when

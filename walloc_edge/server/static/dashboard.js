@@ -150,6 +150,7 @@ function table(fleet) {
     tr.classList.toggle("stopped", stopped);
     tr.classList.toggle("quiet", !stopped && fleet.time - sensor.last_seen > QUIET_S);
     tr.classList.toggle("filling", Boolean(sensor.heartbeat && sensor.heartbeat.spool > 0));
+    tr.classList.toggle("dropping", Boolean(sensor.heartbeat && sensor.heartbeat.dropped > 0));
     frameCell(cell("frame"), sensor);
   }
 }
