@@ -153,9 +153,10 @@ def test_an_input_copied_in_with_an_older_time_is_not_kept_as_encoded(rgb_bundle
     out = tmp_path / "wlc"
     argv = ["encode", str(rgb_bundle), str(tmp_path / "a.png"), "-o", str(out)]
     assert main(argv) == 0
-    stamp = (out / "a.wlc").stat().st_mtime_ns
+    stamp = (out / "a.wlc").stat().st_mtime_ns - 5 * 10**9  # seconds apart: coarse clocks
+    os.utime(out / "a.wlc", ns=(stamp, stamp))
     Image.fromarray(photo(1)).save(tmp_path / "b.png")
-    os.utime(tmp_path / "b.png", ns=(stamp - 10**9, stamp - 10**9))  # an older time
+    os.utime(tmp_path / "b.png", ns=(stamp - 5 * 10**9,) * 2)  # older than the .wlc
     os.replace(tmp_path / "b.png", tmp_path / "a.png")
     capsys.readouterr()
     assert main(argv) == 1

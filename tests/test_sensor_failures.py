@@ -100,10 +100,10 @@ def test_a_full_disk_under_the_spool_follows_its_policy(tmp_path, monkeypatch):
 def test_a_disk_full_of_something_else_skips_the_input_and_keeps_the_spool(tmp_path,
                                                                            monkeypatch):
     """A disk filled by something else, so full that giving up the spool's messages cannot
-    make room for the new one. It emptied the whole spool without a word (not counted, not said), reported the run
-    complete, then waited forever for acknowledgements. Now nothing is given up, that one
-    input is not sent, and its sequence number is used by the next message (a gap would
-    count as a message lost on the server)."""
+    make room for the new one. It emptied the whole spool without a word (not counted, not
+    said), reported the run complete, then waited forever for acknowledgements. Now nothing
+    is given up, that one input is not sent, and its sequence number is used by the next
+    message (a gap would count as a message lost on the server)."""
     from collections import namedtuple
 
     identity = Identity.start(tmp_path / "state", "cam")
@@ -316,3 +316,56 @@ def test_bad_stream_arguments_are_one_line(argv, said, rgb_weights_bundle, tmp_p
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and said.replace("{tmp}", str(tmp_path)) in err, \
         err
+
+
+def test_a_stop_while_the_spool_gives_up_messages_still_forgets_their_files(tmp_path):
+    """A stop held back over the spooling was raised before what the spool had given up
+    was counted and forgotten: their files stayed recorded as sent, and nothing said they
+    were lost. Now the bookkeeping is in the step the stop waits for."""
+    import signal
+
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+
+    identity = Identity.start(tmp_path / "state", "cam")
+    record = SentRecord(tmp_path / "record.jsonl")
+    spool = Spool(tmp_path / "spool", max_bytes=300)
+    courier = Courier(DownLink(), identity, spool, log=lambda line: None,
+                      on_dropped=record.forget)
+    for i in range(2):
+        courier.send(b"m" * 100, spooled=lambda key, i=i: record.keep(f"f{i}", (i, i), "d",
+                                                                      key=key))
+    real = spool.add
+
+    def interrupted_add(*args, **kwargs):  # a Ctrl-C arrives while the spool makes room
+        signal.raise_signal(signal.SIGINT)
+        return real(*args, **kwargs)
+
+    spool.add = interrupted_add
+    earlier = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            courier.send(b"m" * 100, spooled=lambda key: record.keep("f2", (2, 2), "d",
+                                                                      key=key))
+    finally:
+        signal.signal(signal.SIGINT, earlier)
+    assert courier.report.dropped == 1 and courier.report.sent == 3
+    assert sorted(SentRecord(tmp_path / "record.jsonl").files) == ["f1", "f2"]
+    courier.finish(wait=0)
+
+
+def test_a_record_that_cannot_forget_says_so_and_the_stream_goes_on(tmp_path, monkeypatch):
+    """Forgetting rewrites the record, which can fail on the very full card that makes the
+    spool give messages up: that ended the stream with a raw errno. Now it is said at the
+    end (a run again skips those files; --again sends them)."""
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+    from walloc_edge.firmware_bridge.delivery import sent as sent_module
+
+    record = SentRecord(tmp_path / "record.jsonl")
+    record.keep("f0", (0, 0), "d", key=(1, 0))
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sent_module, "write_atomic", full)
+    record.forget([(1, 0)])
+    assert record.unforgotten == ["f0 (No space left on device)"]

@@ -19,9 +19,10 @@ EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported
 (exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
 or model version this one does not know) is reported on stderr and skipped too; when every
 input is such a one, nothing here can decode them: exit status 2 (upgrade walloc-edge).
-Each output is written whole or not at all; an existing one newer than its .wlc is kept (a
-run again after a stop decodes only what is missing); one older than its .wlc is not
-replaced without --overwrite, and counts as failed. A folder's .wlc files (searched
+Each output is written whole or not at all; an existing one newer than its .wlc (its time
+and its last change) is kept: a run again after a stop decodes only what is missing; one
+older is not replaced without --overwrite, and counts as failed. A full disk stops the
+batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1). A folder's .wlc files (searched
 recursively) keep their place below it (wlc/a/1.wlc -> OUT/a/1.png); inputs that share a
 name keep apart (a/x.wlc, b/x.wlc given as files -> x.png, x-2.png).
 
@@ -181,7 +182,7 @@ def _decode_one(decoder, args, path, stem, counts):
         if is_disk_full(e):
             raise DiskFull(e.strerror) from None
         counts["failed"] += 1
-        say(f"skipped {path}: {e.strerror or e}")
+        say(f"skipped {path}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""))
         return
     except ValueError as e:
         counts["failed"] += 1

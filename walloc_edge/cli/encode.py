@@ -21,8 +21,8 @@ is not replaced without --overwrite, and counts as failed. Video frames are
 OUT/NAME-000000.wlc, ... A path that does not exist stops the command before any work (a
 typo); an unreadable or unsupported input is reported and skipped; the rest are still
 encoded, and the exit status is 1. A full disk stops the batch (exit status 2); Ctrl-C,
-SIGTERM or SIGHUP stop it after the file being written (130 after Ctrl-C, else 1). Each
-.wlc is written whole or not at all.
+SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1; --video ends on any of them, its
+frames so far kept). Each .wlc is written whole or not at all.
 
 examples:
   walloc-edge encode bundle/ photos/ -o wlc/

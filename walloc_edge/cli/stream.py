@@ -157,16 +157,19 @@ def run(args):
     stop_on(signal.SIGTERM, signal.SIGHUP)
     failed, stop = 0, None  # stop: the Ctrl-C, or a service manager's Stopped, that ended it
     try:
+        # The records a message given up by the spool is forgotten in, so that a run again
+        # sends its file: the INPUT files' even in a run without them (the spool may still
+        # hold theirs), and the watched folder's.
         inputs = SentRecord(SentRecord.inputs_in(args.state, identity.name),
-                            prune_missing=True) if files else None
+                            prune_missing=True)
         watched = SentRecord(SentRecord.path_in(args.state, identity.name, args.watch)) \
             if args.watch else None
-        records += [r for r in (inputs, watched) if r is not None]  # (a run again sends
-        courier.start()  # what was given up)
+        records += [r for r in (inputs, watched) if r is not None]
+        courier.start()
         sources = [(path, name.with_name(name.name + path.suffix).as_posix())  # a/1.jpg
                    for path, name in files]  # (a folder's files keep their folders' names)
-        _, failures, earlier = stream_inputs(encoder, courier, sources, inputs, args.coder,
-                                             log, level, args.again)
+        _, failures, earlier = stream_inputs(encoder, courier, sources, inputs if files else
+                                             None, args.coder, log, level, args.again)
         failed += failures
         if earlier:
             log(f"skipped {earlier} input(s) this sensor sent before, unchanged (--again "
@@ -193,6 +196,11 @@ def run(args):
     if unsaved:
         log(f"{len(unsaved)} input(s) sent could not be recorded as sent, so a run again sends "
             f"them a second time: {', '.join(unsaved[:3])}{' …' if len(unsaved) > 3 else ''}")
+    unforgotten = [line for r in records for line in r.unforgotten]
+    if unforgotten:
+        log(f"{len(unforgotten)} input(s) whose messages the full spool gave up could not be "
+            "taken out of the record of what was sent, so a run again skips them (--again "
+            f"sends them): {', '.join(unforgotten[:3])}{' …' if len(unforgotten) > 3 else ''}")
     if claim is not None:
         claim.close()
     if skipped:

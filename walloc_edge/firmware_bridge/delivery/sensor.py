@@ -197,46 +197,56 @@ class Courier:
         meta = {**(meta or {}), "nonce": nonce}
         while True:
             try:
-                with self.changed:  # answers due soon: given up last (spare), or waited for
+                with self.changed:  # answers due: given up last (spare), or waited for
                     now = time.monotonic()
-                    spare = {k for k, at in self.sent_at.items()
-                             if now - at <= self.ack_timeout}
-                with signals_deferred():  # never waits: the waits are outside
-                    dropped = self.spool.add(key, message, meta, spare)
-                    spooled(key)
+                    spare = {k for k, at in self.sent_at.items() if now - at <= self._patience(k)}
+                with signals_deferred():  # never waits: the waits are outside; a stop comes
+                    try:  # after the bookkeeping of what the spool gave up
+                        dropped = self.spool.add(key, message, meta, spare)
+                        spooled(key)
+                    except (SpoolFull, NotSpooled) as e:
+                        self._given_up(e.dropped)
+                        raise
+                    self._given_up(dropped)
+                    with self.changed:
+                        self.taken.discard(key)
+                        self.fresh.add(key)
+                        self.report.sent += 1
                 break
             except SpoolFull as e:
-                with self.changed:
-                    self._dropped(e.dropped)
                 self.log(f"{e}: waiting for the server before taking more input")
                 with self.changed:
                     self.changed.wait(timeout=self.max_backoff)
-            except NotSpooled as e:  # a disk full of something else
+            except NotSpooled:  # a disk full of something else
                 with self.changed:
-                    self._dropped(e.dropped)
                     self.taken.discard(key)
                     if self.sequence == key[1] + 1 and self.identity.boot == key[0]:
                         self.sequence -= 1  # the key given back: no gap
                 raise
-        with self.changed:
-            self._dropped(dropped)
-            self.taken.discard(key)
-            self.fresh.add(key)
-            self.report.sent += 1
         self.wake.set()
         return key
 
-    def _dropped(self, keys):
-        """The spool gave up ``keys`` to make room (called with ``changed`` held)."""
-        if keys:
-            self.on_dropped(keys)
-        for old in keys:
-            self.report.dropped += 1
-            self.sent_at.pop(old, None)
-            self.timeouts.pop(old, None)
-            self.hold.pop(old, None)
-            self.fresh.discard(old)
-            self.log(f"spool full: gave up message {old[0]}-{old[1]} (never acknowledged)")
+    def _patience(self, key):
+        """How long after its last sending an answer to ``key`` is waited for (called with
+        ``changed`` held)."""
+        return self.ack_timeout * min(2 ** self.timeouts.get(key, 0), MAX_TIMEOUT_FACTOR)
+
+    def _given_up(self, keys):
+        """The spool gave up ``keys`` to make room: counted, said, and their files taken out
+        of the record of what was sent (``on_dropped``, outside ``changed``: it may rewrite
+        a record)."""
+        if not keys:
+            return
+        with self.changed:
+            for old in keys:
+                self.report.dropped += 1
+                self.sent_at.pop(old, None)
+                self.timeouts.pop(old, None)
+                self.hold.pop(old, None)
+                self.fresh.discard(old)
+                self.log(f"spool full: gave up message {old[0]}-{old[1]} (never "
+                         "acknowledged)")
+        self.on_dropped(keys)
 
     def _run(self):
         while not self.stopping.is_set():
@@ -274,9 +284,7 @@ class Courier:
         keys, now = self.spool.keys(), time.monotonic()
         with self.changed:
             due = [k for k in keys if self.hold.get(k, now) <= now and (
-                k not in self.sent_at or
-                now - self.sent_at[k] > self.ack_timeout * min(2 ** self.timeouts.get(k, 0),
-                                                               MAX_TIMEOUT_FACTOR))]
+                k not in self.sent_at or now - self.sent_at[k] > self._patience(k))]
         for key in due:
             if self.stopping.is_set() or not self._transmit(key):
                 return

@@ -43,6 +43,7 @@ class SentRecord:
         no longer there are dropped (an INPUT record would grow forever otherwise)."""
         self.path, self.files, self.lines = (Path(path) if path else None), {}, 0
         self.unsaved = []  # files sent that could not be recorded (a full disk), and why
+        self.unforgotten = []  # files given up that the record could not forget, and why
         if self.path is None:
             return
         with self._locked():
@@ -101,8 +102,10 @@ class SentRecord:
         """Record ``name`` as sent (as message ``key``, (boot, sequence), where given);
         files no longer in the folder (not in ``present``, when given) are left out, on
         disk too."""
+        earlier = self.files.get(name, {})  # a file touched, not changed: the same message
         entry = {"size": version[0], "mtime_ns": version[1], "sha256": digest,
-                 **({"key": f"{key[0]}-{key[1]}"} if key else {})}
+                 **({"key": f"{key[0]}-{key[1]}"} if key else
+                    {"key": earlier["key"]} if "key" in earlier else {})}
         gone = set() if present is None else set(self.files) - set(present)
         for n in gone:
             del self.files[n]
@@ -146,13 +149,17 @@ class SentRecord:
         wanted = {f"{boot}-{sequence}" for boot, sequence in keys}
         gone = {n for n, e in self.files.items() if e.get("key") in wanted}
         if self.path is not None:
-            with self._locked():
-                on_disk, _, _ = self._read()
-                gone |= {n for n, e in on_disk.items() if e.get("key") in wanted}
-                if gone:
-                    self.files = {n: e for n, e in {**on_disk, **self.files}.items()
-                                  if n not in gone}
-                    self._write()
+            try:
+                with self._locked():
+                    on_disk, _, _ = self._read()
+                    gone |= {n for n, e in on_disk.items() if e.get("key") in wanted}
+                    if gone:
+                        self.files = {n: e for n, e in {**on_disk, **self.files}.items()
+                                      if n not in gone}
+                        self._write()
+            except (OSError, ValueError) as e:  # a full card, a damaged record: said
+                self.unforgotten += [f"{n} ({getattr(e, 'strerror', None) or e})"
+                                     for n in sorted(gone) or ["?"]]
         for name in gone:
             self.files.pop(name, None)
 
