@@ -9,6 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ._stops import Stopped
+
 __all__ = ["HelpFormatter", "progress", "write_text", "output_dir", "input_files",
            "skipped_line", "positive_int", "positive_number", "thread_counts", "torch_device",
            "check_device", "naming", "add_decoder_options", "decoder_choices", "naming_engine",
@@ -113,8 +115,21 @@ class DiskFull(Exception):
     """An output folder's disk is full: a batch stops (every other input would fail)."""
 
 
-def is_disk_full(error):
-    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+def raise_if_disk_full(error):
+    """DiskFull for an OSError that says the disk is full; nothing for any other."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise DiskFull(error.strerror) from None
+
+
+def batch_stopped(stop, out, verb):
+    """The end of an encode or decode batch cut short by ``stop`` (a Ctrl-C, a service
+    manager's Stopped, or DiskFull: a ValueError, one line) after its summary was said:
+    its exit status."""
+    if isinstance(stop, DiskFull):
+        raise ValueError(f"-o {out}: the disk is full ({stop}); the rest was not {verb}d "
+                         f"(a run again, with room, {verb}s what is missing)")
+    print(f"stopped ({stop or 'Ctrl-C'}): a run again {verb}s what is missing")
+    return 1 if isinstance(stop, Stopped) else 130
 
 
 def kept_line(kept):

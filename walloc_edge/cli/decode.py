@@ -10,10 +10,11 @@ from ..runtime.io import signal_path, write_signal
 from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.errors import NewerBitstreamError
-from ._shared import (DiskFull, add_decoder_options, add_overwrite_option, check_device,
-                      check_model, decoder_choices, is_bundle, is_disk_full, kept_line,
-                      kept_output, naming_engine, output_dir, progress, skipped_line)
-from ._stops import Stopped, stop_on
+from ._shared import (DiskFull, add_decoder_options, add_overwrite_option, batch_stopped,
+                      check_device, check_model, decoder_choices, is_bundle, kept_line,
+                      kept_output, naming_engine, output_dir, progress, raise_if_disk_full,
+                      skipped_line)
+from ._stops import stop_on
 
 EXAMPLES = """A bitstream made by another model, or a corrupted one, is reported and skipped
 (exit status 1); the others are still decoded. One made by a newer walloc-edge (a rans level
@@ -22,9 +23,10 @@ input is such a one, nothing here can decode them: exit status 2 (upgrade walloc
 Each output is written whole or not at all; an existing one newer than its .wlc (its time
 and its last change) is kept: a run again after a stop decodes only what is missing; one
 older is not replaced without --overwrite, and counts as failed. A full disk stops the
-batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1). A folder's .wlc files (searched
-recursively) keep their place below it (wlc/a/1.wlc -> OUT/a/1.png); inputs that share a
-name keep apart (a/x.wlc, b/x.wlc given as files -> x.png, x-2.png).
+batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1). A
+folder's .wlc files (searched recursively) keep their place below it (wlc/a/1.wlc ->
+OUT/a/1.png); inputs that share a name keep apart (a/x.wlc, b/x.wlc given as files -> x.png,
+x-2.png).
 
 examples:
   walloc-edge decode rgb-16x wlc/ -o decoded/
@@ -150,11 +152,7 @@ def run(args):
             _decode_one(decoder, args, path, out / name, counts)
     except (KeyboardInterrupt, DiskFull) as e:
         _summary(counts, skipped)
-        if isinstance(e, DiskFull):
-            raise ValueError(f"-o {out}: the disk is full ({e}); the rest was not decoded "
-                             "(a run again, with room, decodes what is missing)") from None
-        print(f"stopped ({e or 'Ctrl-C'}): a run again decodes what is missing")
-        return 1 if isinstance(e, Stopped) else 130
+        return batch_stopped(e, out, "decode")
     _summary(counts, skipped)
     if counts["newer"] == len(named):
         return 2
@@ -179,8 +177,7 @@ def _decode_one(decoder, args, path, stem, counts):
         say(f"skipped {path}: no such file or folder")
         return
     except OSError as e:
-        if is_disk_full(e):
-            raise DiskFull(e.strerror) from None
+        raise_if_disk_full(e)
         counts["failed"] += 1
         say(f"skipped {path}: {e.strerror or e}" + (f" ({e.filename})" if e.filename else ""))
         return

@@ -9,9 +9,10 @@ from ..runtime.console import say
 from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
 from ._shared import (DiskFull, add_backend_options, add_level_option, add_overwrite_option,
-                      add_video_options, coder_level, input_files, kept_line, kept_output,
-                      level_note, is_disk_full, output_dir, progress, sensor_encoder)
-from ._stops import Stopped, stop_on
+                      add_video_options, batch_stopped, coder_level, input_files, kept_line,
+                      kept_output, level_note, output_dir, progress, raise_if_disk_full,
+                      sensor_encoder)
+from ._stops import stop_on
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
@@ -94,11 +95,7 @@ def run(args):
             _encode_video(encoder, args, out, totals)
     except (KeyboardInterrupt, DiskFull) as e:
         _summary(totals, skipped, out)
-        if isinstance(e, DiskFull):
-            raise ValueError(f"-o {out}: the disk is full ({e}); the rest was not encoded "
-                             "(a run again, with room, encodes what is missing)") from None
-        print(f"stopped ({e or 'Ctrl-C'}): a run again encodes what is missing")
-        return 1 if isinstance(e, Stopped) else 130
+        return batch_stopped(e, out, "encode")
     _summary(totals, skipped, out)
     return 1 if totals["failed"] else 0
 
@@ -146,8 +143,7 @@ def _encode_one(encoder, args, sample, rate, what, stem, totals, raw_bytes=None,
         say(f"skipped {what}: {e}")
         return
     except OSError as e:
-        if is_disk_full(e):
-            raise DiskFull(e.strerror) from None
+        raise_if_disk_full(e)
         totals["failed"] += 1
         say(f"skipped {what}: cannot write {target} ({e.strerror or e})")
         return

@@ -22,7 +22,7 @@ __all__ = ["stream_files", "stream_inputs", "stream_frames", "watch_folder", "se
            "Rejected"]
 
 
-def _send_all(encoder, sender, items, coder, log, level=None, spooled=None):
+def _send_all(encoder, sender, items, coder, log, level=None, spooled=lambda key: None):
     """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
     rate), with ``coder`` at ``level``, through ``sender`` (a Sender or a Courier; a line
     each: "sent", or "queued" where a Courier's thread sends it and waits for its
@@ -39,7 +39,7 @@ def _send_all(encoder, sender, items, coder, log, level=None, spooled=None):
             continue
         try:
             meta = {"source": source, "time": time.time()}
-            key = sender.send(blob, meta, spooled) if spooled else sender.send(blob, meta)
+            key = sender.send(blob, meta, spooled)
         except NotSpooled as e:
             failed += 1
             log(f"skipped {what}: {e}")
@@ -87,7 +87,8 @@ def _send_recorded(encoder, sender, file, record, name, version, digest, coder, 
     return stream_files(encoder, sender, [file], coder, log, level, spooled)
 
 
-def stream_files(encoder, sender, files, coder="rans", log=say, level=None, spooled=None):
+def stream_files(encoder, sender, files, coder="rans", log=say, level=None,
+                 spooled=lambda key: None):
     """Encode each file of ``files``, (path, source name) pairs or paths (named so), and
     send its .wlc with the source name (a server names its output after it), calling
     ``spooled(key)`` in one step with each spooling; returns (sent, failed)."""

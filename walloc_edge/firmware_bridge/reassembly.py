@@ -63,8 +63,8 @@ class Reassembler:
     devices sending under one key (a shared sensor id, a copied state folder) over two
     connections make two messages, which the server tells apart as a collision, never one
     message of both. A message is lost when a sequence number between the first and the last
-    one seen from a (sensor, boot) never completes (a receiver cannot know of messages after the last frame
-    it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
+    one seen from a (sensor, boot) never completes (a receiver cannot know of messages after
+    the last frame it saw). Memory is bounded: at most ``max_pending`` incomplete messages per stream and
     ``max_pending_bytes`` in all, objects counted (the oldest incomplete message is given up
     beyond either, in constant time; a receiver lowers the bound while complete messages
     take memory),

@@ -187,8 +187,8 @@ class Courier:
             self.report.sent += 1
             spooled(key)
             return key
-        self.spool.check_size(len(self.spool.entry(message, {  # NotSpooled before a key
-            **(meta or {}), "nonce": self.identity.nonce})))  # is used up (a gap: "lost")
+        self.spool.check_size(self.spool.entry_size(message, {  # NotSpooled before a key
+            **(meta or {}), "nonce": self.identity.nonce}))  # is used up (a gap: "lost")
         self.start()
         with self.changed:
             while len(self.sent_at) >= self.window:
@@ -293,6 +293,8 @@ class Courier:
         """Give up owning the boots this courier no longer sends under and holds nothing of
         (left behind by collisions, or adopted and delivered), so that collisions again and
         again do not keep a lock file open for each boot they went through."""
+        if len(self.spool.held) < 2:  # its own boot alone: the common case, nothing to do
+            return
         with self.changed:
             busy = {boot for boot, _ in self.spool.keys()} | \
                 {boot for boot, _ in self.taken} | {self.identity.boot}

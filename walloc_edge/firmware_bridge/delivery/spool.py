@@ -228,6 +228,11 @@ class Spool:
         """The bytes a message and its ``meta`` take in the spool."""
         return json.dumps(meta or {}).encode() + b"\n" + message
 
+    @staticmethod
+    def entry_size(message, meta):
+        """``len(entry(message, meta))``, without copying the message."""
+        return len(json.dumps(meta or {}).encode()) + 1 + len(message)
+
     def check_size(self, size):
         """NotSpooled for an entry of ``size`` bytes that could never fit."""
         if size > self.max_bytes:

@@ -141,8 +141,11 @@ class Sender:
         self.link, self.sensor, self.boot, self.key = link, sensor, boot, key
         self.sequence = self.bytes = 0
 
-    def send(self, message, meta=None):
+    def send(self, message, meta=None, spooled=lambda key: None):
+        """Send ``message`` as the next of this boot; ``spooled(key)`` is told it went out
+        (as a Courier tells it that it was spooled)."""
         self.send_as(self.sequence, message, meta)
+        spooled((self.boot, self.sequence))
         self.sequence += 1
 
     def send_as(self, sequence, message, meta=None, boot=None):
