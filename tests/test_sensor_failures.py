@@ -369,3 +369,48 @@ def test_a_record_that_cannot_forget_says_so_and_the_stream_goes_on(tmp_path, mo
     monkeypatch.setattr(sent_module, "write_atomic", full)
     record.forget([(1, 0)])
     assert record.unforgotten == ["f0 (No space left on device)"]
+
+
+def test_a_message_a_collision_moved_and_the_spool_gave_up_is_forgotten(tmp_path):
+    """A collision moves a message to a new boot; the record of its file kept the old key,
+    so when the full spool later gave the message up under its new key, nothing was
+    forgotten: a run again skipped the file ("sent before") though the server never had
+    it. Now the record follows the move, on disk too."""
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+
+    identity = Identity.start(tmp_path / "state", "cam")
+    record = SentRecord(tmp_path / "record.jsonl")
+    spool = Spool(tmp_path / "spool", max_bytes=300)
+    link = DownLink()
+    courier = Courier(link, identity, spool, log=lambda line: None, backoff=5.0,
+                      on_dropped=record.forget, on_moved=record.move)
+    first = courier.send(b"m" * 100, spooled=lambda key: record.keep("f0", (0, 0), "d",
+                                                                      key=key))
+    link.on_ack(Ack(ACK_COLLISION, identity.sensor, *first))  # moved to a new boot
+    assert first not in spool.sizes and courier.report.collisions == 1
+    for i in (1, 2):  # the second of these fills the spool: the moved message goes
+        courier.send(b"m" * 100, spooled=lambda key, i=i: record.keep(f"f{i}", (i, i), "d",
+                                                                      key=key))
+    assert courier.report.dropped == 1
+    assert sorted(record.files) == ["f1", "f2"]
+    assert sorted(SentRecord(tmp_path / "record.jsonl").files) == ["f1", "f2"]
+    courier.finish(wait=0)
+
+
+def test_a_move_the_full_card_cannot_record_is_said(tmp_path, monkeypatch):
+    """The record follows a moved message in memory; where the card cannot take the line,
+    ``unmoved`` says so (stream prints it at the end) instead of a later run skipping the
+    file without a word."""
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+
+    record = SentRecord(tmp_path / "record.jsonl")
+    record.keep("f0", (0, 0), "d", key=(1, 0))
+
+    def full(line):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(record, "_append", full)
+    record.move((1, 0), (2, 0))
+    assert record.files["f0"]["key"] == "2-0"
+    assert record.unmoved == ["f0 (No space left on device)"]
+    assert SentRecord(tmp_path / "record.jsonl").files["f0"]["key"] == "1-0"

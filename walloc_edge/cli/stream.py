@@ -151,7 +151,8 @@ def run(args):
                       heartbeat=args.heartbeat, status={"version": __version__,
                                                         "backend": encoder.backend.name,
                                                         **_name(args.sensor_id, identity)},
-                      on_dropped=lambda keys: [r.forget(keys) for r in records])
+                      on_dropped=lambda keys: [r.forget(keys) for r in records],
+                      on_moved=lambda old, new: [r.move(old, new) for r in records])
     log(f"sensor {identity.name} boot {identity.boot}: {encoder.describe()} + {args.coder}"
         f"{f' (level {level})' if level else ''} -> {args.to}")
     stop_on(signal.SIGTERM, signal.SIGHUP)
@@ -201,6 +202,12 @@ def run(args):
         log(f"{len(unforgotten)} input(s) whose messages the full spool gave up could not be "
             "taken out of the record of what was sent, so a run again skips them (--again "
             f"sends them): {', '.join(unforgotten[:3])}{' …' if len(unforgotten) > 3 else ''}")
+    unmoved = [line for r in records for line in r.unmoved]
+    if unmoved:
+        log(f"{len(unmoved)} input(s) whose messages a collision moved to a new boot could "
+            "not have the move recorded: should a later run's full spool give them up, a run "
+            f"again skips them (--again sends them): {', '.join(unmoved[:3])}"
+            f"{' …' if len(unmoved) > 3 else ''}")
     if claim is not None:
         claim.close()
     if skipped:

@@ -48,7 +48,7 @@ class Courier:
 
     def __init__(self, link, identity, spool, key=None, log=say, ack_timeout=30.0,
                  backoff=0.2, max_backoff=5.0, window=64, tick=0.2, heartbeat=0.0,
-                 status=None, on_dropped=lambda keys: None):
+                 status=None, on_dropped=lambda keys: None, on_moved=lambda old, new: None):
         self.link, self.identity, self.spool, self.log = link, identity, spool, log
         self.ack_timeout, self.backoff, self.max_backoff = ack_timeout, backoff, max_backoff
         self.window, self.tick = window, tick
@@ -70,6 +70,7 @@ class Courier:
         self.wake, self.stopping, self.worker = threading.Event(), threading.Event(), None
         self.heartbeat, self.status, self.beats = heartbeat, dict(status or {}), 0
         self.on_dropped = on_dropped  # told the keys the spool gave up (their files unsent)
+        self.on_moved = on_moved  # told (old, new) of a message a collision moved
         self.started = self.next_beat = time.monotonic()
         self.next_adopt = self.started + ADOPT_EVERY  # the spool adopted at its start
         link.on_ack = self._on_ack
@@ -78,7 +79,7 @@ class Courier:
     def _on_ack(self, ack):
         if ack.sensor != self.identity.sensor:
             return
-        key = (ack.boot, ack.sequence)
+        key, moved = (ack.boot, ack.sequence), None
         with self.changed:  # taking it off the spool and counting it are one step
             if key not in self.spool.sizes:
                 self.sent_at.pop(key, None)
@@ -86,7 +87,7 @@ class Courier:
                 return  # a repeated acknowledgement
             if ack.status == ACK_COLLISION:
                 try:
-                    self._rekey(key)
+                    moved = self._rekey(key)
                 except OSError as e:  # a full card: it stays under its key, sent again later
                     self.log(f"COLLISION on {key[0]}-{key[1]}, and the message could not be "
                              f"moved to a new boot ({e.strerror or e}); kept, tried again")
@@ -118,6 +119,8 @@ class Courier:
                          f"status {ack.status}; it stays in the spool")
                 return
             self.changed.notify_all()
+        if moved:  # outside ``changed``: it may write a record
+            self.on_moved(key, moved)
 
     def _next_key(self):
         """The key (boot, sequence) of the next message and its boot's nonce, as one step
@@ -132,7 +135,8 @@ class Courier:
     def _rekey(self, old):
         """The server holds other content under ``old``: keep the message under a new key,
         of a new boot if ``old`` is of the current one (called with ``changed`` held; the
-        courier's thread sends it, not this acknowledgement's thread)."""
+        courier's thread sends it, not this acknowledgement's thread); the new key, or None
+        where another process took the message over."""
         if old[0] == self.identity.boot:
             self.identity = self.identity.renew()
             self.sequence = 0
@@ -141,7 +145,7 @@ class Courier:
         try:
             self.spool.move(old, new, {"nonce": self.identity.nonce})
         except FileNotFoundError:
-            return  # another process on this spool took it over
+            return None  # another process on this spool took it over
         self.report.collisions += 1
         self.sent_at.pop(old, None)  # not in flight: due after a pause that doubles with
         self.timeouts.pop(old, None)  # each collision (a server answering nothing else
@@ -153,6 +157,7 @@ class Courier:
                  f"(another start of sensor {self.identity.name} took boot {old[0]}: a shared "
                  f"id, a copied or restored state folder); kept, and sent again as "
                  f"{new[0]}-{new[1]} (boot {new[0]})")
+        return new
 
     def start(self):
         """Start the courier's thread: it connects, and sends what an earlier run left

@@ -44,6 +44,7 @@ class SentRecord:
         self.path, self.files, self.lines = (Path(path) if path else None), {}, 0
         self.unsaved = []  # files sent that could not be recorded (a full disk), and why
         self.unforgotten = []  # files given up that the record could not forget, and why
+        self.unmoved = []  # files whose message moved (a collision), not so recorded, and why
         if self.path is None:
             return
         with self._locked():
@@ -162,6 +163,25 @@ class SentRecord:
                                      for n in sorted(gone) or ["?"]]
         for name in gone:
             self.files.pop(name, None)
+
+    def move(self, old, new):
+        """Message ``old`` goes as ``new`` now (a collision moved it to a new boot): its
+        files' entries follow it, so that the spool giving ``new`` up forgets them. A line a
+        file appended (the journal's last line for a name wins); where that fails (a full
+        card), ``unmoved`` says so (this run still forgets them: the record in memory
+        moved)."""
+        was, now = f"{old[0]}-{old[1]}", f"{new[0]}-{new[1]}"
+        names = [n for n, e in self.files.items() if e.get("key") == was]
+        for name in names:
+            self.files[name] = {**self.files[name], "key": now}
+        if self.path is None:
+            return
+        for name in names:
+            try:
+                with self._locked():
+                    self._append({"name": name, **self.files[name]})
+            except OSError as e:
+                self.unmoved.append(f"{name} ({e.strerror or e})")
 
     def _write(self):
         write_atomic(self.path, "".join(json.dumps({"name": n, **e}) + "\n"
