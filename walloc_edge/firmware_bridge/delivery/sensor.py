@@ -34,17 +34,16 @@ class Courier:
     a message unanswered for ``ack_timeout`` seconds is sent again (the server may have been
     unable to write it), and each time it is sent again it waits twice as long (to 8
     ``ack_timeout``), so that a server with a long queue is not flooded with copies of what
-    it holds. On a link without acknowledgements (UDP, serial, files) messages are
-    sent once by ``send()`` and not spooled, and the report says so. Over a link with
-    acknowledgements every message carries the start's nonce; when the server answers that
-    other content holds its key (a collision), the message is kept and sent again under a
-    new boot (``identity.renew``). Every ``heartbeat`` seconds (0: never) while it can reach
-    the server, the thread also sends a heartbeat: the spool's depth and bytes, what was
-    dropped, the boot, the uptime and ``status`` (e.g. version and backend), never spooled,
-    so that a server sees a spool filling before anything is dropped; the last, as it
-    stops, says "state": "stopped" (a dashboard tells it from one gone quiet). A "name" in
-    ``status`` (the --sensor-id a sensor was given) goes with each message too.
-    """
+    it holds. On a link without acknowledgements (UDP, serial, files) messages are sent once
+    by ``send()`` and not spooled, and the report says so. Over a link with acknowledgements
+    every message carries the start's nonce; when the server answers that other content
+    holds its key (a collision), the message is kept and sent again under a new boot
+    (``identity.renew``; ``on_moved`` told). Every ``heartbeat`` seconds (0: never) while it
+    can reach the server, the thread also sends a heartbeat: the spool's depth and bytes,
+    what was dropped, the boot, the uptime and ``status`` (e.g. version and backend), never
+    spooled, so that a server sees a spool filling before anything is dropped; the last
+    says "state": "stopped" (a dashboard tells it from one gone quiet). A "name" in
+    ``status`` (the --sensor-id a sensor was given) goes with each message too."""
 
     def __init__(self, link, identity, spool, key=None, log=say, ack_timeout=30.0,
                  backoff=0.2, max_backoff=5.0, window=64, tick=0.2, heartbeat=0.0,
@@ -69,8 +68,8 @@ class Courier:
         self.delay, self.next_attempt = backoff, 0.0
         self.wake, self.stopping, self.worker = threading.Event(), threading.Event(), None
         self.heartbeat, self.status, self.beats = heartbeat, dict(status or {}), 0
-        self.on_dropped = on_dropped  # told the keys the spool gave up (their files unsent)
-        self.on_moved = on_moved  # told (old, new) of a message a collision moved
+        # Told the keys the spool gave up (their files unsent), and (old, new) of a moved one.
+        self.on_dropped, self.on_moved = on_dropped, on_moved
         self.started = self.next_beat = time.monotonic()
         self.next_adopt = self.started + ADOPT_EVERY  # the spool adopted at its start
         link.on_ack = self._on_ack
@@ -82,8 +81,7 @@ class Courier:
         key, moved = (ack.boot, ack.sequence), None
         with self.changed:  # taking it off the spool and counting it are one step
             if key not in self.spool.sizes:
-                self.sent_at.pop(key, None)
-                self.timeouts.pop(key, None)
+                self._settled(key)
                 return  # a repeated acknowledgement
             if ack.status == ACK_COLLISION:
                 try:
@@ -97,9 +95,7 @@ class Courier:
                 kept, dropped = (None, 0) if ack.status == ACK_WRITTEN else \
                     self.spool.refuse(key)
                 self.spool.remove(key)
-                self.sent_at.pop(key, None)
-                self.timeouts.pop(key, None)
-                self.hold.pop(key, None)
+                self._settled(key)
                 self.delay = self.backoff  # the link works
                 if ack.status == ACK_WRITTEN:
                     self.collision_delay = self.backoff
@@ -133,10 +129,9 @@ class Courier:
             return key, self.identity.nonce
 
     def _rekey(self, old):
-        """The server holds other content under ``old``: keep the message under a new key,
-        of a new boot if ``old`` is of the current one (called with ``changed`` held; the
-        courier's thread sends it, not this acknowledgement's thread); the new key, or None
-        where another process took the message over."""
+        """The server holds other content under ``old``: the message kept under a new key
+        (of a new boot if ``old`` is of the current one), which is returned (None: another
+        process took it over); called with ``changed`` held, the courier's thread sends it."""
         if old[0] == self.identity.boot:
             self.identity = self.identity.renew()
             self.sequence = 0
@@ -147,10 +142,8 @@ class Courier:
         except FileNotFoundError:
             return None  # another process on this spool took it over
         self.report.collisions += 1
-        self.sent_at.pop(old, None)  # not in flight: due after a pause that doubles with
-        self.timeouts.pop(old, None)  # each collision (a server answering nothing else
-        self.hold.pop(old, None)  # is not flooded, nor the card worn by new boots)
-        self.hold[new] = time.monotonic() + self.collision_delay
+        self._settled(old)  # the new key after a pause, doubling with each collision in a row:
+        self.hold[new] = time.monotonic() + self.collision_delay  # no flood, no worn card
         self.collision_delay = min(2 * self.collision_delay, self.max_backoff)
         self.wake.set()
         self.log(f"COLLISION: the server holds another message under {old[0]}-{old[1]} "
@@ -231,6 +224,13 @@ class Courier:
         self.wake.set()
         return key
 
+    def _settled(self, key):
+        """``key`` neither in flight nor waiting to be sent (called with ``changed`` held)."""
+        self.sent_at.pop(key, None)
+        self.timeouts.pop(key, None)
+        self.hold.pop(key, None)
+        self.fresh.discard(key)
+
     def _patience(self, key):
         """How long after its last sending an answer to ``key`` is waited for (called with
         ``changed`` held)."""
@@ -245,10 +245,7 @@ class Courier:
         with self.changed:
             for old in keys:
                 self.report.dropped += 1
-                self.sent_at.pop(old, None)
-                self.timeouts.pop(old, None)
-                self.hold.pop(old, None)
-                self.fresh.discard(old)
+                self._settled(old)
                 self.log(f"spool full: gave up message {old[0]}-{old[1]} (never "
                          "acknowledged)")
         self.on_dropped(keys)
@@ -396,8 +393,7 @@ class Courier:
                     self.changed.wait(timeout=min(self.tick, deadline - time.monotonic()))
             self.stopping.set()
             self.wake.set()
-            self.worker.join(timeout=15)  # a connection attempt or a write on a stalled link
-            # ends by its own timeout; one still blocked then ends at close()
+            self.worker.join(timeout=15)  # a stalled connect or write: its timeout, or close()
         self.link.close()
         with self.changed:
             self.report.unacknowledged = len(self.spool) if self.link.acks else 0
