@@ -27,8 +27,9 @@ from walloc_edge.export.c_export import c_runner
 from walloc_edge.export.validate import compare, torch_latents
 from walloc_edge.runtime import pad_reflect
 from walloc_edge.runtime.encoder import as_sensor_sample
-from walloc_edge.runtime.io import match_channels, read_input
-from walloc_edge.runtime.modality import AUDIO, IMAGE
+from walloc_edge.runtime.io import match_channels
+from walloc_edge.runtime.modality import IMAGE
+import real_data
 from report import publish
 
 MODELS = ("rgb-16x", "rgb-4x", "stereo-5x", "mono-4x")
@@ -91,11 +92,7 @@ def main():
     args = p.parse_args()
     if shutil.which(M0[0]) is None:
         p.error(f"{M0[0]} is not installed (make cross installs it)")
-    photos = [read_input(f, IMAGE, 3)[0] for f in args.photos]
-    music = []
-    for f in args.music:
-        x = as_sensor_sample(read_input(f, AUDIO, 2)[0], AUDIO, 2)[0]
-        music.append(x[len(x) // 2:len(x) // 2 + 10 * 44100])
+    photos, music = real_data.photos(args.photos), real_data.music(args.music, 10)
     with tempfile.TemporaryDirectory() as tmp:
         results = {m: measure(m, photos, music, args.widths, Path(tmp)) for m in MODELS}
     lines = [f"# The C export with -DWALLOC_FIXED_POINT: no float at all ({len(photos)} photos, "

@@ -21,8 +21,9 @@ from walloc_edge.export import export_bundle
 from walloc_edge.export.validate import compare, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect
 from walloc_edge.runtime.encoder import as_sensor_sample
-from walloc_edge.runtime.io import match_channels, read_input
-from walloc_edge.runtime.modality import AUDIO, IMAGE
+from walloc_edge.runtime.io import match_channels
+from walloc_edge.runtime.modality import IMAGE
+import real_data
 from report import publish
 
 MODELS = ("rgb-16x", "rgb-4x", "stereo-5x", "mono-4x")
@@ -79,11 +80,7 @@ def main():
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--out")
     args = p.parse_args()
-    photos = [read_input(f, IMAGE, 3)[0] for f in args.photos]
-    music = []
-    for f in args.music:
-        x = as_sensor_sample(read_input(f, AUDIO, 2)[0], AUDIO, 2)[0]
-        music.append(x[len(x) // 2:len(x) // 2 + 10 * 44100])
+    photos, music = real_data.photos(args.photos), real_data.music(args.music, 10)
     results = {m: measure(m, photos, music, args.threads, args.repeat) for m in MODELS}
     m = machine()
     where = f"{m['cpu']}, {m['cores']} cores, {' '.join(m['isa'])}"

@@ -24,9 +24,8 @@ from walloc_edge.codec import load
 from walloc_edge.export import export_bundle
 from walloc_edge.runtime.backends.native import LIFTING, fold
 from walloc_edge.runtime.bundle import load_bundle
-from walloc_edge.runtime.encoder import as_sensor_sample
-from walloc_edge.runtime.io import read_input
-from walloc_edge.runtime.modality import AUDIO, IMAGE
+from walloc_edge.runtime.modality import IMAGE
+import real_data
 from report import publish
 
 GRIDS = {"rgb-16x": ["float32", 17, 8, 7, 6, 5, 4, 3],
@@ -109,12 +108,7 @@ def main():
     p.add_argument("--seconds", type=float, default=10.0, help="of each music file's middle")
     p.add_argument("--out")
     args = p.parse_args()
-    photos = [read_input(f, IMAGE, 3)[0] for f in args.photos]
-    music = []
-    for f in args.music:
-        x = as_sensor_sample(read_input(f, AUDIO, 2)[0], AUDIO, 2)[0]
-        n = int(args.seconds * 44100)
-        music.append(x[len(x) // 2:len(x) // 2 + n])
+    photos, music = real_data.photos(args.photos), real_data.music(args.music, args.seconds)
     m = machine()
     lines = [f"# An int16 lifting's latents against float64's ({len(photos)} photos, "
              f"{len(music)} music excerpts of {args.seconds:g} s)", "",

@@ -15,8 +15,9 @@ from walloc_edge.export import export_bundle
 from walloc_edge.export.validate import compare, torch_latents
 from walloc_edge.runtime import Encoder, pad_reflect
 from walloc_edge.runtime.encoder import as_sensor_sample
-from walloc_edge.runtime.io import match_channels, read_input
-from walloc_edge.runtime.modality import AUDIO, IMAGE
+from walloc_edge.runtime.io import match_channels
+from walloc_edge.runtime.modality import IMAGE
+import real_data
 from report import publish
 
 IMAGE_MODELS, AUDIO_MODELS = ("rgb-16x", "rgb-4x"), ("stereo-5x", "mono-4x")
@@ -68,8 +69,7 @@ def main():
     p.add_argument("--music", nargs="+", required=True)
     p.add_argument("--out")
     args = p.parse_args()
-    photos = [read_input(f, IMAGE, 3)[0] for f in args.photos]
-    music = [as_sensor_sample(read_input(f, AUDIO, 2)[0], AUDIO, 2)[0] for f in args.music]
+    photos, music = real_data.photos(args.photos), real_data.music(args.music)
     photo_inputs, music_inputs = {}, {}
     for photo in photos:
         for size, crop in crops(photo):
