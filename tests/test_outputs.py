@@ -187,3 +187,35 @@ def test_a_full_output_disk_stops_the_batch_in_one_line(rgb_bundle, tmp_path, ca
     assert code == 2 and "encoded 1 input(s)" in said.out, said
     assert said.err.count("\n") == 1 and "the disk is full (No space left on device)" in \
         said.err and "Errno" not in said.err, said.err
+
+
+@pytest.mark.parametrize("fmt, dtype", [("flac", np.int16), ("flac", np.float32),
+                                        ("wav", np.float32)])
+def test_a_full_disk_under_an_audio_output_is_an_os_error(fmt, dtype, monkeypatch, tmp_path):
+    """soundfile writes through a callback that swallowed the disk's ENOSPC and raised an
+    AssertionError instead (or wrote a damaged file without a word), so serve took a full
+    disk for a bad message and refused it for good. The error is the disk's now."""
+    import contextlib
+    import errno
+
+    from types import SimpleNamespace
+
+    from walloc_edge.runtime import io
+    from walloc_edge.runtime.modality import AUDIO
+
+    class FullDisk:
+        def __init__(self):
+            self.written = 0
+
+        def write(self, data):
+            if self.written + len(data) > 1000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += len(data)
+            return len(data)
+
+    monkeypatch.setattr(io, "atomic_file", lambda path: contextlib.nullcontext(FullDisk()))
+    signal = (np.random.default_rng(0).standard_normal((44100, 2)) * 3000).astype(dtype)
+    header = SimpleNamespace(modality=AUDIO, channels=2, sample_rate=44100)
+    with pytest.raises(OSError) as raised:
+        io.write_signal(signal, header, tmp_path / "music", fmt)
+    assert raised.value.errno == errno.ENOSPC

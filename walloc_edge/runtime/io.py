@@ -9,6 +9,7 @@ raises ``ValueError`` naming the file and what to do about it.
 import contextlib
 import errno
 import hashlib
+import io
 import os
 import threading
 import wave
@@ -335,10 +336,7 @@ def _write(f, signal, header, fmt):
     rate = header.sample_rate or 44100
     audio = signal.reshape(len(signal), -1)
     if audio.dtype.kind == "f":  # float input: keep float (WAV) or the deepest PCM (FLAC)
-        import soundfile
-
-        soundfile.write(f, audio, rate, format=fmt.upper(),
-                        subtype="FLOAT" if fmt == "wav" else "PCM_24")
+        f.write(_soundfile_bytes(audio, rate, fmt, "FLOAT" if fmt == "wav" else "PCM_24"))
         return
     pcm = audio.astype("<i2")
     if fmt == "wav":
@@ -348,6 +346,16 @@ def _write(f, signal, header, fmt):
             w.setframerate(rate)
             w.writeframes(pcm.tobytes())
     else:
-        import soundfile
+        f.write(_soundfile_bytes(pcm, rate, fmt, "PCM_16"))
 
-        soundfile.write(f, pcm, rate, format="FLAC", subtype="PCM_16")
+
+def _soundfile_bytes(audio, rate, fmt, subtype):
+    """``audio`` encoded by soundfile in memory. Written to a file, soundfile writes through
+    a callback that swallows the write's OSError: a full disk became an AssertionError (a
+    server refused the message for good instead of keeping it unacknowledged), or even a
+    damaged file and no error at all."""
+    import soundfile
+
+    out = io.BytesIO()
+    soundfile.write(out, audio, rate, format=fmt.upper(), subtype=subtype)
+    return out.getvalue()
