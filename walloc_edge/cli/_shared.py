@@ -367,3 +367,15 @@ def sensor_encoder(args):
             raise ValueError(f"--backend {args.backend}: {e}") from None
         raise ValueError(f"--provider {args.provider}: {e} (--backend onnxruntime or auto "
                          "takes providers)") from None
+
+
+def check_format(fmt, decoder):
+    """--format against what the decoder's signals can be written as: refused before any
+    work, not file by file."""
+    formats = decoder.modality.output_formats
+    if fmt is not None and fmt not in formats:
+        raise ValueError(f"--format {fmt}: {decoder.modality} is written as "
+                         f"{', '.join(formats)}")
+    if fmt in ("png", "tiff") and decoder.channels not in (1, 3):
+        raise ValueError(f"--format {fmt}: this model's images have {decoder.channels} bands; "
+                         "write them as npy")

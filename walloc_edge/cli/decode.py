@@ -11,7 +11,7 @@ from ..runtime import read_bitstream
 from ..runtime.console import say
 from ..runtime.errors import NewerBitstreamError
 from ._shared import (DiskFull, add_decoder_options, add_overwrite_option, batch_stopped,
-                      check_device, check_model, decoder_choices, is_bundle, kept_line,
+                      check_device, check_format, check_model, decoder_choices, is_bundle, kept_line,
                       kept_output, naming_engine, output_dir, progress, raise_if_disk_full,
                       skipped_line)
 from ._stops import stop_on
@@ -115,18 +115,6 @@ def check_memory(decoder, header):
                          f"{header.modality} would take about {need / 2 ** 30:,.1f} GiB of "
                          f"memory, more than the {available / 2 ** 30:,.1f} GiB available "
                          "here")
-
-
-def check_format(fmt, decoder):
-    """--format against what the decoder's signals can be written as: refused before any
-    work, not file by file."""
-    formats = decoder.modality.output_formats
-    if fmt is not None and fmt not in formats:
-        raise ValueError(f"--format {fmt}: {decoder.modality} is written as "
-                         f"{', '.join(formats)}")
-    if fmt in ("png", "tiff") and decoder.channels not in (1, 3):
-        raise ValueError(f"--format {fmt}: this model's images have {decoder.channels} bands; "
-                         "write them as npy")
 
 
 def run(args):

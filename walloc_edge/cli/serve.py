@@ -15,9 +15,9 @@ from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
 from ..server.store import ObjectStore, hold, is_object_store, local, open_store, release
-from ._shared import (add_decoder_options, check_device, check_model, decoder_choices,
-                      is_bundle, naming, naming_engine, output_dir, positive_int,
-                      positive_number)
+from ._shared import (add_decoder_options, check_device, check_format, check_model,
+                      decoder_choices, is_bundle, naming, naming_engine, output_dir,
+                      positive_int, positive_number)
 from ._stops import stop_on
 
 # A server decodes for hours: the fastest engine that holds the quality bar pays back its
@@ -242,6 +242,8 @@ def run(args):
                             tile=args.tile, classifier=args.classify,
                             decoder_options=decoder_choices(args, ENGINE),
                             threads=max(1, usable_cores() // args.workers))
+    if model.decoder:  # a --format the model's outputs cannot take: every message refused
+        check_format(args.format, model.decoder)
     with naming("--keys"):
         keys = read_keys(args.keys) if args.keys else None
     limits = ReceiverLimits(connections=args.max_connections,
