@@ -9,6 +9,8 @@ import textwrap
 import threading
 import time
 
+import pytest
+
 from helpers import free_port
 from walloc_edge.firmware_bridge.framing import frames_for
 from walloc_edge.firmware_bridge.transports import ReceiverLimits, open_receiver
@@ -297,3 +299,50 @@ def test_a_server_that_accepts_and_closes_is_not_hammered():
         time.sleep(2)
         courier.finish(wait=0)
     assert 3 <= link.attempts <= 10, link.attempts  # 0.05, 0.1, 0.2, 0.4, 0.8, 0.8 …
+
+
+def test_a_connection_without_a_thread_to_be_had_leaves_the_door_open(monkeypatch):
+    """Under a pids limit (systemd's TasksMax, a container's) a connection whose thread
+    could not start killed the thread that accepts: the port still listened, no sensor was
+    taken again, and /healthz said "ok". Now that connection is closed and the next taken;
+    a receiving thread that does fail is said by health (not receiving)."""
+    from walloc_edge.firmware_bridge.transports import tcp
+
+    real, refused = threading.Thread.start, []
+
+    def start(thread):
+        if thread._target.__name__ == "_read" and not refused:
+            refused.append(thread)
+            raise RuntimeError("can't start new thread")
+        return real(thread)
+
+    monkeypatch.setattr(tcp.threading.Thread, "start", start)
+    port, logged = free_port(), []
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append)
+    with socket.create_connection(("127.0.0.1", port)) as first:
+        first.settimeout(5)
+        assert first.recv(1) == b""  # closed by the server, not left hanging
+    time.sleep(1.2)  # its pause before taking more
+    good = _send(port, b"".join(frames_for(b"good", 7, 1, 0)))
+    assert next(receiver.messages(timeout=5)).message == b"good"
+    good.join(5)
+    assert any("cannot take tcp://127.0.0.1:" in line for line in logged), logged
+    receiver.stop()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_receiving_thread_that_fails_makes_health_say_so(tmp_path):
+    from walloc_edge.firmware_bridge.transports.base import Receiver
+    from walloc_edge.server.fleet import Fleet
+
+    receiver = Receiver()
+
+    def broken():
+        raise RuntimeError("boom")
+
+    receiver._start(broken)
+    receiver.threads[0].join(5)
+    fleet = Fleet(tmp_path)
+    fleet.watch(receiver)
+    healthy, why = fleet.health()
+    assert not healthy and "receiving failed (RuntimeError: boom)" in why, why

@@ -179,8 +179,8 @@ class Fleet:
         be written since the last one was, in the last FAILED_WRITE_HOLDS seconds."""
         if self.receiver is not None and self.receiver.stopped.is_set():
             return False, "not receiving"
-        if self.receiver is not None and self.receiver.down:
-            return False, self.receiver.down
+        if self.receiver is not None and (self.receiver.failed or self.receiver.down):
+            return False, self.receiver.failed or self.receiver.down
         now = time.time()
         with self.lock:
             failed = self.failed_at > self.written_at and now - self.failed_at < \

@@ -236,6 +236,7 @@ class Receiver:
         self.rate = RateLimit(self.limits.rate, self.limits.burst)
         self.stopped = threading.Event()
         self.down = None  # why messages cannot reach it now (a broker gone), or None
+        self.failed = None  # why it receives nothing any more (its thread failed), or None
         self.threads = []
         self.address = None
         self.on_heartbeat = None
@@ -320,7 +321,17 @@ class Receiver:
             self.complete_bytes -= size
             self.room.notify_all()
     def _start(self, target, *args):
-        thread = threading.Thread(target=target, args=args, daemon=True)
+        """``target(*args)`` on a thread of its own; should it end by an error, ``failed``
+        says so (serve's /healthz: not receiving) rather than the server going deaf unseen."""
+        def run():
+            try:
+                target(*args)
+            except BaseException as e:
+                self.failed = (f"receiving failed ({type(e).__name__}: {e}); restart the "
+                               "server")
+                raise
+
+        thread = threading.Thread(target=run, daemon=True)
         thread.start()
         self.threads.append(thread)
 

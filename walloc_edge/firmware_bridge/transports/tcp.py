@@ -167,8 +167,15 @@ class TcpReceiver(Receiver):
             if connection is None:
                 conn.close()
                 continue
-            threading.Thread(target=self._read, args=(connection, f"tcp://{peer[0]}:{peer[1]}"),
-                             daemon=True).start()  # not kept: connections come and go
+            try:  # a thread a connection, not kept: connections come and go
+                threading.Thread(target=self._read, daemon=True,
+                                 args=(connection, f"tcp://{peer[0]}:{peer[1]}")).start()
+            except RuntimeError as e:  # no thread to be had (a pids limit, memory): this
+                with self.connections_lock:  # connection closed, the door kept open
+                    self.open.pop(connection, None)
+                connection.close()
+                self.log(f"cannot take tcp://{peer[0]}:{peer[1]} ({e}); retrying in 1 s")
+                time.sleep(1)
         self.server.close()
 
     def _admit(self, conn, host):
