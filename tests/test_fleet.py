@@ -363,3 +363,32 @@ def test_http_on_a_port_in_use_is_one_line(reference_dir, tmp_path):
     assert done.returncode == 2 and done.stdout == "", done.stdout
     assert done.stderr.count("\n") == 1 and "cannot listen" in done.stderr, done.stderr
     assert f"--http 127.0.0.1:{port}" in done.stderr
+
+
+def test_the_dashboard_bounds_its_connections_and_their_time(tmp_path):
+    """A client trickling a request a byte at a time, on a thousand connections, held a
+    thread and a file each until the server had none left for its sensors. At most
+    max_connections are taken (one more is closed at once), and each for deadline seconds
+    in all; then the dashboard answers again."""
+    import socket
+    import time
+
+    with Dashboard(Fleet(tmp_path), "127.0.0.1", 0) as dashboard:
+        dashboard.server.max_connections, dashboard.server.deadline = 4, 1.5
+        dashboard.start()
+        host, port = dashboard.server.server_address[:2]
+        trickling = [socket.create_connection((host, port)) for _ in range(4)]
+        for s in trickling:
+            s.sendall(b"G")
+            s.settimeout(5)
+        time.sleep(0.5)
+        with socket.create_connection((host, port)) as one_more:
+            one_more.settimeout(5)
+            assert one_more.recv(1) == b""  # closed at once
+        for s in trickling:
+            s.sendall(b"E")  # still held, and still under way
+        assert all(s.recv(1) == b"" for s in trickling)  # ended past the deadline
+        with urllib.request.urlopen(dashboard.url + "healthz", timeout=10) as r:
+            assert r.status == 200
+        for s in trickling:
+            s.close()

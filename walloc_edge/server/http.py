@@ -12,6 +12,7 @@ import re
 import socket
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -155,12 +156,51 @@ class FleetCollector:
 
 
 class _Server(ThreadingHTTPServer):
+    """A thread a connection, as http.server's, but at most ``max_connections`` at once (one
+    more is closed at once) and each for at most ``deadline`` seconds in all: a client that
+    trickles its request a byte at a time, or opens a thousand, held a thread and a file
+    each, unbounded, until the sensors' connections found no file to be had."""
     daemon_threads = True
     allow_reuse_port = False  # a port in use is refused, never shared
+    max_connections = 64
+    deadline = 30.0
 
     def server_bind(self):  # HTTPServer's looks the host's name up, which may hang
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
+        self.active, self.active_lock = {}, threading.Lock()  # connection → when taken
+
+    def process_request(self, request, client_address):
+        with self.active_lock:
+            full = len(self.active) >= self.max_connections
+            if not full:
+                self.active[request] = time.monotonic()
+        if full:
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except RuntimeError:  # no thread to be had: the connection goes, the server stays
+            with self.active_lock:
+                self.active.pop(request, None)
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.active_lock:
+                self.active.pop(request, None)
+
+    def service_actions(self):  # serve_forever's every turn: the connections past deadline
+        now = time.monotonic()
+        with self.active_lock:
+            late = [r for r, taken in self.active.items() if now - taken > self.deadline]
+        for request in late:
+            try:
+                request.shutdown(socket.SHUT_RDWR)  # its thread's read ends, and the thread
+            except OSError:
+                pass
 
     def handle_error(self, request, client_address):
         self.dashboard.log(f"the dashboard failed to answer {client_address[0]}")
