@@ -137,8 +137,8 @@ def test_connections_that_send_a_first_fragment_do_not_keep_a_sensor_out():
 
 
 def test_a_host_whose_connections_all_send_refuses_more():
-    """Connections that have completed a message keep their slots: a third from an address
-    allowed two is refused (and logged), not let in by closing one that sends."""
+    """Connections whose messages the server wrote keep their slots: a third from an
+    address allowed two is refused (and logged), not let in by closing one that sends."""
     port = free_port()
     logged = []
     receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append,
@@ -146,13 +146,36 @@ def test_a_host_whose_connections_all_send_refuses_more():
     senders = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     for i, s in enumerate(senders):
         s.sendall(frames_for(b"hi", 7, 1, i)[0])
-    assert len([next(receiver.messages(timeout=5)) for _ in senders]) == 2
+    for received in [next(receiver.messages(timeout=5)) for _ in senders]:
+        received.written()  # as serve says of a message it wrote
     third = socket.create_connection(("127.0.0.1", port))
     third.settimeout(5)
     assert third.recv(1) == b"" and not any(map(_closed, senders))
     assert any("2 connections from 127.0.0.1 already open" in line for line in logged)
     receiver.stop()
     for s in senders + [third]:
+        s.close()
+
+
+def test_connections_that_complete_messages_not_written_do_not_hold_slots():
+    """With --keys, a recorded message replayed (the server holds it already, and says so)
+    counted as delivered: replays on every slot kept the real sensor out. Only a message
+    the server writes holds a slot now; one of those connections makes room."""
+    port = free_port()
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", limits=ReceiverLimits(per_host=2))
+    replays = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    for s in replays:
+        s.sendall(frames_for(b"recorded", 7, 1, 0)[0])
+    for _ in replays:  # complete messages (answered, not written again)
+        next(receiver.messages(timeout=5))
+    time.sleep(0.3)
+    good = _send(port, b"".join(frames_for(b"new", 8, 1, 0)))
+    got = next(receiver.messages(timeout=5))
+    assert got.message == b"new"
+    good.join(5)
+    assert sum(map(_closed, replays)) == 1
+    receiver.stop()
+    for s in replays:
         s.close()
 
 

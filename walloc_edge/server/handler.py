@@ -185,6 +185,7 @@ class Handler:
         with self.lock:
             self.outputs.log(record)
             self._ack(received, ACK_WRITTEN)
+        received.written()
         self._tell("written", received, seconds=record["decode_s"], fields=fields)
         label = f" ({fields['label']}, {fields['confidence']:.0%})" if "label" in fields else ""
         self.log(f"{received.sender} {received.key}: {len(received.message):,} bytes -> "

@@ -67,6 +67,9 @@ class Received:
     # Takes the message's bytes off its receiver's memory account (later calls do nothing);
     # with ``Receiver.messages(hold=True)`` the consumer calls it once done with the message.
     release: object = field(default=lambda: None, repr=False, compare=False)
+    # Called by the server once it has written this message, new (not one it held before):
+    # a TCP connection that has delivered so holds its slot.
+    written: object = field(default=lambda: None, repr=False, compare=False)
 
     @property
     def key(self):
@@ -251,19 +254,17 @@ class Receiver:
         """What the memory account holds now: incomplete and complete messages."""
         return self.reassembler.pending_bytes + self.complete_bytes
 
-    def _frames(self, sender, frames, reply=None, completed=None):
+    def _frames(self, sender, frames, reply=None, written=None):
         """Reassemble ``frames``; complete messages go to the queue, blocking while it is
-        full (the link is then not read: backpressure) until stopped. ``completed()`` is
-        told of each message as it completes, before the wait."""
+        full (the link is then not read: backpressure) until stopped. ``written()``: each
+        message's ``Received.written``."""
         for frame in frames:
             if frame.flags & FLAG_HEARTBEAT:
                 self._heartbeat(sender, frame)
                 continue
-            item = self._take(sender, frame, reply)
+            item = self._take(sender, frame, reply, written)
             if item is None:
                 continue
-            if completed is not None:
-                completed()
             if not self._put(item):
                 self._release(item[1])
 
@@ -290,7 +291,7 @@ class Receiver:
                 continue
         return False
 
-    def _take(self, sender, frame, reply):
+    def _take(self, sender, frame, reply, written=None):
         """Add one frame, waiting for room in the account; (Received, its bytes) when it
         completes a message to hand on, else None."""
         need = MESSAGE_OVERHEAD + FRAGMENT_OVERHEAD + len(frame.payload)
@@ -314,7 +315,8 @@ class Receiver:
             self.complete_bytes += size
             self.peak_bytes = max(self.peak_bytes, self.held_bytes)
         return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
-                        reply, _once(functools.partial(self._release, size))), size
+                        reply, _once(functools.partial(self._release, size)),
+                        written or (lambda: None)), size
 
     def _release(self, size):
         with self.room:

@@ -110,9 +110,10 @@ class _Connection:
     def __init__(self, sock, host):
         self.sock, self.host = sock, host
         self.heard = time.monotonic()  # its last byte (or its opening)
-        self.delivered = False         # it has completed a message: a client that sends
+        self.delivered = False  # the server wrote a new message of it (a replay, or frames
+        # that complete nothing, do not count)
 
-    def completed(self):
+    def written(self):
         self.delivered = True
 
     def close(self):
@@ -128,9 +129,11 @@ class TcpReceiver(Receiver):
     Slow clients cannot hold the door: a frame must arrive whole within ``limits.frame``
     seconds of its first byte and a connection may stay silent ``limits.idle`` seconds; one
     source address may hold ``limits.per_host`` connections; and when the slots are all taken
-    (in all or of that address), the connection silent the longest that never completed a
-    message is closed to let the new one in (a frame, or heartbeats, are not enough to hold
-    a slot; with ``keys`` only an authenticated sensor completes one).
+    (in all or of that address), the connection silent the longest that never delivered a
+    message is closed to let the new one in: one whose message the server wrote as new
+    (``Received.written``; a frame, heartbeats, a bitstream refused or a replay of one
+    written before are not enough to hold a slot; with ``keys`` only an authenticated
+    sensor delivers one).
     """
 
     def __init__(self, host, port, keys=None, limits=None, log=say):
@@ -180,7 +183,7 @@ class TcpReceiver(Receiver):
 
     def _admit(self, conn, host):
         """Take a slot for a new connection from ``host``, closing the most silent one that
-        never completed a message if the slots are full; None (logged) if none can be
+        never delivered a message if the slots are full; None (logged) if none can be
         freed."""
         with self.connections_lock:
             for limit, whose in ((self.limits.per_host, f"from {host} "),
@@ -231,7 +234,7 @@ class TcpReceiver(Receiver):
                         started = None
                     elif started is None or frames:
                         started = now
-                    self._frames(sender, frames, reply, connection.completed)
+                    self._frames(sender, frames, reply, connection.written)
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
                         started += after - now
