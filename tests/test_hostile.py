@@ -369,3 +369,44 @@ def test_a_receiving_thread_that_fails_makes_health_say_so(tmp_path):
     fleet.watch(receiver)
     healthy, why = fleet.health()
     assert not healthy and "receiving failed (RuntimeError: boom)" in why, why
+
+
+def test_a_reader_gives_up_a_sender_of_garbage_but_not_one_of_frames():
+    """Every sync word is a header to check in Python: a sender repeating it made a server
+    core read 3.4 MB/s and starved the sensors. A reader that may give up stops past its
+    limit of bytes that are no frame; frames reset the count, so a sensor never hits it."""
+    from walloc_edge.firmware_bridge.framing import GARBAGE_LIMIT, SYNC, FrameReader
+
+    reader = FrameReader(give_up_after=GARBAGE_LIMIT)
+    frame = b"".join(frames_for(b"hi", 7, 1, 0))
+    for _ in range(8):  # garbage beside frames, each time under the limit
+        assert len(reader.feed(SYNC * (GARBAGE_LIMIT // 8) + frame)) == 1
+    assert not reader.given_up
+    assert reader.feed(SYNC * (GARBAGE_LIMIT // 8)) == [] and not reader.given_up
+    assert reader.feed(SYNC * (GARBAGE_LIMIT // 4)) == [] and reader.given_up
+    assert reader.feed(frame) == [] and not reader.buffer  # read no more
+    assert FrameReader().feed(SYNC * GARBAGE_LIMIT * 2 + frame)  # a noisy link: never
+
+
+def test_a_connection_of_garbage_is_closed_and_its_address_waits():
+    """A TCP client sending sync words and no frame is closed once past the limit, and its
+    address refused new connections for a moment; a sensor elsewhere is heard meanwhile."""
+    from walloc_edge.firmware_bridge.framing import GARBAGE_LIMIT, SYNC
+
+    port, logged = free_port(), []
+    receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append)
+    with socket.create_connection(("127.0.0.1", port)) as spam:
+        spam.settimeout(5)
+        try:
+            spam.sendall(SYNC * (GARBAGE_LIMIT // 2))  # more than the limit: the closing may
+        except OSError:  # cut the sending short
+            pass
+        assert spam.recv(1) == b""
+    assert any("bytes that were no frame" in line for line in logged), logged
+    with socket.create_connection(("127.0.0.1", port)) as again:
+        again.settimeout(5)
+        assert again.recv(1) == b""  # refused at once
+    good = _send(port, b"".join(frames_for(b"good", 7, 1, 0)), source="127.0.0.2")
+    assert next(receiver.messages(timeout=5)).message == b"good"
+    good.join(5)
+    receiver.stop()

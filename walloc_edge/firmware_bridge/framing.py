@@ -28,7 +28,8 @@ __all__ = ["SYNC", "ACK_SYNC", "VERSION", "MAX_PAYLOAD", "HEADER", "MAC_SIZE", "
            "FramingError", "frames_for", "encode_frame", "decode_frame", "FrameReader",
            "LinkStats", "Keys", "pack_meta", "unpack_meta", "encode_ack", "AckReader", "Ack",
            "ACK_WRITTEN", "ACK_REJECTED", "ACK_COLLISION", "FLAG_MAC", "FLAG_META",
-           "FLAG_HEARTBEAT", "MAX_HEARTBEAT", "encode_heartbeat", "unpack_heartbeat"]
+           "FLAG_HEARTBEAT", "MAX_HEARTBEAT", "encode_heartbeat", "unpack_heartbeat",
+           "GARBAGE_LIMIT"]
 
 SYNC = b"\xa5WLF"
 ACK_SYNC = b"\xa5WLA"
@@ -232,27 +233,40 @@ class FrameReader:
     """Frames out of a byte stream that may be corrupted, truncated or interleaved with noise.
 
     ``feed(data)`` returns the complete, CRC-checked (and with ``keys``, authenticated)
-    frames found so far; the buffer holds at most one frame's worth of bytes.
+    frames found so far; the buffer holds at most one frame's worth of bytes. ``garbage``
+    counts the bytes since the last frame taken that were skipped or unauthenticated; past
+    ``give_up_after`` (None: never) the reader stops reading (``given_up``): on a link that
+    loses no bytes, such a sender is no sensor of this server (or has the wrong key), and
+    parsing what it sends costs the server's CPU (every sync word a header to check).
     """
 
-    def __init__(self, stats=None, keys=None):
+    def __init__(self, stats=None, keys=None, give_up_after=None):
         self.buffer = bytearray()
         self.stats = stats or LinkStats()
         self.keys = keys or Keys()
+        self.garbage, self.give_up_after = 0, give_up_after
+
+    @property
+    def given_up(self):
+        return self.give_up_after is not None and self.garbage > self.give_up_after
+
+    def _skip(self, n):
+        self.stats.skipped_bytes += n
+        self.garbage += n
+        del self.buffer[:n]
 
     def feed(self, data):
+        if self.given_up:
+            return []
         self.buffer += data
         frames = []
-        while True:
+        while not self.given_up:
             start = self.buffer.find(SYNC)
             if start < 0:  # keep a possible partial sync word at the end
-                keep = len(SYNC) - 1
-                self.stats.skipped_bytes += max(0, len(self.buffer) - keep)
-                del self.buffer[:max(0, len(self.buffer) - keep)]
+                self._skip(max(0, len(self.buffer) - (len(SYNC) - 1)))
                 return frames
             if start:
-                self.stats.skipped_bytes += start
-                del self.buffer[:start]
+                self._skip(start)
             if len(self.buffer) < HEADER.size + 4:
                 if _is_v1_header(self.buffer, 0):
                     self._drop_v1()
@@ -264,8 +278,7 @@ class FrameReader:
                     self._drop_v1()
                     continue
                 self.stats.corrupted += self.buffer[:4] == SYNC
-                self.stats.skipped_bytes += 1
-                del self.buffer[:1]
+                self._skip(1)
                 continue
             header, fields, flags, length = parsed
             end = _frame_size(flags, length)
@@ -275,16 +288,19 @@ class FrameReader:
             payload = bytes(self.buffer[body:body + length])
             if _U32.unpack_from(self.buffer, body + length)[0] != zlib.crc32(payload):
                 self.stats.corrupted += 1
-                self.stats.skipped_bytes += 1
-                del self.buffer[:1]
+                self._skip(1)
                 continue
             tag = bytes(self.buffer[body + length + 4:end])
             del self.buffer[:end]
             if not self.keys.accepts(header, fields, flags, payload, tag):
                 self.stats.unauthenticated += 1
+                self.garbage += end
                 continue
             self.stats.frames += 1
+            self.garbage = 0
             frames.append(Frame(*fields, payload, flags))
+        self.buffer.clear()  # given up: nothing more is read
+        return frames
 
     def finish(self):
         """The stream has ended, so a frame the buffer still waits for will never complete:
@@ -293,16 +309,16 @@ class FrameReader:
         frames = []
         while self.buffer:
             self.stats.corrupted += self.buffer.startswith(SYNC)
-            self.stats.skipped_bytes += 1
-            del self.buffer[:1]
+            self._skip(1)
             frames += self.feed(b"")
         return frames
 
     def _drop_v1(self):
         self.stats.old_version += 1
-        self.stats.skipped_bytes += V1_HEADER.size + 4
-        del self.buffer[:V1_HEADER.size + 4]
+        self._skip(V1_HEADER.size + 4)
 
+
+GARBAGE_LIMIT = 1 << 16  # bytes a sender on a link that loses none may send beside frames
 
 ACK = struct.Struct("<4sBBQII")  # sync, version, status, sensor, boot, sequence
 ACK_WRITTEN, ACK_REJECTED = 0, 1  # written durably (or already), or refused for good

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ...runtime.console import say
-from ..framing import AckReader, FrameReader
+from ..framing import GARBAGE_LIMIT, AckReader, FrameReader
 from .base import Address, Link, Receiver, Scheme, url_port
 
 
@@ -226,8 +226,11 @@ class MqttReceiver(Receiver):
 
     def _on_message(self, client, userdata, message):
         try:
-            frames = FrameReader(self.stats, self.keys).feed(message.payload)
+            reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT)
+            frames = reader.feed(message.payload)  # a publish of garbage is not all parsed
             self._frames(f"mqtt:{message.topic}", frames, self._reply)
+            if reader.given_up:
+                self.stats.corrupted += 1
         except Exception as e:  # noqa: BLE001 - paho's loop thread must outlive any message
             self.stats.corrupted += 1
             self.log(f"dropped a message on {message.topic} ({type(e).__name__}: {e})")

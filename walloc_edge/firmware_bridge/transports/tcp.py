@@ -6,7 +6,7 @@ import threading
 import time
 
 from ...runtime.console import say
-from ..framing import AckReader, FrameReader
+from ..framing import GARBAGE_LIMIT, AckReader, FrameReader
 from .base import Address, Link, Receiver, Scheme, url_port
 
 
@@ -136,9 +136,12 @@ class TcpReceiver(Receiver):
     sensor delivers one).
     """
 
+    PENALTY = 5.0  # seconds a host that sent garbage is refused new connections
+
     def __init__(self, host, port, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.log = log
+        self.penalised = {}  # host → until when its new connections are refused
         self.server = socket.create_server((host, port), reuse_port=False)
         self.server.settimeout(0.2)
         self.address = self.server.getsockname()
@@ -186,6 +189,8 @@ class TcpReceiver(Receiver):
         never delivered a message if the slots are full; None (logged) if none can be
         freed."""
         with self.connections_lock:
+            if self.penalised.get(host, 0) > time.monotonic():
+                return None  # sent garbage a moment ago: said then
             for limit, whose in ((self.limits.per_host, f"from {host} "),
                                  (self.limits.connections, "")):
                 held = [c for c in self.open if not whose or c.host == host]
@@ -204,7 +209,7 @@ class TcpReceiver(Receiver):
 
     def _read(self, connection, sender):
         conn = connection.sock
-        reader = FrameReader(self.stats, self.keys)
+        reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT)
         write_lock = threading.Lock()
 
         def reply(data, received):  # this connection is the way back
@@ -235,6 +240,9 @@ class TcpReceiver(Receiver):
                     elif started is None or frames:
                         started = now
                     self._frames(sender, frames, reply, connection.written)
+                    if reader.given_up:
+                        self._penalise(connection.host, sender, reader.garbage)
+                        return
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
                         started += after - now
@@ -251,6 +259,21 @@ class TcpReceiver(Receiver):
                 self.open.pop(connection, None)
             conn.close()
             self._closed(sender)
+
+
+    def _penalise(self, host, sender, garbage):
+        """``sender`` sent ``garbage`` bytes that were no frame of a sensor of this server
+        (or of its key): closed, and its host refused for PENALTY seconds, so that parsing
+        what it sends cannot take the server's CPU from the sensors."""
+        with self.connections_lock:
+            now = time.monotonic()
+            if len(self.penalised) > 4096:
+                self.penalised = {h: t for h, t in self.penalised.items() if t > now}
+            self.penalised[host] = now + self.PENALTY
+        self.log(f"closed {sender}: {garbage:,} bytes that were no frame"
+                 f"{' of a known key' if self.keys else ''} (not a walloc-edge sensor"
+                 f"{', or a wrong key' if self.keys else ''}); its address refused for "
+                 f"{self.PENALTY:g} s")
 
 
 def open_link(url, address, sensor, ack_key):
