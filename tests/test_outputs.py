@@ -219,3 +219,20 @@ def test_a_full_disk_under_an_audio_output_is_an_os_error(fmt, dtype, monkeypatc
     with pytest.raises(OSError) as raised:
         io.write_signal(signal, header, tmp_path / "music", fmt)
     assert raised.value.errno == errno.ENOSPC
+
+
+def test_a_metrics_line_cut_short_is_cut_off_at_the_next_start(tmp_path):
+    """A full disk left half a line in metrics.jsonl, and a crash kept it: the next start
+    joined its first record to it, one line that no JSON reader takes."""
+    import json
+
+    from walloc_edge.server.outputs import open_log
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"key": "a"}\n{"key": "b", "fi')
+    with open_log(path) as log:
+        log.write(json.dumps({"key": "c"}) + "\n")
+    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+    path.write_text('{"key": "a"}\n')
+    open_log(path).close()
+    assert path.read_text() == '{"key": "a"}\n'  # a whole log is left as it is

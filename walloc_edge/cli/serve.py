@@ -14,6 +14,7 @@ from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, check_u
 from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
+from ..server.outputs import check_log
 from ..server.store import ObjectStore, hold, is_object_store, local, open_store, release
 from ._shared import (add_decoder_options, check_device, check_format, check_model,
                       decoder_choices, is_bundle, naming, naming_engine, output_dir,
@@ -219,6 +220,9 @@ def run(args):
         raise ValueError(f"--http {args.http}: --listen {args.listen} takes that port; give "
                          "the dashboard another")
     check_model(args.model)
+    if args.metrics:
+        with naming("--metrics"):
+            check_log(args.metrics)  # a folder, or a missing one, said before any work
     if not args.no_decode and not is_bundle(args.model):  # a bundle decodes on onnxruntime
         check_device(args.device)
     if args.latents:

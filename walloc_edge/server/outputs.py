@@ -3,6 +3,7 @@ each decoded message, a row per message in a latents dataset, a line per message
 OUT/metrics.jsonl, and OUT/ledger.txt, the record of what was written; or, with an object
 store as OUT, objects and marker objects (``store.py``)."""
 import json
+import os
 import re
 import threading
 import time
@@ -75,7 +76,7 @@ class Outputs:
                 "size": None, "resize": None, "classes": model.classes, "images": None,
                 "labels": labels})
         self.ledger = self.store.ledger
-        self.metrics = open(metrics or default_metrics(self.store), "a")
+        self.metrics = open_log(metrics or default_metrics(self.store))
 
     def fetch(self, key: str) -> None:
         """Ask the store what it holds of ``key`` now, so that the questions below are
@@ -143,3 +144,34 @@ class Outputs:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def check_log(path: "str | Path") -> Path:
+    """``path`` as a Path, or ValueError where it cannot be a log file (said at a start)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a file")
+    if not path.parent.is_dir():
+        raise ValueError(f"{path}: no folder {path.parent} to write it in")
+    return path
+
+
+def open_log(path: "str | Path"):
+    """A JSON-lines log (metrics.jsonl) opened to append to. A last line cut short (a full
+    disk, then a crash before the rest was written) is cut off first, so that the next
+    record is not joined to it; ValueError for a path that cannot be one."""
+    path = check_log(path)
+    try:
+        with open(path, "rb+") as f:
+            start = max(0, f.seek(0, os.SEEK_END) - (1 << 16))
+            f.seek(start)
+            tail = f.read()
+            if tail and not tail.endswith(b"\n"):
+                cut = tail.rfind(b"\n")
+                if cut >= 0 or start == 0:
+                    f.truncate(start + cut + 1)
+                else:  # a line longer than the tail read: ended, not cut
+                    f.write(b"\n")
+    except FileNotFoundError:
+        pass
+    return open(path, "a")
