@@ -392,3 +392,23 @@ def test_the_dashboard_bounds_its_connections_and_their_time(tmp_path):
             assert r.status == 200
         for s in trickling:
             s.close()
+
+
+def test_health_probes_again_after_the_clock_is_set_back(tmp_path, monkeypatch):
+    """The write probe was kept by wall-clock time: set back an hour (NTP, a hand), the
+    clock kept an old "ok" that long while the output folder was gone."""
+    import shutil
+    import time
+
+    from walloc_edge.server import fleet as fleet_module
+
+    out = tmp_path / "out"
+    out.mkdir()
+    fleet = Fleet(out)
+    assert fleet.health() == (True, "ok")
+    shutil.rmtree(out)
+    wall = time.time() - 3600
+    monkeypatch.setattr(fleet_module.time, "time", lambda: wall)
+    time.sleep(1.1)
+    healthy, why = fleet.health()
+    assert not healthy and "cannot write the output folder" in why, why

@@ -92,10 +92,10 @@ class Fleet:
         self.decode_sum = 0.0
         self.rate = Rate(10, 60)  # the last ten minutes
         self.started = time.time()
-        self.written_at = self.failed_at = 0.0
+        self.written_at = self.failed_at = 0.0  # time.monotonic()
         self.failure = ""
         self.receiver = None
-        self.probed = (0.0, True, "ok")  # the last write probe: (when, ok, why)
+        self.probed = (float("-inf"), True, "ok")  # the last write probe: (when, ok, why)
 
     def watch(self, receiver: "Receiver") -> None:
         """Read link counters from ``receiver`` and take its heartbeats."""
@@ -129,11 +129,12 @@ class Fleet:
             self.totals[outcome] += 1
             self.bytes += size
             self.rate.add(now)
-            if outcome == "not_written":
-                self.failed_at, self.failure = now, getattr(error, "strerror", None) or str(error)
+            if outcome == "not_written":  # health's clock: one a clock step does not move
+                self.failed_at = time.monotonic()
+                self.failure = getattr(error, "strerror", None) or str(error)
             if outcome != "written":
                 return
-            self.written_at = now
+            self.written_at = time.monotonic()
             self.decode_sum += seconds or 0.0
             self.decode[next((i for i, edge in enumerate(DECODE_BUCKETS)
                               if (seconds or 0.0) <= edge), len(DECODE_BUCKETS))] += 1
@@ -181,7 +182,7 @@ class Fleet:
             return False, "not receiving"
         if self.receiver is not None and (self.receiver.failed or self.receiver.down):
             return False, self.receiver.failed or self.receiver.down
-        now = time.time()
+        now = time.monotonic()  # a clock set back an hour kept an old probe's "ok" that long
         with self.lock:
             failed = self.failed_at > self.written_at and now - self.failed_at < \
                 FAILED_WRITE_HOLDS
