@@ -618,6 +618,20 @@ def test_ledger_ignores_a_line_cut_short(tmp_path):
     assert "aaaa-1-1" in Ledger(path)
 
 
+def test_ledger_cuts_a_short_line_by_bytes_after_a_damaged_byte(tmp_path):
+    """The repair counted the text's characters, not the file's bytes: after a damaged
+    byte (read as one replacement character of three bytes) it cut too little, and the
+    next key was joined to the rest of the cut line."""
+    path = tmp_path / "ledger.txt"
+    path.write_bytes(b"aaaa-1-12 x\xff\xfe.png\naaaa-1-1")
+    Ledger(path).close()
+    assert path.read_bytes() == b"aaaa-1-12 x\xff\xfe.png\n"
+    ledger = Ledger(path)
+    ledger.record("aaaa-1-2", "y.png")
+    ledger.close()
+    assert "aaaa-1-2" in Ledger(path) and "aaaa-1-1" not in Ledger(path)
+
+
 def mount_small_disk(folder, size="1m"):
     """A real, small filesystem (tmpfs) at ``folder``; False where mounting is not permitted."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -58,16 +58,16 @@ class Ledger:
         self.boots = {}  # "SENSOR-BOOT" -> the nonce of the start that sent that boot
         self.lock = threading.Lock()  # serve's workers record at once
         if self.path.is_file():
-            text = self.path.read_text(errors="replace")
-            complete = text[:text.rfind("\n") + 1]
-            for line in complete.splitlines():
+            data = self.path.read_bytes()
+            complete = data[:data.rfind(b"\n") + 1]  # in bytes: a damaged byte is one byte
+            for line in complete.decode(errors="replace").splitlines():
                 fields = line.split()
                 if fields:
                     known = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
                     self._remember(fields[0], known.get("digest"), known.get("nonce"))
-            if len(complete) != len(text):  # a cut-short last line: drop it
+            if len(complete) != len(data):  # a cut-short last line: drop it
                 with open(self.path, "r+b") as f:
-                    f.truncate(len(complete.encode()))
+                    f.truncate(len(complete))
         self.file = open(self.path, "ab", buffering=0)  # a failed line leaves nothing behind
 
     def _remember(self, key, digest, nonce):
