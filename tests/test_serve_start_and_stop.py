@@ -44,6 +44,7 @@ def test_sighup_stops_serve_cleanly_and_a_killed_server_s_half_writes_are_cleare
     ({"cam1": 5}, "the key of cam1 is not hex"),
     ({"cam1": "abcd"}, "the key of cam1 is 2 bytes; use at least 16"),
     (["cam1"], 'give JSON {"SENSOR": "HEX KEY", ...}'),
+    ({"": "00" * 16}, "a sensor named ''"),
 ])
 def test_a_bad_keys_file_is_one_line(keys, said, reference_dir, tmp_path, capsys):
     (tmp_path / "keys.json").write_text(json.dumps(keys))

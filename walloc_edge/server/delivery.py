@@ -135,6 +135,8 @@ def read_keys(path):
         raise ValueError(f"{path}: {shape}")
     keys = {}
     for sensor, key in table.items():
+        if not sensor.strip():  # stream refuses an empty --sensor-id: no sensor is named so
+            raise ValueError(f"{path}: a sensor named {sensor!r}; {shape}")
         try:
             keys[sensor_number(sensor)] = bytes.fromhex(key)
         except (TypeError, ValueError):
