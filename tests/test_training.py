@@ -114,6 +114,9 @@ def test_train_command(tmp_path, capsys):
     assert report["files"][0]["file"].endswith("2.png") and report["mean"]["psnr"] > 0
     assert main(args[:-2] + ["--holdout", "9"]) == 2  # a stem that is not there
     assert "not in" in capsys.readouterr().err
+    model = out.read_bytes()  # run again without --resume: it replaced the run, unsaid
+    assert main(args) == 2 and out.read_bytes() == model
+    assert "--resume continues that run, --overwrite" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # trains for tens of seconds on a 2-core machine

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..codec import data, load
 from ..codec.models import scale_latents
-from ..codec.training import PRESETS, TrainOptions, train
+from ..codec.training import PRESETS, TrainOptions, state_path, train
 from ..decoder import Decoder
 from ..evaluation.evaluate import (eval_table, evaluate_files, evaluate_sample,
                                    runtime_encoder, summarise)
@@ -46,6 +46,9 @@ def configure(p):
                    help="auto (CUDA when present), cpu, cuda, cuda:N")
     p.add_argument("--resume", action="store_true",
                    help="continue OUT from its saved step and optimiser state")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run over an OUT that holds one (without --resume or "
+                        "this, such an OUT is refused: it would lose that run)")
     p.add_argument("--init", metavar="MODEL",
                    help="fine-tune: start from MODEL's weights (a name or file) with a fresh "
                         "optimiser and schedule")
@@ -88,6 +91,10 @@ def run(args):
     options = TrainOptions(steps=args.steps, batch=args.batch, crop=crop, lr=args.lr,
                            warmup=args.warmup, seed=args.seed, val_every=args.val_every,
                            save_every=args.save_every, device=args.device)
+    earlier = [p for p in (Path(args.out), state_path(args.out)) if p.exists()]
+    if earlier and not (args.resume or args.overwrite):  # it lost a run, Ctrl-C'd or done
+        raise ValueError(f"{earlier[0]} exists: --resume continues that run, --overwrite "
+                         "starts a new one over it")
     print(f"training {args.preset} ({config.modality}, J={config.J}, latent_dim="
           f"{config.latent_dim}, Nd={config.Nd}) on {args.data} -> {args.out}")
     codec, history, stopped = train(config, source, validation, args.out, options,

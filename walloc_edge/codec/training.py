@@ -28,7 +28,7 @@ from .models import build
 from ..runtime.modality import AUDIO, IMAGE
 from .padding import crop, pad
 
-__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor"]
+__all__ = ["PRESETS", "TrainOptions", "train", "evaluate", "to_tensor", "state_path"]
 
 PRESETS = {
     # Decoder widths chosen so that decoding stays practical on a CPU (see the README).
@@ -85,7 +85,8 @@ def evaluate(codec, samples, device="cpu"):
     return float(np.mean(psnrs))
 
 
-def _state_path(out):
+def state_path(out):
+    """Where the run writing ``out`` keeps what --resume needs."""
     return Path(out).with_suffix(".state.pt")
 
 
@@ -96,12 +97,12 @@ def train(config, source, validation, out, options, resume=False, progress=True,
     ``init``: a codec to start from (fine-tuning: a fresh optimiser and schedule)."""
     out = Path(out)
     device = resolve_device(options.device)
-    state_path = _state_path(out)
+    state_file = state_path(out)
     rng = np.random.default_rng(options.seed)
     torch.manual_seed(options.seed)
     if resume:
-        if not (out.exists() and state_path.exists()):
-            raise ValueError(f"nothing to resume: {out} or {state_path} is missing")
+        if not (out.exists() and state_file.exists()):
+            raise ValueError(f"nothing to resume: {out} or {state_file} is missing")
         codec = load(out)
     else:
         codec = init if init is not None else build(config)
@@ -112,7 +113,7 @@ def train(config, source, validation, out, options, resume=False, progress=True,
     optimiser = torch.optim.AdamW(codec.parameters(), lr=options.lr, weight_decay=0.0)
     step, history = 0, []
     if resume:
-        state = torch.load(state_path, map_location=device, weights_only=False)
+        state = torch.load(state_file, map_location=device, weights_only=False)
         optimiser.load_state_dict(state["optimiser"])
         step, history = state["step"], state["history"]
         rng.bit_generator.state = state["numpy_rng"]
@@ -124,7 +125,7 @@ def train(config, source, validation, out, options, resume=False, progress=True,
         save(codec, out)
         torch.save({"step": step, "optimiser": optimiser.state_dict(), "history": history,
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "options": asdict(options)}, state_path)
+                    "options": asdict(options)}, state_file)
         with open(out.with_suffix(".log.csv"), "w", newline="") as f:
             writer = csv.DictWriter(f, ["step", "loss", "lr", "val_psnr", "seconds"])
             writer.writeheader()
