@@ -228,6 +228,33 @@ def test_serve_keeps_and_labels_latents_without_decoding(classifier, bundle, ima
     assert "--no-decode keeps nothing" in capsys.readouterr().err
 
 
+def test_classifiers_train_and_evaluate_on_a_dataset_a_server_grew(classifier, bundle, images,
+                                                                  tmp_path, capsys):
+    """A dataset serve --latents grows records no size, no row count and no images: classify
+    eval ended in AttributeError: rows, and classify train in a TypeError."""
+    path, _ = classifier
+    sent = []
+    for name in ("red", "green", "blue"):
+        for f in sorted((images / name).glob("*"))[:2]:
+            Image.fromarray(prepare(f, SIZE)).save(tmp_path / f"{name}{f.stem}.png")
+            sent.append(str(tmp_path / f"{name}{f.stem}.png"))
+    link, out = tmp_path / "link.frames", tmp_path / "received"
+    assert main(["stream", str(bundle), *sent, "--to", f"file://{link}", "--backend", "numpy",
+                 "--state", str(tmp_path / "state")]) == 0
+    assert main(["serve", str(bundle), "--listen", str(link), "--out", str(out),
+                 "--no-decode", "--latents", str(out / "latents"), "--classify", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["classify", "eval", str(path), str(out / "latents")]) == 0
+    assert "6 images (every row)" in capsys.readouterr().out
+    trained = tmp_path / "grown.safetensors"
+    assert main(["classify", "train", str(out / "latents"), "--out", str(trained), "--epochs",
+                 "1", "--batch", "4", "--val", "0.5"]) == 0
+    assert f"cnn on a {SIZE // 8}x{SIZE // 8} grid" in capsys.readouterr().out  # their width
+    assert main(["classify", "train", str(out / "latents"), "--out", str(trained), "--epochs",
+                 "1", "--augment", "paper", "--val", "0.5"]) == 2
+    assert "use the flips recipe" in capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def small_data(images, bundle, tmp_path_factory):
     """56-pixel squares: 16x latents (12 x 7 x 7), pixels resized to 14 (as many values) and

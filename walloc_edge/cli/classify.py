@@ -190,8 +190,9 @@ def _train(args):
         arch=args.model, grid=args.grid, threads=args.threads,
         **({"registers": args.registers} if args.model == "vit" else {}), progress=lambda items: progress(items, "training", "epoch"),
         log=say)
-    model.config["trained_on"] = {"images": info.images, "rows": info.rows, "val": args.val,
-                                  "split_seed": args.split_seed}
+    model.config["trained_on"] = {"images": info.fields.get("images"),  # a server's dataset:
+                                  "rows": info.fields.get("rows"),  # neither (it grows)
+                                  "val": args.val, "split_seed": args.split_seed}
     save_classifier(model, args.out)
     cfg = model.config
     print(f"wrote {args.out}: {cfg['arch']} on a {cfg['grid']}x{cfg['grid']} grid, "
@@ -216,7 +217,9 @@ def _evaluate(args):
                      info.classes, info.fields.get("latents", "rounded"), shape)
     trained = cfg.get("trained_on", {})
     rows = "every row"
-    if not args.all and (trained.get("images"), trained.get("rows")) == (info.images, info.rows):
+    if not args.all and trained.get("rows") is not None and (  # (a server's grows: none)
+            trained.get("images"), trained.get("rows")) == (info.fields.get("images"),
+                                                             info.fields.get("rows")):
         _, held_out = split(labels, trained["val"], trained["split_seed"])
         data, labels = data[held_out], labels[held_out]
         rows = "the held-out split it was not trained on"

@@ -139,6 +139,9 @@ def _flips(x, generator):
 def source_images(info, table, indices, progress=None):
     """uint8 (N, S, S, 3) of the images rows ``indices`` were made from, prepared as the
     dataset was (the "paper" recipe's raw material)."""
+    if not info.fields.get("images"):
+        raise ValueError("the paper recipe needs the images a dataset was made from, and one a "
+                         "server grows (serve --latents) has none: use the flips recipe")
     root = Path(info.images)
     sources = table.column("source").to_pylist()
     picked = [sources[i] for i in indices]
@@ -147,6 +150,14 @@ def source_images(info, table, indices, progress=None):
                          f"{root} here; use the flips recipe, or make the dataset where they are")
     items = progress(picked) if progress else picked
     return torch.from_numpy(np.stack([prepare(root / rel, info.size) for rel in items]))
+
+
+def _default_grid(info, data):
+    """The source side / 8; a dataset a server grows (serve --latents) records no side: its
+    rows' own (the latents' width, a picture's side / 8)."""
+    if info.size:
+        return info.size // 8
+    return data.shape[1] // 8 if info.kind == "pixels" else data.shape[-1]
 
 
 def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fraction=0.2,
@@ -181,7 +192,7 @@ def train_classifier(info, table, epochs=20, seed=0, augment="flips", val_fracti
     config = {"kind": info.kind, "model": info.model, "model_id": info.model_id,
               "resize": info.fields.get("resize"), "size": info.size,
               "in_channels": sample.shape[1], "in_size": sample.shape[2],
-              "grid": grid or info.size // 8, "classes": info.classes, "arch": arch,
+              "grid": grid or _default_grid(info, data), "classes": info.classes, "arch": arch,
               **BUDGETS[arch], **shape, "recipe": augment, "epochs": epochs, "seed": seed}
     if info.kind == "latents":
         config["latents"] = info.fields.get("latents", "rounded")
