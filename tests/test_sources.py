@@ -99,6 +99,13 @@ def test_encode_and_stream_a_video(rgb_bundle, video, tmp_path, capsys):
                  str(out)]) == 0
     names = sorted(p.name for p in out.glob("*.wlc"))
     assert names == [f"clip-{i:06d}.wlc" for i in range(4)]
+    assert main(["encode", str(rgb_bundle), "--video", str(video), "--frames", "4", "-o",
+                 str(out)]) == 0  # a run again: the same frames, kept (it failed each)
+    assert "kept 4 existing output(s)" in capsys.readouterr().out
+    assert main(["encode", str(rgb_bundle), "--video", str(video), "--frames", "2", "--fps",
+                 "5", "-o", str(out)]) == 0  # other frames: other names
+    assert sorted(p.name for p in out.glob("clip-5fps-*.wlc")) == \
+        ["clip-5fps-000000.wlc", "clip-5fps-000001.wlc"]
     first = next(VideoSource(video).frames())
     _, latents = read_latents((out / "clip-000000.wlc").read_bytes())
     assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(first))  # RGB order
@@ -108,3 +115,17 @@ def test_encode_and_stream_a_video(rgb_bundle, video, tmp_path, capsys):
     receiver = open_receiver(f"file://{frames}")
     assert len(list(receiver.messages())) == 10
     assert "sent 10 message(s)" in capsys.readouterr().out
+
+
+def test_a_camera_run_again_keeps_every_new_frame(rgb_bundle, tmp_path, monkeypatch, capsys):
+    """A camera's frames were named from 0 at every run, so a second run into the same
+    folder found each name taken and dropped every frame it captured."""
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(VideoSource, "frames", lambda self, fps=None, limit=None: iter(
+        [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]))
+    out = tmp_path / "wlc"
+    for _ in range(2):
+        assert main(["encode", str(rgb_bundle), "--video", "0", "-o", str(out)]) == 0
+    names = sorted(p.name for p in out.glob("*.wlc"))
+    assert len(names) == 6 and all(n.startswith("camera0-20") for n in names), names
+    assert len({n.rsplit("-", 1)[0] for n in names}) == 2  # a prefix a run

@@ -1,7 +1,9 @@
 """``walloc-edge encode``: the sensor runtime on files, folders, video or a camera; no torch."""
+import glob
 import math
 import signal
 import time
+from pathlib import Path
 
 from ..runtime.coders import CODERS
 from ..runtime import read_bitstream
@@ -18,10 +20,11 @@ EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their pla
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
 a-jpg.wlc, a-png.wlc). An existing .wlc of this model newer than its input (its time and
 its last change) is kept: a run again after a stop encodes only what is missing; another
-is not replaced without --overwrite, and counts as failed. Video frames are
-OUT/NAME-000000.wlc, ... A path that does not exist stops the command before any work (a
-typo); an unreadable or unsupported input is reported and skipped; the rest are still
-encoded, and the exit status is 1. A full disk stops the batch (exit status 2); Ctrl-C,
+is not replaced without --overwrite, and counts as failed. A video file's frames are
+OUT/NAME-000000.wlc, ... (NAME-2fps-... with --fps 2), kept by a run again as files are; a
+camera's OUT/camera0-START-000000.wlc, ..., START the run's start (UTC). A path that does
+not exist stops the command before any work (a typo); an unreadable or unsupported input
+is reported and skipped; the rest are still encoded, and the exit status is 1. A full disk stops the batch (exit status 2); Ctrl-C,
 SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1; --video ends on any of them, its
 frames so far kept). Each .wlc is written whole or not at all.
 
@@ -92,7 +95,7 @@ def run(args):
             _encode_one(encoder, args, source.sample, source.rate, path, out / name, totals,
                         source.raw_bytes, source.note)
         if args.video is not None:
-            _encode_video(encoder, args, out, totals)
+            _encode_video(encoder, args, out, totals, same_model)
     except (KeyboardInterrupt, DiskFull) as e:
         _summary(totals, skipped, out)
         return batch_stopped(e, out, "encode")
@@ -110,16 +113,44 @@ def _summary(totals, skipped, out):
               f"({ratio(totals['in'], totals['out'])}) in {out}")
 
 
-def _encode_video(encoder, args, out, totals):
+def _encode_video(encoder, args, out, totals, same_model):
+    """A video file's frames as OUT/NAME[-FPSfps]-000000.wlc, ...: the same frames at every
+    run, so a run again keeps what an earlier one made, as for files. A camera's or a
+    stream's as OUT/NAME-START-000000.wlc, START the run's start (UTC): each run's frames
+    are new, and none is taken for an earlier run's."""
     from ..runtime.sources import VideoSource
 
     source = VideoSource(args.video)
+    video = Path(source.spec) if Path(source.spec).is_file() else None
+    if video is not None:
+        prefix = source.name + (f"-{args.fps:g}fps" if args.fps else "")
+    else:
+        start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        prefix = _new_prefix(out, f"{source.name}-{start}")
     try:
         for index, frame in enumerate(source.frames(args.fps, args.frames)):
-            _encode_one(encoder, args, frame, 0, f"{source.name} frame {index}",
-                        out / f"{source.name}-{index:06d}", totals)
+            what, stem = f"{source.name} frame {index}", out / f"{prefix}-{index:06d}"
+            try:
+                if video is not None and kept_output(wlc_name(stem), video, args.overwrite,
+                                                     same_model):
+                    totals["kept"] += 1
+                    continue
+            except FileExistsError as e:
+                totals["failed"] += 1
+                say(f"skipped {what}: {e}")
+                continue
+            _encode_one(encoder, args, frame, 0, what, stem, totals)
     except KeyboardInterrupt:
         print(f"stopped: {source.name} after {totals['done']} input(s)")
+
+
+def _new_prefix(out, prefix):
+    """``prefix``, or PREFIX-2, -3 … where an earlier run in the same second took it."""
+    n, name = 1, prefix
+    while any(out.glob(f"{glob.escape(name)}-[0-9]*.wlc")):
+        n += 1
+        name = f"{prefix}-{n}"
+    return name
 
 
 def wlc_name(stem):
