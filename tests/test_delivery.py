@@ -535,6 +535,12 @@ def test_mqtt_over_tls_with_a_password(bundle, reference_dir, tmp_path, capsys, 
                      "numpy", "--wait", "2"]) == 1
         text = capsys.readouterr().out
         assert "refused the connection" in text and "3 unacknowledged, kept" in text, text
+        assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen",
+                     f"mqtts://cam:wrong@127.0.0.1:{port}/site/tls?ca={ca}", "--out",
+                     str(tmp_path / "refused"), "--device", "cpu"]) == 2  # it tried forever
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "the broker refuses this server (Not authorized)" in \
+            err and "wrong" not in err, err
     finally:
         broker.stop()
 

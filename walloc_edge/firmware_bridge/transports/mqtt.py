@@ -9,6 +9,7 @@ import hashlib
 import re
 import secrets
 import socket
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,27 +46,51 @@ def parse(url, parsed, options):
     return Address("mqtt", parsed.hostname, port or (8883 if tls else 1883), topic, options)
 
 
+CONNECT_WAIT = 15.0  # seconds a server's start waits for its broker's answer
+
+
 def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True, persistent=True):
     """A paho client, with a ``persistent`` session (the broker keeps its subscriptions and
     queued QoS-1 messages while it is away) or a clean one. ``callbacks`` (on_connect,
-    on_message, ...) are set before it connects. ``wait``: connected now, or
-    ValueError (a server starts only with its broker); otherwise paho keeps trying in the
+    on_message, ...) are set before it connects. ``wait``: connected and accepted now
+    (the broker's first answer), or ValueError (a server starts only with its broker, and
+    not with one that refuses it: a wrong password); otherwise paho keeps trying in the
     background from the start (a sensor that boots before its broker spools meanwhile)."""
     mqtt = _paho(url)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=options.get(
         "client", client_id), clean_session=not persistent)
     client.reconnect_delay_set(min_delay=1, max_delay=10)
     _mqtt_security(client, url, options)
+    answered, answer = threading.Event(), []
+    if wait:  # the broker's first answer decides the start (a wrong password: refused)
+        later = callbacks.get("on_connect")
+
+        def on_connect(client, userdata, flags, reason, *args):
+            first = not answered.is_set()
+            if first:
+                answer.append(reason)
+                answered.set()
+            if later is not None and not (first and reason.is_failure):
+                later(client, userdata, flags, reason, *args)
+
+        callbacks = {**callbacks, "on_connect": on_connect}
     for name, callback in callbacks.items():
         setattr(client, name, callback)
     if wait:
         try:
             client.connect(host, port, keepalive=30)
         except OSError as e:
-            raise ValueError(f"{url}: cannot reach the broker ({e.strerror or e})") from None
+            raise ValueError(f"{_shown(url)}: cannot reach the broker "
+                             f"({e.strerror or e})") from None
     else:
         client.connect_async(host, port, keepalive=30)
     client.loop_start()
+    if wait and not (answered.wait(CONNECT_WAIT) and not answer[0].is_failure):
+        client.loop_stop()
+        client.disconnect()
+        raise ValueError(f"{_shown(url)}: the broker refuses this server ({answer[0]})"
+                         if answer else f"{_shown(url)}: the broker did not answer within "
+                         f"{CONNECT_WAIT:g} s")
     return client
 
 
