@@ -23,6 +23,9 @@ def test_bitstream_round_trip(rgb, stereo, coder):
     assert header.shape == photo.shape and header.dtype == np.uint8
     assert header.model_id == load_bundle(rgb[1]).model_id and header.coder == coder
     assert np.array_equal(latents, encoder.latents(photo))
+    square = encoder.encode(photo, coder=coder, tile=6)  # one number: a side (a TypeError)
+    assert read_latents(square)[0].tile == (6, 6) and square == \
+        encoder.encode(photo, coder=coder, tile=(6, 6))
     audio = synthetic_music(4001, 2).astype(np.float32) / 32768
     encoder = Encoder(stereo[1], "numpy")
     header, latents = read_latents(encoder.encode(audio, coder=coder))

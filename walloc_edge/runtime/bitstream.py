@@ -111,18 +111,20 @@ class Bitstream:
 
 
 def write_bitstream(bundle: "Bundle", latents: np.ndarray, spec: dict, coder: str = "rans",
-                    tile: "tuple[int, ...] | None" = None, sample_rate: int = 0,
+                    tile: "int | tuple[int, ...] | None" = None, sample_rate: int = 0,
                     threads: int = 1, level: "str | None" = None) -> bytes:
     """.wlc bytes for ``latents`` of an input with ``spec`` ({"shape", "dtype"}) encoded by
-    ``bundle``'s model, coded tile by tile with ``coder`` at its ``level`` (rans: "best",
-    the default, "fast", "fastest") on up to ``threads`` threads."""
+    ``bundle``'s model, coded tile by tile (``tile`` latents a side, or one per axis) with
+    ``coder`` at its ``level`` (rans: "best", the default, "fast", "fastest") on up to
+    ``threads`` threads."""
     cfg = bundle.config
     chosen = get_coder(coder).at_level(level)
     if cfg["latent_bits"] > chosen.max_bits:
         raise ValueError(f"the {coder} coder takes latents of at most {chosen.max_bits} bits; "
                          f"this model's are {cfg['latent_bits']}: use the raw coder")
     kind = bundle.modality
-    tile = tuple(tile or (kind.bitstream_tile,) * kind.spatial_axes)
+    tile = tile or kind.bitstream_tile
+    tile = (tile,) * kind.spatial_axes if isinstance(tile, (int, np.integer)) else tuple(tile)
     header = Header(kind, bundle.model_id, tuple(spec["shape"]), np.dtype(spec["dtype"]),
                     cfg["J"], cfg["latent_bits"], cfg["latent_dim"], coder,
                     chosen.params(cfg["latent_bits"]), tile,

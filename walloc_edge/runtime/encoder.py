@@ -140,9 +140,11 @@ class Encoder:
         sample, _ = as_sensor_sample(x, self.modality, self.bundle.channels)
         return self._latents(sample)
 
-    def encode(self, x: np.ndarray, coder: str = "rans", tile: int | None = None,
-               sample_rate: int = 0, level: str | None = None) -> bytes:
+    def encode(self, x: np.ndarray, coder: str = "rans",
+               tile: "int | tuple[int, ...] | None" = None, sample_rate: int = 0,
+               level: str | None = None) -> bytes:
         """.wlc bytes for ``x`` (see docs/bitstream.md); audio may record its sample rate.
+        ``tile``: latents a side of each coded tile (or one per axis; default the format's);
         ``level``: how hard the coder works (rans: "best", the default, "fast", "fastest")."""
         from .bitstream import write_bitstream
 
