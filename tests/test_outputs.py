@@ -236,3 +236,19 @@ def test_a_metrics_line_cut_short_is_cut_off_at_the_next_start(tmp_path):
     path.write_text('{"key": "a"}\n')
     open_log(path).close()
     assert path.read_text() == '{"key": "a"}\n'  # a whole log is left as it is
+
+
+def test_inputs_sharing_a_name_get_the_same_names_in_any_order(tmp_path):
+    """a/x.wlc b/x.wlc made x.png and x-2.png in the order given: given the other way, a run
+    again kept x.png for b (it held a's picture) and said all was done."""
+    from pathlib import Path
+
+    from walloc_edge.runtime.files import distinct_names
+
+    files = [(tmp_path / "a" / "x.wlc", Path("x")), (tmp_path / "b" / "x.wlc", Path("x")),
+             (tmp_path / "c" / "x.png", Path("x"))]
+    names = dict(distinct_names(files))
+    assert names == dict(distinct_names(files[::-1])) == dict(distinct_names(
+        [files[1], files[2], files[0]]))
+    assert names[files[0][0]] == Path("x") and names[files[1][0]] == Path("x-2")
+    assert names[files[2][0]] == Path("x-png")

@@ -26,7 +26,7 @@ older is not replaced without --overwrite, and counts as failed. A full disk sto
 batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1). A
 folder's .wlc files (searched recursively) keep their place below it (wlc/a/1.wlc ->
 OUT/a/1.png); inputs that share a name keep apart (a/x.wlc, b/x.wlc given as files -> x.png,
-x-2.png).
+x-2.png, numbered in the order of their paths, whatever the order given).
 
 examples:
   walloc-edge decode rgb-16x wlc/ -o decoded/

@@ -46,18 +46,25 @@ def expand_inputs(inputs, suffixes, what):
 
 def distinct_names(files):
     """``files`` ((path, name) pairs) with names made unique: a name two inputs share (a.jpg
-    and a.png, or photos/a.jpg and more/a.jpg) takes the input's suffix, then a number."""
-    taken, out, suffixes = set(), [], {}
+    and a.png, or photos/a.jpg and more/a.jpg) takes the input's suffix, then a number,
+    given in the order of the inputs' absolute paths, not of the arguments: the same
+    inputs in another order get the same names (a run again keeps outputs by name)."""
+    suffixes = {}
     for path, name in files:
         suffixes.setdefault(name, []).append(path.suffix)
+    named = []
     for path, name in files:
         group = suffixes[name]
         if len(group) > 1 and group.count(path.suffix) == 1:
             name = name.with_name(f"{name.name}-{path.suffix.lstrip('.') or 'file'}")
-        candidate, n = name, 1
+        named.append(name)
+    taken, out = set(), [None] * len(files)
+    for i in sorted(range(len(files)), key=lambda i: (str(named[i]),
+                                                      os.path.abspath(files[i][0]))):
+        candidate, n = named[i], 1
         while candidate in taken:
             n += 1
-            candidate = name.with_name(f"{name.name}-{n}")
+            candidate = named[i].with_name(f"{named[i].name}-{n}")
         taken.add(candidate)
-        out.append((path, candidate))
+        out[i] = (files[i][0], candidate)
     return out
