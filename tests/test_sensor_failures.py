@@ -303,6 +303,8 @@ def test_a_record_that_cannot_be_written_leaves_its_journal_whole(tmp_path, monk
     (["{tmp}", "--to", "tcp://127.0.0.1:9", "--state", "{tmp}/afile"],
      "--state {tmp}/afile: cannot keep a sensor's state there"),
     (["--watch", "{tmp}/afile", "--to", "tcp://127.0.0.1:9"], "a file, not a folder"),
+    (["{tmp}", "--to", "file://frames.bin"], "a file:// URL takes an absolute path"),
+    (["{tmp}", "--to", "tcp://127.0.0.1:9", "--fps", "2"], "--fps is for --video frames"),
 ])
 def test_bad_stream_arguments_are_one_line(argv, said, rgb_weights_bundle, tmp_path, capsys):
     from walloc_edge.cli import main

@@ -326,6 +326,14 @@ def add_video_options(p):
                         "Ctrl-C for a camera)")
 
 
+def check_video_options(args):
+    """--fps and --frames without --video: refused, not ignored."""
+    given = [name for name, value in (("--fps", args.fps), ("--frames", args.frames)) if value]
+    if given and args.video is None:
+        raise ValueError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                         "--video frames; add --video SOURCE")
+
+
 def add_level_option(p):
     """--level: how hard the coder works (rans: best, fast, fastest)."""
     from ..runtime.coders import CODERS

@@ -11,7 +11,8 @@ from ..runtime.console import say
 from ..runtime.io import read_source, write_atomic
 from ..runtime.modality import IMAGE
 from ._shared import (DiskFull, add_backend_options, add_level_option, add_overwrite_option,
-                      add_video_options, batch_stopped, coder_level, input_files, kept_line,
+                      add_video_options, batch_stopped, check_video_options, coder_level,
+                      input_files, kept_line,
                       kept_output, level_note, output_dir, progress, raise_if_disk_full,
                       sensor_encoder)
 from ._stops import stop_on
@@ -53,6 +54,7 @@ def configure(p):
 def run(args):
     if not args.inputs and args.video is None:
         raise ValueError("give INPUT files or folders, --video SOURCE, or both")
+    check_video_options(args)
     level = coder_level(args)  # a level the coder lacks is refused before any work
     encoder = sensor_encoder(args)
     b = encoder.bundle

@@ -92,9 +92,9 @@ def configure(p):
     p.add_argument("--keys", metavar="FILE",
                    help="JSON {SENSOR: HEX KEY, ...}: take only frames authenticated by the "
                         "sending sensor's key (default: no authentication)")
-    p.add_argument("--max-pixels", type=positive_number, default=64e6,
+    p.add_argument("--max-pixels", type=positive_number, default=64_000_000,
                    help="refuse an image claiming more pixels, before decoding it")
-    p.add_argument("--max-samples", type=positive_number, default=64e6,
+    p.add_argument("--max-samples", type=positive_number, default=64_000_000,
                    help="refuse audio claiming more samples (all channels), before decoding")
     p.add_argument("--max-decode-mb", type=positive_number,
                    help="refuse a message whose decode is estimated (from its header) to take "

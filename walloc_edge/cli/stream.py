@@ -15,8 +15,8 @@ from ..firmware_bridge.transports import SENDER_URLS, check_url, open_link
 from ..runtime.coders import CODERS
 from ..runtime.console import say
 from ..runtime.modality import IMAGE
-from ._shared import (add_backend_options, add_level_option, add_video_options, coder_level,
-                      input_files, level_note, naming, positive_int, positive_number,
+from ._shared import (add_backend_options, add_level_option, add_video_options,
+                      check_video_options, coder_level, input_files, level_note, naming, positive_int, positive_number,
                       sensor_encoder)
 from ._stops import Stopped, stop_on
 
@@ -115,6 +115,7 @@ def _name(sensor_id, identity):
 
 
 def run(args):
+    check_video_options(args)
     level = coder_level(args)  # a level the coder lacks is refused before any work
     encoder = sensor_encoder(args)
     if args.video is not None and encoder.bundle.modality is not IMAGE:

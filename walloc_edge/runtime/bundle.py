@@ -125,7 +125,8 @@ def load_bundle(path: "str | Path") -> Bundle:
     if not meta_path.is_file():
         what = "does not exist" if not path.exists() else "has no encoder.json"
         raise BundleError(f"bundle {path} {what}; export a model into it first (walloc-edge "
-                          "export)")
+                          f"export MODEL --out {path}, where torch is installed: a model's "
+                          "name, such as rgb-16x, is not a bundle)")
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

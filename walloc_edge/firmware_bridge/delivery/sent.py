@@ -217,8 +217,8 @@ def claim_watch(record):
         claim.close()
         raise ValueError(f"this sensor already watches that folder "
                          f"({f'pid {holder}' if holder else 'another stream'}): a second "
-                         "stream would send every file in it again; stop it first, or give "
-                         "this one another --sensor-id or --state") from None
+                         "stream would send every file in it again; stop it first (under "
+                         "another --sensor-id or --state it too would send them all)") from None
     claim.truncate(0)
     claim.write(str(os.getpid()))
     claim.flush()

@@ -6,6 +6,10 @@ from .base import Address, OneWayLink, Scheme, StreamReceiver
 
 
 def parse(url, parsed, options):
+    if url.startswith("file://") and parsed.netloc not in ("", "localhost"):  # file://x.bin
+        raise ValueError(f"{url}: a file:// URL takes an absolute path (file:///{parsed.netloc}"
+                         f"{parsed.path} is /{parsed.netloc}{parsed.path}); for a path "
+                         f"relative to here, give it plainly ({parsed.netloc}{parsed.path})")
     path = parsed.path or url
     if path.endswith("/") or Path(path).is_dir():
         raise ValueError(f"{url} names a folder; name a file in it, e.g. "
