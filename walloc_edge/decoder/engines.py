@@ -204,7 +204,8 @@ def make_engine(network, device, engine="torch", precision=None, providers=None,
         kind = "GPU" if device.startswith("cuda") else "CPU"
         raise EngineError("precision", f"{precision} does not run on this {kind} (it has no "
                           f"{precision} instructions); available here: "
-                          f"{', '.join(['auto', *precisions_here(device)])}")
+                          f"{', '.join(['auto', *precisions_here(device)])}"
+                          f"{'' if device.startswith('cuda') else ', int8 (onnxruntime)'}")
     if len(kinds) > 1:  # auto: those installed here (and that compile, if asked to)
         kinds = [kind for kind in kinds if not kind.missing() and (kind.compiles or not compile)]
     pairs = [(kind, p) for kind in kinds for p in _PREFERRED if p in kind.precisions
