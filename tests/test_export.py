@@ -138,6 +138,9 @@ def test_cli_export_and_errors(tmp_path, reference_dir, capsys):
     assert "multiples of 2^J = 8" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope.pth"), "--out", str(tmp_path)]) == 2
     assert "no such model file" in capsys.readouterr().err
+    (tmp_path / "photo.png").write_bytes(b"not a folder")  # was an errno after the work
+    assert main(["export", model, "--out", str(tmp_path / "photo.png")]) == 2
+    assert "a file; a bundle is a folder" in capsys.readouterr().err
 
 
 def test_tflite_is_another_name_for_the_litert_format():

@@ -168,6 +168,8 @@ def test_eval_refuses_a_dataset_of_another_kind_or_model(classifier, images, tmp
     capsys.readouterr()
     assert main(["classify", "eval", str(path), str(tmp_path / "other")]) == 2
     assert "make the dataset with that model" in capsys.readouterr().err
+    assert main(["classify", "eval", str(tmp_path / "other"), str(path)]) == 2  # swapped
+    assert "a folder (a dataset?), not a classifier file" in capsys.readouterr().err
     assert main(["dataset", "rgb-16x", str(images), "--out", str(tmp_path / "pixels"),
                  "--size", str(SIZE), "--resize", "56"]) == 0
     capsys.readouterr()

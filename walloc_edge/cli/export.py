@@ -41,6 +41,9 @@ def configure(p):
 def run(args):
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     formats = check_formats(formats)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out}: a file; a bundle is a folder (give a new or a "
+                         "bundle's folder)")
     model = load(args.model)
     image = model.config.modality is IMAGE
     if image and args.length or not image and (args.height or args.width):

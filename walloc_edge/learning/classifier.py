@@ -21,6 +21,7 @@ full side) even the parameter counts agree, since latent_dim × p² = 3 × (2p)�
 input normalisation: 2 × (latent_dim − 3) more for latents).
 """
 import json
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -152,6 +153,8 @@ def load_classifier(path):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
+    if Path(path).is_dir():  # classify eval DATA CLASSIFIER: the two swapped
+        raise ValueError(f"{path}: a folder (a dataset?), not a classifier file")
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
