@@ -202,3 +202,4 @@ def test_a_later_export_of_the_same_model_keeps_the_earlier_graphs(tmp_path):
     export_bundle(other, tmp_path, (), log=lines.append)
     assert json.loads((tmp_path / "encoder.json").read_text())["graphs"] == {}
     assert "held a bundle of another model" in lines[-1] and "(onnx)" in lines[-1]
+    assert "encoder.onnx there is still that model's" in lines[-1]  # its file is named

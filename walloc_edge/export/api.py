@@ -203,9 +203,17 @@ def _earlier_graphs(out_dir, codec, formats, log):
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     if old.get("model_id") != model_id(codec):
+        left = [name for fmt, report in graphs.items()
+                if FORMAT_ALIASES.get(fmt, fmt) not in formats and isinstance(report, dict)
+                for name in [report.get("file") or report.get("folder")]
+                if isinstance(name, str) and (out_dir / name).exists()]
+        left = [f"{name}/" if (out_dir / name).is_dir() else name for name in left]
         if graphs:
             log(f"note: {out_dir} held a bundle of another model ({old.get('model_id')}); "
-                f"its graphs ({', '.join(graphs)}) are not kept")
+                f"its graphs ({', '.join(graphs)}) are not kept"
+                + (f": {', '.join(left)} there {'is' if len(left) == 1 else 'are'} still "
+                   "that model's (a C program built there encodes with it): delete "
+                   f"{'it' if len(left) == 1 else 'them'}" if left else ""))
         return {}
     kept = {}
     for fmt, report in graphs.items():
