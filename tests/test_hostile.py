@@ -410,3 +410,16 @@ def test_a_connection_of_garbage_is_closed_and_its_address_waits():
     assert next(receiver.messages(timeout=5)).message == b"good"
     good.join(5)
     receiver.stop()
+
+
+def test_headers_whose_payloads_fail_count_what_checking_them_cost():
+    """A valid header claiming 65,000 bytes whose CRC then fails costs a CRC of all of them
+    and skips one byte: such headers one after another made every byte sent cost 65 KB of
+    checking. The cost counts towards the limit, so such a sender is given up early."""
+    from walloc_edge.firmware_bridge.framing import GARBAGE_LIMIT, FrameReader
+
+    frame = bytearray(frames_for(bytes(60000), 7, 1, 0)[0])
+    frame[-5] ^= 0xFF  # the payload's last byte: the header stays valid, the CRC fails
+    reader = FrameReader(give_up_after=GARBAGE_LIMIT)
+    assert reader.feed(bytes(frame) * 2) == [] and reader.given_up
+    assert reader.stats.corrupted == 2  # two headers checked, then no more

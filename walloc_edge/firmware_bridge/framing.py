@@ -234,7 +234,9 @@ class FrameReader:
 
     ``feed(data)`` returns the complete, CRC-checked (and with ``keys``, authenticated)
     frames found so far; the buffer holds at most one frame's worth of bytes. ``garbage``
-    counts the bytes since the last frame taken that were skipped or unauthenticated; past
+    counts the bytes since the last frame taken that were skipped, unauthenticated or
+    checked in vain (a payload under a valid header whose CRC fails: each such header costs
+    a CRC of up to 65 KB, however close it follows the last); past
     ``give_up_after`` (None: never) the reader stops reading (``given_up``): on a link that
     loses no bytes, such a sender is no sensor of this server (or has the wrong key), and
     parsing what it sends costs the server's CPU (every sync word a header to check).
@@ -288,6 +290,7 @@ class FrameReader:
             payload = bytes(self.buffer[body:body + length])
             if _U32.unpack_from(self.buffer, body + length)[0] != zlib.crc32(payload):
                 self.stats.corrupted += 1
+                self.garbage += length  # the payload checked, for nothing: its cost counts
                 self._skip(1)
                 continue
             tag = bytes(self.buffer[body + length + 4:end])
