@@ -2,6 +2,7 @@
 de-companding and the wavelet synthesis in numpy agrees with the fp32 torch decode at
 ≥ 45 dB PSNR (images whole and tiled, audio), and `decode`/`serve` with a bundle run where
 torch cannot be imported."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -197,7 +198,11 @@ def test_info_says_whether_a_bundles_decoder_runs_here(rgb_weights_bundle, capsy
     from walloc_edge.cli import main
 
     assert main(["info", str(rgb_weights_bundle)]) in (0, None)
-    assert "decoder      none here: no decoder graph (decoder.onnx" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "decoder      none here: no decoder graph (decoder.onnx" in out
+    assert "not onnxruntime: " in out  # a weights-only bundle: why each graph backend is out
+    assert main(["info", str(rgb_weights_bundle), "--json"]) in (0, None)
+    assert "onnxruntime" in json.loads(capsys.readouterr().out)["unusable_backends"]
 
 
 @pytest.mark.slow  # exports a decoder graph of its own

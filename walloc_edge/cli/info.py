@@ -82,15 +82,17 @@ def _bitstream_info(args):
 
 def _bundle_info(args):
     from ..runtime import load_bundle
-    from ..runtime.backends import NativeBackend, available_backends
+    from ..runtime.backends import BACKENDS
 
     bundle = load_bundle(args.target)
     meta, c = bundle.meta, bundle.config
     weights = bundle.weights_problem
-    usable = available_backends(bundle)
+    why_not = {name: cls.usable(bundle) for name, cls in BACKENDS.items()}
+    usable = [name for name, why in why_not.items() if why is None]
     decoder = _bundle_decoder(bundle)
     if args.json:
         print(json.dumps({**meta, "weights_problem": weights, "usable_backends": usable,
+                          "unusable_backends": {n: w for n, w in why_not.items() if w},
                           "decoder": decoder}, indent=2))
         return
     graphs = ", ".join(f"{fmt} ({info.get('file') or info.get('program')})"  # C: a program
@@ -106,8 +108,9 @@ def _bundle_info(args):
         print(f"weights      {weights}")
     if usable:
         print(f"backends     usable here: {', '.join(usable)} (auto takes {usable[0]})")
-        if "native" not in usable and NativeBackend.usable(bundle) != weights:
-            print(f"             not native: {NativeBackend.usable(bundle)}")
+        for name, why in why_not.items():  # (the weights' problem is said above)
+            if why and why != weights:
+                print(f"             not {name}: {why}")
     else:
         print("backends     none usable here: export the bundle again")
     from ..runtime.coders.rans import native
