@@ -368,3 +368,18 @@ def test_a_second_run_with_the_same_inputs_sends_only_what_changed(rgb_bundle, t
     run()
     run("--again")
     assert sorted(sources()) == ["p0.png", "p0.png", "p1.png", "p1.png", "p1.png"]
+
+
+def test_16_bit_photos_are_reduced_to_8_bits_and_said_so(rgb_bundle, tmp_path, capsys):
+    """A 16-bit RGB PNG was reduced to 8 bits without a word (Pillow does it), and a 16-bit
+    gray one refused: both are encoded now from their top 8 bits, and said so."""
+    deep = (photo(12).astype(np.uint16) << 8) | 0x5A
+    gray = tmp_path / "gray16.png"
+    Image.fromarray(deep[..., 0]).save(gray)
+    assert Image.open(gray).mode.startswith("I;16")
+    out = tmp_path / "wlc"
+    assert main(["encode", str(rgb_bundle), str(gray), "-o", str(out)]) == 0
+    assert "16 bits a sample, reduced to 8" in capsys.readouterr().out
+    _, latents = read_latents((out / "gray16.wlc").read_bytes())
+    eight = np.repeat(photo(12)[..., :1], 3, axis=2)
+    assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(eight))

@@ -90,9 +90,12 @@ def _read_image(path, channels):
 
     try:
         with Image.open(path) as im:
-            if im.mode.startswith("I") or im.mode == "F":
-                depth = "float" if im.mode == "F" else "16-bit" if ";16" in im.mode else \
-                    "32-bit integer"
+            # 16 bits a sample: the top 8 kept, as Pillow keeps them of 16-bit RGB by itself
+            deep = ";16" in im.mode or any(";16" in str(t.args) for t in im.tile or ())
+            if im.mode.startswith("I;16"):
+                im = Image.fromarray((np.asarray(im) >> 8).astype(np.uint8), "L")
+            elif im.mode.startswith("I") or im.mode == "F":
+                depth = "float" if im.mode == "F" else "32-bit integer"
                 raise ValueError(f"{path}: {depth} images ({im.mode}) are not supported; "
                                  "save it as 8-bit")
             frames = getattr(im, "n_frames", 1)  # a multi-page TIFF, an animation: frame 0
@@ -120,6 +123,8 @@ def _read_image(path, channels):
         note.append(f"{label}, encoded as gray")
     elif channels == 3 and mode not in ("RGB", "RGBA"):
         note.append(f"{label}, converted to RGB")
+    if deep:
+        note.append("16 bits a sample, reduced to 8")
     if alpha:
         note.append("its alpha channel is not encoded")
     if turned:
