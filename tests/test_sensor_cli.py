@@ -383,3 +383,12 @@ def test_16_bit_photos_are_reduced_to_8_bits_and_said_so(rgb_bundle, tmp_path, c
     _, latents = read_latents((out / "gray16.wlc").read_bytes())
     eight = np.repeat(photo(12)[..., :1], 3, axis=2)
     assert np.array_equal(latents, Encoder(rgb_bundle, "numpy").latents(eight))
+
+
+def test_stream_says_how_it_fitted_an_input_as_encode_does(rgb_bundle, tmp_path, capsys):
+    gray = tmp_path / "gray.png"
+    Image.fromarray(photo(13)[..., 0]).save(gray)
+    assert main(["stream", str(rgb_bundle), str(gray), "--to", f"file://{tmp_path}/f.bin",
+                 "--state", str(tmp_path / "state")]) == 0
+    out = capsys.readouterr().out
+    assert "note: gray, encoded as RGB: it decodes as RGB" in out, out

@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from pathlib import Path
 
 from ..runtime.console import say
-from ..runtime.io import read_input
+from ..runtime.io import read_source
 from .delivery.sent import SentRecord, file_digest
 from .delivery.spool import NotSpooled
 
@@ -24,14 +24,15 @@ __all__ = ["stream_files", "stream_inputs", "stream_frames", "watch_folder", "se
 
 def _send_all(encoder, sender, items, coder, log, level=None, spooled=lambda key: None):
     """Encode and send each (what, source name, read) item, ``read()`` giving (sample,
-    rate), with ``coder`` at ``level``, through ``sender`` (a Sender or a Courier; a line
-    each: "sent", or "queued" where a Courier's thread sends it and waits for its
-    acknowledgement), ``spooled(key)`` called in one step with the spooling; one that
-    cannot be read or encoded is skipped with a line. (sent, failed)."""
+    rate, note: how it was fitted to the model, said beside its line, or None), with
+    ``coder`` at ``level``, through ``sender`` (a Sender or a Courier; a line each: "sent",
+    or "queued" where a Courier's thread sends it and waits for its acknowledgement),
+    ``spooled(key)`` called in one step with the spooling; one that cannot be read or
+    encoded is skipped with a line. (sent, failed)."""
     sent = failed = 0
     for what, source, read in items:
         try:
-            sample, rate = read()
+            sample, rate, note = read()
             blob = encoder.encode(sample, coder=coder, sample_rate=rate, level=level)
         except (ValueError, OSError, MemoryError) as e:  # MemoryError: a header that lies
             failed += 1
@@ -46,7 +47,8 @@ def _send_all(encoder, sender, items, coder, log, level=None, spooled=lambda key
             continue
         sent += 1
         log(f"{'queued' if sender.spools else 'sent'} {what}: "
-            f"{len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}" if key else ""))
+            f"{len(blob):,} bytes" + (f" as message {key[0]}-{key[1]}" if key else "")
+            + (f"; note: {note}" if note else ""))
     return sent, failed
 
 
@@ -94,15 +96,18 @@ def stream_files(encoder, sender, files, coder="rans", log=say, level=None,
     ``spooled(key)`` in one step with each spooling; returns (sent, failed)."""
     b = encoder.bundle
     files = [file if isinstance(file, tuple) else (file, Path(file).name) for file in files]
-    items = ((path, source, lambda path=path: read_input(path, b.modality, b.channels))
-             for path, source in files)
+    def read(path):
+        source = read_source(path, b.modality, b.channels)
+        return source.sample, source.rate, source.note
+
+    items = ((path, source, lambda path=path: read(path)) for path, source in files)
     return _send_all(encoder, sender, items, coder, log, level, spooled)
 
 
 def stream_frames(encoder, sender, frames, name, coder="rans", log=say, level=None):
     """Encode each video frame and send its .wlc; returns (sent, failed). Ctrl-C ends the
     frames (the capture is released) and is passed on."""
-    items = ((f"{name} frame {i}", f"{name}-{i:06d}", lambda frame=frame: (frame, 0))
+    items = ((f"{name} frame {i}", f"{name}-{i:06d}", lambda frame=frame: (frame, 0, None))
              for i, frame in enumerate(frames))
     return _send_all(encoder, sender, items, coder, log, level)
 
