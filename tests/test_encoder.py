@@ -105,7 +105,7 @@ def test_gathering_by_runs_equals_fancy_indexing(pieces):
 
 def test_bad_input_is_named(rgb, stereo):
     encoder = Encoder(rgb[1], "numpy")
-    for bad, words in [(np.zeros((8, 8, 3), np.float32), "uint8"),
+    for bad, words in [(np.zeros((8, 8, 3), np.float32), r"floats in \[0, 1\]: scale by 255"),
                        (np.zeros((8, 8, 4), np.uint8), "3 channel"),
                        (np.zeros((0, 8, 3), np.uint8), "empty"),
                        (np.zeros((2, 8, 8, 3), np.uint8), "H x W")]:

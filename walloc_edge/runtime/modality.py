@@ -114,8 +114,10 @@ class Modality:
             full = np.iinfo(self.dtype)
             return np.clip(np.round(x * self.peak), full.min, full.max).astype(self.dtype)
         if x.dtype != self.dtype:
-            hint = "" if self.takes_float else \
+            hint = "" if self.takes_float else (
                 f"; convert with np.clip(x, 0, {self.peak:g}).astype(np.{self.dtype})"
+                + (f" (floats in [0, 1]: scale by {self.peak:g} first, "
+                   f"np.round(x * {self.peak:g}))" if x.dtype.kind == "f" else ""))
             raise ValueError(f"{self.plural} must be {self.samples}, got {x.dtype}{hint}")
         return x
 
