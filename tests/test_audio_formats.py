@@ -70,6 +70,11 @@ def test_decoded_float_audio_is_written_as_float(music, tmp_path, capsys):
     assert info.subtype == "FLOAT" and info.channels == 2 and info.samplerate == RATE
     decoded, _ = soundfile.read(tmp_path / "out" / "clip.wav")
     assert psnr(music, decoded, peak=1.0) > 25
+    capsys.readouterr()
+    assert main(["decode", "stereo-5x", str(tmp_path / "wlc" / "clip.wlc"), "-o",
+                 str(tmp_path / "out"), "--device", "cpu", "--format", "flac"]) == 0
+    assert soundfile.info(tmp_path / "out" / "clip.flac").subtype == "PCM_24"
+    assert "24-bit PCM" in capsys.readouterr().out  # it said float32
 
 
 @pytest.mark.parametrize("width", [1, 2, 3, 4])

@@ -181,7 +181,9 @@ def _decode_one(decoder, args, path, stem, counts):
         counts["kept"] += 1
         return
     counts["done"] += 1
-    say(f"{path} -> {target}  {'x'.join(map(str, decoded.shape))} {decoded.dtype}")
+    kind = "24-bit PCM" if decoded.dtype.kind == "f" and target.suffix == ".flac" else \
+        decoded.dtype  # FLAC holds no float: the deepest PCM it has
+    say(f"{path} -> {target}  {'x'.join(map(str, decoded.shape))} {kind}")
 
 
 def _summary(counts, skipped):
