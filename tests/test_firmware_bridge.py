@@ -449,11 +449,14 @@ def test_watch_sends_new_files_once_complete(tmp_path, rgb_weights_bundle):
             (folder / "notes.txt").write_text("not a photo")
         return len(polls) > 8
 
+    lines = []
     totals = watch_folder(Encoder(bundle, "numpy"), sink, folder, poll=0.01,
-                          log=lambda s: None, stop=stop)
+                          log=lines.append, stop=stop)
     assert totals == (2, 0)
     assert [read_bitstream(m).header.shape for m, _ in sink.sent] == [(32, 40, 3),
                                                                         (48, 48, 3)]
+    assert [line for line in lines if "notes.txt" in line] == [  # said, once
+        f"not sent: {folder / 'notes.txt'} (not images this model takes)"]
 
 
 def test_watch_waits_for_bursts_and_resends_files_overwritten(tmp_path, rgb_weights_bundle):

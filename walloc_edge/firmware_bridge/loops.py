@@ -123,7 +123,8 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
     Subfolders are not watched. Hidden and
     temporary files (".name", "*.tmp", "*.part") are left alone, so a writer can write them
     and rename them into place; what is no regular file (a FIFO, whose reader would wait for
-    good; a symlink loop) is skipped, said once; a folder that goes away (moved, deleted)
+    good; a symlink loop) is skipped, said once, as is a file the model does not take (a
+    text file beside photos); a folder that goes away (moved, deleted)
     is waited for. Returns (sent, failed): failed counts the files whose last try could not
     be read or encoded (a later try that sends it takes it off)."""
     folder = Path(folder)
@@ -160,7 +161,13 @@ def watch_folder(encoder, sender, folder, coder="rans", poll=0.5, log=say, stop=
                 away = None
             for name in names:
                 path = folder / name
-                if name.startswith(".") or path.suffix.lower() not in suffixes:
+                if name.startswith(".") or path.suffix.lower() in (".tmp", ".part"):
+                    continue  # a writer's, renamed into place when whole
+                if path.suffix.lower() not in suffixes:
+                    if name not in unreadable:  # said once, as encode and stream count them
+                        unreadable.add(name)
+                        log(f"not sent: {path} (not {encoder.bundle.modality.plural} "
+                            "this model takes)")
                     continue
                 try:
                     stat = path.stat()
