@@ -139,6 +139,10 @@ def test_decode_and_eval_commands(codecs, tmp_path, capsys):
     assert len(result["files"]) == 2 and result["mean"]["dimensionality_reduction"] == 16
     assert all(r["compression_ratio"] > 1 and 0 < r["ms_ssim"] <= 1 for r in result["files"])
     assert "mean" in capsys.readouterr().out
+    other = runtime_encoder(codecs["gray"])  # another model's bundle: said once, not file
+    assert main(["eval", str(model), str(photos), "--bundle", str(other.bundle.path),
+                 "--device", "cpu"]) == 2  # by file
+    assert "is an export of another model" in capsys.readouterr().err
     (wlc / "later").mkdir()  # a folder: its .wlc files, recursively, in their places
     (wlc / "later" / "a.wlc").write_bytes((wlc / "a.wlc").read_bytes())
     assert main(["decode", str(model), str(wlc), "-o", str(tmp_path / "all"),

@@ -26,7 +26,14 @@ def runtime_encoder(codec, bundle=None, backend="numpy"):
     """A sensor-runtime Encoder for ``codec``: over ``bundle`` if given, else over the
     model's weights written to a temporary bundle (numpy backend; no graph export)."""
     if bundle is not None:
-        return Encoder(bundle, backend)
+        from ..codec.sensor import model_id
+
+        encoder = Encoder(bundle, backend)
+        if encoder.bundle.model_id != model_id(codec):  # each file would fail, or mislead
+            raise ValueError(f"--bundle {bundle} is an export of another model "
+                             f"({encoder.bundle.modality}, model id {encoder.bundle.model_id}); "
+                             "give the bundle exported from this MODEL")
+        return encoder
     from ..codec.sensor import write_bundle
 
     folder = tempfile.TemporaryDirectory(prefix="walloc-edge-bundle-")
