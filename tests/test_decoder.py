@@ -138,7 +138,8 @@ def test_decode_and_eval_commands(codecs, tmp_path, capsys):
     result = json.loads(report.read_text())
     assert len(result["files"]) == 2 and result["mean"]["dimensionality_reduction"] == 16
     assert all(r["compression_ratio"] > 1 and 0 < r["ms_ssim"] <= 1 for r in result["files"])
-    assert "mean" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean" in printed and "default protocol: PSNR against 255" in printed  # named
     other = runtime_encoder(codecs["gray"])  # another model's bundle: said once, not file
     assert main(["eval", str(model), str(photos), "--bundle", str(other.bundle.path),
                  "--device", "cpu"]) == 2  # by file

@@ -214,9 +214,14 @@ def eval_table(rows, summary, kind):
             continue
         lines.append(f"{os.path.basename(r['file']):<{width}}  " +
                      "  ".join(f"{fmt.format(r[key]):>10}" for key, _, fmt in columns))
-    lines.append(f"dimensionality reduction {summary['dimensionality_reduction']:g}x; "
+    lines.append(f"dimensionality reduction {summary['dimensionality_reduction']:.4g}x; "
                  f"{summary['files'] - summary['failed']} of {summary['files']} files")
-    if "paper_compression_ratio" in summary:
+    if "paper_compression_ratio" not in summary:
+        lines.append("default protocol: PSNR against " + (
+            "int16 full scale, ratios against 16-bit PCM" if audio else
+            "255, ratios against 8-bit pixels") + " (the mean of the files' ratios); "
+            "--protocol paper for the paper's")
+    else:
         full, per = ("16 bits", "sample of each channel") if audio else \
             ("8 bits x channels", "pixel")
         lines.append(f"paper's protocol: compression ratio "
