@@ -71,6 +71,10 @@ def test_encode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, tmp_pa
     assert "a-png.wlc exists and is older than" in said and "kept 1 existing" in said
     assert main(argv + ["--overwrite"]) == 0
     assert (out / "a-png.wlc").read_bytes() == before
+    for other in (["--coder", "webp"], ["--level", "fastest"]):  # other settings: said, not
+        assert main(argv + other) == 1  # taken for this run's outputs
+        said = capsys.readouterr().out
+        assert "not made by this model and these settings" in said and "kept" not in said
 
 
 def test_decode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, reference_dir,

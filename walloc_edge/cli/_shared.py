@@ -106,8 +106,8 @@ def kept_output(target, source, overwrite, same=lambda target: True):
         raise FileExistsError(f"{target} exists and is older than {source} (or its last "
                               "change) (--overwrite replaces it)")
     if not same(target):
-        raise FileExistsError(f"{target} exists, not made by this model (--overwrite "
-                              "replaces it)")
+        raise FileExistsError(f"{target} exists, not made by this model and these settings "
+                              "(--overwrite replaces it)")
     return True
 
 

@@ -19,15 +19,16 @@ from ._stops import stop_on
 
 EXAMPLES = """One OUT/NAME.wlc per input; files found in a folder keep their place below it
 (photos/a/1.jpg -> OUT/a/1.wlc), and inputs that share a name keep apart (a.jpg, a.png ->
-a-jpg.wlc, a-png.wlc). An existing .wlc of this model newer than its input (its time and
-its last change) is kept: a run again after a stop encodes only what is missing; another
-is not replaced without --overwrite, and counts as failed. A video file's frames are
-OUT/NAME-000000.wlc, ... (NAME-2fps-... with --fps 2), kept by a run again as files are; a
-camera's OUT/camera0-START-000000.wlc, ..., START the run's start (UTC). A path that does
-not exist stops the command before any work (a typo); an unreadable or unsupported input
-is reported and skipped; the rest are still encoded, and the exit status is 1. A full disk stops the batch (exit status 2); Ctrl-C,
-SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1; --video ends on any of them, its
-frames so far kept). Each .wlc is written whole or not at all.
+a-jpg.wlc, a-png.wlc). An existing .wlc of this model, coder and level newer than its input
+(its time and its last change) is kept: a run again after a stop encodes only what is
+missing; another is not replaced without --overwrite, and counts as failed. A video file's
+frames are OUT/NAME-000000.wlc, ... (NAME-2fps-... with --fps 2), kept by a run again as
+files are; a camera's OUT/camera0-START-000000.wlc, ..., START the run's start (UTC). A
+path that does not exist stops the command before any work (a typo); an unreadable or
+unsupported input is reported and skipped; the rest are still encoded, and the exit status
+is 1. A full disk stops the batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130
+after Ctrl-C, else 1; --video ends on any of them, its frames so far kept). Each .wlc is
+written whole or not at all.
 
 examples:
   walloc-edge encode bundle/ photos/ -o wlc/
@@ -72,9 +73,14 @@ def run(args):
           f"{f' (level {level})' if level else ''} into {out}")
     totals = {"done": 0, "failed": 0, "kept": 0, "in": 0, "out": 0}
 
-    def same_model(target):  # an output kept is this model's
+    def same_model(target):  # an output kept is this model's, coder's and level's
+        from ..runtime.coders.rans import levels
+
         try:
-            return read_bitstream(target.read_bytes()).header.model_id == b.model_id
+            header = read_bitstream(target.read_bytes()).header
+            return header.model_id == b.model_id and header.coder == args.coder and (
+                args.coder != "rans" or
+                levels.level_of(header.coder_params)[1] == levels.check_level(level))
         except (OSError, ValueError):  # unreadable, or no bitstream: not this run's
             return False
 
