@@ -416,3 +416,39 @@ def test_a_move_the_full_card_cannot_record_is_said(tmp_path, monkeypatch):
     assert record.files["f0"]["key"] == "2-0"
     assert record.unmoved == ["f0 (No space left on device)"]
     assert SentRecord(tmp_path / "record.jsonl").files["f0"]["key"] == "1-0"
+
+
+def test_a_move_answered_before_the_record_and_moves_beside_keeps(tmp_path):
+    """The acknowledgement thread moves entries while the main thread keeps them: a dict
+    changed while iterated ended the link (and, over MQTT, paho's thread). And a collision
+    can be answered before the file is recorded at all: the record then takes the new key."""
+    import sys
+
+    from walloc_edge.firmware_bridge.delivery import SentRecord
+
+    record = SentRecord(tmp_path / "record.jsonl")
+    record.move((1, 0), (2, 0))  # answered first
+    record.keep("early", (0, 0), "d", key=(1, 0))
+    assert record.files["early"]["key"] == "2-0"
+    assert SentRecord(tmp_path / "record.jsonl").files["early"]["key"] == "2-0"
+    memory = SentRecord()
+    errors, switch = [], sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+
+    def moves():
+        try:
+            for i in range(300):
+                memory.move((3, i), (4, i))
+        except Exception as e:  # noqa: BLE001 - what the race raised
+            errors.append(e)
+
+    try:
+        mover = threading.Thread(target=moves)
+        mover.start()
+        for i in range(3000):
+            memory.keep(f"f{i}", (i, i), "d", key=(3, i))
+        mover.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert not errors, errors[:1]
+    assert all(e["key"] == f"4-{i}" for i, e in enumerate(list(memory.files.values())[:300]))

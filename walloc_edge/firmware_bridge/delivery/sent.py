@@ -2,9 +2,11 @@
 changed: a watched folder's, and the INPUT files of its runs (``stream``)."""
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 
 try:
@@ -15,6 +17,16 @@ except ImportError:  # Windows: one stream a state folder
 from ...runtime.io import write_atomic
 
 __all__ = ["SentRecord", "file_digest", "claim_watch"]
+
+
+def _one_at_a_time(method):
+    """``method`` under the record's own lock: a courier's acknowledgement thread moves
+    entries (a collision) while the main thread keeps and forgets them."""
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        with self.guard:
+            return method(self, *args, **kwargs)
+    return guarded
 
 
 class SentRecord:
@@ -45,6 +57,8 @@ class SentRecord:
         self.unsaved = []  # files sent that could not be recorded (a full disk), and why
         self.unforgotten = []  # files given up that the record could not forget, and why
         self.unmoved = []  # files whose message moved (a collision), not so recorded, and why
+        self.moved = {}  # "boot-sequence" → the key a collision moved that message to
+        self.guard = threading.RLock()
         if self.path is None:
             return
         with self._locked():
@@ -99,13 +113,17 @@ class SentRecord:
         return bool(entry) and self.version(name) == tuple(version) and \
             entry["sha256"] == digest
 
+    @_one_at_a_time
     def keep(self, name, version, digest, present=None, key=None):
-        """Record ``name`` as sent (as message ``key``, (boot, sequence), where given);
-        files no longer in the folder (not in ``present``, when given) are left out, on
-        disk too."""
+        """Record ``name`` as sent (as message ``key``, (boot, sequence), where given, or
+        the key a collision has moved it to meanwhile); files no longer in the folder (not
+        in ``present``, when given) are left out, on disk too."""
         earlier = self.files.get(name, {})  # a file touched, not changed: the same message
+        tag = key and f"{key[0]}-{key[1]}"
+        while tag in self.moved:  # sent, and answered by a collision, before this record
+            tag = self.moved[tag]
         entry = {"size": version[0], "mtime_ns": version[1], "sha256": digest,
-                 **({"key": f"{key[0]}-{key[1]}"} if key else
+                 **({"key": tag} if tag else
                     {"key": earlier["key"]} if "key" in earlier else {})}
         gone = set() if present is None else set(self.files) - set(present)
         for n in gone:
@@ -143,6 +161,7 @@ class SentRecord:
             os.close(fd)
         self.lines += 1
 
+    @_one_at_a_time
     def forget(self, keys):
         """The files sent as the messages ``keys`` are not sent after all (the spool gave
         them up, full): left out of the record, on disk too, so that a run again sends
@@ -164,6 +183,7 @@ class SentRecord:
         for name in gone:
             self.files.pop(name, None)
 
+    @_one_at_a_time
     def move(self, old, new):
         """Message ``old`` goes as ``new`` now (a collision moved it to a new boot): its
         files' entries follow it, so that the spool giving ``new`` up forgets them. A line a
@@ -171,6 +191,7 @@ class SentRecord:
         card), ``unmoved`` says so (this run still forgets them: the record in memory
         moved)."""
         was, now = f"{old[0]}-{old[1]}", f"{new[0]}-{new[1]}"
+        self.moved[was] = now
         names = [n for n, e in self.files.items() if e.get("key") == was]
         for name in names:
             self.files[name] = {**self.files[name], "key": now}
