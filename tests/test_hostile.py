@@ -159,15 +159,21 @@ def test_a_host_whose_connections_all_send_refuses_more():
 
 def test_connections_that_complete_messages_not_written_do_not_hold_slots():
     """With --keys, a recorded message replayed (the server holds it already, and says so)
-    counted as delivered: replays on every slot kept the real sensor out. Only a message
-    the server writes holds a slot now; one of those connections makes room."""
+    counted as delivered: replays on every slot kept the real sensor out. A connection holds
+    its slot while the server holds its message (its answer is due) and once the server
+    has written one new; done with the replays, one of those connections makes room."""
     port = free_port()
     receiver = open_receiver(f"tcp://127.0.0.1:{port}", limits=ReceiverLimits(per_host=2))
     replays = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
     for s in replays:
         s.sendall(frames_for(b"recorded", 7, 1, 0)[0])
-    for _ in replays:  # complete messages (answered, not written again)
-        next(receiver.messages(timeout=5))
+    held = [next(receiver.messages(timeout=5, hold=True)) for _ in replays]
+    time.sleep(0.3)
+    waiting = _send(port, b"".join(frames_for(b"new", 8, 1, 0)))  # both held by the server:
+    assert next(receiver.messages(timeout=2), None) is None  # no slot to be had
+    waiting.join(5)
+    for received in held:  # answered (held already), not written again: done with
+        received.release()
     time.sleep(0.3)
     good = _send(port, b"".join(frames_for(b"new", 8, 1, 0)))
     got = next(receiver.messages(timeout=5))

@@ -254,19 +254,20 @@ class Receiver:
         """What the memory account holds now: incomplete and complete messages."""
         return self.reassembler.pending_bytes + self.complete_bytes
 
-    def _frames(self, sender, frames, reply=None, written=None):
+    def _frames(self, sender, frames, reply=None, holder=None):
         """Reassemble ``frames``; complete messages go to the queue, blocking while it is
-        full (the link is then not read: backpressure) until stopped. ``written()``: each
-        message's ``Received.written``."""
+        full (the link is then not read: backpressure) until stopped. ``holder`` (a TCP
+        connection) is told of each message it completes (``taken``), of the server having
+        written it new (``written``) and of the server being done with it (``finished``)."""
         for frame in frames:
             if frame.flags & FLAG_HEARTBEAT:
                 self._heartbeat(sender, frame)
                 continue
-            item = self._take(sender, frame, reply, written)
+            item = self._take(sender, frame, reply, holder)
             if item is None:
                 continue
             if not self._put(item):
-                self._release(item[1])
+                item[0].release()
 
     def _closed(self, sender):
         """``sender``'s connection closed: what it had under way cannot complete."""
@@ -291,7 +292,7 @@ class Receiver:
                 continue
         return False
 
-    def _take(self, sender, frame, reply, written=None):
+    def _take(self, sender, frame, reply, holder=None):
         """Add one frame, waiting for room in the account; (Received, its bytes) when it
         completes a message to hand on, else None."""
         need = MESSAGE_OVERHEAD + FRAGMENT_OVERHEAD + len(frame.payload)
@@ -314,9 +315,17 @@ class Receiver:
             size = MESSAGE_OVERHEAD + len(data)
             self.complete_bytes += size
             self.peak_bytes = max(self.peak_bytes, self.held_bytes)
+        if holder is None:
+            return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
+                            reply, _once(functools.partial(self._release, size))), size
+        holder.taken()
+
+        def release():
+            self._release(size)
+            holder.finished()
+
         return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
-                        reply, _once(functools.partial(self._release, size)),
-                        written or (lambda: None)), size
+                        reply, _once(release), holder.written), size
 
     def _release(self, size):
         with self.room:

@@ -112,9 +112,24 @@ class _Connection:
         self.heard = time.monotonic()  # its last byte (or its opening)
         self.delivered = False  # the server wrote a new message of it (a replay, or frames
         # that complete nothing, do not count)
+        self.busy, self.counting = 0, threading.Lock()  # its messages the server holds
+
+    def taken(self):
+        with self.counting:
+            self.busy += 1
 
     def written(self):
         self.delivered = True
+
+    def finished(self):
+        with self.counting:
+            self.busy -= 1
+
+    @property
+    def holds_slot(self):
+        """Whether closing it could lose an answer due (a message the server holds) or
+        turn away a sensor that delivers."""
+        return self.delivered or self.busy > 0
 
     def close(self):
         try:
@@ -196,7 +211,7 @@ class TcpReceiver(Receiver):
                 held = [c for c in self.open if not whose or c.host == host]
                 if len(held) < limit:
                     continue
-                idle = [c for c in held if not c.delivered]
+                idle = [c for c in held if not c.holds_slot]
                 if not idle:
                     self.log(f"refused tcp://{host}: {limit} connections {whose}already open")
                     return None
@@ -239,7 +254,7 @@ class TcpReceiver(Receiver):
                         started = None
                     elif started is None or frames:
                         started = now
-                    self._frames(sender, frames, reply, connection.written)
+                    self._frames(sender, frames, reply, connection)
                     if reader.given_up:
                         self._penalise(connection.host, sender, reader.garbage)
                         return
