@@ -247,6 +247,7 @@ class FrameReader:
         self.stats = stats or LinkStats()
         self.keys = keys or Keys()
         self.garbage, self.give_up_after = 0, give_up_after
+        self.noise = 0  # of ``garbage``, what never was a frame (unauthenticated ones were)
 
     @property
     def given_up(self):
@@ -255,6 +256,7 @@ class FrameReader:
     def _skip(self, n):
         self.stats.skipped_bytes += n
         self.garbage += n
+        self.noise += n
         del self.buffer[:n]
 
     def feed(self, data):
@@ -291,6 +293,7 @@ class FrameReader:
             if _U32.unpack_from(self.buffer, body + length)[0] != zlib.crc32(payload):
                 self.stats.corrupted += 1
                 self.garbage += length  # the payload checked, for nothing: its cost counts
+                self.noise += length
                 self._skip(1)
                 continue
             tag = bytes(self.buffer[body + length + 4:end])
@@ -300,7 +303,7 @@ class FrameReader:
                 self.garbage += end
                 continue
             self.stats.frames += 1
-            self.garbage = 0
+            self.garbage = self.noise = 0
             frames.append(Frame(*fields, payload, flags))
         self.buffer.clear()  # given up: nothing more is read
         return frames
@@ -316,9 +319,11 @@ class FrameReader:
             frames += self.feed(b"")
         return frames
 
-    def _drop_v1(self):
+    def _drop_v1(self):  # a frame still, of an older walloc-edge: not noise
         self.stats.old_version += 1
-        self._skip(V1_HEADER.size + 4)
+        self.stats.skipped_bytes += V1_HEADER.size + 4
+        self.garbage += V1_HEADER.size + 4
+        del self.buffer[:V1_HEADER.size + 4]
 
 
 GARBAGE_LIMIT = 1 << 16  # bytes a sender on a link that loses none may send beside frames

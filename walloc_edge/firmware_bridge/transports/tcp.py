@@ -157,6 +157,7 @@ class TcpReceiver(Receiver):
         super().__init__(keys, limits)
         self.log = log
         self.penalised = {}  # host → until when its new connections are refused
+        self.refusals_said = set()  # hosts whose refusal this penalty was logged
         self.server = socket.create_server((host, port), reuse_port=False)
         self.server.settimeout(0.2)
         self.address = self.server.getsockname()
@@ -205,7 +206,11 @@ class TcpReceiver(Receiver):
         freed."""
         with self.connections_lock:
             if self.penalised.get(host, 0) > time.monotonic():
-                return None  # sent garbage a moment ago: said then
+                if host not in self.refusals_said:  # once a penalty, so as not to flood
+                    self.refusals_said.add(host)
+                    self.log(f"refused tcp://{host}: it sent garbage a moment ago (refused "
+                             f"for {self.PENALTY:g} s)")
+                return None
             for limit, whose in ((self.limits.per_host, f"from {host} "),
                                  (self.limits.connections, "")):
                 held = [c for c in self.open if not whose or c.host == host]
@@ -256,7 +261,7 @@ class TcpReceiver(Receiver):
                         started = now
                     self._frames(sender, frames, reply, connection)
                     if reader.given_up:
-                        self._penalise(connection.host, sender, reader.garbage)
+                        self._give_up(connection.host, sender, reader)
                         return
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
@@ -276,19 +281,25 @@ class TcpReceiver(Receiver):
             self._closed(sender)
 
 
-    def _penalise(self, host, sender, garbage):
-        """``sender`` sent ``garbage`` bytes that were no frame of a sensor of this server
-        (or of its key): closed, and its host refused for PENALTY seconds, so that parsing
-        what it sends cannot take the server's CPU from the sensors."""
-        with self.connections_lock:
-            now = time.monotonic()
-            if len(self.penalised) > 4096:
-                self.penalised = {h: t for h, t in self.penalised.items() if t > now}
-            self.penalised[host] = now + self.PENALTY
-        self.log(f"closed {sender}: {garbage:,} bytes that were no frame"
-                 f"{' of a known key' if self.keys else ''} (not a walloc-edge sensor"
-                 f"{', or a wrong key' if self.keys else ''}); its address refused for "
-                 f"{self.PENALTY:g} s")
+    def _give_up(self, host, sender, reader):
+        """``sender`` sent more than the reader takes that was no frame of a sensor of this
+        server: closed. Where most of it was no frame at all (noise, not frames of an
+        unknown key: a sensor with a stale key may share its address, a NAT's, with
+        others), its address is refused for PENALTY seconds too, so that parsing what it
+        sends cannot take the server's CPU from the sensors."""
+        noise = reader.noise * 2 > reader.garbage
+        if noise:
+            with self.connections_lock:
+                now = time.monotonic()
+                if len(self.penalised) > 4096:
+                    self.penalised = {h: t for h, t in self.penalised.items() if t > now}
+                self.penalised[host] = now + self.PENALTY
+                self.refusals_said.discard(host)
+        self.log(f"closed {sender}: " + (
+            f"{reader.garbage:,} bytes that were no frame (not a walloc-edge sensor); its "
+            f"address refused for {self.PENALTY:g} s" if noise else
+            f"{reader.garbage:,} bytes of frames this server does not take (of a key it "
+            "does not know: a sensor with a wrong or old key? or of an older walloc-edge)"))
 
 
 def open_link(url, address, sensor, ack_key):
