@@ -225,9 +225,11 @@ def test_a_full_disk_under_an_audio_output_is_an_os_error(fmt, dtype, monkeypatc
     assert raised.value.errno == errno.ENOSPC
 
 
-def test_a_metrics_line_cut_short_is_cut_off_at_the_next_start(tmp_path):
+def test_a_metrics_line_cut_short_is_ended_at_the_next_start(tmp_path):
     """A full disk left half a line in metrics.jsonl, and a crash kept it: the next start
-    joined its first record to it, one line that no JSON reader takes."""
+    joined its first record to it, so that neither could be read. The cut line is ended
+    (never cut: servers may share the log), and the log of no regular file is appended to
+    as it is."""
     import json
 
     from walloc_edge.server.outputs import open_log
@@ -236,10 +238,19 @@ def test_a_metrics_line_cut_short_is_cut_off_at_the_next_start(tmp_path):
     path.write_text('{"key": "a"}\n{"key": "b", "fi')
     with open_log(path) as log:
         log.write(json.dumps({"key": "c"}) + "\n")
-    assert [json.loads(line)["key"] for line in path.read_text().splitlines()] == ["a", "c"]
+    assert path.read_text().splitlines() == ['{"key": "a"}', '{"key": "b", "fi', '{"key": "c"}']
     path.write_text('{"key": "a"}\n')
     open_log(path).close()
     assert path.read_text() == '{"key": "a"}\n'  # a whole log is left as it is
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        with open_log(fifo) as log:  # it tried to read and seek it
+            log.write("x\n")
+        assert os.read(reader, 10) == b"x\n"
+    finally:
+        os.close(reader)
 
 
 def test_inputs_sharing_a_name_get_the_same_names_in_any_order(tmp_path):

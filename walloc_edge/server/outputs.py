@@ -158,20 +158,22 @@ def check_log(path: "str | Path") -> Path:
 
 def open_log(path: "str | Path"):
     """A JSON-lines log (metrics.jsonl) opened to append to. A last line cut short (a full
-    disk, then a crash before the rest was written) is cut off first, so that the next
-    record is not joined to it; ValueError for a path that cannot be one."""
+    disk, then a crash before the rest was written) is ended first, so that the next record
+    is not joined to it: a newline appended, never a cut (servers sharing a log append to
+    it at once). Where it is no regular file (/dev/stdout, a FIFO) or cannot be read, it is
+    appended to as it is; ValueError for a path that cannot be one."""
     path = check_log(path)
     try:
-        with open(path, "rb+") as f:
-            start = max(0, f.seek(0, os.SEEK_END) - (1 << 16))
-            f.seek(start)
-            tail = f.read()
-            if tail and not tail.endswith(b"\n"):
-                cut = tail.rfind(b"\n")
-                if cut >= 0 or start == 0:
-                    f.truncate(start + cut + 1)
-                else:  # a line longer than the tail read: ended, not cut
+        if path.is_file() and path.stat().st_size:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                cut = f.read(1) != b"\n"
+            if cut:
+                with open(path, "ab") as f:
                     f.write(b"\n")
-    except FileNotFoundError:
+    except OSError:  # a log this server may append to but not read: as it is
         pass
-    return open(path, "a")
+    try:
+        return open(path, "a")
+    except OSError as e:
+        raise ValueError(f"{path}: cannot append to it ({e.strerror or e})") from None
