@@ -412,6 +412,33 @@ def test_mqtt_shared_subscription_splits_the_load(broker):
     print(f"{len(got)} messages over MQTT in {seconds:.2f} s, split {per_server}")
 
 
+def test_an_mqtt_publish_of_garbage_is_dropped_and_said(broker):
+    """A publish of sync words, no frame, was parsed to its end a header at a time (a 25 MB
+    one held paho's thread for seconds); it is given up past the limit, said, and the
+    message after it is heard."""
+    import paho.mqtt.client as paho
+
+    from walloc_edge.firmware_bridge.framing import GARBAGE_LIMIT, SYNC
+    from walloc_edge.firmware_bridge.transports import open_sender
+
+    lines = []
+    server = open_receiver(f"mqtt://127.0.0.1:{broker}/site/garbage", log=lines.append)
+    time.sleep(0.3)
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", broker)
+    client.loop_start()
+    client.publish("site/garbage", SYNC * 250_000, qos=1).wait_for_publish(10)
+    client.loop_stop()
+    client.disconnect()
+    with open_sender(f"mqtt://127.0.0.1:{broker}/site/garbage", sensor=5) as sender:
+        sender.send(b"after the garbage")
+    got = next(server.messages(timeout=10))
+    server.stop()
+    assert got.message == b"after the garbage"
+    assert server.stats.skipped_bytes <= GARBAGE_LIMIT + 1  # of its 1,000,000 bytes
+    assert any("bytes that were no frame" in line for line in lines), lines
+
+
 class Sink:
     """A sender that keeps what it is given, (message, meta) pairs, and says each spooled."""
     spools = False

@@ -47,6 +47,13 @@ def parse(url, parsed, options):
 
 
 CONNECT_WAIT = 15.0  # seconds a server's start waits for its broker's answer
+BUSY = {136, 137, 151, 159}  # server unavailable or busy, quota or connection rate exceeded
+
+
+def _refuses(reason):
+    """Whether a broker's answer refuses this client for good (a wrong password, not
+    authorised, banned), not for now (busy: tried again in the background)."""
+    return reason.is_failure and reason.value not in BUSY
 
 
 def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True, persistent=True):
@@ -70,7 +77,7 @@ def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True, pers
             if first:
                 answer.append(reason)
                 answered.set()
-            if later is not None and not (first and reason.is_failure):
+            if later is not None and not (first and _refuses(reason)):
                 later(client, userdata, flags, reason, *args)
 
         callbacks = {**callbacks, "on_connect": on_connect}
@@ -85,7 +92,7 @@ def _mqtt_client(url, host, port, options, client_id, callbacks, wait=True, pers
     else:
         client.connect_async(host, port, keepalive=30)
     client.loop_start()
-    if wait and not (answered.wait(CONNECT_WAIT) and not answer[0].is_failure):
+    if wait and not (answered.wait(CONNECT_WAIT) and not _refuses(answer[0])):
         client.loop_stop()
         client.disconnect()
         raise ValueError(f"{_shown(url)}: the broker refuses this server ({answer[0]})"
@@ -212,6 +219,7 @@ class MqttReceiver(Receiver):
     def __init__(self, url, host, port, topic, options, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.topic, self.log = topic, log
+        self.garbage_said = 0.0  # when a publish of garbage may next be said
         base = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
         self.ack_base = base
         default_id = "walloc-edge-serve-" + hashlib.sha1(
@@ -256,6 +264,12 @@ class MqttReceiver(Receiver):
             self._frames(f"mqtt:{message.topic}", frames, self._reply)
             if reader.given_up:
                 self.stats.corrupted += 1
+                now = time.monotonic()
+                if now >= self.garbage_said:  # a minute apart: a flood is not a log flood
+                    self.garbage_said = now + 60
+                    self.log(f"dropped the rest of a message on {message.topic}: "
+                             f"{reader.garbage:,} bytes that were no frame (counted as "
+                             "corrupted; said at most once a minute)")
         except Exception as e:  # noqa: BLE001 - paho's loop thread must outlive any message
             self.stats.corrupted += 1
             self.log(f"dropped a message on {message.topic} ({type(e).__name__}: {e})")
