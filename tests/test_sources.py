@@ -124,6 +124,8 @@ def test_a_camera_run_again_keeps_every_new_frame(rgb_bundle, tmp_path, monkeypa
     monkeypatch.setattr(VideoSource, "frames", lambda self, fps=None, limit=None: iter(
         [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(3)]))
     out = tmp_path / "wlc"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "0").write_bytes(b"")  # a file named as the camera: still the camera
     for _ in range(2):
         assert main(["encode", str(rgb_bundle), "--video", "0", "-o", str(out)]) == 0
     names = sorted(p.name for p in out.glob("*.wlc"))

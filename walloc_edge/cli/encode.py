@@ -3,7 +3,6 @@ import glob
 import math
 import signal
 import time
-from pathlib import Path
 
 from ..runtime.coders import CODERS
 from ..runtime import read_bitstream
@@ -23,7 +22,7 @@ a-jpg.wlc, a-png.wlc). An existing .wlc of this model, coder and level newer tha
 (its time and its last change) is kept: a run again after a stop encodes only what is
 missing; another is not replaced without --overwrite, and counts as failed. A video file's
 frames are OUT/NAME-000000.wlc, ... (NAME-2fps-... with --fps 2), kept by a run again as
-files are; a camera's OUT/camera0-START-000000.wlc, ..., START the run's start (UTC). A
+files are; a camera's OUT/camera0-START-000000.wlc, ..., START its capture's start (UTC). A
 path that does not exist stops the command before any work (a typo); an unreadable or
 unsupported input is reported and skipped; the rest are still encoded, and the exit status
 is 1. A full disk stops the batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130
@@ -124,12 +123,12 @@ def _summary(totals, skipped, out):
 def _encode_video(encoder, args, out, totals, same_model):
     """A video file's frames as OUT/NAME[-FPSfps]-000000.wlc, ...: the same frames at every
     run, so a run again keeps what an earlier one made, as for files. A camera's or a
-    stream's as OUT/NAME-START-000000.wlc, START the run's start (UTC): each run's frames
-    are new, and none is taken for an earlier run's."""
+    stream's as OUT/NAME-START-000000.wlc, START when its capture began (UTC): each run's
+    frames are new, and none is taken for an earlier run's."""
     from ..runtime.sources import VideoSource
 
     source = VideoSource(args.video)
-    video = Path(source.spec) if Path(source.spec).is_file() else None
+    video = source.file
     if video is not None:
         prefix = source.name + (f"-{args.fps:g}fps" if args.fps else "")
     else:

@@ -8,6 +8,7 @@ that ``RGB888`` is stored B, G, R and ``XBGR8888`` is R, G, B, X. :func:`to_rgb`
 layout right; getting it wrong swaps red and blue silently, so the layout is always named.
 """
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,6 +50,13 @@ class VideoSource:
         self.name = ("camera" + self.spec if self.spec.isdigit() else
                      "picamera2" if self.spec == "picamera2" else
                      self.spec.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "stream")
+
+    @property
+    def file(self):
+        """The video file it reads (the same frames at every run), or None for a camera or a
+        stream (new ones), told by the spec alone, as ``open_video`` tells them."""
+        live = self.spec.isdigit() or self.spec == "picamera2" or "://" in self.spec
+        return None if live else Path(self.spec)
 
     def frames(self, fps=None, limit=None):
         """RGB frames, at most ``fps`` a second and ``limit`` in all."""
