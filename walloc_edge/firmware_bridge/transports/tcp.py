@@ -196,6 +196,7 @@ class TcpReceiver(Receiver):
                 with self.connections_lock:  # connection closed, the door kept open
                     self.open.pop(connection, None)
                 connection.close()
+                conn.close()
                 self.log(f"cannot take tcp://{peer[0]}:{peer[1]} ({e}); retrying in 1 s")
                 time.sleep(1)
         self.server.close()
