@@ -90,20 +90,20 @@ def test_decode_keeps_same_stems_apart_and_does_not_overwrite(rgb_bundle, refere
     argv = ["decode", str(reference_dir / "rgb_j3_l12.pth"), str(tmp_path / "a" / "x.wlc"),
             str(tmp_path / "b" / "x.wlc"), "-o", str(out), "--device", "cpu"]
     assert main(argv) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["x-2.png", "x.png"]
-    first = (out / "x.png").read_bytes()
-    (out / "x.png").write_bytes(b"kept")
+    assert sorted(p.name for p in out.iterdir()) == ["a_x.png", "b_x.png"]
+    first = (out / "a_x.png").read_bytes()
+    (out / "a_x.png").write_bytes(b"kept")
     capsys.readouterr()
     with pytest.MonkeyPatch.context() as patch:  # judged from the header: nothing decoded
         patch.setattr(Decoder, "decode", lambda *a, **k: pytest.fail("decoded"))
         assert main(argv) == 0  # a run again: both outputs are newer than their inputs
     assert "kept 2 existing output(s)" in capsys.readouterr().out
-    assert (out / "x.png").read_bytes() == b"kept"
-    make_older(out / "x.png", than=tmp_path / "a" / "x.wlc")
+    assert (out / "a_x.png").read_bytes() == b"kept"
+    make_older(out / "a_x.png", than=tmp_path / "a" / "x.wlc")
     assert main(argv) == 1
-    assert "x.png exists and is older than" in capsys.readouterr().out
-    assert (out / "x.png").read_bytes() == b"kept"
-    assert main(argv + ["--overwrite"]) == 0 and (out / "x.png").read_bytes() == first
+    assert "a_x.png exists and is older than" in capsys.readouterr().out
+    assert (out / "a_x.png").read_bytes() == b"kept"
+    assert main(argv + ["--overwrite"]) == 0 and (out / "a_x.png").read_bytes() == first
 
 
 def make_older(path, than):
@@ -253,17 +253,23 @@ def test_a_metrics_line_cut_short_is_ended_at_the_next_start(tmp_path):
         os.close(reader)
 
 
-def test_inputs_sharing_a_name_get_the_same_names_in_any_order(tmp_path):
-    """a/x.wlc b/x.wlc made x.png and x-2.png in the order given: given the other way, a run
-    again kept x.png for b (it held a's picture) and said all was done."""
+def test_inputs_sharing_a_name_are_named_by_their_paths_alone(tmp_path):
+    """a/x.wlc b/x.wlc made x.png and x-2.png in the order given: given the other way, or
+    with c/x.wlc before them, a run again kept x.png for an input whose picture it did not
+    hold, and said all was done. Their folders tell them apart now, whatever the order or
+    the company."""
     from pathlib import Path
 
     from walloc_edge.runtime.files import distinct_names
 
-    files = [(tmp_path / "a" / "x.wlc", Path("x")), (tmp_path / "b" / "x.wlc", Path("x")),
-             (tmp_path / "c" / "x.png", Path("x"))]
-    names = dict(distinct_names(files))
-    assert names == dict(distinct_names(files[::-1])) == dict(distinct_names(
-        [files[1], files[2], files[0]]))
-    assert names[files[0][0]] == Path("x") and names[files[1][0]] == Path("x-2")
-    assert names[files[2][0]] == Path("x-png")
+    a, b, c = ((tmp_path / f / "x.wlc", Path("x")) for f in "abc")
+    png = (tmp_path / "a" / "x.png", Path("x"))
+    names = dict(distinct_names([a, b, png]))
+    assert names == dict(distinct_names([png, b, a]))
+    assert names[a[0]] == Path("a_x") and names[b[0]] == Path("b_x")
+    assert names[png[0]] == Path("x-png")
+    more = dict(distinct_names([c, b, a]))  # one more: the others' names stay
+    assert more[a[0]] == Path("a_x") and more[b[0]] == Path("b_x") and more[c[0]] == Path("c_x")
+    deeper = dict(distinct_names([(tmp_path / "p" / "s" / "y.wlc", Path("y")),
+                                  (tmp_path / "q" / "s" / "y.wlc", Path("y"))]))
+    assert sorted(map(str, deeper.values())) == ["p_s_y", "q_s_y"]

@@ -25,8 +25,8 @@ and its last change) is kept: a run again after a stop decodes only what is miss
 older is not replaced without --overwrite, and counts as failed. A full disk stops the
 batch (exit status 2); Ctrl-C, SIGTERM or SIGHUP stop it (130 after Ctrl-C, else 1). A
 folder's .wlc files (searched recursively) keep their place below it (wlc/a/1.wlc ->
-OUT/a/1.png); inputs that share a name keep apart (a/x.wlc, b/x.wlc given as files -> x.png,
-x-2.png, numbered in the order of their paths, whatever the order given).
+OUT/a/1.png); inputs that share a name keep apart by their folders' names (a/x.wlc, b/x.wlc
+given as files -> a_x.png, b_x.png), whatever else is given and in whatever order.
 
 examples:
   walloc-edge decode rgb-16x wlc/ -o decoded/

@@ -46,9 +46,11 @@ def expand_inputs(inputs, suffixes, what):
 
 def distinct_names(files):
     """``files`` ((path, name) pairs) with names made unique: a name two inputs share (a.jpg
-    and a.png, or photos/a.jpg and more/a.jpg) takes the input's suffix, then a number,
-    given in the order of the inputs' absolute paths, not of the arguments: the same
-    inputs in another order get the same names (a run again keeps outputs by name)."""
+    and a.png) takes the input's suffix; inputs that share name and suffix (a/x.wlc and
+    b/x.wlc) take their folders' names, as many as tell them apart (a_x, b_x). A name so
+    comes of its input's path, not of the order or the company it was given in: a run
+    again with inputs added, left out or reordered never takes one input's output for
+    another's (it kept by name). A number only where even that fails (a path given twice)."""
     suffixes = {}
     for path, name in files:
         suffixes.setdefault(name, []).append(path.suffix)
@@ -58,13 +60,25 @@ def distinct_names(files):
         if len(group) > 1 and group.count(path.suffix) == 1:
             name = name.with_name(f"{name.name}-{path.suffix.lstrip('.') or 'file'}")
         named.append(name)
-    taken, out = set(), [None] * len(files)
-    for i in sorted(range(len(files)), key=lambda i: (str(named[i]),
-                                                      os.path.abspath(files[i][0]))):
-        candidate, n = named[i], 1
+    alike = {}
+    for i, name in enumerate(named):
+        alike.setdefault(name, []).append(i)
+    for name, members in alike.items():
+        if len(members) < 2:
+            continue
+        folders = [Path(os.path.abspath(files[i][0])).parent.parts for i in members]
+        for depth in range(1, max(map(len, folders)) + 1):
+            prefixes = ["_".join(parts[-depth:]).lstrip("/") or "root" for parts in folders]
+            if len(set(prefixes)) == len(prefixes):
+                for i, prefix in zip(members, prefixes):
+                    named[i] = name.with_name(f"{prefix}_{name.name}")
+                break
+    taken, out = set(), []
+    for path, name in zip((p for p, _ in files), named):
+        candidate, n = name, 1
         while candidate in taken:
             n += 1
-            candidate = named[i].with_name(f"{named[i].name}-{n}")
+            candidate = name.with_name(f"{name.name}-{n}")
         taken.add(candidate)
-        out[i] = (files[i][0], candidate)
+        out.append((path, candidate))
     return out
