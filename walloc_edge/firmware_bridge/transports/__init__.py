@@ -19,7 +19,8 @@ from urllib.parse import parse_qs, urlparse
 from ...runtime.console import say
 from ..framing import Keys
 from . import file, mqtt, serial, stdio, tcp, udp
-from .base import Address, Link, Received, Receiver, ReceiverLimits, Scheme, Sender
+from .base import Address, Link, Received, Receiver, Scheme, Sender
+from .limits import ReceiverLimits
 
 __all__ = ["SCHEMES", "Scheme", "Address", "Link", "Received", "Receiver", "Sender",
            "ReceiverLimits", "parse_url", "check_url", "open_link", "open_sender",

@@ -1,14 +1,12 @@
 """What every transport shares: a scheme's table entry, the link a sensor writes frames to,
-the plain sender, and the receiver base (bounded queue, limits, a rate limit per sensor).
+the plain sender, and the receiver base (a bounded queue and a memory account, under the
+limits of ``limits.py``).
 
 A scheme module (``tcp.py``, ``mqtt.py``, ...) holds its links and receiver and one
 :class:`Scheme`; ``transports/__init__.py`` lists the schemes in ``SCHEMES``.
 """
-import functools
 import queue
 import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -16,6 +14,7 @@ from ..framing import (FLAG_HEARTBEAT, FLAG_META, Ack, FrameReader, Keys, LinkSt
                        encode_ack, encode_heartbeat, frames_for, pack_meta, unpack_heartbeat,
                        unpack_meta)
 from ..reassembly import FRAGMENT_OVERHEAD, MESSAGE_OVERHEAD, Reassembler
+from .limits import RateLimit, ReceiverLimits
 
 
 class Address(NamedTuple):
@@ -177,40 +176,6 @@ class Sender:
         self.close()
 
 
-@dataclass
-class ReceiverLimits:
-    """What one receiver lets senders hold (checked before the work is done)."""
-    queue: int = 16                 # complete messages waiting for the handler
-    connections: int = 256          # open TCP connections at once
-    per_host: int = 32              # ... from one source address
-    idle: float = 300.0             # seconds a TCP connection may stay silent
-    frame: float = 30.0             # seconds a TCP frame may take from its first byte
-    pending_bytes: int = 512 << 20  # memory all messages hold, from first byte to handled
-    message_bytes: int = 256 << 20  # the largest message
-    rate: float = 0.0               # messages a second one sensor may send (0: no limit)
-    burst: int = 20                 # ... in bursts of up to this many
-
-
-class RateLimit:
-    """A token bucket per sensor: a sensor over its rate has its messages dropped unheard
-    (not acknowledged, so an honest sensor sends them again later), and cannot crowd the
-    others out of the decoder."""
-
-    def __init__(self, rate, burst):
-        self.rate, self.burst, self.buckets = rate, burst, OrderedDict()
-
-    def allows(self, sensor):
-        if not self.rate:
-            return True
-        now = time.monotonic()
-        tokens, last = self.buckets.pop(sensor, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        self.buckets[sensor] = (tokens - 1, now) if tokens >= 1 else (tokens, now)
-        while len(self.buckets) > 65536:
-            self.buckets.popitem(last=False)
-        return tokens >= 1
-
-
 class Receiver:
     """Messages from one or more links through a bounded queue; ``stop()`` ends
     ``messages()``. With ``keys``, only authenticated frames are taken.
@@ -315,22 +280,17 @@ class Receiver:
             size = MESSAGE_OVERHEAD + len(data)
             self.complete_bytes += size
             self.peak_bytes = max(self.peak_bytes, self.held_bytes)
-        if holder is None:
-            return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
-                            reply, _once(functools.partial(self._release, size))), size
+        holder = holder or _NoHolder
         holder.taken()
-
-        def release():
-            self._release(size)
-            holder.finished()
-
         return Received(sender, message.sensor, message.boot, message.sequence, data, meta,
-                        reply, _once(release), holder.written), size
+                        reply, _once(lambda: (self._release(size), holder.finished())),
+                        holder.written), size
 
     def _release(self, size):
         with self.room:
             self.complete_bytes -= size
             self.room.notify_all()
+
     def _start(self, target, *args):
         """``target(*args)`` on a thread of its own; should it end by an error, ``failed``
         says so (serve's /healthz: not receiving) rather than the server going deaf unseen."""
@@ -338,8 +298,7 @@ class Receiver:
             try:
                 target(*args)
             except BaseException as e:
-                self.failed = (f"receiving failed ({type(e).__name__}: {e}); restart the "
-                               "server")
+                self.failed = f"receiving failed ({type(e).__name__}: {e}); restart the server"
                 raise
 
         thread = threading.Thread(target=run, daemon=True)
@@ -391,6 +350,11 @@ class StreamReceiver(Receiver):
                     break
                 self._frames(name, reader.feed(data))
         self.stop()
+
+
+class _NoHolder:
+    """The holder of a message no connection holds a slot for (every link but TCP)."""
+    taken = written = finished = staticmethod(lambda: None)
 
 
 def _once(fn):
