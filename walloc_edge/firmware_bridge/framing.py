@@ -236,27 +236,35 @@ class FrameReader:
     frames found so far; the buffer holds at most one frame's worth of bytes. ``garbage``
     counts the bytes since the last frame taken that were skipped, unauthenticated or
     checked in vain (a payload under a valid header whose CRC fails: each such header costs
-    a CRC of up to 65 KB, however close it follows the last); past
-    ``give_up_after`` (None: never) the reader stops reading (``given_up``): on a link that
-    loses no bytes, such a sender is no sensor of this server (or has the wrong key), and
-    parsing what it sends costs the server's CPU (every sync word a header to check).
+    a CRC of up to 65 KB, however close it follows the last). On a link that loses no
+    bytes such a sender is no sensor of this server (or has the wrong key), and parsing
+    what it sends costs the server's CPU (every sync word a header to check): the reader
+    stops reading (``given_up``) past ``give_up_after`` bytes of it (None: never), or as
+    soon as the ``budget`` it shares with the receiver's other readers (``take(n)``) is
+    spent, so that no number of senders or connections parses more than the budget.
     """
 
-    def __init__(self, stats=None, keys=None, give_up_after=None):
+    def __init__(self, stats=None, keys=None, give_up_after=None, budget=None):
         self.buffer = bytearray()
         self.stats = stats or LinkStats()
         self.keys = keys or Keys()
-        self.garbage, self.give_up_after = 0, give_up_after
-        self.noise = 0  # of ``garbage``, what never was a frame (unauthenticated ones were)
+        self.garbage, self.give_up_after, self.budget = 0, give_up_after, budget
+        self.over_budget = False
 
     @property
     def given_up(self):
-        return self.give_up_after is not None and self.garbage > self.give_up_after
+        return self.over_budget or (self.give_up_after is not None and
+                                    self.garbage > self.give_up_after)
+
+    def _waste(self, n):
+        """``n`` bytes of work spent on what was no frame taken."""
+        self.garbage += n
+        if self.budget is not None and not self.budget.take(n):
+            self.over_budget = True
 
     def _skip(self, n):
         self.stats.skipped_bytes += n
-        self.garbage += n
-        self.noise += n
+        self._waste(n)
         del self.buffer[:n]
 
     def feed(self, data):
@@ -292,18 +300,17 @@ class FrameReader:
             payload = bytes(self.buffer[body:body + length])
             if _U32.unpack_from(self.buffer, body + length)[0] != zlib.crc32(payload):
                 self.stats.corrupted += 1
-                self.garbage += length  # the payload checked, for nothing: its cost counts
-                self.noise += length
+                self._waste(length)  # the payload checked, for nothing: its cost counts
                 self._skip(1)
                 continue
             tag = bytes(self.buffer[body + length + 4:end])
             del self.buffer[:end]
             if not self.keys.accepts(header, fields, flags, payload, tag):
                 self.stats.unauthenticated += 1
-                self.garbage += end
+                self._waste(end)
                 continue
             self.stats.frames += 1
-            self.garbage = self.noise = 0
+            self.garbage = 0
             frames.append(Frame(*fields, payload, flags))
         self.buffer.clear()  # given up: nothing more is read
         return frames
@@ -319,11 +326,9 @@ class FrameReader:
             frames += self.feed(b"")
         return frames
 
-    def _drop_v1(self):  # a frame still, of an older walloc-edge: not noise
+    def _drop_v1(self):
         self.stats.old_version += 1
-        self.stats.skipped_bytes += V1_HEADER.size + 4
-        self.garbage += V1_HEADER.size + 4
-        del self.buffer[:V1_HEADER.size + 4]
+        self._skip(V1_HEADER.size + 4)
 
 
 GARBAGE_LIMIT = 1 << 16  # bytes a sender on a link that loses none may send beside frames

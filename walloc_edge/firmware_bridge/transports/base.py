@@ -10,11 +10,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from ..framing import (FLAG_HEARTBEAT, FLAG_META, Ack, FrameReader, Keys, LinkStats,
-                       encode_ack, encode_heartbeat, frames_for, pack_meta, unpack_heartbeat,
-                       unpack_meta)
+from ..framing import (FLAG_HEARTBEAT, FLAG_META, GARBAGE_LIMIT, Ack, FrameReader, Keys,
+                       LinkStats, encode_ack, encode_heartbeat, frames_for, pack_meta,
+                       unpack_heartbeat, unpack_meta)
 from ..reassembly import FRAGMENT_OVERHEAD, MESSAGE_OVERHEAD, Reassembler
-from .limits import RateLimit, ReceiverLimits
+from .limits import GARBAGE_RATE, ByteBudget, RateLimit, ReceiverLimits
 
 
 class Address(NamedTuple):
@@ -202,6 +202,7 @@ class Receiver:
         self.peak_bytes = 0      # the most the account held at once
         self.queue = queue.Queue(maxsize=self.limits.queue)
         self.rate = RateLimit(self.limits.rate, self.limits.burst)
+        self.garbage = ByteBudget(GARBAGE_RATE, 4 * GARBAGE_LIMIT)  # its readers' together
         self.stopped = threading.Event()
         self.down = None  # why messages cannot reach it now (a broker gone), or None
         self.failed = None  # why it receives nothing any more (its thread failed), or None

@@ -1,10 +1,13 @@
-"""What a receiver lets senders hold, checked before the work is done: its limits, and a
-rate limit per sensor."""
+"""What a receiver lets senders hold, checked before the work is done: its limits, a rate
+limit per sensor, and a budget for parsing what is no frame."""
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-__all__ = ["ReceiverLimits", "RateLimit"]
+__all__ = ["ReceiverLimits", "RateLimit", "ByteBudget", "GARBAGE_RATE"]
+
+GARBAGE_RATE = 256 << 10  # bytes a second a receiver parses of what is no frame, all told
 
 
 @dataclass
@@ -39,3 +42,23 @@ class RateLimit:
         while len(self.buckets) > 65536:
             self.buckets.popitem(last=False)
         return tokens >= 1
+
+
+class ByteBudget:
+    """A token bucket of bytes a second, shared by threads: what a receiver's readers may
+    spend, all of them together, on what turns out to be no frame (``FrameReader.budget``).
+    Sensors over TCP or MQTT send none, so only senders of garbage meet it: however many
+    connections or addresses they use, parsing it costs the server at most this."""
+
+    def __init__(self, rate, burst):
+        self.rate, self.burst, self.tokens = rate, burst, float(burst)
+        self.last, self.lock = time.monotonic(), threading.Lock()
+
+    def take(self, n):
+        """Spend ``n``; False when the budget does not hold them (spent nonetheless)."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = max(-self.burst, min(self.burst, self.tokens +
+                                               (now - self.last) * self.rate) - n)
+            self.last = now
+            return self.tokens >= 0

@@ -259,7 +259,8 @@ class MqttReceiver(Receiver):
 
     def _on_message(self, client, userdata, message):
         try:
-            reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT)
+            reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT,
+                                 budget=self.garbage)
             frames = reader.feed(message.payload)  # a publish of garbage is not all parsed
             self._frames(f"mqtt:{message.topic}", frames, self._reply)
             if reader.given_up:

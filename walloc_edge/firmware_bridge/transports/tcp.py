@@ -151,13 +151,10 @@ class TcpReceiver(Receiver):
     sensor delivers one).
     """
 
-    PENALTY = 5.0  # seconds a host that sent garbage is refused new connections
-
     def __init__(self, host, port, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.log = log
-        self.penalised = {}  # host → until when its new connections are refused
-        self.refusals_said = set()  # hosts whose refusal this penalty was logged
+        self.garbage_closed, self.garbage_said = 0, 0.0  # closed for garbage; said when
         self.server = socket.create_server((host, port), reuse_port=False)
         self.server.settimeout(0.2)
         self.address = self.server.getsockname()
@@ -206,12 +203,6 @@ class TcpReceiver(Receiver):
         never delivered a message if the slots are full; None (logged) if none can be
         freed."""
         with self.connections_lock:
-            if self.penalised.get(host, 0) > time.monotonic():
-                if host not in self.refusals_said:  # once a penalty, so as not to flood
-                    self.refusals_said.add(host)
-                    self.log(f"refused tcp://{host}: it sent garbage a moment ago (refused "
-                             f"for {self.PENALTY:g} s)")
-                return None
             for limit, whose in ((self.limits.per_host, f"from {host} "),
                                  (self.limits.connections, "")):
                 held = [c for c in self.open if not whose or c.host == host]
@@ -230,7 +221,8 @@ class TcpReceiver(Receiver):
 
     def _read(self, connection, sender):
         conn = connection.sock
-        reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT)
+        reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT,
+                             budget=self.garbage)
         write_lock = threading.Lock()
 
         def reply(data, received):  # this connection is the way back
@@ -262,7 +254,7 @@ class TcpReceiver(Receiver):
                         started = now
                     self._frames(sender, frames, reply, connection)
                     if reader.given_up:
-                        self._give_up(connection.host, sender, reader)
+                        self._given_up(sender, reader)
                         return
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
@@ -282,25 +274,20 @@ class TcpReceiver(Receiver):
             self._closed(sender)
 
 
-    def _give_up(self, host, sender, reader):
-        """``sender`` sent more than the reader takes that was no frame of a sensor of this
-        server: closed. Where most of it was no frame at all (noise, not frames of an
-        unknown key: a sensor with a stale key may share its address, a NAT's, with
-        others), its address is refused for PENALTY seconds too, so that parsing what it
-        sends cannot take the server's CPU from the sensors."""
-        noise = reader.noise * 2 > reader.garbage
-        if noise:
-            with self.connections_lock:
-                now = time.monotonic()
-                if len(self.penalised) > 4096:
-                    self.penalised = {h: t for h, t in self.penalised.items() if t > now}
-                self.penalised[host] = now + self.PENALTY
-                self.refusals_said.discard(host)
-        self.log(f"closed {sender}: " + (
-            f"{reader.garbage:,} bytes that were no frame (not a walloc-edge sensor); its "
-            f"address refused for {self.PENALTY:g} s" if noise else
-            f"{reader.garbage:,} bytes of frames this server does not take (of a key it "
-            "does not know: a sensor with a wrong or old key? or of an older walloc-edge)"))
+    def _given_up(self, sender, reader):
+        """``sender`` sent more than its reader takes of what was no frame of a sensor of
+        this server (or the receiver's budget for it was spent): closed, and said at most
+        once a minute (a flood of such connections is not a flood of lines)."""
+        with self.connections_lock:
+            self.garbage_closed += 1
+            now, closed = time.monotonic(), self.garbage_closed
+            if now < self.garbage_said:
+                return
+            self.garbage_said, self.garbage_closed = now + 60, 0
+        self.log(f"closed {sender}: {reader.garbage:,} bytes that were no frame this server "
+                 "takes (not a walloc-edge sensor, a sensor with a wrong key, or an older "
+                 "walloc-edge)" + (f"; {closed - 1} more closed so since this was last said"
+                                   if closed > 1 else "") + " (said at most once a minute)")
 
 
 def open_link(url, address, sensor, ack_key):
