@@ -367,29 +367,38 @@ def test_http_on_a_port_in_use_is_one_line(reference_dir, tmp_path):
 
 def test_the_dashboard_bounds_its_connections_and_their_time(tmp_path):
     """A client trickling a request a byte at a time, on a thousand connections, held a
-    thread and a file each until the server had none left for its sensors. At most
-    max_connections are taken (one more is closed at once), and each for deadline seconds
-    in all; then the dashboard answers again."""
+    thread and a file each until the server had none left for its sensors; capped, the
+    same client could keep every /healthz probe out. Now the slots are bounded, a request
+    must arrive in request_deadline seconds, and a new connection takes the slot of the
+    oldest one whose request is still arriving."""
     import socket
     import time
 
+    def closed(s):
+        try:
+            return s.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
     with Dashboard(Fleet(tmp_path), "127.0.0.1", 0) as dashboard:
-        dashboard.server.max_connections, dashboard.server.deadline = 4, 1.5
+        server = dashboard.server
+        server.max_connections, server.request_deadline = 4, 2.0
         dashboard.start()
-        host, port = dashboard.server.server_address[:2]
-        trickling = [socket.create_connection((host, port)) for _ in range(4)]
-        for s in trickling:
-            s.sendall(b"G")
-            s.settimeout(5)
-        time.sleep(0.5)
-        with socket.create_connection((host, port)) as one_more:
-            one_more.settimeout(5)
-            assert one_more.recv(1) == b""  # closed at once
-        for s in trickling:
-            s.sendall(b"E")  # still held, and still under way
-        assert all(s.recv(1) == b"" for s in trickling)  # ended past the deadline
+        host, port = server.server_address[:2]
+        trickling = []
+        for _ in range(4):
+            trickling.append(socket.create_connection((host, port)))
+            trickling[-1].sendall(b"G")
+            trickling[-1].settimeout(5)
+            time.sleep(0.05)
+        time.sleep(0.3)
         with urllib.request.urlopen(dashboard.url + "healthz", timeout=10) as r:
-            assert r.status == 200
+            assert r.status == 200  # answered: the oldest trickler made room
+        assert closed(trickling[0])
+        for s in trickling[1:]:
+            s.sendall(b"E")  # still held, still arriving
+        assert all(closed(s) for s in trickling[1:])  # ended past the request deadline
+        assert len(server.active) == 0
         for s in trickling:
             s.close()
 

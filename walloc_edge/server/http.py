@@ -155,35 +155,60 @@ class FleetCollector:
         yield from beats.values()
 
 
+class _Slot:
+    """One connection the dashboard holds: from when, from where, and whether its request
+    is still arriving."""
+
+    def __init__(self, host):
+        self.taken, self.host, self.reading = time.monotonic(), host, True
+
+
 class _Server(ThreadingHTTPServer):
-    """A thread a connection, as http.server's, but at most ``max_connections`` at once (one
-    more is closed at once) and each for at most ``deadline`` seconds in all: a client that
-    trickles its request a byte at a time, or opens a thousand, held a thread and a file
-    each, unbounded, until the sensors' connections found no file to be had."""
+    """A thread a connection, as http.server's, but bounded: a client that trickles its
+    request a byte at a time, or opens a thousand, held a thread and a file each, unbounded,
+    until the sensors' connections found no file to be had. At most ``max_connections`` at
+    once, ``per_host`` of one address; a request must arrive within ``request_deadline``
+    seconds and be answered within ``deadline``; and where the slots are full, the oldest
+    connection whose request is still arriving makes room for the new one (a new one is
+    closed only where every slot is being answered), so that trickling connections cannot
+    keep an operator, or a /healthz probe, out."""
     daemon_threads = True
     allow_reuse_port = False  # a port in use is refused, never shared
-    max_connections = 64
-    deadline = 30.0
+    max_connections, per_host = 64, 16
+    request_deadline, deadline = 5.0, 30.0
 
     def server_bind(self):  # HTTPServer's looks the host's name up, which may hang
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
-        self.active, self.active_lock = {}, threading.Lock()  # connection → when taken
+        self.active, self.active_lock = {}, threading.Lock()  # connection → its _Slot
 
     def process_request(self, request, client_address):
+        host, room = client_address[0], None
         with self.active_lock:
-            full = len(self.active) >= self.max_connections
-            if not full:
-                self.active[request] = time.monotonic()
-        if full:
-            self.shutdown_request(request)
-            return
+            for limit, whose in ((self.per_host, host), (self.max_connections, None)):
+                held = [(r, s) for r, s in self.active.items() if whose in (None, s.host)]
+                if len(held) < limit:
+                    continue
+                arriving = [(s.taken, r) for r, s in held if s.reading]
+                room = min(arriving, key=lambda item: item[0])[1] if arriving else request
+                break
+            if room is not request:
+                self.active[request] = _Slot(host)
+        if room is not None:
+            _shut(room)  # the oldest request still arriving, or this one
+            if room is request:
+                return self.shutdown_request(request)
         try:
             super().process_request(request, client_address)
         except RuntimeError:  # no thread to be had: the connection goes, the server stays
             with self.active_lock:
                 self.active.pop(request, None)
             raise
+
+    def request_arrived(self, request):
+        with self.active_lock:
+            if request in self.active:
+                self.active[request].reading = False
 
     def process_request_thread(self, request, client_address):
         try:
@@ -195,15 +220,20 @@ class _Server(ThreadingHTTPServer):
     def service_actions(self):  # serve_forever's every turn: the connections past deadline
         now = time.monotonic()
         with self.active_lock:
-            late = [r for r, taken in self.active.items() if now - taken > self.deadline]
+            late = [r for r, s in self.active.items() if now - s.taken > (
+                self.request_deadline if s.reading else self.deadline)]
         for request in late:
-            try:
-                request.shutdown(socket.SHUT_RDWR)  # its thread's read ends, and the thread
-            except OSError:
-                pass
+            _shut(request)  # its thread's read or write ends, and the thread
 
     def handle_error(self, request, client_address):
         self.dashboard.log(f"the dashboard failed to answer {client_address[0]}")
+
+
+def _shut(request):
+    try:
+        request.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class _Server6(_Server):
@@ -265,6 +295,10 @@ class Dashboard:
 class _Handler(BaseHTTPRequestHandler):
     timeout = 10  # seconds a client may keep its connection (and a thread) idle
     server_version = "walloc-edge"
+
+    def parse_request(self):  # the request has arrived: its slot is no longer made room of
+        self.server.request_arrived(self.request)
+        return super().parse_request()
 
     def do_GET(self):  # noqa: N802 - http.server's name
         url = urlsplit(self.path)
