@@ -98,12 +98,14 @@ def test_bad_models_and_latents_folders_are_one_line_naming_them(reference_dir, 
     (["--format", "wav"], "--format wav: image is written as png, tiff, npy"),
     (["--metrics", "{tmp}"], "--metrics {tmp}: a folder, not a file"),
     (["--metrics", "{tmp}/no/m.jsonl"], "--metrics {tmp}/no/m.jsonl: no folder {tmp}/no"),
+    (["--metrics", "{tmp}/dangling"], "--metrics {tmp}/dangling: a link to nothing"),
 ])
 def test_bad_serve_options_are_one_line(argv, said, reference_dir, tmp_path, capsys):
     """--idle -5 was taken, and serve ended at once with status 0; --http on the port its
     own --listen takes said only "Address already in use"; a --format the model's outputs
     cannot take started a server that refused every message for good."""
     port = str(free_port())
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     argv = [a.replace("PORT", port).replace("{tmp}", str(tmp_path)) for a in argv]
     said = said.replace("{tmp}", str(tmp_path))
     try:

@@ -151,8 +151,13 @@ def check_log(path: "str | Path") -> Path:
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{path}: a folder, not a file")
+    if path.is_symlink() and not path.exists():
+        raise ValueError(f"{path}: a link to nothing ({os.readlink(path)})")
     if not path.parent.is_dir():
         raise ValueError(f"{path}: no folder {path.parent} to write it in")
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        raise ValueError(f"{path}: cannot be written here (permissions, or a read-only "
+                         "file system)")
     return path
 
 
