@@ -161,6 +161,7 @@ class _Slot:
 
     def __init__(self, host):
         self.taken, self.host, self.reading = time.monotonic(), host, True
+        self.shut = False  # by the server (room made, or late): its handler's error unsaid
 
 
 class _Server(ThreadingHTTPServer):
@@ -194,10 +195,12 @@ class _Server(ThreadingHTTPServer):
                 break
             if room is not request:
                 self.active[request] = _Slot(host)
+            if room in self.active:
+                self.active[room].shut = True
+        if room is request:
+            return self.shutdown_request(request)
         if room is not None:
-            _shut(room)  # the oldest request still arriving, or this one
-            if room is request:
-                return self.shutdown_request(request)
+            _shut(room)  # the oldest request still arriving
         try:
             super().process_request(request, client_address)
         except RuntimeError:  # no thread to be had: the connection goes, the server stays
@@ -222,11 +225,16 @@ class _Server(ThreadingHTTPServer):
         with self.active_lock:
             late = [r for r, s in self.active.items() if now - s.taken > (
                 self.request_deadline if s.reading else self.deadline)]
+            for request in late:
+                self.active[request].shut = True
         for request in late:
             _shut(request)  # its thread's read or write ends, and the thread
 
     def handle_error(self, request, client_address):
-        self.dashboard.log(f"the dashboard failed to answer {client_address[0]}")
+        with self.active_lock:
+            slot = self.active.get(request)
+        if not (slot and slot.shut):  # one it shut itself is no failure to say
+            self.dashboard.log(f"the dashboard failed to answer {client_address[0]}")
 
 
 def _shut(request):
