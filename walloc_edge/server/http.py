@@ -187,7 +187,8 @@ class _Server(ThreadingHTTPServer):
         host, room = client_address[0], None
         with self.active_lock:
             for limit, whose in ((self.per_host, host), (self.max_connections, None)):
-                held = [(r, s) for r, s in self.active.items() if whose in (None, s.host)]
+                held = [(r, s) for r, s in self.active.items()  # (those shut are going)
+                        if whose in (None, s.host) and not s.shut]
                 if len(held) < limit:
                     continue
                 arriving = [(s.taken, r) for r, s in held if s.reading]
