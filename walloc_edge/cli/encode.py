@@ -132,7 +132,8 @@ def _encode_video(encoder, args, out, totals, same_model):
     if video is not None:
         prefix = source.name + (f"-{args.fps:g}fps" if args.fps else "")
     else:
-        start = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        now = time.time()  # to the millisecond: two runs started at once keep apart
+        start = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{int(now % 1 * 1000):03d}Z"
         prefix = _new_prefix(out, f"{source.name}-{start}")
     try:
         for index, frame in enumerate(source.frames(args.fps, args.frames)):
