@@ -85,8 +85,7 @@ def measure(model, photos, music, widths, tmp):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", nargs="+", required=True)
-    p.add_argument("--music", nargs="+", required=True)
+    real_data.add_options(p)
     p.add_argument("--widths", type=int, nargs="+", default=[64, 640])
     p.add_argument("--out")
     args = p.parse_args()

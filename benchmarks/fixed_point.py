@@ -74,8 +74,7 @@ def fixed_scales(model):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", nargs="+", required=True)
-    p.add_argument("--music", nargs="+", required=True)
+    real_data.add_options(p)
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--out")

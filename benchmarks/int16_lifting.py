@@ -103,8 +103,7 @@ def parity(bundle, inputs, grids):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", nargs="+", required=True)
-    p.add_argument("--music", nargs="+", required=True)
+    real_data.add_options(p)
     p.add_argument("--seconds", type=float, default=10.0, help="of each music file's middle")
     p.add_argument("--out")
     args = p.parse_args()

@@ -65,8 +65,7 @@ def measure(model, inputs):
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--photos", nargs="+", required=True)
-    p.add_argument("--music", nargs="+", required=True)
+    real_data.add_options(p)
     p.add_argument("--out")
     args = p.parse_args()
     photos, music = real_data.photos(args.photos), real_data.music(args.music)

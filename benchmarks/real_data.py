@@ -5,6 +5,12 @@ from walloc_edge.runtime.io import read_input
 from walloc_edge.runtime.modality import AUDIO, IMAGE
 
 
+def add_options(parser):
+    """--photos and --music, as every parity benchmark takes them."""
+    parser.add_argument("--photos", nargs="+", required=True)
+    parser.add_argument("--music", nargs="+", required=True)
+
+
 def photos(paths):
     return [read_input(f, IMAGE, 3)[0] for f in paths]
 

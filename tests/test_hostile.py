@@ -414,7 +414,7 @@ def test_garbage_is_parsed_within_a_budget_whatever_the_connections():
     receiver = open_receiver(f"tcp://127.0.0.1:{port}", log=logged.append)
     assert spam(SYNC * (GARBAGE_LIMIT // 2))  # past the limit of one connection
     assert any("bytes that were no frame" in line for line in logged), logged
-    receiver.garbage = ByteBudget(rate=0, burst=4096)  # a budget all but spent
+    receiver.garbage_budget = ByteBudget(rate=0, burst=4096)  # a budget all but spent
     skipped = receiver.stats.skipped_bytes
     for _ in range(4):  # each well under a connection's limit
         assert spam(SYNC * 4096)

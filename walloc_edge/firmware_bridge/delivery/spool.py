@@ -55,23 +55,23 @@ def signals_deferred():
             signal.raise_signal(signum)
 
 
-class SpoolFull(Exception):
-    """The spool cannot take another message now (policy "block", or what it holds is in
-    flight): the caller waits for acknowledgements. ``dropped``: the keys given up trying."""
+class _Refused:
+    """A refusal of the spool's that may have given messages up trying: ``dropped``."""
 
     def __init__(self, message, dropped=()):
         super().__init__(message)
         self.dropped = list(dropped)
 
 
-class NotSpooled(ValueError):
+class SpoolFull(_Refused, Exception):
+    """The spool cannot take another message now (policy "block", or what it holds is in
+    flight): the caller waits for acknowledgements."""
+
+
+class NotSpooled(_Refused, ValueError):
     """A message this spool cannot take at all (larger than the whole spool; a disk full
     that giving up every message would not make room on): that input cannot be sent, the
-    others can. ``dropped``: the keys given up trying (none but where the disk misled)."""
-
-    def __init__(self, message, dropped=()):
-        super().__init__(message)
-        self.dropped = list(dropped)
+    others can (``dropped``: none but where the disk misled)."""
 
 
 class SpoolDamaged(Exception):

@@ -7,6 +7,7 @@ A scheme module (``tcp.py``, ``mqtt.py``, ...) holds its links and receiver and 
 """
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
@@ -202,7 +203,8 @@ class Receiver:
         self.peak_bytes = 0      # the most the account held at once
         self.queue = queue.Queue(maxsize=self.limits.queue)
         self.rate = RateLimit(self.limits.rate, self.limits.burst)
-        self.garbage = ByteBudget(GARBAGE_RATE, 4 * GARBAGE_LIMIT)  # its readers' together
+        self.garbage_budget = ByteBudget(GARBAGE_RATE, 4 * GARBAGE_LIMIT)  # readers share it
+        self.garbage_given_up, self.garbage_said = 0, 0.0  # since said; when next said
         self.stopped = threading.Event()
         self.down = None  # why messages cannot reach it now (a broker gone), or None
         self.failed = None  # why it receives nothing any more (its thread failed), or None
@@ -291,6 +293,21 @@ class Receiver:
         with self.room:
             self.complete_bytes -= size
             self.room.notify_all()
+
+    def _gave_up(self, what, reader):
+        """A reader given up on garbage (``what``: "closed tcp://...", "dropped the rest of
+        a message on TOPIC"), said with the receiver's ``log`` at most once a minute, with
+        how many more since: a flood of them is not a flood of lines."""
+        with self.lock:
+            self.garbage_given_up += 1
+            now, count = time.monotonic(), self.garbage_given_up
+            if now < self.garbage_said:
+                return
+            self.garbage_said, self.garbage_given_up = now + 60, 0
+        self.log(f"{what}: {reader.garbage:,} bytes that were no frame this server takes (not "
+                 "a walloc-edge sensor, a sensor with a wrong key, or an older walloc-edge)"
+                 + (f"; {count - 1} more given up so since this was last said" if count > 1
+                    else "") + " (said at most once a minute)")
 
     def _start(self, target, *args):
         """``target(*args)`` on a thread of its own; should it end by an error, ``failed``

@@ -219,7 +219,6 @@ class MqttReceiver(Receiver):
     def __init__(self, url, host, port, topic, options, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.topic, self.log = topic, log
-        self.garbage_said = 0.0  # when a publish of garbage may next be said
         base = topic.split("/", 2)[2] if topic.startswith("$share/") else topic
         self.ack_base = base
         default_id = "walloc-edge-serve-" + hashlib.sha1(
@@ -260,17 +259,12 @@ class MqttReceiver(Receiver):
     def _on_message(self, client, userdata, message):
         try:
             reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT,
-                                 budget=self.garbage)
+                                 budget=self.garbage_budget)
             frames = reader.feed(message.payload)  # a publish of garbage is not all parsed
             self._frames(f"mqtt:{message.topic}", frames, self._reply)
             if reader.given_up:
                 self.stats.corrupted += 1
-                now = time.monotonic()
-                if now >= self.garbage_said:  # a minute apart: a flood is not a log flood
-                    self.garbage_said = now + 60
-                    self.log(f"dropped the rest of a message on {message.topic}: "
-                             f"{reader.garbage:,} bytes that were no frame (counted as "
-                             "corrupted; said at most once a minute)")
+                self._gave_up(f"dropped the rest of a message on {message.topic}", reader)
         except Exception as e:  # noqa: BLE001 - paho's loop thread must outlive any message
             self.stats.corrupted += 1
             self.log(f"dropped a message on {message.topic} ({type(e).__name__}: {e})")

@@ -154,7 +154,6 @@ class TcpReceiver(Receiver):
     def __init__(self, host, port, keys=None, limits=None, log=say):
         super().__init__(keys, limits)
         self.log = log
-        self.garbage_closed, self.garbage_said = 0, 0.0  # closed for garbage; said when
         self.server = socket.create_server((host, port), reuse_port=False)
         self.server.settimeout(0.2)
         self.address = self.server.getsockname()
@@ -222,7 +221,7 @@ class TcpReceiver(Receiver):
     def _read(self, connection, sender):
         conn = connection.sock
         reader = FrameReader(self.stats, self.keys, give_up_after=GARBAGE_LIMIT,
-                             budget=self.garbage)
+                             budget=self.garbage_budget)
         write_lock = threading.Lock()
 
         def reply(data, received):  # this connection is the way back
@@ -254,7 +253,7 @@ class TcpReceiver(Receiver):
                         started = now
                     self._frames(sender, frames, reply, connection)
                     if reader.given_up:
-                        self._given_up(sender, reader)
+                        self._gave_up(f"closed {sender}", reader)
                         return
                     after = time.monotonic()  # time spent waiting for room is not its doing
                     if started is not None:
@@ -272,22 +271,6 @@ class TcpReceiver(Receiver):
                 self.open.pop(connection, None)
             conn.close()
             self._closed(sender)
-
-
-    def _given_up(self, sender, reader):
-        """``sender`` sent more than its reader takes of what was no frame of a sensor of
-        this server (or the receiver's budget for it was spent): closed, and said at most
-        once a minute (a flood of such connections is not a flood of lines)."""
-        with self.connections_lock:
-            self.garbage_closed += 1
-            now, closed = time.monotonic(), self.garbage_closed
-            if now < self.garbage_said:
-                return
-            self.garbage_said, self.garbage_closed = now + 60, 0
-        self.log(f"closed {sender}: {reader.garbage:,} bytes that were no frame this server "
-                 "takes (not a walloc-edge sensor, a sensor with a wrong key, or an older "
-                 "walloc-edge)" + (f"; {closed - 1} more closed so since this was last said"
-                                   if closed > 1 else "") + " (said at most once a minute)")
 
 
 def open_link(url, address, sensor, ack_key):
