@@ -8,16 +8,19 @@ authenticate its sensors.
 """
 import errno
 import hashlib
+import itertools
 import json
 import os
 import re
+import sqlite3
 import threading
 from pathlib import Path
 
 from ..firmware_bridge.delivery.identity import sensor_number
 from ..firmware_bridge.framing import Keys
 
-__all__ = ["Ledger", "RecordedElsewhere", "read_keys", "message_digest", "start_nonce"]
+__all__ = ["KnownMessages", "Ledger", "RecordedElsewhere", "boot_of", "read_keys",
+           "message_digest", "start_nonce"]
 
 
 def message_digest(message: bytes) -> str:
@@ -42,63 +45,185 @@ class RecordedElsewhere(Exception):
         self.key, self.collision, self.output = key, collision, output
 
 
-class Ledger:
-    """The server's memory of what it has written: one line per message key in a file
-    (appended and synced after the outputs are durable), read back at start, so that a
-    message resent after any restart is acknowledged but not written again. A line a full
-    disk or a crash cut short is not believed (it is taken off, or ignored at start).
+CHUNK = 1 << 20  # bytes of the ledger read at once
 
-    A line is ``KEY [OUTPUT] digest=HEX [nonce=HEX]``: the content's digest, and the nonce
-    of the sensor start that sent it, tell the same message sent again from another message
-    under the same key (see :meth:`collision`)."""
 
-    def __init__(self, path):
-        self.path = Path(path)
-        self.done = {}   # key -> (digest, nonce), either None where not known
-        self.boots = {}  # "SENSOR-BOOT" -> the nonce of the start that sent that boot
-        self.lock = threading.Lock()  # serve's workers record at once
-        if self.path.is_file():
-            data = self.path.read_bytes()
-            complete = data[:data.rfind(b"\n") + 1]  # in bytes: a damaged byte is one byte
-            for line in complete.decode(errors="replace").splitlines():
-                fields = line.split()
-                if fields:
-                    known = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
-                    self._remember(fields[0], known.get("digest"), known.get("nonce"))
-            if len(complete) != len(data):  # a cut-short last line: drop it
-                with open(self.path, "r+b") as f:
-                    f.truncate(len(complete))
-        self.file = open(self.path, "ab", buffering=0)  # a failed line leaves nothing behind
+class KnownMessages:
+    """What a ledger answers from what it holds of each key: its content's digest and the
+    nonce of the sensor start that sent it (``kept``), and the nonce of the start that
+    first sent a boot (``boot_nonce``)."""
 
-    def _remember(self, key, digest, nonce):
-        self.done[key] = (digest, nonce)
-        if nonce is not None:
-            self.boots.setdefault(key.rsplit("-", 1)[0], nonce)
+    def kept(self, key):
+        """(digest, nonce) of the message recorded under ``key`` (either None where not
+        known), or None where none is."""
+        raise NotImplementedError
+
+    def boot_nonce(self, boot):
+        """The nonce of the start that first sent under ``boot`` ("SENSOR-BOOT"), or None."""
+        raise NotImplementedError
 
     def fetch(self, key):
-        """Learn what there is to know of ``key`` before it is asked about; a file ledger
-        has it all in memory (an object store's asks the store)."""
+        """Learn what there is to know of ``key`` before it is asked about (an object
+        store's ledger asks the store; a file's has it at hand)."""
 
     def __contains__(self, key):
-        return key in self.done
+        return self.kept(key) is not None
 
     def collision(self, key, digest, nonce=None):
         """Why the message ``key`` with content ``digest``, from the sensor start ``nonce``,
         is not the message the ledger holds (other content under that key, or its boot
         taken by another start: a shared id, a copied or restored state folder); None when
         it is new or the same message sent again."""
-        if key in self.done:
-            kept_digest, kept_nonce = self.done[key]
+        kept = self.kept(key)
+        if kept is not None:
+            kept_digest, kept_nonce = kept
             # a line without a digest (from a server that kept none) matches any content
             if kept_digest is not None and kept_digest != digest:
                 return "other content is already written under this key"
             if None not in (kept_nonce, nonce) and kept_nonce != nonce:
                 return "another start of this sensor already sent this key"
             return None
-        kept_nonce = self.boots.get(key.rsplit("-", 1)[0])
+        kept_nonce = self.boot_nonce(boot_of(key))
         if None not in (kept_nonce, nonce) and kept_nonce != nonce:
             return "another start of this sensor already sent under this boot number"
         return None
+
+
+def boot_of(key):
+    """"SENSOR-BOOT" of a message key "SENSOR-BOOT-SEQUENCE"."""
+    return key.rsplit("-", 1)[0]
+
+
+class Ledger(KnownMessages):
+    """The server's memory of what it has written: one line per message key in a text file
+    (appended and synced after the outputs are durable), so that a message resent after any
+    restart is acknowledged but not written again. A line a full disk or a crash cut short
+    is not believed (it is taken off at start).
+
+    A line is ``KEY [OUTPUT] digest=HEX [nonce=HEX]``: the content's digest, and the nonce
+    of the sensor start that sent it, tell the same message sent again from another message
+    under the same key (see :meth:`collision`).
+
+    The lines are looked up in an index beside the file (``ledger.txt.index``, SQLite), so
+    that neither a server's start nor its memory grows with the messages it has written: a
+    start indexes only the lines added since the index last saw the file (none, after this
+    server; all, the first time, or after a server that kept no index). The text stays the
+    record: the index says how far into it it has read and what the bytes before that point
+    end with, and is made again from the text where they differ (a file replaced or
+    restored) or where it cannot be read; it is not synced at each line (a crash loses
+    at most its last lines, which the next start reads again). Where no index can be kept
+    on the disk (a file system SQLite cannot lock), it is kept in memory."""
+
+    TAIL = 64  # bytes before the indexed point that the index keeps, to know its file again
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock = threading.Lock()  # serve's workers record at once
+        self.pending = {}  # key -> (digest, nonce) of lines written, not yet indexed
+        self.file = open(self.path, "ab+", buffering=0)  # a failed line leaves nothing behind
+        self._drop_a_cut_line()
+        self.index_path = self.path.with_name(self.path.name + ".index")
+        try:
+            self.index = self._open_index(self.index_path)
+        except sqlite3.Error:  # damaged: made again; unusable here: in memory
+            try:
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+                self.index = self._open_index(self.index_path)
+            except (OSError, sqlite3.Error):
+                self.index = self._open_index(":memory:")
+
+    def _open_index(self, where):
+        index = sqlite3.connect(str(where), check_same_thread=False, isolation_level=None)
+        try:
+            index.execute("PRAGMA journal_mode=WAL")
+            index.execute("PRAGMA synchronous=NORMAL")  # never damaged; the text is the record
+            index.executescript("""
+                CREATE TABLE IF NOT EXISTS messages (key TEXT PRIMARY KEY, digest TEXT,
+                                                     nonce TEXT);
+                CREATE TABLE IF NOT EXISTS boots (boot TEXT PRIMARY KEY, nonce TEXT);
+                CREATE TABLE IF NOT EXISTS file (read INTEGER, tail BLOB);""")
+            self._catch_up(index)
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    def _drop_a_cut_line(self):
+        """Take off a last line a full disk or a crash cut short (in bytes: a damaged byte
+        is one byte), reading back from the end only as far as its start."""
+        size = os.fstat(self.file.fileno()).st_size
+        if not size or self._bytes(size - 1, size) == b"\n":
+            return
+        end = size
+        while end:
+            chunk = self._bytes(max(0, end - CHUNK), end)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                os.ftruncate(self.file.fileno(), end - len(chunk) + cut + 1)
+                return
+            end -= len(chunk)
+        os.ftruncate(self.file.fileno(), 0)  # no line ends: nothing of it is believed
+
+    def _lines(self, begin, end):
+        """The lines of the file's bytes [begin, end) (whole lines), a chunk at a time."""
+        rest = b""
+        for at in range(begin, end, CHUNK):
+            rest += self._bytes(at, min(end, at + CHUNK))
+            *lines, rest = rest.split(b"\n")
+            yield from (line.decode(errors="replace") for line in lines)
+
+    def _catch_up(self, index):
+        """Index the lines the index has not read (all of them where it does not know the
+        file as it is)."""
+        known = index.execute("SELECT read, tail FROM file").fetchone()
+        read, tail = known or (0, b"")
+        size = os.fstat(self.file.fileno()).st_size
+        if read > size or self._bytes(max(0, read - self.TAIL), read) != tail:
+            index.executescript("DELETE FROM messages; DELETE FROM boots; DELETE FROM file;")
+            read = 0
+        records = self._records(read, size)
+        with index:  # one transaction: all of the tail or none of it
+            index.execute("BEGIN")
+            while batch := list(itertools.islice(records, 10000)):
+                self._index(index, batch)
+            self._mark(index, size)
+
+    def _records(self, begin, end):
+        """(key, digest, nonce) of each line in the file's bytes [begin, end)."""
+        for line in self._lines(begin, end):
+            fields = line.split()
+            if fields:
+                known = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+                yield fields[0], known.get("digest"), known.get("nonce")
+
+    def _bytes(self, begin, end):
+        return os.pread(self.file.fileno(), end - begin, begin) if end > begin else b""
+
+    @staticmethod
+    def _index(index, records):
+        """Index (key, digest, nonce) records, in the ledger's order: a key's last line
+        holds, and the first start seen under a boot keeps it."""
+        index.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", records)
+        index.executemany("INSERT OR IGNORE INTO boots VALUES (?, ?)",
+                          [(boot_of(key), nonce) for key, _, nonce in records if nonce])
+
+    def _mark(self, index, read):
+        index.execute("DELETE FROM file")
+        index.execute("INSERT INTO file VALUES (?, ?)",
+                      (read, self._bytes(max(0, read - self.TAIL), read)))
+
+    def kept(self, key):
+        with self.lock:
+            return self.pending.get(key) or self.index.execute(
+                "SELECT digest, nonce FROM messages WHERE key = ?", (key,)).fetchone()
+
+    def boot_nonce(self, boot):
+        with self.lock:
+            row = self.index.execute("SELECT nonce FROM boots WHERE boot = ?",
+                                     (boot,)).fetchone()
+            later = [n for k, (_, n) in self.pending.items() if n and boot_of(k) == boot]
+        return row[0] if row else (later[0] if later else None)
 
     def record(self, key, output="", digest=None, nonce=None):
         line = " ".join([key, output] + [f"{name}={value}" for name, value in
@@ -116,9 +241,21 @@ class Ledger:
                 except OSError:
                     pass
                 raise
-            self._remember(key, digest, nonce)
+            try:
+                if self.pending:  # the lines the index missed, this one with them
+                    self._catch_up(self.index)
+                    self.pending.clear()
+                else:
+                    with self.index:
+                        self.index.execute("BEGIN")
+                        self._index(self.index, [(key, digest, nonce)])
+                        self._mark(self.index, at + len(data))
+            except sqlite3.Error:  # (a full disk): the line is the record; indexed later
+                self.pending[key] = (digest, nonce)
 
     def close(self):
+        with self.lock:
+            self.index.close()
         self.file.close()
 
 

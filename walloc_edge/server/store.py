@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from urllib.parse import parse_qs, urlsplit
 
-from .delivery import Ledger, RecordedElsewhere
+from .delivery import KnownMessages, Ledger, RecordedElsewhere, boot_of
 from ..runtime import io
 
 __all__ = ["FolderStore", "ObjectStore", "ObjectLedger", "hold", "open_store", "open_dataset",
@@ -53,10 +53,10 @@ def local(target: "str | Path") -> "str | Path":
 
 
 class FolderStore:
-    """Outputs as files in a local folder, the ledger in its ``ledger.txt``. One server a
-    folder: a second would not see what the first records (the ledger is read at start),
-    so it refuses while the first holds the folder's lock (servers that share outputs
-    share an object store)."""
+    """Outputs as files in a local folder, the ledger in its ``ledger.txt`` (and that
+    file's index). One server a folder: a second would not see what the first records (each
+    indexes only what it read and wrote), so it refuses while the first holds the folder's
+    lock (servers that share outputs share an object store)."""
 
     def __init__(self, folder: "str | Path"):
         self.folder = Path(folder)
@@ -235,8 +235,8 @@ def _as_os_error(what):
         raise OSError(f"{what} ({e})") from e
 
 
-class ObjectLedger(Ledger):
-    """A :class:`Ledger` kept in an object store, shared by every server that writes there:
+class ObjectLedger(KnownMessages):
+    """The ledger kept in an object store, shared by every server that writes there:
     ``PREFIX/ledger/KEY.json`` holds a written message's output name, digest and nonce, and
     ``PREFIX/ledger/boots/SENSOR-BOOT.json`` the nonce of the sensor start that first sent
     that boot. Markers never change once put, so what was read is kept in memory; serve
@@ -244,8 +244,15 @@ class ObjectLedger(Ledger):
     another's requests."""
 
     def __init__(self, store: ObjectStore):
-        self.store, self.done, self.boots = store, {}, {}
+        self.store = store
+        self.done = {}   # key -> (digest, nonce), either None where not known
+        self.boots = {}  # "SENSOR-BOOT" -> the nonce of the start that first sent that boot
         self.fetched = set()  # keys whose markers were asked of the store
+
+    def _remember(self, key, digest, nonce):
+        self.done[key] = (digest, nonce)
+        if nonce is not None:
+            self.boots.setdefault(boot_of(key), nonce)
 
     def fetch(self, key):
         """Read the markers of ``key`` and of its boot from the store, where not known."""
@@ -254,24 +261,20 @@ class ObjectLedger(Ledger):
             if marker is not None:
                 kept = json.loads(marker)
                 self._remember(key, kept.get("digest"), kept.get("nonce"))
-        boot = key.rsplit("-", 1)[0]
+        boot = boot_of(key)
         if boot not in self.boots:
             marker = self.store.get(f"ledger/boots/{boot}.json")
             if marker is not None:
                 self.boots.setdefault(boot, json.loads(marker)["nonce"])
         self.fetched.add(key)
 
-    def _look(self, key):
+    def kept(self, key):
         if key not in self.fetched:
             self.fetch(key)
+        return self.done.get(key)
 
-    def __contains__(self, key):
-        self._look(key)
-        return key in self.done
-
-    def collision(self, key, digest, nonce=None):
-        self._look(key)
-        return super().collision(key, digest, nonce)
+    def boot_nonce(self, boot):
+        return self.boots.get(boot)
 
     def record(self, key, output="", digest=None, nonce=None):
         """The marker of ``key``, put only where none is yet: one that is (another server
@@ -286,7 +289,7 @@ class ObjectLedger(Ledger):
             self._remember(key, kept.get("digest"), kept.get("nonce"))
             raise RecordedElsewhere(key, self.collision(key, digest, nonce),
                                     kept.get("output")) from None
-        boot = key.rsplit("-", 1)[0]
+        boot = boot_of(key)
         if nonce is not None and boot not in self.boots:
             self.store.put(f"ledger/boots/{boot}.json", json.dumps({"nonce": nonce}).encode())
         self._remember(key, digest, nonce)
