@@ -55,7 +55,7 @@ def _crop(x, sizes):
 
 class DecoderBase:
     """Set by a subclass: ``model_id``, ``modality``, ``channels``, ``latent_dim``, ``J``,
-    ``taps`` (the synthesis filter's), ``tile``, ``overlap``, ``engine_name`` and
+    ``latent_bits``, ``taps`` (the synthesis filter's), ``tile``, ``overlap``, ``engine_name`` and
     ``batches`` (whether equal-shape latents go through the network as one batch)."""
 
     speed = None  # measured on first need (``calibrate``)
@@ -72,8 +72,8 @@ class DecoderBase:
             raise ModelMismatchError(
                 f"this bitstream was made by model {header.model_id}, this decoder is model "
                 f"{self.model_id}: decode it with the model that encoded it")
-        if (header.modality, header.latent_dim, header.J, header.channels) != \
-                (self.modality, self.latent_dim, self.J, self.channels):
+        if header.model_fields != (self.modality, self.channels, self.latent_dim, self.J,
+                                   self.latent_bits):
             raise BitstreamError("the bitstream's shape fields do not match its model id")
 
     def calibrate(self) -> None:

@@ -55,8 +55,8 @@ class BundleDecoder(DecoderBase):
                               "(decoder.json)")
         config = self.bundle.config
         self.model_id, self.modality = self.bundle.model_id, self.bundle.modality
-        self.channels, self.latent_dim, self.J = \
-            config["channels"], config["latent_dim"], config["J"]
+        self.channels, self.latent_dim, self.J, self.latent_bits = \
+            config["channels"], config["latent_dim"], config["J"], config["latent_bits"]
         try:
             with np.load(path / "decoder.npz") as npz:
                 self.filters = dict(npz)

@@ -54,8 +54,8 @@ class Decoder(DecoderBase):
         self.codec = self.codec.to(self.device).eval()
         self.model_id = model_id(self.codec)
         config = self.codec.config
-        self.modality, self.channels, self.latent_dim = \
-            config.modality, config.channels, config.latent_dim
+        self.modality, self.channels, self.latent_dim, self.latent_bits = \
+            config.modality, config.channels, config.latent_dim, config.latent_bits
         self.J, self.taps = self.codec.J, next(self.codec.iwt.buffers()).numel()  # g0
         self._set_tiles(tile, overlap)
         self.batches = self.device != "cpu"

@@ -60,6 +60,14 @@ class Header:
         return 2 ** self.J
 
     @property
+    def model_fields(self):
+        """What the header says of its model beside its id (modality, input channels,
+        latent_dim, J, latent_bits): a model's bitstreams carry its own, so a reader that
+        knows the model refuses others (which a forged header could claim, to make a small
+        file cost gigabytes)."""
+        return self.modality, self.channels, self.latent_dim, self.J, self.latent_bits
+
+    @property
     def sizes(self):
         """Spatial sizes of the input: (H, W) or (L,)."""
         return self.shape[:self.modality.spatial_axes]

@@ -322,7 +322,21 @@ def signal_path(header, stem, fmt=None):
                          f"{', '.join(header.modality.output_formats)}")
     if fmt in ("png", "tiff") and channels not in (1, 3):
         raise ValueError(f"a {channels}-band image cannot be a {fmt}; write it as npy")
+    if fmt == "flac" and (why := flac_cannot_hold(header)):
+        raise ValueError(f"FLAC cannot hold {why}; write it as wav")
     return stem.with_name(stem.name + "." + fmt)
+
+
+def flac_cannot_hold(header):
+    """What of the audio of ``header`` a FLAC file cannot hold (libsndfile refuses it, and
+    the format's frame headers cannot say it): more than 8 channels, or a sample rate over
+    65,535 Hz that is not a multiple of 10 up to 655,350; None where it can."""
+    rate = header.sample_rate or 44100  # (what _write writes for an unknown rate)
+    if header.channels > 8:
+        return f"{header.channels} channels (8 at most)"
+    if rate > 65535 and (rate > 655350 or rate % 10):
+        return f"a sample rate of {rate:,} Hz"
+    return None
 
 
 def _write(f, signal, header, fmt):

@@ -159,8 +159,6 @@ class Handler:
         stem = self.outputs.stem(received)
         try:
             stream = read_bitstream(received.message, accept=self._acceptable)
-            if self.model.decoder is None:
-                stream.latents()  # a bitstream that does not decode is refused here too
             fields = self._keep(stream, stem, len(received.message))
         except Exception as e:  # noqa: BLE001 - decoding is a function of the bytes alone
             if _of_this_machine(e):  # a full disk, no memory: not acknowledged, so that
@@ -232,14 +230,16 @@ class Handler:
 
     def _keep(self, stream: Bitstream, stem, size):
         """Decode, classify and keep one verified bitstream; returns the metrics fields."""
-        fields = {}
+        fields, latents = {}, None
         if self.model.decoder is not None:
             signal = self.model.decode(stream)
             fields["shape"] = list(signal.shape)
             fields["file"] = str(self.outputs.write_signal(signal, stream.header, stem))
+        else:  # a bitstream that does not decode is refused here too
+            latents = stream.latents()
         if self.outputs.dataset is None and self.model.classifier is None:
             return fields
-        latents = stream.latents()
+        latents = stream.latents() if latents is None else latents
         label, name = -1, ""
         if self.model.classifier is not None:
             label, name, confidence = self.model.classify(latents)

@@ -43,16 +43,23 @@ class ServedModel:
 
             cached_calibration(self.decoder)
         if self.decoder is not None:
-            self.model_id = self.decoder.model_id
+            d = self.decoder
+            self.model_id = d.model_id
+            self.fields = (d.modality, d.channels, d.latent_dim, d.J, d.latent_bits)
         elif Path(model, "encoder.json").is_file():  # a bundle: no torch needed
             from ..runtime import load_bundle
 
-            self.model_id = load_bundle(model).model_id
+            bundle = load_bundle(model)
+            self.model_id, c = bundle.model_id, bundle.config
+            self.fields = (bundle.modality, c["channels"], c["latent_dim"], c["J"],
+                           c["latent_bits"])
         else:
             from ..codec import load
             from ..codec.sensor import model_id
 
-            self.model_id = model_id(load(model))
+            codec = load(model)
+            self.model_id, c = model_id(codec), codec.config
+            self.fields = (c.modality, c.channels, c.latent_dim, c.J, c.latent_bits)
         if classifier:
             from ..learning.classifier import check_compatible, load_classifier
 
@@ -66,10 +73,14 @@ class ServedModel:
         return self.classifier.config["classes"] if self.classifier is not None else []
 
     def check(self, header: Header) -> None:
-        """Refuse a bitstream made by another model."""
+        """Refuse a bitstream made by another model, or whose header says other shapes than
+        the model's (with or without a decoder: a server that keeps latents must not take a
+        forged claim of gigabytes either)."""
         if header.model_id != self.model_id:
             raise Rejected(f"made by model {header.model_id}, this server takes "
                            f"{self.model_id}")
+        if header.model_fields != self.fields:
+            raise Rejected("the bitstream's shape fields do not match its model id")
 
     def cost(self, header: Header) -> "tuple[int, float]":
         """(peak bytes, seconds) that decoding a bitstream of this model with ``header``

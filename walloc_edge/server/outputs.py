@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..runtime import Header
+from ..runtime import Header, io
 from .model import ServedModel
 from .store import ObjectStore, default_metrics, open_dataset, open_store
 
@@ -97,7 +97,10 @@ class Outputs:
         return self.store.stem(output_stem(received))
 
     def write_signal(self, signal: np.ndarray, header: Header, stem: PurePath) -> "Path | str":
-        return self.store.write_signal(signal, header, stem, self.fmt)
+        """The decoded file, in the server's format; audio FLAC cannot hold (a rate it cannot
+        say) as WAV instead, never refused: the recording is the sensor's."""
+        fmt = "wav" if self.fmt == "flac" and io.flac_cannot_hold(header) else self.fmt
+        return self.store.write_signal(signal, header, stem, fmt)
 
     def add_latents(self, stem: PurePath, latents: np.ndarray, size: int, label: int = -1,
                     name: str = "") -> Path:

@@ -316,9 +316,7 @@ class _Decoding:
         layout, reach, clip = self.layout, self.reach, self.clip
         model = Model(self.tables, reach, decoding=True)
         A, K = model.symbols, self.K
-        _, inner, valid = layout.schedule()  # inner: each lane's slot within its channel
-        valid = valid & self.coded_lane
-        index = np.where(valid, layout.channel_base[layout.lane_channel] + inner, layout.size)
+        base = layout.channel_base[layout.lane_channel]
         freq, cum = model.freq.ravel(), model.cum.ravel()  # views: learn() updates them
         refresh = set(refresh_steps(layout.steps))
         seen_tables, seen_symbols = [], []
@@ -327,10 +325,12 @@ class _Decoding:
             if t in refresh:
                 model.learn(np.concatenate(seen_tables), np.concatenate(seen_symbols))
                 seen_tables, seen_symbols = [], []
-            idx = index[t]
-            features = self.buffer[self.feature_base + inner[t]]            # (K + 3E, lanes)
+            inner, valid = layout.step(t)  # each lane's slot within its channel
+            valid &= self.coded_lane
+            idx = np.where(valid, base + inner, layout.size)
+            features = self.buffer[self.feature_base + inner]               # (K + 3E, lanes)
             pred = prediction((self.lane_coefs * features).sum(axis=0), clip)
-            table = np.where(valid[t], self.lane_tables + self.contexts(
+            table = np.where(valid, self.lane_tables + self.contexts(
                 layout.activity(features[:K]), self.residual[idx - layout.stride]),
                 model.nothing)
             slot = state & np.uint64(SCALE - 1)
