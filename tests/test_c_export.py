@@ -84,6 +84,25 @@ def test_gray_model_in_c(tmp_path):
     assert (c == onnx_free).mean() >= MIN_IDENTICAL
 
 
+@pytest.mark.slow  # exports and builds with -DWALLOC_FIXED_POINT
+def test_a_model_of_small_weights_exports_its_fixed_point_build(tmp_path):
+    """A freshly made (or briefly trained) model's 1x1 is small, so the fixed-memory
+    encoder's integers take a large scale and its outermost thresholds did not fit int64:
+    the export ended in an OverflowError. They are clamped where no pre-activation reaches,
+    and the bias bounds the scale: the build gives the float encoder's latents."""
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc here")
+    torch.manual_seed(0)
+    codec = build(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)).eval()
+    export_bundle(codec, tmp_path / "small", ("c",), log=lambda s: None)
+    built = _fixed_point_build(validated(tmp_path / "small"), tmp_path / "built")
+    gray = as_channels(sample_photo("coffee"), 1)[:50, :70]
+    numpy = Encoder(tmp_path / "small", "numpy").latents(gray)
+    c = np.frombuffer(run_c(built, gray, options=("--fixed",)), np.int8)
+    diff = np.abs(c.reshape(numpy.shape).astype(int) - numpy)
+    assert (diff == 0).mean() >= MIN_IDENTICAL and diff.max() <= MAX_DIFF
+
+
 def test_c_refuses_wrong_input(rgb_bundle, tmp_path):
     """Each mistake one line: the channels, a file of another size than H x W x C (other
     dimensions), a file that is not there, two encoders, an unknown coder, a bad --boot."""
@@ -97,15 +116,33 @@ def test_c_refuses_wrong_input(rgb_bundle, tmp_path):
             (["--wlc", tmp_path / "nope.raw", "40", "56", "3", "y"], 1, "No such file"),
             (["--fixed", "--fixed-point", "--wlc", raw, "40", "56", "3", "y"], 2, "choose one"),
             (["--wlc", raw, "40", "56", "3", "y", "zstd"], 2, "unknown coder zstd"),
-            (["--boot", "-1", "--frames", raw, "40", "56", "3", "y"], 2, "--boot needs a number")):
+            (["--boot", "-1", "--frames", raw, "40", "56", "3", "y"], 2, "--boot needs a number"),
+            (["--wlc", raw, "40abc", "56", "3", "y"], 2, "need H, W >= 1"),
+            (["--wlc", raw, "40", "56", "3", "y", "--level", "fast"], 2,
+             "(options before the mode)")):
         result = subprocess.run([program, *map(str, argv)], capture_output=True, text=True)
         assert result.returncode == code and needle in result.stderr, (argv, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_c_audio_refuses_a_rate_the_bitstream_cannot_hold(stereo_bundle, tmp_path):
+    """A rate past the .wlc's field (1,048,575) was written (wrapped past 2^32) and exit 0:
+    a file every reader refuses."""
+    raw = tmp_path / "in.raw"
+    raw.write_bytes(bytes(4000 * 2 * 2))
+    for rate in ("2000000", "5000000000", "-1", "44.1k"):
+        result = subprocess.run([str(stereo_bundle / "c" / "walloc_encode"), "--wlc", str(raw),
+                                 "4000", "2", rate, str(tmp_path / "y.wlc")],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and "RATE from 0 to 1048575" in result.stderr, rate
+        assert not (tmp_path / "y.wlc").exists()
+
+
 @pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
-    """Firmware path: the C program frames its .wlc; walloc-edge serve reads and decodes it."""
+    """Firmware path: the C program frames its .wlc; walloc-edge serve reads and decodes it.
+    A third capture numbered as the second is a collision: not written, and with no way
+    back to the device nothing sends it again, so serve's status says so (it said 0)."""
     photo = sample_photo("coffee")[:40, :56]
     link = tmp_path / "link.frames"
     link.write_bytes(run_c(rgb_bundle, photo, "--frames") +  # two captures, numbered apart
@@ -114,6 +151,11 @@ def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
                  "--out", str(out), "--device", "cpu"]) == 0
     assert "decoded 2, rejected 0" in capsys.readouterr().out
+    again = tmp_path / "again.frames"
+    again.write_bytes(run_c(rgb_bundle, photo[:24], "--frames", options=("--sequence", "1")))
+    assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(again),
+                 "--out", str(out), "--device", "cpu"]) == 1
+    assert "decoded 0, rejected 0" in capsys.readouterr().out
     from PIL import Image
     assert np.asarray(Image.open(out / "0000000000000000-0-000000.png")).shape == photo.shape
     assert np.asarray(Image.open(out / "0000000000000000-0-000001.png")).shape == (32, 56, 3)

@@ -7,7 +7,7 @@ import pytest
 
 from walloc_edge.decoder.cost import Speed, cached_calibration, calibration_file
 
-SPEED = Speed(0.01, 8, 1e-5, 2e-6, 3000.0)
+SPEED = Speed(0.01, 8, 1e-5, 2e-6, 3000.0, 3e-4)
 
 
 class Probe:

@@ -300,7 +300,7 @@ def test_crafted_messages_never_stop_serve(bundle, reference_dir, tmp_path, caps
             sender.send(message)
     out = tmp_path / "received"
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
-                 "--out", str(out), "--device", "cpu", "--max-pixels", "2000"]) == 0
+                 "--out", str(out), "--device", "cpu", "--max-pixels", "2000"]) == 1
     text = capsys.readouterr().out
     assert "decoded 1, rejected 3" in text, text
     assert "claims 64x96 = 6,144 pixels, over --max-pixels 2,000" in text, text

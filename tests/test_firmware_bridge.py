@@ -291,7 +291,7 @@ def test_stream_to_serve(tmp_path, rgb_weights_bundle, reference_dir, capsys):
                  "--state", str(tmp_path / "state")]) == 0
     out = tmp_path / "received"
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
-                 "--out", str(out), "--device", "cpu"]) == 0
+                 "--out", str(out), "--device", "cpu"]) == 1  # a file's refused: gone
     text = capsys.readouterr().out
     assert "rejected message 0000000000000003-0-0" in text and "decoded 2, rejected 1" in text
     names = sorted(p.name for p in out.glob("*.png"))  # sensor, boot, message, time, source
@@ -343,7 +343,7 @@ def test_one_key_twice_in_a_capture(tmp_path, rgb_weights_bundle, reference_dir,
         capture = tmp_path / f"{case}.frames"
         capture.write_bytes(b"".join(frames_for(one, 9, 0, 0) + frames_for(second, 9, 0, 0)))
         assert main(["serve", model, "--listen", str(capture), "--out", str(tmp_path / case),
-                     "--device", "cpu", "--workers", workers]) == 0
+                     "--device", "cpu", "--workers", workers]) == (1 if collisions else 0)
         text = capsys.readouterr().out
         assert len(list((tmp_path / case).glob("*.png"))) == written
         assert f"collisions {collisions}" in text and ("COLLISION" in text) == bool(collisions)

@@ -127,8 +127,10 @@ def bomb_png(path, width=100_000, height=100_000):
 
 
 def test_one_bad_input_does_not_stop_the_batch(rgb_bundle, tmp_path, capsys):
-    """A decompression bomb, a .npy whose header claims terabytes and a truncated photo are
-    each skipped with one line; the good photos around them are encoded (exit status 1)."""
+    """A decompression bomb, a .npy whose header claims terabytes, an empty .npy (a writer
+    that has made but not yet filled it: a traceback that ended the batch, and a watching
+    sensor) and a truncated photo are each skipped with one line; the good photos around
+    them are encoded (exit status 1)."""
     import struct
 
     folder = tmp_path / "in"
@@ -139,6 +141,7 @@ def test_one_bad_input_does_not_stop_the_batch(rgb_bundle, tmp_path, capsys):
     header += " " * (118 - len(header)) + "\n"
     (folder / "c-huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header))
                                         + header.encode() + bytes(64))
+    (folder / "c-nothing.npy").write_bytes(b"")
     (folder / "d-cut.png").write_bytes((folder / "a.png").read_bytes()[:100])
     Image.fromarray(photo(1)).save(folder / "e.png")
     out = tmp_path / "wlc"
@@ -146,6 +149,7 @@ def test_one_bad_input_does_not_stop_the_batch(rgb_bundle, tmp_path, capsys):
     text = capsys.readouterr().out
     assert sorted(p.name for p in out.iterdir()) == ["a.wlc", "e.wlc"]
     assert "decompression bomb" in text and "c-huge.npy: not a readable .npy" in text
+    assert "c-nothing.npy: not a readable .npy" in text
     assert "d-cut.png" in text and "encoded 2 input(s)" in text
 
 

@@ -134,7 +134,7 @@ def test_the_summary_says_how_long_and_how_fast_and_counts_heartbeats(reference_
         f.write(b"".join(frames_for(b"x" * 10, 7, 1, 5, 60000)) * 2)  # sent again: its
         # frame counted again, the message handed on (and refused) again
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(link),
-                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+                 "--out", str(tmp_path / "out"), "--device", "cpu"]) == 1  # (all refused)
     messages, frames = capsys.readouterr().out.strip().splitlines()[-2:]
     assert messages.startswith("decoded 0, rejected 3,") and " s, 0.00 written a second" in \
         messages, messages

@@ -11,6 +11,7 @@ from ..server.delivery import read_keys
 from ..firmware_bridge.loops import serve_messages
 from ..firmware_bridge.transports import (RECEIVER_URLS, ReceiverLimits, check_url,
                                            open_receiver)
+from ..firmware_bridge.transports.base import StreamReceiver
 from ..runtime.console import say
 from ..server import Handler, Outputs, ServedModel
 from ..server.fleet import Fleet
@@ -40,6 +41,8 @@ turn, so one sending heavy messages does not hold the others up; --workers N han
 at once (decoding and writing overlap; each is still acknowledged only once written and in
 the ledger, in whatever order they finish). Ctrl-C, SIGTERM (a service manager's stop) or
 SIGHUP stops taking messages, lets those being handled finish, and reports what arrived.
+Reading a file of frames (or stdin) to its end, it exits 1 where a message was not written
+(refused, failed or a collision): nothing will send it again.
 
 Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
 messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
@@ -290,4 +293,6 @@ def run(args):
             release(latents)
     say(handler.summary(handled, rejected, failed, receiver.stats,
                         time.monotonic() - started))
-    return 0
+    # a file of frames (or stdin) read to its end: nothing sends what was not written again
+    return 1 if isinstance(receiver, StreamReceiver) and \
+        rejected + failed + handler.collisions else 0

@@ -9,7 +9,8 @@ synthesis and one synthesis block. Seconds and the activations per latent are me
 on this machine by decoding probes of zeros (:func:`calibrate`): a network call takes at
 least what a thin tile's does (what makes a thin image slow: one call per short tile) and
 more per latent beyond, and the synthesis a time per latent it takes in (with the latents
-a block is given beyond its edges, many for a thin image). A server starts often and its
+a block is given beyond its edges, many for a thin image); entropy decoding adds a time
+per tile of the bitstream. A server starts often and its
 calibration takes seconds, so :func:`cached_calibration` keeps each measurement in the
 user's cache, per model, engine and precision, device, tile, CPU and thread count.
 """
@@ -22,12 +23,16 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+import numpy as np
+
 from ..runtime import Header
+from ..runtime.coders import CODERS
 from ..runtime.cpu import cpu_model
 from ..runtime.io import write_atomic
 from ..runtime.modality import IMAGE
 
-__all__ = ["Cost", "Speed", "available_memory", "cached_calibration", "calibrate", "estimate"]
+__all__ = ["Cost", "Speed", "available_memory", "cached_calibration", "calibrate", "estimate",
+           "tile_seconds"]
 
 SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
 OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
@@ -48,13 +53,15 @@ class Cost:
 class Speed:
     """This machine's measured decode speed: the seconds of a network call over the short
     probe's latents and per latent more, seconds per latent synthesised, activation bytes
-    per latent."""
+    per latent, and the seconds of entropy-decoding a tile beyond its latents (what makes
+    a claim cut into tiny tiles slow: 65,536 tiles of one latent took 22 s)."""
 
     short_call: float
     short_latents: int
     per_latent: float
     per_synthesis_latent: float
     bytes_per_latent: float
+    per_tile: float
 
     def call(self, latents: int) -> float:
         """Seconds of one network call over ``latents`` (never less than the short one)."""
@@ -134,7 +141,23 @@ def calibrate(decoder) -> Speed:
     peak = max(_timed(decoder.decode_latents, z)[1] or 0,
                _timed(decoder.decode_latents, z)[1] or 0)
     per_byte = peak / n2 if peak else FALLBACK_BYTES_PER_LATENT
-    return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte)
+    return Speed(seconds[0], n1, per_latent, per_synthesis, per_byte,
+                 tile_seconds(decoder.latent_dim, decoder.modality))
+
+
+def tile_seconds(latent_dim, modality):
+    """Seconds of entropy-decoding one tile of a few latents: rans (of the coders, the one
+    that spends most on a tile) on 64 such tiles, the faster of two rounds."""
+    coder = CODERS["rans"]
+    shape = (latent_dim, 2, 2) if modality is IMAGE else (latent_dim, 4)
+    latents = np.random.default_rng(0).integers(-2, 3, shape).astype(np.int8)
+    payload, params = coder.encode(latents, 8), coder.params(8)
+
+    def tiles():
+        for _ in range(64):
+            coder.decode(payload, shape, 8, params)
+
+    return min(_timed(tiles)[0] for _ in range(2)) / 64
 
 
 def calibration_file() -> Path:
@@ -224,7 +247,8 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
     held = latents * decoder.latent_dim * (2 * (2 if header.latent_bits > 8 else 1) + 4)
     if decoder.modality is not IMAGE or max(sizes) <= decoder.tile:  # one network call
         memory = held + speed.bytes_per_latent * latents + FLOAT_OUTPUT_COPIES * 4 * values
-        return Cost(int(memory), speed.call(latents) + speed.per_synthesis_latent * latents)
+        return Cost(int(memory), speed.call(latents) + speed.per_synthesis_latent * latents
+                    + speed.per_tile * header.tile_count())
     h, w = sizes
     rows = tile_spans(h, decoder.tile, decoder.overlap)
     cols = tile_spans(w, decoder.tile, decoder.overlap)
@@ -242,5 +266,6 @@ def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block)
               + SYNTHESIS_COPIES * 4 * subbands * block)
     calls = len(rows) * len(cols)
     seconds = (calls * speed.call(tile_latents)
-               + blocks * block * speed.per_synthesis_latent)
+               + blocks * block * speed.per_synthesis_latent
+               + speed.per_tile * header.tile_count())
     return Cost(int(memory), seconds)

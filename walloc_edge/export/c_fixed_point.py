@@ -9,7 +9,8 @@ rounded here to integers whose sums fit int64 on every input, so it computes exa
           y 2^(ROW + COL) = Σ round(col_weight 2^COL) · ring + bias (int64);
   audio   samples x 2^IN (int32), each level's filters round(h 2^30) in int64 sums
           rounded back to int32 (+ 2^29 >> 30), then y 2^(IN + W) = Σ round(w 2^W) · x + bias;
-  both    the latent is the count of int64 thresholds ceil(t 2^scale) <= y, less clip.
+  both    the latent is the count of int64 thresholds ceil(t 2^scale) <= y, less clip
+          (|sums| < 2^62 and |bias| < 2^61, so y fits; thresholds beyond it clamped).
 """
 import math
 
@@ -18,7 +19,9 @@ import numpy as np
 __all__ = ["fixed_core_arrays", "fixed_memory_arrays"]
 
 _INT32 = 2 ** 31 - 1
+_INT64 = 2 ** 63 - 1
 _SUMS = 2 ** 62  # what an int64 sum of products may reach, with room to spare
+_BIAS = 2 ** 61  # what the bias may add to it: every y stays under 2^62 + 2^61 < 2^63
 
 
 def _exponent(limit, worst):
@@ -39,8 +42,18 @@ def fixed_core_arrays(fixed):
              "scaled 2^G", "int32_t")]
 
 
+def _scale_for_bias(bias, base):
+    """The largest shift e with |bias| 2^(base + e) <= _BIAS (no bound for a zero bias)."""
+    worst = np.abs(bias).max() * 2.0 ** base
+    return _exponent(_BIAS, worst) if worst > 0 else _INT64
+
+
 def _thresholds(thresholds, scale):
-    return np.array([math.ceil(t * 2.0 ** scale) for t in thresholds], np.int64)
+    """ceil(t 2^scale) as int64, clamped: a threshold beyond every y the sums and the bias
+    can reach (|y| < 2^62 + 2^61) is counted alike at the bound (a model with small weights
+    gets a large scale, and its outermost thresholds would not fit)."""
+    return np.array([min(max(math.ceil(t * 2.0 ** scale), -_INT64 - 1), _INT64)
+                     for t in thresholds], np.int64)
 
 
 def _image(rows, cols, bias, thresholds):
@@ -50,7 +63,8 @@ def _image(rows, cols, bias, thresholds):
     rows_q = np.round(rows * 2.0 ** ROW)
     ring_max = np.abs(rows_q).sum(1) * 255  # exact worst |ring| of the integers
     worst = np.einsum("csrl,s->l", np.abs(cols), ring_max).max()
-    COL = min(_exponent(_SUMS, worst * 1.001), _exponent(_INT32, np.abs(cols).max()))
+    COL = min(_exponent(_SUMS, worst * 1.001), _exponent(_INT32, np.abs(cols).max()),
+              _scale_for_bias(bias, ROW))
     scale = ROW + COL
     return ([("walloc_row_filters_q", rows_q, f"row pass in integers, 2^{ROW}", "int32_t"),
              ("walloc_col_weights_q", np.round(cols * 2.0 ** COL), f"column pass and 1x1, "
@@ -71,7 +85,8 @@ def _audio(dec_lo, dec_hi, weight, bias, thresholds, J):
     grow = _level_bound(dec_lo, dec_hi, J)
     IN = _exponent(2 ** 30, 32768 * grow * 1.01)  # values < 2^30: sums of 2 taps fit
     worst = (np.abs(weight) * 32768 * grow * 2.0 ** IN).sum(0).max()
-    W = min(_exponent(_SUMS, worst * 1.001), _exponent(_INT32, np.abs(weight).max()))
+    W = min(_exponent(_SUMS, worst * 1.001), _exponent(_INT32, np.abs(weight).max()),
+            _scale_for_bias(bias, IN))
     scale = IN + W
     return ([("walloc_dec_lo_q", np.round(dec_lo * 2.0 ** 30), "analysis low-pass, 2^30",
               "int32_t"),

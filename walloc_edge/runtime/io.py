@@ -141,7 +141,7 @@ def _read_npy(path):
     try:
         mapped = np.load(path, allow_pickle=False, mmap_mode="r")
         return np.array(mapped)
-    except (OSError, ValueError, MemoryError) as e:
+    except (OSError, ValueError, MemoryError, EOFError) as e:  # EOFError: an empty file
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
 
 

@@ -30,6 +30,7 @@
  * interleaved samples; RATE in Hz, 0 if not known; latents (latent_dim, l)) and
  * --rans-tile IN.lat L OUT.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,6 +233,17 @@ static void *read_input(const char *path, size_t n, const char *dims) {
     return data;
 }
 
+#define MAX_RATE 1048575L /* the .wlc's sample rate field holds at most this (bitstream.md) */
+
+/* A decimal count from the command line, or -1 where it is none (a sign, other characters,
+ * past LONG_MAX): atol took "512abc" as 512 and wrapped what did not fit. */
+static long count_arg(const char *s) {
+    char *end;
+    errno = 0;
+    const long v = strtol(s, &end, 10);
+    return s[0] < '0' || s[0] > '9' || *end || errno ? -1 : v;
+}
+
 /* Blocks of 2^J samples along an axis of `size` once reflect-padded. */
 static long blocks(long size) {
     long before, after;
@@ -352,14 +364,15 @@ int main(int argc, char **argv) {
         argv += shift;
     }
     if (argc == 6 - WALLOC_AUDIO && !strcmp(argv[1], "--rans-tile"))
-        return WALLOC_AUDIO ? rans_tile(argv[2], 0, atol(argv[3]), level, argv[4])
-                            : rans_tile(argv[2], atol(argv[3]), atol(argv[4]), level, argv[5]);
+        return WALLOC_AUDIO ? rans_tile(argv[2], 0, count_arg(argv[3]), level, argv[4])
+                            : rans_tile(argv[2], count_arg(argv[3]), count_arg(argv[4]), level,
+                                        argv[5]);
     int rans = argc < 8 || strcmp(argv[7], "raw");
     if (argc < 7 || argc > 8 || (strcmp(argv[1], "--latents") && strcmp(argv[1], "--wlc") &&
                                  strcmp(argv[1], "--frames"))) {
         fprintf(stderr, "usage: %s [--threads N] [--fixed | --fixed-point] [--level L] "
                 "[--boot B --sequence S] --latents|--wlc|--frames IN.raw " INPUT
-                " OUT [rans|raw]\n", program);
+                " OUT [rans|raw] (options before the mode)\n", program);
         return 2;
     }
     if (argc == 8 && strcmp(argv[7], "raw") && strcmp(argv[7], "rans")) {
@@ -372,11 +385,12 @@ int main(int argc, char **argv) {
         return 2;
     }
     crc_init();
-    long size[2] = {atol(argv[3]), WALLOC_AUDIO ? 1 : atol(argv[4])};
-    long c = atol(argv[WALLOC_AUDIO ? 4 : 5]), rate = WALLOC_AUDIO ? atol(argv[5]) : 0;
-    if (size[0] < 1 || size[1] < 1 || c != WALLOC_CHANNELS || rate < 0) {
+    long size[2] = {count_arg(argv[3]), WALLOC_AUDIO ? 1 : count_arg(argv[4])};
+    long c = count_arg(argv[WALLOC_AUDIO ? 4 : 5]), rate = WALLOC_AUDIO ? count_arg(argv[5]) : 0;
+    if (size[0] < 1 || size[1] < 1 || c != WALLOC_CHANNELS || rate < 0 || rate > MAX_RATE) {
         fprintf(stderr, "need %s >= 1, C = %d (this model's channels)%s\n",
-                WALLOC_AUDIO ? "L" : "H, W", WALLOC_CHANNELS, WALLOC_AUDIO ? ", RATE >= 0" : "");
+                WALLOC_AUDIO ? "L" : "H, W", WALLOC_CHANNELS,
+                WALLOC_AUDIO ? ", RATE from 0 to 1048575 (samples a second)" : "");
         return 2;
     }
 #if WALLOC_AUDIO
