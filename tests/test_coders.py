@@ -27,6 +27,29 @@ def test_coders_round_trip_exactly(coder, rgb):
         assert np.array_equal(c.decode(payload, latents.shape, 8, c.params(8)), latents)
 
 
+@pytest.mark.parametrize("coder", ["png", "webp"])
+def test_a_mosaic_gives_latents_only_in_their_range(coder):
+    """A picture whose values fall past the latents' range (a forged one, or a lossy WebP's
+    noise) gives latents clipped to it (-128 at 8 bits, or anything at fewer bits, reached
+    the decoder as a latent no encoder makes)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from walloc_edge.runtime.coders.mosaic import mosaic_size
+
+    c = CODERS[coder]
+    shape = (4, 6, 6)
+    width, height, mode = mosaic_size(shape)
+    for bits, value in ((8, 0), (4, 255), (4, 0)):
+        picture = BytesIO()
+        Image.new("RGB" if coder == "webp" else mode, (width, height), (value,) * 3
+                  if coder == "webp" else value).save(picture, coder.upper(), lossless=True)
+        latents = c.decode(picture.getvalue(), shape, bits, c.params(bits))
+        top = 2 ** (bits - 1) - 1
+        assert latents.min() >= -top and latents.max() <= top, (bits, value)
+
+
 def test_rans_constant_channels_send_only_their_value(stereo):
     """A channel whose latents are all one value (silence; a flat sky) costs its taps byte and
     the value; the other channels are coded as before, predicted from it; silence is then

@@ -95,4 +95,6 @@ class MosaicCoder(Coder):
         if mode == "L" and picture.ndim == 3:
             picture = picture[..., 0]
         u = from_mosaic(picture, shape)
-        return (u.astype(np.int16) - (1 << (bits - 1))).astype(np.int8)
+        # the latents' range: a lossy WebP's values (or a forged picture's) may fall past it
+        top = (1 << (bits - 1)) - 1
+        return np.clip(u.astype(np.int16) - (1 << (bits - 1)), -top, top).astype(np.int8)
