@@ -94,7 +94,9 @@ def test_a_model_of_small_weights_exports_its_fixed_point_build(tmp_path):
         pytest.skip("no gcc here")
     torch.manual_seed(0)
     codec = build(CodecConfig("image", channels=1, J=2, latent_dim=4, Nd=32)).eval()
-    export_bundle(codec, tmp_path / "small", ("c",), log=lambda s: None)
+    said = []
+    export_bundle(codec, tmp_path / "small", ("c",), log=said.append)
+    assert "its fixed-memory encoder (--fixed): validated" in "\n".join(said)  # each check
     built = _fixed_point_build(validated(tmp_path / "small"), tmp_path / "built")
     gray = as_channels(sample_photo("coffee"), 1)[:50, :70]
     numpy = Encoder(tmp_path / "small", "numpy").latents(gray)

@@ -43,6 +43,17 @@ def test_user_error_is_one_line_not_a_traceback(capsys, tmp_path):
     assert "Traceback" not in err
 
 
+def test_an_input_where_the_bundle_goes_says_so(capsys, tmp_path):
+    """`encode photo.png photo.png -o x` (the bundle left out) said to export a model into
+    photo.png."""
+    (tmp_path / "photo.png").write_bytes(b"not really")
+    assert main(["encode", str(tmp_path / "photo.png"), str(tmp_path / "photo.png"), "-o",
+                 str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "photo.png is a file, not a bundle folder: give the bundle first" in err
+    assert "Traceback" not in err and "--out" not in err.split("give the bundle")[0]
+
+
 def all_parsers():
     from walloc_edge.cli import COMMANDS, build_parser
 

@@ -244,4 +244,9 @@ def _summary(fmt, report):
              f"to torch, max |diff| {report['max_diff']}"]
     lines += [f"    {c['input']:<32} {c['identical']:.4%} identical, max |diff| {c['max_diff']}"
               for c in report["checks"]]
+    lines += [f"  {what}: {report[key]['status']} — {report[key]['identical']:.4%} identical, "
+              f"max |diff| {report[key]['max_diff']}"  # the C program's other encoders
+              for key, what in (("fixed", "its fixed-memory encoder (--fixed)"),
+                                ("fixed_point", "its fixed-point core (--fixed-point)"))
+              if key in report]
     return "\n".join(lines)

@@ -122,6 +122,10 @@ def load_bundle(path: "str | Path") -> Bundle:
     """Read ``path``/encoder.json, checking that it is a bundle this runtime understands."""
     path = Path(path)
     meta_path = path / "encoder.json"
+    if path.is_file():  # an input given where the bundle goes: the bundle left out
+        raise BundleError(f"{path} is a file, not a bundle folder: give the bundle first "
+                          "(a folder walloc-edge export MODEL --out FOLDER made), then the "
+                          "inputs")
     if not meta_path.is_file():
         what = "does not exist" if not path.exists() else "has no encoder.json"
         raise BundleError(f"bundle {path} {what}; export a model into it first (walloc-edge "
