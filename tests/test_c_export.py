@@ -120,6 +120,8 @@ def test_c_refuses_wrong_input(rgb_bundle, tmp_path):
             (["--wlc", raw, "40", "56", "3", "y", "zstd"], 2, "unknown coder zstd"),
             (["--boot", "-1", "--frames", raw, "40", "56", "3", "y"], 2, "--boot needs a number"),
             (["--wlc", raw, "40abc", "56", "3", "y"], 2, "need H, W >= 1"),
+            (["--threads", "2x", "--wlc", raw, "40", "56", "3", "y"], 2, "--threads needs"),
+            (["--rans-tile", raw, "-1", "5", "y"], 2, "--rans-tile needs ROWS, WIDTH >= 1"),
             (["--wlc", raw, "40", "56", "3", "y", "--level", "fast"], 2,
              "(options before the mode)")):
         result = subprocess.run([program, *map(str, argv)], capture_output=True, text=True)
@@ -156,6 +158,11 @@ def test_c_frames_are_served(rgb_bundle, reference_dir, tmp_path, capsys):
     again = tmp_path / "again.frames"
     again.write_bytes(run_c(rgb_bundle, photo[:24], "--frames", options=("--sequence", "1")))
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(again),
+                 "--out", str(out), "--device", "cpu"]) == 1
+    assert "decoded 0, rejected 0" in capsys.readouterr().out
+    cut = tmp_path / "cut.frames"  # a capture cut short: its message never came out
+    cut.write_bytes(run_c(rgb_bundle, photo, "--frames", options=("--sequence", "2"))[:-10])
+    assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", str(cut),
                  "--out", str(out), "--device", "cpu"]) == 1
     assert "decoded 0, rejected 0" in capsys.readouterr().out
     from PIL import Image
@@ -317,8 +324,9 @@ def _fixed_point_build(bundle, tmp_path):
     flags = "-O2 -std=c99 -Wall -Wextra -DWALLOC_FIXED_POINT"
     if platform.machine() == "x86_64" and shutil.which("gcc"):
         flags += " -mgeneral-regs-only"
-    subprocess.run(["make", "-s", "-B", "-C", str(folder / "c"), "CC=gcc", f"CFLAGS={flags}"],
-                   check=True, capture_output=True)
+    built = subprocess.run(["make", "-s", "-B", "-C", str(folder / "c"), "CC=gcc",
+                            f"CFLAGS={flags}"], check=True, capture_output=True, text=True)
+    assert "warning" not in built.stderr, built.stderr  # (firmware builds use -Werror)
     return folder
 
 

@@ -52,6 +52,10 @@ def test_an_input_where_the_bundle_goes_says_so(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "photo.png is a file, not a bundle folder: give the bundle first" in err
     assert "Traceback" not in err and "--out" not in err.split("give the bundle")[0]
+    (tmp_path / "mine.safetensors").write_bytes(b"weights")
+    assert main(["encode", str(tmp_path / "mine.safetensors"), str(tmp_path / "photo.png"),
+                 "-o", str(tmp_path / "x")]) == 2
+    assert "mine.safetensors is a model file, not a bundle: export it" in capsys.readouterr().err
 
 
 def all_parsers():

@@ -271,7 +271,8 @@ def test_serve_refuses_unauthenticated_sensors(bundle, reference_dir, tmp_path, 
                  "intruder", "--backend", "numpy"]) == 0
     out = tmp_path / "received"
     assert main(["serve", str(reference_dir / "rgb_j3_l12.pth"), "--listen", f"file://{link}",
-                 "--out", str(out), "--device", "cpu", "--keys", str(keys)]) == 0
+                 "--out", str(out), "--device", "cpu", "--keys", str(keys)]) == 1  # (the
+    # intruder's messages did not come out: exit 1, a file having no sensor to send again)
     text = capsys.readouterr().out
     assert "decoded 2" in text and "unauthenticated 2" in text, text
     assert len(outputs(out)) == 2

@@ -55,6 +55,45 @@ def test_the_time_estimate_counts_each_tile(rgb_weights_bundle, reference_dir):
     assert 0 < tile_seconds(12, IMAGE) < 0.1
 
 
+def test_a_server_without_a_decoder_budgets_the_entropy_decoding(rgb_weights_bundle):
+    """--no-decode (latents kept, no decoder) had no budget at all: a claim of 65,536 tiny
+    tiles was kept after 22 s. Its cost is the entropy decoding's: each tile's measured
+    time, and the latents with the largest tile's working arrays."""
+    from walloc_edge.server import ServedModel
+
+    served = ServedModel(str(rgb_weights_bundle), decode=False)
+    whole = read_bitstream(forged(rgb_weights_bundle, (256, 256, 3))).header
+    tiny = read_bitstream(forged(rgb_weights_bundle, (256, 256, 3), tile=1)).header
+    (whole_bytes, whole_s), (tiny_bytes, tiny_s) = served.cost(whole), served.cost(tiny)
+    assert served.per_tile > 0 and whole_s == pytest.approx(served.per_tile)
+    assert tiny_s == pytest.approx(tiny.tile_count() * served.per_tile)
+    assert whole_bytes > tiny_bytes >= 12 * 32 * 32  # (the latents, at least)
+
+
+def test_the_tile_estimate_covers_the_dearest_tiles(stereo):
+    """Audio's calibration once timed tiles in the LZMA mode (what level best picks for a
+    small tile, ~7 µs) where a sender's rANS-mode tiles take ~30 times as long: the estimate
+    covers a claim of tiny rANS tiles (measured: the fastest of three decodes)."""
+    from walloc_edge.decoder.cost import tile_seconds
+
+    b = load_bundle(stereo[1])
+    length = 200 * 2 ** b.config["J"]
+    positions = 200 + 2 * b.modality.edge_latents
+    latents = np.random.default_rng(1).integers(-127, 128, (b.config["latent_dim"], positions))
+    blob = write_bitstream(b, latents.astype(np.int8), {"shape": (length, 2), "dtype": "int16"},
+                           tile=1, level="fast")
+    stream = read_bitstream(blob)
+
+    def decoding():
+        start = time.perf_counter()
+        stream.latents()
+        return time.perf_counter() - start
+
+    took = min(decoding() for _ in range(3))
+    assert took <= 2 * stream.header.tile_count() * tile_seconds(b.config["latent_dim"],
+                                                                  b.modality)
+
+
 @pytest.mark.slow  # serve (or a broker, a store) started for it: seconds
 def test_hostile_claims_are_refused_and_a_good_sensor_goes_on(rgb_weights_bundle,
                                                               reference_dir, tmp_path):

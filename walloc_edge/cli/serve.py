@@ -41,8 +41,9 @@ turn, so one sending heavy messages does not hold the others up; --workers N han
 at once (decoding and writing overlap; each is still acknowledged only once written and in
 the ledger, in whatever order they finish). Ctrl-C, SIGTERM (a service manager's stop) or
 SIGHUP stops taking messages, lets those being handled finish, and reports what arrived.
-Reading a file of frames (or stdin) to its end, it exits 1 where a message was not written
-(refused, failed or a collision): nothing will send it again.
+Reading a file of frames (or stdin) to its end, it exits 1 where anything in it did not come
+out (a message refused, not written, a collision or over --rate-limit; a frame corrupted,
+lost, of an older version or unauthenticated): nothing will send it again.
 
 Several servers: on an MQTT shared subscription ($share/GROUP/TOPIC) they split the
 messages; with one object store as --out (s3://BUCKET/PREFIX; the endpoint from
@@ -293,6 +294,8 @@ def run(args):
             release(latents)
     say(handler.summary(handled, rejected, failed, receiver.stats,
                         time.monotonic() - started))
-    # a file of frames (or stdin) read to its end: nothing sends what was not written again
-    return 1 if isinstance(receiver, StreamReceiver) and \
-        rejected + failed + handler.collisions else 0
+    # a file of frames (or stdin) read to its end: nothing sends what did not come out again
+    stats = receiver.stats
+    missed = (rejected + failed + handler.collisions + stats.corrupted + stats.lost +
+              stats.unauthenticated + stats.old_version + stats.rate_limited)
+    return 1 if isinstance(receiver, StreamReceiver) and missed else 0

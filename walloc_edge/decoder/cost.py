@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 
 from ..runtime import Header
-from ..runtime.coders import CODERS
+from ..runtime.coders.rans import RansCoder
 from ..runtime.cpu import cpu_model
 from ..runtime.io import write_atomic
 from ..runtime.modality import IMAGE
 
-__all__ = ["Cost", "Speed", "available_memory", "cached_calibration", "calibrate", "estimate",
-           "tile_seconds"]
+__all__ = ["Cost", "Speed", "available_memory", "cached_calibration", "calibrate",
+           "entropy_cost", "estimate", "tile_seconds"]
 
 SYNTHESIS_COPIES = 6  # a synthesis block's working set, in copies of its input (measured 4.7)
 OUTPUT_COPIES = 3     # the output, its contiguous copy for the file writer, the writer's own
@@ -146,11 +146,13 @@ def calibrate(decoder) -> Speed:
 
 
 def tile_seconds(latent_dim, modality):
-    """Seconds of entropy-decoding one tile of a few latents: rans (of the coders, the one
-    that spends most on a tile) on 64 such tiles, the faster of two rounds."""
-    coder = CODERS["rans"]
+    """Seconds of entropy-decoding one tile of a few latents, the dearest a sender can make
+    it: rANS (of the coders, the one that spends most on a tile) in its rANS mode (a small
+    audio tile at level best may take the LZMA mode, which decodes far faster) over the
+    whole latent range (the widest tables), on 64 such tiles, the faster of two rounds."""
+    coder = RansCoder(level="fast")  # (never the LZMA mode)
     shape = (latent_dim, 2, 2) if modality is IMAGE else (latent_dim, 4)
-    latents = np.random.default_rng(0).integers(-2, 3, shape).astype(np.int8)
+    latents = np.random.default_rng(0).integers(-127, 128, shape).astype(np.int8)
     payload, params = coder.encode(latents, 8), coder.params(8)
 
     def tiles():
@@ -234,6 +236,19 @@ def cached_calibration(decoder) -> Speed:
     except OSError:  # a cache that cannot be written costs a measurement at each start
         pass
     return speed
+
+
+ENTROPY_BYTES_PER_LATENT = 32  # a rans tile's working arrays (int64 buffer, residuals, …)
+
+
+def entropy_cost(header: Header, per_tile: float) -> Cost:
+    """What entropy-decoding every tile of a bitstream with ``header`` takes (a server that
+    keeps latents without decoding them): the latents, the largest tile's working arrays,
+    and ``per_tile`` seconds a tile (``tile_seconds``)."""
+    tile = header.latent_dim * math.prod(min(n, t) for n, t in zip(header.latent_shape[1:],
+                                                                    header.tile))
+    held = math.prod(header.latent_shape) * (2 if header.latent_bits > 8 else 1)
+    return Cost(held + ENTROPY_BYTES_PER_LATENT * tile, per_tile * header.tile_count())
 
 
 def estimate(decoder, header: Header, speed: Speed, tile_spans, synthesis_block) -> Cost:

@@ -52,8 +52,8 @@ def _thresholds(thresholds, scale):
     """ceil(t 2^scale) as int64, clamped: a threshold beyond every y the sums and the bias
     can reach (|y| < 2^62 + 2^61) is counted alike at the bound (a model with small weights
     gets a large scale, and its outermost thresholds would not fit)."""
-    return np.array([min(max(math.ceil(t * 2.0 ** scale), -_INT64 - 1), _INT64)
-                     for t in thresholds], np.int64)
+    return np.array([min(max(math.ceil(t * 2.0 ** scale), -_INT64), _INT64)  # (-2^63 has
+                     for t in thresholds], np.int64)  # no literal in C: it warns)
 
 
 def _image(rows, cols, bias, thresholds):

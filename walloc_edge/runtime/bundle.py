@@ -122,6 +122,9 @@ def load_bundle(path: "str | Path") -> Bundle:
     """Read ``path``/encoder.json, checking that it is a bundle this runtime understands."""
     path = Path(path)
     meta_path = path / "encoder.json"
+    if path.is_file() and path.suffix.lower() in (".pth", ".pt", ".safetensors"):
+        raise BundleError(f"{path} is a model file, not a bundle: export it into one first "
+                          f"(walloc-edge export {path} --out FOLDER, where torch is installed)")
     if path.is_file():  # an input given where the bundle goes: the bundle left out
         raise BundleError(f"{path} is a file, not a bundle folder: give the bundle first "
                           "(a folder walloc-edge export MODEL --out FOLDER made), then the "

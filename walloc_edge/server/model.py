@@ -26,6 +26,7 @@ class ServedModel:
                  decoder_options: "dict | None" = None, threads: "int | None" = None):
         self.name, self.classifier_name = str(model), classifier
         self.decoder, self.classifier, self.threads = None, None, threads
+        self.per_tile = None  # without a decoder: a tile's entropy decoding, in seconds
         options = {**({} if tile is None else {"tile": tile}), **(decoder_options or {}),
                    "threads": threads}
         self.torch_free = Path(model, "encoder.json").is_file()  # a bundle's decoder graph
@@ -84,11 +85,16 @@ class ServedModel:
 
     def cost(self, header: Header) -> "tuple[int, float]":
         """(peak bytes, seconds) that decoding a bitstream of this model with ``header``
-        would take on this machine, from the header alone; (0, 0) without a decoder. A
-        header this decoder cannot decode (shape fields that do not match the model) is
-        refused here."""
+        would take on this machine, from the header alone; without a decoder, what its
+        entropy decoding takes (a claim of many tiny tiles costs seconds). A header this
+        decoder cannot decode (shape fields that do not match the model) is refused here."""
         if self.decoder is None:
-            return 0, 0.0
+            from ..decoder.cost import entropy_cost, tile_seconds
+
+            if self.per_tile is None:  # measured once, at the first message (under a second)
+                self.per_tile = tile_seconds(self.fields[2], self.fields[0])
+            cost = entropy_cost(header, self.per_tile)
+            return cost.bytes, cost.seconds
         try:
             cost = self.decoder.cost(header)
         except ValueError as e:

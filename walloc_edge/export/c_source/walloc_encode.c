@@ -189,6 +189,10 @@ static void write_frames(FILE *f, const uint8_t *message, size_t n, uint64_t sen
 /* --rans-tile: `rows` x `width` latents per channel (audio: rows = 0, width = l). */
 static int rans_tile(const char *in_path, long rows, long width, int level,
                      const char *out_path) {
+    if ((WALLOC_AUDIO ? rows != 0 : rows < 1) || width < 1) {
+        fprintf(stderr, "--rans-tile needs %s >= 1\n", WALLOC_AUDIO ? "L" : "ROWS, WIDTH");
+        return 2;
+    }
     size_t n = (size_t)WALLOC_LATENT_DIM * (rows ? rows : 1) * width;
     FILE *in = fopen(in_path, "rb");
     if (n > sizeof tile || !in || fread(tile, 1, n, in) != n) {
@@ -347,10 +351,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[1], "--level")) {
             if ((level = level_number(argv[2])) < 0) return 2;
         } else if (!strcmp(argv[1], "--threads")) {
-            if ((threads = atoi(argv[2])) < 1) {
-                fprintf(stderr, "--threads needs a number >= 1\n");
+            const long n = count_arg(argv[2]);
+            if (n < 1 || n > 1024) {
+                fprintf(stderr, "--threads needs a number from 1 to 1024\n");
                 return 2;
             }
+            threads = (int)n;
         } else {
             char *end;
             unsigned long long v = strtoull(argv[2], &end, 10);

@@ -45,6 +45,8 @@ from .predictor import (CONTEXTS, FIXED, MAX_EARLIER, PLANAR, Contexts, coeffici
 
 __all__ = ["RansCoder"]
 
+STEP_BLOCK = 256  # steps of the schedule the numpy decoder makes at once (bounded memory)
+
 
 class RansCoder(Coder):
     """``predictor``: "fitted" (chosen per tile as ``level`` says, the default; model
@@ -325,8 +327,9 @@ class _Decoding:
             if t in refresh:
                 model.learn(np.concatenate(seen_tables), np.concatenate(seen_symbols))
                 seen_tables, seen_symbols = [], []
-            inner, valid = layout.step(t)  # each lane's slot within its channel
-            valid &= self.coded_lane
+            if t % STEP_BLOCK == 0:  # each lane's slot within its channel, a block of steps
+                slots, valids = layout.steps_between(t, t + STEP_BLOCK)
+            inner, valid = slots[t % STEP_BLOCK], valids[t % STEP_BLOCK] & self.coded_lane
             idx = np.where(valid, base + inner, layout.size)
             features = self.buffer[self.feature_base + inner]               # (K + 3E, lanes)
             pred = prediction((self.lane_coefs * features).sum(axis=0), clip)

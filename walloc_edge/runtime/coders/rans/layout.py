@@ -103,18 +103,17 @@ class Layout:
         (a sensor's frames are all one size; building them is a fifth of the encoder)."""
         return _schedule(self.shape, self.region)
 
-    def step(self, t):
-        """(slot, valid) of every lane at step ``t``: one row of ``schedule`` (the decoder
-        takes them a step at a time: the whole schedule is steps x lanes, which a header
-        can make large)."""
-        return self._lanes_at(t)[1:]
+    def steps_between(self, t0, t1):
+        """(slot, valid) of every lane at steps t0 .. t1 - 1: rows of ``schedule`` (the
+        decoder takes them a block at a time: the whole schedule is steps x lanes, which a
+        header can make large)."""
+        return self._lanes_at(np.arange(t0, min(t1, self.steps))[:, None])[1:]
 
     def _build_schedule(self):
         return self._lanes_at(np.arange(self.steps)[:, None])
 
     def _lanes_at(self, t):
-        """(position, slot, valid) of every lane at step ``t`` (an int, or a column of
-        steps)."""
+        """(position, slot, valid) of every lane at the steps of the column ``t``."""
         s, w = self.region, self.width
         local = t - self.lane_channel
         if self.audio:
