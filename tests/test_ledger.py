@@ -1,6 +1,8 @@
 """The server's ledger looks its lines up in an index (SQLite) beside the text it appends,
 so that neither a start nor the memory grows with what was written; the text stays the
-record, and the index is made again from it whenever it is not the text's."""
+record, and the index, a copy checked against it, is made again from it whenever it is not
+the text's or is damaged."""
+import os
 import sqlite3
 
 import pytest
@@ -9,63 +11,91 @@ from walloc_edge.server.delivery import Ledger
 
 
 def lines_read(monkeypatch):
-    """The byte ranges of the ledger a Ledger reads lines from (appended to the list)."""
-    ranges, original = [], Ledger._lines
+    """The byte ranges of the ledger a Ledger indexes lines from (appended to the list)."""
+    ranges, original = [], Ledger._records
 
-    def counted(self, begin, end):
+    def counted(self, begin, end, hasher=None):
         ranges.append((begin, end))
-        return original(self, begin, end)
+        return original(self, begin, end, hasher)
 
-    monkeypatch.setattr(Ledger, "_lines", counted)
+    monkeypatch.setattr(Ledger, "_records", counted)
     return ranges
+
+
+def written(path, n, start=0):
+    ledger = Ledger(path)
+    for k in range(start, start + n):
+        ledger.record(f"aaaa-1-{k}", f"{k}.png", f"d{k}", "n1")
+    ledger.close()
 
 
 def test_a_start_reads_only_the_lines_added_since(tmp_path, monkeypatch):
     path = tmp_path / "ledger.txt"
-    ledger = Ledger(path)
-    for n in range(100):
-        ledger.record(f"aaaa-1-{n}", f"{n}.png", f"d{n}", "n1")
-    ledger.close()
+    written(path, 100)
+    line = "aaaa-1-100 100.png digest=d100 nonce=n1\n"
     with open(path, "a") as f:  # a server that kept no index (an older walloc-edge)
-        f.write("aaaa-1-100 100.png digest=d100 nonce=n1\n")
+        f.write(line)
     ranges = lines_read(monkeypatch)
     again = Ledger(path)
     size = path.stat().st_size
-    assert ranges == [(size - len("aaaa-1-100 100.png digest=d100 nonce=n1\n"), size)]
-    assert all(f"aaaa-1-{n}" in again for n in range(101)) and "aaaa-1-101" not in again
-    assert again.collision("aaaa-1-5", "other", "n1") and again.collision("aaaa-1-5", "d5",
-                                                                          "n1") is None
+    assert ranges == [(size - len(line), size)]
+    assert all(f"aaaa-1-{k}" in again for k in range(101)) and "aaaa-1-101" not in again
+    assert again.collision("aaaa-1-5", "other", "n1")
+    assert again.collision("aaaa-1-5", "d5", "n1") is None
     again.close()
     ranges.clear()
     Ledger(path).close()
-    assert ranges == [(size, size)]  # nothing new: nothing read
+    assert ranges == []  # nothing new: nothing read
 
 
-def test_a_replaced_ledger_is_indexed_anew(tmp_path, monkeypatch):
-    """A ledger restored from a backup (or another server's copied in) is not the text the
-    index read: its keys, and none of the old ones, are known."""
+@pytest.mark.parametrize("change", ["restored", "edited in place"])
+def test_a_ledger_not_the_one_indexed_is_indexed_anew(tmp_path, monkeypatch, change):
+    """A ledger restored from a backup (longer than the one indexed), or one edited without
+    changing its length: its keys, and none that it lacks, are known."""
     path = tmp_path / "ledger.txt"
-    ledger = Ledger(path)
-    ledger.record("aaaa-1-1", "x.png", "d1")
-    ledger.close()
-    path.write_text("bbbb-1-1 y.png digest=d2\nbbbb-1-2 z.png digest=d3\n")  # longer
+    written(path, 3)
+    text = path.read_text()
+    if change == "restored":
+        path.write_text(text.replace("aaaa-1-1 ", "bbbb-1-1 ") + "cccc-1-1 x.png digest=d\n")
+    else:
+        path.write_text(text.replace("aaaa-1-1 ", "bbbb-1-1 "))
     ranges = lines_read(monkeypatch)
     again = Ledger(path)
     assert ranges == [(0, path.stat().st_size)]
-    assert "bbbb-1-1" in again and "bbbb-1-2" in again and "aaaa-1-1" not in again
+    assert "bbbb-1-1" in again and "aaaa-1-1" not in again and "aaaa-1-2" in again
     again.close()
 
 
-def test_a_damaged_index_is_made_again(tmp_path):
+def test_an_index_missing_rows_of_its_text_is_made_again(tmp_path):
+    """An index whose rows and whose note of what it read are of two moments (a main file
+    and a -wal copied at different times): lines sampled from the text are not all in it."""
     path = tmp_path / "ledger.txt"
-    ledger = Ledger(path)
-    ledger.record("aaaa-1-1", "x.png", "d1")
-    ledger.close()
-    (tmp_path / "ledger.txt.index").write_bytes(b"not a database" * 100)
+    written(path, 2000)
+    index = sqlite3.connect(tmp_path / "ledger.txt.index")
+    index.execute("DELETE FROM messages WHERE rowid % 3 = 0")
+    index.commit()
+    index.close()
     again = Ledger(path)
-    assert "aaaa-1-1" in again
+    assert all(f"aaaa-1-{k}" in again for k in range(2000))
     again.close()
-    assert (tmp_path / "ledger.txt.index").read_bytes().startswith(b"SQLite format 3")
+
+
+@pytest.mark.parametrize("where", ["header", "pages"])
+def test_a_damaged_index_is_made_again(tmp_path, where):
+    """Damage where SQLite looks at opening (its header), or in pages it reads only when
+    asked for a key (lookups failed, so those messages were never acknowledged)."""
+    path = tmp_path / "ledger.txt"
+    written(path, 3000)
+    index = tmp_path / "ledger.txt.index"
+    data = bytearray(index.read_bytes())
+    at = 0 if where == "header" else len(data) // 2
+    data[at:at + 8192] = os.urandom(8192)
+    index.write_bytes(bytes(data))
+    again = Ledger(path)
+    assert all(f"aaaa-1-{k}" in again for k in range(3000))
+    again.record("aaaa-1-3000", "x.png", "d", "n1")
+    again.close()
+    assert "aaaa-1-3000" in Ledger(path)
 
 
 def test_an_index_that_cannot_be_kept_on_disk_is_kept_in_memory(tmp_path):
@@ -80,27 +110,26 @@ def test_an_index_that_cannot_be_kept_on_disk_is_kept_in_memory(tmp_path):
     assert path.read_text().splitlines()[1].startswith("aaaa-1-2 y.png")
 
 
-def test_a_line_the_index_missed_is_known_and_indexed_later(tmp_path, monkeypatch):
+def test_lines_the_index_could_not_take_are_known_and_taken_later(tmp_path, monkeypatch):
     """The index failing (a full disk) after the line is synced: the line is the record;
-    the key is known at once and indexed with the next line."""
+    its key is known at once and indexed with a later batch."""
     path = tmp_path / "ledger.txt"
+    monkeypatch.setattr(Ledger, "FLUSH_LINES", 1)  # a batch a line
     ledger = Ledger(path)
     ledger.record("aaaa-1-1", "x.png", "d1", "n1")
-    original, failing = Ledger._mark, [True]
+    original = Ledger._index_tail
 
-    def mark(self, index, read):
-        if failing.pop() if failing else False:
-            raise sqlite3.OperationalError("database or disk is full")
-        return original(self, index, read)
+    def full(self, index):
+        raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(Ledger, "_mark", mark)
+    monkeypatch.setattr(Ledger, "_index_tail", full)
     ledger.record("bbbb-1-1", "y.png", "d2", "n2")
     assert "bbbb-1-1" in ledger and ledger.pending
     assert "boot number" in ledger.collision("bbbb-1-9", "d9", "n3")
+    monkeypatch.setattr(Ledger, "_index_tail", original)
     ledger.record("cccc-1-1", "z.png", "d3")
     assert not ledger.pending
     ledger.close()
-    monkeypatch.setattr(Ledger, "_mark", original)
     again = Ledger(path)
     assert all(k in again for k in ("aaaa-1-1", "bbbb-1-1", "cccc-1-1"))
     assert again.collision("bbbb-1-1", "d2", "n2") is None

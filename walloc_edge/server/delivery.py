@@ -11,9 +11,11 @@ import hashlib
 import itertools
 import json
 import os
+import random
 import re
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from ..firmware_bridge.delivery.identity import sensor_number
@@ -105,54 +107,43 @@ class Ledger(KnownMessages):
     under the same key (see :meth:`collision`).
 
     The lines are looked up in an index beside the file (``ledger.txt.index``, SQLite), so
-    that neither a server's start nor its memory grows with the messages it has written: a
-    start indexes only the lines added since the index last saw the file (none, after this
-    server; all, the first time, or after a server that kept no index). The text stays the
-    record: the index says how far into it it has read and what the bytes before that point
-    end with, and is made again from the text where they differ (a file replaced or
-    restored) or where it cannot be read; it is not synced at each line (a crash loses
-    at most its last lines, which the next start reads again). Where no index can be kept
-    on the disk (a file system SQLite cannot lock), it is kept in memory."""
+    that neither a server's start nor its memory grows with the messages it has written.
+    The text stays the record, the index a copy checked against it: it notes how far into
+    the text it has read and a hash of those bytes, and a start indexes only the lines
+    added since (an older server's included) once the hash and lines sampled from the text
+    agree with it; where they do not (a ledger restored or copied, an index from another
+    moment than its text) or where SQLite finds it damaged, even in the middle of a run, it
+    is made again from the text. New lines go to the index in batches, not synced (a crash
+    loses at most those, which the next start reads again); until then they are looked up
+    in memory. Where no index can be kept on the disk (a file system SQLite cannot lock, a
+    disk too full to make one), it is kept in memory for the run."""
 
-    TAIL = 64  # bytes before the indexed point that the index keeps, to know its file again
+    FLUSH_LINES, FLUSH_SECONDS = 256, 1.0  # a batch of lines into the index
+    SAMPLES = 64  # lines of the text looked up in the index at a start
 
     def __init__(self, path):
         self.path = Path(path)
         self.lock = threading.Lock()  # serve's workers record at once
-        self.pending = {}  # key -> (digest, nonce) of lines written, not yet indexed
+        self.pending = {}  # key -> (digest, nonce) of lines in the text, not yet indexed
+        self.pending_boots = {}  # boot -> the nonce of its first start among them
+        self.flushed = time.monotonic()
         self.file = open(self.path, "ab+", buffering=0)  # a failed line leaves nothing behind
         self._drop_a_cut_line()
         self.index_path = self.path.with_name(self.path.name + ".index")
-        try:
-            self.index = self._open_index(self.index_path)
-        except sqlite3.Error:  # damaged: made again; unusable here: in memory
-            try:
-                for suffix in ("", "-wal", "-shm", "-journal"):
-                    Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
-                self.index = self._open_index(self.index_path)
-            except (OSError, sqlite3.Error):
-                self.index = self._open_index(":memory:")
+        self.index = self._open_index()
 
-    def _open_index(self, where):
-        index = sqlite3.connect(str(where), check_same_thread=False, isolation_level=None)
-        try:
-            index.execute("PRAGMA journal_mode=WAL")
-            index.execute("PRAGMA synchronous=NORMAL")  # never damaged; the text is the record
-            index.executescript("""
-                CREATE TABLE IF NOT EXISTS messages (key TEXT PRIMARY KEY, digest TEXT,
-                                                     nonce TEXT);
-                CREATE TABLE IF NOT EXISTS boots (boot TEXT PRIMARY KEY, nonce TEXT);
-                CREATE TABLE IF NOT EXISTS file (read INTEGER, tail BLOB);""")
-            self._catch_up(index)
-        except BaseException:
-            index.close()
-            raise
-        return index
+    # --- the text ---------------------------------------------------------------------
+
+    def _bytes(self, begin, end):
+        return os.pread(self.file.fileno(), end - begin, begin) if end > begin else b""
+
+    def _size(self):
+        return os.fstat(self.file.fileno()).st_size
 
     def _drop_a_cut_line(self):
         """Take off a last line a full disk or a crash cut short (in bytes: a damaged byte
         is one byte), reading back from the end only as far as its start."""
-        size = os.fstat(self.file.fileno()).st_size
+        size = self._size()
         if not size or self._bytes(size - 1, size) == b"\n":
             return
         end = size
@@ -165,65 +156,157 @@ class Ledger(KnownMessages):
             end -= len(chunk)
         os.ftruncate(self.file.fileno(), 0)  # no line ends: nothing of it is believed
 
-    def _lines(self, begin, end):
-        """The lines of the file's bytes [begin, end) (whole lines), a chunk at a time."""
+    def _records(self, begin, end, hasher=None):
+        """(key, digest, nonce) of each line in the file's bytes [begin, end) (whole
+        lines), a chunk at a time; ``hasher`` takes the bytes as they are read."""
         rest = b""
         for at in range(begin, end, CHUNK):
-            rest += self._bytes(at, min(end, at + CHUNK))
-            *lines, rest = rest.split(b"\n")
-            yield from (line.decode(errors="replace") for line in lines)
+            chunk = self._bytes(at, min(end, at + CHUNK))
+            if hasher is not None:
+                hasher.update(chunk)
+            *lines, rest = (rest + chunk).split(b"\n")
+            for line in lines:
+                if (record := _parsed(line)) is not None:
+                    yield record
 
-    def _catch_up(self, index):
-        """Index the lines the index has not read (all of them where it does not know the
-        file as it is)."""
-        known = index.execute("SELECT read, tail FROM file").fetchone()
-        read, tail = known or (0, b"")
-        size = os.fstat(self.file.fileno()).st_size
-        if read > size or self._bytes(max(0, read - self.TAIL), read) != tail:
-            index.executescript("DELETE FROM messages; DELETE FROM boots; DELETE FROM file;")
-            read = 0
-        records = self._records(read, size)
-        with index:  # one transaction: all of the tail or none of it
+    def _hash(self, end):
+        """A hasher over the file's bytes [0, end)."""
+        hasher = hashlib.blake2b(digest_size=16)
+        for at in range(0, end, CHUNK):
+            hasher.update(self._bytes(at, min(end, at + CHUNK)))
+        return hasher
+
+    # --- the index --------------------------------------------------------------------
+
+    def _open_index(self):
+        """The index on disk, checked against the text (made again where it is not the
+        text's or is damaged); in memory where the disk cannot hold one."""
+        try:
+            return self._connect(self.index_path)
+        except sqlite3.OperationalError:  # locked past the timeout, a full disk: not damage
+            pass
+        except sqlite3.DatabaseError:  # damaged: made again
+            try:
+                self._remove_index()
+                return self._connect(self.index_path)
+            except (OSError, sqlite3.Error):
+                pass
+        except OSError:
+            pass
+        return self._connect(":memory:")
+
+    def _remove_index(self):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
+
+    def _connect(self, where):
+        index = sqlite3.connect(str(where), check_same_thread=False, isolation_level=None,
+                                timeout=10)
+        try:
+            index.execute("PRAGMA journal_mode=WAL")
+            index.execute("PRAGMA synchronous=NORMAL")  # never damaged; the text is the record
+            index.execute(f"PRAGMA journal_size_limit={4 << 20}")  # the -wal's size after use
+            index.executescript("""
+                CREATE TABLE IF NOT EXISTS messages (key TEXT PRIMARY KEY, digest TEXT,
+                                                     nonce TEXT);
+                CREATE TABLE IF NOT EXISTS boots (boot TEXT PRIMARY KEY, nonce TEXT);
+                CREATE TABLE IF NOT EXISTS file (read INTEGER, hash TEXT);""")
+            self.read, self.hasher = 0, self._hash(0)
+            known = index.execute("SELECT read, hash FROM file").fetchone()
+            if known and known[0] <= self._size():
+                hasher = self._hash(known[0])
+                if hasher.hexdigest() == known[1] and self._samples_agree(index, known[0]):
+                    self.read, self.hasher = known[0], hasher
+            if not self.read:
+                index.executescript("DELETE FROM messages; DELETE FROM boots; "
+                                    "DELETE FROM file;")
+            self._index_tail(index)
+        except BaseException:
+            index.close()
+            raise
+        return index
+
+    def _samples_agree(self, index, read):
+        """Whether the keys of SAMPLES lines of the text's first ``read`` bytes, taken at
+        random, are all in the index (an index of another moment than its text misses
+        some)."""
+        for _ in range(self.SAMPLES if read else 0):
+            at = random.randrange(read)
+            chunk = self._bytes(at, min(read, at + 4096))
+            start = chunk.find(b"\n") + 1  # the next line after a random byte
+            end = chunk.find(b"\n", start)
+            record = _parsed(chunk[start:end]) if start and end > 0 else None
+            if record is not None and index.execute(
+                    "SELECT 1 FROM messages WHERE key = ?", (record[0],)).fetchone() is None:
+                return False
+        return True
+
+    def _index_tail(self, index):
+        """Index the text's lines after what the index has read, in one transaction."""
+        size = self._size()
+        if size == self.read:
+            return
+        hasher = self.hasher.copy()
+        records = self._records(self.read, size, hasher)
+        with index:  # all of the tail or none of it
             index.execute("BEGIN")
             while batch := list(itertools.islice(records, 10000)):
-                self._index(index, batch)
-            self._mark(index, size)
+                index.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", batch)
+                index.executemany("INSERT OR IGNORE INTO boots VALUES (?, ?)",
+                                  [(boot_of(k), n) for k, _, n in batch if n])
+            index.execute("DELETE FROM file")
+            index.execute("INSERT INTO file VALUES (?, ?)", (size, hasher.hexdigest()))
+        self.read, self.hasher = size, hasher
 
-    def _records(self, begin, end):
-        """(key, digest, nonce) of each line in the file's bytes [begin, end)."""
-        for line in self._lines(begin, end):
-            fields = line.split()
-            if fields:
-                known = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
-                yield fields[0], known.get("digest"), known.get("nonce")
+    def _flush(self):
+        """The pending lines into the index (lock held); where that fails (a full disk),
+        they stay pending: the text has them, and the next flush takes them."""
+        self.flushed = time.monotonic()
+        try:
+            try:
+                self._index_tail(self.index)
+            except sqlite3.DatabaseError as e:
+                if isinstance(e, sqlite3.OperationalError):
+                    raise
+                self._make_again()  # (which indexes the whole text)
+        except Exception:  # noqa: BLE001 - the line is synced; an index is a copy of it
+            return
+        self.pending.clear()
+        self.pending_boots.clear()
 
-    def _bytes(self, begin, end):
-        return os.pread(self.file.fileno(), end - begin, begin) if end > begin else b""
+    def _make_again(self):
+        """An index SQLite finds damaged in the middle of a run: made again from the text
+        (lock held)."""
+        self.index.close()
+        if self.index_path.exists():
+            try:
+                self._remove_index()
+            except OSError:
+                pass
+        self.index = self._open_index()
+        self.pending.clear()
+        self.pending_boots.clear()
 
-    @staticmethod
-    def _index(index, records):
-        """Index (key, digest, nonce) records, in the ledger's order: a key's last line
-        holds, and the first start seen under a boot keeps it."""
-        index.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", records)
-        index.executemany("INSERT OR IGNORE INTO boots VALUES (?, ?)",
-                          [(boot_of(key), nonce) for key, _, nonce in records if nonce])
+    def _query(self, sql, args):
+        try:
+            return self.index.execute(sql, args).fetchone()
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError):
+                raise
+            self._make_again()
+            return self.index.execute(sql, args).fetchone()
 
-    def _mark(self, index, read):
-        index.execute("DELETE FROM file")
-        index.execute("INSERT INTO file VALUES (?, ?)",
-                      (read, self._bytes(max(0, read - self.TAIL), read)))
+    # --- what the server asks ---------------------------------------------------------
 
     def kept(self, key):
         with self.lock:
-            return self.pending.get(key) or self.index.execute(
-                "SELECT digest, nonce FROM messages WHERE key = ?", (key,)).fetchone()
+            return self.pending.get(key) or self._query(
+                "SELECT digest, nonce FROM messages WHERE key = ?", (key,))
 
     def boot_nonce(self, boot):
         with self.lock:
-            row = self.index.execute("SELECT nonce FROM boots WHERE boot = ?",
-                                     (boot,)).fetchone()
-            later = [n for k, (_, n) in self.pending.items() if n and boot_of(k) == boot]
-        return row[0] if row else (later[0] if later else None)
+            row = self._query("SELECT nonce FROM boots WHERE boot = ?", (boot,))
+            return row[0] if row else self.pending_boots.get(boot)
 
     def record(self, key, output="", digest=None, nonce=None):
         line = " ".join([key, output] + [f"{name}={value}" for name, value in
@@ -241,22 +324,27 @@ class Ledger(KnownMessages):
                 except OSError:
                     pass
                 raise
-            try:
-                if self.pending:  # the lines the index missed, this one with them
-                    self._catch_up(self.index)
-                    self.pending.clear()
-                else:
-                    with self.index:
-                        self.index.execute("BEGIN")
-                        self._index(self.index, [(key, digest, nonce)])
-                        self._mark(self.index, at + len(data))
-            except sqlite3.Error:  # (a full disk): the line is the record; indexed later
-                self.pending[key] = (digest, nonce)
+            self.pending[key] = (digest, nonce)
+            if nonce is not None:
+                self.pending_boots.setdefault(boot_of(key), nonce)
+            if len(self.pending) >= self.FLUSH_LINES or \
+                    time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
+                self._flush()
 
     def close(self):
         with self.lock:
+            self._flush()
             self.index.close()
         self.file.close()
+
+
+def _parsed(line):
+    """(key, digest, nonce) of a ledger line (bytes), or None for a blank one."""
+    fields = line.decode(errors="replace").split()
+    if not fields:
+        return None
+    known = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+    return fields[0], known.get("digest"), known.get("nonce")
 
 
 def read_keys(path):
