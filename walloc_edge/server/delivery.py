@@ -107,16 +107,21 @@ class Ledger(KnownMessages):
     under the same key (see :meth:`collision`).
 
     The lines are looked up in an index beside the file (``ledger.txt.index``, SQLite), so
-    that neither a server's start nor its memory grows with the messages it has written.
+    that a server's memory does not grow with the messages it has written, and its start
+    reads the text once to hash it (0.2 s a million messages) instead of holding it all.
     The text stays the record, the index a copy checked against it: it notes how far into
-    the text it has read and a hash of those bytes, and a start indexes only the lines
-    added since (an older server's included) once the hash and lines sampled from the text
-    agree with it; where they do not (a ledger restored or copied, an index from another
-    moment than its text) or where SQLite finds it damaged, even in the middle of a run, it
-    is made again from the text. New lines go to the index in batches, not synced (a crash
-    loses at most those, which the next start reads again); until then they are looked up
-    in memory. Where no index can be kept on the disk (a file system SQLite cannot lock, a
-    disk too full to make one), it is kept in memory for the run."""
+    the text it has read, a hash of those bytes and how many keys it holds, and a start
+    indexes only the lines added since (an older server's included) once the hash, the
+    count of its rows and 64 lines sampled from the text agree with it; where they do not
+    (a ledger restored or copied, an index some of whose rows are gone or whose files are
+    of two moments) or where SQLite finds it damaged, even in the middle of a run, it is
+    made again from the text. New lines go to the index in batches, not synced (a crash
+    loses at most those, which the next start reads again); until then, and while it cannot
+    take them (tried again after a pause, doubling to a minute), they are looked up in
+    memory. Where no index can be kept on the disk (a file system SQLite cannot lock, a
+    disk too full, an unwritable file), it is kept in memory for the run. Damage that
+    SQLite cannot see (a byte of a key changed in a page) is not found: an index is a
+    cache of the text, and deleting its files has it made again."""
 
     FLUSH_LINES, FLUSH_SECONDS = 256, 1.0  # a batch of lines into the index
     SAMPLES = 64  # lines of the text looked up in the index at a start
@@ -126,7 +131,7 @@ class Ledger(KnownMessages):
         self.lock = threading.Lock()  # serve's workers record at once
         self.pending = {}  # key -> (digest, nonce) of lines in the text, not yet indexed
         self.pending_boots = {}  # boot -> the nonce of its first start among them
-        self.flushed = time.monotonic()
+        self.flushed, self.backoff = time.monotonic(), 0.0  # the last flush; after a failed one
         self.file = open(self.path, "ab+", buffering=0)  # a failed line leaves nothing behind
         self._drop_a_cut_line()
         self.index_path = self.path.with_name(self.path.name + ".index")
@@ -183,10 +188,10 @@ class Ledger(KnownMessages):
         text's or is damaged); in memory where the disk cannot hold one."""
         try:
             return self._connect(self.index_path)
-        except sqlite3.OperationalError:  # locked past the timeout, a full disk: not damage
-            pass
-        except sqlite3.DatabaseError:  # damaged: made again
-            try:
+        except sqlite3.DatabaseError as e:
+            if not _damaged(e):  # locked past the timeout, a full disk, unwritable: in memory
+                return self._connect(":memory:")
+            try:  # damaged: made again
                 self._remove_index()
                 return self._connect(self.index_path)
             except (OSError, sqlite3.Error):
@@ -201,7 +206,7 @@ class Ledger(KnownMessages):
 
     def _connect(self, where):
         index = sqlite3.connect(str(where), check_same_thread=False, isolation_level=None,
-                                timeout=10)
+                                timeout=1)  # (waited for under the ledger's lock)
         try:
             index.execute("PRAGMA journal_mode=WAL")
             index.execute("PRAGMA synchronous=NORMAL")  # never damaged; the text is the record
@@ -210,17 +215,20 @@ class Ledger(KnownMessages):
                 CREATE TABLE IF NOT EXISTS messages (key TEXT PRIMARY KEY, digest TEXT,
                                                      nonce TEXT);
                 CREATE TABLE IF NOT EXISTS boots (boot TEXT PRIMARY KEY, nonce TEXT);
-                CREATE TABLE IF NOT EXISTS file (read INTEGER, hash TEXT);""")
-            self.read, self.hasher = 0, self._hash(0)
-            known = index.execute("SELECT read, hash FROM file").fetchone()
-            if known and known[0] <= self._size():
+                CREATE TABLE IF NOT EXISTS file (read INTEGER, hash TEXT, rows INTEGER);""")
+            self.read, self.hasher, self.rows = 0, self._hash(0), 0
+            known = index.execute("SELECT * FROM file").fetchone()  # (read, hash, rows)
+            if known and len(known) == 3 and known[0] <= self._size():
                 hasher = self._hash(known[0])
-                if hasher.hexdigest() == known[1] and self._samples_agree(index, known[0]):
-                    self.read, self.hasher = known[0], hasher
+                if hasher.hexdigest() == known[1] and index.execute(
+                        "SELECT count(*) FROM messages").fetchone()[0] == known[2] and \
+                        self._samples_agree(index, known[0]):
+                    self.read, self.hasher, self.rows = known[0], hasher, known[2]
             if not self.read:
-                index.executescript("DELETE FROM messages; DELETE FROM boots; "
-                                    "DELETE FROM file;")
-            self._index_tail(index)
+                index.executescript("DROP TABLE IF EXISTS file; DELETE FROM messages; "
+                                    "DELETE FROM boots; CREATE TABLE file (read INTEGER, "
+                                    "hash TEXT, rows INTEGER);")
+            self._index_tail(index, always=True)  # (a write: an index it cannot write fails)
         except BaseException:
             index.close()
             raise
@@ -241,22 +249,29 @@ class Ledger(KnownMessages):
                 return False
         return True
 
-    def _index_tail(self, index):
-        """Index the text's lines after what the index has read, in one transaction."""
+    def _index_tail(self, index, always=False):
+        """Index the text's lines after what the index has read, in one transaction, and
+        note how far it has read, the hash of that, and how many keys it holds (counted as
+        they come: a start counts the rows, and an index some of whose rows are gone, or
+        whose files are of two moments, holds another number)."""
         size = self._size()
-        if size == self.read:
+        if size == self.read and not always:
             return
-        hasher = self.hasher.copy()
+        hasher, rows = self.hasher.copy(), self.rows
         records = self._records(self.read, size, hasher)
         with index:  # all of the tail or none of it
             index.execute("BEGIN")
             while batch := list(itertools.islice(records, 10000)):
-                index.executemany("INSERT OR REPLACE INTO messages VALUES (?, ?, ?)", batch)
+                before = index.total_changes
+                index.executemany("INSERT OR IGNORE INTO messages VALUES (?, ?, ?)", batch)
+                rows += index.total_changes - before  # (the keys new to it)
+                index.executemany("UPDATE messages SET digest = ?, nonce = ? WHERE key = ?",
+                                  [(d, n, k) for k, d, n in batch])  # a key's last line holds
                 index.executemany("INSERT OR IGNORE INTO boots VALUES (?, ?)",
                                   [(boot_of(k), n) for k, _, n in batch if n])
             index.execute("DELETE FROM file")
-            index.execute("INSERT INTO file VALUES (?, ?)", (size, hasher.hexdigest()))
-        self.read, self.hasher = size, hasher
+            index.execute("INSERT INTO file VALUES (?, ?, ?)", (size, hasher.hexdigest(), rows))
+        self.read, self.hasher, self.rows = size, hasher, rows
 
     def _flush(self):
         """The pending lines into the index (lock held); where that fails (a full disk),
@@ -266,11 +281,14 @@ class Ledger(KnownMessages):
             try:
                 self._index_tail(self.index)
             except sqlite3.DatabaseError as e:
-                if isinstance(e, sqlite3.OperationalError):
+                if not _damaged(e):
                     raise
                 self._make_again()  # (which indexes the whole text)
         except Exception:  # noqa: BLE001 - the line is synced; an index is a copy of it
+            self.backoff = min(60.0, 2 * self.backoff or 1.0)  # tried again later, not at
+            self.flushed += self.backoff  # each record (a disk that stays full)
             return
+        self.backoff = 0.0
         self.pending.clear()
         self.pending_boots.clear()
 
@@ -291,7 +309,7 @@ class Ledger(KnownMessages):
         try:
             return self.index.execute(sql, args).fetchone()
         except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError):
+            if not _damaged(e):
                 raise
             self._make_again()
             return self.index.execute(sql, args).fetchone()
@@ -327,8 +345,9 @@ class Ledger(KnownMessages):
             self.pending[key] = (digest, nonce)
             if nonce is not None:
                 self.pending_boots.setdefault(boot_of(key), nonce)
-            if len(self.pending) >= self.FLUSH_LINES or \
-                    time.monotonic() - self.flushed >= self.FLUSH_SECONDS:
+            since = time.monotonic() - self.flushed
+            if since >= 0 and (len(self.pending) >= self.FLUSH_LINES or
+                               since >= self.FLUSH_SECONDS):
                 self._flush()
 
     def close(self):
@@ -336,6 +355,13 @@ class Ledger(KnownMessages):
             self._flush()
             self.index.close()
         self.file.close()
+
+
+def _damaged(error):
+    """Whether an sqlite3 error says the index is damaged (made again from the text), not
+    that it is busy or its disk full (tried again later): a value that does not decode is
+    damage, though raised as an OperationalError."""
+    return not isinstance(error, sqlite3.OperationalError) or "decode" in str(error)
 
 
 def _parsed(line):
