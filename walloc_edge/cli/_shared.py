@@ -387,6 +387,8 @@ def check_format(fmt, decoder):
     if fmt in ("png", "tiff") and decoder.channels not in (1, 3):
         raise ValueError(f"--format {fmt}: this model's images have {decoder.channels} bands; "
                          "write them as npy")
-    if fmt == "flac" and decoder.channels > 8:
+    from ..runtime.io import FLAC_MAX_CHANNELS
+
+    if fmt == "flac" and decoder.channels > FLAC_MAX_CHANNELS:
         raise ValueError(f"--format flac: this model's audio has {decoder.channels} channels, "
-                         "FLAC 8 at most; write it as wav")
+                         f"FLAC {FLAC_MAX_CHANNELS} at most; write it as wav")

@@ -67,13 +67,17 @@ class DecoderBase:
                              f"use at least {3 * overlap + 1}")
         self.tile, self.overlap = tile, overlap
 
+    @property
+    def model_fields(self):
+        """What a bitstream of this model says of it beside its id (``Header.model_fields``)."""
+        return self.modality, self.channels, self.latent_dim, self.J, self.latent_bits
+
     def check(self, header: Header) -> None:
         if header.model_id != self.model_id:
             raise ModelMismatchError(
                 f"this bitstream was made by model {header.model_id}, this decoder is model "
                 f"{self.model_id}: decode it with the model that encoded it")
-        if header.model_fields != (self.modality, self.channels, self.latent_dim, self.J,
-                                   self.latent_bits):
+        if header.model_fields != self.model_fields:
             raise BitstreamError("the bitstream's shape fields do not match its model id")
 
     def calibrate(self) -> None:

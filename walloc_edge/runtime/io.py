@@ -327,13 +327,16 @@ def signal_path(header, stem, fmt=None):
     return stem.with_name(stem.name + "." + fmt)
 
 
+FLAC_MAX_CHANNELS = 8  # what a FLAC stream holds
+
+
 def flac_cannot_hold(header):
     """What of the audio of ``header`` a FLAC file cannot hold (libsndfile refuses it, and
     the format's frame headers cannot say it): more than 8 channels, or a sample rate over
     65,535 Hz that is not a multiple of 10 up to 655,350; None where it can."""
     rate = header.sample_rate or 44100  # (what _write writes for an unknown rate)
-    if header.channels > 8:
-        return f"{header.channels} channels (8 at most)"
+    if header.channels > FLAC_MAX_CHANNELS:
+        return f"{header.channels} channels ({FLAC_MAX_CHANNELS} at most)"
     if rate > 65535 and (rate > 655350 or rate % 10):
         return f"a sample rate of {rate:,} Hz"
     return None

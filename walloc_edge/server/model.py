@@ -44,9 +44,7 @@ class ServedModel:
 
             cached_calibration(self.decoder)
         if self.decoder is not None:
-            d = self.decoder
-            self.model_id = d.model_id
-            self.fields = (d.modality, d.channels, d.latent_dim, d.J, d.latent_bits)
+            self.model_id, self.fields = self.decoder.model_id, self.decoder.model_fields
         elif Path(model, "encoder.json").is_file():  # a bundle: no torch needed
             from ..runtime import load_bundle
 
